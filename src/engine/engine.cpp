@@ -1,0 +1,21 @@
+#include "engine/engine.h"
+
+namespace switchyard::engine {
+
+double ScoreResult::total_logprob() const {
+    double sum = 0.0;
+    for (const auto & t : tokens) sum += t.logprob;
+    return sum;
+}
+
+const char * to_string(FinishReason reason) {
+    switch (reason) {
+        case FinishReason::length: return "length";
+        case FinishReason::stop: return "stop";
+        case FinishReason::eos: return "eos";
+        case FinishReason::cancelled: return "cancelled";
+    }
+    return "unknown";
+}
+
+}  // namespace switchyard::engine

@@ -1,0 +1,103 @@
+// Engine: the one interface every module uses to tokenize, score and generate with a model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace switchyard::engine {
+
+using Token = std::int32_t;
+
+struct TopToken {
+    Token token;
+    float logprob;
+};
+
+// Log-probability of one continuation token, with the most likely alternatives at its position.
+struct TokenLogprob {
+    Token token;
+    float logprob;
+    std::vector<TopToken> top;  // best first; empty unless top_k > 0
+};
+
+// Score `continuation` given `context`. The context must hold at least one token (normally BOS
+// plus the prompt): the first continuation token is predicted from its last position.
+struct ScoreRequest {
+    std::vector<Token> context;
+    std::vector<Token> continuation;
+};
+
+struct ScoreResult {
+    std::vector<TokenLogprob> tokens;  // one per continuation token
+
+    double total_logprob() const;
+};
+
+struct SamplingParams {
+    float temperature = 0.8f;  // <= 0 means greedy (always the most likely token)
+    int top_k = 40;            // <= 0 disables
+    float top_p = 0.95f;       // >= 1 disables
+    float min_p = 0.05f;       // <= 0 disables
+    std::uint32_t seed = 0xFFFFFFFF;  // 0xFFFFFFFF picks a random seed
+};
+
+struct GenerateRequest {
+    std::string prompt;  // tokenized with the model's BOS rules
+    int max_tokens = 128;
+    SamplingParams sampling;
+    std::vector<std::string> stop;  // generation ends before the first occurrence of any of these
+};
+
+enum class FinishReason {
+    length,    // max_tokens reached, or the context is full
+    stop,      // a stop string appeared (it is not part of the text)
+    eos,       // the model produced an end-of-generation token
+    cancelled  // the stream callback asked to stop
+};
+
+const char * to_string(FinishReason reason);
+
+struct GenerateResult {
+    std::string text;
+    int prompt_tokens = 0;
+    int completion_tokens = 0;
+    FinishReason finish = FinishReason::length;
+};
+
+// Called with each piece of text as soon as it is final (valid UTF-8, not part of a possible
+// stop string). `request` indexes the batch. Return false to stop that request.
+using PieceCallback = std::function<bool(std::size_t request, std::string_view piece)>;
+
+// What callers need to know about the model behind an engine.
+struct EngineModel {
+    std::string name;
+    int context_length = 0;  // tokens per sequence this engine accepts
+    int vocab_size = 0;
+    bool adds_bos = false;
+};
+
+class Engine {
+public:
+    virtual ~Engine() = default;
+
+    virtual const EngineModel & model() const = 0;
+
+    // Text to tokens. `add_special` adds BOS (and EOS) as the model asks. Throws switchyard::Error
+    // naming the first character the vocabulary cannot encode.
+    virtual std::vector<Token> tokenize(std::string_view text, bool add_special) const = 0;
+    virtual std::string detokenize(std::span<const Token> tokens) const = 0;
+    virtual std::string token_text(Token token) const = 0;
+
+    // Log-probabilities of each request's continuation; requests run side by side in batches.
+    virtual std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) = 0;
+
+    // Generates for every request, several sequences at once, streaming pieces to `on_piece`.
+    virtual std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) = 0;
+};
+
+}  // namespace switchyard::engine

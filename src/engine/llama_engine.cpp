@@ -1,0 +1,371 @@
+#include "engine/llama_engine.h"
+
+#include "engine/text_stream.h"
+#include "model/engine_log.h"
+#include "model/model_info.h"
+#include "stats/logprobs.h"
+#include "support/error.h"
+#include "support/utf8.h"
+
+#include <llama.h>
+
+#include <algorithm>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace switchyard::engine {
+
+// One reusable llama_batch sized for the engine's batch and sequence limits.
+struct LlamaEngine::Batch {
+    llama_batch raw;
+    int capacity;
+
+    Batch(int tokens, int sequences) : raw(llama_batch_init(tokens, 0, sequences)), capacity(tokens) {}
+    ~Batch() { llama_batch_free(raw); }
+
+    void clear() { raw.n_tokens = 0; }
+    bool full() const { return raw.n_tokens >= capacity; }
+    int size() const { return raw.n_tokens; }
+
+    // Adds a token and returns its index in the batch (where its logits will be, if wanted).
+    int add(Token token, llama_pos pos, llama_seq_id seq, bool logits) {
+        const int i = raw.n_tokens++;
+        raw.token[i] = token;
+        raw.pos[i] = pos;
+        raw.n_seq_id[i] = 1;
+        raw.seq_id[i][0] = seq;
+        raw.logits[i] = logits;
+        return i;
+    }
+};
+
+namespace {
+
+void init_backend_once() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        model::install_engine_log();
+        llama_backend_init();
+    });
+}
+
+std::string engine_detail(const char * fallback) {
+    std::string detail = model::last_engine_error();
+    return detail.empty() ? fallback : detail;
+}
+
+struct SamplerDeleter {
+    void operator()(llama_sampler * s) const { llama_sampler_free(s); }
+};
+using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
+
+SamplerPtr make_sampler(const SamplingParams & p) {
+    SamplerPtr chain(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+    if (p.temperature <= 0.0f) {
+        llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
+        return chain;
+    }
+    if (p.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(p.top_k));
+    if (p.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(p.top_p, 1));
+    if (p.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(p.min_p, 1));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(p.seed));
+    return chain;
+}
+
+}  // namespace
+
+LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
+    init_backend_once();
+    // The gguf reader gives precise one-line reasons for broken files; llama.cpp's loader would
+    // only say that loading failed.
+    const model::ModelInfo file = model::inspect_gguf(options.model_path);
+
+    llama_model_params mparams = llama_model_default_params();
+    mparams.n_gpu_layers = options.gpu_layers;
+    model::clear_engine_error();
+    model_ = llama_model_load_from_file(options.model_path.c_str(), mparams);
+    if (model_ == nullptr) {
+        throw Error(options.model_path.string() + ": llama.cpp cannot load this model: " + engine_detail("unknown reason"));
+    }
+    vocab_ = llama_model_get_vocab(model_);
+
+    const int declared = llama_model_n_ctx_train(model_);
+    info_.name = file.name.empty() ? options.model_path.filename().string() : file.name;
+    info_.context_length = options.context_length > 0 ? options.context_length : declared;
+    info_.vocab_size = llama_vocab_n_tokens(vocab_);
+    info_.adds_bos = llama_vocab_get_add_bos(vocab_);
+    parallel_ = std::max(1, options.parallel);
+
+    const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+    llama_context_params cparams = llama_context_default_params();
+    // One unified KV cache shared by all sequences: any mix of lengths fits, as long as each
+    // stays within context_length (checked before decoding).
+    cparams.n_ctx = static_cast<uint32_t>(info_.context_length * parallel_);
+    cparams.n_batch = static_cast<uint32_t>(std::max(1, options.batch_size));
+    cparams.n_ubatch = cparams.n_batch;
+    cparams.n_seq_max = static_cast<uint32_t>(parallel_);
+    cparams.kv_unified = true;
+    cparams.n_threads = threads;
+    cparams.n_threads_batch = threads;
+    cparams.no_perf = true;
+    model::clear_engine_error();
+    ctx_ = llama_init_from_model(model_, cparams);
+    if (ctx_ == nullptr) {
+        llama_model_free(model_);
+        throw Error(options.model_path.string() + ": cannot create a llama.cpp context: " + engine_detail("unknown reason"));
+    }
+    batch_ = std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_);
+}
+
+LlamaEngine::~LlamaEngine() {
+    batch_.reset();
+    llama_free(ctx_);
+    llama_model_free(model_);
+}
+
+std::vector<Token> LlamaEngine::tokenize_or_throw(std::string_view text, bool add_special) const {
+    std::vector<Token> tokens(text.size() + 4);
+    int n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                           static_cast<int32_t>(tokens.size()), add_special, false);
+    if (n < 0) {
+        if (n == INT32_MIN) throw Error("text is too long to tokenize");
+        tokens.resize(static_cast<std::size_t>(-n));
+        n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                           static_cast<int32_t>(tokens.size()), add_special, false);
+    }
+    tokens.resize(static_cast<std::size_t>(std::max(n, 0)));
+    return tokens;
+}
+
+std::vector<Token> LlamaEngine::tokenize(std::string_view text, bool add_special) const {
+    try {
+        return tokenize_or_throw(text, add_special);
+    } catch (const Error &) {
+        throw;
+    } catch (const std::exception & e) {
+        // llama.cpp throws when a vocabulary without byte fallback meets a character it lacks.
+        // Find the first such character so the user knows what to remove or normalise.
+        for (std::size_t i = 0; i < text.size(); i += utf8::sequence_length(text, i)) {
+            const std::string_view one = text.substr(i, utf8::sequence_length(text, i));
+            try {
+                tokenize_or_throw(one, false);
+            } catch (const std::exception &) {
+                throw Error("the model's vocabulary cannot encode " + utf8::describe(utf8::decode_at(text, i)) +
+                            " at byte " + std::to_string(i) + " of the text (it has no such token and no byte fallback)");
+            }
+        }
+        throw Error(std::string("the model's tokenizer rejected the text: ") + e.what());
+    }
+}
+
+std::string LlamaEngine::token_text(Token token) const {
+    std::string piece(16, '\0');
+    int n = llama_token_to_piece(vocab_, token, piece.data(), static_cast<int32_t>(piece.size()), 0, false);
+    if (n < 0) {
+        piece.resize(static_cast<std::size_t>(-n));
+        n = llama_token_to_piece(vocab_, token, piece.data(), static_cast<int32_t>(piece.size()), 0, false);
+    }
+    piece.resize(static_cast<std::size_t>(std::max(n, 0)));
+    return piece;
+}
+
+std::string LlamaEngine::detokenize(std::span<const Token> tokens) const {
+    // llama.cpp keeps the space it prefixed to the text when BOS leads; drop BOS here so that
+    // detokenize(tokenize(text)) gives the text back.
+    if (!tokens.empty() && info_.adds_bos && tokens.front() == llama_vocab_bos(vocab_)) tokens = tokens.subspan(1);
+    std::string text(tokens.size() * 4 + 16, '\0');
+    int n = llama_detokenize(vocab_, tokens.data(), static_cast<int32_t>(tokens.size()), text.data(),
+                             static_cast<int32_t>(text.size()), true, false);
+    if (n < 0) {
+        text.resize(static_cast<std::size_t>(-n));
+        n = llama_detokenize(vocab_, tokens.data(), static_cast<int32_t>(tokens.size()), text.data(),
+                             static_cast<int32_t>(text.size()), true, false);
+    }
+    text.resize(static_cast<std::size_t>(std::max(n, 0)));
+    return text;
+}
+
+void LlamaEngine::check_tokens(std::span<const Token> tokens, const char * what) const {
+    for (const Token t : tokens) {
+        if (t < 0 || t >= info_.vocab_size) {
+            throw Error(std::string(what) + " holds token id " + std::to_string(t) + ", outside the vocabulary (0.." +
+                        std::to_string(info_.vocab_size - 1) + ")");
+        }
+    }
+}
+
+void LlamaEngine::decode(Batch & batch) {
+    model::clear_engine_error();
+    const int rc = llama_decode(ctx_, batch.raw);
+    if (rc != 0) throw Error("llama_decode failed (code " + std::to_string(rc) + "): " + engine_detail("no detail"));
+}
+
+std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> requests, int top_k) {
+    std::vector<ScoreResult> results(requests.size());
+    for (const auto & r : requests) {
+        if (r.context.empty()) throw Error("score: the context must hold at least one token (normally BOS)");
+        if (r.context.size() + r.continuation.size() > static_cast<std::size_t>(info_.context_length)) {
+            throw Error("score: " + std::to_string(r.context.size() + r.continuation.size()) +
+                        " tokens exceed the context length of " + std::to_string(info_.context_length));
+        }
+        check_tokens(r.context, "score context");
+        check_tokens(r.continuation, "score continuation");
+    }
+    llama_memory_t memory = llama_get_memory(ctx_);
+    const auto n_vocab = static_cast<std::size_t>(info_.vocab_size);
+
+    for (std::size_t first = 0; first < requests.size(); first += parallel_) {
+        const std::size_t last = std::min(requests.size(), first + parallel_);
+        llama_memory_clear(memory, true);
+        // Each sequence's position of the next token to feed; sequences fill the batch in turn.
+        std::vector<std::size_t> fed(last - first, 0);
+        struct Output {
+            std::size_t request;
+            std::size_t pos;
+            int batch_index;
+        };
+        std::vector<Output> outputs;
+        bool pending = true;
+        while (pending) {
+            batch_->clear();
+            outputs.clear();
+            for (std::size_t r = first; r < last && !batch_->full(); ++r) {
+                const auto & req = requests[r];
+                const std::size_t total = req.context.size() + req.continuation.size();
+                auto & pos = fed[r - first];
+                for (; pos < total && !batch_->full(); ++pos) {
+                    const Token tok = pos < req.context.size() ? req.context[pos] : req.continuation[pos - req.context.size()];
+                    // Logits at position p predict token p+1: wanted from the last context token on.
+                    const bool wanted = pos + 1 >= req.context.size() && pos + 1 < total;
+                    const int index = batch_->add(tok, static_cast<llama_pos>(pos), static_cast<llama_seq_id>(r - first), wanted);
+                    if (wanted) outputs.push_back({r, pos, index});
+                }
+            }
+            if (batch_->size() == 0) break;
+            decode(*batch_);
+            for (const auto & out : outputs) {
+                const auto & req = requests[out.request];
+                const Token target = req.continuation[out.pos + 1 - req.context.size()];
+                const std::span<const float> logits(llama_get_logits_ith(ctx_, out.batch_index), n_vocab);
+                const double norm = stats::log_sum_exp(logits);
+                TokenLogprob scored{target, static_cast<float>(logits[target] - norm), {}};
+                for (const auto & t : stats::top_k_logprobs(logits, norm, top_k)) scored.top.push_back({t.index, t.logprob});
+                results[out.request].tokens.push_back(std::move(scored));
+            }
+            pending = false;
+            for (std::size_t r = first; r < last; ++r) {
+                pending |= fed[r - first] < requests[r].context.size() + requests[r].continuation.size();
+            }
+        }
+    }
+    return results;
+}
+
+std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece) {
+    std::vector<GenerateResult> results(requests.size());
+    std::vector<std::vector<Token>> prompts;
+    prompts.reserve(requests.size());
+    for (const auto & r : requests) {
+        prompts.push_back(tokenize(r.prompt, true));
+        if (prompts.back().empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
+        if (prompts.back().size() >= static_cast<std::size_t>(info_.context_length)) {
+            throw Error("generate: the prompt has " + std::to_string(prompts.back().size()) +
+                        " tokens, which leaves no room in the context of " + std::to_string(info_.context_length));
+        }
+    }
+
+    // A slot is one sequence in the shared context; requests take free slots as others finish.
+    struct Slot {
+        std::size_t request = 0;
+        std::size_t prompt_fed = 0;  // prompt tokens decoded so far
+        llama_pos n_past = 0;
+        Token next = 0;  // sampled token to feed in the next batch
+        int batch_index = -1;
+        SamplerPtr sampler;
+        std::optional<TextStream> text;
+        bool active = false;
+    };
+    std::vector<Slot> slots(static_cast<std::size_t>(parallel_));
+    std::deque<std::size_t> waiting;
+    for (std::size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
+    llama_memory_t memory = llama_get_memory(ctx_);
+    llama_memory_clear(memory, true);
+
+    auto finish = [&](Slot & slot, llama_seq_id seq, FinishReason reason) {
+        auto & result = results[slot.request];
+        const std::string rest = slot.text->finish();
+        if (!rest.empty() && on_piece) on_piece(slot.request, rest);
+        result.text = slot.text->text();
+        result.finish = reason;
+        llama_memory_seq_rm(memory, seq, -1, -1);
+        slot.active = false;
+    };
+
+    while (true) {
+        for (auto & slot : slots) {
+            if (slot.active || waiting.empty()) continue;
+            slot.request = waiting.front();
+            waiting.pop_front();
+            const auto & req = requests[slot.request];
+            slot.prompt_fed = 0;
+            slot.n_past = 0;
+            slot.sampler = make_sampler(req.sampling);
+            slot.text.emplace(req.stop);
+            slot.active = true;
+            results[slot.request].prompt_tokens = static_cast<int>(prompts[slot.request].size());
+            if (req.max_tokens <= 0) finish(slot, static_cast<llama_seq_id>(&slot - slots.data()), FinishReason::length);
+        }
+
+        batch_->clear();
+        for (auto & slot : slots) {
+            slot.batch_index = -1;
+            if (!slot.active || batch_->full()) continue;
+            const auto seq = static_cast<llama_seq_id>(&slot - slots.data());
+            const auto & prompt = prompts[slot.request];
+            if (slot.prompt_fed < prompt.size()) {
+                while (slot.prompt_fed < prompt.size() && !batch_->full()) {
+                    const bool last = slot.prompt_fed + 1 == prompt.size();
+                    const int index = batch_->add(prompt[slot.prompt_fed], slot.n_past++, seq, last);
+                    if (last) slot.batch_index = index;
+                    ++slot.prompt_fed;
+                }
+            } else {
+                slot.batch_index = batch_->add(slot.next, slot.n_past++, seq, true);
+            }
+        }
+        if (batch_->size() == 0) {
+            if (waiting.empty()) break;
+            continue;  // every slot finished without decoding (max_tokens 0): take the next requests
+        }
+        decode(*batch_);
+
+        for (auto & slot : slots) {
+            if (!slot.active || slot.batch_index < 0) continue;
+            const auto seq = static_cast<llama_seq_id>(&slot - slots.data());
+            const auto & req = requests[slot.request];
+            auto & result = results[slot.request];
+            const Token token = llama_sampler_sample(slot.sampler.get(), ctx_, slot.batch_index);
+            if (llama_vocab_is_eog(vocab_, token)) {
+                finish(slot, seq, FinishReason::eos);
+                continue;
+            }
+            ++result.completion_tokens;
+            const std::string piece = slot.text->push(token_text(token));
+            if (!piece.empty() && on_piece && !on_piece(slot.request, piece)) {
+                finish(slot, seq, FinishReason::cancelled);
+            } else if (slot.text->stopped()) {
+                finish(slot, seq, FinishReason::stop);
+            } else if (result.completion_tokens >= req.max_tokens || slot.n_past >= info_.context_length) {
+                finish(slot, seq, FinishReason::length);
+            } else {
+                slot.next = token;
+            }
+        }
+    }
+    return results;
+}
+
+}  // namespace switchyard::engine

@@ -1,0 +1,54 @@
+// LlamaEngine: the Engine over llama.cpp's C API, in process. Not thread-safe: one caller at a time.
+#pragma once
+
+#include "engine/engine.h"
+
+#include <filesystem>
+#include <memory>
+
+struct llama_model;
+struct llama_context;
+struct llama_vocab;
+
+namespace switchyard::engine {
+
+struct LlamaEngineOptions {
+    std::filesystem::path model_path;
+    int threads = 0;         // 0: every hardware thread
+    int context_length = 0;  // tokens per sequence; 0: what the model file declares
+    int parallel = 4;        // sequences decoded side by side in one batch
+    int batch_size = 512;    // tokens per llama_decode call
+    int gpu_layers = 0;      // layers to offload to a GPU, -1 for all (needs a GPU build)
+};
+
+class LlamaEngine final : public Engine {
+public:
+    // Throws switchyard::Error when the file is missing, not GGUF, corrupt or not loadable.
+    explicit LlamaEngine(const LlamaEngineOptions & options);
+    ~LlamaEngine() override;
+    LlamaEngine(const LlamaEngine &) = delete;
+    LlamaEngine & operator=(const LlamaEngine &) = delete;
+
+    const EngineModel & model() const override { return info_; }
+    std::vector<Token> tokenize(std::string_view text, bool add_special) const override;
+    std::string detokenize(std::span<const Token> tokens) const override;
+    std::string token_text(Token token) const override;
+    std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
+    std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
+
+private:
+    struct Batch;
+
+    std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special) const;
+    void decode(Batch & batch);
+    void check_tokens(std::span<const Token> tokens, const char * what) const;
+
+    llama_model * model_ = nullptr;
+    llama_context * ctx_ = nullptr;
+    const llama_vocab * vocab_ = nullptr;
+    std::unique_ptr<Batch> batch_;
+    EngineModel info_;
+    int parallel_ = 1;
+};
+
+}  // namespace switchyard::engine

@@ -1,0 +1,21 @@
+// Log-probabilities from raw logits: the numeric primitive behind scoring, KLD and agreement.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace switchyard::stats {
+
+// log(sum(exp(logits))), computed stably in double precision.
+double log_sum_exp(std::span<const float> logits);
+
+struct IndexedLogprob {
+    std::int32_t index;
+    float logprob;
+};
+
+// The k entries with the highest logits, as log-probabilities, best first (ties: lower index first).
+std::vector<IndexedLogprob> top_k_logprobs(std::span<const float> logits, double log_norm, int k);
+
+}  // namespace switchyard::stats

@@ -1,0 +1,129 @@
+// The CLI as a user meets it: documented output, and one clear error line for every bad input.
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+using namespace switchyard;
+
+namespace {
+
+// A failure a user can act on: non-zero exit, no signal, exactly one line on stderr that says
+// what is wrong, nothing that looks like a crash.
+void expect_clean_failure(const test::CommandResult & r, const std::string & fragment) {
+    EXPECT_EQ(r.signal, 0) << "killed by signal " << r.signal << "\n" << r.err;
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "want exactly one line:\n" << r.err;
+    EXPECT_EQ(r.err.rfind("switchyard: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << "want '" << fragment << "' in: " << r.err;
+    for (const char * crash : {"Aborted", "terminate called", "GGML_ASSERT", "Segmentation", "stack"}) {
+        EXPECT_EQ(r.err.find(crash), std::string::npos) << r.err;
+    }
+}
+
+}  // namespace
+
+TEST(Cli, InspectJsonOnBothModels) {
+    struct Expected {
+        const char * file;
+        std::uint64_t parameters;
+        std::uint64_t vocab;
+        bool byte_fallback;
+    };
+    for (const Expected & x : {Expected{"stories260K-f32.gguf", 292800, 512, true}, Expected{"babyllama-0.9M-f32.gguf", 949888, 105, false}}) {
+        const auto r = test::run_switchyard({"inspect", "--json", test::model_path(x.file).string()});
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        const auto j = nlohmann::json::parse(r.out);
+        EXPECT_EQ(j["architecture"], "llama");
+        EXPECT_EQ(j["parameters"], x.parameters);
+        EXPECT_EQ(j["vocab_size"], x.vocab);
+        EXPECT_EQ(j["byte_fallback"], x.byte_fallback);
+        EXPECT_EQ(j["tensor_types"], nlohmann::json({{"f32", 48}}));
+        EXPECT_DOUBLE_EQ(j["bits_per_weight"].get<double>(), 32.0);
+        EXPECT_GT(j["file_bytes"].get<std::uint64_t>(), 0u);
+        EXPECT_GT(j["context_length"].get<std::uint64_t>(), 0u);
+    }
+}
+
+TEST(Cli, InspectText) {
+    const auto r = test::run_switchyard({"inspect", test::model_path("babyllama-0.9M-f32.gguf").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("949888"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("f32 x 48"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("byte fallback: no"), std::string::npos) << r.out;
+}
+
+TEST(Cli, GenerateGreedyStories260K) {
+    const auto r = test::run_switchyard(
+        {"generate", "-m", test::model_path("stories260K-f32.gguf").string(), "-p", "Once upon a time", "-n", "40", "--temp", "0", "-t", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out.rfind(", there was a little girl named Lily. She loved to play outside in the park.", 0), 0u) << r.out;
+    EXPECT_EQ(r.err, "");  // llama.cpp's own logging stays quiet unless -v
+}
+
+TEST(Cli, GenerateMissingModel) {
+    expect_clean_failure(test::run_switchyard({"generate", "-m", "/nonexistent/model.gguf", "-p", "hi"}), "no such file");
+}
+
+TEST(Cli, InspectMissingFile) {
+    expect_clean_failure(test::run_switchyard({"inspect", "/nonexistent/model.gguf"}), "/nonexistent/model.gguf: no such file");
+}
+
+TEST(Cli, NotGguf) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("notes.gguf"), "these are not model weights\n");
+    expect_clean_failure(test::run_switchyard({"inspect", dir.file("notes.gguf").string()}), "not a GGUF file");
+    expect_clean_failure(test::run_switchyard({"generate", "-m", dir.file("notes.gguf").string(), "-p", "hi"}), "not a GGUF file");
+}
+
+TEST(Cli, TruncatedGguf) {
+    test::ScratchDir dir;
+    const std::string bytes = test::read_file(test::model_path("stories260K-f32.gguf"));
+    for (std::size_t cut : {std::size_t{3}, std::size_t{20}, std::size_t{700}, bytes.size() / 2, bytes.size() - 1}) {
+        const auto path = dir.file("cut-" + std::to_string(cut) + ".gguf");
+        test::write_file(path, bytes.substr(0, cut));
+        const char * expected = cut < 4 ? "not a GGUF file" : cut < 8192 ? "corrupt or truncated GGUF" : "truncated GGUF";
+        expect_clean_failure(test::run_switchyard({"inspect", path.string()}), expected);
+        expect_clean_failure(test::run_switchyard({"generate", "-m", path.string(), "-p", "hi"}), expected);
+    }
+}
+
+TEST(Cli, AbsurdCountsAndLengths) {
+    test::ScratchDir dir;
+    const std::string bytes = test::read_file(test::model_path("stories260K-f32.gguf"));
+    struct Patch {
+        const char * name;
+        std::size_t offset;
+        std::uint64_t value;
+    };
+    for (const Patch & p : {Patch{"tensors", 8, 0x7FFFFFFFFFFFFFFFull}, Patch{"string", 24, 0xFFFFFFFFFFFFull}}) {
+        std::string patched = bytes;
+        std::memcpy(patched.data() + p.offset, &p.value, sizeof p.value);
+        const auto path = dir.file(std::string(p.name) + ".gguf");
+        test::write_file(path, patched);
+        expect_clean_failure(test::run_switchyard({"inspect", path.string()}), "corrupt or truncated GGUF");
+        expect_clean_failure(test::run_switchyard({"generate", "-m", path.string(), "-p", "hi"}), "corrupt or truncated GGUF");
+    }
+}
+
+TEST(Cli, PromptTheVocabularyCannotEncode) {
+    const auto r = test::run_switchyard({"generate", "-m", test::model_path("babyllama-0.9M-f32.gguf").string(), "-p",
+                                         "Once upon a time\nthere was", "--temp", "0"});
+    expect_clean_failure(r, "cannot encode U+000A (newline)");
+}
+
+TEST(Cli, HelpListsTheCommands) {
+    const auto r = test::run_switchyard({"--help"});
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("inspect"), std::string::npos);
+    EXPECT_NE(r.out.find("generate"), std::string::npos);
+}
+
+TEST(Cli, BadFlagsExitWithUsageError) {
+    const auto r = test::run_switchyard({"generate", "-p", "hi"});  // no model
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("--model"), std::string::npos) << r.err;
+}

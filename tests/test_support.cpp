@@ -1,0 +1,78 @@
+#include "test_support.h"
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace switchyard::test {
+
+std::filesystem::path data_dir() {
+    if (const char * dir = std::getenv("SWITCHYARD_DATA_DIR"); dir != nullptr && *dir != '\0') return dir;
+    return std::filesystem::path(SWITCHYARD_SOURCE_DIR) / ".." / "shared";
+}
+
+std::filesystem::path model_path(const std::string & file) {
+    auto path = data_dir() / "models" / file;
+    if (!std::filesystem::exists(path)) throw std::runtime_error("test model missing: " + path.string() + " (set SWITCHYARD_DATA_DIR)");
+    return path;
+}
+
+ScratchDir::ScratchDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("switchyard-test-" + std::to_string(rd()) + std::to_string(::getpid()));
+    std::filesystem::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+}
+
+std::string read_file(const std::filesystem::path & path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+void write_file(const std::filesystem::path & path, const std::string & bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+CommandResult run_switchyard(const std::vector<std::string> & args) {
+    ScratchDir scratch;
+    const auto out_path = scratch.file("stdout");
+    const auto err_path = scratch.file("stderr");
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(out, 1);
+        ::dup2(err, 2);
+        std::vector<char *> argv;
+        std::string binary = SWITCHYARD_BINARY;
+        argv.push_back(binary.data());
+        std::vector<std::string> copy = args;
+        for (auto & a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(binary.c_str(), argv.data());
+        ::_exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CommandResult result;
+    if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+    result.out = read_file(out_path);
+    result.err = read_file(err_path);
+    return result;
+}
+
+}  // namespace switchyard::test

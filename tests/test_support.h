@@ -1,0 +1,39 @@
+// Shared helpers for the tests: where the shared models are, scratch files, running the CLI.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace switchyard::test {
+
+// SWITCHYARD_DATA_DIR (set by CTest), else ../shared beside the repo.
+std::filesystem::path data_dir();
+std::filesystem::path model_path(const std::string & file);  // data_dir()/models/file
+
+// A fresh folder for one test's files, removed with the object.
+class ScratchDir {
+public:
+    ScratchDir();
+    ~ScratchDir();
+    const std::filesystem::path & path() const { return path_; }
+    std::filesystem::path file(const std::string & name) const { return path_ / name; }
+
+private:
+    std::filesystem::path path_;
+};
+
+std::string read_file(const std::filesystem::path & path);
+void write_file(const std::filesystem::path & path, const std::string & bytes);
+
+struct CommandResult {
+    int exit_code = -1;  // -1 when killed by a signal
+    int signal = 0;
+    std::string out;
+    std::string err;
+};
+
+// Runs the switchyard binary with `args` (no shell), capturing both streams.
+CommandResult run_switchyard(const std::vector<std::string> & args);
+
+}  // namespace switchyard::test
