@@ -66,7 +66,7 @@ function(_sy_fetch_pinned_source out)
                     WORKING_DIRECTORY "${work}" OUTPUT_VARIABLE tgz OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
     if(rc EQUAL 0)
       _sy_run(tar -xzf "${work}/${tgz}" -C "${work}" package/llama/gitRelease.bundle)
-      _sy_run(${GIT} clone --quiet "${work}/package/llama/gitRelease.bundle" "${src}")
+      _sy_run(${GIT} -c advice.detachedHead=false clone --quiet "${work}/package/llama/gitRelease.bundle" "${src}")
       set(fetched ON)
     else()
       message(WARNING "engine: npm pack failed; trying the upstream repository")
@@ -91,7 +91,9 @@ function(_sy_build_engine src key_extra out)
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON
     -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
-    -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=${SWITCHYARD_NATIVE} -DGGML_CUDA=${SWITCHYARD_CUDA})
+    -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=${SWITCHYARD_NATIVE} -DGGML_CUDA=${SWITCHYARD_CUDA}
+    # Passed through so that instrumented builds (the fuzzer's) get an instrumented engine too.
+    "-DCMAKE_C_FLAGS=${CMAKE_C_FLAGS}" "-DCMAKE_CXX_FLAGS=${CMAKE_CXX_FLAGS}")
   set(cpu "")
   if(SWITCHYARD_NATIVE AND EXISTS /proc/cpuinfo)
     # A native build is only valid on CPUs with the same instruction sets.

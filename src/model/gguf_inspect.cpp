@@ -149,11 +149,6 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
         data_end = std::max<std::uint64_t>(data_end, gguf_get_tensor_offset(ctx, i) + bytes);
     }
     info.tensor_count = static_cast<std::uint64_t>(n_tensors);
-    const std::uint64_t needed = gguf_get_data_offset(ctx) + data_end;
-    if (n_tensors > 0 && needed > file_bytes) {
-        throw Error(name + ": truncated GGUF file: its tensors need " + std::to_string(needed) + " bytes but the file has " +
-                    std::to_string(file_bytes));
-    }
     info.bits_per_weight = info.parameters > 0 ? 8.0 * static_cast<double>(info.tensor_data_bytes) / info.parameters : 0.0;
 
     if (const auto ftype = meta.unsigned_integer("general.file_type")) {
@@ -185,6 +180,13 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
     if (arch != "clip") info.capabilities.push_back("text");
     if (meta.flag("clip.has_vision_encoder") || meta.any_key_contains(".vision.")) info.capabilities.push_back("vision");
     if (meta.flag("clip.has_audio_encoder") || meta.any_key_contains(".audio.")) info.capabilities.push_back("audio");
+
+    // gguf reads only the index; checked last so that a cut file still exercises everything above.
+    const std::uint64_t needed = gguf_get_data_offset(ctx) + data_end;
+    if (n_tensors > 0 && needed > file_bytes) {
+        throw Error(name + ": truncated GGUF file: its tensors need " + std::to_string(needed) + " bytes but the file has " +
+                    std::to_string(file_bytes));
+    }
     return info;
 }
 
