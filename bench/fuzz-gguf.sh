@@ -12,7 +12,7 @@ command -v clang++ > /dev/null || { echo "fuzz: clang++ is needed (apt-get insta
 flags="-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer -g"
 if [ ! -f build-fuzz/CMakeCache.txt ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSWITCHYARD_FUZZ=ON -DSWITCHYARD_BUILD_TESTS=OFF -DSWITCHYARD_USE_INSTALLED_LLAMA=OFF \
+    -DSWITCHYARD_FUZZ=ON -DSWITCHYARD_BUILD_TESTS=OFF -DSWITCHYARD_USE_INSTALLED_LLAMA=OFF -DSWITCHYARD_REFERENCE_TOOLS= \
     -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags"
 fi
 cmake --build build-fuzz --target fuzz_gguf --parallel "$(nproc)"

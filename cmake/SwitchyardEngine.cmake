@@ -18,6 +18,8 @@ set(SWITCHYARD_LLAMA_SOURCE "$ENV{SWITCHYARD_LLAMA_SOURCE}" CACHE PATH
 option(SWITCHYARD_USE_INSTALLED_LLAMA "Use an installed llama.cpp found by find_package(llama)" ON)
 option(SWITCHYARD_CUDA "Build the engine with CUDA (passes GGML_CUDA=ON)" OFF)
 option(SWITCHYARD_NATIVE "Build the engine for this CPU (GGML_NATIVE)" ON)
+set(SWITCHYARD_REFERENCE_TOOLS "llama-quantize;llama-imatrix;llama-perplexity" CACHE STRING
+    "llama.cpp tools built from the engine's own source, for interoperability tests and benchmarks (empty: none)")
 
 if(DEFINED ENV{SWITCHYARD_CACHE_DIR})
   set(_sy_cache_default "$ENV{SWITCHYARD_CACHE_DIR}")
@@ -89,7 +91,7 @@ endfunction()
 function(_sy_build_engine src key_extra out)
   set(flags
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON
-    -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF
+    -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_TESTS=OFF
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
     -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=${SWITCHYARD_NATIVE} -DGGML_CUDA=${SWITCHYARD_CUDA}
     # Passed through so that instrumented builds (the fuzzer's) get an instrumented engine too.
@@ -102,30 +104,55 @@ function(_sy_build_engine src key_extra out)
   string(SHA256 key "${flags}|${CMAKE_CXX_COMPILER_ID}-${CMAKE_CXX_COMPILER_VERSION}|${cpu}|${key_extra}")
   string(SUBSTRING "${key}" 0 12 key)
   set(prefix "${SWITCHYARD_CACHE_DIR}/engine/llama-${SWITCHYARD_LLAMA_RELEASE}-${key}")
+  set(bdir "${SWITCHYARD_CACHE_DIR}/engine/build-${key}")
   set(stamp "${prefix}/switchyard-engine.stamp")
-  # A user's source tree may change between builds: rebuild it (incrementally) every configure.
-  if(EXISTS "${stamp}" AND NOT key_extra MATCHES "^user:")
-    set(${out} "${prefix}" PARENT_SCOPE)
-    return()
-  endif()
   include(ProcessorCount)
   ProcessorCount(jobs)
   if(jobs EQUAL 0)
     set(jobs 2)
   endif()
-  message(STATUS "engine: building llama.cpp from ${src} into ${prefix} (${jobs} jobs; once, then cached)")
-  set(bdir "${SWITCHYARD_CACHE_DIR}/engine/build-${key}")
-  _sy_run(${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -G "${CMAKE_GENERATOR}"
-          -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
-          -DCMAKE_INSTALL_PREFIX=${prefix} ${flags})
-  _sy_run(${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs})
-  _sy_run(${CMAKE_COMMAND} --install "${bdir}")
-  file(WRITE "${stamp}" "${src}\n")
+  # A user's source tree may change between builds: rebuild it (incrementally) every configure.
+  if(NOT EXISTS "${stamp}" OR key_extra MATCHES "^user:")
+    message(STATUS "engine: building llama.cpp from ${src} into ${prefix} (${jobs} jobs; once, then cached)")
+    _sy_run(${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -G "${CMAKE_GENERATOR}"
+            -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
+            -DCMAKE_INSTALL_PREFIX=${prefix} ${flags})
+    _sy_run(${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs} --target llama ggml)
+    _sy_run(${CMAKE_COMMAND} --install "${bdir}")
+    file(WRITE "${stamp}" "${src}\n")
+  endif()
+  # Reference tools share the engine's build tree, so they reuse its compiled objects; the tree
+  # is reconfigured with tools on only after the engine is installed (some tools install
+  # unconditionally, which would break an install of the library alone).
+  set(missing "")
+  foreach(tool IN LISTS SWITCHYARD_REFERENCE_TOOLS)
+    if(NOT EXISTS "${prefix}/bin/${tool}" OR key_extra MATCHES "^user:")
+      list(APPEND missing ${tool})
+    endif()
+  endforeach()
+  if(missing)
+    message(STATUS "engine: building reference tools ${missing} from the same source")
+    _sy_run(${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_TOOLS_INSTALL=OFF)
+    _sy_run(${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs} --target ${missing})
+    foreach(tool IN LISTS missing)
+      file(COPY "${bdir}/bin/${tool}" DESTINATION "${prefix}/bin")
+    endforeach()
+  endif()
   set(${out} "${prefix}" PARENT_SCOPE)
 endfunction()
 
 file(MAKE_DIRECTORY "${SWITCHYARD_CACHE_DIR}")
 file(LOCK "${SWITCHYARD_CACHE_DIR}/engine.lock" GUARD FILE TIMEOUT 3600)
+
+# find_package and find_library cache what they found. Paths into our own engine cache are from
+# an earlier configure; forget them, or changed build flags would never reach the engine (and an
+# engine found there would pass for an installed one).
+get_cmake_property(_sy_cached CACHE_VARIABLES)
+foreach(_sy_var IN LISTS _sy_cached)
+  if("${${_sy_var}}" MATCHES "^${SWITCHYARD_CACHE_DIR}/engine/")
+    unset(${_sy_var} CACHE)
+  endif()
+endforeach()
 
 set(SWITCHYARD_LLAMA_SOURCE_DIR "")
 if(SWITCHYARD_LLAMA_SOURCE)
@@ -153,6 +180,12 @@ else()
   endif()
 endif()
 file(LOCK "${SWITCHYARD_CACHE_DIR}/engine.lock" RELEASE)
+
+# Where the reference tools are (empty when llama.cpp came installed, without its source).
+set(SWITCHYARD_REFERENCE_TOOLS_DIR "")
+if(DEFINED _sy_prefix)
+  set(SWITCHYARD_REFERENCE_TOOLS_DIR "${_sy_prefix}/bin")
+endif()
 
 if(NOT LLAMA_VERSION VERSION_EQUAL 0.5.0)
   message(WARNING "engine: llama.cpp ${LLAMA_VERSION} is not the pinned release ${SWITCHYARD_LLAMA_RELEASE}; switchyard is tested against the pinned one")
