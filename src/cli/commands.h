@@ -9,5 +9,7 @@ namespace switchyard::cli {
 
 void add_inspect(CLI::App & app);
 void add_generate(CLI::App & app);
+void add_quantize(CLI::App & app);  // also `rebuild`
+void add_calibrate(CLI::App & app);
 
 }  // namespace switchyard::cli

@@ -38,20 +38,34 @@ void print_text(const model::ModelInfo & m) {
     fmt::print("  capabilities     {}\n", caps);
 }
 
+void print_tensors(const model::ModelInfo & m) {
+    fmt::print("  tensors\n");
+    for (const auto & t : m.tensors) {
+        std::string shape;
+        for (const auto d : t.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+        fmt::print("    {:<28} {:<7} {:<14} {} bytes\n", t.name, t.type, shape, t.bytes);
+    }
+}
+
 }  // namespace
 
 void add_inspect(CLI::App & app) {
     auto * cmd = app.add_subcommand("inspect", "Report what a GGUF model file holds: architecture, size, types, vocabulary, capabilities");
     auto path = std::make_shared<std::string>();
     auto json = std::make_shared<bool>(false);
+    auto tensors = std::make_shared<bool>(false);
     cmd->add_option("MODEL", *path, "GGUF file")->required();
     cmd->add_flag("--json", *json, "Print one JSON object instead of text");
-    cmd->callback([path, json] {
+    cmd->add_flag("--tensors", *tensors, "Also list every tensor: name, type, shape, bytes");
+    cmd->callback([path, json, tensors] {
         const model::ModelInfo info = model::inspect_gguf(*path);
         if (*json) {
-            std::cout << nlohmann::json(info).dump(2) << '\n';
+            nlohmann::json out = info;
+            if (!*tensors) out.erase("tensors");
+            std::cout << out.dump(2) << '\n';
         } else {
             print_text(info);
+            if (*tensors) print_tensors(info);
         }
     });
 }

@@ -1,6 +1,7 @@
 // switchyard: compress the model you have, or switch to a smaller one? Measure, decide, serve.
 #include "cli/commands.h"
 #include "support/error.h"
+#include "support/version.h"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -12,7 +13,7 @@
 int main(int argc, char ** argv) {
     CLI::App app{"switchyard: compress the model you have, or switch to a smaller one?\n"
                  "Measures both paths on your own tasks, decides with explicit rules, and serves the result."};
-    app.set_version_flag("--version", std::string("switchyard " SWITCHYARD_VERSION ", engine " SWITCHYARD_ENGINE_VERSION));
+    app.set_version_flag("--version", std::string("switchyard ") + switchyard::kVersion + ", engine " + switchyard::kEngineVersion);
     app.require_subcommand(1);
     int verbosity = 0;
     app.add_flag("-v,--verbose", verbosity, "Log more (-v: engine warnings and errors, -vv: everything llama.cpp says)");
@@ -25,6 +26,8 @@ int main(int argc, char ** argv) {
 
     switchyard::cli::add_inspect(app);
     switchyard::cli::add_generate(app);
+    switchyard::cli::add_quantize(app);
+    switchyard::cli::add_calibrate(app);
 
     try {
         app.parse(argc, argv);

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -43,14 +42,6 @@ struct LlamaEngine::Batch {
 
 namespace {
 
-void init_backend_once() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        model::install_engine_log();
-        llama_backend_init();
-    });
-}
-
 std::string engine_detail(const char * fallback) {
     std::string detail = model::last_engine_error();
     return detail.empty() ? fallback : detail;
@@ -78,7 +69,7 @@ SamplerPtr make_sampler(const SamplingParams & p) {
 }  // namespace
 
 LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
-    init_backend_once();
+    model::init_llama_backend();
     // The gguf reader gives precise one-line reasons for broken files; llama.cpp's loader would
     // only say that loading failed.
     const model::ModelInfo file = model::inspect_gguf(options.model_path);
@@ -111,6 +102,8 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     cparams.n_threads = threads;
     cparams.n_threads_batch = threads;
     cparams.no_perf = true;
+    cparams.cb_eval = options.eval_callback;
+    cparams.cb_eval_user_data = options.eval_callback_data;
     model::clear_engine_error();
     ctx_ = llama_init_from_model(model_, cparams);
     if (ctx_ == nullptr) {
@@ -203,65 +196,80 @@ void LlamaEngine::decode(Batch & batch) {
     if (rc != 0) throw Error("llama_decode failed (code " + std::to_string(rc) + "): " + engine_detail("no detail"));
 }
 
-std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> requests, int top_k) {
-    std::vector<ScoreResult> results(requests.size());
-    for (const auto & r : requests) {
-        if (r.context.empty()) throw Error("score: the context must hold at least one token (normally BOS)");
-        if (r.context.size() + r.continuation.size() > static_cast<std::size_t>(info_.context_length)) {
-            throw Error("score: " + std::to_string(r.context.size() + r.continuation.size()) +
-                        " tokens exceed the context length of " + std::to_string(info_.context_length));
-        }
-        check_tokens(r.context, "score context");
-        check_tokens(r.continuation, "score continuation");
+void LlamaEngine::check_sequence(std::span<const Token> tokens, const char * what) const {
+    if (tokens.size() > static_cast<std::size_t>(info_.context_length)) {
+        throw Error(std::string(what) + ": " + std::to_string(tokens.size()) + " tokens exceed the context length of " +
+                    std::to_string(info_.context_length));
     }
+    check_tokens(tokens, what);
+}
+
+void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences, const WantsLogits & wants, const OnLogits & on_logits) {
     llama_memory_t memory = llama_get_memory(ctx_);
     const auto n_vocab = static_cast<std::size_t>(info_.vocab_size);
-
-    for (std::size_t first = 0; first < requests.size(); first += parallel_) {
-        const std::size_t last = std::min(requests.size(), first + parallel_);
+    struct Output {
+        std::size_t sequence;
+        std::size_t pos;
+        int batch_index;
+    };
+    std::vector<Output> outputs;
+    for (std::size_t first = 0; first < sequences.size(); first += parallel_) {
+        const std::size_t last = std::min(sequences.size(), first + parallel_);
         llama_memory_clear(memory, true);
         // Each sequence's position of the next token to feed; sequences fill the batch in turn.
         std::vector<std::size_t> fed(last - first, 0);
-        struct Output {
-            std::size_t request;
-            std::size_t pos;
-            int batch_index;
-        };
-        std::vector<Output> outputs;
-        bool pending = true;
-        while (pending) {
+        while (true) {
             batch_->clear();
             outputs.clear();
-            for (std::size_t r = first; r < last && !batch_->full(); ++r) {
-                const auto & req = requests[r];
-                const std::size_t total = req.context.size() + req.continuation.size();
-                auto & pos = fed[r - first];
-                for (; pos < total && !batch_->full(); ++pos) {
-                    const Token tok = pos < req.context.size() ? req.context[pos] : req.continuation[pos - req.context.size()];
-                    // Logits at position p predict token p+1: wanted from the last context token on.
-                    const bool wanted = pos + 1 >= req.context.size() && pos + 1 < total;
-                    const int index = batch_->add(tok, static_cast<llama_pos>(pos), static_cast<llama_seq_id>(r - first), wanted);
-                    if (wanted) outputs.push_back({r, pos, index});
+            for (std::size_t s = first; s < last && !batch_->full(); ++s) {
+                const auto & tokens = sequences[s];
+                for (auto & pos = fed[s - first]; pos < tokens.size() && !batch_->full(); ++pos) {
+                    const bool wanted = wants(s, pos);
+                    const int index = batch_->add(tokens[pos], static_cast<llama_pos>(pos), static_cast<llama_seq_id>(s - first), wanted);
+                    if (wanted) outputs.push_back({s, pos, index});
                 }
             }
             if (batch_->size() == 0) break;
             decode(*batch_);
             for (const auto & out : outputs) {
-                const auto & req = requests[out.request];
-                const Token target = req.continuation[out.pos + 1 - req.context.size()];
-                const std::span<const float> logits(llama_get_logits_ith(ctx_, out.batch_index), n_vocab);
-                const double norm = stats::log_sum_exp(logits);
-                TokenLogprob scored{target, static_cast<float>(logits[target] - norm), {}};
-                for (const auto & t : stats::top_k_logprobs(logits, norm, top_k)) scored.top.push_back({t.index, t.logprob});
-                results[out.request].tokens.push_back(std::move(scored));
-            }
-            pending = false;
-            for (std::size_t r = first; r < last; ++r) {
-                pending |= fed[r - first] < requests[r].context.size() + requests[r].continuation.size();
+                on_logits(out.sequence, out.pos, std::span<const float>(llama_get_logits_ith(ctx_, out.batch_index), n_vocab));
             }
         }
     }
+}
+
+std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> requests, int top_k) {
+    std::vector<std::vector<Token>> sequences;
+    sequences.reserve(requests.size());
+    for (const auto & r : requests) {
+        if (r.context.empty()) throw Error("score: the context must hold at least one token (normally BOS)");
+        auto & all = sequences.emplace_back(r.context);
+        all.insert(all.end(), r.continuation.begin(), r.continuation.end());
+        check_sequence(all, "score");
+    }
+    std::vector<ScoreResult> results(requests.size());
+    // Logits at position p predict token p+1: wanted from the last context token on.
+    const auto wants = [&](std::size_t s, std::size_t pos) {
+        return pos + 1 >= requests[s].context.size() && pos + 1 < sequences[s].size();
+    };
+    decode_sequences(sequences, wants, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+        const Token target = sequences[s][pos + 1];
+        const double norm = stats::log_sum_exp(logits);
+        TokenLogprob scored{target, static_cast<float>(logits[target] - norm), {}};
+        for (const auto & t : stats::top_k_logprobs(logits, norm, top_k)) scored.top.push_back({t.index, t.logprob});
+        results[s].tokens.push_back(std::move(scored));
+    });
     return results;
+}
+
+std::vector<double> LlamaEngine::evaluate(std::span<const std::vector<Token>> sequences) {
+    for (const auto & tokens : sequences) check_sequence(tokens, "evaluate");
+    std::vector<double> logprob_sums(sequences.size(), 0.0);
+    decode_sequences(sequences, [](std::size_t, std::size_t) { return true; },
+                     [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+                         if (pos + 1 < sequences[s].size()) logprob_sums[s] += logits[sequences[s][pos + 1]] - stats::log_sum_exp(logits);
+                     });
+    return logprob_sums;
 }
 
 std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece) {

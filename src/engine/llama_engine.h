@@ -3,6 +3,8 @@
 
 #include "engine/engine.h"
 
+#include <ggml-backend.h>
+
 #include <filesystem>
 #include <memory>
 
@@ -19,6 +21,10 @@ struct LlamaEngineOptions {
     int parallel = 4;        // sequences decoded side by side in one batch
     int batch_size = 512;    // tokens per llama_decode call
     int gpu_layers = 0;      // layers to offload to a GPU, -1 for all (needs a GPU build)
+    // Sees the intermediate tensors of every decode (ggml's scheduler callback): how calibration
+    // observes the activations entering each weight matrix.
+    ggml_backend_sched_eval_callback eval_callback = nullptr;
+    void * eval_callback_data = nullptr;
 };
 
 class LlamaEngine final : public Engine {
@@ -36,8 +42,21 @@ public:
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
     std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
 
+    // Runs the forward pass with logits at every position of each sequence, as llama.cpp's
+    // perplexity and imatrix tools do (llama.cpp computes the last layer only where logits are
+    // wanted). Returns each sequence's summed log-probability of its tokens after the first.
+    // For passes that observe the model through eval_callback.
+    std::vector<double> evaluate(std::span<const std::vector<Token>> sequences);
+
 private:
     struct Batch;
+    using WantsLogits = std::function<bool(std::size_t sequence, std::size_t pos)>;
+    using OnLogits = std::function<void(std::size_t sequence, std::size_t pos, std::span<const float> logits)>;
+
+    // Decodes sequences side by side, `parallel` at a time, and hands over the logits of every
+    // position `wants` selects once its batch is decoded.
+    void decode_sequences(std::span<const std::vector<Token>> sequences, const WantsLogits & wants, const OnLogits & on_logits);
+    void check_sequence(std::span<const Token> tokens, const char * what) const;
 
     std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special) const;
     void decode(Batch & batch);

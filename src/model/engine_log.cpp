@@ -51,6 +51,14 @@ void install_engine_log() {
     });
 }
 
+void init_llama_backend() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        install_engine_log();
+        llama_backend_init();
+    });
+}
+
 void clear_engine_error() { last_error.clear(); }
 
 std::string last_engine_error() { return last_error; }

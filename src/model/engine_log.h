@@ -9,6 +9,9 @@ namespace switchyard::model {
 // switchyard logger at debug level (errors at warn), so they stay out of the way unless -v.
 void install_engine_log();
 
+// Installs the log callback and initialises llama.cpp's backends, once per process.
+void init_llama_backend();
+
 // Clears, then later returns, the most recent error llama.cpp logged on this thread:
 // the detail behind a failed C call, for the one-line message the user sees.
 void clear_engine_error();

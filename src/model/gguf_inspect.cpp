@@ -142,6 +142,8 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
             elements *= static_cast<std::uint64_t>(ne[d]);
             if (ne[d] > 1) dims = d + 1;
         }
+        info.tensors.push_back({gguf_get_tensor_name(ctx, i), ggml_type_name(type),
+                                std::vector<std::uint64_t>(ne, ne + std::max(dims, 1)), bytes});
         info.parameters += elements;
         info.tensor_data_bytes += bytes;
         info.tensor_types[ggml_type_name(type)] += 1;
@@ -231,6 +233,10 @@ ModelInfo inspect_gguf_bytes(const void * data, std::size_t size, const std::str
     return describe(ctx.get(), size, display_name);
 }
 
+void to_json(nlohmann::json & out, const TensorInfo & t) {
+    out = {{"name", t.name}, {"type", t.type}, {"shape", t.shape}, {"bytes", t.bytes}};
+}
+
 void to_json(nlohmann::json & out, const ModelInfo & info) {
     out = {
         {"path", info.path.string()},
@@ -253,6 +259,7 @@ void to_json(nlohmann::json & out, const ModelInfo & info) {
         {"byte_fallback", info.byte_fallback},
         {"chat_template", info.has_chat_template},
         {"capabilities", info.capabilities},
+        {"tensors", info.tensors},
     };
 }
 

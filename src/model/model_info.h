@@ -11,6 +11,13 @@
 
 namespace switchyard::model {
 
+struct TensorInfo {
+    std::string name;
+    std::string type;                  // lower-case ggml type name
+    std::vector<std::uint64_t> shape;  // ggml order: shape[0] is the row length (input columns)
+    std::uint64_t bytes = 0;
+};
+
 struct ModelInfo {
     std::filesystem::path path;
     std::uint64_t file_bytes = 0;
@@ -24,6 +31,7 @@ struct ModelInfo {
     std::uint64_t tensor_data_bytes = 0;  // bytes of tensor data, without alignment padding
     double bits_per_weight = 0.0;         // tensor_data_bytes * 8 / parameters
     std::map<std::string, std::uint64_t> tensor_types;  // lower-case ggml type name -> tensor count
+    std::vector<TensorInfo> tensors;                    // in file order
 
     // llama.cpp's name for the file type: from general.file_type, else derived from the tensors.
     std::string file_type;
@@ -48,6 +56,7 @@ ModelInfo inspect_gguf(const std::filesystem::path & path);
 // The same over bytes already in memory (`display_name` names them in errors); used by the fuzzer.
 ModelInfo inspect_gguf_bytes(const void * data, std::size_t size, const std::string & display_name);
 
+void to_json(nlohmann::json & out, const TensorInfo & tensor);
 void to_json(nlohmann::json & out, const ModelInfo & info);
 
 }  // namespace switchyard::model

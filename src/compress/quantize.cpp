@@ -1,0 +1,133 @@
+#include "compress/quantize.h"
+
+#include "compress/imatrix.h"
+#include "compress/quant_types.h"
+#include "compress/recipe.h"
+#include "model/engine_log.h"
+#include "support/atomic_file.h"
+#include "support/error.h"
+#include "support/sha256.h"
+
+#include <llama.h>
+
+#include <regex>
+#include <thread>
+
+namespace switchyard::compress {
+
+namespace {
+
+bool is_float_type(const std::string & type) { return type == "f32" || type == "f16" || type == "bf16"; }
+
+void refuse_requantize(const model::ModelInfo & input) {
+    std::string quantized;
+    for (const auto & [type, count] : input.tensor_types) {
+        if (!is_float_type(type)) quantized += (quantized.empty() ? "" : ", ") + type + " x " + std::to_string(count);
+    }
+    if (quantized.empty()) return;
+    throw Error(input.path.string() + " is already quantized (" + quantized +
+                "): quantizing it again compounds the error of both steps; start from the F32/F16/BF16 original, "
+                "or pass --allow-requantize to do it anyway");
+}
+
+}  // namespace
+
+nlohmann::json quantize_parameters(const QuantizeOptions & o) {
+    nlohmann::json p = {{"type", parse_quant_type(o.type).name}, {"allow_requantize", o.allow_requantize}};
+    if (!o.imatrix.empty()) p["imatrix"] = {{"path", std::filesystem::absolute(o.imatrix).string()}, {"sha256", sha256_file(o.imatrix)}};
+    if (!o.tensor_types.empty()) {
+        p["tensor_types"] = nlohmann::json::array();
+        for (const auto & [pattern, type] : o.tensor_types) p["tensor_types"].push_back({{"pattern", pattern}, {"type", type}});
+    }
+    if (!o.output_type.empty()) p["output_type"] = o.output_type;
+    if (!o.embedding_type.empty()) p["embedding_type"] = o.embedding_type;
+    if (!o.prune_layers.empty()) p["prune_layers"] = o.prune_layers;
+    return p;
+}
+
+QuantizeOptions quantize_options_from_recipe(const nlohmann::json & recipe, const std::filesystem::path & input,
+                                             const std::filesystem::path & output) {
+    const auto & p = recipe.at("parameters");
+    QuantizeOptions o;
+    o.input = input;
+    o.output = output;
+    o.type = p.at("type").get<std::string>();
+    o.allow_requantize = p.value("allow_requantize", false);
+    if (p.contains("imatrix")) o.imatrix = p["imatrix"].at("path").get<std::string>();
+    for (const auto & t : p.value("tensor_types", nlohmann::json::array())) {
+        o.tensor_types.emplace_back(t.at("pattern").get<std::string>(), t.at("type").get<std::string>());
+    }
+    o.output_type = p.value("output_type", "");
+    o.embedding_type = p.value("embedding_type", "");
+    o.prune_layers = p.value("prune_layers", std::vector<int>{});
+    return o;
+}
+
+QuantizeResult quantize(const QuantizeOptions & o) {
+    model::init_llama_backend();
+    const QuantType & type = parse_quant_type(o.type);
+    const model::ModelInfo input = model::inspect_gguf(o.input);
+    std::error_code ec;
+    if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error(o.output.string() + ": the output would overwrite the input");
+    if (!o.allow_requantize) refuse_requantize(input);
+
+    llama_model_quantize_params params = llama_model_quantize_default_params();
+    params.ftype = type.ftype;
+    params.nthread = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    params.allow_requantize = o.allow_requantize;
+    if (!o.output_type.empty()) params.output_tensor_type = parse_tensor_type(o.output_type);
+    if (!o.embedding_type.empty()) params.token_embedding_type = parse_tensor_type(o.embedding_type);
+
+    std::vector<llama_model_tensor_override> overrides;
+    for (const auto & [pattern, name] : o.tensor_types) {
+        try {
+            std::regex check(pattern);
+        } catch (const std::regex_error & e) {
+            throw Error("--tensor-type: '" + pattern + "' is not a valid regular expression: " + e.what());
+        }
+        overrides.push_back({pattern.c_str(), parse_tensor_type(name)});
+    }
+    if (!overrides.empty()) {
+        overrides.push_back({nullptr, GGML_TYPE_COUNT});
+        params.tt_overrides = overrides.data();
+    }
+
+    std::map<std::string, std::vector<float>> importance;
+    std::vector<llama_model_imatrix_data> imatrix_data;
+    if (!o.imatrix.empty()) {
+        const Imatrix imatrix = load_imatrix(o.imatrix);
+        check_imatrix_matches(imatrix, o.input, o.imatrix);
+        importance = column_importance(imatrix);
+        for (const auto & [name, values] : importance) imatrix_data.push_back({name.c_str(), values.data(), values.size()});
+        imatrix_data.push_back({nullptr, nullptr, 0});
+        params.imatrix = imatrix_data.data();
+    }
+
+    std::vector<std::int32_t> prune(o.prune_layers.begin(), o.prune_layers.end());
+    if (!prune.empty()) {
+        for (const int layer : prune) {
+            if (layer < 0 || static_cast<std::uint64_t>(layer) >= input.block_count) {
+                throw Error("--prune-layers: layer " + std::to_string(layer) + " does not exist (the model has " +
+                            std::to_string(input.block_count) + ", numbered from 0)");
+            }
+        }
+        prune.push_back(-1);
+        params.prune_layers = prune.data();
+    }
+
+    AtomicFile out(o.output);
+    model::clear_engine_error();
+    if (llama_model_quantize(o.input.c_str(), out.temp_path().c_str(), &params) != 0) {
+        const std::string detail = model::last_engine_error();
+        throw Error("quantizing " + o.input.string() + " to " + type.name + " failed: " + (detail.empty() ? "no detail from llama.cpp" : detail));
+    }
+    QuantizeResult result;
+    result.written = model::inspect_gguf(out.temp_path());
+    out.commit();
+    result.written.path = o.output;
+    result.recipe = write_recipe(o.input, o.output, "quantize", quantize_parameters(o));
+    result.recipe_path = recipe_path_for(o.output);
+    return result;
+}
+
+}  // namespace switchyard::compress

@@ -1,0 +1,48 @@
+#include "compress/recipe.h"
+
+#include "support/atomic_file.h"
+#include "support/error.h"
+#include "support/sha256.h"
+#include "support/version.h"
+
+#include <fstream>
+
+namespace switchyard::compress {
+
+std::filesystem::path recipe_path_for(const std::filesystem::path & variant) {
+    return std::filesystem::path(variant.string() + ".recipe.json");
+}
+
+nlohmann::json write_recipe(const std::filesystem::path & parent, const std::filesystem::path & output, const std::string & method,
+                            const nlohmann::json & parameters) {
+    nlohmann::json recipe = {
+        {"recipe_version", 1},
+        {"method", method},
+        // Absolute paths: a recipe is read from anywhere, not from where it was written.
+        {"parent", {{"path", std::filesystem::absolute(parent).string()}, {"sha256", sha256_file(parent)}}},
+        {"output", {{"path", std::filesystem::absolute(output).string()}, {"sha256", sha256_file(output)}}},
+        {"parameters", parameters},
+        {"switchyard_version", kVersion},
+        {"engine_version", kEngineVersion},
+    };
+    write_file_atomically(recipe_path_for(output), recipe.dump(2) + "\n");
+    return recipe;
+}
+
+nlohmann::json read_recipe(const std::filesystem::path & path) {
+    std::ifstream in(path);
+    if (!in) throw Error(path.string() + ": cannot open the recipe");
+    nlohmann::json recipe;
+    try {
+        recipe = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception & e) {
+        throw Error(path.string() + ": not valid JSON: " + e.what());
+    }
+    for (const char * key : {"method", "parent", "parameters"}) {
+        if (!recipe.contains(key)) throw Error(path.string() + ": recipe lacks the key '" + key + "'");
+    }
+    if (!recipe["parent"].contains("sha256")) throw Error(path.string() + ": recipe lacks the key 'parent.sha256'");
+    return recipe;
+}
+
+}  // namespace switchyard::compress

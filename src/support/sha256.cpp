@@ -1,0 +1,35 @@
+#include "support/sha256.h"
+
+#include "support/error.h"
+
+#include <openssl/evp.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+namespace switchyard {
+
+std::string sha256_file(const std::filesystem::path & path) {
+    std::unique_ptr<std::FILE, int (*)(std::FILE *)> in(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!in) throw Error(path.string() + ": cannot open to compute its sha256");
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX *)> md(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr);
+    std::vector<unsigned char> buffer(1 << 20);
+    std::size_t n = 0;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), in.get())) > 0) EVP_DigestUpdate(md.get(), buffer.data(), n);
+    if (std::ferror(in.get())) throw Error(path.string() + ": read error while computing its sha256");
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(md.get(), digest.data(), &length);
+    std::string hex;
+    char byte[3];
+    for (unsigned int i = 0; i < length; ++i) {
+        std::snprintf(byte, sizeof byte, "%02x", digest[i]);
+        hex += byte;
+    }
+    return hex;
+}
+
+}  // namespace switchyard

@@ -1,0 +1,12 @@
+// SHA-256 of files, to identify models and data by content (recipes, results store).
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace switchyard {
+
+// Lower-case hex digest of the file's bytes. Throws switchyard::Error if it cannot be read.
+std::string sha256_file(const std::filesystem::path & path);
+
+}  // namespace switchyard
