@@ -11,5 +11,7 @@ void add_inspect(CLI::App & app);
 void add_generate(CLI::App & app);
 void add_quantize(CLI::App & app);  // also `rebuild`
 void add_calibrate(CLI::App & app);
+void add_prune(CLI::App & app);
+void add_mix(CLI::App & app);  // also `sensitivity`
 
 }  // namespace switchyard::cli

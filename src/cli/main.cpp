@@ -28,6 +28,8 @@ int main(int argc, char ** argv) {
     switchyard::cli::add_generate(app);
     switchyard::cli::add_quantize(app);
     switchyard::cli::add_calibrate(app);
+    switchyard::cli::add_prune(app);
+    switchyard::cli::add_mix(app);
 
     try {
         app.parse(argc, argv);

@@ -3,9 +3,8 @@
 #include "cli/commands.h"
 #include "compress/quant_types.h"
 #include "compress/quantize.h"
-#include "compress/recipe.h"
+#include "compress/rebuild.h"
 #include "support/error.h"
-#include "support/sha256.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -90,18 +89,9 @@ void add_quantize(CLI::App & app) {
     rebuild->add_option("-o,--output", *out, "Where to write (default: the path in the recipe)");
     rebuild->add_option("--parent", *parent, "The parent model, if it moved (default: the path in the recipe)");
     rebuild->callback([recipe_path, out, parent] {
-        const auto recipe = compress::read_recipe(*recipe_path);
-        if (recipe["method"] != "quantize") throw Error(recipe_path->string() + ": rebuilding '" + recipe["method"].get<std::string>() + "' recipes is not supported yet");
-        const std::filesystem::path input = parent->empty() ? std::filesystem::path(recipe["parent"]["path"].get<std::string>()) : *parent;
-        if (sha256_file(input) != recipe["parent"]["sha256"]) {
-            throw Error(input.string() + ": not the parent this recipe was made from (its sha256 differs)");
-        }
-        const std::filesystem::path output = out->empty() ? std::filesystem::path(recipe.at("output").at("path").get<std::string>()) : *out;
-        const auto result = compress::quantize(compress::quantize_options_from_recipe(recipe, input, output));
-        const bool identical = result.recipe["output"]["sha256"] == recipe["output"]["sha256"];
-        fmt::print("rebuilt {}: sha256 {} ({})\n", output.string(), result.recipe["output"]["sha256"].get<std::string>(),
-                   identical ? "identical to the recipe's" : "DIFFERS from the recipe's");
-        if (!identical) throw Error("the rebuilt file differs from the one the recipe describes");
+        const auto r = compress::rebuild(*recipe_path, *parent, *out);
+        fmt::print("rebuilt {}: sha256 {} ({})\n", r.output.string(), r.sha256, r.identical ? "identical to the recipe's" : "DIFFERS from the recipe's");
+        if (!r.identical) throw Error("the rebuilt file differs from the one the recipe describes");
     });
 }
 

@@ -1,18 +1,18 @@
 #include "compress/calibrate.h"
 
+#include "compress/text_chunks.h"
 #include "engine/llama_engine.h"
-#include "engine/normalize.h"
+#include "stats/logprobs.h"
 #include "support/error.h"
 #include "support/progress.h"
 
 #include <ggml.h>
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
-#include <fmt/format.h>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 namespace switchyard::compress {
 
@@ -123,22 +123,12 @@ private:
     std::string error_;
 };
 
-std::string read_text(const std::filesystem::path & path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open the calibration data");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 }  // namespace
 
 double CalibrateResult::perplexity() const { return scored_tokens > 0 ? std::exp(-logprob_sum / scored_tokens) : 0.0; }
 
 CalibrateResult calibrate(const CalibrateOptions & o) {
-    if (o.data.empty()) throw Error("calibrate: no data given (--data FILE)");
     if (o.chunks < 1) throw Error("calibrate: --chunks must be at least 1");
-    if (o.skip_chunks < 0) throw Error("calibrate: --skip-chunks cannot be negative");
 
     ActivationCollector collector(o.include_output);
     engine::LlamaEngineOptions eo;
@@ -154,65 +144,38 @@ CalibrateResult calibrate(const CalibrateOptions & o) {
     }
     engine::LlamaEngine engine(eo);
     const int ctx = engine.model().context_length;
-    if (ctx < 2) throw Error("calibrate: the context must hold at least 2 tokens");
 
     CalibrateResult result;
-    std::vector<engine::Token> tokens;
-    std::vector<std::string> datasets;
-    for (const auto & path : o.data) {
-        std::string text = read_text(path);
-        if (o.normalize) {
-            engine::NormalizeStats stats;
-            text = engine::normalize_for_vocabulary(engine, text, &stats);
-            result.dropped_characters += stats.dropped;
-        }
-        std::vector<engine::Token> part;
-        try {
-            part = engine.tokenize(text, false);
-        } catch (const Error & e) {
-            throw Error(path.string() + ": " + e.what() + "; pass --normalize to collapse whitespace and drop such characters");
-        }
-        tokens.insert(tokens.end(), part.begin(), part.end());
-        datasets.push_back(path.filename().string());
-    }
-
-    // The same chunks llama-imatrix makes, so the two tools' matrices agree: the token stream
-    // starts with BOS, is cut every `ctx` tokens, and each chunk's first token becomes BOS.
-    const std::vector<engine::Token> bos = engine.tokenize("", true);  // empty for models without BOS
-    tokens.insert(tokens.begin(), bos.begin(), bos.end());
-    const auto chunk_length = static_cast<std::size_t>(ctx);
-    const std::size_t available = tokens.size() / chunk_length;
-    result.chunks_available = static_cast<int>(available > static_cast<std::size_t>(o.skip_chunks) ? available - o.skip_chunks : 0);
-    if (result.chunks_available < 1) {
-        throw Error(fmt::format("calibrate: the data holds {} tokens, {} chunks of {}; nothing left after skipping {}", tokens.size(), available,
-                                ctx, o.skip_chunks));
-    }
-    result.chunks_used = std::min(o.chunks, result.chunks_available);
+    const TextChunks text = tokenize_chunks(engine, {.files = o.data, .context = ctx, .skip_chunks = o.skip_chunks, .max_chunks = o.chunks,
+                                                     .normalize = o.normalize});
+    result.chunks_available = static_cast<int>(text.available);
+    result.chunks_used = static_cast<int>(text.chunks.size());
+    result.dropped_characters = text.dropped_characters;
 
     const auto start = std::chrono::steady_clock::now();
     const auto per_call = static_cast<std::size_t>(eo.parallel);
     std::optional<Progress> progress;
-    if (o.progress) progress.emplace("calibrate", static_cast<std::size_t>(result.chunks_used), "chunks");
-    for (int done = 0; done < result.chunks_used;) {
-        std::vector<std::vector<engine::Token>> batch;
-        for (std::size_t k = 0; k < per_call && done + static_cast<int>(k) < result.chunks_used; ++k) {
-            const std::size_t begin = (static_cast<std::size_t>(o.skip_chunks) + done + k) * chunk_length;
-            auto & chunk = batch.emplace_back(tokens.begin() + begin, tokens.begin() + begin + chunk_length);
-            if (!bos.empty()) chunk.front() = bos.front();
-        }
-        for (const double logprob : engine.evaluate(batch)) result.logprob_sum += logprob;
-        result.scored_tokens += batch.size() * (chunk_length - 1);
-        done += static_cast<int>(batch.size());
+    if (o.progress) progress.emplace("calibrate", text.chunks.size(), "chunks");
+    for (std::size_t done = 0; done < text.chunks.size();) {
+        const auto batch = std::span(text.chunks).subspan(done, std::min(per_call, text.chunks.size() - done));
+        // Logits at every position, as in llama-imatrix: llama.cpp runs the last layer only where
+        // logits are wanted, and the matrix must see every token there too.
+        engine.forward(batch, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+            if (pos + 1 == batch[s].size()) return;
+            result.logprob_sum += logits[batch[s][pos + 1]] - stats::log_sum_exp(logits);
+            ++result.scored_tokens;
+        });
+        done += batch.size();
         result.tokens += batch.size() * static_cast<std::size_t>(ctx);
         if (progress) {
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            progress->update(static_cast<std::size_t>(done), fmt::format("{:.0f} tok/s", secs > 0 ? result.tokens / secs : 0.0));
+            progress->update(done, fmt::format("{:.0f} tok/s", secs > 0 ? result.tokens / secs : 0.0));
         }
     }
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     result.imatrix.entries = collector.take();
     if (result.imatrix.entries.empty()) throw Error("calibrate: saw no weight matrix products; is this a language model?");
-    result.imatrix.datasets = datasets;
+    result.imatrix.datasets = text.sources;
     result.imatrix.chunk_count = result.chunks_used;
     result.imatrix.chunk_size = ctx;
     return result;

@@ -54,6 +54,7 @@ constexpr std::array kTypes = {
     QuantType{"IQ1_M", LLAMA_FTYPE_MOSTLY_IQ1_M, "1.75 bpw"},
     QuantType{"IQ1_S", LLAMA_FTYPE_MOSTLY_IQ1_S, "1.56 bpw"},
     QuantType{"Q1_0", LLAMA_FTYPE_MOSTLY_Q1_0, "1.125 bpw"},
+    QuantType{"COPY", LLAMA_FTYPE_ALL_F32, "copy tensors as they are (with --prune-layers: drop layers only)"},
 };
 
 bool iequals(std::string_view a, std::string_view b) {

@@ -17,6 +17,8 @@ namespace switchyard::compress {
 
 namespace {
 
+bool copies_only(const QuantType & type) { return std::string_view(type.name) == "COPY"; }
+
 bool is_float_type(const std::string & type) { return type == "f32" || type == "f16" || type == "bf16"; }
 
 void refuse_requantize(const model::ModelInfo & input) {
@@ -64,17 +66,26 @@ QuantizeOptions quantize_options_from_recipe(const nlohmann::json & recipe, cons
 }
 
 QuantizeResult quantize(const QuantizeOptions & o) {
+    QuantizeResult result;
+    result.written = quantize_without_recipe(o);
+    result.recipe = write_recipe(o.input, o.output, "quantize", quantize_parameters(o));
+    result.recipe_path = recipe_path_for(o.output);
+    return result;
+}
+
+model::ModelInfo quantize_without_recipe(const QuantizeOptions & o) {
     model::init_llama_backend();
     const QuantType & type = parse_quant_type(o.type);
     const model::ModelInfo input = model::inspect_gguf(o.input);
     std::error_code ec;
     if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error(o.output.string() + ": the output would overwrite the input");
-    if (!o.allow_requantize) refuse_requantize(input);
+    if (!o.allow_requantize && !copies_only(type)) refuse_requantize(input);
 
     llama_model_quantize_params params = llama_model_quantize_default_params();
     params.ftype = type.ftype;
     params.nthread = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     params.allow_requantize = o.allow_requantize;
+    params.only_copy = copies_only(type);
     if (!o.output_type.empty()) params.output_tensor_type = parse_tensor_type(o.output_type);
     if (!o.embedding_type.empty()) params.token_embedding_type = parse_tensor_type(o.embedding_type);
 
@@ -121,13 +132,10 @@ QuantizeResult quantize(const QuantizeOptions & o) {
         const std::string detail = model::last_engine_error();
         throw Error("quantizing " + o.input.string() + " to " + type.name + " failed: " + (detail.empty() ? "no detail from llama.cpp" : detail));
     }
-    QuantizeResult result;
-    result.written = model::inspect_gguf(out.temp_path());
+    model::ModelInfo written = model::inspect_gguf(out.temp_path());
     out.commit();
-    result.written.path = o.output;
-    result.recipe = write_recipe(o.input, o.output, "quantize", quantize_parameters(o));
-    result.recipe_path = recipe_path_for(o.output);
-    return result;
+    written.path = o.output;
+    return written;
 }
 
 }  // namespace switchyard::compress

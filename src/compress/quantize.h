@@ -16,7 +16,7 @@ namespace switchyard::compress {
 struct QuantizeOptions {
     std::filesystem::path input;
     std::filesystem::path output;
-    std::string type;                                           // llama-quantize name, e.g. "Q4_0"
+    std::string type;                                           // llama-quantize name, e.g. "Q4_0"; "COPY" copies tensors as they are
     std::filesystem::path imatrix;                              // empty: none
     std::vector<std::pair<std::string, std::string>> tensor_types;  // regex -> ggml type, first match wins
     std::string output_type;                                    // output.weight type; empty: llama.cpp decides
@@ -35,6 +35,9 @@ struct QuantizeResult {
 // Quantizes, reads the output back and writes OUTPUT.recipe.json. Output files appear whole or
 // not at all. Throws switchyard::Error on bad options, input, imatrix, or a failed write.
 QuantizeResult quantize(const QuantizeOptions & options);
+
+// The same without the recipe, for methods that quantize as one of their steps.
+model::ModelInfo quantize_without_recipe(const QuantizeOptions & options);
 
 // Options as a recipe records them, and back: a recipe rebuilds the same file.
 nlohmann::json quantize_parameters(const QuantizeOptions & options);

@@ -262,14 +262,9 @@ std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> reques
     return results;
 }
 
-std::vector<double> LlamaEngine::evaluate(std::span<const std::vector<Token>> sequences) {
-    for (const auto & tokens : sequences) check_sequence(tokens, "evaluate");
-    std::vector<double> logprob_sums(sequences.size(), 0.0);
-    decode_sequences(sequences, [](std::size_t, std::size_t) { return true; },
-                     [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
-                         if (pos + 1 < sequences[s].size()) logprob_sums[s] += logits[sequences[s][pos + 1]] - stats::log_sum_exp(logits);
-                     });
-    return logprob_sums;
+void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits) {
+    for (const auto & tokens : sequences) check_sequence(tokens, "forward");
+    decode_sequences(sequences, [](std::size_t, std::size_t) { return true; }, on_logits);
 }
 
 std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece) {

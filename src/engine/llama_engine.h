@@ -42,16 +42,17 @@ public:
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
     std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
 
+    using OnLogits = std::function<void(std::size_t sequence, std::size_t pos, std::span<const float> logits)>;
+
     // Runs the forward pass with logits at every position of each sequence, as llama.cpp's
     // perplexity and imatrix tools do (llama.cpp computes the last layer only where logits are
-    // wanted). Returns each sequence's summed log-probability of its tokens after the first.
-    // For passes that observe the model through eval_callback.
-    std::vector<double> evaluate(std::span<const std::vector<Token>> sequences);
+    // wanted), and hands each position's raw logits to `on_logits`: for comparing whole
+    // distributions, and for passes that observe the model through eval_callback.
+    void forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits);
 
 private:
     struct Batch;
     using WantsLogits = std::function<bool(std::size_t sequence, std::size_t pos)>;
-    using OnLogits = std::function<void(std::size_t sequence, std::size_t pos, std::span<const float> logits)>;
 
     // Decodes sequences side by side, `parallel` at a time, and hands over the logits of every
     // position `wants` selects once its batch is decoded.

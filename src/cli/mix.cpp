@@ -1,0 +1,101 @@
+// `switchyard sensitivity` and `switchyard mix`: which tensors suffer most from quantization, and
+// a per-tensor mix of types chosen from that under a size budget.
+#include "cli/commands.h"
+#include "compress/mix.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+namespace switchyard::cli {
+
+namespace {
+
+void add_data_options(CLI::App * cmd, compress::DriftData & d) {
+    cmd->add_option("--data", d.files, "Text to measure on (your own domain's text)")->required();
+    cmd->add_option("--chunks", d.chunks, "Text chunks to measure on")->capture_default_str();
+    cmd->add_option("--skip-chunks", d.skip_chunks, "Skip this many chunks first (e.g. those used for calibration)");
+    cmd->add_option("-c,--ctx", d.context, "Tokens per chunk (default: min(512, the model's declared context))");
+    cmd->add_flag("--normalize", d.normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
+    cmd->add_option("-t,--threads", d.threads, "CPU threads (default: all)");
+}
+
+nlohmann::json drift_json(const compress::Drift & d) {
+    return {{"kld", {{"mean", d.kld.mean}, {"median", d.kld.median}, {"p90", d.kld.p90}, {"p99", d.kld.p99}, {"max", d.kld.max}}},
+            {"top1_agreement", d.top1_agreement},
+            {"perplexity", d.perplexity},
+            {"reference_perplexity", d.reference_perplexity},
+            {"positions", d.positions}};
+}
+
+}  // namespace
+
+void add_mix(CLI::App & app) {
+    auto * sens = app.add_subcommand("sensitivity", "Rank weight matrices by how much quantizing each alone moves the model's predictions (KLD)");
+    auto model = std::make_shared<std::filesystem::path>();
+    auto type = std::make_shared<std::string>();
+    auto sens_data = std::make_shared<compress::DriftData>();
+    auto format = std::make_shared<std::string>("text");
+    sens->add_option("MODEL", *model, "GGUF model (F32/F16/BF16)")->required();
+    sens->add_option("--type", *type, "Quantization type to try on each matrix, e.g. Q4_0")->required();
+    add_data_options(sens, *sens_data);
+    sens->add_option("--format", *format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}))->capture_default_str();
+    sens->callback([model, type, sens_data, format] {
+        const auto ranking = compress::measure_sensitivity(*model, {*type}, *sens_data);
+        if (*format == "json") {
+            nlohmann::json out = nlohmann::json::array();
+            for (const auto & s : ranking) {
+                out.push_back({{"tensor", s.tensor}, {"type", s.type}, {"original_bytes", s.original_bytes}, {"bytes", s.bytes}, {"drift", drift_json(s.drift)}});
+            }
+            std::cout << out.dump(2) << '\n';
+        } else if (*format == "csv") {
+            fmt::print("tensor,type,original_bytes,bytes,kld_mean,kld_p99,top1_agreement,perplexity\n");
+            for (const auto & s : ranking) {
+                fmt::print("{},{},{},{},{:.6g},{:.6g},{:.6f},{:.6f}\n", s.tensor, s.type, s.original_bytes, s.bytes, s.drift.kld.mean, s.drift.kld.p99,
+                           s.drift.top1_agreement, s.drift.perplexity);
+            }
+        } else {
+            fmt::print("{:<28} {:<7} {:>11} {:>11} {:>9}\n", "tensor (most sensitive first)", "type", "mean KLD", "p99 KLD", "top-1");
+            for (const auto & s : ranking) {
+                fmt::print("{:<28} {:<7} {:>11.3e} {:>11.3e} {:>8.2f}%\n", s.tensor, s.type, s.drift.kld.mean, s.drift.kld.p99, 100 * s.drift.top1_agreement);
+            }
+        }
+    });
+
+    auto * cmd = app.add_subcommand("mix", "Choose a quantization type per weight matrix that minimises measured KLD under a size budget");
+    auto o = std::make_shared<compress::MixOptions>();
+    auto json = std::make_shared<bool>(false);
+    cmd->add_option("MODEL", o->input, "GGUF model (F32/F16/BF16)")->required();
+    cmd->add_option("OUT", o->output, "Output GGUF file (a recipe goes to OUT.recipe.json)")->required();
+    cmd->add_option("--budget", o->budget, "File size (600K, 1.5M, 2G) or bits per weight (4.5bpw)")->required();
+    cmd->add_option("--types", o->types, "Candidate types, comma-separated")->delimiter(',')->capture_default_str();
+    add_data_options(cmd, o->data);
+    cmd->add_flag("--json", *json, "Print the report as JSON");
+    cmd->callback([o, json] {
+        const auto r = compress::mix(*o);
+        if (*json) {
+            nlohmann::json uniform = nlohmann::json::array();
+            for (const auto & u : r.uniform) uniform.push_back({{"type", u.type}, {"file_bytes", u.file_bytes}, {"drift", drift_json(u.drift)}});
+            std::cout << nlohmann::json({{"output", r.written}, {"choice", r.choice}, {"drift", drift_json(r.drift)}, {"uniform", uniform},
+                                         {"recipe_path", r.recipe_path.string()}})
+                             .dump(2)
+                      << '\n';
+            return;
+        }
+        std::map<std::string, int> counts;
+        for (const auto & [tensor, type] : r.choice) ++counts[type];
+        std::string summary;
+        for (const auto & [type, n] : counts) summary += fmt::format("{}{} x {}", summary.empty() ? "" : ", ", type, n);
+        fmt::print("wrote {}: {} bytes, {:.2f} bits per weight ({})\n", r.written.path.string(), r.written.file_bytes, r.written.bits_per_weight, summary);
+        fmt::print("{:<22} {:>10} {:>11} {:>9}\n", "variant", "bytes", "mean KLD", "top-1");
+        fmt::print("{:<22} {:>10} {:>11.3e} {:>8.2f}%\n", "this mix", r.written.file_bytes, r.drift.kld.mean, 100 * r.drift.top1_agreement);
+        for (const auto & u : r.uniform) {
+            fmt::print("{:<22} {:>10} {:>11.3e} {:>8.2f}%\n", "llama.cpp " + u.type, u.file_bytes, u.drift.kld.mean, 100 * u.drift.top1_agreement);
+        }
+        fmt::print("recipe {}\n", r.recipe_path.string());
+    });
+}
+
+}  // namespace switchyard::cli

@@ -1,0 +1,56 @@
+#include "compress/text_chunks.h"
+
+#include "engine/normalize.h"
+#include "support/error.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace switchyard::compress {
+
+TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions & o) {
+    if (o.files.empty()) throw Error("no text given (--data FILE)");
+    if (o.context < 2) throw Error("chunks need a context of at least 2 tokens");
+    if (o.skip_chunks < 0) throw Error("--skip-chunks cannot be negative");
+    TextChunks result;
+    // The stream starts with BOS, is cut every `context` tokens, and each chunk's first token
+    // becomes BOS: llama-imatrix's and llama-perplexity's layout, so results compare with theirs.
+    const std::vector<engine::Token> bos = engine.tokenize("", true);  // empty for models without BOS
+    std::vector<engine::Token> tokens = bos;
+    for (const auto & path : o.files) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) throw Error(path.string() + ": cannot open the text file");
+        std::ostringstream buffer;
+        buffer << in.rdbuf();
+        std::string text = buffer.str();
+        if (o.normalize) {
+            engine::NormalizeStats stats;
+            text = engine::normalize_for_vocabulary(engine, text, &stats);
+            result.dropped_characters += stats.dropped;
+        }
+        try {
+            const auto part = engine.tokenize(text, false);
+            tokens.insert(tokens.end(), part.begin(), part.end());
+        } catch (const Error & e) {
+            throw Error(path.string() + ": " + e.what() + "; pass --normalize to collapse whitespace and drop such characters");
+        }
+        result.sources.push_back(path.filename().string());
+    }
+    const auto length = static_cast<std::size_t>(o.context);
+    const std::size_t total = tokens.size() / length;
+    const auto skip = static_cast<std::size_t>(o.skip_chunks);
+    result.available = total > skip ? total - skip : 0;
+    if (result.available == 0) {
+        throw Error(fmt::format("the text holds {} tokens, {} chunks of {}: nothing left after skipping {}", tokens.size(), total, length, skip));
+    }
+    const std::size_t take = o.max_chunks > 0 ? std::min<std::size_t>(result.available, static_cast<std::size_t>(o.max_chunks)) : result.available;
+    for (std::size_t c = skip; c < skip + take; ++c) {
+        auto & chunk = result.chunks.emplace_back(tokens.begin() + c * length, tokens.begin() + (c + 1) * length);
+        if (!bos.empty()) chunk.front() = bos.front();
+    }
+    return result;
+}
+
+}  // namespace switchyard::compress

@@ -1,0 +1,32 @@
+// Text as a model sees it in calibration and drift measurements: files tokenized into chunks of
+// the context length, each starting with BOS, cut the way llama.cpp's imatrix and perplexity tools cut them.
+#pragma once
+
+#include "engine/engine.h"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace switchyard::compress {
+
+struct TextChunkOptions {
+    std::vector<std::filesystem::path> files;
+    int context = 0;          // tokens per chunk
+    int skip_chunks = 0;      // leave this many chunks out first (held out for another use)
+    int max_chunks = 0;       // 0: all that remain
+    bool normalize = false;   // collapse whitespace, drop characters the vocabulary lacks
+};
+
+struct TextChunks {
+    std::vector<std::vector<engine::Token>> chunks;
+    std::size_t available = 0;  // chunks the data holds after skipping
+    std::size_t dropped_characters = 0;
+    std::vector<std::string> sources;  // file names, for the record
+};
+
+// Throws switchyard::Error for unreadable files, text the vocabulary cannot encode (naming the
+// file and suggesting --normalize), or data too short for one chunk after skipping.
+TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions & options);
+
+}  // namespace switchyard::compress
