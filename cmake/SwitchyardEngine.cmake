@@ -181,11 +181,13 @@ else()
 endif()
 file(LOCK "${SWITCHYARD_CACHE_DIR}/engine.lock" RELEASE)
 
-# Where the reference tools are (empty when llama.cpp came installed, without its source).
-set(SWITCHYARD_REFERENCE_TOOLS_DIR "")
+# Where the reference tools are (empty when llama.cpp came installed, without its source);
+# cached so that bench/ scripts can read it from build/CMakeCache.txt.
+set(_sy_tools "")
 if(DEFINED _sy_prefix)
-  set(SWITCHYARD_REFERENCE_TOOLS_DIR "${_sy_prefix}/bin")
+  set(_sy_tools "${_sy_prefix}/bin")
 endif()
+set(SWITCHYARD_REFERENCE_TOOLS_DIR "${_sy_tools}" CACHE INTERNAL "llama.cpp reference tools built from the engine's source")
 
 if(NOT LLAMA_VERSION VERSION_EQUAL 0.5.0)
   message(WARNING "engine: llama.cpp ${LLAMA_VERSION} is not the pinned release ${SWITCHYARD_LLAMA_RELEASE}; switchyard is tested against the pinned one")

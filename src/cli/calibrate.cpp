@@ -20,6 +20,7 @@ void add_calibrate(CLI::App & app) {
     cmd->add_flag("--normalize", o->normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
     cmd->add_flag("--include-output", o->include_output, "Also collect for output.weight");
     cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all)");
+    cmd->add_option("--parallel", o->parallel, "Chunks decoded side by side")->capture_default_str();
     cmd->callback([o, out] {
         const auto r = compress::calibrate(*o);
         compress::save_imatrix(r.imatrix, *out);

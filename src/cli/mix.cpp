@@ -33,6 +33,31 @@ nlohmann::json drift_json(const compress::Drift & d) {
 }  // namespace
 
 void add_mix(CLI::App & app) {
+    auto * compare = app.add_subcommand("compare", "Measure how far a variant's predictions drift from its original's: KLD, top-1 agreement, perplexity");
+    auto original = std::make_shared<std::filesystem::path>();
+    auto variant = std::make_shared<std::filesystem::path>();
+    auto compare_data = std::make_shared<compress::DriftData>();
+    auto compare_json = std::make_shared<bool>(false);
+    compare->add_option("ORIGINAL", *original, "The model the variant was made from")->required();
+    compare->add_option("VARIANT", *variant, "The compressed model (same vocabulary)")->required();
+    add_data_options(compare, *compare_data);
+    compare->add_flag("--json", *compare_json, "Print one JSON object");
+    compare->callback([original, variant, compare_data, compare_json] {
+        compare_data->progress = false;
+        const auto d = compress::compare_models(*original, *variant, *compare_data);
+        if (*compare_json) {
+            std::cout << drift_json(d).dump(2) << '\n';
+            return;
+        }
+        fmt::print("{} against {} over {} positions:\n", variant->string(), original->string(), d.positions);
+        fmt::print("  KLD (nats)      mean {:.4e}  median {:.4e}  p90 {:.4e}  p99 {:.4e}  max {:.4e}\n", d.kld.mean, d.kld.median, d.kld.p90,
+                   d.kld.p99, d.kld.max);
+        fmt::print("  top-1 agreement {:.2f}%\n", 100 * d.top1_agreement);
+        fmt::print("  perplexity      {:.4f} (original {:.4f}, ratio {:.4f})\n", d.perplexity, d.reference_perplexity,
+                   d.perplexity / d.reference_perplexity);
+    });
+
+
     auto * sens = app.add_subcommand("sensitivity", "Rank weight matrices by how much quantizing each alone moves the model's predictions (KLD)");
     auto model = std::make_shared<std::filesystem::path>();
     auto type = std::make_shared<std::string>();

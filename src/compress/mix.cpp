@@ -175,6 +175,11 @@ Budget parse_budget(const std::string & text) {
 
 }  // namespace
 
+Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant, const DriftData & data) {
+    DriftBench bench(original, data);
+    return bench.measure(variant);
+}
+
 std::vector<Sensitivity> measure_sensitivity(const std::filesystem::path & model, const std::vector<std::string> & types, const DriftData & data) {
     if (types.empty()) throw Error("no quantization type given");
     for (const auto & t : types) tensor_type_of(t);

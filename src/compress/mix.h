@@ -24,6 +24,9 @@ struct DriftData {
     bool progress = true;
 };
 
+// Drift of `variant` from `original` on the data (both must share a vocabulary).
+Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant, const DriftData & data);
+
 struct Sensitivity {
     std::string tensor;
     std::string type;               // the type it was quantized to (after llama.cpp's fallbacks)

@@ -1,0 +1,23 @@
+# Shared by the bench scripts: paths, the reference tools, and a repeatable timer.
+# shellcheck shell=bash
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+data="${SWITCHYARD_DATA_DIR:-../shared}"
+sy=build/switchyard
+[ -x "$sy" ] || { echo "bench: build first (scripts/setup.sh)" >&2; exit 1; }
+tools=$(sed -n 's/^SWITCHYARD_REFERENCE_TOOLS_DIR:INTERNAL=//p' build/CMakeCache.txt)
+threads="${BENCH_THREADS:-$(nproc)}"
+repeats="${BENCH_REPEATS:-3}"
+
+# Median wall-clock seconds of a command over $repeats runs (its output discarded).
+median_seconds() {
+  local times=()
+  for _ in $(seq "$repeats"); do
+    local start end
+    start=$(date +%s.%N)
+    "$@" > /dev/null 2>&1 || { echo "bench: command failed: $*" >&2; exit 1; }
+    end=$(date +%s.%N)
+    times+=("$(echo "$end - $start" | bc -l)")
+  done
+  printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
