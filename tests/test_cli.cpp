@@ -127,3 +127,41 @@ TEST(Cli, BadFlagsExitWithUsageError) {
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.err.find("--model"), std::string::npos) << r.err;
 }
+
+// The compression commands, as a user meets them: a report on success, one clear line on failure.
+TEST(Cli, QuantizeReportsAndRefusesBadInput) {
+    test::ScratchDir dir;
+    const auto model = test::model_path("babyllama-0.9M-f32.gguf").string();
+    const auto ok = test::run_switchyard({"quantize", model, dir.file("q4.gguf").string(), "q4_0", "-t", "2"});
+    ASSERT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_NE(ok.out.find("q4_0 x 36"), std::string::npos) << ok.out;
+    EXPECT_NE(ok.out.find("kept as q8_0   output.weight"), std::string::npos) << ok.out;
+    EXPECT_TRUE(std::filesystem::exists(dir.file("q4.gguf.recipe.json")));
+    const auto rebuilt = test::run_switchyard({"rebuild", dir.file("q4.gguf.recipe.json").string(), "-o", dir.file("again.gguf").string()});
+    EXPECT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+    EXPECT_NE(rebuilt.out.find("identical"), std::string::npos) << rebuilt.out;
+
+    expect_clean_failure(test::run_switchyard({"quantize", model, dir.file("x.gguf").string(), "Q3_0"}), "unknown quantization type 'Q3_0'");
+    expect_clean_failure(test::run_switchyard({"quantize", dir.file("q4.gguf").string(), dir.file("x.gguf").string(), "Q4_0"}), "already quantized");
+    expect_clean_failure(test::run_switchyard({"quantize", model, dir.file("x.gguf").string(), "Q4_0", "--tensor-type", "attn_v"}),
+                         "expected REGEX=TYPE");
+    EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
+}
+
+TEST(Cli, CalibratePruneAndMixErrors) {
+    test::ScratchDir dir;
+    const auto model = test::model_path("babyllama-0.9M-f32.gguf").string();
+    const auto text = (test::data_dir() / "data" / "tinystories-valid-head.txt").string();
+    expect_clean_failure(test::run_switchyard({"calibrate", model, "--data", text, "-o", dir.file("i.gguf").string()}),
+                         "pass --normalize");
+    expect_clean_failure(test::run_switchyard({"prune", model, dir.file("p.gguf").string(), "--method", "wanda", "--sparsity", "0.5"}),
+                         "pass --imatrix");
+    expect_clean_failure(test::run_switchyard({"prune", model, dir.file("p.gguf").string(), "--pattern", "4:3"}), "expected unstructured or N:M");
+    expect_clean_failure(test::run_switchyard({"mix", model, dir.file("m.gguf").string(), "--budget", "10K", "--data", text, "--normalize",
+                                               "--chunks", "2"}),
+                         "below the smallest file");
+    expect_clean_failure(test::run_switchyard({"compare", model, test::model_path("stories260K-f32.gguf").string(), "--data", text,
+                                               "--normalize", "--chunks", "2"}),
+                         "vocabularies differ");
+    EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}

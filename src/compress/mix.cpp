@@ -8,6 +8,7 @@
 #include "support/progress.h"
 
 #include <fmt/format.h>
+#include <ggml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -192,6 +193,23 @@ MixResult mix(const MixOptions & o) {
     const Budget budget = parse_budget(o.budget);
     std::vector<std::string> tensor_types;
     for (const auto & t : o.types) tensor_types.push_back(tensor_type_of(t));
+    // A lower bound first (every matrix at the smallest type's nominal size), so an impossible
+    // budget is refused before minutes of measurement.
+    const model::ModelInfo input = model::inspect_gguf(o.input);
+    double smallest = static_cast<double>(input.file_bytes);
+    for (const auto & t : input.tensors) {
+        if (!is_weight_matrix(t)) continue;
+        double least = static_cast<double>(t.bytes);
+        const std::uint64_t rows = t.bytes / ggml_row_size(parse_tensor_type(t.type), static_cast<std::int64_t>(t.shape[0]));
+        for (const auto & type : tensor_types) least = std::min(least, static_cast<double>(rows * ggml_row_size(parse_tensor_type(type), static_cast<std::int64_t>(t.shape[0]))));
+        smallest -= static_cast<double>(t.bytes) - least;
+    }
+    const double smallest_bpw = 8.0 * (smallest - static_cast<double>(input.file_bytes - input.tensor_data_bytes)) / input.parameters;
+    if (budget.bpw > 0 ? smallest_bpw > budget.bpw : smallest > budget.bytes) {
+        throw Error(fmt::format("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight", o.budget, smallest,
+                                smallest_bpw));
+    }
+
     DriftBench bench(o.input, o.data);
     const auto & info = bench.info();
     const std::vector<Sensitivity> measured = sensitivity_on(bench, o.types, o.data.progress);
