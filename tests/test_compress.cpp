@@ -257,3 +257,25 @@ TEST(Imatrix, InteroperatesWithLlamaCppTools) {
         EXPECT_LE(loose, entry.sums.size() / 20) << name << ": too many columns differ by more than 0.1%";
     }
 }
+
+TEST(Imatrix, TaskSuitesCalibrateWithTheirText) {
+    test::ScratchDir dir;
+    compress::CalibrateOptions o;
+    o.model = test::model_path("stories260K-f32.gguf");
+    o.data = {test::data_dir() / "data" / "blimp" / "anaphor_gender_agreement.jsonl"};
+    o.chunks = 8;
+    o.context = 128;
+    o.threads = 2;
+    o.progress = false;
+    const auto r = compress::calibrate(o);
+    EXPECT_EQ(r.chunks_used, 8);
+    EXPECT_EQ(r.imatrix.entries.size(), 35u);
+    test::write_file(dir.file("bad.jsonl"), "{\"text\": \"fine\"}\n{\"text\": broken\n");
+    o.data = {dir.file("bad.jsonl")};
+    try {
+        compress::calibrate(o);
+        FAIL();
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("bad.jsonl:2:"), std::string::npos) << e.what();
+    }
+}

@@ -12,7 +12,7 @@ void add_calibrate(CLI::App & app) {
     auto o = std::make_shared<compress::CalibrateOptions>();
     auto out = std::make_shared<std::filesystem::path>();
     cmd->add_option("MODEL", o->model, "GGUF model to calibrate")->required();
-    cmd->add_option("--data", o->data, "Plain-text calibration file(s), your own domain's text")->required();
+    cmd->add_option("--data", o->data, "Calibration data: plain-text files, or task suites (.jsonl, their items' text)")->required();
     cmd->add_option("-o,--output", *out, "Where to write the imatrix (GGUF)")->required();
     cmd->add_option("--chunks", o->chunks, "Calibration samples: chunks of --ctx tokens (100-500 is the usual range)")->capture_default_str();
     cmd->add_option("--skip-chunks", o->skip_chunks, "Skip this many chunks first (e.g. to keep them for evaluation)");

@@ -4,11 +4,59 @@
 #include "support/error.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <sstream>
 
 namespace switchyard::compress {
+
+namespace {
+
+void collect_strings(const nlohmann::json & value, std::string & out) {
+    if (value.is_string()) {
+        out += value.get<std::string>();
+        out += '\n';
+    } else if (value.is_array() || value.is_object()) {
+        for (const auto & v : value) collect_strings(v, out);
+    }
+}
+
+// The fields that hold an item's text in switchyard's suites and the shared data's formats;
+// the rest (ids, labels, categories) is metadata.
+constexpr const char * kTextFields[] = {"text", "context", "prompt", "choices", "answer", "good", "bad", "sentence_good", "sentence_bad"};
+
+void collect_item_text(const nlohmann::json & item, std::string & out) {
+    bool found = false;
+    if (item.is_object()) {
+        for (const char * key : kTextFields) {
+            if (item.contains(key)) {
+                collect_strings(item[key], out);
+                found = true;
+            }
+        }
+    }
+    if (!found) collect_strings(item, out);
+}
+
+// A task suite (JSONL) calibrates with the text of its items.
+std::string text_of_suite(const std::filesystem::path & path, const std::string & contents) {
+    std::string text;
+    std::size_t line_number = 0;
+    std::istringstream lines(contents);
+    for (std::string line; std::getline(lines, line);) {
+        ++line_number;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        try {
+            collect_item_text(nlohmann::json::parse(line), text);
+        } catch (const nlohmann::json::parse_error &) {
+            throw Error(path.string() + ":" + std::to_string(line_number) + ": not a JSON object (suites are JSONL: one item per line)");
+        }
+    }
+    return text;
+}
+
+}  // namespace
 
 TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions & o) {
     if (o.files.empty()) throw Error("no text given (--data FILE)");
@@ -24,7 +72,7 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
         if (!in) throw Error(path.string() + ": cannot open the text file");
         std::ostringstream buffer;
         buffer << in.rdbuf();
-        std::string text = buffer.str();
+        std::string text = path.extension() == ".jsonl" ? text_of_suite(path, buffer.str()) : buffer.str();
         if (o.normalize) {
             engine::NormalizeStats stats;
             text = engine::normalize_for_vocabulary(engine, text, &stats);

@@ -11,7 +11,7 @@
 namespace switchyard::compress {
 
 struct TextChunkOptions {
-    std::vector<std::filesystem::path> files;
+    std::vector<std::filesystem::path> files;  // plain text, or task suites (.jsonl: the items' text)
     int context = 0;          // tokens per chunk
     int skip_chunks = 0;      // leave this many chunks out first (held out for another use)
     int max_chunks = 0;       // 0: all that remain

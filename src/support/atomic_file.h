@@ -1,5 +1,6 @@
 // Output files that appear whole or not at all: written to a temporary file beside the target,
-// renamed into place on commit, removed if the writer fails or is interrupted before that.
+// renamed into place on commit, removed if the writer fails, or Ctrl-C (SIGINT) or SIGTERM ends
+// the process before that.
 #pragma once
 
 #include <filesystem>
@@ -25,6 +26,7 @@ private:
     std::filesystem::path target_;
     std::filesystem::path temp_;
     bool committed_ = false;
+    int cleanup_slot_ = -1;  // registration for removal on SIGINT/SIGTERM
 };
 
 // Writes `contents` to `path` atomically. Throws switchyard::Error (with the reason) on failure.
