@@ -22,7 +22,7 @@ void add_data_options(CLI::App * cmd, compress::DriftData & d) {
     cmd->add_option("-t,--threads", d.threads, "CPU threads (default: all)");
 }
 
-nlohmann::json drift_json(const compress::Drift & d) {
+nlohmann::json drift_json(const eval::Drift & d) {
     return {{"kld", {{"mean", d.kld.mean}, {"median", d.kld.median}, {"p90", d.kld.p90}, {"p99", d.kld.p99}, {"max", d.kld.max}}},
             {"top1_agreement", d.top1_agreement},
             {"perplexity", d.perplexity},

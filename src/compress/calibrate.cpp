@@ -1,6 +1,6 @@
 #include "compress/calibrate.h"
 
-#include "compress/text_chunks.h"
+#include "eval/text_chunks.h"
 #include "engine/llama_engine.h"
 #include "stats/logprobs.h"
 #include "support/error.h"
@@ -146,7 +146,7 @@ CalibrateResult calibrate(const CalibrateOptions & o) {
     const int ctx = engine.model().context_length;
 
     CalibrateResult result;
-    const TextChunks text = tokenize_chunks(engine, {.files = o.data, .context = ctx, .skip_chunks = o.skip_chunks, .max_chunks = o.chunks,
+    const eval::TextChunks text = eval::tokenize_chunks(engine, {.files = o.data, .context = ctx, .skip_chunks = o.skip_chunks, .max_chunks = o.chunks,
                                                      .normalize = o.normalize});
     result.chunks_available = static_cast<int>(text.available);
     result.chunks_used = static_cast<int>(text.chunks.size());

@@ -3,7 +3,7 @@
 #include "compress/quant_types.h"
 #include "compress/quantize.h"
 #include "compress/recipe.h"
-#include "compress/text_chunks.h"
+#include "eval/text_chunks.h"
 #include "support/error.h"
 #include "support/progress.h"
 
@@ -83,29 +83,29 @@ public:
     DriftBench(const std::filesystem::path & model, const DriftData & data) : model_(model), data_(data), info_(model::inspect_gguf(model)) {
         context_ = data.context > 0 ? data.context : static_cast<int>(std::min<std::uint64_t>(512, info_.context_length > 0 ? info_.context_length : 512));
         engine::LlamaEngine original(engine_options(model));
-        const TextChunks text = tokenize_chunks(original, {.files = data.files, .context = context_, .skip_chunks = data.skip_chunks,
+        const eval::TextChunks text = eval::tokenize_chunks(original, {.files = data.files, .context = context_, .skip_chunks = data.skip_chunks,
                                                            .max_chunks = data.chunks, .normalize = data.normalize});
         // Full distributions for small vocabularies; the 1024 most likely tokens otherwise.
-        reference_ = record_reference(original, text.chunks, 1024);
+        reference_ = eval::record_reference(original, text.chunks, 1024);
     }
 
     const model::ModelInfo & info() const { return info_; }
 
     // Quantizes with `q` into the scratch folder and measures the result.
-    std::pair<model::ModelInfo, Drift> trial(QuantizeOptions q, const std::string & name) {
+    std::pair<model::ModelInfo, eval::Drift> trial(QuantizeOptions q, const std::string & name) {
         q.input = model_;
         q.output = scratch_.file(name);
         q.threads = data_.threads;
         const model::ModelInfo written = quantize_without_recipe(q);
         engine::LlamaEngine variant(engine_options(q.output));
-        Drift drift = measure_drift(reference_, variant);
+        eval::Drift drift = eval::measure_drift(reference_, variant);
         std::filesystem::remove(q.output);
         return {written, drift};
     }
 
-    Drift measure(const std::filesystem::path & variant_path) {
+    eval::Drift measure(const std::filesystem::path & variant_path) {
         engine::LlamaEngine variant(engine_options(variant_path));
-        return measure_drift(reference_, variant);
+        return eval::measure_drift(reference_, variant);
     }
 
 private:
@@ -117,7 +117,7 @@ private:
     DriftData data_;
     model::ModelInfo info_;
     int context_ = 0;
-    Reference reference_;
+    eval::Reference reference_;
     ScratchFolder scratch_;
 };
 
@@ -176,7 +176,7 @@ Budget parse_budget(const std::string & text) {
 
 }  // namespace
 
-Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant, const DriftData & data) {
+eval::Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant, const DriftData & data) {
     DriftBench bench(original, data);
     return bench.measure(variant);
 }

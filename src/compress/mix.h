@@ -2,7 +2,7 @@
 // keep the tensors whose quantization moves the predictions most at higher precision.
 #pragma once
 
-#include "compress/drift.h"
+#include "eval/drift.h"
 #include "model/model_info.h"
 
 #include <filesystem>
@@ -25,14 +25,14 @@ struct DriftData {
 };
 
 // Drift of `variant` from `original` on the data (both must share a vocabulary).
-Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant, const DriftData & data);
+eval::Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant, const DriftData & data);
 
 struct Sensitivity {
     std::string tensor;
     std::string type;               // the type it was quantized to (after llama.cpp's fallbacks)
     std::uint64_t original_bytes = 0;
     std::uint64_t bytes = 0;
-    Drift drift;                    // with only this tensor quantized
+    eval::Drift drift;  // with only this tensor quantized
 };
 
 // Quantizes one weight matrix at a time to each of `types`, the rest left as they are, and
@@ -50,13 +50,13 @@ struct MixOptions {
 struct UniformComparison {
     std::string type;
     std::uint64_t file_bytes = 0;
-    Drift drift;
+    eval::Drift drift;
 };
 
 struct MixResult {
     model::ModelInfo written;
     std::vector<std::pair<std::string, std::string>> choice;  // tensor -> type
-    Drift drift;                                              // of the written mix, measured
+    eval::Drift drift;  // of the written mix, measured
     std::vector<UniformComparison> uniform;                   // each candidate type applied to all tensors
     std::filesystem::path recipe_path;
     nlohmann::json recipe;

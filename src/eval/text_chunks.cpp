@@ -1,4 +1,4 @@
-#include "compress/text_chunks.h"
+#include "eval/text_chunks.h"
 
 #include "engine/normalize.h"
 #include "support/error.h"
@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace switchyard::compress {
+namespace switchyard::eval {
 
 namespace {
 
@@ -101,4 +101,4 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
     return result;
 }
 
-}  // namespace switchyard::compress
+}  // namespace switchyard::eval

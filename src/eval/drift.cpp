@@ -1,11 +1,11 @@
-#include "compress/drift.h"
+#include "eval/drift.h"
 
 #include "support/error.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace switchyard::compress {
+namespace switchyard::eval {
 
 namespace {
 
@@ -54,4 +54,4 @@ Drift measure_drift(const Reference & ref, engine::LlamaEngine & variant) {
     return d;
 }
 
-}  // namespace switchyard::compress
+}  // namespace switchyard::eval

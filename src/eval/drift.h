@@ -9,7 +9,7 @@
 
 #include <vector>
 
-namespace switchyard::compress {
+namespace switchyard::eval {
 
 struct Reference {
     std::vector<std::vector<engine::Token>> chunks;
@@ -32,4 +32,4 @@ struct Drift {
 Reference record_reference(engine::LlamaEngine & original, std::vector<std::vector<engine::Token>> chunks, int k);
 Drift measure_drift(const Reference & reference, engine::LlamaEngine & variant);
 
-}  // namespace switchyard::compress
+}  // namespace switchyard::eval

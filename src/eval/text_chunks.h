@@ -1,4 +1,4 @@
-// Text as a model sees it in calibration and drift measurements: files tokenized into chunks of
+// Text as a model sees it in calibration, perplexity and drift measurements: files tokenized into chunks of
 // the context length, each starting with BOS, cut the way llama.cpp's imatrix and perplexity tools cut them.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace switchyard::compress {
+namespace switchyard::eval {
 
 struct TextChunkOptions {
     std::vector<std::filesystem::path> files;  // plain text, or task suites (.jsonl: the items' text)
@@ -29,4 +29,4 @@ struct TextChunks {
 // file and suggesting --normalize), or data too short for one chunk after skipping.
 TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions & options);
 
-}  // namespace switchyard::compress
+}  // namespace switchyard::eval
