@@ -212,3 +212,29 @@ TEST(Engine, BadModelFilesGiveClearErrors) {
         EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
     }
 }
+
+// Multiple-choice scoring decodes the shared context once, with the same log-probabilities as
+// scoring each choice on its own, and fewer tokens.
+TEST(Engine, ScoreChoicesSharesTheContext) {
+    LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256, .parallel = 3});
+    const auto context = e.tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true);
+    std::vector<std::vector<engine::Token>> choices = {e.tokenize(" outside", false), e.tokenize(" with her toys", false),
+                                                       e.tokenize(" in the park with her mom", false), e.tokenize(" ball", false),
+                                                       e.tokenize(" chess and the violin every single day", false)};
+    const auto before = e.tokens_decoded();
+    const auto shared = e.score_choices(context, choices);
+    const auto shared_cost = e.tokens_decoded() - before;
+    std::vector<engine::ScoreRequest> separate;
+    for (const auto & c : choices) separate.push_back({context, c});
+    const auto alone = e.score(separate);
+    const auto alone_cost = e.tokens_decoded() - before - shared_cost;
+    ASSERT_EQ(shared.size(), choices.size());
+    for (std::size_t i = 0; i < choices.size(); ++i) {
+        ASSERT_EQ(shared[i].tokens.size(), choices[i].size());
+        EXPECT_NEAR(shared[i].total_logprob(), alone[i].total_logprob(), 1e-3) << "choice " << i;
+    }
+    std::size_t choice_tokens = 0;
+    for (const auto & c : choices) choice_tokens += c.size();
+    EXPECT_EQ(shared_cost, context.size() + choice_tokens - choices.size());  // each choice's last token needs no logits
+    EXPECT_EQ(alone_cost, choices.size() * context.size() + choice_tokens);
+}

@@ -8,6 +8,12 @@ double ScoreResult::total_logprob() const {
     return sum;
 }
 
+std::vector<ScoreResult> Engine::score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices) {
+    std::vector<ScoreRequest> requests;
+    for (const auto & choice : choices) requests.push_back({{context.begin(), context.end()}, choice});
+    return score(requests);
+}
+
 const char * to_string(FinishReason reason) {
     switch (reason) {
         case FinishReason::length: return "length";

@@ -96,6 +96,10 @@ public:
     // Log-probabilities of each request's continuation; requests run side by side in batches.
     virtual std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) = 0;
 
+    // Log-probabilities of several continuations of one context (multiple-choice items). The
+    // default scores each as its own request; engines that can share the context's work override it.
+    virtual std::vector<ScoreResult> score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices);
+
     // Generates for every request, several sequences at once, streaming pieces to `on_piece`.
     virtual std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) = 0;
 };

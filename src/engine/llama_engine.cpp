@@ -192,6 +192,7 @@ void LlamaEngine::check_tokens(std::span<const Token> tokens, const char * what)
 
 void LlamaEngine::decode(Batch & batch) {
     model::clear_engine_error();
+    tokens_decoded_ += static_cast<std::uint64_t>(batch.size());
     const int rc = llama_decode(ctx_, batch.raw);
     if (rc != 0) throw Error("llama_decode failed (code " + std::to_string(rc) + "): " + engine_detail("no detail"));
 }
@@ -259,6 +260,71 @@ std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> reques
         for (const auto & t : stats::top_k_logprobs(logits, norm, top_k)) scored.top.push_back({t.index, t.logprob});
         results[s].tokens.push_back(std::move(scored));
     });
+    return results;
+}
+
+std::vector<ScoreResult> LlamaEngine::score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices) {
+    if (context.empty()) throw Error("score: the context must hold at least one token (normally BOS)");
+    if (parallel_ < 2) return Engine::score_choices(context, choices);  // no sequence to copy the context into
+    for (const auto & choice : choices) {
+        std::vector<Token> all(context.begin(), context.end());
+        all.insert(all.end(), choice.begin(), choice.end());
+        check_sequence(all, "score");
+    }
+    std::vector<ScoreResult> results(choices.size());
+    llama_memory_t memory = llama_get_memory(ctx_);
+    llama_memory_clear(memory, true);
+    const auto n_vocab = static_cast<std::size_t>(info_.vocab_size);
+    auto logprob = [&](int batch_index, Token target) {
+        const std::span<const float> logits(llama_get_logits_ith(ctx_, batch_index), n_vocab);
+        return TokenLogprob{target, static_cast<float>(logits[target] - stats::log_sum_exp(logits)), {}};
+    };
+
+    // The context, once, in sequence 0; its last logits predict every choice's first token.
+    for (std::size_t pos = 0; pos < context.size();) {
+        batch_->clear();
+        for (; pos < context.size() && !batch_->full(); ++pos) batch_->add(context[pos], static_cast<llama_pos>(pos), 0, pos + 1 == context.size());
+        decode(*batch_);
+    }
+    const int last = batch_->size() - 1;
+    const std::vector<float> first_logits(llama_get_logits_ith(ctx_, last), llama_get_logits_ith(ctx_, last) + n_vocab);
+    const double first_norm = stats::log_sum_exp(first_logits);
+
+    // Choices take sequences 1..parallel-1, each starting from a copy of the context's cells.
+    const std::size_t slots = std::max<std::size_t>(1, static_cast<std::size_t>(parallel_) - 1);
+    for (std::size_t first = 0; first < choices.size(); first += slots) {
+        const std::size_t end = std::min(choices.size(), first + slots);
+        for (std::size_t c = first; c < end; ++c) {
+            const auto seq = static_cast<llama_seq_id>(1 + c - first);
+            llama_memory_seq_rm(memory, seq, -1, -1);
+            llama_memory_seq_cp(memory, 0, seq, -1, -1);
+            if (!choices[c].empty()) {
+                const Token t = choices[c][0];
+                results[c].tokens.push_back({t, static_cast<float>(first_logits[t] - first_norm), {}});
+            }
+        }
+        std::vector<std::size_t> fed(end - first, 0);  // choice tokens decoded (the last needs no logits)
+        struct Output {
+            std::size_t choice;
+            std::size_t index;  // of the token whose logits predict the next one
+            int batch_index;
+        };
+        std::vector<Output> outputs;
+        while (true) {
+            batch_->clear();
+            outputs.clear();
+            for (std::size_t c = first; c < end && !batch_->full(); ++c) {
+                const auto & tokens = choices[c];
+                for (auto & i = fed[c - first]; i + 1 < tokens.size() && !batch_->full(); ++i) {
+                    const int index = batch_->add(tokens[i], static_cast<llama_pos>(context.size() + i), static_cast<llama_seq_id>(1 + c - first), true);
+                    outputs.push_back({c, i, index});
+                }
+            }
+            if (batch_->size() == 0) break;
+            decode(*batch_);
+            for (const auto & out : outputs) results[out.choice].tokens.push_back(logprob(out.batch_index, choices[out.choice][out.index + 1]));
+        }
+    }
     return results;
 }
 

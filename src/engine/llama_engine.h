@@ -40,6 +40,8 @@ public:
     std::string detokenize(std::span<const Token> tokens) const override;
     std::string token_text(Token token) const override;
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
+    // Decodes the context once and copies its KV cells to one sequence per choice.
+    std::vector<ScoreResult> score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices) override;
     std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
 
     using OnLogits = std::function<void(std::size_t sequence, std::size_t pos, std::span<const float> logits)>;
@@ -49,6 +51,9 @@ public:
     // wanted), and hands each position's raw logits to `on_logits`: for comparing whole
     // distributions, and for passes that observe the model through eval_callback.
     void forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits);
+
+    // Tokens decoded since the engine was made: the work a scoring method really costs.
+    std::uint64_t tokens_decoded() const { return tokens_decoded_; }
 
 private:
     struct Batch;
@@ -69,6 +74,7 @@ private:
     std::unique_ptr<Batch> batch_;
     EngineModel info_;
     int parallel_ = 1;
+    std::uint64_t tokens_decoded_ = 0;
 };
 
 }  // namespace switchyard::engine
