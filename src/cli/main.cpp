@@ -30,6 +30,7 @@ int main(int argc, char ** argv) {
     switchyard::cli::add_calibrate(app);
     switchyard::cli::add_prune(app);
     switchyard::cli::add_mix(app);
+    switchyard::cli::add_eval(app);
 
     try {
         app.parse(argc, argv);

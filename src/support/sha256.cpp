@@ -11,6 +11,27 @@
 
 namespace switchyard {
 
+namespace {
+
+std::string hex(const unsigned char * digest, unsigned int length) {
+    std::string out;
+    char byte[3];
+    for (unsigned int i = 0; i < length; ++i) {
+        std::snprintf(byte, sizeof byte, "%02x", digest[i]);
+        out += byte;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string sha256_bytes(std::string_view bytes) {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int length = 0;
+    EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr);
+    return hex(digest.data(), length);
+}
+
 std::string sha256_file(const std::filesystem::path & path) {
     std::unique_ptr<std::FILE, int (*)(std::FILE *)> in(std::fopen(path.c_str(), "rb"), &std::fclose);
     if (!in) throw Error(path.string() + ": cannot open to compute its sha256");
@@ -23,13 +44,7 @@ std::string sha256_file(const std::filesystem::path & path) {
     std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
     unsigned int length = 0;
     EVP_DigestFinal_ex(md.get(), digest.data(), &length);
-    std::string hex;
-    char byte[3];
-    for (unsigned int i = 0; i < length; ++i) {
-        std::snprintf(byte, sizeof byte, "%02x", digest[i]);
-        hex += byte;
-    }
-    return hex;
+    return hex(digest.data(), length);
 }
 
 }  // namespace switchyard

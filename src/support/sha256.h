@@ -3,10 +3,14 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 namespace switchyard {
 
 // Lower-case hex digest of the file's bytes. Throws switchyard::Error if it cannot be read.
 std::string sha256_file(const std::filesystem::path & path);
+
+// Lower-case hex digest of bytes in memory.
+std::string sha256_bytes(std::string_view bytes);
 
 }  // namespace switchyard

@@ -1,0 +1,167 @@
+// `switchyard eval -m MODEL [--tasks SPEC]... [--text FILE] [--base MODEL]` and
+// `switchyard tasks cloze TEXT -o FILE`: accuracy with intervals, perplexity, drift from an original.
+#include "cli/commands.h"
+#include "eval/cloze.h"
+#include "eval/drift.h"
+#include "eval/perplexity.h"
+#include "eval/run_suite.h"
+#include "model/model_info.h"
+#include "support/atomic_file.h"
+#include "support/error.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <optional>
+
+namespace switchyard::cli {
+
+namespace {
+
+struct EvalOptions {
+    std::filesystem::path model;
+    std::filesystem::path base;
+    std::vector<std::string> tasks;
+    std::vector<std::filesystem::path> text;
+    int context = 0;
+    int chunks = 0;
+    int skip_chunks = 0;
+    bool normalize = false;
+    bool json = false;
+    int threads = 0;
+};
+
+nlohmann::json interval(const stats::Interval & i) { return nlohmann::json::array({i.lo, i.hi}); }
+
+nlohmann::json suite_json(const eval::SuiteResult & r) {
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const auto & s : r.suite.skipped) skipped.push_back({{"line", s.line}, {"reason", s.reason}});
+    nlohmann::json j = {{"name", r.suite.settings.name}, {"spec", r.suite.spec}, {"content_hash", r.suite.content_hash},
+                        {"critical", r.suite.settings.critical}, {"requires", r.suite.settings.requires_capability},
+                        {"n", r.scored}, {"correct", r.correct}, {"accuracy", r.accuracy()}, {"ci95", interval(r.ci95)},
+                        {"skipped", r.suite.skipped.size()}, {"skipped_lines", skipped}, {"unencodable", r.unencodable}, {"too_long", r.too_long},
+                        {"seconds", r.seconds}};
+    if (r.has_norm) {
+        j["accuracy_norm"] = r.accuracy_norm();
+        j["ci95_norm"] = interval(r.ci95_norm);
+    }
+    return j;
+}
+
+nlohmann::json comparison_json(const eval::PairedComparison & c) {
+    auto drop = [](const stats::PairedDifference & d) { return nlohmann::json{{"drop", d.mean_drop}, {"ci95", interval(d.ci)}}; };
+    return {{"n", c.n}, {"right_to_wrong", c.right_to_wrong}, {"wrong_to_right", c.wrong_to_right}, {"mcnemar_p", c.mcnemar_p},
+            {"absolute", drop(c.drop_absolute)}, {"relative", drop(c.drop_relative)}};
+}
+
+engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, const EvalOptions & o, int context) {
+    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = 4};
+}
+
+void run_eval(const EvalOptions & o) {
+    if (o.tasks.empty() && o.text.empty()) throw Error("nothing to measure: give --tasks SPEC and/or --text FILE");
+    const auto info = model::inspect_gguf(o.model);
+    const int context = o.context > 0 ? o.context : static_cast<int>(std::min<std::uint64_t>(512, info.context_length > 0 ? info.context_length : 512));
+    engine::LlamaEngine engine(engine_options(o.model, o, context));
+    std::optional<engine::LlamaEngine> base;
+    if (!o.base.empty()) base.emplace(engine_options(o.base, o, context));
+
+    nlohmann::json out = {{"model", o.model.string()}, {"normalize", o.normalize}, {"context", context}, {"suites", nlohmann::json::array()}};
+    if (base) out["base"] = o.base.string();
+    const eval::RunOptions run{.normalize = o.normalize, .progress = !o.json};
+    for (const auto & spec : o.tasks) {
+        const eval::TaskSuite suite = eval::load_suite(spec);
+        for (const auto & s : suite.skipped) std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
+        const auto result = eval::run_suite(engine, suite, run);
+        nlohmann::json j = suite_json(result);
+        if (base) {
+            const auto base_result = eval::run_suite(*base, suite, run);
+            j["base"] = suite_json(base_result);
+            j["comparison"] = comparison_json(eval::compare_outcomes(base_result, result));
+        }
+        out["suites"].push_back(j);
+    }
+    if (!o.text.empty()) {
+        const eval::TextChunks text = eval::tokenize_chunks(engine, {.files = o.text, .context = context, .skip_chunks = o.skip_chunks,
+                                                                     .max_chunks = o.chunks, .normalize = o.normalize});
+        const auto ppl = eval::measure_perplexity(engine, text);
+        out["perplexity"] = ppl.perplexity;
+        out["bits_per_byte"] = ppl.bits_per_byte;
+        out["text"] = {{"chunks", ppl.chunks}, {"tokens_scored", ppl.tokens}, {"bytes_scored", ppl.bytes}};
+        if (base) {
+            const auto reference = eval::record_reference(*base, text.chunks, 0);
+            const auto d = eval::measure_drift(reference, engine);
+            out["kld"] = {{"mean", d.kld.mean}, {"median", d.kld.median}, {"p90", d.kld.p90}, {"p99", d.kld.p99}, {"max", d.kld.max}};
+            out["top1_agreement"] = d.top1_agreement;
+            out["ppl_ratio"] = d.perplexity / d.reference_perplexity;
+        }
+    }
+    if (o.json) {
+        std::cout << out.dump(2) << '\n';
+        return;
+    }
+    fmt::print("{}\n", o.model.string());
+    for (const auto & s : out["suites"]) {
+        fmt::print("  {:<40} n={:<5} accuracy {:6.2f}% [{:.2f}, {:.2f}]", s["name"].get<std::string>(), s["n"].get<std::size_t>(),
+                   100 * s["accuracy"].get<double>(), 100 * s["ci95"][0].get<double>(), 100 * s["ci95"][1].get<double>());
+        if (s.contains("accuracy_norm")) fmt::print("  acc_norm {:6.2f}%", 100 * s["accuracy_norm"].get<double>());
+        if (s["unencodable"].get<std::size_t>() > 0) fmt::print("  ({} unencodable)", s["unencodable"].get<std::size_t>());
+        if (s["too_long"].get<std::size_t>() > 0) fmt::print("  ({} too long for the context)", s["too_long"].get<std::size_t>());
+        if (s["skipped"].get<std::size_t>() > 0) fmt::print("  ({} malformed lines skipped)", s["skipped"].get<std::size_t>());
+        fmt::print("\n");
+        if (s.contains("comparison")) {
+            const auto & c = s["comparison"];
+            fmt::print("  {:<40} base {:6.2f}%, drop {:+.2f} points [{:+.2f}, {:+.2f}], flips {} right->wrong / {} wrong->right, McNemar p={:.3g}\n", "",
+                       100 * s["base"]["accuracy"].get<double>(), 100 * c["absolute"]["drop"].get<double>(),
+                       100 * c["absolute"]["ci95"][0].get<double>(), 100 * c["absolute"]["ci95"][1].get<double>(), c["right_to_wrong"].size(),
+                       c["wrong_to_right"].size(), c["mcnemar_p"].get<double>());
+        }
+    }
+    if (out.contains("perplexity")) {
+        fmt::print("  text: perplexity {:.4f}, {:.4f} bits per byte ({} tokens scored)\n", out["perplexity"].get<double>(),
+                   out["bits_per_byte"].get<double>(), out["text"]["tokens_scored"].get<std::size_t>());
+    }
+    if (out.contains("kld")) {
+        fmt::print("  against the base: mean KLD {:.4e}, p99 {:.4e}, top-1 agreement {:.2f}%, PPL ratio {:.4f}\n", out["kld"]["mean"].get<double>(),
+                   out["kld"]["p99"].get<double>(), 100 * out["top1_agreement"].get<double>(), out["ppl_ratio"].get<double>());
+    }
+}
+
+}  // namespace
+
+void add_eval(CLI::App & app) {
+    auto * cmd = app.add_subcommand("eval", "Measure a model on your tasks (accuracy with 95% intervals), on text (perplexity, bits per byte), and against its original");
+    auto o = std::make_shared<EvalOptions>();
+    cmd->add_option("-m,--model", o->model, "GGUF model to measure")->required();
+    cmd->add_option("--tasks", o->tasks, "Task suite: FILE.jsonl, blimp:FILE or lambada:FILE (repeatable)");
+    cmd->add_option("--text", o->text, "Raw text for perplexity and bits per byte (and KLD with --base)");
+    cmd->add_option("-c,--ctx", o->context, "Context per text chunk (default: min(512, the model's declared context))");
+    cmd->add_option("--chunks", o->chunks, "Text chunks to use (default: all)");
+    cmd->add_option("--skip-chunks", o->skip_chunks, "Skip this many text chunks first (e.g. those used for calibration)");
+    cmd->add_option("--base", o->base, "The original model: adds paired comparisons, flips, KLD and top-1 agreement");
+    cmd->add_flag("--normalize", o->normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
+    cmd->add_flag("--json", o->json, "Print one JSON object");
+    cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all)");
+    cmd->callback([o] { run_eval(*o); });
+
+    auto * tasks = app.add_subcommand("tasks", "Build task suites");
+    tasks->require_subcommand(1);
+    auto * cloze = tasks->add_subcommand("cloze", "Build a next-word multiple-choice suite from plain text (deterministic for a seed)");
+    auto c = std::make_shared<eval::ClozeOptions>();
+    auto out = std::make_shared<std::filesystem::path>();
+    cloze->add_option("TEXT", c->text, "Plain text; passages separated by blank lines")->required();
+    cloze->add_option("--n", c->items, "Items")->capture_default_str();
+    cloze->add_option("--seed", c->seed, "Random seed")->capture_default_str();
+    cloze->add_option("--choices", c->choices, "Choices per item")->capture_default_str();
+    cloze->add_option("--context-words", c->context_words, "Words of context before the blank")->capture_default_str();
+    cloze->add_option("--skip-passages", c->skip_passages, "Start after this many passages (keep others for calibration)");
+    cloze->add_option("-o,--output", *out, "Where to write the suite (JSONL)")->required();
+    cloze->callback([c, out] {
+        write_file_atomically(*out, eval::build_cloze(*c));
+        fmt::print("wrote {}: {} items with {} choices each\n", out->string(), c->items, c->choices);
+    });
+}
+
+}  // namespace switchyard::cli

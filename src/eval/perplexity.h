@@ -1,0 +1,21 @@
+// Perplexity and bits per byte on raw text, by llama-perplexity's protocol: non-overlapping chunks
+// of the context length, BOS first, the second half of each chunk scored.
+#pragma once
+
+#include "engine/llama_engine.h"
+#include "eval/text_chunks.h"
+
+namespace switchyard::eval {
+
+struct PerplexityResult {
+    double perplexity = 0;
+    double bits_per_byte = 0;  // comparable across tokenizers, unlike perplexity
+    double nll_sum = 0;        // nats over the scored tokens
+    std::size_t tokens = 0;    // scored tokens
+    std::size_t bytes = 0;     // bytes of text they spell
+    std::size_t chunks = 0;
+};
+
+PerplexityResult measure_perplexity(engine::LlamaEngine & engine, const TextChunks & text);
+
+}  // namespace switchyard::eval

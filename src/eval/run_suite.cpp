@@ -1,0 +1,221 @@
+#include "eval/run_suite.h"
+
+#include "engine/normalize.h"
+#include "support/error.h"
+#include "support/progress.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+namespace switchyard::eval {
+
+namespace {
+
+constexpr std::size_t kBatch = 32;  // items per engine call: enough to fill the parallel sequences
+
+class SuiteRunner {
+public:
+    SuiteRunner(engine::Engine & engine, const RunOptions & options) : engine_(engine), options_(options), bos_(engine.tokenize("", true)) {}
+
+    std::string prepare(const std::string & text) const {
+        return options_.normalize ? engine::normalize_for_vocabulary(engine_, text) : text;
+    }
+
+    // Tokens of `text` as a continuation; nullopt when the vocabulary cannot encode it.
+    std::optional<std::vector<engine::Token>> tokens(const std::string & text, bool add_bos) const {
+        try {
+            return engine_.tokenize(prepare(text), add_bos);
+        } catch (const Error &) {
+            return std::nullopt;
+        }
+    }
+
+    // A whole sentence's log-probability needs one conditioning token: BOS where the model has one,
+    // else the sentence's own first token.
+    std::optional<engine::ScoreRequest> sentence(const std::string & text) const {
+        auto t = tokens(text, false);
+        if (!t || t->empty()) return std::nullopt;
+        if (!bos_.empty()) return engine::ScoreRequest{bos_, std::move(*t)};
+        if (t->size() < 2) return std::nullopt;
+        return engine::ScoreRequest{{t->front()}, {t->begin() + 1, t->end()}};
+    }
+
+    void pairs(const TaskSuite & suite, std::span<const std::size_t> items, SuiteResult & r) {
+        std::vector<engine::ScoreRequest> requests;
+        std::vector<std::size_t> owner;
+        const auto window = static_cast<std::size_t>(engine_.model().context_length);
+        for (const std::size_t i : items) {
+            auto good = sentence(suite.items[i].good);
+            auto bad = sentence(suite.items[i].bad);
+            if (!good || !bad) {
+                r.outcomes[i].unencodable = true;
+                continue;
+            }
+            if (good->context.size() + good->continuation.size() > window || bad->context.size() + bad->continuation.size() > window) {
+                r.outcomes[i].too_long = true;
+                continue;
+            }
+            requests.push_back(std::move(*good));
+            requests.push_back(std::move(*bad));
+            owner.push_back(i);
+        }
+        const auto scores = engine_.score(requests);
+        for (std::size_t k = 0; k < owner.size(); ++k) {
+            r.outcomes[owner[k]].correct = scores[2 * k].total_logprob() > scores[2 * k + 1].total_logprob();
+        }
+    }
+
+    void multiple_choice(const TaskItem & item, ItemOutcome & out) {
+        const auto context = tokens(item.context, true);
+        if (!context || context->empty()) {
+            out.unencodable = true;
+            return;
+        }
+        std::vector<std::vector<engine::Token>> choices;
+        for (const auto & choice : item.choices) {
+            // Tokenize context and choice together, as evaluation harnesses do, so the boundary
+            // merges the way the model saw such text; fall back to the choice alone.
+            auto joint = tokens(item.context + choice, true);
+            if (!joint) {
+                out.unencodable = true;
+                return;
+            }
+            if (joint->size() > context->size() && std::equal(context->begin(), context->end(), joint->begin())) {
+                choices.emplace_back(joint->begin() + static_cast<std::ptrdiff_t>(context->size()), joint->end());
+            } else if (auto alone = tokens(choice, false); alone && !alone->empty()) {
+                choices.push_back(std::move(*alone));
+            } else {
+                out.unencodable = true;
+                return;
+            }
+        }
+        // Keep the end of a context too long for the window, as evaluation harnesses do.
+        std::size_t longest = 0;
+        for (const auto & c : choices) longest = std::max(longest, c.size());
+        const auto window = static_cast<std::size_t>(engine_.model().context_length);
+        if (longest + 1 >= window) {
+            out.too_long = true;
+            return;
+        }
+        std::vector<engine::Token> kept = *context;
+        if (kept.size() + longest > window) {
+            const std::size_t keep = window - longest - bos_.size();
+            kept.assign(bos_.begin(), bos_.end());
+            kept.insert(kept.end(), context->end() - static_cast<std::ptrdiff_t>(keep), context->end());
+        }
+        const auto scores = engine_.score_choices(kept, choices);
+        std::size_t best = 0, best_norm = 0;
+        for (std::size_t c = 1; c < scores.size(); ++c) {
+            if (scores[c].total_logprob() > scores[best].total_logprob()) best = c;
+            const auto per_byte = [&](std::size_t k) { return scores[k].total_logprob() / static_cast<double>(item.choices[k].size()); };
+            if (per_byte(c) > per_byte(best_norm)) best_norm = c;
+        }
+        out.correct = static_cast<int>(best) == item.answer;
+        out.correct_norm = static_cast<int>(best_norm) == item.answer;
+    }
+
+    void generations(const TaskSuite & suite, std::span<const std::size_t> items, SuiteResult & r) {
+        std::vector<engine::GenerateRequest> requests;
+        std::vector<std::size_t> owner;
+        for (const std::size_t i : items) {
+            const auto & item = suite.items[i];
+            const std::string prompt = prepare(item.prompt);
+            const auto prompt_tokens = tokens(item.prompt, true);
+            if (!prompt_tokens) {
+                r.outcomes[i].unencodable = true;
+                continue;
+            }
+            if (prompt_tokens->size() >= static_cast<std::size_t>(engine_.model().context_length)) {
+                r.outcomes[i].too_long = true;
+                continue;
+            }
+            engine::GenerateRequest g;
+            g.prompt = prompt;
+            g.max_tokens = item.max_tokens;
+            g.sampling.temperature = 0.0f;
+            g.stop = item.stop;
+            requests.push_back(std::move(g));
+            owner.push_back(i);
+        }
+        const auto results = engine_.generate(requests);
+        for (std::size_t k = 0; k < owner.size(); ++k) {
+            r.outcomes[owner[k]].output = results[k].text;
+            r.outcomes[owner[k]].correct = matches(suite.items[owner[k]], results[k].text);
+        }
+    }
+
+private:
+    engine::Engine & engine_;
+    RunOptions options_;
+    std::vector<engine::Token> bos_;
+};
+
+}  // namespace
+
+SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options) {
+    const auto start = std::chrono::steady_clock::now();
+    SuiteResult r;
+    r.suite = suite;
+    r.outcomes.resize(suite.items.size());
+    for (std::size_t i = 0; i < suite.items.size(); ++i) r.outcomes[i].line = suite.items[i].line;
+    SuiteRunner runner(engine, options);
+    std::optional<Progress> progress;
+    if (options.progress) progress.emplace(suite.settings.name, suite.items.size(), "items");
+
+    for (std::size_t first = 0; first < suite.items.size(); first += kBatch) {
+        const std::size_t last = std::min(suite.items.size(), first + kBatch);
+        std::vector<std::size_t> pair_items, generation_items;
+        for (std::size_t i = first; i < last; ++i) {
+            switch (suite.items[i].kind) {
+                case ItemKind::pair: pair_items.push_back(i); break;
+                case ItemKind::generation: generation_items.push_back(i); break;
+                case ItemKind::multiple_choice:
+                    r.has_norm = true;
+                    runner.multiple_choice(suite.items[i], r.outcomes[i]);
+                    break;
+            }
+        }
+        if (!pair_items.empty()) runner.pairs(suite, pair_items, r);
+        if (!generation_items.empty()) runner.generations(suite, generation_items, r);
+        if (progress) progress->update(last);
+    }
+    for (const auto & o : r.outcomes) {
+        r.unencodable += o.unencodable;
+        r.too_long += o.too_long;
+        if (!o.scored()) continue;
+        ++r.scored;
+        r.correct += o.correct;
+        r.correct_norm += o.correct_norm;
+    }
+    r.ci95 = stats::wilson_interval(r.correct, r.scored);
+    r.ci95_norm = stats::wilson_interval(r.correct_norm, r.scored);
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return r;
+}
+
+PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other) {
+    if (base.suite.content_hash != other.suite.content_hash || base.outcomes.size() != other.outcomes.size()) {
+        throw Error("cannot pair results of different suites (" + base.suite.spec + " vs " + other.suite.spec + ")");
+    }
+    PairedComparison c;
+    std::vector<std::uint8_t> base_right, other_right;
+    for (std::size_t i = 0; i < base.outcomes.size(); ++i) {
+        const auto & a = base.outcomes[i];
+        const auto & b = other.outcomes[i];
+        if (!a.scored() || !b.scored()) continue;
+        base_right.push_back(a.correct);
+        other_right.push_back(b.correct);
+        if (a.correct && !b.correct) c.right_to_wrong.push_back(a.line);
+        if (!a.correct && b.correct) c.wrong_to_right.push_back(a.line);
+    }
+    c.n = base_right.size();
+    c.mcnemar_p = stats::mcnemar_exact_p(c.right_to_wrong.size(), c.wrong_to_right.size());
+    if (c.n > 0) {
+        c.drop_absolute = stats::paired_bootstrap_drop(base_right, other_right, false);
+        c.drop_relative = stats::paired_bootstrap_drop(base_right, other_right, true);
+    }
+    return c;
+}
+
+}  // namespace switchyard::eval

@@ -1,0 +1,62 @@
+// Runs a task suite on a model: accuracy with a 95% Wilson interval and per-item outcomes, and the
+// paired comparison of two models on the same items.
+#pragma once
+
+#include "engine/engine.h"
+#include "eval/suite.h"
+#include "stats/intervals.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace switchyard::eval {
+
+struct ItemOutcome {
+    std::size_t line = 0;
+    bool unencodable = false;  // the vocabulary cannot encode the item: not scored, counted apart
+    bool too_long = false;     // does not fit the context window even after trimming: not scored
+    bool correct = false;
+    bool correct_norm = false;  // multiple choice by log-likelihood per byte (acc_norm)
+    std::string output;         // generation items: what the model wrote
+
+    bool scored() const { return !unencodable && !too_long; }
+};
+
+struct SuiteResult {
+    TaskSuite suite;  // what was run (items, settings, skipped lines, content hash)
+    std::vector<ItemOutcome> outcomes;  // one per item, in order
+    std::size_t scored = 0;
+    std::size_t correct = 0;
+    std::size_t correct_norm = 0;
+    std::size_t unencodable = 0;
+    std::size_t too_long = 0;
+    bool has_norm = false;  // any multiple-choice items
+    stats::Interval ci95{0, 1};
+    stats::Interval ci95_norm{0, 1};
+    double seconds = 0;
+
+    double accuracy() const { return scored > 0 ? static_cast<double>(correct) / scored : 0.0; }
+    double accuracy_norm() const { return scored > 0 ? static_cast<double>(correct_norm) / scored : 0.0; }
+};
+
+struct RunOptions {
+    bool normalize = false;  // make text encodable instead of counting it unencodable
+    bool progress = true;
+};
+
+SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options);
+
+// Two models on the same items: flips, exact McNemar p-value, paired-bootstrap drop intervals.
+struct PairedComparison {
+    std::size_t n = 0;  // items scored for both
+    std::vector<std::size_t> right_to_wrong;  // source lines: the base was right, the other model wrong
+    std::vector<std::size_t> wrong_to_right;
+    double mcnemar_p = 1.0;
+    stats::PairedDifference drop_absolute{};
+    stats::PairedDifference drop_relative{};
+};
+
+PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other);
+
+}  // namespace switchyard::eval

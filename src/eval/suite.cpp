@@ -1,0 +1,223 @@
+#include "eval/suite.h"
+
+#include "support/error.h"
+#include "support/sha256.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace switchyard::eval {
+
+namespace {
+
+// A malformed item: the message says which field is wrong; the loader adds the line number.
+struct BadItem {
+    std::string reason;
+};
+
+std::string string_field(const nlohmann::json & j, const char * key) {
+    if (!j.contains(key) || !j[key].is_string()) throw BadItem{std::string("field '") + key + "' must be a string"};
+    return j[key].get<std::string>();
+}
+
+Matcher parse_matcher(const std::string & name) {
+    if (name == "exact") return Matcher::exact;
+    if (name == "contains") return Matcher::contains;
+    if (name == "regex") return Matcher::regex;
+    if (name == "number") return Matcher::number;
+    throw BadItem{"field 'match' must be exact, contains, regex or number, not '" + name + "'"};
+}
+
+TaskItem parse_native(const nlohmann::json & j) {
+    if (!j.is_object()) throw BadItem{"an item must be a JSON object"};
+    std::string kind = j.value("kind", "");
+    if (kind.empty()) kind = j.contains("choices") ? "multiple_choice" : j.contains("good") ? "pair" : j.contains("prompt") ? "generation" : "";
+    TaskItem item;
+    if (kind == "multiple_choice") {
+        item.kind = ItemKind::multiple_choice;
+        item.context = string_field(j, "context");
+        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].size() < 2) throw BadItem{"field 'choices' must list at least 2 strings"};
+        for (const auto & c : j["choices"]) {
+            if (!c.is_string() || c.get<std::string>().empty()) throw BadItem{"field 'choices' must hold non-empty strings only"};
+            item.choices.push_back(c.get<std::string>());
+        }
+        if (!j.contains("answer") || !j["answer"].is_number_integer() || j["answer"].get<int>() < 0 ||
+            j["answer"].get<std::size_t>() >= item.choices.size()) {
+            throw BadItem{"field 'answer' must be an index into 'choices' (0.." + std::to_string(item.choices.size() - 1) + ")"};
+        }
+        item.answer = j["answer"].get<int>();
+    } else if (kind == "pair") {
+        item.kind = ItemKind::pair;
+        item.good = string_field(j, "good");
+        item.bad = string_field(j, "bad");
+    } else if (kind == "generation") {
+        item.kind = ItemKind::generation;
+        item.prompt = string_field(j, "prompt");
+        if (j.contains("answer") && j["answer"].is_number()) {
+            item.expected = j["answer"].dump();
+        } else {
+            item.expected = string_field(j, "answer");
+        }
+        item.matcher = parse_matcher(j.value("match", "exact"));
+        if (item.matcher == Matcher::number) {
+            try {
+                std::stod(item.expected);
+            } catch (const std::exception &) {
+                throw BadItem{"field 'answer' must be a number for match 'number'"};
+            }
+        }
+        if (item.matcher == Matcher::regex) {
+            try {
+                std::regex check(item.expected);
+            } catch (const std::regex_error &) {
+                throw BadItem{"field 'answer' is not a valid regular expression"};
+            }
+        }
+        if (j.contains("max_tokens")) {
+            if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int>() < 1) throw BadItem{"field 'max_tokens' must be a positive integer"};
+            item.max_tokens = j["max_tokens"].get<int>();
+        }
+        if (j.contains("stop")) {
+            if (!j["stop"].is_array()) throw BadItem{"field 'stop' must be a list of strings"};
+            for (const auto & s : j["stop"]) {
+                if (!s.is_string()) throw BadItem{"field 'stop' must be a list of strings"};
+                item.stop.push_back(s.get<std::string>());
+            }
+        } else {
+            item.stop = {"\n"};
+        }
+    } else {
+        throw BadItem{"cannot tell the item's kind: give 'kind' (multiple_choice, pair, generation) or its fields"};
+    }
+    return item;
+}
+
+TaskItem parse_blimp(const nlohmann::json & j) {
+    TaskItem item;
+    item.kind = ItemKind::pair;
+    item.good = string_field(j, "sentence_good");
+    item.bad = string_field(j, "sentence_bad");
+    return item;
+}
+
+std::string escape_regex(const std::string & text) {
+    static const std::string special = R"(\^$.|?*+()[]{})";
+    std::string out;
+    for (const char c : text) {
+        if (special.find(c) != std::string::npos) out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+// LAMBADA: predict the passage's last word; right when the continuation starts with exactly it.
+TaskItem parse_lambada(const nlohmann::json & j) {
+    const std::string text = string_field(j, "text");
+    const auto cut = text.find_last_of(' ');
+    if (cut == std::string::npos || cut + 1 >= text.size()) throw BadItem{"field 'text' has no last word to predict"};
+    TaskItem item;
+    item.kind = ItemKind::generation;
+    item.prompt = text.substr(0, cut);
+    item.expected = "^\\s*" + escape_regex(text.substr(cut + 1)) + "(?![A-Za-z0-9])";
+    item.matcher = Matcher::regex;
+    item.max_tokens = 24;
+    item.stop = {"\n"};
+    return item;
+}
+
+std::string read_all(const std::string & path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open the task suite");
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::string trim(const std::string & s) {
+    const auto first = s.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) return {};
+    return s.substr(first, s.find_last_not_of(" \t\r\n") - first + 1);
+}
+
+}  // namespace
+
+TaskSuite load_suite(const std::string & spec) {
+    std::string adapter;
+    std::string path = spec;
+    if (const auto colon = spec.find(':'); colon != std::string::npos && (spec.rfind("blimp:", 0) == 0 || spec.rfind("lambada:", 0) == 0)) {
+        adapter = spec.substr(0, colon);
+        path = spec.substr(colon + 1);
+    }
+    const std::string bytes = read_all(path);
+    TaskSuite suite;
+    suite.spec = spec;
+    suite.content_hash = sha256_bytes(adapter + "\n" + bytes);
+    const std::string stem = std::filesystem::path(path).stem().string();
+    suite.settings.name = adapter.empty() ? stem : adapter + "-" + stem;
+
+    std::istringstream lines(bytes);
+    std::size_t number = 0;
+    for (std::string line; std::getline(lines, line);) {
+        ++number;
+        if (trim(line).empty()) continue;
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(line);
+        } catch (const nlohmann::json::parse_error &) {
+            suite.skipped.push_back({number, "not valid JSON"});
+            continue;
+        }
+        if (adapter.empty() && j.is_object() && j.contains("suite")) {
+            const auto & s = j["suite"];
+            if (!s.is_object()) throw Error(path + ":" + std::to_string(number) + ": 'suite' must be an object of settings");
+            suite.settings.name = s.value("name", suite.settings.name);
+            suite.settings.critical = s.value("critical", false);
+            suite.settings.requires_capability = s.value("requires", "");
+            continue;
+        }
+        try {
+            TaskItem item = adapter == "blimp" ? parse_blimp(j) : adapter == "lambada" ? parse_lambada(j) : parse_native(j);
+            item.line = number;
+            suite.items.push_back(std::move(item));
+        } catch (const BadItem & bad) {
+            suite.skipped.push_back({number, bad.reason});
+        } catch (const nlohmann::json::exception & e) {
+            suite.skipped.push_back({number, e.what()});
+        }
+    }
+    if (suite.items.empty()) throw Error(path + ": no usable items (" + std::to_string(suite.skipped.size()) + " malformed lines)");
+    return suite;
+}
+
+bool matches(const TaskItem & item, const std::string & output) {
+    switch (item.matcher) {
+        case Matcher::exact: return trim(output) == trim(item.expected);
+        case Matcher::contains: return output.find(item.expected) != std::string::npos;
+        case Matcher::regex: return std::regex_search(output, std::regex(item.expected));
+        case Matcher::number: {
+            static const std::regex number(R"(-?\d+(?:\.\d+)?)");
+            std::smatch m;
+            if (!std::regex_search(output, m, number)) return false;
+            const double got = std::stod(m.str());
+            const double want = std::stod(item.expected);
+            return std::abs(got - want) <= 1e-9 * std::max(1.0, std::abs(want));
+        }
+    }
+    return false;
+}
+
+const char * to_string(ItemKind kind) {
+    switch (kind) {
+        case ItemKind::multiple_choice: return "multiple_choice";
+        case ItemKind::pair: return "pair";
+        case ItemKind::generation: return "generation";
+    }
+    return "unknown";
+}
+
+}  // namespace switchyard::eval

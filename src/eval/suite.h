@@ -1,0 +1,62 @@
+// Task suites: a team's real examples (JSONL, one item per line), and adapters that read public
+// data sets as they are (BLiMP minimal pairs, LAMBADA last words).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace switchyard::eval {
+
+enum class ItemKind { multiple_choice, pair, generation };
+enum class Matcher { exact, contains, regex, number };
+
+struct TaskItem {
+    ItemKind kind = ItemKind::multiple_choice;
+    std::size_t line = 0;  // in the source file, from 1
+    // multiple_choice: the choice that continues `context` best is `answer`
+    std::string context;
+    std::vector<std::string> choices;
+    int answer = -1;
+    // pair: right when log P(good) > log P(bad)
+    std::string good;
+    std::string bad;
+    // generation: the greedy continuation of `prompt` must match `expected`
+    std::string prompt;
+    std::string expected;
+    Matcher matcher = Matcher::exact;
+    int max_tokens = 32;
+    std::vector<std::string> stop;
+};
+
+struct SuiteSettings {
+    std::string name;
+    bool critical = false;
+    std::string requires_capability;  // "vision", "audio", "code", "context:N"; empty: none
+};
+
+struct SkippedLine {
+    std::size_t line;
+    std::string reason;
+};
+
+struct TaskSuite {
+    SuiteSettings settings;
+    std::vector<TaskItem> items;
+    std::vector<SkippedLine> skipped;  // malformed lines, reported and left out
+    std::string spec;                  // as given: "FILE", "blimp:FILE", "lambada:FILE"
+    std::string content_hash;          // sha256 of the adapter and the file's bytes
+};
+
+// Loads "FILE.jsonl" (switchyard's format: see docs), "blimp:FILE" or "lambada:FILE".
+// A first line {"suite": {"name": ..., "critical": true, "requires": ...}} sets the suite's
+// settings. Throws switchyard::Error for an unreadable file or unknown adapter; malformed items
+// are skipped with their line number.
+TaskSuite load_suite(const std::string & spec);
+
+// Whether `output` (a model's generation) satisfies the item's matcher.
+bool matches(const TaskItem & item, const std::string & output);
+
+const char * to_string(ItemKind kind);
+
+}  // namespace switchyard::eval
