@@ -4,6 +4,7 @@
 #include <llama.h>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -11,28 +12,33 @@ namespace switchyard::model {
 
 namespace {
 
-thread_local std::string last_error;
-thread_local std::string pending_line;  // llama.cpp may log one line in several calls
+// Plain character buffers, not std::string: llama.cpp also logs from destructors of objects that
+// outlive this thread's thread_local objects (an engine held in a static), and these have no
+// destructor to run first.
+constexpr std::size_t kLine = 1024;
+thread_local char last_error[kLine];
+thread_local char pending_line[kLine];  // llama.cpp may log one line in several calls
 thread_local ggml_log_level pending_level = GGML_LOG_LEVEL_INFO;
 
-std::string trimmed(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    return s;
+void append(char * buffer, const char * text) {
+    const std::size_t used = std::strlen(buffer);
+    std::strncat(buffer, text, kLine - 1 - used);
 }
 
 void on_log(ggml_log_level level, const char * text, void *) {
-    if (level == GGML_LOG_LEVEL_CONT) {
-        pending_line += text;
-    } else {
-        pending_line = text;
+    if (level != GGML_LOG_LEVEL_CONT) {
+        pending_line[0] = '\0';
         pending_level = level;
     }
-    if (pending_line.empty() || pending_line.back() != '\n') return;
-    const std::string line = trimmed(pending_line);
-    pending_line.clear();
+    append(pending_line, text);
+    const std::size_t length = std::strlen(pending_line);
+    if (length == 0 || (pending_line[length - 1] != '\n' && length < kLine - 1)) return;
+    std::string line(pending_line);
+    pending_line[0] = '\0';
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
     if (line.empty()) return;
     if (pending_level == GGML_LOG_LEVEL_ERROR) {
-        last_error = line;
+        std::strncpy(last_error, line.c_str(), kLine - 1);
         spdlog::debug("engine: {}", line);
     } else if (pending_level == GGML_LOG_LEVEL_WARN) {
         spdlog::debug("engine: {}", line);
@@ -59,7 +65,7 @@ void init_llama_backend() {
     });
 }
 
-void clear_engine_error() { last_error.clear(); }
+void clear_engine_error() { last_error[0] = '\0'; }
 
 std::string last_engine_error() { return last_error; }
 

@@ -1,0 +1,176 @@
+// Evaluation on the real shared models and data: suites and adapters, scoring of each item kind,
+// intervals, paired comparisons, and perplexity against llama.cpp's own llama-perplexity.
+#include "engine/llama_engine.h"
+#include "eval/cloze.h"
+#include "eval/perplexity.h"
+#include "eval/run_suite.h"
+#include "eval/suite.h"
+#include "support/error.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+
+using namespace switchyard;
+
+namespace {
+
+engine::LlamaEngine & stories() {
+    static engine::LlamaEngine engine({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256});
+    return engine;
+}
+
+std::string blimp(const std::string & name) { return "blimp:" + (test::data_dir() / "data" / "blimp" / (name + ".jsonl")).string(); }
+
+eval::RunOptions quiet() { return {.normalize = false, .progress = false}; }
+
+}  // namespace
+
+TEST(Suite, ReadsEveryKindAndReportsMalformedLines) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("mine.jsonl"),
+                     "{\"suite\": {\"name\": \"facts\", \"critical\": true, \"requires\": \"context:512\"}}\n"
+                     "{\"context\": \"The sky is\", \"choices\": [\" blue\", \" green\"], \"answer\": 0}\n"
+                     "{\"good\": \"She runs.\", \"bad\": \"She run.\"}\n"
+                     "{\"prompt\": \"2+2=\", \"answer\": 4, \"match\": \"number\", \"max_tokens\": 4}\n"
+                     "\n"
+                     "{\"context\": \"x\", \"choices\": [\" a\", \" b\"], \"answer\": 5}\n"
+                     "not json\n"
+                     "{\"prompt\": \"p\", \"answer\": \"(\", \"match\": \"regex\"}\n");
+    const auto s = eval::load_suite(dir.file("mine.jsonl").string());
+    EXPECT_EQ(s.settings.name, "facts");
+    EXPECT_TRUE(s.settings.critical);
+    EXPECT_EQ(s.settings.requires_capability, "context:512");
+    ASSERT_EQ(s.items.size(), 3u);
+    EXPECT_EQ(s.items[0].kind, eval::ItemKind::multiple_choice);
+    EXPECT_EQ(s.items[1].kind, eval::ItemKind::pair);
+    EXPECT_EQ(s.items[2].kind, eval::ItemKind::generation);
+    EXPECT_EQ(s.items[2].line, 4u);
+    ASSERT_EQ(s.skipped.size(), 3u);
+    EXPECT_EQ(s.skipped[0].line, 6u);
+    EXPECT_NE(s.skipped[0].reason.find("'answer' must be an index"), std::string::npos) << s.skipped[0].reason;
+    EXPECT_EQ(s.skipped[1].line, 7u);
+    EXPECT_EQ(s.skipped[2].line, 8u);
+    EXPECT_TRUE(eval::matches(s.items[2], " 4, of course"));
+    EXPECT_FALSE(eval::matches(s.items[2], " 5"));
+    EXPECT_THROW(eval::load_suite(dir.file("missing.jsonl").string()), Error);
+}
+
+TEST(Suite, AdaptersReadTheSharedDataAsItIs) {
+    const auto b = eval::load_suite(blimp("anaphor_gender_agreement"));
+    EXPECT_EQ(b.items.size(), 1000u);
+    EXPECT_EQ(b.items[0].good, "Katherine can't help herself.");
+    EXPECT_EQ(b.settings.name, "blimp-anaphor_gender_agreement");
+    const auto l = eval::load_suite("lambada:" + (test::data_dir() / "data" / "lambada-test.jsonl").string());
+    EXPECT_EQ(l.items.size(), 5153u);
+    EXPECT_TRUE(l.skipped.empty());
+    const auto & item = l.items[0];
+    EXPECT_EQ(item.kind, eval::ItemKind::generation);
+    EXPECT_NE(item.prompt.back(), ' ');
+    EXPECT_NE(b.content_hash, l.content_hash);
+}
+
+TEST(Cloze, IsDeterministicAndWellFormed) {
+    test::ScratchDir dir;
+    const eval::ClozeOptions o{.text = test::data_dir() / "data" / "tinystories-valid-head.txt", .items = 50, .seed = 3};
+    const std::string a = eval::build_cloze(o);
+    EXPECT_EQ(a, eval::build_cloze(o));
+    eval::ClozeOptions other = o;
+    other.seed = 4;
+    EXPECT_NE(a, eval::build_cloze(other));
+    test::write_file(dir.file("cloze.jsonl"), a);
+    const auto s = eval::load_suite(dir.file("cloze.jsonl").string());
+    ASSERT_EQ(s.items.size(), 50u);
+    for (const auto & item : s.items) {
+        EXPECT_EQ(item.choices.size(), 4u);
+        EXPECT_GE(item.answer, 0);
+    }
+    other.items = 100000000;
+    EXPECT_THROW(eval::build_cloze(other), Error);
+}
+
+TEST(RunSuite, PairsOnBlimpBeatChanceWithAnInterval) {
+    auto suite = eval::load_suite(blimp("determiner_noun_agreement_1"));
+    suite.items.resize(200);
+    const auto r = eval::run_suite(stories(), suite, quiet());
+    EXPECT_EQ(r.scored, 200u);
+    EXPECT_GT(r.accuracy(), 0.6);  // chance is 0.5; this model is far above it on this phenomenon
+    EXPECT_LT(r.ci95.lo, r.accuracy());
+    EXPECT_GT(r.ci95.hi, r.accuracy());
+    EXPECT_FALSE(r.has_norm);
+}
+
+TEST(RunSuite, MultipleChoiceAndGenerationItems) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("s.jsonl"),
+                     "{\"context\": \"Once upon a time, there was a little girl named Lily. She loved to play\", \"choices\": [\" outside\", \" chess tournament\", \" xylophone\"], \"answer\": 0}\n"
+                     "{\"prompt\": \"Once upon a time\", \"answer\": \", there was a little girl named Lily\", \"match\": \"contains\", \"max_tokens\": 16}\n"
+                     "{\"prompt\": \"Once upon a time\", \"answer\": \"dragon\", \"match\": \"contains\", \"max_tokens\": 8}\n");
+    const auto r = eval::run_suite(stories(), eval::load_suite(dir.file("s.jsonl").string()), quiet());
+    ASSERT_EQ(r.outcomes.size(), 3u);
+    EXPECT_TRUE(r.outcomes[0].correct);
+    EXPECT_TRUE(r.outcomes[1].correct) << r.outcomes[1].output;
+    EXPECT_FALSE(r.outcomes[2].correct) << r.outcomes[2].output;
+    EXPECT_TRUE(r.has_norm);
+    EXPECT_EQ(r.correct, 2u);
+}
+
+TEST(RunSuite, UnencodableItemsAreCountedNotDropped) {
+    engine::LlamaEngine baby({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2});
+    test::ScratchDir dir;
+    test::write_file(dir.file("s.jsonl"), "{\"good\": \"The cat sat.\", \"bad\": \"The cat sit.\"}\n{\"good\": \"Line one\\nline two.\", \"bad\": \"Line one\\nline twos.\"}\n");
+    const auto suite = eval::load_suite(dir.file("s.jsonl").string());
+    const auto plain = eval::run_suite(baby, suite, quiet());
+    EXPECT_EQ(plain.scored, 1u);
+    EXPECT_EQ(plain.unencodable, 1u);
+    const auto normalized = eval::run_suite(baby, suite, {.normalize = true, .progress = false});
+    EXPECT_EQ(normalized.scored, 2u);
+    EXPECT_EQ(normalized.unencodable, 0u);
+}
+
+TEST(RunSuite, PairedComparisonCountsFlips) {
+    auto suite = eval::load_suite(blimp("anaphor_gender_agreement"));
+    suite.items.resize(100);
+    const auto a = eval::run_suite(stories(), suite, quiet());
+    auto b = a;
+    // Flip two right answers to wrong and one wrong to right, by hand.
+    std::vector<std::size_t> right, wrong;
+    for (std::size_t i = 0; i < b.outcomes.size(); ++i) (b.outcomes[i].correct ? right : wrong).push_back(i);
+    ASSERT_GE(right.size(), 2u);
+    ASSERT_GE(wrong.size(), 1u);
+    b.outcomes[right[0]].correct = b.outcomes[right[1]].correct = false;
+    b.outcomes[wrong[0]].correct = true;
+    const auto c = eval::compare_outcomes(a, b);
+    EXPECT_EQ(c.n, 100u);
+    EXPECT_EQ(c.right_to_wrong.size(), 2u);
+    EXPECT_EQ(c.wrong_to_right.size(), 1u);
+    EXPECT_DOUBLE_EQ(c.mcnemar_p, 1.0);  // 2 vs 1 discordant: no evidence
+    EXPECT_NEAR(c.drop_absolute.mean_drop, 0.01, 1e-12);
+    const auto same = eval::compare_outcomes(a, a);
+    EXPECT_EQ(same.right_to_wrong.size() + same.wrong_to_right.size(), 0u);
+}
+
+// Same numbers as llama.cpp's llama-perplexity on the same file, model and context.
+TEST(Perplexity, MatchesLlamaPerplexity) {
+    const std::filesystem::path tool = std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "llama-perplexity";
+    if (std::string(SWITCHYARD_REFERENCE_TOOLS_DIR).empty() || !std::filesystem::exists(tool)) GTEST_SKIP() << "llama-perplexity not built";
+    const auto text = test::data_dir() / "data" / "tinystories-valid-head.txt";
+    test::ScratchDir dir;
+    const std::string command = tool.string() + " -m " + test::model_path("stories260K-f32.gguf").string() + " -f " + text.string() +
+                                " -c 128 --chunks 20 -t 2 -b 128 > " + dir.file("out.txt").string() + " 2>&1";
+    ASSERT_EQ(std::system(command.c_str()), 0);
+    std::smatch m;
+    const std::string log = test::read_file(dir.file("out.txt"));
+    ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(Final estimate: PPL = ([0-9.]+))"))) << log;
+    const double theirs = std::stod(m[1]);
+
+    engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128});
+    const auto chunks = eval::tokenize_chunks(e, {.files = {text}, .context = 128, .max_chunks = 20});
+    const auto ours = eval::measure_perplexity(e, chunks);
+    EXPECT_NEAR(ours.perplexity, theirs, 1e-3 * theirs) << "llama-perplexity says " << theirs;
+    EXPECT_EQ(ours.tokens, 20u * 63);
+    EXPECT_GT(ours.bits_per_byte, 0.5);
+    EXPECT_LT(ours.bits_per_byte, 3.0);
+}
