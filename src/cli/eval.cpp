@@ -23,6 +23,9 @@ namespace {
 struct EvalOptions {
     std::filesystem::path model;
     std::filesystem::path base;
+    std::filesystem::path base_file;  // a stored reference instead of running the base on text
+    std::filesystem::path save_base;
+    int top_k = 64;
     std::vector<std::string> tasks;
     std::vector<std::filesystem::path> text;
     int context = 0;
@@ -61,7 +64,8 @@ engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, co
 }
 
 void run_eval(const EvalOptions & o) {
-    if (o.tasks.empty() && o.text.empty()) throw Error("nothing to measure: give --tasks SPEC and/or --text FILE");
+    if (o.tasks.empty() && o.text.empty() && o.base_file.empty()) throw Error("nothing to measure: give --tasks SPEC and/or --text FILE");
+    if (!o.save_base.empty() && (o.base.empty() || o.text.empty())) throw Error("--save-base needs --base and --text: it stores the base's predictions on that text");
     const auto info = model::inspect_gguf(o.model);
     const int context = o.context > 0 ? o.context : static_cast<int>(std::min<std::uint64_t>(512, info.context_length > 0 ? info.context_length : 512));
     engine::LlamaEngine engine(engine_options(o.model, o, context));
@@ -83,20 +87,32 @@ void run_eval(const EvalOptions & o) {
         }
         out["suites"].push_back(j);
     }
-    if (!o.text.empty()) {
-        const eval::TextChunks text = eval::tokenize_chunks(engine, {.files = o.text, .context = context, .skip_chunks = o.skip_chunks,
-                                                                     .max_chunks = o.chunks, .normalize = o.normalize});
-        const auto ppl = eval::measure_perplexity(engine, text);
+    std::optional<eval::Reference> reference;
+    eval::TextChunks text;
+    if (!o.base_file.empty()) {
+        reference = eval::load_reference(o.base_file);
+        text.chunks = reference->chunks;
+    } else if (!o.text.empty()) {
+        text = eval::tokenize_chunks(engine, {.files = o.text, .context = context, .skip_chunks = o.skip_chunks, .max_chunks = o.chunks,
+                                              .normalize = o.normalize});
+        if (base) reference = eval::record_reference(*base, text.chunks, o.top_k);
+        if (!o.save_base.empty()) eval::save_reference(*reference, o.save_base);
+    }
+    // With a reference, the drift pass yields the perplexity too: one forward pass, not two.
+    std::optional<eval::Drift> drift;
+    if (reference) drift = eval::measure_drift(*reference, engine);
+    if (!text.chunks.empty()) {
+        const auto ppl = drift ? eval::perplexity_from(engine, text, drift->nll_sum) : eval::measure_perplexity(engine, text);
         out["perplexity"] = ppl.perplexity;
         out["bits_per_byte"] = ppl.bits_per_byte;
         out["text"] = {{"chunks", ppl.chunks}, {"tokens_scored", ppl.tokens}, {"bytes_scored", ppl.bytes}};
-        if (base) {
-            const auto reference = eval::record_reference(*base, text.chunks, 0);
-            const auto d = eval::measure_drift(reference, engine);
-            out["kld"] = {{"mean", d.kld.mean}, {"median", d.kld.median}, {"p90", d.kld.p90}, {"p99", d.kld.p99}, {"max", d.kld.max}};
-            out["top1_agreement"] = d.top1_agreement;
-            out["ppl_ratio"] = d.perplexity / d.reference_perplexity;
-        }
+    }
+    if (drift) {
+        const auto & d = *drift;
+        out["kld"] = {{"mean", d.kld.mean}, {"median", d.kld.median}, {"p90", d.kld.p90}, {"p99", d.kld.p99}, {"max", d.kld.max}, {"top_k", reference->k}};
+        out["top1_agreement"] = d.top1_agreement;
+        out["rms_delta_p"] = d.rms_delta_p;
+        out["ppl_ratio"] = d.perplexity / d.reference_perplexity;
     }
     if (o.json) {
         std::cout << out.dump(2) << '\n';
@@ -124,8 +140,9 @@ void run_eval(const EvalOptions & o) {
                    out["bits_per_byte"].get<double>(), out["text"]["tokens_scored"].get<std::size_t>());
     }
     if (out.contains("kld")) {
-        fmt::print("  against the base: mean KLD {:.4e}, p99 {:.4e}, top-1 agreement {:.2f}%, PPL ratio {:.4f}\n", out["kld"]["mean"].get<double>(),
-                   out["kld"]["p99"].get<double>(), 100 * out["top1_agreement"].get<double>(), out["ppl_ratio"].get<double>());
+        fmt::print("  against the base: mean KLD {:.4e}, p99 {:.4e}, top-1 agreement {:.2f}%, RMS dp {:.4f}, PPL ratio {:.4f}\n",
+                   out["kld"]["mean"].get<double>(), out["kld"]["p99"].get<double>(), 100 * out["top1_agreement"].get<double>(),
+                   out["rms_delta_p"].get<double>(), out["ppl_ratio"].get<double>());
     }
 }
 
@@ -141,6 +158,9 @@ void add_eval(CLI::App & app) {
     cmd->add_option("--chunks", o->chunks, "Text chunks to use (default: all)");
     cmd->add_option("--skip-chunks", o->skip_chunks, "Skip this many text chunks first (e.g. those used for calibration)");
     cmd->add_option("--base", o->base, "The original model: adds paired comparisons, flips, KLD and top-1 agreement");
+    cmd->add_option("--top-k", o->top_k, "Base log-probabilities kept per position for KLD (the rest as one remainder)")->capture_default_str();
+    cmd->add_option("--save-base", o->save_base, "Store the base's predictions on --text here, for --base-file later");
+    cmd->add_option("--base-file", o->base_file, "Compare with base predictions stored by --save-base (its text and tokens come along)");
     cmd->add_flag("--normalize", o->normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all)");

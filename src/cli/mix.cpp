@@ -25,6 +25,7 @@ void add_data_options(CLI::App * cmd, compress::DriftData & d) {
 nlohmann::json drift_json(const eval::Drift & d) {
     return {{"kld", {{"mean", d.kld.mean}, {"median", d.kld.median}, {"p90", d.kld.p90}, {"p99", d.kld.p99}, {"max", d.kld.max}}},
             {"top1_agreement", d.top1_agreement},
+            {"rms_delta_p", d.rms_delta_p},
             {"perplexity", d.perplexity},
             {"reference_perplexity", d.reference_perplexity},
             {"positions", d.positions}};

@@ -98,7 +98,7 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     cparams.n_batch = static_cast<uint32_t>(std::max(1, options.batch_size));
     cparams.n_ubatch = cparams.n_batch;
     cparams.n_seq_max = static_cast<uint32_t>(parallel_);
-    cparams.kv_unified = true;
+    cparams.kv_unified = false;
     cparams.n_threads = threads;
     cparams.n_threads_batch = threads;
     cparams.no_perf = true;
@@ -328,9 +328,9 @@ std::vector<ScoreResult> LlamaEngine::score_choices(std::span<const Token> conte
     return results;
 }
 
-void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits) {
+void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits, const WantsLogits & wants) {
     for (const auto & tokens : sequences) check_sequence(tokens, "forward");
-    decode_sequences(sequences, [](std::size_t, std::size_t) { return true; }, on_logits);
+    decode_sequences(sequences, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
 }
 
 std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece) {

@@ -45,19 +45,19 @@ public:
     std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
 
     using OnLogits = std::function<void(std::size_t sequence, std::size_t pos, std::span<const float> logits)>;
+    using WantsLogits = std::function<bool(std::size_t sequence, std::size_t pos)>;
 
-    // Runs the forward pass with logits at every position of each sequence, as llama.cpp's
-    // perplexity and imatrix tools do (llama.cpp computes the last layer only where logits are
-    // wanted), and hands each position's raw logits to `on_logits`: for comparing whole
-    // distributions, and for passes that observe the model through eval_callback.
-    void forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits);
+    // Runs the forward pass over each sequence and hands the raw logits of every position `wants`
+    // selects (default: all, as llama.cpp's imatrix tool does; llama.cpp computes the last layer
+    // only where logits are wanted) to `on_logits`: for comparing whole distributions, and for
+    // passes that observe the model through eval_callback.
+    void forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits, const WantsLogits & wants = {});
 
     // Tokens decoded since the engine was made: the work a scoring method really costs.
     std::uint64_t tokens_decoded() const { return tokens_decoded_; }
 
 private:
     struct Batch;
-    using WantsLogits = std::function<bool(std::size_t sequence, std::size_t pos)>;
 
     // Decodes sequences side by side, `parallel` at a time, and hands over the logits of every
     // position `wants` selects once its batch is decoded.

@@ -18,4 +18,8 @@ struct PerplexityResult {
 
 PerplexityResult measure_perplexity(engine::LlamaEngine & engine, const TextChunks & text);
 
+// The same figures from a negative log-likelihood already summed over the scored positions (a
+// drift measurement computes it on the way).
+PerplexityResult perplexity_from(const engine::Engine & engine, const TextChunks & text, double nll_sum);
+
 }  // namespace switchyard::eval
