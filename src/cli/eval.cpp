@@ -45,7 +45,8 @@ nlohmann::json suite_json(const eval::SuiteResult & r) {
                         {"critical", r.suite.settings.critical}, {"requires", r.suite.settings.requires_capability},
                         {"n", r.scored}, {"correct", r.correct}, {"accuracy", r.accuracy()}, {"ci95", interval(r.ci95)},
                         {"skipped", r.suite.skipped.size()}, {"skipped_lines", skipped}, {"unencodable", r.unencodable}, {"too_long", r.too_long},
-                        {"seconds", r.seconds}};
+                        {"seconds", r.seconds},
+                        {"tokens", {{"evaluated", r.tokens_evaluated}, {"unique", r.tokens_unique}, {"one_sequence_per_choice", r.tokens_naive}}}};
     if (r.has_norm) {
         j["accuracy_norm"] = r.accuracy_norm();
         j["ci95_norm"] = interval(r.ci95_norm);

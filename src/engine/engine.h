@@ -100,6 +100,10 @@ public:
     // default scores each as its own request; engines that can share the context's work override it.
     virtual std::vector<ScoreResult> score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices);
 
+    // Tokens this engine has run through the model so far (0 where it cannot tell): the work a
+    // scoring method really costs.
+    virtual std::uint64_t tokens_decoded() const { return 0; }
+
     // Generates for every request, several sequences at once, streaming pieces to `on_piece`.
     virtual std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) = 0;
 };

@@ -53,8 +53,7 @@ public:
     // passes that observe the model through eval_callback.
     void forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits, const WantsLogits & wants = {});
 
-    // Tokens decoded since the engine was made: the work a scoring method really costs.
-    std::uint64_t tokens_decoded() const { return tokens_decoded_; }
+    std::uint64_t tokens_decoded() const override { return tokens_decoded_; }
 
 private:
     struct Batch;

@@ -31,42 +31,46 @@ public:
         }
     }
 
-    // A whole sentence's log-probability needs one conditioning token: BOS where the model has one,
-    // else the sentence's own first token.
-    std::optional<engine::ScoreRequest> sentence(const std::string & text) const {
-        auto t = tokens(text, false);
-        if (!t || t->empty()) return std::nullopt;
-        if (!bos_.empty()) return engine::ScoreRequest{bos_, std::move(*t)};
-        if (t->size() < 2) return std::nullopt;
-        return engine::ScoreRequest{{t->front()}, {t->begin() + 1, t->end()}};
-    }
-
+    // A pair is scored as two continuations of their common token prefix: the prefix's own
+    // probability is the same for both and cancels, so it is run once.
     void pairs(const TaskSuite & suite, std::span<const std::size_t> items, SuiteResult & r) {
-        std::vector<engine::ScoreRequest> requests;
-        std::vector<std::size_t> owner;
         const auto window = static_cast<std::size_t>(engine_.model().context_length);
         for (const std::size_t i : items) {
-            auto good = sentence(suite.items[i].good);
-            auto bad = sentence(suite.items[i].bad);
-            if (!good || !bad) {
+            auto good = tokens(suite.items[i].good, true);
+            auto bad = tokens(suite.items[i].bad, true);
+            if (!good || !bad || good->empty() || bad->empty()) {
                 r.outcomes[i].unencodable = true;
                 continue;
             }
-            if (good->context.size() + good->continuation.size() > window || bad->context.size() + bad->continuation.size() > window) {
+            if (good->size() > window || bad->size() > window) {
                 r.outcomes[i].too_long = true;
                 continue;
             }
-            requests.push_back(std::move(*good));
-            requests.push_back(std::move(*bad));
-            owner.push_back(i);
-        }
-        const auto scores = engine_.score(requests);
-        for (std::size_t k = 0; k < owner.size(); ++k) {
-            r.outcomes[owner[k]].correct = scores[2 * k].total_logprob() > scores[2 * k + 1].total_logprob();
+            // At least one token of context: BOS, or the sentences' shared first token.
+            std::size_t common = 0;
+            while (common < good->size() && common < bad->size() && (*good)[common] == (*bad)[common]) ++common;
+            if (common == 0) {
+                r.outcomes[i].unencodable = true;  // no BOS and different first tokens: nothing to condition on
+                continue;
+            }
+            const std::vector<engine::Token> context(good->begin(), good->begin() + static_cast<std::ptrdiff_t>(common));
+            const std::vector<std::vector<engine::Token>> rests = {{good->begin() + static_cast<std::ptrdiff_t>(common), good->end()},
+                                                                   {bad->begin() + static_cast<std::ptrdiff_t>(common), bad->end()}};
+            count(context, rests, r);
+            const auto scores = engine_.score_choices(context, rests);
+            r.outcomes[i].correct = scores[0].total_logprob() > scores[1].total_logprob();
         }
     }
 
-    void multiple_choice(const TaskItem & item, ItemOutcome & out) {
+    static void count(const std::vector<engine::Token> & context, const std::vector<std::vector<engine::Token>> & choices, SuiteResult & r) {
+        r.tokens_unique += context.size();
+        for (const auto & c : choices) {
+            r.tokens_unique += c.size();
+            r.tokens_naive += context.size() + c.size();
+        }
+    }
+
+    void multiple_choice(const TaskItem & item, ItemOutcome & out, SuiteResult & r) {
         const auto context = tokens(item.context, true);
         if (!context || context->empty()) {
             out.unencodable = true;
@@ -104,6 +108,7 @@ public:
             kept.assign(bos_.begin(), bos_.end());
             kept.insert(kept.end(), context->end() - static_cast<std::ptrdiff_t>(keep), context->end());
         }
+        count(kept, choices, r);
         const auto scores = engine_.score_choices(kept, choices);
         std::size_t best = 0, best_norm = 0;
         for (std::size_t c = 1; c < scores.size(); ++c) {
@@ -155,6 +160,7 @@ private:
 
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options) {
     const auto start = std::chrono::steady_clock::now();
+    const std::uint64_t decoded_before = engine.tokens_decoded();
     SuiteResult r;
     r.suite = suite;
     r.outcomes.resize(suite.items.size());
@@ -172,7 +178,7 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
                 case ItemKind::generation: generation_items.push_back(i); break;
                 case ItemKind::multiple_choice:
                     r.has_norm = true;
-                    runner.multiple_choice(suite.items[i], r.outcomes[i]);
+                    runner.multiple_choice(suite.items[i], r.outcomes[i], r);
                     break;
             }
         }
@@ -191,6 +197,7 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
     r.ci95 = stats::wilson_interval(r.correct, r.scored);
     r.ci95_norm = stats::wilson_interval(r.correct_norm, r.scored);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    r.tokens_evaluated = engine.tokens_decoded() - decoded_before;
     return r;
 }
 

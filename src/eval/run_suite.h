@@ -35,6 +35,11 @@ struct SuiteResult {
     stats::Interval ci95{0, 1};
     stats::Interval ci95_norm{0, 1};
     double seconds = 0;
+    // Scoring work: tokens run through the model, the distinct tokens the items hold (shared
+    // prefixes once), and what one sequence per choice would run.
+    std::uint64_t tokens_evaluated = 0;
+    std::uint64_t tokens_unique = 0;
+    std::uint64_t tokens_naive = 0;
 
     double accuracy() const { return scored > 0 ? static_cast<double>(correct) / scored : 0.0; }
     double accuracy_norm() const { return scored > 0 ? static_cast<double>(correct_norm) / scored : 0.0; }
