@@ -4,6 +4,7 @@
 #include "eval/cloze.h"
 #include "eval/perplexity.h"
 #include "eval/run_suite.h"
+#include "eval/speed.h"
 #include "eval/suite.h"
 #include "support/error.h"
 #include "test_support.h"
@@ -173,4 +174,18 @@ TEST(Perplexity, MatchesLlamaPerplexity) {
     EXPECT_EQ(ours.tokens, 20u * 63);
     EXPECT_GT(ours.bits_per_byte, 0.5);
     EXPECT_LT(ours.bits_per_byte, 3.0);
+}
+
+TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
+    const auto r = eval::measure_speed({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2},
+                                       {.prompt_tokens = 32, .generate_tokens = 16, .repeats = 3, .price_per_hour = 1.0});
+    EXPECT_GT(r.prefill_tokens_per_s, 0);
+    EXPECT_GT(r.decode_tokens_per_s, 0);
+    EXPECT_GT(r.ttft_p50_ms, 0);
+    EXPECT_GE(r.ttft_p95_ms, r.ttft_p50_ms);
+    EXPECT_GT(r.peak_rss_bytes, r.file_bytes);  // the weights are resident, plus the runtime
+    EXPECT_TRUE(r.energy_source.rfind("measured", 0) == 0 || r.energy_source.rfind("modelled", 0) == 0) << r.energy_source;
+    EXPECT_GT(r.joules_per_token, 0);
+    EXPECT_NEAR(r.cost_per_1k_tokens, 1.0 / 3600 * 1000 / r.decode_tokens_per_s, 1e-12);
+    EXPECT_GT(r.cost_per_query, 0);
 }

@@ -5,6 +5,7 @@
 #include "eval/drift.h"
 #include "eval/perplexity.h"
 #include "eval/run_suite.h"
+#include "eval/speed.h"
 #include "model/model_info.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
@@ -26,6 +27,8 @@ struct EvalOptions {
     std::filesystem::path base_file;  // a stored reference instead of running the base on text
     std::filesystem::path save_base;
     int top_k = 64;
+    bool speed = false;
+    eval::SpeedOptions speed_options;
     std::vector<std::string> tasks;
     std::vector<std::filesystem::path> text;
     int context = 0;
@@ -65,10 +68,15 @@ engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, co
 }
 
 void run_eval(const EvalOptions & o) {
-    if (o.tasks.empty() && o.text.empty() && o.base_file.empty()) throw Error("nothing to measure: give --tasks SPEC and/or --text FILE");
+    if (o.tasks.empty() && o.text.empty() && o.base_file.empty() && !o.speed) {
+        throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
+    }
     if (!o.save_base.empty() && (o.base.empty() || o.text.empty())) throw Error("--save-base needs --base and --text: it stores the base's predictions on that text");
     const auto info = model::inspect_gguf(o.model);
     const int context = o.context > 0 ? o.context : static_cast<int>(std::min<std::uint64_t>(512, info.context_length > 0 ? info.context_length : 512));
+    // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
+    std::optional<eval::SpeedResult> speed;
+    if (o.speed) speed = eval::measure_speed(engine_options(o.model, o, context), o.speed_options);
     engine::LlamaEngine engine(engine_options(o.model, o, context));
     std::optional<engine::LlamaEngine> base;
     if (!o.base.empty()) base.emplace(engine_options(o.base, o, context));
@@ -115,6 +123,16 @@ void run_eval(const EvalOptions & o) {
         out["rms_delta_p"] = d.rms_delta_p;
         out["ppl_ratio"] = d.perplexity / d.reference_perplexity;
     }
+    if (speed) {
+        const auto & v = *speed;
+        out["speed"] = {{"prefill_tokens_per_s", v.prefill_tokens_per_s}, {"decode_tokens_per_s", v.decode_tokens_per_s},
+                        {"ttft_ms", {{"p50", v.ttft_p50_ms}, {"p95", v.ttft_p95_ms}}}, {"peak_rss_bytes", v.peak_rss_bytes},
+                        {"file_bytes", v.file_bytes}, {"prompt_tokens", v.prompt_tokens}, {"generate_tokens", v.generate_tokens},
+                        {"energy", {{"joules_per_token", v.joules_per_token}, {"source", v.energy_source}}}};
+        if (o.speed_options.price_per_hour > 0) {
+            out["cost"] = {{"price_per_hour", o.speed_options.price_per_hour}, {"per_1k_tokens", v.cost_per_1k_tokens}, {"per_query", v.cost_per_query}};
+        }
+    }
     if (o.json) {
         std::cout << out.dump(2) << '\n';
         return;
@@ -140,6 +158,16 @@ void run_eval(const EvalOptions & o) {
         fmt::print("  text: perplexity {:.4f}, {:.4f} bits per byte ({} tokens scored)\n", out["perplexity"].get<double>(),
                    out["bits_per_byte"].get<double>(), out["text"]["tokens_scored"].get<std::size_t>());
     }
+    if (speed) {
+        const auto & v = *speed;
+        fmt::print("  speed: prefill {:.0f} tok/s, decode {:.0f} tok/s, time to first token p50 {:.1f} ms / p95 {:.1f} ms, peak memory {:.1f} MiB\n",
+                   v.prefill_tokens_per_s, v.decode_tokens_per_s, v.ttft_p50_ms, v.ttft_p95_ms, v.peak_rss_bytes / 1048576.0);
+        fmt::print("  energy: {:.3g} J per generated token, {}\n", v.joules_per_token, v.energy_source);
+        if (o.speed_options.price_per_hour > 0) {
+            fmt::print("  cost at {:.2f}/hour: {:.3g} per 1k generated tokens, {:.3g} per query ({} in, {} out)\n", o.speed_options.price_per_hour,
+                       v.cost_per_1k_tokens, v.cost_per_query, v.prompt_tokens, v.generate_tokens);
+        }
+    }
     if (out.contains("kld")) {
         fmt::print("  against the base: mean KLD {:.4e}, p99 {:.4e}, top-1 agreement {:.2f}%, RMS dp {:.4f}, PPL ratio {:.4f}\n",
                    out["kld"]["mean"].get<double>(), out["kld"]["p99"].get<double>(), 100 * out["top1_agreement"].get<double>(),
@@ -162,6 +190,13 @@ void add_eval(CLI::App & app) {
     cmd->add_option("--top-k", o->top_k, "Base log-probabilities kept per position for KLD (the rest as one remainder)")->capture_default_str();
     cmd->add_option("--save-base", o->save_base, "Store the base's predictions on --text here, for --base-file later");
     cmd->add_option("--base-file", o->base_file, "Compare with base predictions stored by --save-base (its text and tokens come along)");
+    cmd->add_flag("--speed", o->speed, "Also measure prefill/decode throughput, time to first token, peak memory, energy, cost");
+    cmd->add_option("--speed-prompt", o->speed_options.prompt_tokens, "Prompt tokens in the speed pass")->capture_default_str();
+    cmd->add_option("--speed-generate", o->speed_options.generate_tokens, "Generated tokens in the speed pass")->capture_default_str();
+    cmd->add_option("--speed-repeats", o->speed_options.repeats, "Repeats in the speed pass (medians and p95 over them)")->capture_default_str();
+    cmd->add_option("--watts", o->speed_options.watts_per_busy_core, "Watts per busy core, for modelled energy where no meter is readable")
+        ->capture_default_str();
+    cmd->add_option("--price-per-hour", o->speed_options.price_per_hour, "Hardware price per hour, for cost per 1k tokens and per query");
     cmd->add_flag("--normalize", o->normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all)");
