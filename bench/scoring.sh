@@ -12,7 +12,7 @@ trap 'rm -rf "$out"' EXIT
 specs=()
 for f in "$data"/data/blimp/*.jsonl; do specs+=(--tasks "blimp:$f"); done
 specs+=(--tasks "$out/cloze.jsonl")
-"$sy" eval -m "$model" "${specs[@]}" -t "$threads" --json --normalize |
+"$sy" eval -m "$model" "${specs[@]}" -t "$threads" --json --normalize --no-results |
   jq -r '.suites[] | [.name, .tokens.evaluated, .tokens.unique, .tokens.one_sequence_per_choice,
            (.tokens.evaluated / .tokens.unique), (.tokens.one_sequence_per_choice / .tokens.unique)] | @tsv' |
   awk -F'\t' 'BEGIN { printf "%-44s %10s %10s %10s %9s %9s\n", "suite", "evaluated", "unique", "naive", "eval/uniq", "naive/uniq" }

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake git pkg-config ca-certificates
-  nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev libsqlite3-dev
   libgtest-dev
 )
 # npm fetches the offline copy of the pinned llama.cpp; any npm will do, so keep one that is there.

@@ -165,3 +165,23 @@ TEST(Cli, CalibratePruneAndMixErrors) {
                          "vocabularies differ");
     EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
+
+TEST(Cli, EvalReportsMalformedLinesAndRecordsResults) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("s.jsonl"), "{\"good\": \"The dog runs.\", \"bad\": \"The dog run.\"}\n{\"good\": 3}\n");
+    const auto model = test::model_path("stories260K-f32.gguf").string();
+    const auto store = dir.file("results.sqlite").string();
+    const auto r = test::run_switchyard({"eval", "-m", model, "--tasks", dir.file("s.jsonl").string(), "--results", store, "--json", "-t", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("s.jsonl:2: skipped: field 'good' must be a string"), std::string::npos) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["suites"][0]["n"], 1);
+    EXPECT_EQ(j["suites"][0]["skipped"], 1);
+    EXPECT_EQ(j["suites"][0]["ci95"].size(), 2u);
+    const auto listed = test::run_switchyard({"results", "--results", store, "list"});
+    EXPECT_EQ(listed.exit_code, 0) << listed.err;
+    EXPECT_NE(listed.out.find("finished"), std::string::npos) << listed.out;
+
+    expect_clean_failure(test::run_switchyard({"eval", "-m", model}), "nothing to measure");
+    expect_clean_failure(test::run_switchyard({"eval", "-m", model, "--tasks", dir.file("none.jsonl").string(), "--no-results"}), "cannot open");
+}

@@ -3,6 +3,7 @@
 #include "engine/llama_engine.h"
 #include "eval/cloze.h"
 #include "eval/perplexity.h"
+#include "eval/results_store.h"
 #include "eval/run_suite.h"
 #include "eval/speed.h"
 #include "eval/suite.h"
@@ -188,4 +189,43 @@ TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
     EXPECT_GT(r.joules_per_token, 0);
     EXPECT_NEAR(r.cost_per_1k_tokens, 1.0 / 3600 * 1000 / r.decode_tokens_per_s, 1e-12);
     EXPECT_GT(r.cost_per_query, 0);
+}
+
+// An interrupted run resumes where it stopped; a finished one is reused, not recomputed.
+TEST(ResultsStore, ResumesInterruptedRunsAndReusesFinishedOnes) {
+    test::ScratchDir dir;
+    auto suite = eval::load_suite(blimp("irregular_past_participle_verbs"));
+    suite.items.resize(100);
+    const auto model = test::model_path("stories260K-f32.gguf");
+    const auto fresh = eval::run_suite(stories(), suite, quiet());
+
+    eval::ResultsStore store(dir.file("results.sqlite"));
+    auto interrupted = quiet();
+    interrupted.on_batch = [](const std::vector<std::size_t> &, const eval::SuiteResult &) { throw std::runtime_error("killed"); };
+    EXPECT_THROW(eval::run_suite_recorded(store, stories(), model, suite, interrupted), std::runtime_error);
+    auto runs = store.list_runs();
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].status, "running");
+    EXPECT_EQ(runs[0].items_done, 32u);  // the first batch was recorded before the "kill"
+
+    const auto before = stories().tokens_decoded();
+    bool reused = true;
+    const auto resumed = eval::run_suite_recorded(store, stories(), model, suite, quiet(), &reused);
+    const auto resumed_cost = stories().tokens_decoded() - before;
+    EXPECT_FALSE(reused);
+    EXPECT_EQ(resumed.correct, fresh.correct);
+    EXPECT_EQ(resumed.scored, fresh.scored);
+    EXPECT_LT(resumed_cost, fresh.tokens_evaluated);  // the recorded items were not run again
+    runs = store.list_runs();
+    EXPECT_EQ(runs[0].status, "finished");
+    EXPECT_EQ(runs[0].items_done, 100u);
+    EXPECT_DOUBLE_EQ(runs[0].metrics.at("accuracy"), fresh.accuracy());
+
+    const auto again_before = stories().tokens_decoded();
+    const auto again = eval::run_suite_recorded(store, stories(), model, suite, quiet(), &reused);
+    EXPECT_TRUE(reused);
+    EXPECT_EQ(stories().tokens_decoded(), again_before);
+    EXPECT_EQ(again.correct, fresh.correct);
+    ASSERT_EQ(store.outcomes(runs[0].id).size(), 100u);
+    EXPECT_EQ(store.outcomes(runs[0].id)[5].correct, fresh.outcomes[5].correct);
 }

@@ -4,6 +4,7 @@
 #include "eval/cloze.h"
 #include "eval/drift.h"
 #include "eval/perplexity.h"
+#include "eval/results_store.h"
 #include "eval/run_suite.h"
 #include "eval/speed.h"
 #include "model/model_info.h"
@@ -27,6 +28,8 @@ struct EvalOptions {
     std::filesystem::path base_file;  // a stored reference instead of running the base on text
     std::filesystem::path save_base;
     int top_k = 64;
+    std::filesystem::path results = eval::default_results_path();
+    bool no_results = false;
     bool speed = false;
     eval::SpeedOptions speed_options;
     std::vector<std::string> tasks;
@@ -84,13 +87,23 @@ void run_eval(const EvalOptions & o) {
     nlohmann::json out = {{"model", o.model.string()}, {"normalize", o.normalize}, {"context", context}, {"suites", nlohmann::json::array()}};
     if (base) out["base"] = o.base.string();
     const eval::RunOptions run{.normalize = o.normalize, .progress = !o.json};
+    std::optional<eval::ResultsStore> store;
+    if (!o.no_results && !o.tasks.empty()) store.emplace(o.results);
+    // Through the store, a finished run is reused and an interrupted one resumes.
+    auto run_on = [&](engine::LlamaEngine & e, const std::filesystem::path & path, const eval::TaskSuite & suite) {
+        if (!store) return eval::run_suite(e, suite, run);
+        bool reused = false;
+        auto result = eval::run_suite_recorded(*store, e, path, suite, run, &reused);
+        if (reused && !o.json) std::fprintf(stderr, "%s: reused the recorded results for %s\n", suite.settings.name.c_str(), path.string().c_str());
+        return result;
+    };
     for (const auto & spec : o.tasks) {
         const eval::TaskSuite suite = eval::load_suite(spec);
         for (const auto & s : suite.skipped) std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
-        const auto result = eval::run_suite(engine, suite, run);
+        const auto result = run_on(engine, o.model, suite);
         nlohmann::json j = suite_json(result);
         if (base) {
-            const auto base_result = eval::run_suite(*base, suite, run);
+            const auto base_result = run_on(*base, o.base, suite);
             j["base"] = suite_json(base_result);
             j["comparison"] = comparison_json(eval::compare_outcomes(base_result, result));
         }
@@ -199,8 +212,69 @@ void add_eval(CLI::App & app) {
     cmd->add_option("--price-per-hour", o->speed_options.price_per_hour, "Hardware price per hour, for cost per 1k tokens and per query");
     cmd->add_flag("--normalize", o->normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
     cmd->add_flag("--json", o->json, "Print one JSON object");
+    cmd->add_option("--results", o->results, "Results store (SQLite)")->capture_default_str();
+    cmd->add_flag("--no-results", o->no_results, "Neither reuse nor record results");
     cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all)");
     cmd->callback([o] { run_eval(*o); });
+
+    auto * results = app.add_subcommand("results", "List, show or export recorded evaluation results");
+    results->require_subcommand(1);
+    auto store_path = std::make_shared<std::filesystem::path>(eval::default_results_path());
+    results->add_option("--results", *store_path, "Results store (SQLite)")->capture_default_str();
+    results->add_subcommand("list", "One line per recorded run")->callback([store_path] {
+        eval::ResultsStore store(*store_path);
+        fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>6} {:>9}\n", "run", "status", "suite", "model", "items", "accuracy");
+        for (const auto & r : store.list_runs()) {
+            const auto acc = r.metrics.find("accuracy");
+            fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>6} {:>9}\n", r.id, r.status, r.suite_name, std::filesystem::path(r.model_path).filename().string(),
+                       r.items_done, acc == r.metrics.end() ? "-" : fmt::format("{:.2f}%", 100 * acc->second));
+        }
+    });
+    auto run_id = std::make_shared<std::int64_t>(0);
+    auto * show = results->add_subcommand("show", "A run's metrics and per-item outcomes");
+    show->add_option("RUN", *run_id, "Run number from `results list`")->required();
+    show->callback([store_path, run_id] {
+        eval::ResultsStore store(*store_path);
+        for (const auto & r : store.list_runs()) {
+            if (r.id != *run_id) continue;
+            fmt::print("run {}: {} on {} ({}), {}\n  model sha256 {}\n  suite hash {}\n", r.id, r.suite_name, r.model_path, r.options, r.status,
+                       r.model_sha256, r.suite_hash);
+            for (const auto & [name, value] : r.metrics) fmt::print("  {:<14} {:g}\n", name, value);
+            for (const auto & o : store.outcomes(r.id)) {
+                fmt::print("  line {:>6}: {}\n", o.line, o.unencodable ? "unencodable" : o.too_long ? "too long" : o.correct ? "right" : "wrong");
+            }
+            return;
+        }
+        throw Error("no run " + std::to_string(*run_id) + " in " + store_path->string());
+    });
+    auto format = std::make_shared<std::string>("json");
+    auto * exporter = results->add_subcommand("export", "Every run and outcome as JSON or CSV on stdout");
+    exporter->add_flag("--csv{csv},--json{json}", *format, "Output format (default: json)");
+    exporter->callback([store_path, format] {
+        eval::ResultsStore store(*store_path);
+        if (*format == "csv") {
+            fmt::print("run,model_sha256,model_path,suite,suite_hash,options,status,line,unencodable,too_long,correct,correct_norm\n");
+            for (const auto & r : store.list_runs()) {
+                for (const auto & o : store.outcomes(r.id)) {
+                    fmt::print("{},{},\"{}\",\"{}\",{},{},{},{},{:d},{:d},{:d},{:d}\n", r.id, r.model_sha256, r.model_path, r.suite_name, r.suite_hash,
+                               r.options, r.status, o.line, o.unencodable, o.too_long, o.correct, o.correct_norm);
+                }
+            }
+            return;
+        }
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto & r : store.list_runs()) {
+            nlohmann::json outcomes = nlohmann::json::array();
+            for (const auto & o : store.outcomes(r.id)) {
+                outcomes.push_back({{"line", o.line}, {"unencodable", o.unencodable}, {"too_long", o.too_long}, {"correct", o.correct},
+                                    {"correct_norm", o.correct_norm}, {"output", o.output}});
+            }
+            out.push_back({{"run", r.id}, {"model_sha256", r.model_sha256}, {"model_path", r.model_path}, {"suite", r.suite_name},
+                           {"suite_hash", r.suite_hash}, {"options", r.options}, {"status", r.status}, {"started", r.started},
+                           {"metrics", r.metrics}, {"outcomes", outcomes}});
+        }
+        std::cout << out.dump(2) << '\n';
+    });
 
     auto * tasks = app.add_subcommand("tasks", "Build task suites");
     tasks->require_subcommand(1);

@@ -171,19 +171,25 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
 
     for (std::size_t first = 0; first < suite.items.size(); first += kBatch) {
         const std::size_t last = std::min(suite.items.size(), first + kBatch);
-        std::vector<std::size_t> pair_items, generation_items;
+        std::vector<std::size_t> pair_items, generation_items, settled;
         for (std::size_t i = first; i < last; ++i) {
+            if (suite.items[i].kind == ItemKind::multiple_choice) r.has_norm = true;
+            if (options.known != nullptr && i < options.known->size() && (*options.known)[i]) {
+                r.outcomes[i] = *(*options.known)[i];
+                continue;
+            }
+            settled.push_back(i);
             switch (suite.items[i].kind) {
                 case ItemKind::pair: pair_items.push_back(i); break;
                 case ItemKind::generation: generation_items.push_back(i); break;
                 case ItemKind::multiple_choice:
-                    r.has_norm = true;
                     runner.multiple_choice(suite.items[i], r.outcomes[i], r);
                     break;
             }
         }
         if (!pair_items.empty()) runner.pairs(suite, pair_items, r);
         if (!generation_items.empty()) runner.generations(suite, generation_items, r);
+        if (options.on_batch && !settled.empty()) options.on_batch(settled, r);
         if (progress) progress->update(last);
     }
     for (const auto & o : r.outcomes) {

@@ -7,6 +7,8 @@
 #include "stats/intervals.h"
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,10 @@ struct SuiteResult {
 struct RunOptions {
     bool normalize = false;  // make text encodable instead of counting it unencodable
     bool progress = true;
+    // Outcomes already known (a resumed run, indexed like the items): those items are not run again.
+    const std::vector<std::optional<ItemOutcome>> * known = nullptr;
+    // Called after each batch with the items it settled, e.g. to record them as they come.
+    std::function<void(const std::vector<std::size_t> & items, const SuiteResult & partial)> on_batch;
 };
 
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options);

@@ -1,0 +1,264 @@
+#include "eval/results_store.h"
+
+#include "support/error.h"
+#include "support/sha256.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+
+namespace switchyard::eval {
+
+namespace {
+
+struct StatementFinalize {
+    void operator()(sqlite3_stmt * s) const { sqlite3_finalize(s); }
+};
+using Statement = std::unique_ptr<sqlite3_stmt, StatementFinalize>;
+
+constexpr const char * kSchema = R"(
+PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS file_hashes(path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, sha256 TEXT);
+CREATE TABLE IF NOT EXISTS models(sha256 TEXT PRIMARY KEY, path TEXT, file_bytes INTEGER);
+CREATE TABLE IF NOT EXISTS suites(hash TEXT PRIMARY KEY, spec TEXT, name TEXT, items INTEGER);
+CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, model_sha256 TEXT, suite_hash TEXT, options TEXT, model_path TEXT,
+                                started TEXT, finished TEXT, status TEXT, UNIQUE(model_sha256, suite_hash, options));
+CREATE TABLE IF NOT EXISTS outcomes(run_id INTEGER, item INTEGER, line INTEGER, unencodable INTEGER, too_long INTEGER,
+                                    correct INTEGER, correct_norm INTEGER, output TEXT, PRIMARY KEY(run_id, item));
+CREATE TABLE IF NOT EXISTS metrics(run_id INTEGER, name TEXT, value REAL, PRIMARY KEY(run_id, name));
+)";
+
+std::string now() {
+    const std::time_t t = std::time(nullptr);
+    char buffer[32];
+    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buffer;
+}
+
+}  // namespace
+
+std::filesystem::path default_results_path() {
+    if (const char * data = std::getenv("XDG_DATA_HOME"); data != nullptr && *data != '\0') return std::filesystem::path(data) / "switchyard" / "results.sqlite";
+    const char * home = std::getenv("HOME");
+    return std::filesystem::path(home != nullptr ? home : ".") / ".local" / "share" / "switchyard" / "results.sqlite";
+}
+
+ResultsStore::ResultsStore(const std::filesystem::path & path) : path_(path) {
+    std::error_code ec;
+    if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+        const std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw Error(path.string() + ": cannot open the results store: " + why);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+    exec(kSchema);
+}
+
+ResultsStore::~ResultsStore() { sqlite3_close(db_); }
+
+void ResultsStore::exec(const std::string & sql) {
+    char * message = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+        const std::string why = message != nullptr ? message : "unknown error";
+        sqlite3_free(message);
+        throw Error(path_.string() + ": results store: " + why);
+    }
+}
+
+namespace {
+
+Statement prepare(sqlite3 * db, const char * sql) {
+    sqlite3_stmt * s = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) throw Error(std::string("results store: ") + sqlite3_errmsg(db));
+    return Statement(s);
+}
+
+void bind_value(sqlite3_stmt * s, int i, const std::string & v) { sqlite3_bind_text(s, i, v.c_str(), -1, SQLITE_TRANSIENT); }
+void bind_value(sqlite3_stmt * s, int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
+void bind_value(sqlite3_stmt * s, int i, double v) { sqlite3_bind_double(s, i, v); }
+
+std::string text(sqlite3_stmt * s, int column) {
+    const auto * v = sqlite3_column_text(s, column);
+    return v != nullptr ? reinterpret_cast<const char *>(v) : "";
+}
+
+void step_done(sqlite3 * db, sqlite3_stmt * s) {
+    if (sqlite3_step(s) != SQLITE_DONE) throw Error(std::string("results store: ") + sqlite3_errmsg(db));
+}
+
+}  // namespace
+
+std::string ResultsStore::model_hash(const std::filesystem::path & model) {
+    const auto absolute = std::filesystem::weakly_canonical(model).string();
+    const auto size = static_cast<std::int64_t>(std::filesystem::file_size(model));
+    const auto mtime = static_cast<std::int64_t>(std::filesystem::last_write_time(model).time_since_epoch().count());
+    auto find = prepare(db_, "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime = ?");
+    bind_value(find.get(), 1, absolute);
+    bind_value(find.get(), 2, size);
+    bind_value(find.get(), 3, mtime);
+    if (sqlite3_step(find.get()) == SQLITE_ROW) return text(find.get(), 0);
+    const std::string sha = sha256_file(model);
+    auto put = prepare(db_, "INSERT OR REPLACE INTO file_hashes(path, size, mtime, sha256) VALUES (?, ?, ?, ?)");
+    bind_value(put.get(), 1, absolute);
+    bind_value(put.get(), 2, size);
+    bind_value(put.get(), 3, mtime);
+    bind_value(put.get(), 4, sha);
+    step_done(db_, put.get());
+    auto model_row = prepare(db_, "INSERT OR IGNORE INTO models(sha256, path, file_bytes) VALUES (?, ?, ?)");
+    bind_value(model_row.get(), 1, sha);
+    bind_value(model_row.get(), 2, absolute);
+    bind_value(model_row.get(), 3, size);
+    step_done(db_, model_row.get());
+    return sha;
+}
+
+std::int64_t ResultsStore::open_run(const std::filesystem::path & model, const TaskSuite & suite, const std::string & options,
+                                    std::vector<std::optional<ItemOutcome>> & known) {
+    const std::string sha = model_hash(model);
+    auto suite_row = prepare(db_, "INSERT OR IGNORE INTO suites(hash, spec, name, items) VALUES (?, ?, ?, ?)");
+    bind_value(suite_row.get(), 1, suite.content_hash);
+    bind_value(suite_row.get(), 2, suite.spec);
+    bind_value(suite_row.get(), 3, suite.settings.name);
+    bind_value(suite_row.get(), 4, static_cast<std::int64_t>(suite.items.size()));
+    step_done(db_, suite_row.get());
+
+    auto create = prepare(db_, "INSERT OR IGNORE INTO runs(model_sha256, suite_hash, options, model_path, started, status) VALUES (?, ?, ?, ?, ?, 'running')");
+    bind_value(create.get(), 1, sha);
+    bind_value(create.get(), 2, suite.content_hash);
+    bind_value(create.get(), 3, options);
+    bind_value(create.get(), 4, std::filesystem::weakly_canonical(model).string());
+    bind_value(create.get(), 5, now());
+    step_done(db_, create.get());
+    auto find = prepare(db_, "SELECT id FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ?");
+    bind_value(find.get(), 1, sha);
+    bind_value(find.get(), 2, suite.content_hash);
+    bind_value(find.get(), 3, options);
+    if (sqlite3_step(find.get()) != SQLITE_ROW) throw Error("results store: the run just created is missing");
+    const std::int64_t run = sqlite3_column_int64(find.get(), 0);
+
+    known.assign(suite.items.size(), std::nullopt);
+    auto stored = prepare(db_, "SELECT item, line, unencodable, too_long, correct, correct_norm, output FROM outcomes WHERE run_id = ?");
+    bind_value(stored.get(), 1, run);
+    while (sqlite3_step(stored.get()) == SQLITE_ROW) {
+        const auto item = static_cast<std::size_t>(sqlite3_column_int64(stored.get(), 0));
+        if (item >= known.size()) continue;
+        ItemOutcome o;
+        o.line = static_cast<std::size_t>(sqlite3_column_int64(stored.get(), 1));
+        o.unencodable = sqlite3_column_int(stored.get(), 2) != 0;
+        o.too_long = sqlite3_column_int(stored.get(), 3) != 0;
+        o.correct = sqlite3_column_int(stored.get(), 4) != 0;
+        o.correct_norm = sqlite3_column_int(stored.get(), 5) != 0;
+        o.output = text(stored.get(), 6);
+        known[item] = o;
+    }
+    return run;
+}
+
+void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result) {
+    exec("BEGIN");
+    auto put = prepare(db_, "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const std::size_t i : items) {
+        const auto & o = result.outcomes[i];
+        sqlite3_reset(put.get());
+        bind_value(put.get(), 1, run);
+        bind_value(put.get(), 2, static_cast<std::int64_t>(i));
+        bind_value(put.get(), 3, static_cast<std::int64_t>(o.line));
+        bind_value(put.get(), 4, static_cast<std::int64_t>(o.unencodable));
+        bind_value(put.get(), 5, static_cast<std::int64_t>(o.too_long));
+        bind_value(put.get(), 6, static_cast<std::int64_t>(o.correct));
+        bind_value(put.get(), 7, static_cast<std::int64_t>(o.correct_norm));
+        bind_value(put.get(), 8, o.output);
+        step_done(db_, put.get());
+    }
+    exec("COMMIT");
+}
+
+void ResultsStore::finish_run(std::int64_t run, const std::map<std::string, double> & metrics) {
+    exec("BEGIN");
+    auto put = prepare(db_, "INSERT OR REPLACE INTO metrics(run_id, name, value) VALUES (?, ?, ?)");
+    for (const auto & [name, value] : metrics) {
+        sqlite3_reset(put.get());
+        bind_value(put.get(), 1, run);
+        bind_value(put.get(), 2, name);
+        bind_value(put.get(), 3, value);
+        step_done(db_, put.get());
+    }
+    auto done = prepare(db_, "UPDATE runs SET status = 'finished', finished = ? WHERE id = ?");
+    bind_value(done.get(), 1, now());
+    bind_value(done.get(), 2, run);
+    step_done(db_, done.get());
+    exec("COMMIT");
+}
+
+std::vector<RunSummary> ResultsStore::list_runs() {
+    std::vector<RunSummary> runs;
+    auto q = prepare(db_,
+                     "SELECT r.id, r.model_path, r.model_sha256, s.name, r.suite_hash, r.options, r.status, r.started, "
+                     "(SELECT COUNT(*) FROM outcomes o WHERE o.run_id = r.id) FROM runs r LEFT JOIN suites s ON s.hash = r.suite_hash ORDER BY r.id");
+    while (sqlite3_step(q.get()) == SQLITE_ROW) {
+        RunSummary r;
+        r.id = sqlite3_column_int64(q.get(), 0);
+        r.model_path = text(q.get(), 1);
+        r.model_sha256 = text(q.get(), 2);
+        r.suite_name = text(q.get(), 3);
+        r.suite_hash = text(q.get(), 4);
+        r.options = text(q.get(), 5);
+        r.status = text(q.get(), 6);
+        r.started = text(q.get(), 7);
+        r.items_done = static_cast<std::size_t>(sqlite3_column_int64(q.get(), 8));
+        runs.push_back(std::move(r));
+    }
+    auto m = prepare(db_, "SELECT run_id, name, value FROM metrics");
+    while (sqlite3_step(m.get()) == SQLITE_ROW) {
+        const auto id = sqlite3_column_int64(m.get(), 0);
+        for (auto & r : runs) {
+            if (r.id == id) r.metrics[text(m.get(), 1)] = sqlite3_column_double(m.get(), 2);
+        }
+    }
+    return runs;
+}
+
+std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
+    std::vector<ItemOutcome> out;
+    auto q = prepare(db_, "SELECT line, unencodable, too_long, correct, correct_norm, output FROM outcomes WHERE run_id = ? ORDER BY item");
+    bind_value(q.get(), 1, run);
+    while (sqlite3_step(q.get()) == SQLITE_ROW) {
+        ItemOutcome o;
+        o.line = static_cast<std::size_t>(sqlite3_column_int64(q.get(), 0));
+        o.unencodable = sqlite3_column_int(q.get(), 1) != 0;
+        o.too_long = sqlite3_column_int(q.get(), 2) != 0;
+        o.correct = sqlite3_column_int(q.get(), 3) != 0;
+        o.correct_norm = sqlite3_column_int(q.get(), 4) != 0;
+        o.output = text(q.get(), 5);
+        out.push_back(std::move(o));
+    }
+    return out;
+}
+
+SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model, const TaskSuite & suite,
+                               const RunOptions & options, bool * reused) {
+    std::vector<std::optional<ItemOutcome>> known;
+    const std::string settings = std::string("normalize=") + (options.normalize ? "1" : "0");
+    const std::int64_t run = store.open_run(model, suite, settings, known);
+    std::size_t done = 0;
+    for (const auto & k : known) done += k.has_value();
+    if (reused != nullptr) *reused = done == suite.items.size();
+    RunOptions recorded = options;
+    recorded.known = &known;
+    recorded.on_batch = [&](const std::vector<std::size_t> & items, const SuiteResult & partial) {
+        store.record_outcomes(run, items, partial);
+        if (options.on_batch) options.on_batch(items, partial);
+    };
+    SuiteResult result = run_suite(engine, suite, recorded);
+    store.finish_run(run, {{"accuracy", result.accuracy()}, {"accuracy_norm", result.accuracy_norm()}, {"n", static_cast<double>(result.scored)},
+                           {"unencodable", static_cast<double>(result.unencodable)}, {"too_long", static_cast<double>(result.too_long)},
+                           {"ci95_lo", result.ci95.lo}, {"ci95_hi", result.ci95.hi}});
+    return result;
+}
+
+}  // namespace switchyard::eval

@@ -1,0 +1,66 @@
+// The results store: every evaluation recorded in SQLite (models by sha256, suites by content
+// hash, per-item outcomes, metrics), so finished runs are reused, interrupted ones resume, and
+// later runs can be paired with earlier ones.
+#pragma once
+
+#include "eval/run_suite.h"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace switchyard::eval {
+
+// Where results go unless told otherwise: ${XDG_DATA_HOME:-~/.local/share}/switchyard/results.sqlite
+std::filesystem::path default_results_path();
+
+struct RunSummary {
+    std::int64_t id = 0;
+    std::string model_path;
+    std::string model_sha256;
+    std::string suite_name;
+    std::string suite_hash;
+    std::string options;
+    std::string status;  // "running" or "finished"
+    std::string started;
+    std::size_t items_done = 0;
+    std::map<std::string, double> metrics;
+};
+
+class ResultsStore {
+public:
+    // Opens (creating if needed) the database. Throws switchyard::Error if it cannot.
+    explicit ResultsStore(const std::filesystem::path & path);
+    ~ResultsStore();
+    ResultsStore(const ResultsStore &) = delete;
+    ResultsStore & operator=(const ResultsStore &) = delete;
+
+    // sha256 of a model file, cached by path, size and modification time (hashing gigabytes on
+    // every run would cost more than some evaluations).
+    std::string model_hash(const std::filesystem::path & model);
+
+    // The run of this model on this suite with these options: created if new, else returned with
+    // the outcomes recorded so far (all of them when it finished).
+    std::int64_t open_run(const std::filesystem::path & model, const TaskSuite & suite, const std::string & options,
+                          std::vector<std::optional<ItemOutcome>> & known);
+    void record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result);
+    void finish_run(std::int64_t run, const std::map<std::string, double> & metrics);
+
+    std::vector<RunSummary> list_runs();
+    std::vector<ItemOutcome> outcomes(std::int64_t run);
+
+private:
+    void exec(const std::string & sql);
+    sqlite3 * db_ = nullptr;
+    std::filesystem::path path_;
+};
+
+// Runs a suite through the store: reuses a finished run, resumes an interrupted one, records as it goes.
+SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model, const TaskSuite & suite,
+                               const RunOptions & options, bool * reused = nullptr);
+
+}  // namespace switchyard::eval
