@@ -1,14 +1,13 @@
 // `switchyard generate -m MODEL -p PROMPT`: continue a prompt with a model, streaming the text.
 #include "cli/commands.h"
 #include "engine/llama_engine.h"
+#include "support/atomic_file.h"
 #include "support/error.h"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 namespace switchyard::cli {
 
@@ -21,13 +20,6 @@ struct GenerateOptions {
     engine::GenerateRequest request;
 };
 
-std::string read_prompt_file(const std::string & path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot open the prompt file");
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
 
 }  // namespace
 
@@ -49,7 +41,7 @@ void add_generate(CLI::App & app) {
     cmd->add_option("-t,--threads", opt->engine.threads, "CPU threads (default: all)");
     cmd->add_option("-g,--gpu-layers", opt->engine.gpu_layers, "Layers to offload to a GPU, -1 for all (GPU builds only)");
     cmd->callback([opt] {
-        if (!opt->prompt_file.empty()) opt->prompt = read_prompt_file(opt->prompt_file);
+        if (!opt->prompt_file.empty()) opt->prompt = read_whole_file(opt->prompt_file, "prompt file");
         opt->engine.parallel = 1;
         engine::LlamaEngine engine(opt->engine);
         opt->request.prompt = opt->prompt;

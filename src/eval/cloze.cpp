@@ -1,5 +1,6 @@
 #include "eval/cloze.h"
 
+#include "support/atomic_file.h"
 #include "support/error.h"
 
 #include <nlohmann/json.hpp>
@@ -34,14 +35,11 @@ bool is_word(const std::string & w) {
 
 std::string build_cloze(const ClozeOptions & o) {
     if (o.choices < 2) throw Error("cloze: --choices must be at least 2");
-    std::ifstream in(o.text, std::ios::binary);
-    if (!in) throw Error(o.text.string() + ": cannot open the text");
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
+    const std::string bytes = read_whole_file(o.text, "text");
 
     // Passages are separated by blank lines; words by whitespace.
     std::vector<std::vector<std::string>> passages;
-    std::istringstream lines(buffer.str());
+    std::istringstream lines(bytes);
     std::vector<std::string> current;
     int seen = 0;
     for (std::string line; std::getline(lines, line);) {

@@ -118,11 +118,7 @@ void save_reference(const Reference & ref, const std::filesystem::path & path) {
 }
 
 Reference load_reference(const std::filesystem::path & path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open the reference file");
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    Reader r(buffer.str(), path);
+    Reader r(read_whole_file(path, "reference file"), path);
     char magic[sizeof kMagic];
     for (char & c : magic) c = r.get<char>();
     if (std::memcmp(magic, kMagic, sizeof kMagic) != 0) throw Error(path.string() + ": not a switchyard reference file");

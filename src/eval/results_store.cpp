@@ -87,6 +87,18 @@ std::string text(sqlite3_stmt * s, int column) {
     return v != nullptr ? reinterpret_cast<const char *>(v) : "";
 }
 
+// Reads line, unencodable, too_long, correct, correct_norm, output from columns first.. of a row.
+ItemOutcome outcome_from_row(sqlite3_stmt * s, int first) {
+    ItemOutcome o;
+    o.line = static_cast<std::size_t>(sqlite3_column_int64(s, first));
+    o.unencodable = sqlite3_column_int(s, first + 1) != 0;
+    o.too_long = sqlite3_column_int(s, first + 2) != 0;
+    o.correct = sqlite3_column_int(s, first + 3) != 0;
+    o.correct_norm = sqlite3_column_int(s, first + 4) != 0;
+    o.output = text(s, first + 5);
+    return o;
+}
+
 void step_done(sqlite3 * db, sqlite3_stmt * s) {
     if (sqlite3_step(s) != SQLITE_DONE) throw Error(std::string("results store: ") + sqlite3_errmsg(db));
 }
@@ -146,15 +158,7 @@ std::int64_t ResultsStore::open_run(const std::filesystem::path & model, const T
     bind_value(stored.get(), 1, run);
     while (sqlite3_step(stored.get()) == SQLITE_ROW) {
         const auto item = static_cast<std::size_t>(sqlite3_column_int64(stored.get(), 0));
-        if (item >= known.size()) continue;
-        ItemOutcome o;
-        o.line = static_cast<std::size_t>(sqlite3_column_int64(stored.get(), 1));
-        o.unencodable = sqlite3_column_int(stored.get(), 2) != 0;
-        o.too_long = sqlite3_column_int(stored.get(), 3) != 0;
-        o.correct = sqlite3_column_int(stored.get(), 4) != 0;
-        o.correct_norm = sqlite3_column_int(stored.get(), 5) != 0;
-        o.output = text(stored.get(), 6);
-        known[item] = o;
+        if (item < known.size()) known[item] = outcome_from_row(stored.get(), 1);
     }
     return run;
 }
@@ -227,16 +231,7 @@ std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
     std::vector<ItemOutcome> out;
     auto q = prepare(db_, "SELECT line, unencodable, too_long, correct, correct_norm, output FROM outcomes WHERE run_id = ? ORDER BY item");
     bind_value(q.get(), 1, run);
-    while (sqlite3_step(q.get()) == SQLITE_ROW) {
-        ItemOutcome o;
-        o.line = static_cast<std::size_t>(sqlite3_column_int64(q.get(), 0));
-        o.unencodable = sqlite3_column_int(q.get(), 1) != 0;
-        o.too_long = sqlite3_column_int(q.get(), 2) != 0;
-        o.correct = sqlite3_column_int(q.get(), 3) != 0;
-        o.correct_norm = sqlite3_column_int(q.get(), 4) != 0;
-        o.output = text(q.get(), 5);
-        out.push_back(std::move(o));
-    }
+    while (sqlite3_step(q.get()) == SQLITE_ROW) out.push_back(outcome_from_row(q.get(), 0));
     return out;
 }
 

@@ -1,5 +1,6 @@
 #include "eval/suite.h"
 
+#include "support/atomic_file.h"
 #include "support/error.h"
 #include "support/sha256.h"
 
@@ -130,13 +131,6 @@ TaskItem parse_lambada(const nlohmann::json & j) {
     return item;
 }
 
-std::string read_all(const std::string & path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot open the task suite");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 std::string trim(const std::string & s) {
     const auto first = s.find_first_not_of(" \t\r\n");
@@ -153,7 +147,7 @@ TaskSuite load_suite(const std::string & spec) {
         adapter = spec.substr(0, colon);
         path = spec.substr(colon + 1);
     }
-    const std::string bytes = read_all(path);
+    const std::string bytes = read_whole_file(path, "task suite");
     TaskSuite suite;
     suite.spec = spec;
     suite.content_hash = sha256_bytes(adapter + "\n" + bytes);

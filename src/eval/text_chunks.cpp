@@ -1,6 +1,7 @@
 #include "eval/text_chunks.h"
 
 #include "engine/normalize.h"
+#include "support/atomic_file.h"
 #include "support/error.h"
 
 #include <fmt/format.h>
@@ -68,11 +69,8 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
     const std::vector<engine::Token> bos = engine.tokenize("", true);  // empty for models without BOS
     std::vector<engine::Token> tokens = bos;
     for (const auto & path : o.files) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) throw Error(path.string() + ": cannot open the text file");
-        std::ostringstream buffer;
-        buffer << in.rdbuf();
-        std::string text = path.extension() == ".jsonl" ? text_of_suite(path, buffer.str()) : buffer.str();
+        const std::string bytes = read_whole_file(path, "text file");
+        std::string text = path.extension() == ".jsonl" ? text_of_suite(path, bytes) : bytes;
         if (o.normalize) {
             engine::NormalizeStats stats;
             text = engine::normalize_for_vocabulary(engine, text, &stats);

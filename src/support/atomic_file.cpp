@@ -8,7 +8,9 @@
 #include <mutex>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -82,6 +84,14 @@ void AtomicFile::commit() {
     std::filesystem::rename(temp_, target_, ec);
     if (ec) throw Error(target_.string() + ": cannot move the finished file into place: " + ec.message());
     committed_ = true;
+}
+
+std::string read_whole_file(const std::filesystem::path & path, const std::string & what) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path.string() + ": cannot open the " + what);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    return bytes.str();
 }
 
 void write_file_atomically(const std::filesystem::path & path, const std::string & contents) {

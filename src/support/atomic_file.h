@@ -32,4 +32,7 @@ private:
 // Writes `contents` to `path` atomically. Throws switchyard::Error (with the reason) on failure.
 void write_file_atomically(const std::filesystem::path & path, const std::string & contents);
 
+// The whole file's bytes. Throws switchyard::Error "PATH: cannot open the WHAT" when unreadable.
+std::string read_whole_file(const std::filesystem::path & path, const std::string & what);
+
 }  // namespace switchyard
