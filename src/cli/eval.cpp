@@ -76,7 +76,7 @@ void run_eval(const EvalOptions & o) {
     }
     if (!o.save_base.empty() && (o.base.empty() || o.text.empty())) throw Error("--save-base needs --base and --text: it stores the base's predictions on that text");
     const auto info = model::inspect_gguf(o.model);
-    const int context = o.context > 0 ? o.context : static_cast<int>(std::min<std::uint64_t>(512, info.context_length > 0 ? info.context_length : 512));
+    const int context = o.context > 0 ? o.context : eval::default_chunk_context(info.context_length);
     // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
     std::optional<eval::SpeedResult> speed;
     if (o.speed) speed = eval::measure_speed(engine_options(o.model, o, context), o.speed_options);

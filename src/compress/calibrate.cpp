@@ -138,10 +138,7 @@ CalibrateResult calibrate(const CalibrateOptions & o) {
     eo.parallel = std::max(1, o.parallel);
     eo.eval_callback = &ActivationCollector::callback;
     eo.eval_callback_data = &collector;
-    if (o.context <= 0) {
-        const auto declared = model::inspect_gguf(o.model).context_length;
-        eo.context_length = static_cast<int>(std::min<std::uint64_t>(512, declared > 0 ? declared : 512));
-    }
+    if (o.context <= 0) eo.context_length = eval::default_chunk_context(model::inspect_gguf(o.model).context_length);
     engine::LlamaEngine engine(eo);
     const int ctx = engine.model().context_length;
 

@@ -81,7 +81,7 @@ void assign(QuantizeOptions & q, const std::string & tensor, const std::string &
 class DriftBench {
 public:
     DriftBench(const std::filesystem::path & model, const DriftData & data) : model_(model), data_(data), info_(model::inspect_gguf(model)) {
-        context_ = data.context > 0 ? data.context : static_cast<int>(std::min<std::uint64_t>(512, info_.context_length > 0 ? info_.context_length : 512));
+        context_ = data.context > 0 ? data.context : eval::default_chunk_context(info_.context_length);
         engine::LlamaEngine original(engine_options(model));
         const eval::TextChunks text = eval::tokenize_chunks(original, {.files = data.files, .context = context_, .skip_chunks = data.skip_chunks,
                                                            .max_chunks = data.chunks, .normalize = data.normalize});

@@ -92,8 +92,9 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
 
     const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
     llama_context_params cparams = llama_context_default_params();
-    // One unified KV cache shared by all sequences: any mix of lengths fits, as long as each
-    // stays within context_length (checked before decoding).
+    // One KV stream of context_length cells per sequence (not one shared cache): attention then
+    // spans only the sequence's own cells, which llama-perplexity's speed needs; copying a
+    // context between sequences (score_choices) works across streams.
     cparams.n_ctx = static_cast<uint32_t>(info_.context_length * parallel_);
     cparams.n_batch = static_cast<uint32_t>(std::max(1, options.batch_size));
     cparams.n_ubatch = cparams.n_batch;

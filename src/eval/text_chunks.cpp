@@ -59,6 +59,10 @@ std::string text_of_suite(const std::filesystem::path & path, const std::string 
 
 }  // namespace
 
+int default_chunk_context(std::uint64_t declared_context) {
+    return static_cast<int>(std::min<std::uint64_t>(512, declared_context > 0 ? declared_context : 512));
+}
+
 TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions & o) {
     if (o.files.empty()) throw Error("no text given (--data FILE)");
     if (o.context < 2) throw Error("chunks need a context of at least 2 tokens");

@@ -4,6 +4,7 @@
 
 #include "engine/engine.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct TextChunks {
     std::size_t dropped_characters = 0;
     std::vector<std::string> sources;  // file names, for the record
 };
+
+// The chunk length when none is given: the model's declared context, at most 512 tokens (long
+// declared contexts would make few, slow chunks of small models).
+int default_chunk_context(std::uint64_t declared_context);
 
 // Throws switchyard::Error for unreadable files, text the vocabulary cannot encode (naming the
 // file and suggesting --normalize), or data too short for one chunk after skipping.
