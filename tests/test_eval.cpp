@@ -229,3 +229,17 @@ TEST(ResultsStore, ResumesInterruptedRunsAndReusesFinishedOnes) {
     ASSERT_EQ(store.outcomes(runs[0].id).size(), 100u);
     EXPECT_EQ(store.outcomes(runs[0].id)[5].correct, fresh.outcomes[5].correct);
 }
+
+TEST(Perplexity, SlidingWindowsScoreEveryTokenOnceWithMoreContext) {
+    test::ScratchDir dir;
+    const std::string text = test::read_file(test::data_dir() / "data" / "tinystories-valid-head.txt").substr(0, 6000);
+    test::write_file(dir.file("t.txt"), text);
+    engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128});
+    const auto chunks = eval::tokenize_chunks(e, {.files = {dir.file("t.txt")}, .context = 128});
+    const auto disjoint = eval::measure_perplexity_sliding(e, chunks, 128, 128, 0);
+    const auto sliding = eval::measure_perplexity_sliding(e, chunks, 128, 32, 0);
+    EXPECT_EQ(disjoint.tokens, chunks.stream.size() - 1);
+    EXPECT_EQ(sliding.tokens, chunks.stream.size() - 1);
+    EXPECT_LT(sliding.perplexity, disjoint.perplexity);  // the same tokens, predicted from longer contexts
+    EXPECT_THROW(eval::measure_perplexity_sliding(e, chunks, 128, 0, 0), Error);
+}

@@ -37,6 +37,7 @@ struct EvalOptions {
     int context = 0;
     int chunks = 0;
     int skip_chunks = 0;
+    int stride = 0;
     bool normalize = false;
     bool json = false;
     int threads = 0;
@@ -74,6 +75,7 @@ void run_eval(const EvalOptions & o) {
     if (o.tasks.empty() && o.text.empty() && o.base_file.empty() && !o.speed) {
         throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
     }
+    if (o.stride > 0 && o.skip_chunks > 0) throw Error("--stride slides over the whole text; it cannot be combined with --skip-chunks");
     if (!o.save_base.empty() && (o.base.empty() || o.text.empty())) throw Error("--save-base needs --base and --text: it stores the base's predictions on that text");
     const auto info = model::inspect_gguf(o.model);
     const int context = o.context > 0 ? o.context : eval::default_chunk_context(info.context_length);
@@ -124,7 +126,9 @@ void run_eval(const EvalOptions & o) {
     std::optional<eval::Drift> drift;
     if (reference) drift = eval::measure_drift(*reference, engine);
     if (!text.chunks.empty()) {
-        const auto ppl = drift ? eval::perplexity_from(engine, text, drift->nll_sum) : eval::measure_perplexity(engine, text);
+        const auto ppl = o.stride > 0 ? eval::measure_perplexity_sliding(engine, text, context, o.stride, static_cast<std::size_t>(o.chunks))
+                         : drift   ? eval::perplexity_from(engine, text, drift->nll_sum)
+                                   : eval::measure_perplexity(engine, text);
         out["perplexity"] = ppl.perplexity;
         out["bits_per_byte"] = ppl.bits_per_byte;
         out["text"] = {{"chunks", ppl.chunks}, {"tokens_scored", ppl.tokens}, {"bytes_scored", ppl.bytes}};
@@ -199,6 +203,7 @@ void add_eval(CLI::App & app) {
     cmd->add_option("-c,--ctx", o->context, "Context per text chunk (default: min(512, the model's declared context))");
     cmd->add_option("--chunks", o->chunks, "Text chunks to use (default: all)");
     cmd->add_option("--skip-chunks", o->skip_chunks, "Skip this many text chunks first (e.g. those used for calibration)");
+    cmd->add_option("--stride", o->stride, "Perplexity over sliding windows moved by this many tokens (default: llama-perplexity's chunks)");
     cmd->add_option("--base", o->base, "The original model: adds paired comparisons, flips, KLD and top-1 agreement");
     cmd->add_option("--top-k", o->top_k, "Base log-probabilities kept per position for KLD (the rest as one remainder)")->capture_default_str();
     cmd->add_option("--save-base", o->save_base, "Store the base's predictions on --text here, for --base-file later");

@@ -18,6 +18,11 @@ struct PerplexityResult {
 
 PerplexityResult measure_perplexity(engine::LlamaEngine & engine, const TextChunks & text);
 
+// Sliding windows instead of chunks: windows of `context` tokens every `stride` tokens over the
+// whole text, each scoring only the tokens no earlier window scored, so most tokens are predicted
+// with nearly a full context (`max_windows` 0: all).
+PerplexityResult measure_perplexity_sliding(engine::LlamaEngine & engine, const TextChunks & text, int context, int stride, std::size_t max_windows);
+
 // The same figures from a negative log-likelihood already summed over the scored positions (a
 // drift measurement computes it on the way).
 PerplexityResult perplexity_from(const engine::Engine & engine, const TextChunks & text, double nll_sum);

@@ -88,6 +88,7 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
         }
         result.sources.push_back(path.filename().string());
     }
+    result.stream = tokens;
     const auto length = static_cast<std::size_t>(o.context);
     const std::size_t total = tokens.size() / length;
     const auto skip = static_cast<std::size_t>(o.skip_chunks);

@@ -21,6 +21,7 @@ struct TextChunkOptions {
 
 struct TextChunks {
     std::vector<std::vector<engine::Token>> chunks;
+    std::vector<engine::Token> stream;  // the whole tokenized text, BOS first (for sliding windows)
     std::size_t available = 0;  // chunks the data holds after skipping
     std::size_t dropped_characters = 0;
     std::vector<std::string> sources;  // file names, for the record
