@@ -240,7 +240,7 @@ TEST(Imatrix, InteroperatesWithLlamaCppTools) {
                   dir.file("theirs.gguf").string()),
               0);
     const auto theirs = compress::load_imatrix(dir.file("theirs.gguf"));
-    EXPECT_NO_THROW(compress::check_imatrix_matches(theirs, test::model_path(kBaby), dir.file("theirs.gguf")));
+    EXPECT_NO_THROW(compress::check_imatrix_matches(theirs, model::inspect_gguf(test::model_path(kBaby)), dir.file("theirs.gguf")));
     ASSERT_EQ(theirs.entries.size(), ours.imatrix.entries.size());
     for (const auto & [name, entry] : theirs.entries) {
         const auto & mine = ours.imatrix.entries.at(name);

@@ -180,8 +180,8 @@ std::map<std::string, std::vector<float>> column_importance(const Imatrix & m) {
     return out;
 }
 
-void check_imatrix_matches(const Imatrix & m, const std::filesystem::path & model_path, const std::filesystem::path & imatrix_path) {
-    const auto info = model::inspect_gguf(model_path);
+void check_imatrix_matches(const Imatrix & m, const model::ModelInfo & info, const std::filesystem::path & imatrix_path) {
+    const auto & model_path = info.path;
     std::map<std::string, const model::TensorInfo *> tensors;
     for (const auto & t : info.tensors) tensors[t.name] = &t;
     for (const auto & [name, e] : m.entries) {

@@ -267,7 +267,7 @@ PruneResult prune(const PruneOptions & o) {
     std::map<std::string, std::vector<float>> importance;
     if (o.method == PruneMethod::wanda) {
         const Imatrix imatrix = load_imatrix(o.imatrix);
-        check_imatrix_matches(imatrix, o.input, o.imatrix);
+        check_imatrix_matches(imatrix, input, o.imatrix);
         importance = column_importance(imatrix);
         for (const auto & t : input.tensors) {
             const bool wanted = t.shape.size() >= 2 && ((t.name.rfind("blk.", 0) == 0) || (o.include_output && t.name == "output.weight"));

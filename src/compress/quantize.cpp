@@ -107,7 +107,7 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o) {
     std::vector<llama_model_imatrix_data> imatrix_data;
     if (!o.imatrix.empty()) {
         const Imatrix imatrix = load_imatrix(o.imatrix);
-        check_imatrix_matches(imatrix, o.input, o.imatrix);
+        check_imatrix_matches(imatrix, input, o.imatrix);
         importance = column_importance(imatrix);
         for (const auto & [name, values] : importance) imatrix_data.push_back({name.c_str(), values.data(), values.size()});
         imatrix_data.push_back({nullptr, nullptr, 0});
