@@ -1,0 +1,260 @@
+#include "model/portfolio.h"
+
+#include "support/atomic_file.h"
+#include "support/error.h"
+#include "support/yaml_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <regex>
+#include <set>
+
+namespace switchyard::model {
+
+const PortfolioModel * Portfolio::find_model(const std::string & name) const {
+    for (const auto & m : models)
+        if (m.name == name) return &m;
+    return nullptr;
+}
+
+const Route * Portfolio::find_route(const std::string & name) const {
+    for (const auto & r : routes)
+        if (r.name == name) return &r;
+    return nullptr;
+}
+
+namespace {
+
+PortfolioModel read_model(const YamlMap & y) {
+    y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads", "gpu_layers",
+                      "cost_per_1k_tokens", "note"});
+    PortfolioModel m;
+    m.name = y.string("name");
+    if (y.has("path") == y.has("endpoint")) y.fail("", "give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL)");
+    if (y.has("path")) m.path = y.file_path("path");
+    m.endpoint = y.string("endpoint", "");
+    if (!m.endpoint.empty() && m.endpoint.rfind("http://", 0) != 0 && m.endpoint.rfind("https://", 0) != 0)
+        y.fail("endpoint", "expected an http:// or https:// URL, found '" + m.endpoint + "'");
+    m.remote_model = y.string("remote_model", m.name);
+    m.api_key_env = y.string("api_key_env", "");
+    m.context = static_cast<int>(y.integer("context", m.context));
+    m.parallel = static_cast<int>(y.integer("parallel", m.parallel));
+    m.threads = static_cast<int>(y.integer("threads", m.threads));
+    m.gpu_layers = static_cast<int>(y.integer("gpu_layers", m.gpu_layers));
+    m.cost_per_1k_tokens = y.number("cost_per_1k_tokens", 0);
+    m.note = y.string("note", "");
+    if (m.context < 16) y.fail("context", "must be at least 16 tokens");
+    if (m.parallel < 1) y.fail("parallel", "must be at least 1");
+    return m;
+}
+
+double fraction(const YamlMap & y, const std::string & key, double fallback) {
+    const double v = y.number(key, fallback);
+    if (v < 0 || v > 1) y.fail(key, "must lie between 0 and 1");
+    return v;
+}
+
+Route read_route(const YamlMap & y) {
+    y.reject_unknown({"name", "model", "fallback", "cascade", "canary", "shadow", "note"});
+    Route r;
+    r.name = y.string("name");
+    r.model = y.string("model", "");
+    r.fallback = y.strings("fallback");
+    r.note = y.string("note", "");
+    if (auto c = y.map("cascade")) {
+        c->reject_unknown({"models", "min_mean_logprob"});
+        r.cascade = Cascade{.models = c->strings("models"), .min_mean_logprob = c->number("min_mean_logprob", -2.0)};
+        if (r.cascade->models.size() < 2) c->fail("models", "a cascade needs at least two models, smallest first");
+    }
+    if (r.model.empty() && !r.cascade) y.fail("", "missing key 'model' (or a 'cascade')");
+    if (auto c = y.map("canary")) {
+        c->reject_unknown({"model", "percent"});
+        r.canary = Canary{.model = c->string("model"), .percent = c->number("percent", 0)};
+        if (r.canary->percent < 0 || r.canary->percent > 100) c->fail("percent", "must lie between 0 and 100");
+    }
+    if (auto s = y.map("shadow")) {
+        s->reject_unknown({"model", "sample", "promote_at", "rollback_below", "min_samples"});
+        r.shadow = Shadow{.model = s->string("model"), .sample = fraction(*s, "sample", 1.0)};
+        if (s->has("promote_at")) r.shadow->promote_at = fraction(*s, "promote_at", 1.0);
+        if (s->has("rollback_below")) r.shadow->rollback_below = fraction(*s, "rollback_below", 0.0);
+        r.shadow->min_samples = static_cast<int>(s->integer("min_samples", 100));
+    }
+    return r;
+}
+
+RouteRule read_rule(const YamlMap & y) {
+    y.reject_unknown({"route", "min_prompt_chars", "max_prompt_chars", "regex", "ignore_case"});
+    RouteRule rule{.route = y.string("route")};
+    if (y.has("min_prompt_chars")) rule.min_prompt_chars = static_cast<std::size_t>(y.integer("min_prompt_chars", 0));
+    if (y.has("max_prompt_chars")) rule.max_prompt_chars = static_cast<std::size_t>(y.integer("max_prompt_chars", 0));
+    rule.regex = y.string("regex", "");
+    rule.ignore_case = y.boolean("ignore_case", false);
+    if (!rule.regex.empty()) {
+        try {
+            std::regex check(rule.regex);
+        } catch (const std::regex_error & e) {
+            y.fail("regex", std::string("not a valid regular expression: ") + e.what());
+        }
+    }
+    return rule;
+}
+
+ServerSettings read_server(const YamlMap & y) {
+    y.reject_unknown({"host", "port", "max_body_bytes", "max_tokens", "queue_length", "max_streams", "request_timeout_ms", "cooldown_s",
+                      "admin_token_env", "api_keys_env"});
+    ServerSettings s;
+    s.host = y.string("host", s.host);
+    s.port = static_cast<int>(y.integer("port", s.port));
+    if (s.port < 0 || s.port > 65535) y.fail("port", "must lie between 0 and 65535");
+    s.max_body_bytes = static_cast<std::size_t>(y.integer("max_body_bytes", static_cast<long long>(s.max_body_bytes)));
+    s.max_tokens = static_cast<int>(y.integer("max_tokens", s.max_tokens));
+    s.queue_length = static_cast<int>(y.integer("queue_length", s.queue_length));
+    s.max_streams = static_cast<int>(y.integer("max_streams", s.max_streams));
+    s.request_timeout_ms = static_cast<int>(y.integer("request_timeout_ms", s.request_timeout_ms));
+    s.cooldown_s = static_cast<int>(y.integer("cooldown_s", s.cooldown_s));
+    s.admin_token_env = y.string("admin_token_env", s.admin_token_env);
+    s.api_keys_env = y.string("api_keys_env", s.api_keys_env);
+    return s;
+}
+
+// Every name a route or rule mentions must be defined: a typo must fail at load, not at the first request.
+void check_references(const Portfolio & p, const YamlMap & root) {
+    std::set<std::string> seen;
+    for (const auto & m : p.models)
+        if (!seen.insert(m.name).second) root.fail("models", "the model name '" + m.name + "' appears twice");
+    seen.clear();
+    for (const auto & r : p.routes) {
+        if (!seen.insert(r.name).second) root.fail("routes", "the route name '" + r.name + "' appears twice");
+        std::vector<std::string> used = r.fallback;
+        if (!r.model.empty()) used.push_back(r.model);
+        if (r.cascade) used.insert(used.end(), r.cascade->models.begin(), r.cascade->models.end());
+        if (r.canary) used.push_back(r.canary->model);
+        if (r.shadow) used.push_back(r.shadow->model);
+        for (const auto & name : used)
+            if (!p.find_model(name)) root.fail("routes", "route '" + r.name + "' names the model '" + name + "', which 'models' does not define");
+    }
+    for (const auto & rule : p.rules)
+        if (!p.find_route(rule.route)) root.fail("rules", "a rule names the route '" + rule.route + "', which 'routes' does not define");
+    if (!p.find_route(p.default_route)) root.fail("default_route", "no route is named '" + p.default_route + "'");
+}
+
+}  // namespace
+
+Portfolio parse_portfolio(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir) {
+    const auto root = YamlMap::parse(yaml, source, base_dir);
+    root.reject_unknown({"version", "models", "routes", "rules", "default_route", "server"});
+    if (root.integer("version", 1) != 1) root.fail("version", "this switchyard reads portfolio version 1");
+    Portfolio p;
+    for (const auto & m : root.maps("models")) p.models.push_back(read_model(m));
+    if (p.models.empty()) root.fail("", "missing key 'models' (at least one model)");
+    for (const auto & r : root.maps("routes")) p.routes.push_back(read_route(r));
+    // A portfolio of models only still serves: each model is its own route.
+    if (p.routes.empty())
+        for (const auto & m : p.models) p.routes.push_back(Route{.name = m.name, .model = m.name});
+    for (const auto & r : root.maps("rules")) p.rules.push_back(read_rule(r));
+    p.default_route = root.string("default_route", p.routes.front().name);
+    if (auto s = root.map("server")) p.server = read_server(*s);
+    check_references(p, root);
+    return p;
+}
+
+Portfolio load_portfolio(const std::filesystem::path & file) {
+    return parse_portfolio(read_whole_file(file, "portfolio"), file.string(), std::filesystem::absolute(file).parent_path());
+}
+
+namespace {
+
+std::string shown_path(const std::filesystem::path & path, const std::filesystem::path & relative_to) {
+    if (relative_to.empty()) return path.string();
+    const auto rel = std::filesystem::absolute(path).lexically_relative(std::filesystem::absolute(relative_to));
+    if (rel.empty() || *rel.begin() == "..") return std::filesystem::absolute(path).string();
+    return rel.string();
+}
+
+}  // namespace
+
+std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path & relative_to, const std::string & header_comment) {
+    const ServerSettings defaults;
+    YAML::Emitter out;
+    out << YAML::BeginMap << YAML::Key << "version" << YAML::Value << 1;
+    out << YAML::Key << "models" << YAML::Value << YAML::BeginSeq;
+    for (const auto & m : p.models) {
+        out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << m.name;
+        if (!m.path.empty()) out << YAML::Key << "path" << YAML::Value << shown_path(m.path, relative_to);
+        if (!m.endpoint.empty()) {
+            out << YAML::Key << "endpoint" << YAML::Value << m.endpoint;
+            if (m.remote_model != m.name) out << YAML::Key << "remote_model" << YAML::Value << m.remote_model;
+            if (!m.api_key_env.empty()) out << YAML::Key << "api_key_env" << YAML::Value << m.api_key_env;
+        }
+        out << YAML::Key << "context" << YAML::Value << m.context << YAML::Key << "parallel" << YAML::Value << m.parallel;
+        if (m.threads) out << YAML::Key << "threads" << YAML::Value << m.threads;
+        if (m.gpu_layers) out << YAML::Key << "gpu_layers" << YAML::Value << m.gpu_layers;
+        if (m.cost_per_1k_tokens > 0) out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << m.cost_per_1k_tokens;
+        if (!m.note.empty()) out << YAML::Key << "note" << YAML::Value << m.note;
+        out << YAML::EndMap;
+    }
+    out << YAML::EndSeq << YAML::Key << "routes" << YAML::Value << YAML::BeginSeq;
+    for (const auto & r : p.routes) {
+        out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << r.name;
+        if (!r.model.empty()) out << YAML::Key << "model" << YAML::Value << r.model;
+        if (!r.fallback.empty()) out << YAML::Key << "fallback" << YAML::Value << YAML::Flow << r.fallback;
+        if (r.cascade)
+            out << YAML::Key << "cascade" << YAML::Value << YAML::BeginMap << YAML::Key << "models" << YAML::Value << YAML::Flow << r.cascade->models
+                << YAML::Key << "min_mean_logprob" << YAML::Value << r.cascade->min_mean_logprob << YAML::EndMap;
+        if (r.canary)
+            out << YAML::Key << "canary" << YAML::Value << YAML::BeginMap << YAML::Key << "model" << YAML::Value << r.canary->model << YAML::Key
+                << "percent" << YAML::Value << r.canary->percent << YAML::EndMap;
+        if (r.shadow) {
+            out << YAML::Key << "shadow" << YAML::Value << YAML::BeginMap << YAML::Key << "model" << YAML::Value << r.shadow->model << YAML::Key
+                << "sample" << YAML::Value << r.shadow->sample;
+            if (r.shadow->promote_at) out << YAML::Key << "promote_at" << YAML::Value << *r.shadow->promote_at;
+            if (r.shadow->rollback_below) out << YAML::Key << "rollback_below" << YAML::Value << *r.shadow->rollback_below;
+            out << YAML::Key << "min_samples" << YAML::Value << r.shadow->min_samples << YAML::EndMap;
+        }
+        if (!r.note.empty()) out << YAML::Key << "note" << YAML::Value << r.note;
+        out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+    if (!p.rules.empty()) {
+        out << YAML::Key << "rules" << YAML::Value << YAML::BeginSeq;
+        for (const auto & rule : p.rules) {
+            out << YAML::BeginMap << YAML::Key << "route" << YAML::Value << rule.route;
+            if (rule.min_prompt_chars) out << YAML::Key << "min_prompt_chars" << YAML::Value << *rule.min_prompt_chars;
+            if (rule.max_prompt_chars) out << YAML::Key << "max_prompt_chars" << YAML::Value << *rule.max_prompt_chars;
+            if (!rule.regex.empty()) out << YAML::Key << "regex" << YAML::Value << YAML::DoubleQuoted << rule.regex;
+            if (rule.ignore_case) out << YAML::Key << "ignore_case" << YAML::Value << true;
+            out << YAML::EndMap;
+        }
+        out << YAML::EndSeq;
+    }
+    out << YAML::Key << "default_route" << YAML::Value << p.default_route;
+    const auto & s = p.server;
+    if (s.host != defaults.host || s.port != defaults.port || s.max_body_bytes != defaults.max_body_bytes || s.max_tokens != defaults.max_tokens ||
+        s.queue_length != defaults.queue_length || s.max_streams != defaults.max_streams || s.request_timeout_ms != defaults.request_timeout_ms ||
+        s.cooldown_s != defaults.cooldown_s || s.admin_token_env != defaults.admin_token_env || s.api_keys_env != defaults.api_keys_env) {
+        out << YAML::Key << "server" << YAML::Value << YAML::BeginMap << YAML::Key << "host" << YAML::Value << s.host << YAML::Key << "port"
+            << YAML::Value << s.port << YAML::Key << "max_body_bytes" << YAML::Value << s.max_body_bytes << YAML::Key << "max_tokens" << YAML::Value
+            << s.max_tokens << YAML::Key << "queue_length" << YAML::Value << s.queue_length << YAML::Key << "max_streams" << YAML::Value
+            << s.max_streams << YAML::Key << "request_timeout_ms" << YAML::Value << s.request_timeout_ms << YAML::Key << "cooldown_s" << YAML::Value
+            << s.cooldown_s << YAML::Key << "admin_token_env" << YAML::Value << s.admin_token_env << YAML::Key << "api_keys_env" << YAML::Value
+            << s.api_keys_env << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+    std::string text;
+    if (!header_comment.empty()) {
+        std::size_t start = 0;
+        while (start <= header_comment.size()) {
+            const auto end = header_comment.find('\n', start);
+            text += "# " + header_comment.substr(start, end - start) + "\n";
+            if (end == std::string::npos) break;
+            start = end + 1;
+        }
+    }
+    return text + out.c_str() + "\n";
+}
+
+void save_portfolio(const std::filesystem::path & file, const Portfolio & portfolio, const std::string & header_comment) {
+    write_file_atomically(file, portfolio_to_yaml(portfolio, std::filesystem::absolute(file).parent_path(), header_comment));
+}
+
+}  // namespace switchyard::model

@@ -1,0 +1,104 @@
+// The portfolio file: which models `serve` runs, and how traffic is routed, backed up and shadowed.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace switchyard::model {
+
+// One model clients can reach by `name`: a local GGUF run in process, or a remote
+// OpenAI-compatible endpoint. Exactly one of `path` and `endpoint` is set.
+struct PortfolioModel {
+    std::string name;
+    std::filesystem::path path;   // resolved against the portfolio file's folder
+    std::string endpoint;         // e.g. http://10.0.0.5:8000/v1
+    std::string remote_model;     // the model name the endpoint expects (default: `name`)
+    std::string api_key_env;      // environment variable holding the endpoint's API key
+    int context = 2048;           // tokens per request (in process)
+    int parallel = 4;             // concurrent sequences (in process)
+    int threads = 0;              // 0: the engine's default
+    int gpu_layers = 0;
+    double cost_per_1k_tokens = 0;  // estimate, from `plan`'s measurements; drives the cost metric
+    std::string note;               // why it is here ("compress -> Q8_0: drop 1.2% ...")
+};
+
+// Answer with the first model; escalate to the next when the answer's mean token
+// log-probability falls below `min_mean_logprob`.
+struct Cascade {
+    std::vector<std::string> models;
+    double min_mean_logprob = -2.0;
+};
+
+// Send `percent` of the route's requests to `model` instead of the route's model.
+struct Canary {
+    std::string model;
+    double percent = 0;
+};
+
+// Mirror a sampled share of the route's traffic to a candidate and compare the answers.
+struct Shadow {
+    std::string model;
+    double sample = 1.0;                     // share of requests mirrored, 0..1
+    std::optional<double> promote_at;        // agreement at or above this after min_samples: promote
+    std::optional<double> rollback_below;    // agreement below this after min_samples: stop shadowing
+    int min_samples = 100;
+};
+
+// A class of traffic (critical, high-volume, simple, ...) and the models that serve it.
+struct Route {
+    std::string name;
+    std::string model;                  // empty only when `cascade` is set
+    std::vector<std::string> fallback;  // tried in order on error, timeout or a full queue
+    std::optional<Cascade> cascade;
+    std::optional<Canary> canary;
+    std::optional<Shadow> shadow;
+    std::string note;
+};
+
+// Picks a route for requests that do not name one; rules are tried in order.
+struct RouteRule {
+    std::string route;
+    std::optional<std::size_t> min_prompt_chars;
+    std::optional<std::size_t> max_prompt_chars;
+    std::string regex;  // ECMAScript, searched for in the prompt / the messages' text
+    bool ignore_case = false;
+};
+
+// Limits and settings of the gateway itself (the CLI's flags override them).
+struct ServerSettings {
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    std::size_t max_body_bytes = 1 << 20;
+    int max_tokens = 4096;
+    int queue_length = 64;
+    int max_streams = 64;
+    int request_timeout_ms = 120000;
+    int cooldown_s = 30;
+    std::string admin_token_env = "SWITCHYARD_ADMIN_TOKEN";
+    std::string api_keys_env;  // comma-separated client keys; empty: no client authentication
+};
+
+struct Portfolio {
+    std::vector<PortfolioModel> models;
+    std::vector<Route> routes;
+    std::vector<RouteRule> rules;
+    std::string default_route;  // first route when not given
+    ServerSettings server;
+
+    const PortfolioModel * find_model(const std::string & name) const;
+    const Route * find_route(const std::string & name) const;
+};
+
+// Reads and checks a portfolio (every referenced model and route must exist). Throws
+// switchyard::Error naming the file, line and key of the first problem.
+Portfolio load_portfolio(const std::filesystem::path & file);
+Portfolio parse_portfolio(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir);
+
+// YAML that load_portfolio reads back to the same Portfolio; paths are written relative to
+// `relative_to` when they lie under it, so a plan's output folder can be moved as a whole.
+std::string portfolio_to_yaml(const Portfolio & portfolio, const std::filesystem::path & relative_to, const std::string & header_comment = {});
+void save_portfolio(const std::filesystem::path & file, const Portfolio & portfolio, const std::string & header_comment = {});
+
+}  // namespace switchyard::model
