@@ -51,6 +51,9 @@ struct GenerateRequest {
     int max_tokens = 128;
     SamplingParams sampling;
     std::vector<std::string> stop;  // generation ends before the first occurrence of any of these
+    // -1: no log-probabilities; 0: each generated token's own; k > 0: also its k best alternatives.
+    // For cascades (mean token log-probability) and shadow comparison (KLD between two models).
+    int logprobs = -1;
 };
 
 enum class FinishReason {
@@ -67,6 +70,7 @@ struct GenerateResult {
     int prompt_tokens = 0;
     int completion_tokens = 0;
     FinishReason finish = FinishReason::length;
+    std::vector<TokenLogprob> token_logprobs;  // one per generated token when logprobs >= 0
 };
 
 // Called with each piece of text as soon as it is final (valid UTF-8, not part of a possible
