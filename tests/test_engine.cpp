@@ -216,13 +216,14 @@ TEST(Engine, BadModelFilesGiveClearErrors) {
 // Multiple-choice scoring decodes the shared context once, with the same log-probabilities as
 // scoring each choice on its own, and fewer tokens.
 TEST(Engine, ScoreChoicesSharesTheContext) {
-    LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256, .parallel = 3});
+    LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256, .parallel = 5});
     const auto context = e.tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true);
     std::vector<std::vector<engine::Token>> choices = {e.tokenize(" outside", false), e.tokenize(" with her toys", false),
                                                        e.tokenize(" in the park with her mom", false), e.tokenize(" ball", false),
                                                        e.tokenize(" chess and the violin every single day", false)};
     const auto before = e.tokens_decoded();
-    const auto shared = e.score_choices(context, choices);
+    const engine::ChoiceGroup group{context, choices};
+    const auto shared = e.score_choices(std::span(&group, 1)).at(0);
     const auto shared_cost = e.tokens_decoded() - before;
     std::vector<engine::ScoreRequest> separate;
     for (const auto & c : choices) separate.push_back({context, c});
@@ -237,4 +238,28 @@ TEST(Engine, ScoreChoicesSharesTheContext) {
     for (const auto & c : choices) choice_tokens += c.size();
     EXPECT_EQ(shared_cost, context.size() + choice_tokens - choices.size());  // each choice's last token needs no logits
     EXPECT_EQ(alone_cost, choices.size() * context.size() + choice_tokens);
+}
+
+// Many items in one call (several per model call, a group with more choices than sequences split)
+// score exactly as each item alone.
+TEST(Engine, ScoreChoicesBatchesItems) {
+    LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128, .parallel = 4});
+    std::vector<engine::ChoiceGroup> groups;
+    const char * contexts[] = {"Once upon a time", "The cat sat on the", "Tom and Sue went to the park. They saw a", "Lily"};
+    const std::vector<std::vector<const char *>> choices = {{" there", " a"}, {" mat", " dog", " big red ball", " tree", " bed"}, {" bird", " dog"}, {" smiled"}};
+    for (std::size_t g = 0; g < 4; ++g) {
+        engine::ChoiceGroup group{e.tokenize(contexts[g], true), {}};
+        for (const char * c : choices[g]) group.choices.push_back(e.tokenize(c, false));
+        groups.push_back(group);
+    }
+    const auto together = e.score_choices(groups);
+    ASSERT_EQ(together.size(), groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        ASSERT_EQ(together[g].size(), groups[g].choices.size());
+        for (std::size_t c = 0; c < groups[g].choices.size(); ++c) {
+            const auto alone = e.score(std::vector<engine::ScoreRequest>{{groups[g].context, groups[g].choices[c]}}).at(0);
+            ASSERT_EQ(together[g][c].tokens.size(), alone.tokens.size());
+            EXPECT_NEAR(together[g][c].total_logprob(), alone.total_logprob(), 1e-3) << "group " << g << " choice " << c;
+        }
+    }
 }

@@ -68,7 +68,7 @@ nlohmann::json comparison_json(const eval::PairedComparison & c) {
 }
 
 engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, const EvalOptions & o, int context) {
-    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = 4};
+    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context)};
 }
 
 void run_eval(const EvalOptions & o) {

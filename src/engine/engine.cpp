@@ -8,10 +8,19 @@ double ScoreResult::total_logprob() const {
     return sum;
 }
 
-std::vector<ScoreResult> Engine::score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices) {
+std::vector<std::vector<ScoreResult>> Engine::score_choices(std::span<const ChoiceGroup> groups) {
     std::vector<ScoreRequest> requests;
-    for (const auto & choice : choices) requests.push_back({{context.begin(), context.end()}, choice});
-    return score(requests);
+    for (const auto & g : groups)
+        for (const auto & choice : g.choices) requests.push_back({g.context, choice});
+    auto scores = score(requests);
+    std::vector<std::vector<ScoreResult>> results;
+    std::size_t next = 0;
+    for (const auto & g : groups) {
+        results.emplace_back(std::make_move_iterator(scores.begin() + static_cast<std::ptrdiff_t>(next)),
+                             std::make_move_iterator(scores.begin() + static_cast<std::ptrdiff_t>(next + g.choices.size())));
+        next += g.choices.size();
+    }
+    return results;
 }
 
 const char * to_string(FinishReason reason) {

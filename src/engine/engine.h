@@ -32,6 +32,12 @@ struct ScoreRequest {
     std::vector<Token> continuation;
 };
 
+// One item's context and the continuations to compare after it.
+struct ChoiceGroup {
+    std::vector<Token> context;  // at least one token (normally BOS)
+    std::vector<std::vector<Token>> choices;
+};
+
 struct ScoreResult {
     std::vector<TokenLogprob> tokens;  // one per continuation token
 
@@ -100,9 +106,11 @@ public:
     // Log-probabilities of each request's continuation; requests run side by side in batches.
     virtual std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) = 0;
 
-    // Log-probabilities of several continuations of one context (multiple-choice items). The
-    // default scores each as its own request; engines that can share the context's work override it.
-    virtual std::vector<ScoreResult> score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices);
+    // Log-probabilities of several continuations of one context, for many items at once
+    // (multiple-choice items, minimal pairs): one result list per group, one result per choice.
+    // The default scores each choice as its own request; engines that can share a context's work
+    // between its choices, and run several items per model call, override it.
+    virtual std::vector<std::vector<ScoreResult>> score_choices(std::span<const ChoiceGroup> groups);
 
     // Tokens this engine has run through the model so far (0 where it cannot tell): the work a
     // scoring method really costs.

@@ -264,67 +264,121 @@ std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> reques
     return results;
 }
 
-std::vector<ScoreResult> LlamaEngine::score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices) {
-    if (context.empty()) throw Error("score: the context must hold at least one token (normally BOS)");
-    if (parallel_ < 2) return Engine::score_choices(context, choices);  // no sequence to copy the context into
-    for (const auto & choice : choices) {
-        std::vector<Token> all(context.begin(), context.end());
-        all.insert(all.end(), choice.begin(), choice.end());
-        check_sequence(all, "score");
+int scoring_parallel(int context) { return std::clamp(4096 / std::max(context, 1), 4, 32); }
+
+std::vector<std::vector<ScoreResult>> LlamaEngine::score_choices(std::span<const ChoiceGroup> groups) {
+    if (parallel_ < 2) return Engine::score_choices(groups);  // no sequence to copy a context into
+    for (const auto & g : groups) {
+        if (g.context.empty()) throw Error("score: the context must hold at least one token (normally BOS)");
+        for (const auto & choice : g.choices) {
+            std::vector<Token> all(g.context.begin(), g.context.end());
+            all.insert(all.end(), choice.begin(), choice.end());
+            check_sequence(all, "score");
+        }
     }
-    std::vector<ScoreResult> results(choices.size());
+    // A group needs one sequence per choice (the first choice continues the context's own
+    // sequence); a group with more choices than sequences is split, each part re-reading the context.
+    struct Part {
+        std::size_t group;
+        std::size_t first_choice;
+        std::size_t choices;
+    };
+    const auto slots = static_cast<std::size_t>(parallel_);
+    std::vector<Part> parts;
+    for (std::size_t g = 0; g < groups.size(); ++g)
+        for (std::size_t first = 0; first < std::max<std::size_t>(groups[g].choices.size(), 1); first += slots)
+            parts.push_back({g, first, std::min(slots, groups[g].choices.size() - std::min(first, groups[g].choices.size()))});
+
+    std::vector<std::vector<ScoreResult>> results(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) results[g].resize(groups[g].choices.size());
     llama_memory_t memory = llama_get_memory(ctx_);
-    llama_memory_clear(memory, true);
     const auto n_vocab = static_cast<std::size_t>(info_.vocab_size);
-    auto logprob = [&](int batch_index, Token target) {
-        const std::span<const float> logits(llama_get_logits_ith(ctx_, batch_index), n_vocab);
+    auto logprob = [&](std::span<const float> logits, Token target) {
         return TokenLogprob{target, static_cast<float>(logits[target] - stats::log_sum_exp(logits)), {}};
     };
+    auto logits_at = [&](int batch_index) { return std::span<const float>(llama_get_logits_ith(ctx_, batch_index), n_vocab); };
 
-    // The context, once, in sequence 0; its last logits predict every choice's first token.
-    for (std::size_t pos = 0; pos < context.size();) {
+    for (std::size_t begin = 0; begin < parts.size();) {
+        // One round: as many parts as the sequences hold, each part's sequences consecutive.
+        std::size_t end = begin, used = 0;
+        std::vector<llama_seq_id> base;
+        while (end < parts.size() && used + std::max<std::size_t>(parts[end].choices, 1) <= slots) {
+            base.push_back(static_cast<llama_seq_id>(used));
+            used += std::max<std::size_t>(parts[end].choices, 1);
+            ++end;
+        }
+        llama_memory_clear(memory, true);
+
+        // Every context of the round, packed into as few calls as the batch allows; each context's
+        // last logits predict its choices' first tokens.
+        std::vector<std::vector<float>> first_logits(end - begin);
+        std::vector<std::pair<std::size_t, int>> last_of;  // part in round, batch index
         batch_->clear();
-        for (; pos < context.size() && !batch_->full(); ++pos) batch_->add(context[pos], static_cast<llama_pos>(pos), 0, pos + 1 == context.size());
-        decode(*batch_);
-    }
-    const int last = batch_->size() - 1;
-    const std::vector<float> first_logits(llama_get_logits_ith(ctx_, last), llama_get_logits_ith(ctx_, last) + n_vocab);
-    const double first_norm = stats::log_sum_exp(first_logits);
-
-    // Choices take sequences 1..parallel-1, each starting from a copy of the context's cells.
-    const std::size_t slots = std::max<std::size_t>(1, static_cast<std::size_t>(parallel_) - 1);
-    for (std::size_t first = 0; first < choices.size(); first += slots) {
-        const std::size_t end = std::min(choices.size(), first + slots);
-        for (std::size_t c = first; c < end; ++c) {
-            const auto seq = static_cast<llama_seq_id>(1 + c - first);
-            llama_memory_seq_rm(memory, seq, -1, -1);
-            llama_memory_seq_cp(memory, 0, seq, -1, -1);
-            if (!choices[c].empty()) {
-                const Token t = choices[c][0];
-                results[c].tokens.push_back({t, static_cast<float>(first_logits[t] - first_norm), {}});
+        auto flush = [&] {
+            if (batch_->size() == 0) return;
+            decode(*batch_);
+            for (const auto & [k, index] : last_of) {
+                const auto l = logits_at(index);
+                first_logits[k].assign(l.begin(), l.end());
+            }
+            last_of.clear();
+            batch_->clear();
+        };
+        for (std::size_t k = 0; k < end - begin; ++k) {
+            const auto & context = groups[parts[begin + k].group].context;
+            for (std::size_t pos = 0; pos < context.size(); ++pos) {
+                if (batch_->full()) flush();
+                const bool last = pos + 1 == context.size();
+                const int index = batch_->add(context[pos], static_cast<llama_pos>(pos), base[k], last);
+                if (last) last_of.emplace_back(k, index);
             }
         }
-        std::vector<std::size_t> fed(end - first, 0);  // choice tokens decoded (the last needs no logits)
-        struct Output {
+        flush();
+
+        struct Feed {
+            std::size_t group;
             std::size_t choice;
-            std::size_t index;  // of the token whose logits predict the next one
+            llama_seq_id seq;
+            std::size_t fed = 0;  // choice tokens decoded (the last needs no logits)
+        };
+        std::vector<Feed> feeds;
+        for (std::size_t k = 0; k < end - begin; ++k) {
+            const auto & part = parts[begin + k];
+            const auto & group = groups[part.group];
+            for (std::size_t c = 0; c < part.choices; ++c) {
+                const auto seq = static_cast<llama_seq_id>(base[k] + static_cast<llama_seq_id>(c));
+                if (c > 0) llama_memory_seq_cp(memory, base[k], seq, -1, -1);
+                const std::size_t choice = part.first_choice + c;
+                if (!group.choices[choice].empty()) results[part.group][choice].tokens.push_back(logprob(first_logits[k], group.choices[choice][0]));
+                feeds.push_back({part.group, choice, seq});
+            }
+        }
+        struct Output {
+            std::size_t feed;
             int batch_index;
         };
         std::vector<Output> outputs;
         while (true) {
             batch_->clear();
             outputs.clear();
-            for (std::size_t c = first; c < end && !batch_->full(); ++c) {
-                const auto & tokens = choices[c];
-                for (auto & i = fed[c - first]; i + 1 < tokens.size() && !batch_->full(); ++i) {
-                    const int index = batch_->add(tokens[i], static_cast<llama_pos>(context.size() + i), static_cast<llama_seq_id>(1 + c - first), true);
-                    outputs.push_back({c, i, index});
+            for (std::size_t f = 0; f < feeds.size() && !batch_->full(); ++f) {
+                auto & feed = feeds[f];
+                const auto & group = groups[feed.group];
+                const auto & tokens = group.choices[feed.choice];
+                for (; feed.fed + 1 < tokens.size() && !batch_->full(); ++feed.fed) {
+                    const auto pos = static_cast<llama_pos>(group.context.size() + feed.fed);
+                    outputs.push_back({f, batch_->add(tokens[feed.fed], pos, feed.seq, true)});
                 }
             }
             if (batch_->size() == 0) break;
             decode(*batch_);
-            for (const auto & out : outputs) results[out.choice].tokens.push_back(logprob(out.batch_index, choices[out.choice][out.index + 1]));
+            for (const auto & out : outputs) {
+                const auto & feed = feeds[out.feed];
+                auto & scored = results[feed.group][feed.choice].tokens;
+                scored.push_back(logprob(logits_at(out.batch_index), groups[feed.group].choices[feed.choice][scored.size()]));
+            }
         }
+        begin = end;
     }
     return results;
 }

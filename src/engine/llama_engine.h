@@ -27,6 +27,11 @@ struct LlamaEngineOptions {
     void * eval_callback_data = nullptr;
 };
 
+// Parallel sequences for scoring passes (task suites): as many as a KV cache of 4096 tokens holds
+// at `context` tokens each, between 4 and 32, so small contexts run many items per model call
+// without large models' caches growing past what a single long sequence would need.
+int scoring_parallel(int context);
+
 class LlamaEngine final : public Engine {
 public:
     // Throws switchyard::Error when the file is missing, not GGUF, corrupt or not loadable.
@@ -40,8 +45,9 @@ public:
     std::string detokenize(std::span<const Token> tokens) const override;
     std::string token_text(Token token) const override;
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
-    // Decodes the context once and copies its KV cells to one sequence per choice.
-    std::vector<ScoreResult> score_choices(std::span<const Token> context, std::span<const std::vector<Token>> choices) override;
+    // Decodes each context once and copies its KV cells to one sequence per choice; as many groups
+    // as the parallel sequences hold share each model call.
+    std::vector<std::vector<ScoreResult>> score_choices(std::span<const ChoiceGroup> groups) override;
     std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
 
     using OnLogits = std::function<void(std::size_t sequence, std::size_t pos, std::span<const float> logits)>;

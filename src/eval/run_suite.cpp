@@ -31,35 +31,47 @@ public:
         }
     }
 
+    // Pairs and multiple-choice items of a batch share model calls: one context and its choices
+    // per item, several items per call.
+    void score_items(const TaskSuite & suite, std::span<const std::size_t> items, SuiteResult & r) {
+        std::vector<engine::ChoiceGroup> groups;
+        std::vector<std::size_t> owner;
+        for (const std::size_t i : items) {
+            const auto & item = suite.items[i];
+            auto group = item.kind == ItemKind::pair ? pair_group(item, r.outcomes[i]) : choice_group(item, r.outcomes[i]);
+            if (!group) continue;
+            count(group->context, group->choices, r);
+            groups.push_back(std::move(*group));
+            owner.push_back(i);
+        }
+        if (groups.empty()) return;
+        const auto scores = engine_.score_choices(groups);
+        for (std::size_t k = 0; k < owner.size(); ++k) judge(suite.items[owner[k]], scores[k], r.outcomes[owner[k]]);
+    }
+
     // A pair is scored as two continuations of their common token prefix: the prefix's own
     // probability is the same for both and cancels, so it is run once.
-    void pairs(const TaskSuite & suite, std::span<const std::size_t> items, SuiteResult & r) {
+    std::optional<engine::ChoiceGroup> pair_group(const TaskItem & item, ItemOutcome & out) const {
         const auto window = static_cast<std::size_t>(engine_.model().context_length);
-        for (const std::size_t i : items) {
-            auto good = tokens(suite.items[i].good, true);
-            auto bad = tokens(suite.items[i].bad, true);
-            if (!good || !bad || good->empty() || bad->empty()) {
-                r.outcomes[i].unencodable = true;
-                continue;
-            }
-            if (good->size() > window || bad->size() > window) {
-                r.outcomes[i].too_long = true;
-                continue;
-            }
-            // At least one token of context: BOS, or the sentences' shared first token.
-            std::size_t common = 0;
-            while (common < good->size() && common < bad->size() && (*good)[common] == (*bad)[common]) ++common;
-            if (common == 0) {
-                r.outcomes[i].unencodable = true;  // no BOS and different first tokens: nothing to condition on
-                continue;
-            }
-            const std::vector<engine::Token> context(good->begin(), good->begin() + static_cast<std::ptrdiff_t>(common));
-            const std::vector<std::vector<engine::Token>> rests = {{good->begin() + static_cast<std::ptrdiff_t>(common), good->end()},
-                                                                   {bad->begin() + static_cast<std::ptrdiff_t>(common), bad->end()}};
-            count(context, rests, r);
-            const auto scores = engine_.score_choices(context, rests);
-            r.outcomes[i].correct = scores[0].total_logprob() > scores[1].total_logprob();
+        auto good = tokens(item.good, true);
+        auto bad = tokens(item.bad, true);
+        if (!good || !bad || good->empty() || bad->empty()) {
+            out.unencodable = true;
+            return std::nullopt;
         }
+        if (good->size() > window || bad->size() > window) {
+            out.too_long = true;
+            return std::nullopt;
+        }
+        // At least one token of context: BOS, or the sentences' shared first token.
+        std::size_t common = 0;
+        while (common < good->size() && common < bad->size() && (*good)[common] == (*bad)[common]) ++common;
+        if (common == 0) {
+            out.unencodable = true;  // no BOS and different first tokens: nothing to condition on
+            return std::nullopt;
+        }
+        const auto split = static_cast<std::ptrdiff_t>(common);
+        return engine::ChoiceGroup{{good->begin(), good->begin() + split}, {{good->begin() + split, good->end()}, {bad->begin() + split, bad->end()}}};
     }
 
     static void count(const std::vector<engine::Token> & context, const std::vector<std::vector<engine::Token>> & choices, SuiteResult & r) {
@@ -70,11 +82,11 @@ public:
         }
     }
 
-    void multiple_choice(const TaskItem & item, ItemOutcome & out, SuiteResult & r) {
+    std::optional<engine::ChoiceGroup> choice_group(const TaskItem & item, ItemOutcome & out) const {
         const auto context = tokens(item.context, true);
         if (!context || context->empty()) {
             out.unencodable = true;
-            return;
+            return std::nullopt;
         }
         std::vector<std::vector<engine::Token>> choices;
         for (const auto & choice : item.choices) {
@@ -83,7 +95,7 @@ public:
             auto joint = tokens(item.context + choice, true);
             if (!joint) {
                 out.unencodable = true;
-                return;
+                return std::nullopt;
             }
             if (joint->size() > context->size() && std::equal(context->begin(), context->end(), joint->begin())) {
                 choices.emplace_back(joint->begin() + static_cast<std::ptrdiff_t>(context->size()), joint->end());
@@ -91,7 +103,7 @@ public:
                 choices.push_back(std::move(*alone));
             } else {
                 out.unencodable = true;
-                return;
+                return std::nullopt;
             }
         }
         // Keep the end of a context too long for the window, as evaluation harnesses do.
@@ -100,7 +112,7 @@ public:
         const auto window = static_cast<std::size_t>(engine_.model().context_length);
         if (longest + 1 >= window) {
             out.too_long = true;
-            return;
+            return std::nullopt;
         }
         std::vector<engine::Token> kept = *context;
         if (kept.size() + longest > window) {
@@ -108,8 +120,14 @@ public:
             kept.assign(bos_.begin(), bos_.end());
             kept.insert(kept.end(), context->end() - static_cast<std::ptrdiff_t>(keep), context->end());
         }
-        count(kept, choices, r);
-        const auto scores = engine_.score_choices(kept, choices);
+        return engine::ChoiceGroup{std::move(kept), std::move(choices)};
+    }
+
+    static void judge(const TaskItem & item, const std::vector<engine::ScoreResult> & scores, ItemOutcome & out) {
+        if (item.kind == ItemKind::pair) {
+            out.correct = scores[0].total_logprob() > scores[1].total_logprob();
+            return;
+        }
         std::size_t best = 0, best_norm = 0;
         for (std::size_t c = 1; c < scores.size(); ++c) {
             if (scores[c].total_logprob() > scores[best].total_logprob()) best = c;
@@ -171,7 +189,7 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
 
     for (std::size_t first = 0; first < suite.items.size(); first += kBatch) {
         const std::size_t last = std::min(suite.items.size(), first + kBatch);
-        std::vector<std::size_t> pair_items, generation_items, settled;
+        std::vector<std::size_t> scored_items, generation_items, settled;
         for (std::size_t i = first; i < last; ++i) {
             if (suite.items[i].kind == ItemKind::multiple_choice) r.has_norm = true;
             if (options.known != nullptr && i < options.known->size() && (*options.known)[i]) {
@@ -179,15 +197,9 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
                 continue;
             }
             settled.push_back(i);
-            switch (suite.items[i].kind) {
-                case ItemKind::pair: pair_items.push_back(i); break;
-                case ItemKind::generation: generation_items.push_back(i); break;
-                case ItemKind::multiple_choice:
-                    runner.multiple_choice(suite.items[i], r.outcomes[i], r);
-                    break;
-            }
+            (suite.items[i].kind == ItemKind::generation ? generation_items : scored_items).push_back(i);
         }
-        if (!pair_items.empty()) runner.pairs(suite, pair_items, r);
+        if (!scored_items.empty()) runner.score_items(suite, scored_items, r);
         if (!generation_items.empty()) runner.generations(suite, generation_items, r);
         if (options.on_batch && !settled.empty()) options.on_batch(settled, r);
         if (progress) progress->update(last);
