@@ -5,6 +5,7 @@
 #include "compress/recipe.h"
 #include "eval/text_chunks.h"
 #include "support/error.h"
+#include "support/units.h"
 #include "support/progress.h"
 
 #include <fmt/format.h>
@@ -154,24 +155,13 @@ struct Budget {
 };
 
 Budget parse_budget(const std::string & text) {
-    std::string lower = text;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::size_t used = 0;
-    double value = 0;
-    try {
-        value = std::stod(lower, &used);
-    } catch (const std::exception &) {
-        used = 0;
+    const std::string kBpw = "bpw";
+    if (text.size() > kBpw.size() && text.compare(text.size() - kBpw.size(), kBpw.size(), kBpw) == 0) {
+        if (const auto bpw = parse_size(text.substr(0, text.size() - kBpw.size()))) return {0, *bpw};
+    } else if (const auto bytes = parse_size(text)) {
+        return {*bytes, 0};
     }
-    const std::string unit = lower.substr(used);
-    static const std::map<std::string, double> units = {{"", 1},          {"b", 1},           {"k", 1024},   {"kib", 1024},
-                                                        {"kb", 1e3},      {"m", 1048576},     {"mib", 1048576}, {"mb", 1e6},
-                                                        {"g", 1073741824}, {"gib", 1073741824}, {"gb", 1e9}};
-    if (used == 0 || value <= 0) throw Error("--budget '" + text + "': expected a size (e.g. 600K, 1.5M, 2G) or bits per weight (e.g. 4.5bpw)");
-    if (unit == "bpw") return {0, value};
-    const auto it = units.find(unit);
-    if (it == units.end()) throw Error("--budget '" + text + "': unknown unit '" + unit + "' (use K, M, G, KB, MB, GB or bpw)");
-    return {value * it->second, 0};
+    throw Error("--budget '" + text + "': expected a size (e.g. 600K, 1.5M, 2G; K, M, G, KB, MB, GB) or bits per weight (e.g. 4.5bpw)");
 }
 
 }  // namespace

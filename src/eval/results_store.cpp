@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, model_sha256 TEXT, suite
 CREATE TABLE IF NOT EXISTS outcomes(run_id INTEGER, item INTEGER, line INTEGER, unencodable INTEGER, too_long INTEGER,
                                     correct INTEGER, correct_norm INTEGER, output TEXT, PRIMARY KEY(run_id, item));
 CREATE TABLE IF NOT EXISTS metrics(run_id INTEGER, name TEXT, value REAL, PRIMARY KEY(run_id, name));
+CREATE TABLE IF NOT EXISTS measurements(model_sha256 TEXT, kind TEXT, key TEXT, value TEXT, recorded TEXT, PRIMARY KEY(model_sha256, kind, key));
 )";
 
 std::string now() {
@@ -254,6 +255,25 @@ SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, co
                            {"unencodable", static_cast<double>(result.unencodable)}, {"too_long", static_cast<double>(result.too_long)},
                            {"ci95_lo", result.ci95.lo}, {"ci95_hi", result.ci95.hi}});
     return result;
+}
+
+std::optional<std::string> ResultsStore::find_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key) {
+    auto find = prepare(db_, "SELECT value FROM measurements WHERE model_sha256 = ? AND kind = ? AND key = ?");
+    bind_value(find.get(), 1, model_sha256);
+    bind_value(find.get(), 2, kind);
+    bind_value(find.get(), 3, key);
+    if (sqlite3_step(find.get()) != SQLITE_ROW) return std::nullopt;
+    return text(find.get(), 0);
+}
+
+void ResultsStore::record_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key, const std::string & value) {
+    auto put = prepare(db_, "INSERT OR REPLACE INTO measurements(model_sha256, kind, key, value, recorded) VALUES (?, ?, ?, ?, ?)");
+    bind_value(put.get(), 1, model_sha256);
+    bind_value(put.get(), 2, kind);
+    bind_value(put.get(), 3, key);
+    bind_value(put.get(), 4, value);
+    bind_value(put.get(), 5, now());
+    step_done(db_, put.get());
 }
 
 }  // namespace switchyard::eval

@@ -50,6 +50,11 @@ public:
     void record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result);
     void finish_run(std::int64_t run, const std::map<std::string, double> & metrics);
 
+    // Whole-model measurements (drift from an original on a text, speed) as JSON text, keyed by
+    // what they depend on beyond the model (`key`: the original's hash, the text's, the options).
+    std::optional<std::string> find_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key);
+    void record_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key, const std::string & value);
+
     std::vector<RunSummary> list_runs();
     std::vector<ItemOutcome> outcomes(std::int64_t run);
 
