@@ -1,0 +1,45 @@
+// `switchyard plan [PLAN.yaml] [-o DIR]`: the whole compress-or-switch decision, its report and portfolio.
+#include "cli/commands.h"
+#include "decide/planner.h"
+#include "eval/results_store.h"
+#include "report/report.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+
+namespace switchyard::cli {
+
+namespace {
+
+struct PlanFlags {
+    std::filesystem::path plan = "examples/tinystories/plan.yaml";
+    decide::PlanRunOptions run{.results = eval::default_results_path()};
+    bool quiet = false;
+};
+
+}  // namespace
+
+void add_plan(CLI::App & app) {
+    auto * cmd = app.add_subcommand("plan", "Decide: compress the model you have or switch to a smaller one. Builds the variants, measures them on your "
+                                            "tasks, applies the policy's rules and writes decision.json, report.md, report.html and portfolio.yaml");
+    auto f = std::make_shared<PlanFlags>();
+    cmd->add_option("PLAN", f->plan, "Plan file (YAML; see docs/plan.md)")->capture_default_str();
+    cmd->add_option("-o,--output", f->run.out_dir, "Folder for the variants, the reports and the portfolio")->capture_default_str();
+    cmd->add_option("--results", f->run.results, "Results store (SQLite): measurements already there are reused")->capture_default_str();
+    cmd->add_option("-t,--threads", f->run.threads, "CPU threads (default: all)");
+    cmd->add_flag("-q,--quiet", f->quiet, "Print only the verdicts, no steps or progress");
+    cmd->callback([f] {
+        const auto plan = decide::load_plan(f->plan);
+        auto options = f->run;
+        options.progress = !f->quiet;
+        if (!f->quiet) options.log = [](const std::string & line) { std::fprintf(stderr, "plan: %s\n", line.c_str()); };
+        const auto result = decide::run_plan(plan, options);
+        report::write_outputs(result, options.out_dir);
+        fmt::print("{}", report::summary_text(result));
+        fmt::print("report: {}\nportfolio: {}\n", (options.out_dir / "report.html").string(), (options.out_dir / "portfolio.yaml").string());
+    });
+}
+
+}  // namespace switchyard::cli

@@ -1,0 +1,267 @@
+#include "decide/plan.h"
+
+#include "support/atomic_file.h"
+#include "support/error.h"
+#include "support/units.h"
+#include "support/yaml_config.h"
+
+#include <cstdlib>
+
+namespace switchyard::decide {
+
+std::vector<VariantSpec> auto_variants() {
+    // From mild to aggressive; llama.cpp keeps tensors whose shape a type cannot hold at a nearby type.
+    std::vector<VariantSpec> ladder;
+    for (const char * type : {"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"}) ladder.push_back(VariantSpec{.type = type});
+    return ladder;
+}
+
+std::string variant_name(const VariantSpec & v) {
+    if (!v.name.empty()) return v.name;
+    std::string name;
+    if (!v.mix_budget.empty()) name = "mix-" + v.mix_budget;
+    if (!v.prune_method.empty()) {
+        name += (name.empty() ? "" : "+") + v.prune_method + (v.pattern.empty() || v.pattern == "unstructured" ? "-" + std::to_string(static_cast<int>(v.sparsity * 100 + 0.5)) + "pct" : "-" + v.pattern);
+    }
+    if (!v.layers_drop.empty()) name += (name.empty() ? "" : "+") + std::string("drop") + std::to_string(v.layers_drop.size()) + "layers";
+    if (!v.type.empty() && v.mix_budget.empty()) name += (name.empty() ? "" : "+") + v.type;
+    if (v.imatrix) name += "+imatrix";
+    return name;
+}
+
+namespace {
+
+// "${VAR}" and "${VAR:-default}" from the environment. A relative value taken from the
+// environment is relative to the current folder (where the user set it); one written in the file,
+// default included, is relative to the file.
+std::filesystem::path expanded_path(const YamlMap & y, const std::string & key, const std::string & value) {
+    std::string out;
+    bool from_environment = false;
+    std::size_t i = 0;
+    while (i < value.size()) {
+        if (value.compare(i, 2, "${") != 0) {
+            out += value[i++];
+            continue;
+        }
+        const auto end = value.find('}', i);
+        if (end == std::string::npos) y.fail(key, "unclosed ${ in '" + value + "'");
+        const std::string inner = value.substr(i + 2, end - i - 2);
+        const auto dash = inner.find(":-");
+        const std::string var = inner.substr(0, dash);
+        const char * env = std::getenv(var.c_str());
+        if (env != nullptr && *env != '\0') {
+            if (i == 0) from_environment = true;
+            out += env;
+        } else if (dash != std::string::npos) {
+            out += inner.substr(dash + 2);
+        } else {
+            y.fail(key, "the environment variable " + var + " is not set (write ${" + var + ":-DEFAULT} to give a default)");
+        }
+        i = end + 1;
+    }
+    std::filesystem::path p = out;
+    if (p.is_absolute()) return p.lexically_normal();
+    return ((from_environment ? std::filesystem::current_path() : y.base_dir()) / p).lexically_normal();
+}
+
+std::filesystem::path path_of(const YamlMap & y, const std::string & key) { return expanded_path(y, key, y.string(key)); }
+
+std::vector<std::filesystem::path> paths_of(const YamlMap & y, const std::string & key) {
+    std::vector<std::filesystem::path> out;
+    for (const auto & s : y.strings(key)) out.push_back(expanded_path(y, key, s));
+    return out;
+}
+
+ModelRef read_model(const YamlMap & parent, const std::string & key, std::size_t index) {
+    const auto node = parent.node(key);
+    const auto item = node.IsSequence() ? node[index] : node;
+    if (item.IsScalar()) {
+        const auto path = expanded_path(parent, key, item.Scalar());
+        return ModelRef{.name = path.stem().string(), .path = path};
+    }
+    YamlMap y(item, parent.source(), key + (node.IsSequence() ? "[" + std::to_string(index) + "]" : ""), parent.base_dir());
+    if (!item.IsMap()) y.fail("", "expected a path or a mapping with 'path'");
+    y.reject_unknown({"name", "path", "capabilities"});
+    ModelRef m{.path = path_of(y, "path")};
+    m.name = y.string("name", m.path.stem().string());
+    m.capabilities = y.strings("capabilities");
+    return m;
+}
+
+VariantSpec read_variant(const YamlMap & y) {
+    y.reject_unknown({"name", "type", "imatrix", "prune", "mix"});
+    VariantSpec v{.name = y.string("name", ""), .type = y.string("type", ""), .imatrix = y.boolean("imatrix", true)};
+    if (auto p = y.map("prune")) {
+        p->reject_unknown({"method", "sparsity", "pattern", "layers_drop"});
+        v.prune_method = p->string("method", "magnitude");
+        if (v.prune_method != "magnitude" && v.prune_method != "wanda") p->fail("method", "expected magnitude or wanda, found '" + v.prune_method + "'");
+        v.sparsity = p->number("sparsity", 0);
+        if (v.sparsity < 0 || v.sparsity >= 1) p->fail("sparsity", "must lie in [0, 1)");
+        v.pattern = p->string("pattern", "");
+        for (const auto & layer : p->strings("layers_drop")) {
+            try {
+                v.layers_drop.push_back(std::stoi(layer));
+            } catch (const std::exception &) {
+                p->fail("layers_drop", "expected layer numbers, found '" + layer + "'");
+            }
+        }
+    }
+    if (auto m = y.map("mix")) {
+        m->reject_unknown({"budget"});
+        v.mix_budget = m->string("budget");
+    }
+    if (v.type.empty() && v.prune_method.empty() && v.mix_budget.empty()) y.fail("", "a variant needs a 'type', 'prune' or 'mix'");
+    return v;
+}
+
+TextSpec read_text(const YamlMap & y, int default_chunks) {
+    y.reject_unknown({"files", "chunks", "skip_chunks", "context", "samples"});
+    TextSpec t{.files = paths_of(y, "files")};
+    if (t.files.empty()) y.fail("", "missing key 'files' (plain-text files)");
+    // "samples" is how the brief speaks of calibration chunks.
+    t.chunks = static_cast<int>(y.integer("samples", y.integer("chunks", default_chunks)));
+    t.skip_chunks = static_cast<int>(y.integer("skip_chunks", 0));
+    t.context = static_cast<int>(y.integer("context", 0));
+    if (t.chunks < 1) y.fail("chunks", "must be at least 1");
+    return t;
+}
+
+TaskSpec read_task(const YamlMap & y) {
+    y.reject_unknown({"spec", "cloze", "name", "critical", "class", "requires"});
+    TaskSpec t{.spec = y.string("spec", ""), .name = y.string("name", ""), .critical = y.boolean("critical", false)};
+    if (auto c = y.map("cloze")) {
+        c->reject_unknown({"text", "items", "seed", "skip_passages"});
+        t.cloze_text = path_of(*c, "text");
+        t.cloze_items = static_cast<std::size_t>(c->integer("items", 200));
+        t.cloze_seed = static_cast<std::uint64_t>(c->integer("seed", 1));
+        t.cloze_skip_passages = static_cast<int>(c->integer("skip_passages", 0));
+    }
+    if (t.spec.empty() == t.cloze_text.empty()) y.fail("", "give exactly one of 'spec' (a task suite) and 'cloze' (a suite built from text)");
+    // A suite spec may carry an adapter prefix ("blimp:FILE"): expand and resolve the file part.
+    if (!t.spec.empty()) {
+        const auto colon = t.spec.find(':');
+        const bool adapter = colon != std::string::npos && colon > 1 && t.spec.compare(0, 2, "${") != 0;
+        const std::string prefix = adapter ? t.spec.substr(0, colon + 1) : "";
+        t.spec = prefix + expanded_path(y, "spec", t.spec.substr(prefix.size())).string();
+    }
+    t.task_class = y.string("class", t.critical ? "critical" : "general");
+    t.needs = y.string("requires", "");
+    if (!t.needs.empty() && t.needs != "vision" && t.needs != "audio" && t.needs != "code" && t.needs.rfind("context:", 0) != 0)
+        y.fail("requires", "expected vision, audio, code or context:N, found '" + t.needs + "'");
+    if (t.needs.rfind("context:", 0) == 0) {
+        try {
+            if (std::stol(t.needs.substr(8)) <= 0) throw std::invalid_argument("");
+        } catch (const std::exception &) {
+            y.fail("requires", "expected context:N with N tokens, found '" + t.needs + "'");
+        }
+    }
+    return t;
+}
+
+double fraction(const YamlMap & y, const std::string & key, double fallback) {
+    const double v = y.number(key, fallback);
+    if (v < 0 || v > 1) y.fail(key, "must lie between 0 and 1");
+    return v;
+}
+
+double milliseconds(const YamlMap & y, const std::string & key) {
+    std::string text = y.string(key);
+    double scale = 1;
+    if (text.size() > 2 && text.compare(text.size() - 2, 2, "ms") == 0) {
+        text.resize(text.size() - 2);
+    } else if (text.size() > 1 && text.back() == 's') {
+        text.pop_back();
+        scale = 1000;
+    }
+    try {
+        std::size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used == text.size() && v > 0) return v * scale;
+    } catch (const std::exception &) {
+    }
+    y.fail(key, "expected a time such as 50ms or 1.5s, found '" + y.string(key) + "'");
+}
+
+Policy read_policy(const YamlMap & y) {
+    y.reject_unknown({"accuracy_floor", "max_drop", "drop", "alpha", "min_agreement", "screen_max_kld", "budgets", "deployment"});
+    Policy p;
+    p.accuracy_floor = fraction(y, "accuracy_floor", p.accuracy_floor);
+    p.max_drop = fraction(y, "max_drop", p.max_drop);
+    const auto drop = y.string("drop", "relative");
+    if (drop != "relative" && drop != "absolute") y.fail("drop", "expected relative or absolute, found '" + drop + "'");
+    p.drop_relative = drop == "relative";
+    p.alpha = fraction(y, "alpha", p.alpha);
+    if (y.has("min_agreement")) p.min_agreement = fraction(y, "min_agreement", 0);
+    p.screen_max_kld = y.number("screen_max_kld", p.screen_max_kld);
+    if (auto b = y.map("budgets")) {
+        b->reject_unknown({"memory", "p95_latency", "cost_per_1k_tokens"});
+        if (b->has("memory")) {
+            const auto bytes = parse_size(b->string("memory"));
+            if (!bytes) b->fail("memory", "expected a size such as 512M or 2G, found '" + b->string("memory") + "'");
+            p.budgets.memory_bytes = static_cast<std::uint64_t>(*bytes);
+        }
+        if (b->has("p95_latency")) p.budgets.p95_latency_ms = milliseconds(*b, "p95_latency");
+        p.budgets.cost_per_1k_tokens = b->optional_number("cost_per_1k_tokens");
+    }
+    if (auto d = y.map("deployment")) {
+        d->reject_unknown({"price_per_hour", "watts", "device", "threads"});
+        p.deployment.price_per_hour = d->number("price_per_hour", 0);
+        p.deployment.watts = d->number("watts", p.deployment.watts);
+        p.deployment.device = d->string("device", p.deployment.device);
+        if (p.deployment.device != "cpu" && p.deployment.device != "gpu" && p.deployment.device != "edge")
+            d->fail("device", "expected cpu, gpu or edge, found '" + p.deployment.device + "'");
+        p.deployment.threads = static_cast<int>(d->integer("threads", 0));
+    }
+    return p;
+}
+
+}  // namespace
+
+Plan parse_plan(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir) {
+    const auto root = YamlMap::parse(yaml, source, base_dir);
+    root.reject_unknown({"base", "alternatives", "variants", "calibration", "screen", "tasks", "normalize", "policy", "speed"});
+    Plan plan{.source = source};
+    if (root.has("base")) plan.base = read_model(root, "base", 0);
+    if (root.has("alternatives")) {
+        const auto node = root.node("alternatives");
+        const std::size_t n = node.IsSequence() ? node.size() : 1;
+        for (std::size_t i = 0; i < n; ++i) plan.alternatives.push_back(read_model(root, "alternatives", i));
+    }
+    if (!plan.base && plan.alternatives.empty()) root.fail("", "missing key 'base' (the model you have) or 'alternatives' (models to switch to)");
+    if (root.has("variants")) {
+        const auto node = root.node("variants");
+        if (node.IsScalar()) {
+            if (node.Scalar() != "auto") root.fail("variants", "expected 'auto' or a list of variants, found '" + node.Scalar() + "'");
+            plan.auto_variants = true;
+            plan.variants = auto_variants();
+        } else {
+            for (const auto & v : root.maps("variants")) plan.variants.push_back(read_variant(v));
+        }
+    }
+    if (!plan.variants.empty() && !plan.base) root.fail("variants", "variants compress the base model: give 'base' too");
+    if (auto c = root.map("calibration")) plan.calibration = read_text(*c, 200);
+    if (auto s = root.map("screen")) {
+        plan.screen = read_text(*s, 16);
+    } else if (plan.calibration) {
+        // Past the calibration chunks, so the signal is not measured on what the imatrix saw.
+        plan.screen = TextSpec{.files = plan.calibration->files, .chunks = 16, .skip_chunks = plan.calibration->skip_chunks + plan.calibration->chunks,
+                               .context = plan.calibration->context};
+    }
+    for (const auto & t : root.maps("tasks")) plan.tasks.push_back(read_task(t));
+    if (plan.tasks.empty()) root.fail("", "missing key 'tasks' (at least one task suite: the decision rests on them)");
+    plan.normalize = root.boolean("normalize", false);
+    if (auto p = root.map("policy")) plan.policy = read_policy(*p);
+    if (auto s = root.map("speed")) {
+        s->reject_unknown({"prompt_tokens", "generate_tokens", "repeats"});
+        plan.speed.prompt_tokens = static_cast<int>(s->integer("prompt_tokens", plan.speed.prompt_tokens));
+        plan.speed.generate_tokens = static_cast<int>(s->integer("generate_tokens", plan.speed.generate_tokens));
+        plan.speed.repeats = static_cast<int>(s->integer("repeats", plan.speed.repeats));
+    }
+    return plan;
+}
+
+Plan load_plan(const std::filesystem::path & file) {
+    return parse_plan(read_whole_file(file, "plan"), file.string(), std::filesystem::absolute(file).parent_path());
+}
+
+}  // namespace switchyard::decide

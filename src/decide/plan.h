@@ -1,0 +1,81 @@
+// The plan file (YAML): the model a team has, what to try, the tasks that matter, and the policy.
+#pragma once
+
+#include "decide/rules.h"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace switchyard::decide {
+
+struct ModelRef {
+    std::string name;
+    std::filesystem::path path;
+    std::vector<std::string> capabilities;  // declared beyond what the GGUF says (e.g. "code")
+};
+
+// One compression to try. `type` alone is a quantization; `prune` and `mix` add to it.
+struct VariantSpec {
+    std::string name;     // default: derived from the settings, e.g. "Q4_0+imatrix"
+    std::string type;     // llama-quantize name; empty with prune: keep the base's types
+    bool imatrix = true;  // use the calibration's importance matrix when there is one
+    std::string prune_method;  // "magnitude" or "wanda"; empty: no pruning
+    double sparsity = 0;
+    std::string pattern;       // "unstructured", "2:4", ...
+    std::vector<int> layers_drop;
+    std::string mix_budget;    // "4.5bpw" or a file size: mixed precision under this budget
+};
+
+struct TextSpec {
+    std::vector<std::filesystem::path> files;
+    int chunks = 16;
+    int skip_chunks = 0;
+    int context = 0;
+};
+
+struct TaskSpec {
+    std::string spec;  // an eval suite spec ("FILE.jsonl", "blimp:FILE", ...); empty for cloze
+    std::string name;  // default: the suite's own name
+    bool critical = false;
+    std::string task_class;  // default: "critical" for critical tasks, else "general"
+    std::string needs;
+    // A next-word cloze suite built from this text (deterministic), written into the output folder.
+    std::filesystem::path cloze_text;
+    std::size_t cloze_items = 200;
+    std::uint64_t cloze_seed = 1;
+    int cloze_skip_passages = 0;
+};
+
+struct SpeedSpec {
+    int prompt_tokens = 128;
+    int generate_tokens = 64;
+    int repeats = 3;
+};
+
+struct Plan {
+    std::filesystem::path source;  // the plan file
+    std::optional<ModelRef> base;  // absent: no model to preserve (rule 5)
+    std::vector<ModelRef> alternatives;
+    std::vector<VariantSpec> variants;
+    bool auto_variants = false;
+    std::optional<TextSpec> calibration;
+    TextSpec screen;  // the cheap signal: drift on a small text; files default to the calibration's
+    std::vector<TaskSpec> tasks;
+    bool normalize = false;  // make task and text encodable for small vocabularies
+    Policy policy;
+    SpeedSpec speed;
+};
+
+// The ladder `variants: auto` tries, mild to aggressive.
+std::vector<VariantSpec> auto_variants();
+std::string variant_name(const VariantSpec & spec);
+
+// Reads and checks a plan. Paths are relative to the plan file; `${VAR}` and `${VAR:-default}`
+// expand from the environment first (so shared data can move). Throws switchyard::Error naming
+// the file, line and key of the first problem.
+Plan load_plan(const std::filesystem::path & file);
+Plan parse_plan(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir);
+
+}  // namespace switchyard::decide

@@ -1,0 +1,54 @@
+// `switchyard plan`: builds the variants, measures every candidate as little as the decision
+// needs (cheap signals first, results store reused), applies the rules per class of tasks, and
+// proposes the portfolio.
+#pragma once
+
+#include "decide/decision.h"
+#include "decide/plan.h"
+#include "model/portfolio.h"
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace switchyard::decide {
+
+struct PlanRunOptions {
+    std::filesystem::path out_dir = "switchyard-out";
+    std::filesystem::path results;  // the results store
+    int threads = 0;
+    bool progress = true;
+    std::function<void(const std::string & line)> log;  // one line per step taken
+};
+
+// What the search did: how much it ran, how much it reused, against how much it could have run.
+struct SearchStats {
+    std::size_t candidates = 0;
+    std::size_t suite_runs = 0;         // candidate x suite evaluations run now
+    std::size_t suite_runs_reused = 0;  // found finished in the results store
+    std::size_t suite_runs_possible = 0;  // every candidate on every suite
+    std::size_t drift_runs = 0;
+    std::size_t drift_reused = 0;
+    std::size_t speed_runs = 0;
+    std::size_t speed_reused = 0;
+    std::size_t variants_built = 0;
+    std::size_t variants_reused = 0;
+    double seconds = 0;
+};
+
+struct PlanResult {
+    Plan plan;
+    std::vector<Candidate> candidates;  // original first, then variants mild to aggressive, then alternatives
+    std::vector<TaskRef> tasks;
+    std::vector<std::string> classes;   // in the order the tasks name them
+    std::vector<Assessment> assessments;
+    std::vector<ClassDecision> decisions;
+    model::Portfolio portfolio;
+    SearchStats stats;
+    std::vector<std::string> steps;  // what was done, in order, for the report
+};
+
+PlanResult run_plan(const Plan & plan, const PlanRunOptions & options);
+
+}  // namespace switchyard::decide

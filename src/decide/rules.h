@@ -1,0 +1,99 @@
+// The decision rules (DESIGN.md, "The rules the decision engine starts from"), each a pure
+// function of measurements, so every verdict names its rule and the numbers behind it.
+#pragma once
+
+#include "eval/run_suite.h"
+#include "stats/intervals.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace switchyard::decide {
+
+struct Budgets {
+    std::optional<std::uint64_t> memory_bytes;      // peak resident memory while serving
+    std::optional<double> p95_latency_ms;           // of one query (see CostScore::p95_latency_ms)
+    std::optional<double> cost_per_1k_tokens;       // generated tokens, at the deployment's price
+    bool any() const { return memory_bytes || p95_latency_ms || cost_per_1k_tokens; }
+};
+
+struct Deployment {
+    double price_per_hour = 0;  // hardware price; 0: rank by size instead of cost
+    double watts = 15;          // per busy core, for modelled energy
+    std::string device = "cpu";
+    int threads = 0;
+};
+
+struct Policy {
+    double accuracy_floor = 0.80;  // on critical tasks (rule 2)
+    double max_drop = 0.10;        // versus the original (rule 3)
+    bool drop_relative = true;     // drop as a share of the original's accuracy, else in points
+    double alpha = 0.05;           // a drop counts only when McNemar's p is below this
+    std::optional<double> min_agreement;  // top-1 agreement with the original (rule 6)
+    double screen_max_kld = 1.0;   // cheap signal: mean KLD (nats) above this is hopeless
+    Budgets budgets;
+    Deployment deployment;
+};
+
+// One suite's result for one candidate; `vs_original` is absent for the original itself.
+struct SuiteScore {
+    std::string suite;
+    bool critical = false;
+    std::size_t n = 0;
+    double accuracy = 0;
+    stats::Interval ci95{0, 1};
+    std::optional<eval::PairedComparison> vs_original;
+    double original_accuracy = 0;
+};
+
+struct DriftScore {
+    double kld_mean = 0;
+    double kld_p99 = 0;
+    double top1_agreement = 0;
+    double ppl_ratio = 0;
+};
+
+struct CostScore {
+    std::uint64_t file_bytes = 0;
+    std::uint64_t peak_rss_bytes = 0;
+    double prefill_tokens_per_s = 0;
+    double decode_tokens_per_s = 0;
+    double ttft_p95_ms = 0;
+    double p95_latency_ms = 0;  // TTFT p95 plus the rest of the answer at the median decode speed
+    double cost_per_1k_tokens = 0;
+    double cost_per_query = 0;
+    double joules_per_token = 0;
+    std::string energy_source;
+};
+
+enum class Outcome { pass, fail, insufficient };
+const char * to_string(Outcome outcome);
+
+struct RuleVerdict {
+    std::string rule;  // "R1-capability", "R2-floor", "R3-drop", "R4-budget", "R6-agreement", "screen"
+    Outcome outcome = Outcome::pass;
+    std::string message;  // the numbers behind it, in one line
+    std::size_t items_needed = 0;  // with `insufficient`: items that would likely settle it
+};
+
+// R1: `needs` is "vision", "audio", "code" or "context:N"; `capabilities` what the model has.
+RuleVerdict rule_capability(const std::string & suite, const std::string & needs, const std::vector<std::string> & capabilities, int context_length);
+// R2: accuracy on a critical suite must reach the floor.
+RuleVerdict rule_floor(const Policy & policy, const SuiteScore & score);
+// R3: the drop versus the original must stay within max_drop. It counts as too large only when
+// McNemar's test supports a drop; when the interval straddles the limit the verdict is
+// `insufficient` with the items needed to settle it.
+RuleVerdict rule_drop(const Policy & policy, const SuiteScore & score);
+// R4: every budget the policy sets.
+RuleVerdict rule_budgets(const Policy & policy, const CostScore & cost);
+// R6: top-1 agreement with the original; a model with another vocabulary cannot be judged by it.
+RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift);
+// Cheap signal before any task run: a mean KLD above screen_max_kld is not worth evaluating.
+RuleVerdict rule_screen(const Policy & policy, const DriftScore & drift);
+
+// Items needed for an interval of half-width `half_width` at `n` items to shrink to `margin`.
+std::size_t items_needed(std::size_t n, double half_width, double margin);
+
+}  // namespace switchyard::decide
