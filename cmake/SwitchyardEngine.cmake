@@ -18,7 +18,7 @@ set(SWITCHYARD_LLAMA_SOURCE "$ENV{SWITCHYARD_LLAMA_SOURCE}" CACHE PATH
 option(SWITCHYARD_USE_INSTALLED_LLAMA "Use an installed llama.cpp found by find_package(llama)" ON)
 option(SWITCHYARD_CUDA "Build the engine with CUDA (passes GGML_CUDA=ON)" OFF)
 option(SWITCHYARD_NATIVE "Build the engine for this CPU (GGML_NATIVE)" ON)
-set(SWITCHYARD_REFERENCE_TOOLS "llama-quantize;llama-imatrix;llama-perplexity" CACHE STRING
+set(SWITCHYARD_REFERENCE_TOOLS "llama-quantize;llama-imatrix;llama-perplexity;llama-server" CACHE STRING
     "llama.cpp tools built from the engine's own source, for interoperability tests and benchmarks (empty: none)")
 
 if(DEFINED ENV{SWITCHYARD_CACHE_DIR})
@@ -132,7 +132,10 @@ function(_sy_build_engine src key_extra out)
   endforeach()
   if(missing)
     message(STATUS "engine: building reference tools ${missing} from the same source")
-    _sy_run(${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_TOOLS_INSTALL=OFF)
+    # The server's web UI would be downloaded (prebuilt) or built with npm: the build stays offline
+    # without it, and llama-server then serves its API alone.
+    _sy_run(${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_TOOLS_INSTALL=OFF
+            -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF)
     _sy_run(${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs} --target ${missing})
     foreach(tool IN LISTS missing)
       file(COPY "${bdir}/bin/${tool}" DESTINATION "${prefix}/bin")

@@ -4,27 +4,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
-#include <cstring>
-
 using namespace switchyard;
 
-namespace {
-
-// A failure a user can act on: non-zero exit, no signal, exactly one line on stderr that says
-// what is wrong, nothing that looks like a crash.
-void expect_clean_failure(const test::CommandResult & r, const std::string & fragment) {
-    EXPECT_EQ(r.signal, 0) << "killed by signal " << r.signal << "\n" << r.err;
-    EXPECT_EQ(r.exit_code, 1) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "want exactly one line:\n" << r.err;
-    EXPECT_EQ(r.err.rfind("switchyard: error: ", 0), 0u) << r.err;
-    EXPECT_NE(r.err.find(fragment), std::string::npos) << "want '" << fragment << "' in: " << r.err;
-    for (const char * crash : {"Aborted", "terminate called", "GGML_ASSERT", "Segmentation", "stack"}) {
-        EXPECT_EQ(r.err.find(crash), std::string::npos) << r.err;
-    }
-}
-
-}  // namespace
+using test::expect_clean_failure;
 
 TEST(Cli, InspectJsonOnBothModels) {
     struct Expected {

@@ -1,5 +1,8 @@
 #include "test_support.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -73,6 +76,17 @@ CommandResult run_switchyard(const std::vector<std::string> & args) {
     result.out = read_file(out_path);
     result.err = read_file(err_path);
     return result;
+}
+
+void expect_clean_failure(const CommandResult & r, const std::string & fragment) {
+    EXPECT_EQ(r.signal, 0) << "killed by signal " << r.signal << "\n" << r.err;
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "want exactly one line:\n" << r.err;
+    EXPECT_EQ(r.err.rfind("switchyard: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << "want '" << fragment << "' in: " << r.err;
+    for (const char * crash : {"Aborted", "terminate called", "GGML_ASSERT", "Segmentation", "stack"}) {
+        EXPECT_EQ(r.err.find(crash), std::string::npos) << r.err;
+    }
 }
 
 }  // namespace switchyard::test

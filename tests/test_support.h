@@ -36,4 +36,8 @@ struct CommandResult {
 // Runs the switchyard binary with `args` (no shell), capturing both streams.
 CommandResult run_switchyard(const std::vector<std::string> & args);
 
+// A failure a user can act on: non-zero exit, no signal, exactly one line on stderr that says
+// what is wrong, nothing that looks like a crash (gtest expectations).
+void expect_clean_failure(const CommandResult & r, const std::string & fragment);
+
 }  // namespace switchyard::test

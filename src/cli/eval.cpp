@@ -1,6 +1,8 @@
-// `switchyard eval -m MODEL [--tasks SPEC]... [--text FILE] [--base MODEL]` and
-// `switchyard tasks cloze TEXT -o FILE`: accuracy with intervals, perplexity, drift from an original.
+// `switchyard eval -m MODEL [--tasks SPEC]... [--text FILE] [--base MODEL]`, `switchyard eval --endpoint URL
+// [-m NAME] --tasks SPEC...` and `switchyard tasks cloze TEXT -o FILE`: accuracy with intervals,
+// perplexity, drift from an original.
 #include "cli/commands.h"
+#include "engine/remote_engine.h"
 #include "eval/cloze.h"
 #include "eval/drift.h"
 #include "eval/perplexity.h"
@@ -15,6 +17,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 
@@ -23,7 +26,12 @@ namespace switchyard::cli {
 namespace {
 
 struct EvalOptions {
-    std::filesystem::path model;
+    std::string model;  // a GGUF file, or with an endpoint the server's name for its model
+    std::string endpoint;
+    std::string api_key_env;
+    bool chat = false;
+    int parallel = 4;
+    int timeout_s = 600;
     std::filesystem::path base;
     std::filesystem::path base_file;  // a stored reference instead of running the base on text
     std::filesystem::path save_base;
@@ -71,41 +79,83 @@ engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, co
     return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context)};
 }
 
+// A served model: the API key comes from the environment, as a flag would show it to every user of `ps`.
+engine::RemoteEngineOptions remote_options(const EvalOptions & o) {
+    engine::RemoteEngineOptions r{.endpoint = o.endpoint, .model = o.model, .context_length = o.context, .parallel = o.parallel, .chat = o.chat,
+                                  .timeout_s = o.timeout_s};
+    if (!o.api_key_env.empty()) {
+        const char * key = std::getenv(o.api_key_env.c_str());
+        if (key == nullptr || *key == '\0') throw Error("--api-key-env " + o.api_key_env + ": that environment variable is not set");
+        r.api_key = key;
+    }
+    return r;
+}
+
+// What only an in-process model can measure: they read whole distributions, memory and timings.
+void check_remote_request(const EvalOptions & o) {
+    const std::pair<bool, const char *> local_only[] = {{!o.text.empty(), "--text"},
+                                                        {!o.base.empty(), "--base"},
+                                                        {!o.base_file.empty(), "--base-file"},
+                                                        {o.speed, "--speed"}};
+    for (const auto & [given, flag] : local_only) {
+        if (given) throw Error(std::string(flag) + " needs a local model (-m FILE.gguf): with --endpoint, eval measures task suites (--tasks)");
+    }
+}
+
 void run_eval(const EvalOptions & o) {
+    const bool served = !o.endpoint.empty();
+    if (!served && o.model.empty()) throw Error("give the model to measure: -m FILE.gguf, or --endpoint URL [-m NAME] for a served one");
     if (o.tasks.empty() && o.text.empty() && o.base_file.empty() && !o.speed) {
         throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
     }
+    if (served) check_remote_request(o);
     if (o.stride > 0 && o.skip_chunks > 0) throw Error("--stride slides over the whole text; it cannot be combined with --skip-chunks");
     if (!o.save_base.empty() && (o.base.empty() || o.text.empty())) throw Error("--save-base needs --base and --text: it stores the base's predictions on that text");
-    const auto info = model::inspect_gguf(o.model);
-    const int context = o.context > 0 ? o.context : eval::default_chunk_context(info.context_length);
-    // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
     std::optional<eval::SpeedResult> speed;
-    if (o.speed) speed = eval::measure_speed(engine_options(o.model, o, context), o.speed_options);
-    engine::LlamaEngine engine(engine_options(o.model, o, context));
+    std::optional<engine::LlamaEngine> local;
+    std::optional<engine::RemoteEngine> remote;
+    int context = 0;
+    if (served) {
+        remote.emplace(remote_options(o));
+        context = remote->model().context_length;
+    } else {
+        context = o.context > 0 ? o.context : eval::default_chunk_context(model::inspect_gguf(o.model).context_length);
+        // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
+        if (o.speed) speed = eval::measure_speed(engine_options(o.model, o, context), o.speed_options);
+        local.emplace(engine_options(o.model, o, context));
+    }
+    engine::Engine & engine = local ? static_cast<engine::Engine &>(*local) : *remote;
     std::optional<engine::LlamaEngine> base;
     if (!o.base.empty()) base.emplace(engine_options(o.base, o, context));
 
-    nlohmann::json out = {{"model", o.model.string()}, {"normalize", o.normalize}, {"context", context}, {"suites", nlohmann::json::array()}};
+    const auto served_as = served ? std::optional(eval::remote_model(remote->endpoint(), remote->model().name)) : std::nullopt;
+    const std::string label = served ? served_as->label : o.model;
+    nlohmann::json out = {{"model", label}, {"normalize", o.normalize}, {"context", context}, {"suites", nlohmann::json::array()}};
+    if (served) out["endpoint"] = remote->endpoint();
     if (base) out["base"] = o.base.string();
     const eval::RunOptions run{.normalize = o.normalize, .progress = !o.json};
     std::optional<eval::ResultsStore> store;
     if (!o.no_results && !o.tasks.empty()) store.emplace(o.results);
+    std::optional<eval::RecordedModel> recorded, base_recorded;
+    if (store) {
+        recorded = served ? *served_as : store->file_model(o.model);
+        if (base) base_recorded = store->file_model(o.base);
+    }
     // Through the store, a finished run is reused and an interrupted one resumes.
-    auto run_on = [&](engine::LlamaEngine & e, const std::filesystem::path & path, const eval::TaskSuite & suite) {
+    auto run_on = [&](engine::Engine & e, const std::optional<eval::RecordedModel> & who, const eval::TaskSuite & suite) {
         if (!store) return eval::run_suite(e, suite, run);
         bool reused = false;
-        auto result = eval::run_suite_recorded(*store, e, path, suite, run, &reused);
-        if (reused && !o.json) std::fprintf(stderr, "%s: reused the recorded results for %s\n", suite.settings.name.c_str(), path.string().c_str());
+        auto result = eval::run_suite_recorded(*store, e, *who, suite, run, &reused);
+        if (reused && !o.json) std::fprintf(stderr, "%s: reused the recorded results for %s\n", suite.settings.name.c_str(), who->label.c_str());
         return result;
     };
     for (const auto & spec : o.tasks) {
         const eval::TaskSuite suite = eval::load_suite(spec);
         for (const auto & s : suite.skipped) std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
-        const auto result = run_on(engine, o.model, suite);
+        const auto result = run_on(engine, recorded, suite);
         nlohmann::json j = suite_json(result);
         if (base) {
-            const auto base_result = run_on(*base, o.base, suite);
+            const auto base_result = run_on(*base, base_recorded, suite);
             j["base"] = suite_json(base_result);
             j["comparison"] = comparison_json(eval::compare_outcomes(base_result, result));
         }
@@ -122,13 +172,14 @@ void run_eval(const EvalOptions & o) {
         if (base) reference = eval::record_reference(*base, text.chunks, o.top_k);
         if (!o.save_base.empty()) eval::save_reference(*reference, o.save_base);
     }
-    // With a reference, the drift pass yields the perplexity too: one forward pass, not two.
+    // With a reference, the drift pass yields the perplexity too: one forward pass, not two. Text
+    // comes only with a local model (check_remote_request).
     std::optional<eval::Drift> drift;
-    if (reference) drift = eval::measure_drift(*reference, engine);
+    if (reference) drift = eval::measure_drift(*reference, *local);
     if (!text.chunks.empty()) {
-        const auto ppl = o.stride > 0 ? eval::measure_perplexity_sliding(engine, text, context, o.stride, static_cast<std::size_t>(o.chunks))
-                         : drift   ? eval::perplexity_from(engine, text, drift->nll_sum)
-                                   : eval::measure_perplexity(engine, text);
+        const auto ppl = o.stride > 0 ? eval::measure_perplexity_sliding(*local, text, context, o.stride, static_cast<std::size_t>(o.chunks))
+                         : drift   ? eval::perplexity_from(*local, text, drift->nll_sum)
+                                   : eval::measure_perplexity(*local, text);
         out["perplexity"] = ppl.perplexity;
         out["bits_per_byte"] = ppl.bits_per_byte;
         out["text"] = {{"chunks", ppl.chunks}, {"tokens_scored", ppl.tokens}, {"bytes_scored", ppl.bytes}};
@@ -154,7 +205,7 @@ void run_eval(const EvalOptions & o) {
         std::cout << out.dump(2) << '\n';
         return;
     }
-    fmt::print("{}\n", o.model.string());
+    fmt::print("{}\n", label);
     for (const auto & s : out["suites"]) {
         fmt::print("  {:<40} n={:<5} accuracy {:6.2f}% [{:.2f}, {:.2f}]", s["name"].get<std::string>(), s["n"].get<std::size_t>(),
                    100 * s["accuracy"].get<double>(), 100 * s["ci95"][0].get<double>(), 100 * s["ci95"][1].get<double>());
@@ -197,10 +248,19 @@ void run_eval(const EvalOptions & o) {
 void add_eval(CLI::App & app) {
     auto * cmd = app.add_subcommand("eval", "Measure a model on your tasks (accuracy with 95% intervals), on text (perplexity, bits per byte), and against its original");
     auto o = std::make_shared<EvalOptions>();
-    cmd->add_option("-m,--model", o->model, "GGUF model to measure")->required();
+    cmd->add_option("-m,--model", o->model, "GGUF model to measure; with --endpoint, the server's name for its model (default: the one it lists)");
+    cmd->add_option("--endpoint", o->endpoint,
+                    "Measure a served model instead of a file: an OpenAI-compatible URL (llama-server, vLLM, switchyard serve). Generation "
+                    "suites need /tokenize and /v1/completions; multiple-choice and pair suites need the prompt's log-probabilities (echo)");
+    cmd->add_option("--api-key-env", o->api_key_env, "Environment variable holding the endpoint's API key (sent as a bearer token)");
+    cmd->add_flag("--chat", o->chat, "Generate through the endpoint's /v1/chat/completions, the prompt as one user message");
+    cmd->add_option("--parallel", o->parallel, "Requests in flight at once to the endpoint")->capture_default_str();
+    cmd->add_option("--timeout", o->timeout_s, "Seconds to wait for one answer from the endpoint")->capture_default_str();
     cmd->add_option("--tasks", o->tasks, "Task suite: FILE.jsonl, blimp:FILE or lambada:FILE (repeatable)");
     cmd->add_option("--text", o->text, "Raw text for perplexity and bits per byte (and KLD with --base)");
-    cmd->add_option("-c,--ctx", o->context, "Context per text chunk (default: min(512, the model's declared context))");
+    cmd->add_option("-c,--ctx", o->context,
+                    "Context per text chunk (default: min(512, the model's declared context)); with --endpoint, the model's context length "
+                    "(default: what the server says)");
     cmd->add_option("--chunks", o->chunks, "Text chunks to use (default: all)");
     cmd->add_option("--skip-chunks", o->skip_chunks, "Skip this many text chunks first (e.g. those used for calibration)");
     cmd->add_option("--stride", o->stride, "Perplexity over sliding windows moved by this many tokens (default: llama-perplexity's chunks)");
@@ -231,7 +291,7 @@ void add_eval(CLI::App & app) {
         fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>6} {:>9}\n", "run", "status", "suite", "model", "items", "accuracy");
         for (const auto & r : store.list_runs()) {
             const auto acc = r.metrics.find("accuracy");
-            fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>6} {:>9}\n", r.id, r.status, r.suite_name, std::filesystem::path(r.model_path).filename().string(),
+            fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>6} {:>9}\n", r.id, r.status, r.suite_name, r.model_short(),
                        r.items_done, acc == r.metrics.end() ? "-" : fmt::format("{:.2f}%", 100 * acc->second));
         }
     });

@@ -1,6 +1,8 @@
 // Engine: the one interface every module uses to tokenize, score and generate with a model.
 #pragma once
 
+#include "support/error.h"
+
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -12,6 +14,13 @@
 namespace switchyard::engine {
 
 using Token = std::int32_t;
+
+// What tokenize throws when the vocabulary cannot encode a text: a fault of that text, which a
+// caller may count and skip, unlike an engine or a server that fails.
+class UnencodableText : public Error {
+public:
+    using Error::Error;
+};
 
 struct TopToken {
     Token token;
@@ -97,7 +106,7 @@ public:
 
     virtual const EngineModel & model() const = 0;
 
-    // Text to tokens. `add_special` adds BOS (and EOS) as the model asks. Throws switchyard::Error
+    // Text to tokens. `add_special` adds BOS (and EOS) as the model asks. Throws UnencodableText
     // naming the first character the vocabulary cannot encode.
     virtual std::vector<Token> tokenize(std::string_view text, bool add_special) const = 0;
     virtual std::string detokenize(std::span<const Token> tokens) const = 0;

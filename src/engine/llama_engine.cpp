@@ -147,11 +147,11 @@ std::vector<Token> LlamaEngine::tokenize(std::string_view text, bool add_special
             try {
                 tokenize_or_throw(one, false);
             } catch (const std::exception &) {
-                throw Error("the model's vocabulary cannot encode " + utf8::describe(utf8::decode_at(text, i)) +
+                throw UnencodableText("the model's vocabulary cannot encode " + utf8::describe(utf8::decode_at(text, i)) +
                             " at byte " + std::to_string(i) + " of the text (it has no such token and no byte fallback)");
             }
         }
-        throw Error(std::string("the model's tokenizer rejected the text: ") + e.what());
+        throw UnencodableText(std::string("the model's tokenizer rejected the text: ") + e.what());
     }
 }
 

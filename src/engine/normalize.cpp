@@ -25,7 +25,7 @@ std::string normalize_for_vocabulary(const Engine & engine, std::string_view tex
         if (fresh) {
             try {
                 engine.tokenize(ch, false);
-            } catch (const Error &) {
+            } catch (const UnencodableText &) {
                 it->second = false;
             }
         }

@@ -39,7 +39,18 @@ std::string now() {
     return buffer;
 }
 
+constexpr std::string_view kRemoteKey = "remote:";
+
 }  // namespace
+
+RecordedModel remote_model(const std::string & endpoint, const std::string & name) {
+    const std::string label = name + "@" + endpoint;
+    return {std::string(kRemoteKey) + label, label};
+}
+
+std::string RunSummary::model_short() const {
+    return model_sha256.starts_with(kRemoteKey) ? model_path : std::filesystem::path(model_path).filename().string();
+}
 
 std::filesystem::path default_results_path() {
     if (const char * data = std::getenv("XDG_DATA_HOME"); data != nullptr && *data != '\0') return std::filesystem::path(data) / "switchyard" / "results.sqlite";
@@ -130,9 +141,13 @@ std::string ResultsStore::model_hash(const std::filesystem::path & model) {
     return sha;
 }
 
-std::int64_t ResultsStore::open_run(const std::filesystem::path & model, const TaskSuite & suite, const std::string & options,
+RecordedModel ResultsStore::file_model(const std::filesystem::path & model) {
+    return {model_hash(model), std::filesystem::weakly_canonical(model).string()};
+}
+
+std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options,
                                     std::vector<std::optional<ItemOutcome>> & known) {
-    const std::string sha = model_hash(model);
+    const std::string & sha = model.key;
     auto suite_row = prepare(db_, "INSERT OR IGNORE INTO suites(hash, spec, name, items) VALUES (?, ?, ?, ?)");
     bind_value(suite_row.get(), 1, suite.content_hash);
     bind_value(suite_row.get(), 2, suite.spec);
@@ -144,7 +159,7 @@ std::int64_t ResultsStore::open_run(const std::filesystem::path & model, const T
     bind_value(create.get(), 1, sha);
     bind_value(create.get(), 2, suite.content_hash);
     bind_value(create.get(), 3, options);
-    bind_value(create.get(), 4, std::filesystem::weakly_canonical(model).string());
+    bind_value(create.get(), 4, model.label);
     bind_value(create.get(), 5, now());
     step_done(db_, create.get());
     auto find = prepare(db_, "SELECT id FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ?");
@@ -237,6 +252,11 @@ std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
 }
 
 SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model, const TaskSuite & suite,
+                               const RunOptions & options, bool * reused) {
+    return run_suite_recorded(store, engine, store.file_model(model), suite, options, reused);
+}
+
+SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const RecordedModel & model, const TaskSuite & suite,
                                const RunOptions & options, bool * reused) {
     std::vector<std::optional<ItemOutcome>> known;
     const std::string settings = std::string("normalize=") + (options.normalize ? "1" : "0");

@@ -18,10 +18,20 @@ namespace switchyard::eval {
 // Where results go unless told otherwise: ${XDG_DATA_HOME:-~/.local/share}/switchyard/results.sqlite
 std::filesystem::path default_results_path();
 
+// A model as runs are recorded against it: `key` decides which results are its own, `label` is
+// what listings show. A file is known by its sha256 (a copied or moved model keeps its results); a
+// remote endpoint says nothing that identifies its weights, so its URL and model name stand in.
+struct RecordedModel {
+    std::string key;
+    std::string label;
+};
+
+RecordedModel remote_model(const std::string & endpoint, const std::string & name);  // key remote:NAME@URL, label NAME@URL
+
 struct RunSummary {
     std::int64_t id = 0;
-    std::string model_path;
-    std::string model_sha256;
+    std::string model_path;    // the RecordedModel's label: a file's absolute path, or NAME@URL
+    std::string model_sha256;  // the RecordedModel's key
     std::string suite_name;
     std::string suite_hash;
     std::string options;
@@ -29,6 +39,8 @@ struct RunSummary {
     std::string started;
     std::size_t items_done = 0;
     std::map<std::string, double> metrics;
+
+    std::string model_short() const;  // a file's name, or a remote model's NAME@URL
 };
 
 class ResultsStore {
@@ -42,10 +54,11 @@ public:
     // sha256 of a model file, cached by path, size and modification time (hashing gigabytes on
     // every run would cost more than some evaluations).
     std::string model_hash(const std::filesystem::path & model);
+    RecordedModel file_model(const std::filesystem::path & model);  // key: sha256, label: absolute path
 
     // The run of this model on this suite with these options: created if new, else returned with
     // the outcomes recorded so far (all of them when it finished).
-    std::int64_t open_run(const std::filesystem::path & model, const TaskSuite & suite, const std::string & options,
+    std::int64_t open_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options,
                           std::vector<std::optional<ItemOutcome>> & known);
     void record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result);
     void finish_run(std::int64_t run, const std::map<std::string, double> & metrics);
@@ -65,6 +78,8 @@ private:
 };
 
 // Runs a suite through the store: reuses a finished run, resumes an interrupted one, records as it goes.
+SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const RecordedModel & model, const TaskSuite & suite,
+                               const RunOptions & options, bool * reused = nullptr);
 SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model, const TaskSuite & suite,
                                const RunOptions & options, bool * reused = nullptr);
 

@@ -26,7 +26,7 @@ public:
     std::optional<std::vector<engine::Token>> tokens(const std::string & text, bool add_bos) const {
         try {
             return engine_.tokenize(prepare(text), add_bos);
-        } catch (const Error &) {
+        } catch (const engine::UnencodableText &) {
             return std::nullopt;
         }
     }

@@ -44,7 +44,10 @@ double kl_divergence(std::span<const float> base_logits, std::span<const float> 
 
 double kl_divergence_topk(std::span<const IndexedLogprob> base_top, std::span<const float> other_logits) {
     if (other_logits.empty()) throw std::invalid_argument("empty logit row");
-    std::vector<bool> stored(other_logits.size(), false);
+    // Called once per scored position: the marks reuse one buffer per thread instead of allocating
+    // a vocabulary-sized one each time.
+    thread_local std::vector<bool> stored;
+    stored.assign(other_logits.size(), false);
     double stored_base_mass = 0.0;
     for (const IndexedLogprob& entry : base_top) {
         if (entry.index < 0 || static_cast<std::size_t>(entry.index) >= other_logits.size()) {
