@@ -1,38 +1,21 @@
 #!/usr/bin/env bash
-# Sets everything up, then runs switchyard on the bundled example: the shared tiny models, as the
-# model a team has (babyllama) and the small model it could switch to (stories260K). Until
-# `switchyard plan` exists this walks the stages by hand: inspect, generate, compress, measure.
+# Sets everything up, then runs switchyard's main job on the bundled example: should a team running
+# babyllama compress it or switch to stories260K? `switchyard plan` builds the variants, measures
+# them on BLiMP and a story cloze task, decides by the policy's rules and writes the report.
+#
+# Environment: SWITCHYARD_DATA_DIR (default ../shared) holds models/ and data/;
+# SWITCHYARD_DEMO_OUT (default build/demo) receives the variants, reports and portfolio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 data="${SWITCHYARD_DATA_DIR:-../shared}"
-base="$data/models/babyllama-0.9M-f32.gguf"
-small="$data/models/stories260K-f32.gguf"
-text="$data/data/tinystories-valid-head.txt"
-blimp="$data/data/blimp/irregular_past_participle_verbs.jsonl"
-for f in "$base" "$small" "$text" "$blimp"; do
-  [ -f "$f" ] || { echo "demo: $f is missing; set SWITCHYARD_DATA_DIR to the folder holding models/ and data/" >&2; exit 1; }
+for f in models/babyllama-0.9M-f32.gguf models/stories260K-f32.gguf data/tinystories-valid-head.txt data/blimp; do
+  [ -e "$data/$f" ] || { echo "demo: $data/$f is missing; set SWITCHYARD_DATA_DIR to the folder holding models/ and data/" >&2; exit 1; }
 done
-out=build/demo
-mkdir -p "$out"
-sy=build/switchyard
+export SWITCHYARD_DATA_DIR="$data"
+out="${SWITCHYARD_DEMO_OUT:-build/demo}"
 
-echo
-echo "== the model a team has, and the small model it could switch to"
-$sy inspect "$base"
-$sy inspect "$small"
-echo
-echo "== greedy continuations of \"Once upon a time\""
-for m in "$base" "$small"; do
-  printf '%s:' "$(basename "$m")"
-  $sy generate -m "$m" -p "Once upon a time" -n 48 --temp 0
-done
-echo
-echo "== compress the base: an importance matrix from the stories, then Q4_0 with it"
-$sy calibrate "$base" --data "$text" --normalize --chunks 200 -o "$out/babyllama.imatrix" 2> /dev/null
-$sy quantize "$base" "$out/babyllama-q4_0.gguf" Q4_0 --imatrix "$out/babyllama.imatrix"
-echo
-echo "== measure: the compressed model against its original, and the small model, on the same task"
-$sy eval -m "$out/babyllama-q4_0.gguf" --base "$base" --tasks "blimp:$blimp" --text "$text" --skip-chunks 1000 --chunks 100 --normalize --no-results 2> /dev/null
-$sy eval -m "$small" --tasks "blimp:$blimp" --no-results 2> /dev/null
+start=$(date +%s)
+build/switchyard plan examples/tinystories/plan.yaml -o "$out" --results "$out/results.sqlite"
+echo "demo: done in $(($(date +%s) - start)) s; open $out/report.html, or serve the portfolio: build/switchyard serve --portfolio $out/portfolio.yaml"

@@ -76,9 +76,9 @@ bool cheaper(const Policy & policy, const Candidate & a, const Candidate & b) {
 
 namespace {
 
-const Assessment * assessment_of(const std::vector<Assessment> & assessments, const std::string & name) {
+const Assessment * assessment_of(const std::vector<Assessment> & assessments, const std::string & name, const std::string & task_class) {
     for (const auto & a : assessments)
-        if (a.candidate == name) return &a;
+        if (a.candidate == name && a.task_class == task_class) return &a;
     return nullptr;
 }
 
@@ -98,19 +98,19 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
     std::vector<const Candidate *> passing;
     for (const auto * c : candidates) {
         if (c->kind == CandidateKind::original) original = c;
-        const auto * a = assessment_of(assessments, c->name);
+        const auto * a = assessment_of(assessments, c->name, task_class);
         if (a != nullptr && a->outcome == Outcome::pass && a->complete) passing.push_back(c);
     }
     std::stable_sort(passing.begin(), passing.end(), [&](const Candidate * a, const Candidate * b) { return cheaper(policy, *a, *b); });
 
-    const Assessment * original_assessment = original ? assessment_of(assessments, original->name) : nullptr;
+    const Assessment * original_assessment = original ? assessment_of(assessments, original->name, task_class) : nullptr;
     // Which rule ruled out the models the team would rather keep: the original's own failure, else the variants'.
     auto settling_rule = [&]() -> std::string {
         if (original == nullptr) return "R5-no-original";
         if (original_assessment != nullptr && original_assessment->outcome == Outcome::fail) return original_assessment->first(Outcome::fail)->rule;
         for (const auto * c : candidates) {
             if (c->kind != CandidateKind::variant) continue;
-            const auto * a = assessment_of(assessments, c->name);
+            const auto * a = assessment_of(assessments, c->name, task_class);
             if (a != nullptr && a->first(Outcome::fail) != nullptr) return a->first(Outcome::fail)->rule;
         }
         return "R7-cheapest";
@@ -131,7 +131,7 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         }
         d.action = fallback->kind == CandidateKind::original ? Action::keep : Action::switch_model;
         d.chosen = fallback->name;
-        const auto * a = assessment_of(assessments, fallback->name);
+        const auto * a = assessment_of(assessments, fallback->name, task_class);
         d.reason = "no candidate passes every rule; " + fallback->name + " stays as the least bad (" + (a ? first_problem(*a) : "not assessed") + ")";
         return d;
     }
@@ -143,7 +143,7 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         d.rule = settling_rule();
         d.reason = "the original passes and no cheaper candidate does";
         for (const auto * c : candidates) {
-            const auto * a = assessment_of(assessments, c->name);
+            const auto * a = assessment_of(assessments, c->name, task_class);
             if (c->kind == CandidateKind::variant && a != nullptr && a->outcome != Outcome::pass) {
                 d.reason += " (" + c->name + ": " + first_problem(*a) + ")";
                 break;
@@ -153,7 +153,7 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
     } else {
         d.action = chosen->kind == CandidateKind::variant ? Action::compress : Action::switch_model;
         d.rule = chosen->kind == CandidateKind::variant ? "R7-cheapest" : settling_rule();
-        const auto * a = assessment_of(assessments, chosen->name);
+        const auto * a = assessment_of(assessments, chosen->name, task_class);
         std::string numbers;
         for (const auto & v : a->verdicts)
             if (v.rule == "R3-drop" || v.rule == "R2-floor" || v.rule == "R4-budget") numbers += (numbers.empty() ? "" : "; ") + v.message;

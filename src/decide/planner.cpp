@@ -42,7 +42,6 @@ public:
     }
 
     PlanResult run() {
-        const auto start = std::chrono::steady_clock::now();
         load_tasks();
         if (plan_.base) add_original();
         if (!plan_.variants.empty()) build_variants();
@@ -53,7 +52,7 @@ public:
         if (plan_.base) {
             screen_variants();
             evaluate(original(), all_suites());
-            climb_ladder();
+            bisect_ladder();
             decide_classes(false);
         }
         // Alternatives are measured only where nothing built from the original will do (or there is no original).
@@ -74,7 +73,7 @@ public:
                 if (c.kind == CandidateKind::alternative) c.skipped = "not evaluated: a compression of the original passes every class";
         }
         build_portfolio();
-        result_.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        result_.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
         return std::move(result_);
     }
 
@@ -86,7 +85,7 @@ private:
 
     void note(const std::string & line) {
         result_.steps.push_back(line);
-        if (options_.log) options_.log(line);
+        if (options_.log) options_.log(fmt::format("[{:6.1f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(), line));
     }
 
     static std::string join(const std::set<std::string> & names) {
@@ -234,23 +233,35 @@ private:
         }
         // Mild to aggressive: more bits per weight first, then less pruning.
         std::stable_sort(built.begin(), built.end(), [](const Candidate & a, const Candidate & b) { return a.bits_per_weight > b.bits_per_weight + 1e-9; });
-        std::map<std::string, std::string> by_hash;
+        // Same base, same importance matrix and the same type for every tensor make the same
+        // weights: small models often end up so, as llama.cpp keeps tensors a type cannot hold.
+        std::map<std::string, std::string> by_types;
         for (auto & c : built) {
-            const auto hash = store_.model_hash(c.path);
-            if (const auto same = by_hash.find(hash); same != by_hash.end()) {
-                c.skipped = "identical to " + same->second + " (llama.cpp kept the same tensor types for this model)";
+            std::string types;
+            for (const auto & t : model::inspect_gguf(c.path).tensors) types += t.name + "=" + t.type + ";";
+            if (const auto same = by_types.find(types); same != by_types.end()) {
+                c.skipped = "same tensor types as " + same->second + " (llama.cpp fell back to the same types for this model): evaluated once";
             } else {
-                by_hash[hash] = c.name;
+                by_types[types] = c.name;
             }
             result_.candidates.push_back(std::move(c));
         }
         note(fmt::format("variants: {} built, {} reused from {}", result_.stats.variants_built, result_.stats.variants_reused, (options_.out_dir / "models").string()));
     }
 
+    int speed_threads() const { return plan_.policy.deployment.threads > 0 ? plan_.policy.deployment.threads : options_.threads; }
+
+    // Whether some suite of the class was run on the candidate.
+    bool measured_for(const Candidate & c, const std::string & cls) const {
+        for (const auto & t : result_.tasks)
+            if (t.task_class == cls && c.suite(t.suite) != nullptr) return true;
+        return false;
+    }
+
     std::string machine_key() const {
         char host[256] = {};
         gethostname(host, sizeof host - 1);
-        return std::string(host) + "/threads=" + std::to_string(plan_.policy.deployment.threads);
+        return std::string(host) + "/threads=" + std::to_string(speed_threads());
     }
 
     int context_for(const Candidate & c) const { return eval::default_chunk_context(static_cast<std::uint64_t>(c.context_length)); }
@@ -303,6 +314,7 @@ private:
     }
 
     void evaluate(Candidate & c, const std::vector<std::size_t> & which) {
+        note(fmt::format("tasks: {} on {} suite{}", c.name, which.size(), which.size() == 1 ? "" : "s"));
         std::optional<engine::LlamaEngine> engine;
         for (const std::size_t i : which) {
             const auto & s = suites_[i];
@@ -330,28 +342,40 @@ private:
         return assess(accuracy_only, c, task_class, result_.tasks, plan_.base.has_value());
     }
 
-    // Variants mild to aggressive; a class stops climbing at the first variant too compressed for it.
-    void climb_ladder() {
-        std::set<std::string> open(result_.classes.begin(), result_.classes.end());
-        std::map<std::string, std::string> closed_by;
-        for (auto & c : result_.candidates) {
-            if (c.kind != CandidateKind::variant || !c.skipped.empty()) continue;
-            if (open.empty()) {
-                std::string why;
-                for (const auto & [cls, by] : closed_by) why += (why.empty() ? "" : "; ") + cls + ": " + by;
-                c.skipped = "not evaluated: a milder variant is already too compressed (" + why + ")";
-                continue;
-            }
-            evaluate(c, suites_of(open));
-            for (const auto & cls : std::set<std::string>(open)) {
+    // Per class, a bisection of the variants ordered mild to aggressive: a variant that passes
+    // sends the search to more aggressive ones, one that fails R2 or R3 (or leaves too little
+    // evidence) to milder ones. Assuming accuracy falls as compression grows, the most aggressive
+    // passing variant is found in about log2(n) task runs instead of n.
+    void bisect_ladder() {
+        std::vector<Candidate *> ladder;
+        for (auto & c : result_.candidates)
+            if (c.kind == CandidateKind::variant && c.skipped.empty()) ladder.push_back(&c);
+        std::map<std::string, std::vector<std::string>> unprobed;  // candidate -> classes it was not run for
+        for (const auto & cls : result_.classes) {
+            std::ptrdiff_t passing = -1, failing = static_cast<std::ptrdiff_t>(ladder.size());
+            while (failing - passing > 1) {
+                const auto mid = (passing + failing) / 2;
+                auto & c = *ladder[static_cast<std::size_t>(mid)];
+                evaluate(c, suites_of({cls}));
                 const auto a = accuracy_assessment(c, cls);
-                const auto * failed = a.first(Outcome::fail);
-                if (failed != nullptr && (failed->rule == "R2-floor" || failed->rule == "R3-drop")) {
-                    open.erase(cls);
-                    closed_by[cls] = c.name + " fails " + failed->rule;
-                    note(fmt::format("{}: {} fails {} for {}; no more aggressive variant is tried for it", c.name, c.name, failed->rule, cls));
+                if (a.outcome == Outcome::pass) {
+                    passing = mid;
+                } else {
+                    failing = mid;
+                    const auto * why = a.first(Outcome::fail) ? a.first(Outcome::fail) : a.first(Outcome::insufficient);
+                    note(fmt::format("{}: {} for {} ({}): milder variants only", c.name, why ? why->rule : "incomplete", cls, why ? to_string(why->outcome) : "not measured"));
                 }
             }
+            for (const auto * c : ladder)
+                if (!measured_for(*c, cls)) unprobed[c->name].push_back(cls);
+            note(fmt::format("{}: the search settled on {}", cls, passing >= 0 ? ladder[static_cast<std::size_t>(passing)]->name : "no variant"));
+        }
+        for (auto * c : ladder) {
+            const auto it = unprobed.find(c->name);
+            if (it == unprobed.end()) continue;
+            std::string classes;
+            for (const auto & cls : it->second) classes += (classes.empty() ? "" : ", ") + cls;
+            c->skipped = "not run for " + classes + ": the bisection settled without it";
         }
     }
 
@@ -377,7 +401,8 @@ private:
             r.cost_per_query = j["cost_per_query"];
             ++result_.stats.speed_reused;
         } else {
-            r = eval::measure_speed({.model_path = c.path, .threads = dep.threads, .context_length = context_for(c), .parallel = 1},
+            note("speed: " + c.name);
+            r = eval::measure_speed({.model_path = c.path, .threads = speed_threads(), .context_length = context_for(c), .parallel = 1},
                                     {.prompt_tokens = sp.prompt_tokens, .generate_tokens = sp.generate_tokens, .repeats = sp.repeats,
                                      .watts_per_busy_core = dep.watts, .price_per_hour = dep.price_per_hour});
             store_.record_measurement(hash, "speed", key.dump(),
@@ -404,10 +429,7 @@ private:
             std::vector<const Candidate *> considered;
             for (auto & c : result_.candidates) {
                 if (c.kind == CandidateKind::alternative && !with_alternatives) continue;
-                bool measured = false;
-                for (const auto & t : result_.tasks)
-                    if (t.task_class == cls && c.suite(t.suite) != nullptr) measured = true;
-                if (!measured) continue;
+                if (!measured_for(c, cls)) continue;
                 if (accuracy_assessment(c, cls).outcome == Outcome::pass) measure_cost(c);
                 considered.push_back(&c);
                 result_.assessments.push_back(assess(plan_.policy, c, cls, result_.tasks, plan_.base.has_value()));
@@ -458,6 +480,7 @@ private:
     std::map<std::string, eval::SuiteResult> original_results_;
     std::string base_hash_;
     std::filesystem::path imatrix_;
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace

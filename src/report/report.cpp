@@ -111,11 +111,16 @@ std::vector<std::string> charts(const PlanResult & r) {
     BarChart latency{.title = "p95 latency of one query", .unit = "ms"};
     BarChart cost{.title = "Cost per 1k generated tokens", .unit = "at the plan's price per hour"};
     BarChart energy{.title = "Energy per generated token", .unit = "mJ"};
+    for (const auto & c : r.candidates)
+        if (c.cost) {
+            energy.unit = "mJ, " + c.cost->energy_source;
+            break;
+        }
     for (const auto & c : r.candidates) {
         if (!c.cost) continue;
         latency.bars.push_back({c.name, c.cost->p95_latency_ms, group_of(r, c), fmt::format("{:.1f} ms", c.cost->p95_latency_ms)});
         cost.bars.push_back({c.name, c.cost->cost_per_1k_tokens, group_of(r, c), fmt::format("{:.3g}", c.cost->cost_per_1k_tokens)});
-        energy.bars.push_back({c.name, 1000 * c.cost->joules_per_token, group_of(r, c), fmt::format("{:.3g} mJ ({})", 1000 * c.cost->joules_per_token, c.cost->energy_source)});
+        energy.bars.push_back({c.name, 1000 * c.cost->joules_per_token, group_of(r, c), fmt::format("{:.3g} mJ", 1000 * c.cost->joules_per_token)});
     }
     if (!latency.bars.empty()) {
         out.push_back(render(latency));

@@ -39,7 +39,7 @@ Axis axis_for(const std::vector<double> & values, bool log) {
         a.hi *= 1.25;
     } else {
         const double pad = a.hi > a.lo ? 0.08 * (a.hi - a.lo) : std::max(std::abs(a.hi) * 0.1, 0.01);
-        a.lo -= pad;
+        a.lo = a.lo >= 0 ? std::max(0.0, a.lo - pad) : a.lo - pad;  // no negative ticks for quantities that cannot be
         a.hi += pad;
     }
     return a;
