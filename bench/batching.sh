@@ -6,10 +6,10 @@
 # how many completions came out identical (they should all: the same work on both sides).
 # Both sides count the tokens the model sampled, the end-of-generation token included (what
 # llama-server reports as tokens_predicted).
-# ggml runs its threads with OpenMP, which spin-waits between and inside decodes: where other
-# work holds the cores (a shared machine), both sides then mostly measure the OS scheduler, and
-# the batcher's process suffers more. GOMP_SPINCOUNT=0 (applies to both) or BENCH_THREADS=1
-# gives stable figures there.
+# ggml runs its threads with OpenMP, which spin-waits at every barrier: where other work holds
+# the cores (a shared machine), a decode with more threads than free cores waits on the OS
+# scheduler, and both sides' figures swing several-fold from run to run. BENCH_THREADS=1 gives
+# stable figures there.
 # Usage: bench/batching.sh [MODEL...]   env: BENCH_REQUESTS (32) BENCH_CONCURRENCY (4)
 #        BENCH_MAX_TOKENS (64) BENCH_CONTEXT (256) BENCH_THREADS BENCH_REPEATS
 source "$(dirname "$0")/common.sh"
@@ -27,8 +27,11 @@ log=$(mktemp)
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -f "$log"' EXIT
 for model in "$@"; do
-  echo "== $(basename "$model")  ($requests requests, concurrency $concurrency, $max_tokens tokens, context $context per slot, $threads threads)"
-  "$server" -m "$model" --host 127.0.0.1 --port "$port" --parallel "$concurrency" -c $((context * concurrency)) \
+  # llama-server caps a slot at the context the model was trained for; the batcher is given the same.
+  declared=$("$sy" inspect "$model" --json | jq .context_length)
+  ctx=$(( context < declared ? context : declared ))
+  echo "== $(basename "$model")  ($requests requests, concurrency $concurrency, $max_tokens tokens, context $ctx per slot, $threads threads)"
+  "$server" -m "$model" --host 127.0.0.1 --port "$port" --parallel "$concurrency" -c $((ctx * concurrency)) \
     -t "$threads" -tb "$threads" -b 512 -ub 512 --no-kv-unified --no-webui > "$log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do
@@ -37,7 +40,7 @@ for model in "$@"; do
     sleep 0.2
   done
   build/switchyard_batching_bench --model "$model" --prompts "$data/data/tinystories-valid-head.txt" --server "http://127.0.0.1:$port" \
-    --requests "$requests" --concurrency "$concurrency" --max-tokens "$max_tokens" --context "$context" --threads "$threads" --repeats "$repeats"
+    --requests "$requests" --concurrency "$concurrency" --max-tokens "$max_tokens" --context "$ctx" --threads "$threads" --repeats "$repeats"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=""
 done

@@ -157,7 +157,16 @@ int main(int argc, char ** argv) {
                     median(batched_tps));
         if (server.empty()) return 0;
         std::size_t same = 0;
-        for (std::size_t i = 0; i < prompts.size(); ++i) same += last_batched.completions[i].text == last_served.completions[i].text;
+        for (std::size_t i = 0; i < prompts.size(); ++i) {
+            const auto & ours = last_batched.completions[i];
+            const auto & theirs = last_served.completions[i];
+            if (ours.text == theirs.text) {
+                ++same;
+            } else {
+                std::fprintf(stderr, "differs: \"%s\"\n  in-process (%d): %s\n  llama-server (%d): %s\n", prompts[i].c_str(), ours.sampled, ours.text.c_str(),
+                             theirs.sampled, theirs.text.c_str());
+            }
+        }
         std::printf("llama-server %3d requests  concurrency %d  %6ld tokens  %9.1f tokens/s\n", requests, concurrency, last_served.tokens(),
                     median(served_tps));
         std::printf("ratio in-process / llama-server: %.3f   (identical completions: %zu of %zu)\n", median(batched_tps) / median(served_tps), same,
