@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
-#include <iostream>
 #include <sstream>
 #include <thread>
 
