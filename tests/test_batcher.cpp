@@ -124,6 +124,20 @@ TEST(Batcher, ConcurrentRequestsEqualTheirSoloOutput) {
     EXPECT_EQ(batcher().stats().queued, 0);
 }
 
+// A prompt longer than a batch is fed in chunks over several steps while the other slots keep
+// generating a token each step; nobody's output changes.
+TEST(Batcher, LongPromptsAreFedInChunksBesideGeneration) {
+    auto o = stories_options(3);
+    o.engine.batch_size = 16;
+    ContinuousBatcher b(o);
+    std::string story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big red ball";
+    std::vector<GenerateRequest> reqs = {greedy("The dog", 40), greedy(story, 20), greedy("Tom and Sue went", 40)};
+    ASSERT_GT(b.tokenize(story, true).size(), 2u * 16u);
+    std::vector<Pending> pending;
+    for (const auto & r : reqs) pending.push_back(submit(b, r));
+    for (std::size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(pending[i].wait().result.text, alone(reqs[i]).text) << "request " << i;
+}
+
 TEST(Batcher, StopStringsAndMaxTokens) {
     auto stop = greedy(kStoriesPrompt, 60);
     stop.stop = {"Lily"};
