@@ -1,6 +1,15 @@
 #include "engine/engine.h"
 
+#include "stats/logprobs.h"
+
 namespace switchyard::engine {
+
+TokenLogprob token_logprob(std::span<const float> logits, Token token, int top_k) {
+    const double norm = stats::log_sum_exp(logits);
+    TokenLogprob scored{token, static_cast<float>(logits[static_cast<std::size_t>(token)] - norm), {}};
+    for (const auto & t : stats::top_k_logprobs(logits, norm, top_k)) scored.top.push_back({t.index, t.logprob});
+    return scored;
+}
 
 double ScoreResult::total_logprob() const {
     double sum = 0.0;

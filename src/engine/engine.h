@@ -25,6 +25,10 @@ struct TokenLogprob {
     std::vector<TopToken> top;  // best first; empty unless top_k > 0
 };
 
+// `token`'s log-probability under raw `logits` (their log-softmax), with its top_k best
+// alternatives: how scoring and generation report log-probabilities alike.
+TokenLogprob token_logprob(std::span<const float> logits, Token token, int top_k);
+
 // Score `continuation` given `context`. The context must hold at least one token (normally BOS
 // plus the prompt): the first continuation token is predicted from its last position.
 struct ScoreRequest {

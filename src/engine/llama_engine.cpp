@@ -1,5 +1,6 @@
 #include "engine/llama_engine.h"
 
+#include "engine/llama_slots.h"
 #include "engine/text_stream.h"
 #include "model/engine_log.h"
 #include "model/model_info.h"
@@ -10,7 +11,7 @@
 #include <llama.h>
 
 #include <algorithm>
-#include <deque>
+#include <numeric>
 #include <optional>
 #include <thread>
 
@@ -89,6 +90,9 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     info_.vocab_size = llama_vocab_n_tokens(vocab_);
     info_.adds_bos = llama_vocab_get_add_bos(vocab_);
     parallel_ = std::max(1, options.parallel);
+    all_seq_ids_.resize(static_cast<std::size_t>(parallel_));
+    std::iota(all_seq_ids_.begin(), all_seq_ids_.end(), 0);
+    if (const char * tmpl = llama_model_chat_template(model_, nullptr)) chat_template_ = tmpl;
 
     const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
     llama_context_params cparams = llama_context_default_params();
@@ -206,7 +210,8 @@ void LlamaEngine::check_sequence(std::span<const Token> tokens, const char * wha
     check_tokens(tokens, what);
 }
 
-void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences, const WantsLogits & wants, const OnLogits & on_logits) {
+void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences, std::span<const int> seq_ids, const WantsLogits & wants,
+                                   const OnLogits & on_logits) {
     llama_memory_t memory = llama_get_memory(ctx_);
     const auto n_vocab = static_cast<std::size_t>(info_.vocab_size);
     struct Output {
@@ -215,9 +220,9 @@ void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences
         int batch_index;
     };
     std::vector<Output> outputs;
-    for (std::size_t first = 0; first < sequences.size(); first += parallel_) {
-        const std::size_t last = std::min(sequences.size(), first + parallel_);
-        llama_memory_clear(memory, true);
+    for (std::size_t first = 0; first < sequences.size(); first += seq_ids.size()) {
+        const std::size_t last = std::min(sequences.size(), first + seq_ids.size());
+        for (std::size_t s = first; s < last; ++s) llama_memory_seq_rm(memory, seq_ids[s - first], -1, -1);
         // Each sequence's position of the next token to feed; sequences fill the batch in turn.
         std::vector<std::size_t> fed(last - first, 0);
         while (true) {
@@ -227,7 +232,7 @@ void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences
                 const auto & tokens = sequences[s];
                 for (auto & pos = fed[s - first]; pos < tokens.size() && !batch_->full(); ++pos) {
                     const bool wanted = wants(s, pos);
-                    const int index = batch_->add(tokens[pos], static_cast<llama_pos>(pos), static_cast<llama_seq_id>(s - first), wanted);
+                    const int index = batch_->add(tokens[pos], static_cast<llama_pos>(pos), seq_ids[s - first], wanted);
                     if (wanted) outputs.push_back({s, pos, index});
                 }
             }
@@ -241,6 +246,10 @@ void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences
 }
 
 std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> requests, int top_k) {
+    return score_in(requests, top_k, all_seq_ids_);
+}
+
+std::vector<ScoreResult> LlamaEngine::score_in(std::span<const ScoreRequest> requests, int top_k, std::span<const int> seq_ids) {
     std::vector<std::vector<Token>> sequences;
     sequences.reserve(requests.size());
     for (const auto & r : requests) {
@@ -254,12 +263,8 @@ std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> reques
     const auto wants = [&](std::size_t s, std::size_t pos) {
         return pos + 1 >= requests[s].context.size() && pos + 1 < sequences[s].size();
     };
-    decode_sequences(sequences, wants, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
-        const Token target = sequences[s][pos + 1];
-        const double norm = stats::log_sum_exp(logits);
-        TokenLogprob scored{target, static_cast<float>(logits[target] - norm), {}};
-        for (const auto & t : stats::top_k_logprobs(logits, norm, top_k)) scored.top.push_back({t.index, t.logprob});
-        results[s].tokens.push_back(std::move(scored));
+    decode_sequences(sequences, seq_ids, wants, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+        results[s].tokens.push_back(token_logprob(logits, sequences[s][pos + 1], top_k));
     });
     return results;
 }
@@ -277,8 +282,7 @@ std::vector<ScoreResult> LlamaEngine::score_choices(std::span<const Token> conte
     llama_memory_clear(memory, true);
     const auto n_vocab = static_cast<std::size_t>(info_.vocab_size);
     auto logprob = [&](int batch_index, Token target) {
-        const std::span<const float> logits(llama_get_logits_ith(ctx_, batch_index), n_vocab);
-        return TokenLogprob{target, static_cast<float>(logits[target] - stats::log_sum_exp(logits)), {}};
+        return token_logprob(std::span<const float>(llama_get_logits_ith(ctx_, batch_index), n_vocab), target, 0);
     };
 
     // The context, once, in sequence 0; its last logits predict every choice's first token.
@@ -331,111 +335,158 @@ std::vector<ScoreResult> LlamaEngine::score_choices(std::span<const Token> conte
 
 void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits, const WantsLogits & wants) {
     for (const auto & tokens : sequences) check_sequence(tokens, "forward");
-    decode_sequences(sequences, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
+    decode_sequences(sequences, all_seq_ids_, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
+}
+
+std::vector<Token> LlamaEngine::generation_prompt(std::string_view prompt) const {
+    std::vector<Token> tokens = tokenize(prompt, true);
+    if (tokens.empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
+    if (tokens.size() >= static_cast<std::size_t>(info_.context_length)) {
+        throw Error("generate: the prompt has " + std::to_string(tokens.size()) + " tokens, which leaves no room in the context of " +
+                    std::to_string(info_.context_length));
+    }
+    return tokens;
 }
 
 std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece) {
-    std::vector<GenerateResult> results(requests.size());
+    Slots slots(*this);
     std::vector<std::vector<Token>> prompts;
     prompts.reserve(requests.size());
-    for (const auto & r : requests) {
-        prompts.push_back(tokenize(r.prompt, true));
-        if (prompts.back().empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
-        if (prompts.back().size() >= static_cast<std::size_t>(info_.context_length)) {
-            throw Error("generate: the prompt has " + std::to_string(prompts.back().size()) +
-                        " tokens, which leaves no room in the context of " + std::to_string(info_.context_length));
-        }
-    }
+    for (const auto & r : requests) prompts.push_back(slots.prompt_tokens(r.prompt));
 
-    // A slot is one sequence in the shared context; requests take free slots as others finish.
-    struct Slot {
-        std::size_t request = 0;
-        std::size_t prompt_fed = 0;  // prompt tokens decoded so far
-        llama_pos n_past = 0;
-        Token next = 0;  // sampled token to feed in the next batch
-        int batch_index = -1;
-        SamplerPtr sampler;
-        std::optional<TextStream> text;
-        bool active = false;
-    };
-    std::vector<Slot> slots(static_cast<std::size_t>(parallel_));
-    std::deque<std::size_t> waiting;
-    for (std::size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
-    llama_memory_t memory = llama_get_memory(ctx_);
-    llama_memory_clear(memory, true);
-
-    auto finish = [&](Slot & slot, llama_seq_id seq, FinishReason reason) {
-        auto & result = results[slot.request];
-        const std::string rest = slot.text->finish();
-        if (!rest.empty() && on_piece) on_piece(slot.request, rest);
-        result.text = slot.text->text();
-        result.finish = reason;
-        llama_memory_seq_rm(memory, seq, -1, -1);
-        slot.active = false;
-    };
-
-    while (true) {
-        for (auto & slot : slots) {
-            if (slot.active || waiting.empty()) continue;
-            slot.request = waiting.front();
-            waiting.pop_front();
-            const auto & req = requests[slot.request];
-            slot.prompt_fed = 0;
-            slot.n_past = 0;
-            slot.sampler = make_sampler(req.sampling);
-            slot.text.emplace(req.stop);
-            slot.active = true;
-            results[slot.request].prompt_tokens = static_cast<int>(prompts[slot.request].size());
-            if (req.max_tokens <= 0) finish(slot, static_cast<llama_seq_id>(&slot - slots.data()), FinishReason::length);
+    std::vector<GenerateResult> results(requests.size());
+    for (std::size_t next = 0; next < requests.size() || slots.active() > 0;) {
+        for (; next < requests.size() && slots.free() > 0; ++next) {
+            Slots::Job job{requests[next], std::move(prompts[next]), {}, {}, {}};
+            if (on_piece) job.on_piece = [&on_piece, next](std::string_view piece) { return on_piece(next, piece); };
+            job.on_done = [&results, next](GenerateResult & result, const std::string &) { results[next] = std::move(result); };
+            slots.admit(std::move(job));
         }
-
-        batch_->clear();
-        for (auto & slot : slots) {
-            slot.batch_index = -1;
-            if (!slot.active || batch_->full()) continue;
-            const auto seq = static_cast<llama_seq_id>(&slot - slots.data());
-            const auto & prompt = prompts[slot.request];
-            if (slot.prompt_fed < prompt.size()) {
-                while (slot.prompt_fed < prompt.size() && !batch_->full()) {
-                    const bool last = slot.prompt_fed + 1 == prompt.size();
-                    const int index = batch_->add(prompt[slot.prompt_fed], slot.n_past++, seq, last);
-                    if (last) slot.batch_index = index;
-                    ++slot.prompt_fed;
-                }
-            } else {
-                slot.batch_index = batch_->add(slot.next, slot.n_past++, seq, true);
-            }
-        }
-        if (batch_->size() == 0) {
-            if (waiting.empty()) break;
-            continue;  // every slot finished without decoding (max_tokens 0): take the next requests
-        }
-        decode(*batch_);
-
-        for (auto & slot : slots) {
-            if (!slot.active || slot.batch_index < 0) continue;
-            const auto seq = static_cast<llama_seq_id>(&slot - slots.data());
-            const auto & req = requests[slot.request];
-            auto & result = results[slot.request];
-            const Token token = llama_sampler_sample(slot.sampler.get(), ctx_, slot.batch_index);
-            if (llama_vocab_is_eog(vocab_, token)) {
-                finish(slot, seq, FinishReason::eos);
-                continue;
-            }
-            ++result.completion_tokens;
-            const std::string piece = slot.text->push(token_text(token));
-            if (!piece.empty() && on_piece && !on_piece(slot.request, piece)) {
-                finish(slot, seq, FinishReason::cancelled);
-            } else if (slot.text->stopped()) {
-                finish(slot, seq, FinishReason::stop);
-            } else if (result.completion_tokens >= req.max_tokens || slot.n_past >= info_.context_length) {
-                finish(slot, seq, FinishReason::length);
-            } else {
-                slot.next = token;
-            }
-        }
+        if (slots.active() > 0) slots.step();
     }
     return results;
+}
+
+struct LlamaEngine::Slots::Slot {
+    Job job;
+    GenerateResult result;
+    std::size_t prompt_fed = 0;  // prompt tokens decoded so far
+    llama_pos n_past = 0;
+    Token next = 0;  // sampled token to feed in the next batch
+    int batch_index = -1;  // where this slot's logits are in the batch just decoded
+    SamplerPtr sampler;
+    std::optional<TextStream> text;
+    bool active = false;
+
+    bool prefilling() const { return prompt_fed < job.prompt.size(); }
+};
+
+LlamaEngine::Slots::Slots(LlamaEngine & engine) : engine_(engine), slots_(static_cast<std::size_t>(engine.parallel_)) {
+    llama_memory_clear(llama_get_memory(engine_.ctx_), true);
+}
+
+LlamaEngine::Slots::~Slots() = default;
+
+int LlamaEngine::Slots::size() const { return static_cast<int>(slots_.size()); }
+
+void LlamaEngine::Slots::admit(Job job) {
+    const auto it = std::find_if(slots_.begin(), slots_.end(), [](const Slot & s) { return !s.active; });
+    if (it == slots_.end()) throw std::logic_error("Slots::admit: no free slot");
+    // The sequence may hold a finished request's cells, or a score's.
+    llama_memory_seq_rm(llama_get_memory(engine_.ctx_), static_cast<llama_seq_id>(it - slots_.begin()), -1, -1);
+    Slot & slot = *it;
+    slot.result = {};
+    slot.result.prompt_tokens = static_cast<int>(job.prompt.size());
+    slot.prompt_fed = 0;
+    slot.n_past = 0;
+    slot.sampler = make_sampler(job.request.sampling);
+    slot.text.emplace(job.request.stop);
+    slot.job = std::move(job);
+    slot.active = true;
+    ++active_;
+    if (slot.job.request.max_tokens <= 0) finish(slot, FinishReason::length);
+}
+
+void LlamaEngine::Slots::finish(Slot & slot, FinishReason reason, const std::string & error) {
+    const std::string rest = slot.text->finish();
+    if (!rest.empty() && slot.job.on_piece) slot.job.on_piece(rest);
+    slot.result.text = slot.text->text();
+    slot.result.finish = reason;
+    slot.active = false;
+    --active_;
+    // Moved out, so that the slot is free and clean while the callback runs.
+    Job job = std::move(slot.job);
+    GenerateResult result = std::move(slot.result);
+    if (job.on_done) job.on_done(result, error);
+}
+
+void LlamaEngine::Slots::end_all(FinishReason reason, const std::string & error) {
+    for (auto & slot : slots_) {
+        if (slot.active) finish(slot, reason, error);
+    }
+}
+
+void LlamaEngine::Slots::step() {
+    for (auto & slot : slots_) {
+        if (slot.active && slot.job.cancelled && slot.job.cancelled->load()) finish(slot, FinishReason::cancelled);
+    }
+    Batch & batch = *engine_.batch_;
+    batch.clear();
+    for (auto & slot : slots_) {
+        slot.batch_index = -1;
+        if (slot.active && !slot.prefilling() && !batch.full()) {
+            slot.batch_index = batch.add(slot.next, slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), true);
+        }
+    }
+    for (auto & slot : slots_) {
+        if (!slot.active || !slot.prefilling()) continue;
+        const auto & prompt = slot.job.prompt;
+        for (; slot.prompt_fed < prompt.size() && !batch.full(); ++slot.prompt_fed) {
+            const bool last = slot.prompt_fed + 1 == prompt.size();
+            const int index = batch.add(prompt[slot.prompt_fed], slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), last);
+            if (last) slot.batch_index = index;
+            ++prompt_decoded_;
+        }
+    }
+    if (batch.size() == 0) return;
+    engine_.decode(batch);
+    for (auto & slot : slots_) {
+        if (slot.active && slot.batch_index >= 0) sample(slot);
+    }
+}
+
+void LlamaEngine::Slots::sample(Slot & slot) {
+    llama_context * ctx = engine_.ctx_;
+    const Token token = llama_sampler_sample(slot.sampler.get(), ctx, slot.batch_index);
+    if (llama_vocab_is_eog(engine_.vocab_, token)) {
+        finish(slot, FinishReason::eos);
+        return;
+    }
+    ++generated_;
+    ++slot.result.completion_tokens;
+    if (slot.job.request.logprobs >= 0) {
+        const std::span<const float> logits(llama_get_logits_ith(ctx, slot.batch_index), static_cast<std::size_t>(engine_.info_.vocab_size));
+        slot.result.token_logprobs.push_back(token_logprob(logits, token, slot.job.request.logprobs));
+    }
+    const std::string piece = slot.text->push(engine_.token_text(token));
+    if (!piece.empty() && slot.job.on_piece && !slot.job.on_piece(piece)) {
+        finish(slot, FinishReason::cancelled);
+    } else if (slot.text->stopped()) {
+        finish(slot, FinishReason::stop);
+    } else if (slot.result.completion_tokens >= slot.job.request.max_tokens || slot.n_past >= engine_.info_.context_length) {
+        finish(slot, FinishReason::length);
+    } else {
+        slot.next = token;
+    }
+}
+
+std::vector<ScoreResult> LlamaEngine::Slots::score(std::span<const ScoreRequest> requests, int top_k) {
+    std::vector<int> free_ids;
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        if (!slots_[i].active) free_ids.push_back(static_cast<int>(i));
+    }
+    if (free_ids.empty()) throw std::logic_error("Slots::score: no free slot");
+    return engine_.score_in(requests, top_k, free_ids);
 }
 
 }  // namespace switchyard::engine

@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
+#include <vector>
 
 struct llama_model;
 struct llama_context;
@@ -36,6 +38,8 @@ public:
     LlamaEngine & operator=(const LlamaEngine &) = delete;
 
     const EngineModel & model() const override { return info_; }
+    // The GGUF's chat template (tokenizer.chat_template); empty when the model has none.
+    const std::string & chat_template() const { return chat_template_; }
     std::vector<Token> tokenize(std::string_view text, bool add_special) const override;
     std::string detokenize(std::span<const Token> tokens) const override;
     std::string token_text(Token token) const override;
@@ -55,12 +59,21 @@ public:
 
     std::uint64_t tokens_decoded() const override { return tokens_decoded_; }
 
+    // Generation one decode step at a time, requests joining between steps (engine/llama_slots.h):
+    // what generate() runs, and what continuous batching drives.
+    class Slots;
+
 private:
     struct Batch;
 
-    // Decodes sequences side by side, `parallel` at a time, and hands over the logits of every
-    // position `wants` selects once its batch is decoded.
-    void decode_sequences(std::span<const std::vector<Token>> sequences, const WantsLogits & wants, const OnLogits & on_logits);
+    // Decodes sequences side by side in the context sequences `seq_ids` (emptied first), as many
+    // at a time as there are ids, and hands over the logits of every position `wants` selects
+    // once its batch is decoded.
+    void decode_sequences(std::span<const std::vector<Token>> sequences, std::span<const int> seq_ids, const WantsLogits & wants,
+                          const OnLogits & on_logits);
+    std::vector<ScoreResult> score_in(std::span<const ScoreRequest> requests, int top_k, std::span<const int> seq_ids);
+    // The prompt's tokens; throws Error when it is empty or leaves no room to generate.
+    std::vector<Token> generation_prompt(std::string_view prompt) const;
     void check_sequence(std::span<const Token> tokens, const char * what) const;
 
     std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special) const;
@@ -72,7 +85,9 @@ private:
     const llama_vocab * vocab_ = nullptr;
     std::unique_ptr<Batch> batch_;
     EngineModel info_;
+    std::string chat_template_;
     int parallel_ = 1;
+    std::vector<int> all_seq_ids_;  // 0..parallel-1
     std::uint64_t tokens_decoded_ = 0;
 };
 
