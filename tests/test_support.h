@@ -36,4 +36,23 @@ struct CommandResult {
 // Runs the switchyard binary with `args` (no shell), capturing both streams.
 CommandResult run_switchyard(const std::vector<std::string> & args);
 
+// `switchyard serve ARGS --port 0` running in the background until destroyed (SIGTERM). The
+// constructor waits for its "listening on http://HOST:PORT" line; `env` adds NAME=VALUE entries.
+class ServeProcess {
+public:
+    explicit ServeProcess(const std::vector<std::string> & args, const std::vector<std::string> & env = {});
+    ~ServeProcess();
+    ServeProcess(const ServeProcess &) = delete;
+    ServeProcess & operator=(const ServeProcess &) = delete;
+
+    int port() const { return port_; }
+    int pid() const { return pid_; }
+    std::string log() const;  // what it wrote to stderr so far
+
+private:
+    ScratchDir scratch_;
+    int pid_ = -1;
+    int port_ = 0;
+};
+
 }  // namespace switchyard::test

@@ -548,10 +548,11 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
                     if (e.kind == Stream::Event::Kind::piece) {
                         if (!write(sse(chunk(r, answer, &e.text, nullptr, false)))) return false;  // client gone: the guard cancels
                     } else if (e.kind == Stream::Event::Kind::done) {
-                        write(stream_tail(r, answer, e.result));
-                        sink.done();
+                        // Counted before the client sees [DONE], so what it reads next in /metrics includes it.
                         metrics_.answered(route.route, answer.model, e.result.prompt_tokens, e.result.completion_tokens, cost,
                                           std::chrono::duration<double>(first_at - started).count(), seconds_since(started));
+                        write(stream_tail(r, answer, e.result));
+                        sink.done();
                         cancel_on_exit.stream = nullptr;
                         if (!route.shadow.empty()) enqueue_shadow({route.route, route.shadow, answer.model, dep, r, input, std::move(e.result)});
                         return true;
