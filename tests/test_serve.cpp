@@ -91,10 +91,11 @@ TEST(ServeApi, BadRequestsNameTheField) {
 
 TEST(ServeApi, MalformedBodies) {
     for (const std::string & body : {std::string("{"), std::string("[]"), std::string("null"), std::string(""), std::string("{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"),
-                                   std::string(100000, '[')}) {
+                                   std::string(100000, '['), std::string("{\"a\":\"\xf4\"}")}) {
         const ApiError e = parse_bad(chat, body);
         EXPECT_EQ(e.status, 400);
         EXPECT_FALSE(e.message.empty());
+        EXPECT_NO_THROW((void)nlohmann::json::parse(e.body()));  // what goes on the wire is valid JSON even when the input was not UTF-8
     }
 }
 

@@ -16,6 +16,8 @@ nlohmann::json ApiError::to_json() const {
               {"code", code.empty() ? json(nullptr) : json(code)}}}};
 }
 
+std::string ApiError::body() const { return to_json().dump(-1, ' ', false, json::error_handler_t::replace); }
+
 ApiError bad_request(std::string message, std::string param) {
     return ApiError{400, std::move(message), "invalid_request_error", std::move(param), {}};
 }

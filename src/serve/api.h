@@ -23,6 +23,8 @@ struct ApiError {
     std::string code;
 
     nlohmann::json to_json() const;
+    // to_json() as text; bytes of the client's that are not UTF-8 (quoted in parse errors) become U+FFFD.
+    std::string body() const;
 };
 
 ApiError bad_request(std::string message, std::string param = {});

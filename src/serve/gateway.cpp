@@ -255,7 +255,7 @@ void Gateway::update_gauges() {
 
 void Gateway::send_error(httplib::Response & res, const ApiError & error) {
     res.status = error.status;
-    res.set_content(json_text(error.to_json()), "application/json");
+    res.set_content(error.body(), "application/json");
 }
 
 bool Gateway::client_allowed(const httplib::Request & req, httplib::Response & res) {
@@ -560,7 +560,7 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
                         // Too late to fall back: the client has the first bytes. Say so in the stream.
                         metrics_.attempt_failed(answer.model);
                         metrics_.route_failed(route.route);
-                        write(sse(failure_error(e.failure, answer.model + ": " + e.message).to_json()));
+                        write("data: " + failure_error(e.failure, answer.model + ": " + e.message).body() + "\n\n");
                         write("data: [DONE]\n\n");
                         sink.done();
                         return true;
