@@ -52,13 +52,13 @@ std::string portfolio_yaml(const std::string & main_model, const std::string & e
 
 struct Served {
     test::ScratchDir dir;
-    std::unique_ptr<test::ServeProcess> process;
+    std::unique_ptr<test::ServerProcess> process;
     std::unique_ptr<httplib::Client> client;
 
-    explicit Served(const std::string & yaml) {
+    explicit Served(const std::string & yaml, std::vector<std::string> env = {}) {
         test::write_file(dir.file("portfolio.yaml"), yaml);
-        process = std::make_unique<test::ServeProcess>(std::vector<std::string>{"--portfolio", dir.file("portfolio.yaml").string()},
-                                                       std::vector<std::string>{"SWITCHYARD_ADMIN_TOKEN=sekrit"});
+        env.push_back("SWITCHYARD_ADMIN_TOKEN=sekrit");
+        process = std::make_unique<test::ServerProcess>(SWITCHYARD_BINARY, std::vector<std::string>{"serve", "--portfolio", dir.file("portfolio.yaml").string(), "--port", "0"}, env);
         client = std::make_unique<httplib::Client>("127.0.0.1", process->port());
         client->set_read_timeout(std::chrono::seconds(120));
     }
@@ -413,4 +413,47 @@ TEST(ServeHttp, ShadowComparesAndDecides) {
     EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "twin");
     const std::string metrics = s.client->Get("/metrics")->body;
     EXPECT_EQ(metric(metrics, "switchyard_shadow_token_agreement_ratio{route=\"promote\",candidate=\"twin\"}"), 1) << metrics;
+}
+
+TEST(ServeHttp, RemoteBackendForwardsStreamsAndFallsBack) {
+    auto stub = std::make_unique<test::ServerProcess>(STUB_OPENAI_BINARY, std::vector<std::string>{"--port", "0", "--name", "up", "--api-key", "k1"});
+    Served s("version: 1\nmodels:\n"
+             "  - {name: remote, endpoint: 'http://127.0.0.1:" + std::to_string(stub->port()) + "/v1', remote_model: real-name, api_key_env: STUB_KEY}\n"
+             "  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1}\n"
+             "routes:\n  - {name: r, model: remote, fallback: [stories]}\n",
+             {"STUB_KEY=k1"});
+    const json messages = {{{"role", "user"}, {"content", "Once upon a time"}}};
+    auto res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "remote");
+    json j = json::parse(res->body);
+    EXPECT_EQ(j["model"], "remote");
+    EXPECT_EQ(j["choices"][0]["message"]["content"], "Hello from up to real-name");  // the model field rewritten, the key sent
+    EXPECT_EQ(j["usage"]["total_tokens"], 6);
+    res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}, {"stream", true}});
+    ASSERT_TRUE(res);
+    bool done = false;
+    std::string text;
+    int pieces = 0;
+    for (const auto & e : sse_events(res->body, &done)) {
+        if (e["choices"][0]["delta"].contains("content") && !e["choices"][0]["delta"]["content"].get<std::string>().empty()) {
+            text += e["choices"][0]["delta"]["content"].get<std::string>();
+            ++pieces;
+        }
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(text, "Hello from up to real-name");
+    EXPECT_EQ(pieces, 3);  // passed through chunk by chunk
+    res = s.post("/v1/completions", {{"model", "remote"}, {"prompt", "Once"}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(json::parse(res->body)["choices"][0]["text"], "Hello from up to real-name");
+    // The remote server dies: the route's fallback answers, for whole and streamed answers.
+    stub.reset();
+    for (const bool stream : {false, true}) {
+        res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}, {"max_tokens", 4}, {"stream", stream}});
+        ASSERT_TRUE(res);
+        EXPECT_EQ(res->status, 200) << res->body;
+        EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    }
 }

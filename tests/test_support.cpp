@@ -79,7 +79,7 @@ CommandResult run_switchyard(const std::vector<std::string> & args) {
     return result;
 }
 
-ServeProcess::ServeProcess(const std::vector<std::string> & args, const std::vector<std::string> & env) {
+ServerProcess::ServerProcess(const std::string & binary, const std::vector<std::string> & args, const std::vector<std::string> & env) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
     const auto err_path = scratch_.file("stderr");
@@ -91,9 +91,8 @@ ServeProcess::ServeProcess(const std::vector<std::string> & args, const std::vec
         ::dup2(err, 2);
         ::close(out[0]);
         for (const auto & e : env) ::putenv(const_cast<char *>(e.c_str()));
-        std::vector<std::string> copy{SWITCHYARD_BINARY, "serve"};
+        std::vector<std::string> copy{binary};
         copy.insert(copy.end(), args.begin(), args.end());
-        copy.insert(copy.end(), {"--port", "0"});
         std::vector<char *> argv;
         for (auto & a : copy) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -111,16 +110,16 @@ ServeProcess::ServeProcess(const std::vector<std::string> & args, const std::vec
     if (!std::regex_search(line, m, listening)) {
         ::kill(pid_, SIGKILL);
         ::waitpid(pid_, nullptr, 0);
-        throw std::runtime_error("serve did not start: " + line + read_file(err_path));
+        throw std::runtime_error(binary + " did not start: " + line + read_file(err_path));
     }
     port_ = std::stoi(m[1]);
 }
 
-ServeProcess::~ServeProcess() {
+ServerProcess::~ServerProcess() {
     ::kill(pid_, SIGTERM);
     ::waitpid(pid_, nullptr, 0);
 }
 
-std::string ServeProcess::log() const { return read_file(scratch_.file("stderr")); }
+std::string ServerProcess::log() const { return read_file(scratch_.file("stderr")); }
 
 }  // namespace switchyard::test

@@ -36,14 +36,15 @@ struct CommandResult {
 // Runs the switchyard binary with `args` (no shell), capturing both streams.
 CommandResult run_switchyard(const std::vector<std::string> & args);
 
-// `switchyard serve ARGS --port 0` running in the background until destroyed (SIGTERM). The
-// constructor waits for its "listening on http://HOST:PORT" line; `env` adds NAME=VALUE entries.
-class ServeProcess {
+// A server (`switchyard serve ... --port 0`, the stub OpenAI server) running in the background
+// until destroyed (SIGTERM). The constructor waits for its "listening on http://HOST:PORT" line;
+// `env` adds NAME=VALUE entries.
+class ServerProcess {
 public:
-    explicit ServeProcess(const std::vector<std::string> & args, const std::vector<std::string> & env = {});
-    ~ServeProcess();
-    ServeProcess(const ServeProcess &) = delete;
-    ServeProcess & operator=(const ServeProcess &) = delete;
+    ServerProcess(const std::string & binary, const std::vector<std::string> & args, const std::vector<std::string> & env = {});
+    ~ServerProcess();
+    ServerProcess(const ServerProcess &) = delete;
+    ServerProcess & operator=(const ServerProcess &) = delete;
 
     int port() const { return port_; }
     int pid() const { return pid_; }
