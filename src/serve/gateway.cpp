@@ -14,6 +14,8 @@
 #include <random>
 #include <sstream>
 
+#include <sys/socket.h>
+
 namespace switchyard::serve {
 
 using nlohmann::json;
@@ -381,6 +383,17 @@ int Gateway::bind() {
         res.set_content(json_text(metrics_.to_json()["shadows"]), "application/json");
     });
 
+    // Latency: small SSE writes must not wait for Nagle; clients keep their connections; and
+    // httplib's listen backlog of 5 (compiled into the library) is raised once bound, since a
+    // burst of new connections beyond it waits a whole SYN retransmit (1 s).
+    s.set_tcp_nodelay(true);
+    s.set_keep_alive_max_count(100000);
+    auto listen_fd = std::make_shared<int>(-1);
+    s.set_socket_options([listen_fd](socket_t sock) {
+        int yes = 1;
+        ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        *listen_fd = sock;
+    });
     int port = settings_.port;
     if (port == 0) {
         port = s.bind_to_any_port(settings_.host);
@@ -388,6 +401,7 @@ int Gateway::bind() {
     } else if (!s.bind_to_port(settings_.host, port)) {
         throw Error("cannot listen on " + settings_.host + ":" + std::to_string(port) + " (in use, or not an address of this machine)");
     }
+    if (*listen_fd >= 0) ::listen(*listen_fd, SOMAXCONN);
     return port;
 }
 

@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -13,16 +14,6 @@ namespace switchyard::serve {
 using nlohmann::json;
 
 namespace {
-
-std::unique_ptr<httplib::Client> make_client(const std::string & origin, int timeout_ms, const std::string & api_key) {
-    auto client = std::make_unique<httplib::Client>(origin);
-    const auto timeout = std::chrono::milliseconds(timeout_ms);
-    client->set_connection_timeout(std::min(timeout, std::chrono::milliseconds(5000)));
-    client->set_read_timeout(timeout);
-    client->set_write_timeout(timeout);
-    if (!api_key.empty()) client->set_bearer_token_auth(api_key);
-    return client;
-}
 
 std::string upstream_message(const std::string & body) {
     try {
@@ -69,6 +60,39 @@ std::string absorb(const json & j, bool chat, Generation & g) {
 
 }  // namespace
 
+struct RemoteBackend::ClientPool {
+    std::string origin;
+    int timeout_ms;
+    std::string api_key;
+    std::mutex mutex;
+    std::vector<std::unique_ptr<httplib::Client>> idle;
+
+    std::unique_ptr<httplib::Client> take() {
+        {
+            const std::lock_guard lock(mutex);
+            if (!idle.empty()) {
+                auto client = std::move(idle.back());
+                idle.pop_back();
+                return client;
+            }
+        }
+        auto client = std::make_unique<httplib::Client>(origin);
+        const auto timeout = std::chrono::milliseconds(timeout_ms);
+        client->set_connection_timeout(std::min(timeout, std::chrono::milliseconds(5000)));
+        client->set_read_timeout(timeout);
+        client->set_write_timeout(timeout);
+        client->set_keep_alive(true);
+        client->set_tcp_nodelay(true);
+        if (!api_key.empty()) client->set_bearer_token_auth(api_key);
+        return client;
+    }
+    // Only clients whose last exchange completed: a cancelled one may have a half-read answer.
+    void give_back(std::unique_ptr<httplib::Client> client) {
+        const std::lock_guard lock(mutex);
+        if (idle.size() < 256) idle.push_back(std::move(client));
+    }
+};
+
 RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms) {
     static const std::regex url(R"(^(https?://[^/]+)(/.*)?$)");
     std::smatch m;
@@ -83,6 +107,10 @@ RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms
         if (key == nullptr || *key == 0) throw Error(entry.name + ": the environment variable " + entry.api_key_env + " (api_key_env) is not set");
         api_key_ = key;
     }
+    pool_ = std::make_shared<ClientPool>();
+    pool_->origin = origin_;
+    pool_->timeout_ms = timeout_ms_;
+    pool_->api_key = api_key_;
 }
 
 std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input) {
@@ -92,9 +120,13 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
     body["max_tokens"] = input.max_tokens;
     body.erase("max_completion_tokens");
     body.erase("metadata");  // switchyard's routing hint, not the upstream's business
-    // Always streamed upstream: the first piece tells the gateway the backend is answering.
-    body["stream"] = true;
-    body["stream_options"] = {{"include_usage", true}};
+    const bool streamed = request.stream;
+    body["stream"] = streamed;
+    if (streamed) {
+        body["stream_options"] = {{"include_usage", true}};
+    } else {
+        body.erase("stream_options");
+    }
     const bool chat = input.chat;
     if (input.logprobs >= 0) {
         if (chat) {
@@ -106,9 +138,10 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
     }
     const std::string path = prefix_ + (chat ? "/chat/completions" : "/completions");
     ++*in_flight_;
-    // The client thread owns copies of everything it needs: the backend may be swapped out meanwhile.
-    std::thread([stream, origin = origin_, timeout = timeout_ms_, key = api_key_, path, payload = body.dump(), chat, counter = in_flight_] {
-        auto client = make_client(origin, timeout, key);
+    // Owns copies of everything it needs: a streaming exchange runs on its own thread, and the
+    // backend may be swapped out meanwhile.
+    auto exchange = [stream, origin = origin_, pool = pool_, path, payload = body.dump(), chat, streamed, counter = in_flight_] {
+        auto client = pool->take();
         Generation g;
         std::string buffer;
         std::string error_body;
@@ -119,7 +152,7 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         req.path = path;
         req.body = payload;
         req.set_header("Content-Type", "application/json");
-        req.set_header("Accept", "text/event-stream");
+        if (streamed) req.set_header("Accept", "text/event-stream");
         req.response_handler = [&](const httplib::Response & res) {
             status = res.status;
             return true;
@@ -131,6 +164,7 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
                 return true;
             }
             buffer.append(data, size);
+            if (!streamed) return true;
             std::size_t eol;
             while ((eol = buffer.find('\n')) != std::string::npos) {
                 std::string line = buffer.substr(0, eol);
@@ -158,6 +192,16 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         const bool ok = client->send(req, res, error);
         --*counter;
         if (stream->cancelled()) return;
+        if (ok) pool->give_back(std::move(client));
+        if (ok && status == 200 && !streamed) {
+            try {
+                absorb(json::parse(buffer), chat, g);
+                finished = true;
+            } catch (const json::exception &) {
+                stream->fail(Failure::failed, origin + path + ": the answer is not JSON");
+                return;
+            }
+        }
         if (!ok) {
             stream->fail(error == httplib::Error::Read ? Failure::timeout : Failure::failed, origin + path + ": " + httplib::to_string(error));
         } else if (status != 200) {
@@ -169,13 +213,21 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         } else {
             stream->finish(std::move(g));
         }
-    }).detach();
+    };
+    // A whole answer is awaited by the caller anyway: fetched on its thread, saving a thread
+    // start and a wake-up per piece.
+    if (streamed) {
+        std::thread(std::move(exchange)).detach();
+    } else {
+        exchange();
+    }
     return stream;
 }
 
 nlohmann::json RemoteBackend::post_json(const std::string & path, const nlohmann::json & body) const {
-    auto client = make_client(origin_, timeout_ms_, api_key_);
+    auto client = pool_->take();
     const auto res = client->Post(path, body.dump(), "application/json");
+    if (res) pool_->give_back(std::move(client));
     if (!res) throw ApiError{502, origin_ + path + ": " + httplib::to_string(res.error()), "backend_error", {}, "backend_unreachable"};
     if (res->status != 200) throw ApiError{res->status >= 500 ? 502 : res->status, "the remote model answered: " + upstream_message(res->body), "backend_error", {}, {}};
     try {

@@ -28,6 +28,8 @@ public:
 private:
     nlohmann::json post_json(const std::string & path, const nlohmann::json & body) const;
 
+    struct ClientPool;  // keep-alive connections, shared with request threads that may outlive the backend
+
     std::string origin_;       // scheme://host:port
     std::string prefix_;       // the endpoint's path, e.g. /v1
     std::string root_prefix_;  // where llama-server's /tokenize lives: the prefix without /v1
@@ -35,6 +37,7 @@ private:
     std::string api_key_;
     int timeout_ms_;
     std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
+    std::shared_ptr<ClientPool> pool_;
 };
 
 }  // namespace switchyard::serve
