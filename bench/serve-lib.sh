@@ -1,7 +1,8 @@
 # Shared by the serve benchmarks: start servers on free ports, drive them with wrk, read RSS.
 # shellcheck shell=bash
 stub=build/switchyard_stub_openai
-[ -x "$stub" ] || { echo "bench: build the tests first (scripts/setup.sh builds build/switchyard_stub_openai)" >&2; exit 1; }
+driver=build/switchyard_load_driver
+[ -x "$stub" ] && [ -x "$driver" ] || { echo "bench: build the tests first (scripts/setup.sh builds build/switchyard_stub_openai)" >&2; exit 1; }
 command -v wrk > /dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
 work=$(mktemp -d)
 pids=()
@@ -23,17 +24,11 @@ start_server() {
   printf -v "${name}_port" '%s' "$(grep -o 'listening on http://[^ ]*' "$work/$name.out" | sed 's/.*://')"
 }
 
-# The request wrk sends; WRK_REQUESTS_PER_THREAD > 0 stops each thread after that many answers.
+# The request wrk sends.
 cat > "$work/post.lua" << 'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("WRK_BODY")
-local limit = tonumber(os.getenv("WRK_REQUESTS_PER_THREAD") or "0")
-local answered = 0
-function response(status, headers, body)
-  answered = answered + 1
-  if limit > 0 and answered >= limit then wrk.thread:stop() end
-end
 LUA
 
 # wrk_run URL BODY ARGS...: wrk with --latency, its report in $work/wrk.txt.
@@ -51,5 +46,13 @@ wrk_ms() {
 wrk_requests() { awk '/requests in/ { print $1 }' "$work/wrk.txt"; }
 wrk_failures() {
   awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$work/wrk.txt"
+}
+# drive URL PATH BODY REQUESTS CONCURRENCY: exactly REQUESTS POSTs; sets drive_line (the driver's
+# summary) and drive_failures.
+drive() {
+  drive_line=$("$driver" "$@" 2> "$work/driver.err" || true)
+  drive_failures=$(echo "$drive_line" | awk '{ print $4 }')
+  [ -n "$drive_failures" ] || { echo "bench: the load driver failed: $(cat "$work/driver.err")" >&2; exit 1; }
+  if [ "$drive_failures" -ne 0 ]; then echo "  $(cat "$work/driver.err")"; fi
 }
 rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }

@@ -457,3 +457,18 @@ TEST(ServeHttp, RemoteBackendForwardsStreamsAndFallsBack) {
         EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
     }
 }
+
+TEST(ServeHttp, StartupErrorsAreOneLine) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("bad.yaml"), "version: 1\nmodels:\n  - {name: a, path: a.gguf, contxt: 5}\n");
+    for (const auto & [args, fragment] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"serve"}, "serve needs --portfolio FILE or -m MODEL"},
+             {{"serve", "-m", "/nonexistent/model.gguf"}, "/nonexistent/model.gguf: no such file"},
+             {{"serve", "--portfolio", dir.file("bad.yaml").string()}, "bad.yaml:3: models[0].contxt"}}) {
+        const auto r = test::run_switchyard(args);
+        EXPECT_EQ(r.exit_code, 1) << r.err;
+        EXPECT_EQ(r.err.rfind("switchyard: error: ", 0), 0u) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+}

@@ -105,9 +105,8 @@ void add_serve(CLI::App & app) {
     cmd->add_option("--max-streams", o->max_streams, "Concurrent streaming responses; more get 503 (default 64)");
     cmd->add_option("--request-timeout-ms", o->request_timeout_ms, "Time a model has to answer before fallback (default 120000)");
     cmd->add_option("--cooldown-s", o->cooldown_s, "Seconds a failed backend rests before it is tried again (default 30)");
-    cmd->callback([cmd, o] {
+    cmd->callback([o] {
         if (o->portfolio.empty() && o->model.empty()) throw Error("serve needs --portfolio FILE or -m MODEL");
-        (void)cmd;
         run_serve(*o);
     });
 }

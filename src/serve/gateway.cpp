@@ -289,8 +289,8 @@ int Gateway::bind() {
     server_ = std::make_unique<httplib::Server>();
     auto & s = *server_;
     // Each open request holds a worker thread (generation blocks it), so size the pool for the
-    // limits rather than the cores.
-    const int threads = std::max(16, settings_.max_streams + settings_.queue_length + 16);
+    // concurrent streams rather than the cores; requests beyond it wait for a thread.
+    const int threads = std::max(16, settings_.max_streams + 16);
     s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
     s.set_payload_max_length(settings_.max_body_bytes);
     s.set_read_timeout(std::chrono::seconds(30));
