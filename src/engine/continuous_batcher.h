@@ -17,7 +17,7 @@
 namespace switchyard::engine {
 
 // Thread-safe: submit(), cancel(), score() and the tokenizer calls may come from any thread.
-// Callbacks run on the batcher's decode thread and must return quickly.
+// Callbacks run on the batcher's decode thread and must return quickly (and not throw).
 class ContinuousBatcher {
 public:
     struct Options {

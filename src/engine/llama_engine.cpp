@@ -116,11 +116,28 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
         throw Error(options.model_path.string() + ": cannot create a llama.cpp context: " + engine_detail("unknown reason"));
     }
     batch_ = std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_);
+    attach_threadpool(threads);
+}
+
+void LlamaEngine::attach_threadpool(int threads) {
+    // Looked up through the CPU backend's registry, as llama.cpp's own tools do, so that this
+    // also works where the backend is loaded dynamically.
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (cpu == nullptr) return;
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
+    using New = ggml_threadpool_t (*)(ggml_threadpool_params *);
+    const auto create = reinterpret_cast<New>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+    threadpool_free_ = reinterpret_cast<void (*)(ggml_threadpool_t)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+    if (create == nullptr || threadpool_free_ == nullptr) return;
+    ggml_threadpool_params params = ggml_threadpool_params_default(threads);
+    threadpool_ = create(&params);
+    if (threadpool_ != nullptr) llama_attach_threadpool(ctx_, threadpool_, nullptr);
 }
 
 LlamaEngine::~LlamaEngine() {
     batch_.reset();
     llama_free(ctx_);
+    if (threadpool_ != nullptr) threadpool_free_(threadpool_);
     llama_model_free(model_);
 }
 

@@ -79,9 +79,15 @@ private:
     std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special) const;
     void decode(Batch & batch);
     void check_tokens(std::span<const Token> tokens, const char * what) const;
+    void attach_threadpool(int threads);
 
     llama_model * model_ = nullptr;
     llama_context * ctx_ = nullptr;
+    // Kept across decodes, as llama.cpp's tools do: without one, a ggml built without OpenMP
+    // starts and joins its threads in every llama_decode, which costs more than a decode step
+    // of a small model.
+    ggml_threadpool_t threadpool_ = nullptr;
+    void (*threadpool_free_)(ggml_threadpool_t) = nullptr;
     const llama_vocab * vocab_ = nullptr;
     std::unique_ptr<Batch> batch_;
     EngineModel info_;
