@@ -8,9 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
-#include <csignal>
-#include <set>
 #include <chrono>
+#include <csignal>
+#include <future>
+#include <set>
 #include <thread>
 
 #include <netinet/in.h>
@@ -471,4 +472,61 @@ TEST(ServeHttp, StartupErrorsAreOneLine) {
         EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
         EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     }
+}
+
+TEST(ServeHttp, OverloadIs429And503) {
+    Served s("version: 1\nmodels:\n  - {name: one, path: " + test::model_path("stories260K-f32.gguf").string() +
+             ", context: 512, parallel: 1, threads: 1}\nserver: {queue_length: 1, max_streams: 1}\n");
+    // One slot and a queue of one: of eight simultaneous long requests some are refused, none lost.
+    std::vector<int> statuses(8, 0);
+    std::vector<std::string> bodies(8);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 8; ++i) {
+        clients.emplace_back([&, i] {
+            httplib::Client c("127.0.0.1", s.process->port());
+            c.set_read_timeout(std::chrono::seconds(120));
+            auto res = c.Post("/v1/completions", json{{"prompt", "Once upon a time"}, {"max_tokens", 400}, {"temperature", 0}}.dump(), "application/json");
+            statuses[i] = res ? res->status : -1;
+            bodies[i] = res ? res->body : "";
+        });
+    }
+    for (auto & t : clients) t.join();
+    const auto count = [&](int status) { return std::count(statuses.begin(), statuses.end(), status); };
+    EXPECT_GE(count(429), 1);
+    EXPECT_GE(count(200), 1);
+    EXPECT_EQ(count(200) + count(429), 8);
+    for (int i = 0; i < 8; ++i) {
+        if (statuses[i] == 429) {
+            EXPECT_EQ(json::parse(bodies[i])["error"]["type"], "overloaded_error");
+        }
+    }
+    // max_streams 1: a second stream while the first is open is refused with 503.
+    std::promise<void> second_done;
+    std::thread first([&] {
+        httplib::Client c("127.0.0.1", s.process->port());
+        httplib::Request req;
+        req.method = "POST";
+        req.path = "/v1/completions";
+        req.body = json{{"prompt", "Once upon a time"}, {"max_tokens", 400}, {"stream", true}}.dump();
+        req.set_header("Content-Type", "application/json");
+        bool waited = false;
+        req.content_receiver = [&](const char *, std::size_t, std::uint64_t, std::uint64_t) {
+            if (!waited) second_done.get_future().wait();
+            waited = true;
+            return true;
+        };
+        httplib::Response res;
+        httplib::Error err;
+        c.send(req, res, err);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    int status = 0;
+    for (int i = 0; i < 100 && status != 503; ++i) {
+        auto res = s.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}, {"stream", true}});
+        status = res ? res->status : -1;
+        if (status != 503) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    second_done.set_value();
+    first.join();
+    EXPECT_EQ(status, 503);
 }
