@@ -530,3 +530,18 @@ TEST(ServeHttp, OverloadIs429And503) {
     first.join();
     EXPECT_EQ(status, 503);
 }
+
+TEST(ServeHttp, ClientKeysWhenConfigured) {
+    Served s("version: 1\nmodels:\n  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() +
+                 ", context: 256, threads: 1}\nserver: {api_keys_env: SY_KEYS}\n",
+             {"SY_KEYS=alpha,beta"});
+    const json body = {{"prompt", "Once"}, {"max_tokens", 2}};
+    auto res = s.post("/v1/completions", body);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+    EXPECT_EQ(json::parse(res->body)["error"]["code"], "invalid_api_key");
+    EXPECT_EQ(s.post("/v1/completions", body, {{"Authorization", "Bearer alph"}})->status, 401);
+    EXPECT_EQ(s.post("/v1/completions", body, {{"Authorization", "Bearer beta"}})->status, 200);
+    EXPECT_EQ(s.post("/tokenize", {{"content", "x"}})->status, 401);
+    EXPECT_EQ(s.client->Get("/health")->status, 200);  // probes stay open
+}

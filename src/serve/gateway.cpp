@@ -460,8 +460,20 @@ void Gateway::handle_admin_portfolio(const httplib::Request & req, httplib::Resp
     res.set_content(json_text({{"status", "swapped"}, {"portfolio_generation", current()->generation}}), "application/json");
 }
 
+namespace {
+
+// Counts a request (or stream) while it is open; shared with a stream's content provider.
+struct InFlight {
+    std::atomic<int> & n;
+    explicit InFlight(std::atomic<int> & c) : n(c) { ++n; }
+    ~InFlight() { --n; }
+};
+
+}  // namespace
+
 void Gateway::handle_generate(const httplib::Request & req, httplib::Response & res, ApiRequest::Kind kind) {
     const auto started = Clock::now();
+    auto in_flight = std::make_shared<InFlight>(in_flight_);
     if (!client_allowed(req, res)) return;
     auto parsed = parse_request(kind, req.body, Limits{settings_.max_tokens});
     if (const auto * e = std::get_if<ApiError>(&parsed)) {
@@ -482,12 +494,6 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
     if (route.cascade) return handle_cascade(dep, r, route, res);
     if (route.canary) metrics_.canary(route.route);
 
-    struct InFlight {
-        std::atomic<int> & n;
-        explicit InFlight(std::atomic<int> & c) : n(c) { ++n; }
-        ~InFlight() { --n; }
-    };
-    auto in_flight = std::make_shared<InFlight>(in_flight_);
     std::shared_ptr<InFlight> stream_slot;
     if (r.stream) {
         if (streams_.load() >= settings_.max_streams) {
@@ -703,9 +709,8 @@ void Gateway::shadow_loop() {
         const auto stream = candidate->start(job.request, job.input);
         StreamGuard guard{stream};
         auto got = collect(*stream, Clock::now() + std::chrono::milliseconds(settings_.request_timeout_ms), nullptr);
-        ShadowCounters totals;
         if (std::get_if<Stream::Event>(&got)) {
-            totals = metrics_.shadow_sample(job.route, job.candidate, true, 0, 0, nullptr);
+            metrics_.shadow_sample(job.route, job.candidate, true, 0, 0, nullptr);
             continue;
         }
         const Generation & shadow = std::get<Generation>(got);
@@ -733,7 +738,7 @@ void Gateway::shadow_loop() {
             const auto a = words(answer.text), b = words(shadow.text);
             agreement = positional_agreement<std::string>(a, b);
         }
-        totals = metrics_.shadow_sample(job.route, job.candidate, false, answer.text == shadow.text ? 1.0 : 0.0, agreement, kld ? &*kld : nullptr);
+        const ShadowCounters totals = metrics_.shadow_sample(job.route, job.candidate, false, answer.text == shadow.text ? 1.0 : 0.0, agreement, kld ? &*kld : nullptr);
         const auto now_dep = current();
         const model::Route * route = now_dep->portfolio.find_route(job.route);
         if (route == nullptr || !route->shadow || route->shadow->model != job.candidate) continue;
