@@ -8,7 +8,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <csignal>
+#include <regex>
+
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,5 +92,48 @@ void expect_clean_failure(const CommandResult & r, const std::string & fragment)
         EXPECT_EQ(r.err.find(crash), std::string::npos) << r.err;
     }
 }
+
+ServerProcess::ServerProcess(const std::string & binary, const std::vector<std::string> & args, const std::vector<std::string> & env) {
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    const auto err_path = scratch_.file("stderr");
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+        const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(out[1], 1);
+        ::dup2(err, 2);
+        ::close(out[0]);
+        for (const auto & e : env) ::putenv(const_cast<char *>(e.c_str()));
+        std::vector<std::string> copy{binary};
+        copy.insert(copy.end(), args.begin(), args.end());
+        std::vector<char *> argv;
+        for (auto & a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string line;
+    pollfd p{out[0], POLLIN, 0};
+    char c = 0;
+    while (line.find('\n') == std::string::npos && ::poll(&p, 1, 120000) > 0 && ::read(out[0], &c, 1) == 1) line += c;
+    ::close(out[0]);
+    std::smatch m;
+    static const std::regex listening(R"(listening on http://[^:]+:(\d+))");
+    if (!std::regex_search(line, m, listening)) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        throw std::runtime_error(binary + " did not start: " + line + read_file(err_path));
+    }
+    port_ = std::stoi(m[1]);
+}
+
+ServerProcess::~ServerProcess() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+}
+
+std::string ServerProcess::log() const { return read_file(scratch_.file("stderr")); }
 
 }  // namespace switchyard::test

@@ -39,5 +39,24 @@ CommandResult run_switchyard(const std::vector<std::string> & args);
 // A failure a user can act on: non-zero exit, no signal, exactly one line on stderr that says
 // what is wrong, nothing that looks like a crash (gtest expectations).
 void expect_clean_failure(const CommandResult & r, const std::string & fragment);
+// A server (`switchyard serve ... --port 0`, the stub OpenAI server) running in the background
+// until destroyed (SIGTERM). The constructor waits for its "listening on http://HOST:PORT" line;
+// `env` adds NAME=VALUE entries.
+class ServerProcess {
+public:
+    ServerProcess(const std::string & binary, const std::vector<std::string> & args, const std::vector<std::string> & env = {});
+    ~ServerProcess();
+    ServerProcess(const ServerProcess &) = delete;
+    ServerProcess & operator=(const ServerProcess &) = delete;
+
+    int port() const { return port_; }
+    int pid() const { return pid_; }
+    std::string log() const;  // what it wrote to stderr so far
+
+private:
+    ScratchDir scratch_;
+    int pid_ = -1;
+    int port_ = 0;
+};
 
 }  // namespace switchyard::test

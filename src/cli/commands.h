@@ -15,5 +15,6 @@ void add_prune(CLI::App & app);
 void add_mix(CLI::App & app);  // also `sensitivity`, `compare`
 void add_eval(CLI::App & app);  // also `tasks`
 void add_plan(CLI::App & app);
+void add_serve(CLI::App & app);
 
 }  // namespace switchyard::cli

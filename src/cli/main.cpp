@@ -32,6 +32,7 @@ int main(int argc, char ** argv) {
     switchyard::cli::add_mix(app);
     switchyard::cli::add_eval(app);
     switchyard::cli::add_plan(app);
+    switchyard::cli::add_serve(app);
 
     try {
         app.parse(argc, argv);

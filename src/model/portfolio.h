@@ -22,6 +22,9 @@ struct PortfolioModel {
     int gpu_layers = 0;
     double cost_per_1k_tokens = 0;  // estimate, from `plan`'s measurements; drives the cost metric
     std::string note;               // why it is here ("compress -> Q8_0: drop 1.2% ...")
+
+    // Serve reuses a loaded backend across a portfolio swap only when its entry is unchanged.
+    bool operator==(const PortfolioModel &) const = default;
 };
 
 // Answer with the first model; escalate to the next when the answer's mean token

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The gateway's own latency: wrk at 64 connections against a stub OpenAI server directly, then
+# through `switchyard serve` with the stub as a remote backend, in one run. Prints p50/p99 of both
+# and what the gateway adds (target: p50 < 0.5 ms, p99 < 2 ms).
+# Usage: bench/serve-overhead.sh [SECONDS per run (default 10)]
+source "$(dirname "$0")/common.sh"
+source bench/serve-lib.sh
+seconds="${1:-10}"
+body='{"model":"stub","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}'
+
+start_server upstream "$stub" --port 0 --name upstream
+cat > "$work/portfolio.yaml" << YAML
+version: 1
+models:
+  - {name: stub, endpoint: "http://127.0.0.1:$upstream_port/v1"}
+server: {queue_length: 256, max_streams: 256}
+YAML
+start_server gateway "$sy" serve --portfolio "$work/portfolio.yaml" --port 0
+
+# At 64 connections the two cores are saturated and latency mostly measures throughput; one
+# connection shows the latency the gateway adds to a single request.
+printf 'serve overhead, %ss per run, %s cores (one run, same machine)\n' "$seconds" "$(nproc)"
+printf '  %-34s %9s %9s %10s %9s\n' "" "p50 ms" "p99 ms" "requests" "failures"
+for connections in 64 1; do
+  threads=$((connections < 2 ? 1 : 2))
+  for target in direct gateway; do
+    port=$upstream_port
+    [ "$target" = gateway ] && port=$gateway_port
+    url="http://127.0.0.1:$port/v1/chat/completions"
+    wrk_run "$url" "$body" -t "$threads" -c "$connections" -d 2s  # warm-up
+    wrk_run "$url" "$body" -t "$threads" -c "$connections" -d "${seconds}s"
+    printf -v "${target}_p50" '%s' "$(wrk_ms 50%)"
+    printf -v "${target}_p99" '%s' "$(wrk_ms 99%)"
+    label="stub directly"
+    [ "$target" = gateway ] && label="through the gateway"
+    printf '  %-34s %9s %9s %10s %9s\n' "$label, $connections conn" "$(wrk_ms 50%)" "$(wrk_ms 99%)" "$(wrk_requests)" "$(wrk_failures)"
+  done
+  # shellcheck disable=SC2154 # set through printf -v above
+  printf '  %-34s %9.3f %9.3f\n' "added by the gateway, $connections conn" "$(echo "$gateway_p50 - $direct_p50" | bc -l)" "$(echo "$gateway_p99 - $direct_p99" | bc -l)"
+done

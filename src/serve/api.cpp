@@ -1,0 +1,281 @@
+#include "serve/api.h"
+
+#include <algorithm>
+#include <cctype>
+#include <random>
+
+namespace switchyard::serve {
+
+using nlohmann::json;
+
+nlohmann::json ApiError::to_json() const {
+    return {{"error",
+             {{"message", message},
+              {"type", type},
+              {"param", param.empty() ? json(nullptr) : json(param)},
+              {"code", code.empty() ? json(nullptr) : json(code)}}}};
+}
+
+std::string ApiError::body() const { return to_json().dump(-1, ' ', false, json::error_handler_t::replace); }
+
+ApiError bad_request(std::string message, std::string param) {
+    return ApiError{400, std::move(message), "invalid_request_error", std::move(param), {}};
+}
+
+std::string GenerationInput::routing_text() const {
+    if (!chat) return prompt;
+    std::string text;
+    for (const Message & m : messages) {
+        if (!text.empty()) text += '\n';
+        text += m.content;
+    }
+    return text;
+}
+
+namespace {
+
+// Field readers throw ApiError; parse_request turns the first one into its answer.
+const json * field(const json & body, const char * name) {
+    const auto it = body.find(name);
+    return it == body.end() || it->is_null() ? nullptr : &*it;
+}
+
+[[noreturn]] void wrong(const std::string & name, const std::string & what) { throw bad_request("'" + name + "' must be " + what, name); }
+
+std::optional<std::string> opt_string(const json & body, const char * name) {
+    const json * v = field(body, name);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_string()) wrong(name, "a string");
+    return v->get<std::string>();
+}
+
+std::optional<bool> opt_bool(const json & body, const char * name) {
+    const json * v = field(body, name);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_boolean()) wrong(name, "true or false");
+    return v->get<bool>();
+}
+
+std::optional<double> opt_number(const json & body, const char * name, double lo, double hi) {
+    const json * v = field(body, name);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_number()) wrong(name, "a number");
+    const double x = v->get<double>();
+    if (!(x >= lo && x <= hi)) wrong(name, "between " + json(lo).dump() + " and " + json(hi).dump());
+    return x;
+}
+
+std::optional<long long> opt_integer(const json & body, const char * name, long long lo, long long hi) {
+    const json * v = field(body, name);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_number_integer()) wrong(name, "an integer");
+    // Unsigned values beyond int64 read as negative through get<long long>; compare as double first.
+    if (v->is_number_unsigned() && v->get<unsigned long long>() > static_cast<unsigned long long>(hi)) {
+        wrong(name, "between " + std::to_string(lo) + " and " + std::to_string(hi));
+    }
+    const long long x = v->get<long long>();
+    if (x < lo || x > hi) wrong(name, "between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return x;
+}
+
+std::string message_content(const json & content, const std::string & name) {
+    if (content.is_string()) return content.get<std::string>();
+    if (content.is_null()) return {};
+    if (!content.is_array()) wrong(name, "a string or a list of text parts");
+    // Text parts are joined; images and audio cannot be read by the models served here.
+    std::string text;
+    for (std::size_t i = 0; i < content.size(); ++i) {
+        const json & part = content[i];
+        const std::string part_name = name + "[" + std::to_string(i) + "]";
+        if (!part.is_object()) wrong(part_name, "an object");
+        const auto type = opt_string(part, "type");
+        if (type != "text") throw bad_request("'" + part_name + ".type' must be \"text\": the served models read text only", part_name + ".type");
+        const auto part_text = opt_string(part, "text");
+        if (!part_text) wrong(part_name + ".text", "a string");
+        text += *part_text;
+    }
+    return text;
+}
+
+std::vector<Message> parse_messages(const json & body) {
+    const json * v = field(body, "messages");
+    if (v == nullptr) throw bad_request("'messages' is required", "messages");
+    if (!v->is_array() || v->empty()) wrong("messages", "a non-empty list");
+    std::vector<Message> messages;
+    for (std::size_t i = 0; i < v->size(); ++i) {
+        const json & m = (*v)[i];
+        const std::string name = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) wrong(name, "an object");
+        const auto role = opt_string(m, "role");
+        if (!role) throw bad_request("'" + name + ".role' is required", name + ".role");
+        static const char * const roles[] = {"system", "developer", "user", "assistant", "tool"};
+        if (std::find(std::begin(roles), std::end(roles), *role) == std::end(roles)) {
+            wrong(name + ".role", "one of system, developer, user, assistant, tool");
+        }
+        messages.push_back({*role, m.contains("content") ? message_content(m["content"], name + ".content") : std::string()});
+    }
+    return messages;
+}
+
+void parse_prompt(const json & body, GenerationInput & input) {
+    const json * v = field(body, "prompt");
+    if (v == nullptr) throw bad_request("'prompt' is required", "prompt");
+    // OpenAI allows a list of prompts; one answer per request keeps the response shape simple.
+    const json & p = v->is_array() && v->size() == 1 && (*v)[0].is_string() ? (*v)[0] : *v;
+    if (p.is_string()) {
+        input.prompt = p.get<std::string>();
+        return;
+    }
+    if (p.is_array() && !p.empty()) {
+        for (const json & t : p) {
+            if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff) wrong("prompt", "a string or a list of token ids");
+            input.prompt_tokens.push_back(static_cast<engine::Token>(t.get<long long>()));
+        }
+        return;
+    }
+    wrong("prompt", "a string or a non-empty list of token ids");
+}
+
+std::vector<std::string> parse_stop(const json & body) {
+    const json * v = field(body, "stop");
+    if (v == nullptr) return {};
+    if (v->is_string()) return {v->get<std::string>()};
+    if (!v->is_array() || v->size() > 16) wrong("stop", "a string or a list of up to 16 strings");
+    std::vector<std::string> stop;
+    for (const json & s : *v) {
+        if (!s.is_string() || s.get<std::string>().empty()) wrong("stop", "a string or a list of up to 16 non-empty strings");
+        stop.push_back(s.get<std::string>());
+    }
+    return stop;
+}
+
+json parse_object(std::string_view text) {
+    json body;
+    try {
+        body = json::parse(text);
+    } catch (const json::parse_error & e) {
+        throw bad_request(std::string("the body is not valid JSON: ") + e.what());
+    }
+    if (!body.is_object()) throw bad_request("the body must be a JSON object");
+    return body;
+}
+
+ApiRequest parse(ApiRequest::Kind kind, std::string_view text, const Limits & limits) {
+    ApiRequest r;
+    r.kind = kind;
+    r.body = parse_object(text);
+    const json & body = r.body;
+    GenerationInput & in = r.input;
+    in.chat = kind == ApiRequest::Kind::chat;
+    r.model = opt_string(body, "model").value_or("");
+    if (const json * meta = field(body, "metadata")) {
+        if (!meta->is_object()) wrong("metadata", "an object");
+        r.task = opt_string(*meta, "task").value_or("");
+    }
+    r.stream = opt_bool(body, "stream").value_or(false);
+    if (const json * so = field(body, "stream_options")) {
+        if (!so->is_object()) wrong("stream_options", "an object");
+        r.include_usage = opt_bool(*so, "include_usage").value_or(false);
+    }
+    if (const auto n = opt_integer(body, "n", 1, 1); n && *n != 1) wrong("n", "1");
+    if (in.chat) {
+        in.messages = parse_messages(body);
+    } else {
+        parse_prompt(body, in);
+        r.echo = opt_bool(body, "echo").value_or(false);
+    }
+    auto max_tokens = opt_integer(body, "max_completion_tokens", 0, limits.max_tokens);
+    if (!max_tokens) max_tokens = opt_integer(body, "max_tokens", 0, limits.max_tokens);
+    // OpenAI's defaults: 16 for completions; chat runs until the model stops (here: the limit).
+    in.max_tokens = static_cast<int>(max_tokens.value_or(in.chat ? limits.max_tokens : 16));
+    if (in.max_tokens == 0 && !r.echo) wrong("max_tokens", "at least 1 (0 is only for echo: scoring the prompt)");
+
+    engine::SamplingParams & s = in.sampling;
+    s.temperature = static_cast<float>(opt_number(body, "temperature", 0, 2).value_or(1.0));
+    s.top_p = static_cast<float>(opt_number(body, "top_p", 0, 1).value_or(1.0));
+    s.top_k = static_cast<int>(opt_integer(body, "top_k", -1, 1 << 20).value_or(0));
+    s.min_p = static_cast<float>(opt_number(body, "min_p", 0, 1).value_or(0.0));
+    if (const auto seed = opt_integer(body, "seed", -(1LL << 62), 1LL << 62)) s.seed = static_cast<std::uint32_t>(*seed);
+    in.stop = parse_stop(body);
+
+    if (in.chat) {
+        if (opt_bool(body, "logprobs").value_or(false)) in.logprobs = static_cast<int>(opt_integer(body, "top_logprobs", 0, 20).value_or(0));
+    } else if (const auto lp = opt_integer(body, "logprobs", 0, 20)) {
+        in.logprobs = static_cast<int>(*lp);
+    }
+    if (r.echo && r.stream) throw bad_request("'echo' cannot be combined with 'stream'", "echo");
+    return r;
+}
+
+template <typename T, typename F>
+std::variant<T, ApiError> catching(F && f) {
+    try {
+        return f();
+    } catch (const ApiError & e) {
+        return e;
+    } catch (const json::exception & e) {
+        // Only reachable through a JSON value of a shape the readers above did not expect.
+        return bad_request(std::string("unreadable request: ") + e.what());
+    }
+}
+
+}  // namespace
+
+std::variant<ApiRequest, ApiError> parse_request(ApiRequest::Kind kind, std::string_view body, const Limits & limits) {
+    return catching<ApiRequest>([&] { return parse(kind, body, limits); });
+}
+
+std::variant<TokenizeRequest, ApiError> parse_tokenize(std::string_view text) {
+    return catching<TokenizeRequest>([&] {
+        const json body = parse_object(text);
+        TokenizeRequest r;
+        r.model = opt_string(body, "model").value_or("");
+        auto content = opt_string(body, "content");
+        if (!content) content = opt_string(body, "prompt");
+        if (!content) throw bad_request("'content' (or 'prompt') is required", "content");
+        r.content = *content;
+        auto add = opt_bool(body, "add_special");
+        if (!add) add = opt_bool(body, "add_special_tokens");
+        r.add_special = add.value_or(true);
+        return r;
+    });
+}
+
+std::variant<DetokenizeRequest, ApiError> parse_detokenize(std::string_view text) {
+    return catching<DetokenizeRequest>([&] {
+        const json body = parse_object(text);
+        DetokenizeRequest r;
+        r.model = opt_string(body, "model").value_or("");
+        const json * tokens = field(body, "tokens");
+        if (tokens == nullptr || !tokens->is_array()) wrong("tokens", "a list of token ids");
+        for (const json & t : *tokens) {
+            if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff) wrong("tokens", "a list of token ids");
+            r.tokens.push_back(static_cast<engine::Token>(t.get<long long>()));
+        }
+        return r;
+    });
+}
+
+std::string plain_transcript(const std::vector<Message> & messages) {
+    std::string text;
+    for (const Message & m : messages) {
+        std::string role = m.role;
+        role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
+        text += role + ": " + m.content + "\n";
+    }
+    return text + "Assistant:";
+}
+
+const char * finish_reason_name(engine::FinishReason reason) {
+    return reason == engine::FinishReason::length ? "length" : "stop";
+}
+
+std::string new_response_id(ApiRequest::Kind kind) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    std::string id = kind == ApiRequest::Kind::chat ? "chatcmpl-" : "cmpl-";
+    for (int i = 0; i < 24; ++i) id += digits[rng() % 36];
+    return id;
+}
+
+}  // namespace switchyard::serve

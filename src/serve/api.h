@@ -1,0 +1,95 @@
+// The OpenAI-compatible request and response shapes of `serve`: pure parsing and validation
+// (no I/O, no model), so the parser can be unit-tested and fuzzed on its own.
+#pragma once
+
+#include "engine/engine.h"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace switchyard::serve {
+
+// An OpenAI error object and its HTTP status: what every failure turns into on the wire.
+struct ApiError {
+    int status = 400;
+    std::string message;
+    std::string type = "invalid_request_error";
+    std::string param;  // the offending field, when there is one
+    std::string code;
+
+    nlohmann::json to_json() const;
+    // to_json() as text; bytes of the client's that are not UTF-8 (quoted in parse errors) become U+FFFD.
+    std::string body() const;
+};
+
+ApiError bad_request(std::string message, std::string param = {});
+
+struct Message {
+    std::string role;
+    std::string content;
+};
+
+// What a backend is asked to generate: the client's request in model-independent terms.
+struct GenerationInput {
+    bool chat = false;
+    std::vector<Message> messages;               // chat
+    std::string prompt;                          // completions, as text
+    std::vector<engine::Token> prompt_tokens;    // completions given as token ids (then `prompt` is empty)
+    int max_tokens = 16;
+    engine::SamplingParams sampling;
+    std::vector<std::string> stop;
+    int logprobs = -1;  // as engine::GenerateRequest::logprobs
+
+    // The text routing rules look at: the prompt, or the messages' contents joined by newlines.
+    std::string routing_text() const;
+};
+
+struct ApiRequest {
+    enum class Kind { chat, completion };
+    Kind kind = Kind::chat;
+    std::string model;  // as the client named it; empty: let the routes decide
+    std::string task;   // metadata.task (a route name), empty when absent
+    bool stream = false;
+    bool include_usage = false;  // stream_options.include_usage
+    bool echo = false;           // completions: answer with the prompt (and its log-probabilities)
+    GenerationInput input;
+    nlohmann::json body;  // the parsed request as sent, forwarded to remote backends
+};
+
+struct Limits {
+    int max_tokens = 4096;
+};
+
+// Parses a /v1/chat/completions or /v1/completions body. Bad JSON, wrong types, out-of-range
+// values and invalid UTF-8 give an ApiError (status 400) naming the field.
+std::variant<ApiRequest, ApiError> parse_request(ApiRequest::Kind kind, std::string_view body, const Limits & limits);
+
+struct TokenizeRequest {
+    std::string model;
+    std::string content;
+    bool add_special = true;
+};
+struct DetokenizeRequest {
+    std::string model;
+    std::vector<engine::Token> tokens;
+};
+// llama-server's field names (content, add_special) and vLLM's (prompt, add_special_tokens).
+std::variant<TokenizeRequest, ApiError> parse_tokenize(std::string_view body);
+std::variant<DetokenizeRequest, ApiError> parse_detokenize(std::string_view body);
+
+// The prompt of a model without a chat template: one "Role: content" line per message, then
+// "Assistant:" for the model to continue (documented in docs/serve.md).
+std::string plain_transcript(const std::vector<Message> & messages);
+
+// Why generation ended, in OpenAI's words: an end-of-generation token counts as "stop".
+const char * finish_reason_name(engine::FinishReason reason);
+
+// A random "chatcmpl-..." / "cmpl-..." id.
+std::string new_response_id(ApiRequest::Kind kind);
+
+}  // namespace switchyard::serve

@@ -1,0 +1,65 @@
+#include "serve/backend.h"
+
+namespace switchyard::serve {
+
+Stream::Event Stream::next(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    if (!ready_.wait_until(lock, deadline, [&] { return !events_.empty(); })) {
+        return Event{Event::Kind::failed, {}, {}, Failure::timeout, "the model did not answer in time"};
+    }
+    Event e = std::move(events_.front());
+    events_.pop_front();
+    return e;
+}
+
+void Stream::push_piece(std::string text) {
+    {
+        const std::lock_guard lock(mutex_);
+        if (closed_) return;
+        events_.push_back(Event{Event::Kind::piece, std::move(text), {}, {}, {}});
+    }
+    ready_.notify_one();
+}
+
+void Stream::finish(Generation result) {
+    {
+        const std::lock_guard lock(mutex_);
+        if (closed_) return;
+        closed_ = true;
+        events_.push_back(Event{Event::Kind::done, {}, std::move(result), {}, {}});
+    }
+    ready_.notify_one();
+}
+
+void Stream::fail(Failure failure, std::string message) {
+    {
+        const std::lock_guard lock(mutex_);
+        if (closed_) return;
+        closed_ = true;
+        events_.push_back(Event{Event::Kind::failed, {}, {}, failure, std::move(message)});
+    }
+    ready_.notify_one();
+}
+
+void Stream::cancel() {
+    std::function<void()> on_cancel;
+    {
+        const std::lock_guard lock(mutex_);
+        if (cancelled_) return;
+        cancelled_ = true;
+        if (!closed_) on_cancel = std::move(on_cancel_);
+    }
+    if (on_cancel) on_cancel();
+}
+
+bool Stream::cancelled() const {
+    const std::lock_guard lock(mutex_);
+    return cancelled_;
+}
+
+void Stream::set_on_cancel(std::function<void()> on_cancel) {
+    const std::lock_guard lock(mutex_);
+    on_cancel_ = std::move(on_cancel);
+}
+
+}  // namespace switchyard::serve

@@ -1,0 +1,103 @@
+// Backend: one model the gateway can send a request to, in process or on a remote server, with a
+// pull-based stream of its answer so the gateway can fall back before the client sees a byte.
+#pragma once
+
+#include "engine/engine.h"
+#include "serve/api.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace switchyard::serve {
+
+// Why a backend could not answer; decides between falling back and telling the client.
+enum class Failure {
+    overloaded,  // queue full: try the next model
+    timeout,     // no answer within request_timeout_ms
+    failed,      // the backend broke (connection refused, 5xx, bad answer)
+    rejected     // the request itself is wrong for this model (prompt too long, unencodable text): 400
+};
+
+struct Generation {
+    std::string text;
+    int prompt_tokens = 0;
+    int completion_tokens = 0;
+    engine::FinishReason finish = engine::FinishReason::length;
+    bool has_logprobs = false;
+    std::vector<engine::TokenLogprob> logprobs;  // one per generated token when has_logprobs
+    std::vector<engine::Token> tokens;           // the generated token ids, where known (in process)
+};
+
+// One request's answer as it arrives: pieces of text, then exactly one `done` or `failed`.
+// The producer (a decode thread or an HTTP client thread) pushes; the gateway pulls.
+class Stream {
+public:
+    struct Event {
+        enum class Kind { piece, done, failed } kind;
+        std::string text;  // piece
+        Generation result;  // done
+        Failure failure = Failure::failed;
+        std::string message;  // failed
+    };
+
+    // Waits for the next event; a `failed` timeout event when none comes by `deadline`.
+    Event next(std::chrono::steady_clock::time_point deadline);
+
+    void push_piece(std::string text);
+    void finish(Generation result);
+    void fail(Failure failure, std::string message);
+
+    // The consumer stopped listening (client gone, fallback, timeout): the producer stops at
+    // its next chance and `on_cancel` runs once.
+    void cancel();
+    bool cancelled() const;
+    void set_on_cancel(std::function<void()> on_cancel);
+
+private:
+    mutable std::mutex mutex_;
+    std::condition_variable ready_;
+    std::deque<Event> events_;
+    bool closed_ = false;  // done or failed was pushed
+    bool cancelled_ = false;
+    std::function<void()> on_cancel_;
+};
+
+// Cancels the stream when the consumer lets go of it early.
+struct StreamGuard {
+    std::shared_ptr<Stream> stream;
+    ~StreamGuard() {
+        if (stream) stream->cancel();
+    }
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual bool in_process() const = 0;
+
+    // Starts generating; the answer arrives on the returned stream. Never throws for backend
+    // trouble: that arrives as a `failed` event, so fallback has one path.
+    virtual std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input) = 0;
+
+    // Log-probabilities of each prompt token (the first has none) with `top_k` alternatives, as
+    // the legacy completions `echo` + `logprobs` answer: in process only. Throws ApiError.
+    virtual engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) = 0;
+    virtual std::vector<engine::Token> tokenize(const std::string & text, bool add_special) = 0;
+    virtual std::string detokenize(const std::vector<engine::Token> & tokens) = 0;
+    virtual std::string token_text(engine::Token token) = 0;
+
+    // For GET /v1/models and the metrics: context length, vocabulary size (0 when unknown).
+    virtual int context_length() const = 0;
+    virtual int vocab_size() const = 0;
+    // Requests waiting for or holding a slot (in process), or in flight (remote).
+    virtual int load() const = 0;
+};
+
+}  // namespace switchyard::serve

@@ -1,0 +1,106 @@
+// Gateway: the HTTP server behind `switchyard serve`: OpenAI endpoints, routing with fallback,
+// cascades, canaries and shadows over a portfolio that can be swapped while requests run.
+#pragma once
+
+#include "model/portfolio.h"
+#include "serve/backend.h"
+#include "serve/metrics.h"
+#include "serve/router.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace switchyard::serve {
+
+// One loaded portfolio with its backends. Requests hold a shared_ptr to the deployment they
+// started on, so a swap never pulls a backend out from under a running request.
+struct Deployment {
+    model::Portfolio portfolio;
+    std::map<std::string, std::shared_ptr<Backend>> backends;
+    std::unique_ptr<Router> router;  // refers to `portfolio`
+    std::uint64_t generation = 0;
+};
+
+// Makes the backend for a portfolio entry (loads local models); tests substitute stubs.
+using BackendFactory = std::function<std::shared_ptr<Backend>(const model::PortfolioModel &, const model::ServerSettings &)>;
+std::shared_ptr<Backend> make_backend(const model::PortfolioModel & entry, const model::ServerSettings & settings);
+
+class Gateway {
+public:
+    // `portfolio.server` holds the effective settings (the CLI's flags already applied); they stay
+    // fixed for the gateway's life. `file` is re-read by reload() (SIGHUP); empty when none.
+    // Loads every model; throws switchyard::Error when one cannot be loaded.
+    Gateway(model::Portfolio portfolio, std::filesystem::path file, BackendFactory factory = make_backend);
+    ~Gateway();
+    Gateway(const Gateway &) = delete;
+    Gateway & operator=(const Gateway &) = delete;
+
+    // Binds host:port (port 0: any free port) and returns the port; throws switchyard::Error.
+    int bind();
+    void run();  // serves until stop()
+    void stop();
+
+    // Loads `next` beside the current portfolio, reusing backends whose entry is unchanged, then
+    // switches; the old one drains. Throws switchyard::Error (the current one stays).
+    void swap(model::Portfolio next);
+    // Re-reads the portfolio file (SIGHUP). Errors are logged; the current portfolio stays.
+    void reload();
+
+    std::shared_ptr<const Deployment> current() const;
+    const Metrics & metrics() const { return metrics_; }
+
+private:
+    struct ShadowJob;
+    void handle_generate(const httplib::Request & req, httplib::Response & res, ApiRequest::Kind kind);
+    void handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, httplib::Response & res);
+    void handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, httplib::Response & res);
+    void handle_tokenize(const httplib::Request & req, httplib::Response & res, bool detokenize);
+    void handle_admin_portfolio(const httplib::Request & req, httplib::Response & res);
+    bool client_allowed(const httplib::Request & req, httplib::Response & res);
+    bool admin_allowed(const httplib::Request & req, httplib::Response & res);
+    void send_error(httplib::Response & res, const ApiError & error);
+    std::shared_ptr<Backend> backend_for_tools(const Deployment & dep, const std::string & model, httplib::Response & res);
+
+    void enqueue_shadow(ShadowJob job);
+    void shadow_loop();
+    void apply_verdict(const std::string & route, const std::string & candidate, bool promote);
+    void update_gauges();
+
+    model::ServerSettings settings_;
+    std::filesystem::path file_;
+    BackendFactory factory_;
+    std::string admin_token_;
+    std::vector<std::string> api_keys_;
+
+    mutable std::mutex deployment_mutex_;
+    std::shared_ptr<const Deployment> deployment_;
+    std::mutex swap_mutex_;  // one swap at a time
+
+    Metrics metrics_;
+    Cooldown cooldown_;
+    std::atomic<int> in_flight_{0};
+    std::atomic<int> streams_{0};
+    std::unique_ptr<httplib::Server> server_;
+
+    std::mutex shadow_mutex_;
+    std::condition_variable shadow_ready_;
+    std::deque<ShadowJob> shadow_queue_;
+    bool stopping_ = false;
+    std::thread shadow_thread_;
+};
+
+}  // namespace switchyard::serve

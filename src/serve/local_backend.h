@@ -1,0 +1,35 @@
+// LocalBackend: a GGUF model run in process by a ContinuousBatcher, behind the Backend interface.
+#pragma once
+
+#include "engine/continuous_batcher.h"
+#include "model/portfolio.h"
+#include "serve/backend.h"
+
+#include <memory>
+
+namespace switchyard::serve {
+
+class LocalBackend final : public Backend {
+public:
+    // Loads the model (slow); throws switchyard::Error when it cannot.
+    LocalBackend(const model::PortfolioModel & entry, int max_queue);
+
+    bool in_process() const override { return true; }
+    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input) override;
+    engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
+    std::vector<engine::Token> tokenize(const std::string & text, bool add_special) override;
+    std::string detokenize(const std::vector<engine::Token> & tokens) override;
+    std::string token_text(engine::Token token) override;
+    int context_length() const override;
+    int vocab_size() const override;
+    int load() const override;
+
+    // The prompt text the model sees: the chat template applied, or the plain transcript.
+    std::string render_prompt(const GenerationInput & input) const;
+
+private:
+    std::shared_ptr<engine::ContinuousBatcher> batcher_;
+    bool use_template_ = false;  // llama.cpp knows the model's template
+};
+
+}  // namespace switchyard::serve

@@ -1,0 +1,262 @@
+#include "serve/remote_backend.h"
+
+#include "support/error.h"
+
+#include <httplib.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+namespace switchyard::serve {
+
+using nlohmann::json;
+
+namespace {
+
+std::string upstream_message(const std::string & body) {
+    try {
+        const json j = json::parse(body);
+        if (j.contains("error") && j["error"].is_object() && j["error"].contains("message")) return j["error"]["message"].get<std::string>();
+    } catch (const json::exception &) {
+    }
+    return body.substr(0, 200);
+}
+
+// Reads one OpenAI answer (a whole response or one stream chunk) into `g`; returns its new text.
+std::string absorb(const json & j, bool chat, Generation & g) {
+    std::string text;
+    if (j.contains("usage") && j["usage"].is_object()) {
+        g.prompt_tokens = j["usage"].value("prompt_tokens", g.prompt_tokens);
+        g.completion_tokens = j["usage"].value("completion_tokens", g.completion_tokens);
+    }
+    if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return text;
+    const json & c = j["choices"][0];
+    if (chat) {
+        const json & part = c.contains("delta") ? c["delta"] : c.value("message", json::object());
+        if (part.is_object() && part.contains("content") && part["content"].is_string()) text = part["content"].get<std::string>();
+    } else if (c.contains("text") && c["text"].is_string()) {
+        text = c["text"].get<std::string>();
+    }
+    if (c.contains("finish_reason") && c["finish_reason"].is_string()) {
+        g.finish = c["finish_reason"] == "length" ? engine::FinishReason::length : engine::FinishReason::stop;
+    }
+    if (c.contains("logprobs") && c["logprobs"].is_object()) {
+        const json & lp = c["logprobs"];
+        if (chat && lp.contains("content") && lp["content"].is_array()) {
+            for (const json & t : lp["content"]) g.logprobs.push_back({-1, t.value("logprob", 0.0f), {}});
+            g.has_logprobs = true;
+        } else if (!chat && lp.contains("token_logprobs") && lp["token_logprobs"].is_array()) {
+            for (const json & v : lp["token_logprobs"]) {
+                if (v.is_number()) g.logprobs.push_back({-1, v.get<float>(), {}});
+            }
+            g.has_logprobs = true;
+        }
+    }
+    g.text += text;
+    return text;
+}
+
+}  // namespace
+
+struct RemoteBackend::ClientPool {
+    std::string origin;
+    int timeout_ms;
+    std::string api_key;
+    std::mutex mutex;
+    std::vector<std::unique_ptr<httplib::Client>> idle;
+
+    std::unique_ptr<httplib::Client> take() {
+        {
+            const std::lock_guard lock(mutex);
+            if (!idle.empty()) {
+                auto client = std::move(idle.back());
+                idle.pop_back();
+                return client;
+            }
+        }
+        auto client = std::make_unique<httplib::Client>(origin);
+        const auto timeout = std::chrono::milliseconds(timeout_ms);
+        client->set_connection_timeout(std::min(timeout, std::chrono::milliseconds(5000)));
+        client->set_read_timeout(timeout);
+        client->set_write_timeout(timeout);
+        client->set_keep_alive(true);
+        client->set_tcp_nodelay(true);
+        if (!api_key.empty()) client->set_bearer_token_auth(api_key);
+        return client;
+    }
+    // Only clients whose last exchange completed: a cancelled one may have a half-read answer.
+    void give_back(std::unique_ptr<httplib::Client> client) {
+        const std::lock_guard lock(mutex);
+        if (idle.size() < 256) idle.push_back(std::move(client));
+    }
+};
+
+RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms) {
+    static const std::regex url(R"(^(https?://[^/]+)(/.*)?$)");
+    std::smatch m;
+    if (!std::regex_match(entry.endpoint, m, url)) throw Error(entry.name + ": endpoint '" + entry.endpoint + "' is not an http(s) URL");
+    origin_ = m[1];
+    prefix_ = m[2];
+    while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
+    root_prefix_ = prefix_.ends_with("/v1") ? prefix_.substr(0, prefix_.size() - 3) : prefix_;
+    remote_model_ = entry.remote_model.empty() ? entry.name : entry.remote_model;
+    if (!entry.api_key_env.empty()) {
+        const char * key = std::getenv(entry.api_key_env.c_str());
+        if (key == nullptr || *key == 0) throw Error(entry.name + ": the environment variable " + entry.api_key_env + " (api_key_env) is not set");
+        api_key_ = key;
+    }
+    pool_ = std::make_shared<ClientPool>();
+    pool_->origin = origin_;
+    pool_->timeout_ms = timeout_ms_;
+    pool_->api_key = api_key_;
+}
+
+std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input) {
+    auto stream = std::make_shared<Stream>();
+    json body = request.body;
+    body["model"] = remote_model_;
+    body["max_tokens"] = input.max_tokens;
+    body.erase("max_completion_tokens");
+    body.erase("metadata");  // switchyard's routing hint, not the upstream's business
+    const bool streamed = request.stream;
+    body["stream"] = streamed;
+    if (streamed) {
+        body["stream_options"] = {{"include_usage", true}};
+    } else {
+        body.erase("stream_options");
+    }
+    const bool chat = input.chat;
+    if (input.logprobs >= 0) {
+        if (chat) {
+            body["logprobs"] = true;
+            if (input.logprobs > 0) body["top_logprobs"] = input.logprobs;
+        } else {
+            body["logprobs"] = input.logprobs;
+        }
+    }
+    const std::string path = prefix_ + (chat ? "/chat/completions" : "/completions");
+    ++*in_flight_;
+    // Owns copies of everything it needs: a streaming exchange runs on its own thread, and the
+    // backend may be swapped out meanwhile.
+    auto exchange = [stream, origin = origin_, pool = pool_, path, payload = body.dump(), chat, streamed, counter = in_flight_] {
+        auto client = pool->take();
+        Generation g;
+        std::string buffer;
+        std::string error_body;
+        int status = 0;
+        bool finished = false;
+        httplib::Request req;
+        req.method = "POST";
+        req.path = path;
+        req.body = payload;
+        req.set_header("Content-Type", "application/json");
+        if (streamed) req.set_header("Accept", "text/event-stream");
+        req.response_handler = [&](const httplib::Response & res) {
+            status = res.status;
+            return true;
+        };
+        req.content_receiver = [&](const char * data, std::size_t size, std::uint64_t, std::uint64_t) {
+            if (stream->cancelled()) return false;
+            if (status != 200) {
+                error_body.append(data, std::min<std::size_t>(size, 4096));
+                return true;
+            }
+            buffer.append(data, size);
+            if (!streamed) return true;
+            std::size_t eol;
+            while ((eol = buffer.find('\n')) != std::string::npos) {
+                std::string line = buffer.substr(0, eol);
+                buffer.erase(0, eol + 1);
+                if (!line.empty() && line.back() == '\r') line.pop_back();
+                if (!line.starts_with("data:")) continue;
+                std::string_view data_part = std::string_view(line).substr(5);
+                while (!data_part.empty() && data_part.front() == ' ') data_part.remove_prefix(1);
+                if (data_part == "[DONE]") {
+                    finished = true;
+                    continue;
+                }
+                try {
+                    const std::string piece = absorb(json::parse(data_part), chat, g);
+                    if (!piece.empty()) stream->push_piece(piece);
+                } catch (const json::exception &) {
+                    stream->fail(Failure::failed, "the remote model sent a chunk that is not JSON");
+                    return false;
+                }
+            }
+            return true;
+        };
+        httplib::Response res;
+        httplib::Error error = httplib::Error::Success;
+        const bool ok = client->send(req, res, error);
+        --*counter;
+        if (stream->cancelled()) return;
+        if (ok) pool->give_back(std::move(client));
+        if (ok && status == 200 && !streamed) {
+            try {
+                absorb(json::parse(buffer), chat, g);
+                finished = true;
+            } catch (const json::exception &) {
+                stream->fail(Failure::failed, origin + path + ": the answer is not JSON");
+                return;
+            }
+        }
+        if (!ok) {
+            stream->fail(error == httplib::Error::Read ? Failure::timeout : Failure::failed, origin + path + ": " + httplib::to_string(error));
+        } else if (status != 200) {
+            // A 4xx is the request's fault (it would fail on every model); 429 and 5xx are the server's.
+            const Failure failure = status == 429 ? Failure::overloaded : status >= 500 ? Failure::failed : Failure::rejected;
+            stream->fail(failure, "the remote model answered " + std::to_string(status) + ": " + upstream_message(error_body));
+        } else if (!finished && g.text.empty()) {
+            stream->fail(Failure::failed, origin + path + ": the stream ended without an answer");
+        } else {
+            stream->finish(std::move(g));
+        }
+    };
+    // A whole answer is awaited by the caller anyway: fetched on its thread, saving a thread
+    // start and a wake-up per piece.
+    if (streamed) {
+        std::thread(std::move(exchange)).detach();
+    } else {
+        exchange();
+    }
+    return stream;
+}
+
+nlohmann::json RemoteBackend::post_json(const std::string & path, const nlohmann::json & body) const {
+    auto client = pool_->take();
+    const auto res = client->Post(path, body.dump(), "application/json");
+    if (res) pool_->give_back(std::move(client));
+    if (!res) throw ApiError{502, origin_ + path + ": " + httplib::to_string(res.error()), "backend_error", {}, "backend_unreachable"};
+    if (res->status != 200) throw ApiError{res->status >= 500 ? 502 : res->status, "the remote model answered: " + upstream_message(res->body), "backend_error", {}, {}};
+    try {
+        return json::parse(res->body);
+    } catch (const json::exception &) {
+        throw ApiError{502, origin_ + path + ": the answer is not JSON", "backend_error", {}, {}};
+    }
+}
+
+engine::ScoreResult RemoteBackend::score_prompt(const std::vector<engine::Token> &, int) {
+    throw bad_request("'echo' with 'logprobs' needs an in-process model: send it to the remote server directly", "echo");
+}
+
+std::vector<engine::Token> RemoteBackend::tokenize(const std::string & text, bool add_special) {
+    const json answer = post_json(root_prefix_ + "/tokenize", {{"model", remote_model_}, {"content", text}, {"prompt", text}, {"add_special", add_special}, {"add_special_tokens", add_special}});
+    try {
+        return answer.at("tokens").get<std::vector<engine::Token>>();
+    } catch (const json::exception &) {
+        throw ApiError{502, "the remote model's /tokenize answer has no token list", "backend_error", {}, {}};
+    }
+}
+
+std::string RemoteBackend::detokenize(const std::vector<engine::Token> & tokens) {
+    const json answer = post_json(root_prefix_ + "/detokenize", {{"model", remote_model_}, {"tokens", tokens}});
+    const json & text = answer.contains("content") ? answer["content"] : answer.value("prompt", json());
+    if (!text.is_string()) throw ApiError{502, "the remote model's /detokenize answer has no text", "backend_error", {}, {}};
+    return text.get<std::string>();
+}
+
+std::string RemoteBackend::token_text(engine::Token token) { return detokenize({token}); }
+
+}  // namespace switchyard::serve

@@ -1,0 +1,43 @@
+// RemoteBackend: any OpenAI-compatible server (vLLM, llama-server, another switchyard) behind the
+// Backend interface; requests are forwarded with the model renamed, answers streamed back.
+#pragma once
+
+#include "model/portfolio.h"
+#include "serve/backend.h"
+
+#include <atomic>
+#include <memory>
+
+namespace switchyard::serve {
+
+class RemoteBackend final : public Backend {
+public:
+    // Only checks the endpoint's form: the server may come up later, and fallback covers it.
+    RemoteBackend(const model::PortfolioModel & entry, int timeout_ms);
+
+    bool in_process() const override { return false; }
+    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input) override;
+    engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
+    std::vector<engine::Token> tokenize(const std::string & text, bool add_special) override;
+    std::string detokenize(const std::vector<engine::Token> & tokens) override;
+    std::string token_text(engine::Token token) override;
+    int context_length() const override { return 0; }
+    int vocab_size() const override { return 0; }
+    int load() const override { return in_flight_->load(); }
+
+private:
+    nlohmann::json post_json(const std::string & path, const nlohmann::json & body) const;
+
+    struct ClientPool;  // keep-alive connections, shared with request threads that may outlive the backend
+
+    std::string origin_;       // scheme://host:port
+    std::string prefix_;       // the endpoint's path, e.g. /v1
+    std::string root_prefix_;  // where llama-server's /tokenize lives: the prefix without /v1
+    std::string remote_model_;
+    std::string api_key_;
+    int timeout_ms_;
+    std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
+    std::shared_ptr<ClientPool> pool_;
+};
+
+}  // namespace switchyard::serve

@@ -1,0 +1,547 @@
+// `switchyard serve` over HTTP on the real models: OpenAI shapes, answers equal to the engine's,
+// errors, fallback, cascade, shadow, hot swap under load, client disconnects.
+#include "engine/llama_engine.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <future>
+#include <set>
+#include <thread>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+using namespace switchyard;
+using nlohmann::json;
+
+namespace {
+
+// A loopback port nothing listens on: bound, then closed again.
+int closed_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+std::string portfolio_yaml(const std::string & main_model, const std::string & extra_models = "", const std::string & extra_routes = "") {
+    return "version: 1\nmodels:\n"
+           "  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1, cost_per_1k_tokens: 0.5}\n"
+           "  - {name: baby, path: " + test::model_path("babyllama-0.9M-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1}\n"
+           "  - {name: dead, endpoint: http://127.0.0.1:" + std::to_string(closed_port()) + "/v1}\n" + extra_models +
+           "routes:\n"
+           "  - {name: main, model: " + main_model + ", fallback: [baby]}\n"
+           "  - {name: flaky, model: dead, fallback: [stories]}\n"
+           "  - {name: unsure, cascade: {models: [baby, stories], min_mean_logprob: -0.0001}}\n"
+           "  - {name: sure, cascade: {models: [baby, stories], min_mean_logprob: -1000}}\n" + extra_routes +
+           "rules:\n  - {route: flaky, regex: \"^FLAKY\"}\n"
+           "default_route: main\n"
+           "server: {max_body_bytes: 65536, cooldown_s: 1}\n";
+}
+
+struct Served {
+    test::ScratchDir dir;
+    std::unique_ptr<test::ServerProcess> process;
+    std::unique_ptr<httplib::Client> client;
+
+    explicit Served(const std::string & yaml, std::vector<std::string> env = {}) {
+        test::write_file(dir.file("portfolio.yaml"), yaml);
+        env.push_back("SWITCHYARD_ADMIN_TOKEN=sekrit");
+        process = std::make_unique<test::ServerProcess>(SWITCHYARD_BINARY, std::vector<std::string>{"serve", "--portfolio", dir.file("portfolio.yaml").string(), "--port", "0"}, env);
+        client = std::make_unique<httplib::Client>("127.0.0.1", process->port());
+        client->set_read_timeout(std::chrono::seconds(120));
+    }
+    httplib::Result post(const std::string & path, const json & body, const httplib::Headers & headers = {}) {
+        return client->Post(path.c_str(), headers, body.dump(), "application/json");
+    }
+};
+
+Served & served() {
+    static Served s(portfolio_yaml("stories"));
+    return s;
+}
+
+engine::LlamaEngine & stories_engine() {
+    static engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 1, .context_length = 256, .parallel = 1});
+    return e;
+}
+
+std::string greedy(const std::string & prompt, int n) {
+    engine::GenerateRequest req;
+    req.prompt = prompt;
+    req.max_tokens = n;
+    req.sampling.temperature = 0;
+    return stories_engine().generate(std::span(&req, 1))[0].text;
+}
+
+// The data lines of an SSE body, as JSON, until [DONE] (which must be the last).
+std::vector<json> sse_events(const std::string & body, bool * saw_done) {
+    std::vector<json> events;
+    *saw_done = false;
+    std::size_t pos = 0;
+    while ((pos = body.find("data: ", pos)) != std::string::npos) {
+        const std::size_t end = body.find("\n\n", pos);
+        const std::string data = body.substr(pos + 6, end - pos - 6);
+        pos = end;
+        if (data == "[DONE]") {
+            *saw_done = true;
+            continue;
+        }
+        EXPECT_FALSE(*saw_done) << "data after [DONE]";
+        events.push_back(json::parse(data));
+    }
+    return events;
+}
+
+double metric(const std::string & text, const std::string & series) {
+    const auto at = text.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
+}
+
+}  // namespace
+
+TEST(ServeHttp, ChatMatchesTheEngine) {
+    auto res = served().post("/v1/chat/completions", {{"model", "stories"}, {"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}},
+                                                       {"max_tokens", 12}, {"temperature", 0}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    const json j = json::parse(res->body);
+    EXPECT_EQ(j["object"], "chat.completion");
+    EXPECT_EQ(j["model"], "stories");
+    EXPECT_TRUE(j["id"].get<std::string>().starts_with("chatcmpl-"));
+    EXPECT_TRUE(j["created"].is_number_integer());
+    EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+    EXPECT_EQ(j["usage"]["completion_tokens"], 12);
+    // No chat template: the plain transcript documented in docs/serve.md.
+    EXPECT_EQ(j["choices"][0]["message"]["content"], greedy("User: Once upon a time\nAssistant:", 12));
+}
+
+TEST(ServeHttp, StreamingChatGivesTheSameText) {
+    const json body = {{"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"max_tokens", 12}, {"temperature", 0}};
+    auto whole = served().post("/v1/chat/completions", body);
+    json streamed = body;
+    streamed["stream"] = true;
+    streamed["stream_options"] = {{"include_usage", true}};
+    auto res = served().post("/v1/chat/completions", streamed);
+    ASSERT_TRUE(res && whole);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    bool done = false;
+    const auto events = sse_events(res->body, &done);
+    EXPECT_TRUE(done);
+    ASSERT_GE(events.size(), 3u);
+    EXPECT_EQ(events.front()["choices"][0]["delta"]["role"], "assistant");
+    std::string text;
+    for (const auto & e : events) {
+        EXPECT_EQ(e["object"], "chat.completion.chunk");
+        if (!e["choices"].empty() && e["choices"][0]["delta"].contains("content")) text += e["choices"][0]["delta"]["content"].get<std::string>();
+    }
+    EXPECT_EQ(text, json::parse(whole->body)["choices"][0]["message"]["content"]);
+    EXPECT_EQ(events[events.size() - 2]["choices"][0]["finish_reason"], "length");
+    EXPECT_EQ(events.back()["usage"]["completion_tokens"], 12);
+}
+
+TEST(ServeHttp, CompletionsMatchTheEngine) {
+    auto res = served().post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 0}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    const json j = json::parse(res->body);
+    EXPECT_EQ(j["object"], "text_completion");
+    EXPECT_EQ(j["model"], "stories");  // the default route's model
+    EXPECT_EQ(j["choices"][0]["text"], greedy("Once upon a time", 20));
+}
+
+TEST(ServeHttp, EchoLogprobsMatchScore) {
+    auto & engine = stories_engine();
+    const auto tokens = engine.tokenize("Once upon a time there was", true);
+    const engine::ScoreRequest request{{tokens.front()}, {tokens.begin() + 1, tokens.end()}};
+    const auto expected = engine.score(std::span(&request, 1), 3)[0];
+    for (const json & prompt : {json("Once upon a time there was"), json(tokens)}) {
+        auto res = served().post("/v1/completions", {{"model", "stories"}, {"prompt", prompt}, {"echo", true}, {"logprobs", 3}, {"max_tokens", 0}});
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 200) << res->body;
+        const json lp = json::parse(res->body)["choices"][0]["logprobs"];
+        ASSERT_EQ(lp["tokens"].size(), tokens.size());
+        EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+        EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+        EXPECT_EQ(lp["text_offset"][0], 0);
+        for (std::size_t i = 1; i < tokens.size(); ++i) {
+            EXPECT_EQ(lp["tokens"][i], engine.token_text(tokens[i]));
+            EXPECT_NEAR(lp["token_logprobs"][i].get<double>(), expected.tokens[i - 1].logprob, 1e-4) << i;
+            const json & top = lp["top_logprobs"][i];
+            EXPECT_LE(top.size(), 3u);
+            const auto & best = expected.tokens[i - 1].top.front();
+            ASSERT_TRUE(top.contains(engine.token_text(best.token))) << top;
+            EXPECT_NEAR(top[engine.token_text(best.token)].get<double>(), best.logprob, 1e-4);
+        }
+    }
+}
+
+TEST(ServeHttp, TokenizeAndDetokenize) {
+    const auto expected = stories_engine().tokenize("Once upon a time", true);
+    auto res = served().post("/tokenize", {{"content", "Once upon a time"}, {"add_special", true}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(json::parse(res->body)["tokens"].get<std::vector<engine::Token>>(), expected);
+    res = served().post("/tokenize", {{"prompt", "Once upon a time"}, {"add_special_tokens", false}});
+    EXPECT_EQ(json::parse(res->body)["tokens"].get<std::vector<engine::Token>>(), stories_engine().tokenize("Once upon a time", false));
+    res = served().post("/detokenize", {{"tokens", std::vector<engine::Token>(expected.begin() + 1, expected.end())}});
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(json::parse(res->body)["content"], stories_engine().detokenize(std::vector<engine::Token>(expected.begin() + 1, expected.end())));
+}
+
+TEST(ServeHttp, ModelsAndHealth) {
+    auto res = served().client->Get("/v1/models");
+    ASSERT_TRUE(res);
+    const json j = json::parse(res->body);
+    EXPECT_EQ(j["object"], "list");
+    std::vector<std::string> ids;
+    for (const auto & m : j["data"]) ids.push_back(m["id"]);
+    for (const char * id : {"stories", "baby", "dead", "main", "flaky", "unsure", "sure"}) EXPECT_NE(std::find(ids.begin(), ids.end(), id), ids.end()) << id;
+    EXPECT_EQ(j["data"][0]["meta"]["n_ctx"], 256);
+    res = served().client->Get("/health");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(json::parse(res->body)["status"], "ok");
+}
+
+TEST(ServeHttp, ErrorsUseOpenAIShapes) {
+    struct Case {
+        std::string path;
+        std::string body;
+        int status;
+        const char * code;
+    };
+    for (const Case & c : {Case{"/v1/chat/completions", R"({"model":"gpt-4","messages":[{"role":"user","content":"x"}]})", 404, "model_not_found"},
+                           Case{"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"})", 400, ""},
+                           Case{"/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"max_tokens":"many"})", 400, ""},
+                           Case{"/v1/completions", "{\"prompt\":\"\xc3\x28\"}", 400, ""},
+                           Case{"/v1/completions", R"({"prompt":"x","metadata":{"task":"nope"}})", 404, "route_not_found"},
+                           Case{"/v1/completions", R"({"prompt":[1,2,99999],"echo":true,"logprobs":1,"max_tokens":0})", 400, ""},
+                           Case{"/v1/completions", "{\"prompt\":\"" + std::string(70000, 'a') + "\"}", 413, "body_too_large"},
+                           Case{"/v1/nothing", "{}", 404, "unknown_url"}}) {
+        auto res = served().client->Post(c.path.c_str(), c.body, "application/json");
+        ASSERT_TRUE(res) << c.body.substr(0, 80);
+        EXPECT_EQ(res->status, c.status) << c.body.substr(0, 80) << " -> " << res->body;
+        const json j = json::parse(res->body);
+        EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
+        EXPECT_TRUE(j["error"].contains("type") && j["error"].contains("param") && j["error"].contains("code"));
+        if (*c.code) {
+            EXPECT_EQ(j["error"]["code"], c.code);
+        }
+    }
+    // The server is still fine afterwards.
+    auto ok = served().post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}});
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200);
+}
+
+TEST(ServeHttp, FallbackWhenARemoteIsDown) {
+    for (const auto & how : {json{{"model", "flaky"}}, json{{"metadata", {{"task", "flaky"}}}}, json::object()}) {
+        json body = {{"prompt", "FLAKY Once upon a time"}, {"max_tokens", 4}, {"temperature", 0}};
+        body.update(how);
+        auto res = served().post("/v1/completions", body);
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 200) << res->body;
+        EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+        EXPECT_EQ(res->get_header_value("X-Switchyard-Route"), "flaky");
+    }
+    // The header names the route too.
+    auto res = served().post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, {{"X-Switchyard-Task", "flaky"}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    // Streams fall back before the first byte as well.
+    res = served().post("/v1/completions", {{"model", "flaky"}, {"prompt", "Once"}, {"max_tokens", 3}, {"stream", true}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    const std::string metrics = served().client->Get("/metrics")->body;
+    EXPECT_GE(metric(metrics, "switchyard_model_errors_total{model=\"dead\"}"), 1) << metrics;
+    EXPECT_GE(metric(metrics, "switchyard_route_requests_total{route=\"flaky\"}"), 5) << metrics;
+    // Naming the dead model directly has no fallback: a 502 in OpenAI's shape.
+    res = served().post("/v1/completions", {{"model", "dead"}, {"prompt", "Once"}, {"max_tokens", 2}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 502) << res->body;
+    EXPECT_EQ(json::parse(res->body)["error"]["type"], "backend_error");
+}
+
+TEST(ServeHttp, CascadeEscalatesWhenUnsure) {
+    auto res = served().post("/v1/completions", {{"model", "unsure"}, {"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    EXPECT_EQ(json::parse(res->body)["model"], "stories");
+    res = served().post("/v1/completions", {{"model", "sure"}, {"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "baby");
+    EXPECT_FALSE(res->get_header_value("X-Switchyard-Mean-Logprob").empty());
+    const std::string metrics = served().client->Get("/metrics")->body;
+    EXPECT_GE(metric(metrics, "switchyard_escalations_total{route=\"unsure\"}"), 1) << metrics;
+}
+
+TEST(ServeHttp, MetricsCountTokensAndCost) {
+    auto res = served().post("/v1/completions", {{"model", "stories"}, {"prompt", "Once"}, {"max_tokens", 3}, {"temperature", 0}});
+    ASSERT_TRUE(res);
+    const std::string metrics = served().client->Get("/metrics")->body;
+    EXPECT_GT(metric(metrics, "switchyard_tokens_out_total{model=\"stories\"}"), 0);
+    EXPECT_GT(metric(metrics, "switchyard_cost_estimate_total{model=\"stories\"}"), 0);
+    EXPECT_GT(metric(metrics, "switchyard_request_seconds_count{model=\"stories\"}"), 0);
+}
+
+TEST(ServeHttp, DisconnectFreesTheSlot) {
+    // Read the first chunk of a long stream, hang up, and the model's load goes back to zero.
+    httplib::Client c("127.0.0.1", served().process->port());
+    std::atomic<int> chunks{0};
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = json{{"model", "stories"}, {"prompt", "Once upon a time"}, {"max_tokens", 200}, {"stream", true}}.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char *, std::size_t, std::uint64_t, std::uint64_t) { return ++chunks < 2; };
+    httplib::Response res;
+    httplib::Error err;
+    c.send(req, res, err);
+    EXPECT_GE(chunks.load(), 1);
+    int load = -1;
+    for (int i = 0; i < 200 && load != 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        load = json::parse(served().client->Get("/health")->body)["load"]["stories"].get<int>();
+    }
+    EXPECT_EQ(load, 0);
+}
+
+TEST(ServeHttp, AdminNeedsTheToken) {
+    auto res = served().client->Put("/admin/portfolio", portfolio_yaml("stories"), "application/yaml");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+    res = served().client->Put("/admin/portfolio", {{"Authorization", "Bearer wrong"}}, portfolio_yaml("stories"), "application/yaml");
+    EXPECT_EQ(res->status, 401);
+    res = served().client->Put("/admin/portfolio", {{"Authorization", "Bearer sekrit"}}, "version: 1\nmodels: []\n", "application/yaml");
+    EXPECT_EQ(res->status, 400) << res->body;
+    EXPECT_NE(json::parse(res->body)["error"]["message"].get<std::string>().find("models"), std::string::npos);
+}
+
+TEST(ServeHttp, HotSwapUnderLoadLosesNothing) {
+    Served s(portfolio_yaml("stories"));
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0}, failed{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t) {
+        clients.emplace_back([&, t] {
+            httplib::Client c("127.0.0.1", s.process->port());
+            c.set_read_timeout(std::chrono::seconds(120));
+            while (!stop) {
+                json body = {{"prompt", "Once upon a time"}, {"max_tokens", 6}, {"stream", t % 2 == 1}};
+                auto res = c.Post("/v1/completions", body.dump(), "application/json");
+                (res && res->status == 200 && (t % 2 == 0 || res->body.find("[DONE]") != std::string::npos) ? ok : failed)++;
+            }
+        });
+    }
+    std::set<std::string> answered_by;
+    for (int swap = 0; swap < 6; ++swap) {
+        const std::string main_model = swap % 2 == 0 ? "baby" : "stories";
+        auto res = s.client->Put("/admin/portfolio", {{"Authorization", "Bearer sekrit"}}, portfolio_yaml(main_model), "application/yaml");
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 200) << res->body;
+        auto probe = s.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}});
+        ASSERT_TRUE(probe);
+        EXPECT_EQ(probe->get_header_value("X-Switchyard-Model"), main_model);
+        answered_by.insert(probe->get_header_value("X-Switchyard-Model"));
+    }
+    stop = true;
+    for (auto & t : clients) t.join();
+    EXPECT_EQ(failed.load(), 0);
+    EXPECT_GT(ok.load(), 0);
+    EXPECT_EQ(answered_by.size(), 2u);
+    EXPECT_EQ(metric(s.client->Get("/metrics")->body, "switchyard_portfolio_generation"), 7);
+}
+
+TEST(ServeHttp, SighupRereadsThePortfolio) {
+    Served s(portfolio_yaml("stories"));
+    test::write_file(s.dir.file("portfolio.yaml"), portfolio_yaml("baby"));
+    ::kill(s.process->pid(), SIGHUP);
+    std::string model;
+    for (int i = 0; i < 100 && model != "baby"; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        model = s.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 1}})->get_header_value("X-Switchyard-Model");
+    }
+    EXPECT_EQ(model, "baby");
+}
+
+TEST(ServeHttp, ShadowComparesAndDecides) {
+    // The same weights under two names agree on every token (KLD ~ 0): promoted. babyllama
+    // answers differently: rolled back.
+    Served s(portfolio_yaml("stories", "  - {name: twin, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1}\n",
+                            "  - name: promote\n    model: stories\n    shadow: {model: twin, sample: 1.0, promote_at: 0.99, min_samples: 3}\n"
+                            "  - name: rollback\n    model: stories\n    shadow: {model: baby, sample: 1.0, rollback_below: 0.99, min_samples: 2}\n"));
+    for (int i = 0; i < 3; ++i) {
+        auto res = s.post("/v1/completions", {{"model", "promote"}, {"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}});
+        ASSERT_TRUE(res);
+        EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");  // the shadow never answers the client
+    }
+    for (int i = 0; i < 2; ++i) s.post("/v1/completions", {{"model", "rollback"}, {"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}});
+    json shadows;
+    for (int i = 0; i < 600; ++i) {
+        shadows = json::parse(s.client->Get("/admin/shadow", {{"Authorization", "Bearer sekrit"}})->body);
+        if (shadows.value("promote", json::object()).value("state", "") == "promoted" && shadows.value("rollback", json::object()).value("state", "") == "rolled back") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_EQ(shadows["promote"]["state"], "promoted") << shadows;
+    EXPECT_EQ(shadows["promote"]["candidate"], "twin");
+    EXPECT_GE(shadows["promote"]["samples"], 3);
+    EXPECT_DOUBLE_EQ(shadows["promote"]["exact_match"].get<double>(), 1.0);
+    EXPECT_DOUBLE_EQ(shadows["promote"]["token_agreement"].get<double>(), 1.0);
+    EXPECT_NEAR(shadows["promote"]["kld_mean"].get<double>(), 0.0, 1e-3);
+    ASSERT_EQ(shadows["rollback"]["state"], "rolled back") << shadows;
+    EXPECT_LT(shadows["rollback"]["token_agreement"].get<double>(), 0.99);
+    EXPECT_TRUE(shadows["rollback"]["kld_mean"].is_null());  // different vocabularies: no KLD
+    // Promoted: the route now answers with the candidate.
+    auto res = s.post("/v1/completions", {{"model", "promote"}, {"prompt", "Once"}, {"max_tokens", 2}});
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "twin");
+    const std::string metrics = s.client->Get("/metrics")->body;
+    EXPECT_EQ(metric(metrics, "switchyard_shadow_token_agreement_ratio{route=\"promote\",candidate=\"twin\"}"), 1) << metrics;
+}
+
+TEST(ServeHttp, RemoteBackendForwardsStreamsAndFallsBack) {
+    auto stub = std::make_unique<test::ServerProcess>(STUB_OPENAI_BINARY, std::vector<std::string>{"--port", "0", "--name", "up", "--api-key", "k1"});
+    Served s("version: 1\nmodels:\n"
+             "  - {name: remote, endpoint: 'http://127.0.0.1:" + std::to_string(stub->port()) + "/v1', remote_model: real-name, api_key_env: STUB_KEY}\n"
+             "  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1}\n"
+             "routes:\n  - {name: r, model: remote, fallback: [stories]}\n",
+             {"STUB_KEY=k1"});
+    const json messages = {{{"role", "user"}, {"content", "Once upon a time"}}};
+    auto res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "remote");
+    json j = json::parse(res->body);
+    EXPECT_EQ(j["model"], "remote");
+    EXPECT_EQ(j["choices"][0]["message"]["content"], "Hello from up to real-name");  // the model field rewritten, the key sent
+    EXPECT_EQ(j["usage"]["total_tokens"], 6);
+    res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}, {"stream", true}});
+    ASSERT_TRUE(res);
+    bool done = false;
+    std::string text;
+    int pieces = 0;
+    for (const auto & e : sse_events(res->body, &done)) {
+        if (e["choices"][0]["delta"].contains("content") && !e["choices"][0]["delta"]["content"].get<std::string>().empty()) {
+            text += e["choices"][0]["delta"]["content"].get<std::string>();
+            ++pieces;
+        }
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(text, "Hello from up to real-name");
+    EXPECT_EQ(pieces, 3);  // passed through chunk by chunk
+    res = s.post("/v1/completions", {{"model", "remote"}, {"prompt", "Once"}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(json::parse(res->body)["choices"][0]["text"], "Hello from up to real-name");
+    // The remote server dies: the route's fallback answers, for whole and streamed answers.
+    stub.reset();
+    for (const bool stream : {false, true}) {
+        res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}, {"max_tokens", 4}, {"stream", stream}});
+        ASSERT_TRUE(res);
+        EXPECT_EQ(res->status, 200) << res->body;
+        EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    }
+}
+
+TEST(ServeHttp, StartupErrorsAreOneLine) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("bad.yaml"), "version: 1\nmodels:\n  - {name: a, path: a.gguf, contxt: 5}\n");
+    for (const auto & [args, fragment] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"serve"}, "serve needs --portfolio FILE or -m MODEL"},
+             {{"serve", "-m", "/nonexistent/model.gguf"}, "/nonexistent/model.gguf: no such file"},
+             {{"serve", "--portfolio", dir.file("bad.yaml").string()}, "bad.yaml:3: models[0].contxt"}}) {
+        const auto r = test::run_switchyard(args);
+        EXPECT_EQ(r.exit_code, 1) << r.err;
+        EXPECT_EQ(r.err.rfind("switchyard: error: ", 0), 0u) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+}
+
+TEST(ServeHttp, OverloadIs429And503) {
+    Served s("version: 1\nmodels:\n  - {name: one, path: " + test::model_path("stories260K-f32.gguf").string() +
+             ", context: 512, parallel: 1, threads: 1}\nserver: {queue_length: 1, max_streams: 1}\n");
+    // One slot and a queue of one: of eight simultaneous long requests some are refused, none lost.
+    std::vector<int> statuses(8, 0);
+    std::vector<std::string> bodies(8);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 8; ++i) {
+        clients.emplace_back([&, i] {
+            httplib::Client c("127.0.0.1", s.process->port());
+            c.set_read_timeout(std::chrono::seconds(120));
+            auto res = c.Post("/v1/completions", json{{"prompt", "Once upon a time"}, {"max_tokens", 400}, {"temperature", 0}}.dump(), "application/json");
+            statuses[i] = res ? res->status : -1;
+            bodies[i] = res ? res->body : "";
+        });
+    }
+    for (auto & t : clients) t.join();
+    const auto count = [&](int status) { return std::count(statuses.begin(), statuses.end(), status); };
+    EXPECT_GE(count(429), 1);
+    EXPECT_GE(count(200), 1);
+    EXPECT_EQ(count(200) + count(429), 8);
+    for (int i = 0; i < 8; ++i) {
+        if (statuses[i] == 429) {
+            EXPECT_EQ(json::parse(bodies[i])["error"]["type"], "overloaded_error");
+        }
+    }
+    // max_streams 1: a second stream while the first is open is refused with 503.
+    std::promise<void> second_done;
+    std::thread first([&] {
+        httplib::Client c("127.0.0.1", s.process->port());
+        httplib::Request req;
+        req.method = "POST";
+        req.path = "/v1/completions";
+        req.body = json{{"prompt", "Once upon a time"}, {"max_tokens", 400}, {"stream", true}}.dump();
+        req.set_header("Content-Type", "application/json");
+        bool waited = false;
+        req.content_receiver = [&](const char *, std::size_t, std::uint64_t, std::uint64_t) {
+            if (!waited) second_done.get_future().wait();
+            waited = true;
+            return true;
+        };
+        httplib::Response res;
+        httplib::Error err;
+        c.send(req, res, err);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    int status = 0;
+    for (int i = 0; i < 100 && status != 503; ++i) {
+        auto res = s.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}, {"stream", true}});
+        status = res ? res->status : -1;
+        if (status != 503) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    second_done.set_value();
+    first.join();
+    EXPECT_EQ(status, 503);
+}
+
+TEST(ServeHttp, ClientKeysWhenConfigured) {
+    Served s("version: 1\nmodels:\n  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() +
+                 ", context: 256, threads: 1}\nserver: {api_keys_env: SY_KEYS}\n",
+             {"SY_KEYS=alpha,beta"});
+    const json body = {{"prompt", "Once"}, {"max_tokens", 2}};
+    auto res = s.post("/v1/completions", body);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+    EXPECT_EQ(json::parse(res->body)["error"]["code"], "invalid_api_key");
+    EXPECT_EQ(s.post("/v1/completions", body, {{"Authorization", "Bearer alph"}})->status, 401);
+    EXPECT_EQ(s.post("/v1/completions", body, {{"Authorization", "Bearer beta"}})->status, 200);
+    EXPECT_EQ(s.post("/tokenize", {{"content", "x"}})->status, 401);
+    EXPECT_EQ(s.client->Get("/health")->status, 200);  // probes stay open
+}
