@@ -4,6 +4,7 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -103,6 +104,19 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     EXPECT_EQ(again["search"]["suite_runs_reused"], search["suite_runs"].get<int>() + search["suite_runs_reused"].get<int>());
     EXPECT_EQ(again["search"]["variants_built"], 0);
     EXPECT_EQ(again["recommendation"], decision["recommendation"]);
+
+    // serve runs the portfolio as written: each class's traffic reaches the model the plan chose.
+    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "--portfolio", (out / "portfolio.yaml").string(), "--port", "0"});
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(std::chrono::seconds(60));
+    const std::string body = R"({"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0})";
+    const auto answer = client.Post("/v1/completions", {{"X-Switchyard-Task", "stories"}}, body, "application/json");
+    ASSERT_TRUE(answer) << server.log();
+    EXPECT_EQ(answer->status, 200) << answer->body;
+    EXPECT_EQ(answer->get_header_value("X-Switchyard-Model"), "stories260K");
+    const auto by_default = client.Post("/v1/completions", body, "application/json");
+    ASSERT_TRUE(by_default);
+    EXPECT_EQ(by_default->get_header_value("X-Switchyard-Model"), (*grammar)["model"].get<std::string>());
 }
 
 TEST(Plan, BadPlansFailCleanly) {

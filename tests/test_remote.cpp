@@ -12,6 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <arpa/inet.h>
@@ -236,4 +237,34 @@ TEST(RemoteErrors, BadEndpointsAreClear) {
     test::expect_clean_failure(test::run_switchyard({"eval", "--endpoint", closed, "--tasks", suite, "--api-key-env", "SWITCHYARD_TEST_NO_SUCH_VARIABLE"}),
                                "SWITCHYARD_TEST_NO_SUCH_VARIABLE: that environment variable is not set");
     test::expect_clean_failure(test::run_switchyard({"eval", "--tasks", suite}), "give the model to measure");
+}
+
+// Through switchyard's own server, which returns the prompt's log-probabilities (echo), pairs and
+// multiple-choice items score as they do in process: the same outcome for every item.
+TEST(RemoteScoring, ThroughSwitchyardServeMatchesInProcess) {
+    test::ScratchDir dir;
+    std::string pairs;
+    std::istringstream blimp(test::read_file(test::data_dir() / "data" / "blimp" / "determiner_noun_agreement_1.jsonl"));
+    std::string line;
+    for (int i = 0; i < 40 && std::getline(blimp, line); ++i) pairs += line + "\n";
+    test::write_file(dir.file("pairs.jsonl"), pairs);
+    test::write_file(dir.file("choices.jsonl"),
+                     "{\"context\": \"Once upon a time, there was a little\", \"choices\": [\" girl\", \" table\", \" sky\"], \"answer\": 0}\n"
+                     "{\"context\": \"The cat sat on the\", \"choices\": [\" mat\", \" ran\"], \"answer\": 0}\n"
+                     "{\"context\": \"Lily liked to play with her\", \"choices\": [\" toys\", \" the\", \" because\"], \"answer\": 0}\n");
+    const auto model = test::model_path("stories260K-f32.gguf");
+    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "-m", model.string(), "--port", "0"});
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1";
+    for (const auto & spec : {"blimp:" + dir.file("pairs.jsonl").string(), dir.file("choices.jsonl").string()}) {
+        const auto local = test::run_switchyard({"eval", "-m", model.string(), "--tasks", spec, "--json", "--no-results", "-t", "1"});
+        const auto remote = test::run_switchyard({"eval", "--endpoint", url, "--tasks", spec, "--json", "--no-results"});
+        ASSERT_EQ(local.exit_code, 0) << local.err;
+        ASSERT_EQ(remote.exit_code, 0) << remote.err << server.log();
+        const auto l = nlohmann::json::parse(local.out)["suites"][0];
+        const auto r = nlohmann::json::parse(remote.out)["suites"][0];
+        EXPECT_GT(l["n"].get<int>(), 0);
+        EXPECT_EQ(r["n"], l["n"]) << spec;
+        EXPECT_EQ(r["correct"], l["correct"]) << spec;
+        EXPECT_EQ(r["unencodable"], l["unencodable"]) << spec;
+    }
 }

@@ -440,7 +440,7 @@ private:
 
     static std::string portfolio_name(const std::string & name) {
         std::string out;
-        for (const char ch : name) out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.') ? ch : '-';
+        for (const char ch : name) out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '+') ? ch : '-';
         return out;
     }
 
