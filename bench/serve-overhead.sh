@@ -2,10 +2,13 @@
 # The gateway's own latency: wrk at 64 connections against a stub OpenAI server directly, then
 # through `switchyard serve` with the stub as a remote backend, in one run. Prints p50/p99 of both
 # and what the gateway adds (target: p50 < 0.5 ms, p99 < 2 ms).
-# Usage: bench/serve-overhead.sh [SECONDS per run (default 10)]
+# Then 64 connections paced at RATE requests/s in all (default 2000, well below what either
+# side saturates at), where latency is the time a request takes rather than queueing.
+# Usage: bench/serve-overhead.sh [SECONDS per run (default 10)] [RATE (default 2000)]
 source "$(dirname "$0")/common.sh"
 source bench/serve-lib.sh
 seconds="${1:-10}"
+rate="${2:-2000}"
 body='{"model":"stub","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}'
 
 start_server upstream "$stub" --port 0 --name upstream
@@ -38,3 +41,18 @@ for connections in 64 1; do
   # shellcheck disable=SC2154 # set through printf -v above
   printf '  %-34s %9.3f %9.3f\n' "added by the gateway, $connections conn" "$(echo "$gateway_p50 - $direct_p50" | bc -l)" "$(echo "$gateway_p99 - $direct_p99" | bc -l)"
 done
+
+# Paced: the same 64 connections, each sending every 64/RATE seconds, for about SECONDS.
+requests=$((rate * seconds))
+for target in direct gateway; do
+  port=$upstream_port
+  [ "$target" = gateway ] && port=$gateway_port
+  drive "http://127.0.0.1:$port" /v1/chat/completions "$body" "$requests" 64 "$rate"
+  read -r p50 p99 < <(echo "$drive_line" | awk '{ print $10, $12 }')
+  printf -v "${target}_p50" '%s' "$p50"
+  printf -v "${target}_p99" '%s' "$p99"
+  label="stub directly"
+  [ "$target" = gateway ] && label="through the gateway"
+  printf '  %-34s %9s %9s %10s %9s\n' "$label, 64 conn at $rate/s" "$p50" "$p99" "$(echo "$drive_line" | awk '{ print $2 }')" "$drive_failures"
+done
+printf '  %-34s %9.3f %9.3f\n' "added by the gateway, 64 conn paced" "$(echo "$gateway_p50 - $direct_p50" | bc -l)" "$(echo "$gateway_p99 - $direct_p99" | bc -l)"

@@ -324,6 +324,40 @@ TEST(ServeHttp, DisconnectFreesTheSlot) {
     EXPECT_EQ(load, 0);
 }
 
+TEST(ServeHttp, HangingUpOnANonStreamedRequestCancelsIt) {
+    // Send a long non-streamed request on a raw socket and close it at once: the gateway notices,
+    // counts the disconnect and frees the slot long before 1500 tokens would be generated.
+    Served s("version: 1\nmodels:\n  - {name: long, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 2048, parallel: 1, threads: 1}\n");
+    const auto metric = [&](const std::string & name) {
+        const auto metrics = s.client->Get("/metrics")->body;
+        const auto at = metrics.find("\n" + name + " ");
+        return at == std::string::npos ? -1 : std::atoi(metrics.c_str() + at + name.size() + 2);
+    };
+    EXPECT_EQ(metric("switchyard_client_disconnects_total"), 0);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(s.process->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0);
+    const std::string body = json{{"prompt", "Once upon a time"}, {"max_tokens", 1500}, {"temperature", 0}}.dump();
+    const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ::close(fd);
+    int disconnects = 0;
+    for (int i = 0; i < 200 && disconnects == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        disconnects = metric("switchyard_client_disconnects_total");
+    }
+    EXPECT_EQ(disconnects, 1);
+    EXPECT_EQ(metric("switchyard_in_flight"), 0);
+    // The freed slot serves the next request in full.
+    const auto next = s.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}});
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->status, 200) << next->body;
+}
+
 TEST(ServeHttp, AdminNeedsTheToken) {
     auto res = served().client->Put("/admin/portfolio", portfolio_yaml("stories"), "application/yaml");
     ASSERT_TRUE(res);

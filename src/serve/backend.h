@@ -22,7 +22,8 @@ enum class Failure {
     overloaded,  // queue full: try the next model
     timeout,     // no answer within request_timeout_ms
     failed,      // the backend broke (connection refused, 5xx, bad answer)
-    rejected     // the request itself is wrong for this model (prompt too long, unencodable text): 400
+    rejected,    // the request itself is wrong for this model (prompt too long, unencodable text): 400
+    client_gone  // the client hung up before the answer: nobody to answer, nothing to fall back for
 };
 
 struct Generation {

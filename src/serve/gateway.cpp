@@ -14,6 +14,9 @@
 #include <random>
 #include <sstream>
 
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 namespace switchyard::serve {
@@ -146,12 +149,63 @@ std::string stream_tail(const ApiRequest & r, const Answer & a, const Generation
 }
 
 // Collects a whole answer; the failed event when the backend fails on the way.
-std::variant<Generation, Stream::Event> collect(Stream & stream, Clock::time_point deadline, Clock::time_point * first_at) {
+// Whether the client of a request still waits for its answer. cpp-httplib 0.11.4 tells a handler
+// nothing of a hang-up before the answer is written, so the connection's socket is found among the
+// process's descriptors by its two ports and polled for the peer's hang-up. Checked at most every
+// 10 ms, so quick answers never look.
+class ClientWatch {
+public:
+    explicit ClientWatch(const httplib::Request & req) : local_port_(req.local_port), remote_port_(req.remote_port) {}
+
+    bool gone() {
+        const auto now = Clock::now();
+        if (now < next_check_) return false;
+        next_check_ = now + std::chrono::milliseconds(10);
+        if (fd_ < 0) fd_ = find_socket();
+        if (fd_ < 0) return false;
+        pollfd p{fd_, POLLRDHUP, 0};
+        return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    }
+
+private:
+    static int port_of(const sockaddr_storage & a) {
+        if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in &>(a).sin_port);
+        if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6 &>(a).sin6_port);
+        return -1;
+    }
+
+    int find_socket() const {
+        DIR * dir = ::opendir("/proc/self/fd");
+        if (dir == nullptr) return -1;
+        int found = -1;
+        while (const dirent * entry = ::readdir(dir)) {
+            const int fd = std::atoi(entry->d_name);
+            if (fd <= 2) continue;
+            sockaddr_storage local{}, peer{};
+            socklen_t local_size = sizeof local, peer_size = sizeof peer;
+            if (::getsockname(fd, reinterpret_cast<sockaddr *>(&local), &local_size) != 0 || port_of(local) != local_port_) continue;
+            if (::getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &peer_size) != 0 || port_of(peer) != remote_port_) continue;
+            found = fd;
+            break;
+        }
+        ::closedir(dir);
+        return found;
+    }
+
+    int local_port_;
+    int remote_port_;
+    int fd_ = -1;
+    Clock::time_point next_check_ = Clock::now() + std::chrono::milliseconds(10);
+};
+
+// Waits for the whole answer; a failed event when the stream fails or `watch` sees the client go.
+std::variant<Generation, Stream::Event> collect(Stream & stream, Clock::time_point deadline, Clock::time_point * first_at, ClientWatch * watch = nullptr) {
     for (;;) {
         Stream::Event e = stream.next(deadline);
         if (first_at && *first_at == Clock::time_point{}) *first_at = Clock::now();
         if (e.kind == Stream::Event::Kind::done) return std::move(e.result);
         if (e.kind == Stream::Event::Kind::failed) return e;
+        if (watch != nullptr && watch->gone()) return Stream::Event{.kind = Stream::Event::Kind::failed, .failure = Failure::client_gone, .message = "the client hung up"};
     }
 }
 
@@ -160,6 +214,7 @@ ApiError failure_error(Failure failure, const std::string & message) {
         case Failure::rejected: return ApiError{400, message, "invalid_request_error", {}, {}};
         case Failure::overloaded: return ApiError{429, "every model for this request is busy: " + message, "overloaded_error", {}, "overloaded"};
         case Failure::timeout: return ApiError{504, message, "backend_error", {}, "timeout"};
+        case Failure::client_gone: return ApiError{499, message, "client_closed_request", {}, {}};  // never reaches the client
         case Failure::failed: break;
     }
     return ApiError{502, message, "backend_error", {}, "backend_failed"};
@@ -507,6 +562,7 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
     const auto deadline = started + std::chrono::milliseconds(settings_.request_timeout_ms);
     const auto chain = cooldown_.order(route.chain, started);
     std::optional<ApiError> last_error;
+    ClientWatch watch(req);
     for (std::size_t i = 0; i < chain.size(); ++i) {
         const std::string & name = chain[i];
         if (i > 0) metrics_.fallback(route.route);
@@ -532,8 +588,12 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
             if (first.kind == Stream::Event::Kind::done) {
                 g = std::move(first.result);
             } else {
-                auto rest = collect(*stream, deadline, nullptr);
+                auto rest = collect(*stream, deadline, nullptr, &watch);
                 if (auto * e = std::get_if<Stream::Event>(&rest)) {
+                    if (e->failure == Failure::client_gone) {
+                        metrics_.client_gone();
+                        return;  // the guard cancels the generation and frees its slot
+                    }
                     metrics_.attempt_failed(name);
                     if (e->failure != Failure::overloaded) cooldown_.failed(name, Clock::now());
                     last_error = failure_error(e->failure, name + ": " + e->message);

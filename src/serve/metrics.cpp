@@ -55,6 +55,11 @@ void Metrics::rejected() {
     ++rejected_;
 }
 
+void Metrics::client_gone() {
+    const std::lock_guard lock(mutex_);
+    ++clients_gone_;
+}
+
 ShadowCounters Metrics::shadow_sample(const std::string & route, const std::string & candidate, bool failed, double exact, double agreement,
                                       const double * kld) {
     const std::lock_guard lock(mutex_);
@@ -155,6 +160,8 @@ std::string Metrics::prometheus() const {
     }
     family(out, "switchyard_rejected_total", "counter", "Requests refused before routing (bad input, limits, authentication).");
     out += fmt::format("switchyard_rejected_total {}\n", rejected_);
+    family(out, "switchyard_client_disconnects_total", "counter", "Non-streamed requests whose client hung up before the answer; their generation was cancelled.");
+    out += fmt::format("switchyard_client_disconnects_total {}\n", clients_gone_);
     family(out, "switchyard_in_flight", "gauge", "Requests being answered now.");
     out += fmt::format("switchyard_in_flight {}\n", in_flight_);
     family(out, "switchyard_streams_active", "gauge", "Streaming responses open now.");
@@ -181,6 +188,7 @@ nlohmann::json Metrics::to_json() const {
                               {"kld_mean", s.kld_samples ? nlohmann::json(s.kld_sum / static_cast<double>(s.kld_samples)) : nlohmann::json(nullptr)}};
     }
     j["rejected"] = rejected_;
+    j["client_disconnects"] = clients_gone_;
     j["in_flight"] = in_flight_;
     j["streams_active"] = streams_;
     j["portfolio_generation"] = generation_;

@@ -63,6 +63,7 @@ public:
     void escalated(const std::string & route);
     void canary(const std::string & route);
     void rejected();  // requests refused before routing (bad input, limits)
+    void client_gone();  // a client hung up before its (non-streamed) answer was ready
     // Returns the route's totals after adding this sample.
     ShadowCounters shadow_sample(const std::string & route, const std::string & candidate, bool failed, double exact, double agreement,
                                  const double * kld);
@@ -80,6 +81,7 @@ private:
     std::map<std::string, RouteCounters> routes_;
     std::map<std::string, ShadowCounters> shadows_;
     std::uint64_t rejected_ = 0;
+    std::uint64_t clients_gone_ = 0;
     int in_flight_ = 0;
     int streams_ = 0;
     std::uint64_t generation_ = 0;
