@@ -1,21 +1,13 @@
 // Opens the serve dashboard in headless Chromium after some traffic and checks that it shows live
 // numbers and logs no script errors. Node built-ins only. Usage: node serve-dashboard.mjs SWITCHYARD MODEL.gguf [CHROMIUM]
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { startServe } from "./serve-process.mjs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const [binary, model, browser = "chromium"] = process.argv.slice(2);
-const server = spawn(binary, ["serve", "-m", model, "--port", "0", "-t", "1"], { stdio: ["ignore", "pipe", "inherit"] });
-const port = await new Promise((resolve, reject) => {
-  let out = "";
-  server.stdout.on("data", (d) => {
-    out += d;
-    const m = out.match(/listening on http:\/\/[^:]+:(\d+)/);
-    if (m) resolve(Number(m[1]));
-  });
-  server.on("exit", (code) => reject(new Error(`serve exited with ${code}`)));
-});
+const { server, port } = await startServe(binary, model);
 const base = `http://127.0.0.1:${port}`;
 const profile = mkdtempSync(join(tmpdir(), "switchyard-chromium-"));
 let failures = 0;

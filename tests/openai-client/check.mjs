@@ -1,7 +1,7 @@
 // Drives `switchyard serve` with the official openai npm client: models, chat, streaming chat and
 // completions must come back in the shapes the client expects. Exits non-zero on any mismatch.
 // Usage: node check.mjs SWITCHYARD_BINARY MODEL.gguf
-import { spawn } from "node:child_process";
+import { startServe } from "./serve-process.mjs";
 import OpenAI from "openai";
 
 const [binary, model] = process.argv.slice(2);
@@ -9,16 +9,7 @@ if (!binary || !model) {
   console.error("usage: node check.mjs SWITCHYARD_BINARY MODEL.gguf");
   process.exit(2);
 }
-const server = spawn(binary, ["serve", "-m", model, "--port", "0", "-t", "1"], { stdio: ["ignore", "pipe", "inherit"] });
-const port = await new Promise((resolve, reject) => {
-  let out = "";
-  server.stdout.on("data", (d) => {
-    out += d;
-    const m = out.match(/listening on http:\/\/[^:]+:(\d+)/);
-    if (m) resolve(Number(m[1]));
-  });
-  server.on("exit", (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
-});
+const { server, port } = await startServe(binary, model);
 
 let failures = 0;
 function check(what, ok, detail) {
