@@ -203,17 +203,25 @@ json decision_json(const PlanResult & r) {
     return j;
 }
 
+namespace {
+
+// What the search ran against what it could have run.
+std::string search_summary(const PlanResult & r) {
+    const auto & s = r.stats;
+    return fmt::format("search: {} candidates; {} suite runs of {} possible ({} reused from the results store), {} drift and {} speed measurements ({} and {} reused); {:.1f} s",
+                       s.candidates, s.suite_runs + s.suite_runs_reused, s.suite_runs_possible, s.suite_runs_reused, s.drift_runs + s.drift_reused,
+                       s.speed_runs + s.speed_reused, s.drift_reused, s.speed_reused, s.seconds);
+}
+
+}  // namespace
+
 std::string summary_text(const PlanResult & r) {
     std::string out;
     for (const auto & d : r.decisions) {
         out += fmt::format("{:<12} {}{}{}\n", d.task_class + ":", verdict_line(d), d.backup.empty() ? "" : " (backup: " + d.backup + ")", d.flagged ? "  [needs a look]" : "");
         out += fmt::format("{:<12} {}: {}\n", "", d.rule, d.reason);
     }
-    const auto & s = r.stats;
-    out += fmt::format("search: {} candidates; {} suite runs of {} possible ({} reused from the results store), {} drift and {} speed measurements ({} and {} reused); {:.1f} s\n",
-                       s.candidates, s.suite_runs + s.suite_runs_reused, s.suite_runs_possible, s.suite_runs_reused, s.drift_runs + s.drift_reused,
-                       s.speed_runs + s.speed_reused, s.drift_reused, s.speed_reused, s.seconds);
-    return out;
+    return out + search_summary(r) + "\n";
 }
 
 std::string report_markdown(const PlanResult & r) {
@@ -248,7 +256,7 @@ std::string report_markdown(const PlanResult & r) {
             for (const auto & v : a.verdicts) md += fmt::format("  - {} {}: {}\n", v.rule, decide::to_string(v.outcome), v.message);
         }
     }
-    md += "\n## Search\n\n" + summary_text(r).substr(summary_text(r).find("search:")) + "\n";
+    md += "\n## Search\n\n" + search_summary(r) + "\n\n";
     for (const auto & step : r.steps) md += "- " + step + "\n";
     md += "\nThe portfolio for `switchyard serve` is in `portfolio.yaml`; every number above is in `decision.json`.\n";
     return md;
@@ -303,8 +311,7 @@ std::string report_html(const PlanResult & r) {
         }
         h += "</ul>\n";
     }
-    const auto summary = summary_text(r);
-    h += "<h2>Search</h2>\n<p>" + e(summary.substr(summary.find("search:"))) + "</p><ol>\n";
+    h += "<h2>Search</h2>\n<p>" + e(search_summary(r)) + "</p><ol>\n";
     for (const auto & step : r.steps) h += "<li>" + e(step) + "</li>\n";
     h += "</ol>\n<p class=\"muted\">switchyard " + std::string(kVersion) + ". The portfolio for <code>switchyard serve</code> is in <code>portfolio.yaml</code>; every number is in <code>decision.json</code>.</p>\n</body></html>\n";
     return h;
