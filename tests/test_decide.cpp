@@ -169,7 +169,9 @@ TEST(Choice, MissingCapabilitySwitches) {
     auto orig = candidate("orig", CandidateKind::original, 4000, {scored("code", 0.9, false)});
     auto coder = candidate("coder", CandidateKind::alternative, 5000, {scored("code", 0.92, false, comparison(1000, -0.02, -0.04, 0.0, 0.1))});
     coder.capabilities.push_back("code");
-    const std::vector<Assessment> a = {assess(policy, orig, "coding", tasks, true), assess(policy, coder, "coding", tasks, true)};
+    EXPECT_FALSE(capable(orig, "coding", tasks));
+    EXPECT_TRUE(capable(coder, "coding", tasks));
+    const std::vector<Assessment> a = {assess(policy, orig, "coding", tasks, false), assess(policy, coder, "coding", tasks, false)};
     const auto d = choose(policy, "coding", {&orig, &coder}, a);
     EXPECT_EQ(d.action, Action::switch_model);
     EXPECT_EQ(d.chosen, "coder");

@@ -119,6 +119,36 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     EXPECT_EQ(by_default->get_header_value("X-Switchyard-Model"), (*grammar)["model"].get<std::string>());
 }
 
+// An alternative behind an OpenAI-compatible endpoint (here switchyard's own server) is measured
+// through it: tasks by the server's log-probabilities, latency by timed requests, cost as declared.
+TEST(Plan, SwitchesToAServedAlternative) {
+    test::ScratchDir dir;
+    const auto data = test::data_dir();
+    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "-m", (data / "models" / "stories260K-f32.gguf").string(), "--port", "0", "-t", "1"});
+    test::write_file(dir.file("plan.yaml"),
+                     "base: {name: babyllama, path: " + (data / "models" / "babyllama-0.9M-f32.gguf").string() + "}\n"
+                     "alternatives:\n  - {name: served-stories, endpoint: \"http://127.0.0.1:" + std::to_string(server.port()) + "/v1\", cost_per_1k_tokens: 0.002}\n"
+                     "tasks:\n  - cloze: {text: " + (data / "data" / "tinystories-valid-head.txt").string() + ", items: 30, skip_passages: 1500}\n"
+                     "    name: story-cloze\n    critical: true\n    requires: context:1024\n"
+                     "normalize: true\npolicy: {accuracy_floor: 0.5, budgets: {memory: 1G}}\nspeed: {prompt_tokens: 16, generate_tokens: 4, repeats: 2}\n");
+    const auto out = dir.file("out");
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results", dir.file("r.sqlite").string(), "-t", "1", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err << server.log();
+    const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
+    const auto * critical = recommendation(decision, "critical");
+    ASSERT_NE(critical, nullptr) << decision.dump(2);
+    EXPECT_EQ((*critical)["action"], "switch");
+    EXPECT_EQ((*critical)["model"], "served-stories");
+    EXPECT_EQ((*critical)["rule"], "R1-capability");
+    const auto & served = decision["candidates"][1];
+    EXPECT_EQ(served["endpoint"]["model"], "stories260K-f32");
+    EXPECT_GT(served["cost"]["p95_latency_ms"].get<double>(), 0);
+    EXPECT_EQ(served["suites"][0]["n"], 30);
+    const auto portfolio = model::load_portfolio(out / "portfolio.yaml");
+    ASSERT_NE(portfolio.find_model("served-stories"), nullptr);
+    EXPECT_EQ(portfolio.find_model("served-stories")->endpoint, "http://127.0.0.1:" + std::to_string(server.port()) + "/v1");
+}
+
 TEST(Plan, BadPlansFailCleanly) {
     test::ScratchDir dir;
     test::write_file(dir.file("typo.yaml"), "base: m.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  acuracy_floor: 0.9\n");

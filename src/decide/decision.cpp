@@ -36,7 +36,13 @@ const RuleVerdict * Assessment::first(Outcome wanted) const {
     return nullptr;
 }
 
-Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks, bool has_original) {
+bool capable(const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks) {
+    for (const auto & t : tasks)
+        if (t.task_class == task_class && rule_capability(t.suite, t.needs, c.capabilities, c.context_length).outcome == Outcome::fail) return false;
+    return true;
+}
+
+Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks, bool judge_drop) {
     Assessment a{.candidate = c.name, .task_class = task_class, .complete = true};
     for (const auto & t : tasks) {
         if (t.task_class != task_class) continue;
@@ -47,7 +53,7 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
             continue;
         }
         if (t.critical) a.verdicts.push_back(rule_floor(policy, *s));
-        if (c.kind != CandidateKind::original && has_original) a.verdicts.push_back(rule_drop(policy, *s));
+        if (c.kind != CandidateKind::original && judge_drop) a.verdicts.push_back(rule_drop(policy, *s));
     }
     if (policy.min_agreement && c.kind != CandidateKind::original) a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt));
     if (policy.budgets.any()) {
@@ -71,6 +77,8 @@ bool cheaper(const Policy & policy, const Candidate & a, const Candidate & b) {
         const double cb = b.cost->cost_per_1k_tokens;
         if (std::max(ca, cb) > 1.1 * std::min(ca, cb)) return ca < cb;
     }
+    // A served model has no file here: its size says nothing of its cost, so it ranks last by size.
+    if (a.remote() != b.remote()) return b.remote();
     return a.file_bytes < b.file_bytes;
 }
 

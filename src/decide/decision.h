@@ -1,6 +1,7 @@
 // Candidates, their assessment against the rules for each class of tasks, and the choice per class.
 #pragma once
 
+#include "decide/plan.h"
 #include "decide/rules.h"
 
 #include <filesystem>
@@ -18,6 +19,7 @@ struct Candidate {
     std::string name;
     CandidateKind kind = CandidateKind::variant;
     std::filesystem::path path;
+    ModelRef served;  // set (endpoint non-empty) for a model measured through its server
     std::string description;  // how it was made: "Q4_0 with an importance matrix", "stories260K as given"
     std::vector<std::string> capabilities;
     int context_length = 0;
@@ -32,6 +34,7 @@ struct Candidate {
     std::string skipped;  // why it was not (fully) evaluated; empty when it was
 
     const SuiteScore * suite(const std::string & name) const;
+    bool remote() const { return !served.endpoint.empty(); }
 };
 
 // A suite as the decision sees it: its class of traffic, whether it is critical, what it needs.
@@ -53,7 +56,12 @@ struct Assessment {
 };
 
 // Applies R1, R2, R3, R4 and R6 to what was measured of the candidate for the class's tasks.
-Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks, bool has_original);
+// `judge_drop`: there is an original able to serve the class (R1), so R3's drop versus it applies;
+// a class the original cannot serve has no accuracy of its to keep.
+Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks, bool judge_drop);
+
+// Whether the candidate has every capability the class's tasks require (R1).
+bool capable(const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks);
 
 enum class Action { keep, compress, switch_model };
 const char * to_string(Action action);

@@ -80,10 +80,22 @@ ModelRef read_model(const YamlMap & parent, const std::string & key, std::size_t
         return ModelRef{.name = path.stem().string(), .path = path};
     }
     YamlMap y(item, parent.source(), key + (node.IsSequence() ? "[" + std::to_string(index) + "]" : ""), parent.base_dir());
-    if (!item.IsMap()) y.fail("", "expected a path or a mapping with 'path'");
-    y.reject_unknown({"name", "path", "capabilities"});
-    ModelRef m{.path = path_of(y, "path")};
-    m.name = y.string("name", m.path.stem().string());
+    if (!item.IsMap()) y.fail("", "expected a path or a mapping with 'path' or 'endpoint'");
+    y.reject_unknown({"name", "path", "endpoint", "model", "api_key_env", "context", "cost_per_1k_tokens", "capabilities"});
+    if (y.has("path") == y.has("endpoint")) y.fail("", "give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL)");
+    ModelRef m;
+    if (y.has("path")) {
+        m.path = path_of(y, "path");
+        m.name = y.string("name", m.path.stem().string());
+    } else {
+        m.endpoint = y.string("endpoint");
+        if (m.endpoint.rfind("http://", 0) != 0 && m.endpoint.rfind("https://", 0) != 0) y.fail("endpoint", "expected an http:// or https:// URL, found '" + m.endpoint + "'");
+        m.remote_model = y.string("model", "");
+        m.name = y.string("name", m.remote_model.empty() ? "remote" : m.remote_model);
+        m.api_key_env = y.string("api_key_env", "");
+        m.context = static_cast<int>(y.integer("context", 0));
+        m.cost_per_1k_tokens = y.number("cost_per_1k_tokens", 0);
+    }
     m.capabilities = y.strings("capabilities");
     return m;
 }
@@ -238,7 +250,8 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
             for (const auto & v : root.maps("variants")) plan.variants.push_back(read_variant(v));
         }
     }
-    if (!plan.variants.empty() && !plan.base) root.fail("variants", "variants compress the base model: give 'base' too");
+    if (!plan.variants.empty() && (!plan.base || !plan.base->endpoint.empty()))
+        root.fail("variants", "variants compress the base model: give 'base' as a GGUF file");
     if (auto c = root.map("calibration")) plan.calibration = read_text(*c, 200);
     if (auto s = root.map("screen")) {
         plan.screen = read_text(*s, 16);

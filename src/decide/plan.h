@@ -10,9 +10,15 @@
 
 namespace switchyard::decide {
 
+// A model as the plan names it: a GGUF file, or a model behind an OpenAI-compatible endpoint.
 struct ModelRef {
     std::string name;
     std::filesystem::path path;
+    std::string endpoint;      // instead of `path`: measured through the server (tasks and latency)
+    std::string remote_model;  // the server's name for it (default: the one it lists)
+    std::string api_key_env;   // environment variable holding the endpoint's API key
+    int context = 0;           // tokens; 0: what the server says
+    double cost_per_1k_tokens = 0;  // what the endpoint costs: its hardware is not measured here
     std::vector<std::string> capabilities;  // declared beyond what the GGUF says (e.g. "code")
 };
 

@@ -11,6 +11,7 @@
 #include "eval/run_suite.h"
 #include "eval/speed.h"
 #include "eval/text_chunks.h"
+#include "engine/remote_engine.h"
 #include "model/model_info.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
@@ -131,6 +132,31 @@ private:
         }
     }
 
+    static engine::RemoteEngineOptions remote_options(const ModelRef & m) {
+        engine::RemoteEngineOptions r{.endpoint = m.endpoint, .model = m.remote_model, .context_length = m.context};
+        if (!m.api_key_env.empty()) {
+            const char * key = std::getenv(m.api_key_env.c_str());
+            if (key == nullptr || *key == '\0') throw Error(m.name + ": api_key_env " + m.api_key_env + ": that environment variable is not set");
+            r.api_key = key;
+        }
+        return r;
+    }
+
+    // A model measured through its server: what the server says of it, and what the plan declares.
+    Candidate candidate_from(const ModelRef & m, CandidateKind kind, const std::string & description) {
+        if (m.endpoint.empty()) {
+            auto c = candidate_from(m.name, kind, m.path, description);
+            c.capabilities.insert(c.capabilities.end(), m.capabilities.begin(), m.capabilities.end());
+            return c;
+        }
+        const engine::RemoteEngine server(remote_options(m));
+        Candidate c{.name = m.name, .kind = kind, .served = m, .description = description + " (served at " + m.endpoint + ")", .capabilities = {"text"},
+                    .context_length = server.model().context_length};
+        c.served.remote_model = server.model().name;
+        c.capabilities.insert(c.capabilities.end(), m.capabilities.begin(), m.capabilities.end());
+        return c;
+    }
+
     Candidate candidate_from(const std::string & name, CandidateKind kind, const std::filesystem::path & path, const std::string & description) {
         const auto info = model::inspect_gguf(path);
         Candidate c{.name = name, .kind = kind, .path = path, .description = description, .capabilities = info.capabilities,
@@ -141,15 +167,13 @@ private:
 
     void add_original() {
         const auto & b = *plan_.base;
-        auto c = candidate_from(b.name, CandidateKind::original, b.path, "the model the team has, as given");
-        c.capabilities.insert(c.capabilities.end(), b.capabilities.begin(), b.capabilities.end());
-        base_hash_ = store_.model_hash(b.path);
+        auto c = candidate_from(b, CandidateKind::original, "the model the team has, as given");
+        if (!c.remote()) base_hash_ = store_.model_hash(b.path);
         result_.candidates.push_back(std::move(c));
     }
 
     void add_alternative(const ModelRef & a) {
-        auto c = candidate_from(a.name, CandidateKind::alternative, a.path, "a smaller native model, as given");
-        c.capabilities.insert(c.capabilities.end(), a.capabilities.begin(), a.capabilities.end());
+        auto c = candidate_from(a, CandidateKind::alternative, "a smaller native model, as given");
         for (const auto & existing : result_.candidates)
             if (existing.name == c.name) throw Error(plan_.source.string() + ": two candidates are named '" + c.name + "': give one a 'name'");
         result_.candidates.push_back(std::move(c));
@@ -314,14 +338,16 @@ private:
 
     void evaluate(Candidate & c, const std::vector<std::size_t> & which) {
         note(fmt::format("tasks: {} on {} suite{}", c.name, which.size(), which.size() == 1 ? "" : "s"));
-        std::optional<engine::LlamaEngine> engine;
+        std::unique_ptr<engine::Engine> engine;
         for (const std::size_t i : which) {
             const auto & s = suites_[i];
             if (c.suite(s.ref.suite) != nullptr) continue;
-            if (!engine) engine.emplace(engine_options(c, context_for(c)));
+            if (!engine && c.remote()) engine = std::make_unique<engine::RemoteEngine>(remote_options(c.served));
+            if (!engine) engine = std::make_unique<engine::LlamaEngine>(engine_options(c, context_for(c)));
             bool reused = false;
             const eval::RunOptions run{.normalize = plan_.normalize, .progress = options_.progress};
-            auto r = eval::run_suite_recorded(store_, *engine, c.path, s.suite, run, &reused);
+            auto r = c.remote() ? eval::run_suite_recorded(store_, *engine, eval::remote_model(c.served.endpoint, c.served.remote_model), s.suite, run, &reused)
+                                : eval::run_suite_recorded(store_, *engine, c.path, s.suite, run, &reused);
             ++(reused ? result_.stats.suite_runs_reused : result_.stats.suite_runs);
             SuiteScore score{.suite = s.ref.suite, .critical = s.ref.critical, .n = r.scored, .accuracy = r.accuracy(), .ci95 = r.ci95};
             if (c.kind != CandidateKind::original && plan_.base) {
@@ -334,11 +360,13 @@ private:
         }
     }
 
+    bool judge_drop(const std::string & task_class) const { return plan_.base && capable(result_.candidates.front(), task_class, result_.tasks); }
+
     // Without budgets: what the task runs alone say (budgets need the speed pass, run later).
     Assessment accuracy_assessment(const Candidate & c, const std::string & task_class) const {
         Policy accuracy_only = plan_.policy;
         accuracy_only.budgets = {};
-        return assess(accuracy_only, c, task_class, result_.tasks, plan_.base.has_value());
+        return assess(accuracy_only, c, task_class, result_.tasks, judge_drop(task_class));
     }
 
     // Per class, a bisection of the variants ordered mild to aggressive: a variant that passes
@@ -378,8 +406,31 @@ private:
         }
     }
 
+    // A served model's latency, timed through its server: a prompt of about prompt_tokens words,
+    // generate_tokens out, `repeats` times; its cost is what the plan declares.
+    void measure_remote_cost(Candidate & c) {
+        note("speed: " + c.name + " (through " + c.served.endpoint + ")");
+        engine::RemoteEngine server(remote_options(c.served));
+        const auto & sp = plan_.speed;
+        std::string prompt = "Once upon a time";
+        while (static_cast<int>(server.tokenize(prompt, true).size()) < sp.prompt_tokens) prompt += " there was a little girl who liked to play";
+        std::vector<double> ms;
+        for (int i = 0; i < sp.repeats; ++i) {
+            engine::GenerateRequest request{.prompt = prompt, .max_tokens = sp.generate_tokens};
+            request.sampling.temperature = 0;
+            const auto start = std::chrono::steady_clock::now();
+            server.generate(std::span(&request, 1));
+            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+        }
+        std::sort(ms.begin(), ms.end());
+        const double p95 = ms[std::min(ms.size() - 1, static_cast<std::size_t>(0.95 * static_cast<double>(ms.size())))];
+        c.cost = CostScore{.remote = true, .p95_latency_ms = p95, .cost_per_1k_tokens = c.served.cost_per_1k_tokens};
+        ++result_.stats.speed_runs;
+    }
+
     void measure_cost(Candidate & c) {
         if (c.cost) return;
+        if (c.remote()) return measure_remote_cost(c);
         const auto hash = store_.model_hash(c.path);
         const auto & sp = plan_.speed;
         const auto & dep = plan_.policy.deployment;
@@ -431,7 +482,7 @@ private:
                 if (!measured_for(c, cls)) continue;
                 if (accuracy_assessment(c, cls).outcome == Outcome::pass) measure_cost(c);
                 considered.push_back(&c);
-                result_.assessments.push_back(assess(plan_.policy, c, cls, result_.tasks, plan_.base.has_value()));
+                result_.assessments.push_back(assess(plan_.policy, c, cls, result_.tasks, judge_drop(cls)));
             }
             result_.decisions.push_back(choose(plan_.policy, cls, considered, result_.assessments));
         }
@@ -448,7 +499,14 @@ private:
         auto add_model = [&](const std::string & name) {
             if (name.empty() || p.find_model(portfolio_name(name))) return;
             const auto it = std::find_if(result_.candidates.begin(), result_.candidates.end(), [&](const Candidate & c) { return c.name == name; });
-            model::PortfolioModel m{.name = portfolio_name(name), .path = std::filesystem::absolute(it->path)};
+            model::PortfolioModel m{.name = portfolio_name(name)};
+            if (it->remote()) {
+                m.endpoint = it->served.endpoint;
+                m.remote_model = it->served.remote_model;
+                m.api_key_env = it->served.api_key_env;
+            } else {
+                m.path = std::filesystem::absolute(it->path);
+            }
             m.context = std::max(it->context_length, 16);
             m.threads = plan_.policy.deployment.threads;
             if (it->cost) m.cost_per_1k_tokens = it->cost->cost_per_1k_tokens;

@@ -92,7 +92,9 @@ RuleVerdict rule_budgets(const Policy & policy, const CostScore & cost) {
     std::vector<std::string> met;
     std::vector<std::string> missed;
     const auto & b = policy.budgets;
-    if (b.memory_bytes) {
+    if (b.memory_bytes && cost.remote) {
+        met.push_back("memory not used here (served remotely)");
+    } else if (b.memory_bytes) {
         const bool ok = cost.peak_rss_bytes <= *b.memory_bytes;
         (ok ? met : missed).push_back(fmt::format("peak memory {} {} {}", mebibytes(cost.peak_rss_bytes), ok ? "<=" : ">", mebibytes(*b.memory_bytes)));
     }

@@ -56,6 +56,7 @@ struct DriftScore {
 };
 
 struct CostScore {
+    bool remote = false;  // served elsewhere: local memory does not apply, latency is the server's
     std::uint64_t file_bytes = 0;
     std::uint64_t peak_rss_bytes = 0;
     double prefill_tokens_per_s = 0;

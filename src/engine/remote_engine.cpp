@@ -120,6 +120,7 @@ public:
         client->set_read_timeout(timeout_s_);
         client->set_write_timeout(timeout_s_);
         client->set_keep_alive(true);
+        client->set_tcp_nodelay(true);  // small requests back to back: without it each waits for a delayed ACK
         if (!api_key_.empty()) client->set_bearer_token_auth(api_key_);
         return client;
     }

@@ -135,6 +135,7 @@ json candidate_json(const Candidate & c) {
               {"file_bytes", c.file_bytes}, {"bits_per_weight", c.bits_per_weight}, {"parameters", c.parameters}, {"capabilities", c.capabilities},
               {"context_length", c.context_length}, {"suites", json::array()}};
     if (!c.skipped.empty()) j["skipped"] = c.skipped;
+    if (c.remote()) j["endpoint"] = {{"url", c.served.endpoint}, {"model", c.served.remote_model}};
     if (c.drift) j["drift"] = {{"kld_mean", c.drift->kld_mean}, {"kld_p99", c.drift->kld_p99}, {"top1_agreement", c.drift->top1_agreement}, {"ppl_ratio", c.drift->ppl_ratio}};
     if (c.cost)
         j["cost"] = {{"peak_rss_bytes", c.cost->peak_rss_bytes}, {"prefill_tokens_per_s", c.cost->prefill_tokens_per_s},
