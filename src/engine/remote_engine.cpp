@@ -1,5 +1,7 @@
 #include "engine/remote_engine.h"
 
+#include "engine/http_client_pool.h"
+
 #include "support/error.h"
 
 #include <httplib.h>
@@ -100,44 +102,6 @@ void run_parallel(std::size_t n, int parallel, const std::function<void(std::siz
 
 }  // namespace
 
-// Kept-alive clients, one per request in flight: an httplib client serves one request at a time,
-// and a TLS handshake per request would cost more than a small model's answer.
-class RemoteEngine::Connections {
-public:
-    Connections(std::string origin, const RemoteEngineOptions & o) : origin_(std::move(origin)), api_key_(o.api_key), timeout_s_(o.timeout_s) {}
-
-    std::unique_ptr<httplib::Client> take() {
-        {
-            const std::lock_guard lock(mutex_);
-            if (!idle_.empty()) {
-                auto client = std::move(idle_.back());
-                idle_.pop_back();
-                return client;
-            }
-        }
-        auto client = std::make_unique<httplib::Client>(origin_);
-        client->set_connection_timeout(std::min(timeout_s_, 30));
-        client->set_read_timeout(timeout_s_);
-        client->set_write_timeout(timeout_s_);
-        client->set_keep_alive(true);
-        client->set_tcp_nodelay(true);  // small requests back to back: without it each waits for a delayed ACK
-        if (!api_key_.empty()) client->set_bearer_token_auth(api_key_);
-        return client;
-    }
-
-    void give_back(std::unique_ptr<httplib::Client> client) {
-        const std::lock_guard lock(mutex_);
-        idle_.push_back(std::move(client));
-    }
-
-private:
-    std::string origin_;
-    std::string api_key_;
-    int timeout_s_;
-    std::mutex mutex_;
-    std::vector<std::unique_ptr<httplib::Client>> idle_;
-};
-
 RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(options) {
     static const std::regex url(R"(^(https?://[^/?#]+)(/[^?#]*)?$)", std::regex::icase);
     std::smatch m;
@@ -148,7 +112,8 @@ RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(optio
     while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
     if (prefix_.ends_with("/v1")) prefix_.resize(prefix_.size() - 3);
     base_url_ = m[1].str() + prefix_;
-    connections_ = std::make_unique<Connections>(m[1].str(), options);
+    connections_ = std::make_unique<HttpClientPool>(m[1].str(), options.api_key, std::chrono::seconds(options.timeout_s),
+                                                    std::chrono::seconds(std::min(options.timeout_s, 30)));
 
     info_.name = options.model;
     int context = 0;

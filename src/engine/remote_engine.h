@@ -57,6 +57,8 @@ struct RemoteEngineOptions {
     int timeout_s = 600;     // longest wait for one answer
 };
 
+class HttpClientPool;  // engine/http_client_pool.h
+
 class RemoteEngine final : public Engine {
 public:
     // Asks the server for its model list and context length. Throws switchyard::Error when it
@@ -79,7 +81,6 @@ public:
     std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
 
 private:
-    class Connections;
 
     // One request (GET without a body); non-2xx answers, transport failures and non-JSON answers
     // throw switchyard::Error naming the URL.
@@ -97,7 +98,7 @@ private:
     RemoteEngineOptions options_;
     std::string prefix_;    // the endpoint URL's path, before each request's path
     std::string base_url_;  // scheme, host, port and prefix: how errors name the server
-    std::unique_ptr<Connections> connections_;
+    std::unique_ptr<HttpClientPool> connections_;
     EngineModel info_;
     Token bos_ = -1;  // -1: the model adds no BOS
     std::atomic<int> score_max_tokens_ = 0;  // 1 once the server refused max_tokens 0

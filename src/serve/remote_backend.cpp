@@ -5,7 +5,6 @@
 #include <httplib.h>
 
 #include <cstdlib>
-#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -60,39 +59,6 @@ std::string absorb(const json & j, bool chat, Generation & g) {
 
 }  // namespace
 
-struct RemoteBackend::ClientPool {
-    std::string origin;
-    int timeout_ms;
-    std::string api_key;
-    std::mutex mutex;
-    std::vector<std::unique_ptr<httplib::Client>> idle;
-
-    std::unique_ptr<httplib::Client> take() {
-        {
-            const std::lock_guard lock(mutex);
-            if (!idle.empty()) {
-                auto client = std::move(idle.back());
-                idle.pop_back();
-                return client;
-            }
-        }
-        auto client = std::make_unique<httplib::Client>(origin);
-        const auto timeout = std::chrono::milliseconds(timeout_ms);
-        client->set_connection_timeout(std::min(timeout, std::chrono::milliseconds(5000)));
-        client->set_read_timeout(timeout);
-        client->set_write_timeout(timeout);
-        client->set_keep_alive(true);
-        client->set_tcp_nodelay(true);
-        if (!api_key.empty()) client->set_bearer_token_auth(api_key);
-        return client;
-    }
-    // Only clients whose last exchange completed: a cancelled one may have a half-read answer.
-    void give_back(std::unique_ptr<httplib::Client> client) {
-        const std::lock_guard lock(mutex);
-        if (idle.size() < 256) idle.push_back(std::move(client));
-    }
-};
-
 RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms) {
     static const std::regex url(R"(^(https?://[^/]+)(/.*)?$)");
     std::smatch m;
@@ -107,10 +73,8 @@ RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms
         if (key == nullptr || *key == 0) throw Error(entry.name + ": the environment variable " + entry.api_key_env + " (api_key_env) is not set");
         api_key_ = key;
     }
-    pool_ = std::make_shared<ClientPool>();
-    pool_->origin = origin_;
-    pool_->timeout_ms = timeout_ms_;
-    pool_->api_key = api_key_;
+    pool_ = std::make_shared<engine::HttpClientPool>(origin_, api_key_, std::chrono::milliseconds(timeout_ms_),
+                                                     std::min(std::chrono::milliseconds(timeout_ms_), std::chrono::milliseconds(5000)));
 }
 
 std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input) {

@@ -2,6 +2,7 @@
 // Backend interface; requests are forwarded with the model renamed, answers streamed back.
 #pragma once
 
+#include "engine/http_client_pool.h"
 #include "model/portfolio.h"
 #include "serve/backend.h"
 
@@ -28,7 +29,6 @@ public:
 private:
     nlohmann::json post_json(const std::string & path, const nlohmann::json & body) const;
 
-    struct ClientPool;  // keep-alive connections, shared with request threads that may outlive the backend
 
     std::string origin_;       // scheme://host:port
     std::string prefix_;       // the endpoint's path, e.g. /v1
@@ -37,7 +37,7 @@ private:
     std::string api_key_;
     int timeout_ms_;
     std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
-    std::shared_ptr<ClientPool> pool_;
+    std::shared_ptr<engine::HttpClientPool> pool_;  // shared with request threads that may outlive the backend
 };
 
 }  // namespace switchyard::serve
