@@ -6,6 +6,8 @@ data="${SWITCHYARD_DATA_DIR:-../shared}"
 sy=build/switchyard
 [ -x "$sy" ] || { echo "bench: build first (scripts/setup.sh)" >&2; exit 1; }
 tools=$(sed -n 's/^SWITCHYARD_REFERENCE_TOOLS_DIR:INTERNAL=//p' build/CMakeCache.txt)
+# llama.cpp's own tools, the references every bench compares against: built on first use.
+cmake --build build --target reference_tools > /dev/null || { echo "bench: building the reference tools failed (cmake --build build --target reference_tools)" >&2; exit 1; }
 threads="${BENCH_THREADS:-$(nproc)}"
 repeats="${BENCH_REPEATS:-3}"
 

@@ -18,8 +18,11 @@ set(SWITCHYARD_LLAMA_SOURCE "$ENV{SWITCHYARD_LLAMA_SOURCE}" CACHE PATH
 option(SWITCHYARD_USE_INSTALLED_LLAMA "Use an installed llama.cpp found by find_package(llama)" ON)
 option(SWITCHYARD_CUDA "Build the engine with CUDA (passes GGML_CUDA=ON)" OFF)
 option(SWITCHYARD_NATIVE "Build the engine for this CPU (GGML_NATIVE)" ON)
+# The pinned ggml's AMX kernels crash (SIGILL at tileloadd) on Xeons that have AMX: the tile
+# permission request and configuration happen on one thread only. Off unless asked for.
+option(SWITCHYARD_AMX "Let the engine use Intel AMX where the CPU has it (known to crash with the pinned release)" OFF)
 set(SWITCHYARD_REFERENCE_TOOLS "llama-quantize;llama-imatrix;llama-perplexity;llama-server" CACHE STRING
-    "llama.cpp tools built from the engine's own source, for interoperability tests and benchmarks (empty: none)")
+    "llama.cpp tools built from the engine's own source by the reference_tools target, for tests and benchmarks (empty: none)")
 
 if(DEFINED ENV{SWITCHYARD_CACHE_DIR})
   set(_sy_cache_default "$ENV{SWITCHYARD_CACHE_DIR}")
@@ -36,6 +39,53 @@ function(_sy_run)
     string(REPLACE ";" " " cmd "${ARGV}")
     message(FATAL_ERROR "engine: command failed (${rc}): ${cmd}")
   endif()
+endfunction()
+
+# Runs one step of the engine build with its output appended to `log` (thousands of compiler
+# lines belong in a file, not on the terminal); on failure, shows the log's last lines and stops.
+function(_sy_run_logged log what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_FILE "${log}.step" ERROR_FILE "${log}.step")
+  file(READ "${log}.step" out)
+  file(APPEND "${log}" "${out}")
+  file(REMOVE "${log}.step")
+  if(NOT rc EQUAL 0)
+    string(REGEX MATCHALL "[^\n]*\n" lines "${out}")
+    list(LENGTH lines n)
+    if(n GREATER 25)
+      math(EXPR first "${n} - 25")
+      list(SUBLIST lines ${first} 25 lines)
+    endif()
+    string(JOIN "" tail ${lines})
+    message(FATAL_ERROR "engine: ${what} failed (${rc}); the last lines of ${log}:\n${tail}")
+  endif()
+endfunction()
+
+# The CPU flags that decide what a native build may use, as the engine's cache key needs them.
+function(_sy_native_cpu out)
+  set(cpu "")
+  if(SWITCHYARD_NATIVE AND EXISTS /proc/cpuinfo)
+    # A native build is only valid on CPUs with the same instruction sets.
+    file(STRINGS /proc/cpuinfo cpu LIMIT_COUNT 1 REGEX "^flags")
+  endif()
+  set(${out} "${cpu}" PARENT_SCOPE)
+endfunction()
+
+# Compiler flags that keep AMX out of a native x86 build: -march=native turns it on wherever the
+# build machine has it, and an explicit -mno-* wins over what -march implies.
+function(_sy_no_amx_flags out)
+  set(no_amx "")
+  if(NOT SWITCHYARD_AMX AND CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i[3-6]86)$"
+     AND CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+    include(CheckCCompilerFlag)
+    foreach(isa amx-tile amx-int8 amx-bf16 amx-fp16 amx-complex)
+      string(MAKE_C_IDENTIFIER "SWITCHYARD_HAS_MNO_${isa}" var)
+      check_c_compiler_flag("-mno-${isa}" ${var})
+      if(${var})
+        string(APPEND no_amx " -mno-${isa}")
+      endif()
+    endforeach()
+  endif()
+  set(${out} "${no_amx}" PARENT_SCOPE)
 endfunction()
 
 function(_sy_tree_of dir out)
@@ -56,6 +106,7 @@ function(_sy_fetch_pinned_source out)
     return()
   endif()
   file(REMOVE_RECURSE "${src}")
+  string(TIMESTAMP t0 "%s")
   set(work "${SWITCHYARD_CACHE_DIR}/src/npm-work")
   file(REMOVE_RECURSE "${work}")
   file(MAKE_DIRECTORY "${work}")
@@ -84,28 +135,47 @@ function(_sy_fetch_pinned_source out)
     file(REMOVE_RECURSE "${src}")
     message(FATAL_ERROR "engine: fetched llama.cpp has tree ${tree}, expected ${SWITCHYARD_LLAMA_TREE}: refusing to build it")
   endif()
+  string(TIMESTAMP t1 "%s")
+  math(EXPR dt "${t1} - ${t0}")
+  message(STATUS "engine: fetched llama.cpp ${SWITCHYARD_LLAMA_RELEASE} in ${dt} s (tree hash verified)")
   set(${out} "${src}" PARENT_SCOPE)
 endfunction()
 
-# Builds llama + ggml (static, CPU backend, CUDA if asked) from `src` into the cache; returns the prefix.
-function(_sy_build_engine src key_extra out)
+# With AMX off, proves it: not one AMX instruction in the built CPU backend (the -mno-* flags
+# are the only thing that keeps -march=native from emitting them on an AMX machine).
+function(_sy_expect_no_amx prefix no_amx)
+  find_program(SWITCHYARD_OBJDUMP objdump)
+  file(GLOB cpu_libs "${prefix}/lib*/libggml-cpu.a")
+  if(NOT no_amx OR NOT SWITCHYARD_OBJDUMP OR NOT cpu_libs)
+    return()
+  endif()
+  execute_process(COMMAND ${SWITCHYARD_OBJDUMP} -d ${cpu_libs} OUTPUT_VARIABLE code ERROR_QUIET)
+  string(REGEX MATCH "(tileloadd|tdpbusd|tdpbf16ps|ldtilecfg)[^\n]*" amx "${code}")
+  if(amx)
+    message(FATAL_ERROR "engine: the CPU backend contains AMX instructions (${amx}) although SWITCHYARD_AMX is OFF; "
+                        "rebuild with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_NATIVE=OFF")
+  endif()
+endfunction()
+
+# Builds llama + ggml (static, CPU backend, CUDA if asked) from `src` into the cache; returns the
+# prefix and the build tree (which the reference tools reuse).
+function(_sy_build_engine src key_extra out_prefix out_bdir)
+  _sy_no_amx_flags(no_amx)
   set(flags
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON
     -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_TESTS=OFF
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
     -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=${SWITCHYARD_NATIVE} -DGGML_CUDA=${SWITCHYARD_CUDA}
-    # Passed through so that instrumented builds (the fuzzer's) get an instrumented engine too.
-    "-DCMAKE_C_FLAGS=${CMAKE_C_FLAGS}" "-DCMAKE_CXX_FLAGS=${CMAKE_CXX_FLAGS}")
-  set(cpu "")
-  if(SWITCHYARD_NATIVE AND EXISTS /proc/cpuinfo)
-    # A native build is only valid on CPUs with the same instruction sets.
-    file(STRINGS /proc/cpuinfo cpu LIMIT_COUNT 1 REGEX "^flags")
-  endif()
+    # CMAKE_*_FLAGS are passed through so that instrumented builds (the fuzzer's) get an
+    # instrumented engine too.
+    "-DCMAKE_C_FLAGS=${CMAKE_C_FLAGS}${no_amx}" "-DCMAKE_CXX_FLAGS=${CMAKE_CXX_FLAGS}${no_amx}")
+  _sy_native_cpu(cpu)
   string(SHA256 key "${flags}|${CMAKE_CXX_COMPILER_ID}-${CMAKE_CXX_COMPILER_VERSION}|${cpu}|${key_extra}")
   string(SUBSTRING "${key}" 0 12 key)
   set(prefix "${SWITCHYARD_CACHE_DIR}/engine/llama-${SWITCHYARD_LLAMA_RELEASE}-${key}")
   set(bdir "${SWITCHYARD_CACHE_DIR}/engine/build-${key}")
   set(stamp "${prefix}/switchyard-engine.stamp")
+  set(log "${SWITCHYARD_CACHE_DIR}/engine/build-${key}.log")
   include(ProcessorCount)
   ProcessorCount(jobs)
   if(jobs EQUAL 0)
@@ -113,35 +183,29 @@ function(_sy_build_engine src key_extra out)
   endif()
   # A user's source tree may change between builds: rebuild it (incrementally) every configure.
   if(NOT EXISTS "${stamp}" OR key_extra MATCHES "^user:")
-    message(STATUS "engine: building llama.cpp from ${src} into ${prefix} (${jobs} jobs; once, then cached)")
-    _sy_run(${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -G "${CMAKE_GENERATOR}"
+    if(no_amx)
+      set(isa "native, AMX off")
+    elseif(SWITCHYARD_NATIVE)
+      set(isa "native")
+    else()
+      set(isa "portable")
+    endif()
+    message(STATUS "engine: building llama + ggml (${isa}, ${jobs} jobs; once, then cached in ${prefix}); log: ${log}")
+    string(TIMESTAMP t0 "%s")
+    file(WRITE "${log}" "")
+    _sy_run_logged("${log}" "configuring llama.cpp" ${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -G "${CMAKE_GENERATOR}"
             -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
             -DCMAKE_INSTALL_PREFIX=${prefix} ${flags})
-    _sy_run(${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs} --target llama ggml)
-    _sy_run(${CMAKE_COMMAND} --install "${bdir}")
+    _sy_run_logged("${log}" "building llama.cpp" ${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs} --target llama ggml)
+    _sy_run_logged("${log}" "installing llama.cpp" ${CMAKE_COMMAND} --install "${bdir}")
+    _sy_expect_no_amx("${prefix}" "${no_amx}")
     file(WRITE "${stamp}" "${src}\n")
+    string(TIMESTAMP t1 "%s")
+    math(EXPR dt "${t1} - ${t0}")
+    message(STATUS "engine: built in ${dt} s")
   endif()
-  # Reference tools share the engine's build tree, so they reuse its compiled objects; the tree
-  # is reconfigured with tools on only after the engine is installed (some tools install
-  # unconditionally, which would break an install of the library alone).
-  set(missing "")
-  foreach(tool IN LISTS SWITCHYARD_REFERENCE_TOOLS)
-    if(NOT EXISTS "${prefix}/bin/${tool}" OR key_extra MATCHES "^user:")
-      list(APPEND missing ${tool})
-    endif()
-  endforeach()
-  if(missing)
-    message(STATUS "engine: building reference tools ${missing} from the same source")
-    # The server's web UI would be downloaded (prebuilt) or built with npm: the build stays offline
-    # without it, and llama-server then serves its API alone.
-    _sy_run(${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_TOOLS_INSTALL=OFF
-            -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF)
-    _sy_run(${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs} --target ${missing})
-    foreach(tool IN LISTS missing)
-      file(COPY "${bdir}/bin/${tool}" DESTINATION "${prefix}/bin")
-    endforeach()
-  endif()
-  set(${out} "${prefix}" PARENT_SCOPE)
+  set(${out_prefix} "${prefix}" PARENT_SCOPE)
+  set(${out_bdir} "${bdir}" PARENT_SCOPE)
 endfunction()
 
 file(MAKE_DIRECTORY "${SWITCHYARD_CACHE_DIR}")
@@ -164,7 +228,7 @@ if(SWITCHYARD_LLAMA_SOURCE)
     message(FATAL_ERROR "SWITCHYARD_LLAMA_SOURCE=${_sy_src} is not a llama.cpp source tree (no include/llama.h)")
   endif()
   string(SHA256 _sy_src_key "${_sy_src}")
-  _sy_build_engine("${_sy_src}" "user:${_sy_src_key}" _sy_prefix)
+  _sy_build_engine("${_sy_src}" "user:${_sy_src_key}" _sy_prefix _sy_bdir)
   find_package(llama CONFIG REQUIRED PATHS "${_sy_prefix}" NO_DEFAULT_PATH)
   set(SWITCHYARD_LLAMA_SOURCE_DIR "${_sy_src}")
   set(_sy_origin "source ${_sy_src}")
@@ -176,7 +240,7 @@ else()
     set(_sy_origin "installed at ${llama_DIR}")
   else()
     _sy_fetch_pinned_source(_sy_src)
-    _sy_build_engine("${_sy_src}" "pinned:${SWITCHYARD_LLAMA_TREE}" _sy_prefix)
+    _sy_build_engine("${_sy_src}" "pinned:${SWITCHYARD_LLAMA_TREE}" _sy_prefix _sy_bdir)
     find_package(llama CONFIG REQUIRED PATHS "${_sy_prefix}" NO_DEFAULT_PATH)
     set(SWITCHYARD_LLAMA_SOURCE_DIR "${_sy_src}")
     set(_sy_origin "pinned ${SWITCHYARD_LLAMA_RELEASE}, cached at ${_sy_prefix}")
@@ -191,6 +255,30 @@ if(DEFINED _sy_prefix)
   set(_sy_tools "${_sy_prefix}/bin")
 endif()
 set(SWITCHYARD_REFERENCE_TOOLS_DIR "${_sy_tools}" CACHE INTERNAL "llama.cpp reference tools built from the engine's source")
+# The folder of the engine's libraries: scripts/setup.sh checks the engine once per distinct build
+# of them (`switchyard check-engine`).
+get_target_property(_sy_llama_lib llama LOCATION)
+get_filename_component(_sy_llama_libdir "${_sy_llama_lib}" DIRECTORY)
+set(SWITCHYARD_ENGINE_LIBDIR "${_sy_llama_libdir}" CACHE INTERNAL "where the engine's libraries are")
+
+# The reference tools are built on demand (target reference_tools: scripts/test.sh and the
+# benchmarks), not by the first `scripts/demo.sh`, which needs only the engine: they take longer
+# to build than the engine itself. They share the engine's build tree and reuse its objects.
+if(_sy_tools AND SWITCHYARD_REFERENCE_TOOLS)
+  set(_sy_tool_files "")
+  foreach(_sy_tool IN LISTS SWITCHYARD_REFERENCE_TOOLS)
+    list(APPEND _sy_tool_files "${_sy_tools}/${_sy_tool}")
+  endforeach()
+  string(REPLACE ";" "," _sy_tool_list "${SWITCHYARD_REFERENCE_TOOLS}")
+  add_custom_command(OUTPUT ${_sy_tool_files}
+    COMMAND ${CMAKE_COMMAND} -DSOURCE=${SWITCHYARD_LLAMA_SOURCE_DIR} -DBUILD_DIR=${_sy_bdir} -DPREFIX=${_sy_prefix}
+            -DTOOLS=${_sy_tool_list} -DLOCK=${SWITCHYARD_CACHE_DIR}/engine.lock -P ${CMAKE_CURRENT_LIST_DIR}/BuildReferenceTools.cmake
+    COMMENT "engine: building the reference tools ${_sy_tool_list} (log: ${_sy_bdir}-tools.log)"
+    VERBATIM)
+  add_custom_target(reference_tools ALL DEPENDS ${_sy_tool_files})
+else()
+  add_custom_target(reference_tools)
+endif()
 
 if(NOT LLAMA_VERSION VERSION_EQUAL 0.5.0)
   message(WARNING "engine: llama.cpp ${LLAMA_VERSION} is not the pinned release ${SWITCHYARD_LLAMA_RELEASE}; switchyard is tested against the pinned one")

@@ -7,7 +7,8 @@
 # SWITCHYARD_DEMO_OUT (default build/demo) receives the variants, reports and portfolio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# The engine and the switchyard binary only: tests and reference tools are scripts/test.sh's.
+scripts/setup.sh switchyard
 
 data="${SWITCHYARD_DATA_DIR:-../shared}"
 for f in models/babyllama-0.9M-f32.gguf models/stories260K-f32.gguf data/tinystories-valid-head.txt data/blimp; do

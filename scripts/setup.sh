@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Installs what switchyard needs on Debian/Ubuntu (skipping what is there), gets and builds the
-# pinned llama.cpp once (cached outside the repo), and builds switchyard into build/.
+# pinned llama.cpp once (cached outside the repo), checks once that the engine runs right on this
+# CPU, and builds switchyard into build/.
+#
+# Usage: scripts/setup.sh [TARGET...]   (default: everything, tests and reference tools included;
+#        scripts/demo.sh asks for `switchyard` alone)
+#
+# One line per stage on the terminal, with its time; compiler output goes to build/build.log (and
+# the engine's to a log in the cache), whose last lines are shown when a stage fails.
 #
 # Environment:
 #   SWITCHYARD_BUILD_TYPE   CMake build type (default Release)
@@ -39,8 +46,61 @@ fi
 
 build_type="${SWITCHYARD_BUILD_TYPE:-Release}"
 jobs="$(nproc 2> /dev/null || echo 2)"
+targets=("$@")
+mkdir -p build
+
+# Runs a stage with its output in LOG, prints "setup: WHAT ... done in N s", or the log's tail.
+stage() {
+  local what="$1" log="$2"
+  shift 2
+  local t0=$SECONDS
+  if "$@" > "$log" 2>&1; then
+    echo "setup: $what: done in $((SECONDS - t0)) s"
+  else
+    local rc=$?
+    echo "setup: $what: FAILED after $((SECONDS - t0)) s; the last lines of $log:" >&2
+    tail -n 30 "$log" >&2
+    exit "$rc"
+  fi
+}
+
 if [ ! -f build/CMakeCache.txt ] || [ -n "${SWITCHYARD_CMAKE_ARGS:-}" ]; then
+  # The engine's own stages (fetch, build: minutes, once) print their lines as they happen.
+  echo "setup: configuring build/ (the first time fetches and builds llama.cpp ${jobs:+with $jobs jobs}: about 2 minutes on 2 cores)"
+  t0=$SECONDS
   # shellcheck disable=SC2086 # extra arguments are meant to split
-  cmake -S . -B build -DCMAKE_BUILD_TYPE="$build_type" ${SWITCHYARD_CMAKE_ARGS:-}
+  if ! cmake -S . -B build -DCMAKE_BUILD_TYPE="$build_type" ${SWITCHYARD_CMAKE_ARGS:-} 2>&1 \
+      | tee build/configure.log | grep --line-buffered -E '^-- engine:'; then
+    echo "setup: configuring FAILED; the last lines of build/configure.log:" >&2
+    tail -n 30 build/configure.log >&2
+    exit 1
+  fi
+  echo "setup: configured in $((SECONDS - t0)) s"
 fi
-cmake --build build --parallel "$jobs"
+
+target_args=()
+for t in "${targets[@]}"; do target_args+=(--target "$t"); done
+stage "building ${targets[*]:-everything}" build/build.log cmake --build build --parallel "$jobs" "${target_args[@]}"
+
+# Once per distinct engine build (its libraries' bytes): does it run on this CPU and compute right?
+# A broken engine stops set-up here, not with `Illegal instruction` in the middle of a plan.
+cache_value() { sed -n "s/^$1:[A-Z]*=//p" build/CMakeCache.txt; }
+libdir="$(cache_value SWITCHYARD_ENGINE_LIBDIR)"
+cache="$(cache_value SWITCHYARD_CACHE_DIR)"
+engine_id="$(cat "$libdir"/libllama.* "$libdir"/libggml* 2> /dev/null | sha256sum | cut -c1-16)"
+stamp="$cache/engine-checks/$engine_id.ok"
+if [ ! -f "$stamp" ]; then
+  if [ ! -x build/switchyard ]; then
+    stage "building switchyard for the engine check" build/build.log cmake --build build --parallel "$jobs" --target switchyard
+  fi
+  t0=$SECONDS
+  if build/switchyard check-engine > build/engine-check.log 2>&1; then
+    mkdir -p "$(dirname "$stamp")"
+    cp build/engine-check.log "$stamp"
+    echo "setup: engine check (Q8_0, Q4_0, Q4_K, IQ4_NL against F32 on this CPU): passed in $((SECONDS - t0)) s"
+  else
+    echo "setup: engine check FAILED: the llama.cpp build does not run right on this CPU:" >&2
+    cat build/engine-check.log >&2
+    exit 1
+  fi
+fi

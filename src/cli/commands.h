@@ -16,5 +16,7 @@ void add_mix(CLI::App & app);  // also `sensitivity`, `compare`
 void add_eval(CLI::App & app);  // also `tasks`
 void add_plan(CLI::App & app);
 void add_serve(CLI::App & app);
+void add_check_engine(CLI::App & app);
+void add_make_model(CLI::App & app);
 
 }  // namespace switchyard::cli

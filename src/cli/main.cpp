@@ -33,6 +33,8 @@ int main(int argc, char ** argv) {
     switchyard::cli::add_eval(app);
     switchyard::cli::add_plan(app);
     switchyard::cli::add_serve(app);
+    switchyard::cli::add_check_engine(app);
+    switchyard::cli::add_make_model(app);
 
     try {
         app.parse(argc, argv);
