@@ -5,6 +5,7 @@
 #include "support/error.h"
 
 #include <ggml.h>
+#include <ggml-cpp.h>
 #include <gguf.h>
 
 #include <cmath>
@@ -21,12 +22,6 @@ constexpr const char * kChunkSizeKey = "imatrix.chunk_size";
 constexpr std::string_view kSumsSuffix = ".in_sum2";
 constexpr std::string_view kCountsSuffix = ".counts";
 
-struct GgufFree {
-    void operator()(gguf_context * c) const { gguf_free(c); }
-};
-struct GgmlFree {
-    void operator()(ggml_context * c) const { ggml_free(c); }
-};
 
 bool strip_suffix(std::string & s, std::string_view suffix) {
     if (s.size() <= suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
@@ -89,8 +84,8 @@ Imatrix load_imatrix(const std::filesystem::path & path) {
     model::install_engine_log();
     model::clear_engine_error();
     ggml_context * raw_ctx = nullptr;
-    std::unique_ptr<gguf_context, GgufFree> gguf(gguf_init_from_file(path.c_str(), {.no_alloc = false, .ctx = &raw_ctx}));
-    std::unique_ptr<ggml_context, GgmlFree> ctx(raw_ctx);
+    gguf_context_ptr gguf(gguf_init_from_file(path.c_str(), {.no_alloc = false, .ctx = &raw_ctx}));
+    ggml_context_ptr ctx(raw_ctx);
     if (!gguf) throw Error(where + ": corrupt or truncated imatrix GGUF: " + model::last_engine_error());
 
     Imatrix m;
@@ -135,8 +130,8 @@ void save_imatrix(const Imatrix & m, const std::filesystem::path & path) {
     for (const auto & [name, e] : m.entries) {
         data_bytes += 2 * ggml_tensor_overhead() + (e.sums.size() + e.counts.size()) * sizeof(float) + 2 * GGML_MEM_ALIGN;
     }
-    std::unique_ptr<ggml_context, GgmlFree> ctx(ggml_init({.mem_size = data_bytes + 1024, .mem_buffer = nullptr, .no_alloc = false}));
-    std::unique_ptr<gguf_context, GgufFree> gguf(gguf_init_empty());
+    ggml_context_ptr ctx(ggml_init({.mem_size = data_bytes + 1024, .mem_buffer = nullptr, .no_alloc = false}));
+    gguf_context_ptr gguf(gguf_init_empty());
     gguf_set_val_str(gguf.get(), "general.type", "imatrix");
     std::vector<const char *> datasets;
     for (const auto & d : m.datasets) datasets.push_back(d.c_str());

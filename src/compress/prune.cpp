@@ -9,6 +9,7 @@
 #include "support/sha256.h"
 
 #include <ggml.h>
+#include <ggml-cpp.h>
 #include <gguf.h>
 
 #include <algorithm>
@@ -28,12 +29,6 @@ const char * const kDenseStorageNote =
 
 namespace {
 
-struct GgufFree {
-    void operator()(gguf_context * c) const { gguf_free(c); }
-};
-struct GgmlFree {
-    void operator()(ggml_context * c) const { ggml_free(c); }
-};
 struct FileClose {
     void operator()(std::FILE * f) const { std::fclose(f); }
 };
@@ -75,8 +70,8 @@ std::uint64_t count_zeros(const std::vector<float> & values) {
 
 // Reads a GGUF's tensor index (no data) for streaming through its tensors.
 struct GgufIndex {
-    std::unique_ptr<gguf_context, GgufFree> gguf;
-    std::unique_ptr<ggml_context, GgmlFree> tensors;
+    gguf_context_ptr gguf;
+    ggml_context_ptr tensors;
 
     explicit GgufIndex(const std::filesystem::path & path) {
         ggml_context * raw = nullptr;
@@ -100,7 +95,7 @@ void read_tensor(std::FILE * in, const GgufIndex & index, std::int64_t i, std::v
 std::vector<TensorSparsity> write_pruned(const PruneOptions & o, const std::map<std::string, std::vector<float>> & importance,
                                          const std::filesystem::path & output) {
     const GgufIndex in(o.input);
-    std::unique_ptr<gguf_context, GgufFree> out(gguf_init_empty());
+    gguf_context_ptr out(gguf_init_empty());
     gguf_set_kv(out.get(), in.gguf.get());
     const std::int64_t n_tensors = gguf_get_n_tensors(in.gguf.get());
     for (std::int64_t i = 0; i < n_tensors; ++i) gguf_add_tensor(out.get(), in.tensor(i));

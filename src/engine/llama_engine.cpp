@@ -8,6 +8,7 @@
 #include "support/error.h"
 #include "support/utf8.h"
 
+#include <llama-cpp.h>
 #include <llama.h>
 
 #include <algorithm>
@@ -48,13 +49,9 @@ std::string engine_detail(const char * fallback) {
     return detail.empty() ? fallback : detail;
 }
 
-struct SamplerDeleter {
-    void operator()(llama_sampler * s) const { llama_sampler_free(s); }
-};
-using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 
-SamplerPtr make_sampler(const SamplingParams & p) {
-    SamplerPtr chain(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+llama_sampler_ptr make_sampler(const SamplingParams & p) {
+    llama_sampler_ptr chain(llama_sampler_chain_init(llama_sampler_chain_default_params()));
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
         return chain;
@@ -444,7 +441,7 @@ struct LlamaEngine::Slots::Slot {
     llama_pos n_past = 0;
     Token next = 0;  // sampled token to feed in the next batch
     int batch_index = -1;  // where this slot's logits are in the batch just decoded
-    SamplerPtr sampler;
+    llama_sampler_ptr sampler;
     std::optional<TextStream> text;
     bool active = false;
 

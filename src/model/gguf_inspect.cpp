@@ -2,6 +2,7 @@
 #include "model/model_info.h"
 #include "support/error.h"
 
+#include <ggml-cpp.h>
 #include <ggml.h>
 #include <gguf.h>
 #include <llama.h>
@@ -21,10 +22,6 @@ namespace {
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 constexpr std::int32_t kTokenTypeByte = 6;  // llama_token_type LLAMA_TOKEN_TYPE_BYTE in gguf files
 
-struct GgufDeleter {
-    void operator()(gguf_context * ctx) const { gguf_free(ctx); }
-};
-using GgufPtr = std::unique_ptr<gguf_context, GgufDeleter>;
 
 // ggml prefixes its messages with the function name ("gguf_init_from_file_impl: ..."): drop it.
 std::string without_function_prefix(std::string message) {
@@ -217,7 +214,7 @@ ModelInfo inspect_gguf(const std::filesystem::path & path) {
     check_magic(head, static_cast<std::size_t>(in.gcount()), name);
 
     clear_engine_error();
-    GgufPtr ctx(gguf_init_from_file(path.c_str(), {.no_alloc = true, .ctx = nullptr}));
+    gguf_context_ptr ctx(gguf_init_from_file(path.c_str(), {.no_alloc = true, .ctx = nullptr}));
     if (!ctx) throw_unreadable(name);
     ModelInfo info = describe(ctx.get(), file_bytes, name);
     info.path = path;
@@ -228,7 +225,7 @@ ModelInfo inspect_gguf_bytes(const void * data, std::size_t size, const std::str
     install_engine_log();
     check_magic(data, size, display_name);
     clear_engine_error();
-    GgufPtr ctx(gguf_init_from_buffer(data, size, {.no_alloc = true, .ctx = nullptr}));
+    gguf_context_ptr ctx(gguf_init_from_buffer(data, size, {.no_alloc = true, .ctx = nullptr}));
     if (!ctx) throw_unreadable(display_name);
     return describe(ctx.get(), size, display_name);
 }
