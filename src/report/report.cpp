@@ -143,9 +143,9 @@ json candidate_json(const Candidate & c) {
 // Why a candidate was not (fully) measured, per class, or "measured".
 std::string status_of(const Candidate & c) {
     if (!c.skipped.empty()) return c.skipped;
-    std::string out;
-    for (const auto & [cls, why] : c.not_run) out += (out.empty() ? "" : "; ") + cls + ": not measured: " + why;
-    return out.empty() ? "measured" : "measured where it could change the answer; " + out;
+    std::string out = c.suites.empty() ? "not measured" : "measured";
+    for (const auto & [cls, why] : c.not_run) out += "; for " + cls + " not: " + why;
+    return out;
 }
 
 const char * kStyle = R"(body{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
