@@ -179,6 +179,25 @@ TEST(Bootstrap, RejectsUnpairedInput) {
     EXPECT_THROW(paired_bootstrap_drop(ten, ten, false, 0), std::invalid_argument);
 }
 
+// Agresti-Min: half an item in each cell, then Wald. 30 flips down and 10 up on 1000 items:
+// centre (30.5 - 10.5) / 1002, half-width 1.96 * sqrt(41 - 20^2 / 1002) / 1002.
+TEST(PairedDifference, MatchesHandComputedBounds) {
+    const Interval i = paired_difference_interval(1000, 30, 10, 0.95);
+    const double centre = 20.0 / 1002.0;
+    const double half = 1.959963984540054 * std::sqrt(41.0 - 400.0 / 1002.0) / 1002.0;
+    EXPECT_NEAR(i.lo, centre - half, 1e-9);
+    EXPECT_NEAR(i.hi, centre + half, 1e-9);
+    // No flips is never a zero-width interval, and fewer items widen it.
+    const Interval five = paired_difference_interval(5, 0, 0, 0.95);
+    EXPECT_NEAR(five.hi, 1.959963984540054 / 7.0, 1e-9);
+    EXPECT_NEAR(five.lo, -five.hi, 1e-12);
+    EXPECT_LT(paired_difference_interval(400, 0, 0, 0.95).hi, five.hi);
+    // A higher level is a wider interval; nothing scored says nothing.
+    EXPECT_GT(paired_difference_interval(1000, 30, 10, 0.999).hi, i.hi);
+    EXPECT_EQ(paired_difference_interval(0, 0, 0, 0.95).lo, -1.0);
+    EXPECT_THROW(paired_difference_interval(3, 2, 2, 0.95), std::invalid_argument);
+}
+
 TEST(Divergence, SummarizesWithInterpolatedPercentiles) {
     // Sorted {1, 2, 3, 4, 10}: mean 4; p50 at rank 2 = 3; p90 at rank 3.6 = 4 + 0.6 * 6 = 7.6;
     // p99 at rank 3.96 = 4 + 0.96 * 6 = 9.76 (numpy.percentile gives the same).

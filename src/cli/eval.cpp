@@ -51,30 +51,6 @@ struct EvalOptions {
     int threads = 0;
 };
 
-nlohmann::json interval(const stats::Interval & i) { return nlohmann::json::array({i.lo, i.hi}); }
-
-nlohmann::json suite_json(const eval::SuiteResult & r) {
-    nlohmann::json skipped = nlohmann::json::array();
-    for (const auto & s : r.suite.skipped) skipped.push_back({{"line", s.line}, {"reason", s.reason}});
-    nlohmann::json j = {{"name", r.suite.settings.name}, {"spec", r.suite.spec}, {"content_hash", r.suite.content_hash},
-                        {"critical", r.suite.settings.critical}, {"requires", r.suite.settings.requires_capability},
-                        {"n", r.scored}, {"correct", r.correct}, {"accuracy", r.accuracy()}, {"ci95", interval(r.ci95)},
-                        {"skipped", r.suite.skipped.size()}, {"skipped_lines", skipped}, {"unencodable", r.unencodable}, {"too_long", r.too_long},
-                        {"seconds", r.seconds},
-                        {"tokens", {{"evaluated", r.tokens_evaluated}, {"unique", r.tokens_unique}, {"one_sequence_per_choice", r.tokens_naive}}}};
-    if (r.has_norm) {
-        j["accuracy_norm"] = r.accuracy_norm();
-        j["ci95_norm"] = interval(r.ci95_norm);
-    }
-    return j;
-}
-
-nlohmann::json comparison_json(const eval::PairedComparison & c) {
-    auto drop = [](const stats::PairedDifference & d) { return nlohmann::json{{"drop", d.mean_drop}, {"ci95", interval(d.ci)}}; };
-    return {{"n", c.n}, {"right_to_wrong", c.right_to_wrong}, {"wrong_to_right", c.wrong_to_right}, {"mcnemar_p", c.mcnemar_p},
-            {"absolute", drop(c.drop_absolute)}, {"relative", drop(c.drop_relative)}};
-}
-
 engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, const EvalOptions & o, int context) {
     return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context)};
 }
@@ -153,11 +129,11 @@ void run_eval(const EvalOptions & o) {
         const eval::TaskSuite suite = eval::load_suite(spec);
         for (const auto & s : suite.skipped) std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
         const auto result = run_on(engine, recorded, suite);
-        nlohmann::json j = suite_json(result);
+        nlohmann::json j = result;
         if (base) {
             const auto base_result = run_on(*base, base_recorded, suite);
-            j["base"] = suite_json(base_result);
-            j["comparison"] = comparison_json(eval::compare_outcomes(base_result, result));
+            j["base"] = base_result;
+            j["comparison"] = eval::compare_outcomes(base_result, result);
         }
         out["suites"].push_back(j);
     }
@@ -193,10 +169,7 @@ void run_eval(const EvalOptions & o) {
     }
     if (speed) {
         const auto & v = *speed;
-        out["speed"] = {{"prefill_tokens_per_s", v.prefill_tokens_per_s}, {"decode_tokens_per_s", v.decode_tokens_per_s},
-                        {"ttft_ms", {{"p50", v.ttft_p50_ms}, {"p95", v.ttft_p95_ms}}}, {"peak_rss_bytes", v.peak_rss_bytes},
-                        {"file_bytes", v.file_bytes}, {"prompt_tokens", v.prompt_tokens}, {"generate_tokens", v.generate_tokens},
-                        {"energy", {{"joules_per_token", v.joules_per_token}, {"source", v.energy_source}}}};
+        out["speed"] = v;
         if (o.speed_options.price_per_hour > 0) {
             out["cost"] = {{"price_per_hour", o.speed_options.price_per_hour}, {"per_1k_tokens", v.cost_per_1k_tokens}, {"per_query", v.cost_per_query}};
         }

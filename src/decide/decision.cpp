@@ -42,8 +42,9 @@ bool capable(const Candidate & c, const std::string & task_class, const std::vec
     return true;
 }
 
-Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks, bool judge_drop) {
+Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks, const ClassContext & context) {
     Assessment a{.candidate = c.name, .task_class = task_class, .complete = true};
+    const bool against_original = c.kind != CandidateKind::original && context.original_serves;
     for (const auto & t : tasks) {
         if (t.task_class != task_class) continue;
         if (!t.needs.empty()) a.verdicts.push_back(rule_capability(t.suite, t.needs, c.capabilities, c.context_length));
@@ -53,9 +54,9 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
             continue;
         }
         if (t.critical) a.verdicts.push_back(rule_floor(policy, *s));
-        if (c.kind != CandidateKind::original && judge_drop) a.verdicts.push_back(rule_drop(policy, *s));
+        if (against_original) a.verdicts.push_back(rule_drop(policy, *s, context.comparisons));
     }
-    if (policy.min_agreement && c.kind != CandidateKind::original) a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt));
+    if (policy.min_agreement && against_original) a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt));
     if (policy.budgets.any()) {
         if (c.cost) {
             a.verdicts.push_back(rule_budgets(policy, *c.cost));
@@ -71,15 +72,46 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
     return a;
 }
 
-bool cheaper(const Policy & policy, const Candidate & a, const Candidate & b) {
-    if (policy.deployment.price_per_hour > 0 && a.cost && b.cost && a.cost->cost_per_1k_tokens > 0 && b.cost->cost_per_1k_tokens > 0) {
-        const double ca = a.cost->cost_per_1k_tokens;
-        const double cb = b.cost->cost_per_1k_tokens;
-        if (std::max(ca, cb) > 1.1 * std::min(ca, cb)) return ca < cb;
+namespace {
+
+double mib(std::uint64_t bytes) { return bytes / (1024.0 * 1024.0); }
+
+std::optional<double> cost_of(const Candidate & c) {
+    if (!c.cost || (!c.remote() && c.cost->cost_per_1k_tokens <= 0)) return std::nullopt;
+    return c.cost->cost_per_1k_tokens;
+}
+
+}  // namespace
+
+CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate *> & candidates) {
+    CheapestChoice choice;
+    if (candidates.empty()) return choice;
+    // Step 1: within 10% of the lowest known cost. A candidate whose cost is unknown cannot be ruled out by it.
+    std::vector<const Candidate *> kept = candidates;
+    std::optional<double> lowest;
+    if (policy.deployment.price_per_hour > 0) {
+        for (const auto * c : candidates)
+            if (const auto cost = cost_of(*c); cost && (!lowest || *cost < *lowest)) lowest = cost;
+        if (lowest) std::erase_if(kept, [&](const Candidate * c) { return cost_of(*c) && *cost_of(*c) > 1.1 * *lowest; });
     }
-    // A served model has no file here: its size says nothing of its cost, so it ranks last by size.
-    if (a.remote() != b.remote()) return b.remote();
-    return a.file_bytes < b.file_bytes;
+    choice.within_cost = kept.size();
+    // Step 2: the smallest file; served models have none here, so they come last; the name settles exact ties.
+    const auto smaller = [](const Candidate * a, const Candidate * b) {
+        if (a->remote() != b->remote()) return b->remote();
+        if (a->file_bytes != b->file_bytes) return a->file_bytes < b->file_bytes;
+        return a->name < b->name;
+    };
+    choice.chosen = *std::min_element(kept.begin(), kept.end(), smaller);
+    if (lowest && kept.size() == 1) {
+        choice.decided_by = fmt::format("cost decided: {:.3g}/1k tokens, the only one of {} within 10% of the lowest cost", *cost_of(*choice.chosen), candidates.size());
+    } else if (lowest) {
+        choice.decided_by = fmt::format("size decided: {:.2f} MiB, the smallest of the {} (of {}) within 10% of the lowest cost {:.3g}/1k tokens", mib(choice.chosen->file_bytes),
+                                        kept.size(), candidates.size(), *lowest);
+    } else {
+        choice.decided_by = fmt::format("size decided: {:.2f} MiB, the smallest of {}{}", mib(choice.chosen->file_bytes), candidates.size(),
+                                        policy.deployment.price_per_hour > 0 ? " (no cost measured)" : " (no price_per_hour: costs are not compared)");
+    }
+    return choice;
 }
 
 namespace {
@@ -90,11 +122,21 @@ const Assessment * assessment_of(const std::vector<Assessment> & assessments, co
     return nullptr;
 }
 
-std::string first_problem(const Assessment & a) {
+const RuleVerdict * first_problem_verdict(const Assessment & a) {
     const auto * v = a.first(Outcome::fail);
-    if (v == nullptr) v = a.first(Outcome::insufficient);
-    if (v != nullptr) return v->rule + ": " + v->message;
+    return v != nullptr ? v : a.first(Outcome::insufficient);
+}
+
+std::string first_problem(const Assessment & a) {
+    if (const auto * v = first_problem_verdict(a)) return v->rule + ": " + v->message;
     return a.complete ? "passes" : "not fully measured";
+}
+
+std::string numbers_of(const Assessment & a) {
+    std::string numbers;
+    for (const auto & v : a.verdicts)
+        if (v.rule == "R3-drop" || v.rule == "R2-floor" || v.rule == "R4-budget") numbers += (numbers.empty() ? "" : "; ") + v.message;
+    return numbers;
 }
 
 }  // namespace
@@ -104,25 +146,21 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
     ClassDecision d{.task_class = task_class};
     const Candidate * original = nullptr;
     std::vector<const Candidate *> passing;
+    // The variants assessed and not passing, mildest first: what ruled compression out.
+    std::vector<std::pair<const Candidate *, const Assessment *>> failed_variants;
+    bool variant_passes = false;
     for (const auto * c : candidates) {
         if (c->kind == CandidateKind::original) original = c;
         const auto * a = assessment_of(assessments, c->name, task_class);
-        if (a != nullptr && a->outcome == Outcome::pass && a->complete) passing.push_back(c);
-    }
-    std::stable_sort(passing.begin(), passing.end(), [&](const Candidate * a, const Candidate * b) { return cheaper(policy, *a, *b); });
-
-    const Assessment * original_assessment = original ? assessment_of(assessments, original->name, task_class) : nullptr;
-    // Which rule ruled out the models the team would rather keep: the original's own failure, else the variants'.
-    auto settling_rule = [&]() -> std::string {
-        if (original == nullptr) return "R5-no-original";
-        if (original_assessment != nullptr && original_assessment->outcome == Outcome::fail) return original_assessment->first(Outcome::fail)->rule;
-        for (const auto * c : candidates) {
-            if (c->kind != CandidateKind::variant) continue;
-            const auto * a = assessment_of(assessments, c->name, task_class);
-            if (a != nullptr && a->first(Outcome::fail) != nullptr) return a->first(Outcome::fail)->rule;
+        if (a == nullptr) continue;
+        const bool passes = a->outcome == Outcome::pass && a->complete;
+        if (passes) passing.push_back(c);
+        if (c->kind == CandidateKind::variant) {
+            variant_passes = variant_passes || passes;
+            if (!passes && first_problem_verdict(*a) != nullptr) failed_variants.emplace_back(c, a);
         }
-        return "R7-cheapest";
-    };
+    }
+    const Assessment * original_assessment = original ? assessment_of(assessments, original->name, task_class) : nullptr;
 
     if (passing.empty()) {
         d.flagged = true;
@@ -144,38 +182,47 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         return d;
     }
 
-    const Candidate * chosen = passing.front();
+    const auto pick = cheapest(policy, passing);
+    const Candidate * chosen = pick.chosen;
     d.chosen = chosen->name;
+    std::vector<const Candidate *> others;
+    for (const auto * c : passing)
+        if (c != chosen) others.push_back(c);
+    if (chosen->kind != CandidateKind::original && original != nullptr) {
+        d.backup = original->name;
+    } else if (!others.empty()) {
+        d.backup = cheapest(policy, others).chosen->name;
+    }
+    // Why no compression was chosen: the mildest variant's first problem (R2, R3 or R6, or too little evidence).
+    const std::string ruled_out = failed_variants.empty() ? "" : first_problem_verdict(*failed_variants.front().second)->rule;
+    const std::string compression = failed_variants.empty() ? ""
+                                    : fmt::format("no compression passes ({}: {})", failed_variants.front().first->name, first_problem(*failed_variants.front().second));
+    const std::string r7 = fmt::format("R7 among {} passing: {}", passing.size(), pick.decided_by);
     if (chosen->kind == CandidateKind::original) {
         d.action = Action::keep;
-        d.rule = settling_rule();
-        d.reason = "the original passes and no cheaper candidate does";
-        for (const auto * c : candidates) {
-            const auto * a = assessment_of(assessments, c->name, task_class);
-            if (c->kind == CandidateKind::variant && a != nullptr && a->outcome != Outcome::pass) {
-                d.reason += " (" + c->name + ": " + first_problem(*a) + ")";
-                break;
-            }
-        }
-        if (passing.size() > 1) d.backup = passing[1]->name;
+        d.rule = !variant_passes && !ruled_out.empty() ? ruled_out : "R7-cheapest";
+        d.reason = (compression.empty() ? "the original passes and no cheaper candidate does" : compression + "; the original passes") + "; " + r7;
+    } else if (chosen->kind == CandidateKind::variant) {
+        d.action = Action::compress;
+        d.rule = "R7-cheapest";
+        const auto numbers = numbers_of(*assessment_of(assessments, chosen->name, task_class));
+        d.reason = chosen->name + " passes" + (numbers.empty() ? "" : ": " + numbers) + "; " + r7;
     } else {
-        d.action = chosen->kind == CandidateKind::variant ? Action::compress : Action::switch_model;
-        d.rule = chosen->kind == CandidateKind::variant ? "R7-cheapest" : settling_rule();
-        const auto * a = assessment_of(assessments, chosen->name, task_class);
-        std::string numbers;
-        for (const auto & v : a->verdicts)
-            if (v.rule == "R3-drop" || v.rule == "R2-floor" || v.rule == "R4-budget") numbers += (numbers.empty() ? "" : "; ") + v.message;
-        d.reason = fmt::format("{} is the cheapest of {} passing candidate{} ({:.2f} MiB{}){}", chosen->name, passing.size(), passing.size() == 1 ? "" : "s",
-                               chosen->file_bytes / (1024.0 * 1024.0),
-                               chosen->cost && chosen->cost->cost_per_1k_tokens > 0 ? fmt::format(", {:.3g}/1k tokens", chosen->cost->cost_per_1k_tokens) : "",
-                               numbers.empty() ? "" : ": " + numbers);
-        if (chosen->kind == CandidateKind::alternative && original_assessment != nullptr && original_assessment->outcome != Outcome::pass)
-            d.reason += "; the original: " + first_problem(*original_assessment);
-        if (original != nullptr) {
-            d.backup = original->name;
-        } else if (passing.size() > 1) {
-            d.backup = passing[1]->name;
+        d.action = Action::switch_model;
+        const auto numbers = numbers_of(*assessment_of(assessments, chosen->name, task_class));
+        if (original == nullptr) {
+            d.rule = "R5-no-original";
+        } else if (original_assessment != nullptr && original_assessment->outcome != Outcome::pass) {
+            d.rule = first_problem_verdict(*original_assessment) ? first_problem_verdict(*original_assessment)->rule : "R7-cheapest";
+        } else if (!variant_passes && !ruled_out.empty()) {
+            d.rule = ruled_out;
+        } else {
+            d.rule = "R7-cheapest";
         }
+        d.reason = chosen->name + " passes" + (numbers.empty() ? "" : ": " + numbers) + "; ";
+        if (original_assessment != nullptr && original_assessment->outcome != Outcome::pass) d.reason += "the original: " + first_problem(*original_assessment) + "; ";
+        if (!variant_passes && !compression.empty()) d.reason += compression + "; ";
+        d.reason += r7;
     }
     return d;
 }

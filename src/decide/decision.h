@@ -5,6 +5,7 @@
 #include "decide/rules.h"
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,7 +32,8 @@ struct Candidate {
     std::optional<DriftScore> drift;
     std::vector<SuiteScore> suites;
     std::optional<CostScore> cost;
-    std::string skipped;  // why it was not (fully) evaluated; empty when it was
+    std::string skipped;  // why it was not evaluated at all (a duplicate, screened out); empty when it was
+    std::map<std::string, std::string> not_run;  // class -> why its tasks were not run for that class
 
     const SuiteScore * suite(const std::string & name) const;
     bool remote() const { return !served.endpoint.empty(); }
@@ -55,10 +57,19 @@ struct Assessment {
     const RuleVerdict * first(Outcome outcome) const;
 };
 
+// What a class's verdicts are judged against.
+struct ClassContext {
+    // An original exists and can serve the class (R1): R3 (its accuracy to keep) and R6 (its answers
+    // to stay consistent with) apply. Elsewhere (R1, R5) there is nothing of the original's to keep.
+    bool original_serves = false;
+    // Comparisons with the original the class's verdict may rest on (its suites x the variants and
+    // alternatives that can be run for it): R3's Bonferroni correction.
+    std::size_t comparisons = 1;
+};
+
 // Applies R1, R2, R3, R4 and R6 to what was measured of the candidate for the class's tasks.
-// `judge_drop`: there is an original able to serve the class (R1), so R3's drop versus it applies;
-// a class the original cannot serve has no accuracy of its to keep.
-Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks, bool judge_drop);
+Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks,
+                  const ClassContext & context);
 
 // Whether the candidate has every capability the class's tasks require (R1).
 bool capable(const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks);
@@ -76,13 +87,19 @@ struct ClassDecision {
     bool flagged = false;  // no candidate passed every rule: a person should look
 };
 
+// R7 in two steps, each well defined: (1) when a price is set, the candidates whose cost per 1k
+// tokens is within 10% of the lowest (closer than that is measurement noise on a shared machine);
+// (2) among them the smallest file (a served model has none here and ranks last; then by name).
+struct CheapestChoice {
+    const Candidate * chosen = nullptr;  // null for no candidates
+    std::size_t within_cost = 0;         // how many step 1 kept
+    std::string decided_by;              // which step decided, with its numbers
+};
+CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate *> & candidates);
+
 // R7 (and R5 with no original): the cheapest candidate that passes, the original as backup.
 // `candidates` and `assessments` hold only what was considered for this class.
 ClassDecision choose(const Policy & policy, const std::string & task_class, const std::vector<const Candidate *> & candidates,
                      const std::vector<Assessment> & assessments);
-
-// Whether `a` costs less to run than `b`: by cost per 1k tokens when a price is set and the two
-// differ by more than 10% (closer than that is measurement noise on a shared machine), else by size.
-bool cheaper(const Policy & policy, const Candidate & a, const Candidate & b);
 
 }  // namespace switchyard::decide

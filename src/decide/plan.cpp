@@ -5,6 +5,8 @@
 #include "support/units.h"
 #include "support/yaml_config.h"
 
+#include <fmt/format.h>
+
 #include <cstdlib>
 
 namespace switchyard::decide {
@@ -252,7 +254,15 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
     }
     if (!plan.variants.empty() && (!plan.base || !plan.base->endpoint.empty()))
         root.fail("variants", "variants compress the base model: give 'base' as a GGUF file");
-    if (auto c = root.map("calibration")) plan.calibration = read_text(*c, 200);
+    if (auto c = root.map("calibration")) {
+        plan.calibration = read_text(*c, 200);
+        const int samples = plan.calibration->chunks;
+        if (samples < 100 || samples > 500)
+            plan.warnings.push_back(c->located(c->has("samples") ? "samples" : "chunks",
+                                               fmt::format("{} samples is outside 100-500, the range an importance matrix is meant to be computed from; "
+                                                           "fewer calibrate it on too little text, more cost time for little gain",
+                                                           samples)));
+    }
     if (auto s = root.map("screen")) {
         plan.screen = read_text(*s, 16);
     } else if (plan.calibration) {
@@ -263,7 +273,12 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
     for (const auto & t : root.maps("tasks")) plan.tasks.push_back(read_task(t));
     if (plan.tasks.empty()) root.fail("", "missing key 'tasks' (at least one task suite: the decision rests on them)");
     plan.normalize = root.boolean("normalize", false);
-    if (auto p = root.map("policy")) plan.policy = read_policy(*p);
+    if (auto p = root.map("policy")) {
+        plan.policy = read_policy(*p);
+        // A cost is the deployment's price times the time a query takes: without a price every cost is 0 and the budget always passes.
+        if (plan.policy.budgets.cost_per_1k_tokens && plan.policy.deployment.price_per_hour <= 0)
+            p->map("budgets")->fail("cost_per_1k_tokens", "a cost budget needs policy.deployment.price_per_hour (the hardware's price, which costs are computed from)");
+    }
     if (auto s = root.map("speed")) {
         s->reject_unknown({"prompt_tokens", "generate_tokens", "repeats"});
         plan.speed.prompt_tokens = static_cast<int>(s->integer("prompt_tokens", plan.speed.prompt_tokens));

@@ -72,6 +72,7 @@ struct Plan {
     bool normalize = false;  // make task and text encodable for small vocabularies
     Policy policy;
     SpeedSpec speed;
+    std::vector<std::string> warnings;  // settings that work but are likely mistakes, each naming its line and key
 };
 
 // The ladder `variants: auto` tries, mild to aggressive.

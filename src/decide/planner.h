@@ -4,6 +4,7 @@
 #pragma once
 
 #include "decide/decision.h"
+#include "decide/measure.h"
 #include "decide/plan.h"
 #include "model/portfolio.h"
 
@@ -22,16 +23,11 @@ struct PlanRunOptions {
     std::function<void(const std::string & line)> log;  // one line per step taken
 };
 
-// What the search did: how much it ran, how much it reused, against how much it could have run.
-struct SearchStats {
+// What the search did: how much it ran, how much it reused (the counts it inherits), against how
+// much it could have run.
+struct SearchStats : MeasureCounts {
     std::size_t candidates = 0;
-    std::size_t suite_runs = 0;         // candidate x suite evaluations run now
-    std::size_t suite_runs_reused = 0;  // found finished in the results store
     std::size_t suite_runs_possible = 0;  // every candidate on every suite
-    std::size_t drift_runs = 0;
-    std::size_t drift_reused = 0;
-    std::size_t speed_runs = 0;
-    std::size_t speed_reused = 0;
     std::size_t variants_built = 0;
     std::size_t variants_reused = 0;
     double seconds = 0;

@@ -1,6 +1,7 @@
 #include "decide/rules.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -51,36 +52,51 @@ RuleVerdict rule_capability(const std::string & suite, const std::string & needs
 
 RuleVerdict rule_floor(const Policy & policy, const SuiteScore & s) {
     RuleVerdict v{.rule = "R2-floor"};
+    if (s.n == 0) {
+        v.outcome = Outcome::insufficient;
+        v.message = fmt::format("`{}` (critical) is not measurable: none of its {} items could be scored (unencodable or too long for the context)", s.suite,
+                                s.excluded);
+        return v;
+    }
     v.outcome = s.accuracy >= policy.accuracy_floor ? Outcome::pass : Outcome::fail;
-    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on `{}` (critical, n={}) {} floor {}", percent(s.accuracy), 100 * s.ci95.lo, 100 * s.ci95.hi, s.suite,
-                            s.n, v.outcome == Outcome::pass ? ">=" : "<", percent(policy.accuracy_floor));
+    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on `{}` (critical, n={}{}) {} floor {}", percent(s.accuracy), 100 * s.ci95.lo, 100 * s.ci95.hi, s.suite,
+                            s.n, s.excluded > 0 ? fmt::format(", {} excluded", s.excluded) : "", v.outcome == Outcome::pass ? ">=" : "<",
+                            percent(policy.accuracy_floor));
     return v;
 }
 
-RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s) {
+RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, std::size_t comparisons) {
     RuleVerdict v{.rule = "R3-drop"};
     if (!s.vs_original || s.vs_original->n == 0) {
         v.outcome = Outcome::insufficient;
-        v.message = "no items of `" + s.suite + "` were scored for both this model and the original";
+        v.message = "`" + s.suite + "` is not measurable against the original: no item was scored by both";
         return v;
     }
     const auto & c = *s.vs_original;
-    const auto & d = policy.drop_relative ? c.drop_relative : c.drop_absolute;
+    comparisons = std::max<std::size_t>(comparisons, 1);
+    const double confidence = 1.0 - policy.alpha / static_cast<double>(comparisons);
+    const auto absolute = stats::paired_difference_interval(c.n, c.right_to_wrong.size(), c.wrong_to_right.size(), confidence);
+    // Relative to the original's accuracy on the same items; an original that got none right has nothing to lose.
+    const double scale = policy.drop_relative && c.base_accuracy() > 0 ? c.base_accuracy() : 1.0;
+    const double drop = (static_cast<double>(c.right_to_wrong.size()) - static_cast<double>(c.wrong_to_right.size())) / c.n / scale;
+    const stats::Interval ci{absolute.lo / scale, absolute.hi / scale};
     const auto shown = [&](double x) { return policy.drop_relative ? percent(x) : fmt::format("{:.1f} points", 100 * x); };
-    const std::string numbers = fmt::format("drop {} [{:.1f}, {:.1f}] on `{}`{} (n={}, {} right->wrong, {} wrong->right), p={:.3g}", shown(d.mean_drop),
-                                            100 * d.ci.lo, 100 * d.ci.hi, s.suite, s.critical ? " (critical)" : "", c.n, c.right_to_wrong.size(),
-                                            c.wrong_to_right.size(), c.mcnemar_p);
+    const std::string numbers = fmt::format(
+        "drop {} [{:.1f}, {:.1f}] on `{}`{} ({:.4g}% interval, alpha {} / {} comparison{}; n={} both scored{}, {} right->wrong, {} wrong->right, McNemar p={:.3g})",
+        shown(drop), 100 * ci.lo, 100 * ci.hi, s.suite, s.critical ? " (critical)" : "", 100 * confidence, policy.alpha, comparisons, comparisons == 1 ? "" : "s",
+        c.n,
+        c.base_excluded + c.other_excluded > 0 ? fmt::format(" (left out: {} the original could not score, {} this model could not)", c.base_excluded, c.other_excluded) : "", c.right_to_wrong.size(), c.wrong_to_right.size(), c.mcnemar_p);
     const std::string limit = "max_drop " + shown(policy.max_drop);
-    if (d.ci.hi <= policy.max_drop) {
-        v.message = numbers + " within " + limit;
-    } else if (d.mean_drop > policy.max_drop && c.mcnemar_p < policy.alpha) {
+    if (ci.hi <= policy.max_drop) {
+        v.message = numbers + ": upper bound within " + limit;
+    } else if (ci.lo > policy.max_drop) {
         v.outcome = Outcome::fail;
-        v.message = numbers + " > " + limit + " -> too compressed";
+        v.message = numbers + ": lower bound above " + limit + " -> too compressed";
     } else {
         v.outcome = Outcome::insufficient;
-        const bool below = d.mean_drop <= policy.max_drop;
-        const double half_width = below ? d.ci.hi - d.mean_drop : d.mean_drop - d.ci.lo;
-        v.items_needed = items_needed(c.n, half_width, std::abs(policy.max_drop - d.mean_drop));
+        const bool below = drop <= policy.max_drop;
+        const double half_width = below ? ci.hi - drop : drop - ci.lo;
+        v.items_needed = items_needed(c.n, half_width, std::abs(policy.max_drop - drop));
         v.message = numbers + ": the interval straddles " + limit +
                     (v.items_needed > 0 ? fmt::format("; about {} items would settle it", v.items_needed) : std::string("; no number of items settles a drop equal to the limit"));
     }
@@ -141,6 +157,32 @@ RuleVerdict rule_screen(const Policy & policy, const DriftScore & drift) {
                             policy.screen_max_kld, percent(drift.top1_agreement));
     if (v.outcome == Outcome::fail) v.message += " -> not worth a task run";
     return v;
+}
+
+namespace {
+
+nlohmann::json interval_json(const stats::Interval & i) { return nlohmann::json::array({i.lo, i.hi}); }
+
+}  // namespace
+
+void to_json(nlohmann::json & out, const SuiteScore & s) {
+    out = {{"suite", s.suite}, {"critical", s.critical}, {"n", s.n}, {"excluded", s.excluded}, {"accuracy", s.accuracy}, {"ci95", interval_json(s.ci95)}};
+    if (s.vs_original) out["vs_original"] = *s.vs_original;
+}
+
+void to_json(nlohmann::json & out, const DriftScore & d) {
+    out = {{"kld_mean", d.kld_mean}, {"kld_p99", d.kld_p99}, {"top1_agreement", d.top1_agreement}, {"ppl_ratio", d.ppl_ratio}};
+}
+
+void from_json(const nlohmann::json & in, DriftScore & d) {
+    d = DriftScore{.kld_mean = in.at("kld_mean"), .kld_p99 = in.at("kld_p99"), .top1_agreement = in.at("top1_agreement"), .ppl_ratio = in.at("ppl_ratio")};
+}
+
+void to_json(nlohmann::json & out, const CostScore & c) {
+    out = {{"remote", c.remote}, {"file_bytes", c.file_bytes}, {"peak_rss_bytes", c.peak_rss_bytes}, {"prefill_tokens_per_s", c.prefill_tokens_per_s},
+           {"decode_tokens_per_s", c.decode_tokens_per_s}, {"ttft_p95_ms", c.ttft_p95_ms}, {"p95_latency_ms", c.p95_latency_ms},
+           {"cost_per_1k_tokens", c.cost_per_1k_tokens}, {"cost_per_query", c.cost_per_query}, {"joules_per_token", c.joules_per_token},
+           {"energy_source", c.energy_source}};
 }
 
 }  // namespace switchyard::decide

@@ -4,6 +4,8 @@
 #include "support/error.h"
 #include "support/progress.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -228,7 +230,10 @@ PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & 
     for (std::size_t i = 0; i < base.outcomes.size(); ++i) {
         const auto & a = base.outcomes[i];
         const auto & b = other.outcomes[i];
+        c.base_excluded += !a.scored();
+        c.other_excluded += !b.scored();
         if (!a.scored() || !b.scored()) continue;
+        c.both_right += a.correct && b.correct;
         base_right.push_back(a.correct);
         other_right.push_back(b.correct);
         if (a.correct && !b.correct) c.right_to_wrong.push_back(a.line);
@@ -241,6 +246,49 @@ PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & 
         c.drop_relative = stats::paired_bootstrap_drop(base_right, other_right, true);
     }
     return c;
+}
+
+namespace {
+
+nlohmann::json interval_json(const stats::Interval & i) { return nlohmann::json::array({i.lo, i.hi}); }
+
+nlohmann::json drop_json(const stats::PairedDifference & d) { return {{"drop", d.mean_drop}, {"ci95", interval_json(d.ci)}}; }
+
+stats::PairedDifference drop_from(const nlohmann::json & j) { return {j.at("drop"), {j.at("ci95").at(0), j.at("ci95").at(1)}}; }
+
+}  // namespace
+
+void to_json(nlohmann::json & out, const PairedComparison & c) {
+    out = {{"n", c.n}, {"both_right", c.both_right}, {"right_to_wrong", c.right_to_wrong}, {"wrong_to_right", c.wrong_to_right},
+           {"base_excluded", c.base_excluded}, {"other_excluded", c.other_excluded}, {"base_accuracy", c.base_accuracy()},
+           {"other_accuracy", c.other_accuracy()}, {"mcnemar_p", c.mcnemar_p}, {"absolute", drop_json(c.drop_absolute)},
+           {"relative", drop_json(c.drop_relative)}};
+}
+
+void from_json(const nlohmann::json & in, PairedComparison & c) {
+    c.n = in.at("n");
+    c.both_right = in.at("both_right");
+    c.right_to_wrong = in.at("right_to_wrong").get<std::vector<std::size_t>>();
+    c.wrong_to_right = in.at("wrong_to_right").get<std::vector<std::size_t>>();
+    c.base_excluded = in.at("base_excluded");
+    c.other_excluded = in.at("other_excluded");
+    c.mcnemar_p = in.at("mcnemar_p");
+    c.drop_absolute = drop_from(in.at("absolute"));
+    c.drop_relative = drop_from(in.at("relative"));
+}
+
+void to_json(nlohmann::json & out, const SuiteResult & r) {
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const auto & s : r.suite.skipped) skipped.push_back({{"line", s.line}, {"reason", s.reason}});
+    out = {{"name", r.suite.settings.name}, {"spec", r.suite.spec}, {"content_hash", r.suite.content_hash}, {"critical", r.suite.settings.critical},
+           {"requires", r.suite.settings.requires_capability}, {"n", r.scored}, {"correct", r.correct}, {"accuracy", r.accuracy()},
+           {"ci95", interval_json(r.ci95)}, {"skipped", r.suite.skipped.size()}, {"skipped_lines", skipped}, {"unencodable", r.unencodable},
+           {"too_long", r.too_long}, {"seconds", r.seconds},
+           {"tokens", {{"evaluated", r.tokens_evaluated}, {"unique", r.tokens_unique}, {"one_sequence_per_choice", r.tokens_naive}}}};
+    if (r.has_norm) {
+        out["accuracy_norm"] = r.accuracy_norm();
+        out["ci95_norm"] = interval_json(r.ci95_norm);
+    }
 }
 
 }  // namespace switchyard::eval

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,16 +59,29 @@ struct RunOptions {
 
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options);
 
-// Two models on the same items: flips, exact McNemar p-value, paired-bootstrap drop intervals.
+// Two models on the items both scored (an item one of them could not score is left out of both, so
+// neither is judged on an easier subset): flips, exact McNemar p-value, paired-bootstrap drop intervals.
 struct PairedComparison {
     std::size_t n = 0;  // items scored for both
+    std::size_t both_right = 0;
     std::vector<std::size_t> right_to_wrong;  // source lines: the base was right, the other model wrong
     std::vector<std::size_t> wrong_to_right;
+    std::size_t base_excluded = 0;   // items the base could not score (unencodable, too long), left out
+    std::size_t other_excluded = 0;  // items the other model could not score, left out
     double mcnemar_p = 1.0;
     stats::PairedDifference drop_absolute{};
     stats::PairedDifference drop_relative{};
+
+    double base_accuracy() const { return n > 0 ? static_cast<double>(both_right + right_to_wrong.size()) / n : 0.0; }
+    double other_accuracy() const { return n > 0 ? static_cast<double>(both_right + wrong_to_right.size()) / n : 0.0; }
 };
 
 PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other);
+
+// The one JSON form of each result type, written and read alike by `eval --json`, the plan's
+// decision.json and report.
+void to_json(nlohmann::json & out, const PairedComparison & comparison);
+void from_json(const nlohmann::json & in, PairedComparison & comparison);
+void to_json(nlohmann::json & out, const SuiteResult & result);  // the summary: counts, accuracy, interval, work
 
 }  // namespace switchyard::eval

@@ -4,6 +4,8 @@
 
 #include "engine/llama_engine.h"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <filesystem>
 #include <string>
 
@@ -35,5 +37,9 @@ struct SpeedResult {
 // Loads the model by itself (threads and context as given) and times it. Throws switchyard::Error
 // when the model cannot be loaded or the prompt cannot be built from its vocabulary.
 SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, const SpeedOptions & options);
+
+// The one JSON form (`eval --json`, the results store, the plan): keys as the fields are named.
+void to_json(nlohmann::json & out, const SpeedResult & speed);
+void from_json(const nlohmann::json & in, SpeedResult & speed);
 
 }  // namespace switchyard::eval

@@ -119,6 +119,7 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
     ModelInfo info;
     info.file_bytes = file_bytes;
     info.gguf_version = gguf_get_version(ctx);
+    info.tensor_data_offset = gguf_get_data_offset(ctx);
     info.architecture = meta.string("general.architecture").value_or("");
     if (info.architecture.empty()) {
         throw Error(name + ": GGUF file has no general.architecture string: not a model file llama.cpp can load");

@@ -29,6 +29,7 @@ struct ModelInfo {
     std::uint64_t parameters = 0;        // elements over all tensors, as stored
     std::uint64_t tensor_count = 0;
     std::uint64_t tensor_data_bytes = 0;  // bytes of tensor data, without alignment padding
+    std::uint64_t tensor_data_offset = 0; // where the tensor data starts in the file (after the metadata)
     double bits_per_weight = 0.0;         // tensor_data_bytes * 8 / parameters
     std::map<std::string, std::uint64_t> tensor_types;  // lower-case ggml type name -> tensor count
     std::vector<TensorInfo> tensors;                    // in file order

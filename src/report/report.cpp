@@ -20,8 +20,6 @@ using nlohmann::json;
 
 namespace {
 
-json interval(const stats::Interval & i) { return json::array({i.lo, i.hi}); }
-
 std::string mib(std::uint64_t bytes) { return fmt::format("{:.2f}", bytes / (1024.0 * 1024.0)); }
 
 std::string pct(double share) { return fmt::format("{:.1f}%", 100 * share); }
@@ -48,7 +46,7 @@ std::string group_of(const PlanResult & r, const Candidate & c) {
 std::string drop_text(const decide::SuiteScore & s, bool relative) {
     if (!s.vs_original) return "";
     const auto & d = relative ? s.vs_original->drop_relative : s.vs_original->drop_absolute;
-    return fmt::format("{:+.1f}{} [{:.1f}, {:.1f}], p={:.3g}", 100 * d.mean_drop, relative ? "%" : " pts", 100 * d.ci.lo, 100 * d.ci.hi, s.vs_original->mcnemar_p);
+    return fmt::format("{:+.1f}{} [{:.1f}, {:.1f}] (bootstrap 95%), p={:.3g}", 100 * d.mean_drop, relative ? "%" : " pts", 100 * d.ci.lo, 100 * d.ci.hi, s.vs_original->mcnemar_p);
 }
 
 std::string lines_list(const std::vector<std::size_t> & lines) {
@@ -133,27 +131,21 @@ std::vector<std::string> charts(const PlanResult & r) {
 json candidate_json(const Candidate & c) {
     json j = {{"name", c.name}, {"kind", decide::to_string(c.kind)}, {"path", c.path.string()}, {"description", c.description},
               {"file_bytes", c.file_bytes}, {"bits_per_weight", c.bits_per_weight}, {"parameters", c.parameters}, {"capabilities", c.capabilities},
-              {"context_length", c.context_length}, {"suites", json::array()}};
+              {"context_length", c.context_length}, {"suites", c.suites}};
     if (!c.skipped.empty()) j["skipped"] = c.skipped;
+    if (!c.not_run.empty()) j["not_run"] = c.not_run;
     if (c.remote()) j["endpoint"] = {{"url", c.served.endpoint}, {"model", c.served.remote_model}};
-    if (c.drift) j["drift"] = {{"kld_mean", c.drift->kld_mean}, {"kld_p99", c.drift->kld_p99}, {"top1_agreement", c.drift->top1_agreement}, {"ppl_ratio", c.drift->ppl_ratio}};
-    if (c.cost)
-        j["cost"] = {{"peak_rss_bytes", c.cost->peak_rss_bytes}, {"prefill_tokens_per_s", c.cost->prefill_tokens_per_s},
-                     {"decode_tokens_per_s", c.cost->decode_tokens_per_s}, {"ttft_p95_ms", c.cost->ttft_p95_ms}, {"p95_latency_ms", c.cost->p95_latency_ms},
-                     {"cost_per_1k_tokens", c.cost->cost_per_1k_tokens}, {"cost_per_query", c.cost->cost_per_query},
-                     {"joules_per_token", c.cost->joules_per_token}, {"energy_source", c.cost->energy_source}};
-    for (const auto & s : c.suites) {
-        json sj = {{"suite", s.suite}, {"critical", s.critical}, {"n", s.n}, {"accuracy", s.accuracy}, {"ci95", interval(s.ci95)}};
-        if (s.vs_original) {
-            const auto & v = *s.vs_original;
-            sj["vs_original"] = {{"original_accuracy", s.original_accuracy}, {"n", v.n}, {"mcnemar_p", v.mcnemar_p},
-                                 {"drop_absolute", {{"mean", v.drop_absolute.mean_drop}, {"ci95", interval(v.drop_absolute.ci)}}},
-                                 {"drop_relative", {{"mean", v.drop_relative.mean_drop}, {"ci95", interval(v.drop_relative.ci)}}},
-                                 {"right_to_wrong", v.right_to_wrong}, {"wrong_to_right", v.wrong_to_right}};
-        }
-        j["suites"].push_back(sj);
-    }
+    if (c.drift) j["drift"] = *c.drift;
+    if (c.cost) j["cost"] = *c.cost;
     return j;
+}
+
+// Why a candidate was not (fully) measured, per class, or "measured".
+std::string status_of(const Candidate & c) {
+    if (!c.skipped.empty()) return c.skipped;
+    std::string out = c.suites.empty() ? "not measured" : "measured";
+    for (const auto & [cls, why] : c.not_run) out += "; for " + cls + " not: " + why;
+    return out;
 }
 
 const char * kStyle = R"(body{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
@@ -196,6 +188,7 @@ json decision_json(const PlanResult & r) {
     for (const auto & d : r.decisions)
         j["recommendation"].push_back({{"class", d.task_class}, {"action", decide::to_string(d.action)}, {"model", d.chosen}, {"backup", d.backup},
                                        {"rule", d.rule}, {"reason", d.reason}, {"flagged", d.flagged}});
+    j["warnings"] = r.plan.warnings;
     const auto & s = r.stats;
     j["search"] = {{"candidates", s.candidates}, {"suite_runs", s.suite_runs}, {"suite_runs_reused", s.suite_runs_reused},
                    {"suite_runs_possible", s.suite_runs_possible}, {"drift_runs", s.drift_runs}, {"drift_reused", s.drift_reused},
@@ -218,6 +211,7 @@ std::string search_summary(const PlanResult & r) {
 
 std::string summary_text(const PlanResult & r) {
     std::string out;
+    for (const auto & w : r.plan.warnings) out += "warning: " + w + "\n";
     for (const auto & d : r.decisions) {
         out += fmt::format("{:<12} {}{}{}\n", d.task_class + ":", verdict_line(d), d.backup.empty() ? "" : " (backup: " + d.backup + ")", d.flagged ? "  [needs a look]" : "");
         out += fmt::format("{:<12} {}: {}\n", "", d.rule, d.reason);
@@ -230,20 +224,21 @@ std::string report_markdown(const PlanResult & r) {
     std::string md = "# switchyard plan: " + r.plan.source.filename().string() + "\n\n## Decision\n\n| class | verdict | backup | rule | why |\n|---|---|---|---|---|\n";
     for (const auto & d : r.decisions)
         md += fmt::format("| {} | **{}**{} | {} | {} | {} |\n", d.task_class, verdict_line(d), d.flagged ? " (needs a look)" : "", d.backup.empty() ? "—" : d.backup, d.rule, d.reason);
+    for (const auto & w : r.plan.warnings) md += "\n> warning: " + w + "\n";
     md += "\n## Candidates\n\n| candidate | kind | how | size (MiB) | bits/weight | mean KLD | top-1 agreement | p95 latency (ms) | cost / 1k tokens | status |\n|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto & c : r.candidates)
         md += fmt::format("| {} | {} | {} | {} | {:.2f} | {} | {} | {} | {} | {} |\n", c.name, decide::to_string(c.kind), c.description, mib(c.file_bytes), c.bits_per_weight,
                           c.drift ? fmt::format("{:.4f}", c.drift->kld_mean) : "—", c.drift ? pct(c.drift->top1_agreement) : "—",
                           c.cost ? fmt::format("{:.1f}", c.cost->p95_latency_ms) : "—", c.cost ? fmt::format("{:.3g}", c.cost->cost_per_1k_tokens) : "—",
-                          c.skipped.empty() ? "measured" : c.skipped);
+                          status_of(c));
     md += "\n## Tasks\n";
     for (const auto & t : r.tasks) {
-        md += fmt::format("\n### {}{} (class {}{})\n\n| candidate | n | accuracy [95% CI] | drop vs original{} | flips right→wrong / wrong→right |\n|---|---|---|---|---|\n",
+        md += fmt::format("\n### {}{} (class {}{})\n\n| candidate | n scored (excluded) | accuracy [95% CI] | drop vs original{} | flips right→wrong / wrong→right |\n|---|---|---|---|---|\n",
                           t.suite, t.critical ? " — critical" : "", t.task_class, t.needs.empty() ? "" : ", requires " + t.needs, relative ? " (relative)" : " (points)");
         for (const auto & c : r.candidates) {
             const auto * s = c.suite(t.suite);
             if (s == nullptr) continue;
-            md += fmt::format("| {} | {} | {} [{:.1f}, {:.1f}] | {} | {} |\n", c.name, s->n, pct(s->accuracy), 100 * s->ci95.lo, 100 * s->ci95.hi,
+            md += fmt::format("| {} | {} ({}) | {} [{:.1f}, {:.1f}] | {} | {} |\n", c.name, s->n, s->excluded, pct(s->accuracy), 100 * s->ci95.lo, 100 * s->ci95.hi,
                               s->vs_original ? drop_text(*s, relative) : "—",
                               s->vs_original ? fmt::format("{} / {}", s->vs_original->right_to_wrong.size(), s->vs_original->wrong_to_right.size()) : "—");
         }
@@ -272,6 +267,7 @@ std::string report_html(const PlanResult & r) {
     for (const auto & d : r.decisions)
         h += fmt::format("<div class=\"verdict{}\"><b>{}</b>: {}{}<br><span class=\"muted\">{}: {}</span></div>\n", d.flagged ? " flagged" : "", e(d.task_class),
                          e(verdict_line(d)), d.backup.empty() ? "" : " <span class=\"muted\">(backup: " + e(d.backup) + ")</span>", e(d.rule), e(d.reason));
+    for (const auto & w : r.plan.warnings) h += "<p class=\"insufficient\">warning: " + e(w) + "</p>\n";
     h += "</section>\n<h2>Charts</h2>\n";
     for (const auto & svg : charts(r)) h += svg + "\n";
     h += "<h2>Candidates</h2>\n<table><tr><th>candidate</th><th>kind</th><th>how</th><th>size (MiB)</th><th>bits/weight</th><th>mean KLD</th><th>top-1 agreement</th>"
@@ -280,10 +276,10 @@ std::string report_html(const PlanResult & r) {
         h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n", e(c.name),
                          decide::to_string(c.kind), e(c.description), mib(c.file_bytes), c.bits_per_weight, c.drift ? fmt::format("{:.4f}", c.drift->kld_mean) : "—",
                          c.drift ? pct(c.drift->top1_agreement) : "—", c.cost ? fmt::format("{:.1f}", c.cost->p95_latency_ms) : "—",
-                         c.cost ? fmt::format("{:.3g}", c.cost->cost_per_1k_tokens) : "—", c.skipped.empty() ? "measured" : e(c.skipped));
+                         c.cost ? fmt::format("{:.3g}", c.cost->cost_per_1k_tokens) : "—", e(status_of(c)));
     h += "</table>\n<h2>Tasks</h2>\n";
     for (const auto & t : r.tasks) {
-        h += fmt::format("<h3>{}{} <span class=\"muted\">(class {})</span></h3>\n<table><tr><th>candidate</th><th>n</th><th>accuracy [95% CI]</th><th>drop vs original{}</th>"
+        h += fmt::format("<h3>{}{} <span class=\"muted\">(class {})</span></h3>\n<table><tr><th>candidate</th><th>n scored (excluded)</th><th>accuracy [95% CI]</th><th>drop vs original{}</th>"
                          "<th>flipped items (source lines)</th></tr>\n",
                          e(t.suite), t.critical ? " — critical" : "", e(t.task_class), relative ? " (relative)" : " (points)");
         for (const auto & c : r.candidates) {
@@ -293,7 +289,7 @@ std::string report_html(const PlanResult & r) {
             if (s->vs_original)
                 flips = fmt::format("right→wrong {}: {}<br>wrong→right {}: {}", s->vs_original->right_to_wrong.size(), lines_list(s->vs_original->right_to_wrong),
                                     s->vs_original->wrong_to_right.size(), lines_list(s->vs_original->wrong_to_right));
-            h += fmt::format("<tr><td>{}</td><td>{}</td><td>{} [{:.1f}, {:.1f}]</td><td>{}</td><td>{}</td></tr>\n", e(c.name), s->n, pct(s->accuracy), 100 * s->ci95.lo,
+            h += fmt::format("<tr><td>{}</td><td>{} ({})</td><td>{} [{:.1f}, {:.1f}]</td><td>{}</td><td>{}</td></tr>\n", e(c.name), s->n, s->excluded, pct(s->accuracy), 100 * s->ci95.lo,
                              100 * s->ci95.hi, s->vs_original ? e(drop_text(*s, relative)) : "—", flips);
         }
         h += "</table>\n";

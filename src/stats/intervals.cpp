@@ -150,6 +150,18 @@ PairedDifference paired_bootstrap_drop(std::span<const std::uint8_t> base_correc
     return {drop(base_hits, variant_hits, items, relative), {quantile(drops, tail), quantile(drops, 1.0 - tail)}};
 }
 
+Interval paired_difference_interval(std::size_t n, std::size_t right_to_wrong, std::size_t wrong_to_right, double confidence) {
+    require_confidence(confidence);
+    if (right_to_wrong + wrong_to_right > n) throw std::invalid_argument("more flips than items");
+    if (n == 0) return {-1.0, 1.0};
+    const double b = static_cast<double>(right_to_wrong) + 0.5;
+    const double c = static_cast<double>(wrong_to_right) + 0.5;
+    const double items = static_cast<double>(n) + 2.0;
+    const double center = (b - c) / items;
+    const double half_width = normal_quantile(0.5 + confidence / 2.0) * std::sqrt((b + c) - (b - c) * (b - c) / items) / items;
+    return {std::max(-1.0, center - half_width), std::min(1.0, center + half_width)};
+}
+
 double quantile(std::span<const double> sorted_values, double q) {
     if (sorted_values.empty()) throw std::invalid_argument("quantile of no values");
     if (!(q >= 0.0 && q <= 1.0)) throw std::invalid_argument("quantile must lie in [0, 1]");

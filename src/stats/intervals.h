@@ -34,6 +34,12 @@ PairedDifference paired_bootstrap_drop(std::span<const std::uint8_t> base_correc
                                        std::size_t resamples = 10000, std::uint64_t seed = 1,
                                        double confidence = 0.95);
 
+// Interval for the paired difference of two proportions, (right_to_wrong - wrong_to_right) / n, by
+// Agresti and Min (2005): half an item added to each of the four cells, then Wald. Unlike the
+// bootstrap it never collapses to a single point (no flips on 5 items still leaves +-28 points at
+// 95%), and it keeps its coverage near the nominal level for small n. n == 0 gives [-1, 1].
+Interval paired_difference_interval(std::size_t n, std::size_t right_to_wrong, std::size_t wrong_to_right, double confidence);
+
 // Quantile q in [0, 1] of ascending values, interpolating linearly between the closest ranks
 // (numpy's default method).
 double quantile(std::span<const double> sorted_values, double q);

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -32,9 +33,10 @@ std::string sha256_bytes(std::string_view bytes) {
     return hex(digest.data(), length);
 }
 
-std::string sha256_file(const std::filesystem::path & path) {
+std::string sha256_file(const std::filesystem::path & path, std::uint64_t offset) {
     std::unique_ptr<std::FILE, int (*)(std::FILE *)> in(std::fopen(path.c_str(), "rb"), &std::fclose);
     if (!in) throw Error(path.string() + ": cannot open to compute its sha256");
+    if (offset > 0 && fseeko(in.get(), static_cast<off_t>(offset), SEEK_SET) != 0) throw Error(path.string() + ": cannot seek to byte " + std::to_string(offset));
     std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX *)> md(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr);
     std::vector<unsigned char> buffer(1 << 20);

@@ -51,10 +51,12 @@ int YamlMap::line_of(const std::string & key) const {
     return mark.line + 1;
 }
 
-void YamlMap::fail(const std::string & key, const std::string & message) const {
+std::string YamlMap::located(const std::string & key, const std::string & message) const {
     const auto where = qualified(key);
-    throw Error(source_ + ":" + std::to_string(line_of(key)) + ": " + (where.empty() ? "" : where + ": ") + message);
+    return source_ + ":" + std::to_string(line_of(key)) + ": " + (where.empty() ? "" : where + ": ") + message;
 }
+
+void YamlMap::fail(const std::string & key, const std::string & message) const { throw Error(located(key, message)); }
 
 std::string YamlMap::string(const std::string & key) const {
     if (!has(key)) fail("", "missing key '" + key + "'");

@@ -40,7 +40,8 @@ public:
 
     // Throws on the first key not in `known`: misspelt settings must not be ignored silently.
     void reject_unknown(std::initializer_list<const char *> known) const;
-    // "SOURCE:LINE: PATH.KEY: MESSAGE" as a switchyard::Error.
+    // "SOURCE:LINE: PATH.KEY: MESSAGE", for a warning; fail() throws it as a switchyard::Error.
+    std::string located(const std::string & key, const std::string & message) const;
     [[noreturn]] void fail(const std::string & key, const std::string & message) const;
 
     const std::string & source() const { return source_; }

@@ -1,0 +1,65 @@
+// The plan's measurements of candidates, typed, through the results store: suite runs, drift from
+// the original (the screen) and speed/cost. Each is run at most once per model and settings, and
+// counted as run or reused for the search summary. This is the edge where models are loaded.
+#pragma once
+
+#include "decide/decision.h"
+#include "decide/plan.h"
+#include "engine/remote_engine.h"
+#include "eval/drift.h"
+#include "eval/results_store.h"
+#include "eval/suite.h"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace switchyard::decide {
+
+// Measurements run now and found finished in the results store.
+struct MeasureCounts {
+    std::size_t suite_runs = 0;
+    std::size_t suite_runs_reused = 0;
+    std::size_t drift_runs = 0;
+    std::size_t drift_reused = 0;
+    std::size_t speed_runs = 0;
+    std::size_t speed_reused = 0;
+};
+
+class Measurements {
+public:
+    Measurements(const Plan & plan, const std::filesystem::path & results, int threads, bool progress);
+
+    eval::ResultsStore & store() { return store_; }
+    const MeasureCounts & counts() const { return counts_; }
+
+    // The candidate's results on the suites, in order (from the store where run before); the model
+    // is loaded once, and only when some suite is not in the store.
+    std::vector<eval::SuiteResult> suites(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
+    // Drift of a variant from the original on the plan's screen text.
+    DriftScore drift(const Candidate & original, const Candidate & variant);
+    // Speed, memory, energy and cost at the plan's deployment; a served model's latency is timed
+    // through its server and its cost is what the plan declares.
+    CostScore cost(const Candidate & candidate);
+
+    int context_for(const Candidate & candidate) const;
+
+private:
+    CostScore remote_cost(const Candidate & candidate);
+    std::string machine_key() const;
+    int speed_threads() const;
+
+    const Plan & plan_;
+    eval::ResultsStore store_;
+    int threads_;
+    bool progress_;
+    MeasureCounts counts_;
+    std::optional<eval::Reference> reference_;  // the original's on the screen text, recorded once
+    std::string drift_key_;
+};
+
+// What the engine needs to reach a model the plan names behind an endpoint; throws when its API key
+// variable is not set.
+engine::RemoteEngineOptions remote_options(const ModelRef & model);
+
+}  // namespace switchyard::decide

@@ -1,0 +1,26 @@
+// The search's next step as pure functions of what is known so far: which variant of the ladder to
+// run next, and whether an unmeasured candidate could still change a class's choice.
+#pragma once
+
+#include "decide/decision.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace switchyard::decide {
+
+// The ladder's variants mild to aggressive, each with its accuracy outcome for one class so far
+// (nullopt: not run). Assuming accuracy falls as compression grows, a failure bounds the search from
+// above and a pass from below; `insufficient` bounds nothing (a noisy midpoint must not discard
+// the variants beyond it). Returns the middle of the most aggressive stretch of variants not yet
+// run between the highest pass and the lowest failure, or nullopt when none is left.
+std::optional<std::size_t> next_probe(const std::vector<std::optional<Outcome>> & ladder);
+
+// Why measuring `candidate` for a class cannot change the choice among the `passing` candidates,
+// even if it passed every rule: it is over a budget (R4, when its cost is known), or R7 would
+// still choose the same one with it added. nullopt when it could change the choice (always when
+// nothing passes yet, or when a price is set and its cost is unknown: measure that first).
+std::optional<std::string> cannot_change_choice(const Policy & policy, const std::vector<const Candidate *> & passing, const Candidate & candidate);
+
+}  // namespace switchyard::decide
