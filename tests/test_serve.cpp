@@ -99,6 +99,17 @@ TEST(ServeApi, MalformedBodies) {
     }
 }
 
+// Half a million levels fit in a 1 MiB body; they are refused before parsing, while brackets inside
+// strings and 64 real levels are fine.
+TEST(ServeApi, DeepNestingIsRefusedBeforeParsing) {
+    const std::string deep = R"({"prompt":"a","x":)" + std::string(500000, '[') + std::string(500000, ']') + "}";
+    const ApiError e = parse_bad(completion, deep);
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.message, "the body nests arrays and objects deeper than 64 levels");
+    parse_ok(completion, R"({"prompt":"[[[[{{{{ \" [[[[","x":)" + std::string(63, '[') + std::string(63, ']') + "}");
+    EXPECT_EQ(parse_bad(completion, R"({"prompt":"a","x":)" + std::string(64, '[') + std::string(64, ']') + "}").status, 400);
+}
+
 TEST(ServeApi, TokenizeBothDialects) {
     auto llama = std::get<TokenizeRequest>(parse_tokenize(R"({"content":"hi","add_special":false})"));
     EXPECT_EQ(llama.content, "hi");

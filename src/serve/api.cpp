@@ -1,5 +1,7 @@
 #include "serve/api.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <random>
@@ -149,7 +151,34 @@ std::vector<std::string> parse_stop(const json & body) {
     return stop;
 }
 
+// Deeper than any real request (tool schemas included). nlohmann parses deep input without
+// recursion, but copying, serializing and destroying a value recurse once per level: half a
+// million levels in a 1 MiB body would overflow a worker's stack. Counted before parsing, in one
+// pass over the bytes.
+constexpr int kMaxJsonDepth = 64;
+
+bool nests_deeper_than(std::string_view text, int limit) {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return true;
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return false;
+}
+
 json parse_object(std::string_view text) {
+    if (nests_deeper_than(text, kMaxJsonDepth))
+        throw bad_request(fmt::format("the body nests arrays and objects deeper than {} levels", kMaxJsonDepth));
     json body;
     try {
         body = json::parse(text);
