@@ -67,7 +67,7 @@ std::string escape_xml(const std::string & text) {
 }
 
 std::string render(const ScatterChart & c) {
-    const double width = 640, height = 360, left = 70, right = 20, top = 36, bottom = 50;
+    const double width = 640, height = 360, left = 70, right = 110, top = 36, bottom = 50;  // room on the right for the labels of the rightmost points
     std::vector<double> xs, ys;
     for (const auto & p : c.points) {
         xs.push_back(p.x);
