@@ -5,6 +5,7 @@
 #include "support/error.h"
 #include "test_support.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -98,6 +99,11 @@ TEST(Rules, DropPassesOnlyWhenItsUpperBoundIsWithinTheLimit) {
     EXPECT_EQ(within.outcome, Outcome::pass);
     EXPECT_EQ(within.message, "drop 2.0 points [0.7, 3.2] on `facts` (critical) (95% interval, alpha 0.05 / 1 comparison; n=1000 both scored, 30 right->wrong, "
                               "10 wrong->right, McNemar p=0.00222): upper bound within max_drop 10.0 points");
+    // The same numbers, for the report's evidence list.
+    ASSERT_TRUE(within.drop);
+    EXPECT_EQ(within.drop->suite, "facts");
+    EXPECT_DOUBLE_EQ(within.drop->drop, 0.02);
+    EXPECT_EQ(fmt::format("[{:.1f}, {:.1f}] at {:g}", 100 * within.drop->ci.lo, 100 * within.drop->ci.hi, within.drop->confidence), "[0.7, 3.2] at 0.95");
     // Far beyond: the lower bound clears the limit.
     const auto too_much = rule_drop(policy, scored("facts", 0.6, true, comparison(1000, 800, 210, 10)), 1);
     EXPECT_EQ(too_much.outcome, Outcome::fail);
@@ -396,6 +402,7 @@ TEST(Choice, CheapestIsTwoWellDefinedSteps) {
         const auto pick = cheapest(policy, order);
         EXPECT_EQ(pick.chosen->name, "b");
         EXPECT_EQ(pick.within_cost, 2u);
+        EXPECT_FALSE(pick.by_cost);
         EXPECT_EQ(pick.decided_by, "size decided: 2.00 MiB, the smallest of the 2 (of 3) within 10% of the lowest cost 1/1k tokens");
     } while (std::next_permutation(order.begin(), order.end()));
     // Through choose(), in every order of the candidates: the same answer.
@@ -412,6 +419,7 @@ TEST(Choice, CheapestIsTwoWellDefinedSteps) {
     // Only one within 10%: cost decided.
     c[1].cost->cost_per_1k_tokens = 1.2;
     EXPECT_EQ(cheapest(policy, {&c[0], &c[1], &c[2]}).decided_by, "cost decided: 1/1k tokens, the only one of 3 within 10% of the lowest cost");
+    EXPECT_TRUE(cheapest(policy, {&c[0], &c[1], &c[2]}).by_cost);
 }
 
 // Defect 2: the ladder's search. A noisy midpoint (insufficient) bounds nothing: the more

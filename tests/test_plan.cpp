@@ -5,6 +5,7 @@
 #include "decide/variants.h"
 #include "model/model_info.h"
 #include "model/portfolio.h"
+#include "report/digest.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
@@ -95,18 +96,25 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     EXPECT_EQ(html.find("<script"), std::string::npos);
     EXPECT_EQ(html.find("src=\"http"), std::string::npos) << "the page fetches nothing";
 
-    // The page opens in headless Chromium with no console message and shows the verdict.
-    if (std::system("command -v chromium > /dev/null 2>&1") == 0) {
-        const auto command = "chromium --headless --disable-gpu --no-sandbox --enable-logging=stderr --v=0 --dump-dom 'file://" + (out / "report.html").string() +
-                             "' > '" + dir.file("dom.html").string() + "' 2> '" + dir.file("console.txt").string() + "'";
-        ASSERT_EQ(std::system(command.c_str()), 0) << test::read_file(dir.file("console.txt"));
-        const auto dom = test::read_file(dir.file("dom.html"));
-        EXPECT_NE(dom.find("switch → stories260K"), std::string::npos);
-        EXPECT_NE(dom.find("Accuracy against size"), std::string::npos);
-        const auto console = test::read_file(dir.file("console.txt"));
-        EXPECT_EQ(console.find(":CONSOLE"), std::string::npos) << console;
+    // Every verdict line is read in one glance; the same lines head the terminal summary.
+    for (const auto & cls : {"stories", "grammar"}) {
+        const auto at = first.out.find(std::string(cls) + ": ");
+        ASSERT_NE(at, std::string::npos) << first.out;
+        const auto line = first.out.substr(at, first.out.find('\n', at) - at);
+        EXPECT_LE(report::display_length(line), report::kVerdictMaxChars) << line;
+        EXPECT_NE(html.find(line.substr(0, line.find('`'))), std::string::npos) << "the page shows the terminal's verdict: " << line;
+    }
+    EXPECT_NE(html.find("Perplexity change against task drop"), std::string::npos);
+
+    // The page as a person sees it, in headless Chromium at 1400 and 420 px: verdicts and the
+    // perplexity flag above the fold, no console message (tests/report-browser.mjs).
+    if (std::system("command -v chromium > /dev/null 2>&1 && command -v node > /dev/null 2>&1") == 0) {
+        const auto command = "node --experimental-websocket '" SWITCHYARD_SOURCE_DIR "/tests/report-browser.mjs' '" + (out / "report.html").string() + "' '" + dir.path().string() + "' chromium > '" +
+                             dir.file("browser.txt").string() + "' 2>&1";
+        EXPECT_EQ(std::system(command.c_str()), 0) << test::read_file(dir.file("browser.txt"));
+        EXPECT_TRUE(std::filesystem::exists(dir.file("report-420.png")));
     } else {
-        ADD_FAILURE() << "chromium is not installed (scripts/test.sh installs it): the report was not opened in a browser";
+        ADD_FAILURE() << "chromium or node is not installed (scripts/test.sh installs them): the report was not opened in a browser";
     }
 
     // Second run: every measurement comes from the store and the variants from the folder.
@@ -229,5 +237,6 @@ TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     EXPECT_EQ(by_name["stories260K"]["suites"].size(), 1u);
     EXPECT_EQ(decision["search"]["suite_runs"], 3);
     EXPECT_EQ(decision["search"]["suite_runs_possible"], 4);
-    EXPECT_NE(r.out.find("stories:     switch → stories260K (backup: babyllama)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("stories: switch → stories260K (backup: babyllama) — no compression passes; the mildest, magnitude-60pct+Q8_0: R3-drop: drop "), std::string::npos)
+        << r.out;
 }

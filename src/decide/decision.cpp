@@ -102,7 +102,8 @@ CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate
         return a->name < b->name;
     };
     choice.chosen = *std::min_element(kept.begin(), kept.end(), smaller);
-    if (lowest && kept.size() == 1) {
+    choice.by_cost = lowest && kept.size() == 1;
+    if (choice.by_cost) {
         choice.decided_by = fmt::format("cost decided: {:.3g}/1k tokens, the only one of {} within 10% of the lowest cost", *cost_of(*choice.chosen), candidates.size());
     } else if (lowest) {
         choice.decided_by = fmt::format("size decided: {:.2f} MiB, the smallest of the {} (of {}) within 10% of the lowest cost {:.3g}/1k tokens", mib(choice.chosen->file_bytes),

@@ -93,6 +93,7 @@ struct ClassDecision {
 struct CheapestChoice {
     const Candidate * chosen = nullptr;  // null for no candidates
     std::size_t within_cost = 0;         // how many step 1 kept
+    bool by_cost = false;                // step 1 alone decided (one candidate within 10% of the lowest cost)
     std::string decided_by;              // which step decided, with its numbers
 };
 CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate *> & candidates);

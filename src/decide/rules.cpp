@@ -86,6 +86,7 @@ RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, std::size_t c
         shown(drop), 100 * ci.lo, 100 * ci.hi, s.suite, s.critical ? " (critical)" : "", 100 * confidence, policy.alpha, comparisons, comparisons == 1 ? "" : "s",
         c.n,
         c.base_excluded + c.other_excluded > 0 ? fmt::format(" (left out: {} the original could not score, {} this model could not)", c.base_excluded, c.other_excluded) : "", c.right_to_wrong.size(), c.wrong_to_right.size(), c.mcnemar_p);
+    v.drop = DropEvidence{.suite = s.suite, .drop = drop, .ci = ci, .confidence = confidence};
     const std::string limit = "max_drop " + shown(policy.max_drop);
     if (ci.hi <= policy.max_drop) {
         v.message = numbers + ": upper bound within " + limit;

@@ -80,11 +80,20 @@ void to_json(nlohmann::json & out, const CostScore & cost);
 enum class Outcome { pass, fail, insufficient };
 const char * to_string(Outcome outcome);
 
+// R3's numbers as the verdict used them, so the report can list them without reparsing the message.
+struct DropEvidence {
+    std::string suite;
+    double drop = 0;         // relative or in points, as the policy says
+    stats::Interval ci{0, 0};  // at `confidence`
+    double confidence = 0.95;
+};
+
 struct RuleVerdict {
     std::string rule;  // "R1-capability", "R2-floor", "R3-drop", "R4-budget", "R6-agreement", "screen"
     Outcome outcome = Outcome::pass;
     std::string message;  // the numbers behind it, in one line
     std::size_t items_needed = 0;  // with `insufficient`: items that would likely settle it
+    std::optional<DropEvidence> drop;  // R3 with items both scored
 };
 
 // R1: `needs` is "vision", "audio", "code" or "context:N"; `capabilities` what the model has.

@@ -1,5 +1,6 @@
 #include "report/report.h"
 
+#include "report/digest.h"
 #include "report/svg_chart.h"
 #include "support/atomic_file.h"
 #include "support/version.h"
@@ -20,18 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string mib(std::uint64_t bytes) { return fmt::format("{:.2f}", bytes / (1024.0 * 1024.0)); }
-
 std::string pct(double share) { return fmt::format("{:.1f}%", 100 * share); }
-
-std::string verdict_line(const decide::ClassDecision & d) {
-    switch (d.action) {
-    case Action::keep: return "keep " + d.chosen;
-    case Action::compress: return "compress → " + d.chosen;
-    case Action::switch_model: return "switch → " + d.chosen;
-    }
-    return d.chosen;
-}
 
 bool is_chosen(const PlanResult & r, const std::string & name) {
     return std::any_of(r.decisions.begin(), r.decisions.end(), [&](const auto & d) { return d.chosen == name; });
@@ -81,8 +71,47 @@ std::optional<double> mean_accuracy(const Candidate & c, const std::vector<std::
     return suites.empty() ? std::nullopt : std::optional<double>(sum / suites.size());
 }
 
-std::vector<std::string> charts(const PlanResult & r) {
-    std::vector<std::string> out;
+const Candidate * original_of(const PlanResult & r) {
+    for (const auto & c : r.candidates)
+        if (c.kind == CandidateKind::original) return &c;
+    return nullptr;
+}
+
+std::string size_text(const PlanResult & r, const Candidate & c) {
+    const auto * original = original_of(r);
+    if (c.file_bytes == 0) return "—";
+    if (original == nullptr || original == &c) return bytes_text(c.file_bytes);
+    return bytes_text(c.file_bytes) + " (" + share_of(c.file_bytes, original->file_bytes) + ")";
+}
+
+std::string tasks_text(const SignalCheck & s) {
+    if (!s.tasks) return "not run";
+    const std::string outcome = *s.tasks == decide::Outcome::insufficient ? "undecided" : decide::to_string(*s.tasks);
+    if (s.worst_suite.empty()) return outcome;
+    return fmt::format("{} (worst {} on `{}`)", outcome, signed_percent(-s.worst_drop), s.worst_suite);
+}
+
+// A chart and the one line that says how to read it.
+struct Figure {
+    std::string svg;
+    std::string caption;
+};
+
+std::vector<Figure> charts(const PlanResult & r) {
+    std::vector<Figure> out;
+    const auto & policy = r.plan.policy;
+    ScatterChart signal{.title = "Perplexity change against task drop", .x_label = "perplexity change vs the original (%)",
+                        .y_label = std::string("worst drop on the class's tasks (") + (policy.drop_relative ? "%" : "points") + ")"};
+    for (const auto & s : signal_checks(r))
+        if (s.tasks && !s.worst_suite.empty())
+            signal.points.push_back({100 * s.ppl_change, 100 * s.worst_drop, s.candidate + " · " + s.task_class,
+                                     *s.tasks == decide::Outcome::insufficient ? "insufficient" : decide::to_string(*s.tasks)});
+    signal.limits = {{.vertical = true, .at = 100 * kPerplexityPass, .label = fmt::format("perplexity +{:.0f}%", 100 * kPerplexityPass)},
+                     {.vertical = false, .at = 100 * policy.max_drop, .label = "max_drop " + pct(policy.max_drop)}};
+    if (!signal.points.empty())
+        out.push_back({render(signal), "One point per variant and class: left of the dashed line perplexity alone would ship it; above the red line its tasks drop past the "
+                                       "policy's limit (green passes, orange undecided, red fails)."});
+
     const auto suites = chart_suites(r);
     ScatterChart acc{.title = "Accuracy against size", .x_label = "file size (MiB, log scale)", .x_log = true};
     std::string names;
@@ -99,31 +128,31 @@ std::vector<std::string> charts(const PlanResult & r) {
             acc.front.push_back(p);
             best = p.y;
         }
-    if (!acc.points.empty()) out.push_back(render(acc));
+    if (!acc.points.empty()) out.push_back({render(acc), "Up and left is better: the dashed line joins the models no other beats on both size and accuracy (green: chosen)."});
 
     ScatterChart kld{.title = "KL-divergence from the original against bits per weight", .x_label = "bits per weight", .y_label = "mean KLD (nats per token)"};
     for (const auto & c : r.candidates)
         if (c.drift) kld.points.push_back({c.bits_per_weight, c.drift->kld_mean, c.name, group_of(r, c)});
-    if (!kld.points.empty()) out.push_back(render(kld));
+    if (!kld.points.empty()) out.push_back({render(kld), "Lower is closer to the original's next-token distribution; fewer bits per weight usually costs more KLD."});
 
     BarChart latency{.title = "p95 latency of one query", .unit = "ms"};
-    BarChart cost{.title = "Cost per 1k generated tokens", .unit = "at the plan's price per hour"};
-    BarChart energy{.title = "Energy per generated token", .unit = "mJ"};
+    BarChart cost{.title = "Cost per 1M generated tokens", .unit = fmt::format("at ${:g} per hour", policy.deployment.price_per_hour)};
+    BarChart energy{.title = "Energy per 1k generated tokens", .unit = "J"};
     for (const auto & c : r.candidates)
         if (c.cost) {
-            energy.unit = "mJ, " + c.cost->energy_source;
+            energy.unit = "J, " + c.cost->energy_source;
             break;
         }
     for (const auto & c : r.candidates) {
         if (!c.cost) continue;
         latency.bars.push_back({c.name, c.cost->p95_latency_ms, group_of(r, c), fmt::format("{:.1f} ms", c.cost->p95_latency_ms)});
-        cost.bars.push_back({c.name, c.cost->cost_per_1k_tokens, group_of(r, c), fmt::format("{:.3g}", c.cost->cost_per_1k_tokens)});
-        energy.bars.push_back({c.name, 1000 * c.cost->joules_per_token, group_of(r, c), fmt::format("{:.3g} mJ", 1000 * c.cost->joules_per_token)});
+        cost.bars.push_back({c.name, c.cost->cost_per_1k_tokens, group_of(r, c), money_per_1m(c.cost->cost_per_1k_tokens)});
+        energy.bars.push_back({c.name, 1000 * c.cost->joules_per_token, group_of(r, c), energy_per_1k(*c.cost)});
     }
     if (!latency.bars.empty()) {
-        out.push_back(render(latency));
-        if (r.plan.policy.deployment.price_per_hour > 0) out.push_back(render(cost));
-        out.push_back(render(energy));
+        out.push_back({render(latency), "Shorter is faster: one query of the plan's prompt and answer length, 95th percentile (green: chosen)."});
+        if (policy.deployment.price_per_hour > 0) out.push_back({render(cost), "Shorter is cheaper: the hardware's price per hour over the tokens it generates."});
+        out.push_back({render(energy), "Shorter uses less energy per 1k generated tokens; modelled values are CPU-seconds times watts per busy core."});
     }
     return out;
 }
@@ -140,24 +169,33 @@ json candidate_json(const Candidate & c) {
     return j;
 }
 
-// Why a candidate was not (fully) measured, per class, or "measured".
+// Whether a candidate was measured; per class the reason it was not is in that class's list of
+// candidates not chosen, in the report's units.
 std::string status_of(const Candidate & c) {
     if (!c.skipped.empty()) return c.skipped;
     std::string out = c.suites.empty() ? "not measured" : "measured";
-    for (const auto & [cls, why] : c.not_run) out += "; for " + cls + " not: " + why;
-    return out;
+    std::string classes;
+    for (const auto & [cls, why] : c.not_run) classes += (classes.empty() ? "" : ", ") + cls;
+    return classes.empty() ? out : out + "; not run for " + classes + " (see its class)";
 }
 
-const char * kStyle = R"(body{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.verdict{font-size:1.15em;padding:.7em 1em;background:#eef6ee;border-left:5px solid #2e7d32;margin:.4em 0}
-.verdict.flagged{background:#fdeeee;border-color:#b71c1c}.pass{color:#2e7d32}.fail{color:#b71c1c}.insufficient{color:#b35900}
-.chart{width:100%;max-width:660px;display:block;margin:1em 0}.chart .title{font-weight:600;font-size:14px}.chart .tick{font-size:11px;fill:#444}
+// Wide screens: verdicts across the top, charts two or three abreast; narrow ones stack everything.
+// Tables scroll inside their box so that their header row stays in view.
+const char * kStyle = R"(body{font:15px/1.45 system-ui,sans-serif;max-width:1500px;margin:1em auto;padding:0 1em;color:#222}
+h1{font-size:1.35em;margin:.3em 0}h2{margin-top:1.6em;border-bottom:1px solid #ddd}h3{margin:.8em 0 .3em;font-size:1em}
+.verdict{font-size:1.1em;font-weight:600;padding:.5em .9em;background:#eef6ee;border-left:5px solid #2e7d32;margin:.4em 0}
+.verdict.flagged{background:#fdeeee;border-color:#b71c1c}.flag{padding:.4em .9em;background:#fff4e5;border-left:5px solid #b35900;margin:.4em 0}
+.flag.agree{background:#f3f3f3;border-color:#888}.pass{color:#2e7d32}.fail{color:#b71c1c}.insufficient{color:#b35900}
+.classes{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr));gap:0 2em}.classes ul{padding-left:1.2em;margin:.2em 0}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));gap:1em 2em}
+figure{margin:0}figcaption{font-size:.88em;color:#555;margin-top:.2em}
+.table{overflow:auto;max-height:75vh;margin:.6em 0;border:1px solid #ddd}
+table{border-collapse:collapse;font-size:.92em;width:100%}td,th{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f3f3f3;position:sticky;top:0;z-index:1}
+.chart{width:100%;display:block}.chart .title{font-weight:600;font-size:14px}.chart .tick{font-size:11px;fill:#444}
 .chart .label{font-size:12px}.chart .point{font-size:10px;fill:#333}.chart .axis{stroke:#888}.chart .front{fill:none;stroke:#2e7d32;stroke-dasharray:4 3}
+.chart .limit.v{stroke:#555;stroke-dasharray:5 4}.chart .limit.h{stroke:#b71c1c}.chart .limit-label{font-size:11px;fill:#555}
 code{background:#f5f5f5;padding:0 3px}.muted{color:#777})";
-
-std::string html_escape(const std::string & s) { return escape_xml(s); }
 
 }  // namespace
 
@@ -209,28 +247,130 @@ std::string search_summary(const PlanResult & r) {
 
 }  // namespace
 
+namespace {
+
+struct Table {
+    std::vector<std::string> header;
+    std::vector<std::vector<std::string>> rows;
+};
+
+Table candidates_table(const PlanResult & r) {
+    Table t{.header = {"candidate", "kind", "how", "size", "bits/weight", "perplexity change", "mean KLD", "top-1 agreement", "p95 latency", "peak memory",
+                       "cost / 1M tokens", "energy / 1k tokens", "status"}};
+    for (const auto & c : r.candidates)
+        t.rows.push_back({c.name, decide::to_string(c.kind), c.description, size_text(r, c), fmt::format("{:.2f}", c.bits_per_weight),
+                          c.drift ? signed_percent(c.drift->ppl_ratio - 1) : "—", c.drift ? fmt::format("{:.4f}", c.drift->kld_mean) : "—",
+                          c.drift ? pct(c.drift->top1_agreement) : "—", c.cost ? fmt::format("{:.1f} ms", c.cost->p95_latency_ms) : "—",
+                          c.cost && !c.cost->remote ? bytes_text(c.cost->peak_rss_bytes) : "—", c.cost ? money_per_1m(c.cost->cost_per_1k_tokens) : "—",
+                          c.cost && !c.cost->remote ? energy_per_1k(*c.cost) : "—", status_of(c)});
+    return t;
+}
+
+// Per variant and class: the cheap signals and what the tasks said.
+Table signals_table(const PlanResult & r) {
+    Table t{.header = {"variant", "class", "perplexity change", "mean KLD", "perplexity alone", "tasks", "agree?"}};
+    for (const auto & s : signal_checks(r))
+        t.rows.push_back({s.candidate, s.task_class, signed_percent(s.ppl_change), fmt::format("{:.4f}", s.kld), s.ppl_passes ? "ship" : "reject", tasks_text(s),
+                          !s.tasks || *s.tasks == decide::Outcome::insufficient ? "—" : (s.flag.empty() ? "yes" : "no")});
+    return t;
+}
+
+std::vector<std::string> flags(const PlanResult & r) {
+    std::vector<std::string> out;
+    for (const auto & s : signal_checks(r))
+        if (!s.flag.empty()) out.push_back(s.flag);
+    return out;
+}
+
+// What "perplexity alone would pass" means here, said wherever the flags are.
+std::string signal_definition(const PlanResult & r) {
+    return fmt::format("Perplexity alone passes a variant whose perplexity rises at most {:.0f}% over the original's on the screen's text; KLD alone, one with a mean KLD "
+                       "within the screen's {:.2f} nats. The tasks decide: R2 and R3 on each class's suites.",
+                       100 * kPerplexityPass, r.plan.policy.screen_max_kld);
+}
+
+std::string no_flag_text(const PlanResult & r) {
+    const auto checks = signal_checks(r);
+    const auto decided = std::count_if(checks.begin(), checks.end(), [](const SignalCheck & s) { return s.tasks && *s.tasks != decide::Outcome::insufficient; });
+    return fmt::format("Perplexity and KLD agree with the tasks on all {} variant and class pairs the tasks decided.", decided);
+}
+
+std::string markdown_table(const Table & t) {
+    const auto row = [](const std::vector<std::string> & cells) {
+        std::string out = "|";
+        for (const auto & c : cells) out += " " + c + " |";
+        return out + "\n";
+    };
+    std::string md = row(t.header) + "|";
+    for (std::size_t i = 0; i < t.header.size(); ++i) md += "---|";
+    md += "\n";
+    for (const auto & r : t.rows) md += row(r);
+    return md;
+}
+
+// `code` spans in Markdown become <code> in HTML, the rest escaped.
+std::string html_inline(const std::string & text) {
+    std::string out;
+    bool in_code = false;
+    std::size_t from = 0;
+    for (std::size_t at = text.find('`'); at != std::string::npos; at = text.find('`', from)) {
+        out += escape_xml(text.substr(from, at - from)) + (in_code ? "</code>" : "<code>");
+        in_code = !in_code;
+        from = at + 1;
+    }
+    out += escape_xml(text.substr(from));
+    return in_code ? out + "</code>" : out;
+}
+
+std::string html_table(const Table & t) {
+    std::string h = "<div class=\"table\"><table><thead><tr>";
+    for (const auto & c : t.header) h += "<th>" + escape_xml(c) + "</th>";
+    h += "</tr></thead><tbody>\n";
+    for (const auto & r : t.rows) {
+        h += "<tr>";
+        for (const auto & c : r) h += "<td>" + html_inline(c) + "</td>";
+        h += "</tr>\n";
+    }
+    return h + "</tbody></table></div>\n";
+}
+
+}  // namespace
+
 std::string summary_text(const PlanResult & r) {
     std::string out;
     for (const auto & w : r.plan.warnings) out += "warning: " + w + "\n";
-    for (const auto & d : r.decisions) {
-        out += fmt::format("{:<12} {}{}{}\n", d.task_class + ":", verdict_line(d), d.backup.empty() ? "" : " (backup: " + d.backup + ")", d.flagged ? "  [needs a look]" : "");
-        out += fmt::format("{:<12} {}: {}\n", "", d.rule, d.reason);
+    const auto classes = digest(r);
+    for (const auto & c : classes) out += c.verdict + (c.flagged ? "  [needs a look]" : "") + "\n";
+    const auto flagged = flags(r);
+    out += "perplexity vs tasks: " + (flagged.empty() ? no_flag_text(r) : std::to_string(flagged.size()) + " disagreement" + (flagged.size() == 1 ? "" : "s")) + "\n";
+    for (const auto & f : flagged) out += "  ! " + f + "\n";
+    for (const auto & c : classes) {
+        out += c.task_class + ", the evidence:\n";
+        for (const auto & e : c.evidence) out += "  - " + e + "\n";
+        out += c.task_class + ", not chosen:\n";
+        for (const auto & n : c.not_chosen) out += "  - " + n + "\n";
     }
     return out + search_summary(r) + "\n";
 }
 
 std::string report_markdown(const PlanResult & r) {
     const bool relative = r.plan.policy.drop_relative;
-    std::string md = "# switchyard plan: " + r.plan.source.filename().string() + "\n\n## Decision\n\n| class | verdict | backup | rule | why |\n|---|---|---|---|---|\n";
-    for (const auto & d : r.decisions)
-        md += fmt::format("| {} | **{}**{} | {} | {} | {} |\n", d.task_class, verdict_line(d), d.flagged ? " (needs a look)" : "", d.backup.empty() ? "—" : d.backup, d.rule, d.reason);
+    const auto classes = digest(r);
+    std::string md = "# switchyard plan: " + r.plan.source.filename().string() + "\n\n## Verdicts\n\n";
+    for (const auto & c : classes) md += "- **" + c.verdict + "**" + (c.flagged ? " (needs a look)" : "") + "\n";
     for (const auto & w : r.plan.warnings) md += "\n> warning: " + w + "\n";
-    md += "\n## Candidates\n\n| candidate | kind | how | size (MiB) | bits/weight | mean KLD | top-1 agreement | p95 latency (ms) | cost / 1k tokens | status |\n|---|---|---|---|---|---|---|---|---|---|\n";
-    for (const auto & c : r.candidates)
-        md += fmt::format("| {} | {} | {} | {} | {:.2f} | {} | {} | {} | {} | {} |\n", c.name, decide::to_string(c.kind), c.description, mib(c.file_bytes), c.bits_per_weight,
-                          c.drift ? fmt::format("{:.4f}", c.drift->kld_mean) : "—", c.drift ? pct(c.drift->top1_agreement) : "—",
-                          c.cost ? fmt::format("{:.1f}", c.cost->p95_latency_ms) : "—", c.cost ? fmt::format("{:.3g}", c.cost->cost_per_1k_tokens) : "—",
-                          status_of(c));
+    md += "\n## Perplexity against the tasks\n\n";
+    const auto flagged = flags(r);
+    if (flagged.empty()) md += no_flag_text(r) + "\n";
+    for (const auto & f : flagged) md += "- **" + f + "**\n";
+    md += "\n" + signal_definition(r) + "\n\n" + markdown_table(signals_table(r));
+    for (const auto & c : classes) {
+        md += "\n## " + c.task_class + "\n\n**" + c.verdict + "**\n\nThe evidence, for " + c.task_class + ":\n\n";
+        for (const auto & e : c.evidence) md += "- " + e + "\n";
+        md += "\nNot chosen:\n\n";
+        for (const auto & n : c.not_chosen) md += "- " + n + "\n";
+    }
+    md += "\n## Candidates\n\n" + markdown_table(candidates_table(r));
     md += "\n## Tasks\n";
     for (const auto & t : r.tasks) {
         md += fmt::format("\n### {}{} (class {}{})\n\n| candidate | n scored (excluded) | accuracy [95% CI] | drop vs original{} | flips right→wrong / wrong→right |\n|---|---|---|---|---|\n",
@@ -244,10 +384,10 @@ std::string report_markdown(const PlanResult & r) {
         }
     }
     md += "\n## Verdicts by rule\n";
-    for (const auto & cls : r.classes) {
-        md += "\n### " + cls + "\n\n";
+    for (const auto & d : r.decisions) {
+        md += "\n### " + d.task_class + "\n\nThe decision, in full: " + d.rule + ": " + d.reason + "\n\n";
         for (const auto & a : r.assessments) {
-            if (a.task_class != cls) continue;
+            if (a.task_class != d.task_class) continue;
             md += fmt::format("- **{}**: {}\n", a.candidate, decide::to_string(a.outcome));
             for (const auto & v : a.verdicts) md += fmt::format("  - {} {}: {}\n", v.rule, decide::to_string(v.outcome), v.message);
         }
@@ -260,27 +400,33 @@ std::string report_markdown(const PlanResult & r) {
 
 std::string report_html(const PlanResult & r) {
     const bool relative = r.plan.policy.drop_relative;
-    const auto e = html_escape;
-    std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">";
+    const auto e = escape_xml;
+    const auto classes = digest(r);
+    std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">";
     h += "<title>switchyard plan: " + e(r.plan.source.filename().string()) + "</title><style>" + kStyle + "</style></head><body>\n";
     h += "<h1>switchyard plan: " + e(r.plan.source.filename().string()) + "</h1>\n<section id=\"verdict\">";
-    for (const auto & d : r.decisions)
-        h += fmt::format("<div class=\"verdict{}\"><b>{}</b>: {}{}<br><span class=\"muted\">{}: {}</span></div>\n", d.flagged ? " flagged" : "", e(d.task_class),
-                         e(verdict_line(d)), d.backup.empty() ? "" : " <span class=\"muted\">(backup: " + e(d.backup) + ")</span>", e(d.rule), e(d.reason));
+    for (const auto & c : classes) h += fmt::format("<p class=\"verdict{}\" data-check=\"verdict\">{}</p>\n", c.flagged ? " flagged" : "", html_inline(c.verdict));
     for (const auto & w : r.plan.warnings) h += "<p class=\"insufficient\">warning: " + e(w) + "</p>\n";
-    h += "</section>\n<h2>Charts</h2>\n";
-    for (const auto & svg : charts(r)) h += svg + "\n";
-    h += "<h2>Candidates</h2>\n<table><tr><th>candidate</th><th>kind</th><th>how</th><th>size (MiB)</th><th>bits/weight</th><th>mean KLD</th><th>top-1 agreement</th>"
-         "<th>p95 latency (ms)</th><th>cost / 1k tokens</th><th>status</th></tr>\n";
-    for (const auto & c : r.candidates)
-        h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n", e(c.name),
-                         decide::to_string(c.kind), e(c.description), mib(c.file_bytes), c.bits_per_weight, c.drift ? fmt::format("{:.4f}", c.drift->kld_mean) : "—",
-                         c.drift ? pct(c.drift->top1_agreement) : "—", c.cost ? fmt::format("{:.1f}", c.cost->p95_latency_ms) : "—",
-                         c.cost ? fmt::format("{:.3g}", c.cost->cost_per_1k_tokens) : "—", e(status_of(c)));
-    h += "</table>\n<h2>Tasks</h2>\n";
+    h += "</section>\n<section id=\"signals\">";
+    const auto flagged = flags(r);
+    if (flagged.empty()) h += "<p class=\"flag agree\" data-check=\"flag\">" + e(no_flag_text(r)) + "</p>\n";
+    for (const auto & f : flagged) h += "<p class=\"flag\" data-check=\"flag\">" + html_inline(f) + "</p>\n";
+    h += "<p class=\"muted\">" + e(signal_definition(r)) + "</p></section>\n<div class=\"classes\">";
+    for (const auto & c : classes) {
+        h += "<section class=\"class\"><h2>" + e(c.task_class) + "</h2><h3>The evidence</h3><ul>";
+        for (const auto & x : c.evidence) h += "<li>" + html_inline(x) + "</li>";
+        h += "</ul><h3>Not chosen</h3><ul>";
+        for (const auto & x : c.not_chosen) h += "<li>" + html_inline(x) + "</li>";
+        h += "</ul></section>\n";
+    }
+    h += "</div>\n<h2>Charts</h2>\n<div class=\"charts\">\n";
+    for (const auto & f : charts(r)) h += "<figure>" + f.svg + "<figcaption>" + e(f.caption) + "</figcaption></figure>\n";
+    h += "</div>\n<h2>Perplexity beside the tasks</h2>\n" + html_table(signals_table(r));
+    h += "<h2>Candidates</h2>\n" + html_table(candidates_table(r));
+    h += "<h2>Tasks</h2>\n";
     for (const auto & t : r.tasks) {
-        h += fmt::format("<h3>{}{} <span class=\"muted\">(class {})</span></h3>\n<table><tr><th>candidate</th><th>n scored (excluded)</th><th>accuracy [95% CI]</th><th>drop vs original{}</th>"
-                         "<th>flipped items (source lines)</th></tr>\n",
+        h += fmt::format("<h3>{}{} <span class=\"muted\">(class {})</span></h3>\n<div class=\"table\"><table><thead><tr><th>candidate</th><th>n scored (excluded)</th>"
+                         "<th>accuracy [95% CI]</th><th>drop vs original{}</th><th>flipped items (source lines)</th></tr></thead><tbody>\n",
                          e(t.suite), t.critical ? " — critical" : "", e(t.task_class), relative ? " (relative)" : " (points)");
         for (const auto & c : r.candidates) {
             const auto * s = c.suite(t.suite);
@@ -292,13 +438,13 @@ std::string report_html(const PlanResult & r) {
             h += fmt::format("<tr><td>{}</td><td>{} ({})</td><td>{} [{:.1f}, {:.1f}]</td><td>{}</td><td>{}</td></tr>\n", e(c.name), s->n, s->excluded, pct(s->accuracy), 100 * s->ci95.lo,
                              100 * s->ci95.hi, s->vs_original ? e(drop_text(*s, relative)) : "—", flips);
         }
-        h += "</table>\n";
+        h += "</tbody></table></div>\n";
     }
     h += "<h2>Verdicts by rule</h2>\n";
-    for (const auto & cls : r.classes) {
-        h += "<h3>" + e(cls) + "</h3><ul>\n";
+    for (const auto & d : r.decisions) {
+        h += "<h3>" + e(d.task_class) + "</h3><p>The decision, in full: " + e(d.rule + ": " + d.reason) + "</p><ul>\n";
         for (const auto & a : r.assessments) {
-            if (a.task_class != cls) continue;
+            if (a.task_class != d.task_class) continue;
             const std::string outcome = decide::to_string(a.outcome);
             h += fmt::format("<li><b>{}</b>: <span class=\"{}\">{}</span><ul>", e(a.candidate), a.outcome == decide::Outcome::insufficient ? "insufficient" : outcome, outcome);
             for (const auto & v : a.verdicts)
@@ -320,7 +466,7 @@ void write_outputs(const PlanResult & r, const std::filesystem::path & out_dir) 
     write_file_atomically(out_dir / "report.md", report_markdown(r));
     write_file_atomically(out_dir / "report.html", report_html(r));
     std::string header = "Written by `switchyard plan " + r.plan.source.string() + "`; run it with `switchyard serve --portfolio THIS_FILE`.";
-    for (const auto & d : r.decisions) header += "\n" + d.task_class + ": " + verdict_line(d) + (d.backup.empty() ? "" : " (backup: " + d.backup + ")");
+    for (const auto & d : r.decisions) header += "\n" + d.task_class + ": " + action_text(d) + (d.backup.empty() ? "" : " (backup: " + d.backup + ")");
     model::save_portfolio(out_dir / "portfolio.yaml", r.portfolio, header);
 }
 

@@ -11,9 +11,10 @@ namespace {
 
 const char * colour(const std::string & group) {
     if (group == "original") return "#1f4e79";
-    if (group == "chosen") return "#2e7d32";
+    if (group == "chosen" || group == "pass") return "#2e7d32";
+    if (group == "insufficient") return "#b35900";
+    if (group == "fail") return "#b71c1c";
     if (group == "alternative") return "#b35900";
-    if (group == "failed") return "#b71c1c";
     return "#6a6a6a";
 }
 
@@ -66,12 +67,13 @@ std::string escape_xml(const std::string & text) {
 }
 
 std::string render(const ScatterChart & c) {
-    const double width = 640, height = 360, left = 70, right = 20, top = 36, bottom = 50;
+    const double width = 640, height = 360, left = 70, right = 110, top = 36, bottom = 50;  // room on the right for the labels of the rightmost points
     std::vector<double> xs, ys;
     for (const auto & p : c.points) {
         xs.push_back(p.x);
         ys.push_back(p.y);
     }
+    for (const auto & l : c.limits) (l.vertical ? xs : ys).push_back(l.at);  // a limit is always in view
     const Axis ax = axis_for(xs, c.x_log);
     const Axis ay = axis_for(ys, false);
     auto px = [&](double v) { return ax.map(v, left, width - right); };
@@ -94,6 +96,14 @@ std::string render(const ScatterChart & c) {
         std::string path;
         for (const auto & p : c.front) path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px(p.x), py(p.y));
         svg += fmt::format(R"(<path d="{}" class="front"/>)", path);
+    }
+    for (const auto & l : c.limits) {
+        if (l.vertical)
+            svg += fmt::format(R"(<line x1="{0:.1f}" y1="{1}" x2="{0:.1f}" y2="{2}" class="limit v"/><text x="{3:.1f}" y="{4}" class="limit-label">{5}</text>)", px(l.at), top,
+                               height - bottom, px(l.at) + 4, top + 12, escape_xml(l.label));
+        else
+            svg += fmt::format(R"(<line x1="{0}" y1="{1:.1f}" x2="{2}" y2="{1:.1f}" class="limit h"/><text x="{3}" y="{4:.1f}" class="limit-label">{5}</text>)",
+                               left, py(l.at), width - right, left + 4, py(l.at) - 4, escape_xml(l.label));
     }
     for (const auto & p : c.points) {
         svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="5" fill="{}"><title>{}</title></circle>)", px(p.x), py(p.y), colour(p.group), escape_xml(p.label));

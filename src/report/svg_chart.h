@@ -11,7 +11,14 @@ struct Point {
     double x = 0;
     double y = 0;
     std::string label;
-    std::string group;  // colours the point: "original", "variant", "alternative", "chosen"
+    std::string group;  // colours the point: "original", "variant", "alternative", "chosen"; "pass", "fail", "insufficient"
+};
+
+// A threshold drawn across the plot (a policy's limit), at x = `at` when vertical, else y = `at`.
+struct Limit {
+    bool vertical = false;
+    double at = 0;
+    std::string label;
 };
 
 struct ScatterChart {
@@ -21,6 +28,7 @@ struct ScatterChart {
     bool x_log = false;
     std::vector<Point> points;
     std::vector<Point> front;  // joined by a line, in order (e.g. the Pareto front)
+    std::vector<Limit> limits;
 };
 
 struct Bar {

@@ -1,0 +1,270 @@
+#include "report/digest.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace switchyard::report {
+
+using decide::Action;
+using decide::Assessment;
+using decide::Candidate;
+using decide::CandidateKind;
+using decide::Outcome;
+using decide::PlanResult;
+
+std::size_t display_length(const std::string & utf8) {
+    return static_cast<std::size_t>(std::count_if(utf8.begin(), utf8.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+std::string money_per_1m(double cost_per_1k_tokens) {
+    const double v = 1000 * cost_per_1k_tokens;
+    if (v <= 0) return "$0";
+    if (v >= 100) return fmt::format("${:.0f}", v);
+    // Three significant digits, never an exponent: 0.0132, 1.41, 12.3.
+    const int decimals = std::max(0, 2 - static_cast<int>(std::floor(std::log10(v))));
+    return fmt::format("${:.{}f}", v, decimals);
+}
+
+std::string bytes_text(std::uint64_t bytes) {
+    const double kib = bytes / 1024.0, mib = kib / 1024.0, gib = mib / 1024.0;
+    if (gib >= 1) return fmt::format("{:.2f} GiB", gib);
+    if (mib >= 100) return fmt::format("{:.0f} MiB", mib);
+    if (mib >= 1) return fmt::format("{:.2f} MiB", mib);
+    return fmt::format("{:.0f} KiB", kib);
+}
+
+std::string energy_per_1k(const decide::CostScore & cost) {
+    const double joules = 1000 * cost.joules_per_token;
+    const std::string how = cost.energy_source.rfind("measured", 0) == 0 ? "measured" : "modelled";
+    if (joules >= 3600) return fmt::format("{:.3g} Wh ({})", joules / 3600, how);
+    return fmt::format("{:.3g} J ({})", joules, how);
+}
+
+std::string share_of(std::uint64_t bytes, std::uint64_t original_bytes) {
+    if (original_bytes == 0) return "";
+    return fmt::format("{:.0f}% of the original's size", 100.0 * bytes / original_bytes);
+}
+
+std::string signed_percent(double share) {
+    const auto text = fmt::format("{:.1f}%", 100 * std::abs(share));
+    return (share < 0 && text != "0.0%" ? "−" : "+") + text;
+}
+
+namespace {
+
+const Candidate * find(const PlanResult & r, const std::string & name) {
+    for (const auto & c : r.candidates)
+        if (c.name == name) return &c;
+    return nullptr;
+}
+
+const Candidate * original_of(const PlanResult & r) {
+    for (const auto & c : r.candidates)
+        if (c.kind == CandidateKind::original) return &c;
+    return nullptr;
+}
+
+const Assessment * assessment(const PlanResult & r, const std::string & name, const std::string & cls) {
+    for (const auto & a : r.assessments)
+        if (a.candidate == name && a.task_class == cls) return &a;
+    return nullptr;
+}
+
+bool passes(const Assessment * a) { return a != nullptr && a->outcome == Outcome::pass && a->complete; }
+
+const decide::RuleVerdict * problem(const Assessment & a) {
+    const auto * v = a.first(Outcome::fail);
+    return v != nullptr ? v : a.first(Outcome::insufficient);
+}
+
+std::string drop_shown(const PlanResult & r, double drop) {
+    return r.plan.policy.drop_relative ? fmt::format("{:.1f}%", 100 * drop) : fmt::format("{:.1f} points", 100 * drop);
+}
+
+// A verdict's problem in a few words: R3 by its drop and interval, the other rules by their message.
+std::string short_problem(const PlanResult & r, const decide::RuleVerdict & v) {
+    if (!v.drop) return v.rule + ": " + v.message;
+    const auto & d = *v.drop;
+    const auto limit = drop_shown(r, r.plan.policy.max_drop);
+    return fmt::format("{}: drop {} [{:.1f}, {:.1f}] on `{}` {}", v.rule, drop_shown(r, d.drop), 100 * d.ci.lo, 100 * d.ci.hi, d.suite,
+                       v.outcome == Outcome::fail ? "exceeds " + limit : "straddles " + limit);
+}
+
+std::vector<const Candidate *> passing(const PlanResult & r, const std::string & cls) {
+    std::vector<const Candidate *> out;
+    for (const auto & c : r.candidates)
+        if (passes(assessment(r, c.name, cls))) out.push_back(&c);
+    return out;
+}
+
+// The one number behind R7: the chosen's cost when cost alone decided, else its size.
+std::string cheapest_why(const PlanResult & r, const std::string & cls, const Candidate & chosen) {
+    const auto all = passing(r, cls);
+    const auto pick = decide::cheapest(r.plan.policy, all);
+    const auto * original = original_of(r);
+    if (pick.by_cost && chosen.cost) return fmt::format("cheapest of {} that pass: {} per 1M tokens", all.size(), money_per_1m(chosen.cost->cost_per_1k_tokens));
+    std::string size = bytes_text(chosen.file_bytes);
+    if (original != nullptr && original != &chosen) size += ", " + share_of(chosen.file_bytes, original->file_bytes);
+    return fmt::format("smallest of {} that pass: {}", all.size(), size);
+}
+
+// What ruled the original or compression out, for a verdict not settled by R7.
+std::string ruled_out_why(const PlanResult & r, const decide::ClassDecision & d) {
+    const auto * original = original_of(r);
+    if (original != nullptr) {
+        const auto * a = assessment(r, original->name, d.task_class);
+        if (a != nullptr && a->outcome != Outcome::pass && problem(*a) != nullptr) return original->name + ": " + short_problem(r, *problem(*a));
+    }
+    for (const auto & c : r.candidates) {
+        if (c.kind != CandidateKind::variant) continue;
+        const auto * a = assessment(r, c.name, d.task_class);
+        if (a != nullptr && !passes(a) && problem(*a) != nullptr) return "no compression passes; the mildest, " + c.name + ": " + short_problem(r, *problem(*a));
+    }
+    return d.rule;
+}
+
+// Cuts at a code point boundary so that the line fits; the whole story is in the evidence beneath.
+std::string fit(std::string line) {
+    if (display_length(line) <= kVerdictMaxChars) return line;
+    std::size_t points = 0, i = 0;
+    for (; i < line.size(); ++i)
+        if ((static_cast<unsigned char>(line[i]) & 0xC0) != 0x80 && ++points == kVerdictMaxChars) break;
+    return line.substr(0, i) + "…";
+}
+
+std::string verdict_of(const PlanResult & r, const decide::ClassDecision & d) {
+    std::string line = d.task_class + ": " + action_text(d) + (d.backup.empty() ? "" : " (backup: " + d.backup + ")") + " — ";
+    const auto * chosen = find(r, d.chosen);
+    if (d.flagged) {
+        const auto * a = chosen ? assessment(r, chosen->name, d.task_class) : nullptr;
+        line += "nothing passes every rule, needs a look" + (a && problem(*a) ? "; " + short_problem(r, *problem(*a)) : "");
+    } else if ((d.rule == "R7-cheapest" || d.rule == "R5-no-original") && chosen != nullptr) {
+        line += cheapest_why(r, d.task_class, *chosen);
+    } else {
+        line += ruled_out_why(r, d);
+    }
+    return fit(line);
+}
+
+std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDecision & d) {
+    std::vector<std::string> out;
+    const auto * chosen = find(r, d.chosen);
+    if (chosen == nullptr) return out;
+    const auto * a = assessment(r, chosen->name, d.task_class);
+    for (const auto & t : r.tasks) {
+        if (t.task_class != d.task_class) continue;
+        const auto * s = chosen->suite(t.suite);
+        std::string line = fmt::format("`{}`{}: ", t.suite, t.critical ? " (critical)" : "");
+        if (s == nullptr) {
+            out.push_back(line + "not measured");
+            continue;
+        }
+        line += fmt::format("{:.1f}% [{:.1f}, {:.1f}], n={}", 100 * s->accuracy, 100 * s->ci95.lo, 100 * s->ci95.hi, s->n);
+        if (s->vs_original) {
+            const auto & c = *s->vs_original;
+            line += fmt::format(" (original {:.1f}%)", 100 * c.base_accuracy());
+            if (a != nullptr)
+                for (const auto & v : a->verdicts)
+                    if (v.drop && v.drop->suite == t.suite)
+                        line += fmt::format("; drop {} [{:.1f}, {:.1f}] at {:.4g}%", drop_shown(r, v.drop->drop), 100 * v.drop->ci.lo, 100 * v.drop->ci.hi,
+                                            100 * v.drop->confidence);
+            line += fmt::format("; flips {} right→wrong, {} wrong→right", c.right_to_wrong.size(), c.wrong_to_right.size());
+        } else if (chosen->kind == CandidateKind::original) {
+            line += " (the original: the reference)";
+        }
+        out.push_back(line);
+    }
+    return out;
+}
+
+std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::ClassDecision & d) {
+    std::vector<std::string> out;
+    const auto * chosen = find(r, d.chosen);
+    for (const auto & c : r.candidates) {
+        if (c.name == d.chosen) continue;
+        std::string why;
+        const auto * a = assessment(r, c.name, d.task_class);
+        if (!c.skipped.empty()) {
+            why = c.skipped;
+        } else if (passes(a)) {
+            why = chosen != nullptr && c.cost && chosen->cost && c.cost->cost_per_1k_tokens > 1.1 * chosen->cost->cost_per_1k_tokens
+                      ? fmt::format("passes, costs more: {} vs {} per 1M tokens", money_per_1m(c.cost->cost_per_1k_tokens), money_per_1m(chosen->cost->cost_per_1k_tokens))
+                      : fmt::format("passes, larger: {} vs {}", bytes_text(c.file_bytes), chosen ? bytes_text(chosen->file_bytes) : "—");
+            if (d.backup == c.name) why += " (the backup)";
+        } else if (a != nullptr && problem(*a) != nullptr) {
+            why = short_problem(r, *problem(*a));
+        } else if (const auto it = c.not_run.find(d.task_class); it != c.not_run.end()) {
+            // R7's skips are restated in the report's units; every other reason as the search gave it.
+            if (chosen != nullptr && c.cost && chosen->cost && decide::cheapest(r.plan.policy, {chosen, &c}).chosen == chosen && it->second.find("R7") != std::string::npos)
+                why = fmt::format("not run: R7 would not choose it even if it passed ({}, {} per 1M tokens vs {}, {})", bytes_text(c.file_bytes),
+                                  money_per_1m(c.cost->cost_per_1k_tokens), bytes_text(chosen->file_bytes), money_per_1m(chosen->cost->cost_per_1k_tokens));
+            else
+                why = "not run: " + it->second;
+        } else {
+            why = "not measured for this class";
+        }
+        out.push_back(c.name + ": " + why);
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string action_text(const decide::ClassDecision & d) {
+    switch (d.action) {
+    case Action::keep: return "keep " + d.chosen;
+    case Action::compress: return "compress → " + d.chosen;
+    case Action::switch_model: return "switch → " + d.chosen;
+    }
+    return d.chosen;
+}
+
+std::vector<ClassDigest> digest(const PlanResult & r) {
+    std::vector<ClassDigest> out;
+    for (const auto & d : r.decisions)
+        out.push_back({.task_class = d.task_class, .verdict = verdict_of(r, d), .flagged = d.flagged, .evidence = evidence_of(r, d), .not_chosen = not_chosen_of(r, d)});
+    return out;
+}
+
+std::vector<SignalCheck> signal_checks(const PlanResult & r) {
+    std::vector<SignalCheck> out;
+    for (const auto & c : r.candidates) {
+        if (c.kind != CandidateKind::variant || !c.drift) continue;
+        for (const auto & cls : r.classes) {
+            SignalCheck s{.candidate = c.name, .task_class = cls, .ppl_change = c.drift->ppl_ratio - 1, .kld = c.drift->kld_mean};
+            s.ppl_passes = s.ppl_change <= kPerplexityPass;
+            s.kld_passes = s.kld <= r.plan.policy.screen_max_kld;
+            const auto * a = assessment(r, c.name, cls);
+            bool measured = false;
+            if (a != nullptr)
+                for (const auto & v : a->verdicts) {
+                    if (v.rule != "R2-floor" && v.rule != "R3-drop") continue;
+                    measured = true;
+                    // The worst outcome of the task rules: fail over insufficient over pass.
+                    if (!s.tasks || v.outcome == Outcome::fail || (v.outcome == Outcome::insufficient && *s.tasks == Outcome::pass)) s.tasks = v.outcome;
+                    if (v.drop && (s.worst_suite.empty() || v.drop->drop > s.worst_drop)) {
+                        s.worst_suite = v.drop->suite;
+                        s.worst_drop = v.drop->drop;
+                        s.worst_critical = c.suite(v.drop->suite) != nullptr && c.suite(v.drop->suite)->critical;
+                    }
+                }
+            if (!measured) s.tasks.reset();
+            if (s.tasks && !s.worst_suite.empty()) {
+                const auto where = fmt::format("{} on `{}`{}", signed_percent(-s.worst_drop), s.worst_suite, s.worst_critical ? " (critical)" : "");
+                const auto ppl = fmt::format("{}: perplexity {}", c.name, signed_percent(s.ppl_change));
+                if (s.ppl_passes && *s.tasks == Outcome::fail)
+                    s.flag = fmt::format("{}, but {}: perplexity alone would have shipped it", ppl, where);
+                else if (!s.ppl_passes && *s.tasks == Outcome::pass)
+                    s.flag = fmt::format("{}, yet it passes every task of `{}` (worst {}): perplexity alone would have rejected it", ppl, cls, where);
+                else if (s.kld_passes && *s.tasks == Outcome::fail)
+                    s.flag = fmt::format("{}: KLD {:.3g} passed the screen, but {}: the screen alone would have shipped it", c.name, s.kld, where);
+            }
+            out.push_back(s);
+        }
+    }
+    return out;
+}
+
+}  // namespace switchyard::report
