@@ -60,12 +60,6 @@ const Candidate * find(const PlanResult & r, const std::string & name) {
     return nullptr;
 }
 
-const Candidate * original_of(const PlanResult & r) {
-    for (const auto & c : r.candidates)
-        if (c.kind == CandidateKind::original) return &c;
-    return nullptr;
-}
-
 const Assessment * assessment(const PlanResult & r, const std::string & name, const std::string & cls) {
     for (const auto & a : r.assessments)
         if (a.candidate == name && a.task_class == cls) return &a;
@@ -265,6 +259,12 @@ std::vector<SignalCheck> signal_checks(const PlanResult & r) {
         }
     }
     return out;
+}
+
+const decide::Candidate * original_of(const decide::PlanResult & r) {
+    for (const auto & c : r.candidates)
+        if (c.kind == decide::CandidateKind::original) return &c;
+    return nullptr;
 }
 
 }  // namespace switchyard::report

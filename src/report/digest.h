@@ -58,4 +58,7 @@ std::string signed_percent(double share);  // "+1.4%", "−11.5%"
 
 std::size_t display_length(const std::string & utf8);  // code points
 
+// The plan's original model among its candidates; null when the plan has none (R5).
+const decide::Candidate * original_of(const decide::PlanResult & result);
+
 }  // namespace switchyard::report

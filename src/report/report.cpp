@@ -71,12 +71,6 @@ std::optional<double> mean_accuracy(const Candidate & c, const std::vector<std::
     return suites.empty() ? std::nullopt : std::optional<double>(sum / suites.size());
 }
 
-const Candidate * original_of(const PlanResult & r) {
-    for (const auto & c : r.candidates)
-        if (c.kind == CandidateKind::original) return &c;
-    return nullptr;
-}
-
 std::string size_text(const PlanResult & r, const Candidate & c) {
     const auto * original = original_of(r);
     if (c.file_bytes == 0) return "—";
@@ -181,7 +175,7 @@ std::string status_of(const Candidate & c) {
 
 // Wide screens: verdicts across the top, charts two or three abreast; narrow ones stack everything.
 // Tables scroll inside their box so that their header row stays in view.
-const char * kStyle = R"(body{font:15px/1.45 system-ui,sans-serif;max-width:1500px;margin:1em auto;padding:0 1em;color:#222}
+const char * kStyle = R"(body{font:15px/1.45 system-ui,sans-serif;max-width:1500px;margin:1em auto;padding:0 1em;color:#222;overflow-wrap:anywhere}
 h1{font-size:1.35em;margin:.3em 0}h2{margin-top:1.6em;border-bottom:1px solid #ddd}h3{margin:.8em 0 .3em;font-size:1em}
 .verdict{font-size:1.1em;font-weight:600;padding:.5em .9em;background:#eef6ee;border-left:5px solid #2e7d32;margin:.4em 0}
 .verdict.flagged{background:#fdeeee;border-color:#b71c1c}.flag{padding:.4em .9em;background:#fff4e5;border-left:5px solid #b35900;margin:.4em 0}
