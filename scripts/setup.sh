@@ -66,7 +66,7 @@ stage() {
 
 if [ ! -f build/CMakeCache.txt ] || [ -n "${SWITCHYARD_CMAKE_ARGS:-}" ]; then
   # The engine's own stages (fetch, build: minutes, once) print their lines as they happen.
-  echo "setup: configuring build/ (the first time fetches and builds llama.cpp ${jobs:+with $jobs jobs}: about 2 minutes on 2 cores)"
+  echo "setup: configuring build/ (an engine not yet in the cache is fetched and built once, with $jobs jobs: minutes)"
   t0=$SECONDS
   # shellcheck disable=SC2086 # extra arguments are meant to split
   if ! cmake -S . -B build -DCMAKE_BUILD_TYPE="$build_type" ${SWITCHYARD_CMAKE_ARGS:-} 2>&1 \
