@@ -137,26 +137,4 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, con
     return r;
 }
 
-void to_json(nlohmann::json & out, const SpeedResult & r) {
-    out = {{"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"decode_tokens_per_s", r.decode_tokens_per_s}, {"ttft_p50_ms", r.ttft_p50_ms},
-           {"ttft_p95_ms", r.ttft_p95_ms}, {"peak_rss_bytes", r.peak_rss_bytes}, {"file_bytes", r.file_bytes}, {"joules_per_token", r.joules_per_token},
-           {"energy_source", r.energy_source}, {"cost_per_1k_tokens", r.cost_per_1k_tokens}, {"cost_per_query", r.cost_per_query},
-           {"prompt_tokens", r.prompt_tokens}, {"generate_tokens", r.generate_tokens}};
-}
-
-void from_json(const nlohmann::json & in, SpeedResult & r) {
-    r.prefill_tokens_per_s = in.at("prefill_tokens_per_s");
-    r.decode_tokens_per_s = in.at("decode_tokens_per_s");
-    r.ttft_p50_ms = in.at("ttft_p50_ms");
-    r.ttft_p95_ms = in.at("ttft_p95_ms");
-    r.peak_rss_bytes = in.at("peak_rss_bytes");
-    r.file_bytes = in.at("file_bytes");
-    r.joules_per_token = in.at("joules_per_token");
-    r.energy_source = in.at("energy_source");
-    r.cost_per_1k_tokens = in.at("cost_per_1k_tokens");
-    r.cost_per_query = in.at("cost_per_query");
-    r.prompt_tokens = in.at("prompt_tokens");
-    r.generate_tokens = in.at("generate_tokens");
-}
-
 }  // namespace switchyard::eval

@@ -4,7 +4,7 @@
 
 #include "engine/llama_engine.h"
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <string>
@@ -38,8 +38,10 @@ struct SpeedResult {
 // when the model cannot be loaded or the prompt cannot be built from its vocabulary.
 SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, const SpeedOptions & options);
 
-// The one JSON form (`eval --json`, the results store, the plan): keys as the fields are named.
-void to_json(nlohmann::json & out, const SpeedResult & speed);
-void from_json(const nlohmann::json & in, SpeedResult & speed);
+// The one JSON form (`eval --json`, the results store, the plan): keys as the fields are named;
+// reading requires every key.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SpeedResult, prefill_tokens_per_s, decode_tokens_per_s, ttft_p50_ms, ttft_p95_ms, peak_rss_bytes,
+                                   file_bytes, joules_per_token, energy_source, cost_per_1k_tokens, cost_per_query, prompt_tokens,
+                                   generate_tokens)
 
 }  // namespace switchyard::eval
