@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake git pkg-config ca-certificates
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev libsqlite3-dev
-  libyaml-cpp-dev libcpp-httplib-dev libgtest-dev
+  libyaml-cpp-dev libcpp-httplib-dev libboost1.74-dev libre2-dev libgtest-dev
 )
 # scripts/test.sh adds what only the tests need (a browser for the report and dashboard checks).
 read -r -a extra <<< "${SWITCHYARD_EXTRA_PACKAGES:-}"

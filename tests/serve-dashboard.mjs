@@ -17,7 +17,7 @@ function check(what, ok, detail) {
 }
 try {
   for (let i = 0; i < 3; i++) {
-    const r = await fetch(`${base}/v1/completions`, { method: "POST", body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 5 }) });
+    const r = await fetch(`${base}/v1/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 5 }) });
     check(`request ${i + 1} answered`, r.status === 200, r.status);
   }
   const run = spawnSync(browser, ["--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", `--user-data-dir=${profile}`,

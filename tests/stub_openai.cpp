@@ -39,17 +39,51 @@ int main(int argc, char ** argv) {
                 return;
             }
             const json body = json::parse(req.body, nullptr, false);
+            // Test hooks: "stub_status" answers with that status; "stub_truncate" ends a stream
+            // without [DONE]; a whole answer's "stub_max_tokens" echoes the max_tokens received.
+            if (body.is_object() && body.contains("stub_status")) {
+                res.status = body["stub_status"].get<int>();
+                res.set_content(json{{"error", {{"message", "stub status " + std::to_string(res.status)}, {"type", "stub"}, {"param", nullptr}, {"code", nullptr}}}}.dump(),
+                                "application/json");
+                return;
+            }
             // The answer names the model the client asked for, so callers can see what was forwarded.
             const std::string model = body.is_object() ? body.value("model", "") : "";
+            const bool streamed = body.is_object() && body.value("stream", false);
+            if (chat && body.is_object() && body.contains("tools")) {
+                // A tool call, with fields a gateway must pass on unchanged.
+                const json call = {{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", R"({"city":"Oslo"})"}}}};
+                if (!streamed) {
+                    res.set_content(json{{"id", "x"}, {"object", "chat.completion"}, {"created", 0}, {"model", model}, {"system_fingerprint", "fp_stub"},
+                                         {"choices", {{{"index", 0}, {"finish_reason", "tool_calls"}, {"logprobs", nullptr},
+                                                       {"message", {{"role", "assistant"}, {"content", nullptr}, {"refusal", nullptr}, {"tool_calls", {call}}}}}}},
+                                         {"usage", {{"prompt_tokens", 5}, {"completion_tokens", 7}, {"total_tokens", 12}}}}.dump(),
+                                    "application/json");
+                    return;
+                }
+                const json deltas = {{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {{{"index", 0}, {"id", "call_1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", ""}}}}}}},
+                                     {{"tool_calls", {{{"index", 0}, {"function", {{"arguments", R"({"city":)"}}}}}}},
+                                     {{"tool_calls", {{{"index", 0}, {"function", {{"arguments", R"("Oslo"})"}}}}}}},
+                                     json::object()};
+                std::string sse;
+                for (std::size_t i = 0; i < deltas.size(); ++i) {
+                    const bool last = i + 1 == deltas.size();
+                    sse += "data: " + json{{"id", "x"}, {"object", "chat.completion.chunk"}, {"created", 0}, {"model", model}, {"system_fingerprint", "fp_stub"},
+                                           {"choices", {{{"index", 0}, {"delta", deltas[i]}, {"finish_reason", last ? json("tool_calls") : json(nullptr)}}}}}.dump() + "\n\n";
+                }
+                res.set_content(sse + "data: [DONE]\n\n", "text/event-stream");
+                return;
+            }
             const std::vector<std::string> pieces{"Hello", " from " + name, " to " + model};
             const json usage = {{"prompt_tokens", 3}, {"completion_tokens", 3}, {"total_tokens", 6}};
-            if (!(body.is_object() && body.value("stream", false))) {
+            if (!streamed) {
                 const std::string text = pieces[0] + pieces[1] + pieces[2];
                 json choice = {{"index", 0}, {"finish_reason", "stop"}};
                 if (chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
                 else choice["text"] = text;
                 res.set_content(json{{"id", "x"}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", 0}, {"model", model},
-                                     {"choices", {choice}}, {"usage", usage}}.dump(), "application/json");
+                                     {"choices", {choice}}, {"usage", usage}, {"stub_max_tokens", body.is_object() ? body.value("max_tokens", json()) : json()}}.dump(),
+                                "application/json");
                 return;
             }
             std::string sse;
@@ -62,7 +96,8 @@ int main(int argc, char ** argv) {
                 if (last) chunk["usage"] = usage;
                 sse += "data: " + chunk.dump() + "\n\n";
             }
-            res.set_content(sse + "data: [DONE]\n\n", "text/event-stream");
+            const bool truncate = body.is_object() && body.value("stub_truncate", false);
+            res.set_content(truncate ? sse : sse + "data: [DONE]\n\n", "text/event-stream");
         };
     };
     server.Post("/v1/chat/completions", answer(true));

@@ -97,7 +97,7 @@ TEST(Portfolio, ErrorsNameLineAndKey) {
     EXPECT_EQ(error_of("models:\n  - name: a\n"), "p.yaml:2: models[0]: give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL)");
     EXPECT_EQ(error_of("models: [\n"), "p.yaml:2: not valid YAML: end of sequence flow not found");
     EXPECT_EQ(error_of("- a\n"), "p.yaml: expected a YAML mapping at the top level, found a list");
-    EXPECT_NE(error_of("models:\n  - {name: a, path: a.gguf}\nrules:\n  - {route: a, regex: \"(\"}\n").find("p.yaml:4: rules[0].regex: not a valid regular expression"),
+    EXPECT_NE(error_of("models:\n  - {name: a, path: a.gguf}\nrules:\n  - {route: a, regex: \"(\"}\n").find("p.yaml:4: rules[0].regex: not a valid RE2 regular expression"),
               std::string::npos);
 }
 

@@ -37,10 +37,12 @@ int closed_port() {
 }
 
 std::string portfolio_yaml(const std::string & main_model, const std::string & extra_models = "", const std::string & extra_routes = "") {
+    // One dead endpoint for the whole run: a pushed portfolio may only call origins serve started with.
+    static const int dead_port = closed_port();
     return "version: 1\nmodels:\n"
            "  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1, cost_per_1k_tokens: 0.5}\n"
            "  - {name: baby, path: " + test::model_path("babyllama-0.9M-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1}\n"
-           "  - {name: dead, endpoint: http://127.0.0.1:" + std::to_string(closed_port()) + "/v1}\n" + extra_models +
+           "  - {name: dead, endpoint: http://127.0.0.1:" + std::to_string(dead_port) + "/v1}\n" + extra_models +
            "routes:\n"
            "  - {name: main, model: " + main_model + ", fallback: [baby]}\n"
            "  - {name: flaky, model: dead, fallback: [stories]}\n"
@@ -491,6 +493,60 @@ TEST(ServeHttp, RemoteBackendForwardsStreamsAndFallsBack) {
         EXPECT_EQ(res->status, 200) << res->body;
         EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
     }
+}
+
+TEST(ServeHttp, RemoteAnswersPassThroughUnchanged) {
+    test::ServerProcess stub(STUB_OPENAI_BINARY, {"--port", "0", "--name", "up"});
+    Served s("version: 1\nmodels:\n"
+             "  - {name: remote, endpoint: 'http://127.0.0.1:" + std::to_string(stub.port()) + "/v1', remote_model: real-name}\n"
+             "  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1}\n"
+             "routes:\n  - {name: r, model: remote, fallback: [stories]}\n"
+             "server: {cooldown_s: 0}\n");  // every status below reaches the remote
+    httplib::Client direct("127.0.0.1", stub.port());
+    const json tools = json::parse(R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])");
+    const json messages = {{{"role", "user"}, {"content", "Weather in Oslo?"}}};
+    // Whole and streamed tool calls: what the client gets is what the server sent, the model renamed.
+    for (const bool stream : {false, true}) {
+        json body = {{"messages", messages}, {"tools", tools}, {"stream", stream}};
+        body["model"] = "real-name";
+        auto upstream = direct.Post("/v1/chat/completions", body.dump(), "application/json");
+        body["model"] = "r";
+        auto through = s.post("/v1/chat/completions", body);
+        ASSERT_TRUE(upstream && through);
+        ASSERT_EQ(through->status, 200) << through->body;
+        if (!stream) {
+            json want = json::parse(upstream->body);
+            want["model"] = "remote";
+            EXPECT_EQ(json::parse(through->body), want);
+            EXPECT_EQ(want["choices"][0]["finish_reason"], "tool_calls");
+            continue;
+        }
+        bool done_up = false, done_through = false;
+        auto want = sse_events(upstream->body, &done_up);
+        for (auto & e : want) e["model"] = "remote";
+        EXPECT_EQ(sse_events(through->body, &done_through), want);
+        EXPECT_TRUE(done_through);
+        EXPECT_EQ(want.back()["choices"][0]["finish_reason"], "tool_calls");
+    }
+    // No max_tokens is added where the client sent none; the client's goes as sent.
+    auto res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}});
+    ASSERT_TRUE(res);
+    EXPECT_TRUE(json::parse(res->body)["stub_max_tokens"].is_null()) << res->body;
+    res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}, {"max_tokens", 7}});
+    EXPECT_EQ(json::parse(res->body)["stub_max_tokens"], 7);
+    // The client's own error keeps its status; the gateway's configuration errors and the server's
+    // failures fall back.
+    res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}, {"stub_status", 422}});
+    EXPECT_EQ(res->status, 422) << res->body;
+    for (const int status : {401, 404, 500, 503}) {
+        res = s.post("/v1/chat/completions", {{"model", "r"}, {"messages", messages}, {"max_tokens", 4}, {"stub_status", status}});
+        EXPECT_EQ(res->status, 200) << status << ": " << res->body;
+        EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories") << status;
+    }
+    // A stream that ends without [DONE] is a failure, said in the stream, not a success.
+    res = s.post("/v1/chat/completions", {{"model", "remote"}, {"messages", messages}, {"stream", true}, {"stub_truncate", true}});
+    ASSERT_TRUE(res);
+    EXPECT_NE(res->body.find("ended before [DONE]"), std::string::npos) << res->body;
 }
 
 TEST(ServeHttp, StartupErrorsAreOneLine) {

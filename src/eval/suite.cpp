@@ -5,11 +5,11 @@
 #include "support/sha256.h"
 
 #include <nlohmann/json.hpp>
+#include <re2/re2.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 namespace switchyard::eval {
@@ -73,11 +73,8 @@ TaskItem parse_native(const nlohmann::json & j) {
             }
         }
         if (item.matcher == Matcher::regex) {
-            try {
-                std::regex check(item.expected);
-            } catch (const std::regex_error &) {
-                throw BadItem{"field 'answer' is not a valid regular expression"};
-            }
+            const re2::RE2 check(item.expected, re2::RE2::Quiet);
+            if (!check.ok()) throw BadItem{"field 'answer' is not a valid RE2 regular expression: " + check.error()};
         }
         if (j.contains("max_tokens")) {
             if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int>() < 1) throw BadItem{"field 'max_tokens' must be a positive integer"};
@@ -106,16 +103,6 @@ TaskItem parse_blimp(const nlohmann::json & j) {
     return item;
 }
 
-std::string escape_regex(const std::string & text) {
-    static const std::string special = R"(\^$.|?*+()[]{})";
-    std::string out;
-    for (const char c : text) {
-        if (special.find(c) != std::string::npos) out += '\\';
-        out += c;
-    }
-    return out;
-}
-
 // LAMBADA: predict the passage's last word; right when the continuation starts with exactly it.
 TaskItem parse_lambada(const nlohmann::json & j) {
     const std::string text = string_field(j, "text");
@@ -124,7 +111,8 @@ TaskItem parse_lambada(const nlohmann::json & j) {
     TaskItem item;
     item.kind = ItemKind::generation;
     item.prompt = text.substr(0, cut);
-    item.expected = "^\\s*" + escape_regex(text.substr(cut + 1)) + "(?![A-Za-z0-9])";
+    // RE2 has no look-ahead: the word ends where the output does or at a non-alphanumeric.
+    item.expected = "^\\s*" + re2::RE2::QuoteMeta(text.substr(cut + 1)) + "(?:$|[^A-Za-z0-9])";
     item.matcher = Matcher::regex;
     item.max_tokens = 24;
     item.stop = {"\n"};
@@ -192,12 +180,12 @@ bool matches(const TaskItem & item, const std::string & output) {
     switch (item.matcher) {
         case Matcher::exact: return trim(output) == trim(item.expected);
         case Matcher::contains: return output.find(item.expected) != std::string::npos;
-        case Matcher::regex: return std::regex_search(output, std::regex(item.expected));
+        case Matcher::regex: return re2::RE2::PartialMatch(output, re2::RE2(item.expected, re2::RE2::Quiet));
         case Matcher::number: {
-            static const std::regex number(R"(-?\d+(?:\.\d+)?)");
-            std::smatch m;
-            if (!std::regex_search(output, m, number)) return false;
-            const double got = std::stod(m.str());
+            static const re2::RE2 number(R"((-?\d+(?:\.\d+)?))");
+            std::string first;
+            if (!re2::RE2::PartialMatch(output, number, &first)) return false;
+            const double got = std::stod(first);
             const double want = std::stod(item.expected);
             return std::abs(got - want) <= 1e-9 * std::max(1.0, std::abs(want));
         }

@@ -4,9 +4,9 @@
 #include "support/error.h"
 #include "support/yaml_config.h"
 
+#include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
-#include <regex>
 #include <set>
 
 namespace switchyard::model {
@@ -82,6 +82,17 @@ Route read_route(const YamlMap & y) {
     return r;
 }
 
+}  // namespace
+
+std::unique_ptr<re2::RE2> compile_rule_regex(const RouteRule & rule) {
+    re2::RE2::Options options;
+    options.set_log_errors(false);
+    options.set_case_sensitive(!rule.ignore_case);
+    return std::make_unique<re2::RE2>(rule.regex, options);
+}
+
+namespace {
+
 RouteRule read_rule(const YamlMap & y) {
     y.reject_unknown({"route", "min_prompt_chars", "max_prompt_chars", "regex", "ignore_case"});
     RouteRule rule{.route = y.string("route")};
@@ -90,18 +101,15 @@ RouteRule read_rule(const YamlMap & y) {
     rule.regex = y.string("regex", "");
     rule.ignore_case = y.boolean("ignore_case", false);
     if (!rule.regex.empty()) {
-        try {
-            std::regex check(rule.regex);
-        } catch (const std::regex_error & e) {
-            y.fail("regex", std::string("not a valid regular expression: ") + e.what());
-        }
+        const auto compiled = compile_rule_regex(rule);
+        if (!compiled->ok()) y.fail("regex", "not a valid RE2 regular expression (no back-references or look-arounds): " + compiled->error());
     }
     return rule;
 }
 
 ServerSettings read_server(const YamlMap & y) {
     y.reject_unknown({"host", "port", "max_body_bytes", "max_tokens", "queue_length", "max_streams", "request_timeout_ms", "cooldown_s",
-                      "admin_token_env", "api_keys_env"});
+                      "read_timeout_ms", "admin_token_env", "api_keys_env", "admin_model_dirs", "admin_endpoints", "admin_key_env_prefix"});
     ServerSettings s;
     s.host = y.string("host", s.host);
     s.port = static_cast<int>(y.integer("port", s.port));
@@ -112,8 +120,16 @@ ServerSettings read_server(const YamlMap & y) {
     s.max_streams = static_cast<int>(y.integer("max_streams", s.max_streams));
     s.request_timeout_ms = static_cast<int>(y.integer("request_timeout_ms", s.request_timeout_ms));
     s.cooldown_s = static_cast<int>(y.integer("cooldown_s", s.cooldown_s));
+    s.read_timeout_ms = static_cast<int>(y.integer("read_timeout_ms", s.read_timeout_ms));
+    if (s.read_timeout_ms <= 0) y.fail("read_timeout_ms", "must be positive");
     s.admin_token_env = y.string("admin_token_env", s.admin_token_env);
     s.api_keys_env = y.string("api_keys_env", s.api_keys_env);
+    for (const auto & dir : y.strings("admin_model_dirs")) s.admin_model_dirs.push_back(std::filesystem::path(dir).is_absolute() ? std::filesystem::path(dir) : y.base_dir() / dir);
+    s.admin_endpoints = y.strings("admin_endpoints");
+    for (const auto & url : s.admin_endpoints) {
+        if (!url.starts_with("http://") && !url.starts_with("https://")) y.fail("admin_endpoints", "expected http:// or https:// URLs, found '" + url + "'");
+    }
+    s.admin_key_env_prefix = y.string("admin_key_env_prefix", s.admin_key_env_prefix);
     return s;
 }
 
@@ -231,13 +247,21 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
     const auto & s = p.server;
     if (s.host != defaults.host || s.port != defaults.port || s.max_body_bytes != defaults.max_body_bytes || s.max_tokens != defaults.max_tokens ||
         s.queue_length != defaults.queue_length || s.max_streams != defaults.max_streams || s.request_timeout_ms != defaults.request_timeout_ms ||
-        s.cooldown_s != defaults.cooldown_s || s.admin_token_env != defaults.admin_token_env || s.api_keys_env != defaults.api_keys_env) {
+        s.cooldown_s != defaults.cooldown_s || s.read_timeout_ms != defaults.read_timeout_ms || s.admin_token_env != defaults.admin_token_env || s.api_keys_env != defaults.api_keys_env ||
+        !s.admin_model_dirs.empty() || !s.admin_endpoints.empty() || s.admin_key_env_prefix != defaults.admin_key_env_prefix) {
         out << YAML::Key << "server" << YAML::Value << YAML::BeginMap << YAML::Key << "host" << YAML::Value << s.host << YAML::Key << "port"
             << YAML::Value << s.port << YAML::Key << "max_body_bytes" << YAML::Value << s.max_body_bytes << YAML::Key << "max_tokens" << YAML::Value
             << s.max_tokens << YAML::Key << "queue_length" << YAML::Value << s.queue_length << YAML::Key << "max_streams" << YAML::Value
             << s.max_streams << YAML::Key << "request_timeout_ms" << YAML::Value << s.request_timeout_ms << YAML::Key << "cooldown_s" << YAML::Value
-            << s.cooldown_s << YAML::Key << "admin_token_env" << YAML::Value << s.admin_token_env << YAML::Key << "api_keys_env" << YAML::Value
-            << s.api_keys_env << YAML::EndMap;
+            << s.cooldown_s << YAML::Key << "read_timeout_ms" << YAML::Value << s.read_timeout_ms << YAML::Key << "admin_token_env" << YAML::Value << s.admin_token_env << YAML::Key << "api_keys_env" << YAML::Value
+            << s.api_keys_env;
+        if (!s.admin_model_dirs.empty()) {
+            out << YAML::Key << "admin_model_dirs" << YAML::Value << YAML::BeginSeq;
+            for (const auto & dir : s.admin_model_dirs) out << shown_path(dir, relative_to);
+            out << YAML::EndSeq;
+        }
+        if (!s.admin_endpoints.empty()) out << YAML::Key << "admin_endpoints" << YAML::Value << s.admin_endpoints;
+        out << YAML::Key << "admin_key_env_prefix" << YAML::Value << s.admin_key_env_prefix << YAML::EndMap;
     }
     out << YAML::EndMap;
     std::string text;

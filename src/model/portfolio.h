@@ -2,9 +2,14 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace re2 {
+class RE2;
+}
 
 namespace switchyard::model {
 
@@ -65,9 +70,12 @@ struct RouteRule {
     std::string route;
     std::optional<std::size_t> min_prompt_chars;
     std::optional<std::size_t> max_prompt_chars;
-    std::string regex;  // ECMAScript, searched for in the prompt / the messages' text
+    std::string regex;  // RE2 syntax (matches in linear time), searched for in the prompt / the messages' text
     bool ignore_case = false;
 };
+
+// The rule's regex compiled as the router matches it; check ok() (and error()) before use.
+std::unique_ptr<re2::RE2> compile_rule_regex(const RouteRule & rule);
 
 // Limits and settings of the gateway itself (the CLI's flags override them).
 struct ServerSettings {
@@ -78,9 +86,17 @@ struct ServerSettings {
     int queue_length = 64;
     int max_streams = 64;
     int request_timeout_ms = 120000;
+    // A request's headers and body must arrive within this, and an idle connection closes after
+    // it; writes to a client that stops reading give up after it too.
+    int read_timeout_ms = 30000;
     int cooldown_s = 30;
     std::string admin_token_env = "SWITCHYARD_ADMIN_TOKEN";
     std::string api_keys_env;  // comma-separated client keys; empty: no client authentication
+    // What PUT /admin/portfolio may add beyond the started portfolio's own folders, origins
+    // and key variables (see serve/admin_scope.h).
+    std::vector<std::filesystem::path> admin_model_dirs;
+    std::vector<std::string> admin_endpoints;
+    std::string admin_key_env_prefix = "SWITCHYARD_KEY_";
 };
 
 struct Portfolio {

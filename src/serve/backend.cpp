@@ -12,11 +12,11 @@ Stream::Event Stream::next(std::chrono::steady_clock::time_point deadline) {
     return e;
 }
 
-void Stream::push_piece(std::string text) {
+void Stream::push_piece(std::string text, nlohmann::json upstream) {
     {
         const std::lock_guard lock(mutex_);
         if (closed_) return;
-        events_.push_back(Event{Event::Kind::piece, std::move(text), {}, {}, {}});
+        events_.push_back(Event{Event::Kind::piece, std::move(text), {}, {}, {}, std::move(upstream)});
     }
     ready_.notify_one();
 }
@@ -31,12 +31,12 @@ void Stream::finish(Generation result) {
     ready_.notify_one();
 }
 
-void Stream::fail(Failure failure, std::string message) {
+void Stream::fail(Failure failure, std::string message, int status) {
     {
         const std::lock_guard lock(mutex_);
         if (closed_) return;
         closed_ = true;
-        events_.push_back(Event{Event::Kind::failed, {}, {}, failure, std::move(message)});
+        events_.push_back(Event{Event::Kind::failed, {}, {}, failure, std::move(message), nullptr, status});
     }
     ready_.notify_one();
 }

@@ -34,6 +34,7 @@ struct Generation {
     bool has_logprobs = false;
     std::vector<engine::TokenLogprob> logprobs;  // one per generated token when has_logprobs
     std::vector<engine::Token> tokens;           // the generated token ids, where known (in process)
+    nlohmann::json upstream;                     // a remote model's whole answer as it sent it (null in process)
 };
 
 // One request's answer as it arrives: pieces of text, then exactly one `done` or `failed`.
@@ -46,14 +47,16 @@ public:
         Generation result;  // done
         Failure failure = Failure::failed;
         std::string message;  // failed
+        nlohmann::json upstream;  // piece: a remote model's chunk as it sent it (null in process)
+        int status = 0;           // failed as rejected: the status the client gets (0: 400)
     };
 
     // Waits for the next event; a `failed` timeout event when none comes by `deadline`.
     Event next(std::chrono::steady_clock::time_point deadline);
 
-    void push_piece(std::string text);
+    void push_piece(std::string text, nlohmann::json upstream = nullptr);
     void finish(Generation result);
-    void fail(Failure failure, std::string message);
+    void fail(Failure failure, std::string message, int status = 0);
 
     // The consumer stopped listening (client gone, fallback, timeout): the producer stops at
     // its next chance and `on_cancel` runs once.

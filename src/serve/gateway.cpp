@@ -6,18 +6,15 @@
 #include "serve/shadow.h"
 #include "support/error.h"
 
-#include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <ctime>
 #include <random>
 #include <sstream>
 
-#include <dirent.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 
 namespace switchyard::serve {
 
@@ -48,8 +45,8 @@ bool constant_time_equal(const std::string & a, const std::string & b) {
     return diff == 0;
 }
 
-std::string bearer_token(const httplib::Request & req) {
-    const std::string h = req.get_header_value("Authorization");
+std::string bearer_token(const http::Request & req) {
+    const std::string h = req.header("Authorization");
     return h.starts_with("Bearer ") ? h.substr(7) : std::string();
 }
 
@@ -101,7 +98,15 @@ json chat_logprobs(Backend & backend, const Generation & g) {
     return {{"content", content}};
 }
 
+// A remote answer or chunk as its server sent it (tool calls, refusals, its own log-probabilities
+// and fields unknown here kept), under the name the client knows the model by.
+json relayed(json upstream, const std::string & model) {
+    upstream["model"] = model;
+    return upstream;
+}
+
 json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g) {
+    if (!g.upstream.is_null()) return relayed(g.upstream, a.model);
     const bool chat = r.kind == ApiRequest::Kind::chat;
     json choice = {{"index", 0}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
     const bool with_logprobs = r.input.logprobs >= 0 && g.has_logprobs && backend.in_process();
@@ -148,76 +153,41 @@ std::string stream_tail(const ApiRequest & r, const Answer & a, const Generation
     return out + "data: [DONE]\n\n";
 }
 
-// Collects a whole answer; the failed event when the backend fails on the way.
-// Whether the client of a request still waits for its answer. cpp-httplib 0.11.4 tells a handler
-// nothing of a hang-up before the answer is written, so the connection's socket is found among the
-// process's descriptors by its two ports and polled for the peer's hang-up. Checked at most every
-// 10 ms, so quick answers never look.
-class ClientWatch {
-public:
-    explicit ClientWatch(const httplib::Request & req) : local_port_(req.local_port), remote_port_(req.remote_port) {}
-
-    bool gone() {
-        const auto now = Clock::now();
-        if (now < next_check_) return false;
-        next_check_ = now + std::chrono::milliseconds(10);
-        if (fd_ < 0) fd_ = find_socket();
-        if (fd_ < 0) return false;
-        pollfd p{fd_, POLLRDHUP, 0};
-        return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-    }
-
-private:
-    static int port_of(const sockaddr_storage & a) {
-        if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in &>(a).sin_port);
-        if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6 &>(a).sin6_port);
-        return -1;
-    }
-
-    int find_socket() const {
-        DIR * dir = ::opendir("/proc/self/fd");
-        if (dir == nullptr) return -1;
-        int found = -1;
-        while (const dirent * entry = ::readdir(dir)) {
-            const int fd = std::atoi(entry->d_name);
-            if (fd <= 2) continue;
-            sockaddr_storage local{}, peer{};
-            socklen_t local_size = sizeof local, peer_size = sizeof peer;
-            if (::getsockname(fd, reinterpret_cast<sockaddr *>(&local), &local_size) != 0 || port_of(local) != local_port_) continue;
-            if (::getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &peer_size) != 0 || port_of(peer) != remote_port_) continue;
-            found = fd;
-            break;
-        }
-        ::closedir(dir);
-        return found;
-    }
-
-    int local_port_;
-    int remote_port_;
-    int fd_ = -1;
-    Clock::time_point next_check_ = Clock::now() + std::chrono::milliseconds(10);
-};
-
-// Waits for the whole answer; a failed event when the stream fails or `watch` sees the client go.
-std::variant<Generation, Stream::Event> collect(Stream & stream, Clock::time_point deadline, Clock::time_point * first_at, ClientWatch * watch = nullptr) {
+// Waits for the whole answer; a failed event when the stream fails or the client goes.
+std::variant<Generation, Stream::Event> collect(Stream & stream, Clock::time_point deadline, Clock::time_point * first_at, const http::Request * client = nullptr) {
     for (;;) {
         Stream::Event e = stream.next(deadline);
         if (first_at && *first_at == Clock::time_point{}) *first_at = Clock::now();
         if (e.kind == Stream::Event::Kind::done) return std::move(e.result);
         if (e.kind == Stream::Event::Kind::failed) return e;
-        if (watch != nullptr && watch->gone()) return Stream::Event{.kind = Stream::Event::Kind::failed, .failure = Failure::client_gone, .message = "the client hung up"};
+        if (client != nullptr && client->client_gone()) return Stream::Event{.kind = Stream::Event::Kind::failed, .failure = Failure::client_gone, .message = "the client hung up"};
     }
 }
 
-ApiError failure_error(Failure failure, const std::string & message) {
+ApiError failure_error(Failure failure, const std::string & message, int status = 0) {
     switch (failure) {
-        case Failure::rejected: return ApiError{400, message, "invalid_request_error", {}, {}};
+        case Failure::rejected: return ApiError{status > 0 ? status : 400, message, "invalid_request_error", {}, {}};
         case Failure::overloaded: return ApiError{429, "every model for this request is busy: " + message, "overloaded_error", {}, "overloaded"};
         case Failure::timeout: return ApiError{504, message, "backend_error", {}, "timeout"};
         case Failure::client_gone: return ApiError{499, message, "client_closed_request", {}, {}};  // never reaches the client
         case Failure::failed: break;
     }
     return ApiError{502, message, "backend_error", {}, "backend_failed"};
+}
+
+// The HTTP edge's own figures, in the Prometheus text format of Metrics::prometheus().
+std::string edge_metrics(const http::ServerCounters & c) {
+    std::string out;
+    auto add = [&](const char * name, const char * type, const char * help, auto value) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + std::to_string(value) + "\n";
+    };
+    add("switchyard_http_connections", "gauge", "Client connections open now.", c.connections);
+    add("switchyard_http_busy_workers", "gauge", "Workers handling a request now.", c.busy_workers);
+    add("switchyard_http_queued_requests", "gauge", "Requests waiting for a worker.", c.queued);
+    add("switchyard_http_refused_busy_total", "counter", "Requests answered 503 because every worker was busy and the queue full.", c.refused_busy);
+    add("switchyard_http_refused_connections_total", "counter", "Connections closed on accept because max connections were open.", c.refused_connections);
+    add("switchyard_http_bad_requests_total", "counter", "Requests that were malformed, too large or too slow to arrive.", c.bad_requests);
+    return out;
 }
 
 }  // namespace
@@ -250,6 +220,7 @@ Gateway::Gateway(model::Portfolio portfolio, std::filesystem::path file, Backend
             if (!key.empty()) api_keys_.push_back(key);
         }
     }
+    admin_scope_ = AdminScope::of(portfolio, file_);
     swap(std::move(portfolio));
     shadow_thread_ = std::thread([this] { shadow_loop(); });
 }
@@ -270,10 +241,16 @@ std::shared_ptr<const Deployment> Gateway::current() const {
 }
 
 void Gateway::swap(model::Portfolio next) {
+    update([&](const model::Portfolio &) { return std::optional<model::Portfolio>(std::move(next)); });
+}
+
+void Gateway::update(const std::function<std::optional<model::Portfolio>(const model::Portfolio &)> & change) {
     const std::lock_guard swap_lock(swap_mutex_);
     const auto old = current();
+    std::optional<model::Portfolio> next = change(old ? old->portfolio : model::Portfolio{});
+    if (!next) return;
     auto dep = std::make_shared<Deployment>();
-    dep->portfolio = std::move(next);
+    dep->portfolio = std::move(*next);
     for (const auto & entry : dep->portfolio.models) {
         std::shared_ptr<Backend> backend;
         if (old) {
@@ -298,7 +275,11 @@ void Gateway::reload() {
         return;
     }
     try {
-        swap(model::load_portfolio(file_));
+        auto next = model::load_portfolio(file_);
+        auto scope = AdminScope::of(next, file_);
+        swap(std::move(next));
+        const std::lock_guard lock(admin_scope_mutex_);
+        admin_scope_ = std::move(scope);
         spdlog::warn("reloaded {}", file_.string());
     } catch (const Error & e) {
         spdlog::error("reload failed, the current portfolio stays: {}", e.what());
@@ -310,12 +291,12 @@ void Gateway::update_gauges() {
     metrics_.set_gauges(in_flight_.load(), streams_.load(), dep ? dep->generation : 0);
 }
 
-void Gateway::send_error(httplib::Response & res, const ApiError & error) {
+void Gateway::send_error(http::Response & res, const ApiError & error) {
     res.status = error.status;
     res.set_content(error.body(), "application/json");
 }
 
-bool Gateway::client_allowed(const httplib::Request & req, httplib::Response & res) {
+bool Gateway::client_allowed(const http::Request & req, http::Response & res) {
     if (api_keys_.empty()) return true;
     const std::string key = bearer_token(req);
     bool ok = false;
@@ -327,7 +308,23 @@ bool Gateway::client_allowed(const httplib::Request & req, httplib::Response & r
     return ok;
 }
 
-bool Gateway::admin_allowed(const httplib::Request & req, httplib::Response & res) {
+bool Gateway::body_type_allowed(const http::Request & req, http::Response & res, std::initializer_list<std::string_view> types) {
+    // The media type without its parameters (charset=...), compared case-insensitively.
+    std::string type = req.header("Content-Type");
+    type = type.substr(0, type.find(';'));
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (const auto t : types) {
+        if (type == t) return true;
+    }
+    // A web page may send text/plain or form bodies to localhost without asking first; never act on one.
+    metrics_.rejected();
+    send_error(res, ApiError{415, "the body must be sent as " + std::string(*types.begin()) + " (Content-Type: " + (type.empty() ? "none" : type) + ")",
+                             "invalid_request_error", {}, "unsupported_media_type"});
+    return false;
+}
+
+bool Gateway::admin_allowed(const http::Request & req, http::Response & res) {
     if (admin_token_.empty()) {
         send_error(res, ApiError{403, "the admin API is off: set the environment variable " + settings_.admin_token_env + " before starting serve",
                                  "permission_error", {}, "admin_disabled"});
@@ -341,46 +338,38 @@ bool Gateway::admin_allowed(const httplib::Request & req, httplib::Response & re
 }
 
 int Gateway::bind() {
-    server_ = std::make_unique<httplib::Server>();
+    http::ServerOptions options;
+    options.max_body_bytes = settings_.max_body_bytes;
+    options.read_timeout = options.write_timeout = std::chrono::milliseconds(settings_.read_timeout_ms);
+    // Each open request holds a worker (generation blocks it), so size the pool for the
+    // concurrent streams rather than the cores; a short queue absorbs bursts, and beyond it the
+    // answer is an immediate 503. Connections themselves hold no worker.
+    options.workers = std::max(16, settings_.max_streams + 16);
+    options.queue = options.workers;
+    server_ = std::make_unique<http::Server>(options, [this](http::Response & res, int status, const std::string & code, const std::string & message) {
+        if (status == 413 || status == 431 || status == 400 || status == 503) metrics_.rejected();
+        send_error(res, ApiError{status, message, status >= 500 ? (status == 503 ? "overloaded_error" : "server_error") : "invalid_request_error", {}, code});
+    });
     auto & s = *server_;
-    // Each open request holds a worker thread (generation blocks it), so size the pool for the
-    // concurrent streams rather than the cores; requests beyond it wait for a thread.
-    const int threads = std::max(16, settings_.max_streams + 16);
-    s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
-    s.set_payload_max_length(settings_.max_body_bytes);
-    s.set_read_timeout(std::chrono::seconds(30));
-    s.set_write_timeout(std::chrono::seconds(30));
-    s.set_error_handler([this](const httplib::Request & req, httplib::Response & res) {
-        if (!res.body.empty()) return;
-        if (res.status == 413) {
-            metrics_.rejected();
-            send_error(res, ApiError{413, "the body is larger than max_body_bytes (" + std::to_string(settings_.max_body_bytes) + ")", "invalid_request_error", {}, "body_too_large"});
-        } else if (res.status == 404) {
-            send_error(res, ApiError{404, "no such endpoint: " + req.method + " " + req.path, "invalid_request_error", {}, "unknown_url"});
-        } else {
-            send_error(res, ApiError{res.status, "the request could not be handled", res.status >= 500 ? "server_error" : "invalid_request_error", {}, {}});
-        }
-    });
-    s.set_exception_handler([this](const httplib::Request &, httplib::Response & res, std::exception_ptr ep) {
-        std::string what = "unknown error";
-        try {
-            std::rethrow_exception(ep);
-        } catch (const ApiError & e) {
-            send_error(res, e);
-            return;
-        } catch (const std::exception & e) {
-            what = e.what();
-        } catch (...) {
-        }
-        spdlog::error("request failed: {}", what);
-        send_error(res, ApiError{500, "internal error: " + what, "server_error", {}, {}});
-    });
-
-    s.Post("/v1/chat/completions", [this](const httplib::Request & req, httplib::Response & res) { handle_generate(req, res, ApiRequest::Kind::chat); });
-    s.Post("/v1/completions", [this](const httplib::Request & req, httplib::Response & res) { handle_generate(req, res, ApiRequest::Kind::completion); });
-    s.Post("/tokenize", [this](const httplib::Request & req, httplib::Response & res) { handle_tokenize(req, res, false); });
-    s.Post("/detokenize", [this](const httplib::Request & req, httplib::Response & res) { handle_tokenize(req, res, true); });
-    s.Get("/v1/models", [this](const httplib::Request & req, httplib::Response & res) {
+    // Every handler's ApiError becomes its OpenAI error object; anything else is a 500 that is logged.
+    auto guarded = [this](auto handler) {
+        return [this, handler](const http::Request & req, http::Response & res) {
+            try {
+                handler(req, res);
+            } catch (const ApiError & e) {
+                send_error(res, e);
+            } catch (const std::exception & e) {
+                spdlog::error("{} {} failed: {}", req.method, req.path, e.what());
+                send_error(res, ApiError{500, std::string("internal error: ") + e.what(), "server_error", {}, {}});
+            }
+        };
+    };
+    using http::Lane;
+    s.handle("POST", "/v1/chat/completions", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_generate(req, res, ApiRequest::Kind::chat); }));
+    s.handle("POST", "/v1/completions", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_generate(req, res, ApiRequest::Kind::completion); }));
+    s.handle("POST", "/tokenize", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_tokenize(req, res, false); }));
+    s.handle("POST", "/detokenize", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_tokenize(req, res, true); }));
+    s.handle("GET", "/v1/models", Lane::inline_io, guarded([this](const http::Request & req, http::Response & res) {
         if (!client_allowed(req, res)) return;
         const auto dep = current();
         json data = json::array();
@@ -397,18 +386,21 @@ int Gateway::bind() {
             data.push_back({{"id", r.name}, {"object", "model"}, {"created", created}, {"owned_by", "switchyard"}, {"meta", {{"kind", "route"}}}});
         }
         res.set_content(json_text({{"object", "list"}, {"data", data}}), "application/json");
-    });
-    s.Get("/health", [this](const httplib::Request &, httplib::Response & res) {
+    }));
+    s.handle("GET", "/health", Lane::inline_io, guarded([this](const http::Request &, http::Response & res) {
         const auto dep = current();
         json load = json::object();
         for (const auto & [name, b] : dep->backends) load[name] = b->load();
-        res.set_content(json_text({{"status", "ok"}, {"portfolio_generation", dep->generation}, {"load", load}}), "application/json");
-    });
-    s.Get("/metrics", [this](const httplib::Request &, httplib::Response & res) {
+        const auto edge = server_->counters();
+        res.set_content(json_text({{"status", "ok"}, {"portfolio_generation", dep->generation}, {"load", load},
+                                   {"connections", edge.connections}, {"busy_workers", edge.busy_workers}, {"queued", edge.queued}}),
+                        "application/json");
+    }));
+    s.handle("GET", "/metrics", Lane::inline_io, guarded([this](const http::Request &, http::Response & res) {
         update_gauges();
-        res.set_content(metrics_.prometheus(), "text/plain; version=0.0.4");
-    });
-    s.Get("/stats", [this](const httplib::Request &, httplib::Response & res) {
+        res.set_content(metrics_.prometheus() + edge_metrics(server_->counters()), "text/plain; version=0.0.4");
+    }));
+    s.handle("GET", "/stats", Lane::inline_io, guarded([this](const http::Request &, http::Response & res) {
         update_gauges();
         const auto dep = current();
         json j = metrics_.to_json();
@@ -426,47 +418,27 @@ int Gateway::bind() {
         }
         j["portfolio"] = {{"models", models}, {"routes", routes}, {"default_route", dep->portfolio.default_route}};
         res.set_content(json_text(j), "application/json");
-    });
-    s.Get("/", [](const httplib::Request &, httplib::Response & res) { res.set_content(dashboard_html(), "text/html; charset=utf-8"); });
-    s.Put("/admin/portfolio", [this](const httplib::Request & req, httplib::Response & res) { handle_admin_portfolio(req, res); });
-    s.Get("/admin/portfolio", [this](const httplib::Request & req, httplib::Response & res) {
+    }));
+    s.handle("GET", "/", Lane::inline_io, [](const http::Request &, http::Response & res) { res.set_content(dashboard_html(), "text/html; charset=utf-8"); });
+    s.handle("PUT", "/admin/portfolio", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_admin_portfolio(req, res); }));
+    s.handle("GET", "/admin/portfolio", Lane::inline_io, guarded([this](const http::Request & req, http::Response & res) {
         if (!admin_allowed(req, res)) return;
         res.set_content(model::portfolio_to_yaml(current()->portfolio, {}), "application/yaml");
-    });
-    s.Get("/admin/shadow", [this](const httplib::Request & req, httplib::Response & res) {
+    }));
+    s.handle("GET", "/admin/shadow", Lane::inline_io, guarded([this](const http::Request & req, http::Response & res) {
         if (!admin_allowed(req, res)) return;
         res.set_content(json_text(metrics_.to_json()["shadows"]), "application/json");
-    });
-
-    // Latency: small SSE writes must not wait for Nagle; clients keep their connections; and
-    // httplib's listen backlog of 5 (compiled into the library) is raised once bound, since a
-    // burst of new connections beyond it waits a whole SYN retransmit (1 s).
-    s.set_tcp_nodelay(true);
-    s.set_keep_alive_max_count(100000);
-    auto listen_fd = std::make_shared<int>(-1);
-    s.set_socket_options([listen_fd](socket_t sock) {
-        int yes = 1;
-        ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-        *listen_fd = sock;
-    });
-    int port = settings_.port;
-    if (port == 0) {
-        port = s.bind_to_any_port(settings_.host);
-        if (port < 0) throw Error("cannot listen on " + settings_.host + " (no free port)");
-    } else if (!s.bind_to_port(settings_.host, port)) {
-        throw Error("cannot listen on " + settings_.host + ":" + std::to_string(port) + " (in use, or not an address of this machine)");
-    }
-    if (*listen_fd >= 0) ::listen(*listen_fd, SOMAXCONN);
-    return port;
+    }));
+    return s.bind(settings_.host, settings_.port);
 }
 
-void Gateway::run() { server_->listen_after_bind(); }
+void Gateway::run() { server_->run(); }
 
 void Gateway::stop() {
     if (server_) server_->stop();
 }
 
-std::shared_ptr<Backend> Gateway::backend_for_tools(const Deployment & dep, const std::string & model, httplib::Response & res) {
+std::shared_ptr<Backend> Gateway::backend_for_tools(const Deployment & dep, const std::string & model, http::Response & res) {
     std::string name = model;
     if (name.empty() || dep.portfolio.find_model(name) == nullptr) {
         const model::Route * route = dep.portfolio.find_route(name.empty() ? dep.portfolio.default_route : name);
@@ -479,8 +451,9 @@ std::shared_ptr<Backend> Gateway::backend_for_tools(const Deployment & dep, cons
     return dep.backends.at(name);
 }
 
-void Gateway::handle_tokenize(const httplib::Request & req, httplib::Response & res, bool detokenize) {
+void Gateway::handle_tokenize(const http::Request & req, http::Response & res, bool detokenize) {
     if (!client_allowed(req, res)) return;
+    if (!body_type_allowed(req, res, {"application/json"})) return;
     const auto dep = current();
     if (detokenize) {
         auto parsed = parse_detokenize(req.body);
@@ -497,8 +470,9 @@ void Gateway::handle_tokenize(const httplib::Request & req, httplib::Response & 
     if (backend) res.set_content(json_text({{"tokens", backend->tokenize(r.content, r.add_special)}}), "application/json");
 }
 
-void Gateway::handle_admin_portfolio(const httplib::Request & req, httplib::Response & res) {
+void Gateway::handle_admin_portfolio(const http::Request & req, http::Response & res) {
     if (!admin_allowed(req, res)) return;
+    if (!body_type_allowed(req, res, {"application/yaml", "application/x-yaml", "text/yaml", "application/json"})) return;
     model::Portfolio next;
     try {
         // Relative paths in a pushed portfolio resolve against the file serve was started with.
@@ -506,6 +480,14 @@ void Gateway::handle_admin_portfolio(const httplib::Request & req, httplib::Resp
         next = model::parse_portfolio(req.body, "PUT /admin/portfolio", base);
     } catch (const Error & e) {
         return send_error(res, bad_request(e.what()));
+    }
+    std::optional<std::string> outside;
+    {
+        const std::lock_guard lock(admin_scope_mutex_);
+        outside = admin_scope_.violation(next);
+    }
+    if (outside) {
+        return send_error(res, ApiError{403, *outside, "permission_error", {}, "outside_admin_scope"});
     }
     try {
         swap(std::move(next));
@@ -526,10 +508,11 @@ struct InFlight {
 
 }  // namespace
 
-void Gateway::handle_generate(const httplib::Request & req, httplib::Response & res, ApiRequest::Kind kind) {
+void Gateway::handle_generate(const http::Request & req, http::Response & res, ApiRequest::Kind kind) {
     const auto started = Clock::now();
     auto in_flight = std::make_shared<InFlight>(in_flight_);
     if (!client_allowed(req, res)) return;
+    if (!body_type_allowed(req, res, {"application/json"})) return;
     auto parsed = parse_request(kind, req.body, Limits{settings_.max_tokens});
     if (const auto * e = std::get_if<ApiError>(&parsed)) {
         metrics_.rejected();
@@ -537,7 +520,7 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
     }
     auto r = std::get<ApiRequest>(std::move(parsed));
     const auto dep = current();
-    std::string task = req.get_header_value("X-Switchyard-Task");
+    std::string task = req.header("X-Switchyard-Task");
     if (task.empty()) task = r.task;
     auto resolved = dep->router->resolve(r.model, task, r.input.routing_text(), uniform_draw(), uniform_draw());
     if (const auto * e = std::get_if<ApiError>(&resolved)) {
@@ -562,7 +545,6 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
     const auto deadline = started + std::chrono::milliseconds(settings_.request_timeout_ms);
     const auto chain = cooldown_.order(route.chain, started);
     std::optional<ApiError> last_error;
-    ClientWatch watch(req);
     for (std::size_t i = 0; i < chain.size(); ++i) {
         const std::string & name = chain[i];
         if (i > 0) metrics_.fallback(route.route);
@@ -573,7 +555,7 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
         Stream::Event first = stream->next(deadline);
         first_at = Clock::now();
         if (first.kind == Stream::Event::Kind::failed) {
-            if (first.failure == Failure::rejected) return send_error(res, failure_error(first.failure, first.message));
+            if (first.failure == Failure::rejected) return send_error(res, failure_error(first.failure, first.message, first.status));
             metrics_.attempt_failed(name);
             if (first.failure != Failure::overloaded) cooldown_.failed(name, Clock::now());
             spdlog::warn("{}: {} failed ({}); {}", route.route.empty() ? name : route.route, name, first.message, i + 1 < chain.size() ? "falling back" : "no fallback left");
@@ -588,7 +570,7 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
             if (first.kind == Stream::Event::Kind::done) {
                 g = std::move(first.result);
             } else {
-                auto rest = collect(*stream, deadline, nullptr, &watch);
+                auto rest = collect(*stream, deadline, nullptr, &req);
                 if (auto * e = std::get_if<Stream::Event>(&rest)) {
                     if (e->failure == Failure::client_gone) {
                         metrics_.client_gone();
@@ -616,34 +598,38 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
         res.set_header("Cache-Control", "no-cache");
         guard.stream = nullptr;  // the provider owns cancellation now
         auto pending = std::make_shared<Stream::Event>(std::move(first));
-        res.set_chunked_content_provider(
+        res.set_stream(
             "text/event-stream",
-            [this, dep, backend, stream, pending, r, input, answer, route, cost, started, first_at, deadline, in_flight, stream_slot](std::size_t, httplib::DataSink & sink) {
+            [this, dep, backend, stream, pending, r, input, answer, route, cost, started, first_at, deadline, in_flight, stream_slot](http::Sink & sink) {
                 StreamGuard cancel_on_exit{stream};
-                auto write = [&](const std::string & s) { return sink.write(s.data(), s.size()); };
+                auto write = [&](const std::string & s) { return sink.write(s); };
                 const std::string empty;
-                if (r.kind == ApiRequest::Kind::chat && !write(sse(chunk(r, answer, &empty, nullptr, true)))) return false;
+                // A remote model's chunks are relayed as sent, its own first and last ones included.
+                const bool relay = !backend->in_process();
+                if (r.kind == ApiRequest::Kind::chat && !relay && !write(sse(chunk(r, answer, &empty, nullptr, true)))) return;
                 Stream::Event e = std::move(*pending);
                 for (;;) {
-                    if (e.kind == Stream::Event::Kind::piece) {
-                        if (!write(sse(chunk(r, answer, &e.text, nullptr, false)))) return false;  // client gone: the guard cancels
+                    if (e.kind == Stream::Event::Kind::piece && !e.upstream.is_null()) {
+                        // The usage chunk was asked for to count tokens; the client gets it only if it asked too.
+                        const bool usage_only = e.upstream.contains("choices") && e.upstream["choices"].is_array() && e.upstream["choices"].empty();
+                        if ((!usage_only || r.include_usage) && !write(sse(relayed(std::move(e.upstream), answer.model)))) return;
+                    } else if (e.kind == Stream::Event::Kind::piece) {
+                        if (!write(sse(chunk(r, answer, &e.text, nullptr, false)))) return;  // client gone: the guard cancels
                     } else if (e.kind == Stream::Event::Kind::done) {
                         // Counted before the client sees [DONE], so what it reads next in /metrics includes it.
                         metrics_.answered(route.route, answer.model, e.result.prompt_tokens, e.result.completion_tokens, cost,
                                           std::chrono::duration<double>(first_at - started).count(), seconds_since(started));
-                        write(stream_tail(r, answer, e.result));
-                        sink.done();
+                        write(relay ? std::string("data: [DONE]\n\n") : stream_tail(r, answer, e.result));
                         cancel_on_exit.stream = nullptr;
                         if (!route.shadow.empty()) enqueue_shadow({route.route, route.shadow, answer.model, dep, r, input, std::move(e.result)});
-                        return true;
+                        return;
                     } else {
                         // Too late to fall back: the client has the first bytes. Say so in the stream.
                         metrics_.attempt_failed(answer.model);
                         metrics_.route_failed(route.route);
                         write("data: " + failure_error(e.failure, answer.model + ": " + e.message).body() + "\n\n");
                         write("data: [DONE]\n\n");
-                        sink.done();
-                        return true;
+                        return;
                     }
                     e = stream->next(deadline);
                 }
@@ -654,7 +640,7 @@ void Gateway::handle_generate(const httplib::Request & req, httplib::Response & 
     send_error(res, last_error.value_or(ApiError{503, "no model is available for this request", "overloaded_error", {}, "unavailable"}));
 }
 
-void Gateway::handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, httplib::Response & res) {
+void Gateway::handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res) {
     const auto started = Clock::now();
     const auto deadline = started + std::chrono::milliseconds(settings_.request_timeout_ms);
     GenerationInput input = r.input;
@@ -668,7 +654,7 @@ void Gateway::handle_cascade(const std::shared_ptr<const Deployment> & dep, cons
         Clock::time_point first_at{};
         auto got = collect(*stream, deadline, &first_at);
         if (auto * e = std::get_if<Stream::Event>(&got)) {
-            if (e->failure == Failure::rejected) return send_error(res, failure_error(e->failure, e->message));
+            if (e->failure == Failure::rejected) return send_error(res, failure_error(e->failure, e->message, e->status));
             metrics_.attempt_failed(name);
             if (i + 1 < route.chain.size()) metrics_.fallback(route.route);
             last_error = failure_error(e->failure, name + ": " + e->message);
@@ -698,7 +684,7 @@ void Gateway::handle_cascade(const std::shared_ptr<const Deployment> & dep, cons
     send_error(res, last_error.value_or(ApiError{503, "no model is available for this request", "overloaded_error", {}, "unavailable"}));
 }
 
-void Gateway::handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, httplib::Response & res) {
+void Gateway::handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res) {
     const auto started = Clock::now();
     // Prompt log-probabilities need the model's own forward pass: the first in-process model of the chain.
     std::shared_ptr<Backend> backend;
@@ -808,26 +794,33 @@ void Gateway::shadow_loop() {
 }
 
 void Gateway::apply_verdict(const std::string & route_name, const std::string & candidate, bool promote) {
-    model::Portfolio next = current()->portfolio;
-    for (auto & route : next.routes) {
-        if (route.name != route_name || !route.shadow || route.shadow->model != candidate) continue;
-        route.shadow.reset();
-        if (promote) {
-            // The incumbent stays reachable as the first fallback.
-            auto & fb = route.fallback;
-            fb.erase(std::remove(fb.begin(), fb.end(), candidate), fb.end());
-            if (std::find(fb.begin(), fb.end(), route.model) == fb.end()) fb.insert(fb.begin(), route.model);
-            route.model = candidate;
-        }
-        try {
-            swap(std::move(next));
-            metrics_.shadow_state(route_name, promote ? "promoted" : "rolled back");
-            spdlog::warn("route {}: shadow {} {}", route_name, candidate, promote ? "promoted" : "rolled back");
-        } catch (const Error & e) {
-            spdlog::error("route {}: shadow verdict not applied: {}", route_name, e.what());
-        }
+    bool applied = false;
+    try {
+        update([&](const model::Portfolio & now) -> std::optional<model::Portfolio> {
+            model::Portfolio next = now;
+            for (auto & route : next.routes) {
+                // The route may have changed since the sample was taken: act only on the shadow it still has.
+                if (route.name != route_name || !route.shadow || route.shadow->model != candidate) continue;
+                route.shadow.reset();
+                if (promote) {
+                    // The incumbent stays reachable as the first fallback.
+                    auto & fb = route.fallback;
+                    fb.erase(std::remove(fb.begin(), fb.end(), candidate), fb.end());
+                    if (std::find(fb.begin(), fb.end(), route.model) == fb.end()) fb.insert(fb.begin(), route.model);
+                    route.model = candidate;
+                }
+                applied = true;
+                return next;
+            }
+            return std::nullopt;
+        });
+    } catch (const Error & e) {
+        spdlog::error("route {}: shadow verdict not applied: {}", route_name, e.what());
         return;
     }
+    if (!applied) return;
+    metrics_.shadow_state(route_name, promote ? "promoted" : "rolled back");
+    spdlog::warn("route {}: shadow {} {}", route_name, candidate, promote ? "promoted" : "rolled back");
 }
 
 }  // namespace switchyard::serve

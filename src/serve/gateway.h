@@ -3,7 +3,9 @@
 #pragma once
 
 #include "model/portfolio.h"
+#include "serve/admin_scope.h"
 #include "serve/backend.h"
+#include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/router.h"
 
@@ -15,14 +17,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
-
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-}  // namespace httplib
 
 namespace switchyard::serve {
 
@@ -57,6 +54,9 @@ public:
     // Loads `next` beside the current portfolio, reusing backends whose entry is unchanged, then
     // switches; the old one drains. Throws switchyard::Error (the current one stays).
     void swap(model::Portfolio next);
+    // swap() to what `change` makes of the current portfolio, read under the same lock, so a
+    // concurrent swap (PUT, SIGHUP) is never lost; `change` returns nullopt to keep it.
+    void update(const std::function<std::optional<model::Portfolio>(const model::Portfolio &)> & change);
     // Re-reads the portfolio file (SIGHUP). Errors are logged; the current portfolio stays.
     void reload();
 
@@ -65,15 +65,16 @@ public:
 
 private:
     struct ShadowJob;
-    void handle_generate(const httplib::Request & req, httplib::Response & res, ApiRequest::Kind kind);
-    void handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, httplib::Response & res);
-    void handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, httplib::Response & res);
-    void handle_tokenize(const httplib::Request & req, httplib::Response & res, bool detokenize);
-    void handle_admin_portfolio(const httplib::Request & req, httplib::Response & res);
-    bool client_allowed(const httplib::Request & req, httplib::Response & res);
-    bool admin_allowed(const httplib::Request & req, httplib::Response & res);
-    void send_error(httplib::Response & res, const ApiError & error);
-    std::shared_ptr<Backend> backend_for_tools(const Deployment & dep, const std::string & model, httplib::Response & res);
+    void handle_generate(const http::Request & req, http::Response & res, ApiRequest::Kind kind);
+    void handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
+    void handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
+    void handle_tokenize(const http::Request & req, http::Response & res, bool detokenize);
+    void handle_admin_portfolio(const http::Request & req, http::Response & res);
+    bool client_allowed(const http::Request & req, http::Response & res);
+    bool admin_allowed(const http::Request & req, http::Response & res);
+    bool body_type_allowed(const http::Request & req, http::Response & res, std::initializer_list<std::string_view> types);
+    void send_error(http::Response & res, const ApiError & error);
+    std::shared_ptr<Backend> backend_for_tools(const Deployment & dep, const std::string & model, http::Response & res);
 
     void enqueue_shadow(ShadowJob job);
     void shadow_loop();
@@ -85,6 +86,8 @@ private:
     BackendFactory factory_;
     std::string admin_token_;
     std::vector<std::string> api_keys_;
+    mutable std::mutex admin_scope_mutex_;
+    AdminScope admin_scope_;  // widened only by re-reading the started file (SIGHUP)
 
     mutable std::mutex deployment_mutex_;
     std::shared_ptr<const Deployment> deployment_;
@@ -94,7 +97,7 @@ private:
     Cooldown cooldown_;
     std::atomic<int> in_flight_{0};
     std::atomic<int> streams_{0};
-    std::unique_ptr<httplib::Server> server_;
+    std::unique_ptr<http::Server> server_;
 
     std::mutex shadow_mutex_;
     std::condition_variable shadow_ready_;

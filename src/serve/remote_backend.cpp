@@ -59,6 +59,17 @@ std::string absorb(const json & j, bool chat, Generation & g) {
 
 }  // namespace
 
+Failure upstream_fault(int status) {
+    switch (status) {
+        case 400:  // the request itself: it would fail on every model
+        case 413:
+        case 422: return Failure::rejected;
+        case 408: return Failure::timeout;
+        case 429: return Failure::overloaded;
+        default: return Failure::failed;  // 401/403/404: this gateway's configuration; 5xx: the server's
+    }
+}
+
 RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms) {
     static const std::regex url(R"(^(https?://[^/]+)(/.*)?$)");
     std::smatch m;
@@ -81,8 +92,8 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
     auto stream = std::make_shared<Stream>();
     json body = request.body;
     body["model"] = remote_model_;
-    body["max_tokens"] = input.max_tokens;
-    body.erase("max_completion_tokens");
+    // The client's max_tokens / max_completion_tokens go as sent; none sent, none added (an
+    // injected default can exceed what the server's context leaves, and vLLM then refuses).
     body.erase("metadata");  // switchyard's routing hint, not the upstream's business
     const bool streamed = request.stream;
     body["stream"] = streamed;
@@ -142,8 +153,9 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
                     continue;
                 }
                 try {
-                    const std::string piece = absorb(json::parse(data_part), chat, g);
-                    if (!piece.empty()) stream->push_piece(piece);
+                    json chunk = json::parse(data_part);
+                    std::string piece = absorb(chunk, chat, g);
+                    stream->push_piece(std::move(piece), std::move(chunk));
                 } catch (const json::exception &) {
                     stream->fail(Failure::failed, "the remote model sent a chunk that is not JSON");
                     return false;
@@ -159,7 +171,8 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         if (ok) pool->give_back(std::move(client));
         if (ok && status == 200 && !streamed) {
             try {
-                absorb(json::parse(buffer), chat, g);
+                g.upstream = json::parse(buffer);
+                absorb(g.upstream, chat, g);
                 finished = true;
             } catch (const json::exception &) {
                 stream->fail(Failure::failed, origin + path + ": the answer is not JSON");
@@ -169,22 +182,23 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         if (!ok) {
             stream->fail(error == httplib::Error::Read ? Failure::timeout : Failure::failed, origin + path + ": " + httplib::to_string(error));
         } else if (status != 200) {
-            // A 4xx is the request's fault (it would fail on every model); 429 and 5xx are the server's.
-            const Failure failure = status == 429 ? Failure::overloaded : status >= 500 ? Failure::failed : Failure::rejected;
-            stream->fail(failure, "the remote model answered " + std::to_string(status) + ": " + upstream_message(error_body));
-        } else if (!finished && g.text.empty()) {
-            stream->fail(Failure::failed, origin + path + ": the stream ended without an answer");
+            const std::string said = "the remote model answered " + std::to_string(status) + ": " + upstream_message(error_body);
+            switch (upstream_fault(status)) {
+                case Failure::rejected: stream->fail(Failure::rejected, said, status); break;
+                case Failure::failed:
+                    stream->fail(Failure::failed, status / 100 == 4 ? said + " (a setting of this gateway's: endpoint, remote_model or api_key_env)" : said);
+                    break;
+                default: stream->fail(upstream_fault(status), said); break;
+            }
+        } else if (!finished) {
+            stream->fail(Failure::failed, origin + path + (streamed ? ": the stream ended before [DONE]" : ": no answer"));
         } else {
             stream->finish(std::move(g));
         }
     };
-    // A whole answer is awaited by the caller anyway: fetched on its thread, saving a thread
-    // start and a wake-up per piece.
-    if (streamed) {
-        std::thread(std::move(exchange)).detach();
-    } else {
-        exchange();
-    }
+    // On a thread of its own even when the caller awaits the whole answer: the caller's wait is
+    // what enforces the deadline and notices a client that hung up.
+    std::thread(std::move(exchange)).detach();
     return stream;
 }
 

@@ -11,6 +11,11 @@
 
 namespace switchyard::serve {
 
+// What an upstream HTTP status means for the gateway: the client's own error (its status goes back
+// to it), or the backend's (fall back; 401/403/404 count here, as they come from this gateway's
+// settings, not from anything the client can fix).
+Failure upstream_fault(int status);
+
 class RemoteBackend final : public Backend {
 public:
     // Only checks the endpoint's form: the server may come up later, and fallback covers it.

@@ -1,20 +1,21 @@
 #include "serve/router.h"
 
+#include "support/error.h"
+
+#include <re2/re2.h>
+
 #include <algorithm>
 
 namespace switchyard::serve {
 
 Router::Router(const model::Portfolio & portfolio) : portfolio_(portfolio) {
     for (const auto & rule : portfolio.rules) {
-        if (rule.regex.empty()) {
-            rule_regex_.emplace_back();
-        } else {
-            auto flags = std::regex::ECMAScript;
-            if (rule.ignore_case) flags |= std::regex::icase;
-            rule_regex_.emplace_back(std::regex(rule.regex, flags));
-        }
+        rule_regex_.push_back(rule.regex.empty() ? nullptr : model::compile_rule_regex(rule));
+        if (rule_regex_.back() && !rule_regex_.back()->ok()) throw Error("routing rule for '" + rule.route + "': " + rule_regex_.back()->error());
     }
 }
+
+Router::~Router() = default;
 
 std::variant<Resolution, ApiError> Router::resolve(const std::string & requested_model, const std::string & task, const std::string & text,
                                                    double canary_draw, double shadow_draw) const {
@@ -35,7 +36,7 @@ std::variant<Resolution, ApiError> Router::resolve(const std::string & requested
             const auto & rule = portfolio_.rules[i];
             if (rule.min_prompt_chars && text.size() < *rule.min_prompt_chars) continue;
             if (rule.max_prompt_chars && text.size() > *rule.max_prompt_chars) continue;
-            if (rule_regex_[i] && !std::regex_search(text, *rule_regex_[i])) continue;
+            if (rule_regex_[i] && !re2::RE2::PartialMatch(text, *rule_regex_[i])) continue;
             route = portfolio_.find_route(rule.route);
         }
         if (route == nullptr) route = portfolio_.find_route(portfolio_.default_route);

@@ -8,9 +8,9 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <span>
 #include <string>
 #include <variant>
@@ -30,6 +30,7 @@ class Router {
 public:
     // Compiles the rules' regexes once; the portfolio must outlive the router.
     explicit Router(const model::Portfolio & portfolio);
+    ~Router();
 
     // Picks the route: X-Switchyard-Task / metadata.task names one; else `model` names a route or
     // a model; else the first matching rule; else default_route. `canary_draw` and `shadow_draw`
@@ -39,7 +40,7 @@ public:
 
 private:
     const model::Portfolio & portfolio_;
-    std::vector<std::optional<std::regex>> rule_regex_;
+    std::vector<std::unique_ptr<re2::RE2>> rule_regex_;  // null where a rule has no regex
 };
 
 // Mean log-probability of the generated tokens; nullopt when there are none.
