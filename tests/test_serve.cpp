@@ -1,10 +1,11 @@
 // serve's pure parts: request parsing and validation, routing, cascade decisions, cooldown,
-// shadow agreement math and the metrics text.
+// shadow agreement math, the metrics text, and the stream events an answer becomes.
 #include "model/portfolio.h"
 #include "serve/api.h"
 #include "serve/metrics.h"
 #include "serve/router.h"
 #include "serve/shadow.h"
+#include "serve/sse_writer.h"
 
 #include <gtest/gtest.h>
 
@@ -59,6 +60,10 @@ TEST(ServeApi, CompletionPromptForms) {
     EXPECT_EQ(ids.input.logprobs, 3);
     EXPECT_EQ(ids.input.max_tokens, 0);
     EXPECT_EQ(parse_ok(completion, R"({"prompt":["one"]})").input.prompt, "one");
+    // A batch of several prompts (LangChain's batch completions): a 400 that says what to do.
+    const ApiError batch = parse_bad(completion, R"({"prompt":["one","two","three"]})");
+    EXPECT_EQ(batch.param, "prompt");
+    EXPECT_NE(batch.message.find("list of 3 strings (a batch) is not supported: send one request per prompt"), std::string::npos) << batch.message;
 }
 
 TEST(ServeApi, BadRequestsNameTheField) {
@@ -275,4 +280,65 @@ TEST(ServeMetrics, PrometheusText) {
         EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n" << text;
     }
     EXPECT_EQ(m.to_json()["routes"]["bulk"]["requests"], 2);
+}
+
+namespace {
+
+// The JSON of each `data:` event, and whether the stream ended with [DONE].
+std::vector<nlohmann::json> events_of(const std::string & text, bool * done) {
+    std::vector<nlohmann::json> out;
+    *done = false;
+    for (std::size_t pos = 0; (pos = text.find("data: ", pos)) != std::string::npos;) {
+        const auto end = text.find("\n\n", pos);
+        const std::string data = text.substr(pos + 6, end - pos - 6);
+        pos = end;
+        if (data == "[DONE]") {
+            *done = true;
+        } else {
+            out.push_back(nlohmann::json::parse(data));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST(ServeSse, OwnChunksOpenWithTheRoleAndEndWithFinishAndUsage) {
+    ApiRequest r = parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}})");
+    const SseWriter sse(r, Answer{"chatcmpl-1", 7, "small"}, false);
+    bool done = false;
+    auto opening = events_of(sse.opening(), &done);
+    ASSERT_EQ(opening.size(), 1u);
+    EXPECT_EQ(opening[0]["choices"][0]["delta"], (nlohmann::json{{"role", "assistant"}, {"content", ""}}));
+    Stream::Event piece{.kind = Stream::Event::Kind::piece, .text = "Once"};
+    EXPECT_EQ(events_of(sse.piece(piece), &done)[0]["choices"][0]["delta"]["content"], "Once");
+    Generation g;
+    g.finish = engine::FinishReason::stop;
+    g.prompt_tokens = 3;
+    g.completion_tokens = 1;
+    const auto tail = events_of(sse.done(g), &done);
+    EXPECT_TRUE(done);
+    ASSERT_EQ(tail.size(), 2u);
+    EXPECT_EQ(tail[0]["choices"][0]["finish_reason"], "stop");
+    EXPECT_EQ(tail[1]["usage"]["total_tokens"], 4);
+    EXPECT_TRUE(tail[1]["choices"].empty());
+    const auto failed = events_of(sse.failed(ApiError{502, "gone", "backend_error"}), &done);
+    EXPECT_TRUE(done);
+    EXPECT_EQ(failed[0]["error"]["message"], "gone");
+}
+
+TEST(ServeSse, RelayedChunksGoOnAsSentUnderTheClientsName) {
+    ApiRequest r = parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"stream":true})");
+    const SseWriter sse(r, Answer{"chatcmpl-1", 7, "remote"}, true);
+    EXPECT_EQ(sse.opening(), "");  // the server sends its own first chunk
+    const auto call = nlohmann::json::parse(R"({"id":"up-1","model":"real-name","system_fingerprint":"fp","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]},"finish_reason":null}]})");
+    bool done = false;
+    const auto relayed_chunk = events_of(sse.piece(Stream::Event{.kind = Stream::Event::Kind::piece, .upstream = call}), &done);
+    auto want = call;
+    want["model"] = "remote";
+    EXPECT_EQ(relayed_chunk.at(0), want);
+    // The usage chunk was asked of the server for the metrics; this client did not ask for it.
+    const auto usage = nlohmann::json::parse(R"({"id":"up-1","model":"real-name","choices":[],"usage":{"total_tokens":5}})");
+    EXPECT_EQ(sse.piece(Stream::Event{.kind = Stream::Event::Kind::piece, .upstream = usage}), "");
+    EXPECT_EQ(sse.done(Generation{}), "data: [DONE]\n\n");
 }

@@ -128,6 +128,11 @@ void parse_prompt(const json & body, GenerationInput & input) {
         input.prompt = p.get<std::string>();
         return;
     }
+    if (p.is_array() && !p.empty() && p[0].is_string()) {
+        // LangChain's batch completions send several prompts at once; each answer would need its
+        // own fallback and stream, so say plainly what to do instead.
+        throw bad_request("'prompt' as a list of " + std::to_string(p.size()) + " strings (a batch) is not supported: send one request per prompt", "prompt");
+    }
     if (p.is_array() && !p.empty()) {
         for (const json & t : p) {
             if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff) wrong("prompt", "a string or a list of token ids");

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace switchyard::serve {
@@ -72,6 +73,11 @@ private:
     bool cancelled_ = false;
     std::function<void()> on_cancel_;
 };
+
+// Waits for the whole answer: its Generation, or the failed event when the stream fails, the
+// deadline passes, or `client_gone` (polled between events) says the client left.
+std::variant<Generation, Stream::Event> collect(Stream & stream, std::chrono::steady_clock::time_point deadline,
+                                                std::chrono::steady_clock::time_point * first_at, const std::function<bool()> & client_gone = {});
 
 // Cancels the stream when the consumer lets go of it early.
 struct StreamGuard {

@@ -3,7 +3,8 @@
 #include "serve/dashboard.h"
 #include "serve/local_backend.h"
 #include "serve/remote_backend.h"
-#include "serve/shadow.h"
+#include "serve/openai_response.h"
+#include "serve/sse_writer.h"
 #include "support/error.h"
 
 #include <spdlog/spdlog.h>
@@ -23,8 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int kShadowTopK = 8;  // top-k kept per position for the shadow's KLD estimate
-constexpr std::size_t kShadowQueue = 256;  // mirrored requests waiting beyond this are dropped
 
 double uniform_draw() {
     thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -50,131 +49,6 @@ std::string bearer_token(const http::Request & req) {
     return h.starts_with("Bearer ") ? h.substr(7) : std::string();
 }
 
-std::string json_text(const json & j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-// Everything a response needs to say about one answer.
-struct Answer {
-    std::string id;
-    std::time_t created = 0;
-    std::string model;
-};
-
-json usage_json(const Generation & g) {
-    return {{"prompt_tokens", g.prompt_tokens}, {"completion_tokens", g.completion_tokens}, {"total_tokens", g.prompt_tokens + g.completion_tokens}};
-}
-
-// The legacy completions `logprobs` object over tokens whose first one may have no log-probability.
-struct LegacyLogprobs {
-    json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), text_offset = json::array();
-    std::size_t offset = 0;
-
-    void add(Backend & backend, engine::Token token, const engine::TokenLogprob * lp) {
-        const std::string text = backend.token_text(token);
-        tokens.push_back(text);
-        text_offset.push_back(offset);
-        offset += text.size();
-        if (lp == nullptr) {
-            token_logprobs.push_back(nullptr);
-            top_logprobs.push_back(nullptr);
-            return;
-        }
-        token_logprobs.push_back(lp->logprob);
-        json top = json::object();
-        for (const auto & t : lp->top) top.emplace(backend.token_text(t.token), t.logprob);  // first (most likely) wins on equal text
-        top_logprobs.push_back(top);
-    }
-    json to_json() const {
-        return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}, {"text_offset", text_offset}};
-    }
-};
-
-json chat_logprobs(Backend & backend, const Generation & g) {
-    json content = json::array();
-    for (const auto & t : g.logprobs) {
-        json top = json::array();
-        for (const auto & alt : t.top) top.push_back({{"token", backend.token_text(alt.token)}, {"logprob", alt.logprob}});
-        content.push_back({{"token", backend.token_text(t.token)}, {"logprob", t.logprob}, {"top_logprobs", top}});
-    }
-    return {{"content", content}};
-}
-
-// A remote answer or chunk as its server sent it (tool calls, refusals, its own log-probabilities
-// and fields unknown here kept), under the name the client knows the model by.
-json relayed(json upstream, const std::string & model) {
-    upstream["model"] = model;
-    return upstream;
-}
-
-json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g) {
-    if (!g.upstream.is_null()) return relayed(g.upstream, a.model);
-    const bool chat = r.kind == ApiRequest::Kind::chat;
-    json choice = {{"index", 0}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
-    const bool with_logprobs = r.input.logprobs >= 0 && g.has_logprobs && backend.in_process();
-    if (chat) {
-        choice["message"] = {{"role", "assistant"}, {"content", g.text}};
-        if (with_logprobs) choice["logprobs"] = chat_logprobs(backend, g);
-    } else {
-        choice["text"] = g.text;
-        if (with_logprobs) {
-            LegacyLogprobs lp;
-            for (const auto & t : g.logprobs) lp.add(backend, t.token, &t);
-            choice["logprobs"] = lp.to_json();
-        }
-    }
-    return {{"id", a.id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", a.created}, {"model", a.model},
-            {"choices", json::array({choice})}, {"usage", usage_json(g)}};
-}
-
-std::string sse(const json & j) { return "data: " + json_text(j) + "\n\n"; }
-
-json chunk(const ApiRequest & r, const Answer & a, const std::string * piece, const char * finish, bool first) {
-    const bool chat = r.kind == ApiRequest::Kind::chat;
-    json choice = {{"index", 0}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
-    if (chat) {
-        json delta = json::object();
-        if (first) delta["role"] = "assistant";
-        if (piece) delta["content"] = *piece;
-        choice["delta"] = delta;
-    } else {
-        choice["text"] = piece ? *piece : std::string();
-        choice["logprobs"] = nullptr;
-    }
-    return {{"id", a.id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", a.created}, {"model", a.model},
-            {"choices", json::array({choice})}};
-}
-
-std::string stream_tail(const ApiRequest & r, const Answer & a, const Generation & g) {
-    std::string out = sse(chunk(r, a, nullptr, finish_reason_name(g.finish), false));
-    if (r.include_usage) {
-        json u = {{"id", a.id}, {"object", r.kind == ApiRequest::Kind::chat ? "chat.completion.chunk" : "text_completion"}, {"created", a.created},
-                  {"model", a.model}, {"choices", json::array()}, {"usage", usage_json(g)}};
-        out += sse(u);
-    }
-    return out + "data: [DONE]\n\n";
-}
-
-// Waits for the whole answer; a failed event when the stream fails or the client goes.
-std::variant<Generation, Stream::Event> collect(Stream & stream, Clock::time_point deadline, Clock::time_point * first_at, const http::Request * client = nullptr) {
-    for (;;) {
-        Stream::Event e = stream.next(deadline);
-        if (first_at && *first_at == Clock::time_point{}) *first_at = Clock::now();
-        if (e.kind == Stream::Event::Kind::done) return std::move(e.result);
-        if (e.kind == Stream::Event::Kind::failed) return e;
-        if (client != nullptr && client->client_gone()) return Stream::Event{.kind = Stream::Event::Kind::failed, .failure = Failure::client_gone, .message = "the client hung up"};
-    }
-}
-
-ApiError failure_error(Failure failure, const std::string & message, int status = 0) {
-    switch (failure) {
-        case Failure::rejected: return ApiError{status > 0 ? status : 400, message, "invalid_request_error", {}, {}};
-        case Failure::overloaded: return ApiError{429, "every model for this request is busy: " + message, "overloaded_error", {}, "overloaded"};
-        case Failure::timeout: return ApiError{504, message, "backend_error", {}, "timeout"};
-        case Failure::client_gone: return ApiError{499, message, "client_closed_request", {}, {}};  // never reaches the client
-        case Failure::failed: break;
-    }
-    return ApiError{502, message, "backend_error", {}, "backend_failed"};
-}
-
 // The HTTP edge's own figures, in the Prometheus text format of Metrics::prometheus().
 std::string edge_metrics(const http::ServerCounters & c) {
     std::string out;
@@ -191,16 +65,6 @@ std::string edge_metrics(const http::ServerCounters & c) {
 }
 
 }  // namespace
-
-struct Gateway::ShadowJob {
-    std::string route;
-    std::string candidate;
-    std::string incumbent;
-    std::shared_ptr<const Deployment> deployment;
-    ApiRequest request;
-    GenerationInput input;
-    Generation answer;
-};
 
 std::shared_ptr<Backend> make_backend(const model::PortfolioModel & entry, const model::ServerSettings & settings) {
     if (!entry.endpoint.empty()) return std::make_shared<RemoteBackend>(entry, settings.request_timeout_ms);
@@ -222,17 +86,14 @@ Gateway::Gateway(model::Portfolio portfolio, std::filesystem::path file, Backend
     }
     admin_scope_ = AdminScope::of(portfolio, file_);
     swap(std::move(portfolio));
-    shadow_thread_ = std::thread([this] { shadow_loop(); });
+    shadows_ = std::make_unique<ShadowWorker>(metrics_, std::chrono::milliseconds(settings_.request_timeout_ms), [this] { return current(); },
+                                              [this](const std::string & route, const std::string & candidate, bool promote) { apply_verdict(route, candidate, promote); });
 }
 
 Gateway::~Gateway() {
     stop();
-    {
-        const std::lock_guard lock(shadow_mutex_);
-        stopping_ = true;
-    }
-    shadow_ready_.notify_all();
-    if (shadow_thread_.joinable()) shadow_thread_.join();
+    server_.reset();   // joins the workers, which may still queue shadow jobs
+    shadows_.reset();  // its verdicts call back into this gateway
 }
 
 std::shared_ptr<const Deployment> Gateway::current() const {
@@ -541,7 +402,7 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
         stream_slot = std::make_shared<InFlight>(streams_);
     }
     GenerationInput input = r.input;
-    if (!route.shadow.empty()) input.logprobs = std::max(input.logprobs, kShadowTopK);
+    if (!route.shadow.empty()) input.logprobs = std::max(input.logprobs, ShadowWorker::kTopK);
     const auto deadline = started + std::chrono::milliseconds(settings_.request_timeout_ms);
     const auto chain = cooldown_.order(route.chain, started);
     std::optional<ApiError> last_error;
@@ -570,7 +431,7 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
             if (first.kind == Stream::Event::Kind::done) {
                 g = std::move(first.result);
             } else {
-                auto rest = collect(*stream, deadline, nullptr, &req);
+                auto rest = collect(*stream, deadline, nullptr, req.client_gone);
                 if (auto * e = std::get_if<Stream::Event>(&rest)) {
                     if (e->failure == Failure::client_gone) {
                         metrics_.client_gone();
@@ -588,7 +449,7 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
             if (!route.route.empty()) res.set_header("X-Switchyard-Route", route.route);
             res.set_content(json_text(whole_response(r, answer, *backend, g)), "application/json");
             metrics_.answered(route.route, name, g.prompt_tokens, g.completion_tokens, cost, std::chrono::duration<double>(first_at - started).count(), seconds_since(started));
-            if (!route.shadow.empty()) enqueue_shadow({route.route, route.shadow, name, dep, r, input, std::move(g)});
+            if (!route.shadow.empty()) shadows_->enqueue({route.route, route.shadow, name, dep, r, input, std::move(g)});
             return;
         }
         // Streaming: committed to this model from here on.
@@ -602,33 +463,26 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
             "text/event-stream",
             [this, dep, backend, stream, pending, r, input, answer, route, cost, started, first_at, deadline, in_flight, stream_slot](http::Sink & sink) {
                 StreamGuard cancel_on_exit{stream};
-                auto write = [&](const std::string & s) { return sink.write(s); };
-                const std::string empty;
-                // A remote model's chunks are relayed as sent, its own first and last ones included.
-                const bool relay = !backend->in_process();
-                if (r.kind == ApiRequest::Kind::chat && !relay && !write(sse(chunk(r, answer, &empty, nullptr, true)))) return;
+                const SseWriter sse(r, answer, !backend->in_process());
+                auto write = [&](const std::string & text) { return text.empty() || sink.write(text); };
+                if (!write(sse.opening())) return;
                 Stream::Event e = std::move(*pending);
                 for (;;) {
-                    if (e.kind == Stream::Event::Kind::piece && !e.upstream.is_null()) {
-                        // The usage chunk was asked for to count tokens; the client gets it only if it asked too.
-                        const bool usage_only = e.upstream.contains("choices") && e.upstream["choices"].is_array() && e.upstream["choices"].empty();
-                        if ((!usage_only || r.include_usage) && !write(sse(relayed(std::move(e.upstream), answer.model)))) return;
-                    } else if (e.kind == Stream::Event::Kind::piece) {
-                        if (!write(sse(chunk(r, answer, &e.text, nullptr, false)))) return;  // client gone: the guard cancels
+                    if (e.kind == Stream::Event::Kind::piece) {
+                        if (!write(sse.piece(e))) return;  // client gone: the guard cancels
                     } else if (e.kind == Stream::Event::Kind::done) {
                         // Counted before the client sees [DONE], so what it reads next in /metrics includes it.
                         metrics_.answered(route.route, answer.model, e.result.prompt_tokens, e.result.completion_tokens, cost,
                                           std::chrono::duration<double>(first_at - started).count(), seconds_since(started));
-                        write(relay ? std::string("data: [DONE]\n\n") : stream_tail(r, answer, e.result));
+                        write(sse.done(e.result));
                         cancel_on_exit.stream = nullptr;
-                        if (!route.shadow.empty()) enqueue_shadow({route.route, route.shadow, answer.model, dep, r, input, std::move(e.result)});
+                        if (!route.shadow.empty()) shadows_->enqueue({route.route, route.shadow, answer.model, dep, r, input, std::move(e.result)});
                         return;
                     } else {
                         // Too late to fall back: the client has the first bytes. Say so in the stream.
                         metrics_.attempt_failed(answer.model);
                         metrics_.route_failed(route.route);
-                        write("data: " + failure_error(e.failure, answer.model + ": " + e.message).body() + "\n\n");
-                        write("data: [DONE]\n\n");
+                        write(sse.failed(failure_error(e.failure, answer.model + ": " + e.message)));
                         return;
                     }
                     e = stream->next(deadline);
@@ -671,8 +525,7 @@ void Gateway::handle_cascade(const std::shared_ptr<const Deployment> & dep, cons
         res.set_header("X-Switchyard-Route", route.route);
         if (const auto mean = mean_logprob(g.logprobs)) res.set_header("X-Switchyard-Mean-Logprob", std::to_string(*mean));
         if (r.stream) {
-            const std::string body = sse(chunk(r, answer, &g.text, nullptr, true)) + stream_tail(r, answer, g);
-            res.set_content(body, "text/event-stream");
+            res.set_content(SseWriter(r, answer, false).whole(g), "text/event-stream");
         } else {
             res.set_content(json_text(whole_response(r, answer, *backend, g)), "application/json");
         }
@@ -727,70 +580,6 @@ void Gateway::handle_echo(const std::shared_ptr<const Deployment> & dep, const A
                     "application/json");
     metrics_.answered(route.route, name, g.prompt_tokens, g.completion_tokens, dep->portfolio.find_model(name)->cost_per_1k_tokens,
                       seconds_since(started), seconds_since(started));
-}
-
-void Gateway::enqueue_shadow(ShadowJob job) {
-    {
-        const std::lock_guard lock(shadow_mutex_);
-        // Shadowing must never slow the client down: a backlog means samples are dropped.
-        if (shadow_queue_.size() >= kShadowQueue) return;
-        shadow_queue_.push_back(std::move(job));
-    }
-    shadow_ready_.notify_one();
-}
-
-void Gateway::shadow_loop() {
-    for (;;) {
-        ShadowJob job;
-        {
-            std::unique_lock lock(shadow_mutex_);
-            shadow_ready_.wait(lock, [&] { return stopping_ || !shadow_queue_.empty(); });
-            if (stopping_) return;
-            job = std::move(shadow_queue_.front());
-            shadow_queue_.pop_front();
-        }
-        const auto & dep = *job.deployment;
-        const auto candidate = dep.backends.at(job.candidate);
-        const auto incumbent = dep.backends.at(job.incumbent);
-        const auto stream = candidate->start(job.request, job.input);
-        StreamGuard guard{stream};
-        auto got = collect(*stream, Clock::now() + std::chrono::milliseconds(settings_.request_timeout_ms), nullptr);
-        if (std::get_if<Stream::Event>(&got)) {
-            metrics_.shadow_sample(job.route, job.candidate, true, 0, 0, nullptr);
-            continue;
-        }
-        const Generation & shadow = std::get<Generation>(got);
-        const Generation & answer = job.answer;
-        const bool same_vocab = candidate->in_process() && incumbent->in_process() && candidate->vocab_size() == incumbent->vocab_size();
-        double agreement;
-        std::optional<double> kld;
-        if (same_vocab && answer.has_logprobs && shadow.has_logprobs) {
-            agreement = positional_agreement<engine::Token>(answer.tokens, shadow.tokens);
-            // KLD on the incumbent's own tokens: the candidate scores the incumbent's answer.
-            if (auto * local = dynamic_cast<LocalBackend *>(candidate.get()); local != nullptr && !answer.tokens.empty()) {
-                try {
-                    std::vector<engine::Token> seq = local->tokenize(local->render_prompt(job.input), true);
-                    seq.insert(seq.end(), answer.tokens.begin(), answer.tokens.end());
-                    if (static_cast<int>(seq.size()) <= local->context_length()) {
-                        const auto scored = local->score_prompt(seq, kShadowTopK);
-                        const auto tail = std::span(scored.tokens).subspan(scored.tokens.size() - answer.tokens.size());
-                        kld = topk_kld(answer.logprobs, tail, local->vocab_size());
-                    }
-                } catch (const ApiError & e) {
-                    spdlog::debug("shadow KLD skipped: {}", e.message);
-                }
-            }
-        } else {
-            const auto a = words(answer.text), b = words(shadow.text);
-            agreement = positional_agreement<std::string>(a, b);
-        }
-        const ShadowCounters totals = metrics_.shadow_sample(job.route, job.candidate, false, answer.text == shadow.text ? 1.0 : 0.0, agreement, kld ? &*kld : nullptr);
-        const auto now_dep = current();
-        const model::Route * route = now_dep->portfolio.find_route(job.route);
-        if (route == nullptr || !route->shadow || route->shadow->model != job.candidate) continue;
-        const auto verdict = shadow_verdict(*route->shadow, totals.samples, totals.agreement());
-        if (verdict != ShadowVerdict::keep) apply_verdict(job.route, job.candidate, verdict == ShadowVerdict::promote);
-    }
 }
 
 void Gateway::apply_verdict(const std::string & route_name, const std::string & candidate, bool promote) {

@@ -5,9 +5,11 @@
 #include "model/portfolio.h"
 #include "serve/admin_scope.h"
 #include "serve/backend.h"
+#include "serve/deployment.h"
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/router.h"
+#include "serve/shadow_worker.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -22,15 +24,6 @@
 #include <thread>
 
 namespace switchyard::serve {
-
-// One loaded portfolio with its backends. Requests hold a shared_ptr to the deployment they
-// started on, so a swap never pulls a backend out from under a running request.
-struct Deployment {
-    model::Portfolio portfolio;
-    std::map<std::string, std::shared_ptr<Backend>> backends;
-    std::unique_ptr<Router> router;  // refers to `portfolio`
-    std::uint64_t generation = 0;
-};
 
 // Makes the backend for a portfolio entry (loads local models); tests substitute stubs.
 using BackendFactory = std::function<std::shared_ptr<Backend>(const model::PortfolioModel &, const model::ServerSettings &)>;
@@ -64,7 +57,6 @@ public:
     const Metrics & metrics() const { return metrics_; }
 
 private:
-    struct ShadowJob;
     void handle_generate(const http::Request & req, http::Response & res, ApiRequest::Kind kind);
     void handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
     void handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
@@ -76,8 +68,6 @@ private:
     void send_error(http::Response & res, const ApiError & error);
     std::shared_ptr<Backend> backend_for_tools(const Deployment & dep, const std::string & model, http::Response & res);
 
-    void enqueue_shadow(ShadowJob job);
-    void shadow_loop();
     void apply_verdict(const std::string & route, const std::string & candidate, bool promote);
     void update_gauges();
 
@@ -99,11 +89,7 @@ private:
     std::atomic<int> streams_{0};
     std::unique_ptr<http::Server> server_;
 
-    std::mutex shadow_mutex_;
-    std::condition_variable shadow_ready_;
-    std::deque<ShadowJob> shadow_queue_;
-    bool stopping_ = false;
-    std::thread shadow_thread_;
+    std::unique_ptr<ShadowWorker> shadows_;
 };
 
 }  // namespace switchyard::serve

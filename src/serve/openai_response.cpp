@@ -1,0 +1,83 @@
+#include "serve/openai_response.h"
+
+namespace switchyard::serve {
+
+using nlohmann::json;
+
+std::string json_text(const json & j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json usage_json(const Generation & g) {
+    return {{"prompt_tokens", g.prompt_tokens}, {"completion_tokens", g.completion_tokens}, {"total_tokens", g.prompt_tokens + g.completion_tokens}};
+}
+
+void LegacyLogprobs::add(Backend & backend, engine::Token token, const engine::TokenLogprob * lp) {
+    const std::string text = backend.token_text(token);
+    tokens_.push_back(text);
+    text_offset_.push_back(offset_);
+    offset_ += text.size();
+    if (lp == nullptr) {
+        token_logprobs_.push_back(nullptr);
+        top_logprobs_.push_back(nullptr);
+        return;
+    }
+    token_logprobs_.push_back(lp->logprob);
+    json top = json::object();
+    for (const auto & t : lp->top) top.emplace(backend.token_text(t.token), t.logprob);  // first (most likely) wins on equal text
+    top_logprobs_.push_back(top);
+}
+
+json LegacyLogprobs::to_json() const {
+    return {{"tokens", tokens_}, {"token_logprobs", token_logprobs_}, {"top_logprobs", top_logprobs_}, {"text_offset", text_offset_}};
+}
+
+namespace {
+
+json chat_logprobs(Backend & backend, const Generation & g) {
+    json content = json::array();
+    for (const auto & t : g.logprobs) {
+        json top = json::array();
+        for (const auto & alt : t.top) top.push_back({{"token", backend.token_text(alt.token)}, {"logprob", alt.logprob}});
+        content.push_back({{"token", backend.token_text(t.token)}, {"logprob", t.logprob}, {"top_logprobs", top}});
+    }
+    return {{"content", content}};
+}
+
+}  // namespace
+
+json relayed(json upstream, const std::string & model) {
+    upstream["model"] = model;
+    return upstream;
+}
+
+json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g) {
+    if (!g.upstream.is_null()) return relayed(g.upstream, a.model);
+    const bool chat = r.kind == ApiRequest::Kind::chat;
+    json choice = {{"index", 0}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
+    const bool with_logprobs = r.input.logprobs >= 0 && g.has_logprobs && backend.in_process();
+    if (chat) {
+        choice["message"] = {{"role", "assistant"}, {"content", g.text}};
+        if (with_logprobs) choice["logprobs"] = chat_logprobs(backend, g);
+    } else {
+        choice["text"] = g.text;
+        if (with_logprobs) {
+            LegacyLogprobs lp;
+            for (const auto & t : g.logprobs) lp.add(backend, t.token, &t);
+            choice["logprobs"] = lp.to_json();
+        }
+    }
+    return {{"id", a.id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", a.created}, {"model", a.model},
+            {"choices", json::array({choice})}, {"usage", usage_json(g)}};
+}
+
+ApiError failure_error(Failure failure, const std::string & message, int status) {
+    switch (failure) {
+        case Failure::rejected: return ApiError{status > 0 ? status : 400, message, "invalid_request_error", {}, {}};
+        case Failure::overloaded: return ApiError{429, "every model for this request is busy: " + message, "overloaded_error", {}, "overloaded"};
+        case Failure::timeout: return ApiError{504, message, "backend_error", {}, "timeout"};
+        case Failure::client_gone: return ApiError{499, message, "client_closed_request", {}, {}};  // never reaches the client
+        case Failure::failed: break;
+    }
+    return ApiError{502, message, "backend_error", {}, "backend_failed"};
+}
+
+}  // namespace switchyard::serve
