@@ -102,6 +102,7 @@ int main(int argc, char ** argv) {
     };
     server.Post("/v1/chat/completions", answer(true));
     server.Post("/v1/completions", answer(false));
+    server.Get("/health", [](const httplib::Request &, httplib::Response & res) { res.set_content(R"({"status":"ok"})", "application/json"); });
     server.Get("/v1/models", [&](const httplib::Request &, httplib::Response & res) {
         res.set_content(json{{"object", "list"}, {"data", {{{"id", name}, {"object", "model"}}}}}.dump(), "application/json");
     });

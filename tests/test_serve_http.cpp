@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -547,6 +548,74 @@ TEST(ServeHttp, RemoteAnswersPassThroughUnchanged) {
     res = s.post("/v1/chat/completions", {{"model", "remote"}, {"messages", messages}, {"stream", true}, {"stub_truncate", true}});
     ASSERT_TRUE(res);
     EXPECT_NE(res->body.find("ended before [DONE]"), std::string::npos) << res->body;
+}
+
+TEST(ServeHttp, ReplicasShareTheLoadAndAKilledOneIsNeverFelt) {
+    std::vector<std::unique_ptr<test::ServerProcess>> stubs;
+    std::vector<std::string> endpoints;
+    std::string replicas;
+    for (int i = 0; i < 3; ++i) {
+        stubs.push_back(std::make_unique<test::ServerProcess>(STUB_OPENAI_BINARY, std::vector<std::string>{"--port", "0", "--name", "r" + std::to_string(i)}));
+        endpoints.push_back("http://127.0.0.1:" + std::to_string(stubs.back()->port()) + "/v1");
+        replicas += (i ? ", " : "") + std::string("{endpoint: '") + endpoints.back() + "'}";
+    }
+    Served s("version: 1\nmodels:\n"
+             "  - {name: pool, replicas: [" + replicas + "], health: {interval_ms: 200, timeout_ms: 200}}\n"
+             "routes:\n  - {name: main, model: pool}\n");
+    // `n` requests from 8 clients at once; returns how many failed.
+    auto run = [&](int n) {
+        std::atomic<int> failed{0};
+        std::vector<std::thread> clients;
+        for (int c = 0; c < 8; ++c) {
+            clients.emplace_back([&] {
+                httplib::Client client("127.0.0.1", s.process->port());
+                for (int k = 0; k < n / 8; ++k) {
+                    const json body = {{"model", "pool"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 4}};
+                    auto res = client.Post("/v1/chat/completions", body.dump(), "application/json");
+                    if (!res || res->status != 200) ++failed;
+                }
+            });
+        }
+        for (auto & t : clients) t.join();
+        return failed.load();
+    };
+    auto replica_stats = [&] {
+        std::map<std::string, json> out;
+        const json stats = json::parse(s.client->Get("/stats")->body);
+        for (const auto & r : stats["replicas"]) out[r["replica"].get<std::string>()] = r;
+        return out;
+    };
+    // All healthy: the load splits evenly (least outstanding, ties in turn).
+    EXPECT_EQ(run(960), 0);
+    auto stats = replica_stats();
+    ASSERT_EQ(stats.size(), 3u);
+    for (const auto & e : endpoints) {
+        const double share = stats[e]["requests"].get<double>() / 320.0;
+        EXPECT_NEAR(share, 1.0, 0.2) << e << " answered " << stats[e]["requests"];
+    }
+    // One replica is killed while requests run: its requests are retried on the others.
+    std::thread killer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        stubs[1].reset();
+    });
+    EXPECT_EQ(run(960), 0);
+    killer.join();
+    run(8);  // at least one attempt meets the dead replica, if the probe has not already
+    EXPECT_FALSE(replica_stats()[endpoints[1]]["healthy"].get<bool>());
+    // Restarted on its port, it is back in rotation at the next probe and gets requests again.
+    const int port = std::stoi(endpoints[1].substr(endpoints[1].rfind(':') + 1));
+    stubs[1] = std::make_unique<test::ServerProcess>(STUB_OPENAI_BINARY, std::vector<std::string>{"--port", std::to_string(port), "--name", "r1"});
+    const auto restarted = std::chrono::steady_clock::now();
+    while (!replica_stats()[endpoints[1]]["healthy"].get<bool>() && std::chrono::steady_clock::now() - restarted < std::chrono::seconds(20)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::printf("[replicas] back in rotation %.0f ms after the restart (probe interval 200 ms)\n",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - restarted).count());
+    const auto before = replica_stats()[endpoints[1]]["requests"].get<int>();
+    EXPECT_EQ(run(480), 0);
+    EXPECT_GT(replica_stats()[endpoints[1]]["requests"].get<int>(), before + 80);
+    const std::string metrics = s.client->Get("/metrics")->body;
+    EXPECT_NE(metrics.find("switchyard_replica_healthy{model=\"pool\",replica=\"" + endpoints[1] + "\"} 1"), std::string::npos) << metrics;
 }
 
 TEST(ServeHttp, StartupErrorsAreOneLine) {

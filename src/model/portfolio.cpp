@@ -25,16 +25,39 @@ const Route * Portfolio::find_route(const std::string & name) const {
 
 namespace {
 
+void check_url(const YamlMap & y, const std::string & key, const std::string & url) {
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) y.fail(key, "expected an http:// or https:// URL, found '" + url + "'");
+}
+
 PortfolioModel read_model(const YamlMap & y) {
     y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads", "gpu_layers",
-                      "cost_per_1k_tokens", "note"});
+                      "cost_per_1k_tokens", "note", "replicas", "health"});
     PortfolioModel m;
     m.name = y.string("name");
-    if (y.has("path") == y.has("endpoint")) y.fail("", "give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL)");
+    for (const auto & r : y.maps("replicas")) {
+        r.reject_unknown({"endpoint", "weight"});
+        Replica replica{.endpoint = r.string("endpoint"), .weight = r.number("weight", 1)};
+        check_url(r, "endpoint", replica.endpoint);
+        if (!(replica.weight > 0)) r.fail("weight", "must be positive");
+        m.replicas.push_back(replica);
+    }
+    if (auto h = y.map("health")) {
+        h->reject_unknown({"path", "interval_ms", "timeout_ms"});
+        m.health.path = h->string("path", m.health.path);
+        if (!m.health.path.starts_with("/")) h->fail("path", "must start with /");
+        m.health.interval_ms = static_cast<int>(h->integer("interval_ms", m.health.interval_ms));
+        m.health.timeout_ms = static_cast<int>(h->integer("timeout_ms", m.health.timeout_ms));
+        if (m.health.interval_ms <= 0) h->fail("interval_ms", "must be positive");
+        if (m.health.timeout_ms <= 0) h->fail("timeout_ms", "must be positive");
+    }
+    if (!m.replicas.empty()) {
+        if (y.has("endpoint")) y.fail("endpoint", "a model with replicas lists every server under 'replicas' (and 'path' adds the in-process engine)");
+    } else if (y.has("path") == y.has("endpoint")) {
+        y.fail("", "give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL), or 'replicas'");
+    }
     if (y.has("path")) m.path = y.file_path("path");
     m.endpoint = y.string("endpoint", "");
-    if (!m.endpoint.empty() && m.endpoint.rfind("http://", 0) != 0 && m.endpoint.rfind("https://", 0) != 0)
-        y.fail("endpoint", "expected an http:// or https:// URL, found '" + m.endpoint + "'");
+    if (!m.endpoint.empty()) check_url(y, "endpoint", m.endpoint);
     m.remote_model = y.string("remote_model", m.name);
     m.api_key_env = y.string("api_key_env", "");
     m.context = static_cast<int>(y.integer("context", m.context));
@@ -197,8 +220,21 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
     for (const auto & m : p.models) {
         out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << m.name;
         if (!m.path.empty()) out << YAML::Key << "path" << YAML::Value << shown_path(m.path, relative_to);
-        if (!m.endpoint.empty()) {
-            out << YAML::Key << "endpoint" << YAML::Value << m.endpoint;
+        if (!m.endpoint.empty()) out << YAML::Key << "endpoint" << YAML::Value << m.endpoint;
+        if (!m.replicas.empty()) {
+            out << YAML::Key << "replicas" << YAML::Value << YAML::BeginSeq;
+            for (const auto & r : m.replicas) {
+                out << YAML::Flow << YAML::BeginMap << YAML::Key << "endpoint" << YAML::Value << r.endpoint;
+                if (r.weight != 1) out << YAML::Key << "weight" << YAML::Value << r.weight;
+                out << YAML::EndMap;
+            }
+            out << YAML::EndSeq;
+            if (m.health != HealthCheck{}) {
+                out << YAML::Key << "health" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << m.health.path << YAML::Key
+                    << "interval_ms" << YAML::Value << m.health.interval_ms << YAML::Key << "timeout_ms" << YAML::Value << m.health.timeout_ms << YAML::EndMap;
+            }
+        }
+        if (!m.endpoint.empty() || !m.replicas.empty()) {
             if (m.remote_model != m.name) out << YAML::Key << "remote_model" << YAML::Value << m.remote_model;
             if (!m.api_key_env.empty()) out << YAML::Key << "api_key_env" << YAML::Value << m.api_key_env;
         }

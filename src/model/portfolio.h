@@ -13,8 +13,25 @@ class RE2;
 
 namespace switchyard::model {
 
-// One model clients can reach by `name`: a local GGUF run in process, or a remote
-// OpenAI-compatible endpoint. Exactly one of `path` and `endpoint` is set.
+// One remote server of a model served by several (see PortfolioModel::replicas).
+struct Replica {
+    std::string endpoint;  // e.g. http://10.0.0.5:8080/v1
+    double weight = 1;     // a share of the requests in proportion to it
+    bool operator==(const Replica &) const = default;
+};
+
+// How a replica's health is checked: GET origin + path, answered 200 within timeout_ms, every
+// interval_ms. A replica that fails a request is taken out until a probe passes.
+struct HealthCheck {
+    std::string path = "/health";
+    int interval_ms = 1000;
+    int timeout_ms = 500;
+    bool operator==(const HealthCheck &) const = default;
+};
+
+// One model clients can reach by `name`: a local GGUF run in process, a remote
+// OpenAI-compatible endpoint, or several replicas (remote servers, plus the local GGUF when
+// `path` is set too). Exactly one of `path` and `endpoint` is set, or `replicas`.
 struct PortfolioModel {
     std::string name;
     std::filesystem::path path;   // resolved against the portfolio file's folder
@@ -27,6 +44,8 @@ struct PortfolioModel {
     int gpu_layers = 0;
     double cost_per_1k_tokens = 0;  // estimate, from `plan`'s measurements; drives the cost metric
     std::string note;               // why it is here ("compress -> Q8_0: drop 1.2% ...")
+    std::vector<Replica> replicas;  // balanced by least outstanding requests per weight
+    HealthCheck health;             // for replicas
 
     // Serve reuses a loaded backend across a portfolio swap only when its entry is unchanged.
     bool operator==(const PortfolioModel &) const = default;

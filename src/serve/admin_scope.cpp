@@ -53,6 +53,7 @@ AdminScope AdminScope::of(const model::Portfolio & started, const fs::path & fil
     for (const auto & m : started.models) {
         if (!m.path.empty()) add_dir(resolved(m.path).parent_path());
         if (!m.endpoint.empty()) scope.origins.insert(url_origin(m.endpoint));
+        for (const auto & r : m.replicas) scope.origins.insert(url_origin(r.endpoint));
         if (!m.api_key_env.empty()) scope.key_envs.insert(m.api_key_env);
     }
     for (const auto & url : started.server.admin_endpoints) scope.origins.insert(url_origin(url));
@@ -66,8 +67,11 @@ std::optional<std::string> AdminScope::violation(const model::Portfolio & pushed
             const bool inside = std::any_of(model_dirs.begin(), model_dirs.end(), [&](const fs::path & dir) { return lies_under(p, dir); });
             if (!inside) return "model '" + m.name + "': " + p.string() + " lies outside the folders this server may load models from (server.admin_model_dirs)";
         }
-        if (!m.endpoint.empty() && !origins.contains(url_origin(m.endpoint))) {
-            return "model '" + m.name + "': the endpoint " + m.endpoint + " is not at an origin this server may call (server.admin_endpoints)";
+        std::vector<std::string> endpoints;
+        if (!m.endpoint.empty()) endpoints.push_back(m.endpoint);
+        for (const auto & r : m.replicas) endpoints.push_back(r.endpoint);
+        for (const auto & url : endpoints) {
+            if (!origins.contains(url_origin(url))) return "model '" + m.name + "': the endpoint " + url + " is not at an origin this server may call (server.admin_endpoints)";
         }
         if (!m.api_key_env.empty() && !key_envs.contains(m.api_key_env) && (key_env_prefix.empty() || !m.api_key_env.starts_with(key_env_prefix))) {
             return "model '" + m.name + "': api_key_env " + m.api_key_env + " is neither named by the portfolio serve started with nor starts with " +

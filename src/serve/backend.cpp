@@ -37,9 +37,11 @@ void Stream::finish(Generation result) {
         const std::lock_guard lock(mutex_);
         if (closed_) return;
         closed_ = true;
+        done_ = true;
         events_.push_back(Event{Event::Kind::done, {}, std::move(result), {}, {}});
     }
     ready_.notify_one();
+    closed();
 }
 
 void Stream::fail(Failure failure, std::string message, int status) {
@@ -50,6 +52,40 @@ void Stream::fail(Failure failure, std::string message, int status) {
         events_.push_back(Event{Event::Kind::failed, {}, {}, failure, std::move(message), nullptr, status});
     }
     ready_.notify_one();
+    closed();
+}
+
+void Stream::closed() {
+    std::function<void(bool)> on_close;
+    bool done = false;
+    {
+        const std::lock_guard lock(mutex_);
+        on_close = std::move(on_close_);
+        on_close_ = nullptr;
+        done = done_;
+    }
+    if (on_close) on_close(done);
+}
+
+void Stream::put_back(Event e) {
+    {
+        const std::lock_guard lock(mutex_);
+        events_.push_front(std::move(e));
+    }
+    ready_.notify_one();
+}
+
+void Stream::set_on_close(std::function<void(bool done)> on_close) {
+    bool done = false;
+    {
+        const std::lock_guard lock(mutex_);
+        if (!closed_) {
+            on_close_ = std::move(on_close);
+            return;
+        }
+        done = done_;
+    }
+    on_close(done);
 }
 
 void Stream::cancel() {

@@ -58,6 +58,12 @@ public:
     void push_piece(std::string text, nlohmann::json upstream = nullptr);
     void finish(Generation result);
     void fail(Failure failure, std::string message, int status = 0);
+    // Returns an event taken with next() to the front, for the consumer the stream is handed on
+    // to (a replica set looks at the first event before deciding to keep a replica's stream).
+    void put_back(Event e);
+    // Runs once when the answer ends (`done` true, or false for a failure), on the producer's
+    // thread, or at once when it has ended already.
+    void set_on_close(std::function<void(bool done)> on_close);
 
     // The consumer stopped listening (client gone, fallback, timeout): the producer stops at
     // its next chance and `on_cancel` runs once.
@@ -70,8 +76,11 @@ private:
     std::condition_variable ready_;
     std::deque<Event> events_;
     bool closed_ = false;  // done or failed was pushed
+    bool done_ = false;    // ... and it was done
     bool cancelled_ = false;
     std::function<void()> on_cancel_;
+    std::function<void(bool)> on_close_;
+    void closed();
 };
 
 // Waits for the whole answer: its Generation, or the failed event when the stream fails, the

@@ -17,6 +17,7 @@ th:first-child,td:first-child{text-align:left}#status{color:#666}
 <p id="status">loading…</p>
 <h2>Routes</h2><table id="routes"><thead><tr><th>route</th><th>model</th><th>fallback</th><th>requests</th><th>errors</th><th>fallbacks</th><th>escalations</th><th>canary</th></tr></thead><tbody></tbody></table>
 <h2>Models</h2><table id="models"><thead><tr><th>model</th><th>kind</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>mean TTFT ms</th><th>mean total ms</th><th>est. cost</th></tr></thead><tbody></tbody></table>
+<h2>Replicas</h2><table id="replicas"><thead><tr><th>model</th><th>replica</th><th>state</th><th>outstanding</th><th>requests</th><th>failures</th><th>mean ms</th></tr></thead><tbody></tbody></table>
 <h2>Shadows</h2><table id="shadows"><thead><tr><th>route</th><th>candidate</th><th>samples</th><th>exact match</th><th>token agreement</th><th>KLD</th><th>state</th></tr></thead><tbody></tbody></table>
 <script>
 "use strict";
@@ -36,6 +37,7 @@ async function refresh(){
       (r.fallback||[]).join(", "),c.requests||0,c.errors||0,c.fallbacks||0,c.escalations||0,c.canary||0];}));
     fill("models",s.portfolio.models.map(m=>{const c=ms[m.name]||{};return [m.name+(m.resting?" (resting)":""),m.kind,c.requests||0,c.errors||0,
       c.tokens_in||0,c.tokens_out||0,((c.mean_ttft_s||0)*1000).toFixed(1),((c.mean_total_s||0)*1000).toFixed(1),(c.cost||0).toFixed(6)];}));
+    fill("replicas",(s.replicas||[]).map(x=>[x.model,x.replica,x.healthy?"in rotation":"out",x.outstanding,x.requests,x.failures,x.mean_latency_ms.toFixed(1)]));
     fill("shadows",Object.entries(sh).map(([route,x])=>[route,x.candidate,x.samples,pct(x.exact_match),pct(x.token_agreement),
       x.kld_mean==null?"–":x.kld_mean.toFixed(4),x.state]));
   }catch(e){document.getElementById("status").textContent="cannot reach the gateway: "+e;}

@@ -3,6 +3,7 @@
 #include "serve/dashboard.h"
 #include "serve/local_backend.h"
 #include "serve/remote_backend.h"
+#include "serve/replica_set.h"
 #include "serve/openai_response.h"
 #include "serve/sse_writer.h"
 #include "support/error.h"
@@ -64,9 +65,47 @@ std::string edge_metrics(const http::ServerCounters & c) {
     return out;
 }
 
+// Every replica of every model with replicas, as (model, state).
+std::vector<std::pair<std::string, ReplicaState>> replica_states(const Deployment & dep) {
+    std::vector<std::pair<std::string, ReplicaState>> out;
+    for (const auto & [name, backend] : dep.backends) {
+        if (const auto * set = dynamic_cast<const ReplicaSet *>(backend.get())) {
+            for (auto & state : set->states()) out.emplace_back(name, std::move(state));
+        }
+    }
+    return out;
+}
+
+std::string replica_metrics(const std::vector<std::pair<std::string, ReplicaState>> & replicas) {
+    if (replicas.empty()) return {};
+    std::string out;
+    auto family = [&](const char * name, const char * type, const char * help, auto value) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+        for (const auto & [model, state] : replicas) {
+            out += std::string(name) + "{model=\"" + model + "\",replica=\"" + state.name + "\"} " + std::to_string(value(state)) + "\n";
+        }
+    };
+    family("switchyard_replica_healthy", "gauge", "1 while the replica is in rotation.", [](const ReplicaState & s) { return s.healthy ? 1 : 0; });
+    family("switchyard_replica_outstanding", "gauge", "Requests the replica is answering now.", [](const ReplicaState & s) { return s.outstanding; });
+    family("switchyard_replica_requests_total", "counter", "Requests the replica answered.", [](const ReplicaState & s) { return s.requests; });
+    family("switchyard_replica_failures_total", "counter", "Attempts on the replica that failed.", [](const ReplicaState & s) { return s.failures; });
+    family("switchyard_replica_latency_seconds_sum", "counter", "Time the replica took over its answered requests.", [](const ReplicaState & s) { return s.latency_sum_s; });
+    return out;
+}
+
 }  // namespace
 
 std::shared_ptr<Backend> make_backend(const model::PortfolioModel & entry, const model::ServerSettings & settings) {
+    if (!entry.replicas.empty()) {
+        std::vector<ReplicaSet::Member> members;
+        if (!entry.path.empty()) members.push_back({"in-process", std::make_shared<LocalBackend>(entry, settings.queue_length), 1, {}});
+        for (const auto & replica : entry.replicas) {
+            model::PortfolioModel one = entry;
+            one.endpoint = replica.endpoint;
+            members.push_back({replica.endpoint, std::make_shared<RemoteBackend>(one, settings.request_timeout_ms), replica.weight, url_origin(replica.endpoint)});
+        }
+        return std::make_shared<ReplicaSet>(std::move(members), entry.health, settings.request_timeout_ms);
+    }
     if (!entry.endpoint.empty()) return std::make_shared<RemoteBackend>(entry, settings.request_timeout_ms);
     return std::make_shared<LocalBackend>(entry, settings.queue_length);
 }
@@ -259,7 +298,7 @@ int Gateway::bind() {
     }));
     s.handle("GET", "/metrics", Lane::inline_io, guarded([this](const http::Request &, http::Response & res) {
         update_gauges();
-        res.set_content(metrics_.prometheus() + edge_metrics(server_->counters()), "text/plain; version=0.0.4");
+        res.set_content(metrics_.prometheus() + edge_metrics(server_->counters()) + replica_metrics(replica_states(*current())), "text/plain; version=0.0.4");
     }));
     s.handle("GET", "/stats", Lane::inline_io, guarded([this](const http::Request &, http::Response & res) {
         update_gauges();
@@ -267,7 +306,7 @@ int Gateway::bind() {
         json j = metrics_.to_json();
         json models = json::array(), routes = json::array();
         for (const auto & m : dep->portfolio.models) {
-            models.push_back({{"name", m.name}, {"kind", m.endpoint.empty() ? "in_process" : "remote"}, {"note", m.note},
+            models.push_back({{"name", m.name}, {"kind", !m.replicas.empty() ? "replicas" : m.endpoint.empty() ? "in_process" : "remote"}, {"note", m.note},
                               {"cost_per_1k_tokens", m.cost_per_1k_tokens}, {"resting", cooldown_.resting(m.name, Clock::now())}});
         }
         for (const auto & r : dep->portfolio.routes) {
@@ -278,6 +317,13 @@ int Gateway::bind() {
             routes.push_back(route);
         }
         j["portfolio"] = {{"models", models}, {"routes", routes}, {"default_route", dep->portfolio.default_route}};
+        json replicas = json::array();
+        for (const auto & [model, state] : replica_states(*dep)) {
+            replicas.push_back({{"model", model}, {"replica", state.name}, {"healthy", state.healthy}, {"outstanding", state.outstanding},
+                                {"requests", state.requests}, {"failures", state.failures},
+                                {"mean_latency_ms", state.requests ? 1000.0 * state.latency_sum_s / static_cast<double>(state.requests) : 0.0}});
+        }
+        j["replicas"] = replicas;
         res.set_content(json_text(j), "application/json");
     }));
     s.handle("GET", "/", Lane::inline_io, [](const http::Request &, http::Response & res) { res.set_content(dashboard_html(), "text/html; charset=utf-8"); });
