@@ -35,8 +35,9 @@ ReplicaSet::ReplicaSet(std::vector<Member> members, model::HealthCheck health, i
     : members_(std::move(members)), health_(std::move(health)), timeout_(timeout_ms), shared_(std::make_shared<Shared>()) {
     shared_->slots.resize(members_.size());
     for (const auto & m : members_) all_in_process_ = all_in_process_ && m.backend->in_process();
-    const bool probed = std::any_of(members_.begin(), members_.end(), [](const Member & m) { return !m.origin.empty(); });
-    if (probed) prober_ = std::thread([this] { probe_loop(); });
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+        if (!members_[i].origin.empty()) probers_.emplace_back([this, i] { probe_loop(i); });
+    }
 }
 
 ReplicaSet::~ReplicaSet() {
@@ -45,7 +46,7 @@ ReplicaSet::~ReplicaSet() {
         stopping_ = true;
     }
     stop_.notify_all();
-    if (prober_.joinable()) prober_.join();
+    for (auto & t : probers_) t.join();
 }
 
 std::vector<std::size_t> ReplicaSet::order() {
@@ -136,19 +137,18 @@ std::vector<ReplicaState> ReplicaSet::states() const {
     return out;
 }
 
-void ReplicaSet::probe_loop() {
+void ReplicaSet::probe_loop(std::size_t i) {
     const auto interval = std::chrono::milliseconds(health_.interval_ms);
     const time_t timeout_s = health_.timeout_ms / 1000;
     const time_t timeout_us = (health_.timeout_ms % 1000) * 1000;
+    httplib::Client client(members_[i].origin);
+    client.set_connection_timeout(timeout_s, timeout_us);
+    client.set_read_timeout(timeout_s, timeout_us);
     for (;;) {
-        for (std::size_t i = 0; i < members_.size(); ++i) {
-            if (members_[i].origin.empty()) continue;
-            httplib::Client client(members_[i].origin);
-            client.set_connection_timeout(timeout_s, timeout_us);
-            client.set_read_timeout(timeout_s, timeout_us);
-            const auto res = client.Get(health_.path);
-            const bool ok = res && res->status == 200;
-            const std::string why = res ? "its health check answered " + std::to_string(res->status) : "its health check failed: " + httplib::to_string(res.error());
+        const auto res = client.Get(health_.path);
+        const bool ok = res && res->status == 200;
+        const std::string why = res ? "its health check answered " + std::to_string(res->status) : "its health check failed: " + httplib::to_string(res.error());
+        {
             const std::lock_guard lock(shared_->mutex);
             shared_->mark(members_[i].name, shared_->slots[i], ok, why);
         }

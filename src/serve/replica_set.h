@@ -59,7 +59,7 @@ public:
 private:
     struct Shared;
     std::vector<std::size_t> order();  // members to try, best first
-    void probe_loop();
+    void probe_loop(std::size_t i);
     Backend & first() const { return *members_.front().backend; }
     Backend & best() { return *members_[order().front()].backend; }
 
@@ -72,7 +72,7 @@ private:
     std::mutex stop_mutex_;
     std::condition_variable stop_;
     bool stopping_ = false;
-    std::thread prober_;
+    std::vector<std::thread> probers_;  // one per remote member: a slow one delays no other
 };
 
 }  // namespace switchyard::serve
