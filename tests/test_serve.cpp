@@ -336,6 +336,7 @@ TEST(ServeSse, RelayedChunksGoOnAsSentUnderTheClientsName) {
     const auto relayed_chunk = events_of(sse.piece(Stream::Event{.kind = Stream::Event::Kind::piece, .upstream = call}), &done);
     auto want = call;
     want["model"] = "remote";
+    want["id"] = "chatcmpl-1";
     EXPECT_EQ(relayed_chunk.at(0), want);
     // The usage chunk was asked of the server for the metrics; this client did not ask for it.
     const auto usage = nlohmann::json::parse(R"({"id":"up-1","model":"real-name","choices":[],"usage":{"total_tokens":5}})");

@@ -1,11 +1,13 @@
 // `switchyard serve` over HTTP on the real models: OpenAI shapes, answers equal to the engine's,
 // errors, fallback, cascade, shadow, hot swap under load, client disconnects.
 #include "engine/llama_engine.h"
+#include "serve/capture.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
@@ -518,14 +520,21 @@ TEST(ServeHttp, RemoteAnswersPassThroughUnchanged) {
         if (!stream) {
             json want = json::parse(upstream->body);
             want["model"] = "remote";
+            want["id"] = json::parse(through->body)["id"];  // this gateway's id, what feedback names
+            EXPECT_TRUE(want["id"].get<std::string>().starts_with("chatcmpl-"));
             EXPECT_EQ(json::parse(through->body), want);
             EXPECT_EQ(want["choices"][0]["finish_reason"], "tool_calls");
             continue;
         }
         bool done_up = false, done_through = false;
         auto want = sse_events(upstream->body, &done_up);
-        for (auto & e : want) e["model"] = "remote";
-        EXPECT_EQ(sse_events(through->body, &done_through), want);
+        const auto got = sse_events(through->body, &done_through);
+        ASSERT_FALSE(got.empty());
+        for (auto & e : want) {
+            e["model"] = "remote";
+            e["id"] = got[0]["id"];
+        }
+        EXPECT_EQ(got, want);
         EXPECT_TRUE(done_through);
         EXPECT_EQ(want.back()["choices"][0]["finish_reason"], "tool_calls");
     }
@@ -616,6 +625,101 @@ TEST(ServeHttp, ReplicasShareTheLoadAndAKilledOneIsNeverFelt) {
     EXPECT_GT(replica_stats()[endpoints[1]]["requests"].get<int>(), before + 80);
     const std::string metrics = s.client->Get("/metrics")->body;
     EXPECT_NE(metrics.find("switchyard_replica_healthy{model=\"pool\",replica=\"" + endpoints[1] + "\"} 1"), std::string::npos) << metrics;
+}
+
+namespace {
+
+// Rows of a query on a capture store, each column as text ("" for NULL).
+std::vector<std::vector<std::string>> query(const std::filesystem::path & db, const std::string & sql) {
+    sqlite3 * h = nullptr;
+    std::vector<std::vector<std::string>> rows;
+    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+        ADD_FAILURE() << "cannot open " << db;
+        sqlite3_close(h);
+        return rows;
+    }
+    sqlite3_stmt * s = nullptr;
+    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &s, nullptr) == SQLITE_OK) {
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            std::vector<std::string> row;
+            for (int c = 0; c < sqlite3_column_count(s); ++c) {
+                const auto * text = sqlite3_column_text(s, c);
+                row.emplace_back(text ? reinterpret_cast<const char *>(text) : "");
+            }
+            rows.push_back(row);
+        }
+    } else {
+        ADD_FAILURE() << sqlite3_errmsg(h);
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+    return rows;
+}
+
+}  // namespace
+
+TEST(ServeHttp, CaptureKeepsRedactedAnswersAndTheirFeedback) {
+    const auto model = test::model_path("stories260K-f32.gguf").string();
+    Served s("version: 1\nmodels:\n  - {name: stories, path: " + model + ", context: 256, parallel: 2, threads: 1}\n"
+             "routes:\n  - {name: main, model: stories, capture: {sample: 1, max_items: 3}}\n  - {name: quiet, model: stories}\n");
+    const auto db = s.dir.file("captures.sqlite");
+    auto chat = [&](const std::string & route, const std::string & text, bool stream) {
+        return s.post("/v1/chat/completions", {{"model", route}, {"messages", {{{"role", "user"}, {"content", text}}}}, {"max_tokens", 4}, {"temperature", 0}, {"stream", stream}});
+    };
+    auto res = chat("main", "Once upon a time ada@example.com wrote", false);
+    ASSERT_EQ(res->status, 200) << res->body;
+    const std::string id = json::parse(res->body)["id"];
+    EXPECT_EQ(chat("quiet", "Once upon a time", false)->status, 200);
+    // Feedback labels the captured answer; an unknown id is a 404.
+    res = s.post("/v1/feedback", {{"id", id}, {"correct", false}, {"expected", "Lily"}});
+    EXPECT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(s.post("/v1/feedback", {{"id", "chatcmpl-nope"}, {"correct", true}})->status, 404);
+    EXPECT_EQ(s.post("/v1/feedback", {{"id", id}})->status, 400);  // 'correct' missing
+    auto rows = query(db, "SELECT id, route, request, correct, expected, logprobs FROM captures");
+    ASSERT_EQ(rows.size(), 1u);  // the quiet route has no capture
+    EXPECT_EQ(rows[0][0], id);
+    EXPECT_EQ(rows[0][1], "main");
+    EXPECT_EQ(rows[0][2].find("ada@example.com"), std::string::npos) << rows[0][2];
+    EXPECT_NE(rows[0][2].find("[redacted:email]"), std::string::npos) << rows[0][2];
+    EXPECT_EQ(rows[0][3], "0");
+    EXPECT_EQ(rows[0][4], "Lily");
+    EXPECT_EQ(json::parse(rows[0][5]).size(), 4u);  // a log-probability per generated token, in process
+    // Streams are captured too; beyond max_items the oldest go.
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(chat("main", "Once upon a time " + std::to_string(i), i % 2 == 1)->status, 200);
+    s.post("/v1/feedback", {{"id", "chatcmpl-flush"}, {"correct", true}});  // answered after every earlier capture is written
+    rows = query(db, "SELECT request FROM captures ORDER BY time, rowid");
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_NE(rows.back()[0].find("Once upon a time 3"), std::string::npos) << rows.back()[0];
+    const std::string metrics = s.client->Get("/metrics")->body;
+    EXPECT_NE(metrics.find("switchyard_capture_items_total{route=\"main\"} 5"), std::string::npos) << metrics;
+}
+
+TEST(ServeHttp, CaptureOffStoresNothing) {
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(served().post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 2}})->status, 200);
+    EXPECT_FALSE(std::filesystem::exists(served().dir.file("captures.sqlite")));
+    EXPECT_EQ(served().post("/v1/feedback", {{"id", "cmpl-x"}, {"correct", true}})->status, 404);
+    EXPECT_EQ(served().client->Get("/metrics")->body.find("switchyard_capture_"), std::string::npos);
+}
+
+TEST(ServeCapture, AFullQueueDropsAndCountsInsteadOfWaiting) {
+    test::ScratchDir dir;
+    std::uint64_t dropped = 0;
+    {
+        serve::CaptureStore store(dir.file("c.sqlite"), 1);
+        for (int i = 0; i < 2000; ++i) store.offer({.id = "id" + std::to_string(i), .route = "r", .answer = "x"}, model::Capture{.max_items = 100000});
+        dropped = store.counts()["r"].dropped;
+    }  // what was queued is written before the store closes
+    EXPECT_GT(dropped, 0u);
+    EXPECT_EQ(query(dir.file("c.sqlite"), "SELECT COUNT(*) FROM captures").at(0).at(0), std::to_string(2000 - dropped));
+}
+
+TEST(ServeCapture, RedactionPresetsAndPatterns) {
+    const serve::Redactor r({"email", "phone", "card", "secret-[0-9]+"});
+    EXPECT_EQ(r.apply("mail bob.smith+x@mail.example.org now"), "mail [redacted:email] now");
+    EXPECT_EQ(r.apply("call +44 20 7946 0958 today"), "call [redacted:phone] today");
+    EXPECT_EQ(r.apply("id secret-123 ok"), "id [redacted:secret-[0-9]+] ok");
+    EXPECT_EQ(r.apply("card 4111 1111 1111 1111."), "card [redacted:phone].");  // caught by the first rule that matches
+    EXPECT_EQ(r.apply("Once upon a time, 3 bears"), "Once upon a time, 3 bears");
 }
 
 TEST(ServeHttp, StartupErrorsAreOneLine) {

@@ -7,6 +7,7 @@
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
+#include <map>
 #include <set>
 
 namespace switchyard::model {
@@ -78,7 +79,7 @@ double fraction(const YamlMap & y, const std::string & key, double fallback) {
 }
 
 Route read_route(const YamlMap & y) {
-    y.reject_unknown({"name", "model", "fallback", "cascade", "canary", "shadow", "note"});
+    y.reject_unknown({"name", "model", "fallback", "cascade", "canary", "shadow", "capture", "note"});
     Route r;
     r.name = y.string("name");
     r.model = y.string("model", "");
@@ -102,10 +103,36 @@ Route read_route(const YamlMap & y) {
         if (s->has("rollback_below")) r.shadow->rollback_below = fraction(*s, "rollback_below", 0.0);
         r.shadow->min_samples = static_cast<int>(s->integer("min_samples", 100));
     }
+    if (auto c = y.map("capture")) {
+        c->reject_unknown({"sample", "max_items", "retention_days", "redact"});
+        Capture capture;
+        capture.sample = fraction(*c, "sample", 1.0);
+        capture.max_items = static_cast<int>(c->integer("max_items", capture.max_items));
+        capture.retention_days = static_cast<int>(c->integer("retention_days", capture.retention_days));
+        if (capture.max_items < 1) c->fail("max_items", "must be at least 1");
+        if (capture.retention_days < 1) c->fail("retention_days", "must be at least 1");
+        if (c->has("redact")) capture.redact = c->strings("redact");
+        for (const auto & rule : capture.redact) {
+            const auto compiled = compile_redaction(rule);
+            if (!compiled->ok()) c->fail("redact", "'" + rule + "' is neither a preset (email, phone, card) nor a valid RE2 pattern: " + compiled->error());
+        }
+        r.capture = capture;
+    }
     return r;
 }
 
 }  // namespace
+
+std::unique_ptr<re2::RE2> compile_redaction(const std::string & rule) {
+    // Deliberately broad: a false positive costs a word of a captured prompt, a miss leaks it.
+    static const std::map<std::string, std::string> presets = {
+        {"email", R"([A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"},
+        {"phone", R"(\+?\d[\d ().-]{7,}\d)"},
+        {"card", R"(\b(?:\d[ -]?){12,18}\d\b)"},
+    };
+    const auto preset = presets.find(rule);
+    return std::make_unique<re2::RE2>(preset != presets.end() ? preset->second : rule, re2::RE2::Quiet);
+}
 
 std::unique_ptr<re2::RE2> compile_rule_regex(const RouteRule & rule) {
     re2::RE2::Options options;
@@ -132,7 +159,7 @@ RouteRule read_rule(const YamlMap & y) {
 
 ServerSettings read_server(const YamlMap & y) {
     y.reject_unknown({"host", "port", "max_body_bytes", "max_tokens", "queue_length", "max_streams", "request_timeout_ms", "cooldown_s",
-                      "read_timeout_ms", "admin_token_env", "api_keys_env", "admin_model_dirs", "admin_endpoints", "admin_key_env_prefix"});
+                      "read_timeout_ms", "admin_token_env", "api_keys_env", "admin_model_dirs", "admin_endpoints", "admin_key_env_prefix", "capture_db"});
     ServerSettings s;
     s.host = y.string("host", s.host);
     s.port = static_cast<int>(y.integer("port", s.port));
@@ -153,6 +180,7 @@ ServerSettings read_server(const YamlMap & y) {
         if (!url.starts_with("http://") && !url.starts_with("https://")) y.fail("admin_endpoints", "expected http:// or https:// URLs, found '" + url + "'");
     }
     s.admin_key_env_prefix = y.string("admin_key_env_prefix", s.admin_key_env_prefix);
+    if (y.has("capture_db")) s.capture_db = y.file_path("capture_db");
     return s;
 }
 
@@ -263,6 +291,11 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             if (r.shadow->rollback_below) out << YAML::Key << "rollback_below" << YAML::Value << *r.shadow->rollback_below;
             out << YAML::Key << "min_samples" << YAML::Value << r.shadow->min_samples << YAML::EndMap;
         }
+        if (r.capture) {
+            out << YAML::Key << "capture" << YAML::Value << YAML::BeginMap << YAML::Key << "sample" << YAML::Value << r.capture->sample << YAML::Key
+                << "max_items" << YAML::Value << r.capture->max_items << YAML::Key << "retention_days" << YAML::Value << r.capture->retention_days
+                << YAML::Key << "redact" << YAML::Value << YAML::Flow << r.capture->redact << YAML::EndMap;
+        }
         if (!r.note.empty()) out << YAML::Key << "note" << YAML::Value << r.note;
         out << YAML::EndMap;
     }
@@ -284,7 +317,7 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
     if (s.host != defaults.host || s.port != defaults.port || s.max_body_bytes != defaults.max_body_bytes || s.max_tokens != defaults.max_tokens ||
         s.queue_length != defaults.queue_length || s.max_streams != defaults.max_streams || s.request_timeout_ms != defaults.request_timeout_ms ||
         s.cooldown_s != defaults.cooldown_s || s.read_timeout_ms != defaults.read_timeout_ms || s.admin_token_env != defaults.admin_token_env || s.api_keys_env != defaults.api_keys_env ||
-        !s.admin_model_dirs.empty() || !s.admin_endpoints.empty() || s.admin_key_env_prefix != defaults.admin_key_env_prefix) {
+        !s.admin_model_dirs.empty() || !s.admin_endpoints.empty() || s.admin_key_env_prefix != defaults.admin_key_env_prefix || !s.capture_db.empty()) {
         out << YAML::Key << "server" << YAML::Value << YAML::BeginMap << YAML::Key << "host" << YAML::Value << s.host << YAML::Key << "port"
             << YAML::Value << s.port << YAML::Key << "max_body_bytes" << YAML::Value << s.max_body_bytes << YAML::Key << "max_tokens" << YAML::Value
             << s.max_tokens << YAML::Key << "queue_length" << YAML::Value << s.queue_length << YAML::Key << "max_streams" << YAML::Value
@@ -297,7 +330,9 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             out << YAML::EndSeq;
         }
         if (!s.admin_endpoints.empty()) out << YAML::Key << "admin_endpoints" << YAML::Value << s.admin_endpoints;
-        out << YAML::Key << "admin_key_env_prefix" << YAML::Value << s.admin_key_env_prefix << YAML::EndMap;
+        out << YAML::Key << "admin_key_env_prefix" << YAML::Value << s.admin_key_env_prefix;
+        if (!s.capture_db.empty()) out << YAML::Key << "capture_db" << YAML::Value << shown_path(s.capture_db, relative_to);
+        out << YAML::EndMap;
     }
     out << YAML::EndMap;
     std::string text;

@@ -73,6 +73,17 @@ struct Shadow {
     int min_samples = 100;
 };
 
+// Opt-in recording of a route's traffic, the evidence for the next decision (docs/serve.md,
+// "Capture"): a sample of requests and answers, redacted before anything is stored.
+struct Capture {
+    double sample = 1.0;          // share of the route's answered requests kept, 0..1
+    int max_items = 10000;        // kept per route; beyond it the oldest go
+    int retention_days = 30;      // older items go
+    // Presets (email, phone, card) or RE2 patterns; what they match is replaced before storing.
+    std::vector<std::string> redact = {"email", "phone", "card"};
+    bool operator==(const Capture &) const = default;
+};
+
 // A class of traffic (critical, high-volume, simple, ...) and the models that serve it.
 struct Route {
     std::string name;
@@ -81,6 +92,7 @@ struct Route {
     std::optional<Cascade> cascade;
     std::optional<Canary> canary;
     std::optional<Shadow> shadow;
+    std::optional<Capture> capture;
     std::string note;
 };
 
@@ -92,6 +104,9 @@ struct RouteRule {
     std::string regex;  // RE2 syntax (matches in linear time), searched for in the prompt / the messages' text
     bool ignore_case = false;
 };
+
+// A capture's redaction rule compiled: a preset's pattern or the rule itself; check ok().
+std::unique_ptr<re2::RE2> compile_redaction(const std::string & rule);
 
 // The rule's regex compiled as the router matches it; check ok() (and error()) before use.
 std::unique_ptr<re2::RE2> compile_rule_regex(const RouteRule & rule);
@@ -116,6 +131,8 @@ struct ServerSettings {
     std::vector<std::filesystem::path> admin_model_dirs;
     std::vector<std::string> admin_endpoints;
     std::string admin_key_env_prefix = "SWITCHYARD_KEY_";
+    // Where captured traffic is kept (SQLite); empty: captures.sqlite beside the portfolio file.
+    std::filesystem::path capture_db;
 };
 
 struct Portfolio {

@@ -76,6 +76,18 @@ std::vector<std::pair<std::string, ReplicaState>> replica_states(const Deploymen
     return out;
 }
 
+std::string capture_metrics(const std::map<std::string, CaptureStore::Counts> & counts) {
+    if (counts.empty()) return {};
+    std::string stored = "# HELP switchyard_capture_items_total Answers captured and written.\n# TYPE switchyard_capture_items_total counter\n";
+    std::string dropped = "# HELP switchyard_capture_dropped_total Answers sampled for capture but dropped: the writer's queue was full.\n"
+                          "# TYPE switchyard_capture_dropped_total counter\n";
+    for (const auto & [route, c] : counts) {
+        stored += "switchyard_capture_items_total{route=\"" + route + "\"} " + std::to_string(c.stored) + "\n";
+        dropped += "switchyard_capture_dropped_total{route=\"" + route + "\"} " + std::to_string(c.dropped) + "\n";
+    }
+    return stored + dropped;
+}
+
 std::string replica_metrics(const std::vector<std::pair<std::string, ReplicaState>> & replicas) {
     if (replicas.empty()) return {};
     std::string out;
@@ -133,6 +145,12 @@ Gateway::~Gateway() {
     stop();
     server_.reset();   // joins the workers, which may still queue shadow jobs
     shadows_.reset();  // its verdicts call back into this gateway
+    capture_.reset();  // writes what is queued
+}
+
+std::map<std::string, CaptureStore::Counts> Gateway::capture_counts() const {
+    const std::lock_guard lock(capture_mutex_);
+    return capture_ ? capture_->counts() : std::map<std::string, CaptureStore::Counts>{};
 }
 
 std::shared_ptr<const Deployment> Gateway::current() const {
@@ -268,6 +286,7 @@ int Gateway::bind() {
     s.handle("POST", "/v1/chat/completions", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_generate(req, res, ApiRequest::Kind::chat); }));
     s.handle("POST", "/v1/completions", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_generate(req, res, ApiRequest::Kind::completion); }));
     s.handle("POST", "/tokenize", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_tokenize(req, res, false); }));
+    s.handle("POST", "/v1/feedback", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_feedback(req, res); }));
     s.handle("POST", "/detokenize", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_tokenize(req, res, true); }));
     s.handle("GET", "/v1/models", Lane::inline_io, guarded([this](const http::Request & req, http::Response & res) {
         if (!client_allowed(req, res)) return;
@@ -298,7 +317,8 @@ int Gateway::bind() {
     }));
     s.handle("GET", "/metrics", Lane::inline_io, guarded([this](const http::Request &, http::Response & res) {
         update_gauges();
-        res.set_content(metrics_.prometheus() + edge_metrics(server_->counters()) + replica_metrics(replica_states(*current())), "text/plain; version=0.0.4");
+        res.set_content(metrics_.prometheus() + edge_metrics(server_->counters()) + replica_metrics(replica_states(*current())) + capture_metrics(capture_counts()),
+                        "text/plain; version=0.0.4");
     }));
     s.handle("GET", "/stats", Lane::inline_io, guarded([this](const http::Request &, http::Response & res) {
         update_gauges();
@@ -324,6 +344,9 @@ int Gateway::bind() {
                                 {"mean_latency_ms", state.requests ? 1000.0 * state.latency_sum_s / static_cast<double>(state.requests) : 0.0}});
         }
         j["replicas"] = replicas;
+        json captured = json::object();
+        for (const auto & [route, c] : capture_counts()) captured[route] = {{"stored", c.stored}, {"dropped", c.dropped}};
+        j["capture"] = captured;
         res.set_content(json_text(j), "application/json");
     }));
     s.handle("GET", "/", Lane::inline_io, [](const http::Request &, http::Response & res) { res.set_content(dashboard_html(), "text/html; charset=utf-8"); });
@@ -404,6 +427,73 @@ void Gateway::handle_admin_portfolio(const http::Request & req, http::Response &
     res.set_content(json_text({{"status", "swapped"}, {"portfolio_generation", current()->generation}}), "application/json");
 }
 
+const model::Capture * Gateway::capture_policy(const Deployment & dep, const std::string & route) const {
+    const model::Route * r = route.empty() ? nullptr : dep.portfolio.find_route(route);
+    return r != nullptr && r->capture ? &*r->capture : nullptr;
+}
+
+CaptureStore & Gateway::capture_store() {
+    const std::lock_guard lock(capture_mutex_);
+    if (!capture_) {
+        std::filesystem::path db = settings_.capture_db;
+        if (db.empty()) db = (file_.empty() ? std::filesystem::current_path() : std::filesystem::absolute(file_).parent_path()) / "captures.sqlite";
+        capture_ = std::make_unique<CaptureStore>(db);
+        spdlog::info("capturing sampled traffic of routes with capture into {}", db.string());
+    }
+    return *capture_;
+}
+
+void Gateway::record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g,
+                     double seconds) {
+    CapturedItem item{.id = answer.id, .route = route, .model = answer.model, .answer = g.text, .finish_reason = finish_reason_name(g.finish),
+                      .latency_ms = seconds * 1000.0};
+    json request = json::object();
+    if (r.input.chat) {
+        json messages = json::array();
+        for (const auto & m : r.input.messages) messages.push_back({{"role", m.role}, {"content", m.content}});
+        request["messages"] = messages;
+    } else if (!r.input.prompt_tokens.empty()) {
+        request["prompt"] = r.input.prompt_tokens;
+    } else {
+        request["prompt"] = r.input.prompt;
+    }
+    item.request = json_text(request);
+    if (g.has_logprobs) {
+        json lps = json::array();
+        for (const auto & t : g.logprobs) lps.push_back({{"token", t.token}, {"logprob", t.logprob}});
+        item.logprobs = json_text(lps);
+    }
+    try {
+        capture_store().offer(std::move(item), policy);
+    } catch (const Error & e) {
+        spdlog::error("capture off for this request: {}", e.what());
+    }
+}
+
+void Gateway::handle_feedback(const http::Request & req, http::Response & res) {
+    if (!client_allowed(req, res)) return;
+    if (!body_type_allowed(req, res, {"application/json"})) return;
+    const json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("id") || !body["id"].is_string()) return send_error(res, bad_request("'id' (a response id) is required", "id"));
+    if (!body.contains("correct") || !body["correct"].is_boolean()) return send_error(res, bad_request("'correct' must be true or false", "correct"));
+    std::optional<std::string> expected;
+    if (body.contains("expected")) {
+        if (!body["expected"].is_string()) return send_error(res, bad_request("'expected' must be a string", "expected"));
+        expected = body["expected"].get<std::string>();
+    }
+    {
+        const std::lock_guard lock(capture_mutex_);
+        if (!capture_) {
+            return send_error(res, ApiError{404, "nothing is captured here: no route has capture on, or none has answered yet", "invalid_request_error", "id", "not_captured"});
+        }
+    }
+    if (!capture_store().label(body["id"].get<std::string>(), body["correct"].get<bool>(), expected)) {
+        return send_error(res, ApiError{404, "no captured answer has the id '" + body["id"].get<std::string>() + "' (only a sample of the answers of routes with capture is kept)",
+                                        "invalid_request_error", "id", "not_captured"});
+    }
+    res.set_content(json_text({{"status", "recorded"}}), "application/json");
+}
+
 namespace {
 
 // Counts a request (or stream) while it is open; shared with a stream's content provider.
@@ -449,6 +539,10 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
     }
     GenerationInput input = r.input;
     if (!route.shadow.empty()) input.logprobs = std::max(input.logprobs, ShadowWorker::kTopK);
+    // Drawn before generating, so a captured in-process answer comes with its log-probabilities.
+    const model::Capture * capture = capture_policy(*dep, route.route);
+    if (capture != nullptr && uniform_draw() >= capture->sample) capture = nullptr;
+    if (capture != nullptr) input.logprobs = std::max(input.logprobs, 0);
     const auto deadline = started + std::chrono::milliseconds(settings_.request_timeout_ms);
     const auto chain = cooldown_.order(route.chain, started);
     std::optional<ApiError> last_error;
@@ -495,6 +589,7 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
             if (!route.route.empty()) res.set_header("X-Switchyard-Route", route.route);
             res.set_content(json_text(whole_response(r, answer, *backend, g)), "application/json");
             metrics_.answered(route.route, name, g.prompt_tokens, g.completion_tokens, cost, std::chrono::duration<double>(first_at - started).count(), seconds_since(started));
+            if (capture != nullptr) record(*capture, route.route, r, answer, g, seconds_since(started));
             if (!route.shadow.empty()) shadows_->enqueue({route.route, route.shadow, name, dep, r, input, std::move(g)});
             return;
         }
@@ -507,7 +602,7 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
         auto pending = std::make_shared<Stream::Event>(std::move(first));
         res.set_stream(
             "text/event-stream",
-            [this, dep, backend, stream, pending, r, input, answer, route, cost, started, first_at, deadline, in_flight, stream_slot](http::Sink & sink) {
+            [this, dep, backend, stream, pending, r, input, answer, route, cost, started, first_at, deadline, in_flight, stream_slot, capture](http::Sink & sink) {
                 StreamGuard cancel_on_exit{stream};
                 const SseWriter sse(r, answer, !backend->in_process());
                 auto write = [&](const std::string & text) { return text.empty() || sink.write(text); };
@@ -522,6 +617,7 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
                                           std::chrono::duration<double>(first_at - started).count(), seconds_since(started));
                         write(sse.done(e.result));
                         cancel_on_exit.stream = nullptr;
+                        if (capture != nullptr) record(*capture, route.route, r, answer, e.result, seconds_since(started));
                         if (!route.shadow.empty()) shadows_->enqueue({route.route, route.shadow, answer.model, dep, r, input, std::move(e.result)});
                         return;
                     } else {

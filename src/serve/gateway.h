@@ -5,6 +5,8 @@
 #include "model/portfolio.h"
 #include "serve/admin_scope.h"
 #include "serve/backend.h"
+#include "serve/capture.h"
+#include "serve/openai_response.h"
 #include "serve/deployment.h"
 #include "serve/http_server.h"
 #include "serve/metrics.h"
@@ -64,6 +66,11 @@ private:
     void handle_admin_portfolio(const http::Request & req, http::Response & res);
     bool client_allowed(const http::Request & req, http::Response & res);
     bool admin_allowed(const http::Request & req, http::Response & res);
+    void handle_feedback(const http::Request & req, http::Response & res);
+    const model::Capture * capture_policy(const Deployment & dep, const std::string & route) const;
+    CaptureStore & capture_store();  // opened on first use
+    std::map<std::string, CaptureStore::Counts> capture_counts() const;
+    void record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g, double seconds);
     bool body_type_allowed(const http::Request & req, http::Response & res, std::initializer_list<std::string_view> types);
     void send_error(http::Response & res, const ApiError & error);
     std::shared_ptr<Backend> backend_for_tools(const Deployment & dep, const std::string & model, http::Response & res);
@@ -90,6 +97,8 @@ private:
     std::unique_ptr<http::Server> server_;
 
     std::unique_ptr<ShadowWorker> shadows_;
+    mutable std::mutex capture_mutex_;
+    std::unique_ptr<CaptureStore> capture_;
 };
 
 }  // namespace switchyard::serve

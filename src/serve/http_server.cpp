@@ -408,6 +408,8 @@ void Server::Impl::accept() {
             ++refused_connections;
             socket.close(ec);
         } else {
+            // Streamed tokens are small writes: Nagle would hold each until the last is acknowledged.
+            socket.set_option(tcp::no_delay(true), ec);
             std::make_shared<Session>(*this, std::move(socket))->start();
         }
         accept();

@@ -44,13 +44,14 @@ json chat_logprobs(Backend & backend, const Generation & g) {
 
 }  // namespace
 
-json relayed(json upstream, const std::string & model) {
-    upstream["model"] = model;
+json relayed(json upstream, const Answer & answer) {
+    upstream["model"] = answer.model;
+    upstream["id"] = answer.id;
     return upstream;
 }
 
 json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g) {
-    if (!g.upstream.is_null()) return relayed(g.upstream, a.model);
+    if (!g.upstream.is_null()) return relayed(g.upstream, a);
     const bool chat = r.kind == ApiRequest::Kind::chat;
     json choice = {{"index", 0}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
     const bool with_logprobs = r.input.logprobs >= 0 && g.has_logprobs && backend.in_process();

@@ -37,8 +37,9 @@ private:
 };
 
 // A remote answer or chunk as its server sent it (tool calls, refusals, its own log-probabilities
-// and fields unknown here kept), under the name the client knows the model by.
-nlohmann::json relayed(nlohmann::json upstream, const std::string & model);
+// and fields unknown here kept), under the name the client knows the model by and this
+// gateway's response id (what feedback and captures refer to).
+nlohmann::json relayed(nlohmann::json upstream, const Answer & answer);
 
 // A whole chat.completion / text_completion: the remote server's own, relayed, or built from
 // an in-process generation (with log-probabilities when asked for).

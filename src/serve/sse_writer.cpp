@@ -38,7 +38,7 @@ std::string SseWriter::opening() const {
 std::string SseWriter::piece(const Stream::Event & e) const {
     if (e.upstream.is_null()) return chunk(&e.text, nullptr, false);
     const bool usage_only = e.upstream.contains("choices") && e.upstream["choices"].is_array() && e.upstream["choices"].empty();
-    return usage_only && !request_.include_usage ? std::string() : event(relayed(e.upstream, answer_.model));
+    return usage_only && !request_.include_usage ? std::string() : event(relayed(e.upstream, answer_));
 }
 
 std::string SseWriter::done(const Generation & g) const {
