@@ -208,6 +208,36 @@ function(_sy_build_engine src key_extra out_prefix out_bdir)
   set(${out_bdir} "${bdir}" PARENT_SCOPE)
 endfunction()
 
+# Builds llama.cpp's common library (llama-common: chat templates through its Jinja engine and the
+# tool-call and JSON-schema grammars, what llama-server renders chats with) in the engine's build
+# tree and copies it into the prefix. Its own stamp, not the engine's key: it does not change how
+# llama and ggml are built, so an engine already in the cache is reused, not rebuilt; where the
+# reference tools were built, the library is there already (llama-server needs it). Nothing that
+# needs the network is compiled in: no curl, no OpenSSL (LLAMA_OPENSSL=OFF), and the HTTP code of
+# its model downloader is never linked (switchyard links chat and jinja only).
+function(_sy_build_common src bdir prefix key_extra)
+  set(stamp "${prefix}/lib/switchyard-common.stamp")
+  if(EXISTS "${stamp}" AND NOT key_extra MATCHES "^user:")
+    return()
+  endif()
+  set(log "${bdir}-common.log")
+  message(STATUS "engine: building llama.cpp's common library (chat templates; once, then cached); log: ${log}")
+  string(TIMESTAMP t0 "%s")
+  include(ProcessorCount)
+  ProcessorCount(jobs)
+  if(jobs EQUAL 0)
+    set(jobs 2)
+  endif()
+  file(WRITE "${log}" "")
+  _sy_run_logged("${log}" "configuring llama.cpp's common library" ${CMAKE_COMMAND} -S "${src}" -B "${bdir}" -DLLAMA_BUILD_COMMON=ON)
+  _sy_run_logged("${log}" "building llama.cpp's common library" ${CMAKE_COMMAND} --build "${bdir}" --parallel ${jobs} --target llama-common)
+  file(COPY "${bdir}/common/libllama-common.a" "${bdir}/common/libllama-common-base.a" DESTINATION "${prefix}/lib")
+  file(WRITE "${stamp}" "${src}\n")
+  string(TIMESTAMP t1 "%s")
+  math(EXPR dt "${t1} - ${t0}")
+  message(STATUS "engine: built the common library in ${dt} s")
+endfunction()
+
 file(MAKE_DIRECTORY "${SWITCHYARD_CACHE_DIR}")
 file(LOCK "${SWITCHYARD_CACHE_DIR}/engine.lock" GUARD FILE TIMEOUT 3600)
 
@@ -229,6 +259,7 @@ if(SWITCHYARD_LLAMA_SOURCE)
   endif()
   string(SHA256 _sy_src_key "${_sy_src}")
   _sy_build_engine("${_sy_src}" "user:${_sy_src_key}" _sy_prefix _sy_bdir)
+  _sy_build_common("${_sy_src}" "${_sy_bdir}" "${_sy_prefix}" "user:${_sy_src_key}")
   find_package(llama CONFIG REQUIRED PATHS "${_sy_prefix}" NO_DEFAULT_PATH)
   set(SWITCHYARD_LLAMA_SOURCE_DIR "${_sy_src}")
   set(_sy_origin "source ${_sy_src}")
@@ -241,12 +272,28 @@ else()
   else()
     _sy_fetch_pinned_source(_sy_src)
     _sy_build_engine("${_sy_src}" "pinned:${SWITCHYARD_LLAMA_TREE}" _sy_prefix _sy_bdir)
+    _sy_build_common("${_sy_src}" "${_sy_bdir}" "${_sy_prefix}" "pinned:${SWITCHYARD_LLAMA_TREE}")
     find_package(llama CONFIG REQUIRED PATHS "${_sy_prefix}" NO_DEFAULT_PATH)
     set(SWITCHYARD_LLAMA_SOURCE_DIR "${_sy_src}")
     set(_sy_origin "pinned ${SWITCHYARD_LLAMA_RELEASE}, cached at ${_sy_prefix}")
   endif()
 endif()
 file(LOCK "${SWITCHYARD_CACHE_DIR}/engine.lock" RELEASE)
+
+# llama.cpp's common library, where the engine was built from source here: chat prompts are then
+# rendered by its Jinja engine, as llama-server renders them. An installed llama.cpp ships no
+# common library; chat then falls back to llama_chat_apply_template (serve logs it once per model).
+set(SWITCHYARD_LLAMA_COMMON OFF)
+if(SWITCHYARD_LLAMA_SOURCE_DIR AND EXISTS "${_sy_prefix}/lib/libllama-common.a")
+  find_package(Threads REQUIRED)
+  add_library(switchyard_llama_common_base STATIC IMPORTED)
+  set_target_properties(switchyard_llama_common_base PROPERTIES IMPORTED_LOCATION "${_sy_prefix}/lib/libllama-common-base.a")
+  add_library(switchyard_llama_common STATIC IMPORTED)
+  set_target_properties(switchyard_llama_common PROPERTIES
+    IMPORTED_LOCATION "${_sy_prefix}/lib/libllama-common.a"
+    INTERFACE_LINK_LIBRARIES "switchyard_llama_common_base;llama;Threads::Threads")
+  set(SWITCHYARD_LLAMA_COMMON ON)
+endif()
 
 # Where the reference tools are (empty when llama.cpp came installed, without its source);
 # cached so that bench/ scripts can read it from build/CMakeCache.txt.

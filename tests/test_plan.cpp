@@ -138,6 +138,19 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     const auto by_default = client.Post("/v1/completions", body, "application/json");
     ASSERT_TRUE(by_default);
     EXPECT_EQ(by_default->get_header_value("X-Switchyard-Model"), (*grammar)["model"].get<std::string>());
+
+    // serve runs each model as the plan measured it: prompts normalized (babyllama has no newline,
+    // which the chat transcript holds) and the threads its latency was measured with.
+    for (const auto & m : portfolio.models) {
+        EXPECT_TRUE(m.normalize) << m.name;
+        EXPECT_EQ(m.threads, 1) << m.name;
+    }
+    const auto chat = client.Post("/v1/chat/completions",
+                                  R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The cat"}], "max_tokens": 4, "temperature": 0})",
+                                  "application/json");
+    ASSERT_TRUE(chat);
+    EXPECT_EQ(chat->status, 200) << chat->body;
+    EXPECT_EQ(chat->get_header_value("X-Switchyard-Model"), (*grammar)["model"].get<std::string>());
 }
 
 // An alternative behind an OpenAI-compatible endpoint (here switchyard's own server) is measured

@@ -15,6 +15,7 @@ models:
   - name: base
     path: models/base.gguf
     context: 512
+    normalize: true
   - name: small
     path: /abs/small.gguf
     cost_per_1k_tokens: 0.0002
@@ -56,6 +57,8 @@ TEST(Portfolio, ReadsEverySection) {
     ASSERT_EQ(p.models.size(), 3u);
     EXPECT_EQ(p.models[0].path, "/dir/models/base.gguf");
     EXPECT_EQ(p.models[0].context, 512);
+    EXPECT_TRUE(p.models[0].normalize);
+    EXPECT_FALSE(p.models[1].normalize);
     EXPECT_EQ(p.models[1].path, "/abs/small.gguf");
     EXPECT_DOUBLE_EQ(p.models[1].cost_per_1k_tokens, 0.0002);
     EXPECT_EQ(p.models[2].remote_model, "llama-3-8b");
@@ -90,7 +93,7 @@ TEST(Portfolio, ModelsOnlyMeansOneRoutePerModel) {
 TEST(Portfolio, ErrorsNameLineAndKey) {
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    contxt: 5\n"), "p.yaml:4: models[0].contxt: unknown key (expected one of: name, path, endpoint, "
                                                                                    "remote_model, api_key_env, context, parallel, threads, gpu_layers, "
-                                                                                   "cost_per_1k_tokens, note, replicas, health)");
+                                                                                   "normalize, cost_per_1k_tokens, note, replicas, health)");
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\nroutes:\n  - name: r\n    model: b\n"),
               "p.yaml:5: routes: route 'r' names the model 'b', which 'models' does not define");
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    context: lots\n"), "p.yaml:4: models[0].context: expected a whole number, found 'lots'");

@@ -26,96 +26,16 @@ using namespace switchyard;
 
 namespace {
 
-const std::filesystem::path kServerBinary = std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "llama-server";
-
-// A loopback port nothing listens on: the kernel picks a free one for a socket bound to port 0.
-int free_port() {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr *>(&address), sizeof address) != 0 ||
-        ::getsockname(s, reinterpret_cast<sockaddr *>(&address), &length) != 0) {
-        throw std::runtime_error("cannot find a free loopback port");
-    }
-    ::close(s);
-    return ntohs(address.sin_port);
-}
-
-// llama-server serving a model on loopback, in its own process group so that stopping it
-// leaves nothing behind; stopped when the object goes.
-class LlamaServer {
-public:
-    LlamaServer(const std::filesystem::path & model, const std::string & alias, const std::filesystem::path & log) : port_(free_port()) {
-        // One thread: tests share few cores, and ggml's threads wait for each other by spinning.
-        std::vector<std::string> args = {kServerBinary.string(), "-m", model.string(), "--host", "127.0.0.1", "--port", std::to_string(port_),
-                                         "-a", alias, "-np", "4", "-c", "2048", "-t", "1", "--no-webui"};
-        pid_ = ::fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            ::setpgid(0, 0);
-            const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-            std::vector<char *> argv;
-            for (auto & a : args) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::setpgid(pid_, pid_);  // also here: the group exists before either side goes on
-        httplib::Client client("127.0.0.1", port_);
-        client.set_connection_timeout(1);
-        // Loading takes well under a second; the limit only keeps a broken server from hanging the test.
-        for (int attempt = 0; attempt < 600; ++attempt) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                throw std::runtime_error("llama-server exited while starting:\n" + test::read_file(log));
-            }
-            if (const auto r = client.Get("/health"); r && r->status == 200) return;
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-        stop();
-        throw std::runtime_error("llama-server did not become healthy:\n" + test::read_file(log));
-    }
-    ~LlamaServer() { stop(); }
-    LlamaServer(const LlamaServer &) = delete;
-    LlamaServer & operator=(const LlamaServer &) = delete;
-
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
-private:
-    void stop() {
-        if (pid_ <= 0) return;
-        ::kill(-pid_, SIGTERM);
-        for (int attempt = 0; attempt < 100; ++attempt) {
-            if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-                pid_ = -1;
-                return;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        ::kill(-pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-    }
-
-    int port_;
-    pid_t pid_ = -1;
-};
-
 class Remote : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!std::filesystem::exists(kServerBinary)) GTEST_SKIP() << "llama-server was not built (see SWITCHYARD_REFERENCE_TOOLS)";
+        if (!std::filesystem::exists(test::llama_server_binary())) GTEST_SKIP() << "llama-server was not built (see SWITCHYARD_REFERENCE_TOOLS)";
         server_.emplace(model_, "stories260K", dir_.file("llama-server.log"));
     }
 
     test::ScratchDir dir_;
     const std::filesystem::path model_ = test::model_path("stories260K-f32.gguf");
-    std::optional<LlamaServer> server_;
+    std::optional<test::LlamaServer> server_;
 };
 
 // Per-item outputs of every recorded run of the store, by the model label the store shows.
@@ -203,7 +123,7 @@ TEST_F(Remote, TokensAndModelMatchTheInProcessEngine) {
 
 TEST_F(Remote, TextTheServerCannotTokenizeIsCountedApart) {
     // babyllama has no '#' and no byte fallback: in process and served, the item is unencodable.
-    const LlamaServer baby(test::model_path("babyllama-0.9M-f32.gguf"), "baby", dir_.file("baby.log"));
+    const test::LlamaServer baby(test::model_path("babyllama-0.9M-f32.gguf"), "baby", dir_.file("baby.log"));
     test::write_file(dir_.file("gen.jsonl"), "{\"prompt\": \"Tom said #1\", \"answer\": \"x\"}\n{\"prompt\": \"Tom said\", \"answer\": \"x\"}\n");
     const auto r = test::run_switchyard({"eval", "--endpoint", baby.url(), "--tasks", dir_.file("gen.jsonl").string(), "--no-results", "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -228,7 +148,7 @@ TEST(RemoteErrors, BadEndpointsAreClear) {
     test::ScratchDir dir;
     test::write_file(dir.file("gen.jsonl"), "{\"prompt\": \"Once\", \"answer\": \"x\"}\n");
     const auto suite = dir.file("gen.jsonl").string();
-    const std::string closed = "http://127.0.0.1:" + std::to_string(free_port());
+    const std::string closed = "http://127.0.0.1:" + std::to_string(test::free_port());
     test::expect_clean_failure(test::run_switchyard({"eval", "--endpoint", closed, "--tasks", suite, "--no-results"}),
                                closed + "/v1/models: cannot connect");
     test::expect_clean_failure(test::run_switchyard({"eval", "--endpoint", "ftp://example.org", "--tasks", suite}), "is not an http:// or https:// URL");

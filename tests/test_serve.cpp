@@ -50,6 +50,23 @@ TEST(ServeApi, ChatRequest) {
     EXPECT_EQ(plain_transcript(r.input.messages), "System: Be brief.\nUser: Hi there\nAssistant:");
 }
 
+// tools, tool_choice and response_format reach the backend as the chat template takes them.
+TEST(ServeApi, ChatToolsAndResponseFormat) {
+    const auto r = parse_ok(chat, R"({"messages":[{"role":"user","content":"Weather?"},{"role":"assistant","content":null,
+        "tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"sunny"}],
+        "tools":[{"type":"function","function":{"name":"get_weather"}}],"tool_choice":"required",
+        "response_format":{"type":"json_schema","json_schema":{"name":"w","schema":{"type":"object"}}}})");
+    const auto & c = r.input.chat_request;
+    EXPECT_EQ(c.messages[1]["tool_calls"][0]["function"]["name"], "get_weather");  // as sent, for the template
+    EXPECT_EQ(c.messages[2]["tool_call_id"], "c1");
+    EXPECT_EQ(c.tools[0]["function"]["name"], "get_weather");
+    EXPECT_EQ(c.tool_choice, "required");
+    EXPECT_EQ(c.json_schema, nlohmann::json::parse(R"({"type":"object"})"));
+    EXPECT_EQ(parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})").input.chat_request.json_schema,
+              nlohmann::json::object());
+    EXPECT_TRUE(parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"text"}})").input.chat_request.json_schema.is_null());
+}
+
 TEST(ServeApi, CompletionPromptForms) {
     const auto text = parse_ok(completion, R"({"prompt":"Once upon"})");
     EXPECT_EQ(text.input.prompt, "Once upon");
@@ -86,7 +103,14 @@ TEST(ServeApi, BadRequestsNameTheField) {
                            Case{completion, R"({"prompt":"x","max_tokens":0})", "max_tokens"},
                            Case{completion, R"({"prompt":[1,-2]})", "prompt"}, Case{completion, R"({"prompt":{}})", "prompt"},
                            Case{completion, R"({"prompt":"x","echo":true,"stream":true})", "echo"},
-                           Case{completion, R"({"prompt":"x","stop":[1]})", "stop"}}) {
+                           Case{completion, R"({"prompt":"x","stop":[1]})", "stop"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":{}})", "tools"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"code"}]})", "tools[0].type"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]})", "tools[0].function.name"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"always"})", "tool_choice"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"required"})", "tool_choice"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}})", "response_format.type"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}})", "response_format.json_schema"}}) {
         const ApiError e = parse_bad(c.kind, c.body);
         EXPECT_EQ(e.status, 400) << c.body;
         EXPECT_EQ(e.param, c.param) << c.body << ": " << e.message;

@@ -26,22 +26,9 @@ using nlohmann::json;
 
 namespace {
 
-// A loopback port nothing listens on: bound, then closed again.
-int closed_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 std::string portfolio_yaml(const std::string & main_model, const std::string & extra_models = "", const std::string & extra_routes = "") {
     // One dead endpoint for the whole run: a pushed portfolio may only call origins serve started with.
-    static const int dead_port = closed_port();
+    static const int dead_port = test::free_port();
     return "version: 1\nmodels:\n"
            "  - {name: stories, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1, cost_per_1k_tokens: 0.5}\n"
            "  - {name: baby, path: " + test::model_path("babyllama-0.9M-f32.gguf").string() + ", context: 256, parallel: 2, threads: 1}\n"

@@ -1,17 +1,22 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include <csignal>
 #include <regex>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -135,5 +140,72 @@ ServerProcess::~ServerProcess() {
 }
 
 std::string ServerProcess::log() const { return read_file(scratch_.file("stderr")); }
+
+std::filesystem::path llama_server_binary() { return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "llama-server"; }
+
+int free_port() {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr *>(&address), sizeof address) != 0 ||
+        ::getsockname(s, reinterpret_cast<sockaddr *>(&address), &length) != 0) {
+        throw std::runtime_error("cannot find a free loopback port");
+    }
+    ::close(s);
+    return ntohs(address.sin_port);
+}
+
+LlamaServer::LlamaServer(const std::filesystem::path & model, const std::string & alias, const std::filesystem::path & log) : port_(free_port()) {
+    // One thread: tests share few cores, and ggml's threads wait for each other by spinning.
+    std::vector<std::string> args = {llama_server_binary().string(), "-m", model.string(), "--host", "127.0.0.1", "--port", std::to_string(port_),
+                                     "-a", alias, "-np", "4", "-c", "2048", "-t", "1", "--no-webui"};
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+        ::setpgid(0, 0);
+        const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        std::vector<char *> argv;
+        for (auto & a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    ::setpgid(pid_, pid_);  // also here: the group exists before either side goes on
+    httplib::Client client("127.0.0.1", port_);
+    client.set_connection_timeout(1);
+    // Loading takes well under a second; the limit only keeps a broken server from hanging the test.
+    for (int attempt = 0; attempt < 600; ++attempt) {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            throw std::runtime_error("llama-server exited while starting:\n" + read_file(log));
+        }
+        if (const auto r = client.Get("/health"); r && r->status == 200) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    stop();
+    throw std::runtime_error("llama-server did not become healthy:\n" + read_file(log));
+}
+
+LlamaServer::~LlamaServer() { stop(); }
+
+void LlamaServer::stop() {
+    if (pid_ <= 0) return;
+    ::kill(-pid_, SIGTERM);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+            pid_ = -1;
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(-pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+}
 
 }  // namespace switchyard::test

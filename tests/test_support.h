@@ -59,4 +59,30 @@ private:
     int port_ = 0;
 };
 
+// A loopback port nothing listens on: the kernel picks a free one for a socket bound to port 0.
+int free_port();
+
+// llama.cpp's own llama-server, built from the engine's source by the reference_tools target.
+std::filesystem::path llama_server_binary();
+
+// llama-server serving a model on loopback (as `alias`, 4 slots of 512 tokens, one thread), in its
+// own process group so that stopping it leaves nothing behind; stopped when the object goes.
+// Throws std::runtime_error with its log when it exits or does not become healthy.
+class LlamaServer {
+public:
+    LlamaServer(const std::filesystem::path & model, const std::string & alias, const std::filesystem::path & log);
+    ~LlamaServer();
+    LlamaServer(const LlamaServer &) = delete;
+    LlamaServer & operator=(const LlamaServer &) = delete;
+
+    int port() const { return port_; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+private:
+    void stop();
+
+    int port_;
+    int pid_ = -1;
+};
+
 }  // namespace switchyard::test

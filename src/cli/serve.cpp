@@ -23,6 +23,7 @@ struct ServeOptions {
     int context = 2048;
     int parallel = 4;
     int threads = 0;
+    bool normalize = false;
     // Flags given on the command line override the portfolio's `server:` settings.
     std::optional<std::string> host, admin_token_env, api_keys_env;
     std::optional<int> port, max_tokens, queue_length, max_streams, request_timeout_ms, cooldown_s;
@@ -36,7 +37,8 @@ void run_serve(const ServeOptions & o) {
     } else {
         if (!std::filesystem::exists(o.model)) throw Error(o.model.string() + ": no such file");
         const std::string name = o.model.stem().string();
-        p.models.push_back({.name = name, .path = std::filesystem::absolute(o.model), .context = o.context, .parallel = o.parallel, .threads = o.threads});
+        p.models.push_back({.name = name, .path = std::filesystem::absolute(o.model), .context = o.context, .parallel = o.parallel, .threads = o.threads,
+                             .normalize = o.normalize});
         p.routes.push_back({.name = name, .model = name});
         p.default_route = name;
     }
@@ -95,6 +97,7 @@ void add_serve(CLI::App & app) {
     cmd->add_option("-c,--ctx", o->context, "With -m: tokens per request")->capture_default_str();
     cmd->add_option("--parallel", o->parallel, "With -m: requests decoded side by side")->capture_default_str();
     cmd->add_option("-t,--threads", o->threads, "With -m: CPU threads (0: all)");
+    cmd->add_flag("--normalize", o->normalize, "With -m: collapse whitespace and drop characters the vocabulary cannot encode, in every prompt");
     cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1)");
     cmd->add_option("--port", o->port, "Port to listen on; 0 picks a free one (default 8080)");
     cmd->add_option("--admin-token-env", o->admin_token_env, "Environment variable holding the admin API's bearer token (default SWITCHYARD_ADMIN_TOKEN)");

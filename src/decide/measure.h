@@ -43,11 +43,12 @@ public:
     CostScore cost(const Candidate & candidate);
 
     int context_for(const Candidate & candidate) const;
+    // The threads latency is measured with: the deployment's, else the run's (0: all).
+    int speed_threads() const;
 
 private:
     CostScore remote_cost(const Candidate & candidate);
     std::string machine_key() const;
-    int speed_threads() const;
 
     const Plan & plan_;
     eval::ResultsStore store_;

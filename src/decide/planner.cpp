@@ -315,9 +315,12 @@ private:
                 m.api_key_env = it->served.api_key_env;
             } else {
                 m.path = std::filesystem::absolute(it->path);
+                // serve runs the model as it was measured: prompts normalized when the plan's were.
+                m.normalize = plan_.normalize;
             }
+            // The context the capability rule judged; the threads its latency was measured with.
             m.context = std::max(it->context_length, 16);
-            m.threads = plan_.policy.deployment.threads;
+            m.threads = measure_.speed_threads();
             if (it->cost) m.cost_per_1k_tokens = it->cost->cost_per_1k_tokens;
             m.note = std::string(to_string(it->kind)) + ": " + it->description;
             p.models.push_back(m);

@@ -167,7 +167,12 @@ ContinuousBatcher::~ContinuousBatcher() {
 
 const EngineModel & ContinuousBatcher::model() const { return state_->engine.model(); }
 const std::string & ContinuousBatcher::chat_template() const { return state_->engine.chat_template(); }
-std::vector<Token> ContinuousBatcher::tokenize(std::string_view text, bool add_special) const { return state_->engine.tokenize(text, add_special); }
+const ChatTemplate * ContinuousBatcher::chat() const { return state_->engine.chat(); }
+const std::string & ContinuousBatcher::chat_error() const { return state_->engine.chat_error(); }
+void ContinuousBatcher::check_grammar(const Grammar & grammar) const { state_->engine.check_grammar(grammar); }
+std::vector<Token> ContinuousBatcher::tokenize(std::string_view text, bool add_special, bool parse_special) const {
+    return state_->engine.tokenize(text, add_special, parse_special);
+}
 std::string ContinuousBatcher::detokenize(std::span<const Token> tokens) const { return state_->engine.detokenize(tokens); }
 std::string ContinuousBatcher::token_text(Token token) const { return state_->engine.token_text(token); }
 
@@ -175,7 +180,7 @@ std::shared_ptr<ContinuousBatcher::Ticket> ContinuousBatcher::submit(GenerateReq
     State::Queued q{std::make_shared<Ticket>(), std::move(request), {}, {}, std::move(callbacks)};
     // Tokenized here, on the caller's thread, to keep the decode thread decoding.
     try {
-        q.prompt = state_->slots.prompt_tokens(q.request.prompt);
+        q.prompt = state_->slots.prompt_tokens(q.request.prompt, q.request.parse_special);
     } catch (const Error & e) {
         q.error = e.what();
     }

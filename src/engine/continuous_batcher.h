@@ -35,7 +35,11 @@ public:
     const EngineModel & model() const;
     // The GGUF's chat template (tokenizer.chat_template); empty when the model has none.
     const std::string & chat_template() const;
-    std::vector<Token> tokenize(std::string_view text, bool add_special) const;
+    // That template, ready to render chats (LlamaEngine::chat); nullptr when there is none.
+    const ChatTemplate * chat() const;
+    const std::string & chat_error() const;  // why chat() is nullptr for a model with a template
+    void check_grammar(const Grammar & grammar) const;  // LlamaEngine::check_grammar
+    std::vector<Token> tokenize(std::string_view text, bool add_special, bool parse_special = false) const;
     std::string detokenize(std::span<const Token> tokens) const;
     std::string token_text(Token token) const;
 

@@ -65,14 +65,29 @@ struct SamplingParams {
     std::uint32_t seed = 0xFFFFFFFF;  // 0xFFFFFFFF picks a random seed
 };
 
+// A grammar that constrains sampling (GBNF, root rule "root"). A lazy one applies from the first
+// trigger on (a tool call's opening), so the model may answer in text instead.
+struct Grammar {
+    std::string gbnf;  // empty: none
+    bool lazy = false;
+    std::vector<std::string> trigger_patterns;  // regular expressions over the generated text
+    std::vector<Token> trigger_tokens;
+    // Text the prompt already ends with that the grammar's first rule expects (a template's
+    // opening of the assistant's turn): fed to a non-lazy grammar before sampling, as llama-server does.
+    std::string prefill;
+};
+
 struct GenerateRequest {
     std::string prompt;  // tokenized with the model's BOS rules
+    // The prompt holds control tokens as text (a rendered chat template): tokenize them as such.
+    bool parse_special = false;
     int max_tokens = 128;
     SamplingParams sampling;
     std::vector<std::string> stop;  // generation ends before the first occurrence of any of these
     // -1: no log-probabilities; 0: each generated token's own; k > 0: also its k best alternatives.
     // For cascades (mean token log-probability) and shadow comparison (KLD between two models).
     int logprobs = -1;
+    Grammar grammar;  // in-process engines only
 };
 
 enum class FinishReason {

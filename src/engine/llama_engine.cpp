@@ -12,6 +12,7 @@
 #include <llama.h>
 
 #include <algorithm>
+#include <cctype>
 #include <numeric>
 #include <optional>
 #include <thread>
@@ -50,8 +51,42 @@ std::string engine_detail(const char * fallback) {
 }
 
 
-llama_sampler_ptr make_sampler(const SamplingParams & p) {
+// The grammar, when there is one, goes first: the other samplers then choose among the tokens it allows.
+llama_sampler_ptr make_sampler(const SamplingParams & p, const llama_vocab * vocab, const Grammar & grammar) {
     llama_sampler_ptr chain(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+    if (!grammar.gbnf.empty()) {
+        llama_sampler * g = nullptr;
+        if (grammar.lazy) {
+            std::vector<const char *> patterns;
+            for (const auto & t : grammar.trigger_patterns) patterns.push_back(t.c_str());
+            g = llama_sampler_init_grammar_lazy_patterns(vocab, grammar.gbnf.c_str(), "root", patterns.data(), patterns.size(),
+                                                         grammar.trigger_tokens.data(), grammar.trigger_tokens.size());
+        } else {
+            g = llama_sampler_init_grammar(vocab, grammar.gbnf.c_str(), "root");
+        }
+        if (g == nullptr) throw Error("llama.cpp cannot parse the grammar for this request: " + engine_detail("no detail"));
+        llama_sampler_chain_add(chain.get(), g);
+        if (!grammar.prefill.empty()) {
+            std::vector<Token> tokens(grammar.prefill.size() + 4);
+            const int n = llama_tokenize(vocab, grammar.prefill.data(), static_cast<int32_t>(grammar.prefill.size()), tokens.data(),
+                                         static_cast<int32_t>(tokens.size()), false, true);
+            tokens.resize(static_cast<std::size_t>(std::max(n, 0)));
+            try {
+                for (std::size_t i = 0; i < tokens.size(); ++i) {
+                    // A tokenizer may put a space before the first special token: not part of the text.
+                    if (i == 0) {
+                        char piece[64] = {};
+                        const bool space = llama_token_to_piece(vocab, tokens[0], piece, sizeof piece, 0, true) > 0 &&
+                                           std::isspace(static_cast<unsigned char>(piece[0]));
+                        if (space && !std::isspace(static_cast<unsigned char>(grammar.prefill[0]))) continue;
+                    }
+                    llama_sampler_accept(g, tokens[i]);
+                }
+            } catch (const std::exception & e) {
+                throw Error(std::string("the grammar for this request rejects the template's opening of the answer: ") + e.what());
+            }
+        }
+    }
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
         return chain;
@@ -138,23 +173,37 @@ LlamaEngine::~LlamaEngine() {
     llama_model_free(model_);
 }
 
-std::vector<Token> LlamaEngine::tokenize_or_throw(std::string_view text, bool add_special) const {
+void LlamaEngine::check_grammar(const Grammar & grammar) const { make_sampler({.temperature = 0}, vocab_, grammar); }
+
+const ChatTemplate * LlamaEngine::chat() const {
+    // Parsed on first use: scoring and quantizing never need it.
+    std::call_once(chat_once_, [this] {
+        try {
+            chat_ = ChatTemplate::for_model(model_);
+        } catch (const Error & e) {
+            chat_error_ = e.what();
+        }
+    });
+    return chat_.get();
+}
+
+std::vector<Token> LlamaEngine::tokenize_or_throw(std::string_view text, bool add_special, bool parse_special) const {
     std::vector<Token> tokens(text.size() + 4);
     int n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
-                           static_cast<int32_t>(tokens.size()), add_special, false);
+                           static_cast<int32_t>(tokens.size()), add_special, parse_special);
     if (n < 0) {
         if (n == INT32_MIN) throw Error("text is too long to tokenize");
         tokens.resize(static_cast<std::size_t>(-n));
         n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
-                           static_cast<int32_t>(tokens.size()), add_special, false);
+                           static_cast<int32_t>(tokens.size()), add_special, parse_special);
     }
     tokens.resize(static_cast<std::size_t>(std::max(n, 0)));
     return tokens;
 }
 
-std::vector<Token> LlamaEngine::tokenize(std::string_view text, bool add_special) const {
+std::vector<Token> LlamaEngine::tokenize(std::string_view text, bool add_special, bool parse_special) const {
     try {
-        return tokenize_or_throw(text, add_special);
+        return tokenize_or_throw(text, add_special, parse_special);
     } catch (const Error &) {
         throw;
     } catch (const std::exception & e) {
@@ -163,7 +212,7 @@ std::vector<Token> LlamaEngine::tokenize(std::string_view text, bool add_special
         for (std::size_t i = 0; i < text.size(); i += utf8::sequence_length(text, i)) {
             const std::string_view one = text.substr(i, utf8::sequence_length(text, i));
             try {
-                tokenize_or_throw(one, false);
+                tokenize_or_throw(one, false, false);
             } catch (const std::exception &) {
                 throw UnencodableText("the model's vocabulary cannot encode " + utf8::describe(utf8::decode_at(text, i)) +
                             " at byte " + std::to_string(i) + " of the text (it has no such token and no byte fallback)");
@@ -405,8 +454,8 @@ void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const O
     decode_sequences(sequences, all_seq_ids_, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
 }
 
-std::vector<Token> LlamaEngine::generation_prompt(std::string_view prompt) const {
-    std::vector<Token> tokens = tokenize(prompt, true);
+std::vector<Token> LlamaEngine::generation_prompt(std::string_view prompt, bool parse_special) const {
+    std::vector<Token> tokens = tokenize(prompt, true, parse_special);
     if (tokens.empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
     if (tokens.size() >= static_cast<std::size_t>(info_.context_length)) {
         throw Error("generate: the prompt has " + std::to_string(tokens.size()) + " tokens, which leaves no room in the context of " +
@@ -419,7 +468,7 @@ std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateReques
     Slots slots(*this);
     std::vector<std::vector<Token>> prompts;
     prompts.reserve(requests.size());
-    for (const auto & r : requests) prompts.push_back(slots.prompt_tokens(r.prompt));
+    for (const auto & r : requests) prompts.push_back(slots.prompt_tokens(r.prompt, r.parse_special));
 
     std::vector<GenerateResult> results(requests.size());
     for (std::size_t next = 0; next < requests.size() || slots.active() > 0;) {
@@ -461,12 +510,22 @@ void LlamaEngine::Slots::admit(Job job) {
     if (it == slots_.end()) throw std::logic_error("Slots::admit: no free slot");
     // The sequence may hold a finished request's cells, or a score's.
     llama_memory_seq_rm(llama_get_memory(engine_.ctx_), static_cast<llama_seq_id>(it - slots_.begin()), -1, -1);
+    llama_sampler_ptr sampler;
+    try {
+        sampler = make_sampler(job.request.sampling, engine_.vocab_, job.request.grammar);
+    } catch (const Error & e) {
+        GenerateResult result;
+        result.prompt_tokens = static_cast<int>(job.prompt.size());
+        result.finish = FinishReason::cancelled;
+        if (job.on_done) job.on_done(result, e.what());
+        return;
+    }
     Slot & slot = *it;
     slot.result = {};
     slot.result.prompt_tokens = static_cast<int>(job.prompt.size());
     slot.prompt_fed = 0;
     slot.n_past = 0;
-    slot.sampler = make_sampler(job.request.sampling);
+    slot.sampler = std::move(sampler);
     slot.text.emplace(job.request.stop);
     slot.job = std::move(job);
     slot.active = true;

@@ -1,12 +1,14 @@
 // LlamaEngine: the Engine over llama.cpp's C API, in process. Not thread-safe: one caller at a time.
 #pragma once
 
+#include "engine/chat_template.h"
 #include "engine/engine.h"
 
 #include <ggml-backend.h>
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,7 +47,17 @@ public:
     const EngineModel & model() const override { return info_; }
     // The GGUF's chat template (tokenizer.chat_template); empty when the model has none.
     const std::string & chat_template() const { return chat_template_; }
-    std::vector<Token> tokenize(std::string_view text, bool add_special) const override;
+    // That template, ready to render chats; nullptr when the model has none, when llama.cpp cannot
+    // parse it (chat_error() says why), or, without llama.cpp's common library, when
+    // llama_chat_apply_template does not know it. Thread-safe.
+    const ChatTemplate * chat() const;
+    const std::string & chat_error() const { return chat_error_; }
+    std::vector<Token> tokenize(std::string_view text, bool add_special) const override { return tokenize(text, add_special, false); }
+    // Throws Error when llama.cpp cannot build a sampler with `grammar` (it does not parse, or
+    // rejects its prefill as this vocabulary tokenizes it). Thread-safe.
+    void check_grammar(const Grammar & grammar) const;
+    // `parse_special`: control tokens written as text (`<|im_start|>`) become those tokens.
+    std::vector<Token> tokenize(std::string_view text, bool add_special, bool parse_special) const;
     std::string detokenize(std::span<const Token> tokens) const override;
     std::string token_text(Token token) const override;
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
@@ -79,10 +91,10 @@ private:
                           const OnLogits & on_logits);
     std::vector<ScoreResult> score_in(std::span<const ScoreRequest> requests, int top_k, std::span<const int> seq_ids);
     // The prompt's tokens; throws Error when it is empty or leaves no room to generate.
-    std::vector<Token> generation_prompt(std::string_view prompt) const;
+    std::vector<Token> generation_prompt(std::string_view prompt, bool parse_special) const;
     void check_sequence(std::span<const Token> tokens, const char * what) const;
 
-    std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special) const;
+    std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special, bool parse_special) const;
     void decode(Batch & batch);
     void check_tokens(std::span<const Token> tokens, const char * what) const;
     void attach_threadpool(int threads);
@@ -98,6 +110,9 @@ private:
     std::unique_ptr<Batch> batch_;
     EngineModel info_;
     std::string chat_template_;
+    mutable std::once_flag chat_once_;
+    mutable std::unique_ptr<ChatTemplate> chat_;
+    mutable std::string chat_error_;
     int parallel_ = 1;
     std::vector<int> all_seq_ids_;  // 0..parallel-1
     std::uint64_t tokens_decoded_ = 0;

@@ -37,13 +37,14 @@ public:
 
     // Tokenizes a prompt with the model's BOS rules; throws Error when it is empty or leaves no
     // room in a sequence's context to generate.
-    std::vector<Token> prompt_tokens(std::string_view prompt) const { return engine_.generation_prompt(prompt); }
+    std::vector<Token> prompt_tokens(std::string_view prompt, bool parse_special) const { return engine_.generation_prompt(prompt, parse_special); }
 
     int size() const;
     int active() const { return active_; }
     int free() const { return size() - active_; }
 
-    // Puts a job in a free slot (there must be one). One asking for no tokens finishes at once.
+    // Puts a job in a free slot (there must be one). One asking for no tokens finishes at once; one
+    // whose grammar llama.cpp rejects finishes at once with that error.
     void admit(Job job);
 
     // One llama_decode: every generating slot's next token first, then prompt tokens while the

@@ -8,6 +8,10 @@
 namespace switchyard::engine {
 
 std::string normalize_for_vocabulary(const Engine & engine, std::string_view text, NormalizeStats * stats) {
+    return normalize_for_vocabulary([&engine](std::string_view t) { return engine.tokenize(t, false); }, text, stats);
+}
+
+std::string normalize_for_vocabulary(const TokenizeText & tokenize, std::string_view text, NormalizeStats * stats) {
     std::unordered_map<char32_t, bool> encodable;  // one tokenizer call per distinct character
     std::string out;
     out.reserve(text.size());
@@ -24,7 +28,7 @@ std::string normalize_for_vocabulary(const Engine & engine, std::string_view tex
         auto [it, fresh] = encodable.try_emplace(cp, true);
         if (fresh) {
             try {
-                engine.tokenize(ch, false);
+                tokenize(ch);
             } catch (const UnencodableText &) {
                 it->second = false;
             }

@@ -3,6 +3,7 @@
 
 #include "engine/engine.h"
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -15,5 +16,10 @@ struct NormalizeStats {
 // Collapses every run of whitespace (newlines included) into one space and drops characters the
 // engine's vocabulary cannot encode. Only for models that need it: a user asks with --normalize.
 std::string normalize_for_vocabulary(const Engine & engine, std::string_view text, NormalizeStats * stats = nullptr);
+
+// The same, for a vocabulary reached through `tokenize` (text, no BOS), which throws
+// UnencodableText for a character it cannot encode: what serve's batcher offers.
+using TokenizeText = std::function<std::vector<Token>(std::string_view text)>;
+std::string normalize_for_vocabulary(const TokenizeText & tokenize, std::string_view text, NormalizeStats * stats = nullptr);
 
 }  // namespace switchyard::engine

@@ -32,7 +32,7 @@ void check_url(const YamlMap & y, const std::string & key, const std::string & u
 
 PortfolioModel read_model(const YamlMap & y) {
     y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads", "gpu_layers",
-                      "cost_per_1k_tokens", "note", "replicas", "health"});
+                      "normalize", "cost_per_1k_tokens", "note", "replicas", "health"});
     PortfolioModel m;
     m.name = y.string("name");
     for (const auto & r : y.maps("replicas")) {
@@ -65,6 +65,7 @@ PortfolioModel read_model(const YamlMap & y) {
     m.parallel = static_cast<int>(y.integer("parallel", m.parallel));
     m.threads = static_cast<int>(y.integer("threads", m.threads));
     m.gpu_layers = static_cast<int>(y.integer("gpu_layers", m.gpu_layers));
+    m.normalize = y.boolean("normalize", false);
     m.cost_per_1k_tokens = y.number("cost_per_1k_tokens", 0);
     m.note = y.string("note", "");
     if (m.context < 16) y.fail("context", "must be at least 16 tokens");
@@ -269,6 +270,7 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         out << YAML::Key << "context" << YAML::Value << m.context << YAML::Key << "parallel" << YAML::Value << m.parallel;
         if (m.threads) out << YAML::Key << "threads" << YAML::Value << m.threads;
         if (m.gpu_layers) out << YAML::Key << "gpu_layers" << YAML::Value << m.gpu_layers;
+        if (m.normalize) out << YAML::Key << "normalize" << YAML::Value << true;
         if (m.cost_per_1k_tokens > 0) out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << m.cost_per_1k_tokens;
         if (!m.note.empty()) out << YAML::Key << "note" << YAML::Value << m.note;
         out << YAML::EndMap;

@@ -42,6 +42,9 @@ struct PortfolioModel {
     int parallel = 4;             // concurrent sequences (in process)
     int threads = 0;              // 0: the engine's default
     int gpu_layers = 0;
+    // Prompts made encodable for a small vocabulary (whitespace runs become one space, characters
+    // it lacks are dropped), as `plan` / `eval --normalize` measured the model (in process).
+    bool normalize = false;
     double cost_per_1k_tokens = 0;  // estimate, from `plan`'s measurements; drives the cost metric
     std::string note;               // why it is here ("compress -> Q8_0: drop 1.2% ...")
     std::vector<Replica> replicas;  // balanced by least outstanding requests per weight

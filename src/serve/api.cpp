@@ -119,6 +119,51 @@ std::vector<Message> parse_messages(const json & body) {
     return messages;
 }
 
+// `tools`, `tool_choice` and `response_format`: checked for shape here; whether the model can
+// honour them is the backend's to say (a chat template without tools answers 400 there).
+engine::ChatRequest parse_chat_request(const json & body) {
+    engine::ChatRequest chat;
+    chat.messages = body.at("messages");
+    if (const json * tools = field(body, "tools")) {
+        if (!tools->is_array()) wrong("tools", "a list of tools");
+        for (std::size_t i = 0; i < tools->size(); ++i) {
+            const json & t = (*tools)[i];
+            const std::string name = "tools[" + std::to_string(i) + "]";
+            if (!t.is_object() || opt_string(t, "type") != "function") wrong(name + ".type", "\"function\"");
+            const json * f = field(t, "function");
+            if (f == nullptr || !f->is_object()) wrong(name + ".function", "an object");
+            if (!opt_string(*f, "name")) throw bad_request("'" + name + ".function.name' is required", name + ".function.name");
+        }
+        chat.tools = *tools;
+    }
+    if (const json * choice = field(body, "tool_choice")) {
+        if (choice->is_object()) {
+            throw bad_request("'tool_choice' naming one function is not supported; use \"auto\", \"none\" or \"required\"", "tool_choice");
+        }
+        if (!choice->is_string() || (*choice != "auto" && *choice != "none" && *choice != "required")) {
+            wrong("tool_choice", "\"auto\", \"none\" or \"required\"");
+        }
+        chat.tool_choice = choice->get<std::string>();
+        if (chat.tool_choice == "required" && chat.tools.empty()) throw bad_request("'tool_choice' \"required\" needs 'tools'", "tool_choice");
+    }
+    if (const json * format = field(body, "response_format")) {
+        if (!format->is_object()) wrong("response_format", "an object");
+        const std::string type = opt_string(*format, "type").value_or("");
+        if (type == "json_object") {
+            chat.json_schema = json::object();
+        } else if (type == "json_schema") {
+            const json * spec = field(*format, "json_schema");
+            if (spec == nullptr || !spec->is_object()) wrong("response_format.json_schema", "an object");
+            const json * schema = field(*spec, "schema");
+            if (schema != nullptr && !schema->is_object()) wrong("response_format.json_schema.schema", "an object");
+            chat.json_schema = schema != nullptr ? *schema : json::object();
+        } else if (type != "text") {
+            wrong("response_format.type", "\"text\", \"json_object\" or \"json_schema\"");
+        }
+    }
+    return chat;
+}
+
 void parse_prompt(const json & body, GenerationInput & input) {
     const json * v = field(body, "prompt");
     if (v == nullptr) throw bad_request("'prompt' is required", "prompt");
@@ -214,6 +259,7 @@ ApiRequest parse(ApiRequest::Kind kind, std::string_view text, const Limits & li
     if (const auto n = opt_integer(body, "n", 1, 1); n && *n != 1) wrong("n", "1");
     if (in.chat) {
         in.messages = parse_messages(body);
+        in.chat_request = parse_chat_request(body);
     } else {
         parse_prompt(body, in);
         r.echo = opt_bool(body, "echo").value_or(false);

@@ -2,6 +2,7 @@
 // (no I/O, no model), so the parser can be unit-tested and fuzzed on its own.
 #pragma once
 
+#include "engine/chat_template.h"
 #include "engine/engine.h"
 
 #include <nlohmann/json.hpp>
@@ -44,6 +45,9 @@ struct GenerationInput {
     engine::SamplingParams sampling;
     std::vector<std::string> stop;
     int logprobs = -1;  // as engine::GenerateRequest::logprobs
+    // Chat: the messages as sent (tool calls and their ids included), `tools`, `tool_choice` and
+    // `response_format`'s schema, for in-process models' chat templates.
+    engine::ChatRequest chat_request;
 
     // The text routing rules look at: the prompt, or the messages' contents joined by newlines.
     std::string routing_text() const;

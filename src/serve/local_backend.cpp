@@ -1,33 +1,11 @@
 #include "serve/local_backend.h"
 
+#include "engine/normalize.h"
 #include "support/error.h"
 
-#include <llama.h>
 #include <spdlog/spdlog.h>
 
 namespace switchyard::serve {
-
-namespace {
-
-// llama.cpp's built-in template formats; a negative size means it does not know the template.
-int apply_template(const std::string & tmpl, const std::vector<Message> & messages, std::string & out) {
-    std::vector<llama_chat_message> chat;
-    std::size_t chars = 0;
-    for (const Message & m : messages) {
-        chat.push_back({m.role.c_str(), m.content.c_str()});
-        chars += m.role.size() + m.content.size();
-    }
-    out.resize(2 * chars + 256);
-    int n = llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(), true, out.data(), static_cast<std::int32_t>(out.size()));
-    if (n > static_cast<int>(out.size())) {
-        out.resize(static_cast<std::size_t>(n));
-        n = llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(), true, out.data(), static_cast<std::int32_t>(out.size()));
-    }
-    out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
-    return n;
-}
-
-}  // namespace
 
 LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     engine::ContinuousBatcher::Options options;
@@ -38,37 +16,92 @@ LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     options.engine.gpu_layers = entry.gpu_layers;
     options.max_queue = max_queue;
     batcher_ = std::make_shared<engine::ContinuousBatcher>(options);
-    if (const std::string & tmpl = batcher_->chat_template(); !tmpl.empty()) {
-        std::string probe;
-        use_template_ = apply_template(tmpl, {{"user", "hi"}}, probe) >= 0;
-        if (!use_template_) spdlog::warn("{}: llama.cpp does not know this model's chat template; chat uses the plain transcript", entry.name);
+    normalize_ = entry.normalize;
+    if (!batcher_->chat_template().empty()) {
+        if (batcher_->chat() == nullptr) {
+            spdlog::warn("{}: {}; chat uses the plain transcript", entry.name,
+                         batcher_->chat_error().empty() ? "llama.cpp does not know this model's chat template" : batcher_->chat_error());
+        } else if (std::string_view(engine::ChatTemplate::renderer()) != "jinja") {
+            spdlog::info("{}: chat template applied by llama_chat_apply_template (this build has no llama.cpp common library: "
+                         "llama.cpp's built-in formats only, no tools, no response_format)", entry.name);
+        }
     }
 }
 
-std::string LocalBackend::render_prompt(const GenerationInput & input) const {
-    if (!input.chat) return input.prompt_tokens.empty() ? input.prompt : batcher_->detokenize(input.prompt_tokens);
-    if (!use_template_) return plain_transcript(input.messages);
-    std::string out;
-    apply_template(batcher_->chat_template(), input.messages, out);
-    return out;
+engine::GenerateRequest LocalBackend::prepare(const GenerationInput & input) const {
+    engine::GenerateRequest request;
+    request.max_tokens = input.max_tokens;
+    request.sampling = input.sampling;
+    request.stop = input.stop;
+    request.logprobs = input.logprobs;
+    const auto normalized = [this](std::string_view text) {
+        return engine::normalize_for_vocabulary([this](std::string_view t) { return batcher_->tokenize(t, false); }, text);
+    };
+    if (!input.chat) {
+        request.prompt = input.prompt_tokens.empty() ? input.prompt : batcher_->detokenize(input.prompt_tokens);
+        if (normalize_ && input.prompt_tokens.empty()) request.prompt = normalized(request.prompt);
+        return request;
+    }
+    const engine::ChatTemplate * chat = batcher_->chat();
+    if (chat == nullptr) {
+        const engine::ChatRequest & c = input.chat_request;
+        if (c.tools.is_array() && !c.tools.empty()) throw bad_request("this model has no chat template, so it cannot take 'tools'", "tools");
+        if (!c.json_schema.is_null()) throw bad_request("this model has no chat template, so it cannot take 'response_format'", "response_format");
+        request.prompt = plain_transcript(input.messages);
+        if (normalize_) request.prompt = normalized(request.prompt);
+        return request;
+    }
+    engine::ChatRequest chat_request = input.chat_request;
+    if (normalize_) {
+        // The contents only: the template's own text (its control tokens) stays as written.
+        for (auto & m : chat_request.messages) {
+            if (auto c = m.find("content"); c != m.end() && c->is_string()) {
+                *c = normalized(c->get<std::string>());
+            } else if (c != m.end() && c->is_array()) {
+                for (auto & part : *c)
+                    if (auto t = part.find("text"); t != part.end() && t->is_string()) *t = normalized(t->get<std::string>());
+            }
+        }
+    }
+    try {
+        engine::ChatPrompt prompt = chat->apply(chat_request);
+        request.prompt = std::move(prompt.text);
+        request.parse_special = true;
+        request.grammar = std::move(prompt.grammar);
+        request.stop.insert(request.stop.end(), prompt.stop.begin(), prompt.stop.end());
+    } catch (const Error & e) {
+        throw bad_request(e.what(), "messages");
+    }
+    return request;
+}
+
+std::vector<engine::Token> LocalBackend::prompt_tokens(const GenerationInput & input) const {
+    const engine::GenerateRequest request = prepare(input);
+    try {
+        return batcher_->tokenize(request.prompt, true, request.parse_special);
+    } catch (const Error & e) {
+        throw bad_request(e.what(), input.chat ? "messages" : "prompt");
+    }
 }
 
 std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const GenerationInput & input) {
     auto stream = std::make_shared<Stream>();
     engine::GenerateRequest request;
-    request.prompt = render_prompt(input);
-    request.max_tokens = input.max_tokens;
-    request.sampling = input.sampling;
-    request.stop = input.stop;
-    request.logprobs = input.logprobs;
-    // Checked here so an oversized or unencodable prompt is the client's 400, not a backend failure.
+    // Checked here so an oversized or unencodable prompt, or a request the model's template cannot
+    // take, is the client's 400, not a backend failure.
     try {
-        const auto tokens = batcher_->tokenize(request.prompt, true);
+        request = prepare(input);
+        // A grammar llama.cpp cannot use is the request's problem (as llama-server answers 400).
+        if (!request.grammar.gbnf.empty()) batcher_->check_grammar(request.grammar);
+        const auto tokens = batcher_->tokenize(request.prompt, true, request.parse_special);
         if (static_cast<int>(tokens.size()) >= context_length()) {
             stream->fail(Failure::rejected, "the prompt has " + std::to_string(tokens.size()) + " tokens; this model takes at most " +
                                                 std::to_string(context_length() - 1) + " (its context is " + std::to_string(context_length()) + ")");
             return stream;
         }
+    } catch (const ApiError & e) {
+        stream->fail(Failure::rejected, e.message);
+        return stream;
     } catch (const Error & e) {
         stream->fail(Failure::rejected, e.what());
         return stream;

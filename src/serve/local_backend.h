@@ -24,12 +24,17 @@ public:
     int vocab_size() const override;
     int load() const override;
 
-    // The prompt text the model sees: the chat template applied, or the plain transcript.
-    std::string render_prompt(const GenerationInput & input) const;
+    // What the model is asked: the prompt text (the chat template rendered by llama.cpp, or the
+    // plain transcript for a model without one; normalized when the entry says so), how to
+    // tokenize it, and the grammar and stop strings the template adds. Throws ApiError (400) for
+    // what this model cannot do (tools without a template that takes them).
+    engine::GenerateRequest prepare(const GenerationInput & input) const;
+    // prepare()'s prompt as tokens, BOS included: what generation starts from.
+    std::vector<engine::Token> prompt_tokens(const GenerationInput & input) const;
 
 private:
     std::shared_ptr<engine::ContinuousBatcher> batcher_;
-    bool use_template_ = false;  // llama.cpp knows the model's template
+    bool normalize_ = false;
 };
 
 }  // namespace switchyard::serve

@@ -65,7 +65,7 @@ void ShadowWorker::run(const ShadowJob & job) {
         // KLD on the incumbent's own tokens: the candidate scores the incumbent's answer.
         if (auto * local = dynamic_cast<LocalBackend *>(candidate.get()); local != nullptr && !answer.tokens.empty()) {
             try {
-                std::vector<engine::Token> seq = local->tokenize(local->render_prompt(job.input), true);
+                std::vector<engine::Token> seq = local->prompt_tokens(job.input);
                 seq.insert(seq.end(), answer.tokens.begin(), answer.tokens.end());
                 if (static_cast<int>(seq.size()) <= local->context_length()) {
                     const auto scored = local->score_prompt(seq, kTopK);
