@@ -1,6 +1,6 @@
 // Behaviour at the sizes teams run, on models generated at test time with real shapes (never
-// committed): the compact base file, quantization at a real vocabulary size, and the KLD error of the
-// compact base file on the shared models.
+// committed): the compact base file, quantization at a real vocabulary size, the KLD error of the
+// compact base file on the shared models, and the hash cache.
 #include "compress/quantize.h"
 #include "engine/llama_engine.h"
 #include "eval/drift.h"
@@ -8,13 +8,19 @@
 #include "model/model_info.h"
 #include "model/synthetic_model.h"
 #include "stats/divergence.h"
+#include "support/atomic_file.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
+#include "support/sha256.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <fstream>
+#include <thread>
 
 using namespace switchyard;
 
@@ -198,4 +204,59 @@ TEST(Quantize, Q4_K_MAtSmolLMsVocabularyRunsAndKeepsTheShape) {
     const double ppl = nlohmann::json::parse(e.out)["perplexity"].get<double>();
     EXPECT_TRUE(std::isfinite(ppl));
     EXPECT_GT(ppl, 1.0);
+}
+
+TEST(HashCache, ASecondCallReadsNothingUntilTheTimeOrTheFileChanges) {
+    test::ScratchDir dir;
+    const HashCacheOptions cache{.dir = dir.file("hashes"), .min_bytes = 0};
+    const auto file = dir.file("model.bin");
+    test::write_file(file, std::string(1 << 20, 'a'));
+    const std::string first = cached_sha256_file(file, 0, cache);
+    EXPECT_EQ(first, sha256_file(file));
+    EXPECT_EQ(cached_sha256_file(file, 16, cache), sha256_file(file, 16));  // another offset, another entry
+
+    // Rewritten in place with the same size and the same time: the cache cannot tell, and answers
+    // from the entry without reading the file (the trade-off the header documents).
+    const auto when = std::filesystem::last_write_time(file);
+    {
+        std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+        f.write("b", 1);
+    }
+    std::filesystem::last_write_time(file, when);
+    EXPECT_EQ(cached_sha256_file(file, 0, cache), first);
+    // A new modification time: hashed again.
+    std::filesystem::last_write_time(file, when + std::chrono::seconds(1));
+    const std::string second = cached_sha256_file(file, 0, cache);
+    EXPECT_NE(second, first);
+    EXPECT_EQ(second, sha256_file(file));
+    // Replaced by a rename with the old size and time: another inode, hashed again.
+    write_file_atomically(file, std::string(1 << 20, 'c'));
+    std::filesystem::last_write_time(file, when + std::chrono::seconds(1));
+    EXPECT_EQ(cached_sha256_file(file, 0, cache), sha256_file(file));
+
+    // Small files are not worth an entry by default; an unusable cache folder costs only the hashing.
+    test::ScratchDir other;
+    EXPECT_EQ(cached_sha256_file(file, 0, {.dir = other.file("hashes")}), sha256_file(file));
+    EXPECT_FALSE(std::filesystem::exists(other.file("hashes")));
+    test::write_file(other.file("plain"), "x");
+    EXPECT_EQ(cached_sha256_file(file, 0, {.dir = other.file("plain") / "hashes", .min_bytes = 0}), sha256_file(file));
+    EXPECT_THROW(cached_sha256_file(dir.file("missing.bin"), 0, cache), Error);
+}
+
+TEST(HashCache, ProcessesSharingTheCacheAgreeAndLeaveWholeEntries) {
+    test::ScratchDir dir;
+    const auto file = dir.file("model.bin");
+    test::write_file(file, std::string(4 << 20, 'z'));
+    const HashCacheOptions cache{.dir = dir.file("hashes"), .min_bytes = 0};
+    std::vector<std::thread> workers;
+    std::vector<std::string> digests(8);
+    for (std::size_t i = 0; i < digests.size(); ++i) workers.emplace_back([&, i] { digests[i] = cached_sha256_file(file, 0, cache); });
+    for (auto & w : workers) w.join();
+    for (const auto & d : digests) EXPECT_EQ(d, sha256_file(file));
+    std::size_t entries = 0;
+    for (const auto & e : std::filesystem::directory_iterator(cache.dir)) {
+        ++entries;
+        EXPECT_EQ(e.path().extension(), ".txt") << e.path();  // no temporary file left behind
+    }
+    EXPECT_EQ(entries, 1u);
 }

@@ -3,6 +3,7 @@
 #include "eval/speed.h"
 #include "eval/text_chunks.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 
 #include <fmt/format.h>
@@ -70,7 +71,7 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
     if (drift_key_.empty()) {
         json key = {{"base", store_.model_hash(original.path)}, {"chunks", plan_.screen.chunks}, {"skip_chunks", plan_.screen.skip_chunks}, {"context", context},
                     {"normalize", plan_.normalize}, {"top_k", 64}};
-        for (const auto & f : plan_.screen.files) key["files"].push_back(sha256_file(f));
+        for (const auto & f : plan_.screen.files) key["files"].push_back(cached_sha256_file(f));
         drift_key_ = key.dump();
     }
     const auto hash = store_.model_hash(variant.path);

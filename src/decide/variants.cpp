@@ -8,6 +8,7 @@
 #include "model/model_info.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 
 #include <fmt/format.h>
@@ -28,7 +29,7 @@ std::string tensor_data_hash(const std::filesystem::path & model) {
         for (const auto d : t.shape) index += "," + std::to_string(d);
         index += ";";
     }
-    return sha256_bytes(sha256_bytes(index) + sha256_file(model, info.tensor_data_offset));
+    return sha256_bytes(sha256_bytes(index) + cached_sha256_file(model, info.tensor_data_offset));
 }
 
 namespace {
@@ -37,7 +38,7 @@ namespace {
 std::filesystem::path imatrix(const Plan & plan, const VariantBuildOptions & o) {
     const auto & cal = *plan.calibration;
     json key = {{"base", o.base_hash}, {"chunks", cal.chunks}, {"skip_chunks", cal.skip_chunks}, {"context", cal.context}, {"normalize", plan.normalize}};
-    for (const auto & f : cal.files) key["files"].push_back(sha256_file(f));
+    for (const auto & f : cal.files) key["files"].push_back(cached_sha256_file(f));
     const auto path = o.models_dir / (plan.base->name + ".imatrix");
     const auto key_path = path.string() + ".key.json";
     if (std::filesystem::exists(path) && std::filesystem::exists(key_path) && json::parse(read_whole_file(key_path, "calibration key"), nullptr, false) == key) {
@@ -97,7 +98,7 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         const auto name = variant_name(named);
         const auto out = o.models_dir / (plan.base->name + "-" + name + ".gguf");
         const json key = {{"base", o.base_hash}, {"name", name}, {"type", v.type}, {"prune", v.prune_method}, {"sparsity", v.sparsity}, {"pattern", v.pattern},
-                          {"layers_drop", v.layers_drop}, {"mix", v.mix_budget}, {"imatrix", used.empty() ? "" : sha256_file(used)}};
+                          {"layers_drop", v.layers_drop}, {"mix", v.mix_budget}, {"imatrix", used.empty() ? "" : cached_sha256_file(used)}};
         const auto key_path = out.string() + ".key.json";
         if (std::filesystem::exists(out) && std::filesystem::exists(key_path) && json::parse(read_whole_file(key_path, "variant key"), nullptr, false) == key) {
             ++result.reused;
