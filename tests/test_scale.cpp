@@ -1,7 +1,8 @@
 // Behaviour at the sizes teams run, on models generated at test time with real shapes (never
 // committed): the compact base file, quantization at a real vocabulary size, the KLD error of the
-// compact base file on the shared models, and the hash cache.
+// compact base file on the shared models, the hash cache and `plan --dry-run`.
 #include "compress/quantize.h"
+#include "decide/dry_run.h"
 #include "engine/llama_engine.h"
 #include "eval/drift.h"
 #include "eval/text_chunks.h"
@@ -14,6 +15,7 @@
 #include "support/sha256.h"
 #include "test_support.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -259,4 +261,70 @@ TEST(HashCache, ProcessesSharingTheCacheAgreeAndLeaveWholeEntries) {
         EXPECT_EQ(e.path().extension(), ".txt") << e.path();  // no temporary file left behind
     }
     EXPECT_EQ(entries, 1u);
+}
+
+// The estimate is tokens and weights over the sampled rates, stage by stage (constructed numbers).
+TEST(DryRun, EstimatesEachStageFromTheSampledRates) {
+    decide::PlanWork w{.base = "b", .base_parameters = 1'000'000, .context = 100, .calibration_tokens = 2000, .variants = {"Q8_0", "Q4_0"},
+                       .variants_kept = {"Q5_0"}, .screen_tokens = 500, .local_candidates = 5, .remote_candidates = 1,
+                       .suites = {{.name = "s", .items = 10, .score_tokens = 1000, .generate_tokens = 50}}, .speed_prefill_tokens = 300,
+                       .speed_decode_tokens = 100};
+    const decide::WorkRates rates{.forward_tokens_per_s = 1000, .decode_tokens_per_s = 50, .quantize_weights_per_s = 500'000};
+    const auto stages = decide::estimate_stages(w, rates);
+    ASSERT_EQ(stages.size(), 5u);
+    EXPECT_EQ(stages[0].stage, "calibrate");
+    EXPECT_NEAR(stages[0].seconds, 1.15 * 2.0, 1e-9);
+    EXPECT_EQ(stages[1].stage, "variants");
+    EXPECT_NEAR(stages[1].seconds, 2 * 2.0, 1e-9);  // two to build at 2 s each; the kept one costs nothing
+    EXPECT_EQ(stages[2].stage, "screen");
+    EXPECT_NEAR(stages[2].seconds, 4 * 0.5, 1e-9);  // the original and three variants
+    EXPECT_EQ(stages[3].stage, "tasks");
+    EXPECT_NEAR(stages[3].seconds, 5 * (1.0 + 1.0), 1e-9);
+    EXPECT_NE(stages[3].work.find("1 suites × 6 candidates"), std::string::npos) << stages[3].work;
+    EXPECT_NE(stages[3].work.find("1 through endpoints, not estimated"), std::string::npos) << stages[3].work;
+    EXPECT_EQ(stages[4].stage, "speed");
+    EXPECT_NEAR(stages[4].seconds, 5 * (0.3 + 2.0), 1e-9);
+    const std::string page = decide::format_dry_run(w, rates, stages);
+    EXPECT_NE(page.find("total"), std::string::npos);
+    EXPECT_NE(page.find("30 s"), std::string::npos) << page;  // 2.3 + 4 + 2 + 10 + 11.5 = 29.8 s
+}
+
+TEST(DryRun, OnSmolLMsShapeCountsTheWorkAndWritesNothing) {
+    test::ScratchDir dir;
+    smollm(dir);
+    const auto data = test::data_dir() / "data";
+    test::write_file(dir.file("plan.yaml"), fmt::format(R"(base:
+  name: smol
+  path: smollm2-135m.gguf
+variants:
+  - {{type: Q8_0}}
+  - {{type: Q4_K_M}}
+  - {{type: Q4_0, imatrix: false}}
+calibration:
+  files: [{0}/tinystories-valid-head.txt]
+  samples: 8
+  context: 64
+screen:
+  files: [{0}/tinystories-valid-head.txt]
+  chunks: 4
+  context: 64
+tasks:
+  - cloze: {{text: {0}/tinystories-valid-head.txt, items: 20, skip_passages: 1500}}
+    name: story-cloze
+  - spec: blimp:{0}/blimp/anaphor_gender_agreement.jsonl
+speed: {{prompt_tokens: 32, generate_tokens: 8, repeats: 1}}
+)",
+                                                                  data.string()));
+    const auto out = dir.file("out");
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "--dry-run", "-o", out.string(), "-t", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("dry run: nothing is built, measured or written"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("base: smol, 134.5M parameters, chunks of 512 tokens"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("512 tokens through the base"), std::string::npos) << r.out;  // 8 samples of 64
+    EXPECT_NE(r.out.find("3 to build (Q8_0+imatrix, Q4_K_M+imatrix, Q4_0)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("4 models × 256 tokens"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("2 suites × 4 candidates"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("4 candidates × 32 prompt and 8 generated tokens"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("total"), std::string::npos) << r.out;
+    EXPECT_FALSE(std::filesystem::exists(out)) << "a dry run writes nothing";
 }

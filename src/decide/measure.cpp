@@ -85,10 +85,10 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
                                                        .max_chunks = plan_.screen.chunks, .normalize = plan_.normalize});
         if (text.chunks.empty())
             throw Error(fmt::format("{}: screen: the text holds no chunk of {} tokens after skipping {}", plan_.source.string(), context, plan_.screen.skip_chunks));
-        reference_ = eval::record_reference(base, text.chunks, 64);
+        reference_ = eval::record_reference(base, text.chunks, 64, progress_);
     }
     engine::LlamaEngine engine(engine_options(variant, context, threads_));
-    const auto d = eval::measure_drift(*reference_, engine);
+    const auto d = eval::measure_drift(*reference_, engine, progress_);
     const DriftScore score{d.kld.mean, d.kld.p99, d.top1_agreement, d.reference_perplexity > 0 ? d.perplexity / d.reference_perplexity : 0};
     store_.record_measurement(hash, "drift", drift_key_, json(score).dump());
     ++counts_.drift_runs;
