@@ -66,11 +66,12 @@ std::string describe(const VariantSpec & v, bool with_imatrix) {
     return d;
 }
 
-void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out, const std::filesystem::path & imat, int threads, bool progress) {
+void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out, const std::filesystem::path & imat, const VariantBuildOptions & o) {
+    const int threads = o.threads;
     if (!v.mix_budget.empty()) {
         compress::MixOptions m{.input = plan.base->path, .output = out, .budget = v.mix_budget};
         m.data = compress::DriftData{.files = plan.screen.files, .context = plan.screen.context, .chunks = plan.screen.chunks, .skip_chunks = plan.screen.skip_chunks,
-                                     .normalize = plan.normalize, .threads = threads, .progress = progress};
+                                     .normalize = plan.normalize, .threads = threads, .progress = o.progress, .results = o.results};
         if (m.data.files.empty()) throw Error(plan.source.string() + ": variant " + variant_name(v) + ": mix needs text to measure on ('screen' or 'calibration')");
         compress::mix(m);
     } else if (!v.prune_method.empty() || !v.layers_drop.empty()) {
@@ -103,7 +104,7 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         if (std::filesystem::exists(out) && std::filesystem::exists(key_path) && json::parse(read_whole_file(key_path, "variant key"), nullptr, false) == key) {
             ++result.reused;
         } else {
-            build_one(plan, v, out, used, o.threads, o.progress);
+            build_one(plan, v, out, used, o);
             write_file_atomically(key_path, key.dump(2) + "\n");
             ++result.built;
         }

@@ -14,6 +14,26 @@
 
 namespace switchyard::eval {
 
+void to_json(nlohmann::json & j, const Drift & d) {
+    j = {{"kld", d.kld},
+         {"top1_agreement", d.top1_agreement},
+         {"rms_delta_p", d.rms_delta_p},
+         {"perplexity", d.perplexity},
+         {"nll_sum", d.nll_sum},
+         {"reference_perplexity", d.reference_perplexity},
+         {"positions", d.positions}};
+}
+
+void from_json(const nlohmann::json & j, Drift & d) {
+    j.at("kld").get_to(d.kld);
+    j.at("top1_agreement").get_to(d.top1_agreement);
+    j.at("rms_delta_p").get_to(d.rms_delta_p);
+    j.at("perplexity").get_to(d.perplexity);
+    d.nll_sum = j.value("nll_sum", 0.0);
+    j.at("reference_perplexity").get_to(d.reference_perplexity);
+    j.at("positions").get_to(d.positions);
+}
+
 bool scored_position(std::size_t pos, std::size_t length) { return pos >= length / 2 && pos + 1 < length; }
 
 namespace {

@@ -7,10 +7,19 @@
 #include "stats/divergence.h"
 #include "stats/logprobs.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <vector>
+
+namespace switchyard::stats {
+
+// The KLD summary's JSON form (here, so the stats module stays free of JSON).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DivergenceSummary, mean, median, p90, p99, max, n)
+
+}  // namespace switchyard::stats
 
 namespace switchyard::eval {
 
@@ -42,6 +51,11 @@ struct Drift {
     double reference_perplexity = 0.0;
     std::size_t positions = 0;
 };
+
+// Drift's one JSON form: {"kld": {mean, median, p90, p99, max, n}, "top1_agreement", "rms_delta_p",
+// "perplexity", "nll_sum", "reference_perplexity", "positions"}.
+void to_json(nlohmann::json & j, const Drift & d);
+void from_json(const nlohmann::json & j, Drift & d);
 
 // Whether position `pos` of a chunk of `length` tokens is scored: from the middle of each chunk
 // on, as llama-perplexity does, so every scored token has at least half a context before it.
