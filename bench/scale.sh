@@ -91,6 +91,22 @@ decode_rate() {
 
 hwm_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
+# served NAME PARALLEL COMMAND...: starts the server (COMMAND then a free port), measures its decode
+# rate with PARALLEL clients, stops it; sets NAME_tps and NAME_mib (its peak RSS).
+served() {
+  local name=$1 parallel=$2 port pid
+  shift 2
+  port=$(free_port)
+  "$@" "$port" > "$work/$name-server.log" 2>&1 &
+  pid=$!
+  server_pids+=("$pid")
+  wait_ready "http://127.0.0.1:$port" "$pid"
+  printf -v "${name}_tps" '%s' "$(decode_rate "http://127.0.0.1:$port" "$parallel" "$requests")"
+  printf -v "${name}_mib" '%s' "$(hwm_mib "$pid")"
+  kill "$pid"
+  wait "$pid" 2> /dev/null || true
+}
+
 echo "scale ladder: $threads threads, $chunks chunks of $ctx tokens, one run each; ratio = llama.cpp time / switchyard time"
 for rung in "${rungs[@]}"; do
   dir="$work/$rung"
@@ -128,25 +144,9 @@ for rung in "${rungs[@]}"; do
   row "  (recording the base)" "$lb_s" "$sb_s" "$lb_mib" "$sb_mib" "ours also measures the Q4_K_M on the way"
 
   for parallel in 1 4; do
-    port=$(free_port)
-    "$tools/llama-server" -m "$dir/q4km.gguf" -c $((256 * parallel)) -np "$parallel" -t "$threads" --port "$port" > "$work/ls.log" 2>&1 &
-    ls_pid=$!
-    server_pids+=("$ls_pid")
-    wait_ready "http://127.0.0.1:$port" "$ls_pid"
-    theirs_tps=$(decode_rate "http://127.0.0.1:$port" "$parallel" "$requests")
-    theirs_mib=$(hwm_mib "$ls_pid")
-    kill "$ls_pid"
-    wait "$ls_pid" 2> /dev/null || true
+    served theirs "$parallel" "$tools/llama-server" -m "$dir/q4km.gguf" -c $((256 * parallel)) -np "$parallel" -t "$threads" --port
     printf 'version: 1\nmodels:\n  - {name: m, path: %s, context: 256, parallel: %s, threads: %s}\n' "$dir/q4km.gguf" "$parallel" "$threads" > "$dir/portfolio.yaml"
-    port=$(free_port)
-    "$sy" serve --portfolio "$dir/portfolio.yaml" --port "$port" > "$work/ss.log" 2>&1 &
-    ss_pid=$!
-    server_pids+=("$ss_pid")
-    wait_ready "http://127.0.0.1:$port" "$ss_pid"
-    ours_tps=$(decode_rate "http://127.0.0.1:$port" "$parallel" "$requests")
-    ours_mib=$(hwm_mib "$ss_pid")
-    kill "$ss_pid"
-    wait "$ss_pid" 2> /dev/null || true
+    served ours "$parallel" "$sy" serve --portfolio "$dir/portfolio.yaml" --port
     printf '  %-26s %9.1f %9.1f %6.2f %9s %9s  %s\n' "serve decode, $parallel parallel" "$theirs_tps" "$ours_tps" "$(echo "$ours_tps / $theirs_tps" | bc -l)" \
       "$theirs_mib" "$ours_mib" "tokens/s (ratio: ours / theirs), $requests requests × 16 tokens per client"
   done
