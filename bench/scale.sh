@@ -11,8 +11,9 @@
 # Prints wall times, their ratio (llama.cpp's / switchyard's: >= 1 means switchyard is as fast or
 # faster), tokens/s and the peak RSS of both sides (/usr/bin/time; VmHWM for the servers).
 #
-# Usage: bench/scale.sh [--upto RUNG] [--1b] [--chunks N] [--ctx N] [--requests N]
-#   rungs: smollm2-135m, qwen2.5-0.5b, and llama-3.2-1b with --1b; --upto stops after that rung.
+# Usage: bench/scale.sh [--upto RUNG | --only RUNG] [--1b] [--chunks N] [--ctx N] [--requests N]
+#   rungs: smollm2-135m, qwen2.5-0.5b, and llama-3.2-1b with --1b; --upto stops after that rung,
+#   --only runs that one alone.
 #   --chunks N (default 4) chunks of --ctx N (default 128) tokens for calibrate, eval and KLD:
 #   small enough that the first two rungs finish in under 20 minutes on 2 cores; --requests N
 #   (default 2) completions of 16 tokens per client against each server.
@@ -25,11 +26,12 @@ requests=2
 while (($#)); do
   case "$1" in
     --upto) upto="$2"; shift 2 ;;
+    --only) rungs=("$2"); shift 2 ;;
     --1b) rungs+=(llama-3.2-1b); shift ;;
     --chunks) chunks="$2"; shift 2 ;;
     --ctx) ctx="$2"; shift 2 ;;
     --requests) requests="$2"; shift 2 ;;
-    *) echo "usage: bench/scale.sh [--upto RUNG] [--1b] [--chunks N] [--ctx N] [--requests N]" >&2; exit 1 ;;
+    *) echo "usage: bench/scale.sh [--upto RUNG | --only RUNG] [--1b] [--chunks N] [--ctx N] [--requests N]" >&2; exit 1 ;;
   esac
 done
 if [ -n "$upto" ] && [ "$upto" = llama-3.2-1b ]; then rungs=(smollm2-135m qwen2.5-0.5b llama-3.2-1b); fi
