@@ -13,5 +13,5 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSWITCHYARD_SANITIZE
 echo "tsan: building into build-tsan/ (log: build-tsan/build.log)"
 cmake --build build-tsan --parallel "$jobs" --target switchyard switchyard_tests switchyard_stub_openai > build-tsan/build.log 2>&1 ||
   { grep -m 20 -E "error|Error" build-tsan/build.log; echo "tsan: build failed, see build-tsan/build.log" >&2; exit 1; }
-export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp ${TSAN_OPTIONS:-}"
 ctest --test-dir build-tsan --output-on-failure --parallel "$jobs" -R "${1:-Serve|Hostile|AdminScope|Batcher|Shadow|TextStream}"

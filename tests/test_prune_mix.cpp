@@ -210,3 +210,41 @@ TEST(Mix, SensitivityRanksAndMixFitsTheBudget) {
     o.types = {"Q4_K_M"};
     EXPECT_THROW(compress::mix(o), Error);  // a mix of types cannot be assigned per tensor
 }
+
+TEST(Mix, TrialsComeBackFromTheResultsStoreSoANewBudgetQuantizesOnlyTheMix) {
+    test::ScratchDir dir;
+    compress::DriftData data{.files = {text_file()}, .chunks = 2, .normalize = true, .threads = 2, .progress = false,
+                             .results = dir.file("results.sqlite")};
+    const auto first = compress::measure_sensitivity(test::model_path(kBaby), {"Q4_0"}, data);
+    const auto again = compress::measure_sensitivity(test::model_path(kBaby), {"Q4_0"}, data);
+    ASSERT_EQ(first.size(), 37u);
+    ASSERT_EQ(again.size(), first.size());
+    for (std::size_t i = 0; i < first.size(); ++i) {
+        EXPECT_EQ(again[i].tensor, first[i].tensor);
+        EXPECT_EQ(again[i].type, first[i].type);
+        EXPECT_EQ(again[i].bytes, first[i].bytes);
+        EXPECT_EQ(again[i].drift.kld.mean, first[i].drift.kld.mean);
+        EXPECT_EQ(again[i].drift.top1_agreement, first[i].drift.top1_agreement);
+    }
+
+    // The Q4_0 trials are known: the first mix runs the 37 Q8_0 ones, two uniform files and the mix.
+    compress::MixOptions o{.input = test::model_path(kBaby), .output = dir.file("mix.gguf"), .budget = "700K", .types = {"Q8_0", "Q4_0"}, .data = data};
+    const auto r = compress::mix(o);
+    EXPECT_EQ(r.reused, 37u);
+    EXPECT_EQ(r.quantized, 37u + 2u + 1u);
+    EXPECT_LE(r.written.file_bytes, 700u * 1024);
+    // A new budget: only the mix itself is quantized and measured.
+    o.budget = "620K";
+    o.output = dir.file("mix-620.gguf");
+    const auto tighter = compress::mix(o);
+    EXPECT_EQ(tighter.quantized, 1u);
+    EXPECT_EQ(tighter.reused, 2u * 37u + 2u);
+    EXPECT_LE(tighter.written.file_bytes, 620u * 1024);
+    EXPECT_LT(tighter.written.file_bytes, r.written.file_bytes);
+    ASSERT_EQ(tighter.uniform.size(), 2u);
+    EXPECT_EQ(tighter.uniform[1].drift.kld.mean, r.uniform[1].drift.kld.mean);
+    // The same budget without the store chooses the same tensors.
+    o.data.results.clear();
+    o.output = dir.file("mix-620-fresh.gguf");
+    EXPECT_EQ(compress::mix(o).choice, tighter.choice);
+}

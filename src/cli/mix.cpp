@@ -2,6 +2,7 @@
 // a per-tensor mix of types chosen from that under a size budget.
 #include "cli/commands.h"
 #include "compress/mix.h"
+#include "eval/results_store.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -22,13 +23,12 @@ void add_data_options(CLI::App * cmd, compress::DriftData & d) {
     cmd->add_option("-t,--threads", d.threads, "CPU threads (default: all)");
 }
 
-nlohmann::json drift_json(const eval::Drift & d) {
-    return {{"kld", {{"mean", d.kld.mean}, {"median", d.kld.median}, {"p90", d.kld.p90}, {"p99", d.kld.p99}, {"max", d.kld.max}}},
-            {"top1_agreement", d.top1_agreement},
-            {"rms_delta_p", d.rms_delta_p},
-            {"perplexity", d.perplexity},
-            {"reference_perplexity", d.reference_perplexity},
-            {"positions", d.positions}};
+// Where trials are kept and read back (sensitivity and mix).
+void add_results_options(CLI::App * cmd, compress::DriftData & d) {
+    d.results = eval::default_results_path();
+    cmd->add_option("--results", d.results, "Results store (SQLite): trials measured before on this model and text are read back, not run again")
+        ->capture_default_str();
+    cmd->add_flag_callback("--no-results", [&d] { d.results.clear(); }, "Neither reuse nor record trials");
 }
 
 }  // namespace
@@ -47,7 +47,7 @@ void add_mix(CLI::App & app) {
         compare_data->progress = false;
         const auto d = compress::compare_models(*original, *variant, *compare_data);
         if (*compare_json) {
-            std::cout << drift_json(d).dump(2) << '\n';
+            std::cout << nlohmann::json(d).dump(2) << '\n';
             return;
         }
         fmt::print("{} against {} over {} positions:\n", variant->string(), original->string(), d.positions);
@@ -67,13 +67,14 @@ void add_mix(CLI::App & app) {
     sens->add_option("MODEL", *model, "GGUF model (F32/F16/BF16)")->required();
     sens->add_option("--type", *type, "Quantization type to try on each matrix, e.g. Q4_0")->required();
     add_data_options(sens, *sens_data);
+    add_results_options(sens, *sens_data);
     sens->add_option("--format", *format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}))->capture_default_str();
     sens->callback([model, type, sens_data, format] {
         const auto ranking = compress::measure_sensitivity(*model, {*type}, *sens_data);
         if (*format == "json") {
             nlohmann::json out = nlohmann::json::array();
             for (const auto & s : ranking) {
-                out.push_back({{"tensor", s.tensor}, {"type", s.type}, {"original_bytes", s.original_bytes}, {"bytes", s.bytes}, {"drift", drift_json(s.drift)}});
+                out.push_back({{"tensor", s.tensor}, {"type", s.type}, {"original_bytes", s.original_bytes}, {"bytes", s.bytes}, {"drift", nlohmann::json(s.drift)}});
             }
             std::cout << out.dump(2) << '\n';
         } else if (*format == "csv") {
@@ -98,14 +99,15 @@ void add_mix(CLI::App & app) {
     cmd->add_option("--budget", o->budget, "File size (600K, 1.5M, 2G) or bits per weight (4.5bpw)")->required();
     cmd->add_option("--types", o->types, "Candidate types, comma-separated")->delimiter(',')->capture_default_str();
     add_data_options(cmd, o->data);
+    add_results_options(cmd, o->data);
     cmd->add_flag("--json", *json, "Print the report as JSON");
     cmd->callback([o, json] {
         const auto r = compress::mix(*o);
         if (*json) {
             nlohmann::json uniform = nlohmann::json::array();
-            for (const auto & u : r.uniform) uniform.push_back({{"type", u.type}, {"file_bytes", u.file_bytes}, {"drift", drift_json(u.drift)}});
-            std::cout << nlohmann::json({{"output", r.written}, {"choice", r.choice}, {"drift", drift_json(r.drift)}, {"uniform", uniform},
-                                         {"recipe_path", r.recipe_path.string()}})
+            for (const auto & u : r.uniform) uniform.push_back({{"type", u.type}, {"file_bytes", u.file_bytes}, {"drift", nlohmann::json(u.drift)}});
+            std::cout << nlohmann::json({{"output", r.written}, {"choice", r.choice}, {"drift", nlohmann::json(r.drift)}, {"uniform", uniform},
+                                         {"recipe_path", r.recipe_path.string()}, {"quantized", r.quantized}, {"reused", r.reused}})
                              .dump(2)
                       << '\n';
             return;
@@ -121,6 +123,7 @@ void add_mix(CLI::App & app) {
             fmt::print("{:<22} {:>10} {:>11.3e} {:>8.2f}%\n", "llama.cpp " + u.type, u.file_bytes, u.drift.kld.mean, 100 * u.drift.top1_agreement);
         }
         fmt::print("recipe {}\n", r.recipe_path.string());
+        fmt::print("{} quantizations run, {} trials read back from the results store\n", r.quantized, r.reused);
     });
 }
 

@@ -1,5 +1,6 @@
 // `switchyard plan [PLAN.yaml] [-o DIR]`: the whole compress-or-switch decision, its report and portfolio.
 #include "cli/commands.h"
+#include "decide/dry_run.h"
 #include "decide/planner.h"
 #include "eval/results_store.h"
 #include "report/report.h"
@@ -17,6 +18,7 @@ struct PlanFlags {
     std::filesystem::path plan = "examples/tinystories/plan.yaml";
     decide::PlanRunOptions run{.results = eval::default_results_path()};
     bool quiet = false;
+    bool dry_run = false;
 };
 
 }  // namespace
@@ -30,8 +32,15 @@ void add_plan(CLI::App & app) {
     cmd->add_option("--results", f->run.results, "Results store (SQLite): measurements already there are reused")->capture_default_str();
     cmd->add_option("-t,--threads", f->run.threads, "CPU threads (default: all)");
     cmd->add_flag("-q,--quiet", f->quiet, "Print only the verdicts, no steps or progress");
+    cmd->add_flag("--dry-run", f->dry_run,
+                  "Print the work the plan would do (variants to build, suites x candidates, tokens to score) and an estimate of its time from a "
+                  "short timed sample on the base; build, measure and write nothing");
     cmd->callback([f] {
         const auto plan = decide::load_plan(f->plan);
+        if (f->dry_run) {
+            fmt::print("{}", decide::dry_run(plan, {.out_dir = f->run.out_dir, .threads = f->run.threads}));
+            return;
+        }
         auto options = f->run;
         options.progress = !f->quiet;
         if (!f->quiet) options.log = [](const std::string & line) { std::fprintf(stderr, "plan: %s\n", line.c_str()); };

@@ -3,8 +3,10 @@
 #include "compress/quant_types.h"
 #include "compress/quantize.h"
 #include "compress/recipe.h"
+#include "eval/results_store.h"
 #include "eval/text_chunks.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/units.h"
 #include "support/progress.h"
 
@@ -78,38 +80,83 @@ void assign(QuantizeOptions & q, const std::string & tensor, const std::string &
     }
 }
 
-// The original model, its measured reference distributions, and trial variants measured against it.
+// The original model, its measured reference distributions (recorded on first need), and trial
+// variants measured against it. With a results store, a trial measured before on the same model
+// and data is read back instead of quantized and run again.
 class DriftBench {
 public:
     DriftBench(const std::filesystem::path & model, const DriftData & data) : model_(model), data_(data), info_(model::inspect_gguf(model)) {
         context_ = data.context > 0 ? data.context : eval::default_chunk_context(info_.context_length);
-        engine::LlamaEngine original(engine_options(model));
-        const eval::TextChunks text = eval::tokenize_chunks(original, {.files = data.files, .context = context_, .skip_chunks = data.skip_chunks,
-                                                           .max_chunks = data.chunks, .normalize = data.normalize});
-        // Full distributions for small vocabularies; the 1024 most likely tokens otherwise.
-        reference_ = eval::record_reference(original, text.chunks, 1024);
+        if (!data.results.empty()) {
+            store_.emplace(data.results);
+            model_hash_ = store_->model_hash(model);
+            data_key_ = {{"format", 1}, {"context", context_}, {"chunks", data.chunks}, {"skip_chunks", data.skip_chunks},
+                         {"normalize", data.normalize}, {"top_k", kTopK}};
+            for (const auto & f : data.files) data_key_["files"].push_back(cached_sha256_file(f));
+        }
     }
 
     const model::ModelInfo & info() const { return info_; }
+    std::size_t trials_run() const { return trials_run_; }
+    std::size_t trials_reused() const { return trials_reused_; }
 
-    // Quantizes with `q` into the scratch folder and measures the result.
-    std::pair<model::ModelInfo, eval::Drift> trial(QuantizeOptions q, const std::string & name) {
+    // What one trial wrote and how far it drifted: the file's size and, for `tensor`, its type and bytes.
+    struct Trial {
+        std::uint64_t file_bytes = 0;
+        std::string tensor_type;
+        std::uint64_t tensor_bytes = 0;
+        eval::Drift drift;
+    };
+
+    // Quantizes with `q` into the scratch folder and measures the result; `what` names the trial
+    // in the results store.
+    Trial trial(QuantizeOptions q, const std::string & name, const nlohmann::json & what, const std::string & tensor = {}) {
+        std::string key;
+        if (store_) {
+            key = nlohmann::json({{"trial", what}, {"data", data_key_}}).dump();
+            if (const auto found = store_->find_measurement(model_hash_, "mix-trial", key)) {
+                const auto j = nlohmann::json::parse(*found);
+                ++trials_reused_;
+                return {j.at("file_bytes").get<std::uint64_t>(), j.at("tensor_type").get<std::string>(), j.at("tensor_bytes").get<std::uint64_t>(),
+                        j.at("drift").get<eval::Drift>()};
+            }
+        }
         q.input = model_;
         q.output = scratch_.file(name);
         q.threads = data_.threads;
         const model::ModelInfo written = quantize_without_recipe(q);
-        engine::LlamaEngine variant(engine_options(q.output));
-        eval::Drift drift = eval::measure_drift(reference_, variant);
+        Trial t{.file_bytes = written.file_bytes, .drift = measure(q.output)};
+        const auto it = std::find_if(written.tensors.begin(), written.tensors.end(), [&](const auto & w) { return w.name == tensor; });
+        if (it != written.tensors.end()) {
+            t.tensor_type = it->type;
+            t.tensor_bytes = it->bytes;
+        }
         std::filesystem::remove(q.output);
-        return {written, drift};
+        ++trials_run_;
+        if (store_) {
+            store_->record_measurement(model_hash_, "mix-trial", key,
+                                       nlohmann::json({{"file_bytes", t.file_bytes}, {"tensor_type", t.tensor_type}, {"tensor_bytes", t.tensor_bytes},
+                                                       {"drift", t.drift}})
+                                           .dump());
+        }
+        return t;
     }
 
     eval::Drift measure(const std::filesystem::path & variant_path) {
+        if (!reference_) {
+            engine::LlamaEngine original(engine_options(model_));
+            const eval::TextChunks text = eval::tokenize_chunks(original, {.files = data_.files, .context = context_, .skip_chunks = data_.skip_chunks,
+                                                               .max_chunks = data_.chunks, .normalize = data_.normalize});
+            reference_ = eval::record_reference(original, text.chunks, kTopK);
+        }
         engine::LlamaEngine variant(engine_options(variant_path));
-        return eval::measure_drift(reference_, variant);
+        return eval::measure_drift(*reference_, variant);
     }
 
 private:
+    // Full distributions for small vocabularies; the 1024 most likely tokens otherwise.
+    static constexpr int kTopK = 1024;
+
     engine::LlamaEngineOptions engine_options(const std::filesystem::path & path) const {
         return {.model_path = path, .threads = data_.threads, .context_length = context_, .parallel = 4};
     }
@@ -118,7 +165,11 @@ private:
     DriftData data_;
     model::ModelInfo info_;
     int context_ = 0;
-    eval::Reference reference_;
+    std::optional<eval::Reference> reference_;
+    std::optional<eval::ResultsStore> store_;
+    std::string model_hash_;
+    nlohmann::json data_key_;
+    std::size_t trials_run_ = 0, trials_reused_ = 0;
     ScratchFolder scratch_;
 };
 
@@ -139,9 +190,8 @@ std::vector<Sensitivity> sensitivity_on(DriftBench & bench, const std::vector<st
             for (const auto * other : weights) {
                 if (other != target) assign(q, other->name, other->type);
             }
-            const auto [written, drift] = bench.trial(q, "trial.gguf");
-            const auto it = std::find_if(written.tensors.begin(), written.tensors.end(), [&](const auto & t) { return t.name == target->name; });
-            out.push_back({target->name, it->type, target->bytes, it->bytes, drift});
+            const auto t = bench.trial(q, "trial.gguf", {{"tensor", target->name}, {"type", type}}, target->name);
+            out.push_back({target->name, t.tensor_type, target->bytes, t.tensor_bytes, t.drift});
             if (progress) progress->update(out.size());
         }
     }
@@ -263,12 +313,15 @@ MixResult mix(const MixOptions & o) {
     }
     result.written = quantize_without_recipe(final_options);
     result.drift = bench.measure(o.output);
+    ++result.quantized;
     for (const auto & type : o.types) {
         QuantizeOptions uniform;
         uniform.type = type;
-        const auto [written, drift] = bench.trial(uniform, "uniform.gguf");
-        result.uniform.push_back({type, written.file_bytes, drift});
+        const auto t = bench.trial(uniform, "uniform.gguf", {{"uniform", type}});
+        result.uniform.push_back({type, t.file_bytes, t.drift});
     }
+    result.quantized += bench.trials_run();
+    result.reused = bench.trials_reused();
     nlohmann::json parameters = quantize_parameters(final_options);
     parameters["budget"] = o.budget;
     parameters["types"] = o.types;

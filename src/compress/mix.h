@@ -22,6 +22,10 @@ struct DriftData {
     bool normalize = false;
     int threads = 0;
     bool progress = true;
+    // A results store (SQLite): each trial quantization's size and drift is kept there by model
+    // and data, and read back instead of run again, so a second `sensitivity` or a `mix` under a
+    // new budget quantizes only the mix itself. Empty: nothing kept.
+    std::filesystem::path results;
 };
 
 // Drift of `variant` from `original` on the data (both must share a vocabulary).
@@ -36,7 +40,8 @@ struct Sensitivity {
 };
 
 // Quantizes one weight matrix at a time to each of `types`, the rest left as they are, and
-// measures the drift from the original on the data. Sorted by mean KLD, largest first.
+// measures the drift from the original on the data (or reads it back from `data.results`). Sorted
+// by mean KLD, largest first.
 std::vector<Sensitivity> measure_sensitivity(const std::filesystem::path & model, const std::vector<std::string> & types, const DriftData & data);
 
 struct MixOptions {
@@ -60,6 +65,8 @@ struct MixResult {
     std::vector<UniformComparison> uniform;                   // each candidate type applied to all tensors
     std::filesystem::path recipe_path;
     nlohmann::json recipe;
+    std::size_t quantized = 0;  // quantizations run: trials not found in the results store, and the mix
+    std::size_t reused = 0;     // trials read back from the results store
 };
 
 // Throws switchyard::Error for a malformed budget or one below the smallest file the types allow.

@@ -6,6 +6,7 @@
 #include "model/engine_log.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 
 #include <llama.h>
@@ -36,7 +37,7 @@ void refuse_requantize(const model::ModelInfo & input) {
 
 nlohmann::json quantize_parameters(const QuantizeOptions & o) {
     nlohmann::json p = {{"type", parse_quant_type(o.type).name}, {"allow_requantize", o.allow_requantize}};
-    if (!o.imatrix.empty()) p["imatrix"] = {{"path", std::filesystem::absolute(o.imatrix).string()}, {"sha256", sha256_file(o.imatrix)}};
+    if (!o.imatrix.empty()) p["imatrix"] = {{"path", std::filesystem::absolute(o.imatrix).string()}, {"sha256", cached_sha256_file(o.imatrix)}};
     if (!o.tensor_types.empty()) {
         p["tensor_types"] = nlohmann::json::array();
         for (const auto & [pattern, type] : o.tensor_types) p["tensor_types"].push_back({{"pattern", pattern}, {"type", type}});

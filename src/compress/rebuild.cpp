@@ -4,6 +4,7 @@
 #include "compress/quantize.h"
 #include "compress/recipe.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 
 namespace switchyard::compress {
@@ -11,7 +12,7 @@ namespace switchyard::compress {
 RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::filesystem::path & parent, const std::filesystem::path & output) {
     const auto recipe = read_recipe(recipe_path);
     const std::filesystem::path input = parent.empty() ? std::filesystem::path(recipe["parent"]["path"].get<std::string>()) : parent;
-    if (sha256_file(input) != recipe["parent"]["sha256"]) {
+    if (cached_sha256_file(input) != recipe["parent"]["sha256"]) {
         throw Error(input.string() + ": not the parent this recipe was made from (its sha256 differs)");
     }
     RebuildResult result;

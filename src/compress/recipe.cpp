@@ -2,6 +2,7 @@
 
 #include "support/atomic_file.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 #include "support/version.h"
 
@@ -19,8 +20,8 @@ nlohmann::json write_recipe(const std::filesystem::path & parent, const std::fil
         {"recipe_version", 1},
         {"method", method},
         // Absolute paths: a recipe is read from anywhere, not from where it was written.
-        {"parent", {{"path", std::filesystem::absolute(parent).string()}, {"sha256", sha256_file(parent)}}},
-        {"output", {{"path", std::filesystem::absolute(output).string()}, {"sha256", sha256_file(output)}}},
+        {"parent", {{"path", std::filesystem::absolute(parent).string()}, {"sha256", cached_sha256_file(parent)}}},
+        {"output", {{"path", std::filesystem::absolute(output).string()}, {"sha256", cached_sha256_file(output)}}},
         {"parameters", parameters},
         {"switchyard_version", kVersion},
         {"engine_version", kEngineVersion},

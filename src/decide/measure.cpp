@@ -3,6 +3,7 @@
 #include "eval/speed.h"
 #include "eval/text_chunks.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 
 #include <fmt/format.h>
@@ -70,7 +71,7 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
     if (drift_key_.empty()) {
         json key = {{"base", store_.model_hash(original.path)}, {"chunks", plan_.screen.chunks}, {"skip_chunks", plan_.screen.skip_chunks}, {"context", context},
                     {"normalize", plan_.normalize}, {"top_k", 64}};
-        for (const auto & f : plan_.screen.files) key["files"].push_back(sha256_file(f));
+        for (const auto & f : plan_.screen.files) key["files"].push_back(cached_sha256_file(f));
         drift_key_ = key.dump();
     }
     const auto hash = store_.model_hash(variant.path);
@@ -84,10 +85,10 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
                                                        .max_chunks = plan_.screen.chunks, .normalize = plan_.normalize});
         if (text.chunks.empty())
             throw Error(fmt::format("{}: screen: the text holds no chunk of {} tokens after skipping {}", plan_.source.string(), context, plan_.screen.skip_chunks));
-        reference_ = eval::record_reference(base, text.chunks, 64);
+        reference_ = eval::record_reference(base, text.chunks, 64, progress_);
     }
     engine::LlamaEngine engine(engine_options(variant, context, threads_));
-    const auto d = eval::measure_drift(*reference_, engine);
+    const auto d = eval::measure_drift(*reference_, engine, progress_);
     const DriftScore score{d.kld.mean, d.kld.p99, d.top1_agreement, d.reference_perplexity > 0 ? d.perplexity / d.reference_perplexity : 0};
     store_.record_measurement(hash, "drift", drift_key_, json(score).dump());
     ++counts_.drift_runs;

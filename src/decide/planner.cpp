@@ -34,6 +34,7 @@ public:
         if (plan_.base) result_.candidates.push_back(candidate_from(*plan_.base, CandidateKind::original, "the model the team has, as given"));
         if (!plan_.variants.empty()) {
             auto built = build_variants(plan_, original(), {.models_dir = options_.out_dir / "models", .base_hash = measure_.store().model_hash(plan_.base->path),
+                                                            .results = options_.results,
                                                             .threads = options_.threads, .progress = options_.progress,
                                                             .note = [this](const std::string & line) { note(line); }});
             result_.stats.variants_built = built.built;

@@ -8,6 +8,7 @@
 #include "model/model_info.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 
 #include <fmt/format.h>
@@ -28,7 +29,7 @@ std::string tensor_data_hash(const std::filesystem::path & model) {
         for (const auto d : t.shape) index += "," + std::to_string(d);
         index += ";";
     }
-    return sha256_bytes(sha256_bytes(index) + sha256_file(model, info.tensor_data_offset));
+    return sha256_bytes(sha256_bytes(index) + cached_sha256_file(model, info.tensor_data_offset));
 }
 
 namespace {
@@ -37,7 +38,7 @@ namespace {
 std::filesystem::path imatrix(const Plan & plan, const VariantBuildOptions & o) {
     const auto & cal = *plan.calibration;
     json key = {{"base", o.base_hash}, {"chunks", cal.chunks}, {"skip_chunks", cal.skip_chunks}, {"context", cal.context}, {"normalize", plan.normalize}};
-    for (const auto & f : cal.files) key["files"].push_back(sha256_file(f));
+    for (const auto & f : cal.files) key["files"].push_back(cached_sha256_file(f));
     const auto path = o.models_dir / (plan.base->name + ".imatrix");
     const auto key_path = path.string() + ".key.json";
     if (std::filesystem::exists(path) && std::filesystem::exists(key_path) && json::parse(read_whole_file(key_path, "calibration key"), nullptr, false) == key) {
@@ -65,11 +66,12 @@ std::string describe(const VariantSpec & v, bool with_imatrix) {
     return d;
 }
 
-void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out, const std::filesystem::path & imat, int threads, bool progress) {
+void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out, const std::filesystem::path & imat, const VariantBuildOptions & o) {
+    const int threads = o.threads;
     if (!v.mix_budget.empty()) {
         compress::MixOptions m{.input = plan.base->path, .output = out, .budget = v.mix_budget};
         m.data = compress::DriftData{.files = plan.screen.files, .context = plan.screen.context, .chunks = plan.screen.chunks, .skip_chunks = plan.screen.skip_chunks,
-                                     .normalize = plan.normalize, .threads = threads, .progress = progress};
+                                     .normalize = plan.normalize, .threads = threads, .progress = o.progress, .results = o.results};
         if (m.data.files.empty()) throw Error(plan.source.string() + ": variant " + variant_name(v) + ": mix needs text to measure on ('screen' or 'calibration')");
         compress::mix(m);
     } else if (!v.prune_method.empty() || !v.layers_drop.empty()) {
@@ -97,12 +99,12 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         const auto name = variant_name(named);
         const auto out = o.models_dir / (plan.base->name + "-" + name + ".gguf");
         const json key = {{"base", o.base_hash}, {"name", name}, {"type", v.type}, {"prune", v.prune_method}, {"sparsity", v.sparsity}, {"pattern", v.pattern},
-                          {"layers_drop", v.layers_drop}, {"mix", v.mix_budget}, {"imatrix", used.empty() ? "" : sha256_file(used)}};
+                          {"layers_drop", v.layers_drop}, {"mix", v.mix_budget}, {"imatrix", used.empty() ? "" : cached_sha256_file(used)}};
         const auto key_path = out.string() + ".key.json";
         if (std::filesystem::exists(out) && std::filesystem::exists(key_path) && json::parse(read_whole_file(key_path, "variant key"), nullptr, false) == key) {
             ++result.reused;
         } else {
-            build_one(plan, v, out, used, o.threads, o.progress);
+            build_one(plan, v, out, used, o);
             write_file_atomically(key_path, key.dump(2) + "\n");
             ++result.built;
         }

@@ -7,17 +7,39 @@
 #include "stats/divergence.h"
 #include "stats/logprobs.h"
 
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
 #include <filesystem>
+#include <span>
 #include <vector>
+
+namespace switchyard::stats {
+
+// The KLD summary's JSON form (here, so the stats module stays free of JSON).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DivergenceSummary, mean, median, p90, p99, max, n)
+
+}  // namespace switchyard::stats
 
 namespace switchyard::eval {
 
+// Per scored position, the original's top-k log-probabilities, kept compactly: token ids and 16-bit
+// codes on a linear scale from the best log-probability down to the k-th (as llama-perplexity keeps
+// its logits), so a position costs about 6 bytes per entry in memory and on disk. The rounding moves a
+// log-probability by at most step / 2 = (best - k-th) / 131070 nats.
 struct Reference {
     std::vector<std::vector<engine::Token>> chunks;
-    std::vector<std::vector<stats::IndexedLogprob>> top;  // per scored position, best first
-    std::vector<float> target_logprob;                    // per scored position: the actual next token's
+    std::vector<engine::Token> ids;      // k per position, best first, position after position
+    std::vector<std::uint16_t> codes;    // k per position: round((best - logprob) / step)
+    std::vector<float> best;             // per position: the highest log-probability
+    std::vector<float> step;             // per position: nats per code
+    std::vector<float> target_logprob;   // per position: the actual next token's
     int k = 0;
     int vocab_size = 0;
+
+    std::size_t positions() const { return target_logprob.size(); }
+    // Position `i`'s top-k log-probabilities into `out` (k entries), best first.
+    void row(std::size_t i, std::span<stats::IndexedLogprob> out) const;
 };
 
 struct Drift {
@@ -30,19 +52,31 @@ struct Drift {
     std::size_t positions = 0;
 };
 
+// Drift's one JSON form: {"kld": {mean, median, p90, p99, max, n}, "top1_agreement", "rms_delta_p",
+// "perplexity", "nll_sum", "reference_perplexity", "positions"}.
+void to_json(nlohmann::json & j, const Drift & d);
+void from_json(const nlohmann::json & j, Drift & d);
+
 // Whether position `pos` of a chunk of `length` tokens is scored: from the middle of each chunk
 // on, as llama-perplexity does, so every scored token has at least half a context before it.
 bool scored_position(std::size_t pos, std::size_t length);
 
-// `k` <= 0 keeps the whole vocabulary (exact KLD).
-Reference record_reference(engine::LlamaEngine & original, std::vector<std::vector<engine::Token>> chunks, int k);
-Drift measure_drift(const Reference & reference, engine::LlamaEngine & variant);
+// `k` <= 0 keeps the whole vocabulary (exact KLD, up to the 16-bit rounding of the stored values).
+// `progress`: a line per tenth of the positions on stderr, with the time left.
+Reference record_reference(engine::LlamaEngine & original, std::vector<std::vector<engine::Token>> chunks, int k, bool progress = false);
+Drift measure_drift(const Reference & reference, engine::LlamaEngine & variant, bool progress = false);
 
-// A reference on disk, so the original need not be run again: the chunks' tokens and, per scored
-// position, the top-k log-probabilities and the actual token's (llama-perplexity's base file keeps
-// every logit instead: about 2 bytes per vocabulary entry per position). Written atomically;
-// loading checks the format and throws switchyard::Error on a corrupt or truncated file.
+// A reference on disk (the "base file"), so the original need not be run again: a versioned header,
+// the chunks' tokens and the compact top-k rows above, with 16-bit token ids when the vocabulary
+// fits in 16 bits and 32-bit ones otherwise. llama-perplexity's --kl-divergence-base file keeps every
+// logit in 16 bits instead: at a 128k vocabulary about 250 KiB per position against 0.4 KiB at
+// k = 64. Written atomically; loading throws switchyard::Error naming the file when it is not a
+// switchyard base file (llama-perplexity's included), of another format version, truncated or corrupt.
 void save_reference(const Reference & reference, const std::filesystem::path & path);
 Reference load_reference(const std::filesystem::path & path);
+
+// The format version save_reference writes; the first 8 bytes of a base file are "SYREF" and it in
+// three digits ("SYREF002").
+inline constexpr int kReferenceFormat = 2;
 
 }  // namespace switchyard::eval

@@ -1,6 +1,7 @@
 #include "eval/results_store.h"
 
 #include "support/error.h"
+#include "support/hash_cache.h"
 #include "support/sha256.h"
 
 #include <sqlite3.h>
@@ -126,7 +127,7 @@ std::string ResultsStore::model_hash(const std::filesystem::path & model) {
     bind_value(find.get(), 2, size);
     bind_value(find.get(), 3, mtime);
     if (sqlite3_step(find.get()) == SQLITE_ROW) return text(find.get(), 0);
-    const std::string sha = sha256_file(model);
+    const std::string sha = cached_sha256_file(model);
     auto put = prepare(db_, "INSERT OR REPLACE INTO file_hashes(path, size, mtime, sha256) VALUES (?, ?, ?, ?)");
     bind_value(put.get(), 1, absolute);
     bind_value(put.get(), 2, size);

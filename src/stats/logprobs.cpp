@@ -15,19 +15,21 @@ double log_sum_exp(std::span<const float> logits) {
     return max + std::log(sum);
 }
 
-std::vector<IndexedLogprob> top_k_logprobs(std::span<const float> logits, double log_norm, int k) {
+void top_k_logprobs(std::span<const float> logits, double log_norm, std::span<IndexedLogprob> out, std::vector<std::int32_t> & scratch) {
     const auto n = static_cast<std::int32_t>(logits.size());
-    k = std::clamp(k, 0, static_cast<int>(n));
-    std::vector<std::int32_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int32_t a, std::int32_t b) {
+    const auto k = static_cast<std::ptrdiff_t>(std::min(out.size(), logits.size()));
+    scratch.resize(logits.size());
+    std::iota(scratch.begin(), scratch.end(), 0);
+    std::partial_sort(scratch.begin(), scratch.begin() + k, scratch.begin() + n, [&](std::int32_t a, std::int32_t b) {
         return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
     });
-    std::vector<IndexedLogprob> top;
-    top.reserve(k);
-    for (int i = 0; i < k; ++i) {
-        top.push_back({order[i], static_cast<float>(logits[order[i]] - log_norm)});
-    }
+    for (std::ptrdiff_t i = 0; i < k; ++i) out[i] = {scratch[i], static_cast<float>(logits[scratch[i]] - log_norm)};
+}
+
+std::vector<IndexedLogprob> top_k_logprobs(std::span<const float> logits, double log_norm, int k) {
+    std::vector<IndexedLogprob> top(static_cast<std::size_t>(std::clamp(k, 0, static_cast<int>(logits.size()))));
+    std::vector<std::int32_t> scratch;
+    top_k_logprobs(logits, log_norm, top, scratch);
     return top;
 }
 

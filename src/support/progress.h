@@ -1,4 +1,5 @@
-// Progress of long work: a live bar with rate and ETA on a terminal, plain lines otherwise.
+// Progress of long work: a live bar with rate and time left on a terminal; otherwise a plain line per
+// tenth of the work, with the time left.
 #pragma once
 
 #include <chrono>
@@ -6,6 +7,11 @@
 #include <string>
 
 namespace switchyard {
+
+// "45 s", "12 min", "2.5 h".
+std::string rough_duration(double seconds);
+// "about 45 s left".
+std::string time_left(double seconds);
 
 class Progress {
 public:
