@@ -3,6 +3,7 @@
 #include "support/error.h"
 #include "support/hash_cache.h"
 #include "support/sha256.h"
+#include "support/sqlite_statement.h"
 
 #include <sqlite3.h>
 
@@ -15,10 +16,11 @@ namespace switchyard::eval {
 
 namespace {
 
-struct StatementFinalize {
-    void operator()(sqlite3_stmt * s) const { sqlite3_finalize(s); }
-};
-using Statement = std::unique_ptr<sqlite3_stmt, StatementFinalize>;
+using sqlite::bind_value;
+using sqlite::prepare;
+using sqlite::Statement;
+using sqlite::step_done;
+using sqlite::text;
 
 constexpr const char * kSchema = R"(
 PRAGMA journal_mode = WAL;
@@ -85,21 +87,6 @@ void ResultsStore::exec(const std::string & sql) {
 
 namespace {
 
-Statement prepare(sqlite3 * db, const char * sql) {
-    sqlite3_stmt * s = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) throw Error(std::string("results store: ") + sqlite3_errmsg(db));
-    return Statement(s);
-}
-
-void bind_value(sqlite3_stmt * s, int i, const std::string & v) { sqlite3_bind_text(s, i, v.c_str(), -1, SQLITE_TRANSIENT); }
-void bind_value(sqlite3_stmt * s, int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
-void bind_value(sqlite3_stmt * s, int i, double v) { sqlite3_bind_double(s, i, v); }
-
-std::string text(sqlite3_stmt * s, int column) {
-    const auto * v = sqlite3_column_text(s, column);
-    return v != nullptr ? reinterpret_cast<const char *>(v) : "";
-}
-
 // Reads line, unencodable, too_long, correct, correct_norm, output from columns first.. of a row.
 ItemOutcome outcome_from_row(sqlite3_stmt * s, int first) {
     ItemOutcome o;
@@ -110,10 +97,6 @@ ItemOutcome outcome_from_row(sqlite3_stmt * s, int first) {
     o.correct_norm = sqlite3_column_int(s, first + 4) != 0;
     o.output = text(s, first + 5);
     return o;
-}
-
-void step_done(sqlite3 * db, sqlite3_stmt * s) {
-    if (sqlite3_step(s) != SQLITE_DONE) throw Error(std::string("results store: ") + sqlite3_errmsg(db));
 }
 
 }  // namespace

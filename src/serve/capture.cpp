@@ -1,6 +1,7 @@
 #include "serve/capture.h"
 
 #include "support/error.h"
+#include "support/sqlite_statement.h"
 
 #include <re2/re2.h>
 #include <spdlog/spdlog.h>
@@ -35,20 +36,9 @@ CREATE TABLE IF NOT EXISTS captures(id TEXT PRIMARY KEY, route TEXT, time INTEGE
 CREATE INDEX IF NOT EXISTS captures_by_route ON captures(route, time);
 )";
 
-struct Finalize {
-    void operator()(sqlite3_stmt * s) const { sqlite3_finalize(s); }
-};
-using Statement = std::unique_ptr<sqlite3_stmt, Finalize>;
-
-Statement prepare(sqlite3 * db, const char * sql) {
-    sqlite3_stmt * s = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) throw Error(std::string("capture store: ") + sqlite3_errmsg(db));
-    return Statement(s);
-}
-
-void bind_value(sqlite3_stmt * s, int i, const std::string & v) { sqlite3_bind_text(s, i, v.c_str(), -1, SQLITE_TRANSIENT); }
-void bind_value(sqlite3_stmt * s, int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
-void bind_value(sqlite3_stmt * s, int i, double v) { sqlite3_bind_double(s, i, v); }
+using sqlite::bind_value;
+using sqlite::prepare;
+using sqlite::step_done;
 
 std::int64_t now_s() { return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
@@ -171,7 +161,7 @@ void CaptureStore::write(const CapturedItem & raw, const model::Capture & policy
     bind_value(s.get(), 7, raw.finish_reason);
     bind_value(s.get(), 8, raw.logprobs);
     bind_value(s.get(), 9, raw.latency_ms);
-    if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("capture store: ") + sqlite3_errmsg(db_));
+    step_done(db_, s.get());
     // Retention and the cap, per route: the oldest go first.
     auto old = prepare(db_, "DELETE FROM captures WHERE route = ? AND (time < ? OR id NOT IN "
                             "(SELECT id FROM captures WHERE route = ? ORDER BY time DESC, rowid DESC LIMIT ?))");
