@@ -149,7 +149,7 @@ void CaptureStore::loop() {
 }
 
 void CaptureStore::write(const CapturedItem & raw, const model::Capture & policy) {
-    const Redactor redact(policy.redact);
+    const Redactor & redact = redactors_.try_emplace(policy.redact, policy.redact).first->second;
     auto s = prepare(db_, "INSERT OR REPLACE INTO captures(id, route, time, model, request, answer, finish_reason, logprobs, latency_ms) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     bind_value(s.get(), 1, raw.id);

@@ -77,6 +77,7 @@ private:
     std::condition_variable ready_;
     std::deque<std::shared_ptr<Job>> queue_;
     std::map<std::string, Counts> counts_;
+    std::map<std::vector<std::string>, Redactor> redactors_;  // compiled once per rule set; the writer's alone
     bool stopping_ = false;
     std::thread writer_;
 };

@@ -54,7 +54,8 @@ std::string bearer_token(const http::Request & req) {
 std::string edge_metrics(const http::ServerCounters & c) {
     std::string out;
     auto add = [&](const char * name, const char * type, const char * help, auto value) {
-        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + std::to_string(value) + "\n";
+        prometheus_family(out, name, type, help);
+        out += std::string(name) + " " + std::to_string(value) + "\n";
     };
     add("switchyard_http_connections", "gauge", "Client connections open now.", c.connections);
     add("switchyard_http_busy_workers", "gauge", "Workers handling a request now.", c.busy_workers);
@@ -78,9 +79,9 @@ std::vector<std::pair<std::string, ReplicaState>> replica_states(const Deploymen
 
 std::string capture_metrics(const std::map<std::string, CaptureStore::Counts> & counts) {
     if (counts.empty()) return {};
-    std::string stored = "# HELP switchyard_capture_items_total Answers captured and written.\n# TYPE switchyard_capture_items_total counter\n";
-    std::string dropped = "# HELP switchyard_capture_dropped_total Answers sampled for capture but dropped: the writer's queue was full.\n"
-                          "# TYPE switchyard_capture_dropped_total counter\n";
+    std::string stored, dropped;
+    prometheus_family(stored, "switchyard_capture_items_total", "counter", "Answers captured and written.");
+    prometheus_family(dropped, "switchyard_capture_dropped_total", "counter", "Answers sampled for capture but dropped: the writer's queue was full.");
     for (const auto & [route, c] : counts) {
         stored += "switchyard_capture_items_total{route=\"" + route + "\"} " + std::to_string(c.stored) + "\n";
         dropped += "switchyard_capture_dropped_total{route=\"" + route + "\"} " + std::to_string(c.dropped) + "\n";
@@ -92,7 +93,7 @@ std::string replica_metrics(const std::vector<std::pair<std::string, ReplicaStat
     if (replicas.empty()) return {};
     std::string out;
     auto family = [&](const char * name, const char * type, const char * help, auto value) {
-        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+        prometheus_family(out, name, type, help);
         for (const auto & [model, state] : replicas) {
             out += std::string(name) + "{model=\"" + model + "\",replica=\"" + state.name + "\"} " + std::to_string(value(state)) + "\n";
         }

@@ -96,11 +96,12 @@ void Metrics::set_gauges(int in_flight, int streams, std::uint64_t generation) {
     generation_ = generation;
 }
 
-namespace {
-
-void family(std::string & out, const char * name, const char * type, const char * help) {
+void prometheus_family(std::string & out, const char * name, const char * type, const char * help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
+
+namespace {
+
 
 void histogram(std::string & out, const char * name, const std::string & labels, const Histogram & h) {
     for (std::size_t i = 0; i < Histogram::bounds.size(); ++i) {
@@ -124,49 +125,49 @@ std::string label(const std::string & value) {
 std::string Metrics::prometheus() const {
     const std::lock_guard lock(mutex_);
     std::string out;
-    family(out, "switchyard_model_requests_total", "counter", "Requests answered, by the model that answered.");
+    prometheus_family(out, "switchyard_model_requests_total", "counter", "Requests answered, by the model that answered.");
     for (const auto & [name, m] : models_) out += fmt::format("switchyard_model_requests_total{{model=\"{}\"}} {}\n", label(name), m.requests);
-    family(out, "switchyard_model_errors_total", "counter", "Attempts on a model that failed (then fallback or an error).");
+    prometheus_family(out, "switchyard_model_errors_total", "counter", "Attempts on a model that failed (then fallback or an error).");
     for (const auto & [name, m] : models_) out += fmt::format("switchyard_model_errors_total{{model=\"{}\"}} {}\n", label(name), m.errors);
-    family(out, "switchyard_tokens_in_total", "counter", "Prompt tokens of answered requests.");
+    prometheus_family(out, "switchyard_tokens_in_total", "counter", "Prompt tokens of answered requests.");
     for (const auto & [name, m] : models_) out += fmt::format("switchyard_tokens_in_total{{model=\"{}\"}} {}\n", label(name), m.tokens_in);
-    family(out, "switchyard_tokens_out_total", "counter", "Generated tokens of answered requests.");
+    prometheus_family(out, "switchyard_tokens_out_total", "counter", "Generated tokens of answered requests.");
     for (const auto & [name, m] : models_) out += fmt::format("switchyard_tokens_out_total{{model=\"{}\"}} {}\n", label(name), m.tokens_out);
-    family(out, "switchyard_cost_estimate_total", "counter", "Estimated cost: tokens x cost_per_1k_tokens / 1000.");
+    prometheus_family(out, "switchyard_cost_estimate_total", "counter", "Estimated cost: tokens x cost_per_1k_tokens / 1000.");
     for (const auto & [name, m] : models_) out += fmt::format("switchyard_cost_estimate_total{{model=\"{}\"}} {}\n", label(name), m.cost);
-    family(out, "switchyard_ttft_seconds", "histogram", "Time to the first piece of the answer.");
+    prometheus_family(out, "switchyard_ttft_seconds", "histogram", "Time to the first piece of the answer.");
     for (const auto & [name, m] : models_) histogram(out, "switchyard_ttft_seconds", fmt::format("model=\"{}\"", label(name)), m.ttft);
-    family(out, "switchyard_request_seconds", "histogram", "Time to the whole answer.");
+    prometheus_family(out, "switchyard_request_seconds", "histogram", "Time to the whole answer.");
     for (const auto & [name, m] : models_) histogram(out, "switchyard_request_seconds", fmt::format("model=\"{}\"", label(name)), m.total);
-    family(out, "switchyard_route_requests_total", "counter", "Requests answered, by route.");
+    prometheus_family(out, "switchyard_route_requests_total", "counter", "Requests answered, by route.");
     for (const auto & [name, r] : routes_) out += fmt::format("switchyard_route_requests_total{{route=\"{}\"}} {}\n", label(name), r.requests);
-    family(out, "switchyard_route_errors_total", "counter", "Requests a route could not answer.");
+    prometheus_family(out, "switchyard_route_errors_total", "counter", "Requests a route could not answer.");
     for (const auto & [name, r] : routes_) out += fmt::format("switchyard_route_errors_total{{route=\"{}\"}} {}\n", label(name), r.errors);
-    family(out, "switchyard_fallbacks_total", "counter", "Times a request moved on to the route's next model.");
+    prometheus_family(out, "switchyard_fallbacks_total", "counter", "Times a request moved on to the route's next model.");
     for (const auto & [name, r] : routes_) out += fmt::format("switchyard_fallbacks_total{{route=\"{}\"}} {}\n", label(name), r.fallbacks);
-    family(out, "switchyard_escalations_total", "counter", "Cascade steps to a larger model.");
+    prometheus_family(out, "switchyard_escalations_total", "counter", "Cascade steps to a larger model.");
     for (const auto & [name, r] : routes_) out += fmt::format("switchyard_escalations_total{{route=\"{}\"}} {}\n", label(name), r.escalations);
-    family(out, "switchyard_canary_requests_total", "counter", "Requests sent to a route's canary.");
+    prometheus_family(out, "switchyard_canary_requests_total", "counter", "Requests sent to a route's canary.");
     for (const auto & [name, r] : routes_) out += fmt::format("switchyard_canary_requests_total{{route=\"{}\"}} {}\n", label(name), r.canary);
-    family(out, "switchyard_shadow_samples_total", "counter", "Mirrored requests the candidate answered.");
+    prometheus_family(out, "switchyard_shadow_samples_total", "counter", "Mirrored requests the candidate answered.");
     for (const auto & [name, s] : shadows_) out += fmt::format("switchyard_shadow_samples_total{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name), label(s.candidate), s.samples);
-    family(out, "switchyard_shadow_exact_match_ratio", "gauge", "Share of mirrored requests answered with the same text.");
+    prometheus_family(out, "switchyard_shadow_exact_match_ratio", "gauge", "Share of mirrored requests answered with the same text.");
     for (const auto & [name, s] : shadows_) out += fmt::format("switchyard_shadow_exact_match_ratio{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name), label(s.candidate), s.exact_rate());
-    family(out, "switchyard_shadow_token_agreement_ratio", "gauge", "Mean share of positions where both models produced the same token.");
+    prometheus_family(out, "switchyard_shadow_token_agreement_ratio", "gauge", "Mean share of positions where both models produced the same token.");
     for (const auto & [name, s] : shadows_) out += fmt::format("switchyard_shadow_token_agreement_ratio{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name), label(s.candidate), s.agreement());
-    family(out, "switchyard_shadow_kld_mean", "gauge", "Mean KLD of the candidate from the incumbent per token (in-process pairs).");
+    prometheus_family(out, "switchyard_shadow_kld_mean", "gauge", "Mean KLD of the candidate from the incumbent per token (in-process pairs).");
     for (const auto & [name, s] : shadows_) {
         if (s.kld_samples) out += fmt::format("switchyard_shadow_kld_mean{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name), label(s.candidate), s.kld_sum / static_cast<double>(s.kld_samples));
     }
-    family(out, "switchyard_rejected_total", "counter", "Requests refused before routing (bad input, limits, authentication).");
+    prometheus_family(out, "switchyard_rejected_total", "counter", "Requests refused before routing (bad input, limits, authentication).");
     out += fmt::format("switchyard_rejected_total {}\n", rejected_);
-    family(out, "switchyard_client_disconnects_total", "counter", "Non-streamed requests whose client hung up before the answer; their generation was cancelled.");
+    prometheus_family(out, "switchyard_client_disconnects_total", "counter", "Non-streamed requests whose client hung up before the answer; their generation was cancelled.");
     out += fmt::format("switchyard_client_disconnects_total {}\n", clients_gone_);
-    family(out, "switchyard_in_flight", "gauge", "Requests being answered now.");
+    prometheus_family(out, "switchyard_in_flight", "gauge", "Requests being answered now.");
     out += fmt::format("switchyard_in_flight {}\n", in_flight_);
-    family(out, "switchyard_streams_active", "gauge", "Streaming responses open now.");
+    prometheus_family(out, "switchyard_streams_active", "gauge", "Streaming responses open now.");
     out += fmt::format("switchyard_streams_active {}\n", streams_);
-    family(out, "switchyard_portfolio_generation", "gauge", "How many portfolios have been loaded (1 at start, +1 per swap).");
+    prometheus_family(out, "switchyard_portfolio_generation", "gauge", "How many portfolios have been loaded (1 at start, +1 per swap).");
     out += fmt::format("switchyard_portfolio_generation {}\n", generation_);
     return out;
 }

@@ -87,4 +87,7 @@ private:
     std::uint64_t generation_ = 0;
 };
 
+// Appends a metric family's "# HELP" and "# TYPE" lines in the Prometheus text format.
+void prometheus_family(std::string & out, const char * name, const char * type, const char * help);
+
 }  // namespace switchyard::serve
