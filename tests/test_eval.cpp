@@ -11,6 +11,7 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <regex>
@@ -117,6 +118,51 @@ TEST(RunSuite, MultipleChoiceAndGenerationItems) {
     EXPECT_FALSE(r.outcomes[2].correct) << r.outcomes[2].output;
     EXPECT_TRUE(r.has_norm);
     EXPECT_EQ(r.correct, 2u);
+}
+
+TEST(RunSuite, ConsistencyItemsReproduceAReferenceAndScoreIt) {
+    // The model's own greedy answers are references it reproduces; a changed one it does not, and
+    // finds less likely. A chat is rendered as serve renders it (no template: the transcript).
+    engine::GenerateRequest g{.prompt = "User: Once upon a time\nAssistant:", .max_tokens = 8};
+    g.sampling.temperature = 0;
+    const std::string chat_answer = stories().generate(std::span(&g, 1))[0].text;
+    g.prompt = "Once upon a time";
+    const std::string answer = stories().generate(std::span(&g, 1))[0].text;
+    test::ScratchDir dir;
+    const nlohmann::json items = {
+        {{"prompt", "Once upon a time"}, {"reference", answer}, {"max_tokens", 8}},
+        {{"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"reference", chat_answer}, {"max_tokens", 8}},
+        {{"prompt", "Once upon a time"}, {"reference", " the dragon ate seven moons"}, {"max_tokens", 8}},
+        {{"kind", "consistency"}, {"prompt", "x"}},
+    };
+    std::string jsonl;
+    for (const auto & i : items) jsonl += i.dump() + "\n";
+    test::write_file(dir.file("c.jsonl"), jsonl);
+    const auto suite = eval::load_suite(dir.file("c.jsonl").string());
+    ASSERT_EQ(suite.items.size(), 3u);
+    ASSERT_EQ(suite.skipped.size(), 1u);
+    EXPECT_NE(suite.skipped[0].reason.find("'reference'"), std::string::npos) << suite.skipped[0].reason;
+    EXPECT_EQ(suite.items[1].kind, eval::ItemKind::consistency);
+    EXPECT_TRUE(suite.items[0].stop.empty());  // unlike generation items, no stop at a newline unless given
+    const auto r = eval::run_suite(stories(), suite, quiet());
+    EXPECT_TRUE(r.outcomes[0].correct) << r.outcomes[0].output;
+    EXPECT_TRUE(r.outcomes[1].correct) << r.outcomes[1].output;
+    EXPECT_FALSE(r.outcomes[2].correct);
+    ASSERT_TRUE(r.outcomes[0].reference_logprob && r.outcomes[2].reference_logprob);
+    EXPECT_GT(*r.outcomes[0].reference_logprob, *r.outcomes[2].reference_logprob + 1.0);
+    ASSERT_EQ(r.reference_scored, 3u);
+    nlohmann::json j = r;
+    EXPECT_NEAR(j["reference_logprob"]["mean"].get<double>(),
+                (*r.outcomes[0].reference_logprob + *r.outcomes[1].reference_logprob + *r.outcomes[2].reference_logprob) / 3, 1e-9);
+    // The results store keeps the log-probabilities: a reused run reports the same.
+    eval::ResultsStore store(dir.file("results.sqlite"));
+    const auto model = test::model_path("stories260K-f32.gguf");
+    eval::run_suite_recorded(store, stories(), model, suite, quiet());
+    bool reused = false;
+    const auto again = eval::run_suite_recorded(store, stories(), model, suite, quiet(), &reused);
+    EXPECT_TRUE(reused);
+    ASSERT_TRUE(again.mean_reference_logprob.has_value());
+    EXPECT_DOUBLE_EQ(*again.mean_reference_logprob, *r.mean_reference_logprob);
 }
 
 TEST(RunSuite, UnencodableItemsAreCountedNotDropped) {

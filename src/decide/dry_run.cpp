@@ -1,7 +1,6 @@
 #include "decide/dry_run.h"
 
 #include "engine/llama_engine.h"
-#include "eval/cloze.h"
 #include "eval/suite.h"
 #include "eval/text_chunks.h"
 #include "model/model_info.h"
@@ -129,7 +128,11 @@ SuiteWork count_suite(const eval::TaskSuite & suite, const engine::Engine & e) {
                 w.score_tokens += tokens(item.good) + tokens(item.bad);
                 break;
             case eval::ItemKind::generation:
-                w.score_tokens += tokens(item.prompt);
+                w.score_tokens += tokens(item.messages.empty() ? item.prompt : item.messages);
+                w.generate_tokens += static_cast<std::size_t>(std::max(0, item.max_tokens));
+                break;
+            case eval::ItemKind::consistency:  // generated, then its reference scored after the prompt
+                w.score_tokens += 2 * tokens(item.messages.empty() ? item.prompt : item.messages) + tokens(item.reference);
                 w.generate_tokens += static_cast<std::size_t>(std::max(0, item.max_tokens));
                 break;
         }
@@ -217,21 +220,20 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
         w.screen_tokens = static_cast<std::size_t>(plan.screen.chunks) * static_cast<std::size_t>(plan.screen.context > 0 ? plan.screen.context : w.context);
     }
     for (const auto & a : plan.alternatives) ++(a.endpoint.empty() ? w.local_candidates : w.remote_candidates);
-    // Cloze suites are built where nothing of the plan's output lives, and removed after counting.
-    const auto cloze_file = std::filesystem::temp_directory_path() / fmt::format("switchyard-dry-run-{}.jsonl", ::getpid());
+    // Built suites (cloze, capture) go where nothing of the plan's output lives, and are removed after counting.
+    const auto built_file = std::filesystem::temp_directory_path() / fmt::format("switchyard-dry-run-{}.jsonl", ::getpid());
     struct Remove {
         std::filesystem::path path;
         ~Remove() {
             std::error_code ec;
             std::filesystem::remove(path, ec);
         }
-    } remove_cloze{cloze_file};
+    } remove_built{built_file};
     for (const auto & t : plan.tasks) {
         std::string spec = t.spec;
-        if (!t.cloze_text.empty()) {
-            const auto & file = cloze_file;
-            write_file_atomically(file, eval::build_cloze({.text = t.cloze_text, .items = t.cloze_items, .seed = t.cloze_seed, .skip_passages = t.cloze_skip_passages}));
-            spec = file.string();
+        if (t.built()) {
+            write_file_atomically(built_file, build_task_suite(t));
+            spec = built_file.string();
         }
         auto suite = eval::load_suite(spec);
         if (!t.name.empty()) suite.settings.name = t.name;

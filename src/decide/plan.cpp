@@ -1,5 +1,8 @@
 #include "decide/plan.h"
 
+#include "eval/captured_suite.h"
+#include "eval/cloze.h"
+
 #include "support/atomic_file.h"
 #include "support/error.h"
 #include "support/units.h"
@@ -7,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdlib>
 
 namespace switchyard::decide {
@@ -29,6 +33,16 @@ std::string variant_name(const VariantSpec & v) {
     if (!v.type.empty() && v.mix_budget.empty()) name += (name.empty() ? "" : "+") + v.type;
     if (v.imatrix) name += "+imatrix";
     return name;
+}
+
+std::string TaskSpec::built_name() const {
+    if (!name.empty()) return name;
+    return !cloze_text.empty() ? "cloze-" + cloze_text.stem().string() : "capture-" + capture_route;
+}
+
+std::string build_task_suite(const TaskSpec & t) {
+    if (!t.cloze_text.empty()) return eval::build_cloze({.text = t.cloze_text, .items = t.cloze_items, .seed = t.cloze_seed, .skip_passages = t.cloze_skip_passages});
+    return eval::build_capture_suite({.db = t.capture_db, .route = t.capture_route, .since = t.capture_since, .critical = t.critical, .name = t.built_name()});
 }
 
 namespace {
@@ -141,8 +155,20 @@ TextSpec read_text(const YamlMap & y, int default_chunks) {
 }
 
 TaskSpec read_task(const YamlMap & y) {
-    y.reject_unknown({"spec", "cloze", "name", "critical", "class", "requires"});
+    y.reject_unknown({"spec", "cloze", "capture", "name", "critical", "class", "requires"});
     TaskSpec t{.spec = y.string("spec", ""), .name = y.string("name", ""), .critical = y.boolean("critical", false)};
+    if (auto c = y.map("capture")) {
+        c->reject_unknown({"route", "since", "db"});
+        t.capture_route = c->string("route");
+        t.capture_db = c->has("db") ? path_of(*c, "db") : y.base_dir() / "captures.sqlite";
+        t.capture_since_text = c->string("since", "30d");
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+        try {
+            t.capture_since = eval::parse_since(t.capture_since_text, now, "");
+        } catch (const Error & e) {
+            c->fail("since", e.what());
+        }
+    }
     if (auto c = y.map("cloze")) {
         c->reject_unknown({"text", "items", "seed", "skip_passages"});
         t.cloze_text = path_of(*c, "text");
@@ -150,7 +176,8 @@ TaskSpec read_task(const YamlMap & y) {
         t.cloze_seed = static_cast<std::uint64_t>(c->integer("seed", 1));
         t.cloze_skip_passages = static_cast<int>(c->integer("skip_passages", 0));
     }
-    if (t.spec.empty() == t.cloze_text.empty()) y.fail("", "give exactly one of 'spec' (a task suite) and 'cloze' (a suite built from text)");
+    if ((t.spec.empty() ? 0 : 1) + (t.cloze_text.empty() ? 0 : 1) + (t.capture_route.empty() ? 0 : 1) != 1)
+        y.fail("", "give exactly one of 'spec' (a task suite), 'cloze' (a suite built from text) and 'capture' (a suite built from served traffic)");
     // A suite spec may carry an adapter prefix ("blimp:FILE"): expand and resolve the file part.
     if (!t.spec.empty()) {
         const auto colon = t.spec.find(':');
@@ -158,7 +185,8 @@ TaskSpec read_task(const YamlMap & y) {
         const std::string prefix = adapter ? t.spec.substr(0, colon + 1) : "";
         t.spec = prefix + expanded_path(y, "spec", t.spec.substr(prefix.size())).string();
     }
-    t.task_class = y.string("class", t.critical ? "critical" : "general");
+    // A captured route is its own class of traffic: what the plan decides for it, serve routes.
+    t.task_class = y.string("class", !t.capture_route.empty() ? t.capture_route : t.critical ? "critical" : "general");
     t.needs = y.string("requires", "");
     if (!t.needs.empty() && t.needs != "vision" && t.needs != "audio" && t.needs != "code" && t.needs.rfind("context:", 0) != 0)
         y.fail("requires", "expected vision, audio, code or context:N, found '" + t.needs + "'");

@@ -52,6 +52,15 @@ struct TaskSpec {
     std::size_t cloze_items = 200;
     std::uint64_t cloze_seed = 1;
     int cloze_skip_passages = 0;
+    // A suite built from what serve captured for this route (eval/captured_suite.h), written
+    // into the output folder; the class defaults to the route's name.
+    std::string capture_route;
+    std::filesystem::path capture_db;  // default: captures.sqlite beside the plan file
+    std::int64_t capture_since = 0;    // unix seconds
+    std::string capture_since_text;    // as written ("7d"), for messages
+
+    bool built() const { return !cloze_text.empty() || !capture_route.empty(); }
+    std::string built_name() const;  // `name`, else "cloze-STEM" / "capture-ROUTE"
 };
 
 struct SpeedSpec {
@@ -74,6 +83,9 @@ struct Plan {
     SpeedSpec speed;
     std::vector<std::string> warnings;  // settings that work but are likely mistakes, each naming its line and key
 };
+
+// A task's suite built at run time (`cloze`, `capture`) as JSONL; throws switchyard::Error.
+std::string build_task_suite(const TaskSpec & task);
 
 // The ladder `variants: auto` tries, mild to aggressive.
 std::vector<VariantSpec> auto_variants();

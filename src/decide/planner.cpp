@@ -3,7 +3,6 @@
 #include "decide/measure.h"
 #include "decide/search.h"
 #include "decide/variants.h"
-#include "eval/cloze.h"
 #include "eval/run_suite.h"
 #include "model/model_info.h"
 #include "support/atomic_file.h"
@@ -76,11 +75,9 @@ private:
     void load_tasks() {
         for (const auto & t : plan_.tasks) {
             std::string spec = t.spec;
-            if (!t.cloze_text.empty()) {
-                const auto jsonl = eval::build_cloze({.text = t.cloze_text, .items = t.cloze_items, .seed = t.cloze_seed, .skip_passages = t.cloze_skip_passages});
-                const auto name = t.name.empty() ? "cloze-" + t.cloze_text.stem().string() : t.name;
-                const auto file = options_.out_dir / "tasks" / (name + ".jsonl");
-                write_file_atomically(file, jsonl);
+            if (t.built()) {
+                const auto file = options_.out_dir / "tasks" / (t.built_name() + ".jsonl");
+                write_file_atomically(file, build_task_suite(t));
                 spec = file.string();
             }
             Suite s{.suite = eval::load_suite(spec)};

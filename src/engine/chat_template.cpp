@@ -3,6 +3,7 @@
 #include "engine/chat_template.h"
 
 #include <fmt/format.h>
+#include <cctype>
 #include <llama.h>
 
 #if SWITCHYARD_LLAMA_COMMON
@@ -169,5 +170,50 @@ ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
 
 ChatTemplate::ChatTemplate(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ChatTemplate::~ChatTemplate() = default;
+
+std::string plain_transcript(const std::vector<ChatMessage> & messages) {
+    std::string text;
+    for (const ChatMessage & m : messages) {
+        std::string role = m.role;
+        if (!role.empty()) role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
+        text += role + ": " + m.content + "\n";
+    }
+    return text + "Assistant:";
+}
+
+namespace {
+
+// Calls `visit` with each text of a message's content: the string, or each text part's text.
+template <typename Json, typename Visit>
+void for_each_text(Json & message, const Visit & visit) {
+    const auto c = message.find("content");
+    if (c == message.end()) return;
+    if (c->is_string()) {
+        visit(*c);
+    } else if (c->is_array()) {
+        for (auto & part : *c)
+            if (auto t = part.find("text"); t != part.end() && t->is_string()) visit(*t);
+    }
+}
+
+}  // namespace
+
+ChatPrompt render_chat(const ChatTemplate * chat, ChatRequest request, const TextFilter & normalize) {
+    if (chat == nullptr) {
+        std::vector<ChatMessage> flat;
+        for (const auto & m : request.messages) {
+            ChatMessage message{.role = m.value("role", ""), .content = {}};
+            for_each_text(m, [&](const nlohmann::json & text) { message.content += text.get<std::string>(); });
+            flat.push_back(std::move(message));
+        }
+        const std::string text = plain_transcript(flat);
+        return ChatPrompt{.text = normalize ? normalize(text) : text, .parse_special = false, .grammar = {}, .stop = {}};
+    }
+    // The contents only: the template's own text (its control tokens) stays as written.
+    if (normalize) {
+        for (auto & m : request.messages) for_each_text(m, [&](nlohmann::json & text) { text = normalize(text.get<std::string>()); });
+    }
+    return chat->apply(request);
+}
 
 }  // namespace switchyard::engine

@@ -11,7 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -36,7 +38,10 @@ struct ChatRequest {
 };
 
 struct ChatPrompt {
-    std::string text;  // tokenize with special tokens parsed (the template writes control tokens as text)
+    std::string text;
+    // Tokenize with special tokens parsed: a template writes control tokens as text. Never for a
+    // plain transcript, where such text is the client's.
+    bool parse_special = true;
     Grammar grammar;
     std::vector<std::string> stop;  // stop strings the template's format adds
 };
@@ -63,5 +68,21 @@ private:
     explicit ChatTemplate(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
+
+// One turn of a chat, its content as text (text parts joined).
+struct ChatMessage {
+    std::string role;
+    std::string content;
+};
+
+// What a model without a chat template is given: "Role: content" lines, then "Assistant:".
+std::string plain_transcript(const std::vector<ChatMessage> & messages);
+
+// A chat as the model sees it, rendered alike by serve and by task suites, so a suite measures
+// what serve runs: through `chat` (only the messages' contents passed through `normalize`, when
+// given), else the plain transcript (all of it normalized; text parts joined). Tools and schemas
+// need a template: callers refuse them first. Throws what ChatTemplate::apply throws.
+using TextFilter = std::function<std::string(std::string_view)>;
+ChatPrompt render_chat(const ChatTemplate * chat, ChatRequest request, const TextFilter & normalize);
 
 }  // namespace switchyard::engine

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS suites(hash TEXT PRIMARY KEY, spec TEXT, name TEXT, i
 CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, model_sha256 TEXT, suite_hash TEXT, options TEXT, model_path TEXT,
                                 started TEXT, finished TEXT, status TEXT, UNIQUE(model_sha256, suite_hash, options));
 CREATE TABLE IF NOT EXISTS outcomes(run_id INTEGER, item INTEGER, line INTEGER, unencodable INTEGER, too_long INTEGER,
-                                    correct INTEGER, correct_norm INTEGER, output TEXT, PRIMARY KEY(run_id, item));
+                                    correct INTEGER, correct_norm INTEGER, output TEXT, reference_logprob REAL, PRIMARY KEY(run_id, item));
 CREATE TABLE IF NOT EXISTS metrics(run_id INTEGER, name TEXT, value REAL, PRIMARY KEY(run_id, name));
 CREATE TABLE IF NOT EXISTS measurements(model_sha256 TEXT, kind TEXT, key TEXT, value TEXT, recorded TEXT, PRIMARY KEY(model_sha256, kind, key));
 )";
@@ -72,6 +72,10 @@ ResultsStore::ResultsStore(const std::filesystem::path & path) : path_(path) {
     }
     sqlite3_busy_timeout(db_, 5000);
     exec(kSchema);
+    // Stores written before consistency items lack the column; their rows read it as NULL.
+    if (sqlite3_table_column_metadata(db_, nullptr, "outcomes", "reference_logprob", nullptr, nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        exec("ALTER TABLE outcomes ADD COLUMN reference_logprob REAL");
+    }
 }
 
 ResultsStore::~ResultsStore() { sqlite3_close(db_); }
@@ -87,7 +91,8 @@ void ResultsStore::exec(const std::string & sql) {
 
 namespace {
 
-// Reads line, unencodable, too_long, correct, correct_norm, output from columns first.. of a row.
+// Reads line, unencodable, too_long, correct, correct_norm, output, reference_logprob from columns
+// first.. of a row.
 ItemOutcome outcome_from_row(sqlite3_stmt * s, int first) {
     ItemOutcome o;
     o.line = static_cast<std::size_t>(sqlite3_column_int64(s, first));
@@ -96,6 +101,7 @@ ItemOutcome outcome_from_row(sqlite3_stmt * s, int first) {
     o.correct = sqlite3_column_int(s, first + 3) != 0;
     o.correct_norm = sqlite3_column_int(s, first + 4) != 0;
     o.output = text(s, first + 5);
+    if (sqlite3_column_type(s, first + 6) != SQLITE_NULL) o.reference_logprob = sqlite3_column_double(s, first + 6);
     return o;
 }
 
@@ -154,7 +160,7 @@ std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite
     const std::int64_t run = sqlite3_column_int64(find.get(), 0);
 
     known.assign(suite.items.size(), std::nullopt);
-    auto stored = prepare(db_, "SELECT item, line, unencodable, too_long, correct, correct_norm, output FROM outcomes WHERE run_id = ?");
+    auto stored = prepare(db_, "SELECT item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ?");
     bind_value(stored.get(), 1, run);
     while (sqlite3_step(stored.get()) == SQLITE_ROW) {
         const auto item = static_cast<std::size_t>(sqlite3_column_int64(stored.get(), 0));
@@ -165,7 +171,8 @@ std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite
 
 void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result) {
     exec("BEGIN");
-    auto put = prepare(db_, "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    auto put = prepare(db_, "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const std::size_t i : items) {
         const auto & o = result.outcomes[i];
         sqlite3_reset(put.get());
@@ -177,6 +184,11 @@ void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::size
         bind_value(put.get(), 6, static_cast<std::int64_t>(o.correct));
         bind_value(put.get(), 7, static_cast<std::int64_t>(o.correct_norm));
         bind_value(put.get(), 8, o.output);
+        if (o.reference_logprob) {
+            bind_value(put.get(), 9, *o.reference_logprob);
+        } else {
+            sqlite3_bind_null(put.get(), 9);
+        }
         step_done(db_, put.get());
     }
     exec("COMMIT");
@@ -229,7 +241,7 @@ std::vector<RunSummary> ResultsStore::list_runs() {
 
 std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
     std::vector<ItemOutcome> out;
-    auto q = prepare(db_, "SELECT line, unencodable, too_long, correct, correct_norm, output FROM outcomes WHERE run_id = ? ORDER BY item");
+    auto q = prepare(db_, "SELECT line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ? ORDER BY item");
     bind_value(q.get(), 1, run);
     while (sqlite3_step(q.get()) == SQLITE_ROW) out.push_back(outcome_from_row(q.get(), 0));
     return out;

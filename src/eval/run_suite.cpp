@@ -1,5 +1,7 @@
 #include "eval/run_suite.h"
 
+#include "engine/chat_template.h"
+#include "engine/llama_engine.h"
 #include "engine/normalize.h"
 #include "support/error.h"
 #include "support/progress.h"
@@ -7,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <optional>
 
@@ -18,7 +21,8 @@ constexpr std::size_t kBatch = 32;  // items per engine call: enough to fill the
 
 class SuiteRunner {
 public:
-    SuiteRunner(engine::Engine & engine, const RunOptions & options) : engine_(engine), options_(options), bos_(engine.tokenize("", true)) {}
+    SuiteRunner(engine::Engine & engine, const RunOptions & options)
+        : engine_(engine), options_(options), bos_(engine.tokenize("", true)), llama_(dynamic_cast<const engine::LlamaEngine *>(&engine)) {}
 
     std::string prepare(const std::string & text) const {
         return options_.normalize ? engine::normalize_for_vocabulary(engine_, text) : text;
@@ -140,26 +144,63 @@ public:
         out.correct_norm = static_cast<int>(best_norm) == item.answer;
     }
 
+    // The text a generation starts from, as serve sends it to this model: a chat goes through the
+    // model's template (serve's rendering, engine::render_chat), else the plain transcript.
+    engine::ChatPrompt prompt_of(const TaskItem & item) const {
+        if (item.messages.empty()) return {.text = prepare(item.prompt), .parse_special = false, .grammar = {}, .stop = {}};
+        engine::ChatRequest request{.messages = nlohmann::json::parse(item.messages)};
+        const engine::TextFilter normalize =
+            options_.normalize ? engine::TextFilter([this](std::string_view t) { return engine::normalize_for_vocabulary(engine_, t); }) : engine::TextFilter();
+        return engine::render_chat(llama_ != nullptr ? llama_->chat() : nullptr, std::move(request), normalize);
+    }
+
+    std::optional<std::vector<engine::Token>> prompt_tokens(const engine::ChatPrompt & p) const {
+        try {
+            return llama_ != nullptr ? llama_->tokenize(p.text, true, p.parse_special) : engine_.tokenize(p.text, true);
+        } catch (const engine::UnencodableText &) {
+            return std::nullopt;
+        }
+    }
+
+    // Greedy generations; consistency items are also scored teacher-forced on their reference.
     void generations(const TaskSuite & suite, std::span<const std::size_t> items, SuiteResult & r) {
         std::vector<engine::GenerateRequest> requests;
         std::vector<std::size_t> owner;
+        std::vector<engine::ScoreRequest> references;
+        std::vector<std::size_t> reference_owner;
+        const auto window = static_cast<std::size_t>(engine_.model().context_length);
         for (const std::size_t i : items) {
             const auto & item = suite.items[i];
-            const std::string prompt = prepare(item.prompt);
-            const auto prompt_tokens = tokens(item.prompt, true);
-            if (!prompt_tokens) {
+            engine::ChatPrompt prompt;
+            try {
+                prompt = prompt_of(item);
+            } catch (const engine::UnencodableText &) {
                 r.outcomes[i].unencodable = true;
                 continue;
             }
-            if (prompt_tokens->size() >= static_cast<std::size_t>(engine_.model().context_length)) {
+            const auto context = prompt_tokens(prompt);
+            if (!context) {
+                r.outcomes[i].unencodable = true;
+                continue;
+            }
+            if (context->size() >= window) {
                 r.outcomes[i].too_long = true;
                 continue;
             }
+            if (item.kind == ItemKind::consistency) {
+                if (auto continuation = reference_tokens(prompt, *context, item.reference); continuation && context->size() + continuation->size() <= window) {
+                    r.tokens_unique += context->size() + continuation->size();
+                    references.push_back({*context, std::move(*continuation)});
+                    reference_owner.push_back(i);
+                }
+            }
             engine::GenerateRequest g;
-            g.prompt = prompt;
+            g.prompt = std::move(prompt.text);
+            g.parse_special = prompt.parse_special;
             g.max_tokens = item.max_tokens;
             g.sampling.temperature = 0.0f;
             g.stop = item.stop;
+            g.stop.insert(g.stop.end(), prompt.stop.begin(), prompt.stop.end());
             requests.push_back(std::move(g));
             owner.push_back(i);
         }
@@ -168,12 +209,50 @@ public:
             r.outcomes[owner[k]].output = results[k].text;
             r.outcomes[owner[k]].correct = matches(suite.items[owner[k]], results[k].text);
         }
+        if (references.empty()) return;
+        const auto scores = engine_.score(references);
+        for (std::size_t k = 0; k < reference_owner.size(); ++k) {
+            const auto & tokens = scores[k].tokens;
+            if (!tokens.empty()) r.outcomes[reference_owner[k]].reference_logprob = scores[k].total_logprob() / static_cast<double>(tokens.size());
+        }
+    }
+
+    // The reference's tokens as they follow the prompt: tokenized together with it, so the boundary
+    // merges as in the incumbent's generation, else alone; nullopt when unencodable or empty.
+    std::optional<std::vector<engine::Token>> reference_tokens(const engine::ChatPrompt & prompt, const std::vector<engine::Token> & context,
+                                                               const std::string & reference) const {
+        // A model's own answer is text its vocabulary encodes, leading space included: it is used as
+        // it is, and normalized (keeping that space) only when this vocabulary cannot encode it.
+        std::string text = reference;
+        if (options_.normalize) {
+            try {
+                engine_.tokenize(text, false);
+            } catch (const engine::UnencodableText &) {
+                const bool spaced = !text.empty() && std::isspace(static_cast<unsigned char>(text.front()));
+                text = (spaced ? " " : "") + prepare(text);
+            }
+        }
+        if (text.empty()) return std::nullopt;
+        engine::ChatPrompt joint = prompt;
+        joint.text += text;
+        if (const auto together = prompt_tokens(joint);
+            together && together->size() > context.size() && std::equal(context.begin(), context.end(), together->begin())) {
+            return std::vector<engine::Token>(together->begin() + static_cast<std::ptrdiff_t>(context.size()), together->end());
+        }
+        try {
+            auto alone = engine_.tokenize(text, false);
+            if (alone.empty()) return std::nullopt;
+            return alone;
+        } catch (const engine::UnencodableText &) {
+            return std::nullopt;
+        }
     }
 
 private:
     engine::Engine & engine_;
     RunOptions options_;
     std::vector<engine::Token> bos_;
+    const engine::LlamaEngine * llama_;  // in process: what renders chats through the model's template
 };
 
 }  // namespace
@@ -199,7 +278,8 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
                 continue;
             }
             settled.push_back(i);
-            (suite.items[i].kind == ItemKind::generation ? generation_items : scored_items).push_back(i);
+            const ItemKind kind = suite.items[i].kind;
+            (kind == ItemKind::generation || kind == ItemKind::consistency ? generation_items : scored_items).push_back(i);
         }
         if (!scored_items.empty()) runner.score_items(suite, scored_items, r);
         if (!generation_items.empty()) runner.generations(suite, generation_items, r);
@@ -213,7 +293,12 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
         ++r.scored;
         r.correct += o.correct;
         r.correct_norm += o.correct_norm;
+        if (o.reference_logprob) {
+            r.mean_reference_logprob = r.mean_reference_logprob.value_or(0.0) + *o.reference_logprob;
+            ++r.reference_scored;
+        }
     }
+    if (r.reference_scored > 0) *r.mean_reference_logprob /= static_cast<double>(r.reference_scored);
     r.ci95 = stats::wilson_interval(r.correct, r.scored);
     r.ci95_norm = stats::wilson_interval(r.correct_norm, r.scored);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -285,6 +370,10 @@ void to_json(nlohmann::json & out, const SuiteResult & r) {
            {"ci95", interval_json(r.ci95)}, {"skipped", r.suite.skipped.size()}, {"skipped_lines", skipped}, {"unencodable", r.unencodable},
            {"too_long", r.too_long}, {"seconds", r.seconds},
            {"tokens", {{"evaluated", r.tokens_evaluated}, {"unique", r.tokens_unique}, {"one_sequence_per_choice", r.tokens_naive}}}};
+    if (r.mean_reference_logprob) {
+        // Consistency items: how likely this model finds the incumbent's own answers.
+        out["reference_logprob"] = {{"mean", *r.mean_reference_logprob}, {"items", r.reference_scored}};
+    }
     if (r.has_norm) {
         out["accuracy_norm"] = r.accuracy_norm();
         out["ci95_norm"] = interval_json(r.ci95_norm);

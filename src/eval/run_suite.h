@@ -21,7 +21,10 @@ struct ItemOutcome {
     bool too_long = false;     // does not fit the context window even after trimming: not scored
     bool correct = false;
     bool correct_norm = false;  // multiple choice by log-likelihood per byte (acc_norm)
-    std::string output;         // generation items: what the model wrote
+    std::string output;         // generation and consistency items: what the model wrote
+    // Consistency items: the reference answer's mean token log-probability under this model,
+    // teacher-forced; nullopt when it was not scored (it does not fit the context).
+    std::optional<double> reference_logprob;
 
     bool scored() const { return !unencodable && !too_long; }
 };
@@ -37,6 +40,9 @@ struct SuiteResult {
     bool has_norm = false;  // any multiple-choice items
     stats::Interval ci95{0, 1};
     stats::Interval ci95_norm{0, 1};
+    // Consistency items: the mean over items of the reference's mean token log-probability.
+    std::optional<double> mean_reference_logprob;
+    std::size_t reference_scored = 0;
     double seconds = 0;
     // Scoring work: tokens run through the model, the distinct tokens the items hold (shared
     // prefixes once), and what one sequence per choice would run.

@@ -34,10 +34,45 @@ Matcher parse_matcher(const std::string & name) {
     throw BadItem{"field 'match' must be exact, contains, regex or number, not '" + name + "'"};
 }
 
+// A generation's input: `prompt` (text), or `messages` (a chat, as OpenAI's API takes it).
+void read_prompt(const nlohmann::json & j, TaskItem & item) {
+    if (j.contains("messages")) {
+        const auto & m = j["messages"];
+        if (!m.is_array() || m.empty()) throw BadItem{"field 'messages' must be a non-empty list of {role, content}"};
+        for (const auto & message : m)
+            if (!message.is_object() || !message.contains("role") || !message["role"].is_string()) throw BadItem{"field 'messages' must be a non-empty list of {role, content}"};
+        item.messages = m.dump();
+        return;
+    }
+    item.prompt = string_field(j, "prompt");
+}
+
+void read_generation_limits(const nlohmann::json & j, TaskItem & item, std::vector<std::string> default_stop) {
+    if (j.contains("max_tokens")) {
+        if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int>() < 1) throw BadItem{"field 'max_tokens' must be a positive integer"};
+        item.max_tokens = j["max_tokens"].get<int>();
+    }
+    if (!j.contains("stop")) {
+        item.stop = std::move(default_stop);
+        return;
+    }
+    if (!j["stop"].is_array()) throw BadItem{"field 'stop' must be a list of strings"};
+    for (const auto & s : j["stop"]) {
+        if (!s.is_string()) throw BadItem{"field 'stop' must be a list of strings"};
+        item.stop.push_back(s.get<std::string>());
+    }
+}
+
 TaskItem parse_native(const nlohmann::json & j) {
     if (!j.is_object()) throw BadItem{"an item must be a JSON object"};
     std::string kind = j.value("kind", "");
-    if (kind.empty()) kind = j.contains("choices") ? "multiple_choice" : j.contains("good") ? "pair" : j.contains("prompt") ? "generation" : "";
+    if (kind.empty()) {
+        kind = j.contains("choices")                          ? "multiple_choice"
+               : j.contains("good")                           ? "pair"
+               : j.contains("reference")                      ? "consistency"
+               : j.contains("prompt") || j.contains("messages") ? "generation"
+                                                              : "";
+    }
     TaskItem item;
     if (kind == "multiple_choice") {
         item.kind = ItemKind::multiple_choice;
@@ -56,9 +91,15 @@ TaskItem parse_native(const nlohmann::json & j) {
         item.kind = ItemKind::pair;
         item.good = string_field(j, "good");
         item.bad = string_field(j, "bad");
+    } else if (kind == "generation" || kind == "consistency") {
+        item.kind = kind == "generation" ? ItemKind::generation : ItemKind::consistency;
+        read_prompt(j, item);
+    }
+    if (kind == "consistency") {
+        item.reference = string_field(j, "reference");
+        item.expected = item.reference;
+        read_generation_limits(j, item, {});
     } else if (kind == "generation") {
-        item.kind = ItemKind::generation;
-        item.prompt = string_field(j, "prompt");
         if (j.contains("answer") && j["answer"].is_number()) {
             item.expected = j["answer"].dump();
         } else {
@@ -76,21 +117,9 @@ TaskItem parse_native(const nlohmann::json & j) {
             const re2::RE2 check(item.expected, re2::RE2::Quiet);
             if (!check.ok()) throw BadItem{"field 'answer' is not a valid RE2 regular expression: " + check.error()};
         }
-        if (j.contains("max_tokens")) {
-            if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int>() < 1) throw BadItem{"field 'max_tokens' must be a positive integer"};
-            item.max_tokens = j["max_tokens"].get<int>();
-        }
-        if (j.contains("stop")) {
-            if (!j["stop"].is_array()) throw BadItem{"field 'stop' must be a list of strings"};
-            for (const auto & s : j["stop"]) {
-                if (!s.is_string()) throw BadItem{"field 'stop' must be a list of strings"};
-                item.stop.push_back(s.get<std::string>());
-            }
-        } else {
-            item.stop = {"\n"};
-        }
-    } else {
-        throw BadItem{"cannot tell the item's kind: give 'kind' (multiple_choice, pair, generation) or its fields"};
+        read_generation_limits(j, item, {"\n"});
+    } else if (kind != "multiple_choice" && kind != "pair") {
+        throw BadItem{"cannot tell the item's kind: give 'kind' (multiple_choice, pair, generation, consistency) or its fields"};
     }
     return item;
 }
@@ -198,6 +227,7 @@ const char * to_string(ItemKind kind) {
         case ItemKind::multiple_choice: return "multiple_choice";
         case ItemKind::pair: return "pair";
         case ItemKind::generation: return "generation";
+        case ItemKind::consistency: return "consistency";
     }
     return "unknown";
 }

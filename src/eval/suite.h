@@ -8,7 +8,7 @@
 
 namespace switchyard::eval {
 
-enum class ItemKind { multiple_choice, pair, generation };
+enum class ItemKind { multiple_choice, pair, generation, consistency };
 enum class Matcher { exact, contains, regex, number };
 
 struct TaskItem {
@@ -23,7 +23,13 @@ struct TaskItem {
     std::string bad;
     // generation: the greedy continuation of `prompt` must match `expected`
     std::string prompt;
+    // generation and consistency items may give a chat instead of `prompt`: OpenAI `messages`
+    // (JSON text), rendered as serve renders them for the model under test
+    std::string messages;
     std::string expected;
+    // consistency: the greedy continuation must reproduce `reference` (the incumbent's answer,
+    // compared as `exact` compares); also scored teacher-forced (its mean token log-probability)
+    std::string reference;
     Matcher matcher = Matcher::exact;
     int max_tokens = 32;
     std::vector<std::string> stop;

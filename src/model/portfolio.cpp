@@ -80,12 +80,13 @@ double fraction(const YamlMap & y, const std::string & key, double fallback) {
 }
 
 Route read_route(const YamlMap & y) {
-    y.reject_unknown({"name", "model", "fallback", "cascade", "canary", "shadow", "capture", "note"});
+    y.reject_unknown({"name", "model", "fallback", "cascade", "canary", "shadow", "capture", "note", "evidence"});
     Route r;
     r.name = y.string("name");
     r.model = y.string("model", "");
     r.fallback = y.strings("fallback");
     r.note = y.string("note", "");
+    r.evidence = y.string("evidence", "");
     if (auto c = y.map("cascade")) {
         c->reject_unknown({"models", "min_mean_logprob"});
         r.cascade = Cascade{.models = c->strings("models"), .min_mean_logprob = c->number("min_mean_logprob", -2.0)};
@@ -98,11 +99,13 @@ Route read_route(const YamlMap & y) {
         if (r.canary->percent < 0 || r.canary->percent > 100) c->fail("percent", "must lie between 0 and 100");
     }
     if (auto s = y.map("shadow")) {
-        s->reject_unknown({"model", "sample", "promote_at", "rollback_below", "min_samples"});
+        s->reject_unknown({"model", "sample", "promote_at", "rollback_below", "min_samples", "decision", "evidence"});
         r.shadow = Shadow{.model = s->string("model"), .sample = fraction(*s, "sample", 1.0)};
         if (s->has("promote_at")) r.shadow->promote_at = fraction(*s, "promote_at", 1.0);
         if (s->has("rollback_below")) r.shadow->rollback_below = fraction(*s, "rollback_below", 0.0);
         r.shadow->min_samples = static_cast<int>(s->integer("min_samples", 100));
+        r.shadow->decision = s->string("decision", "");
+        r.shadow->evidence = s->string("evidence", "");
     }
     if (auto c = y.map("capture")) {
         c->reject_unknown({"sample", "max_items", "retention_days", "redact"});
@@ -291,7 +294,10 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
                 << "sample" << YAML::Value << r.shadow->sample;
             if (r.shadow->promote_at) out << YAML::Key << "promote_at" << YAML::Value << *r.shadow->promote_at;
             if (r.shadow->rollback_below) out << YAML::Key << "rollback_below" << YAML::Value << *r.shadow->rollback_below;
-            out << YAML::Key << "min_samples" << YAML::Value << r.shadow->min_samples << YAML::EndMap;
+            out << YAML::Key << "min_samples" << YAML::Value << r.shadow->min_samples;
+            if (!r.shadow->decision.empty()) out << YAML::Key << "decision" << YAML::Value << r.shadow->decision;
+            if (!r.shadow->evidence.empty()) out << YAML::Key << "evidence" << YAML::Value << r.shadow->evidence;
+            out << YAML::EndMap;
         }
         if (r.capture) {
             out << YAML::Key << "capture" << YAML::Value << YAML::BeginMap << YAML::Key << "sample" << YAML::Value << r.capture->sample << YAML::Key
@@ -299,6 +305,7 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
                 << YAML::Key << "redact" << YAML::Value << YAML::Flow << r.capture->redact << YAML::EndMap;
         }
         if (!r.note.empty()) out << YAML::Key << "note" << YAML::Value << r.note;
+        if (!r.evidence.empty()) out << YAML::Key << "evidence" << YAML::Value << r.evidence;
         out << YAML::EndMap;
     }
     out << YAML::EndSeq;

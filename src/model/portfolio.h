@@ -74,6 +74,9 @@ struct Shadow {
     std::optional<double> promote_at;        // agreement at or above this after min_samples: promote
     std::optional<double> rollback_below;    // agreement below this after min_samples: stop shadowing
     int min_samples = 100;
+    // Set by a rollout (POST /admin/rollout): the plan decision behind the candidate, and its report.
+    std::string decision;
+    std::string evidence;
 };
 
 // Opt-in recording of a route's traffic, the evidence for the next decision (docs/serve.md,
@@ -97,6 +100,7 @@ struct Route {
     std::optional<Shadow> shadow;
     std::optional<Capture> capture;
     std::string note;
+    std::string evidence;  // the plan report behind `model`, kept when a rollout's shadow is promoted
 };
 
 // Picks a route for requests that do not name one; rules are tried in order.

@@ -336,16 +336,6 @@ std::variant<DetokenizeRequest, ApiError> parse_detokenize(std::string_view text
     });
 }
 
-std::string plain_transcript(const std::vector<Message> & messages) {
-    std::string text;
-    for (const Message & m : messages) {
-        std::string role = m.role;
-        role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
-        text += role + ": " + m.content + "\n";
-    }
-    return text + "Assistant:";
-}
-
 const char * finish_reason_name(engine::FinishReason reason) {
     return reason == engine::FinishReason::length ? "length" : "stop";
 }

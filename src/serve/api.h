@@ -30,10 +30,7 @@ struct ApiError {
 
 ApiError bad_request(std::string message, std::string param = {});
 
-struct Message {
-    std::string role;
-    std::string content;
-};
+using Message = engine::ChatMessage;
 
 // What a backend is asked to generate: the client's request in model-independent terms.
 struct GenerationInput {
@@ -88,7 +85,7 @@ std::variant<DetokenizeRequest, ApiError> parse_detokenize(std::string_view body
 
 // The prompt of a model without a chat template: one "Role: content" line per message, then
 // "Assistant:" for the model to continue (documented in docs/serve.md).
-std::string plain_transcript(const std::vector<Message> & messages);
+using engine::plain_transcript;
 
 // Why generation ended, in OpenAI's words: an end-of-generation token counts as "stop".
 const char * finish_reason_name(engine::FinishReason reason);

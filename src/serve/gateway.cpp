@@ -4,8 +4,10 @@
 #include "serve/local_backend.h"
 #include "serve/remote_backend.h"
 #include "serve/replica_set.h"
+#include "serve/rollout.h"
 #include "serve/openai_response.h"
 #include "serve/sse_writer.h"
+#include "support/atomic_file.h"
 #include "support/error.h"
 
 #include <spdlog/spdlog.h>
@@ -334,7 +336,14 @@ int Gateway::bind() {
             json route = {{"name", r.name}, {"model", r.model}, {"fallback", r.fallback}};
             if (r.cascade) route["cascade"] = r.cascade->models;
             if (r.canary) route["canary"] = {{"model", r.canary->model}, {"percent", r.canary->percent}};
-            if (r.shadow) route["shadow"] = {{"model", r.shadow->model}, {"sample", r.shadow->sample}};
+            if (r.shadow) {
+                route["shadow"] = {{"model", r.shadow->model}, {"sample", r.shadow->sample}, {"min_samples", r.shadow->min_samples},
+                                   {"promote_at", r.shadow->promote_at ? json(*r.shadow->promote_at) : json()},
+                                   {"rollback_below", r.shadow->rollback_below ? json(*r.shadow->rollback_below) : json()},
+                                   {"decision", r.shadow->decision}, {"evidence", r.shadow->evidence}};
+            }
+            if (!r.note.empty()) route["note"] = r.note;
+            if (!r.evidence.empty()) route["evidence"] = r.evidence;
             routes.push_back(route);
         }
         j["portfolio"] = {{"models", models}, {"routes", routes}, {"default_route", dep->portfolio.default_route}};
@@ -352,6 +361,30 @@ int Gateway::bind() {
     }));
     s.handle("GET", "/", Lane::inline_io, [](const http::Request &, http::Response & res) { res.set_content(dashboard_html(), "text/html; charset=utf-8"); });
     s.handle("PUT", "/admin/portfolio", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_admin_portfolio(req, res); }));
+    // The plan report behind a route's shadow, or behind its model once promoted: what the dashboard links to.
+    s.handle("GET", "/evidence", Lane::worker, guarded([this](const http::Request & req, http::Response & res) {
+        std::string route_name;
+        if (req.query.starts_with("route=")) {
+            const std::string raw = req.query.substr(6, req.query.find('&') == std::string::npos ? std::string::npos : req.query.find('&') - 6);
+            for (std::size_t i = 0; i < raw.size(); ++i) {
+                if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(static_cast<unsigned char>(raw[i + 1])) && std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
+                    route_name += static_cast<char>(std::stoi(raw.substr(i + 1, 2), nullptr, 16));
+                    i += 2;
+                } else {
+                    route_name += raw[i];
+                }
+            }
+        }
+        const model::Route * route = current()->portfolio.find_route(route_name);
+        const std::string file = route == nullptr ? "" : route->shadow && !route->shadow->evidence.empty() ? route->shadow->evidence : route->evidence;
+        if (file.empty()) return send_error(res, ApiError{404, "no plan evidence for route '" + route_name + "' (GET /evidence?route=NAME)", "invalid_request_error", "route", "not_found"});
+        try {
+            res.set_content(read_whole_file(file, "plan report"), "text/html; charset=utf-8");
+        } catch (const Error & e) {
+            send_error(res, ApiError{404, e.what(), "invalid_request_error", "route", "not_found"});
+        }
+    }));
+    s.handle("POST", "/admin/rollout", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_admin_rollout(req, res); }));
     s.handle("GET", "/admin/portfolio", Lane::inline_io, guarded([this](const http::Request & req, http::Response & res) {
         if (!admin_allowed(req, res)) return;
         res.set_content(model::portfolio_to_yaml(current()->portfolio, {}), "application/yaml");
@@ -428,6 +461,77 @@ void Gateway::handle_admin_portfolio(const http::Request & req, http::Response &
     res.set_content(json_text({{"status", "swapped"}, {"portfolio_generation", current()->generation}}), "application/json");
 }
 
+void Gateway::handle_admin_rollout(const http::Request & req, http::Response & res) {
+    if (!admin_allowed(req, res)) return;
+    if (!body_type_allowed(req, res, {"application/json"})) return;
+    const json body = json::parse(req.body, nullptr, false);
+    const auto text = [&](const char * key) -> std::optional<std::string> {
+        if (!body.is_object() || !body.contains(key)) return std::nullopt;
+        if (!body[key].is_string() || body[key].get<std::string>().empty()) throw ApiError(bad_request(std::string("'") + key + "' must be a non-empty string", key));
+        return body[key].get<std::string>();
+    };
+    const auto share = [&](const char * key) -> std::optional<double> {
+        if (!body.is_object() || !body.contains(key)) return std::nullopt;
+        const json & v = body[key];
+        if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > 1) throw ApiError(bad_request(std::string("'") + key + "' must be a number from 0 to 1", key));
+        return v.get<double>();
+    };
+    std::optional<std::string> plan_out, task_class, route;
+    model::Shadow thresholds{.model = {}, .sample = 1.0, .promote_at = 0.9, .rollback_below = 0.5, .min_samples = 100, .decision = {}, .evidence = {}};
+    try {
+        if (!body.is_object()) throw ApiError(bad_request("the body must be a JSON object: {\"plan\": FOLDER, \"class\": NAME}"));
+        plan_out = text("plan");
+        task_class = text("class");
+        if (!plan_out) throw ApiError(bad_request("'plan' is required: the folder `switchyard plan -o` wrote", "plan"));
+        if (!task_class) throw ApiError(bad_request("'class' is required: the class of traffic whose recommendation to roll out", "class"));
+        route = text("route");
+        thresholds.sample = share("sample").value_or(thresholds.sample);
+        if (auto v = share("promote_at")) thresholds.promote_at = v;
+        if (auto v = share("rollback_below")) thresholds.rollback_below = v;
+        if (body.contains("min_samples")) {
+            if (!body["min_samples"].is_number_integer() || body["min_samples"].get<long long>() < 1 || body["min_samples"].get<long long>() > 1000000)
+                throw ApiError(bad_request("'min_samples' must be a whole number from 1 to 1000000", "min_samples"));
+            thresholds.min_samples = body["min_samples"].get<int>();
+        }
+    } catch (const ApiError & e) {
+        return send_error(res, e);
+    }
+    // Relative folders resolve as a pushed portfolio's paths do: against the file serve started with.
+    const auto base = file_.empty() ? std::filesystem::current_path() : std::filesystem::absolute(file_).parent_path();
+    Recommendation rec;
+    try {
+        rec = read_recommendation((base / *plan_out).lexically_normal(), *task_class);
+    } catch (const Error & e) {
+        return send_error(res, bad_request(e.what(), "plan"));
+    }
+    std::string incumbent;
+    try {
+        update([&](const model::Portfolio & now) -> std::optional<model::Portfolio> {
+            model::Portfolio next = with_rollout(now, route.value_or(*task_class), rec, thresholds);
+            std::optional<std::string> outside;
+            {
+                const std::lock_guard lock(admin_scope_mutex_);
+                outside = admin_scope_.violation(next);
+            }
+            if (outside) throw ApiError{403, *outside, "permission_error", {}, "outside_admin_scope"};
+            incumbent = next.find_route(route.value_or(*task_class))->model;
+            return next;
+        });
+    } catch (const ApiError & e) {
+        return send_error(res, e);
+    } catch (const RolloutConflict & e) {
+        return send_error(res, ApiError{409, e.what(), "invalid_request_error", {}, "rollout_conflict"});
+    } catch (const Error & e) {
+        return send_error(res, ApiError{422, std::string("the candidate could not be loaded, the portfolio stays: ") + e.what(), "invalid_request_error", {}, "load_failed"});
+    }
+    spdlog::warn("route {}: shadowing {} (plan's choice for class {}) against {}", route.value_or(*task_class), rec.model.name, *task_class, incumbent);
+    res.set_content(json_text({{"status", "shadowing"}, {"route", route.value_or(*task_class)}, {"candidate", rec.model.name}, {"incumbent", incumbent},
+                               {"decision", rec.decision}, {"evidence", rec.evidence.string()}, {"min_samples", thresholds.min_samples},
+                               {"promote_at", *thresholds.promote_at}, {"rollback_below", *thresholds.rollback_below},
+                               {"portfolio_generation", current()->generation}}),
+                    "application/json");
+}
+
 const model::Capture * Gateway::capture_policy(const Deployment & dep, const std::string & route) const {
     const model::Route * r = route.empty() ? nullptr : dep.portfolio.find_route(route);
     return r != nullptr && r->capture ? &*r->capture : nullptr;
@@ -458,6 +562,10 @@ void Gateway::record(const model::Capture & policy, const std::string & route, c
     } else {
         request["prompt"] = r.input.prompt;
     }
+    // What a suite built from this item needs to ask a candidate the same question.
+    request["max_tokens"] = r.input.max_tokens;
+    if (!r.input.stop.empty()) request["stop"] = r.input.stop;
+    request["temperature"] = r.input.sampling.temperature;
     item.request = json_text(request);
     if (g.has_logprobs) {
         json lps = json::array();
@@ -733,8 +841,17 @@ void Gateway::apply_verdict(const std::string & route_name, const std::string & 
             for (auto & route : next.routes) {
                 // The route may have changed since the sample was taken: act only on the shadow it still has.
                 if (route.name != route_name || !route.shadow || route.shadow->model != candidate) continue;
+                const model::Shadow shadow = *route.shadow;
                 route.shadow.reset();
                 if (promote) {
+                    // What the route's model now rests on: the live comparison, and the plan's evidence when a rollout started it.
+                    const auto counters = metrics_.shadows();
+                    const auto c = counters.find(route_name);
+                    route.note = c == counters.end() ? "promoted from shadow"
+                                                     : fmt::format("promoted from shadow: token agreement {:.3f} over {} mirrored requests (exact {:.3f})",
+                                                                   c->second.agreement(), c->second.samples, c->second.exact_rate());
+                    if (!shadow.decision.empty()) route.note += "; plan: " + shadow.decision;
+                    route.evidence = shadow.evidence;
                     // The incumbent stays reachable as the first fallback.
                     auto & fb = route.fallback;
                     fb.erase(std::remove(fb.begin(), fb.end(), candidate), fb.end());

@@ -64,6 +64,7 @@ private:
     void handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
     void handle_tokenize(const http::Request & req, http::Response & res, bool detokenize);
     void handle_admin_portfolio(const http::Request & req, http::Response & res);
+    void handle_admin_rollout(const http::Request & req, http::Response & res);
     bool client_allowed(const http::Request & req, http::Response & res);
     bool admin_allowed(const http::Request & req, http::Response & res);
     void handle_feedback(const http::Request & req, http::Response & res);

@@ -217,7 +217,9 @@ private:
         auto req = std::make_shared<Request>();
         req->method = std::string(msg.method_string());
         const std::string target(msg.target().data(), msg.target().size());
-        req->path = target.substr(0, target.find('?'));
+        const auto question = target.find('?');
+        req->path = target.substr(0, question);
+        if (question != std::string::npos) req->query = target.substr(question + 1);
         for (const auto & field : msg) req->headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
         req->body = std::move(msg.body());
         // The worker holds the session, so the descriptor stays this connection's while it asks.

@@ -17,6 +17,7 @@ namespace switchyard::serve::http {
 struct Request {
     std::string method;
     std::string path;  // the target without its query string
+    std::string query;  // after '?', as sent (not decoded)
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;
     // True once the client has hung up; cheap (one poll), so a waiting handler can ask often.

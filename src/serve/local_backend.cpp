@@ -47,26 +47,11 @@ engine::GenerateRequest LocalBackend::prepare(const GenerationInput & input) con
         const engine::ChatRequest & c = input.chat_request;
         if (c.tools.is_array() && !c.tools.empty()) throw bad_request("this model has no chat template, so it cannot take 'tools'", "tools");
         if (!c.json_schema.is_null()) throw bad_request("this model has no chat template, so it cannot take 'response_format'", "response_format");
-        request.prompt = plain_transcript(input.messages);
-        if (normalize_) request.prompt = normalized(request.prompt);
-        return request;
-    }
-    engine::ChatRequest chat_request = input.chat_request;
-    if (normalize_) {
-        // The contents only: the template's own text (its control tokens) stays as written.
-        for (auto & m : chat_request.messages) {
-            if (auto c = m.find("content"); c != m.end() && c->is_string()) {
-                *c = normalized(c->get<std::string>());
-            } else if (c != m.end() && c->is_array()) {
-                for (auto & part : *c)
-                    if (auto t = part.find("text"); t != part.end() && t->is_string()) *t = normalized(t->get<std::string>());
-            }
-        }
     }
     try {
-        engine::ChatPrompt prompt = chat->apply(chat_request);
+        engine::ChatPrompt prompt = engine::render_chat(chat, input.chat_request, normalize_ ? engine::TextFilter(normalized) : engine::TextFilter());
         request.prompt = std::move(prompt.text);
-        request.parse_special = true;
+        request.parse_special = prompt.parse_special;
         request.grammar = std::move(prompt.grammar);
         request.stop.insert(request.stop.end(), prompt.stop.begin(), prompt.stop.end());
     } catch (const Error & e) {
