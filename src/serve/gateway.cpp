@@ -446,7 +446,7 @@ CaptureStore & Gateway::capture_store() {
 
 void Gateway::record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g,
                      double seconds) {
-    CapturedItem item{.id = answer.id, .route = route, .model = answer.model, .answer = g.text, .finish_reason = finish_reason_name(g.finish),
+    CapturedItem item{.id = answer.id, .route = route, .model = answer.model, .answer = g.text, .finish_reason = finish_reason(g),
                       .latency_ms = seconds * 1000.0};
     json request = json::object();
     if (r.input.chat) {
