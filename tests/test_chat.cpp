@@ -1,7 +1,8 @@
-// Chat templates on real models: stories260K re-written with a ChatML and a Llama-3 template and
-// their control tokens (`switchyard make-chat-model`), rendered by llama.cpp's Jinja engine,
-// tokenized with special tokens parsed and one BOS, compared token for token with llama-server;
-// tools and response_format; a portfolio entry's normalization.
+// Chat templates on real models: stories260K re-written with a ChatML, a Llama-3 and Qwen2.5's
+// template and their control tokens (`switchyard make-chat-model`), rendered by llama.cpp's Jinja
+// engine, tokenized with special tokens parsed and one BOS, compared token for token with
+// llama-server; tools (and tool calls read back) and response_format; a portfolio entry's
+// normalization.
 #include "engine/llama_engine.h"
 #include "model/chat_fixture.h"
 #include "test_support.h"
@@ -22,7 +23,9 @@ const json kTools = json::parse(R"([{"type": "function", "function": {"name": "g
                                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])");
 
 // stories260K has 512 tokens; the styles' control tokens follow, in order.
-constexpr engine::Token kBos = 1, kImStart = 512, kImEnd = 513, kStartHeader = 512, kEndHeader = 513, kEotId = 514;
+constexpr engine::Token kBos = 1, kImStart = 512, kImEnd = 513, kStartHeader = 512, kEndHeader = 513, kEotId = 514, kToolCall = 514, kToolCallEnd = 515;
+
+const std::string kCall = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
 
 class ChatFixture : public ::testing::Test {
 protected:
@@ -40,7 +43,9 @@ protected:
         dir_ = nullptr;
     }
     static std::filesystem::path model(const std::string & style) { return dir_->file(style + ".gguf"); }
-    static engine::LlamaEngine load(const std::string & style) { return engine::LlamaEngine({.model_path = model(style), .threads = 1, .context_length = 256, .parallel = 1}); }
+    static engine::LlamaEngine load(const std::string & style, int context = 256) {
+        return engine::LlamaEngine({.model_path = model(style), .threads = 1, .context_length = context, .parallel = 1});
+    }
 
     static std::vector<engine::Token> tokens(const engine::LlamaEngine & e, const std::string & text) { return e.tokenize(text, false); }
 
@@ -116,6 +121,54 @@ TEST_F(ChatFixture, ToolsNeedATemplateThatTakesThem) {
     EXPECT_NE(with_tools.text.find("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\""), std::string::npos) << with_tools.text;
     EXPECT_EQ(with_tools.text.substr(with_tools.text.size() - 22), "<|im_start|>assistant\n");
     EXPECT_FALSE(with_tools.grammar.gbnf.empty()) << "tool calls are constrained once the model opens one";
+}
+
+// A request that offered tools gets its answer read back as llama-server reads it (the parser
+// llama.cpp built for the template's format): the calls out of the text, arguments as written.
+TEST_F(ChatFixture, ToolCallsAreReadBackFromTheAnswer) {
+    const auto e = load("chatml-tools");
+    EXPECT_EQ(e.model().vocab_size, 516);
+    EXPECT_EQ(e.chat()->apply({.messages = kMessages}).answer_parser, nullptr) << "no tools: the answer is the text as written";
+    EXPECT_EQ(e.chat()->apply({.messages = kMessages, .tools = kTools, .tool_choice = "none"}).answer_parser, nullptr);
+    const auto prompt = e.chat()->apply({.messages = kMessages, .tools = kTools});
+    ASSERT_NE(prompt.answer_parser, nullptr);
+    // The call tags are control tokens the answer writes as text.
+    EXPECT_EQ(prompt.text_tokens, (std::vector<engine::Token>{kToolCall, kToolCallEnd}));
+
+    const auto call = prompt.answer_parser->parse(kCall, true);
+    EXPECT_EQ(call.content, "");
+    ASSERT_EQ(call.tool_calls.size(), 1u);
+    EXPECT_EQ(call.tool_calls[0].name, "get_weather");
+    EXPECT_EQ(json::parse(call.tool_calls[0].arguments), (json{{"city", "Paris"}}));
+    EXPECT_EQ(call.tool_calls[0].id, "") << "this format writes no ids (serve gives each call one)";
+
+    const auto both = prompt.answer_parser->parse("Sure. " + kCall, true);
+    EXPECT_EQ(both.content, "Sure. ");
+    EXPECT_EQ(both.tool_calls.size(), 1u);
+    const auto text = prompt.answer_parser->parse("Once upon a time", true);
+    EXPECT_EQ(text.content, "Once upon a time");
+    EXPECT_TRUE(text.tool_calls.empty());
+}
+
+// This model never chooses a call by itself (see ServeHoldsBackAToolsAnswer), so a grammar makes
+// it write one: the tags come out as text only because the prompt names them text tokens, and
+// what the model wrote reads back as the call.
+TEST_F(ChatFixture, AGeneratedCallComesOutAsTextAndReadsBack) {
+    auto e = load("chatml-tools", 1024);  // the tools make a prompt of 419 tokens, the call some 60 more
+    const auto prompt = e.chat()->apply({.messages = kMessages, .tools = kTools, .tool_choice = "required"});
+    EXPECT_FALSE(prompt.grammar.lazy) << "required: constrained from the first token";
+    engine::GenerateRequest request{.prompt = prompt.text, .parse_special = true, .max_tokens = 128, .sampling = {.temperature = 0}};
+    request.grammar.gbnf = R"(root ::= <tool_call> "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n" </tool_call>)";
+    EXPECT_EQ(e.generate(std::span(&request, 1))[0].text, "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n")
+        << "control tokens leave no text unless named";
+    request.text_tokens = prompt.text_tokens;
+    const auto result = e.generate(std::span(&request, 1))[0];
+    EXPECT_EQ(result.text, kCall);
+    EXPECT_EQ(result.finish, engine::FinishReason::eos);
+    const auto answer = prompt.answer_parser->parse(result.text, true);
+    ASSERT_EQ(answer.tool_calls.size(), 1u);
+    EXPECT_EQ(answer.tool_calls[0].name, "get_weather");
+    EXPECT_EQ(json::parse(answer.tool_calls[0].arguments), (json{{"city", "Paris"}}));
 }
 
 // llama-server from the same llama.cpp source renders the same text and feeds the same token ids.
@@ -198,6 +251,47 @@ TEST_F(ChatFixture, ServeRendersToolsWhereTheTemplateTakesThem) {
     ASSERT_EQ(r->status, 200) << r->body;
     const auto e = load("chatml-tools");
     EXPECT_EQ(json::parse(r->body)["usage"]["prompt_tokens"], e.tokenize(e.chat()->apply({.messages = kMessages, .tools = kTools}).text, true, true).size());
+}
+
+// A tools request's answer is read back whole before anything goes out, so a call never reaches
+// a streaming client as text. llama.cpp's "required" grammar lets text come before the call
+// (`until <tool_call>`, then the calls), and this untrained model writes story text until
+// max_tokens: the answer is that text, as the engine writes and reads it back, with no calls.
+// (The calls' own shapes are checked on serve's pure core, test_serve.cpp.)
+TEST_F(ChatFixture, ServeHoldsBackAToolsAnswer) {
+    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "-m", model("chatml-tools").string(), "--port", "0", "-t", "1", "-c", "512"});
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(std::chrono::seconds(60));
+    json body = {{"messages", kMessages}, {"tools", kTools}, {"tool_choice", "required"}, {"max_tokens", 12}, {"temperature", 0}};
+
+    auto e = load("chatml-tools", 512);
+    const auto prompt = e.chat()->apply({.messages = kMessages, .tools = kTools, .tool_choice = "required"});
+    engine::GenerateRequest request{.prompt = prompt.text, .parse_special = true, .max_tokens = 12, .sampling = {.temperature = 0},
+                                    .stop = prompt.stop, .grammar = prompt.grammar, .text_tokens = prompt.text_tokens};
+    const auto generated = e.generate(std::span(&request, 1))[0];
+    ASSERT_EQ(generated.finish, engine::FinishReason::length);
+    const std::string expected = prompt.answer_parser->parse(generated.text, false).content;
+    ASSERT_FALSE(expected.empty());
+
+    const auto whole = client.Post("/v1/chat/completions", body.dump(), "application/json");
+    ASSERT_TRUE(whole) << server.log();
+    ASSERT_EQ(whole->status, 200) << whole->body;
+    const json choice = json::parse(whole->body)["choices"][0];
+    EXPECT_EQ(choice["finish_reason"], "length");
+    EXPECT_EQ(choice["message"]["content"], expected);
+    EXPECT_FALSE(choice["message"].contains("tool_calls"));
+
+    body["stream"] = true;
+    const auto streamed = client.Post("/v1/chat/completions", body.dump(), "application/json");
+    ASSERT_TRUE(streamed);
+    ASSERT_EQ(streamed->status, 200) << streamed->body;
+    std::vector<json> deltas;
+    for (std::size_t at = 0; (at = streamed->body.find("data: {", at)) != std::string::npos; ++at)
+        deltas.push_back(json::parse(streamed->body.substr(at + 6, streamed->body.find("\n\n", at) - at - 6))["choices"][0]);
+    ASSERT_EQ(deltas.size(), 3u) << streamed->body;  // the role, the whole text in one piece, the finish
+    EXPECT_EQ(deltas[0]["delta"]["role"], "assistant");
+    EXPECT_EQ(deltas[1]["delta"], (json{{"content", expected}}));
+    EXPECT_EQ(deltas[2]["finish_reason"], "length");
 }
 
 // A model without a template keeps the plain transcript, and says no to what needs a template.

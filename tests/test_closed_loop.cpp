@@ -93,6 +93,8 @@ TEST(ClosedLoop, CapturedTrafficBecomesSuitesAPlanAndAPromotedShadow) {
     json stats = json::parse(client.Get("/stats")->body);
     EXPECT_EQ(stats["capture"]["stories"]["stored"], 250);
     EXPECT_EQ(stats["capture"]["qa"]["stored"], 250);
+    for (const auto & r : stats["portfolio"]["routes"]) EXPECT_EQ(r["capture"]["sample"], 1.0) << r;  // what the dashboard's Capture table shows
+    EXPECT_NE(client.Get("/")->body.find("<table id=\"capture\">"), std::string::npos);
 
     // The suites: labelled answers are ground truth, the rest consistency with the incumbent.
     const auto built = test::run_switchyard({"tasks", "capture", "--route", "qa", "--since", "1h", "--db", dir.file("captures.sqlite").string(), "-o", dir.file("qa.jsonl").string()});
@@ -177,7 +179,9 @@ TEST(ClosedLoop, CapturedTrafficBecomesSuitesAPlanAndAPromotedShadow) {
     EXPECT_EQ(client.Get("/evidence?route=stories")->status, 404);
     // The stories route was not touched.
     for (const auto & r : stats["portfolio"]["routes"]) {
-        if (r["name"] == "stories") EXPECT_EQ(r["model"], "babyllama");
+        if (r["name"] == "stories") {
+            EXPECT_EQ(r["model"], "babyllama");
+        }
     }
 }
 

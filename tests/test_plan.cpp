@@ -68,9 +68,10 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     // stories260K is not measured for grammar, and the report says exactly why: without a price,
     // R7 ranks by size, and it is larger than the compression that passes.
     for (const auto & c : decision["candidates"]) {
-        if (c["name"] == "stories260K")
+        if (c["name"] == "stories260K") {
             EXPECT_EQ(c["not_run"]["grammar"].get<std::string>().rfind("larger than " + (*grammar)["model"].get<std::string>() + ", which passes (1.13 vs ", 0), 0u)
                 << c.dump(2);
+        }
     }
     // Every verdict names its rule; the variants were built with the calibration's imatrix.
     for (const auto & a : decision["assessments"])

@@ -351,6 +351,35 @@ TEST(ServeSse, OwnChunksOpenWithTheRoleAndEndWithFinishAndUsage) {
     EXPECT_EQ(failed[0]["error"]["message"], "gone");
 }
 
+// An in-process answer's tool calls in OpenAI's shape (the one remote servers send): whole, the
+// message's `tool_calls` and no content; streamed, one chunk per call with its index; either way
+// finish_reason "tool_calls", unless max_tokens cut the answer.
+TEST(ServeSse, ToolCallsGoOutInOpenAIsShape) {
+    const ApiRequest r = parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"stream":true,
+        "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]})");
+    Generation g;
+    g.finish = engine::FinishReason::eos;
+    g.tool_calls = {{.id = "call_1", .name = "get_weather", .arguments = R"({"city": "Paris"})"}};
+    const auto call = nlohmann::json::parse(R"({"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}})");
+    EXPECT_EQ(assistant_message(g), (nlohmann::json{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {call}}}));
+    EXPECT_STREQ(finish_reason(g), "tool_calls");
+
+    bool done = false;
+    const auto tail = events_of(SseWriter(r, Answer{"chatcmpl-1", 7, "small"}, false).done(g), &done);
+    EXPECT_TRUE(done);
+    ASSERT_EQ(tail.size(), 2u);
+    auto indexed = call;
+    indexed["index"] = 0;
+    EXPECT_EQ(tail[0]["choices"][0]["delta"], (nlohmann::json{{"tool_calls", {indexed}}}));
+    EXPECT_TRUE(tail[0]["choices"][0]["finish_reason"].is_null());
+    EXPECT_EQ(tail[1]["choices"][0]["finish_reason"], "tool_calls");
+
+    g.text = "Sure.";
+    EXPECT_EQ(assistant_message(g)["content"], "Sure.");
+    g.finish = engine::FinishReason::length;
+    EXPECT_STREQ(finish_reason(g), "length");
+}
+
 TEST(ServeSse, RelayedChunksGoOnAsSentUnderTheClientsName) {
     ApiRequest r = parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"stream":true})");
     const SseWriter sse(r, Answer{"chatcmpl-1", 7, "remote"}, true);

@@ -17,7 +17,25 @@ namespace switchyard::engine {
 struct ChatTemplate::Impl {
     common_chat_templates_ptr templates;
     std::map<std::string, bool> caps;
+    const llama_vocab * vocab = nullptr;
 };
+
+struct AnswerParser::Impl {
+    common_chat_parser_params params;
+};
+
+ChatAnswer AnswerParser::parse(const std::string & text, bool complete) const {
+    common_chat_msg msg;
+    try {
+        msg = common_chat_parse(text, !complete, impl_->params);
+    } catch (const std::exception &) {
+        // Where llama-server answers 500, the model's text still makes an answer: it goes out as text.
+        return {.content = text, .tool_calls = {}};
+    }
+    ChatAnswer out{.content = std::move(msg.content), .tool_calls = {}};
+    for (auto & c : msg.tool_calls) out.tool_calls.push_back({.id = std::move(c.id), .name = std::move(c.name), .arguments = std::move(c.arguments)});
+    return out;
+}
 
 std::unique_ptr<ChatTemplate> ChatTemplate::for_model(const llama_model * model) {
     if (llama_model_chat_template(model, nullptr) == nullptr && llama_model_chat_template(model, "tool_use") == nullptr) return nullptr;
@@ -28,6 +46,7 @@ std::unique_ptr<ChatTemplate> ChatTemplate::for_model(const llama_model * model)
         throw Error(fmt::format("the model's chat template does not parse: {}", e.what()));
     }
     impl->caps = common_chat_templates_get_caps(impl->templates.get());
+    impl->vocab = llama_model_get_vocab(model);
     return std::unique_ptr<ChatTemplate>(new ChatTemplate(std::move(impl)));
 }
 
@@ -93,10 +112,28 @@ ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
         if (!out.grammar.lazy) out.grammar.prefill = params.generation_prompt;
     }
     out.stop = std::move(params.additional_stops);
+    // As llama-server keeps them: only those that are one token in this vocabulary (the others
+    // are text already).
+    for (const auto & t : params.preserved_tokens) {
+        Token id = 0;
+        if (llama_tokenize(impl_->vocab, t.c_str(), static_cast<std::int32_t>(t.size()), &id, 1, false, true) == 1) out.text_tokens.push_back(id);
+    }
+    if (has_tools && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE) {
+        // The parser llama.cpp built for this request's format, as llama-server loads it (without
+        // it, common_chat_parse reads everything as content).
+        auto parser = std::make_unique<AnswerParser::Impl>(AnswerParser::Impl{.params = common_chat_parser_params(params)});
+        parser->params.parser.load(params.parser);
+        out.answer_parser = std::make_shared<const AnswerParser>(std::move(parser));
+    }
     return out;
 }
 
 #else  // an installed llama.cpp without its common library: llama.cpp's built-in formats
+
+// Never made here (apply refuses tools), but the type is the same.
+struct AnswerParser::Impl {};
+
+ChatAnswer AnswerParser::parse(const std::string & text, bool) const { return {.content = text, .tool_calls = {}}; }
 
 struct ChatTemplate::Impl {
     std::string source;
@@ -170,6 +207,9 @@ ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
 
 ChatTemplate::ChatTemplate(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ChatTemplate::~ChatTemplate() = default;
+
+AnswerParser::AnswerParser(std::unique_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+AnswerParser::~AnswerParser() = default;
 
 std::string plain_transcript(const std::vector<ChatMessage> & messages) {
     std::string text;

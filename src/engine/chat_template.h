@@ -2,6 +2,9 @@
 // llama-server renders it: llama.cpp's Jinja engine (common/chat), which runs any GGUF template,
 // with tools and structured output where the template supports them.
 //
+// A request that offered tools gets its answer read back the way llama-server reads it
+// (common_chat_parse): the text outside the tool calls, and the calls.
+//
 // Where the engine came installed without llama.cpp's common library, the template goes through
 // llama_chat_apply_template instead (llama.cpp's built-in formats only; no tools, no schemas).
 #pragma once
@@ -37,6 +40,34 @@ struct ChatRequest {
     nlohmann::json json_schema;         // the answer must be JSON matching this schema; null: free text
 };
 
+// A call the model made, in OpenAI's terms.
+struct ToolCall {
+    std::string id;         // the model's own, where its format writes one; else empty
+    std::string name;
+    std::string arguments;  // JSON text, as the model wrote it
+};
+
+// An answer read back: the text outside the tool calls, and the calls.
+struct ChatAnswer {
+    std::string content;
+    std::vector<ToolCall> tool_calls;
+};
+
+// Reads an answer back in the format the template rendered its request in.
+class AnswerParser {
+public:
+    // `complete`: the answer ended on its own (not cut by max_tokens), so an unfinished call is
+    // not expected. Text that does not match the format is returned whole as content. Thread-safe.
+    ChatAnswer parse(const std::string & text, bool complete) const;
+
+    struct Impl;
+    explicit AnswerParser(std::unique_ptr<const Impl> impl);
+    ~AnswerParser();
+
+private:
+    std::unique_ptr<const Impl> impl_;
+};
+
 struct ChatPrompt {
     std::string text;
     // Tokenize with special tokens parsed: a template writes control tokens as text. Never for a
@@ -44,6 +75,11 @@ struct ChatPrompt {
     bool parse_special = true;
     Grammar grammar;
     std::vector<std::string> stop;  // stop strings the template's format adds
+    // Control tokens the answer writes as text (a format's tool-call tags): what llama-server
+    // calls preserved tokens. Generation renders them instead of dropping them as control tokens.
+    std::vector<Token> text_tokens;
+    // Set when tools were offered: how to read the answer's tool calls back.
+    std::shared_ptr<const AnswerParser> answer_parser;
 };
 
 class ChatTemplate {

@@ -88,6 +88,9 @@ struct GenerateRequest {
     // For cascades (mean token log-probability) and shadow comparison (KLD between two models).
     int logprobs = -1;
     Grammar grammar;  // in-process engines only
+    // Control tokens that go into the text as written (a chat format's tool-call tags), where
+    // others, such as end-of-turn tokens, leave no text. In-process engines only.
+    std::vector<Token> text_tokens;
 };
 
 enum class FinishReason {

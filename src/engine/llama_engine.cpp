@@ -222,12 +222,12 @@ std::vector<Token> LlamaEngine::tokenize(std::string_view text, bool add_special
     }
 }
 
-std::string LlamaEngine::token_text(Token token) const {
+std::string LlamaEngine::token_text(Token token, bool special) const {
     std::string piece(16, '\0');
-    int n = llama_token_to_piece(vocab_, token, piece.data(), static_cast<int32_t>(piece.size()), 0, false);
+    int n = llama_token_to_piece(vocab_, token, piece.data(), static_cast<int32_t>(piece.size()), 0, special);
     if (n < 0) {
         piece.resize(static_cast<std::size_t>(-n));
-        n = llama_token_to_piece(vocab_, token, piece.data(), static_cast<int32_t>(piece.size()), 0, false);
+        n = llama_token_to_piece(vocab_, token, piece.data(), static_cast<int32_t>(piece.size()), 0, special);
     }
     piece.resize(static_cast<std::size_t>(std::max(n, 0)));
     return piece;
@@ -594,7 +594,9 @@ void LlamaEngine::Slots::sample(Slot & slot) {
         const std::span<const float> logits(llama_get_logits_ith(ctx, slot.batch_index), static_cast<std::size_t>(engine_.info_.vocab_size));
         slot.result.token_logprobs.push_back(token_logprob(logits, token, slot.job.request.logprobs));
     }
-    const std::string piece = slot.text->push(engine_.token_text(token));
+    const auto & text_tokens = slot.job.request.text_tokens;
+    const bool as_text = std::find(text_tokens.begin(), text_tokens.end(), token) != text_tokens.end();
+    const std::string piece = slot.text->push(engine_.token_text(token, as_text));
     if (!piece.empty() && slot.job.on_piece && !slot.job.on_piece(piece)) {
         finish(slot, FinishReason::cancelled);
     } else if (slot.text->stopped()) {

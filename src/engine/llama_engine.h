@@ -59,7 +59,9 @@ public:
     // `parse_special`: control tokens written as text (`<|im_start|>`) become those tokens.
     std::vector<Token> tokenize(std::string_view text, bool add_special, bool parse_special) const;
     std::string detokenize(std::span<const Token> tokens) const override;
-    std::string token_text(Token token) const override;
+    std::string token_text(Token token) const override { return token_text(token, false); }
+    // `special`: a control token as its text (`<tool_call>`) rather than none.
+    std::string token_text(Token token, bool special) const;
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
     // Decodes each context once and copies its KV cells to one sequence per choice; as many groups
     // as the parallel sequences hold share each model call.

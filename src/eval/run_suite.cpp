@@ -201,6 +201,7 @@ public:
             g.sampling.temperature = 0.0f;
             g.stop = item.stop;
             g.stop.insert(g.stop.end(), prompt.stop.begin(), prompt.stop.end());
+            g.text_tokens = std::move(prompt.text_tokens);
             requests.push_back(std::move(g));
             owner.push_back(i);
         }

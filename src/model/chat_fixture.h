@@ -19,7 +19,7 @@ struct ChatStyle {
 
 // ChatML (`<|im_start|>role\n...<|im_end|>`), Meta Llama 3 Instruct's template (`bos_token`
 // first, `<|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>`), and ChatML with tools
-// (Qwen2.5's manner: tool signatures in the system turn, calls in <tool_call> tags).
+// (Qwen2.5-7B-Instruct's template: tool signatures in the system turn, calls in <tool_call> tags).
 std::span<const ChatStyle> chat_styles();
 // Throws switchyard::Error listing the known names.
 const ChatStyle & find_chat_style(std::string_view name);

@@ -340,12 +340,19 @@ const char * finish_reason_name(engine::FinishReason reason) {
     return reason == engine::FinishReason::length ? "length" : "stop";
 }
 
-std::string new_response_id(ApiRequest::Kind kind) {
+namespace {
+
+std::string random_id(std::string prefix) {
     thread_local std::mt19937_64 rng{std::random_device{}()};
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    std::string id = kind == ApiRequest::Kind::chat ? "chatcmpl-" : "cmpl-";
-    for (int i = 0; i < 24; ++i) id += digits[rng() % 36];
-    return id;
+    for (int i = 0; i < 24; ++i) prefix += digits[rng() % 36];
+    return prefix;
 }
+
+}  // namespace
+
+std::string new_response_id(ApiRequest::Kind kind) { return random_id(kind == ApiRequest::Kind::chat ? "chatcmpl-" : "cmpl-"); }
+
+std::string new_tool_call_id() { return random_id("call_"); }
 
 }  // namespace switchyard::serve

@@ -92,5 +92,7 @@ const char * finish_reason_name(engine::FinishReason reason);
 
 // A random "chatcmpl-..." / "cmpl-..." id.
 std::string new_response_id(ApiRequest::Kind kind);
+// A random "call_..." id, for a tool call whose model wrote none.
+std::string new_tool_call_id();
 
 }  // namespace switchyard::serve

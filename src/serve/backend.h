@@ -36,6 +36,9 @@ struct Generation {
     std::vector<engine::TokenLogprob> logprobs;  // one per generated token when has_logprobs
     std::vector<engine::Token> tokens;           // the generated token ids, where known (in process)
     nlohmann::json upstream;                     // a remote model's whole answer as it sent it (null in process)
+    // In process, when the request offered tools: the calls the answer made, read out of it
+    // (`text` is then what the answer said besides them).
+    std::vector<engine::ToolCall> tool_calls;
 };
 
 // One request's answer as it arrives: pieces of text, then exactly one `done` or `failed`.

@@ -19,6 +19,7 @@ th:first-child,td:first-child{text-align:left}#status{color:#666}
 <h2>Models</h2><table id="models"><thead><tr><th>model</th><th>kind</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>mean TTFT ms</th><th>mean total ms</th><th>est. cost</th></tr></thead><tbody></tbody></table>
 <h2>Replicas</h2><table id="replicas"><thead><tr><th>model</th><th>replica</th><th>state</th><th>outstanding</th><th>requests</th><th>failures</th><th>mean ms</th></tr></thead><tbody></tbody></table>
 <h2>Shadows</h2><table id="shadows"><thead><tr><th>route</th><th>candidate</th><th>samples</th><th>exact match</th><th>token agreement</th><th>KLD</th><th>state</th></tr></thead><tbody></tbody></table>
+<h2>Capture</h2><table id="capture"><thead><tr><th>route</th><th>sample</th><th>stored</th><th>dropped (queue full)</th><th>kept</th><th>redacted</th></tr></thead><tbody></tbody></table>
 <script>
 "use strict";
 function cell(v){const td=document.createElement("td");if(v instanceof Node)td.appendChild(v);else td.textContent=v;return td;}
@@ -42,6 +43,9 @@ async function refresh(){
     fill("models",s.portfolio.models.map(m=>{const c=ms[m.name]||{};return [m.name+(m.resting?" (resting)":""),m.kind,c.requests||0,c.errors||0,
       c.tokens_in||0,c.tokens_out||0,((c.mean_ttft_s||0)*1000).toFixed(1),((c.mean_total_s||0)*1000).toFixed(1),(c.cost||0).toFixed(6)];}));
     fill("replicas",(s.replicas||[]).map(x=>[x.model,x.replica,x.healthy?"in rotation":"out",x.outstanding,x.requests,x.failures,x.mean_latency_ms.toFixed(1)]));
+    const cap=s.capture||{};
+    fill("capture",s.portfolio.routes.filter(r=>r.capture).map(r=>{const c=cap[r.name]||{};return [r.name,pct(r.capture.sample),c.stored||0,c.dropped||0,
+      r.capture.max_items+" items, "+r.capture.retention_days+" days",(r.capture.redact||[]).join(", ")];}));
     fill("shadows",Object.entries(sh).map(([route,x])=>[route,x.candidate,x.samples,pct(x.exact_match),pct(x.token_agreement),
       x.kld_mean==null?"–":x.kld_mean.toFixed(4),x.state]));
   }catch(e){document.getElementById("status").textContent="cannot reach the gateway: "+e;}

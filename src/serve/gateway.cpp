@@ -342,6 +342,10 @@ int Gateway::bind() {
                                    {"rollback_below", r.shadow->rollback_below ? json(*r.shadow->rollback_below) : json()},
                                    {"decision", r.shadow->decision}, {"evidence", r.shadow->evidence}};
             }
+            if (r.capture) {
+                route["capture"] = {{"sample", r.capture->sample}, {"max_items", r.capture->max_items}, {"retention_days", r.capture->retention_days},
+                                    {"redact", r.capture->redact}};
+            }
             if (!r.note.empty()) route["note"] = r.note;
             if (!r.evidence.empty()) route["evidence"] = r.evidence;
             routes.push_back(route);
@@ -550,7 +554,7 @@ CaptureStore & Gateway::capture_store() {
 
 void Gateway::record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g,
                      double seconds) {
-    CapturedItem item{.id = answer.id, .route = route, .model = answer.model, .answer = g.text, .finish_reason = finish_reason_name(g.finish),
+    CapturedItem item{.id = answer.id, .route = route, .model = answer.model, .answer = g.text, .finish_reason = finish_reason(g),
                       .latency_ms = seconds * 1000.0};
     json request = json::object();
     if (r.input.chat) {

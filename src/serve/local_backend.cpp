@@ -28,8 +28,9 @@ LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     }
 }
 
-engine::GenerateRequest LocalBackend::prepare(const GenerationInput & input) const {
-    engine::GenerateRequest request;
+LocalBackend::Prepared LocalBackend::prepare(const GenerationInput & input) const {
+    Prepared prepared;
+    engine::GenerateRequest & request = prepared.request;
     request.max_tokens = input.max_tokens;
     request.sampling = input.sampling;
     request.stop = input.stop;
@@ -40,7 +41,7 @@ engine::GenerateRequest LocalBackend::prepare(const GenerationInput & input) con
     if (!input.chat) {
         request.prompt = input.prompt_tokens.empty() ? input.prompt : batcher_->detokenize(input.prompt_tokens);
         if (normalize_ && input.prompt_tokens.empty()) request.prompt = normalized(request.prompt);
-        return request;
+        return prepared;
     }
     const engine::ChatTemplate * chat = batcher_->chat();
     if (chat == nullptr) {
@@ -54,14 +55,16 @@ engine::GenerateRequest LocalBackend::prepare(const GenerationInput & input) con
         request.parse_special = prompt.parse_special;
         request.grammar = std::move(prompt.grammar);
         request.stop.insert(request.stop.end(), prompt.stop.begin(), prompt.stop.end());
+        request.text_tokens = std::move(prompt.text_tokens);
+        prepared.answer_parser = std::move(prompt.answer_parser);
     } catch (const Error & e) {
         throw bad_request(e.what(), "messages");
     }
-    return request;
+    return prepared;
 }
 
 std::vector<engine::Token> LocalBackend::prompt_tokens(const GenerationInput & input) const {
-    const engine::GenerateRequest request = prepare(input);
+    const engine::GenerateRequest request = prepare(input).request;
     try {
         return batcher_->tokenize(request.prompt, true, request.parse_special);
     } catch (const Error & e) {
@@ -71,11 +74,12 @@ std::vector<engine::Token> LocalBackend::prompt_tokens(const GenerationInput & i
 
 std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const GenerationInput & input) {
     auto stream = std::make_shared<Stream>();
-    engine::GenerateRequest request;
+    Prepared prepared;
+    engine::GenerateRequest & request = prepared.request;
     // Checked here so an oversized or unencodable prompt, or a request the model's template cannot
     // take, is the client's 400, not a backend failure.
     try {
-        request = prepare(input);
+        prepared = prepare(input);
         // A grammar llama.cpp cannot use is the request's problem (as llama-server answers 400).
         if (!request.grammar.gbnf.empty()) batcher_->check_grammar(request.grammar);
         const auto tokens = batcher_->tokenize(request.prompt, true, request.parse_special);
@@ -92,19 +96,30 @@ std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const Generation
         return stream;
     }
     const bool want_tokens = input.logprobs >= 0;
+    // Where tools were offered the answer is read whole at the end, so that a call never reaches
+    // a streaming client as text: pieces are held back.
+    const std::shared_ptr<const engine::AnswerParser> answer_parser = std::move(prepared.answer_parser);
     engine::ContinuousBatcher::Callbacks callbacks;
-    callbacks.on_piece = [stream](std::string_view piece) {
+    callbacks.on_piece = [stream, hold = answer_parser != nullptr](std::string_view piece) {
         if (stream->cancelled()) return false;
-        stream->push_piece(std::string(piece));
+        if (!hold) stream->push_piece(std::string(piece));
         return true;
     };
-    callbacks.on_done = [stream, want_tokens](const engine::GenerateResult & result, const std::string & error) {
+    callbacks.on_done = [stream, want_tokens, answer_parser](const engine::GenerateResult & result, const std::string & error) {
         if (!error.empty()) {
             stream->fail(Failure::failed, error);
             return;
         }
         Generation g;
         g.text = result.text;
+        if (answer_parser) {
+            engine::ChatAnswer answer = answer_parser->parse(result.text, result.finish != engine::FinishReason::length);
+            g.text = std::move(answer.content);
+            g.tool_calls = std::move(answer.tool_calls);
+            for (auto & call : g.tool_calls)
+                if (call.id.empty()) call.id = new_tool_call_id();
+            if (!g.text.empty()) stream->push_piece(g.text);  // the held-back text, for a streaming client
+        }
         g.prompt_tokens = result.prompt_tokens;
         g.completion_tokens = result.completion_tokens;
         g.finish = result.finish;

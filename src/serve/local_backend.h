@@ -24,11 +24,16 @@ public:
     int vocab_size() const override;
     int load() const override;
 
+    struct Prepared {
+        engine::GenerateRequest request;
+        std::shared_ptr<const engine::AnswerParser> answer_parser;  // set when tools were offered
+    };
     // What the model is asked: the prompt text (the chat template rendered by llama.cpp, or the
     // plain transcript for a model without one; normalized when the entry says so), how to
-    // tokenize it, and the grammar and stop strings the template adds. Throws ApiError (400) for
-    // what this model cannot do (tools without a template that takes them).
-    engine::GenerateRequest prepare(const GenerationInput & input) const;
+    // tokenize it, and the grammar, stop strings and text tokens the template adds; and how to
+    // read the answer's tool calls back. Throws ApiError (400) for what this model cannot do
+    // (tools without a template that takes them).
+    Prepared prepare(const GenerationInput & input) const;
     // prepare()'s prompt as tokens, BOS included: what generation starts from.
     std::vector<engine::Token> prompt_tokens(const GenerationInput & input) const;
 

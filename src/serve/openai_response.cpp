@@ -10,6 +10,24 @@ json usage_json(const Generation & g) {
     return {{"prompt_tokens", g.prompt_tokens}, {"completion_tokens", g.completion_tokens}, {"total_tokens", g.prompt_tokens + g.completion_tokens}};
 }
 
+const char * finish_reason(const Generation & g) {
+    return !g.tool_calls.empty() && g.finish != engine::FinishReason::length ? "tool_calls" : finish_reason_name(g.finish);
+}
+
+json tool_call_json(const engine::ToolCall & call) {
+    return {{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
+}
+
+json assistant_message(const Generation & g) {
+    json message = {{"role", "assistant"}, {"content", g.text}};
+    if (g.tool_calls.empty()) return message;
+    // As OpenAI answers a call: no content unless the model also said something.
+    if (g.text.empty()) message["content"] = nullptr;
+    json & calls = message["tool_calls"] = json::array();
+    for (const auto & call : g.tool_calls) calls.push_back(tool_call_json(call));
+    return message;
+}
+
 void LegacyLogprobs::add(Backend & backend, engine::Token token, const engine::TokenLogprob * lp) {
     const std::string text = backend.token_text(token);
     tokens_.push_back(text);
@@ -53,10 +71,10 @@ json relayed(json upstream, const Answer & answer) {
 json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g) {
     if (!g.upstream.is_null()) return relayed(g.upstream, a);
     const bool chat = r.kind == ApiRequest::Kind::chat;
-    json choice = {{"index", 0}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
+    json choice = {{"index", 0}, {"finish_reason", finish_reason(g)}, {"logprobs", nullptr}};
     const bool with_logprobs = r.input.logprobs >= 0 && g.has_logprobs && backend.in_process();
     if (chat) {
-        choice["message"] = {{"role", "assistant"}, {"content", g.text}};
+        choice["message"] = assistant_message(g);
         if (with_logprobs) choice["logprobs"] = chat_logprobs(backend, g);
     } else {
         choice["text"] = g.text;

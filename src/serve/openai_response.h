@@ -24,6 +24,16 @@ struct Answer {
 
 nlohmann::json usage_json(const Generation & g);
 
+// Why the answer ended, in OpenAI's words: "tool_calls" when it ended on its own with calls.
+const char * finish_reason(const Generation & g);
+
+// One of an in-process answer's calls as OpenAI's `tool_calls` item: id, type, function{name,
+// arguments}; the shape remote servers send and relayed() passes on.
+nlohmann::json tool_call_json(const engine::ToolCall & call);
+
+// An in-process chat answer's `message`: its text, and its tool calls when it made any.
+nlohmann::json assistant_message(const Generation & g);
+
 // The legacy completions `logprobs` object over tokens whose first one may have no log-probability.
 class LegacyLogprobs {
 public:

@@ -14,6 +14,11 @@ const std::string kDone = "data: [DONE]\n\n";
 
 SseWriter::SseWriter(const ApiRequest & request, Answer answer, bool relay) : request_(request), answer_(std::move(answer)), relay_(relay) {}
 
+json SseWriter::envelope(json choices) const {
+    return {{"id", answer_.id}, {"object", request_.kind == ApiRequest::Kind::chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", answer_.created}, {"model", answer_.model}, {"choices", std::move(choices)}};
+}
+
 std::string SseWriter::chunk(const std::string * piece, const char * finish, bool first) const {
     const bool chat = request_.kind == ApiRequest::Kind::chat;
     json choice = {{"index", 0}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
@@ -26,8 +31,7 @@ std::string SseWriter::chunk(const std::string * piece, const char * finish, boo
         choice["text"] = piece ? *piece : std::string();
         choice["logprobs"] = nullptr;
     }
-    return event({{"id", answer_.id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", answer_.created}, {"model", answer_.model},
-                  {"choices", json::array({choice})}});
+    return event(envelope(json::array({choice})));
 }
 
 std::string SseWriter::opening() const {
@@ -43,10 +47,18 @@ std::string SseWriter::piece(const Stream::Event & e) const {
 
 std::string SseWriter::done(const Generation & g) const {
     if (relay_) return kDone;
-    std::string out = chunk(nullptr, finish_reason_name(g.finish), false);
+    std::string out;
+    // Each call whole in one chunk: the answer was read back only once complete.
+    for (std::size_t i = 0; i < g.tool_calls.size(); ++i) {
+        json call = tool_call_json(g.tool_calls[i]);
+        call["index"] = i;
+        out += event(envelope(json::array({{{"index", 0}, {"finish_reason", nullptr}, {"delta", {{"tool_calls", json::array({call})}}}}})));
+    }
+    out += chunk(nullptr, finish_reason(g), false);
     if (request_.include_usage) {
-        out += event({{"id", answer_.id}, {"object", request_.kind == ApiRequest::Kind::chat ? "chat.completion.chunk" : "text_completion"},
-                      {"created", answer_.created}, {"model", answer_.model}, {"choices", json::array()}, {"usage", usage_json(g)}});
+        json usage = envelope(json::array());
+        usage["usage"] = usage_json(g);
+        out += event(usage);
     }
     return out + kDone;
 }

@@ -18,8 +18,8 @@ public:
     // One piece of the answer; "" when it is not for the client (the usage chunk, asked of the
     // server to count tokens, when the client did not ask for usage).
     std::string piece(const Stream::Event & e) const;
-    // The end of a finished answer: the finish chunk and the usage chunk when asked for (own
-    // chunks; a relayed server sent them already), then [DONE].
+    // The end of a finished answer: its tool calls, the finish chunk and the usage chunk when
+    // asked for (own chunks; a relayed server sent them already), then [DONE].
     std::string done(const Generation & g) const;
     // A failure after the first byte, too late to fall back: an error event, then [DONE].
     std::string failed(const ApiError & error) const;
@@ -27,6 +27,8 @@ public:
     std::string whole(const Generation & g) const;
 
 private:
+    // A chunk's fields around its `choices`.
+    nlohmann::json envelope(nlohmann::json choices) const;
     std::string chunk(const std::string * piece, const char * finish, bool first) const;
 
     const ApiRequest & request_;
