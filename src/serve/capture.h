@@ -67,9 +67,12 @@ public:
     std::map<std::string, Counts> counts() const;  // per route, since start
 
 private:
+    struct Label;
     struct Job;
     void loop();
     void write(const CapturedItem & item, const model::Capture & policy);
+    void apply_label(Label & label);
+    void apply_retention(const std::string & route, const model::Capture & policy);
 
     sqlite3 * db_ = nullptr;
     std::size_t queue_limit_;

@@ -34,6 +34,17 @@ inline void bind_value(sqlite3_stmt * s, int i, const std::string & v) { sqlite3
 inline void bind_value(sqlite3_stmt * s, int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
 inline void bind_value(sqlite3_stmt * s, int i, double v) { sqlite3_bind_double(s, i, v); }
 
+// Runs SQL without results (schema, BEGIN, COMMIT); throws an Error naming the file.
+inline void exec(sqlite3 * db, const char * sql) {
+    char * message = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+        const char * file = sqlite3_db_filename(db, "main");
+        const std::string why = message != nullptr ? message : sqlite3_errmsg(db);
+        sqlite3_free(message);
+        throw Error(std::string(file != nullptr && *file ? file : "database") + ": " + why);
+    }
+}
+
 inline void step_done(sqlite3 * db, sqlite3_stmt * s) {
     if (sqlite3_step(s) != SQLITE_DONE) throw failure(db);
 }
