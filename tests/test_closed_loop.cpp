@@ -1,9 +1,12 @@
 // The closed loop on the shared models: traffic served with capture on becomes suites, a plan
-// decides on them, and serve shadows the plan's choice on fresh traffic, then promotes it.
+// decides on them, and serve shadows the plan's choice on fresh traffic, then promotes it; and the
+// roll-out's pure core.
 #include "eval/captured_suite.h"
 #include "eval/run_suite.h"
 #include "eval/suite.h"
 #include "engine/llama_engine.h"
+#include "model/portfolio.h"
+#include "serve/rollout.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
@@ -199,4 +202,35 @@ TEST(ClosedLoop, AnEmptyWindowSaysSo) {
     const auto r = test::run_switchyard({"tasks", "capture", "--route", "qa", "--db", dir.file("none.sqlite").string(), "-o", dir.file("x.jsonl").string()});
     test::expect_clean_failure(r, "no capture database");
     EXPECT_FALSE(std::filesystem::exists(dir.file("x.jsonl")));
+}
+
+TEST(Rollout, ShadowsTheClassRouteAndRefusesWhatCannotBe) {
+    const auto live = model::parse_portfolio("models:\n  - {name: base, path: /m/base.gguf}\n  - {name: small, path: /m/small.gguf}\n"
+                                             "routes:\n  - {name: qa, model: base}\n  - {name: both, cascade: {models: [small, base]}}\n",
+                                             "live.yaml", "/");
+    serve::Recommendation rec{.task_class = "qa", .model = {.name = "base-q8", .path = "/plan/base-q8.gguf"}, .decision = "compress (R7): ...", .evidence = "/plan/report.html"};
+    const auto next = serve::with_rollout(live, "qa", rec, {.model = {}, .sample = 0.5, .promote_at = 0.9, .rollback_below = 0.5, .min_samples = 20});
+    ASSERT_NE(next.find_model("base-q8"), nullptr);
+    const auto & shadow = next.find_route("qa")->shadow;
+    ASSERT_TRUE(shadow.has_value());
+    EXPECT_EQ(shadow->model, "base-q8");
+    EXPECT_EQ(shadow->min_samples, 20);
+    EXPECT_EQ(shadow->decision, "compress (R7): ...");
+    EXPECT_EQ(shadow->evidence, "/plan/report.html");
+    EXPECT_EQ(next.find_route("qa")->model, "base");  // the incumbent serves until promotion
+    // Written and read back, the portfolio keeps the evidence.
+    const auto again = model::parse_portfolio(model::portfolio_to_yaml(next, "/"), "again.yaml", "/");
+    EXPECT_EQ(again.find_route("qa")->shadow->evidence, "/plan/report.html");
+
+    EXPECT_THROW(serve::with_rollout(live, "nope", rec, {}), serve::RolloutConflict);
+    EXPECT_THROW(serve::with_rollout(live, "both", rec, {}), serve::RolloutConflict);  // a cascade
+    rec.model.name = "base";
+    EXPECT_THROW(serve::with_rollout(live, "qa", rec, {}), serve::RolloutConflict);  // another model of that name
+    rec.model.path = "/m/base.gguf";
+    EXPECT_THROW(serve::with_rollout(live, "qa", rec, {}), serve::RolloutConflict);  // already serves the route
+    rec.model = {.name = "small", .path = "/m/small.gguf"};
+    EXPECT_EQ(serve::with_rollout(live, "qa", rec, {}).models.size(), 2u);  // the same entry is reused
+
+    test::ScratchDir dir;
+    EXPECT_THROW(serve::read_recommendation(dir.file("nothing"), "qa"), Error);
 }
