@@ -4,9 +4,11 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include <sys/socket.h>
 
@@ -40,7 +42,11 @@ int main(int argc, char ** argv) {
             }
             const json body = json::parse(req.body, nullptr, false);
             // Test hooks: "stub_status" answers with that status; "stub_truncate" ends a stream
-            // without [DONE]; a whole answer's "stub_max_tokens" echoes the max_tokens received.
+            // without [DONE]; a whole answer's "stub_max_tokens" echoes the max_tokens received;
+            // "stub_delay_ms" answers that much later, as a long generation would.
+            if (body.is_object() && body.contains("stub_delay_ms")) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(body["stub_delay_ms"].get<int>()));
+            }
             if (body.is_object() && body.contains("stub_status")) {
                 res.status = body["stub_status"].get<int>();
                 res.set_content(json{{"error", {{"message", "stub status " + std::to_string(res.status)}, {"type", "stub"}, {"param", nullptr}, {"code", nullptr}}}}.dump(),

@@ -102,6 +102,31 @@ double metric(const std::string & text, const std::string & series) {
     return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
 }
 
+// Sends a POST on a raw socket and closes it without reading the answer, as a client that gives up.
+void send_and_hang_up(int port, const std::string & path, const json & body) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0);
+    const std::string text = body.dump();
+    const std::string request = "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text;
+    ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ::close(fd);
+}
+
+// switchyard_client_disconnects_total once it is above 0, or after `limit`.
+double disconnects_within(Served & s, std::chrono::milliseconds limit) {
+    double n = 0;
+    for (const auto until = std::chrono::steady_clock::now() + limit; n <= 0 && std::chrono::steady_clock::now() < until;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        n = metric(s.client->Get("/metrics")->body, "switchyard_client_disconnects_total");
+    }
+    return n;
+}
+
 }  // namespace
 
 TEST(ServeHttp, ChatMatchesTheEngine) {
@@ -320,34 +345,31 @@ TEST(ServeHttp, HangingUpOnANonStreamedRequestCancelsIt) {
     // Send a long non-streamed request on a raw socket and close it at once: the gateway notices,
     // counts the disconnect and frees the slot long before 1500 tokens would be generated.
     Served s("version: 1\nmodels:\n  - {name: long, path: " + test::model_path("stories260K-f32.gguf").string() + ", context: 2048, parallel: 1, threads: 1}\n");
-    const auto metric = [&](const std::string & name) {
-        const auto metrics = s.client->Get("/metrics")->body;
-        const auto at = metrics.find("\n" + name + " ");
-        return at == std::string::npos ? -1 : std::atoi(metrics.c_str() + at + name.size() + 2);
-    };
-    EXPECT_EQ(metric("switchyard_client_disconnects_total"), 0);
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(s.process->port()));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0);
-    const std::string body = json{{"prompt", "Once upon a time"}, {"max_tokens", 1500}, {"temperature", 0}}.dump();
-    const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    ::close(fd);
-    int disconnects = 0;
-    for (int i = 0; i < 200 && disconnects == 0; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        disconnects = metric("switchyard_client_disconnects_total");
-    }
-    EXPECT_EQ(disconnects, 1);
-    EXPECT_EQ(metric("switchyard_in_flight"), 0);
+    EXPECT_EQ(metric(s.client->Get("/metrics")->body, "switchyard_client_disconnects_total"), 0);
+    send_and_hang_up(s.process->port(), "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 1500}, {"temperature", 0}});
+    EXPECT_EQ(disconnects_within(s, std::chrono::seconds(10)), 1);
+    EXPECT_EQ(metric(s.client->Get("/metrics")->body, "switchyard_in_flight"), 0);
     // The freed slot serves the next request in full.
     const auto next = s.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}});
     ASSERT_TRUE(next);
     EXPECT_EQ(next->status, 200) << next->body;
+}
+
+TEST(ServeHttp, HangingUpOnANonStreamedRemoteRequestAbandonsIt) {
+    // The remote model takes 30 s to answer and the client hangs up at once: the gateway notices
+    // while it waits (not when the answer comes), counts the disconnect, drops the upstream
+    // exchange, and the remote model still serves the next request.
+    test::ServerProcess stub(STUB_OPENAI_BINARY, {"--port", "0", "--name", "up"});
+    Served s("version: 1\nmodels:\n  - {name: remote, endpoint: 'http://127.0.0.1:" + std::to_string(stub.port()) + "/v1'}\n");
+    const json messages = {{{"role", "user"}, {"content", "Once upon a time"}}};
+    send_and_hang_up(s.process->port(), "/v1/chat/completions", {{"model", "remote"}, {"messages", messages}, {"stub_delay_ms", 30000}});
+    EXPECT_EQ(disconnects_within(s, std::chrono::seconds(5)), 1);
+    const auto metrics = s.client->Get("/metrics")->body;
+    EXPECT_EQ(metric(metrics, "switchyard_in_flight"), 0) << metrics;
+    const auto next = s.post("/v1/chat/completions", {{"model", "remote"}, {"messages", messages}});
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->status, 200) << next->body;
+    EXPECT_EQ(json::parse(next->body)["choices"][0]["message"]["content"], "Hello from up to remote");
 }
 
 TEST(ServeHttp, AdminNeedsTheToken) {

@@ -105,8 +105,10 @@ public:
     virtual bool in_process() const = 0;
 
     // Starts generating; the answer arrives on the returned stream. Never throws for backend
-    // trouble: that arrives as a `failed` event, so fallback has one path.
-    virtual std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input) = 0;
+    // trouble: that arrives as a `failed` event, so fallback has one path. A backend that waits
+    // for the answer before returning asks `client_gone` (may be empty: nobody to ask) meanwhile,
+    // and gives up with a `client_gone` failure once it says yes.
+    virtual std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) = 0;
 
     // Log-probabilities of each prompt token (the first has none) with `top_k` alternatives, as
     // the legacy completions `echo` + `logprobs` answer: in process only. Throws ApiError.

@@ -663,13 +663,17 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
         const std::string & name = chain[i];
         if (i > 0) metrics_.fallback(route.route);
         const auto backend = dep->backends.at(name);
-        const auto stream = backend->start(r, input);
+        const auto stream = backend->start(r, input, req.client_gone);
         StreamGuard guard{stream};
         Clock::time_point first_at{};
         Stream::Event first = stream->next(deadline);
         first_at = Clock::now();
         if (first.kind == Stream::Event::Kind::failed) {
             if (first.failure == Failure::rejected) return send_error(res, failure_error(first.failure, first.message, first.status));
+            if (first.failure == Failure::client_gone) {
+                metrics_.client_gone();
+                return;  // a remote model's whole answer, abandoned while awaited
+            }
             metrics_.attempt_failed(name);
             if (first.failure != Failure::overloaded) cooldown_.failed(name, Clock::now());
             spdlog::warn("{}: {} failed ({}); {}", route.route.empty() ? name : route.route, name, first.message, i + 1 < chain.size() ? "falling back" : "no fallback left");
@@ -758,7 +762,7 @@ void Gateway::handle_cascade(const std::shared_ptr<const Deployment> & dep, cons
     for (std::size_t i = 0; i < route.chain.size(); ++i) {
         const std::string & name = route.chain[i];
         const auto backend = dep->backends.at(name);
-        const auto stream = backend->start(r, input);
+        const auto stream = backend->start(r, input, {});  // a cascade runs to its end (docs/serve.md)
         StreamGuard guard{stream};
         Clock::time_point first_at{};
         auto got = collect(*stream, deadline, &first_at);
@@ -812,7 +816,7 @@ void Gateway::handle_echo(const std::shared_ptr<const Deployment> & dep, const A
         GenerationInput input = r.input;
         input.prompt = prompt_text;
         input.prompt_tokens.clear();
-        const auto stream = backend->start(r, input);
+        const auto stream = backend->start(r, input, {});  // in process: start() does not wait
         StreamGuard guard{stream};
         auto got = collect(*stream, started + std::chrono::milliseconds(settings_.request_timeout_ms), nullptr);
         if (auto * e = std::get_if<Stream::Event>(&got)) return send_error(res, failure_error(e->failure, name + ": " + e->message));

@@ -72,7 +72,7 @@ std::vector<engine::Token> LocalBackend::prompt_tokens(const GenerationInput & i
     }
 }
 
-std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const GenerationInput & input) {
+std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const GenerationInput & input, const std::function<bool()> &) {
     auto stream = std::make_shared<Stream>();
     Prepared prepared;
     engine::GenerateRequest & request = prepared.request;

@@ -1,10 +1,13 @@
 #include "serve/remote_backend.h"
 
+#include "serve/hangup_watcher.h"
 #include "support/error.h"
 
 #include <httplib.h>
 
 #include <cstdlib>
+#include <functional>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -88,7 +91,7 @@ RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms
                                                      std::min(std::chrono::milliseconds(timeout_ms_), std::chrono::milliseconds(5000)));
 }
 
-std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input) {
+std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) {
     auto stream = std::make_shared<Stream>();
     json body = request.body;
     body["model"] = remote_model_;
@@ -114,8 +117,10 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
     const std::string path = prefix_ + (chat ? "/chat/completions" : "/completions");
     ++*in_flight_;
     // Owns copies of everything it needs: a streaming exchange runs on its own thread, and the
-    // backend may be swapped out meanwhile.
-    auto exchange = [stream, origin = origin_, pool = pool_, path, payload = body.dump(), chat, streamed, counter = in_flight_] {
+    // backend may be swapped out meanwhile. `client_gone` lives as long as this call, which
+    // waits for a whole answer; a stream is cancelled by its reader instead.
+    const std::function<bool()> * gone = streamed || !client_gone ? nullptr : &client_gone;
+    auto exchange = [stream, origin = origin_, pool = pool_, path, payload = body.dump(), chat, streamed, counter = in_flight_, gone] {
         auto client = pool->take();
         Generation g;
         std::string buffer;
@@ -165,7 +170,20 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         };
         httplib::Response res;
         httplib::Error error = httplib::Error::Success;
+        // A whole answer blocks this thread in the client: the shared watcher asks meanwhile
+        // whether the client left, and if so fails the stream and shuts the upstream socket, so
+        // a long generation stops running for nobody. The cancelled stream keeps the client,
+        // which may hold half an answer, out of the pool.
+        std::optional<HangupWatcher::Watch> watch;
+        if (gone != nullptr) {
+            watch.emplace(HangupWatcher::shared().watch(std::ref(*gone), [stream, upstream = client.get()] {
+                stream->fail(Failure::client_gone, "the client hung up");
+                stream->cancel();
+                upstream->stop();
+            }));
+        }
         const bool ok = client->send(req, res, error);
+        watch.reset();  // from here on the watcher no longer touches the client
         --*counter;
         if (stream->cancelled()) return;
         if (ok) pool->give_back(std::move(client));
@@ -198,8 +216,8 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
     };
     // A whole answer is fetched on the caller's thread: a thread start and two hand-offs per
     // request cost more than the gateway's whole overhead. Its deadline is the client's read
-    // timeout (request_timeout_ms); a client that hangs up meanwhile is noticed when the answer
-    // is written.
+    // timeout (request_timeout_ms); a client that hangs up meanwhile is noticed by the shared
+    // HangupWatcher within its period.
     if (streamed) {
         std::thread(std::move(exchange)).detach();
     } else {

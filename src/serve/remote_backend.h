@@ -22,7 +22,7 @@ public:
     RemoteBackend(const model::PortfolioModel & entry, int timeout_ms);
 
     bool in_process() const override { return false; }
-    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input) override;
+    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
     engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
     std::vector<engine::Token> tokenize(const std::string & text, bool add_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;

@@ -74,18 +74,20 @@ std::vector<std::size_t> ReplicaSet::order() {
     return up;
 }
 
-std::shared_ptr<Stream> ReplicaSet::start(const ApiRequest & request, const GenerationInput & input) {
+std::shared_ptr<Stream> ReplicaSet::start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) {
     const auto deadline = Clock::now() + timeout_;
     const auto tries = order();
     std::shared_ptr<Stream> stream;
     for (std::size_t k = 0; k < tries.size(); ++k) {
         const std::size_t i = tries[k];
         const auto started = Clock::now();
-        stream = members_[i].backend->start(request, input);
+        stream = members_[i].backend->start(request, input, client_gone);
         Stream::Event first = stream->next(deadline);
         const bool failed = first.kind == Stream::Event::Kind::failed;
         const Failure failure = first.failure;
-        if (failed && failure != Failure::rejected) {
+        // Neither a refused request nor a client that hung up says anything about the replica.
+        const bool replica_failed = failed && failure != Failure::rejected && failure != Failure::client_gone;
+        if (replica_failed) {
             const std::lock_guard lock(shared_->mutex);
             auto & slot = shared_->slots[i];
             ++slot.failures;
@@ -94,7 +96,7 @@ std::shared_ptr<Stream> ReplicaSet::start(const ApiRequest & request, const Gene
                 slot.retry_at = Clock::now() + std::chrono::milliseconds(health_.interval_ms);
             }
         }
-        if (failed && failure != Failure::rejected && k + 1 < tries.size()) {
+        if (replica_failed && k + 1 < tries.size()) {
             stream->cancel();
             continue;
         }

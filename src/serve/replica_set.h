@@ -45,7 +45,7 @@ public:
     bool in_process() const override { return all_in_process_; }
     // Waits for the chosen replica's first event, so a replica that refuses or fails at once is
     // skipped for the next one before the gateway sees anything.
-    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input) override;
+    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
     engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
     std::vector<engine::Token> tokenize(const std::string & text, bool add_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
