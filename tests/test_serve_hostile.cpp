@@ -234,6 +234,16 @@ TEST(AdminScope, ConfinesPathsOriginsAndKeyVariables) {
     const auto why = scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "AWS_SECRET_ACCESS_KEY"}));
     ASSERT_TRUE(why);
     EXPECT_NE(why->find("admin_key_env_prefix"), std::string::npos) << *why;
+
+    // GET /evidence serves a route's evidence without a token: it must lie where models may.
+    model::Portfolio with_evidence;
+    with_evidence.routes.push_back({.name = "r", .model = "local", .evidence = dir.file("models/report.html").string()});
+    EXPECT_FALSE(scope.violation(with_evidence));
+    with_evidence.routes[0].evidence = "/etc/passwd";
+    EXPECT_TRUE(scope.violation(with_evidence));
+    with_evidence.routes[0].evidence.clear();
+    with_evidence.routes[0].shadow = model::Shadow{.model = "local", .evidence = dir.file("models/escape/shadow")};
+    EXPECT_TRUE(scope.violation(with_evidence));
 }
 
 }  // namespace

@@ -61,6 +61,15 @@ AdminScope AdminScope::of(const model::Portfolio & started, const fs::path & fil
 }
 
 std::optional<std::string> AdminScope::violation(const model::Portfolio & pushed) const {
+    // GET /evidence serves these files without a token: they must lie where models may.
+    for (const auto & r : pushed.routes) {
+        for (const std::string & evidence : {r.evidence, r.shadow ? r.shadow->evidence : std::string()}) {
+            if (evidence.empty()) continue;
+            const fs::path p = resolved(evidence);
+            if (std::none_of(model_dirs.begin(), model_dirs.end(), [&](const fs::path & dir) { return lies_under(p, dir); }))
+                return "route '" + r.name + "': the evidence " + p.string() + " lies outside the folders this server may load models from (server.admin_model_dirs)";
+        }
+    }
     for (const auto & m : pushed.models) {
         if (!m.path.empty()) {
             const fs::path p = resolved(m.path);

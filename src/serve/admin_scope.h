@@ -24,8 +24,8 @@ struct AdminScope {
     // what its `server` settings add (admin_model_dirs, admin_endpoints, admin_key_env_prefix).
     static AdminScope of(const model::Portfolio & started, const std::filesystem::path & file);
 
-    // The first model of `pushed` that reaches outside the scope, as a sentence naming it and
-    // the setting that would allow it; nullopt when everything lies inside.
+    // The first model (or route evidence file) of `pushed` that reaches outside the scope, as a
+    // sentence naming it and the setting that would allow it; nullopt when everything lies inside.
     std::optional<std::string> violation(const model::Portfolio & pushed) const;
 };
 

@@ -381,7 +381,9 @@ int Gateway::bind() {
         }
         const model::Route * route = current()->portfolio.find_route(route_name);
         const std::string file = route == nullptr ? "" : route->shadow && !route->shadow->evidence.empty() ? route->shadow->evidence : route->evidence;
-        if (file.empty()) return send_error(res, ApiError{404, "no plan evidence for route '" + route_name + "' (GET /evidence?route=NAME)", "invalid_request_error", "route", "not_found"});
+        // A plan's report only: what a portfolio names here is served without a token.
+        if (file.empty() || std::filesystem::path(file).extension() != ".html")
+            return send_error(res, ApiError{404, "no plan report for route '" + route_name + "' (GET /evidence?route=NAME)", "invalid_request_error", "route", "not_found"});
         try {
             res.set_content(read_whole_file(file, "plan report"), "text/html; charset=utf-8");
         } catch (const Error & e) {
