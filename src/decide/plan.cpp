@@ -161,10 +161,10 @@ TaskSpec read_task(const YamlMap & y) {
         c->reject_unknown({"route", "since", "db"});
         t.capture_route = c->string("route");
         t.capture_db = c->has("db") ? path_of(*c, "db") : y.base_dir() / "captures.sqlite";
-        t.capture_since_text = c->string("since", "30d");
+        const std::string since = c->string("since", "30d");
         const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
         try {
-            t.capture_since = eval::parse_since(t.capture_since_text, now, "");
+            t.capture_since = eval::parse_since(since, now, "");
         } catch (const Error & e) {
             c->fail("since", e.what());
         }

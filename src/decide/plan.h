@@ -57,7 +57,6 @@ struct TaskSpec {
     std::string capture_route;
     std::filesystem::path capture_db;  // default: captures.sqlite beside the plan file
     std::int64_t capture_since = 0;    // unix seconds
-    std::string capture_since_text;    // as written ("7d"), for messages
 
     bool built() const { return !cloze_text.empty() || !capture_route.empty(); }
     std::string built_name() const;  // `name`, else "cloze-STEM" / "capture-ROUTE"
