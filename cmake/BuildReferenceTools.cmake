@@ -1,4 +1,4 @@
-# Builds llama.cpp's own tools (llama-quantize, llama-imatrix, llama-perplexity, llama-server) from
+# Builds llama.cpp's own tools (llama-quantize, llama-imatrix, llama-perplexity, llama-server, ggml-rpc-server) from
 # the engine's source and build tree into PREFIX/bin: the references that tests and benchmarks
 # compare switchyard against. Run by the reference_tools target:
 #   cmake -DSOURCE=DIR -DBUILD_DIR=DIR -DPREFIX=DIR -DTOOLS=a,b -DLOCK=FILE -P BuildReferenceTools.cmake

@@ -18,10 +18,13 @@ set(SWITCHYARD_LLAMA_SOURCE "$ENV{SWITCHYARD_LLAMA_SOURCE}" CACHE PATH
 option(SWITCHYARD_USE_INSTALLED_LLAMA "Use an installed llama.cpp found by find_package(llama)" ON)
 option(SWITCHYARD_CUDA "Build the engine with CUDA (passes GGML_CUDA=ON)" OFF)
 option(SWITCHYARD_NATIVE "Build the engine for this CPU (GGML_NATIVE)" ON)
+# llama.cpp's RPC backend: plan workers (`plan --workers`) and models spread over other machines'
+# memory (`eval --rpc`, a portfolio model's `rpc:`). One source file in ggml; on by default.
+option(SWITCHYARD_RPC "Build the engine with llama.cpp's RPC backend (passes GGML_RPC=ON)" ON)
 # The pinned ggml's AMX kernels crash (SIGILL at tileloadd) on Xeons that have AMX: the tile
 # permission request and configuration happen on one thread only. Off unless asked for.
 option(SWITCHYARD_AMX "Let the engine use Intel AMX where the CPU has it (known to crash with the pinned release)" OFF)
-set(SWITCHYARD_REFERENCE_TOOLS "llama-quantize;llama-imatrix;llama-perplexity;llama-server" CACHE STRING
+set(SWITCHYARD_REFERENCE_TOOLS "llama-quantize;llama-imatrix;llama-perplexity;llama-server;ggml-rpc-server" CACHE STRING
     "llama.cpp tools built from the engine's own source by the reference_tools target, for tests and benchmarks (empty: none)")
 
 if(DEFINED ENV{SWITCHYARD_CACHE_DIR})
@@ -165,7 +168,7 @@ function(_sy_build_engine src key_extra out_prefix out_bdir)
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON
     -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_TESTS=OFF
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
-    -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=${SWITCHYARD_NATIVE} -DGGML_CUDA=${SWITCHYARD_CUDA}
+    -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=${SWITCHYARD_NATIVE} -DGGML_CUDA=${SWITCHYARD_CUDA} -DGGML_RPC=${SWITCHYARD_RPC}
     # CMAKE_*_FLAGS are passed through so that instrumented builds (the fuzzer's) get an
     # instrumented engine too.
     "-DCMAKE_C_FLAGS=${CMAKE_C_FLAGS}${no_amx}" "-DCMAKE_CXX_FLAGS=${CMAKE_CXX_FLAGS}${no_amx}")

@@ -92,7 +92,7 @@ TEST(Portfolio, ModelsOnlyMeansOneRoutePerModel) {
 
 TEST(Portfolio, ErrorsNameLineAndKey) {
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    contxt: 5\n"), "p.yaml:4: models[0].contxt: unknown key (expected one of: name, path, endpoint, "
-                                                                                   "remote_model, api_key_env, context, parallel, threads, gpu_layers, "
+                                                                                   "remote_model, api_key_env, context, parallel, threads, gpu_layers, rpc, "
                                                                                    "normalize, cost_per_1k_tokens, note, replicas, health)");
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\nroutes:\n  - name: r\n    model: b\n"),
               "p.yaml:5: routes: route 'r' names the model 'b', which 'models' does not define");
@@ -117,6 +117,16 @@ TEST(Portfolio, ReplicasReadAndRoundTrip) {
     EXPECT_EQ(error_of("models:\n  - {name: a, endpoint: 'http://x/v1', replicas: [{endpoint: 'http://y/v1'}]}\n"),
               "p.yaml:2: models[0].endpoint: a model with replicas lists every server under 'replicas' (and 'path' adds the in-process engine)");
     EXPECT_EQ(error_of("models:\n  - {name: a, replicas: [{endpoint: 'http://y/v1', weight: 0}]}\n"), "p.yaml:2: models[0].replicas[0].weight: must be positive");
+}
+
+TEST(Portfolio, RpcWorkersHoldAnInProcessModel) {
+    const auto p = parse_portfolio("models:\n  - {name: big, path: big.gguf, rpc: ['rpc://10.0.0.5:50052', '10.0.0.6:50052']}\n", "p.yaml", "/srv");
+    EXPECT_EQ(p.models[0].rpc, (std::vector<std::string>{"10.0.0.5:50052", "10.0.0.6:50052"}));
+    EXPECT_EQ(parse_portfolio(portfolio_to_yaml(p, {}), "again", "/srv").models, p.models);
+    EXPECT_EQ(error_of("models:\n  - {name: a, endpoint: 'http://x/v1', rpc: ['rpc://h:1']}\n"),
+              "p.yaml:2: models[0].rpc: RPC workers hold an in-process model's layers: give 'path' (a GGUF file)");
+    EXPECT_EQ(error_of("models:\n  - {name: a, path: a.gguf, rpc: ['rpc://h']}\n"),
+              "p.yaml:2: models[0].rpc: 'rpc://h' is not an RPC worker endpoint: expected rpc://HOST:PORT (an rpc-server's address)");
 }
 
 TEST(Portfolio, SaveIsAtomicAndLoadsBack) {

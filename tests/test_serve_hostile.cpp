@@ -207,7 +207,8 @@ TEST(AdminScope, ConfinesPathsOriginsAndKeyVariables) {
     model::Portfolio started;
     started.models.push_back({.name = "local", .path = dir.file("models/a.gguf")});
     started.models.push_back({.name = "far", .endpoint = "https://api.example.com/v1", .api_key_env = "OPENAI_API_KEY"});
-    started.server.admin_endpoints = {"http://10.0.0.5:8000"};
+    started.models.push_back({.name = "spread", .path = dir.file("models/a.gguf"), .rpc = {"10.0.0.9:50052"}});
+    started.server.admin_endpoints = {"http://10.0.0.5:8000", "rpc://10.0.0.10:50052"};
     const auto scope = serve::AdminScope::of(started, dir.file("portfolio.yaml"));
 
     auto pushed = [](model::PortfolioModel m) {
@@ -228,6 +229,9 @@ TEST(AdminScope, ConfinesPathsOriginsAndKeyVariables) {
     EXPECT_TRUE(scope.violation(pushed({.name = "m", .endpoint = "http://10.0.0.5:8001/v1"})));
     EXPECT_TRUE(scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com.evil.net/v1"})));
     EXPECT_TRUE(scope.violation(pushed({.name = "m", .endpoint = "https://evil.net@api.example.com.evil.net/v1"})));
+    // An RPC worker runs whatever graph it is sent: only those the started file or the admin list names.
+    EXPECT_FALSE(scope.violation(pushed({.name = "m", .path = dir.file("models/b.gguf"), .rpc = {"10.0.0.9:50052", "10.0.0.10:50052"}})));
+    EXPECT_TRUE(scope.violation(pushed({.name = "m", .path = dir.file("models/b.gguf"), .rpc = {"10.0.0.11:50052"}})));
 
     EXPECT_FALSE(scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "OPENAI_API_KEY"})));
     EXPECT_FALSE(scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "SWITCHYARD_KEY_NEW"})));

@@ -51,10 +51,11 @@ struct EvalOptions {
     bool normalize = false;
     bool json = false;
     int threads = 0;
+    std::vector<std::string> rpc;
 };
 
 engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, const EvalOptions & o, int context) {
-    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context)};
+    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context), .rpc = o.rpc};
 }
 
 // A served model: the API key comes from the environment, as a flag would show it to every user of `ps`.
@@ -255,6 +256,7 @@ void add_eval(CLI::App & app) {
     cmd->add_option("--results", o->results, "Results store (SQLite)")->capture_default_str();
     cmd->add_flag("--no-results", o->no_results, "Neither reuse nor record results");
     cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all)");
+    cmd->add_option("--rpc", o->rpc, "rpc-server workers (rpc://HOST:PORT, comma-separated) that hold the model's layers and compute them")->delimiter(',');
     cmd->callback([o] { run_eval(*o); });
 
     auto * results = app.add_subcommand("results", "List, show or export recorded evaluation results");

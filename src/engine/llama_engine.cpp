@@ -1,6 +1,7 @@
 #include "engine/llama_engine.h"
 
 #include "engine/llama_slots.h"
+#include "engine/rpc_devices.h"
 #include "engine/text_stream.h"
 #include "model/engine_log.h"
 #include "model/model_info.h"
@@ -109,6 +110,12 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
 
     llama_model_params mparams = llama_model_default_params();
     mparams.n_gpu_layers = options.gpu_layers;
+    std::vector<ggml_backend_dev_t> devices = rpc_devices(options.rpc);
+    if (!devices.empty()) {
+        devices.push_back(nullptr);
+        mparams.devices = devices.data();
+        if (mparams.n_gpu_layers == 0) mparams.n_gpu_layers = -1;
+    }
     model::clear_engine_error();
     model_ = llama_model_load_from_file(options.model_path.c_str(), mparams);
     if (model_ == nullptr) {

@@ -25,6 +25,9 @@ struct LlamaEngineOptions {
     int parallel = 4;        // sequences decoded side by side in one batch
     int batch_size = 512;    // tokens per llama_decode call
     int gpu_layers = 0;      // layers to offload to a GPU, -1 for all (needs a GPU build)
+    // rpc-server endpoints (rpc://HOST:PORT) that hold the model's layers and compute them: all
+    // layers go there, split by the workers' free memory (see engine/rpc_devices.h).
+    std::vector<std::string> rpc;
     // Sees the intermediate tensors of every decode (ggml's scheduler callback): how calibration
     // observes the activations entering each weight matrix.
     ggml_backend_sched_eval_callback eval_callback = nullptr;

@@ -4,6 +4,7 @@
 #include <llama.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -47,6 +48,13 @@ void on_log(ggml_log_level level, const char * text, void *) {
     }
 }
 
+// ggml aborts the process where it cannot go on; the one a user meets is an RPC worker that went
+// away mid-run. One line in switchyard's words instead of ggml's backtrace (which runs gdb).
+void on_abort(const char * message) {
+    std::fprintf(stderr, "switchyard: error: the engine stopped: %s\n", message);
+    std::fflush(stderr);
+}
+
 }  // namespace
 
 void install_engine_log() {
@@ -61,6 +69,7 @@ void init_llama_backend() {
     static std::once_flag once;
     std::call_once(once, [] {
         install_engine_log();
+        ggml_set_abort_callback(on_abort);
         llama_backend_init();
     });
 }

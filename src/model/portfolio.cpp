@@ -2,6 +2,7 @@
 
 #include "support/atomic_file.h"
 #include "support/error.h"
+#include "support/rpc_endpoint.h"
 #include "support/yaml_config.h"
 
 #include <re2/re2.h>
@@ -31,7 +32,7 @@ void check_url(const YamlMap & y, const std::string & key, const std::string & u
 }
 
 PortfolioModel read_model(const YamlMap & y) {
-    y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads", "gpu_layers",
+    y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads", "gpu_layers", "rpc",
                       "normalize", "cost_per_1k_tokens", "note", "replicas", "health"});
     PortfolioModel m;
     m.name = y.string("name");
@@ -65,6 +66,14 @@ PortfolioModel read_model(const YamlMap & y) {
     m.parallel = static_cast<int>(y.integer("parallel", m.parallel));
     m.threads = static_cast<int>(y.integer("threads", m.threads));
     m.gpu_layers = static_cast<int>(y.integer("gpu_layers", m.gpu_layers));
+    for (const auto & e : y.strings("rpc")) {
+        try {
+            m.rpc.push_back(rpc_endpoint(e));
+        } catch (const Error & error) {
+            y.fail("rpc", error.what());
+        }
+    }
+    if (!m.rpc.empty() && m.path.empty()) y.fail("rpc", "RPC workers hold an in-process model's layers: give 'path' (a GGUF file)");
     m.normalize = y.boolean("normalize", false);
     m.cost_per_1k_tokens = y.number("cost_per_1k_tokens", 0);
     m.note = y.string("note", "");
@@ -180,8 +189,16 @@ ServerSettings read_server(const YamlMap & y) {
     s.api_keys_env = y.string("api_keys_env", s.api_keys_env);
     for (const auto & dir : y.strings("admin_model_dirs")) s.admin_model_dirs.push_back(std::filesystem::path(dir).is_absolute() ? std::filesystem::path(dir) : y.base_dir() / dir);
     s.admin_endpoints = y.strings("admin_endpoints");
-    for (const auto & url : s.admin_endpoints) {
-        if (!url.starts_with("http://") && !url.starts_with("https://")) y.fail("admin_endpoints", "expected http:// or https:// URLs, found '" + url + "'");
+    for (auto & url : s.admin_endpoints) {
+        if (url.starts_with("rpc://")) {
+            try {
+                url = "rpc://" + rpc_endpoint(url);
+            } catch (const Error & error) {
+                y.fail("admin_endpoints", error.what());
+            }
+        } else if (!url.starts_with("http://") && !url.starts_with("https://")) {
+            y.fail("admin_endpoints", "expected http://, https:// or rpc:// URLs, found '" + url + "'");
+        }
     }
     s.admin_key_env_prefix = y.string("admin_key_env_prefix", s.admin_key_env_prefix);
     if (y.has("capture_db")) s.capture_db = y.file_path("capture_db");
@@ -273,6 +290,11 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         out << YAML::Key << "context" << YAML::Value << m.context << YAML::Key << "parallel" << YAML::Value << m.parallel;
         if (m.threads) out << YAML::Key << "threads" << YAML::Value << m.threads;
         if (m.gpu_layers) out << YAML::Key << "gpu_layers" << YAML::Value << m.gpu_layers;
+        if (!m.rpc.empty()) {
+            out << YAML::Key << "rpc" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+            for (const auto & e : m.rpc) out << "rpc://" + e;
+            out << YAML::EndSeq;
+        }
         if (m.normalize) out << YAML::Key << "normalize" << YAML::Value << true;
         if (m.cost_per_1k_tokens > 0) out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << m.cost_per_1k_tokens;
         if (!m.note.empty()) out << YAML::Key << "note" << YAML::Value << m.note;

@@ -42,6 +42,10 @@ struct PortfolioModel {
     int parallel = 4;             // concurrent sequences (in process)
     int threads = 0;              // 0: the engine's default
     int gpu_layers = 0;
+    // rpc-server workers (HOST:PORT) that hold the in-process model's layers and compute them: one
+    // model spread over several machines' memory. llama.cpp's RPC client stops the process when a
+    // worker goes away, so these are for memory, not for availability (replicas are).
+    std::vector<std::string> rpc;
     // Prompts made encodable for a small vocabulary (whitespace runs become one space, characters
     // it lacks are dropped), as `plan` / `eval --normalize` measured the model (in process).
     bool normalize = false;

@@ -54,9 +54,10 @@ AdminScope AdminScope::of(const model::Portfolio & started, const fs::path & fil
         if (!m.path.empty()) add_dir(resolved(m.path).parent_path());
         if (!m.endpoint.empty()) scope.origins.insert(url_origin(m.endpoint));
         for (const auto & r : m.replicas) scope.origins.insert(url_origin(r.endpoint));
+        for (const auto & e : m.rpc) scope.origins.insert("rpc://" + e);
         if (!m.api_key_env.empty()) scope.key_envs.insert(m.api_key_env);
     }
-    for (const auto & url : started.server.admin_endpoints) scope.origins.insert(url_origin(url));
+    for (const auto & url : started.server.admin_endpoints) scope.origins.insert(url.starts_with("rpc://") ? url : url_origin(url));
     return scope;
 }
 
@@ -82,6 +83,8 @@ std::optional<std::string> AdminScope::violation(const model::Portfolio & pushed
         for (const auto & url : endpoints) {
             if (!origins.contains(url_origin(url))) return "model '" + m.name + "': the endpoint " + url + " is not at an origin this server may call (server.admin_endpoints)";
         }
+        for (const auto & e : m.rpc)
+            if (!origins.contains("rpc://" + e)) return "model '" + m.name + "': the RPC worker " + e + " is not one this server may use (server.admin_endpoints)";
         if (!m.api_key_env.empty() && !key_envs.contains(m.api_key_env) && (key_env_prefix.empty() || !m.api_key_env.starts_with(key_env_prefix))) {
             return "model '" + m.name + "': api_key_env " + m.api_key_env + " is neither named by the portfolio serve started with nor starts with " +
                    (key_env_prefix.empty() ? std::string("an allowed prefix") : key_env_prefix) + " (server.admin_key_env_prefix)";

@@ -14,6 +14,7 @@ LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     options.engine.parallel = entry.parallel;
     options.engine.threads = entry.threads;
     options.engine.gpu_layers = entry.gpu_layers;
+    options.engine.rpc = entry.rpc;
     options.max_queue = max_queue;
     batcher_ = std::make_shared<engine::ContinuousBatcher>(options);
     normalize_ = entry.normalize;
