@@ -23,3 +23,10 @@ median_seconds() {
   done
   printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
+
+# A loopback port nothing answers on, from START (default: a random one above 20000) upwards.
+free_port() {
+  local p="${1:-$(shuf -i 20000-50000 -n 1)}"
+  while (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; do p=$((p + 1)); done
+  echo "$p"
+}

@@ -13,9 +13,6 @@ server="$tools/llama-server"
 model="$data/models/stories260K-f32.gguf"
 [ -x "$server" ] || { echo "bench: no llama-server in $tools" >&2; exit 1; }
 
-free_port() {
-  for p in $(seq "$1" $(($1 + 200))); do (echo > "/dev/tcp/127.0.0.1/$p") 2> /dev/null || { echo "$p"; return; }; done
-}
 # start_replica I PORT: llama-server on PORT, ready when its /health answers 200.
 start_replica() {
   "$server" -m "$model" --host 127.0.0.1 --port "$2" -c 2048 -np 4 -t 1 --no-webui > "$work/replica$1.log" 2>&1 &

@@ -157,13 +157,14 @@ int free_port() {
     return ntohs(address.sin_port);
 }
 
-LlamaServer::LlamaServer(const std::filesystem::path & model, const std::string & alias, const std::filesystem::path & log) : port_(free_port()) {
-    // One thread: tests share few cores, and ggml's threads wait for each other by spinning.
-    std::vector<std::string> args = {llama_server_binary().string(), "-m", model.string(), "--host", "127.0.0.1", "--port", std::to_string(port_),
-                                     "-a", alias, "-np", "4", "-c", "2048", "-t", "1", "--no-webui"};
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
+namespace {
+
+// Starts a tool in its own process group (so that stopping it leaves nothing behind), both its
+// streams to `log`.
+int spawn_logged(std::vector<std::string> args, const std::filesystem::path & log) {
+    const int pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
         ::setpgid(0, 0);
         const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         ::dup2(fd, 1);
@@ -174,7 +175,44 @@ LlamaServer::LlamaServer(const std::filesystem::path & model, const std::string 
         ::execv(argv[0], argv.data());
         ::_exit(127);
     }
-    ::setpgid(pid_, pid_);  // also here: the group exists before either side goes on
+    ::setpgid(pid, pid);  // also here: the group exists before either side goes on
+    return pid;
+}
+
+// SIGTERM to the group, SIGKILL after 5 s; reaps it.
+void stop_group(int & pid, int signal = SIGTERM) {
+    if (pid <= 0) return;
+    ::kill(-pid, signal);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+            pid = -1;
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
+}
+
+bool accepts_connections(int port) {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = s >= 0 && ::connect(s, reinterpret_cast<sockaddr *>(&address), sizeof address) == 0;
+    if (s >= 0) ::close(s);
+    return ok;
+}
+
+}  // namespace
+
+LlamaServer::LlamaServer(const std::filesystem::path & model, const std::string & alias, const std::filesystem::path & log) : port_(free_port()) {
+    // One thread: tests share few cores, and ggml's threads wait for each other by spinning.
+    pid_ = spawn_logged({llama_server_binary().string(), "-m", model.string(), "--host", "127.0.0.1", "--port", std::to_string(port_), "-a", alias, "-np", "4",
+                         "-c", "2048", "-t", "1", "--no-webui"},
+                        log);
     httplib::Client client("127.0.0.1", port_);
     client.set_connection_timeout(1);
     // Loading takes well under a second; the limit only keeps a broken server from hanging the test.
@@ -193,19 +231,28 @@ LlamaServer::LlamaServer(const std::filesystem::path & model, const std::string 
 
 LlamaServer::~LlamaServer() { stop(); }
 
-void LlamaServer::stop() {
-    if (pid_ <= 0) return;
-    ::kill(-pid_, SIGTERM);
-    for (int attempt = 0; attempt < 100; ++attempt) {
+void LlamaServer::stop() { stop_group(pid_); }
+
+std::filesystem::path rpc_server_binary() { return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "ggml-rpc-server"; }
+
+RpcServer::RpcServer(const std::filesystem::path & log) : port_(free_port()), log_(log) { start(); }
+
+RpcServer::~RpcServer() { stop_group(pid_); }
+
+void RpcServer::start() {
+    pid_ = spawn_logged({rpc_server_binary().string(), "-H", "127.0.0.1", "-p", std::to_string(port_), "-t", "1"}, log_);
+    for (int attempt = 0; attempt < 300; ++attempt) {
         if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
             pid_ = -1;
-            return;
+            throw std::runtime_error("rpc-server exited while starting:\n" + read_file(log_));
         }
+        if (accepts_connections(port_)) return;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    ::kill(-pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
+    stop_group(pid_);
+    throw std::runtime_error("rpc-server did not listen:\n" + read_file(log_));
 }
+
+void RpcServer::kill() { stop_group(pid_, SIGKILL); }
 
 }  // namespace switchyard::test

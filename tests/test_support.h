@@ -85,4 +85,27 @@ private:
     int pid_ = -1;
 };
 
+// llama.cpp's rpc-server (ggml-rpc-server), built by the reference_tools target.
+std::filesystem::path rpc_server_binary();
+
+// An rpc-server worker on a loopback port (one thread), stopped when the object goes; kill() stops
+// it at once, as a machine that goes away would, and start() brings it back on the same port.
+class RpcServer {
+public:
+    explicit RpcServer(const std::filesystem::path & log);
+    ~RpcServer();
+    RpcServer(const RpcServer &) = delete;
+    RpcServer & operator=(const RpcServer &) = delete;
+
+    int port() const { return port_; }
+    std::string endpoint() const { return "rpc://127.0.0.1:" + std::to_string(port_); }
+    void kill();
+    void start();
+
+private:
+    int port_;
+    std::filesystem::path log_;
+    int pid_ = -1;
+};
+
 }  // namespace switchyard::test

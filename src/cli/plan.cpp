@@ -4,6 +4,7 @@
 #include "decide/planner.h"
 #include "eval/results_store.h"
 #include "report/report.h"
+#include "support/rpc_endpoint.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -19,6 +20,7 @@ struct PlanFlags {
     decide::PlanRunOptions run{.results = eval::default_results_path()};
     bool quiet = false;
     bool dry_run = false;
+    std::vector<std::string> workers;
 };
 
 }  // namespace
@@ -31,12 +33,20 @@ void add_plan(CLI::App & app) {
     cmd->add_option("-o,--output", f->run.out_dir, "Folder for the variants, the reports and the portfolio")->capture_default_str();
     cmd->add_option("--results", f->run.results, "Results store (SQLite): measurements already there are reused")->capture_default_str();
     cmd->add_option("-t,--threads", f->run.threads, "CPU threads (default: all)");
+    cmd->add_option("--workers", f->workers,
+                    "llama.cpp rpc-server workers (rpc://HOST:PORT, comma-separated; replaces the plan's 'workers') that measure candidates' task "
+                    "suites side by side, one candidate each; see docs/scale-out.md")
+        ->delimiter(',');
     cmd->add_flag("-q,--quiet", f->quiet, "Print only the verdicts, no steps or progress");
     cmd->add_flag("--dry-run", f->dry_run,
                   "Print the work the plan would do (variants to build, suites x candidates, tokens to score) and an estimate of its time from a "
                   "short timed sample on the base; build, measure and write nothing");
     cmd->callback([f] {
-        const auto plan = decide::load_plan(f->plan);
+        auto plan = decide::load_plan(f->plan);
+        if (!f->workers.empty()) {
+            plan.workers.clear();
+            for (const auto & w : f->workers) plan.workers.push_back(rpc_endpoint(w));
+        }
         if (f->dry_run) {
             fmt::print("{}", decide::dry_run(plan, {.out_dir = f->run.out_dir, .threads = f->run.threads}));
             return;

@@ -7,6 +7,7 @@
 #include "support/sha256.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -51,17 +52,46 @@ engine::LlamaEngineOptions engine_options(const Candidate & c, int context, int 
 
 }  // namespace
 
+WorkerJob Measurements::worker_job(const Candidate & c, const std::vector<const eval::TaskSuite *> & suites) {
+    WorkerJob job{.candidate = c.name, .model = c.path};
+    if (c.remote()) return job;
+    const auto recorded = store_.file_model(c.path);
+    const auto options = eval::recorded_options({.normalize = plan_.normalize});
+    std::vector<std::string> names;
+    for (const auto * suite : suites) {
+        if (store_.has_finished_run(recorded, *suite, options)) continue;
+        job.suites.push_back(suite->spec);
+        names.push_back(suite->settings.name);
+    }
+    job.candidate = fmt::format("{} on {}", c.name, fmt::join(names, ", "));
+    return job;
+}
+
 std::vector<eval::SuiteResult> Measurements::suites(const Candidate & c, const std::vector<const eval::TaskSuite *> & suites) {
+    const eval::RunOptions run{.normalize = plan_.normalize, .progress = progress_};
+    const auto recorded = c.remote() ? eval::remote_model(c.served.endpoint, c.served.remote_model) : store_.file_model(c.path);
+    // Suites a worker measured now count as run in this plan; those finished before, as reused.
+    std::vector<std::string> on_workers;
+    if (workers_ != nullptr && !c.remote()) {
+        auto job = worker_job(c, suites);
+        if (workers_->run(job)) on_workers = std::move(job.suites);
+    }
     std::unique_ptr<engine::Engine> engine;
     std::vector<eval::SuiteResult> out;
-    const eval::RunOptions run{.normalize = plan_.normalize, .progress = progress_};
     for (const auto * suite : suites) {
+        if (auto finished = eval::finished_result(store_, recorded, *suite, run)) {
+            const bool by_worker = std::find(on_workers.begin(), on_workers.end(), suite->spec) != on_workers.end() ||
+                                   (workers_ != nullptr && !c.remote() && workers_->claim(c.path, suite->spec));
+            ++(by_worker ? counts_.suite_runs : counts_.suite_runs_reused);
+            counts_.suite_runs_on_workers += by_worker;
+            out.push_back(std::move(*finished));
+            continue;
+        }
+        // Loaded once, and only when some suite is not in the store.
         if (!engine && c.remote()) engine = std::make_unique<engine::RemoteEngine>(remote_options(c.served));
         if (!engine) engine = std::make_unique<engine::LlamaEngine>(engine_options(c, context_for(c), threads_));
-        bool reused = false;
-        out.push_back(c.remote() ? eval::run_suite_recorded(store_, *engine, eval::remote_model(c.served.endpoint, c.served.remote_model), *suite, run, &reused)
-                                 : eval::run_suite_recorded(store_, *engine, c.path, *suite, run, &reused));
-        ++(reused ? counts_.suite_runs_reused : counts_.suite_runs);
+        out.push_back(eval::run_suite_recorded(store_, *engine, recorded, *suite, run));
+        ++counts_.suite_runs;
     }
     return out;
 }

@@ -5,6 +5,7 @@
 
 #include "decide/decision.h"
 #include "decide/plan.h"
+#include "decide/workers.h"
 #include "engine/remote_engine.h"
 #include "eval/drift.h"
 #include "eval/results_store.h"
@@ -20,6 +21,7 @@ namespace switchyard::decide {
 struct MeasureCounts {
     std::size_t suite_runs = 0;
     std::size_t suite_runs_reused = 0;
+    std::size_t suite_runs_on_workers = 0;  // of suite_runs: measured by plan workers (`workers`)
     std::size_t drift_runs = 0;
     std::size_t drift_reused = 0;
     std::size_t speed_runs = 0;
@@ -36,6 +38,11 @@ public:
     // The candidate's results on the suites, in order (from the store where run before); the model
     // is loaded once, and only when some suite is not in the store.
     std::vector<eval::SuiteResult> suites(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
+    // Where suites are measured when a worker pool is given: the pool first, here when it cannot.
+    void use_workers(WorkerPool * pool) { workers_ = pool; }
+    // What a worker would run for the candidate's suites: those not finished in the store (none
+    // for a model behind an endpoint, which workers do not serve).
+    WorkerJob worker_job(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
     // Drift of a variant from the original on the plan's screen text.
     DriftScore drift(const Candidate & original, const Candidate & variant);
     // Speed, memory, energy and cost at the plan's deployment; a served model's latency is timed
@@ -55,6 +62,7 @@ private:
     int threads_;
     bool progress_;
     MeasureCounts counts_;
+    WorkerPool * workers_ = nullptr;
     std::optional<eval::Reference> reference_;  // the original's on the screen text, recorded once
     std::string drift_key_;
 };

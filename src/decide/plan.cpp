@@ -5,6 +5,7 @@
 
 #include "support/atomic_file.h"
 #include "support/error.h"
+#include "support/rpc_endpoint.h"
 #include "support/units.h"
 #include "support/yaml_config.h"
 
@@ -261,7 +262,7 @@ Policy read_policy(const YamlMap & y) {
 
 Plan parse_plan(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir) {
     const auto root = YamlMap::parse(yaml, source, base_dir);
-    root.reject_unknown({"base", "alternatives", "variants", "calibration", "screen", "tasks", "normalize", "policy", "speed"});
+    root.reject_unknown({"base", "alternatives", "variants", "calibration", "screen", "tasks", "normalize", "policy", "speed", "workers"});
     Plan plan{.source = source};
     if (root.has("base")) plan.base = read_model(root, "base", 0);
     if (root.has("alternatives")) {
@@ -312,6 +313,13 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         plan.speed.prompt_tokens = static_cast<int>(s->integer("prompt_tokens", plan.speed.prompt_tokens));
         plan.speed.generate_tokens = static_cast<int>(s->integer("generate_tokens", plan.speed.generate_tokens));
         plan.speed.repeats = static_cast<int>(s->integer("repeats", plan.speed.repeats));
+    }
+    for (const auto & w : root.strings("workers")) {
+        try {
+            plan.workers.push_back(rpc_endpoint(w));
+        } catch (const Error & e) {
+            root.fail("workers", e.what());
+        }
     }
     return plan;
 }

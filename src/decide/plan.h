@@ -80,6 +80,8 @@ struct Plan {
     bool normalize = false;  // make task and text encodable for small vocabularies
     Policy policy;
     SpeedSpec speed;
+    // rpc-server endpoints (HOST:PORT) that measure candidates' task suites side by side (`workers`).
+    std::vector<std::string> workers;
     std::vector<std::string> warnings;  // settings that work but are likely mistakes, each naming its line and key
 };
 

@@ -9,10 +9,12 @@
 #include "support/error.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 
 namespace switchyard::decide {
 
@@ -29,6 +31,13 @@ public:
     }
 
     PlanResult run() {
+        // Workers are reached first: a wrong address must not wait for the variants to be built.
+        if (!plan_.workers.empty())
+            workers_.emplace(plan_.workers, WorkerPoolOptions{.executable = std::filesystem::read_symlink("/proc/self/exe"),
+                                                              .results = std::filesystem::absolute(options_.results),
+                                                              .log_dir = options_.out_dir / "workers",
+                                                              .normalize = plan_.normalize,
+                                                              .log = options_.log});
         load_tasks();
         if (plan_.base) result_.candidates.push_back(candidate_from(*plan_.base, CandidateKind::original, "the model the team has, as given"));
         if (!plan_.variants.empty()) {
@@ -44,15 +53,16 @@ public:
         result_.stats.candidates = result_.candidates.size();
         result_.stats.suite_runs_possible = result_.candidates.size() * suites_.size();
 
-        if (plan_.base) {
-            screen_variants();
+        if (plan_.base) screen_variants();
+        start_workers();
+        if (plan_.base)
             for (const auto & cls : result_.classes) evaluate(original(), cls);
-        }
         for (const auto & cls : result_.classes) {
             search_ladder(cls);
             measure_what_could_win(cls);
         }
         decide_classes();
+        stop_workers();
         static_cast<MeasureCounts &>(result_.stats) = measure_.counts();
         build_portfolio();
         result_.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -71,6 +81,48 @@ private:
     }
 
     Candidate & original() { return result_.candidates.front(); }
+
+    std::vector<const eval::TaskSuite *> suites_of(const std::string & cls) const {
+        std::vector<const eval::TaskSuite *> out;
+        for (const auto & s : suites_)
+            if (s.ref.task_class == cls) out.push_back(&s.suite);
+        return out;
+    }
+
+    // With workers, every candidate's suites are queued in the order the search is likely to ask
+    // for them: per class, the original, the ladder breadth first from its first probe, then the
+    // alternatives smallest first. The search itself is unchanged (its results are the same as a
+    // run without workers); idle workers only measure ahead of it.
+    void start_workers() {
+        if (!workers_) return;
+        measure_.use_workers(&*workers_);
+        note(fmt::format("workers: {} rpc-server{} measure candidates' task suites side by side ({})", plan_.workers.size(),
+                         plan_.workers.size() == 1 ? "" : "s", fmt::join(plan_.workers, ", ")));
+        std::vector<Candidate *> alternatives;
+        for (auto & c : result_.candidates)
+            if (c.kind == CandidateKind::alternative && !c.remote()) alternatives.push_back(&c);
+        std::stable_sort(alternatives.begin(), alternatives.end(), [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
+        const auto variants = ladder();
+        for (const auto & cls : result_.classes) {
+            const auto suites = suites_of(cls);
+            if (plan_.base) workers_->prefetch(measure_.worker_job(original(), suites));
+            if (plan_.base && capable(original(), cls, result_.tasks))
+                for (const auto i : probe_order(variants.size())) workers_->prefetch(measure_.worker_job(*variants[i], suites));
+            for (auto * a : alternatives)
+                if (capable(*a, cls, result_.tasks)) workers_->prefetch(measure_.worker_job(*a, suites));
+        }
+    }
+
+    void stop_workers() {
+        if (!workers_) return;
+        result_.stats.workers = workers_->stats();
+        result_.stats.worker_runs_not_needed = workers_->unused_prefetches();
+        for (const auto & w : result_.stats.workers)
+            note(fmt::format("workers: {} measured {} job{} in {:.1f} s{}{}", w.endpoint, w.jobs, w.jobs == 1 ? "" : "s", w.busy_seconds,
+                             w.lost > 0 ? fmt::format("; went away during {} (measured elsewhere)", w.lost) : "", w.up ? "" : "; down at the end"));
+        measure_.use_workers(nullptr);
+        workers_.reset();
+    }
 
     void load_tasks() {
         for (const auto & t : plan_.tasks) {
@@ -345,6 +397,7 @@ private:
     PlanResult result_;
     std::vector<Suite> suites_;
     std::map<std::string, eval::SuiteResult> original_results_;
+    std::optional<WorkerPool> workers_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 

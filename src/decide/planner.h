@@ -30,6 +30,8 @@ struct SearchStats : MeasureCounts {
     std::size_t suite_runs_possible = 0;  // every candidate on every suite
     std::size_t variants_built = 0;
     std::size_t variants_reused = 0;
+    std::vector<WorkerStats> workers;        // plan workers, when the plan has them
+    std::size_t worker_runs_not_needed = 0;  // candidates' suites workers measured ahead that the search never asked for
     double seconds = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstddef>
+#include <deque>
 
 namespace switchyard::decide {
 
@@ -25,6 +26,27 @@ std::optional<std::size_t> next_probe(const std::vector<std::optional<Outcome>> 
         return static_cast<std::size_t>((lo + hi) / 2);
     }
     return std::nullopt;
+}
+
+std::vector<std::size_t> probe_order(std::size_t n) {
+    std::vector<std::size_t> order;
+    std::vector<bool> seen(n, false);
+    std::deque<std::vector<std::optional<Outcome>>> states{std::vector<std::optional<Outcome>>(n)};
+    while (!states.empty()) {
+        auto state = std::move(states.front());
+        states.pop_front();
+        const auto probe = next_probe(state);
+        if (!probe) continue;
+        if (!seen[*probe]) {
+            seen[*probe] = true;
+            order.push_back(*probe);
+        }
+        for (const auto outcome : {Outcome::pass, Outcome::fail}) {
+            state[*probe] = outcome;
+            states.push_back(state);
+        }
+    }
+    return order;
 }
 
 std::optional<std::string> cannot_change_choice(const Policy & policy, const std::vector<const Candidate *> & passing, const Candidate & candidate) {

@@ -16,6 +16,9 @@ namespace switchyard::decide {
 // the variants beyond it). Returns the middle of the most aggressive stretch of variants not yet
 // run between the highest pass and the lowest failure, or nullopt when none is left.
 std::optional<std::size_t> next_probe(const std::vector<std::optional<Outcome>> & ladder);
+// Every index of a ladder of n in the order next_probe may reach it: its first probe, then the
+// probes after either outcome of it, breadth first. What plan workers measure ahead of the search.
+std::vector<std::size_t> probe_order(std::size_t n);
 
 // Why measuring `candidate` for a class cannot change the choice among the `passing` candidates,
 // even if it passed every rule: it is over a budget (R4, when its cost is known), or R7 would

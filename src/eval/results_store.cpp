@@ -70,7 +70,8 @@ ResultsStore::ResultsStore(const std::filesystem::path & path) : path_(path) {
         db_ = nullptr;
         throw Error(path.string() + ": cannot open the results store: " + why);
     }
-    sqlite3_busy_timeout(db_, 5000);
+    // Plan workers (`plan --workers`) write into the same store from other processes.
+    sqlite3_busy_timeout(db_, 30000);
     exec(kSchema);
     // Stores written before consistency items lack the column; their rows read it as NULL.
     if (sqlite3_table_column_metadata(db_, nullptr, "outcomes", "reference_logprob", nullptr, nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -211,6 +212,14 @@ void ResultsStore::finish_run(std::int64_t run, const std::map<std::string, doub
     exec("COMMIT");
 }
 
+bool ResultsStore::has_finished_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options) {
+    auto find = prepare(db_, "SELECT 1 FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ? AND status = 'finished'");
+    bind_value(find.get(), 1, model.key);
+    bind_value(find.get(), 2, suite.content_hash);
+    bind_value(find.get(), 3, options);
+    return sqlite3_step(find.get()) == SQLITE_ROW;
+}
+
 std::vector<RunSummary> ResultsStore::list_runs() {
     std::vector<RunSummary> runs;
     auto q = prepare(db_,
@@ -247,6 +256,21 @@ std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
     return out;
 }
 
+std::string recorded_options(const RunOptions & options) { return std::string("normalize=") + (options.normalize ? "1" : "0"); }
+
+std::optional<SuiteResult> finished_result(ResultsStore & store, const RecordedModel & model, const TaskSuite & suite, const RunOptions & options) {
+    const auto recorded = recorded_options(options);
+    if (!store.has_finished_run(model, suite, recorded)) return std::nullopt;
+    std::vector<std::optional<ItemOutcome>> known;
+    store.open_run(model, suite, recorded, known);
+    std::vector<ItemOutcome> outcomes;
+    for (auto & k : known) {
+        if (!k) return std::nullopt;
+        outcomes.push_back(std::move(*k));
+    }
+    return suite_result(suite, std::move(outcomes));
+}
+
 SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model, const TaskSuite & suite,
                                const RunOptions & options, bool * reused) {
     return run_suite_recorded(store, engine, store.file_model(model), suite, options, reused);
@@ -255,8 +279,7 @@ SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, co
 SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const RecordedModel & model, const TaskSuite & suite,
                                const RunOptions & options, bool * reused) {
     std::vector<std::optional<ItemOutcome>> known;
-    const std::string settings = std::string("normalize=") + (options.normalize ? "1" : "0");
-    const std::int64_t run = store.open_run(model, suite, settings, known);
+    const std::int64_t run = store.open_run(model, suite, recorded_options(options), known);
     std::size_t done = 0;
     for (const auto & k : known) done += k.has_value();
     if (reused != nullptr) *reused = done == suite.items.size();

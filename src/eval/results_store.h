@@ -62,6 +62,9 @@ public:
                           std::vector<std::optional<ItemOutcome>> & known);
     void record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result);
     void finish_run(std::int64_t run, const std::map<std::string, double> & metrics);
+    // Whether the model's run on the suite with these options has finished (another process may
+    // have run it: plan workers).
+    bool has_finished_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options);
 
     // Whole-model measurements (drift from an original on a text, speed) as JSON text, keyed by
     // what they depend on beyond the model (`key`: the original's hash, the text's, the options).
@@ -76,6 +79,13 @@ private:
     sqlite3 * db_ = nullptr;
     std::filesystem::path path_;
 };
+
+// The model's finished run on the suite, from the store alone (no engine): what another process
+// (a plan worker) measured. Empty when the run is not finished.
+std::optional<SuiteResult> finished_result(ResultsStore & store, const RecordedModel & model, const TaskSuite & suite, const RunOptions & options);
+
+// The options a run is recorded under: what changes its outcomes.
+std::string recorded_options(const RunOptions & options);
 
 // Runs a suite through the store: reuses a finished run, resumes an interrupted one, records as it goes.
 SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const RecordedModel & model, const TaskSuite & suite,

@@ -256,7 +256,35 @@ private:
     const engine::LlamaEngine * llama_;  // in process: what renders chats through the model's template
 };
 
+// Counts, accuracy intervals and the mean reference log-probability of r's outcomes.
+void tally(SuiteResult & r) {
+    for (const auto & o : r.outcomes) {
+        r.unencodable += o.unencodable;
+        r.too_long += o.too_long;
+        if (!o.scored()) continue;
+        ++r.scored;
+        r.correct += o.correct;
+        r.correct_norm += o.correct_norm;
+        if (o.reference_logprob) {
+            r.mean_reference_logprob = r.mean_reference_logprob.value_or(0.0) + *o.reference_logprob;
+            ++r.reference_scored;
+        }
+    }
+    if (r.reference_scored > 0) *r.mean_reference_logprob /= static_cast<double>(r.reference_scored);
+    r.ci95 = stats::wilson_interval(r.correct, r.scored);
+    r.ci95_norm = stats::wilson_interval(r.correct_norm, r.scored);
+}
+
 }  // namespace
+
+SuiteResult suite_result(const TaskSuite & suite, std::vector<ItemOutcome> outcomes) {
+    SuiteResult r;
+    r.suite = suite;
+    r.outcomes = std::move(outcomes);
+    for (const auto & item : suite.items) r.has_norm = r.has_norm || item.kind == ItemKind::multiple_choice;
+    tally(r);
+    return r;
+}
 
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options) {
     const auto start = std::chrono::steady_clock::now();
@@ -287,21 +315,7 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
         if (options.on_batch && !settled.empty()) options.on_batch(settled, r);
         if (progress) progress->update(last);
     }
-    for (const auto & o : r.outcomes) {
-        r.unencodable += o.unencodable;
-        r.too_long += o.too_long;
-        if (!o.scored()) continue;
-        ++r.scored;
-        r.correct += o.correct;
-        r.correct_norm += o.correct_norm;
-        if (o.reference_logprob) {
-            r.mean_reference_logprob = r.mean_reference_logprob.value_or(0.0) + *o.reference_logprob;
-            ++r.reference_scored;
-        }
-    }
-    if (r.reference_scored > 0) *r.mean_reference_logprob /= static_cast<double>(r.reference_scored);
-    r.ci95 = stats::wilson_interval(r.correct, r.scored);
-    r.ci95_norm = stats::wilson_interval(r.correct_norm, r.scored);
+    tally(r);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.tokens_evaluated = engine.tokens_decoded() - decoded_before;
     return r;

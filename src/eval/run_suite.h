@@ -64,6 +64,9 @@ struct RunOptions {
 };
 
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options);
+// The suite's result from outcomes measured before (one per item, in order): a run finished in the
+// results store by another process.
+SuiteResult suite_result(const TaskSuite & suite, std::vector<ItemOutcome> outcomes);
 
 // Two models on the items both scored (an item one of them could not score is left out of both, so
 // neither is judged on an easier subset): flips, exact McNemar p-value, paired-bootstrap drop intervals.

@@ -226,6 +226,12 @@ json decision_json(const PlanResult & r) {
                    {"suite_runs_possible", s.suite_runs_possible}, {"drift_runs", s.drift_runs}, {"drift_reused", s.drift_reused},
                    {"speed_runs", s.speed_runs}, {"speed_reused", s.speed_reused}, {"variants_built", s.variants_built},
                    {"variants_reused", s.variants_reused}, {"seconds", s.seconds}, {"steps", r.steps}};
+    if (!s.workers.empty()) {
+        j["search"]["suite_runs_on_workers"] = s.suite_runs_on_workers;
+        j["search"]["worker_runs_not_needed"] = s.worker_runs_not_needed;
+        for (const auto & w : s.workers)
+            j["search"]["workers"].push_back({{"endpoint", w.endpoint}, {"jobs", w.jobs}, {"lost", w.lost}, {"busy_seconds", w.busy_seconds}, {"up", w.up}});
+    }
     return j;
 }
 
@@ -234,8 +240,12 @@ namespace {
 // What the search ran against what it could have run.
 std::string search_summary(const PlanResult & r) {
     const auto & s = r.stats;
-    return fmt::format("search: {} candidates; {} suite runs of {} possible ({} reused from the results store), {} drift and {} speed measurements ({} and {} reused); {:.1f} s",
-                       s.candidates, s.suite_runs + s.suite_runs_reused, s.suite_runs_possible, s.suite_runs_reused, s.drift_runs + s.drift_reused,
+    std::string on_workers;
+    if (!s.workers.empty())
+        on_workers = fmt::format(" ({} on {} worker{}, {} more measured ahead and not needed)", s.suite_runs_on_workers, s.workers.size(),
+                                 s.workers.size() == 1 ? "" : "s", s.worker_runs_not_needed);
+    return fmt::format("search: {} candidates; {} suite runs of {} possible ({} reused from the results store){}, {} drift and {} speed measurements ({} and {} reused); {:.1f} s",
+                       s.candidates, s.suite_runs + s.suite_runs_reused, s.suite_runs_possible, s.suite_runs_reused, on_workers, s.drift_runs + s.drift_reused,
                        s.speed_runs + s.speed_reused, s.drift_reused, s.speed_reused, s.seconds);
 }
 

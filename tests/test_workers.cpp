@@ -1,0 +1,193 @@
+// One machine is not enough: models on llama.cpp's rpc-server workers (eval --rpc, serve's `rpc:`)
+// and plan workers that measure candidates side by side, with a worker lost mid-run.
+#include "decide/search.h"
+#include "support/error.h"
+#include "support/rpc_endpoint.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace switchyard;
+using nlohmann::json;
+
+namespace {
+
+std::string blimp_suite() { return "blimp:" + (test::data_dir() / "data/blimp/irregular_past_participle_verbs.jsonl").string(); }
+
+// The plan of test_plan.cpp with four variants, so that two workers have candidates to share.
+std::string worker_plan(const std::filesystem::path & data, const std::string & workers) {
+    const auto d = data.string();
+    return "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
+           "alternatives:\n  - {name: stories260K, path: " + d + "/models/stories260K-f32.gguf}\n"
+           "variants:\n  - {type: Q8_0}\n  - {type: Q6_K}\n  - {type: Q4_0}\n  - {type: Q2_K}\n"
+           "calibration:\n  files:\n    - " + d + "/data/tinystories-valid-head.txt\n  samples: 20\n"
+           "normalize: true\n"
+           "tasks:\n"
+           "  - spec: blimp:" + d + "/data/blimp/irregular_past_participle_verbs.jsonl\n    class: grammar\n"
+           "  - cloze: {text: " + d + "/data/tinystories-valid-head.txt, items: 60, skip_passages: 1500}\n"
+           "    name: story-cloze\n    class: stories\n    critical: true\n    requires: context:1024\n"
+           "policy:\n  accuracy_floor: 0.5\n" + workers;
+}
+
+// What a decision rests on: every candidate's measurements, every assessment and the choice. Not
+// paths (each run builds its variants in its own folder), times or the search's own counts.
+json measured(const json & decision) {
+    json out = {{"assessments", decision["assessments"]}, {"recommendation", decision["recommendation"]}};
+    for (const auto & c : decision["candidates"])
+        out["candidates"][c["name"].get<std::string>()] = {{"suites", c["suites"]}, {"drift", c.value("drift", json())}, {"not_run", c.value("not_run", json())},
+                                                           {"skipped", c.value("skipped", json())}};
+    return out;
+}
+
+// `switchyard ARGS` in the background, its stderr to a file that the test reads while it runs.
+class Background {
+public:
+    Background(const std::vector<std::string> & args, const std::filesystem::path & err) : err_(err) {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            ::dup2(fd, 2);
+            const int null = ::open("/dev/null", O_WRONLY);
+            ::dup2(null, 1);
+            std::vector<std::string> all = {SWITCHYARD_BINARY};
+            all.insert(all.end(), args.begin(), args.end());
+            std::vector<char *> argv;
+            for (auto & a : all) argv.push_back(a.data());
+            argv.push_back(nullptr);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+    }
+    ~Background() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    // Waits (up to `seconds`) until stderr holds `text`.
+    bool wait_for(const std::string & text, int seconds) const {
+        for (int i = 0; i < seconds * 20; ++i) {
+            if (test::read_file(err_).find(text) != std::string::npos) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return false;
+    }
+    int wait() {
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    std::string err() const { return test::read_file(err_); }
+
+private:
+    std::filesystem::path err_;
+    int pid_ = -1;
+};
+
+}  // namespace
+
+TEST(RpcEndpoint, ReadsHostAndPortAndRefusesTheRest) {
+    EXPECT_EQ(rpc_endpoint("rpc://10.0.0.5:50052"), "10.0.0.5:50052");
+    EXPECT_EQ(rpc_endpoint("worker-3:50052"), "worker-3:50052");
+    EXPECT_EQ(rpc_endpoint("rpc://[::1]:50052/"), "[::1]:50052");
+    for (const char * bad : {"rpc://host", "rpc://:50052", "host:0", "host:70000", "host:12ab", "http://host:80x"}) EXPECT_THROW(rpc_endpoint(bad), Error) << bad;
+}
+
+TEST(Search, ProbeOrderIsTheSearchsOwnBreadthFirst) {
+    // First probe 3; after a pass 5, after a failure 1; then the probes after those.
+    EXPECT_EQ(decide::probe_order(7), (std::vector<std::size_t>{3, 5, 1, 6, 4, 2, 0}));
+    EXPECT_EQ(decide::probe_order(1), (std::vector<std::size_t>{0}));
+    EXPECT_TRUE(decide::probe_order(0).empty());
+    auto order = decide::probe_order(37);
+    std::sort(order.begin(), order.end());
+    for (std::size_t i = 0; i < order.size(); ++i) EXPECT_EQ(order[i], i);  // every variant, once
+    EXPECT_EQ(order.size(), 37u);
+}
+
+TEST(Workers, UnreachableOrMalformedWorkersFailCleanly) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("plan.yaml"), worker_plan(test::data_dir(), "workers: [nonsense]\n"));
+    auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string()});
+    test::expect_clean_failure(r, "plan.yaml:24: workers: 'nonsense' is not an RPC worker endpoint: expected rpc://HOST:PORT");
+
+    const std::string nobody = "rpc://127.0.0.1:" + std::to_string(test::free_port());
+    test::write_file(dir.file("plan.yaml"), worker_plan(test::data_dir(), ""));
+    r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string(), "--workers", nobody, "-q"});
+    test::expect_clean_failure(r, "is not reachable: start llama.cpp's rpc-server there");
+    r = test::run_switchyard({"eval", "-m", test::model_path("babyllama-0.9M-f32.gguf").string(), "--tasks", blimp_suite(), "--rpc", nobody, "--no-results"});
+    test::expect_clean_failure(r, "RPC worker 127.0.0.1:");
+}
+
+TEST(Workers, AModelOnAnRpcWorkerScoresAsInProcess) {
+    test::ScratchDir dir;
+    test::RpcServer worker(dir.file("rpc.log"));
+    const auto model = test::model_path("babyllama-0.9M-f32.gguf").string();
+    const std::vector<std::string> args = {"eval", "-m", model, "--tasks", blimp_suite(), "--normalize", "--no-results", "--json", "-t", "1"};
+    const auto local = test::run_switchyard(args);
+    ASSERT_EQ(local.exit_code, 0) << local.err;
+    auto remote_args = args;
+    remote_args.insert(remote_args.end(), {"--rpc", worker.endpoint()});
+    const auto remote = test::run_switchyard(remote_args);
+    ASSERT_EQ(remote.exit_code, 0) << remote.err << test::read_file(dir.file("rpc.log"));
+    const auto a = json::parse(local.out)["suites"][0], b = json::parse(remote.out)["suites"][0];
+    EXPECT_GT(a["n"].get<int>(), 100);
+    EXPECT_EQ(a["n"], b["n"]);
+    EXPECT_EQ(a["accuracy"], b["accuracy"]);
+    // The worker really held the model: rpc-server logs the client that connected.
+    EXPECT_NE(test::read_file(dir.file("rpc.log")).find("Accepted client connection"), std::string::npos) << test::read_file(dir.file("rpc.log"));
+}
+
+TEST(Workers, ServeRunsAnInProcessModelOnAWorker) {
+    test::ScratchDir dir;
+    test::RpcServer worker(dir.file("rpc.log"));
+    test::write_file(dir.file("portfolio.yaml"), "models:\n  - {name: spread, path: " + test::model_path("stories260K-f32.gguf").string() +
+                                                     ", threads: 1, rpc: ['" + worker.endpoint() + "']}\n");
+    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "--portfolio", dir.file("portfolio.yaml").string(), "--port", "0"});
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(60);
+    const auto r = client.Post("/v1/completions", R"({"model": "spread", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0})", "application/json");
+    ASSERT_TRUE(r) << server.log();
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 8);
+    EXPECT_NE(test::read_file(dir.file("rpc.log")).find("Accepted client connection"), std::string::npos);
+}
+
+// The acceptance run of plan workers, on the shared models: the same numbers as a plan run here,
+// with one of two workers killed as it starts its first candidate.
+TEST(Workers, TwoWorkersGiveTheLocalNumbersAndSurviveALostWorker) {
+    test::ScratchDir dir;
+    test::write_file(dir.file("plan.yaml"), worker_plan(test::data_dir(), ""));
+    const auto local = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("local").string(), "--results",
+                                             dir.file("local.sqlite").string(), "-t", "1", "-q"});
+    ASSERT_EQ(local.exit_code, 0) << local.err;
+
+    test::RpcServer a(dir.file("a.log")), b(dir.file("b.log"));
+    Background plan({"plan", dir.file("plan.yaml").string(), "-o", dir.file("spread").string(), "--results", dir.file("spread.sqlite").string(), "-t", "1",
+                     "--workers", a.endpoint() + "," + b.endpoint()},
+                    dir.file("plan.err"));
+    ASSERT_TRUE(plan.wait_for("workers: " + a.endpoint().substr(6) + " measures", 300)) << plan.err();
+    a.kill();
+    ASSERT_EQ(plan.wait(), 0) << plan.err();
+
+    const auto expected = json::parse(test::read_file(dir.file("local/decision.json")));
+    const auto got = json::parse(test::read_file(dir.file("spread/decision.json")));
+    EXPECT_EQ(measured(got), measured(expected)) << plan.err();
+    const auto & search = got["search"];
+    ASSERT_EQ(search["workers"].size(), 2u) << search.dump(2);
+    EXPECT_EQ(search["workers"][0]["up"], false);
+    EXPECT_GE(search["workers"][0]["lost"].get<int>(), 1);
+    EXPECT_GE(search["workers"][1]["jobs"].get<int>(), 1);
+    EXPECT_GE(search["suite_runs_on_workers"].get<int>(), 1);
+    EXPECT_EQ(search["suite_runs"].get<int>(), expected["search"]["suite_runs"].get<int>());
+    EXPECT_NE(plan.err().find("went away while measuring"), std::string::npos) << plan.err();
+}
