@@ -20,24 +20,6 @@ using namespace switchyard;
 
 namespace {
 
-// Two classes: `stories` needs a 1024-token context, which babyllama (128) lacks, so only a switch
-// can serve it (R1); `grammar` can be served by a compression of babyllama. No price: R7 ranks by
-// size, so the answer does not hang on timings of a shared machine.
-std::string test_plan(const std::filesystem::path & data) {
-    const auto d = data.string();
-    return "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
-           "alternatives:\n  - {name: stories260K, path: " + d + "/models/stories260K-f32.gguf}\n"
-           "variants:\n  - {type: Q8_0}\n  - {type: Q4_0}\n"
-           "calibration:\n  files:\n    - " + d + "/data/tinystories-valid-head.txt\n  samples: 20\n"
-           "normalize: true\n"
-           "tasks:\n"
-           "  - spec: blimp:" + d + "/data/blimp/irregular_past_participle_verbs.jsonl\n    class: grammar\n"
-           "  - cloze: {text: " + d + "/data/tinystories-valid-head.txt, items: 60, skip_passages: 1500}\n"
-           "    name: story-cloze\n    class: stories\n    critical: true\n    requires: context:1024\n"
-           "policy:\n  accuracy_floor: 0.5\n"
-           "speed: {prompt_tokens: 32, generate_tokens: 8, repeats: 1}\n";
-}
-
 const nlohmann::json * recommendation(const nlohmann::json & decision, const std::string & cls) {
     for (const auto & r : decision["recommendation"])
         if (r["class"] == cls) return &r;
@@ -48,7 +30,7 @@ const nlohmann::json * recommendation(const nlohmann::json & decision, const std
 
 TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     test::ScratchDir dir;
-    test::write_file(dir.file("plan.yaml"), test_plan(test::data_dir()));
+    test::write_file(dir.file("plan.yaml"), test::two_class_plan());
     const auto out = dir.file("out");
     const std::vector<std::string> args = {"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results", dir.file("results.sqlite").string(), "-t", "1"};
     const auto first = test::run_switchyard(args);

@@ -28,6 +28,21 @@ std::filesystem::path data_dir() {
     return std::filesystem::path(SWITCHYARD_SOURCE_DIR) / ".." / "shared";
 }
 
+std::string two_class_plan(const std::string & variants, const std::string & extra) {
+    const auto d = data_dir().string();
+    return "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
+           "alternatives:\n  - {name: stories260K, path: " + d + "/models/stories260K-f32.gguf}\n"
+           "variants:\n" + variants +
+           "calibration:\n  files:\n    - " + d + "/data/tinystories-valid-head.txt\n  samples: 20\n"
+           "normalize: true\n"
+           "tasks:\n"
+           "  - spec: blimp:" + d + "/data/blimp/irregular_past_participle_verbs.jsonl\n    class: grammar\n"
+           "  - cloze: {text: " + d + "/data/tinystories-valid-head.txt, items: 60, skip_passages: 1500}\n"
+           "    name: story-cloze\n    class: stories\n    critical: true\n    requires: context:1024\n"
+           "policy:\n  accuracy_floor: 0.5\n"
+           "speed: {prompt_tokens: 32, generate_tokens: 8, repeats: 1}\n" + extra;
+}
+
 std::filesystem::path model_path(const std::string & file) {
     auto path = data_dir() / "models" / file;
     if (!std::filesystem::exists(path)) throw std::runtime_error("test model missing: " + path.string() + " (set SWITCHYARD_DATA_DIR)");

@@ -11,6 +11,12 @@ namespace switchyard::test {
 std::filesystem::path data_dir();
 std::filesystem::path model_path(const std::string & file);  // data_dir()/models/file
 
+// A plan on the shared models with two classes: `stories` needs a 1024-token context, which
+// babyllama (128) lacks, so only a switch can serve it (R1); `grammar` can be served by a
+// compression of babyllama. No price: R7 ranks by size, so the answer does not hang on timings of
+// a shared machine. `variants`: the items of its variants list; `extra`: appended YAML.
+std::string two_class_plan(const std::string & variants = "  - {type: Q8_0}\n  - {type: Q4_0}\n", const std::string & extra = "");
+
 // A fresh folder for one test's files, removed with the object.
 class ScratchDir {
 public:

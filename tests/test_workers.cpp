@@ -24,19 +24,7 @@ namespace {
 std::string blimp_suite() { return "blimp:" + (test::data_dir() / "data/blimp/irregular_past_participle_verbs.jsonl").string(); }
 
 // The plan of test_plan.cpp with four variants, so that two workers have candidates to share.
-std::string worker_plan(const std::filesystem::path & data, const std::string & workers) {
-    const auto d = data.string();
-    return "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
-           "alternatives:\n  - {name: stories260K, path: " + d + "/models/stories260K-f32.gguf}\n"
-           "variants:\n  - {type: Q8_0}\n  - {type: Q6_K}\n  - {type: Q4_0}\n  - {type: Q2_K}\n"
-           "calibration:\n  files:\n    - " + d + "/data/tinystories-valid-head.txt\n  samples: 20\n"
-           "normalize: true\n"
-           "tasks:\n"
-           "  - spec: blimp:" + d + "/data/blimp/irregular_past_participle_verbs.jsonl\n    class: grammar\n"
-           "  - cloze: {text: " + d + "/data/tinystories-valid-head.txt, items: 60, skip_passages: 1500}\n"
-           "    name: story-cloze\n    class: stories\n    critical: true\n    requires: context:1024\n"
-           "policy:\n  accuracy_floor: 0.5\n" + workers;
-}
+std::string worker_plan(const std::string & workers) { return test::two_class_plan("  - {type: Q8_0}\n  - {type: Q6_K}\n  - {type: Q4_0}\n  - {type: Q2_K}\n", workers); }
 
 // What a decision rests on: every candidate's measurements, every assessment and the choice. Not
 // paths (each run builds its variants in its own folder), times or the search's own counts.
@@ -116,12 +104,12 @@ TEST(Search, ProbeOrderIsTheSearchsOwnBreadthFirst) {
 
 TEST(Workers, UnreachableOrMalformedWorkersFailCleanly) {
     test::ScratchDir dir;
-    test::write_file(dir.file("plan.yaml"), worker_plan(test::data_dir(), "workers: [nonsense]\n"));
+    test::write_file(dir.file("plan.yaml"), worker_plan("workers: [nonsense]\n"));
     auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string()});
-    test::expect_clean_failure(r, "plan.yaml:24: workers: 'nonsense' is not an RPC worker endpoint: expected rpc://HOST:PORT");
+    test::expect_clean_failure(r, "plan.yaml:25: workers: 'nonsense' is not an RPC worker endpoint: expected rpc://HOST:PORT");
 
     const std::string nobody = "rpc://127.0.0.1:" + std::to_string(test::free_port());
-    test::write_file(dir.file("plan.yaml"), worker_plan(test::data_dir(), ""));
+    test::write_file(dir.file("plan.yaml"), worker_plan(""));
     r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string(), "--workers", nobody, "-q"});
     test::expect_clean_failure(r, "is not reachable: start llama.cpp's rpc-server there");
     r = test::run_switchyard({"eval", "-m", test::model_path("babyllama-0.9M-f32.gguf").string(), "--tasks", blimp_suite(), "--rpc", nobody, "--no-results"});
@@ -166,7 +154,7 @@ TEST(Workers, ServeRunsAnInProcessModelOnAWorker) {
 // with one of two workers killed as it starts its first candidate.
 TEST(Workers, TwoWorkersGiveTheLocalNumbersAndSurviveALostWorker) {
     test::ScratchDir dir;
-    test::write_file(dir.file("plan.yaml"), worker_plan(test::data_dir(), ""));
+    test::write_file(dir.file("plan.yaml"), worker_plan(""));
     const auto local = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("local").string(), "--results",
                                              dir.file("local.sqlite").string(), "-t", "1", "-q"});
     ASSERT_EQ(local.exit_code, 0) << local.err;

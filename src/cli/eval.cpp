@@ -54,8 +54,11 @@ struct EvalOptions {
     std::vector<std::string> rpc;
 };
 
+// Task suites are scored with the plain kernels an RPC worker runs (eval/run_suite.h); text alone
+// with llama.cpp's defaults, as llama-perplexity runs it.
 engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, const EvalOptions & o, int context) {
-    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context), .rpc = o.rpc};
+    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context), .rpc = o.rpc,
+            .repack = o.tasks.empty()};
 }
 
 // A served model: the API key comes from the environment, as a flag would show it to every user of `ps`.

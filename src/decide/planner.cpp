@@ -90,8 +90,8 @@ private:
     }
 
     // With workers, every candidate's suites are queued in the order the search is likely to ask
-    // for them: per class, the original, the ladder breadth first from its first probe, then the
-    // alternatives smallest first. The search itself is unchanged (its results are the same as a
+    // for them: the original on every class, then per class the ladder breadth first from its
+    // first probe and the alternatives smallest first. The search itself is unchanged (its results are the same as a
     // run without workers); idle workers only measure ahead of it.
     void start_workers() {
         if (!workers_) return;
@@ -103,9 +103,11 @@ private:
             if (c.kind == CandidateKind::alternative && !c.remote()) alternatives.push_back(&c);
         std::stable_sort(alternatives.begin(), alternatives.end(), [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
         const auto variants = ladder();
+        // The original on every class first: the search runs it before any ladder.
+        if (plan_.base)
+            for (const auto & cls : result_.classes) workers_->prefetch(measure_.worker_job(original(), suites_of(cls)));
         for (const auto & cls : result_.classes) {
             const auto suites = suites_of(cls);
-            if (plan_.base) workers_->prefetch(measure_.worker_job(original(), suites));
             if (plan_.base && capable(original(), cls, result_.tasks))
                 for (const auto i : probe_order(variants.size())) workers_->prefetch(measure_.worker_job(*variants[i], suites));
             for (auto * a : alternatives)

@@ -110,6 +110,7 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
 
     llama_model_params mparams = llama_model_default_params();
     mparams.n_gpu_layers = options.gpu_layers;
+    mparams.use_extra_bufts = options.repack;
     std::vector<ggml_backend_dev_t> devices = rpc_devices(options.rpc);
     if (!devices.empty()) {
         devices.push_back(nullptr);

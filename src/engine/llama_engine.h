@@ -28,6 +28,10 @@ struct LlamaEngineOptions {
     // rpc-server endpoints (rpc://HOST:PORT) that hold the model's layers and compute them: all
     // layers go there, split by the workers' free memory (see engine/rpc_devices.h).
     std::vector<std::string> rpc;
+    // llama.cpp's repacked weight layouts (its CPU "extra buffer types"), which speed up some
+    // quantized types. RPC workers have none, and the kernels differ in rounding, so task suites
+    // are scored without them wherever they run (see eval/run_suite.h).
+    bool repack = true;
     // Sees the intermediate tensors of every decode (ggml's scheduler callback): how calibration
     // observes the activations entering each weight matrix.
     ggml_backend_sched_eval_callback eval_callback = nullptr;

@@ -256,7 +256,9 @@ std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
     return out;
 }
 
-std::string recorded_options(const RunOptions & options) { return std::string("normalize=") + (options.normalize ? "1" : "0"); }
+// "kernels=plain": scored without repacked weights (run_suite.h); runs recorded before that was so
+// computed a few items differently and are not reused.
+std::string recorded_options(const RunOptions & options) { return std::string("normalize=") + (options.normalize ? "1" : "0") + " kernels=plain"; }
 
 std::optional<SuiteResult> finished_result(ResultsStore & store, const RecordedModel & model, const TaskSuite & suite, const RunOptions & options) {
     const auto recorded = recorded_options(options);

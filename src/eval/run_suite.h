@@ -63,6 +63,9 @@ struct RunOptions {
     std::function<void(const std::vector<std::size_t> & items, const SuiteResult & partial)> on_batch;
 };
 
+// In process, suites are scored with llama.cpp's plain CPU kernels (LlamaEngineOptions::repack
+// false): the kernels an rpc-server worker runs. With repacked weights the same model scores a few
+// items differently, and a plan's numbers must not depend on where a candidate was measured.
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options);
 // The suite's result from outcomes measured before (one per item, in order): a run finished in the
 // results store by another process.

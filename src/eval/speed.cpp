@@ -64,6 +64,7 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, con
     reset_peak_rss();
     engine::LlamaEngineOptions eo = engine_options;
     eo.parallel = 1;  // one request at a time: the latency a single user sees
+    eo.repack = true;  // the kernels serving will run
     eo.context_length = std::max(eo.context_length, o.prompt_tokens + o.generate_tokens + 2);
     engine::LlamaEngine engine(eo);
 
