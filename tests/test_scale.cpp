@@ -210,12 +210,16 @@ TEST(Quantize, Q4_K_MAtSmolLMsVocabularyRunsAndKeepsTheShape) {
 }
 
 // Passes over text chunks hold whole chunks per batch and reserve logits only for the scored half:
-// one chunk per call at a real vocabulary (llama-perplexity's -b = -c), four at a small one.
+// one chunk per call at a 152k vocabulary (llama-perplexity's -b = -c), two at 49k, four at 512.
 TEST(Eval, ChunkPassesBatchWholeChunksAndReserveOnlyTheirScoredLogits) {
+    const auto at_qwen = eval::chunk_engine_options("m.gguf", 151936, 2, 128);
+    EXPECT_EQ(at_qwen.parallel, 1);
+    EXPECT_EQ(at_qwen.batch_size, 128);
+    EXPECT_EQ(at_qwen.max_outputs, 63);  // positions 64..126 of a 128-token chunk
     const auto at_smollm = eval::chunk_engine_options("m.gguf", 49152, 2, 128);
-    EXPECT_EQ(at_smollm.parallel, 1);
-    EXPECT_EQ(at_smollm.batch_size, 128);
-    EXPECT_EQ(at_smollm.max_outputs, 63);  // positions 64..126 of a 128-token chunk
+    EXPECT_EQ(at_smollm.parallel, 2);
+    EXPECT_EQ(at_smollm.batch_size, 256);
+    EXPECT_EQ(at_smollm.max_outputs, 2 * 63);
     const auto small = eval::chunk_engine_options("m.gguf", 512, 2, 128);
     EXPECT_EQ(small.parallel, 4);
     EXPECT_EQ(small.batch_size, 512);
@@ -234,10 +238,10 @@ TEST(Eval, ChunkOptionsGiveTheSamePerplexityAsFullBatches) {
     double full = 0, chunked = 0;
     {
         engine::LlamaEngine e({.model_path = path, .threads = 2, .context_length = 64, .parallel = engine::scoring_parallel(64)});
-        full = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 4})).perplexity;
+        full = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8})).perplexity;
     }
     engine::LlamaEngine e(eval::chunk_engine_options(path, 49152, 2, 64));
-    chunked = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 4})).perplexity;
+    chunked = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8})).perplexity;
     EXPECT_GT(full, 1.0);
     EXPECT_NEAR(chunked, full, 1e-9 * full);
 }

@@ -37,7 +37,7 @@ void from_json(const nlohmann::json & j, Drift & d) {
 bool scored_position(std::size_t pos, std::size_t length) { return pos >= length / 2 && pos + 1 < length; }
 
 engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size, int threads, int context) {
-    constexpr std::uint64_t kLogitsBudget = 16u << 20, kBatchTokens = 512;
+    constexpr std::uint64_t kLogitsBudget = 32u << 20, kBatchTokens = 512;
     const auto length = static_cast<std::uint64_t>(std::max(context, 2));
     const std::uint64_t scored = length - 1 - length / 2;  // the positions scored_position takes
     const std::uint64_t by_memory = kLogitsBudget / std::max<std::uint64_t>(1, scored * vocab_size * sizeof(float));

@@ -61,7 +61,9 @@ void from_json(const nlohmann::json & j, Drift & d);
 // (perplexity, drift, a base's predictions) with a model of `vocab_size` tokens. llama.cpp keeps
 // the logits of a batch's scored positions twice (its graph's output and its copy), a row of the
 // whole vocabulary each, so a batch takes as many whole chunks as 512 tokens hold while those rows
-// stay within 16 MiB, and at least one; the KV cache holds as many sequences. Whole chunks, as
+// stay within 32 MiB, and at least one (at 128 tokens: two chunks at a 49k vocabulary, one at
+// 128k or more); the KV cache holds as many sequences. Fewer, larger calls are faster where the
+// cores are shared: each call's threads meet at a barrier per operation. Whole chunks, as
 // llama-perplexity batches them: a chunk cut between two calls gives other last digits.
 engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size, int threads, int context);
 
