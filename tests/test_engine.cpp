@@ -263,3 +263,31 @@ TEST(Engine, ScoreChoicesBatchesItems) {
         }
     }
 }
+
+// llama.cpp aborts a decode that wants more rows of logits than its n_outputs_max; the engine ends
+// the batch there instead, and what the caller reads is the same as with room for every row.
+TEST(Engine, ForwardWantingMoreLogitsThanMaxOutputsEndsTheBatchThere) {
+    const auto path = test::model_path("stories260K-f32.gguf");
+    LlamaEngine roomy({.model_path = path, .threads = 2, .context_length = 64, .parallel = 2});
+    LlamaEngine narrow({.model_path = path, .threads = 2, .context_length = 64, .parallel = 2, .max_outputs = 5});
+    const std::vector<std::vector<engine::Token>> sequences = {roomy.tokenize("Once upon a time, there was a little girl named Lily.", true),
+                                                         roomy.tokenize("The cat sat on the mat and looked at the big red ball.", true)};
+    auto target_logits = [&](LlamaEngine & e) {
+        std::vector<std::vector<double>> seen(sequences.size());
+        e.forward(sequences, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+            EXPECT_EQ(seen[s].size(), pos);  // every position, in order
+            seen[s].push_back(logits[static_cast<std::size_t>(sequences[s][pos])]);
+        });
+        return seen;
+    };
+    const auto all = target_logits(roomy);
+    const std::uint64_t before = narrow.tokens_decoded();
+    const auto cut = target_logits(narrow);
+    EXPECT_EQ(narrow.tokens_decoded() - before, sequences[0].size() + sequences[1].size());
+    ASSERT_EQ(all.size(), cut.size());
+    for (std::size_t s = 0; s < all.size(); ++s) {
+        ASSERT_EQ(all[s].size(), sequences[s].size());
+        ASSERT_EQ(cut[s].size(), sequences[s].size());
+        for (std::size_t p = 0; p < all[s].size(); ++p) EXPECT_NEAR(all[s][p], cut[s][p], 1e-3) << "sequence " << s << " position " << p;
+    }
+}

@@ -5,6 +5,7 @@
 #include "decide/dry_run.h"
 #include "engine/llama_engine.h"
 #include "eval/drift.h"
+#include "eval/perplexity.h"
 #include "eval/text_chunks.h"
 #include "model/model_info.h"
 #include "model/synthetic_model.h"
@@ -206,6 +207,43 @@ TEST(Quantize, Q4_K_MAtSmolLMsVocabularyRunsAndKeepsTheShape) {
     const double ppl = nlohmann::json::parse(e.out)["perplexity"].get<double>();
     EXPECT_TRUE(std::isfinite(ppl));
     EXPECT_GT(ppl, 1.0);
+}
+
+// Passes over text chunks hold whole chunks per batch and reserve logits only for the scored half:
+// one chunk per call at a 152k vocabulary (llama-perplexity's -b = -c), two at 49k, four at 512.
+TEST(Eval, ChunkPassesBatchWholeChunksAndReserveOnlyTheirScoredLogits) {
+    const auto at_qwen = eval::chunk_engine_options("m.gguf", 151936, 2, 128);
+    EXPECT_EQ(at_qwen.parallel, 1);
+    EXPECT_EQ(at_qwen.batch_size, 128);
+    EXPECT_EQ(at_qwen.max_outputs, 63);  // positions 64..126 of a 128-token chunk
+    const auto at_smollm = eval::chunk_engine_options("m.gguf", 49152, 2, 128);
+    EXPECT_EQ(at_smollm.parallel, 2);
+    EXPECT_EQ(at_smollm.batch_size, 256);
+    EXPECT_EQ(at_smollm.max_outputs, 2 * 63);
+    const auto small = eval::chunk_engine_options("m.gguf", 512, 2, 128);
+    EXPECT_EQ(small.parallel, 4);
+    EXPECT_EQ(small.batch_size, 512);
+    EXPECT_EQ(small.max_outputs, 4 * 63);
+    const auto longer = eval::chunk_engine_options("m.gguf", 512, 2, 1024);
+    EXPECT_EQ(longer.parallel, 1);
+    EXPECT_EQ(longer.batch_size, 512);  // the chunk in two calls, the second all scored
+    EXPECT_EQ(longer.max_outputs, 511);
+}
+
+// The memory saved by those options costs no accuracy: the perplexity at SmolLM's vocabulary is
+// the one a scoring engine (32 sequences, batches of 512 with logits for every position) gives.
+TEST(Eval, ChunkOptionsGiveTheSamePerplexityAsFullBatches) {
+    test::ScratchDir dir;
+    const auto path = smollm(dir);
+    double full = 0, chunked = 0;
+    {
+        engine::LlamaEngine e({.model_path = path, .threads = 2, .context_length = 64, .parallel = engine::scoring_parallel(64)});
+        full = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8})).perplexity;
+    }
+    engine::LlamaEngine e(eval::chunk_engine_options(path, 49152, 2, 64));
+    chunked = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8})).perplexity;
+    EXPECT_GT(full, 1.0);
+    EXPECT_NEAR(chunked, full, 1e-9 * full);
 }
 
 TEST(HashCache, ASecondCallReadsNothingUntilTheTimeOrTheFileChanges) {

@@ -54,11 +54,16 @@ struct EvalOptions {
     std::vector<std::string> rpc;
 };
 
-// Task suites are scored with the plain kernels an RPC worker runs (eval/run_suite.h); text alone
-// with llama.cpp's defaults, as llama-perplexity runs it.
+// Task suites score many short items side by side, with the plain kernels an RPC worker runs
+// (eval/run_suite.h); text alone runs whole chunks (eval's chunk_engine_options) with llama.cpp's
+// default kernels, as llama-perplexity does, and sliding windows score up to every position of theirs.
 engine::LlamaEngineOptions engine_options(const std::filesystem::path & path, const EvalOptions & o, int context) {
-    return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context), .rpc = o.rpc,
-            .repack = o.tasks.empty()};
+    if (!o.tasks.empty())
+        return {.model_path = path, .threads = o.threads, .context_length = context, .parallel = engine::scoring_parallel(context), .rpc = o.rpc, .repack = false};
+    auto options = eval::chunk_engine_options(path, model::inspect_gguf(path).vocab_size, o.threads, context);
+    if (o.stride > 0) options.max_outputs = options.batch_size;
+    options.rpc = o.rpc;
+    return options;
 }
 
 // A served model: the API key comes from the environment, as a flag would show it to every user of `ps`.
@@ -101,27 +106,25 @@ void run_eval(const EvalOptions & o) {
         remote.emplace(remote_options(o));
         context = remote->model().context_length;
     } else {
-        context = o.context > 0 ? o.context : eval::default_chunk_context(model::inspect_gguf(o.model).context_length);
+        // Read first: a broken file fails here, not after the base's whole pass.
+        const model::ModelInfo info = model::inspect_gguf(o.model);
+        context = o.context > 0 ? o.context : eval::default_chunk_context(info.context_length);
         // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
-        if (o.speed) speed = eval::measure_speed(engine_options(o.model, o, context), o.speed_options);
-        local.emplace(engine_options(o.model, o, context));
+        if (o.speed) speed = eval::measure_speed({.model_path = o.model, .threads = o.threads, .context_length = context, .rpc = o.rpc}, o.speed_options);
     }
-    engine::Engine & engine = local ? static_cast<engine::Engine &>(*local) : *remote;
-    std::optional<engine::LlamaEngine> base;
-    if (!o.base.empty()) base.emplace(engine_options(o.base, o, context));
 
     const auto served_as = served ? std::optional(eval::remote_model(remote->endpoint(), remote->model().name)) : std::nullopt;
     const std::string label = served ? served_as->label : o.model;
     nlohmann::json out = {{"model", label}, {"normalize", o.normalize}, {"context", context}, {"suites", nlohmann::json::array()}};
     if (served) out["endpoint"] = remote->endpoint();
-    if (base) out["base"] = o.base.string();
+    if (!o.base.empty()) out["base"] = o.base.string();
     const eval::RunOptions run{.normalize = o.normalize, .progress = !o.json};
     std::optional<eval::ResultsStore> store;
     if (!o.no_results && !o.tasks.empty()) store.emplace(o.results);
     std::optional<eval::RecordedModel> recorded, base_recorded;
     if (store) {
         recorded = served ? *served_as : store->file_model(o.model);
-        if (base) base_recorded = store->file_model(o.base);
+        if (!o.base.empty()) base_recorded = store->file_model(o.base);
     }
     // Through the store, a finished run is reused and an interrupted one resumes.
     auto run_on = [&](engine::Engine & e, const std::optional<eval::RecordedModel> & who, const eval::TaskSuite & suite) {
@@ -131,28 +134,46 @@ void run_eval(const EvalOptions & o) {
         if (reused && !o.json) std::fprintf(stderr, "%s: reused the recorded results for %s\n", suite.settings.name.c_str(), who->label.c_str());
         return result;
     };
+    std::vector<eval::TaskSuite> suites;
     for (const auto & spec : o.tasks) {
-        const eval::TaskSuite suite = eval::load_suite(spec);
-        for (const auto & s : suite.skipped) std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
-        const auto result = run_on(engine, recorded, suite);
+        suites.push_back(eval::load_suite(spec));
+        for (const auto & s : suites.back().skipped) std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
+    }
+    auto tokenize_text = [&](const engine::Engine & e) {
+        return eval::tokenize_chunks(e, {.files = o.text, .context = context, .skip_chunks = o.skip_chunks, .max_chunks = o.chunks,
+                                         .normalize = o.normalize});
+    };
+
+    // One model in memory at a time: the base does all its work (its task results, its predictions
+    // on the text) and is freed before the measured model is loaded.
+    std::vector<eval::SuiteResult> base_results;
+    std::optional<eval::Reference> reference;
+    eval::TextChunks text;
+    if (!o.base.empty()) {
+        engine::LlamaEngine base(engine_options(o.base, o, context));
+        for (const auto & suite : suites) base_results.push_back(run_on(base, base_recorded, suite));
+        if (!o.text.empty()) {
+            text = tokenize_text(base);
+            reference = eval::record_reference(base, text.chunks, o.top_k);
+            if (!o.save_base.empty()) eval::save_reference(*reference, o.save_base);
+        }
+    }
+    if (!served) local.emplace(engine_options(o.model, o, context));
+    engine::Engine & engine = local ? static_cast<engine::Engine &>(*local) : *remote;
+    for (std::size_t i = 0; i < suites.size(); ++i) {
+        const auto result = run_on(engine, recorded, suites[i]);
         nlohmann::json j = result;
-        if (base) {
-            const auto base_result = run_on(*base, base_recorded, suite);
-            j["base"] = base_result;
-            j["comparison"] = eval::compare_outcomes(base_result, result);
+        if (!base_results.empty()) {
+            j["base"] = base_results[i];
+            j["comparison"] = eval::compare_outcomes(base_results[i], result);
         }
         out["suites"].push_back(j);
     }
-    std::optional<eval::Reference> reference;
-    eval::TextChunks text;
     if (!o.base_file.empty()) {
         reference = eval::load_reference(o.base_file);
         text.chunks = reference->chunks;
-    } else if (!o.text.empty()) {
-        text = eval::tokenize_chunks(engine, {.files = o.text, .context = context, .skip_chunks = o.skip_chunks, .max_chunks = o.chunks,
-                                              .normalize = o.normalize});
-        if (base) reference = eval::record_reference(*base, text.chunks, o.top_k);
-        if (!o.save_base.empty()) eval::save_reference(*reference, o.save_base);
+    } else if (!o.text.empty() && o.base.empty()) {
+        text = tokenize_text(engine);
     }
     // With a reference, the drift pass yields the perplexity too: one forward pass, not two. Text
     // comes only with a local model (check_remote_request).

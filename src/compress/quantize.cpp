@@ -10,7 +10,10 @@
 #include "support/sha256.h"
 
 #include <llama.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <future>
 #include <regex>
 #include <thread>
 
@@ -68,13 +71,24 @@ QuantizeOptions quantize_options_from_recipe(const nlohmann::json & recipe, cons
 
 QuantizeResult quantize(const QuantizeOptions & o) {
     QuantizeResult result;
-    result.written = quantize_without_recipe(o);
-    result.recipe = write_recipe(o.input, o.output, "quantize", quantize_parameters(o));
+    // The recipe's digests cost a whole read of the parent and of the output. The parent's is
+    // computed while llama.cpp quantizes, in a thread of its own at a low priority: quantizing
+    // leaves a core idle while it reads, validates and writes each tensor. The output's is then
+    // computed here while the parent's finishes. Both stay in the hash cache for the plan.
+    std::future<std::string> parent;
+    result.written = quantize_without_recipe(o, [&] {
+        parent = std::async(std::launch::async, [&o] {
+            setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+            return cached_sha256_file(o.input);
+        });
+    });
+    const std::string output = cached_sha256_file(o.output);
+    result.recipe = write_recipe(o.input, o.output, "quantize", quantize_parameters(o), {.parent = parent.get(), .output = output});
     result.recipe_path = recipe_path_for(o.output);
     return result;
 }
 
-model::ModelInfo quantize_without_recipe(const QuantizeOptions & o) {
+model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::function<void()> & started) {
     model::init_llama_backend();
     const QuantType & type = parse_quant_type(o.type);
     const model::ModelInfo input = model::inspect_gguf(o.input);
@@ -128,6 +142,7 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o) {
     }
 
     AtomicFile out(o.output);
+    if (started) started();
     model::clear_engine_error();
     if (llama_model_quantize(o.input.c_str(), out.temp_path().c_str(), &params) != 0) {
         const std::string detail = model::last_engine_error();

@@ -5,6 +5,7 @@
 #include "model/model_info.h"
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,8 +37,9 @@ struct QuantizeResult {
 // not at all. Throws switchyard::Error on bad options, input, imatrix, or a failed write.
 QuantizeResult quantize(const QuantizeOptions & options);
 
-// The same without the recipe, for methods that quantize as one of their steps.
-model::ModelInfo quantize_without_recipe(const QuantizeOptions & options);
+// The same without the recipe, for methods that quantize as one of their steps. `started` runs
+// once the options and the input are checked, as llama.cpp begins: work to overlap with it.
+model::ModelInfo quantize_without_recipe(const QuantizeOptions & options, const std::function<void()> & started = {});
 
 // Options as a recipe records them, and back: a recipe rebuilds the same file.
 nlohmann::json quantize_parameters(const QuantizeOptions & options);

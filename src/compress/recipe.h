@@ -11,10 +11,16 @@ namespace switchyard::compress {
 
 std::filesystem::path recipe_path_for(const std::filesystem::path & variant);
 
+// The files' sha256 where the caller already has them; an empty one is computed by write_recipe.
+struct RecipeDigests {
+    std::string parent;
+    std::string output;
+};
+
 // Builds the recipe (parent and output with sha256, method, parameters, versions) and writes it
 // atomically beside `output`. Returns it.
 nlohmann::json write_recipe(const std::filesystem::path & parent, const std::filesystem::path & output, const std::string & method,
-                            const nlohmann::json & parameters);
+                            const nlohmann::json & parameters, const RecipeDigests & known = {});
 
 // Reads a recipe; throws switchyard::Error naming the missing or malformed key.
 nlohmann::json read_recipe(const std::filesystem::path & path);

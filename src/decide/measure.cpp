@@ -2,6 +2,7 @@
 
 #include "eval/speed.h"
 #include "eval/text_chunks.h"
+#include "model/model_info.h"
 #include "support/error.h"
 #include "support/hash_cache.h"
 #include "support/sha256.h"
@@ -46,10 +47,15 @@ std::string Measurements::machine_key() const {
 
 namespace {
 
-// Scoring runs the kernels plan workers run (eval/run_suite.h); the screen's drift runs here in
-// any case, with llama.cpp's defaults.
-engine::LlamaEngineOptions engine_options(const Candidate & c, int context, int threads, bool scoring) {
-    return {.model_path = c.path, .threads = threads, .context_length = context, .parallel = engine::scoring_parallel(context), .repack = !scoring};
+// Task suites: with the kernels plan workers run (eval/run_suite.h).
+engine::LlamaEngineOptions engine_options(const Candidate & c, int context, int threads) {
+    return {.model_path = c.path, .threads = threads, .context_length = context, .parallel = engine::scoring_parallel(context), .repack = false};
+}
+
+// The drift screen runs whole chunks of text (eval's chunk_engine_options), here in any case, with
+// llama.cpp's default kernels.
+engine::LlamaEngineOptions chunk_options(const Candidate & c, int context, int threads) {
+    return eval::chunk_engine_options(c.path, model::inspect_gguf(c.path).vocab_size, threads, context);
 }
 
 }  // namespace
@@ -91,7 +97,7 @@ std::vector<eval::SuiteResult> Measurements::suites(const Candidate & c, const s
         }
         // Loaded once, and only when some suite is not in the store.
         if (!engine && c.remote()) engine = std::make_unique<engine::RemoteEngine>(remote_options(c.served));
-        if (!engine) engine = std::make_unique<engine::LlamaEngine>(engine_options(c, context_for(c), threads_, true));
+        if (!engine) engine = std::make_unique<engine::LlamaEngine>(engine_options(c, context_for(c), threads_));
         out.push_back(eval::run_suite_recorded(store_, *engine, recorded, *suite, run));
         ++counts_.suite_runs;
     }
@@ -112,14 +118,14 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
         return json::parse(*cached).get<DriftScore>();
     }
     if (!reference_) {
-        engine::LlamaEngine base(engine_options(original, context, threads_, false));
+        engine::LlamaEngine base(chunk_options(original, context, threads_));
         const auto text = eval::tokenize_chunks(base, {.files = plan_.screen.files, .context = context, .skip_chunks = plan_.screen.skip_chunks,
                                                        .max_chunks = plan_.screen.chunks, .normalize = plan_.normalize});
         if (text.chunks.empty())
             throw Error(fmt::format("{}: screen: the text holds no chunk of {} tokens after skipping {}", plan_.source.string(), context, plan_.screen.skip_chunks));
         reference_ = eval::record_reference(base, text.chunks, 64, progress_);
     }
-    engine::LlamaEngine engine(engine_options(variant, context, threads_, false));
+    engine::LlamaEngine engine(chunk_options(variant, context, threads_));
     const auto d = eval::measure_drift(*reference_, engine, progress_);
     const DriftScore score{d.kld.mean, d.kld.p99, d.top1_agreement, d.reference_perplexity > 0 ? d.perplexity / d.reference_perplexity : 0};
     store_.record_measurement(hash, "drift", drift_key_, json(score).dump());

@@ -24,12 +24,22 @@ namespace switchyard::engine {
 struct LlamaEngine::Batch {
     llama_batch raw;
     int capacity;
+    int output_capacity;  // positions with logits per call: llama.cpp asserts its n_outputs_max
+    int outputs = 0;
 
-    Batch(int tokens, int sequences) : raw(llama_batch_init(tokens, 0, sequences)), capacity(tokens) {}
+    Batch(int tokens, int sequences, int max_outputs)
+        : raw(llama_batch_init(tokens, 0, sequences)), capacity(tokens), output_capacity(std::min(tokens, max_outputs)) {}
     ~Batch() { llama_batch_free(raw); }
 
-    void clear() { raw.n_tokens = 0; }
+    void clear() {
+        raw.n_tokens = 0;
+        outputs = 0;
+    }
     bool full() const { return raw.n_tokens >= capacity; }
+    // Whether one more token fits, with logits or without: a token without logits still does when
+    // the outputs are at their limit, so a chunk's unscored last token is not cut into a call of
+    // its own (a call of another size gives other last digits).
+    bool fits(bool logits) const { return !full() && (!logits || outputs < output_capacity); }
     int size() const { return raw.n_tokens; }
 
     // Adds a token and returns its index in the batch (where its logits will be, if wanted).
@@ -40,6 +50,7 @@ struct LlamaEngine::Batch {
         raw.n_seq_id[i] = 1;
         raw.seq_id[i][0] = seq;
         raw.logits[i] = logits;
+        outputs += logits;
         return i;
     }
 };
@@ -143,6 +154,10 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     cparams.n_batch = static_cast<uint32_t>(std::max(1, options.batch_size));
     cparams.n_ubatch = cparams.n_batch;
     cparams.n_seq_max = static_cast<uint32_t>(parallel_);
+    // llama.cpp sizes its compute and output buffers for this many rows of logits, each the whole
+    // vocabulary (at 512 rows and 49k tokens, 100 MB each); batches stop there (Batch::full).
+    const int max_outputs = options.max_outputs > 0 ? std::min(options.max_outputs, options.batch_size) : options.batch_size;
+    cparams.n_outputs_max = static_cast<uint32_t>(std::max({1, max_outputs, parallel_}));
     cparams.kv_unified = false;
     cparams.n_threads = threads;
     cparams.n_threads_batch = threads;
@@ -155,7 +170,7 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
         llama_model_free(model_);
         throw Error(options.model_path.string() + ": cannot create a llama.cpp context: " + engine_detail("unknown reason"));
     }
-    batch_ = std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_);
+    batch_ = std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_, static_cast<int>(cparams.n_outputs_max));
     attach_threadpool(threads);
 }
 
@@ -301,8 +316,9 @@ void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences
             outputs.clear();
             for (std::size_t s = first; s < last && !batch_->full(); ++s) {
                 const auto & tokens = sequences[s];
-                for (auto & pos = fed[s - first]; pos < tokens.size() && !batch_->full(); ++pos) {
+                for (auto & pos = fed[s - first]; pos < tokens.size(); ++pos) {
                     const bool wanted = wants(s, pos);
+                    if (!batch_->fits(wanted)) break;
                     const int index = batch_->add(tokens[pos], static_cast<llama_pos>(pos), seq_ids[s - first], wanted);
                     if (wanted) outputs.push_back({s, pos, index});
                 }
@@ -401,8 +417,8 @@ std::vector<std::vector<ScoreResult>> LlamaEngine::score_choices(std::span<const
         for (std::size_t k = 0; k < end - begin; ++k) {
             const auto & context = groups[parts[begin + k].group].context;
             for (std::size_t pos = 0; pos < context.size(); ++pos) {
-                if (batch_->full()) flush();
                 const bool last = pos + 1 == context.size();
+                if (!batch_->fits(last)) flush();
                 const int index = batch_->add(context[pos], static_cast<llama_pos>(pos), base[k], last);
                 if (last) last_of.emplace_back(k, index);
             }
@@ -439,7 +455,7 @@ std::vector<std::vector<ScoreResult>> LlamaEngine::score_choices(std::span<const
                 auto & feed = feeds[f];
                 const auto & group = groups[feed.group];
                 const auto & tokens = group.choices[feed.choice];
-                for (; feed.fed + 1 < tokens.size() && !batch_->full(); ++feed.fed) {
+                for (; feed.fed + 1 < tokens.size() && batch_->fits(true); ++feed.fed) {
                     const auto pos = static_cast<llama_pos>(group.context.size() + feed.fed);
                     outputs.push_back({f, batch_->add(tokens[feed.fed], pos, feed.seq, true)});
                 }
@@ -568,15 +584,16 @@ void LlamaEngine::Slots::step() {
     batch.clear();
     for (auto & slot : slots_) {
         slot.batch_index = -1;
-        if (slot.active && !slot.prefilling() && !batch.full()) {
+        if (slot.active && !slot.prefilling() && batch.fits(true)) {
             slot.batch_index = batch.add(slot.next, slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), true);
         }
     }
     for (auto & slot : slots_) {
         if (!slot.active || !slot.prefilling()) continue;
         const auto & prompt = slot.job.prompt;
-        for (; slot.prompt_fed < prompt.size() && !batch.full(); ++slot.prompt_fed) {
+        for (; slot.prompt_fed < prompt.size(); ++slot.prompt_fed) {
             const bool last = slot.prompt_fed + 1 == prompt.size();
+            if (!batch.fits(last)) break;
             const int index = batch.add(prompt[slot.prompt_fed], slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), last);
             if (last) slot.batch_index = index;
             ++prompt_decoded_;

@@ -24,6 +24,10 @@ struct LlamaEngineOptions {
     int context_length = 0;  // tokens per sequence; 0: what the model file declares
     int parallel = 4;        // sequences decoded side by side in one batch
     int batch_size = 512;    // tokens per llama_decode call
+    // Positions with logits per llama_decode call (0: batch_size). llama.cpp keeps two buffers of
+    // this many rows of the whole vocabulary; a pass that reads logits at few positions per batch
+    // saves that memory, and a batch ends early where it would want more.
+    int max_outputs = 0;
     int gpu_layers = 0;      // layers to offload to a GPU, -1 for all (needs a GPU build)
     // rpc-server endpoints (rpc://HOST:PORT) that hold the model's layers and compute them: all
     // layers go there, split by the workers' free memory (see engine/rpc_devices.h).

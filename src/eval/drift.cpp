@@ -36,6 +36,18 @@ void from_json(const nlohmann::json & j, Drift & d) {
 
 bool scored_position(std::size_t pos, std::size_t length) { return pos >= length / 2 && pos + 1 < length; }
 
+engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size, int threads, int context) {
+    constexpr std::uint64_t kLogitsBudget = 32u << 20, kBatchTokens = 512;
+    const auto length = static_cast<std::uint64_t>(std::max(context, 2));
+    const std::uint64_t scored = length - 1 - length / 2;  // the positions scored_position takes
+    const std::uint64_t by_memory = kLogitsBudget / std::max<std::uint64_t>(1, scored * vocab_size * sizeof(float));
+    const std::uint64_t chunks = std::max<std::uint64_t>(1, std::min(kBatchTokens / length, by_memory));
+    // A chunk longer than a batch is fed in parts of 512 tokens, the latter ones all scored.
+    const std::uint64_t batch = length > kBatchTokens ? kBatchTokens : chunks * length;
+    return {.model_path = model, .threads = threads, .context_length = context, .parallel = static_cast<int>(chunks),
+            .batch_size = static_cast<int>(batch), .max_outputs = static_cast<int>(std::min(batch, chunks * scored))};
+}
+
 namespace {
 
 constexpr double kMaxCode = 65535.0;

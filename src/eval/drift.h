@@ -57,6 +57,16 @@ struct Drift {
 void to_json(nlohmann::json & j, const Drift & d);
 void from_json(const nlohmann::json & j, Drift & d);
 
+// Engine options for passes over whole chunks of `context` tokens scored at scored_position
+// (perplexity, drift, a base's predictions) with a model of `vocab_size` tokens. llama.cpp keeps
+// the logits of a batch's scored positions twice (its graph's output and its copy), a row of the
+// whole vocabulary each, so a batch takes as many whole chunks as 512 tokens hold while those rows
+// stay within 32 MiB, and at least one (at 128 tokens: two chunks at a 49k vocabulary, one at
+// 128k or more); the KV cache holds as many sequences. Fewer, larger calls are faster where the
+// cores are shared: each call's threads meet at a barrier per operation. Whole chunks, as
+// llama-perplexity batches them: a chunk cut between two calls gives other last digits.
+engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size, int threads, int context);
+
 // Whether position `pos` of a chunk of `length` tokens is scored: from the middle of each chunk
 // on, as llama-perplexity does, so every scored token has at least half a context before it.
 bool scored_position(std::size_t pos, std::size_t length);
