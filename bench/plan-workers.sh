@@ -2,9 +2,9 @@
 # Plan workers (docs/scale-out.md): one plan run three times, each from an empty results store:
 # here (-t 1), on one llama.cpp rpc-server worker, and on two (one thread each, on loopback).
 # Prints each run's wall time and its ratio against the run here, each worker's jobs and busy
-# seconds, and whether decision.json's numbers equal the run here: every candidate's suites,
-# drift and skip reasons, the assessments and the recommendation. Speed and cost are timings of a
-# shared machine and are left out.
+# seconds, and whether decision.json's numbers equal the run here: every candidate's suites and
+# drift, the classes it was not run for, the assessments and the recommendation. Speed and cost
+# are timings of a shared machine and are left out.
 # With --kill, the first of the two workers is killed as it starts its first candidate, and the
 # plan must still finish with the same numbers.
 #
@@ -34,9 +34,12 @@ start_worker() {  # prints "PID PORT"
   for _ in $(seq 100); do (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break; sleep 0.1; done
   echo "$pid $port"
 }
-# What the decision rests on, without paths, timings and the search's own counts.
+# What the decision rests on, without paths, timings and the search's own counts: costs come from
+# timings of a shared machine, so the texts that quote them (skip reasons, the choice's reason)
+# are left out, and what they decided (which classes skipped a candidate; the choice) kept.
 numbers() {
-  jq -S '{assessments, recommendation, candidates: [.candidates[] | {name, suites, drift, not_run, skipped}]}' "$1"
+  jq -S '{assessments, recommendation: [.recommendation[] | {class, action, model, backup, rule, flagged}],
+          candidates: [.candidates[] | {name, suites, drift, skipped, not_run: ((.not_run // {}) | keys)}]}' "$1"
 }
 run_plan() {  # NAME [--workers LIST]: prints its wall seconds
   local name=$1
