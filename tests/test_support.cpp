@@ -172,10 +172,6 @@ int free_port() {
     return ntohs(address.sin_port);
 }
 
-namespace {
-
-// Starts a tool in its own process group (so that stopping it leaves nothing behind), both its
-// streams to `log`.
 int spawn_logged(std::vector<std::string> args, const std::filesystem::path & log) {
     const int pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
@@ -194,8 +190,7 @@ int spawn_logged(std::vector<std::string> args, const std::filesystem::path & lo
     return pid;
 }
 
-// SIGTERM to the group, SIGKILL after 5 s; reaps it.
-void stop_group(int & pid, int signal = SIGTERM) {
+void stop_group(int & pid, int signal) {
     if (pid <= 0) return;
     ::kill(-pid, signal);
     for (int attempt = 0; attempt < 100; ++attempt) {
@@ -209,6 +204,8 @@ void stop_group(int & pid, int signal = SIGTERM) {
     ::waitpid(pid, nullptr, 0);
     pid = -1;
 }
+
+namespace {
 
 bool accepts_connections(int port) {
     const int s = ::socket(AF_INET, SOCK_STREAM, 0);

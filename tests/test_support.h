@@ -1,6 +1,7 @@
 // Shared helpers for the tests: where the shared models are, scratch files, running the CLI.
 #pragma once
 
+#include <csignal>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -64,6 +65,12 @@ private:
     int pid_ = -1;
     int port_ = 0;
 };
+
+// Starts a program in its own process group (so that stopping it leaves nothing behind), both its
+// streams to `log`; returns its pid.
+int spawn_logged(std::vector<std::string> args, const std::filesystem::path & log);
+// `signal` to the group, SIGKILL after 5 s; reaps it and sets pid to -1.
+void stop_group(int & pid, int signal = SIGTERM);
 
 // A loopback port nothing listens on: the kernel picks a free one for a socket bound to port 0.
 int free_port();

@@ -11,10 +11,8 @@
 
 #include <chrono>
 #include <csignal>
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 using namespace switchyard;
 using nlohmann::json;
@@ -36,32 +34,16 @@ json measured(const json & decision) {
     return out;
 }
 
-// `switchyard ARGS` in the background, its stderr to a file that the test reads while it runs.
+// `switchyard ARGS` in the background, its output to a file that the test reads while it runs.
 class Background {
 public:
     Background(const std::vector<std::string> & args, const std::filesystem::path & err) : err_(err) {
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            ::dup2(fd, 2);
-            const int null = ::open("/dev/null", O_WRONLY);
-            ::dup2(null, 1);
-            std::vector<std::string> all = {SWITCHYARD_BINARY};
-            all.insert(all.end(), args.begin(), args.end());
-            std::vector<char *> argv;
-            for (auto & a : all) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
+        std::vector<std::string> all = {SWITCHYARD_BINARY};
+        all.insert(all.end(), args.begin(), args.end());
+        pid_ = test::spawn_logged(all, err);
     }
-    ~Background() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-    }
-    // Waits (up to `seconds`) until stderr holds `text`.
+    ~Background() { test::stop_group(pid_, SIGKILL); }
+    // Waits (up to `seconds`) until the output holds `text`.
     bool wait_for(const std::string & text, int seconds) const {
         for (int i = 0; i < seconds * 20; ++i) {
             if (test::read_file(err_).find(text) != std::string::npos) return true;
