@@ -13,9 +13,11 @@ server="$tools/llama-server"
 model="$data/models/stories260K-f32.gguf"
 [ -x "$server" ] || { echo "bench: no llama-server in $tools" >&2; exit 1; }
 
-# start_replica I PORT: llama-server on PORT, ready when its /health answers 200.
+# start_replica I PORT: llama-server on PORT, ready when its /health answers 200. Its HTTP threads
+# (--threads-http, default slots + 4) each stay with one kept-alive connection, and connections
+# beyond them wait unserved: they must cover the gateway's 64 (docs/scale-out.md).
 start_replica() {
-  "$server" -m "$model" --host 127.0.0.1 --port "$2" -c 2048 -np 4 -t 1 --no-webui > "$work/replica$1.log" 2>&1 &
+  "$server" -m "$model" --host 127.0.0.1 --port "$2" -c 2048 -np 4 -t 1 --threads-http 80 --no-webui > "$work/replica$1.log" 2>&1 &
   printf -v "replica$1_pid" '%s' "$!"
   pids+=("$!")
   for _ in $(seq 300); do
