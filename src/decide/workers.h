@@ -23,7 +23,6 @@ struct WorkerJob {
     std::string candidate;  // for the log: "NAME on SUITES"
     std::filesystem::path model;
     std::vector<std::string> suites;  // suite specs, as `eval --tasks` reads them
-    bool operator==(const WorkerJob & other) const { return model == other.model && suites == other.suites; }
 };
 
 struct WorkerPoolOptions {
