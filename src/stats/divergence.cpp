@@ -61,12 +61,13 @@ double kl_divergence_topk(std::span<const IndexedLogprob> base_top, std::span<co
 
     // The other model's mass off the base's top K, summed directly: 1 - (mass on the top K) would
     // cancel to noise exactly when that mass is small and matters.
-    const double other_max = *std::max_element(other_logits.begin(), other_logits.end());
+    // Single-precision terms, double sums: as in log_sum_exp.
+    const float other_max = *std::max_element(other_logits.begin(), other_logits.end());
     double other_total = 0.0;
     double other_rest = 0.0;
     std::size_t rest_tokens = 0;
     for (std::size_t i = 0; i < other_logits.size(); ++i) {
-        const double weight = std::exp(static_cast<double>(other_logits[i]) - other_max);
+        const double weight = std::exp(other_logits[i] - other_max);
         other_total += weight;
         if (!stored[i]) {
             other_rest += weight;

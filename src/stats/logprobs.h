@@ -7,7 +7,7 @@
 
 namespace switchyard::stats {
 
-// log(sum(exp(logits))), computed stably in double precision.
+// log(sum(exp(logits))), computed stably: each term in single precision, the sum in double.
 double log_sum_exp(std::span<const float> logits);
 
 struct IndexedLogprob {
