@@ -124,6 +124,56 @@ TEST(Batcher, ConcurrentRequestsEqualTheirSoloOutput) {
     EXPECT_EQ(batcher().stats().queued, 0);
 }
 
+// A prompt whose start a free slot already holds decodes only the rest, in that slot; the
+// answers are still the engine's own from a clean context. A scoring pass overwrites the
+// sequences it uses, so what follows it starts over.
+TEST(Batcher, APromptsCachedStartIsNotDecodedAgain) {
+    ContinuousBatcher b(stories_options(2));
+    const auto first = greedy("Tom and Sue went to the park", 12);
+    const auto prompt_tokens = b.tokenize(first.prompt, true).size();
+    ASSERT_GT(prompt_tokens, 4u);
+
+    auto out = submit(b, first).wait();
+    EXPECT_EQ(out.result.text, alone(first).text);
+    auto before = b.stats();
+    EXPECT_EQ(before.prompt_tokens, prompt_tokens);
+    EXPECT_EQ(before.prompt_tokens_reused, 0u);
+
+    // The same prompt: all but its last token are found.
+    out = submit(b, first).wait();
+    EXPECT_EQ(out.result.text, alone(first).text);
+    auto after = b.stats();
+    EXPECT_EQ(after.prompt_tokens - before.prompt_tokens, 1u);
+    EXPECT_EQ(after.prompt_tokens_reused - before.prompt_tokens_reused, prompt_tokens - 1);
+
+    // The prompt and its answer, as a chat's next turn sends it: the cells cover the prompt and
+    // the answer's tokens that were fed back.
+    const auto next_turn = greedy(first.prompt + out.result.text + " Then", 8);
+    const auto next_tokens = b.tokenize(next_turn.prompt, true).size();
+    before = after;
+    out = submit(b, next_turn).wait();
+    EXPECT_EQ(out.result.text, alone(next_turn).text);
+    after = b.stats();
+    EXPECT_GE(after.prompt_tokens_reused - before.prompt_tokens_reused, prompt_tokens);
+    EXPECT_EQ((after.prompt_tokens - before.prompt_tokens) + (after.prompt_tokens_reused - before.prompt_tokens_reused), next_tokens);
+
+    // A different start reuses nothing (only the BOS token is shared).
+    before = after;
+    const auto other = greedy("Lily had a big red ball", 6);
+    out = submit(b, other).wait();
+    EXPECT_EQ(out.result.text, alone(other).text);
+    EXPECT_LE(b.stats().prompt_tokens_reused - before.prompt_tokens_reused, 1u);
+
+    // Scoring takes the free slots' sequences: the first prompt is decoded whole again.
+    const engine::ScoreRequest score{.context = b.tokenize("Once", true), .continuation = b.tokenize(" upon a time", false)};
+    b.score(std::span(&score, 1), 0);
+    before = b.stats();
+    out = submit(b, first).wait();
+    EXPECT_EQ(out.result.text, alone(first).text);
+    EXPECT_EQ(b.stats().prompt_tokens - before.prompt_tokens, prompt_tokens);
+    EXPECT_EQ(b.stats().prompt_tokens_reused, before.prompt_tokens_reused);
+}
+
 // A prompt longer than a batch is fed in chunks over several steps while the other slots keep
 // generating a token each step; nobody's output changes.
 TEST(Batcher, LongPromptsAreFedInChunksBesideGeneration) {

@@ -114,6 +114,7 @@ void ContinuousBatcher::State::run() {
 
         lock.lock();
         stats.prompt_tokens = slots.prompt_tokens_decoded();
+        stats.prompt_tokens_reused = slots.prompt_tokens_reused();
         stats.generated_tokens = slots.tokens_generated();
     }
     lock.unlock();

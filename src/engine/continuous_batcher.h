@@ -68,6 +68,7 @@ public:
         int active = 0;   // requests holding a slot
         int queued = 0;   // requests waiting for one
         std::uint64_t prompt_tokens = 0;     // decoded so far, all requests
+        std::uint64_t prompt_tokens_reused = 0;  // found already decoded in a slot (a shared start)
         std::uint64_t generated_tokens = 0;
     };
     Stats stats() const;

@@ -512,6 +512,9 @@ struct LlamaEngine::Slots::Slot {
     GenerateResult result;
     std::size_t prompt_fed = 0;  // prompt tokens decoded so far
     llama_pos n_past = 0;
+    // The tokens whose cells the slot's sequence holds, positions 0..n_past-1: what the next
+    // request can start from (see admit).
+    std::vector<Token> cached;
     Token next = 0;  // sampled token to feed in the next batch
     int batch_index = -1;  // where this slot's logits are in the batch just decoded
     llama_sampler_ptr sampler;
@@ -521,7 +524,12 @@ struct LlamaEngine::Slots::Slot {
     bool prefilling() const { return prompt_fed < job.prompt.size(); }
 };
 
-LlamaEngine::Slots::Slots(LlamaEngine & engine) : engine_(engine), slots_(static_cast<std::size_t>(engine.parallel_)) {
+LlamaEngine::Slots::Slots(LlamaEngine & engine)
+    : engine_(engine),
+      slots_(static_cast<std::size_t>(engine.parallel_)),
+      // Dropping a sequence's tail is only sound where every cell of its prefix is still there:
+      // recurrent state cannot be cut back, and a sliding window has evicted the prefix's start.
+      reuse_prefixes_(!llama_model_is_recurrent(engine.model_) && !llama_model_is_hybrid(engine.model_) && llama_model_n_swa(engine.model_) == 0) {
     llama_memory_clear(llama_get_memory(engine_.ctx_), true);
 }
 
@@ -529,11 +537,39 @@ LlamaEngine::Slots::~Slots() = default;
 
 int LlamaEngine::Slots::size() const { return static_cast<int>(slots_.size()); }
 
+namespace {
+
+std::size_t common_prefix(std::span<const Token> a, std::span<const Token> b) {
+    return static_cast<std::size_t>(std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(std::min(a.size(), b.size())), b.begin()).first - a.begin());
+}
+
+}  // namespace
+
 void LlamaEngine::Slots::admit(Job job) {
-    const auto it = std::find_if(slots_.begin(), slots_.end(), [](const Slot & s) { return !s.active; });
+    // The free slot whose sequence already holds the longest start of this prompt (a system prompt,
+    // the earlier turns of a chat, the same prompt again), as llama-server picks its slots: those
+    // tokens are not decoded again. The last prompt token always is, for its logits.
+    auto it = slots_.end();
+    std::size_t reused = 0;
+    for (auto s = slots_.begin(); s != slots_.end(); ++s) {
+        if (s->active) continue;
+        const std::size_t common = reuse_prefixes_ && !job.prompt.empty() ? std::min(common_prefix(s->cached, job.prompt), job.prompt.size() - 1) : 0;
+        if (it == slots_.end() || common > reused) {
+            it = s;
+            reused = common;
+        }
+    }
     if (it == slots_.end()) throw std::logic_error("Slots::admit: no free slot");
-    // The sequence may hold a finished request's cells, or a score's.
-    llama_memory_seq_rm(llama_get_memory(engine_.ctx_), static_cast<llama_seq_id>(it - slots_.begin()), -1, -1);
+    llama_memory_t memory = llama_get_memory(engine_.ctx_);
+    const auto seq = static_cast<llama_seq_id>(it - slots_.begin());
+    if (reused == 0 || !llama_memory_seq_rm(memory, seq, static_cast<llama_pos>(reused), -1)) {
+        llama_memory_seq_rm(memory, seq, -1, -1);
+        reused = 0;
+    }
+    it->cached.resize(reused);
+    it->n_past = static_cast<llama_pos>(reused);
+    it->prompt_fed = reused;
+    prompt_reused_ += reused;
     llama_sampler_ptr sampler;
     try {
         sampler = make_sampler(job.request.sampling, engine_.vocab_, job.request.grammar);
@@ -547,8 +583,6 @@ void LlamaEngine::Slots::admit(Job job) {
     Slot & slot = *it;
     slot.result = {};
     slot.result.prompt_tokens = static_cast<int>(job.prompt.size());
-    slot.prompt_fed = 0;
-    slot.n_past = 0;
     slot.sampler = std::move(sampler);
     slot.text.emplace(job.request.stop);
     slot.job = std::move(job);
@@ -573,6 +607,8 @@ void LlamaEngine::Slots::finish(Slot & slot, FinishReason reason, const std::str
 void LlamaEngine::Slots::end_all(FinishReason reason, const std::string & error) {
     for (auto & slot : slots_) {
         if (slot.active) finish(slot, reason, error);
+        // After a failed decode the cells are not known to match.
+        slot.cached.clear();
     }
 }
 
@@ -586,6 +622,7 @@ void LlamaEngine::Slots::step() {
         slot.batch_index = -1;
         if (slot.active && !slot.prefilling() && batch.fits(true)) {
             slot.batch_index = batch.add(slot.next, slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), true);
+            slot.cached.push_back(slot.next);
         }
     }
     for (auto & slot : slots_) {
@@ -595,6 +632,7 @@ void LlamaEngine::Slots::step() {
             const bool last = slot.prompt_fed + 1 == prompt.size();
             if (!batch.fits(last)) break;
             const int index = batch.add(prompt[slot.prompt_fed], slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), last);
+            slot.cached.push_back(prompt[slot.prompt_fed]);
             if (last) slot.batch_index = index;
             ++prompt_decoded_;
         }
@@ -636,7 +674,9 @@ void LlamaEngine::Slots::sample(Slot & slot) {
 std::vector<ScoreResult> LlamaEngine::Slots::score(std::span<const ScoreRequest> requests, int top_k) {
     std::vector<int> free_ids;
     for (std::size_t i = 0; i < slots_.size(); ++i) {
-        if (!slots_[i].active) free_ids.push_back(static_cast<int>(i));
+        if (slots_[i].active) continue;
+        free_ids.push_back(static_cast<int>(i));
+        slots_[i].cached.clear();  // scoring writes over the sequence
     }
     if (free_ids.empty()) throw std::logic_error("Slots::score: no free slot");
     return engine_.score_in(requests, top_k, free_ids);

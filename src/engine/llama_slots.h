@@ -43,8 +43,10 @@ public:
     int active() const { return active_; }
     int free() const { return size() - active_; }
 
-    // Puts a job in a free slot (there must be one). One asking for no tokens finishes at once; one
-    // whose grammar llama.cpp rejects finishes at once with that error.
+    // Puts a job in a free slot (there must be one): the one whose sequence holds the longest start
+    // of its prompt, which is then not decoded again (not for recurrent or sliding-window models).
+    // One asking for no tokens finishes at once; one whose grammar llama.cpp rejects finishes at
+    // once with that error.
     void admit(Job job);
 
     // One llama_decode: every generating slot's next token first, then prompt tokens while the
@@ -61,6 +63,7 @@ public:
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k);
 
     std::uint64_t prompt_tokens_decoded() const { return prompt_decoded_; }
+    std::uint64_t prompt_tokens_reused() const { return prompt_reused_; }  // found in a slot's cells instead
     std::uint64_t tokens_generated() const { return generated_; }
 
 private:
@@ -71,8 +74,10 @@ private:
 
     LlamaEngine & engine_;
     std::vector<Slot> slots_;
+    const bool reuse_prefixes_;
     int active_ = 0;
     std::uint64_t prompt_decoded_ = 0;
+    std::uint64_t prompt_reused_ = 0;
     std::uint64_t generated_ = 0;
 };
 
