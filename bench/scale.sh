@@ -59,8 +59,6 @@ row() {  # row OPERATION THEIRS_S OURS_S THEIRS_MIB OURS_MIB NOTE
   printf '  %-26s %9.2f %9.2f %6.2f %9s %9s  %s\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" "$4" "$5" "$6"
 }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 # wait_ready URL PID: until URL/health answers 200 or the process dies.
 wait_ready() {
   for _ in $(seq 1200); do
@@ -134,7 +132,7 @@ for rung in "${rungs[@]}"; do
   row "eval --text (perplexity)" "$lp_s" "$sp_s" "$lp_mib" "$sp_mib" "PPL $theirs_ppl vs $ours_ppl"
 
   timed lb "${lp[@]}" -m "$dir/f16.gguf" --kl-divergence-base "$dir/theirs.kld"
-  timed sb "$sy" eval -m "$dir/q4km.gguf" --base "$dir/f16.gguf" --text "$text" -c "$ctx" --chunks "$chunks" -t "$threads" --save-base "$dir/ours.ref" --json
+  timed sb "$sy" eval -m "$dir/f16.gguf" --text "$text" -c "$ctx" --chunks "$chunks" -t "$threads" --save-base "$dir/ours.ref" --json
   timed lk "${lp[@]}" -m "$dir/q4km.gguf" --kl-divergence-base "$dir/theirs.kld" --kl-divergence
   timed sk "$sy" eval -m "$dir/q4km.gguf" --base-file "$dir/ours.ref" -t "$threads" --json
   theirs_kld=$(sed -n 's/^Mean    KLD: *\([0-9.]*\).*/\1/p' "$work/lk.log")
@@ -143,7 +141,7 @@ for rung in "${rungs[@]}"; do
   ours_bytes=$(stat -c %s "$dir/ours.ref")
   row "KLD from a stored base" "$lk_s" "$sk_s" "$lk_mib" "$sk_mib" \
     "KLD $theirs_kld vs $(printf '%.6f' "$ours_kld"); base file $theirs_bytes vs $ours_bytes bytes (1/$(echo "$theirs_bytes / $ours_bytes" | bc))"
-  row "  (recording the base)" "$lb_s" "$sb_s" "$lb_mib" "$sb_mib" "ours also measures the Q4_K_M on the way"
+  row "  (recording the base)" "$lb_s" "$sb_s" "$lb_mib" "$sb_mib" "the F16's predictions, and its perplexity"
 
   for parallel in 1 4; do
     served theirs "$parallel" "$tools/llama-server" -m "$dir/q4km.gguf" -c $((256 * parallel)) -np "$parallel" -t "$threads" --port

@@ -158,6 +158,41 @@ TEST(BaseFile, ForeignOldNewerAndTruncatedFilesAreNamedClearly) {
                                "record it again with --save-base");
 }
 
+// `eval -m BASE --text T --save-base F` records the model's own predictions, as llama-perplexity's
+// --kl-divergence-base does, in the one pass that gives its perplexity; a variant compared with
+// that file gets the KLD a run with --base gives.
+TEST(BaseFile, EvalRecordsAModelsOwnPredictionsInTheSamePassAsItsPerplexity) {
+    test::ScratchDir dir;
+    const auto original = test::model_path("stories260K-f32.gguf").string();
+    const auto q4 = dir.file("q4.gguf").string();
+    compress::quantize({.input = original, .output = q4, .type = "Q4_0", .threads = 2});
+    const std::vector<std::string> text = {"--text", text_file().string(), "-c", "64", "--chunks", "4", "--normalize", "-t", "2", "--json"};
+    const auto eval = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), "eval");
+        args.insert(args.end(), text.begin(), text.end());
+        const auto r = test::run_switchyard(args);
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        return r.exit_code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+    };
+    const auto base = dir.file("base.ref").string();
+    const auto plain = eval({"-m", original});
+    const auto recorded = eval({"-m", original, "--save-base", base});
+    ASSERT_TRUE(std::filesystem::exists(base));
+    // To the single precision the file keeps each position's log-probability in.
+    EXPECT_NEAR(recorded.value("perplexity", 0.0), plain.value("perplexity", -1.0), 1e-7 * plain.value("perplexity", 0.0));
+    EXPECT_FALSE(recorded.contains("kld"));
+
+    const auto from_file = test::run_switchyard({"eval", "-m", q4, "--base-file", base, "-t", "2", "--json"});
+    ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+    const auto with_base = eval({"-m", q4, "--base", original});
+    const double kld = nlohmann::json::parse(from_file.out)["kld"]["mean"].get<double>();
+    EXPECT_GT(kld, 1e-3);
+    EXPECT_NEAR(kld, with_base["kld"]["mean"].get<double>(), 1e-9 * kld);
+
+    test::expect_clean_failure(test::run_switchyard({"eval", "-m", q4, "--base-file", base, "--save-base", dir.file("again.ref").string()}),
+                               "cannot be combined");
+}
+
 // The shared models' Q4_0 against their F32 originals: the mean KLD from a default (top-64) base
 // file, written and read back, within 1% of the exact KLD over whole logit rows.
 TEST(BaseFile, DefaultTopKKldIsWithinOnePercentOfExactOnTheSharedModelsQ4_0) {

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <numeric>
 #include <optional>
 
 namespace switchyard::cli {
@@ -97,7 +98,8 @@ void run_eval(const EvalOptions & o) {
     }
     if (served) check_remote_request(o);
     if (o.stride > 0 && o.skip_chunks > 0) throw Error("--stride slides over the whole text; it cannot be combined with --skip-chunks");
-    if (!o.save_base.empty() && (o.base.empty() || o.text.empty())) throw Error("--save-base needs --base and --text: it stores the base's predictions on that text");
+    if (!o.save_base.empty() && !o.base_file.empty()) throw Error("--save-base and --base-file cannot be combined: the base file already holds a base");
+    if (!o.save_base.empty() && o.text.empty()) throw Error("--save-base needs --text: it stores the base's predictions on that text");
     std::optional<eval::SpeedResult> speed;
     std::optional<engine::LlamaEngine> local;
     std::optional<engine::RemoteEngine> remote;
@@ -175,13 +177,21 @@ void run_eval(const EvalOptions & o) {
     } else if (!o.text.empty() && o.base.empty()) {
         text = tokenize_text(engine);
     }
-    // With a reference, the drift pass yields the perplexity too: one forward pass, not two. Text
-    // comes only with a local model (check_remote_request).
+    // With a reference, the drift pass yields the perplexity too: one forward pass, not two; so
+    // does recording the model's own predictions as a base. Text comes only with a local model
+    // (check_remote_request).
     std::optional<eval::Drift> drift;
     if (reference) drift = eval::measure_drift(*reference, *local);
+    std::optional<double> own_nll;
+    if (!o.save_base.empty() && o.base.empty()) {
+        const eval::Reference own = eval::record_reference(*local, text.chunks, o.top_k);
+        eval::save_reference(own, o.save_base);
+        own_nll = -std::accumulate(own.target_logprob.begin(), own.target_logprob.end(), 0.0);
+    }
     if (!text.chunks.empty()) {
         const auto ppl = o.stride > 0 ? eval::measure_perplexity_sliding(*local, text, context, o.stride, static_cast<std::size_t>(o.chunks))
                          : drift   ? eval::perplexity_from(*local, text, drift->nll_sum)
+                         : own_nll ? eval::perplexity_from(*local, text, *own_nll)
                                    : eval::measure_perplexity(*local, text);
         out["perplexity"] = ppl.perplexity;
         out["bits_per_byte"] = ppl.bits_per_byte;
@@ -266,7 +276,7 @@ void add_eval(CLI::App & app) {
     cmd->add_option("--stride", o->stride, "Perplexity over sliding windows moved by this many tokens (default: llama-perplexity's chunks)");
     cmd->add_option("--base", o->base, "The original model: adds paired comparisons, flips, KLD and top-1 agreement");
     cmd->add_option("--top-k", o->top_k, "Base log-probabilities kept per position for KLD (the rest as one remainder)")->capture_default_str();
-    cmd->add_option("--save-base", o->save_base, "Store the base's predictions on --text here, for --base-file later");
+    cmd->add_option("--save-base", o->save_base, "Store the base's predictions on --text here (without --base: the model's own), for --base-file later");
     cmd->add_option("--base-file", o->base_file, "Compare with base predictions stored by --save-base (its text and tokens come along)");
     cmd->add_flag("--speed", o->speed, "Also measure prefill/decode throughput, time to first token, peak memory, energy, cost");
     cmd->add_option("--speed-prompt", o->speed_options.prompt_tokens, "Prompt tokens in the speed pass")->capture_default_str();
