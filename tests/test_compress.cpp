@@ -236,9 +236,15 @@ TEST(Imatrix, InteroperatesWithLlamaCppTools) {
               0);
     EXPECT_EQ(model::inspect_gguf(dir.file("by-llama-quantize.gguf")).tensor_types.at("q4_0"), 36u);
 
-    ASSERT_EQ(run(reference_tool("llama-imatrix").string() + " -m " + model + " -f " + text.string() + " -c 128 --chunks 10 -t 2 -o " +
-                  dir.file("theirs.gguf").string()),
+    ASSERT_EQ(std::system((reference_tool("llama-imatrix").string() + " -m " + model + " -f " + text.string() + " -c 128 --chunks 10 -t 2 -o " +
+                           dir.file("theirs.gguf").string() + " > " + dir.file("imatrix.log").string() + " 2>&1")
+                              .c_str()),
               0);
+    // The perplexity on the way, over the same positions.
+    const std::string log = test::read_file(dir.file("imatrix.log"));
+    const auto at = log.find("Final estimate: PPL = ");
+    ASSERT_NE(at, std::string::npos) << log;
+    EXPECT_NEAR(ours.perplexity(), std::stod(log.substr(at + 22)), 1e-4 * ours.perplexity());
     const auto theirs = compress::load_imatrix(dir.file("theirs.gguf"));
     EXPECT_NO_THROW(compress::check_imatrix_matches(theirs, model::inspect_gguf(test::model_path(kBaby)), dir.file("theirs.gguf")));
     ASSERT_EQ(theirs.entries.size(), ours.imatrix.entries.size());

@@ -1,5 +1,6 @@
 #include "compress/calibrate.h"
 
+#include "eval/drift.h"
 #include "eval/text_chunks.h"
 #include "engine/llama_engine.h"
 #include "stats/logprobs.h"
@@ -157,8 +158,9 @@ CalibrateResult calibrate(const CalibrateOptions & o) {
         const auto batch = std::span(text.chunks).subspan(done, std::min(per_call, text.chunks.size() - done));
         // Logits at every position, as in llama-imatrix: llama.cpp runs the last layer only where
         // logits are wanted, and the matrix must see every token there too.
+        // The perplexity over each chunk's second half, as llama-imatrix reports it.
         engine.forward(batch, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
-            if (pos + 1 == batch[s].size()) return;
+            if (!eval::scored_position(pos, batch[s].size())) return;
             result.logprob_sum += logits[batch[s][pos + 1]] - stats::log_sum_exp(logits);
             ++result.scored_tokens;
         });

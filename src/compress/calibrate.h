@@ -29,7 +29,7 @@ struct CalibrateResult {
     std::size_t tokens = 0;
     double seconds = 0.0;
     std::size_t dropped_characters = 0;  // by normalisation
-    double logprob_sum = 0.0;  // over every predicted token: the calibration text's perplexity comes free
+    double logprob_sum = 0.0;  // over each chunk's second half (llama-imatrix's): the calibration text's perplexity comes free
     std::size_t scored_tokens = 0;
 
     double perplexity() const;
