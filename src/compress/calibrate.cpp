@@ -157,8 +157,8 @@ CalibrateResult calibrate(const CalibrateOptions & o) {
     for (std::size_t done = 0; done < text.chunks.size();) {
         const auto batch = std::span(text.chunks).subspan(done, std::min(per_call, text.chunks.size() - done));
         // Logits at every position, as in llama-imatrix: llama.cpp runs the last layer only where
-        // logits are wanted, and the matrix must see every token there too.
-        // The perplexity over each chunk's second half, as llama-imatrix reports it.
+        // logits are wanted, and the matrix must see every token there too. The perplexity on the
+        // way is over each chunk's second half, as llama-imatrix reports it.
         engine.forward(batch, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
             if (!eval::scored_position(pos, batch[s].size())) return;
             result.logprob_sum += logits[batch[s][pos + 1]] - stats::log_sum_exp(logits);
