@@ -78,6 +78,7 @@ void add_quantize(CLI::App & app) {
     cmd->add_flag("--json", *json, "Print the report as JSON");
     cmd->callback([o, specs, json] {
         o->tensor_types = parse_tensor_types(*specs);
+        o->progress = !*json;
         print_result(compress::quantize(*o), o->type, *json);
     });
 

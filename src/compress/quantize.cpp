@@ -7,13 +7,16 @@
 #include "support/atomic_file.h"
 #include "support/error.h"
 #include "support/hash_cache.h"
+#include "support/progress.h"
 #include "support/sha256.h"
 
 #include <llama.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <future>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -144,10 +147,25 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     AtomicFile out(o.output);
     if (started) started();
     model::clear_engine_error();
+    // llama.cpp has no progress callback for quantizing, but logs a line per tensor as it starts it.
+    std::optional<Progress> progress;
+    unsigned tensor_count = 0;
+    std::optional<model::EngineLineObserver> tensors;
+    if (o.progress) {
+        tensors.emplace([&progress, &tensor_count](std::string_view line) {
+            unsigned started = 0;
+            if (std::sscanf(std::string(line.substr(0, 16)).c_str(), "[%u/%u]", &started, &tensor_count) != 2 || tensor_count == 0 || started == 0) return;
+            if (!progress) progress.emplace("quantize", tensor_count, "tensors");
+            progress->update(started - 1);
+        });
+    }
     if (llama_model_quantize(o.input.c_str(), out.temp_path().c_str(), &params) != 0) {
         const std::string detail = model::last_engine_error();
         throw Error("quantizing " + o.input.string() + " to " + type.name + " failed: " + (detail.empty() ? "no detail from llama.cpp" : detail));
     }
+    tensors.reset();
+    if (progress) progress->update(tensor_count);
+    progress.reset();
     model::ModelInfo written = model::inspect_gguf(out.temp_path());
     out.commit();
     written.path = o.output;

@@ -25,6 +25,7 @@ struct QuantizeOptions {
     std::vector<int> prune_layers;                              // whole layers to drop
     bool allow_requantize = false;
     int threads = 0;  // 0: all
+    bool progress = false;  // tensors done and the time left on stderr (support/progress.h)
 };
 
 struct QuantizeResult {

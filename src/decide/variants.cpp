@@ -80,7 +80,7 @@ void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::
                                  .layers_drop = v.layers_drop, .then_quantize = v.type, .threads = threads};
         compress::prune(p);
     } else {
-        compress::quantize({.input = plan.base->path, .output = out, .type = v.type, .imatrix = imat, .threads = threads});
+        compress::quantize({.input = plan.base->path, .output = out, .type = v.type, .imatrix = imat, .threads = threads, .progress = o.progress});
     }
 }
 

@@ -18,8 +18,9 @@ namespace {
 // destructor to run first.
 constexpr std::size_t kLine = 1024;
 thread_local char last_error[kLine];
-thread_local char pending_line[kLine];  // llama.cpp may log one line in several calls
+thread_local char pending_line[kLine];  // the line so far: llama.cpp may log one in several calls
 thread_local ggml_log_level pending_level = GGML_LOG_LEVEL_INFO;
+thread_local const std::function<void(std::string_view)> * line_observer = nullptr;
 
 void append(char * buffer, const char * text) {
     const std::size_t used = std::strlen(buffer);
@@ -27,9 +28,10 @@ void append(char * buffer, const char * text) {
 }
 
 void on_log(ggml_log_level level, const char * text, void *) {
+    // A line may come in several calls, the later ones not always marked CONT (llama_model_quantize
+    // logs a tensor's name, then its sizes): a line runs to its newline, at its most severe level.
     if (level != GGML_LOG_LEVEL_CONT) {
-        pending_line[0] = '\0';
-        pending_level = level;
+        if (pending_line[0] == '\0' || level > pending_level) pending_level = level;
     }
     append(pending_line, text);
     const std::size_t length = std::strlen(pending_line);
@@ -38,6 +40,7 @@ void on_log(ggml_log_level level, const char * text, void *) {
     pending_line[0] = '\0';
     while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
     if (line.empty()) return;
+    if (line_observer != nullptr) (*line_observer)(line);
     if (pending_level == GGML_LOG_LEVEL_ERROR) {
         std::strncpy(last_error, line.c_str(), kLine - 1);
         spdlog::debug("engine: {}", line);
@@ -73,6 +76,13 @@ void init_llama_backend() {
         llama_backend_init();
     });
 }
+
+EngineLineObserver::EngineLineObserver(std::function<void(std::string_view)> on_line) : on_line_(std::move(on_line)) {
+    install_engine_log();
+    line_observer = &on_line_;
+}
+
+EngineLineObserver::~EngineLineObserver() { line_observer = nullptr; }
 
 void clear_engine_error() { last_error[0] = '\0'; }
 
