@@ -157,12 +157,17 @@ TEST(Batcher, APromptsCachedStartIsNotDecodedAgain) {
     EXPECT_GE(after.prompt_tokens_reused - before.prompt_tokens_reused, prompt_tokens);
     EXPECT_EQ((after.prompt_tokens - before.prompt_tokens) + (after.prompt_tokens_reused - before.prompt_tokens_reused), next_tokens);
 
-    // A different start reuses nothing (only the BOS token is shared).
+    // A different start (only the BOS token shared) reuses nothing, and takes the other slot: the
+    // chat's cells stay for its next turn.
     before = after;
     const auto other = greedy("Lily had a big red ball", 6);
     out = submit(b, other).wait();
     EXPECT_EQ(out.result.text, alone(other).text);
-    EXPECT_LE(b.stats().prompt_tokens_reused - before.prompt_tokens_reused, 1u);
+    EXPECT_EQ(b.stats().prompt_tokens_reused, before.prompt_tokens_reused);
+    before = b.stats();
+    out = submit(b, next_turn).wait();
+    EXPECT_EQ(out.result.text, alone(next_turn).text);
+    EXPECT_EQ(b.stats().prompt_tokens - before.prompt_tokens, 1u);
 
     // Scoring takes the free slots' sequences: the first prompt is decoded whole again.
     const engine::ScoreRequest score{.context = b.tokenize("Once", true), .continuation = b.tokenize(" upon a time", false)};

@@ -515,6 +515,7 @@ struct LlamaEngine::Slots::Slot {
     // The tokens whose cells the slot's sequence holds, positions 0..n_past-1: what the next
     // request can start from (see admit).
     std::vector<Token> cached;
+    std::uint64_t last_admitted = 0;  // when its last request came in (Slots::admitted_)
     Token next = 0;  // sampled token to feed in the next batch
     int batch_index = -1;  // where this slot's logits are in the batch just decoded
     llama_sampler_ptr sampler;
@@ -548,13 +549,16 @@ std::size_t common_prefix(std::span<const Token> a, std::span<const Token> b) {
 void LlamaEngine::Slots::admit(Job job) {
     // The free slot whose sequence already holds the longest start of this prompt (a system prompt,
     // the earlier turns of a chat, the same prompt again), as llama-server picks its slots: those
-    // tokens are not decoded again. The last prompt token always is, for its logits.
+    // tokens are not decoded again. The last prompt token always is, for its logits. A start of
+    // one token (the BOS every prompt begins with) saves nothing worth a slot that holds more, so
+    // without a longer one the least recently used free slot is taken.
     auto it = slots_.end();
     std::size_t reused = 0;
     for (auto s = slots_.begin(); s != slots_.end(); ++s) {
         if (s->active) continue;
-        const std::size_t common = reuse_prefixes_ && !job.prompt.empty() ? std::min(common_prefix(s->cached, job.prompt), job.prompt.size() - 1) : 0;
-        if (it == slots_.end() || common > reused) {
+        std::size_t common = reuse_prefixes_ && !job.prompt.empty() ? std::min(common_prefix(s->cached, job.prompt), job.prompt.size() - 1) : 0;
+        if (common < 2) common = 0;
+        if (it == slots_.end() || common > reused || (common == reused && s->last_admitted < it->last_admitted)) {
             it = s;
             reused = common;
         }
@@ -567,6 +571,7 @@ void LlamaEngine::Slots::admit(Job job) {
         reused = 0;
     }
     it->cached.resize(reused);
+    it->last_admitted = ++admitted_;
     it->n_past = static_cast<llama_pos>(reused);
     it->prompt_fed = reused;
     prompt_reused_ += reused;

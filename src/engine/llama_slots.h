@@ -44,7 +44,8 @@ public:
     int free() const { return size() - active_; }
 
     // Puts a job in a free slot (there must be one): the one whose sequence holds the longest start
-    // of its prompt, which is then not decoded again (not for recurrent or sliding-window models).
+    // of its prompt (two tokens or more), which is then not decoded again (not for recurrent or
+    // sliding-window models); otherwise the least recently used one.
     // One asking for no tokens finishes at once; one whose grammar llama.cpp rejects finishes at
     // once with that error.
     void admit(Job job);
@@ -78,6 +79,7 @@ private:
     int active_ = 0;
     std::uint64_t prompt_decoded_ = 0;
     std::uint64_t prompt_reused_ = 0;
+    std::uint64_t admitted_ = 0;
     std::uint64_t generated_ = 0;
 };
 
