@@ -153,10 +153,10 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     std::optional<model::EngineLineObserver> tensors;
     if (o.progress) {
         tensors.emplace([&progress, &tensor_count](std::string_view line) {
-            unsigned started = 0;
-            if (std::sscanf(std::string(line.substr(0, 16)).c_str(), "[%u/%u]", &started, &tensor_count) != 2 || tensor_count == 0 || started == 0) return;
+            unsigned tensor = 0;  // the one llama.cpp starts now, from 1
+            if (std::sscanf(std::string(line.substr(0, 16)).c_str(), "[%u/%u]", &tensor, &tensor_count) != 2 || tensor_count == 0 || tensor == 0) return;
             if (!progress) progress.emplace("quantize", tensor_count, "tensors");
-            progress->update(started - 1);
+            progress->update(tensor - 1);
         });
     }
     if (llama_model_quantize(o.input.c_str(), out.temp_path().c_str(), &params) != 0) {
