@@ -1,10 +1,9 @@
 #include "engine/remote_engine.h"
 
-#include "engine/http_client_pool.h"
+#include "engine/http_client.h"
 
 #include "support/error.h"
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -30,20 +29,6 @@ public:
 
 bool is_missing(const HttpStatusError & e) { return e.status == 404 || e.status == 405; }
 bool is_refused(const HttpStatusError & e) { return e.status == 400 || e.status == 422; }
-
-// Transport failures in words a user can act on.
-std::string describe(httplib::Error e) {
-    switch (e) {
-        case httplib::Error::Connection: return "cannot connect (is the server running, and is the address right?)";
-        case httplib::Error::ConnectionTimeout: return "the connection timed out";
-        case httplib::Error::Read: return "no complete answer (the server closed the connection, or took longer than the timeout)";
-        case httplib::Error::Write: return "the request could not be sent (the server closed the connection)";
-        case httplib::Error::SSLConnection:
-        case httplib::Error::SSLLoadingCerts:
-        case httplib::Error::SSLServerVerification: return "the TLS connection failed (" + httplib::to_string(e) + ")";
-        default: return "the request failed (" + httplib::to_string(e) + ")";
-    }
-}
 
 // What a server wrote in an error answer: OpenAI and llama-server {"error": {"message"}}, vLLM
 // {"message"}, FastAPI validation {"detail"}; otherwise the start of the body.
@@ -158,20 +143,18 @@ RemoteEngine::~RemoteEngine() = default;
 
 nlohmann::json RemoteEngine::call(const std::string & path, const nlohmann::json * body) const {
     const std::string where = base_url_ + path;
-    auto client = connections_->take();
-    const auto result = body != nullptr
-                            ? client->Post(prefix_ + path, body->dump(-1, ' ', false, json::error_handler_t::replace), "application/json")
-                            : client->Get(prefix_ + path);
-    if (!result) throw Error(where + ": " + describe(result.error()));
-    connections_->give_back(std::move(client));
-    if (result->status < 200 || result->status >= 300) {
-        const std::string said = server_message(result->body);
-        throw HttpStatusError(where + ": the server answered " + std::to_string(result->status) + (said.empty() ? "" : ": " + said), result->status, said);
+    HttpRequest request{.method = body != nullptr ? "POST" : "GET", .target = prefix_ + path};
+    if (body != nullptr) request.body = body->dump(-1, ' ', false, json::error_handler_t::replace);
+    const HttpResult result = connections_->send(request);
+    if (!result) throw Error(where + ": " + describe(result.failure) + (result.detail.empty() ? "" : " (" + result.detail + ")"));
+    if (result.status < 200 || result.status >= 300) {
+        const std::string said = server_message(result.body);
+        throw HttpStatusError(where + ": the server answered " + std::to_string(result.status) + (said.empty() ? "" : ": " + said), result.status, said);
     }
     try {
-        return json::parse(result->body);
+        return json::parse(result.body);
     } catch (const json::parse_error &) {
-        throw Error(where + ": the answer is not JSON: " + server_message(result->body));
+        throw Error(where + ": the answer is not JSON: " + server_message(result.body));
     }
 }
 

@@ -57,7 +57,7 @@ struct RemoteEngineOptions {
     int timeout_s = 600;     // longest wait for one answer
 };
 
-class HttpClientPool;  // engine/http_client_pool.h
+class HttpClientPool;  // engine/http_client.h
 
 class RemoteEngine final : public Engine {
 public:

@@ -3,8 +3,6 @@
 #include "serve/hangup_watcher.h"
 #include "support/error.h"
 
-#include <httplib.h>
-
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -121,29 +119,20 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
     // waits for a whole answer; a stream is cancelled by its reader instead.
     const std::function<bool()> * gone = streamed || !client_gone ? nullptr : &client_gone;
     auto exchange = [stream, origin = origin_, pool = pool_, path, payload = body.dump(), chat, streamed, counter = in_flight_, gone] {
-        auto client = pool->take();
+        auto connection = pool->take();
         Generation g;
         std::string buffer;
         std::string error_body;
         int status = 0;
         bool finished = false;
-        httplib::Request req;
-        req.method = "POST";
-        req.path = path;
-        req.body = payload;
-        req.set_header("Content-Type", "application/json");
-        if (streamed) req.set_header("Accept", "text/event-stream");
-        req.response_handler = [&](const httplib::Response & res) {
-            status = res.status;
-            return true;
-        };
-        req.content_receiver = [&](const char * data, std::size_t size, std::uint64_t, std::uint64_t) {
+        const auto receive = [&](int answered, std::string_view data) {
+            status = answered;
             if (stream->cancelled()) return false;
             if (status != 200) {
-                error_body.append(data, std::min<std::size_t>(size, 4096));
+                error_body.append(data.substr(0, 4096 - std::min<std::size_t>(error_body.size(), 4096)));
                 return true;
             }
-            buffer.append(data, size);
+            buffer.append(data);
             if (!streamed) return true;
             std::size_t eol;
             while ((eol = buffer.find('\n')) != std::string::npos) {
@@ -168,26 +157,24 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
             }
             return true;
         };
-        httplib::Response res;
-        httplib::Error error = httplib::Error::Success;
-        // A whole answer blocks this thread in the client: the shared watcher asks meanwhile
+        // A whole answer blocks this thread in the exchange: the shared watcher asks meanwhile
         // whether the client left, and if so fails the stream and shuts the upstream socket, so
-        // a long generation stops running for nobody. The cancelled stream keeps the client,
-        // which may hold half an answer, out of the pool.
+        // a long generation stops running for nobody. A stopped connection is not reused.
         std::optional<HangupWatcher::Watch> watch;
         if (gone != nullptr) {
-            watch.emplace(HangupWatcher::shared().watch(std::ref(*gone), [stream, upstream = client.get()] {
+            watch.emplace(HangupWatcher::shared().watch(std::ref(*gone), [stream, upstream = connection.get()] {
                 stream->fail(Failure::client_gone, "the client hung up");
                 stream->cancel();
                 upstream->stop();
             }));
         }
-        const bool ok = client->send(req, res, error);
-        watch.reset();  // from here on the watcher no longer touches the client
+        const engine::HttpResult result = connection->exchange({.method = "POST", .target = path, .body = payload, .event_stream = streamed}, receive);
+        watch.reset();  // from here on the watcher no longer touches the connection
+        if (result) status = result.status;  // an answer with no body never reached `receive`
         --*counter;
         if (stream->cancelled()) return;
-        if (ok) pool->give_back(std::move(client));
-        if (ok && status == 200 && !streamed) {
+        pool->give_back(std::move(connection));
+        if (result && status == 200 && !streamed) {
             try {
                 g.upstream = json::parse(buffer);
                 absorb(g.upstream, chat, g);
@@ -197,8 +184,9 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
                 return;
             }
         }
-        if (!ok) {
-            stream->fail(error == httplib::Error::Read ? Failure::timeout : Failure::failed, origin + path + ": " + httplib::to_string(error));
+        if (!result) {
+            stream->fail(result.failure == engine::HttpFailure::timeout ? Failure::timeout : Failure::failed,
+                         origin + path + ": " + engine::describe(result.failure) + (result.detail.empty() ? "" : " (" + result.detail + ")"));
         } else if (status != 200) {
             const std::string said = "the remote model answered " + std::to_string(status) + ": " + upstream_message(error_body);
             switch (upstream_fault(status)) {
@@ -227,13 +215,11 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
 }
 
 nlohmann::json RemoteBackend::post_json(const std::string & path, const nlohmann::json & body) const {
-    auto client = pool_->take();
-    const auto res = client->Post(path, body.dump(), "application/json");
-    if (res) pool_->give_back(std::move(client));
-    if (!res) throw ApiError{502, origin_ + path + ": " + httplib::to_string(res.error()), "backend_error", {}, "backend_unreachable"};
-    if (res->status != 200) throw ApiError{res->status >= 500 ? 502 : res->status, "the remote model answered: " + upstream_message(res->body), "backend_error", {}, {}};
+    const engine::HttpResult res = pool_->send({.method = "POST", .target = path, .body = body.dump()});
+    if (!res) throw ApiError{502, origin_ + path + ": " + engine::describe(res.failure), "backend_error", {}, "backend_unreachable"};
+    if (res.status != 200) throw ApiError{res.status >= 500 ? 502 : res.status, "the remote model answered: " + upstream_message(res.body), "backend_error", {}, {}};
     try {
-        return json::parse(res->body);
+        return json::parse(res.body);
     } catch (const json::exception &) {
         throw ApiError{502, origin_ + path + ": the answer is not JSON", "backend_error", {}, {}};
     }

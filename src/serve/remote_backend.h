@@ -2,7 +2,7 @@
 // Backend interface; requests are forwarded with the model renamed, answers streamed back.
 #pragma once
 
-#include "engine/http_client_pool.h"
+#include "engine/http_client.h"
 #include "model/portfolio.h"
 #include "serve/backend.h"
 

@@ -1,6 +1,7 @@
 #include "serve/replica_set.h"
 
-#include <httplib.h>
+#include "engine/http_client.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -141,15 +142,12 @@ std::vector<ReplicaState> ReplicaSet::states() const {
 
 void ReplicaSet::probe_loop(std::size_t i) {
     const auto interval = std::chrono::milliseconds(health_.interval_ms);
-    const time_t timeout_s = health_.timeout_ms / 1000;
-    const time_t timeout_us = (health_.timeout_ms % 1000) * 1000;
-    httplib::Client client(members_[i].origin);
-    client.set_connection_timeout(timeout_s, timeout_us);
-    client.set_read_timeout(timeout_s, timeout_us);
+    const std::chrono::milliseconds timeout(health_.timeout_ms);
+    engine::HttpClientPool client(members_[i].origin, "", timeout, timeout);
     for (;;) {
-        const auto res = client.Get(health_.path);
-        const bool ok = res && res->status == 200;
-        const std::string why = res ? "its health check answered " + std::to_string(res->status) : "its health check failed: " + httplib::to_string(res.error());
+        const engine::HttpResult res = client.send({.target = health_.path});
+        const bool ok = res && res.status == 200;
+        const std::string why = res ? "its health check answered " + std::to_string(res.status) : "its health check failed: " + engine::describe(res.failure);
         {
             const std::lock_guard lock(shared_->mutex);
             shared_->mark(members_[i].name, shared_->slots[i], ok, why);
