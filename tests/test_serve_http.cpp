@@ -577,8 +577,11 @@ TEST(ServeHttp, ReplicasShareTheLoadAndAKilledOneIsNeverFelt) {
         endpoints.push_back("http://127.0.0.1:" + std::to_string(stubs.back()->port()) + "/v1");
         replicas += (i ? ", " : "") + std::string("{endpoint: '") + endpoints.back() + "'}";
     }
+    // A probe's timeout is generous: under ThreadSanitizer on a loaded machine a stub can take
+    // more than 200 ms to answer /health, and a replica probed out would skew the even split.
+    // A killed one is seen at once (its port refuses).
     Served s("version: 1\nmodels:\n"
-             "  - {name: pool, replicas: [" + replicas + "], health: {interval_ms: 200, timeout_ms: 200}}\n"
+             "  - {name: pool, replicas: [" + replicas + "], health: {interval_ms: 200, timeout_ms: 2000}}\n"
              "routes:\n  - {name: main, model: pool}\n");
     // `n` requests from 8 clients at once; returns how many failed.
     auto run = [&](int n) {

@@ -291,7 +291,7 @@ HttpResult HttpConnection::exchange(const HttpRequest & request, const BodyCallb
     bhttp::request<bhttp::span_body<const char>> head{request.method == "POST" ? bhttp::verb::post : bhttp::verb::get, request.target, 11};
     head.set(bhttp::field::host, origin_->host_header);
     head.set(bhttp::field::user_agent, "switchyard");
-    head.set(bhttp::field::accept, request.event_stream ? "text/event-stream" : "application/json");
+    head.set(bhttp::field::accept, request.event_stream ? "text/event-stream" : "*/*");
     if (!origin_->authorization.empty()) head.set(bhttp::field::authorization, origin_->authorization);
     if (request.method == "POST") {
         head.set(bhttp::field::content_type, "application/json");
