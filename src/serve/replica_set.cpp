@@ -1,10 +1,12 @@
 #include "serve/replica_set.h"
 
 #include "engine/http_client.h"
+#include "support/error.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace switchyard::serve {
 
@@ -143,7 +145,15 @@ std::vector<ReplicaState> ReplicaSet::states() const {
 void ReplicaSet::probe_loop(std::size_t i) {
     const auto interval = std::chrono::milliseconds(health_.interval_ms);
     const std::chrono::milliseconds timeout(health_.timeout_ms);
-    engine::HttpClientPool client(members_[i].origin, "", timeout, timeout);
+    std::optional<engine::HttpClientPool> pool;
+    try {
+        pool.emplace(members_[i].origin, "", timeout, timeout);
+    } catch (const Error & e) {  // an origin the client cannot reach is a replica out of rotation, not the end of the server
+        const std::lock_guard lock(shared_->mutex);
+        shared_->mark(members_[i].name, shared_->slots[i], false, e.what());
+        return;
+    }
+    engine::HttpClientPool & client = *pool;
     for (;;) {
         const engine::HttpResult res = client.send({.target = health_.path});
         const bool ok = res && res.status == 200;
