@@ -3,15 +3,19 @@
 // decides exactly when bytes go out and when a connection closes).
 #include "engine/http_client.h"
 #include "support/error.h"
+#include "test_support.h"
 
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <condition_variable>
 #include <functional>
 #include <future>
@@ -186,6 +190,62 @@ TEST(HttpClient, RefusedConnectionsAndMalformedOriginsAreClear) {
     }
     EXPECT_NO_THROW(HttpClientPool("https://api.example.com", "", 1s, 1s));
     EXPECT_NO_THROW(HttpClientPool("http://[::1]:8080", "", 1s, 1s));
+}
+
+// OpenSSL's own test server (`openssl s_server -www`) with a self-signed certificate for
+// "localhost": the client refuses it until it is trusted, and then only under that name.
+TEST(HttpClient, TlsVerifiesTheCertificateAndTheHostName) {
+    switchyard::test::ScratchDir dir;
+    const auto cert = dir.file("cert.pem"), key = dir.file("key.pem");
+    const std::string make = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
+                             key.string() + " -out " + cert.string() + " > " + dir.file("req.log").string() + " 2>&1";
+    ASSERT_EQ(std::system(make.c_str()), 0) << switchyard::test::read_file(dir.file("req.log"));
+    std::string openssl;  // spawn_logged execs a path, not a name
+    for (std::string_view path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin"; openssl.empty() && !path.empty();) {
+        const auto colon = path.find(':');
+        const auto candidate = std::filesystem::path(path.substr(0, colon)) / "openssl";
+        if (::access(candidate.c_str(), X_OK) == 0) openssl = candidate;
+        path = colon == std::string_view::npos ? std::string_view() : path.substr(colon + 1);
+    }
+    ASSERT_FALSE(openssl.empty()) << "no openssl on PATH (ca-certificates brings it)";
+    const int port = switchyard::test::free_port();
+    int pid = switchyard::test::spawn_logged({openssl, "s_server", "-accept", std::to_string(port), "-cert", cert.string(), "-key", key.string(), "-www"},
+                                             dir.file("server.log"));
+    // Ready once it accepts (it may listen on IPv4, IPv6 or both).
+    bool ready = false;
+    for (int i = 0; i < 200 && !ready; ++i) {
+        addrinfo hints{}, * found = nullptr;
+        hints.ai_socktype = SOCK_STREAM;
+        if (::getaddrinfo("localhost", std::to_string(port).c_str(), &hints, &found) == 0) {
+            for (const addrinfo * a = found; a != nullptr && !ready; a = a->ai_next) {
+                const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+                ready = fd >= 0 && ::connect(fd, a->ai_addr, a->ai_addrlen) == 0;
+                if (fd >= 0) ::close(fd);
+            }
+            ::freeaddrinfo(found);
+        }
+        if (!ready) std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_TRUE(ready) << switchyard::test::read_file(dir.file("server.log"));
+    const std::string local = "https://localhost:" + std::to_string(port);
+
+    HttpResult r = HttpClientPool(local, "", 5s, 5s).send({.target = "/"});
+    EXPECT_EQ(r.failure, HttpFailure::tls);
+    EXPECT_NE(r.detail.find("certificate"), std::string::npos) << r.detail;
+
+    // Trusted (OpenSSL reads SSL_CERT_FILE when a pool sets up its TLS context).
+    ::setenv("SSL_CERT_FILE", cert.c_str(), 1);
+    r = HttpClientPool(local, "", 5s, 5s).send({.target = "/"});
+    EXPECT_TRUE(r) << describe(r.failure) << " " << r.detail;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("s_server"), std::string::npos) << r.body.substr(0, 300);
+
+    // Trusted, but reached under a name the certificate does not carry.
+    r = HttpClientPool("https://127.0.0.1:" + std::to_string(port), "", 5s, 5s).send({.target = "/"});
+    EXPECT_EQ(r.failure, HttpFailure::tls);
+    EXPECT_NE(r.detail.find("mismatch"), std::string::npos) << r.detail;  // OpenSSL 3: "IP address mismatch"
+    ::unsetenv("SSL_CERT_FILE");
+    switchyard::test::stop_group(pid);
 }
 
 }  // namespace
