@@ -31,12 +31,16 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("WRK_BODY")
 LUA
 
-# wrk_run URL BODY ARGS...: wrk with --latency, its report in $work/wrk.txt.
+# wrk_run URL BODY ARGS...: wrk with --latency, its report in $work/wrk.txt and its CPU seconds
+# (user system) in $work/wrk.cpu where /usr/bin/time is there.
 wrk_run() {
-  local url=$1 body=$2
+  local url=$1 body=$2 timed=()
   shift 2
-  WRK_BODY="$body" wrk --latency -s "$work/post.lua" "$@" "$url" > "$work/wrk.txt" 2>&1
+  [ -x /usr/bin/time ] && timed=(/usr/bin/time -f "%U %S" -o "$work/wrk.cpu")
+  WRK_BODY="$body" "${timed[@]}" wrk --latency -s "$work/post.lua" "$@" "$url" > "$work/wrk.txt" 2>&1
 }
+# CPU clock ticks a process has used so far (user + system).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # Latency percentile from the last wrk report, in milliseconds: wrk_ms 50%
 wrk_ms() {
