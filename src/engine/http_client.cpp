@@ -193,18 +193,20 @@ std::string describe(HttpFailure failure) {
     return "the request failed";
 }
 
+std::string HttpResult::why() const { return describe(failure) + (detail.empty() ? "" : " (" + detail + ")"); }
+
 HttpConnection::HttpConnection(std::shared_ptr<const HttpOrigin> origin) : origin_(std::move(origin)) {}
 
 HttpConnection::~HttpConnection() { close(); }
 
 void HttpConnection::stop() {
     stopped_ = true;
-    const std::lock_guard lock(fd_mutex_);
+    const std::lock_guard lock(socket_mutex_);
     if (socket_ != nullptr) ::shutdown(socket_->fd, SHUT_RDWR);
 }
 
 void HttpConnection::close() {
-    const std::lock_guard lock(fd_mutex_);
+    const std::lock_guard lock(socket_mutex_);
     socket_.reset();
 }
 
@@ -272,7 +274,7 @@ HttpFailure HttpConnection::connect(std::string & detail) {
         }
     }
     set_timeouts(socket->fd, origin_->timeout);
-    const std::lock_guard lock(fd_mutex_);
+    const std::lock_guard lock(socket_mutex_);
     socket_ = std::move(socket);
     // A stop() that came while connecting found no socket to shut.
     if (stopped_) ::shutdown(socket_->fd, SHUT_RDWR);

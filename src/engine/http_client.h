@@ -39,6 +39,8 @@ struct HttpResult {
     std::string body;  // the whole body, unless a body callback took it
     std::string detail;  // what the system or TLS said, when it failed
     explicit operator bool() const { return failure == HttpFailure::none; }
+    // Why it failed, with the detail: "cannot connect (...) (Connection refused)".
+    std::string why() const;
 };
 
 // Receives the body as it arrives (chunked transfer decoded), with the answer's status; returns
@@ -69,7 +71,7 @@ private:
 
     std::shared_ptr<const HttpOrigin> origin_;
     std::unique_ptr<Socket> socket_;
-    std::mutex fd_mutex_;  // stop() on another thread never shuts a socket being closed (its number may be reused)
+    std::mutex socket_mutex_;  // stop() on another thread never shuts a socket being closed (its number may be reused)
     std::atomic<bool> stopped_ = false;
     bool reusable_ = false;
 };

@@ -146,7 +146,7 @@ nlohmann::json RemoteEngine::call(const std::string & path, const nlohmann::json
     HttpRequest request{.method = body != nullptr ? "POST" : "GET", .target = prefix_ + path};
     if (body != nullptr) request.body = body->dump(-1, ' ', false, json::error_handler_t::replace);
     const HttpResult result = connections_->send(request);
-    if (!result) throw Error(where + ": " + describe(result.failure) + (result.detail.empty() ? "" : " (" + result.detail + ")"));
+    if (!result) throw Error(where + ": " + result.why());
     if (result.status < 200 || result.status >= 300) {
         const std::string said = server_message(result.body);
         throw HttpStatusError(where + ": the server answered " + std::to_string(result.status) + (said.empty() ? "" : ": " + said), result.status, said);

@@ -123,10 +123,8 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         Generation g;
         std::string buffer;
         std::string error_body;
-        int status = 0;
         bool finished = false;
-        const auto receive = [&](int answered, std::string_view data) {
-            status = answered;
+        const auto receive = [&](int status, std::string_view data) {
             if (stream->cancelled()) return false;
             if (status != 200) {
                 error_body.append(data.substr(0, 4096 - std::min<std::size_t>(error_body.size(), 4096)));
@@ -170,7 +168,7 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         }
         const engine::HttpResult result = connection->exchange({.method = "POST", .target = path, .body = payload, .event_stream = streamed}, receive);
         watch.reset();  // from here on the watcher no longer touches the connection
-        if (result) status = result.status;  // an answer with no body never reached `receive`
+        const int status = result.status;
         --*counter;
         if (stream->cancelled()) return;
         pool->give_back(std::move(connection));
@@ -186,7 +184,7 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
         }
         if (!result) {
             stream->fail(result.failure == engine::HttpFailure::timeout ? Failure::timeout : Failure::failed,
-                         origin + path + ": " + engine::describe(result.failure) + (result.detail.empty() ? "" : " (" + result.detail + ")"));
+                         origin + path + ": " + result.why());
         } else if (status != 200) {
             const std::string said = "the remote model answered " + std::to_string(status) + ": " + upstream_message(error_body);
             switch (upstream_fault(status)) {
