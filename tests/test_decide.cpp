@@ -1,4 +1,5 @@
 // The decision rules on constructed measurements: each rule's verdict and numbers, and the choice per class.
+#include "decide/cost_rules.h"
 #include "decide/decision.h"
 #include "decide/plan.h"
 #include "decide/search.h"

@@ -1,5 +1,7 @@
 #include "decide/decision.h"
 
+#include "decide/cost_rules.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -70,49 +72,6 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
         a.outcome = Outcome::insufficient;
     }
     return a;
-}
-
-namespace {
-
-double mib(std::uint64_t bytes) { return bytes / (1024.0 * 1024.0); }
-
-std::optional<double> cost_of(const Candidate & c) {
-    if (!c.cost || (!c.remote() && c.cost->cost_per_1k_tokens <= 0)) return std::nullopt;
-    return c.cost->cost_per_1k_tokens;
-}
-
-}  // namespace
-
-CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate *> & candidates) {
-    CheapestChoice choice;
-    if (candidates.empty()) return choice;
-    // Step 1: within 10% of the lowest known cost. A candidate whose cost is unknown cannot be ruled out by it.
-    std::vector<const Candidate *> kept = candidates;
-    std::optional<double> lowest;
-    if (policy.deployment.price_per_hour > 0) {
-        for (const auto * c : candidates)
-            if (const auto cost = cost_of(*c); cost && (!lowest || *cost < *lowest)) lowest = cost;
-        if (lowest) std::erase_if(kept, [&](const Candidate * c) { return cost_of(*c) && *cost_of(*c) > 1.1 * *lowest; });
-    }
-    choice.within_cost = kept.size();
-    // Step 2: the smallest file; served models have none here, so they come last; the name settles exact ties.
-    const auto smaller = [](const Candidate * a, const Candidate * b) {
-        if (a->remote() != b->remote()) return b->remote();
-        if (a->file_bytes != b->file_bytes) return a->file_bytes < b->file_bytes;
-        return a->name < b->name;
-    };
-    choice.chosen = *std::min_element(kept.begin(), kept.end(), smaller);
-    choice.by_cost = lowest && kept.size() == 1;
-    if (choice.by_cost) {
-        choice.decided_by = fmt::format("cost decided: {:.3g}/1k tokens, the only one of {} within 10% of the lowest cost", *cost_of(*choice.chosen), candidates.size());
-    } else if (lowest) {
-        choice.decided_by = fmt::format("size decided: {:.2f} MiB, the smallest of the {} (of {}) within 10% of the lowest cost {:.3g}/1k tokens", mib(choice.chosen->file_bytes),
-                                        kept.size(), candidates.size(), *lowest);
-    } else {
-        choice.decided_by = fmt::format("size decided: {:.2f} MiB, the smallest of {}{}", mib(choice.chosen->file_bytes), candidates.size(),
-                                        policy.deployment.price_per_hour > 0 ? " (no cost measured)" : " (no price_per_hour: costs are not compared)");
-    }
-    return choice;
 }
 
 namespace {

@@ -87,17 +87,6 @@ struct ClassDecision {
     bool flagged = false;  // no candidate passed every rule: a person should look
 };
 
-// R7 in two steps, each well defined: (1) when a price is set, the candidates whose cost per 1k
-// tokens is within 10% of the lowest (closer than that is measurement noise on a shared machine);
-// (2) among them the smallest file (a served model has none here and ranks last; then by name).
-struct CheapestChoice {
-    const Candidate * chosen = nullptr;  // null for no candidates
-    std::size_t within_cost = 0;         // how many step 1 kept
-    bool by_cost = false;                // step 1 alone decided (one candidate within 10% of the lowest cost)
-    std::string decided_by;              // which step decided, with its numbers
-};
-CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate *> & candidates);
-
 // R7 (and R5 with no original): the cheapest candidate that passes, the original as backup.
 // `candidates` and `assessments` hold only what was considered for this class.
 ClassDecision choose(const Policy & policy, const std::string & task_class, const std::vector<const Candidate *> & candidates,

@@ -1,6 +1,7 @@
 #include "decide/planner.h"
 
 #include "decide/measure.h"
+#include "decide/cost_rules.h"
 #include "decide/search.h"
 #include "decide/variants.h"
 #include "eval/run_suite.h"

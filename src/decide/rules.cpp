@@ -21,8 +21,6 @@ namespace {
 
 std::string percent(double share) { return fmt::format("{:.1f}%", 100.0 * share); }
 
-std::string mebibytes(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / (1024.0 * 1024.0)); }
-
 }  // namespace
 
 std::size_t items_needed(std::size_t n, double half_width, double margin) {
@@ -104,36 +102,6 @@ RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, std::size_t c
     return v;
 }
 
-RuleVerdict rule_budgets(const Policy & policy, const CostScore & cost) {
-    RuleVerdict v{.rule = "R4-budget"};
-    std::vector<std::string> met;
-    std::vector<std::string> missed;
-    const auto & b = policy.budgets;
-    if (b.memory_bytes && cost.remote) {
-        met.push_back("memory not used here (served remotely)");
-    } else if (b.memory_bytes) {
-        const bool ok = cost.peak_rss_bytes <= *b.memory_bytes;
-        (ok ? met : missed).push_back(fmt::format("peak memory {} {} {}", mebibytes(cost.peak_rss_bytes), ok ? "<=" : ">", mebibytes(*b.memory_bytes)));
-    }
-    if (b.p95_latency_ms) {
-        const bool ok = cost.p95_latency_ms <= *b.p95_latency_ms;
-        (ok ? met : missed).push_back(fmt::format("p95 latency {:.1f} ms {} {:.1f} ms", cost.p95_latency_ms, ok ? "<=" : ">", *b.p95_latency_ms));
-    }
-    if (b.cost_per_1k_tokens) {
-        const bool ok = cost.cost_per_1k_tokens <= *b.cost_per_1k_tokens;
-        (ok ? met : missed).push_back(fmt::format("cost {:.3g}/1k tokens {} {:.3g}", cost.cost_per_1k_tokens, ok ? "<=" : ">", *b.cost_per_1k_tokens));
-    }
-    if (met.empty() && missed.empty()) {
-        v.message = "no budget set";
-        return v;
-    }
-    v.outcome = missed.empty() ? Outcome::pass : Outcome::fail;
-    const auto & listed = missed.empty() ? met : missed;
-    for (std::size_t i = 0; i < listed.size(); ++i) v.message += (i ? "; " : "") + listed[i];
-    if (!missed.empty()) v.message += " -> over budget";
-    return v;
-}
-
 RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift) {
     RuleVerdict v{.rule = "R6-agreement"};
     if (!policy.min_agreement) {
@@ -179,11 +147,5 @@ void from_json(const nlohmann::json & in, DriftScore & d) {
     d = DriftScore{.kld_mean = in.at("kld_mean"), .kld_p99 = in.at("kld_p99"), .top1_agreement = in.at("top1_agreement"), .ppl_ratio = in.at("ppl_ratio")};
 }
 
-void to_json(nlohmann::json & out, const CostScore & c) {
-    out = {{"remote", c.remote}, {"file_bytes", c.file_bytes}, {"peak_rss_bytes", c.peak_rss_bytes}, {"prefill_tokens_per_s", c.prefill_tokens_per_s},
-           {"decode_tokens_per_s", c.decode_tokens_per_s}, {"ttft_p95_ms", c.ttft_p95_ms}, {"p95_latency_ms", c.p95_latency_ms},
-           {"cost_per_1k_tokens", c.cost_per_1k_tokens}, {"cost_per_query", c.cost_per_query}, {"joules_per_token", c.joules_per_token},
-           {"energy_source", c.energy_source}};
-}
 
 }  // namespace switchyard::decide

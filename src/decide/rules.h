@@ -2,6 +2,7 @@
 // function of measurements, so every verdict names its rule and the numbers behind it.
 #pragma once
 
+#include "decide/costs.h"
 #include "eval/run_suite.h"
 #include "stats/intervals.h"
 
@@ -13,20 +14,6 @@
 #include <vector>
 
 namespace switchyard::decide {
-
-struct Budgets {
-    std::optional<std::uint64_t> memory_bytes;      // peak resident memory while serving
-    std::optional<double> p95_latency_ms;           // of one query (see CostScore::p95_latency_ms)
-    std::optional<double> cost_per_1k_tokens;       // generated tokens, at the deployment's price
-    bool any() const { return memory_bytes || p95_latency_ms || cost_per_1k_tokens; }
-};
-
-struct Deployment {
-    double price_per_hour = 0;  // hardware price; 0: rank by size instead of cost
-    double watts = 15;          // per busy core, for modelled energy
-    std::string device = "cpu";
-    int threads = 0;
-};
 
 struct Policy {
     double accuracy_floor = 0.80;  // on critical tasks (rule 2)
@@ -57,25 +44,10 @@ struct DriftScore {
     double ppl_ratio = 0;
 };
 
-struct CostScore {
-    bool remote = false;  // served elsewhere: local memory does not apply, latency is the server's
-    std::uint64_t file_bytes = 0;
-    std::uint64_t peak_rss_bytes = 0;
-    double prefill_tokens_per_s = 0;
-    double decode_tokens_per_s = 0;
-    double ttft_p95_ms = 0;
-    double p95_latency_ms = 0;  // TTFT p95 plus the rest of the answer at the median decode speed
-    double cost_per_1k_tokens = 0;
-    double cost_per_query = 0;
-    double joules_per_token = 0;
-    std::string energy_source;
-};
-
 // The one JSON form of each measurement: the results store, decision.json and the report alike.
 void to_json(nlohmann::json & out, const SuiteScore & score);
 void to_json(nlohmann::json & out, const DriftScore & drift);
 void from_json(const nlohmann::json & in, DriftScore & drift);
-void to_json(nlohmann::json & out, const CostScore & cost);
 
 enum class Outcome { pass, fail, insufficient };
 const char * to_string(Outcome outcome);
@@ -108,8 +80,6 @@ RuleVerdict rule_floor(const Policy & policy, const SuiteScore & score);
 // Agresti-Min's for the paired difference (never of zero width); a relative drop is that interval
 // over the original's accuracy on the same items. McNemar's p and the flips are shown as evidence.
 RuleVerdict rule_drop(const Policy & policy, const SuiteScore & score, std::size_t comparisons);
-// R4: every budget the policy sets.
-RuleVerdict rule_budgets(const Policy & policy, const CostScore & cost);
 // R6: top-1 agreement with the original; a model with another vocabulary cannot be judged by it.
 // Applies only where an original can serve the class (assess() leaves it out elsewhere).
 RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift);

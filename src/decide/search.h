@@ -20,10 +20,5 @@ std::optional<std::size_t> next_probe(const std::vector<std::optional<Outcome>> 
 // probes after either outcome of it, breadth first. What plan workers measure ahead of the search.
 std::vector<std::size_t> probe_order(std::size_t n);
 
-// Why measuring `candidate` for a class cannot change the choice among the `passing` candidates,
-// even if it passed every rule: it is over a budget (R4, when its cost is known), or R7 would
-// still choose the same one with it added. nullopt when it could change the choice (always when
-// nothing passes yet, or when a price is set and its cost is unknown: measure that first).
-std::optional<std::string> cannot_change_choice(const Policy & policy, const std::vector<const Candidate *> & passing, const Candidate & candidate);
 
 }  // namespace switchyard::decide

@@ -1,5 +1,7 @@
 #include "report/digest.h"
 
+#include "decide/cost_rules.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
