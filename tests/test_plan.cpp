@@ -202,6 +202,7 @@ TEST(Plan, VariantsAreTheSameOnlyWithIdenticalTensorBytes) {
 // The case the product exists for, end to end on the shared models: babyllama passes, its
 // compressions drop more than 10% on the story cloze, and stories260K (smaller) stays within the
 // limit: the plan measures it although the original passes, and switches (R3 ruled compression out).
+// The pruned Q8_0 and the Q2_K are on ladders of their own: each is measured, neither cuts the other.
 TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     test::ScratchDir dir;
     const auto d = test::data_dir().string();
@@ -222,18 +223,51 @@ TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     EXPECT_EQ((*stories)["model"], "stories260K");
     EXPECT_EQ((*stories)["rule"], "R3-drop");
     EXPECT_EQ((*stories)["backup"], "babyllama");
+    EXPECT_EQ((*stories)["flagged"], false);
     const auto reason = (*stories)["reason"].get<std::string>();
     EXPECT_NE(reason.find("no compression passes (magnitude-60pct+Q8_0: R3-drop: drop "), std::string::npos) << reason;
-    EXPECT_NE(reason.find("lower bound above max_drop 10.0% -> too compressed"), std::string::npos) << reason;
+    EXPECT_NE(reason.find("; Q2_K: R3-drop: drop "), std::string::npos) << reason;
+    EXPECT_NE(reason.find("the drop is above max_drop 10.0% -> too compressed"), std::string::npos) << reason;
     EXPECT_NE(reason.find("stories260K passes: drop "), std::string::npos) << reason;
-    // The more aggressive Q2_K was not run, and the report says why; the original and stories260K were.
+    EXPECT_NE((*stories)["guarantee"].get<std::string>().find("the chance that stories260K in fact drops more than 10.0% versus the original on some suite of `stories` is at most 0.05 (3 families"),
+              std::string::npos)
+        << stories->dump(2);
+    // Every candidate was measured: two ladders of one rung and the alternative.
     std::map<std::string, nlohmann::json> by_name;
     for (const auto & c : decision["candidates"]) by_name[c["name"]] = c;
-    EXPECT_NE(by_name["Q2_K"]["not_run"]["stories"].get<std::string>().find("the milder magnitude-60pct+Q8_0 already drops too much"), std::string::npos)
-        << by_name["Q2_K"].dump(2);
+    EXPECT_EQ(by_name["Q2_K"]["suites"].size(), 1u) << by_name["Q2_K"].dump(2);
+    EXPECT_EQ(by_name["Q2_K"]["ladder"]["method"], "quantize");
+    EXPECT_EQ(by_name["magnitude-60pct+Q8_0"]["ladder"]["method"], "prune:magnitude/unstructured+Q8_0");
     EXPECT_EQ(by_name["stories260K"]["suites"].size(), 1u);
-    EXPECT_EQ(decision["search"]["suite_runs"], 3);
+    EXPECT_EQ(decision["search"]["suite_runs"], 4);
     EXPECT_EQ(decision["search"]["suite_runs_possible"], 4);
-    EXPECT_NE(r.out.find("stories: switch → stories260K (backup: babyllama) — no compression passes; the mildest, magnitude-60pct+Q8_0: R3-drop: drop "), std::string::npos)
-        << r.out;
+    EXPECT_NE(r.out.find("stories: switch → stories260K (backup: babyllama) — no compression passes; the "), std::string::npos) << r.out;
+}
+
+// A pruned Q8_0 keeps 8.5 bits per weight but is no milder than a Q6_K: when it fails, the Q6_K is
+// still measured, and the plan compresses to it (the review's case, on two BLiMP suites).
+TEST(Plan, APrunedVariantThatFailsDoesNotHideAMilderQuantization) {
+    test::ScratchDir dir;
+    const auto d = test::data_dir().string();
+    test::write_file(dir.file("plan.yaml"),
+                     "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
+                     "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0}\n  - {type: Q6_K}\n"
+                     "normalize: true\n"
+                     "tasks:\n  - spec: blimp:" + d + "/data/blimp/anaphor_gender_agreement.jsonl\n"
+                     "  - spec: blimp:" + d + "/data/blimp/determiner_noun_agreement_1.jsonl\n");
+    const auto out = dir.file("out");
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results", dir.file("r.sqlite").string(), "-t", "1", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
+    const auto * general = recommendation(decision, "general");
+    ASSERT_NE(general, nullptr) << decision.dump(2);
+    EXPECT_EQ((*general)["action"], "compress") << general->dump(2);
+    EXPECT_EQ((*general)["model"], "Q6_K");
+    std::map<std::string, nlohmann::json> by_name;
+    for (const auto & c : decision["candidates"]) by_name[c["name"]] = c;
+    EXPECT_EQ(by_name["Q6_K"]["suites"].size(), 2u);
+    bool pruned_failed = false;
+    for (const auto & a : decision["assessments"])
+        if (a["candidate"] == "magnitude-60pct+Q8_0") pruned_failed = a["outcome"] == "fail";
+    EXPECT_TRUE(pruned_failed) << decision["assessments"].dump(2);
 }

@@ -1,10 +1,13 @@
 // The report on constructed measurements: the verdict line with the number that decided it, the
 // evidence beneath it, perplexity against the tasks with the disagreement said in words, and units.
 #include "decide/decision.h"
+#include "decide/search.h"
 #include "report/digest.h"
 #include "report/report.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 using namespace switchyard;
 using decide::Candidate;
@@ -23,7 +26,7 @@ eval::PairedComparison paired(std::size_t n, std::size_t base_right, std::size_t
 
 decide::SuiteScore facts(std::size_t base_right, std::optional<eval::PairedComparison> vs) {
     const double accuracy = vs ? vs->other_accuracy() : base_right / 1000.0;
-    return {.suite = "facts", .critical = true, .n = 1000, .accuracy = accuracy, .ci95 = {accuracy - 0.025, accuracy + 0.025}, .vs_original = vs};
+    return {.suite = "facts", .critical = true, .n = 1000, .correct = static_cast<std::size_t>(std::lround(accuracy * 1000)), .accuracy = accuracy, .ci95 = {accuracy - 0.025, accuracy + 0.025}, .vs_original = vs};
 }
 
 Candidate model(const std::string & name, CandidateKind kind, std::uint64_t bytes, decide::SuiteScore score, std::optional<double> ppl_ratio) {
@@ -45,11 +48,12 @@ decide::PlanResult constructed_plan() {
                     model("Q3_K_M", CandidateKind::variant, 3u << 19, facts(900, paired(1000, 900, 8, 12)), 1.08),
                     model("small", CandidateKind::alternative, 1u << 20, facts(900, paired(1000, 900, 10, 10)), std::nullopt)};
     std::vector<const Candidate *> pointers;
+    const auto context = decide::class_context(r.candidates, r.tasks, "critical");
     for (const auto & c : r.candidates) {
         pointers.push_back(&c);
-        r.assessments.push_back(decide::assess(r.plan.policy, c, "critical", r.tasks, {.original_serves = true, .comparisons = 3}));
+        r.assessments.push_back(decide::assess(r.plan.policy, c, "critical", r.tasks, context));
     }
-    r.decisions = {decide::choose(r.plan.policy, "critical", pointers, r.assessments)};
+    r.decisions = {decide::choose(r.plan.policy, "critical", pointers, r.assessments, context)};
     return r;
 }
 
@@ -65,7 +69,7 @@ TEST(Report, VerdictLineSaysWhatToDoAndTheNumberThatDecided) {
     // The evidence: the chosen model's accuracy, its drop with the interval R3 used, and the flips.
     ASSERT_EQ(classes[0].evidence.size(), 1u);
     EXPECT_EQ(classes[0].evidence[0].rfind("`facts` (critical): 90.0% [87.5, 92.5], n=1000 (original 90.0%); drop 0.0% [", 0), 0u) << classes[0].evidence[0];
-    EXPECT_NE(classes[0].evidence[0].find("] at 98.33%; flips 10 right→wrong, 10 wrong→right"), std::string::npos) << classes[0].evidence[0];
+    EXPECT_NE(classes[0].evidence[0].find("] (each bound one-sided at 0.025); flips 10 right→wrong, 10 wrong→right"), std::string::npos) << classes[0].evidence[0];
     // Every other candidate with its one reason.
     ASSERT_EQ(classes[0].not_chosen.size(), 3u);
     EXPECT_EQ(classes[0].not_chosen[0], "base: passes, larger: 4.00 MiB vs 1.00 MiB (the backup)");

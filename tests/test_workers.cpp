@@ -73,15 +73,27 @@ TEST(RpcEndpoint, ReadsHostAndPortAndRefusesTheRest) {
     for (const char * bad : {"rpc://host", "rpc://:50052", "host:0", "host:70000", "host:12ab", "http://host:80x"}) EXPECT_THROW(rpc_endpoint(bad), Error) << bad;
 }
 
-TEST(Search, ProbeOrderIsTheSearchsOwnBreadthFirst) {
-    // First probe 3; after a pass 5, after a failure 1; then the probes after those.
-    EXPECT_EQ(decide::probe_order(7), (std::vector<std::size_t>{3, 5, 1, 6, 4, 2, 0}));
-    EXPECT_EQ(decide::probe_order(1), (std::vector<std::size_t>{0}));
-    EXPECT_TRUE(decide::probe_order(0).empty());
-    auto order = decide::probe_order(37);
-    std::sort(order.begin(), order.end());
-    for (std::size_t i = 0; i < order.size(); ++i) EXPECT_EQ(order[i], i);  // every variant, once
-    EXPECT_EQ(order.size(), 37u);
+// What workers measure ahead, in the order the search asks for it: each method's ladder mild to
+// aggressive, screened-out and duplicate variants left out.
+TEST(Search, LaddersAreEachMethodsVariantsMildToAggressive) {
+    const auto variant = [](const std::string & name, const std::string & ladder, double severity, const std::string & skipped = "") {
+        return decide::Candidate{.name = name, .kind = decide::CandidateKind::variant, .ladder = ladder, .severity = severity, .skipped = skipped};
+    };
+    std::vector<decide::Candidate> candidates = {{.name = "orig", .kind = decide::CandidateKind::original},
+                                                 variant("pruned-60", "prune", 0.6),
+                                                 variant("Q4_0", "quantize", -4.5),
+                                                 variant("Q8_0", "quantize", -8.5),
+                                                 variant("pruned-30", "prune", 0.3),
+                                                 variant("Q2_K", "quantize", -2.6, "screened out"),
+                                                 {.name = "small", .kind = decide::CandidateKind::alternative}};
+    const auto ladders = decide::ladders(candidates);
+    ASSERT_EQ(ladders.size(), 2u);
+    std::vector<std::vector<std::string>> names;
+    for (const auto & ladder : ladders) {
+        names.emplace_back();
+        for (const auto * c : ladder) names.back().push_back(c->name);
+    }
+    EXPECT_EQ(names, (std::vector<std::vector<std::string>>{{"pruned-30", "pruned-60"}, {"Q8_0", "Q4_0"}}));
 }
 
 TEST(Workers, UnreachableOrMalformedWorkersFailCleanly) {

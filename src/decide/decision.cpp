@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 
 namespace switchyard::decide {
 
@@ -47,6 +48,7 @@ bool capable(const Candidate & c, const std::string & task_class, const std::vec
 Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks, const ClassContext & context) {
     Assessment a{.candidate = c.name, .task_class = task_class, .complete = true};
     const bool against_original = c.kind != CandidateKind::original && context.original_serves;
+    const double alpha = context.alpha_each(policy);
     for (const auto & t : tasks) {
         if (t.task_class != task_class) continue;
         if (!t.needs.empty()) a.verdicts.push_back(rule_capability(t.suite, t.needs, c.capabilities, c.context_length));
@@ -55,10 +57,11 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
             a.complete = false;
             continue;
         }
-        if (t.critical) a.verdicts.push_back(rule_floor(policy, *s));
-        if (against_original) a.verdicts.push_back(rule_drop(policy, *s, context.comparisons));
+        // With no original to keep, the floor is all that says a model can do the class's work.
+        if (t.critical || !context.original_serves) a.verdicts.push_back(rule_floor(policy, *s, alpha));
+        if (against_original) a.verdicts.push_back(rule_drop(policy, *s, alpha));
     }
-    if (policy.min_agreement && against_original) a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt));
+    if (policy.min_agreement && against_original) a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt, alpha));
     if (policy.budgets.any()) {
         if (c.cost) {
             a.verdicts.push_back(rule_budgets(policy, *c.cost));
@@ -88,7 +91,7 @@ const RuleVerdict * first_problem_verdict(const Assessment & a) {
 }
 
 std::string first_problem(const Assessment & a) {
-    if (const auto * v = first_problem_verdict(a)) return v->rule + ": " + v->message;
+    if (const auto * v = first_problem_verdict(a)) return v->id() + ": " + v->message;
     return a.complete ? "passes" : "not fully measured";
 }
 
@@ -99,15 +102,62 @@ std::string numbers_of(const Assessment & a) {
     return numbers;
 }
 
+// Where each method's ladder stopped for the class: its mildest rung assessed that does not pass.
+// Fixed-sequence testing claims nothing beyond it, so the rungs after it are not measured.
+std::vector<std::pair<const Candidate *, const Assessment *>> ladder_stops(const std::vector<const Candidate *> & candidates,
+                                                                           const std::vector<Assessment> & assessments, const std::string & task_class) {
+    std::map<std::string, std::pair<const Candidate *, const Assessment *>> stops;
+    for (const auto * c : candidates) {
+        if (c->kind != CandidateKind::variant) continue;
+        const auto * a = assessment_of(assessments, c->name, task_class);
+        if (a == nullptr || (a->outcome == Outcome::pass && a->complete) || first_problem_verdict(*a) == nullptr) continue;
+        auto [it, added] = stops.try_emplace(c->ladder, c, a);
+        if (!added && c->severity < it->second.first->severity) it->second = {c, a};
+    }
+    std::vector<std::pair<const Candidate *, const Assessment *>> out;
+    for (const auto & [ladder, stop] : stops) out.push_back(stop);
+    std::sort(out.begin(), out.end(), [](const auto & x, const auto & y) { return x.first->bits_per_weight > y.first->bits_per_weight; });
+    return out;
+}
+
+// Where the original is ruled out by a declared capability alone (R1), whether it measurably
+// scores higher than the chosen model on the class's suites: a missing label must not hide that.
+std::string original_beats(const Policy & policy, const Candidate & chosen, const ClassContext & context) {
+    std::string out;
+    for (const auto & name : context.suites) {
+        const auto * s = chosen.suite(name);
+        if (s == nullptr || !s->vs_original) continue;
+        const auto counts = paired_counts(*s->vs_original);
+        if (stats::paired_drop_test(counts, 0.0, false, context.alpha_each(policy)) != stats::OneSided::above) continue;
+        const auto bounds = stats::paired_drop_bounds(counts, false, context.alpha_each(policy));
+        const double n = static_cast<double>(counts.n());
+        out += fmt::format("{}`{}`: {:.1f}% vs {:.1f}% (by {:.1f} points [{:.1f}, {:.1f}])", out.empty() ? "" : "; ", name,
+                           100.0 * static_cast<double>(counts.both_right + counts.right_to_wrong) / n, 100.0 * static_cast<double>(counts.both_right + counts.wrong_to_right) / n,
+                           100 * stats::paired_drop(counts, false), 100 * bounds.lo, 100 * bounds.hi);
+    }
+    return out.empty() ? out : "note: the original, ruled out only by a capability the class declares (R1), scores measurably higher on " + out;
+}
+
+std::string guarantee_of(const Policy & policy, const ClassDecision & d, const ClassContext & context) {
+    const std::string level = fmt::format("{} families ({} each), each ladder tested in fixed sequence, mild to aggressive", context.families,
+                                          fmt::format("{:.3g}", context.alpha_each(policy)));
+    if (d.chosen.empty() || d.flagged) return "none: no candidate passed every rule";
+    if (d.action == Action::keep) return "the original is kept: it is the reference, so no drop is claimed";
+    if (context.original_serves)
+        return fmt::format("the chance that {} in fact drops more than {} versus the original on some suite of `{}` is at most {} ({})", d.chosen,
+                           policy.drop_relative ? fmt::format("{:.1f}%", 100 * policy.max_drop) : fmt::format("{:.1f} points", 100 * policy.max_drop),
+                           d.task_class, policy.alpha, level);
+    return fmt::format("the chance that {} in fact scores under the floor {:.1f}% on some suite of `{}` is at most {} ({})", d.chosen, 100 * policy.accuracy_floor,
+                       d.task_class, policy.alpha, level);
+}
+
 }  // namespace
 
 ClassDecision choose(const Policy & policy, const std::string & task_class, const std::vector<const Candidate *> & candidates,
-                     const std::vector<Assessment> & assessments) {
+                     const std::vector<Assessment> & assessments, const ClassContext & context) {
     ClassDecision d{.task_class = task_class};
     const Candidate * original = nullptr;
     std::vector<const Candidate *> passing;
-    // The variants assessed and not passing, mildest first: what ruled compression out.
-    std::vector<std::pair<const Candidate *, const Assessment *>> failed_variants;
     bool variant_passes = false;
     for (const auto * c : candidates) {
         if (c->kind == CandidateKind::original) original = c;
@@ -115,12 +165,20 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         if (a == nullptr) continue;
         const bool passes = a->outcome == Outcome::pass && a->complete;
         if (passes) passing.push_back(c);
-        if (c->kind == CandidateKind::variant) {
-            variant_passes = variant_passes || passes;
-            if (!passes && first_problem_verdict(*a) != nullptr) failed_variants.emplace_back(c, a);
-        }
+        variant_passes = variant_passes || (passes && c->kind == CandidateKind::variant);
     }
     const Assessment * original_assessment = original ? assessment_of(assessments, original->name, task_class) : nullptr;
+    // Why no compression was chosen: where each ladder stopped (R2, R3 or R6, or too little evidence).
+    const auto stops = ladder_stops(candidates, assessments, task_class);
+    std::string ruled_out, compression;
+    bool stopped_undecided = false;
+    for (const auto & [rung, a] : stops) {
+        const auto * v = first_problem_verdict(*a);
+        stopped_undecided = stopped_undecided || v->outcome == Outcome::insufficient;
+        if (ruled_out.empty() || v->outcome == Outcome::insufficient) ruled_out = v->id();
+        compression += fmt::format("{}{}: {}", compression.empty() ? "" : "; ", rung->name, first_problem(*a));
+    }
+    if (!compression.empty()) compression = "no compression passes (" + compression + ")";
 
     if (passing.empty()) {
         d.flagged = true;
@@ -133,12 +191,16 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         }
         if (fallback == nullptr) {
             d.reason = "no candidate was measured for this class";
+            d.guarantee = guarantee_of(policy, d, context);
             return d;
         }
         d.action = fallback->kind == CandidateKind::original ? Action::keep : Action::switch_model;
         d.chosen = fallback->name;
         const auto * a = assessment_of(assessments, fallback->name, task_class);
         d.reason = "no candidate passes every rule; " + fallback->name + " stays as the least bad (" + (a ? first_problem(*a) : "not assessed") + ")";
+        for (const auto * c : candidates)
+            if (const auto * other = assessment_of(assessments, c->name, task_class); c != fallback && other != nullptr) d.reason += "; " + c->name + ": " + first_problem(*other);
+        d.guarantee = guarantee_of(policy, d, context);
         return d;
     }
 
@@ -153,14 +215,11 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
     } else if (!others.empty()) {
         d.backup = cheapest(policy, others).chosen->name;
     }
-    // Why no compression was chosen: the mildest variant's first problem (R2, R3 or R6, or too little evidence).
-    const std::string ruled_out = failed_variants.empty() ? "" : first_problem_verdict(*failed_variants.front().second)->rule;
-    const std::string compression = failed_variants.empty() ? ""
-                                    : fmt::format("no compression passes ({}: {})", failed_variants.front().first->name, first_problem(*failed_variants.front().second));
     const std::string r7 = fmt::format("R7 among {} passing: {}", passing.size(), pick.decided_by);
     if (chosen->kind == CandidateKind::original) {
         d.action = Action::keep;
         d.rule = !variant_passes && !ruled_out.empty() ? ruled_out : "R7-cheapest";
+        d.flagged = !variant_passes && stopped_undecided;
         d.reason = (compression.empty() ? "the original passes and no cheaper candidate does" : compression + "; the original passes") + "; " + r7;
     } else if (chosen->kind == CandidateKind::variant) {
         d.action = Action::compress;
@@ -170,12 +229,15 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
     } else {
         d.action = Action::switch_model;
         const auto numbers = numbers_of(*assessment_of(assessments, chosen->name, task_class));
+        const auto * original_problem = original_assessment != nullptr && original_assessment->outcome != Outcome::pass ? first_problem_verdict(*original_assessment) : nullptr;
         if (original == nullptr) {
             d.rule = "R5-no-original";
-        } else if (original_assessment != nullptr && original_assessment->outcome != Outcome::pass) {
-            d.rule = first_problem_verdict(*original_assessment) ? first_problem_verdict(*original_assessment)->rule : "R7-cheapest";
+        } else if (original_problem != nullptr) {
+            d.rule = original_problem->id();
+            d.flagged = original_problem->outcome == Outcome::insufficient;
         } else if (!variant_passes && !ruled_out.empty()) {
             d.rule = ruled_out;
+            d.flagged = stopped_undecided;
         } else {
             d.rule = "R7-cheapest";
         }
@@ -183,7 +245,10 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         if (original_assessment != nullptr && original_assessment->outcome != Outcome::pass) d.reason += "the original: " + first_problem(*original_assessment) + "; ";
         if (!variant_passes && !compression.empty()) d.reason += compression + "; ";
         d.reason += r7;
+        if (original != nullptr && !context.original_serves)
+            if (const auto note = original_beats(policy, *chosen, context); !note.empty()) d.reason += "; " + note;
     }
+    d.guarantee = guarantee_of(policy, d, context);
     return d;
 }
 

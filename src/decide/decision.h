@@ -28,6 +28,10 @@ struct Candidate {
     double bits_per_weight = 0;
     std::uint64_t parameters = 0;
     bool same_vocabulary = false;  // as the original: drift (KLD, agreement) is measurable
+    // A variant's method ladder ("Q+imatrix", "prune:magnitude/unstructured+Q8_0", "mix", ...) and
+    // its place on it (larger: more compressed); the search tests one ladder mild to aggressive.
+    std::string ladder;
+    double severity = 0;
 
     std::optional<DriftScore> drift;
     std::vector<SuiteScore> suites;
@@ -60,11 +64,17 @@ struct Assessment {
 // What a class's verdicts are judged against.
 struct ClassContext {
     // An original exists and can serve the class (R1): R3 (its accuracy to keep) and R6 (its answers
-    // to stay consistent with) apply. Elsewhere (R1, R5) there is nothing of the original's to keep.
+    // to stay consistent with) apply, and R2 on critical suites. Elsewhere (R1, R5) there is nothing
+    // of the original's to keep, and every suite is judged against the floor.
     bool original_serves = false;
-    // Comparisons with the original the class's verdict may rest on (its suites x the variants and
-    // alternatives that can be run for it): R3's Bonferroni correction.
-    std::size_t comparisons = 1;
+    // The families the class's error rate is split over, fixed before anything is measured: one per
+    // method ladder that can run for the class (tested in fixed sequence, mild to aggressive, at
+    // the family's full share) and one per alternative that can serve it (Bonferroni across them).
+    std::size_t families = 1;
+    // Each candidate's tests (R2, R3, R6; every suite at this level: a candidate passes only if
+    // every suite does, an intersection-union test that needs no correction over suites).
+    std::vector<std::string> suites;  // the class's suites
+    double alpha_each(const Policy & policy) const { return policy.alpha / static_cast<double>(families == 0 ? 1 : families); }
 };
 
 // Applies R1, R2, R3, R4 and R6 to what was measured of the candidate for the class's tasks.
@@ -84,12 +94,13 @@ struct ClassDecision {
     std::string backup;    // serves when the chosen model fails; empty when there is none
     std::string rule;      // the rule that settled it
     std::string reason;    // one line with the numbers
-    bool flagged = false;  // no candidate passed every rule: a person should look
+    bool flagged = false;  // no candidate passed every rule, or the verdict rests on insufficient evidence: a person should look
+    std::string guarantee;  // the statistical claim the verdict makes, with its error rate
 };
 
 // R7 (and R5 with no original): the cheapest candidate that passes, the original as backup.
 // `candidates` and `assessments` hold only what was considered for this class.
 ClassDecision choose(const Policy & policy, const std::string & task_class, const std::vector<const Candidate *> & candidates,
-                     const std::vector<Assessment> & assessments);
+                     const std::vector<Assessment> & assessments, const ClassContext & context);
 
 }  // namespace switchyard::decide

@@ -107,7 +107,8 @@ std::vector<eval::SuiteResult> Measurements::suites(const Candidate & c, const s
 DriftScore Measurements::drift(const Candidate & original, const Candidate & variant) {
     const int context = plan_.screen.context > 0 ? plan_.screen.context : context_for(original);
     if (drift_key_.empty()) {
-        json key = {{"base", store_.model_hash(original.path)}, {"chunks", plan_.screen.chunks}, {"skip_chunks", plan_.screen.skip_chunks}, {"context", context},
+        // "format" 2: the score keeps its number of positions (R6's bounds need it).
+        json key = {{"format", 2}, {"base", store_.model_hash(original.path)}, {"chunks", plan_.screen.chunks}, {"skip_chunks", plan_.screen.skip_chunks}, {"context", context},
                     {"normalize", plan_.normalize}, {"top_k", 64}};
         for (const auto & f : plan_.screen.files) key["files"].push_back(cached_sha256_file(f));
         drift_key_ = key.dump();
@@ -127,7 +128,7 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
     }
     engine::LlamaEngine engine(chunk_options(variant, context, threads_));
     const auto d = eval::measure_drift(*reference_, engine, progress_);
-    const DriftScore score{d.kld.mean, d.kld.p99, d.top1_agreement, d.reference_perplexity > 0 ? d.perplexity / d.reference_perplexity : 0};
+    const DriftScore score{d.kld.mean, d.kld.p99, d.top1_agreement, d.reference_perplexity > 0 ? d.perplexity / d.reference_perplexity : 0, d.positions};
     store_.record_measurement(hash, "drift", drift_key_, json(score).dump());
     ++counts_.drift_runs;
     return score;

@@ -307,6 +307,9 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         // A cost is the deployment's price times the time a query takes: without a price every cost is 0 and the budget always passes.
         if (plan.policy.budgets.cost_per_1k_tokens && plan.policy.deployment.price_per_hour <= 0)
             p->map("budgets")->fail("cost_per_1k_tokens", "a cost budget needs policy.deployment.price_per_hour (the hardware's price, which costs are computed from)");
+        // Agreement is measured on the screen's text: without one, R6 would fail every compression.
+        if (plan.policy.min_agreement && plan.base && plan.screen.files.empty())
+            p->fail("min_agreement", "top-1 agreement is measured on the screen's text: give 'screen' (or 'calibration', whose text the screen reuses)");
     }
     if (auto s = root.map("speed")) {
         s->reject_unknown({"prompt_tokens", "generate_tokens", "repeats"});

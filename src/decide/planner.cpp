@@ -23,7 +23,7 @@ namespace {
 
 // One run of the planner: the orchestration around the pure decision core (rules, choice, the
 // search's next step) and the measurements.
-class Planner {
+class Planner : public MeasurementSource {
 public:
     Planner(const Plan & plan, const PlanRunOptions & options) : plan_(plan), options_(options), measure_(plan, options.results, options.threads, options.progress) {
         result_.plan = plan;
@@ -56,13 +56,10 @@ public:
 
         if (plan_.base) screen_variants();
         start_workers();
-        if (plan_.base)
-            for (const auto & cls : result_.classes) evaluate(original(), cls);
-        for (const auto & cls : result_.classes) {
-            search_ladder(cls);
-            measure_what_could_win(cls);
-        }
-        decide_classes();
+        auto decided = search_and_decide(plan_.policy, result_.candidates, result_.tasks, result_.classes, *this,
+                                         {.costs_matter = costs_matter(), .note = [this](const std::string & line) { note(line); }});
+        result_.assessments = std::move(decided.assessments);
+        result_.decisions = std::move(decided.decisions);
         stop_workers();
         static_cast<MeasureCounts &>(result_.stats) = measure_.counts();
         build_portfolio();
@@ -91,8 +88,8 @@ private:
     }
 
     // With workers, every candidate's suites are queued in the order the search is likely to ask
-    // for them: the original on every class, then per class the ladder breadth first from its
-    // first probe and the alternatives smallest first. The search itself is unchanged (its results are the same as a
+    // for them: the original on every class, then per class each ladder mild to aggressive and the
+    // alternatives smallest first. The search itself is unchanged (its results are the same as a
     // run without workers); idle workers only measure ahead of it.
     void start_workers() {
         if (!workers_) return;
@@ -103,14 +100,15 @@ private:
         for (auto & c : result_.candidates)
             if (c.kind == CandidateKind::alternative && !c.remote()) alternatives.push_back(&c);
         std::stable_sort(alternatives.begin(), alternatives.end(), [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
-        const auto variants = ladder();
+        const auto methods = ladders(result_.candidates);
         // The original on every class first: the search runs it before any ladder.
         if (plan_.base)
             for (const auto & cls : result_.classes) workers_->prefetch(measure_.worker_job(original(), suites_of(cls)));
         for (const auto & cls : result_.classes) {
             const auto suites = suites_of(cls);
             if (plan_.base && capable(original(), cls, result_.tasks))
-                for (const auto i : probe_order(variants.size())) workers_->prefetch(measure_.worker_job(*variants[i], suites));
+                for (const auto & ladder : methods)
+                    for (const auto * v : ladder) workers_->prefetch(measure_.worker_job(*v, suites));
             for (auto * a : alternatives)
                 if (capable(*a, cls, result_.tasks)) workers_->prefetch(measure_.worker_job(*a, suites));
         }
@@ -198,14 +196,8 @@ private:
                          counts.drift_runs, counts.drift_reused));
     }
 
-    bool measured_for(const Candidate & c, const std::string & cls) const {
-        for (const auto & t : result_.tasks)
-            if (t.task_class == cls && c.suite(t.suite) == nullptr) return false;
-        return true;
-    }
-
     // Runs every suite of the class the candidate has no result for.
-    void evaluate(Candidate & c, const std::string & cls) {
+    void evaluate(Candidate & c, const std::string & cls) override {
         std::vector<const Suite *> todo;
         for (const auto & s : suites_)
             if (s.ref.task_class == cls && c.suite(s.ref.suite) == nullptr) todo.push_back(&s);
@@ -217,137 +209,20 @@ private:
         for (std::size_t i = 0; i < todo.size(); ++i) {
             auto & r = results[i];
             const auto & ref = todo[i]->ref;
-            SuiteScore score{.suite = ref.suite, .critical = ref.critical, .n = r.scored, .excluded = r.unencodable + r.too_long, .accuracy = r.accuracy(), .ci95 = r.ci95};
-            if (c.kind == CandidateKind::original) {
-                original_results_[ref.suite] = std::move(r);
-            } else if (const auto base = original_results_.find(ref.suite); base != original_results_.end()) {
-                score.vs_original = eval::compare_outcomes(base->second, r);
-            }
+            const auto base = original_results_.find(ref.suite);
+            const bool is_original = c.kind == CandidateKind::original;
+            auto score = suite_score(ref.suite, ref.critical, r, !is_original && base != original_results_.end() ? &base->second : nullptr);
+            if (is_original) original_results_[ref.suite] = std::move(r);
             c.suites.push_back(std::move(score));
         }
         c.not_run.erase(cls);
     }
 
-    std::vector<Candidate *> ladder() {
-        std::vector<Candidate *> out;
-        for (auto & c : result_.candidates)
-            if (c.kind == CandidateKind::variant && c.skipped.empty()) out.push_back(&c);
-        return out;
-    }
-
-    ClassContext context_of(const std::string & cls) {
-        std::size_t suites = 0, compared = ladder().size();
-        for (const auto & t : result_.tasks) suites += t.task_class == cls;
-        for (const auto & c : result_.candidates) compared += c.kind == CandidateKind::alternative;
-        return ClassContext{.original_serves = plan_.base && capable(original(), cls, result_.tasks), .comparisons = std::max<std::size_t>(1, suites * compared)};
-    }
-
-    // Without budgets: what the task runs alone say (budgets need the speed pass).
-    Assessment accuracy_assessment(const Candidate & c, const std::string & cls) {
-        Policy accuracy_only = plan_.policy;
-        accuracy_only.budgets = {};
-        return assess(accuracy_only, c, cls, result_.tasks, context_of(cls));
-    }
-
-    // The ladder for one class, probed where next_probe() says; what it leaves out, and why.
-    void search_ladder(const std::string & cls) {
-        const auto variants = ladder();
-        if (variants.empty()) return;
-        if (!context_of(cls).original_serves) {
-            for (auto * v : variants) v->not_run[cls] = "the original cannot serve this class (R1), and neither can a compression of it";
-            return;
-        }
-        std::vector<std::optional<Outcome>> outcomes(variants.size());
-        while (const auto i = next_probe(outcomes)) {
-            auto & c = *variants[*i];
-            evaluate(c, cls);
-            const auto a = accuracy_assessment(c, cls);
-            outcomes[*i] = a.outcome;
-            if (a.outcome != Outcome::pass) {
-                const auto * why = a.first(Outcome::fail) ? a.first(Outcome::fail) : a.first(Outcome::insufficient);
-                note(fmt::format("{}: {} for {} ({}){}", c.name, why ? why->rule : "incomplete", cls, why ? to_string(why->outcome) : "not measured",
-                                 a.outcome == Outcome::fail ? ": milder variants only" : ": both sides stay open"));
-            }
-        }
-        const auto failing = std::find(outcomes.begin(), outcomes.end(), Outcome::fail) - outcomes.begin();
-        for (std::size_t i = static_cast<std::size_t>(failing) + 1; i < variants.size(); ++i)
-            if (!outcomes[i])
-                variants[i]->not_run[cls] = fmt::format("the milder {} already drops too much or misses the floor here (the search assumes accuracy falls as compression grows)",
-                                                        variants[static_cast<std::size_t>(failing)]->name);
-        const auto passing = std::find(outcomes.rbegin(), outcomes.rend(), Outcome::pass);
-        note(fmt::format("{}: the ladder settled on {}", cls, passing == outcomes.rend() ? "no variant" : variants[static_cast<std::size_t>(outcomes.rend() - passing - 1)]->name));
-    }
-
-    // The candidates measured for the class that pass every rule, costs measured where they count.
-    std::vector<const Candidate *> passing_for(const std::string & cls) {
-        std::vector<const Candidate *> out;
-        for (auto & c : result_.candidates) {
-            if (!c.skipped.empty() || !measured_for(c, cls)) continue;
-            ensure_cost_if_passing(c, cls);
-            const auto a = assess(plan_.policy, c, cls, result_.tasks, context_of(cls));
-            if (a.outcome == Outcome::pass && a.complete) out.push_back(&c);
-        }
-        return out;
-    }
-
     bool costs_matter() const { return plan_.policy.budgets.any() || plan_.policy.deployment.price_per_hour > 0; }
 
-    void ensure_cost(Candidate & c) {
-        if (c.cost || !costs_matter()) return;
+    void measure_cost(Candidate & c) override {
         note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : ""));
         c.cost = measure_.cost(c);
-    }
-
-    void ensure_cost_if_passing(Candidate & c, const std::string & cls) {
-        if (!c.cost && costs_matter() && accuracy_assessment(c, cls).outcome == Outcome::pass) ensure_cost(c);
-    }
-
-    // Every candidate not yet measured for the class that could still change its choice: the
-    // alternatives, and variants the ladder left unprobed below its answer. One is skipped only
-    // when it cannot pass (R1, R4) or R7 would not choose it even if it passed; measuring one can
-    // change the answer, so the rest are looked at again after each.
-    void measure_what_could_win(const std::string & cls) {
-        std::vector<Candidate *> pool;
-        for (auto & c : result_.candidates)
-            if (c.skipped.empty() && c.kind != CandidateKind::original && !measured_for(c, cls) && (c.kind == CandidateKind::alternative || !c.not_run.count(cls)))
-                pool.push_back(&c);
-        std::stable_sort(pool.begin(), pool.end(), [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
-        for (bool measured = true; measured;) {
-            measured = false;
-            const auto passing = passing_for(cls);
-            for (auto * c : pool) {
-                if (measured_for(*c, cls)) continue;
-                if (!capable(*c, cls, result_.tasks)) {
-                    c->not_run[cls] = "lacks a capability the class needs (R1), so it cannot pass";
-                    continue;
-                }
-                if (!passing.empty()) ensure_cost(*c);
-                if (const auto why = cannot_change_choice(plan_.policy, passing, *c)) {
-                    c->not_run[cls] = *why;
-                    continue;
-                }
-                note(fmt::format("{}: {} could change the choice for {}: measuring it", cls, c->name, cls));
-                evaluate(*c, cls);
-                measured = true;
-                break;
-            }
-        }
-        for (auto * c : pool)
-            if (c->not_run.count(cls)) note(fmt::format("{}: {} not measured: {}", cls, c->name, c->not_run.at(cls)));
-    }
-
-    // Assesses every candidate measured for each class and picks per class.
-    void decide_classes() {
-        for (const auto & cls : result_.classes) {
-            std::vector<const Candidate *> considered;
-            for (auto & c : result_.candidates) {
-                if (!c.skipped.empty() || !measured_for(c, cls)) continue;
-                ensure_cost_if_passing(c, cls);
-                considered.push_back(&c);
-                result_.assessments.push_back(assess(plan_.policy, c, cls, result_.tasks, context_of(cls)));
-            }
-            result_.decisions.push_back(choose(plan_.policy, cls, considered, result_.assessments));
-        }
     }
 
     static std::string portfolio_name(const std::string & name) {

@@ -48,61 +48,118 @@ RuleVerdict rule_capability(const std::string & suite, const std::string & needs
     return v;
 }
 
-RuleVerdict rule_floor(const Policy & policy, const SuiteScore & s) {
+std::string RuleVerdict::id() const {
+    if (outcome != Outcome::insufficient) return rule;
+    return rule.substr(0, rule.find('-')) + "-insufficient";
+}
+
+SuiteScore suite_score(const std::string & suite, bool critical, const eval::SuiteResult & r, const eval::SuiteResult * original, bool bootstrap) {
+    SuiteScore score{.suite = suite, .critical = critical, .n = r.scored, .correct = r.correct, .excluded = r.unencodable + r.too_long,
+                     .accuracy = r.accuracy(), .ci95 = r.ci95};
+    if (original != nullptr) score.vs_original = eval::compare_outcomes(*original, r, bootstrap);
+    return score;
+}
+
+stats::PairedCounts paired_counts(const eval::PairedComparison & c) {
+    const std::size_t right_to_wrong = c.right_to_wrong.size(), wrong_to_right = c.wrong_to_right.size();
+    return {.both_right = c.both_right,
+            .right_to_wrong = right_to_wrong + c.other_excluded_base_right,
+            .wrong_to_right = wrong_to_right,
+            .both_wrong = c.n - c.both_right - right_to_wrong - wrong_to_right + c.other_excluded_base_wrong};
+}
+
+namespace {
+
+// "one-sided at 0.0125 (alpha 0.05 over 4 tests)" style: the level a bound was taken at.
+std::string level(double alpha) { return fmt::format("each bound one-sided at {:.3g}", alpha); }
+
+// A proportion against a threshold with Clopper-Pearson bounds: R2 and R6 alike.
+struct ProportionCheck {
+    Outcome outcome = Outcome::insufficient;
+    stats::Interval bounds{0, 1};
+    std::size_t items_needed = 0;
+};
+
+ProportionCheck check_proportion(std::size_t successes, std::size_t n, double threshold, double alpha) {
+    ProportionCheck c;
+    c.bounds = stats::binomial_bounds(successes, n, alpha);
+    if (c.bounds.lo >= threshold) {
+        c.outcome = Outcome::pass;
+    } else if (c.bounds.hi < threshold) {
+        c.outcome = Outcome::fail;
+    } else {
+        const double share = n > 0 ? static_cast<double>(successes) / n : 0.0;
+        const double half_width = share >= threshold ? share - c.bounds.lo : c.bounds.hi - share;
+        c.items_needed = items_needed(n, half_width, std::abs(share - threshold));
+    }
+    return c;
+}
+
+}  // namespace
+
+RuleVerdict rule_floor(const Policy & policy, const SuiteScore & s, double alpha) {
     RuleVerdict v{.rule = "R2-floor"};
     if (s.n == 0) {
         v.outcome = Outcome::insufficient;
-        v.message = fmt::format("`{}` (critical) is not measurable: none of its {} items could be scored (unencodable or too long for the context)", s.suite,
+        v.message = fmt::format("`{}` is not measurable: none of its {} items could be scored (unencodable or too long for the context)", s.suite,
                                 s.excluded);
         return v;
     }
-    v.outcome = s.accuracy >= policy.accuracy_floor ? Outcome::pass : Outcome::fail;
-    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on `{}` (critical, n={}{}) {} floor {}", percent(s.accuracy), 100 * s.ci95.lo, 100 * s.ci95.hi, s.suite,
-                            s.n, s.excluded > 0 ? fmt::format(", {} excluded", s.excluded) : "", v.outcome == Outcome::pass ? ">=" : "<",
-                            percent(policy.accuracy_floor));
+    const auto check = check_proportion(s.correct, s.items(), policy.accuracy_floor, alpha);
+    v.outcome = check.outcome;
+    v.items_needed = check.items_needed;
+    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on `{}`{} (n={}{}; {}) {} floor {}", percent(s.accuracy_counted()), 100 * check.bounds.lo,
+                            100 * check.bounds.hi, s.suite, s.critical ? " (critical)" : "", s.items(),
+                            s.excluded > 0 ? fmt::format(", {} it could not score counted wrong", s.excluded) : "", level(alpha),
+                            v.outcome == Outcome::pass ? "lower bound >=" : v.outcome == Outcome::fail ? "upper bound <" : "straddles the", percent(policy.accuracy_floor));
+    if (v.outcome == Outcome::insufficient && v.items_needed > 0) v.message += fmt::format("; about {} items would settle it", v.items_needed);
     return v;
 }
 
-RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, std::size_t comparisons) {
+RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, double alpha) {
     RuleVerdict v{.rule = "R3-drop"};
-    if (!s.vs_original || s.vs_original->n == 0) {
+    if (!s.vs_original || s.vs_original->n + s.vs_original->other_excluded_base_right + s.vs_original->other_excluded_base_wrong == 0) {
         v.outcome = Outcome::insufficient;
-        v.message = "`" + s.suite + "` is not measurable against the original: no item was scored by both";
+        v.message = "`" + s.suite + "` is not measurable against the original: it scored none of the items";
         return v;
     }
     const auto & c = *s.vs_original;
-    comparisons = std::max<std::size_t>(comparisons, 1);
-    const double confidence = 1.0 - policy.alpha / static_cast<double>(comparisons);
-    const auto absolute = stats::paired_difference_interval(c.n, c.right_to_wrong.size(), c.wrong_to_right.size(), confidence);
-    // Relative to the original's accuracy on the same items; an original that got none right has nothing to lose.
-    const double scale = policy.drop_relative && c.base_accuracy() > 0 ? c.base_accuracy() : 1.0;
-    const double drop = (static_cast<double>(c.right_to_wrong.size()) - static_cast<double>(c.wrong_to_right.size())) / c.n / scale;
-    const stats::Interval ci{absolute.lo / scale, absolute.hi / scale};
-    const auto shown = [&](double x) { return policy.drop_relative ? percent(x) : fmt::format("{:.1f} points", 100 * x); };
+    const auto counts = paired_counts(c);
+    const bool relative = policy.drop_relative;
+    const double drop = stats::paired_drop(counts, relative);
+    const auto ci = stats::paired_drop_bounds(counts, relative, alpha);
+    const auto shown = [&](double x) { return relative ? percent(x) : fmt::format("{:.1f} points", 100 * x); };
+    const std::size_t unscored = c.other_excluded_base_right + c.other_excluded_base_wrong;
     const std::string numbers = fmt::format(
-        "drop {} [{:.1f}, {:.1f}] on `{}`{} ({:.4g}% interval, alpha {} / {} comparison{}; n={} both scored{}, {} right->wrong, {} wrong->right, McNemar p={:.3g})",
-        shown(drop), 100 * ci.lo, 100 * ci.hi, s.suite, s.critical ? " (critical)" : "", 100 * confidence, policy.alpha, comparisons, comparisons == 1 ? "" : "s",
-        c.n,
-        c.base_excluded + c.other_excluded > 0 ? fmt::format(" (left out: {} the original could not score, {} this model could not)", c.base_excluded, c.other_excluded) : "", c.right_to_wrong.size(), c.wrong_to_right.size(), c.mcnemar_p);
-    v.drop = DropEvidence{.suite = s.suite, .drop = drop, .ci = ci, .confidence = confidence};
+        "drop {} [{:.1f}, {:.1f}] on `{}`{} ({}; n={} paired{}{}, {} right->wrong, {} wrong->right, McNemar p={:.3g})", shown(drop), 100 * ci.lo,
+        100 * ci.hi, s.suite, s.critical ? " (critical)" : "", level(alpha), counts.n(),
+        unscored > 0 ? fmt::format(", {} this model could not score counted wrong", unscored) : "",
+        c.base_excluded > 0 ? fmt::format(", {} the original could not score left out", c.base_excluded) : "", counts.right_to_wrong,
+        counts.wrong_to_right, c.mcnemar_p);
+    v.drop = DropEvidence{.suite = s.suite, .drop = drop, .ci = ci, .alpha = alpha, .n = counts.n(), .unscored = unscored};
     const std::string limit = "max_drop " + shown(policy.max_drop);
-    if (ci.hi <= policy.max_drop) {
-        v.message = numbers + ": upper bound within " + limit;
-    } else if (ci.lo > policy.max_drop) {
+    switch (stats::paired_drop_test(counts, policy.max_drop, relative, alpha)) {
+    case stats::OneSided::below:
+        v.message = numbers + ": the drop is below " + limit;
+        break;
+    case stats::OneSided::above:
         v.outcome = Outcome::fail;
-        v.message = numbers + ": lower bound above " + limit + " -> too compressed";
-    } else {
+        v.message = numbers + ": the drop is above " + limit + " -> too compressed";
+        break;
+    case stats::OneSided::undecided: {
         v.outcome = Outcome::insufficient;
         const bool below = drop <= policy.max_drop;
         const double half_width = below ? ci.hi - drop : drop - ci.lo;
-        v.items_needed = items_needed(c.n, half_width, std::abs(policy.max_drop - drop));
+        v.items_needed = items_needed(counts.n(), half_width, std::abs(policy.max_drop - drop));
         v.message = numbers + ": the interval straddles " + limit +
                     (v.items_needed > 0 ? fmt::format("; about {} items would settle it", v.items_needed) : std::string("; no number of items settles a drop equal to the limit"));
+        break;
+    }
     }
     return v;
 }
 
-RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift) {
+RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift, double alpha) {
     RuleVerdict v{.rule = "R6-agreement"};
     if (!policy.min_agreement) {
         v.message = "no consistency requirement";
@@ -113,9 +170,19 @@ RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore
         v.message = fmt::format("answers must agree with the original (top-1 >= {}), which only a compression of it can be judged by", percent(*policy.min_agreement));
         return v;
     }
-    v.outcome = drift->top1_agreement >= *policy.min_agreement ? Outcome::pass : Outcome::fail;
-    v.message = fmt::format("top-1 agreement with the original {} {} {}", percent(drift->top1_agreement), v.outcome == Outcome::pass ? ">=" : "<",
-                            percent(*policy.min_agreement));
+    if (drift->positions == 0) {
+        v.outcome = Outcome::insufficient;
+        v.message = fmt::format("top-1 agreement with the original {} was recorded without its number of positions: measure the screen again", percent(drift->top1_agreement));
+        return v;
+    }
+    // Positions of one text are not independent draws: the bounds are narrower than the truth.
+    const auto agreeing = static_cast<std::size_t>(std::llround(drift->top1_agreement * static_cast<double>(drift->positions)));
+    const auto check = check_proportion(agreeing, drift->positions, *policy.min_agreement, alpha);
+    v.outcome = check.outcome;
+    v.items_needed = check.items_needed;
+    v.message = fmt::format("top-1 agreement with the original {} [{:.1f}, {:.1f}] over {} positions of the screen ({}) {} {}", percent(drift->top1_agreement),
+                            100 * check.bounds.lo, 100 * check.bounds.hi, drift->positions, level(alpha),
+                            v.outcome == Outcome::pass ? "lower bound >=" : v.outcome == Outcome::fail ? "upper bound <" : "straddles", percent(*policy.min_agreement));
     return v;
 }
 
@@ -135,16 +202,17 @@ nlohmann::json interval_json(const stats::Interval & i) { return nlohmann::json:
 }  // namespace
 
 void to_json(nlohmann::json & out, const SuiteScore & s) {
-    out = {{"suite", s.suite}, {"critical", s.critical}, {"n", s.n}, {"excluded", s.excluded}, {"accuracy", s.accuracy}, {"ci95", interval_json(s.ci95)}};
+    out = {{"suite", s.suite}, {"critical", s.critical}, {"n", s.n}, {"correct", s.correct}, {"excluded", s.excluded}, {"accuracy", s.accuracy}, {"ci95", interval_json(s.ci95)}};
     if (s.vs_original) out["vs_original"] = *s.vs_original;
 }
 
 void to_json(nlohmann::json & out, const DriftScore & d) {
-    out = {{"kld_mean", d.kld_mean}, {"kld_p99", d.kld_p99}, {"top1_agreement", d.top1_agreement}, {"ppl_ratio", d.ppl_ratio}};
+    out = {{"kld_mean", d.kld_mean}, {"kld_p99", d.kld_p99}, {"top1_agreement", d.top1_agreement}, {"ppl_ratio", d.ppl_ratio}, {"positions", d.positions}};
 }
 
 void from_json(const nlohmann::json & in, DriftScore & d) {
-    d = DriftScore{.kld_mean = in.at("kld_mean"), .kld_p99 = in.at("kld_p99"), .top1_agreement = in.at("top1_agreement"), .ppl_ratio = in.at("ppl_ratio")};
+    d = DriftScore{.kld_mean = in.at("kld_mean"), .kld_p99 = in.at("kld_p99"), .top1_agreement = in.at("top1_agreement"), .ppl_ratio = in.at("ppl_ratio"),
+                   .positions = in.value("positions", std::size_t{0})};
 }
 
 

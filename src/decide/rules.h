@@ -5,6 +5,7 @@
 #include "decide/costs.h"
 #include "eval/run_suite.h"
 #include "stats/intervals.h"
+#include "stats/noninferiority.h"
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -19,7 +20,9 @@ struct Policy {
     double accuracy_floor = 0.80;  // on critical tasks (rule 2)
     double max_drop = 0.10;        // versus the original (rule 3)
     bool drop_relative = true;     // drop as a share of the original's accuracy, else in points
-    double alpha = 0.05;           // R3's error rate: intervals at 1 - alpha / comparisons (Bonferroni)
+    // The verdict's error rate: the chance that a recommended model in fact drops more than max_drop
+    // (or, where there is no original to keep, falls under the floor) on some suite of its class.
+    double alpha = 0.05;
     std::optional<double> min_agreement;  // top-1 agreement with the original (rule 6)
     double screen_max_kld = 1.0;   // cheap signal: mean KLD (nats) above this is hopeless
     Budgets budgets;
@@ -31,17 +34,30 @@ struct SuiteScore {
     std::string suite;
     bool critical = false;
     std::size_t n = 0;         // items scored
+    std::size_t correct = 0;   // of those
     std::size_t excluded = 0;  // items it could not score (unencodable, too long for its context)
     double accuracy = 0;       // on the items it scored
     stats::Interval ci95{0, 1};
     std::optional<eval::PairedComparison> vs_original;  // on the items both scored
+    // Accuracy as the rules count it: an item the model could not score is an item it got wrong.
+    std::size_t items() const { return n + excluded; }
+    double accuracy_counted() const { return items() > 0 ? static_cast<double>(correct) / items() : 0.0; }
 };
+
+// A suite's result as the rules see it, paired with the original's result on the same suite
+// (absent for the original itself); the planner, tests and the simulation all make it here.
+SuiteScore suite_score(const std::string & suite, bool critical, const eval::SuiteResult & result, const eval::SuiteResult * original, bool bootstrap = true);
+
+// The paired cells R3 judges: the items the original scored, an item the other model could not
+// score counted as wrong for it (else a model that cannot read the hard items looks better).
+stats::PairedCounts paired_counts(const eval::PairedComparison & comparison);
 
 struct DriftScore {
     double kld_mean = 0;
     double kld_p99 = 0;
     double top1_agreement = 0;
     double ppl_ratio = 0;
+    std::size_t positions = 0;  // predictions compared (0 in results recorded before it was kept)
 };
 
 // The one JSON form of each measurement: the results store, decision.json and the report alike.
@@ -56,13 +72,18 @@ const char * to_string(Outcome outcome);
 struct DropEvidence {
     std::string suite;
     double drop = 0;         // relative or in points, as the policy says
-    stats::Interval ci{0, 0};  // at `confidence`
-    double confidence = 0.95;
+    stats::Interval ci{0, 0};  // each bound one-sided at `alpha`
+    double alpha = 0.05;       // the candidate's share of the class's error rate
+    std::size_t n = 0;         // items paired (the other model's unscored ones counted wrong)
+    std::size_t unscored = 0;  // of those, items the original scored and this model could not
 };
 
 struct RuleVerdict {
     std::string rule;  // "R1-capability", "R2-floor", "R3-drop", "R4-budget", "R6-agreement", "screen"
     Outcome outcome = Outcome::pass;
+    // The rule and outcome in one id for decision.json: `rule` itself, or "R3-insufficient" (R2, R6
+    // likewise) when the evidence decides neither way, so it never reads as a failure.
+    std::string id() const;
     std::string message;  // the numbers behind it, in one line
     std::size_t items_needed = 0;  // with `insufficient`: items that would likely settle it
     std::optional<DropEvidence> drop;  // R3 with items both scored
@@ -70,19 +91,21 @@ struct RuleVerdict {
 
 // R1: `needs` is "vision", "audio", "code" or "context:N"; `capabilities` what the model has.
 RuleVerdict rule_capability(const std::string & suite, const std::string & needs, const std::vector<std::string> & capabilities, int context_length);
-// R2: accuracy on a critical suite must reach the floor; a suite of which no item could be scored
+// R2: accuracy (an item the model could not score counted wrong) against the floor, one-sided at
+// `alpha` each way with Clopper-Pearson bounds: passes when the lower bound reaches the floor, fails
+// when the upper bound is under it, else `insufficient`. A suite of which no item could be scored
 // is `insufficient` ("not measurable"), never an accuracy of 0.
-RuleVerdict rule_floor(const Policy & policy, const SuiteScore & score);
-// R3, a test of the limit on the items both models scored: the drop's interval at confidence
-// 1 - alpha / comparisons (Bonferroni over every comparison with the original the class's verdict
-// may rest on) passes when its upper bound is within max_drop, fails when its lower bound exceeds
-// it, and is otherwise `insufficient` with the items that would likely settle it. The interval is
-// Agresti-Min's for the paired difference (never of zero width); a relative drop is that interval
-// over the original's accuracy on the same items. McNemar's p and the flips are shown as evidence.
-RuleVerdict rule_drop(const Policy & policy, const SuiteScore & score, std::size_t comparisons);
-// R6: top-1 agreement with the original; a model with another vocabulary cannot be judged by it.
-// Applies only where an original can serve the class (assess() leaves it out elsewhere).
-RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift);
+RuleVerdict rule_floor(const Policy & policy, const SuiteScore & score, double alpha);
+// R3, a one-sided test of the limit on the items the original scored (paired_counts): passes when
+// the data reject "the drop is max_drop or more" at `alpha` (a score test: stats/noninferiority.h),
+// fails when they reject "the drop is max_drop or less", and is otherwise `insufficient` with the
+// items that would likely settle it. The relative drop is tested as (1 - max_drop) * p_original -
+// p_candidate directly, so the original's own error counts. McNemar's p and the flips are evidence.
+RuleVerdict rule_drop(const Policy & policy, const SuiteScore & score, double alpha);
+// R6: top-1 agreement with the original on the screen's positions, one-sided at `alpha` each way
+// like R2; a model with another vocabulary cannot be judged by it. Applies only where an original
+// can serve the class (assess() leaves it out elsewhere).
+RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift, double alpha);
 // Cheap signal before any task run: a mean KLD above screen_max_kld is not worth evaluating.
 RuleVerdict rule_screen(const Policy & policy, const DriftScore & drift);
 

@@ -1,24 +1,55 @@
-// The search's next step as pure functions of what is known so far: which variant of the ladder to
-// run next, and whether an unmeasured candidate could still change a class's choice.
+// The search and the decision per class of tasks, over a measurement layer it asks for numbers:
+// which candidates to measure (each method's ladder in fixed sequence, then whatever could still
+// win), the assessments, and the choice. Models, files and the results store stay behind
+// MeasurementSource, so tests and the simulation run this same code on scripted numbers.
 #pragma once
 
 #include "decide/decision.h"
 
-#include <optional>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace switchyard::decide {
 
-// The ladder's variants mild to aggressive, each with its accuracy outcome for one class so far
-// (nullopt: not run). Assuming accuracy falls as compression grows, a failure bounds the search from
-// above and a pass from below; `insufficient` bounds nothing (a noisy midpoint must not discard
-// the variants beyond it). Returns the middle of the most aggressive stretch of variants not yet
-// run between the highest pass and the lowest failure, or nullopt when none is left.
-std::optional<std::size_t> next_probe(const std::vector<std::optional<Outcome>> & ladder);
-// Every index of a ladder of n in the order next_probe may reach it: its first probe, then the
-// probes after either outcome of it, breadth first. What plan workers measure ahead of the search.
-std::vector<std::size_t> probe_order(std::size_t n);
+// What the search asks the measurement layer for.
+class MeasurementSource {
+public:
+    virtual ~MeasurementSource() = default;
+    // Scores the candidate on every suite of the class it has no score for (Candidate::suites;
+    // `vs_original` set for every model but the original, once the original has been scored).
+    virtual void evaluate(Candidate & candidate, const std::string & task_class) = 0;
+    // Measures what serving the candidate costs (Candidate::cost).
+    virtual void measure_cost(Candidate & candidate) = 0;
+};
 
+// The variants of each method ladder, mild to aggressive (screened-out and duplicate ones left
+// out: the screen reads other text than the tasks, so leaving them out spends no error rate).
+std::vector<std::vector<Candidate *>> ladders(std::vector<Candidate> & candidates);
+
+// The class's context, fixed before anything is measured for it: whether the original serves it,
+// and the families its error rate is split over (ladders that can run, alternatives that can serve).
+ClassContext class_context(std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks, const std::string & task_class);
+
+// Whether every suite of the class has a score for the candidate.
+bool measured_for(const Candidate & candidate, const std::vector<TaskRef> & tasks, const std::string & task_class);
+
+struct Decisions {
+    std::vector<Assessment> assessments;
+    std::vector<ClassDecision> decisions;
+};
+
+struct SearchOptions {
+    bool costs_matter = false;  // a price or a budget is set: passing candidates need their cost measured
+    std::function<void(const std::string & line)> note;  // one line per step taken
+};
+
+// Per class: the original first (the reference), each ladder of variants mild to aggressive until
+// its first rung that does not pass (fixed-sequence testing claims nothing beyond it), then every
+// candidate that could still change the choice (cost_rules.h: cannot_change_choice), then the
+// assessments and the choice. `candidates` holds the original first when there is one; what was
+// not measured for a class, and why, is left in Candidate::not_run.
+Decisions search_and_decide(const Policy & policy, std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks,
+                            const std::vector<std::string> & classes, MeasurementSource & source, const SearchOptions & options);
 
 }  // namespace switchyard::decide

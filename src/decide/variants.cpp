@@ -66,6 +66,27 @@ std::string describe(const VariantSpec & v, bool with_imatrix) {
     return d;
 }
 
+// The method ladder a variant belongs to, and how far along it is: quantization types by bits per
+// weight, pruning by sparsity (same method, pattern and type after it), layer dropping by layers
+// dropped, mixes by their budget's bits per weight. The search never orders across ladders: a
+// 60%-pruned Q8_0 keeps 8.5 bits per weight but is no milder than a Q6_K.
+std::pair<std::string, double> ladder_of(const VariantSpec & v, bool with_imatrix, double bits_per_weight) {
+    const std::string imatrix = with_imatrix ? "+imatrix" : "";
+    const std::string then = v.type.empty() ? "" : "+" + v.type;
+    if (!v.mix_budget.empty()) return {"mix" + imatrix, -bits_per_weight};
+    if (!v.prune_method.empty() || !v.pattern.empty()) {
+        const std::string pattern = v.pattern.empty() ? "unstructured" : v.pattern;
+        double sparsity = v.sparsity;
+        if (const auto colon = pattern.find(':'); colon != std::string::npos && sparsity <= 0)
+            sparsity = 1.0 - std::stod(pattern.substr(0, colon)) / std::stod(pattern.substr(colon + 1));
+        return {fmt::format("prune:{}/{}{}{}{}", v.prune_method.empty() ? "magnitude" : v.prune_method, pattern,
+                            v.layers_drop.empty() ? "" : fmt::format("-{}layers", v.layers_drop.size()), then, imatrix),
+                sparsity};
+    }
+    if (!v.layers_drop.empty()) return {"layers-drop" + then + imatrix, static_cast<double>(v.layers_drop.size())};
+    return {"quantize" + imatrix, -bits_per_weight};
+}
+
 void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out, const std::filesystem::path & imat, const VariantBuildOptions & o) {
     const int threads = o.threads;
     if (!v.mix_budget.empty()) {
@@ -109,12 +130,13 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
             ++result.built;
         }
         const auto info = model::inspect_gguf(out);
+        const auto [ladder, severity] = ladder_of(v, wants_imatrix, info.bits_per_weight);
         result.variants.push_back(Candidate{.name = name, .kind = CandidateKind::variant, .path = out, .description = describe(v, wants_imatrix),
                                             .capabilities = original.capabilities, .context_length = static_cast<int>(info.context_length),
                                             .file_bytes = info.file_bytes, .bits_per_weight = info.bits_per_weight, .parameters = info.parameters,
-                                            .same_vocabulary = true});
+                                            .same_vocabulary = true, .ladder = ladder, .severity = severity});
     }
-    // Mild to aggressive: more bits per weight first, then less pruning.
+    // For display, more bits per weight first; the search orders each ladder by its own measure.
     std::stable_sort(result.variants.begin(), result.variants.end(),
                      [](const Candidate & a, const Candidate & b) { return a.bits_per_weight > b.bits_per_weight + 1e-9; });
     // Identical weights give identical answers: small models often end up so (llama.cpp keeps a

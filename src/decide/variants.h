@@ -23,7 +23,7 @@ struct VariantBuildOptions {
 };
 
 struct BuiltVariants {
-    std::vector<Candidate> variants;  // mild to aggressive (more bits per weight first)
+    std::vector<Candidate> variants;  // more bits per weight first; each carries its method ladder and place on it
     std::size_t built = 0;
     std::size_t reused = 0;
 };

@@ -321,7 +321,7 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
     return r;
 }
 
-PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other) {
+PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other, bool bootstrap) {
     if (base.suite.content_hash != other.suite.content_hash || base.outcomes.size() != other.outcomes.size()) {
         throw Error("cannot pair results of different suites (" + base.suite.spec + " vs " + other.suite.spec + ")");
     }
@@ -332,6 +332,7 @@ PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & 
         const auto & b = other.outcomes[i];
         c.base_excluded += !a.scored();
         c.other_excluded += !b.scored();
+        if (a.scored() && !b.scored()) ++(a.correct ? c.other_excluded_base_right : c.other_excluded_base_wrong);
         if (!a.scored() || !b.scored()) continue;
         c.both_right += a.correct && b.correct;
         base_right.push_back(a.correct);
@@ -341,7 +342,7 @@ PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & 
     }
     c.n = base_right.size();
     c.mcnemar_p = stats::mcnemar_exact_p(c.right_to_wrong.size(), c.wrong_to_right.size());
-    if (c.n > 0) {
+    if (c.n > 0 && bootstrap) {
         c.drop_absolute = stats::paired_bootstrap_drop(base_right, other_right, false);
         c.drop_relative = stats::paired_bootstrap_drop(base_right, other_right, true);
     }
@@ -360,7 +361,8 @@ stats::PairedDifference drop_from(const nlohmann::json & j) { return {j.at("drop
 
 void to_json(nlohmann::json & out, const PairedComparison & c) {
     out = {{"n", c.n}, {"both_right", c.both_right}, {"right_to_wrong", c.right_to_wrong}, {"wrong_to_right", c.wrong_to_right},
-           {"base_excluded", c.base_excluded}, {"other_excluded", c.other_excluded}, {"base_accuracy", c.base_accuracy()},
+           {"base_excluded", c.base_excluded}, {"other_excluded", c.other_excluded},
+           {"other_excluded_base_right", c.other_excluded_base_right}, {"other_excluded_base_wrong", c.other_excluded_base_wrong}, {"base_accuracy", c.base_accuracy()},
            {"other_accuracy", c.other_accuracy()}, {"mcnemar_p", c.mcnemar_p}, {"absolute", drop_json(c.drop_absolute)},
            {"relative", drop_json(c.drop_relative)}};
 }
@@ -372,6 +374,9 @@ void from_json(const nlohmann::json & in, PairedComparison & c) {
     c.wrong_to_right = in.at("wrong_to_right").get<std::vector<std::size_t>>();
     c.base_excluded = in.at("base_excluded");
     c.other_excluded = in.at("other_excluded");
+    // Comparisons written before these were kept read as none unscored by the other model alone.
+    c.other_excluded_base_right = in.value("other_excluded_base_right", std::size_t{0});
+    c.other_excluded_base_wrong = in.value("other_excluded_base_wrong", std::size_t{0});
     c.mcnemar_p = in.at("mcnemar_p");
     c.drop_absolute = drop_from(in.at("absolute"));
     c.drop_relative = drop_from(in.at("relative"));

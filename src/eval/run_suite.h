@@ -80,6 +80,10 @@ struct PairedComparison {
     std::vector<std::size_t> wrong_to_right;
     std::size_t base_excluded = 0;   // items the base could not score (unencodable, too long), left out
     std::size_t other_excluded = 0;  // items the other model could not score, left out
+    // Of those, the ones the base scored, by whether it got them right: what the other model
+    // missed by not scoring them (the decision counts them wrong for it).
+    std::size_t other_excluded_base_right = 0;
+    std::size_t other_excluded_base_wrong = 0;
     double mcnemar_p = 1.0;
     stats::PairedDifference drop_absolute{};
     stats::PairedDifference drop_relative{};
@@ -88,7 +92,9 @@ struct PairedComparison {
     double other_accuracy() const { return n > 0 ? static_cast<double>(both_right + wrong_to_right.size()) / n : 0.0; }
 };
 
-PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other);
+// `bootstrap`: the paired-bootstrap drop intervals, shown in reports as evidence (the decision's
+// rules use the counts); off where only the counts are wanted (the decision's simulation).
+PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other, bool bootstrap = true);
 
 // The one JSON form of each result type, written and read alike by `eval --json`, the plan's
 // decision.json and report.

@@ -81,10 +81,10 @@ std::string drop_shown(const PlanResult & r, double drop) {
 
 // A verdict's problem in a few words: R3 by its drop and interval, the other rules by their message.
 std::string short_problem(const PlanResult & r, const decide::RuleVerdict & v) {
-    if (!v.drop) return v.rule + ": " + v.message;
+    if (!v.drop) return v.id() + ": " + v.message;
     const auto & d = *v.drop;
     const auto limit = drop_shown(r, r.plan.policy.max_drop);
-    return fmt::format("{}: drop {} [{:.1f}, {:.1f}] on `{}` {}", v.rule, drop_shown(r, d.drop), 100 * d.ci.lo, 100 * d.ci.hi, d.suite,
+    return fmt::format("{}: drop {} [{:.1f}, {:.1f}] on `{}` {}", v.id(), drop_shown(r, d.drop), 100 * d.ci.lo, 100 * d.ci.hi, d.suite,
                        v.outcome == Outcome::fail ? "exceeds " + limit : "straddles " + limit);
 }
 
@@ -116,7 +116,7 @@ std::string ruled_out_why(const PlanResult & r, const decide::ClassDecision & d)
     for (const auto & c : r.candidates) {
         if (c.kind != CandidateKind::variant) continue;
         const auto * a = assessment(r, c.name, d.task_class);
-        if (a != nullptr && !passes(a) && problem(*a) != nullptr) return "no compression passes; the mildest, " + c.name + ": " + short_problem(r, *problem(*a));
+        if (a != nullptr && !passes(a) && problem(*a) != nullptr) return "no compression passes; the " + c.ladder + " ladder stops at " + c.name + ": " + short_problem(r, *problem(*a));
     }
     return d.rule;
 }
@@ -164,8 +164,8 @@ std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDe
             if (a != nullptr)
                 for (const auto & v : a->verdicts)
                     if (v.drop && v.drop->suite == t.suite)
-                        line += fmt::format("; drop {} [{:.1f}, {:.1f}] at {:.4g}%", drop_shown(r, v.drop->drop), 100 * v.drop->ci.lo, 100 * v.drop->ci.hi,
-                                            100 * v.drop->confidence);
+                        line += fmt::format("; drop {} [{:.1f}, {:.1f}] (each bound one-sided at {:.3g})", drop_shown(r, v.drop->drop), 100 * v.drop->ci.lo,
+                                            100 * v.drop->ci.hi, v.drop->alpha);
             line += fmt::format("; flips {} right→wrong, {} wrong→right", c.right_to_wrong.size(), c.wrong_to_right.size());
         } else if (chosen->kind == CandidateKind::original) {
             line += " (the original: the reference)";

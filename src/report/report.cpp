@@ -155,6 +155,7 @@ json candidate_json(const Candidate & c) {
     json j = {{"name", c.name}, {"kind", decide::to_string(c.kind)}, {"path", c.path.string()}, {"description", c.description},
               {"file_bytes", c.file_bytes}, {"bits_per_weight", c.bits_per_weight}, {"parameters", c.parameters}, {"capabilities", c.capabilities},
               {"context_length", c.context_length}, {"suites", c.suites}};
+    if (!c.ladder.empty()) j["ladder"] = {{"method", c.ladder}, {"severity", c.severity}};
     if (!c.skipped.empty()) j["skipped"] = c.skipped;
     if (!c.not_run.empty()) j["not_run"] = c.not_run;
     if (c.remote()) j["endpoint"] = {{"url", c.served.endpoint}, {"model", c.served.remote_model}};
@@ -210,7 +211,10 @@ json decision_json(const PlanResult & r) {
     for (const auto & a : r.assessments) {
         json aj = {{"candidate", a.candidate}, {"class", a.task_class}, {"outcome", decide::to_string(a.outcome)}, {"complete", a.complete}, {"verdicts", json::array()}};
         for (const auto & v : a.verdicts) {
-            json vj = {{"rule", v.rule}, {"outcome", decide::to_string(v.outcome)}, {"message", v.message}};
+            json vj = {{"rule", v.rule}, {"id", v.id()}, {"outcome", decide::to_string(v.outcome)}, {"message", v.message}};
+            if (v.drop)
+                vj["drop"] = {{"suite", v.drop->suite}, {"drop", v.drop->drop}, {"bounds", {v.drop->ci.lo, v.drop->ci.hi}}, {"alpha", v.drop->alpha},
+                              {"paired", v.drop->n}, {"unscored_counted_wrong", v.drop->unscored}};
             if (v.items_needed > 0) vj["items_needed"] = v.items_needed;
             aj["verdicts"].push_back(vj);
         }
@@ -219,7 +223,7 @@ json decision_json(const PlanResult & r) {
     j["recommendation"] = json::array();
     for (const auto & d : r.decisions)
         j["recommendation"].push_back({{"class", d.task_class}, {"action", decide::to_string(d.action)}, {"model", d.chosen}, {"backup", d.backup},
-                                       {"rule", d.rule}, {"reason", d.reason}, {"flagged", d.flagged}});
+                                       {"rule", d.rule}, {"reason", d.reason}, {"flagged", d.flagged}, {"guarantee", d.guarantee}});
     j["warnings"] = r.plan.warnings;
     const auto & s = r.stats;
     j["search"] = {{"candidates", s.candidates}, {"suite_runs", s.suite_runs}, {"suite_runs_reused", s.suite_runs_reused},
@@ -389,11 +393,11 @@ std::string report_markdown(const PlanResult & r) {
     }
     md += "\n## Verdicts by rule\n";
     for (const auto & d : r.decisions) {
-        md += "\n### " + d.task_class + "\n\nThe decision, in full: " + d.rule + ": " + d.reason + "\n\n";
+        md += "\n### " + d.task_class + "\n\nThe decision, in full: " + d.rule + ": " + d.reason + "\n\nWhat it claims: " + d.guarantee + ".\n\n";
         for (const auto & a : r.assessments) {
             if (a.task_class != d.task_class) continue;
             md += fmt::format("- **{}**: {}\n", a.candidate, decide::to_string(a.outcome));
-            for (const auto & v : a.verdicts) md += fmt::format("  - {} {}: {}\n", v.rule, decide::to_string(v.outcome), v.message);
+            for (const auto & v : a.verdicts) md += fmt::format("  - {} {}: {}\n", v.id(), decide::to_string(v.outcome), v.message);
         }
     }
     md += "\n## Search\n\n" + search_summary(r) + "\n\n";
@@ -446,7 +450,7 @@ std::string report_html(const PlanResult & r) {
     }
     h += "<h2>Verdicts by rule</h2>\n";
     for (const auto & d : r.decisions) {
-        h += "<h3>" + e(d.task_class) + "</h3><p>The decision, in full: " + e(d.rule + ": " + d.reason) + "</p><ul>\n";
+        h += "<h3>" + e(d.task_class) + "</h3><p>The decision, in full: " + e(d.rule + ": " + d.reason) + "</p><p>What it claims: " + e(d.guarantee) + ".</p><ul>\n";
         for (const auto & a : r.assessments) {
             if (a.task_class != d.task_class) continue;
             const std::string outcome = decide::to_string(a.outcome);

@@ -8,8 +8,6 @@
 
 namespace switchyard::stats {
 
-namespace {
-
 // Standard normal quantile by Wichura's AS241 (PPND16), accurate to about 1e-16 for p in (0, 1).
 double normal_quantile(double p) {
     const double q = p - 0.5;
@@ -52,6 +50,8 @@ double normal_quantile(double p) {
     }
     return q < 0.0 ? -x : x;
 }
+
+namespace {
 
 void require_confidence(double confidence) {
     if (!(confidence > 0.0 && confidence < 1.0)) {

@@ -12,6 +12,9 @@ struct Interval {
     double hi;
 };
 
+// The standard normal quantile: x with P(Z <= x) = p, for p in (0, 1) (Wichura's AS241).
+double normal_quantile(double p);
+
 // Wilson score interval for a binomial proportion. Unlike the normal approximation it stays inside
 // [0, 1] and keeps its coverage at 0/n and n/n, which small task suites hit often. n == 0 gives [0, 1].
 Interval wilson_interval(std::size_t successes, std::size_t n, double confidence = 0.95);
