@@ -202,14 +202,14 @@ TEST(Plan, VariantsAreTheSameOnlyWithIdenticalTensorBytes) {
 // The case the product exists for, end to end on the shared models: babyllama passes, its
 // compressions drop more than 10% on the story cloze, and stories260K (smaller) stays within the
 // limit: the plan measures it although the original passes, and switches (R3 ruled compression out).
-// The pruned Q8_0 and the Q2_K are on ladders of their own: each is measured, neither cuts the other.
+// Unstructured and 2:4 pruning are ladders of their own: each is measured, neither cuts the other.
 TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     test::ScratchDir dir;
     const auto d = test::data_dir().string();
     test::write_file(dir.file("plan.yaml"),
                      "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
                      "alternatives:\n  - {name: stories260K, path: " + d + "/models/stories260K-f32.gguf}\n"
-                     "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0}\n  - {type: Q2_K}\n"
+                     "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0}\n  - {prune: {pattern: \"2:4\"}, type: Q8_0}\n"
                      "normalize: true\n"
                      "tasks:\n  - cloze: {text: " + d + "/data/tinystories-valid-head.txt, items: 200, skip_passages: 1500}\n"
                      "    name: story-cloze\n    class: stories\n");
@@ -226,7 +226,7 @@ TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     EXPECT_EQ((*stories)["flagged"], false);
     const auto reason = (*stories)["reason"].get<std::string>();
     EXPECT_NE(reason.find("no compression passes (magnitude-60pct+Q8_0: R3-drop: drop "), std::string::npos) << reason;
-    EXPECT_NE(reason.find("; Q2_K: R3-drop: drop "), std::string::npos) << reason;
+    EXPECT_NE(reason.find("; magnitude-2:4+Q8_0: R3-drop: drop "), std::string::npos) << reason;
     EXPECT_NE(reason.find("the drop is above max_drop 10.0% -> too compressed"), std::string::npos) << reason;
     EXPECT_NE(reason.find("stories260K passes: drop "), std::string::npos) << reason;
     EXPECT_NE((*stories)["guarantee"].get<std::string>().find("the chance that stories260K in fact drops more than 10.0% versus the original on some suite of `stories` is at most 0.05 (3 families"),
@@ -235,8 +235,8 @@ TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     // Every candidate was measured: two ladders of one rung and the alternative.
     std::map<std::string, nlohmann::json> by_name;
     for (const auto & c : decision["candidates"]) by_name[c["name"]] = c;
-    EXPECT_EQ(by_name["Q2_K"]["suites"].size(), 1u) << by_name["Q2_K"].dump(2);
-    EXPECT_EQ(by_name["Q2_K"]["ladder"]["method"], "quantize");
+    EXPECT_EQ(by_name["magnitude-2:4+Q8_0"]["suites"].size(), 1u) << by_name["magnitude-2:4+Q8_0"].dump(2);
+    EXPECT_EQ(by_name["magnitude-2:4+Q8_0"]["ladder"]["method"], "prune:magnitude/2:4+Q8_0");
     EXPECT_EQ(by_name["magnitude-60pct+Q8_0"]["ladder"]["method"], "prune:magnitude/unstructured+Q8_0");
     EXPECT_EQ(by_name["stories260K"]["suites"].size(), 1u);
     EXPECT_EQ(decision["search"]["suite_runs"], 4);

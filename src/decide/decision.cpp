@@ -114,9 +114,10 @@ std::vector<std::pair<const Candidate *, const Assessment *>> ladder_stops(const
         auto [it, added] = stops.try_emplace(c->ladder, c, a);
         if (!added && c->severity < it->second.first->severity) it->second = {c, a};
     }
+    // In the order the candidates come (the plan's variants, more bits per weight first).
     std::vector<std::pair<const Candidate *, const Assessment *>> out;
-    for (const auto & [ladder, stop] : stops) out.push_back(stop);
-    std::sort(out.begin(), out.end(), [](const auto & x, const auto & y) { return x.first->bits_per_weight > y.first->bits_per_weight; });
+    for (const auto * c : candidates)
+        if (const auto it = stops.find(c->ladder); c->kind == CandidateKind::variant && it != stops.end() && it->second.first == c) out.push_back(it->second);
     return out;
 }
 

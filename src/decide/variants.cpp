@@ -74,7 +74,7 @@ std::pair<std::string, double> ladder_of(const VariantSpec & v, bool with_imatri
     const std::string imatrix = with_imatrix ? "+imatrix" : "";
     const std::string then = v.type.empty() ? "" : "+" + v.type;
     if (!v.mix_budget.empty()) return {"mix" + imatrix, -bits_per_weight};
-    if (!v.prune_method.empty() || !v.pattern.empty()) {
+    if (v.sparsity > 0 || !v.pattern.empty()) {
         const std::string pattern = v.pattern.empty() ? "unstructured" : v.pattern;
         double sparsity = v.sparsity;
         if (const auto colon = pattern.find(':'); colon != std::string::npos && sparsity <= 0)

@@ -36,7 +36,7 @@ OneSided paired_drop_test(const PairedCounts & counts, double limit, bool relati
 
 // The bounds the same tests give: `lo` is the largest drop the data reject from below at `alpha`,
 // `hi` the smallest rejected from above; the drop lies under `hi` with confidence 1 - alpha, and
-// paired_drop_test(limit) is `below` exactly when hi < limit (up to the bisection's 1e-9).
+// paired_drop_test(limit) is `below` exactly when hi < limit (up to the root finder's 1e-10).
 Interval paired_drop_bounds(const PairedCounts & counts, bool relative, double alpha);
 
 // Clopper-Pearson bounds for a binomial proportion, each one-sided at `alpha`: the proportion is
