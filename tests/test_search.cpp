@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iostream>
 #include <map>
 
 using namespace switchyard::decide;
@@ -113,12 +114,15 @@ struct Run {
     }
 };
 
+// Runs the search and prints each class's verdict (the scenario matrix in docs/plan.md quotes them).
 Run run(const Policy & policy, std::vector<Candidate> candidates, FakeScores & scores) {
     std::vector<std::string> classes;
     for (const auto & t : scores.tasks)
         if (std::find(classes.begin(), classes.end(), t.task_class) == classes.end()) classes.push_back(t.task_class);
     Run r{.candidates = std::move(candidates)};
     r.decided = search_and_decide(policy, r.candidates, scores.tasks, classes, scores, {.costs_matter = policy.budgets.any() || policy.deployment.price_per_hour > 0});
+    for (const auto & d : r.decided.decisions)
+        std::cout << fmt::format("[ verdict  ] {}: {} {} ({}{}): {}\n", d.task_class, to_string(d.action), d.chosen, d.rule, d.flagged ? ", flagged" : "", d.reason);
     return r;
 }
 
