@@ -225,7 +225,7 @@ TEST(Perplexity, MatchesLlamaPerplexity) {
 
 TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
     const auto r = eval::measure_speed({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2},
-                                       {.prompt_tokens = 32, .generate_tokens = 16, .repeats = 3, .price_per_hour = 1.0});
+                                       {.prompt_tokens = 32, .generate_tokens = 16, .repeats = 4, .price_per_hour = 1.0});
     EXPECT_GT(r.prefill_tokens_per_s, 0);
     EXPECT_GT(r.decode_tokens_per_s, 0);
     EXPECT_GT(r.ttft_p50_ms, 0);
@@ -233,8 +233,65 @@ TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
     EXPECT_GT(r.peak_rss_bytes, r.file_bytes);  // the weights are resident, plus the runtime
     EXPECT_TRUE(r.energy_source.rfind("measured", 0) == 0 || r.energy_source.rfind("modelled", 0) == 0) << r.energy_source;
     EXPECT_GT(r.joules_per_token, 0);
-    EXPECT_NEAR(r.cost_per_1k_tokens, 1.0 / 3600 * 1000 / r.decode_tokens_per_s, 1e-12);
-    EXPECT_GT(r.cost_per_query, 0);
+    EXPECT_EQ(r.rounds, 4);
+    EXPECT_LE(r.query_ms_lo, r.query_ms);
+    EXPECT_GE(r.query_ms_hi, r.query_ms);
+    // babyllama spells text a character at a time: its prompt of 32 tokens is about 32 characters.
+    EXPECT_NEAR(r.chars_per_token, 1.0, 0.2);
+    EXPECT_NEAR(r.prompt_tokens, 32, 4);
+    EXPECT_NEAR(r.cost_per_query, 1.0 / 3600 * r.query_ms / 1000, 1e-12);
+    EXPECT_NEAR(r.cost_per_1k_tokens, r.cost_per_query * 1000 / (r.prompt_tokens + r.generate_tokens), 1e-12);
+}
+
+// A generate request with ignore_eos runs to max_tokens whatever the model samples: the speed
+// pass's fixed amount of work. (The shared tiny models separate stories with BOS and seldom sample
+// an end-of-generation token, so the stop itself is not forced here; the count is what matters.)
+TEST(Speed, IgnoreEosGeneratesTheFixedTokenCount) {
+    engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512, .parallel = 1});
+    for (const char * prompt : {"Once upon a time", "The end.", "One day, Lily went to the park."}) {
+        engine::GenerateRequest request{.prompt = prompt, .max_tokens = 300};
+        request.sampling.temperature = 0;
+        request.ignore_eos = true;
+        const auto fixed = e.generate(std::span(&request, 1));
+        EXPECT_EQ(fixed[0].completion_tokens, 300) << prompt;
+        EXPECT_EQ(fixed[0].finish, engine::FinishReason::length) << prompt;
+    }
+}
+
+// The speed pass on the shared models: each query generates exactly its fixed count (end of text
+// ignored), and a candidate timed against a reference gets the same text in its own tokens:
+// stories260K spends fewer tokens than character-level babyllama on the same characters.
+TEST(Speed, AgainstAReferenceTheSameTextInEachOnesTokens) {
+    const auto baby = test::model_path("babyllama-0.9M-f32.gguf");
+    const auto stories = test::model_path("stories260K-f32.gguf");
+    const eval::SpeedOptions o{.prompt_tokens = 48, .generate_tokens = 24, .repeats = 6, .price_per_hour = 1.0};
+    const auto alone = eval::measure_speed({.model_path = stories, .threads = 2}, o);
+    EXPECT_EQ(alone.generate_tokens, 24);
+    EXPECT_GE(alone.rounds, 4);
+    EXPECT_LE(alone.rounds, 6);
+    const auto p = eval::measure_speed_against({.model_path = stories, .threads = 2}, {.model_path = baby, .threads = 2}, o);
+    EXPECT_EQ(p.reference.generate_tokens, 24);
+    EXPECT_GT(p.candidate.chars_per_token, 1.5 * p.reference.chars_per_token);
+    EXPECT_EQ(p.candidate.generate_tokens, static_cast<int>(std::lround(24 * p.reference.chars_per_token / p.candidate.chars_per_token)));
+    EXPECT_LT(p.candidate.prompt_tokens, p.reference.prompt_tokens);
+    EXPECT_GE(p.rounds, 4);
+    EXPECT_LE(p.rounds, 6);
+    EXPECT_LT(p.ratio_lo, p.ratio);
+    EXPECT_GT(p.ratio_hi, p.ratio);
+    EXPECT_GT(p.candidate.peak_rss_bytes, 0u);
+    // Its JSON form round-trips (the results store keeps it).
+    const auto back = nlohmann::json(p).get<eval::PairedSpeed>();
+    EXPECT_DOUBLE_EQ(back.ratio, p.ratio);
+    EXPECT_EQ(back.candidate.generate_tokens, p.candidate.generate_tokens);
+}
+
+TEST(Speed, LogIntervalIsStudentsT) {
+    const std::vector<double> samples = {1.0, std::exp(0.1), std::exp(-0.1), 1.0};
+    const auto i = eval::log_interval(samples);
+    EXPECT_NEAR(i.mean, 0, 1e-12);
+    // sd of {0, .1, -.1, 0} is sqrt(0.02/3); t(3) = 3.182.
+    EXPECT_NEAR(i.half_width, 3.182 * std::sqrt(0.02 / 3) / 2, 1e-9);
+    EXPECT_TRUE(std::isinf(eval::log_interval(std::vector<double>{1.0}).half_width));
 }
 
 // An interrupted run resumes where it stopped; a finished one is reused, not recomputed.
