@@ -294,8 +294,8 @@ private:
 
     void ensure_cost(Candidate & c) {
         if (c.cost || !costs_matter()) return;
-        note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : ""));
         c.cost = measure_.cost(c);
+        note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : "") + ": " + describe_cost(*c.cost));
     }
 
     void ensure_cost_if_passing(Candidate & c, const std::string & cls) {
