@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace switchyard::decide {
 
@@ -16,8 +17,13 @@ std::string size_text(std::uint64_t bytes) {
     return bytes >= 1024 * 1024 ? fmt::format("{:.2f} MiB", bytes / (1024.0 * 1024.0)) : fmt::format("{:.1f} KiB", bytes / 1024.0);
 }
 
-// Half the width of a 95% interval on the log scale; 0 where none was measured (a declared cost).
-double log_half_width(double lo, double hi) { return lo > 0 && hi > lo ? (std::log(hi) - std::log(lo)) / 2 : 0; }
+// Half the width of a 95% interval on the log scale: 0 for a point (a declared cost, the
+// reference against itself), infinite for an interval without bounds (too few rounds).
+double log_half_width(double lo, double hi) {
+    if (lo == hi) return 0;
+    if (!(lo > 0) || !std::isfinite(hi) || hi < lo) return std::numeric_limits<double>::infinity();
+    return (std::log(hi) - std::log(lo)) / 2;
+}
 
 // Dollars per 1M tokens, three significant digits, never an exponent.
 std::string per_1m(const CostScore & c) {

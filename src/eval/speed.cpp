@@ -208,8 +208,8 @@ SpeedResult summary(const Timed & t, const engine::LlamaEngineOptions & eo, cons
 }
 
 void check(const SpeedOptions & o) {
-    if (o.prompt_tokens < 1 || o.generate_tokens < 2 || o.repeats < 2 || o.min_rounds < 2 || o.warmup < 0 || !(o.target_half_width > 0))
-        throw Error("speed: prompt tokens and rounds must be positive, at least 2 tokens generated and 2 rounds (an interval needs two)");
+    if (o.prompt_tokens < 1 || o.generate_tokens < 2 || o.repeats < 1 || o.warmup < 0 || !(o.target_half_width > 0))
+        throw Error("speed: prompt tokens and rounds must be positive, and at least 2 tokens generated (a decode rate needs tokens after the first)");
 }
 
 // Context for one query: room for the prompt and answer of a tokenizer with up to 4 times the
@@ -224,8 +224,13 @@ void check_fits(const Timed & t, std::size_t prompt_chars) {
                                 prompt, t.generate, t.name, t.context));
 }
 
-bool narrow_enough(const std::vector<double> & samples, const SpeedOptions & o) {
-    return static_cast<int>(samples.size()) >= o.min_rounds && log_interval(samples).half_width <= std::log1p(o.target_half_width);
+// Whether the rounds may stop: the interval is narrow enough after min_rounds, or `repeats` ran
+// (never fewer than two: an interval needs two).
+bool done(const std::vector<double> & samples, const SpeedOptions & o) {
+    const int n = static_cast<int>(samples.size());
+    if (n < 2) return false;
+    if (n >= o.repeats) return true;
+    return n >= o.min_rounds && log_interval(samples).half_width <= std::log1p(o.target_half_width);
 }
 
 std::string name_of(const engine::LlamaEngineOptions & eo) { return eo.model_path.filename().string(); }
@@ -275,7 +280,7 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     const Prompts prompts(text, prompt_chars);
     int next = 0;
     for (int i = 0; i < o.warmup; ++i) run_query(t, prompts.at(next++), false);
-    while (static_cast<int>(t.query_ms.size()) < o.repeats && !narrow_enough(t.query_ms, o)) run_query(t, prompts.at(next++), true);
+    while (!done(t.query_ms, o)) run_query(t, prompts.at(next++), true);
     auto r = summary(t, eo, o);
     r.peak_rss_bytes = peak_rss_bytes();
     return r;
@@ -312,7 +317,7 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate, 
         run_query(ref, prompts.at(next++), false);
     }
     std::vector<double> ratios;
-    while (static_cast<int>(ratios.size()) < o.repeats && !narrow_enough(ratios, o)) {
+    while (!done(ratios, o)) {
         // The same prompt for both, the order alternating: neither always runs on a cooler or busier machine.
         const std::string prompt = prompts.at(next++);
         double ref_ms = 0, c_ms = 0;

@@ -20,7 +20,7 @@ struct SpeedOptions {
     // own when it is timed alone); another tokenizer gets the same text, so its counts differ.
     int prompt_tokens = 128;
     int generate_tokens = 64;
-    int repeats = 12;      // rounds at most
+    int repeats = 12;      // rounds at most (at least 2 run: an interval needs two)
     int min_rounds = 4;    // rounds at least, before the interval may stop them
     int warmup = 1;        // queries per model before the rounds, not timed (caches, page faults, thread pool)
     // Rounds stop once the 95% interval of the time per query (alone) or of the ratio (against a

@@ -265,7 +265,7 @@ Table candidates_table(const PlanResult & r) {
         t.rows.push_back({c.name, decide::to_string(c.kind), c.description, size_text(r, c), fmt::format("{:.2f}", c.bits_per_weight),
                           c.drift ? signed_percent(c.drift->ppl_ratio - 1) : "—", c.drift ? fmt::format("{:.4f}", c.drift->kld_mean) : "—",
                           c.drift ? pct(c.drift->top1_agreement) : "—", c.cost ? fmt::format("{:.1f} ms", c.cost->p95_latency_ms) : "—",
-                          c.cost && !c.cost->remote ? bytes_text(c.cost->peak_rss_bytes) : "—", c.cost ? cost_text(*c.cost, true) : "—",
+                          c.cost && !c.cost->remote ? bytes_text(c.cost->peak_rss_bytes) : "—", c.cost && r.plan.policy.deployment.price_per_hour > 0 ? cost_text(*c.cost, true) : "—",
                           c.cost && !c.cost->remote ? energy_per_1k(*c.cost) : "—", status_of(c)});
     return t;
 }
