@@ -165,9 +165,9 @@ eval::SpeedOptions Measurements::speed_options() {
 
 std::string Measurements::speed_key(const std::string & reference) {
     const auto & sp = plan_.speed;
-    // "format" 3: timed against a reference in interleaved rounds (2 timed each model alone). The
+    // "format" 5: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model alone). The
     // price is not part of it: costs are computed from the times.
-    const json key = {{"format", 3}, {"machine", machine_key()}, {"prompt", sp.prompt_tokens}, {"generate", sp.generate_tokens}, {"repeats", sp.repeats},
+    const json key = {{"format", 5}, {"machine", machine_key()}, {"prompt", sp.prompt_tokens}, {"generate", sp.generate_tokens}, {"repeats", sp.repeats},
                       {"target", sp.target}, {"watts", plan_.policy.deployment.watts}, {"text", sha256_bytes(speed_text())}, {"reference", reference}};
     return key.dump();
 }

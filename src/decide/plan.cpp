@@ -331,7 +331,7 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         plan.speed.target = s->number("target", plan.speed.target);
         if (plan.speed.prompt_tokens < 1) s->fail("prompt_tokens", "must be at least 1");
         if (plan.speed.generate_tokens < 2) s->fail("generate_tokens", "must be at least 2 (a decode rate needs tokens after the first)");
-        if (plan.speed.repeats < 1) s->fail("repeats", "must be at least 1 (rounds of the speed pass at most; 2 run at least, as an interval needs two)");
+        if (plan.speed.repeats < 1) s->fail("repeats", "must be at least 1 (rounds of the speed pass at most; 6 run at least, the fewest with a 95% interval)");
         if (!(plan.speed.target > 0 && plan.speed.target < 1)) s->fail("target", "must lie between 0 and 1 (0.03: within 3% either side)");
     }
     for (const auto & w : root.strings("workers")) {

@@ -69,7 +69,7 @@ struct TaskSpec {
 struct SpeedSpec {
     int prompt_tokens = 128;
     int generate_tokens = 64;
-    int repeats = 12;       // rounds at most
+    int repeats = 16;       // rounds at most (6 at least)
     double target = 0.03;   // rounds stop once the ratio's 95% interval is within this either side
 };
 

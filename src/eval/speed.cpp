@@ -74,6 +74,8 @@ constexpr std::string_view kPassage =
 // At most this much of the text is used: enough for the rounds' prompts and a steady characters-per-token figure.
 constexpr std::size_t kTextBytes = 64 * 1024;
 
+constexpr int kFewestRounds = 6;
+
 std::string text_sample(const std::string & text) {
     std::string out = text.empty() ? std::string(kPassage) : text.substr(0, kTextBytes);
     out.resize(utf8::complete_prefix_length(out));
@@ -116,6 +118,7 @@ struct Timed {
     int generate = 0;
     double chars_per_token = 0;
     std::vector<double> query_ms, ttft_ms, prefill_rates, decode_rates, prompt_tokens;
+    std::vector<double> round_ms;  // per round: the faster of its two queries
     double cpu = 0, energy_joules = 0;
     std::size_t generated = 0;
     bool measured_energy = rapl_joules().has_value();
@@ -177,16 +180,16 @@ SpeedResult summary(const Timed & t, const engine::LlamaEngineOptions & eo, cons
     if (t.decode_rates.empty())
         throw Error(fmt::format("speed: {} produced no text before the end of any query: its decode rate cannot be measured (a failed measurement, not a rate of 0)", t.name));
     SpeedResult r;
-    r.rounds = static_cast<int>(t.query_ms.size());
+    r.rounds = static_cast<int>(t.round_ms.size());
     r.file_bytes = model::inspect_gguf(eo.model_path).file_bytes;
     r.prefill_tokens_per_s = percentile(t.prefill_rates, 0.5);
     r.decode_tokens_per_s = percentile(t.decode_rates, 0.5);
     r.ttft_p50_ms = percentile(t.ttft_ms, 0.5);
     r.ttft_p95_ms = percentile(t.ttft_ms, 0.95);
-    const auto q = log_interval(t.query_ms);
-    r.query_ms = std::exp(q.mean);
-    r.query_ms_lo = std::exp(q.mean - q.half_width);
-    r.query_ms_hi = std::exp(q.mean + q.half_width);
+    const auto q = median_interval(t.round_ms);
+    r.query_ms = std::exp(q.center);
+    r.query_ms_lo = std::exp(q.lo);
+    r.query_ms_hi = std::exp(q.hi);
     r.query_p95_ms = percentile(t.query_ms, 0.95);
     r.generate_tokens = t.generate;
     double prompt = 0;
@@ -224,39 +227,41 @@ void check_fits(const Timed & t, std::size_t prompt_chars) {
                                 prompt, t.generate, t.name, t.context));
 }
 
-// Whether the rounds may stop: the interval is narrow enough after min_rounds, or `repeats` ran
-// (never fewer than two: an interval needs two).
+// Whether the rounds may stop: after min_rounds once the interval is within the target either
+// side, else after `repeats`; never before 6 rounds, the fewest with a 95% interval of the median.
 bool done(const std::vector<double> & samples, const SpeedOptions & o) {
     const int n = static_cast<int>(samples.size());
-    if (n < 2) return false;
+    if (n < kFewestRounds) return false;
     if (n >= o.repeats) return true;
-    return n >= o.min_rounds && log_interval(samples).half_width <= std::log1p(o.target_half_width);
+    const auto i = median_interval(samples);
+    return n >= o.min_rounds && i.hi - i.center <= std::log1p(o.target_half_width) && i.center - i.lo <= std::log1p(o.target_half_width);
 }
 
 std::string name_of(const engine::LlamaEngineOptions & eo) { return eo.model_path.filename().string(); }
 
 }  // namespace
 
-double t_quantile_975(int df) {
-    static constexpr double table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-                                       2.120,  2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
-    if (df < 1) return std::numeric_limits<double>::infinity();
-    if (df <= 30) return table[df - 1];
-    return 1.960 + 2.4 / df;  // within 0.002 of the exact quantile past 30
-}
-
-LogInterval log_interval(std::span<const double> samples) {
+LogInterval median_interval(std::span<const double> samples) {
     LogInterval out;
-    if (samples.empty()) return {0, std::numeric_limits<double>::infinity()};
-    const double n = static_cast<double>(samples.size());
-    for (const double s : samples) out.mean += std::log(s) / n;
-    if (samples.size() < 2) {
-        out.half_width = std::numeric_limits<double>::infinity();
-        return out;
+    std::vector<double> logs;
+    for (const double s : samples) logs.push_back(std::log(s));
+    std::sort(logs.begin(), logs.end());
+    const std::size_t n = logs.size();
+    if (n == 0) return out;
+    out.center = n % 2 ? logs[n / 2] : (logs[n / 2 - 1] + logs[n / 2]) / 2;
+    // The largest k with P(Binomial(n, 1/2) <= k - 1) <= 2.5%: [x_(k), x_(n+1-k)] covers the median with at least 95%.
+    double below = 0, term = std::pow(0.5, static_cast<double>(n));
+    std::size_t k = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        below += term;  // P(X <= j)
+        if (below > 0.025) break;
+        k = j + 1;
+        term *= static_cast<double>(n - j) / static_cast<double>(j + 1);
     }
-    double ss = 0;
-    for (const double s : samples) ss += (std::log(s) - out.mean) * (std::log(s) - out.mean);
-    out.half_width = t_quantile_975(static_cast<int>(samples.size()) - 1) * std::sqrt(ss / (n - 1) / n);
+    if (k >= 1) {
+        out.lo = logs[k - 1];
+        out.hi = logs[n - k];
+    }
     return out;
 }
 
@@ -280,7 +285,11 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     const Prompts prompts(text, prompt_chars);
     int next = 0;
     for (int i = 0; i < o.warmup; ++i) run_query(t, prompts.at(next++), false);
-    while (!done(t.query_ms, o)) run_query(t, prompts.at(next++), true);
+    while (!done(t.round_ms, o)) {
+        // Two prompts (the engine would reuse a repeated one's cached prefix); the faster counts.
+        const double first = run_query(t, prompts.at(next++), true);
+        t.round_ms.push_back(std::min(first, run_query(t, prompts.at(next++), true)));
+    }
     auto r = summary(t, eo, o);
     r.peak_rss_bytes = peak_rss_bytes();
     return r;
@@ -318,27 +327,31 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate, 
     }
     std::vector<double> ratios;
     while (!done(ratios, o)) {
-        // The same prompt for both, the order alternating: neither always runs on a cooler or busier machine.
-        const std::string prompt = prompts.at(next++);
-        double ref_ms = 0, c_ms = 0;
-        if (ratios.size() % 2 == 0) {
-            ref_ms = run_query(ref, prompt, true);
-            c_ms = run_query(c, prompt, true);
-        } else {
-            c_ms = run_query(c, prompt, true);
-            ref_ms = run_query(ref, prompt, true);
-        }
-        ratios.push_back(c_ms / ref_ms);
+        // Two prompts, the same for both models, in the order ABBA or BAAB by turns: neither always
+        // runs on a cooler or busier machine, and a drift within the round cancels. Each side's
+        // faster query counts: a busy machine only ever adds time, so the faster is the nearer to
+        // what the model itself costs. (A prompt never repeats on one engine, which would reuse
+        // its cached prefix.)
+        const std::string p1 = prompts.at(next++), p2 = prompts.at(next++);
+        Timed & first = ratios.size() % 2 == 0 ? ref : c;
+        Timed & second = ratios.size() % 2 == 0 ? c : ref;
+        const double a1 = run_query(first, p1, true);
+        const double b1 = run_query(second, p1, true);
+        const double b2 = run_query(second, p2, true);
+        const double a2 = run_query(first, p2, true);
+        first.round_ms.push_back(std::min(a1, a2));
+        second.round_ms.push_back(std::min(b1, b2));
+        ratios.push_back(c.round_ms.back() / ref.round_ms.back());
     }
     PairedSpeed p;
     p.candidate = summary(c, candidate, o);
     p.candidate.peak_rss_bytes = candidate_peak;
     p.reference = summary(ref, reference, o);
     p.reference.peak_rss_bytes = 0;  // not measured here: the process held the candidate too
-    const auto r = log_interval(ratios);
-    p.ratio = std::exp(r.mean);
-    p.ratio_lo = std::exp(r.mean - r.half_width);
-    p.ratio_hi = std::exp(r.mean + r.half_width);
+    const auto r = median_interval(ratios);
+    p.ratio = std::exp(r.center);
+    p.ratio_lo = std::exp(r.lo);
+    p.ratio_hi = std::exp(r.hi);
     p.rounds = static_cast<int>(ratios.size());
     return p;
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,8 +21,8 @@ struct SpeedOptions {
     // own when it is timed alone); another tokenizer gets the same text, so its counts differ.
     int prompt_tokens = 128;
     int generate_tokens = 64;
-    int repeats = 12;      // rounds at most (at least 2 run: an interval needs two)
-    int min_rounds = 4;    // rounds at least, before the interval may stop them
+    int repeats = 16;      // rounds at most (at least 6 run: the fewest with a 95% interval of the median)
+    int min_rounds = 6;    // rounds at least, before the interval may stop them (the fewest with a 95% interval of the median)
     int warmup = 1;        // queries per model before the rounds, not timed (caches, page faults, thread pool)
     // Rounds stop once the 95% interval of the time per query (alone) or of the ratio (against a
     // reference) is within this factor either side: 0.03 is ±3% on the log scale.
@@ -39,8 +40,8 @@ struct SpeedResult {
     double decode_tokens_per_s = 0;
     double ttft_p50_ms = 0;
     double ttft_p95_ms = 0;
-    double query_ms = 0;     // one query (prompt in, answer out): geometric mean over the rounds
-    double query_ms_lo = 0;  // its 95% interval (t on the log times)
+    double query_ms = 0;     // one query (prompt in, answer out): median over the rounds
+    double query_ms_lo = 0;  // its 95% interval (median_interval)
     double query_ms_hi = 0;
     double query_p95_ms = 0;
     std::uint64_t peak_rss_bytes = 0;  // of the process while this model alone was loaded and run
@@ -60,8 +61,8 @@ struct SpeedResult {
 struct PairedSpeed {
     SpeedResult candidate;
     SpeedResult reference;  // from the same rounds (its absolute figures vary with the machine's load; the ratio less so)
-    double ratio = 1;       // candidate's time per query over the reference's: geometric mean of the rounds' ratios
-    double ratio_lo = 1;    // 95% interval (t on the log ratios)
+    double ratio = 1;       // candidate's time per query over the reference's: median of the rounds' ratios
+    double ratio_lo = 1;    // 95% interval (median_interval; 0 and infinity when too few rounds)
     double ratio_hi = 1;
     int rounds = 0;
 };
@@ -81,14 +82,17 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate, 
 // Code points per token of `text` by the engine's tokenizer (no BOS); 0 for an empty text.
 double chars_per_token(const engine::Engine & engine, std::string_view text);
 
-// Mean and 95% half-width (Student's t) of the logs of positive samples: the geometric mean's
-// interval is exp(mean ± half_width). Half-width is infinite below two samples.
+// The median of positive samples and its distribution-free 95% interval (order statistics: the
+// count of samples below the true median is binomial), on the log scale. A busy machine stalls a
+// few rounds on one side by several times; the median and this interval are not moved by them,
+// where a mean and a t interval are. Below 6 samples no such interval exists: it is infinite.
 struct LogInterval {
-    double mean = 0;
-    double half_width = 0;
+    double center = 0;  // log of the median
+    double lo = -std::numeric_limits<double>::infinity();
+    double hi = std::numeric_limits<double>::infinity();
+    double half_width() const { return (hi - lo) / 2; }
 };
-LogInterval log_interval(std::span<const double> positive_samples);
-double t_quantile_975(int degrees_of_freedom);
+LogInterval median_interval(std::span<const double> positive_samples);
 
 // The one JSON form (`eval --json`, the results store, the plan): keys as the fields are named;
 // reading requires every key.
