@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 using namespace switchyard::decide;
@@ -55,6 +56,18 @@ SuiteScore original_scored(const std::string & suite, bool critical, std::size_t
 Candidate candidate(const std::string & name, CandidateKind kind, std::uint64_t bytes, std::vector<SuiteScore> suites) {
     return Candidate{.name = name, .kind = kind, .capabilities = {"text"}, .context_length = 2048, .file_bytes = bytes, .same_vocabulary = kind != CandidateKind::alternative,
                      .ladder = kind == CandidateKind::variant ? "quantize" : "", .severity = -static_cast<double>(bytes), .suites = std::move(suites)};
+}
+
+// A local candidate's cost as the speed pass gives it: time per query `ratio` times the
+// reference's, with a 95% interval of ±`half` (log scale), priced at $1e-6 per query of the reference.
+CostScore timed(double ratio, double half = 0.03, const std::string & reference = "orig") {
+    const double h = std::log1p(half);
+    CostScore c{.reference = reference, .ratio = ratio, .ratio_lo = ratio * std::exp(-h), .ratio_hi = ratio * std::exp(h), .rounds = 8};
+    c.cost_per_query = 1e-6 * ratio;
+    c.cost_lo = c.cost_per_query * std::exp(-h);
+    c.cost_hi = c.cost_per_query * std::exp(h);
+    c.cost_per_1m_tokens = c.cost_per_query * 1e6 / 192;
+    return c;
 }
 
 const std::vector<TaskRef> kTasks = {{.suite = "facts", .task_class = "critical", .critical = true}, {.suite = "chat", .task_class = "general"}};
@@ -204,7 +217,9 @@ TEST(Rules, Capabilities) {
 
 TEST(Rules, Budgets) {
     Policy policy;
-    const CostScore cost{.peak_rss_bytes = 64u << 20, .p95_latency_ms = 40, .cost_per_1k_tokens = 0.002};
+    CostScore cost = timed(1.0);
+    cost.peak_rss_bytes = 64u << 20;
+    cost.p95_latency_ms = 40;
     EXPECT_EQ(rule_budgets(policy, cost).message, "no budget set");
     policy.budgets.memory_bytes = 32u << 20;
     policy.budgets.p95_latency_ms = 50;
@@ -213,6 +228,53 @@ TEST(Rules, Budgets) {
     EXPECT_EQ(over.message, "peak memory 64.0 MiB > 32.0 MiB -> over budget");
     policy.budgets.memory_bytes = 128u << 20;
     EXPECT_EQ(rule_budgets(policy, cost).outcome, Outcome::pass);
+    // A cost budget in dollars per 1M tokens: $1e-6 per query of 192 tokens is $0.00521 per 1M.
+    policy.budgets.cost_per_1k_tokens = 0.004e-3;
+    EXPECT_EQ(rule_budgets(policy, cost).message, "cost $0.00521 > $0.00400 per 1M tokens -> over budget");
+    policy.budgets.cost_per_1k_tokens = 0.006e-3;
+    EXPECT_EQ(rule_budgets(policy, cost).outcome, Outcome::pass);
+}
+
+// Unknown is never 0: a cost that could not be measured (a model that stops, an endpoint that
+// declares none) passes no cost budget and never wins on cost.
+TEST(Rules, UnknownCostFailsCostBudgetsAndNeverWinsOnCost) {
+    Policy policy;
+    policy.deployment.price_per_hour = 1;
+    policy.budgets.cost_per_1k_tokens = 1.0;  // any known cost here meets it
+    const CostScore failed{.reference = "orig", .unknown = "speed: m.gguf produced no text before the end of any query"};
+    EXPECT_FALSE(failed.cost_known());
+    EXPECT_FALSE(CostScore{}.cost_known()) << "a cost of 0 is not a known cost";
+    const auto v = rule_budgets(policy, failed);
+    EXPECT_EQ(v.outcome, Outcome::fail);
+    EXPECT_NE(v.message.find("cost unknown (speed: m.gguf produced no text"), std::string::npos) << v.message;
+    EXPECT_EQ(compare_costs(failed, timed(1.0)).order, CostOrder::unknown);
+    EXPECT_EQ(compare_costs(timed(1.0), failed).order, CostOrder::unknown);
+
+    policy.budgets = {};
+    auto paid = candidate("paid", CandidateKind::variant, 4u << 20, {});
+    auto broken = candidate("broken", CandidateKind::variant, 1u << 20, {});
+    auto served = candidate("served", CandidateKind::alternative, 0, {});
+    served.served.endpoint = "http://x/v1";
+    paid.bits_per_weight = 8.5;
+    broken.bits_per_weight = 2.6;  // would win every tie-break
+    paid.cost = timed(3.0);
+    broken.cost = failed;
+    served.cost = CostScore{.remote = true, .unknown = "the endpoint declares no cost_per_1k_tokens"};
+    for (const auto & order : {std::vector<const Candidate *>{&paid, &broken, &served}, {&served, &broken, &paid}}) {
+        const auto pick = cheapest(policy, order);
+        EXPECT_EQ(pick.chosen->name, "paid");
+        EXPECT_TRUE(pick.by_cost);
+        EXPECT_NE(pick.decided_by.find("2 with an unknown cost cannot win on cost"), std::string::npos) << pick.decided_by;
+    }
+    // Only unknown costs: step 2 decides, and says why.
+    const auto none = cheapest(policy, {&broken, &served});
+    EXPECT_EQ(none.chosen->name, "broken");
+    EXPECT_FALSE(none.by_cost);
+    EXPECT_EQ(none.decided_by, "no cost known; decided by step 2 of 2: served remotely (ranks after every local file) vs served");
+    // The search never skips a cheaper model for an unknown cost, nor measures it to win on cost.
+    EXPECT_EQ(cannot_change_choice(policy, {&paid}, broken),
+              "cost unknown (speed: m.gguf produced no text before the end of any query), so it cannot win on cost against paid, which passes: R7 would not "
+              "choose it even if it passed");
 }
 
 TEST(Rules, AgreementAndScreen) {
@@ -238,9 +300,37 @@ TEST(Rules, ItemsNeeded) {
     EXPECT_EQ(items_needed(100, 0.1, 0.0), 0u);
 }
 
-// Defect 3: costs 1.00 / 1.08 / 1.15 with sizes 3 / 2 / 1 MB made the old comparison cycle, so the
-// winner depended on input order. Two steps: {1.00, 1.08} are within 10% of the lowest, then the
-// smaller file of those (b) - whatever the order.
+// compare_costs on constructed numbers: "costlier" only when the ratio's whole interval lies above
+// 1.10, "cheaper" only below 1/1.10, a tie otherwise; two candidates timed against the same
+// reference compare by their ratios (half-widths in quadrature), others by cost per query.
+TEST(Costs, CompareCostsIsATieInsideTheBand) {
+    const auto a = timed(1.04), b = timed(1.0);
+    auto c = compare_costs(a, b);
+    EXPECT_EQ(c.order, CostOrder::tie);
+    EXPECT_NEAR(c.ratio, 1.04, 1e-9);
+    const double h = std::hypot(std::log1p(0.03), std::log1p(0.03));
+    EXPECT_NEAR(c.lo, 1.04 * std::exp(-h), 1e-9);
+    EXPECT_NEAR(c.hi, 1.04 * std::exp(h), 1e-9);
+    EXPECT_EQ(c.text(), "ratio 1.04 [1.00, 1.08]");
+    // A point estimate 15% above is still a tie while its interval reaches under 1.10 ...
+    EXPECT_EQ(compare_costs(timed(1.15, 0.05), timed(1.0, 0.05)).order, CostOrder::tie);
+    // ... and costlier once the whole interval is above it; symmetric below.
+    EXPECT_EQ(compare_costs(timed(1.25), timed(1.0)).order, CostOrder::costlier);
+    EXPECT_EQ(compare_costs(timed(1.0), timed(1.25)).order, CostOrder::cheaper);
+    EXPECT_EQ(compare_costs(timed(0.5, 0.03), timed(1.0, 0)).order, CostOrder::cheaper);
+    // The reference itself: ratio 1, no width of its own.
+    EXPECT_EQ(compare_costs(timed(1.12, 0.01), timed(1.0, 0)).order, CostOrder::costlier);
+    EXPECT_EQ(compare_costs(timed(1.12, 0.03), timed(1.0, 0)).order, CostOrder::tie);
+    // Against another reference (or a served model): by cost per query and its interval.
+    const CostScore declared{.remote = true, .cost_per_query = 2e-6, .cost_lo = 2e-6, .cost_hi = 2e-6, .cost_per_1m_tokens = 2e-6 * 1e6 / 192};
+    EXPECT_EQ(compare_costs(declared, timed(1.0)).order, CostOrder::costlier);
+    EXPECT_NEAR(compare_costs(declared, timed(1.0)).ratio, 2.0, 1e-9);
+    EXPECT_EQ(compare_costs(timed(1.0, 0.03, "x"), timed(1.05, 0.03, "y")).order, CostOrder::tie);
+}
+
+// R7 in two steps: (1) not measurably costlier than the cheapest; (2) of those, the fewest bits
+// per weight, then the smallest file, then the name; in every order of the input the same answer,
+// and the reason names the step.
 TEST(Choice, CheapestIsTwoWellDefinedSteps) {
     Policy policy;
     policy.deployment.price_per_hour = 1;
@@ -248,38 +338,108 @@ TEST(Choice, CheapestIsTwoWellDefinedSteps) {
         candidate("a", CandidateKind::variant, 3u << 20, {}),
         candidate("b", CandidateKind::variant, 2u << 20, {}),
         candidate("c", CandidateKind::variant, 1u << 20, {}),
+        candidate("d", CandidateKind::alternative, 1u << 19, {}),
     };
-    c[0].cost = CostScore{.cost_per_1k_tokens = 1.00};
-    c[1].cost = CostScore{.cost_per_1k_tokens = 1.08};
-    c[2].cost = CostScore{.cost_per_1k_tokens = 1.15};
-    std::vector<const Candidate *> order = {&c[0], &c[1], &c[2]};
+    c[0].bits_per_weight = 4.5;
+    c[1].bits_per_weight = 4.5;
+    c[2].bits_per_weight = 8.5;
+    c[3].bits_per_weight = 32;
+    c[0].cost = timed(1.00);
+    c[1].cost = timed(1.06);  // a tie with a: same bits, smaller file
+    c[2].cost = timed(0.98);  // the cheapest point, but more bits per weight
+    c[3].cost = timed(1.60);  // measurably costlier than the cheapest: out
+    std::vector<const Candidate *> order = {&c[0], &c[1], &c[2], &c[3]};
     std::sort(order.begin(), order.end());
     do {
         const auto pick = cheapest(policy, order);
         EXPECT_EQ(pick.chosen->name, "b");
-        EXPECT_EQ(pick.within_cost, 2u);
+        EXPECT_EQ(pick.cheapest->name, "c");
+        EXPECT_EQ(pick.within_cost, 3u);
         EXPECT_FALSE(pick.by_cost);
-        EXPECT_EQ(pick.decided_by, "size decided: 2.00 MiB, the smallest of the 2 (of 3) within 10% of the lowest cost 1/1k tokens");
+        EXPECT_TRUE(pick.tie);
+        EXPECT_EQ(pick.decided_by, "tie on cost among 3 of 4 (within 10% of the cheapest, c: b vs c ratio 1.08 [1.04, 1.13]), broken by size 3.00 MiB vs 2.00 MiB vs a");
     } while (std::next_permutation(order.begin(), order.end()));
-    // Through choose(), in every order of the candidates: the same answer.
-    for (const auto & first : {0, 1, 2}) {
+    // Bits per weight before size: a 4.5-bit file beats a smaller 8.5-bit one in a tie.
+    const auto bits = cheapest(policy, {&c[2], &c[0]});
+    EXPECT_EQ(bits.chosen->name, "a");
+    EXPECT_EQ(bits.decided_by, "tie on cost among 2 of 2 (within 10% of the cheapest, c: a vs c ratio 1.02 [0.98, 1.06]), broken by bits per weight 8.5 vs 4.5 vs c");
+    // Through choose(), in every order of the candidates: the same answer, and the reason says "tie".
+    for (const auto & first : {0, 1, 2, 3}) {
         std::vector<Candidate> rotated = {candidate("orig", CandidateKind::original, 8u << 20, {original_scored("chat", false, 1000, 900)})};
-        rotated.front().cost = CostScore{.cost_per_1k_tokens = 2.0};
-        for (int i = 0; i < 3; ++i) {
-            auto v = c[static_cast<std::size_t>((first + i) % 3)];
+        rotated.front().bits_per_weight = 32;
+        rotated.front().cost = timed(1.0, 0);
+        for (int i = 0; i < 4; ++i) {
+            auto v = c[static_cast<std::size_t>((first + i) % 4)];
             v.suites = {scored("chat", false, comparison(1000, 900, 5, 5))};
             rotated.push_back(v);
         }
-        EXPECT_EQ(decide_class(policy, "general", rotated).chosen, "b");
+        const auto d = decide_class(policy, "general", rotated);
+        EXPECT_EQ(d.chosen, "b");
+        EXPECT_NE(d.reason.find("R7 among 5 passing: tie on cost among 4 of 5"), std::string::npos) << d.reason;
     }
-    // Only one within 10%: cost decided.
-    c[1].cost->cost_per_1k_tokens = 1.2;
-    EXPECT_EQ(cheapest(policy, {&c[0], &c[1], &c[2]}).decided_by, "cost decided: 1/1k tokens, the only one of 3 within 10% of the lowest cost");
-    EXPECT_TRUE(cheapest(policy, {&c[0], &c[1], &c[2]}).by_cost);
+    // Only one inside the band: cost decided, with the next one's cost and ratio.
+    c[0].cost = timed(1.5);
+    c[1].cost = timed(1.3);
+    const auto pick = cheapest(policy, {&c[0], &c[1], &c[2], &c[3]});
+    EXPECT_TRUE(pick.by_cost);
+    EXPECT_EQ(pick.chosen->name, "c");
+    EXPECT_EQ(pick.decided_by, "cost decided: $0.00510 per 1M tokens, measurably cheaper than the other 3 (the next, b: $0.00677 per 1M tokens, ratio 1.33 [1.27, 1.38])");
+    // Without a price, costs are not compared at all.
+    policy.deployment.price_per_hour = 0;
+    EXPECT_EQ(cheapest(policy, {&c[0], &c[1], &c[2], &c[3]}).chosen->name, "b");
+    EXPECT_EQ(cheapest(policy, {&c[0], &c[1], &c[2], &c[3]}).decided_by,
+              "no price_per_hour: costs are not compared; decided by step 2 of 4: size 3.00 MiB vs 2.00 MiB vs a");
+}
+
+// Timing noise does not change R7's answer: on the bundled example's candidates as the speed pass
+// measured them (ratios to babyllama on the 2-core machine, -t 1: Q8_0 0.92, Q5_K_M 1.13, Q4_K_M
+// 0.97, Q3_K_M 0.89, Q4_0 0.85, stories260K 0.38; intervals of ±3%, the target the rounds stop
+// at), every measured speed moved by +5% or -5%, in all 2^n combinations, gives the same choice,
+// with stories260K passing (critical) and without it (general, where it does not).
+TEST(Choice, FivePercentOnEverySpeedNeverChangesTheChoice) {
+    struct Row {
+        const char * name;
+        CandidateKind kind;
+        double bpw, ratio;
+        std::uint64_t bytes;
+    };
+    const std::vector<Row> measured = {{"babyllama", CandidateKind::original, 32, 1.0, 3700000},
+                                       {"Q8_0", CandidateKind::variant, 8.53, 0.92, 1000000},
+                                       {"Q5_K_M", CandidateKind::variant, 6.35, 1.13, 750000},
+                                       {"Q4_K_M", CandidateKind::variant, 5.92, 0.97, 700000},
+                                       {"Q3_K_M", CandidateKind::variant, 4.97, 0.89, 600000},
+                                       {"Q4_0", CandidateKind::variant, 4.60, 0.85, 560000},
+                                       {"stories260K", CandidateKind::alternative, 32, 0.38, 1100000}};
+    std::vector<std::vector<Row>> sets = {measured, measured, {measured[0], measured[3]}};
+    sets[1].pop_back();  // without the small model: the quantizations tie or not among themselves
+    Policy policy;
+    policy.deployment.price_per_hour = 0.10;
+    for (const auto & rows : sets) {
+        SCOPED_TRACE(rows.size());
+        std::vector<Candidate> c;
+        for (const auto & r : rows) {
+            c.push_back(candidate(r.name, r.kind, r.bytes, {}));
+            c.back().bits_per_weight = r.bpw;
+        }
+        std::string first;
+        for (unsigned mask = 0; mask < (1u << rows.size()); ++mask) {
+            std::vector<const Candidate *> all;
+            for (std::size_t i = 0; i < rows.size(); ++i) {
+                const double shift = (mask >> i) & 1 ? 1.05 : 0.95;
+                // The reference's own time moves every ratio against it the other way.
+                c[i].cost = i == 0 ? timed(1.0, 0) : timed(rows[i].ratio * shift / ((mask & 1) ? 1.05 : 0.95));
+                all.push_back(&c[i]);
+            }
+            const auto pick = cheapest(policy, all);
+            if (first.empty()) first = pick.chosen->name;
+            EXPECT_EQ(pick.chosen->name, first) << "mask " << mask << ": " << pick.decided_by;
+        }
+        EXPECT_EQ(first, rows.size() == 7 ? "stories260K" : rows.size() == 6 ? "Q4_0" : "Q4_K_M");
+    }
 }
 
 // The central scenario's search: an alternative that could win is measured even though the
-// original passes; one that cannot is skipped with the exact reason.
+// original passes; one that cannot is skipped with the exact reason, never "costlier" inside the noise.
 TEST(Search, AnAlternativeIsSkippedOnlyWhenItCannotChangeTheChoice) {
     Policy policy;
     auto orig = candidate("orig", CandidateKind::original, 4u << 20, {});
@@ -290,20 +450,26 @@ TEST(Search, AnAlternativeIsSkippedOnlyWhenItCannotChangeTheChoice) {
     EXPECT_EQ(cannot_change_choice(policy, {&orig}, small), std::nullopt) << "the original passes, the small model could still be chosen";
     EXPECT_EQ(cannot_change_choice(policy, {&orig}, big), std::nullopt);
     EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, small), std::nullopt);
-    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), "larger than Q5_K_M, which passes (2.00 vs 1.00 MiB): R7 would not choose it even if it passed");
+    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), "larger than Q5_K_M, which passes (size 2.00 MiB vs 1.00 MiB): R7 would not choose it even if it passed");
     // With a price, a larger model can still win on cost; its speed is measured first.
     policy.deployment.price_per_hour = 1;
-    q5.cost = CostScore{.cost_per_1k_tokens = 1.0};
-    orig.cost = CostScore{.cost_per_1k_tokens = 3.0};
-    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), std::nullopt) << "cost unknown";
-    big.cost = CostScore{.cost_per_1k_tokens = 0.5};
-    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), std::nullopt) << "more than 10% cheaper to run";
-    big.cost->cost_per_1k_tokens = 1.5;
+    q5.cost = timed(0.5);
+    orig.cost = timed(1.0, 0);
+    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), std::nullopt) << "cost not measured";
+    big.cost = timed(0.3);
+    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), std::nullopt) << "measurably cheaper to run";
+    // 8% costlier is inside the noise: a tie, which step 2 settles (by size here).
+    big.cost = timed(0.54);
     EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big),
-              "larger and costlier than Q5_K_M, which passes (2.00 vs 1.00 MiB; 1.5 vs 1/1k tokens): R7 would not choose it even if it passed");
+              "larger than Q5_K_M, which passes (size 2.00 MiB vs 1.00 MiB; tie on cost: ratio 1.08 [1.04, 1.13]): R7 would not choose it even if it passed");
+    // Out of the band, both costs named.
+    big.cost = timed(0.75);
+    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big),
+              "measurably costlier than Q5_K_M, which passes (the cheapest that passes: $0.00391 vs $0.00260 per 1M tokens, ratio 1.50 [1.44, 1.56]): R7 "
+              "would not choose it even if it passed");
     // Over a budget: it cannot pass at all.
-    policy.budgets.cost_per_1k_tokens = 1.2;
-    EXPECT_NE(cannot_change_choice(policy, {}, big)->find("over budget (R4-budget: cost 1.5/1k tokens > 1.2 -> over budget)"), std::string::npos);
+    policy.budgets.cost_per_1k_tokens = 0.003e-3;
+    EXPECT_NE(cannot_change_choice(policy, {}, big)->find("over budget (R4-budget: cost $0.00391 > $0.00300 per 1M tokens -> over budget)"), std::string::npos);
 }
 
 TEST(PlanFile, ReadsDefaultsAndExpandsTheEnvironment) {
@@ -341,6 +507,38 @@ TEST(PlanFile, CostBudgetWithoutAPriceIsRefusedAndOddCalibrationWarned) {
     EXPECT_EQ(few.warnings[0], "plan.yaml:4: calibration.samples: 20 samples is outside 100-500, the range an importance matrix is meant to be computed from; "
                                "fewer calibrate it on too little text, more cost time for little gain");
     EXPECT_TRUE(parse_plan("base: a.gguf\ncalibration:\n  files: [c.txt]\n  samples: 200\ntasks:\n  - spec: t.jsonl\n", "plan.yaml", "/p").warnings.empty());
+}
+
+// Unknown is never 0: where candidates are priced, an endpoint must declare its cost; and speed is
+// only measured on this machine's CPU, so another device is refused rather than ignored.
+TEST(PlanFile, EndpointWithoutACostAndDevicesNotMeasuredAreRefused) {
+    const std::string served = "base: a.gguf\nalternatives:\n  - name: hosted\n    endpoint: http://h/v1\ntasks:\n  - spec: t.jsonl\n";
+    EXPECT_FALSE(parse_plan(served, "plan.yaml", "/p").alternatives.at(0).cost_per_1k_tokens) << "no price: the cost is not needed";
+    const auto error_of = [](const std::string & yaml) {
+        try {
+            parse_plan(yaml, "plan.yaml", "/p");
+        } catch (const switchyard::Error & e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    EXPECT_EQ(error_of(served + "policy:\n  deployment: {price_per_hour: 0.1}\n"),
+              "plan.yaml:3: alternatives[0].cost_per_1k_tokens: missing: hosted is served by an endpoint whose hardware is not measured here, and the plan "
+              "prices candidates (policy.deployment.price_per_hour); declare what it costs per 1k tokens");
+    EXPECT_NE(error_of(served + "policy:\n  budgets: {cost_per_1k_tokens: 0.002}\n  deployment: {price_per_hour: 0.1}\n").find("alternatives[0].cost_per_1k_tokens: missing"),
+              std::string::npos);
+    const auto declared = parse_plan("base: a.gguf\nalternatives:\n  - {name: hosted, endpoint: \"http://h/v1\", cost_per_1k_tokens: 0.002}\ntasks:\n  - spec: t.jsonl\n"
+                                     "policy:\n  deployment: {price_per_hour: 0.1}\n",
+                                     "plan.yaml", "/p");
+    EXPECT_DOUBLE_EQ(*declared.alternatives.at(0).cost_per_1k_tokens, 0.002);
+    EXPECT_EQ(error_of("base: a.gguf\nalternatives:\n  - {name: h, endpoint: \"http://h/v1\", cost_per_1k_tokens: 0}\ntasks:\n  - spec: t.jsonl\n"),
+              "plan.yaml:3: alternatives[0].cost_per_1k_tokens: must be positive (a cost of 0 would win every comparison)");
+    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment:\n    device: gpu\n"),
+              "plan.yaml:6: policy.deployment.device: only cpu is measured here (speed runs on this machine's CPU, so costs and latency for 'gpu' would not "
+              "be measured ones); found 'gpu'");
+    EXPECT_EQ(parse_plan("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment: {device: cpu}\n", "plan.yaml", "/p").policy.deployment.device, "cpu");
+    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\nspeed: {generate_tokens: 1}\n"),
+              "plan.yaml:4: speed.generate_tokens: must be at least 2 (a decode rate needs tokens after the first)");
 }
 
 TEST(PlanFile, ErrorsNameTheKeyAndLine) {

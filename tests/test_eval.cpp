@@ -225,7 +225,7 @@ TEST(Perplexity, MatchesLlamaPerplexity) {
 
 TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
     const auto r = eval::measure_speed({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2},
-                                       {.prompt_tokens = 32, .generate_tokens = 16, .repeats = 3, .price_per_hour = 1.0});
+                                       {.prompt_tokens = 32, .generate_tokens = 16, .repeats = 6, .price_per_hour = 1.0});
     EXPECT_GT(r.prefill_tokens_per_s, 0);
     EXPECT_GT(r.decode_tokens_per_s, 0);
     EXPECT_GT(r.ttft_p50_ms, 0);
@@ -233,8 +233,74 @@ TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
     EXPECT_GT(r.peak_rss_bytes, r.file_bytes);  // the weights are resident, plus the runtime
     EXPECT_TRUE(r.energy_source.rfind("measured", 0) == 0 || r.energy_source.rfind("modelled", 0) == 0) << r.energy_source;
     EXPECT_GT(r.joules_per_token, 0);
-    EXPECT_NEAR(r.cost_per_1k_tokens, 1.0 / 3600 * 1000 / r.decode_tokens_per_s, 1e-12);
-    EXPECT_GT(r.cost_per_query, 0);
+    EXPECT_EQ(r.rounds, 6);
+    EXPECT_LE(r.query_ms_lo, r.query_ms);
+    EXPECT_GE(r.query_ms_hi, r.query_ms);
+    // babyllama spells text a character at a time: its prompt of 32 tokens is about 32 characters.
+    EXPECT_NEAR(r.chars_per_token, 1.0, 0.2);
+    EXPECT_NEAR(r.prompt_tokens, 32, 4);
+    EXPECT_NEAR(r.cost_per_query, 1.0 / 3600 * r.query_ms / 1000, 1e-12);
+    EXPECT_NEAR(r.cost_per_1k_tokens, r.cost_per_query * 1000 / (r.prompt_tokens + r.generate_tokens), 1e-12);
+}
+
+// A generate request with ignore_eos runs to max_tokens whatever the model samples: the speed
+// pass's fixed amount of work. (The shared tiny models separate stories with BOS and seldom sample
+// an end-of-generation token, so the stop itself is not forced here; the count is what matters.)
+TEST(Speed, IgnoreEosGeneratesTheFixedTokenCount) {
+    engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512, .parallel = 1});
+    for (const char * prompt : {"The end.", "One day, Lily went to the park."}) {
+        engine::GenerateRequest request{.prompt = prompt, .max_tokens = 200};
+        request.sampling.temperature = 0;
+        request.ignore_eos = true;
+        const auto fixed = e.generate(std::span(&request, 1));
+        EXPECT_EQ(fixed[0].completion_tokens, 200) << prompt;
+        EXPECT_EQ(fixed[0].finish, engine::FinishReason::length) << prompt;
+    }
+}
+
+// The speed pass on the shared models: each query generates exactly its fixed count (end of text
+// ignored), and a candidate timed against a reference gets the same text in its own tokens:
+// stories260K spends fewer tokens than character-level babyllama on the same characters.
+TEST(Speed, AgainstAReferenceTheSameTextInEachOnesTokens) {
+    const auto baby = test::model_path("babyllama-0.9M-f32.gguf");
+    const auto stories = test::model_path("stories260K-f32.gguf");
+    const eval::SpeedOptions o{.prompt_tokens = 48, .generate_tokens = 24, .repeats = 8, .price_per_hour = 1.0};
+    const auto alone = eval::measure_speed({.model_path = stories, .threads = 2}, o);
+    EXPECT_EQ(alone.generate_tokens, 24);
+    EXPECT_GE(alone.rounds, 6);
+    EXPECT_LE(alone.rounds, 8);
+    const auto p = eval::measure_speed_against({.model_path = stories, .threads = 2}, {.model_path = baby, .threads = 2}, o);
+    EXPECT_EQ(p.reference.generate_tokens, 24);
+    EXPECT_GT(p.candidate.chars_per_token, 1.5 * p.reference.chars_per_token);
+    EXPECT_EQ(p.candidate.generate_tokens, static_cast<int>(std::lround(24 * p.reference.chars_per_token / p.candidate.chars_per_token)));
+    EXPECT_LT(p.candidate.prompt_tokens, p.reference.prompt_tokens);
+    EXPECT_GE(p.rounds, 6);
+    EXPECT_LE(p.rounds, 8);
+    EXPECT_LE(p.ratio_lo, p.ratio);
+    EXPECT_GE(p.ratio_hi, p.ratio);
+    EXPECT_GT(p.candidate.peak_rss_bytes, 0u);
+    // Its JSON form round-trips (the results store keeps it).
+    const auto back = nlohmann::json(p).get<eval::PairedSpeed>();
+    EXPECT_DOUBLE_EQ(back.ratio, p.ratio);
+    EXPECT_EQ(back.candidate.generate_tokens, p.candidate.generate_tokens);
+}
+
+// The rounds' median and its order-statistic interval: 12 rounds give [x_(3), x_(10)] (96.1%),
+// and two stalled rounds (a busy machine, 9x and 0.2x) barely move them; 5 rounds give no 95% interval.
+TEST(Speed, MedianIntervalIgnoresStalledRounds) {
+    std::vector<double> rounds = {1.00, 1.01, 0.99, 1.02, 0.98, 1.00, 1.03, 0.97, 1.01, 0.99, 1.00, 1.02};
+    const auto quiet = eval::median_interval(rounds);
+    EXPECT_NEAR(std::exp(quiet.center), 1.0, 1e-12);
+    EXPECT_NEAR(std::exp(quiet.lo), 0.99, 1e-12);
+    EXPECT_NEAR(std::exp(quiet.hi), 1.02, 1e-12);
+    rounds[0] = 9.0;
+    rounds[1] = 0.2;
+    const auto stalled = eval::median_interval(rounds);  // the order statistics shift by one at most
+    EXPECT_NEAR(std::exp(stalled.center), 1.0, 1e-12);
+    EXPECT_NEAR(std::exp(stalled.lo), 0.98, 1e-12);
+    EXPECT_NEAR(std::exp(stalled.hi), 1.02, 1e-12);
+    EXPECT_TRUE(std::isinf(eval::median_interval(std::vector<double>{1, 1, 1, 1, 1}).hi));
+    EXPECT_FALSE(std::isinf(eval::median_interval(std::vector<double>{1, 1, 1, 1, 1, 1}).hi));
 }
 
 // An interrupted run resumes where it stopped; a finished one is reused, not recomputed.

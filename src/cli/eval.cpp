@@ -242,8 +242,9 @@ void run_eval(const EvalOptions & o) {
                    v.prefill_tokens_per_s, v.decode_tokens_per_s, v.ttft_p50_ms, v.ttft_p95_ms, v.peak_rss_bytes / 1048576.0);
         fmt::print("  energy: {:.3g} J per generated token, {}\n", v.joules_per_token, v.energy_source);
         if (o.speed_options.price_per_hour > 0) {
-            fmt::print("  cost at {:.2f}/hour: {:.3g} per 1k generated tokens, {:.3g} per query ({} in, {} out)\n", o.speed_options.price_per_hour,
-                       v.cost_per_1k_tokens, v.cost_per_query, v.prompt_tokens, v.generate_tokens);
+            fmt::print("  cost at ${:.2f}/hour: ${:.3g} per 1M tokens (prompt and answer), ${:.3g} per query ({} in, {} out, {:.1f} ms [{:.1f}, {:.1f}] over {} rounds)\n",
+                       o.speed_options.price_per_hour, 1000 * v.cost_per_1k_tokens, v.cost_per_query, v.prompt_tokens, v.generate_tokens, v.query_ms,
+                       v.query_ms_lo, v.query_ms_hi, v.rounds);
         }
     }
     if (out.contains("kld")) {
@@ -281,10 +282,10 @@ void add_eval(CLI::App & app) {
     cmd->add_flag("--speed", o->speed, "Also measure prefill/decode throughput, time to first token, peak memory, energy, cost");
     cmd->add_option("--speed-prompt", o->speed_options.prompt_tokens, "Prompt tokens in the speed pass")->capture_default_str();
     cmd->add_option("--speed-generate", o->speed_options.generate_tokens, "Generated tokens in the speed pass")->capture_default_str();
-    cmd->add_option("--speed-repeats", o->speed_options.repeats, "Repeats in the speed pass (medians and p95 over them)")->capture_default_str();
+    cmd->add_option("--speed-repeats", o->speed_options.repeats, "Most rounds in the speed pass (each one query; they stop once the time per query is known within 3%)")->capture_default_str();
     cmd->add_option("--watts", o->speed_options.watts_per_busy_core, "Watts per busy core, for modelled energy where no meter is readable")
         ->capture_default_str();
-    cmd->add_option("--price-per-hour", o->speed_options.price_per_hour, "Hardware price per hour, for cost per 1k tokens and per query");
+    cmd->add_option("--price-per-hour", o->speed_options.price_per_hour, "Hardware price per hour in dollars, for cost per 1M tokens and per query");
     cmd->add_flag("--normalize", o->normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_option("--results", o->results, "Results store (SQLite)")->capture_default_str();

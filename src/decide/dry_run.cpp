@@ -239,8 +239,9 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
         if (!t.name.empty()) suite.settings.name = t.name;
         w.suites.push_back(count_suite(suite, *vocab));
     }
-    w.speed_prefill_tokens = static_cast<std::size_t>(plan.speed.repeats * plan.speed.prompt_tokens);
-    w.speed_decode_tokens = static_cast<std::size_t>(plan.speed.repeats * plan.speed.generate_tokens);
+    // At most: the rounds and a warm-up, each one query of the candidate and one of the reference.
+    w.speed_prefill_tokens = static_cast<std::size_t>(2 * (plan.speed.repeats + 1) * plan.speed.prompt_tokens);
+    w.speed_decode_tokens = static_cast<std::size_t>(2 * (plan.speed.repeats + 1) * plan.speed.generate_tokens);
     vocab.reset();
     const WorkRates rates = sample(plan.base->path, w.context, options.threads, info->embedding_length);
     return format_dry_run(w, rates, estimate_stages(w, rates));

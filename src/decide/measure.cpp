@@ -3,9 +3,11 @@
 #include "eval/speed.h"
 #include "eval/text_chunks.h"
 #include "model/model_info.h"
+#include "support/atomic_file.h"
 #include "support/error.h"
 #include "support/hash_cache.h"
 #include "support/sha256.h"
+#include "support/utf8.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <span>
@@ -134,7 +137,85 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
     return score;
 }
 
-// A prompt of about prompt_tokens words, generate_tokens out, `repeats` times, timed through the server.
+std::optional<ModelRef> Measurements::speed_reference() const {
+    if (plan_.base && plan_.base->endpoint.empty()) return plan_.base;
+    for (const auto & m : plan_.alternatives)
+        if (m.endpoint.empty()) return m;
+    return std::nullopt;
+}
+
+// The screen's text (itself the calibration's by default), at most 64 KiB of it: empty when the
+// plan has none, and the speed pass then uses its built-in passage.
+const std::string & Measurements::speed_text() {
+    if (speed_text_) return *speed_text_;
+    std::string text;
+    constexpr std::size_t limit = 64 * 1024;
+    for (const auto & f : plan_.screen.files) {
+        if (text.size() >= limit) break;
+        text += read_whole_file(f, "screen text").substr(0, limit - text.size()) + "\n";
+    }
+    speed_text_ = text;
+    return *speed_text_;
+}
+
+eval::SpeedOptions Measurements::speed_options() {
+    const auto & sp = plan_.speed;
+    return {.prompt_tokens = sp.prompt_tokens, .generate_tokens = sp.generate_tokens, .repeats = sp.repeats, .target_half_width = sp.target,
+            .watts_per_busy_core = plan_.policy.deployment.watts, .price_per_hour = plan_.policy.deployment.price_per_hour, .text = speed_text()};
+}
+
+std::string Measurements::speed_key(const std::string & reference) {
+    const auto & sp = plan_.speed;
+    // "format" 5: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model alone). The
+    // price is not part of it: costs are computed from the times.
+    const json key = {{"format", 5}, {"machine", machine_key()}, {"prompt", sp.prompt_tokens}, {"generate", sp.generate_tokens}, {"repeats", sp.repeats},
+                      {"target", sp.target}, {"watts", plan_.policy.deployment.watts}, {"text", sha256_bytes(speed_text())}, {"reference", reference}};
+    return key.dump();
+}
+
+// The reference alone, once per plan (and from the store after): the absolute time per query
+// every candidate's ratio multiplies.
+const eval::SpeedResult & Measurements::reference_speed(const ModelRef & reference) {
+    if (reference_speed_) return *reference_speed_;
+    const auto hash = store_.model_hash(reference.path);
+    const auto key = speed_key("self");
+    if (const auto cached = store_.find_measurement(hash, "speed", key)) {
+        reference_speed_ = json::parse(*cached).get<eval::SpeedResult>();
+        ++counts_.speed_reused;
+    } else {
+        reference_speed_ = eval::measure_speed({.model_path = reference.path, .threads = speed_threads(), .parallel = 1}, speed_options());
+        store_.record_measurement(hash, "speed", key, json(*reference_speed_).dump());
+        ++counts_.speed_runs;
+    }
+    return *reference_speed_;
+}
+
+namespace {
+
+double query_log_half_width(double lo, double hi) { return lo > 0 && hi > lo ? (std::log(hi) - std::log(lo)) / 2 : 0; }
+
+// Cost per query and its interval, and the per-1M figures, from the time per query. The query is
+// the plan's: prompt_tokens + generate_tokens of the reference's tokens, reference_cpt characters each.
+void price(CostScore & c, double query_seconds, double log_half, const Plan & plan, double reference_cpt) {
+    const double per_second = plan.policy.deployment.price_per_hour / 3600.0;
+    if (per_second <= 0) {
+        c.unknown = "no policy.deployment.price_per_hour";
+        return;
+    }
+    const double reference_tokens = plan.speed.prompt_tokens + plan.speed.generate_tokens;
+    c.cost_per_query = per_second * query_seconds;
+    c.cost_lo = c.cost_per_query * std::exp(-log_half);
+    c.cost_hi = c.cost_per_query * std::exp(log_half);
+    c.cost_per_1m_tokens = c.cost_per_query * 1e6 / reference_tokens;
+    if (reference_cpt > 0) c.cost_per_1m_chars = c.cost_per_query * 1e6 / (reference_tokens * reference_cpt);
+    if (c.query_prompt_tokens + c.query_generate_tokens > 0) c.cost_per_1k_tokens = c.cost_per_query * 1e3 / (c.query_prompt_tokens + c.query_generate_tokens);
+}
+
+}  // namespace
+
+// Latency timed through the server (a prompt of about prompt_tokens tokens, generate_tokens out,
+// `repeats` times); the cost is what the plan declares, per query of the plan's text in the
+// endpoint's own tokens.
 CostScore Measurements::remote_cost(const Candidate & c) {
     engine::RemoteEngine server(remote_options(c.served));
     const auto & sp = plan_.speed;
@@ -151,34 +232,90 @@ CostScore Measurements::remote_cost(const Candidate & c) {
     std::sort(ms.begin(), ms.end());
     const double p95 = ms[std::min(ms.size() - 1, static_cast<std::size_t>(0.95 * static_cast<double>(ms.size())))];
     ++counts_.speed_runs;
-    return CostScore{.remote = true, .p95_latency_ms = p95, .cost_per_1k_tokens = c.served.cost_per_1k_tokens};
+    CostScore cost{.remote = true, .p95_latency_ms = p95, .rounds = sp.repeats};
+    if (!c.served.cost_per_1k_tokens) {
+        cost.unknown = "the endpoint declares no cost_per_1k_tokens";
+        return cost;
+    }
+    if (plan_.policy.deployment.price_per_hour <= 0) {
+        // No hardware price: nothing to compare the declared cost with (a cost budget needs a price, see plan.cpp).
+        cost.unknown = "no policy.deployment.price_per_hour to compare it with";
+        cost.cost_per_1k_tokens = *c.served.cost_per_1k_tokens;
+        return cost;
+    }
+    // The query's text in the endpoint's tokens: its characters per token where the server
+    // tokenizes the text, else the reference's (an estimate).
+    double reference_cpt = 0;
+    try {
+        if (const auto reference = speed_reference()) reference_cpt = reference_speed(*reference).chars_per_token;
+    } catch (const Error &) {
+    }
+    double cpt = reference_cpt;
+    try {
+        const std::string text = speed_text().empty() ? prompt : speed_text().substr(0, 16 * 1024);
+        if (const double measured = eval::chars_per_token(server, text.substr(0, utf8::complete_prefix_length(text))); measured > 0) cpt = measured;
+    } catch (const Error &) {
+    }
+    const double reference_tokens = sp.prompt_tokens + sp.generate_tokens;
+    const double own_tokens = cpt > 0 && reference_cpt > 0 ? reference_tokens * reference_cpt / cpt : reference_tokens;
+    cost.chars_per_token = cpt;
+    cost.query_prompt_tokens = static_cast<int>(std::lround(own_tokens * sp.prompt_tokens / reference_tokens));
+    cost.query_generate_tokens = static_cast<int>(std::lround(own_tokens * sp.generate_tokens / reference_tokens));
+    // Declared, so exact: the seconds of hardware that cost the same, priced like a measured time.
+    const double seconds = *c.served.cost_per_1k_tokens / 1000.0 * own_tokens / (plan_.policy.deployment.price_per_hour / 3600.0);
+    price(cost, seconds, 0, plan_, reference_cpt);
+    cost.cost_per_1k_tokens = *c.served.cost_per_1k_tokens;
+    return cost;
 }
 
 CostScore Measurements::cost(const Candidate & c) {
     if (c.remote()) return remote_cost(c);
-    const auto hash = store_.model_hash(c.path);
-    const auto & sp = plan_.speed;
-    const auto & dep = plan_.policy.deployment;
-    // "format" 2: eval::SpeedResult's own JSON form (format 1 wrote other key names).
-    const json key = {{"format", 2}, {"machine", machine_key()}, {"prompt", sp.prompt_tokens}, {"generate", sp.generate_tokens}, {"repeats", sp.repeats},
-                      {"watts", dep.watts}, {"price", dep.price_per_hour}};
-    eval::SpeedResult r;
-    if (const auto cached = store_.find_measurement(hash, "speed", key.dump())) {
-        r = json::parse(*cached).get<eval::SpeedResult>();
-        ++counts_.speed_reused;
-    } else {
-        r = eval::measure_speed({.model_path = c.path, .threads = speed_threads(), .context_length = context_for(c), .parallel = 1},
-                                {.prompt_tokens = sp.prompt_tokens, .generate_tokens = sp.generate_tokens, .repeats = sp.repeats,
-                                 .watts_per_busy_core = dep.watts, .price_per_hour = dep.price_per_hour});
-        store_.record_measurement(hash, "speed", key.dump(), json(r).dump());
-        ++counts_.speed_runs;
+    const auto reference = speed_reference();
+    if (!reference) throw Error("speed: " + c.name + ": no local model to time it against");
+    const bool is_reference = store_.model_hash(c.path) == store_.model_hash(reference->path);
+    try {
+        const auto & ref = reference_speed(*reference);
+        CostScore cost{.file_bytes = c.file_bytes, .reference = reference->name};
+        eval::SpeedResult own = ref;
+        double log_half = query_log_half_width(ref.query_ms_lo, ref.query_ms_hi);
+        if (!is_reference) {
+            const auto hash = store_.model_hash(c.path);
+            const auto key = speed_key(store_.model_hash(reference->path));
+            eval::PairedSpeed paired;
+            if (const auto cached = store_.find_measurement(hash, "speed", key)) {
+                paired = json::parse(*cached).get<eval::PairedSpeed>();
+                ++counts_.speed_reused;
+            } else {
+                paired = eval::measure_speed_against({.model_path = c.path, .threads = speed_threads(), .parallel = 1},
+                                                     {.model_path = reference->path, .threads = speed_threads(), .parallel = 1}, speed_options());
+                store_.record_measurement(hash, "speed", key, json(paired).dump());
+                ++counts_.speed_runs;
+            }
+            own = paired.candidate;
+            cost.ratio = paired.ratio;
+            cost.ratio_lo = paired.ratio_lo;
+            cost.ratio_hi = paired.ratio_hi;
+            log_half = std::hypot(log_half, query_log_half_width(paired.ratio_lo, paired.ratio_hi));
+        }
+        cost.peak_rss_bytes = own.peak_rss_bytes;
+        cost.prefill_tokens_per_s = own.prefill_tokens_per_s;
+        cost.decode_tokens_per_s = own.decode_tokens_per_s;
+        cost.ttft_p95_ms = own.ttft_p95_ms;
+        cost.p95_latency_ms = own.query_p95_ms;
+        cost.chars_per_token = own.chars_per_token;
+        cost.query_prompt_tokens = own.prompt_tokens;
+        cost.query_generate_tokens = own.generate_tokens;
+        cost.rounds = own.rounds;
+        cost.joules_per_token = own.joules_per_token;
+        cost.energy_source = own.energy_source;
+        // Every candidate's time per query is the reference's times its ratio: one absolute figure,
+        // so that costs compare as their ratios do.
+        price(cost, ref.query_ms / 1000.0 * cost.ratio, log_half, plan_, ref.chars_per_token);
+        return cost;
+    } catch (const Error & e) {
+        // A failed measurement is an unknown cost (never 0), and is not stored: the next run tries again.
+        return CostScore{.file_bytes = c.file_bytes, .reference = reference->name, .unknown = e.what()};
     }
-    // One query: the first token, then the rest of the answer at the median decode speed.
-    const double rest_ms = r.decode_tokens_per_s > 0 ? 1000.0 * std::max(0, sp.generate_tokens - 1) / r.decode_tokens_per_s : 0;
-    return CostScore{.file_bytes = c.file_bytes, .peak_rss_bytes = r.peak_rss_bytes, .prefill_tokens_per_s = r.prefill_tokens_per_s,
-                     .decode_tokens_per_s = r.decode_tokens_per_s, .ttft_p95_ms = r.ttft_p95_ms, .p95_latency_ms = r.ttft_p95_ms + rest_ms,
-                     .cost_per_1k_tokens = r.cost_per_1k_tokens, .cost_per_query = r.cost_per_query, .joules_per_token = r.joules_per_token,
-                     .energy_source = r.energy_source};
 }
 
 }  // namespace switchyard::decide

@@ -9,6 +9,7 @@
 #include "engine/remote_engine.h"
 #include "eval/drift.h"
 #include "eval/results_store.h"
+#include "eval/speed.h"
 #include "eval/suite.h"
 
 #include <filesystem>
@@ -45,8 +46,10 @@ public:
     WorkerJob worker_job(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
     // Drift of a variant from the original on the plan's screen text.
     DriftScore drift(const Candidate & original, const Candidate & variant);
-    // Speed, memory, energy and cost at the plan's deployment; a served model's latency is timed
-    // through its server and its cost is what the plan declares.
+    // Speed, memory, energy and cost at the plan's deployment, for one query of the plan's text:
+    // a local model's time per query as a ratio to the reference's (eval::measure_speed_against),
+    // a served model's latency through its server and its cost as the plan declares. A failed
+    // measurement gives an unknown cost (CostScore::unknown), never 0.
     CostScore cost(const Candidate & candidate);
 
     int context_for(const Candidate & candidate) const;
@@ -56,6 +59,12 @@ public:
 private:
     CostScore remote_cost(const Candidate & candidate);
     std::string machine_key() const;
+    // Speed is timed against the plan's original when it is a local file, else its first local alternative.
+    std::optional<ModelRef> speed_reference() const;
+    const std::string & speed_text();
+    eval::SpeedOptions speed_options();
+    std::string speed_key(const std::string & reference);
+    const eval::SpeedResult & reference_speed(const ModelRef & reference);
 
     const Plan & plan_;
     eval::ResultsStore store_;
@@ -65,6 +74,8 @@ private:
     WorkerPool * workers_ = nullptr;
     std::optional<eval::Reference> reference_;  // the original's on the screen text, recorded once
     std::string drift_key_;
+    std::optional<std::string> speed_text_;
+    std::optional<eval::SpeedResult> reference_speed_;
 };
 
 // What the engine needs to reach a model the plan names behind an endpoint; throws when its API key

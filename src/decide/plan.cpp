@@ -111,7 +111,8 @@ ModelRef read_model(const YamlMap & parent, const std::string & key, std::size_t
         m.name = y.string("name", m.remote_model.empty() ? "remote" : m.remote_model);
         m.api_key_env = y.string("api_key_env", "");
         m.context = static_cast<int>(y.integer("context", 0));
-        m.cost_per_1k_tokens = y.number("cost_per_1k_tokens", 0);
+        m.cost_per_1k_tokens = y.optional_number("cost_per_1k_tokens");
+        if (m.cost_per_1k_tokens && *m.cost_per_1k_tokens <= 0) y.fail("cost_per_1k_tokens", "must be positive (a cost of 0 would win every comparison)");
     }
     m.capabilities = y.strings("capabilities");
     return m;
@@ -251,8 +252,10 @@ Policy read_policy(const YamlMap & y) {
         p.deployment.price_per_hour = d->number("price_per_hour", 0);
         p.deployment.watts = d->number("watts", p.deployment.watts);
         p.deployment.device = d->string("device", p.deployment.device);
-        if (p.deployment.device != "cpu" && p.deployment.device != "gpu" && p.deployment.device != "edge")
-            d->fail("device", "expected cpu, gpu or edge, found '" + p.deployment.device + "'");
+        // Speed is measured on this machine's CPU; a figure for another device would be a guess.
+        if (p.deployment.device != "cpu")
+            d->fail("device", "only cpu is measured here (speed runs on this machine's CPU, so costs and latency for '" + p.deployment.device +
+                                  "' would not be measured ones); found '" + p.deployment.device + "'");
         p.deployment.threads = static_cast<int>(d->integer("threads", 0));
     }
     return p;
@@ -311,11 +314,28 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         if (plan.policy.min_agreement && plan.base && plan.screen.files.empty())
             p->fail("min_agreement", "top-1 agreement is measured on the screen's text: give 'screen' (or 'calibration', whose text the screen reuses)");
     }
+    // Unknown is never 0: where candidates are priced, an endpoint must say what it costs.
+    const bool priced = plan.policy.deployment.price_per_hour > 0 || plan.policy.budgets.cost_per_1k_tokens;
+    const auto check_declared_cost = [&](const std::string & key, std::size_t index, const ModelRef & m) {
+        if (!priced || m.endpoint.empty() || m.cost_per_1k_tokens) return;
+        const auto node = root.node(key);
+        const YamlMap y(node.IsSequence() ? node[index] : node, root.source(), key + (node.IsSequence() ? "[" + std::to_string(index) + "]" : ""), root.base_dir());
+        y.fail("cost_per_1k_tokens", "missing: " + m.name + " is served by an endpoint whose hardware is not measured here, and the plan prices candidates (" +
+                                         (plan.policy.deployment.price_per_hour > 0 ? "policy.deployment.price_per_hour" : "policy.budgets.cost_per_1k_tokens") +
+                                         "); declare what it costs per 1k tokens");
+    };
+    if (plan.base) check_declared_cost("base", 0, *plan.base);
+    for (std::size_t i = 0; i < plan.alternatives.size(); ++i) check_declared_cost("alternatives", i, plan.alternatives[i]);
     if (auto s = root.map("speed")) {
-        s->reject_unknown({"prompt_tokens", "generate_tokens", "repeats"});
+        s->reject_unknown({"prompt_tokens", "generate_tokens", "repeats", "target"});
         plan.speed.prompt_tokens = static_cast<int>(s->integer("prompt_tokens", plan.speed.prompt_tokens));
         plan.speed.generate_tokens = static_cast<int>(s->integer("generate_tokens", plan.speed.generate_tokens));
         plan.speed.repeats = static_cast<int>(s->integer("repeats", plan.speed.repeats));
+        plan.speed.target = s->number("target", plan.speed.target);
+        if (plan.speed.prompt_tokens < 1) s->fail("prompt_tokens", "must be at least 1");
+        if (plan.speed.generate_tokens < 2) s->fail("generate_tokens", "must be at least 2 (a decode rate needs tokens after the first)");
+        if (plan.speed.repeats < 1) s->fail("repeats", "must be at least 1 (rounds of the speed pass at most; 6 run at least, the fewest with a 95% interval)");
+        if (!(plan.speed.target > 0 && plan.speed.target < 1)) s->fail("target", "must lie between 0 and 1 (0.03: within 3% either side)");
     }
     for (const auto & w : root.strings("workers")) {
         try {

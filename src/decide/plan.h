@@ -18,7 +18,9 @@ struct ModelRef {
     std::string remote_model;  // the server's name for it (default: the one it lists)
     std::string api_key_env;   // environment variable holding the endpoint's API key
     int context = 0;           // tokens; 0: what the server says
-    double cost_per_1k_tokens = 0;  // what the endpoint costs: its hardware is not measured here
+    // What the endpoint costs per 1k of its tokens (prompt and answer): its hardware is not measured
+    // here. Absent: unknown, never 0 (a plan that prices candidates refuses an endpoint without it).
+    std::optional<double> cost_per_1k_tokens;
     std::vector<std::string> capabilities;  // declared beyond what the GGUF says (e.g. "code")
 };
 
@@ -62,10 +64,13 @@ struct TaskSpec {
     std::string built_name() const;  // `name`, else "cloze-STEM" / "capture-ROUTE"
 };
 
+// One query of the speed pass, in the reference model's tokens of the plan's text, and how long
+// its interleaved rounds run (eval/speed.h).
 struct SpeedSpec {
     int prompt_tokens = 128;
     int generate_tokens = 64;
-    int repeats = 3;
+    int repeats = 16;       // rounds at most (6 at least)
+    double target = 0.03;   // rounds stop once the ratio's 95% interval is within this either side
 };
 
 struct Plan {

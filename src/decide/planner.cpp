@@ -221,8 +221,8 @@ private:
     bool costs_matter() const { return plan_.policy.budgets.any() || plan_.policy.deployment.price_per_hour > 0; }
 
     void measure_cost(Candidate & c) override {
-        note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : ""));
         c.cost = measure_.cost(c);
+        note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : "") + ": " + describe_cost(*c.cost));
     }
 
     static std::string portfolio_name(const std::string & name) {

@@ -91,6 +91,9 @@ struct GenerateRequest {
     // Control tokens that go into the text as written (a chat format's tool-call tags), where
     // others, such as end-of-turn tokens, leave no text. In-process engines only.
     std::vector<Token> text_tokens;
+    // Generation runs on past end-of-generation tokens (which leave no text) to max_tokens: a
+    // speed measurement's fixed amount of work. In-process engines only.
+    bool ignore_eos = false;
 };
 
 enum class FinishReason {

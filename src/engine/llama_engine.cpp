@@ -652,7 +652,7 @@ void LlamaEngine::Slots::step() {
 void LlamaEngine::Slots::sample(Slot & slot) {
     llama_context * ctx = engine_.ctx_;
     const Token token = llama_sampler_sample(slot.sampler.get(), ctx, slot.batch_index);
-    if (llama_vocab_is_eog(engine_.vocab_, token)) {
+    if (llama_vocab_is_eog(engine_.vocab_, token) && !slot.job.request.ignore_eos) {
         finish(slot, FinishReason::eos);
         return;
     }

@@ -29,6 +29,16 @@ std::string money_per_1m(double cost_per_1k_tokens) {
     return fmt::format("${:.{}f}", v, decimals);
 }
 
+std::string cost_text(const decide::CostScore & cost, bool with_interval) {
+    if (!cost.cost_known()) return "unknown";
+    std::string out = money_per_1m(cost.cost_per_1m_tokens / 1000);
+    if (with_interval && cost.cost_hi > cost.cost_lo && cost.cost_lo > 0) {
+        const double scale = cost.cost_per_1m_tokens / cost.cost_per_query / 1000;
+        out += " [" + money_per_1m(cost.cost_lo * scale).substr(1) + ", " + money_per_1m(cost.cost_hi * scale).substr(1) + "]";
+    }
+    return out;
+}
+
 std::string bytes_text(std::uint64_t bytes) {
     const double kib = bytes / 1024.0, mib = kib / 1024.0, gib = mib / 1024.0;
     if (gib >= 1) return fmt::format("{:.2f} GiB", gib);
@@ -95,15 +105,22 @@ std::vector<const Candidate *> passing(const PlanResult & r, const std::string &
     return out;
 }
 
-// The one number behind R7: the chosen's cost when cost alone decided, else its size.
+// The one number behind R7 and the step that decided: the chosen's cost when cost alone decided;
+// else (a tie on cost, or no price) what step 2 ranked by: bits per weight, or size.
 std::string cheapest_why(const PlanResult & r, const std::string & cls, const Candidate & chosen) {
     const auto all = passing(r, cls);
     const auto pick = decide::cheapest(r.plan.policy, all);
     const auto * original = original_of(r);
-    if (pick.by_cost && chosen.cost) return fmt::format("cheapest of {} that pass: {} per 1M tokens", all.size(), money_per_1m(chosen.cost->cost_per_1k_tokens));
+    if (all.size() == 1) return "the only one that passes" + (chosen.cost && chosen.cost->cost_known() ? ": " + cost_text(*chosen.cost) + " per 1M tokens" : "");
+    if (pick.by_cost && chosen.cost) return fmt::format("cheapest of {} that pass: {} per 1M tokens", all.size(), cost_text(*chosen.cost, true));
     std::string size = bytes_text(chosen.file_bytes);
     if (original != nullptr && original != &chosen) size += ", " + share_of(chosen.file_bytes, original->file_bytes);
-    return fmt::format("smallest of {} that pass: {}", all.size(), size);
+    const std::string tie = pick.tie ? fmt::format("tie on cost among {} of {}; ", pick.within_cost, all.size()) : "";
+    const std::string of = pick.tie ? "them" : fmt::format("{} that pass", all.size());
+    const bool by_bits = pick.runner_up != nullptr && decide::tie_break(*pick.runner_up, chosen).rfind("bits", 0) == 0;
+    if (by_bits) return fmt::format("{}fewest bits per weight of {}: {:.3g} vs {:.3g} ({}), {}", tie, of, chosen.bits_per_weight, pick.runner_up->bits_per_weight,
+                                    pick.runner_up->name, size);
+    return fmt::format("{}smallest of {}: {}", tie, of, size);
 }
 
 // What ruled the original or compression out, for a verdict not settled by R7.
@@ -175,6 +192,35 @@ std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDe
     return out;
 }
 
+// Why R7 put `c` after the chosen one, in the report's units: outside the cost band with both
+// costs, or inside it (a tie) and after it on bits per weight, size or name.
+std::string r7_against(const PlanResult & r, const std::string & cls, const Candidate & c, const Candidate * chosen) {
+    if (chosen == nullptr) return "not chosen";
+    const bool priced = r.plan.policy.deployment.price_per_hour > 0;
+    const auto step2 = [&] {
+        const auto why = decide::tie_break(c, *chosen);
+        if (why.rfind("bits", 0) == 0) return fmt::format("more bits per weight: {:.3g} vs {:.3g}", c.bits_per_weight, chosen->bits_per_weight);
+        if (why.rfind("size", 0) == 0) return fmt::format("larger: {} vs {}", bytes_text(c.file_bytes), bytes_text(chosen->file_bytes));
+        if (why.rfind("name", 0) == 0) return "after " + chosen->name + " by name";
+        return why;
+    };
+    if (priced && c.cost && !c.cost->cost_known()) return "cost unknown (" + (c.cost->unknown.empty() ? std::string("not measured") : c.cost->unknown) + "): it cannot win on cost";
+    if (priced && c.cost && chosen->cost && c.cost->cost_known() && chosen->cost->cost_known()) {
+        // Against the cheapest that passes: the band R7 drew.
+        auto all = passing(r, cls);
+        if (std::find(all.begin(), all.end(), &c) == all.end()) all.push_back(&c);
+        const auto pick = decide::cheapest(r.plan.policy, all);
+        const Candidate * low = pick.cheapest != nullptr ? pick.cheapest : chosen;
+        const auto vs_low = decide::compare_costs(*c.cost, *low->cost);
+        if (vs_low.order == decide::CostOrder::costlier)
+            return fmt::format("costlier: {} vs {} per 1M tokens for {}, {}, outside the {:.0f}% band", cost_text(*c.cost), cost_text(*low->cost), low->name,
+                               vs_low.text(), 100 * (decide::kCostBand - 1));
+        return fmt::format("tie on cost with {} ({} vs {} per 1M tokens, {}), then {}", chosen->name, cost_text(*c.cost), cost_text(*chosen->cost),
+                           decide::compare_costs(*c.cost, *chosen->cost).text(), step2());
+    }
+    return step2();
+}
+
 std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::ClassDecision & d) {
     std::vector<std::string> out;
     const auto * chosen = find(r, d.chosen);
@@ -185,17 +231,14 @@ std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::Class
         if (!c.skipped.empty()) {
             why = c.skipped;
         } else if (passes(a)) {
-            why = chosen != nullptr && c.cost && chosen->cost && c.cost->cost_per_1k_tokens > 1.1 * chosen->cost->cost_per_1k_tokens
-                      ? fmt::format("passes, costs more: {} vs {} per 1M tokens", money_per_1m(c.cost->cost_per_1k_tokens), money_per_1m(chosen->cost->cost_per_1k_tokens))
-                      : fmt::format("passes, larger: {} vs {}", bytes_text(c.file_bytes), chosen ? bytes_text(chosen->file_bytes) : "—");
+            why = "passes, " + r7_against(r, d.task_class, c, chosen);
             if (d.backup == c.name) why += " (the backup)";
         } else if (a != nullptr && problem(*a) != nullptr) {
             why = short_problem(r, *problem(*a));
         } else if (const auto it = c.not_run.find(d.task_class); it != c.not_run.end()) {
             // R7's skips are restated in the report's units; every other reason as the search gave it.
             if (chosen != nullptr && c.cost && chosen->cost && decide::cheapest(r.plan.policy, {chosen, &c}).chosen == chosen && it->second.find("R7") != std::string::npos)
-                why = fmt::format("not run: R7 would not choose it even if it passed ({}, {} per 1M tokens vs {}, {})", bytes_text(c.file_bytes),
-                                  money_per_1m(c.cost->cost_per_1k_tokens), bytes_text(chosen->file_bytes), money_per_1m(chosen->cost->cost_per_1k_tokens));
+                why = "not run: R7 would not choose it even if it passed (" + r7_against(r, d.task_class, c, chosen) + ")";
             else
                 why = "not run: " + it->second;
         } else {

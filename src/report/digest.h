@@ -51,6 +51,9 @@ std::vector<SignalCheck> signal_checks(const decide::PlanResult & result);
 
 // Units people use.
 std::string money_per_1m(double cost_per_1k_tokens);  // "$0.0132"
+// A candidate's cost per 1M tokens (counted in the reference model's tokens), "$0.0132", or
+// "unknown" (never "$0"); with_interval adds its 95% interval: "$0.0132 [0.0128, 0.0136]".
+std::string cost_text(const decide::CostScore & cost, bool with_interval = false);
 std::string bytes_text(std::uint64_t bytes);          // "570 KiB", "3.63 MiB", "1.20 GiB"
 std::string energy_per_1k(const decide::CostScore & cost);  // "23.0 J (modelled)"
 std::string share_of(std::uint64_t bytes, std::uint64_t original_bytes);  // "16% of the original's size"

@@ -130,7 +130,7 @@ std::vector<Figure> charts(const PlanResult & r) {
     if (!kld.points.empty()) out.push_back({render(kld), "Lower is closer to the original's next-token distribution; fewer bits per weight usually costs more KLD."});
 
     BarChart latency{.title = "p95 latency of one query", .unit = "ms"};
-    BarChart cost{.title = "Cost per 1M generated tokens", .unit = fmt::format("at ${:g} per hour", policy.deployment.price_per_hour)};
+    BarChart cost{.title = "Cost per 1M tokens of one query (the same text for every model)", .unit = fmt::format("at ${:g} per hour", policy.deployment.price_per_hour)};
     BarChart energy{.title = "Energy per 1k generated tokens", .unit = "J"};
     for (const auto & c : r.candidates)
         if (c.cost) {
@@ -140,12 +140,12 @@ std::vector<Figure> charts(const PlanResult & r) {
     for (const auto & c : r.candidates) {
         if (!c.cost) continue;
         latency.bars.push_back({c.name, c.cost->p95_latency_ms, group_of(r, c), fmt::format("{:.1f} ms", c.cost->p95_latency_ms)});
-        cost.bars.push_back({c.name, c.cost->cost_per_1k_tokens, group_of(r, c), money_per_1m(c.cost->cost_per_1k_tokens)});
+        if (c.cost->cost_known()) cost.bars.push_back({c.name, c.cost->cost_per_1m_tokens, group_of(r, c), cost_text(*c.cost, true)});
         energy.bars.push_back({c.name, 1000 * c.cost->joules_per_token, group_of(r, c), energy_per_1k(*c.cost)});
     }
     if (!latency.bars.empty()) {
         out.push_back({render(latency), "Shorter is faster: one query of the plan's prompt and answer length, 95th percentile (green: chosen)."});
-        if (policy.deployment.price_per_hour > 0) out.push_back({render(cost), "Shorter is cheaper: the hardware's price per hour over the tokens it generates."});
+        if (policy.deployment.price_per_hour > 0 && !cost.bars.empty()) out.push_back({render(cost), "Shorter is cheaper: the hardware's price per hour times the time one query takes (the plan's prompt and answer, the same text for every model), per 1M of the reference model's tokens; brackets: 95% interval. Within 10% of each other is a tie."});
         out.push_back({render(energy), "Shorter uses less energy per 1k generated tokens; modelled values are CPU-seconds times watts per busy core."});
     }
     return out;
@@ -269,7 +269,7 @@ Table candidates_table(const PlanResult & r) {
         t.rows.push_back({c.name, decide::to_string(c.kind), c.description, size_text(r, c), fmt::format("{:.2f}", c.bits_per_weight),
                           c.drift ? signed_percent(c.drift->ppl_ratio - 1) : "—", c.drift ? fmt::format("{:.4f}", c.drift->kld_mean) : "—",
                           c.drift ? pct(c.drift->top1_agreement) : "—", c.cost ? fmt::format("{:.1f} ms", c.cost->p95_latency_ms) : "—",
-                          c.cost && !c.cost->remote ? bytes_text(c.cost->peak_rss_bytes) : "—", c.cost ? money_per_1m(c.cost->cost_per_1k_tokens) : "—",
+                          c.cost && !c.cost->remote ? bytes_text(c.cost->peak_rss_bytes) : "—", c.cost && r.plan.policy.deployment.price_per_hour > 0 ? cost_text(*c.cost, true) : "—",
                           c.cost && !c.cost->remote ? energy_per_1k(*c.cost) : "—", status_of(c)});
     return t;
 }
