@@ -400,7 +400,7 @@ speed: {{prompt_tokens: 32, generate_tokens: 8, repeats: 1}}
     EXPECT_NE(r.out.find("3 to build (Q8_0+imatrix, Q4_K_M+imatrix, Q4_0)"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("4 models × 256 tokens"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("2 suites × 4 candidates"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("4 candidates × 32 prompt and 8 generated tokens"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("4 candidates × 832 prompt and 208 generated tokens"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("total"), std::string::npos) << r.out;
     EXPECT_FALSE(std::filesystem::exists(out)) << "a dry run writes nothing";
 }

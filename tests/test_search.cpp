@@ -336,14 +336,15 @@ TEST(Search, ABudgetNoCompressionMeetsSwitches) {
     scores.originals = {{"chat", {1000, 900}}};
     scores.scripts["q8"] = {{"chat", {.lost = 5, .gained = 5}}};
     scores.scripts["small"] = {{"chat", {.lost = 15, .gained = 5}}};
-    scores.costs = {{"orig", CostScore{.peak_rss_bytes = 400}}, {"q8", CostScore{.peak_rss_bytes = 200}}, {"small", CostScore{.peak_rss_bytes = 90}}};
+    scores.costs = {{"orig", CostScore{.peak_rss_bytes = 400u << 20}}, {"q8", CostScore{.peak_rss_bytes = 200u << 20}}, {"small", CostScore{.peak_rss_bytes = 90u << 20}}};
     Policy policy;
-    policy.budgets.memory_bytes = 100;
+    policy.budgets.memory_bytes = 100u << 20;
     const auto r = run(policy, {model("orig", CandidateKind::original, 4000), quant("q8", 1100, 8.5), model("small", CandidateKind::alternative, 300)}, scores);
     const auto & d = r.decision("general");
     EXPECT_EQ(d.action, Action::switch_model) << d.reason;
     EXPECT_EQ(d.chosen, "small");
     EXPECT_EQ(d.rule, "R4-budget");
+    EXPECT_NE(d.reason.find("the original: R4-budget: peak memory 400.0 MiB > 100.0 MiB -> over budget"), std::string::npos) << d.reason;
 }
 
 // Nothing passes: the original stays, flagged for a person.

@@ -239,9 +239,11 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
         if (!t.name.empty()) suite.settings.name = t.name;
         w.suites.push_back(count_suite(suite, *vocab));
     }
-    // At most: the rounds and a warm-up, each one query of the candidate and one of the reference.
-    w.speed_prefill_tokens = static_cast<std::size_t>(2 * (plan.speed.repeats + 1) * plan.speed.prompt_tokens);
-    w.speed_decode_tokens = static_cast<std::size_t>(2 * (plan.speed.repeats + 1) * plan.speed.generate_tokens);
+    // At most, for the candidate and the reference alike: a warm-up query, then the rounds (at least
+    // 6, at most `repeats`: eval/speed.h), each two queries.
+    const std::size_t queries = 2 * (1 + 2 * static_cast<std::size_t>(std::max(plan.speed.repeats, 6)));
+    w.speed_prefill_tokens = queries * static_cast<std::size_t>(plan.speed.prompt_tokens);
+    w.speed_decode_tokens = queries * static_cast<std::size_t>(plan.speed.generate_tokens);
     vocab.reset();
     const WorkRates rates = sample(plan.base->path, w.context, options.threads, info->embedding_length);
     return format_dry_run(w, rates, estimate_stages(w, rates));

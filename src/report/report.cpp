@@ -355,6 +355,8 @@ std::string summary_text(const PlanResult & r) {
     for (const auto & c : classes) {
         out += c.task_class + ", the evidence:\n";
         for (const auto & e : c.evidence) out += "  - " + e + "\n";
+        for (const auto & d : r.decisions)
+            if (d.task_class == c.task_class) out += "  what it claims: " + d.guarantee + "\n";
         out += c.task_class + ", not chosen:\n";
         for (const auto & n : c.not_chosen) out += "  - " + n + "\n";
     }
