@@ -311,6 +311,17 @@ TEST(Search, AVerdictOnInsufficientEvidenceIsFlaggedWithItsOwnId) {
     EXPECT_EQ(d.rule, "R3-insufficient");
     EXPECT_TRUE(d.flagged);
     EXPECT_NE(d.reason.find("no compression passes (q4: R3-insufficient: drop 6.7% ["), std::string::npos) << d.reason;
+    // A small model that passes is chosen; the verdict still rests on the undecided compression
+    // (more items might have kept babyllama's family), so it is flagged, but its claim stands.
+    scores.scripts["small"] = {{"chat", {.lost = 1, .gained = 1}}};
+    scores.originals = {{"chat", {400, 360}}};
+    scores.scripts["q4"] = {{"chat", {.lost = 32, .gained = 8}}};
+    const auto switched = run(policy, {model("orig", CandidateKind::original, 4000), quant("q4", 600, 4.5), model("small", CandidateKind::alternative, 300)}, scores);
+    const auto & s = switched.decision("general");
+    EXPECT_EQ(s.chosen, "small") << s.reason;
+    EXPECT_EQ(s.rule, "R3-insufficient");
+    EXPECT_TRUE(s.flagged);
+    EXPECT_NE(s.guarantee.find("the chance that small in fact drops more than 10.0%"), std::string::npos) << s.guarantee;
 }
 
 // The original under the floor on a critical suite (measurably): switch to a model that clears it.

@@ -142,7 +142,7 @@ std::string original_beats(const Policy & policy, const Candidate & chosen, cons
 std::string guarantee_of(const Policy & policy, const ClassDecision & d, const ClassContext & context) {
     const std::string level = fmt::format("{} families ({} each), each ladder tested in fixed sequence, mild to aggressive", context.families,
                                           fmt::format("{:.3g}", context.alpha_each(policy)));
-    if (d.chosen.empty() || d.flagged) return "none: no candidate passed every rule";
+    if (d.chosen.empty() || d.rule == "none-passes") return "none: no candidate passed every rule";
     if (d.action == Action::keep) return "the original is kept: it is the reference, so no drop is claimed";
     if (context.original_serves)
         return fmt::format("the chance that {} in fact drops more than {} versus the original on some suite of `{}` is at most {} ({})", d.chosen,
