@@ -25,13 +25,7 @@ double log_half_width(double lo, double hi) {
     return (std::log(hi) - std::log(lo)) / 2;
 }
 
-// Dollars per 1M tokens, three significant digits, never an exponent.
-std::string per_1m(const CostScore & c) {
-    const double v = c.cost_per_1m_tokens;
-    if (v >= 100) return fmt::format("${:.0f}", v);
-    const int decimals = std::max(0, 2 - static_cast<int>(std::floor(std::log10(std::max(v, 1e-12)))));
-    return fmt::format("${:.{}f}", v, decimals);
-}
+std::string per_1m(const CostScore & c) { return dollars(c.cost_per_1m_tokens); }
 
 bool priced(const Policy & policy) { return policy.deployment.price_per_hour > 0; }
 
@@ -111,12 +105,12 @@ RuleVerdict rule_budgets(const Policy & policy, const CostScore & cost) {
     }
     if (b.cost_per_1k_tokens) {
         // Unknown is never 0: a cost that could not be measured cannot be shown to meet the budget.
-        const CostScore budget{.cost_per_query = 1, .cost_per_1m_tokens = 1000 * *b.cost_per_1k_tokens};
+        const std::string budget = dollars(1000 * *b.cost_per_1k_tokens);
         if (!cost.cost_known()) {
-            missed.push_back(describe_cost(cost) + " cannot be shown to meet the cost budget " + per_1m(budget) + " per 1M tokens");
+            missed.push_back(describe_cost(cost) + " cannot be shown to meet the cost budget " + budget + " per 1M tokens");
         } else {
-            const bool ok = cost.cost_per_1m_tokens <= budget.cost_per_1m_tokens;
-            (ok ? met : missed).push_back(fmt::format("cost {} {} {} per 1M tokens", per_1m(cost), ok ? "<=" : ">", per_1m(budget)));
+            const bool ok = cost.cost_per_1m_tokens <= 1000 * *b.cost_per_1k_tokens;
+            (ok ? met : missed).push_back(fmt::format("cost {} {} {} per 1M tokens", per_1m(cost), ok ? "<=" : ">", budget));
         }
     }
     if (met.empty() && missed.empty()) {

@@ -33,9 +33,6 @@ void to_json(nlohmann::json & out, const CostScore & c) {
     if (!c.cost_known()) out["cost_unknown"] = c.unknown.empty() ? "not measured" : c.unknown;
 }
 
-namespace {
-
-// Three significant digits, never an exponent: 0.0132, 1.41, 12.3.
 std::string dollars(double v) {
     if (v <= 0) return "$0";
     if (v >= 100) return fmt::format("${:.0f}", v);
@@ -43,15 +40,15 @@ std::string dollars(double v) {
     return fmt::format("${:.{}f}", v, decimals);
 }
 
-}  // namespace
+std::string cost_bounds_text(const CostScore & c) {
+    if (!(c.cost_lo > 0 && c.cost_hi > c.cost_lo)) return "";
+    const double scale = c.cost_per_1m_tokens / c.cost_per_query;
+    return fmt::format(" [{}, {}]", dollars(c.cost_lo * scale).substr(1), dollars(c.cost_hi * scale).substr(1));
+}
 
 std::string describe_cost(const CostScore & c) {
     if (!c.cost_known()) return "cost unknown (" + (c.unknown.empty() ? std::string("not measured") : c.unknown) + ")";
-    std::string out = dollars(c.cost_per_1m_tokens) + " per 1M tokens";
-    if (c.cost_lo > 0 && c.cost_hi > c.cost_lo) {
-        const double scale = c.cost_per_1m_tokens / c.cost_per_query;
-        out += fmt::format(" [{}, {}]", dollars(c.cost_lo * scale).substr(1), dollars(c.cost_hi * scale).substr(1));
-    }
+    std::string out = dollars(c.cost_per_1m_tokens) + " per 1M tokens" + cost_bounds_text(c);
     if (!c.reference.empty() && c.ratio_lo == c.ratio_hi) {
         out += fmt::format(", the reference ({} rounds)", c.rounds);
     } else if (!c.reference.empty()) {

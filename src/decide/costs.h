@@ -63,6 +63,11 @@ struct CostScore {
 
 void to_json(nlohmann::json & out, const CostScore & cost);
 
+// Dollars with three significant digits, never an exponent: "$0.0132", "$1.41", "$12.3"; "$0" at or under 0.
+std::string dollars(double amount);
+// The cost per 1M tokens' 95% interval as " [0.0137, 0.0145]", or "" when the cost has none.
+std::string cost_bounds_text(const CostScore & cost);
+
 // "$0.0141 per 1M tokens [0.0137, 0.0145]" style: the cost per 1M (reference) tokens with its
 // interval, or "unknown (why)".
 std::string describe_cost(const CostScore & cost);

@@ -57,15 +57,17 @@ public:
         // The original first on every class: the reference for every comparison.
         if (has_original)
             for (const auto & cls : classes) source_.evaluate(candidates_.front(), cls);
+        // Each class's context is fixed before anything is measured for it, and kept for its verdict.
+        std::vector<ClassContext> contexts;
         for (const auto & cls : classes) {
-            const auto context = class_context(candidates_, tasks_, cls);
-            note(fmt::format("{}: {} famil{} at {:.3g} each ({}){}", cls, context.families, context.families == 1 ? "y" : "ies", context.alpha_each(policy_),
-                             "alpha " + fmt::format("{}", policy_.alpha) + " split by Bonferroni",
+            const auto & context = contexts.emplace_back(class_context(candidates_, tasks_, cls));
+            note(fmt::format("{}: {} famil{} at {:.3g} each (alpha {} split by Bonferroni){}", cls, context.families, context.families == 1 ? "y" : "ies",
+                             context.alpha_each(policy_), policy_.alpha,
                              context.original_serves ? "" : ": no original serves it, so every suite is judged against the floor"));
             walk_ladders(cls, context);
             measure_what_could_win(cls, context);
         }
-        for (const auto & cls : classes) decide(cls);
+        for (std::size_t i = 0; i < classes.size(); ++i) decide(classes[i], contexts[i]);
         return std::move(decisions_);
     }
 
@@ -169,8 +171,7 @@ private:
     }
 
     // Assesses every candidate measured for the class and picks.
-    void decide(const std::string & cls) {
-        const auto context = class_context(candidates_, tasks_, cls);
+    void decide(const std::string & cls, const ClassContext & context) {
         std::vector<const Candidate *> considered;
         for (auto & c : candidates_) {
             if (!c.skipped.empty() || !measured_for(c, tasks_, cls)) continue;

@@ -20,23 +20,11 @@ std::size_t display_length(const std::string & utf8) {
     return static_cast<std::size_t>(std::count_if(utf8.begin(), utf8.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
-std::string money_per_1m(double cost_per_1k_tokens) {
-    const double v = 1000 * cost_per_1k_tokens;
-    if (v <= 0) return "$0";
-    if (v >= 100) return fmt::format("${:.0f}", v);
-    // Three significant digits, never an exponent: 0.0132, 1.41, 12.3.
-    const int decimals = std::max(0, 2 - static_cast<int>(std::floor(std::log10(v))));
-    return fmt::format("${:.{}f}", v, decimals);
-}
+std::string money_per_1m(double cost_per_1k_tokens) { return decide::dollars(1000 * cost_per_1k_tokens); }
 
 std::string cost_text(const decide::CostScore & cost, bool with_interval) {
     if (!cost.cost_known()) return "unknown";
-    std::string out = money_per_1m(cost.cost_per_1m_tokens / 1000);
-    if (with_interval && cost.cost_hi > cost.cost_lo && cost.cost_lo > 0) {
-        const double scale = cost.cost_per_1m_tokens / cost.cost_per_query / 1000;
-        out += " [" + money_per_1m(cost.cost_lo * scale).substr(1) + ", " + money_per_1m(cost.cost_hi * scale).substr(1) + "]";
-    }
-    return out;
+    return decide::dollars(cost.cost_per_1m_tokens) + (with_interval ? decide::cost_bounds_text(cost) : "");
 }
 
 std::string bytes_text(std::uint64_t bytes) {
