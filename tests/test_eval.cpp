@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 
@@ -340,6 +341,51 @@ TEST(ResultsStore, ResumesInterruptedRunsAndReusesFinishedOnes) {
     EXPECT_EQ(again.correct, fresh.correct);
     ASSERT_EQ(store.outcomes(runs[0].id).size(), 100u);
     EXPECT_EQ(store.outcomes(runs[0].id)[5].correct, fresh.outcomes[5].correct);
+}
+
+// A sequential plan reads a suite in a fixed shuffled order, a prefix at a time: each prefix is
+// scored once (the items before are read back), and the run stays partial until every item is in.
+TEST(ResultsStore, ScoresPrefixesOfAFixedOrderOnceAndKeepsPartialRuns) {
+    test::ScratchDir dir;
+    auto suite = eval::load_suite(blimp("irregular_past_participle_verbs"));
+    suite.items.resize(60);
+    const auto order = eval::item_order(suite);
+    EXPECT_EQ(order, eval::item_order(suite)) << "the same suite gets the same order";
+    auto sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    for (std::size_t i = 0; i < sorted.size(); ++i) ASSERT_EQ(sorted[i], i) << "a permutation of the items";
+    EXPECT_NE(order, sorted) << "shuffled, so any prefix is a fair sample";
+
+    const auto model = test::model_path("stories260K-f32.gguf");
+    const auto whole = eval::run_suite(stories(), suite, quiet());
+    eval::ResultsStore store(dir.file("results.sqlite"));
+    const auto recorded = store.file_model(model);
+    int loads = 0;
+    const auto engine = [&]() -> engine::Engine & {
+        ++loads;
+        return stories();
+    };
+    const std::vector<std::size_t> first20(order.begin(), order.begin() + 20), first40(order.begin(), order.begin() + 40);
+    std::size_t scored_now = 0;
+    const auto r20 = eval::run_items_recorded(store, engine, recorded, suite, first20, quiet(), &scored_now);
+    EXPECT_EQ(scored_now, 20u);
+    ASSERT_EQ(r20.outcomes.size(), 20u);
+    for (std::size_t k = 0; k < 20; ++k) EXPECT_EQ(r20.outcomes[k].correct, whole.outcomes[order[k]].correct) << "item " << order[k];
+    EXPECT_EQ(store.list_runs().at(0).status, "running");
+
+    const auto r40 = eval::run_items_recorded(store, engine, recorded, suite, first40, quiet(), &scored_now);
+    EXPECT_EQ(scored_now, 20u) << "the first 20 are read back";
+    EXPECT_EQ(eval::first_items(r40, 20).correct, r20.correct);
+    const int loads_before = loads;
+    eval::run_items_recorded(store, engine, recorded, suite, first40, quiet(), &scored_now);
+    EXPECT_EQ(scored_now, 0u);
+    EXPECT_EQ(loads, loads_before) << "nothing new: no model asked for";
+
+    const auto all = eval::run_items_recorded(store, engine, recorded, suite, order, quiet(), &scored_now);
+    EXPECT_EQ(scored_now, 20u);
+    EXPECT_EQ(all.correct, whole.correct);
+    EXPECT_EQ(store.list_runs().at(0).status, "finished");
+    EXPECT_TRUE(eval::finished_result(store, recorded, suite, quiet()).has_value());
 }
 
 TEST(Perplexity, SlidingWindowsScoreEveryTokenOnceWithMoreContext) {

@@ -1,4 +1,5 @@
 #include "stats/divergence.h"
+#include "stats/group_sequential.h"
 #include "stats/intervals.h"
 #include "stats/logprobs.h"
 
@@ -269,4 +270,40 @@ TEST(Divergence, TopKNeverExceedsTheExactKl) {
     }
     // The top 128 tokens hold 99.8% of this base's mass.
     EXPECT_NEAR(kl_divergence_topk(top_k_logprobs(base, base_norm, 128), other), exact, 0.01 * exact);
+}
+
+// The group-sequential levels: one look at the end is the fixed test; over several looks a test
+// at each look's level errs at most alpha in all (checked on Brownian motion, the looks' joint law).
+TEST(GroupSequential, LooksSpendAlphaAndOneLookIsTheFixedTest) {
+    EXPECT_EQ(switchyard::stats::nominal_levels({1.0}, 0.025, 3.0), std::vector<double>{0.025});
+    std::vector<double> t;
+    for (int k = 1; k <= 10; ++k) t.push_back(k / 10.0);
+    const auto levels = switchyard::stats::nominal_levels(t, 0.025, 3.0);
+    ASSERT_EQ(levels.size(), 10u);
+    for (std::size_t k = 1; k < levels.size(); ++k) EXPECT_GT(levels[k], levels[k - 1]) << "strict early, loose late";
+    EXPECT_LT(levels.front(), 1e-4);
+    EXPECT_GT(levels.back(), 0.015);
+    EXPECT_LT(levels.back(), 0.025) << "looking costs the last look some of its level";
+    // A look's level depends on the looks before it only: stopping short changes nothing before.
+    const auto first5 = switchyard::stats::nominal_levels({0.1, 0.2, 0.3, 0.4, 0.5}, 0.025, 3.0);
+    for (std::size_t k = 0; k < 5; ++k) EXPECT_NEAR(first5[k], levels[k], 1e-12);
+
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> normal;
+    std::size_t rejected = 0;
+    const std::size_t runs = 200000;
+    for (std::size_t run = 0; run < runs; ++run) {
+        double w = 0, before = 0;
+        for (std::size_t k = 0; k < t.size(); ++k) {
+            w += std::sqrt(t[k] - before) * normal(rng);
+            before = t[k];
+            if (w / std::sqrt(t[k]) >= switchyard::stats::normal_quantile(1 - levels[k])) {
+                ++rejected;
+                break;
+            }
+        }
+    }
+    const double rate = static_cast<double>(rejected) / runs;
+    EXPECT_NEAR(rate, 0.025, 3 * std::sqrt(0.025 * 0.975 / runs));
+    EXPECT_THROW(switchyard::stats::nominal_levels({0.5, 0.4}, 0.025, 3.0), std::invalid_argument);
 }

@@ -171,11 +171,17 @@ std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite
 }
 
 void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result) {
+    std::vector<std::pair<std::size_t, const ItemOutcome *>> rows;
+    for (const std::size_t i : items) rows.emplace_back(i, &result.outcomes[i]);
+    record_outcomes(run, rows);
+}
+
+void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::pair<std::size_t, const ItemOutcome *>> & outcomes) {
     exec("BEGIN");
     auto put = prepare(db_, "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const std::size_t i : items) {
-        const auto & o = result.outcomes[i];
+    for (const auto & [i, outcome] : outcomes) {
+        const auto & o = *outcome;
         sqlite3_reset(put.get());
         bind_value(put.get(), 1, run);
         bind_value(put.get(), 2, static_cast<std::int64_t>(i));
@@ -278,6 +284,54 @@ SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, co
     return run_suite_recorded(store, engine, store.file_model(model), suite, options, reused);
 }
 
+namespace {
+
+void finish(ResultsStore & store, std::int64_t run, const SuiteResult & result) {
+    store.finish_run(run, {{"accuracy", result.accuracy()}, {"accuracy_norm", result.accuracy_norm()}, {"n", static_cast<double>(result.scored)},
+                           {"unencodable", static_cast<double>(result.unencodable)}, {"too_long", static_cast<double>(result.too_long)},
+                           {"ci95_lo", result.ci95.lo}, {"ci95_hi", result.ci95.hi}});
+}
+
+}  // namespace
+
+SuiteResult run_items_recorded(ResultsStore & store, const std::function<engine::Engine &()> & engine, const RecordedModel & model, const TaskSuite & suite,
+                               const std::vector<std::size_t> & items, const RunOptions & options, std::size_t * scored_now) {
+    std::vector<std::optional<ItemOutcome>> known;
+    const std::int64_t run = store.open_run(model, suite, recorded_options(options), known);
+    std::vector<std::optional<ItemOutcome>> selected_known;
+    std::size_t missing = 0;
+    for (const std::size_t i : items) {
+        selected_known.push_back(known.at(i));
+        missing += !known[i].has_value();
+    }
+    const auto selected = select_items(suite, items);
+    SuiteResult result;
+    if (missing == 0) {
+        std::vector<ItemOutcome> outcomes;
+        for (auto & k : selected_known) outcomes.push_back(std::move(*k));
+        result = suite_result(selected, std::move(outcomes));
+    } else {
+        RunOptions o = options;
+        o.known = &selected_known;
+        o.on_batch = [&](const std::vector<std::size_t> & batch, const SuiteResult & partial) {
+            std::vector<std::pair<std::size_t, const ItemOutcome *>> rows;
+            for (const std::size_t j : batch) {
+                rows.emplace_back(items[j], &partial.outcomes[j]);
+                known[items[j]] = partial.outcomes[j];
+            }
+            store.record_outcomes(run, rows);
+        };
+        result = run_suite(engine(), selected, o);
+    }
+    if (std::all_of(known.begin(), known.end(), [](const auto & k) { return k.has_value(); }) && missing > 0) {
+        std::vector<ItemOutcome> all;
+        for (auto & k : known) all.push_back(*k);
+        finish(store, run, suite_result(suite, std::move(all)));
+    }
+    if (scored_now != nullptr) *scored_now = missing;
+    return result;
+}
+
 SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const RecordedModel & model, const TaskSuite & suite,
                                const RunOptions & options, bool * reused) {
     std::vector<std::optional<ItemOutcome>> known;
@@ -292,9 +346,7 @@ SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, co
         if (options.on_batch) options.on_batch(items, partial);
     };
     SuiteResult result = run_suite(engine, suite, recorded);
-    store.finish_run(run, {{"accuracy", result.accuracy()}, {"accuracy_norm", result.accuracy_norm()}, {"n", static_cast<double>(result.scored)},
-                           {"unencodable", static_cast<double>(result.unencodable)}, {"too_long", static_cast<double>(result.too_long)},
-                           {"ci95_lo", result.ci95.lo}, {"ci95_hi", result.ci95.hi}});
+    finish(store, run, result);
     return result;
 }
 

@@ -6,6 +6,7 @@
 #include "eval/run_suite.h"
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -61,6 +62,7 @@ public:
     std::int64_t open_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options,
                           std::vector<std::optional<ItemOutcome>> & known);
     void record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result);
+    void record_outcomes(std::int64_t run, const std::vector<std::pair<std::size_t, const ItemOutcome *>> & outcomes);  // (item index, outcome)
     void finish_run(std::int64_t run, const std::map<std::string, double> & metrics);
     // Whether the model's run on the suite with these options has finished (another process may
     // have run it: plan workers).
@@ -92,5 +94,13 @@ SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, co
                                const RunOptions & options, bool * reused = nullptr);
 SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model, const TaskSuite & suite,
                                const RunOptions & options, bool * reused = nullptr);
+
+// The model's outcomes on some items of the suite (indices into suite.items, in the order given: a
+// sequential plan's prefix of item_order), through the store: items recorded before are read back,
+// the rest scored with `engine` (called only when some are missing, so a model is loaded only for
+// new work) and recorded batch by batch. The run stays open (a partial run, resumed by the next
+// call) until every item of the suite is recorded. `scored_now`: the items scored by this call.
+SuiteResult run_items_recorded(ResultsStore & store, const std::function<engine::Engine &()> & engine, const RecordedModel & model, const TaskSuite & suite,
+                               const std::vector<std::size_t> & items, const RunOptions & options, std::size_t * scored_now = nullptr);
 
 }  // namespace switchyard::eval

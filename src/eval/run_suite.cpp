@@ -286,6 +286,13 @@ SuiteResult suite_result(const TaskSuite & suite, std::vector<ItemOutcome> outco
     return r;
 }
 
+SuiteResult first_items(const SuiteResult & result, std::size_t items) {
+    if (items >= result.outcomes.size()) return result;
+    std::vector<std::size_t> first(items);
+    for (std::size_t i = 0; i < items; ++i) first[i] = i;
+    return suite_result(select_items(result.suite, first), {result.outcomes.begin(), result.outcomes.begin() + static_cast<std::ptrdiff_t>(items)});
+}
+
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options) {
     const auto start = std::chrono::steady_clock::now();
     const std::uint64_t decoded_before = engine.tokens_decoded();

@@ -70,6 +70,8 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
 // The suite's result from outcomes measured before (one per item, in order): a run finished in the
 // results store by another process.
 SuiteResult suite_result(const TaskSuite & suite, std::vector<ItemOutcome> outcomes);
+// The result on the first `items` items only (a shorter prefix of a sequential plan's order).
+SuiteResult first_items(const SuiteResult & result, std::size_t items);
 
 // Two models on the items both scored (an item one of them could not score is left out of both, so
 // neither is judged on an easier subset): flips, exact McNemar p-value, paired-bootstrap drop intervals.

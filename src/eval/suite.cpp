@@ -7,9 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <re2/re2.h>
 
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace switchyard::eval {
@@ -203,6 +205,31 @@ TaskSuite load_suite(const std::string & spec) {
     }
     if (suite.items.empty()) throw Error(path + ": no usable items (" + std::to_string(suite.skipped.size()) + " malformed lines)");
     return suite;
+}
+
+std::uint64_t order_seed(const TaskSuite & suite) {
+    std::uint64_t seed = 0;
+    for (std::size_t i = 0; i < 16 && i < suite.content_hash.size(); ++i) {
+        const char c = suite.content_hash[i];
+        seed = seed * 16 + static_cast<std::uint64_t>(std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (std::tolower(c) - 'a' + 10) & 15);
+    }
+    return seed;
+}
+
+std::vector<std::size_t> item_order(const TaskSuite & suite) {
+    std::vector<std::size_t> order(suite.items.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    // mt19937_64's sequence is fixed by the standard; std::shuffle and the distributions are not.
+    std::mt19937_64 rng(order_seed(suite));
+    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+    return order;
+}
+
+TaskSuite select_items(const TaskSuite & suite, const std::vector<std::size_t> & items) {
+    TaskSuite out{.settings = suite.settings, .skipped = {}, .spec = suite.spec, .content_hash = suite.content_hash};
+    out.items.reserve(items.size());
+    for (const std::size_t i : items) out.items.push_back(suite.items.at(i));
+    return out;
 }
 
 bool matches(const TaskItem & item, const std::string & output) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,16 @@ struct TaskSuite {
 // settings. Throws switchyard::Error for an unreadable file or unknown adapter; malformed items
 // are skipped with their line number.
 TaskSuite load_suite(const std::string & spec);
+
+// The suite's items in a fixed random order, the same on every machine and run: a Fisher-Yates
+// shuffle seeded with the first 16 hex digits of the content hash (order_seed), so any prefix is a
+// fair sample of the suite and a stopped run resumes with the same items.
+std::vector<std::size_t> item_order(const TaskSuite & suite);
+std::uint64_t order_seed(const TaskSuite & suite);
+
+// The suite with only these items (indices into suite.items), in this order; settings, spec and
+// content hash kept, so results on it pair with results on the same selection.
+TaskSuite select_items(const TaskSuite & suite, const std::vector<std::size_t> & items);
 
 // Whether `output` (a model's generation) satisfies the item's matcher.
 bool matches(const TaskItem & item, const std::string & output);
