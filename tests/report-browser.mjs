@@ -103,6 +103,12 @@ try {
 } finally {
   chromium.kill("SIGTERM");
   await new Promise((r) => (chromium.exitCode !== null ? r() : chromium.on("exit", r)));
-  rmSync(profile, { recursive: true, force: true });
+  // Chromium's helper processes can still be writing the profile after the browser exits: retry,
+  // and a profile left behind is a warning, not a failed check of the page.
+  try {
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+  } catch (e) {
+    console.log(`warning: could not remove ${profile}: ${e.code || e}`);
+  }
 }
 process.exit(failures ? 1 : 0);

@@ -14,7 +14,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <chrono>
 #include <map>
+#include <thread>
 
 using namespace switchyard;
 
@@ -270,4 +272,54 @@ TEST(Plan, APrunedVariantThatFailsDoesNotHideAMilderQuantization) {
     for (const auto & a : decision["assessments"])
         if (a["candidate"] == "magnitude-60pct+Q8_0") pruned_failed = a["outcome"] == "fail";
     EXPECT_TRUE(pruned_failed) << decision["assessments"].dump(2);
+}
+
+// Sequential tests read each suite in rounds and keep every round in the results store: a plan
+// killed midway resumes from its last recorded round (nothing scored twice) and reaches the verdict
+// of a plan that ran through, reading the same items.
+TEST(Plan, AnInterruptedSequentialPlanResumesToTheSameVerdict) {
+    test::ScratchDir dir;
+    const auto d = test::data_dir().string();
+    test::write_file(dir.file("plan.yaml"),
+                     "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
+                     "variants:\n  - {type: Q8_0, imatrix: false}\n  - {type: Q4_0, imatrix: false}\n"
+                     "normalize: true\n"
+                     "tasks:\n"
+                     "  - spec: blimp:" + d + "/data/blimp/irregular_past_participle_verbs.jsonl\n"
+                     "  - spec: blimp:" + d + "/data/blimp/determiner_noun_agreement_1.jsonl\n");
+    const auto plan = [&](const std::string & out, const std::string & store) {
+        return std::vector<std::string>{"plan", dir.file("plan.yaml").string(), "-o", dir.file(out).string(), "--results", dir.file(store).string(), "-t", "1"};
+    };
+    const auto through = test::run_switchyard(plan("through", "through.sqlite"));
+    ASSERT_EQ(through.exit_code, 0) << through.err;
+    const auto expected = nlohmann::json::parse(test::read_file(dir.file("through") / "decision.json"));
+    ASSERT_LT(expected["search"]["items_read"].get<std::size_t>(), expected["search"]["items_available"].get<std::size_t>()) << "the suites stopped early";
+
+    // Killed once the first variant's rounds have begun: the original's rounds are in the store.
+    auto args = plan("killed", "resumed.sqlite");
+    args.insert(args.begin(), SWITCHYARD_BINARY);
+    int pid = test::spawn_logged(args, dir.file("killed.log"));
+    bool begun = false;
+    for (int i = 0; i < 1200 && !begun; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        begun = test::read_file(dir.file("killed.log")).find("tasks: Q8_0 on general") != std::string::npos;
+    }
+    test::stop_group(pid, SIGKILL);
+    ASSERT_TRUE(begun) << test::read_file(dir.file("killed.log"));
+    EXPECT_FALSE(std::filesystem::exists(dir.file("killed") / "decision.json"));
+
+    const auto resumed = test::run_switchyard(plan("resumed", "resumed.sqlite"));
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    const auto got = nlohmann::json::parse(test::read_file(dir.file("resumed") / "decision.json"));
+    EXPECT_EQ(got["recommendation"], expected["recommendation"]);
+    ASSERT_EQ(got["assessments"].size(), expected["assessments"].size());
+    for (std::size_t i = 0; i < got["assessments"].size(); ++i) {
+        EXPECT_EQ(got["assessments"][i]["outcome"], expected["assessments"][i]["outcome"]);
+        EXPECT_EQ(got["assessments"][i]["verdicts"], expected["assessments"][i]["verdicts"]);
+    }
+    EXPECT_EQ(got["search"]["items_read"], expected["search"]["items_read"]);
+    const auto reused = got["search"]["items_reused"].get<std::size_t>();
+    EXPECT_GT(reused, 0u) << "the rounds recorded before the kill are read back";
+    EXPECT_EQ(got["search"]["items_scored"].get<std::size_t>() + reused, expected["search"]["items_scored"].get<std::size_t>())
+        << "nothing scored twice, nothing missing";
 }

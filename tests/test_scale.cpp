@@ -363,6 +363,13 @@ TEST(DryRun, EstimatesEachStageFromTheSampledRates) {
     const std::string page = decide::format_dry_run(w, rates, stages);
     EXPECT_NE(page.find("total"), std::string::npos);
     EXPECT_NE(page.find("30 s"), std::string::npos) << page;  // 2.3 + 4 + 2 + 10 + 11.5 = 29.8 s
+    // Sequential tests: the task stage at the share a candidate is expected to read, and what
+    // every item would take beside it.
+    w.expected_share = 0.4;
+    const auto sequential = decide::estimate_stages(w, rates);
+    EXPECT_NEAR(sequential[3].seconds, 0.4 * 5 * (1.0 + 1.0), 1e-9);
+    EXPECT_NE(sequential[3].work.find("expected to read 40% of them, one near the limit all (10 s if every candidate read every item)"), std::string::npos)
+        << sequential[3].work;
 }
 
 TEST(DryRun, OnSmolLMsShapeCountsTheWorkAndWritesNothing) {
@@ -401,6 +408,7 @@ speed: {{prompt_tokens: 32, generate_tokens: 8, repeats: 1}}
     EXPECT_NE(r.out.find("4 models × 256 tokens"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("2 suites × 4 candidates"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("4 candidates × 832 prompt and 208 generated tokens"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("sequential tests: a candidate with no true drop is expected to read "), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("total"), std::string::npos) << r.out;
     EXPECT_FALSE(std::filesystem::exists(out)) << "a dry run writes nothing";
 }

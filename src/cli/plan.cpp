@@ -20,6 +20,7 @@ struct PlanFlags {
     decide::PlanRunOptions run{.results = eval::default_results_path()};
     bool quiet = false;
     bool dry_run = false;
+    bool full = false;
     std::vector<std::string> workers;
 };
 
@@ -41,8 +42,13 @@ void add_plan(CLI::App & app) {
     cmd->add_flag("--dry-run", f->dry_run,
                   "Print the work the plan would do (variants to build, suites x candidates, tokens to score) and an estimate of its time from a "
                   "short timed sample on the base; build, measure and write nothing");
+    cmd->add_flag("--full", f->full,
+                  "Score every item of every suite a candidate is measured on, with one test at the end (policy.sequential: false). By default "
+                  "suites are scored in rounds of 100 items in a fixed random order and a candidate's suite stops at the first round that decides "
+                  "its rules, at the same error rate (docs/plan.md, \"Sequential tests\")");
     cmd->callback([f] {
         auto plan = decide::load_plan(f->plan);
+        if (f->full) plan.policy.sequential = false;
         if (!f->workers.empty()) {
             plan.workers.clear();
             for (const auto & w : f->workers) plan.workers.push_back(rpc_endpoint(w));

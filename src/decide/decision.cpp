@@ -45,6 +45,17 @@ bool capable(const Candidate & c, const std::string & task_class, const std::vec
     return true;
 }
 
+std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate & c, const TaskRef & t, const ClassContext & context) {
+    std::vector<RuleVerdict> out;
+    const auto * s = c.suite(t.suite);
+    if (s == nullptr) return out;
+    const double alpha = context.alpha_each(policy);
+    // With no original to keep, the floor is all that says a model can do the class's work.
+    if (t.critical || !context.original_serves) out.push_back(rule_floor(policy, *s, alpha));
+    if (c.kind != CandidateKind::original && context.original_serves) out.push_back(rule_drop(policy, *s, alpha));
+    return out;
+}
+
 Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks, const ClassContext & context) {
     Assessment a{.candidate = c.name, .task_class = task_class, .complete = true};
     const bool against_original = c.kind != CandidateKind::original && context.original_serves;
@@ -52,14 +63,11 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
     for (const auto & t : tasks) {
         if (t.task_class != task_class) continue;
         if (!t.needs.empty()) a.verdicts.push_back(rule_capability(t.suite, t.needs, c.capabilities, c.context_length));
-        const auto * s = c.suite(t.suite);
-        if (s == nullptr) {
+        if (c.suite(t.suite) == nullptr) {
             a.complete = false;
             continue;
         }
-        // With no original to keep, the floor is all that says a model can do the class's work.
-        if (t.critical || !context.original_serves) a.verdicts.push_back(rule_floor(policy, *s, alpha));
-        if (against_original) a.verdicts.push_back(rule_drop(policy, *s, alpha));
+        for (auto & v : suite_verdicts(policy, c, t, context)) a.verdicts.push_back(std::move(v));
     }
     if (policy.min_agreement && against_original) a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt, alpha));
     if (policy.budgets.any()) {

@@ -38,6 +38,7 @@ struct Candidate {
     std::optional<CostScore> cost;
     std::string skipped;  // why it was not evaluated at all (a duplicate, screened out); empty when it was
     std::map<std::string, std::string> not_run;  // class -> why its tasks were not run for that class
+    std::map<std::string, std::string> stopped;  // suite -> why its scoring stopped where it did (every suite the search scored or left)
 
     const SuiteScore * suite(const std::string & name) const;
     bool remote() const { return !served.endpoint.empty(); }
@@ -49,6 +50,8 @@ struct TaskRef {
     std::string task_class;
     bool critical = false;
     std::string needs;  // "vision", "audio", "code", "context:N"
+    std::size_t items = 0;  // items the suite holds: a sequential run's looks are shares of it
+    std::uint64_t order_seed = 0;  // what seeded the suite's item order (eval::item_order)
 };
 
 // One candidate judged for one class: every rule that applied, and the overall outcome.
@@ -76,6 +79,10 @@ struct ClassContext {
     std::vector<std::string> suites;  // the class's suites
     double alpha_each(const Policy & policy) const { return policy.alpha / static_cast<double>(families == 0 ? 1 : families); }
 };
+
+// R2 and R3 on one suite the candidate has a score for: R2 where the suite is critical or no original
+// serves the class, R3 against the original where one serves it.
+std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate & candidate, const TaskRef & task, const ClassContext & context);
 
 // Applies R1, R2, R3, R4 and R6 to what was measured of the candidate for the class's tasks.
 Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks,

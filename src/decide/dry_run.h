@@ -31,6 +31,9 @@ struct PlanWork {
     std::size_t local_candidates = 0;        // models run in process: original, variants, local alternatives
     std::size_t remote_candidates = 0;
     std::vector<SuiteWork> suites;
+    // Sequential tests: the share of the task items a candidate with no true drop is expected to
+    // read (simulated: expected_share_read); 1 when every item is read.
+    double expected_share = 1.0;
     std::size_t speed_prefill_tokens = 0;    // per local candidate
     std::size_t speed_decode_tokens = 0;
 };

@@ -78,33 +78,61 @@ WorkerJob Measurements::worker_job(const Candidate & c, const std::vector<const 
     return job;
 }
 
-std::vector<eval::SuiteResult> Measurements::suites(const Candidate & c, const std::vector<const eval::TaskSuite *> & suites) {
-    const eval::RunOptions run{.normalize = plan_.normalize, .progress = progress_};
-    const auto recorded = c.remote() ? eval::remote_model(c.served.endpoint, c.served.remote_model) : store_.file_model(c.path);
-    // Suites a worker measured now count as run in this plan; those finished before, as reused.
-    std::vector<std::string> on_workers;
-    if (workers_ != nullptr && !c.remote()) {
-        auto job = worker_job(c, suites);
-        if (workers_->run(job)) on_workers = std::move(job.suites);
-    }
+engine::Engine & Measurements::engine_for(const Candidate & c) {
+    const std::string key = c.remote() ? c.served.endpoint + "/" + c.served.remote_model : c.path.string();
+    for (auto & [loaded, engine] : engines_)
+        if (loaded == key) return *engine;
+    const std::string original = plan_.base ? plan_.base->path.string() : "";
+    // Keep the original and this one: the other model loaded before is let go.
+    std::erase_if(engines_, [&](const auto & e) { return e.first != original; });
     std::unique_ptr<engine::Engine> engine;
-    std::vector<eval::SuiteResult> out;
-    for (const auto * suite : suites) {
-        if (auto finished = eval::finished_result(store_, recorded, *suite, run)) {
-            const bool by_worker = std::find(on_workers.begin(), on_workers.end(), suite->spec) != on_workers.end() ||
-                                   (workers_ != nullptr && !c.remote() && workers_->claim(c.path, suite->spec));
-            ++(by_worker ? counts_.suite_runs : counts_.suite_runs_reused);
-            counts_.suite_runs_on_workers += by_worker;
-            out.push_back(std::move(*finished));
-            continue;
-        }
-        // Loaded once, and only when some suite is not in the store.
-        if (!engine && c.remote()) engine = std::make_unique<engine::RemoteEngine>(remote_options(c.served));
-        if (!engine) engine = std::make_unique<engine::LlamaEngine>(engine_options(c, context_for(c), threads_));
-        out.push_back(eval::run_suite_recorded(store_, *engine, recorded, *suite, run));
-        ++counts_.suite_runs;
+    if (c.remote()) {
+        engine = std::make_unique<engine::RemoteEngine>(remote_options(c.served));
+    } else {
+        engine = std::make_unique<engine::LlamaEngine>(engine_options(c, context_for(c), threads_));
     }
-    return out;
+    return *engines_.emplace_back(key, std::move(engine)).second;
+}
+
+void Measurements::on_workers(const Candidate & c, const std::vector<const eval::TaskSuite *> & suites) {
+    if (workers_ == nullptr || c.remote()) return;
+    const auto recorded = store_.file_model(c.path);
+    auto job = worker_job(c, suites);
+    const bool ran = !job.suites.empty() && workers_->run(job);
+    for (const auto * suite : suites) {
+        const std::string run_key = recorded.key + "/" + suite->content_hash;
+        if (runs_on_workers_.count(run_key)) continue;
+        const bool in_job = std::find(job.suites.begin(), job.suites.end(), suite->spec) != job.suites.end();
+        if ((in_job && ran) || (!in_job && workers_->claim(c.path, suite->spec))) {
+            runs_on_workers_.insert(run_key);
+            runs_scored_.insert(run_key);
+            counts_.items_scored += suite->items.size();
+        }
+    }
+}
+
+eval::SuiteResult Measurements::suite_items(const Candidate & c, const eval::TaskSuite & suite, std::size_t items) {
+    // A look scores one round of items: the planner says when a round takes long, no bar per round.
+    const eval::RunOptions run{.normalize = plan_.normalize, .progress = false};
+    const auto recorded = c.remote() ? eval::remote_model(c.served.endpoint, c.served.remote_model) : store_.file_model(c.path);
+    const std::string run_key = recorded.key + "/" + suite.content_hash;
+    auto & order = orders_[suite.content_hash];
+    if (order.empty()) order = eval::item_order(suite);
+    const std::vector<std::size_t> prefix(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min(items, order.size())));
+    std::size_t scored_now = 0;
+    auto result = eval::run_items_recorded(store_, [&]() -> engine::Engine & { return engine_for(c); }, recorded, suite, prefix, run, &scored_now);
+    // Of the items this plan had not read before, those not scored now came from the store.
+    auto & read = items_read_[run_key];
+    const std::size_t fresh = prefix.size() > read ? prefix.size() - read : 0;
+    read = std::max(read, prefix.size());
+    counts_.items_scored += scored_now;
+    if (!runs_on_workers_.count(run_key)) counts_.items_reused += fresh - std::min(fresh, scored_now);
+    if (scored_now > 0) runs_scored_.insert(run_key);
+    runs_read_.insert(run_key);
+    counts_.suite_runs = runs_scored_.size();
+    counts_.suite_runs_reused = runs_read_.size() - runs_scored_.size();
+    counts_.suite_runs_on_workers = runs_on_workers_.size();
+    return result;
 }
 
 DriftScore Measurements::drift(const Candidate & original, const Candidate & variant) {

@@ -13,15 +13,20 @@
 #include "eval/suite.h"
 
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace switchyard::decide {
 
 // Measurements run now and found finished in the results store.
 struct MeasureCounts {
-    std::size_t suite_runs = 0;
-    std::size_t suite_runs_reused = 0;
+    std::size_t suite_runs = 0;         // (model, suite) pairs with items scored now
+    std::size_t suite_runs_reused = 0;  // pairs read from the store alone
+    std::size_t items_scored = 0;       // task items scored now, over every suite run
+    std::size_t items_reused = 0;       // read back from the store
     std::size_t suite_runs_on_workers = 0;  // of suite_runs: measured by plan workers (`workers`)
     std::size_t drift_runs = 0;
     std::size_t drift_reused = 0;
@@ -36,9 +41,13 @@ public:
     eval::ResultsStore & store() { return store_; }
     const MeasureCounts & counts() const { return counts_; }
 
-    // The candidate's results on the suites, in order (from the store where run before); the model
-    // is loaded once, and only when some suite is not in the store.
-    std::vector<eval::SuiteResult> suites(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
+    // The candidate's result on the first `items` items of the suite's order (eval::item_order),
+    // from the store where scored before; the model is loaded only when some item is new, and
+    // kept loaded for its next look (the original beside it: both are asked for in turn).
+    eval::SuiteResult suite_items(const Candidate & candidate, const eval::TaskSuite & suite, std::size_t items);
+    // With a worker pool: the candidate's whole suites measured there (a worker measures a suite
+    // whole, ahead of the looks, while it would otherwise be idle), here when it cannot.
+    void on_workers(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
     // Where suites are measured when a worker pool is given: the pool first, here when it cannot.
     void use_workers(WorkerPool * pool) { workers_ = pool; }
     // What a worker would run for the candidate's suites: those not finished in the store (none
@@ -58,6 +67,7 @@ public:
 
 private:
     CostScore remote_cost(const Candidate & candidate);
+    engine::Engine & engine_for(const Candidate & candidate);
     std::string machine_key() const;
     // Speed is timed against the plan's original when it is a local file, else its first local alternative.
     std::optional<ModelRef> speed_reference() const;
@@ -72,6 +82,12 @@ private:
     bool progress_;
     MeasureCounts counts_;
     WorkerPool * workers_ = nullptr;
+    // Models loaded for task items: the original's and the last other one's (a look at a candidate
+    // needs the original's items as far first, so the two alternate).
+    std::vector<std::pair<std::string, std::unique_ptr<engine::Engine>>> engines_;
+    std::map<std::string, std::vector<std::size_t>> orders_;  // suite content hash -> its item order
+    std::set<std::string> runs_scored_, runs_read_, runs_on_workers_;  // "model key/suite hash"
+    std::map<std::string, std::size_t> items_read_;                    // "model key/suite hash" -> the prefix this plan has read
     std::optional<eval::Reference> reference_;  // the original's on the screen text, recorded once
     std::string drift_key_;
     std::optional<std::string> speed_text_;

@@ -227,7 +227,7 @@ double milliseconds(const YamlMap & y, const std::string & key) {
 }
 
 Policy read_policy(const YamlMap & y) {
-    y.reject_unknown({"accuracy_floor", "max_drop", "drop", "alpha", "min_agreement", "screen_max_kld", "budgets", "deployment"});
+    y.reject_unknown({"accuracy_floor", "max_drop", "drop", "alpha", "sequential", "min_agreement", "screen_max_kld", "budgets", "deployment"});
     Policy p;
     p.accuracy_floor = fraction(y, "accuracy_floor", p.accuracy_floor);
     p.max_drop = fraction(y, "max_drop", p.max_drop);
@@ -235,6 +235,7 @@ Policy read_policy(const YamlMap & y) {
     if (drop != "relative" && drop != "absolute") y.fail("drop", "expected relative or absolute, found '" + drop + "'");
     p.drop_relative = drop == "relative";
     p.alpha = fraction(y, "alpha", p.alpha);
+    p.sequential = y.boolean("sequential", p.sequential);
     if (y.has("min_agreement")) p.min_agreement = fraction(y, "min_agreement", 0);
     p.screen_max_kld = y.number("screen_max_kld", p.screen_max_kld);
     if (auto b = y.map("budgets")) {

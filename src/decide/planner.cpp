@@ -16,6 +16,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 
 namespace switchyard::decide {
 
@@ -60,8 +61,14 @@ public:
                                          {.costs_matter = costs_matter(), .note = [this](const std::string & line) { note(line); }});
         result_.assessments = std::move(decided.assessments);
         result_.decisions = std::move(decided.decisions);
+        finish_evidence();
         stop_workers();
         static_cast<MeasureCounts &>(result_.stats) = measure_.counts();
+        for (const auto & c : result_.candidates)
+            for (const auto & s : c.suites) {
+                result_.stats.items_read += s.items();
+                result_.stats.items_available += s.items_available();
+            }
         build_portfolio();
         result_.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
         return std::move(result_);
@@ -137,7 +144,8 @@ private:
             for (const auto & skipped : s.suite.skipped) note(fmt::format("{}:{}: skipped: {}", spec, skipped.line, skipped.reason));
             if (!t.name.empty()) s.suite.settings.name = t.name;
             s.ref = TaskRef{.suite = s.suite.settings.name, .task_class = t.task_class, .critical = t.critical || s.suite.settings.critical,
-                            .needs = t.needs.empty() ? s.suite.settings.requires_capability : t.needs};
+                            .needs = t.needs.empty() ? s.suite.settings.requires_capability : t.needs, .items = s.suite.items.size(),
+                            .order_seed = eval::order_seed(s.suite)};
             for (const auto & other : suites_)
                 if (other.ref.suite == s.ref.suite) throw Error(plan_.source.string() + ": two tasks are named '" + s.ref.suite + "': give one a 'name'");
             if (std::find(result_.classes.begin(), result_.classes.end(), s.ref.task_class) == result_.classes.end()) result_.classes.push_back(s.ref.task_class);
@@ -196,26 +204,53 @@ private:
                          counts.drift_runs, counts.drift_reused));
     }
 
-    // Runs every suite of the class the candidate has no result for.
-    void evaluate(Candidate & c, const std::string & cls) override {
-        std::vector<const Suite *> todo;
+    const Suite & suite_named(const std::string & name) const {
         for (const auto & s : suites_)
-            if (s.ref.task_class == cls && c.suite(s.ref.suite) == nullptr) todo.push_back(&s);
-        if (todo.empty()) return;
-        note(fmt::format("tasks: {} on {} suite{} of {}", c.name, todo.size(), todo.size() == 1 ? "" : "s", cls));
-        std::vector<const eval::TaskSuite *> suites;
-        for (const auto * s : todo) suites.push_back(&s->suite);
-        auto results = measure_.suites(c, suites);
-        for (std::size_t i = 0; i < todo.size(); ++i) {
-            auto & r = results[i];
-            const auto & ref = todo[i]->ref;
-            const auto base = original_results_.find(ref.suite);
-            const bool is_original = c.kind == CandidateKind::original;
-            auto score = suite_score(ref.suite, ref.critical, r, !is_original && base != original_results_.end() ? &base->second : nullptr);
-            if (is_original) original_results_[ref.suite] = std::move(r);
-            c.suites.push_back(std::move(score));
+            if (s.ref.suite == name) return s;
+        throw Error("internal: no suite named " + name);
+    }
+
+    // One look at a candidate's suite: its first `items` items in the suite's order, paired with the
+    // original's (which the search has scored as far already). The paired bootstrap, evidence for
+    // the report only, waits for the last look (finish_evidence).
+    SuiteScore score(const Candidate & c, const TaskRef & t, std::size_t items) override {
+        if (workers_ && started_.insert(c.name + "/" + t.task_class).second) measure_.on_workers(c, suites_of(t.task_class));
+        if (c.suite(t.suite) == nullptr && std::none_of(c.suites.begin(), c.suites.end(), [&](const SuiteScore & s) { return suite_named(s.suite).ref.task_class == t.task_class; }))
+            note(fmt::format("tasks: {} on {} ({}){}", c.name, t.task_class, c.kind == CandidateKind::original ? "the reference" : to_string(c.kind),
+                             plan_.policy.sequential ? fmt::format(", in rounds of {} items", kRoundItems) : ", every item"));
+        const auto started = std::chrono::steady_clock::now();
+        const std::size_t before = c.suite(t.suite) ? c.suite(t.suite)->items() : 0;
+        auto r = measure_.suite_items(c, suite_named(t.suite).suite, items);
+        // A round is a few seconds on a small model and no progress line is wanted for it; on a
+        // large one, each round that takes long says where the run is.
+        if (const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); seconds > 10)
+            note(fmt::format("tasks: {} on `{}`: items {}-{} of {} in {:.0f} s", c.name, t.suite, before + 1, items, t.items, seconds));
+        auto & kept = results_[c.name][t.suite];
+        kept = std::move(r);
+        if (c.kind == CandidateKind::original) return suite_score(t.suite, t.critical, kept, nullptr, false);
+        // Paired where the search read the original as far (not in a class the original cannot serve).
+        const auto base = results_.find(original_name());
+        if (base == results_.end() || !base->second.count(t.suite) || base->second.at(t.suite).outcomes.size() < items)
+            return suite_score(t.suite, t.critical, kept, nullptr, false);
+        const auto paired = eval::first_items(base->second.at(t.suite), items);
+        return suite_score(t.suite, t.critical, kept, &paired, false);
+    }
+
+    std::string original_name() const { return plan_.base ? result_.candidates.front().name : ""; }
+
+    // The paired bootstrap intervals (the report's evidence) on each candidate's last look.
+    void finish_evidence() {
+        const auto base = results_.find(original_name());
+        if (base == results_.end()) return;
+        for (auto & c : result_.candidates) {
+            if (c.kind == CandidateKind::original) continue;
+            for (auto & s : c.suites) {
+                if (!s.vs_original || !results_.count(c.name) || !results_.at(c.name).count(s.suite)) continue;
+                const auto & own = results_.at(c.name).at(s.suite);
+                if (base->second.at(s.suite).outcomes.size() < own.outcomes.size()) continue;
+                s.vs_original = eval::compare_outcomes(eval::first_items(base->second.at(s.suite), own.outcomes.size()), own, true);
+            }
         }
-        c.not_run.erase(cls);
     }
 
     bool costs_matter() const { return plan_.policy.budgets.any() || plan_.policy.deployment.price_per_hour > 0; }
@@ -274,7 +309,8 @@ private:
     Measurements measure_;
     PlanResult result_;
     std::vector<Suite> suites_;
-    std::map<std::string, eval::SuiteResult> original_results_;
+    std::map<std::string, std::map<std::string, eval::SuiteResult>> results_;  // candidate -> suite -> its last look's result
+    std::set<std::string> started_;  // "candidate/class" handed to the workers
     std::optional<WorkerPool> workers_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };

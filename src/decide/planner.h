@@ -28,6 +28,8 @@ struct PlanRunOptions {
 struct SearchStats : MeasureCounts {
     std::size_t candidates = 0;
     std::size_t suite_runs_possible = 0;  // every candidate on every suite
+    std::size_t items_read = 0;       // over the suite runs: the items the verdicts read (each run's prefix of its suite's order)
+    std::size_t items_available = 0;  // the items those suites hold: what reading every item would read
     std::size_t variants_built = 0;
     std::size_t variants_reused = 0;
     std::vector<WorkerStats> workers;        // plan workers, when the plan has them

@@ -1,5 +1,7 @@
 #include "decide/rules.h"
 
+#include "stats/group_sequential.h"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -97,46 +99,86 @@ ProportionCheck check_proportion(std::size_t successes, std::size_t n, double th
 
 }  // namespace
 
-RuleVerdict rule_floor(const Policy & policy, const SuiteScore & s, double alpha) {
+std::vector<std::size_t> look_points(std::size_t items, bool sequential) {
+    std::vector<std::size_t> points;
+    if (sequential)
+        for (std::size_t at = kRoundItems; at + kRoundItems / 2 < items; at += kRoundItems) points.push_back(at);  // no last round under half a round
+    if (items > 0) points.push_back(items);
+    return points;
+}
+
+Look look_of(const SuiteScore & s) {
+    Look look{.items = s.items(), .n = s.n, .correct = s.correct, .excluded = s.excluded};
+    if (s.vs_original) {
+        const auto & c = *s.vs_original;
+        look.paired = paired_counts(c);
+        look.unscored = c.other_excluded_base_right + c.other_excluded_base_wrong;
+        look.base_excluded = c.base_excluded;
+        look.mcnemar_p = c.mcnemar_p;
+    }
+    return look;
+}
+
+namespace {
+
+std::vector<Look> looks_of(const SuiteScore & s) { return s.looks.empty() ? std::vector<Look>{look_of(s)} : s.looks; }
+
+// Where in the suite a verdict was read, for its message: nothing for a suite read whole at once.
+std::string where_read(const RuleVerdict & v) {
+    if (v.looks <= 1 && v.items_read >= v.items_available) return "";
+    return fmt::format(" after {} of {} items (look {})", v.items_read, v.items_available, v.look + 1);
+}
+
+}  // namespace
+
+std::vector<double> look_levels(const SuiteScore & s, double alpha) {
+    const auto looks = looks_of(s);
+    const double available = static_cast<double>(std::max(s.items_available(), looks.back().items));
+    std::vector<double> fractions;
+    for (const auto & look : looks) fractions.push_back(available > 0 ? std::max(static_cast<double>(look.items), 1.0) / std::max(available, 1.0) : 1.0);
+    return stats::nominal_levels(fractions, alpha, kSpendingRho);
+}
+
+namespace {
+
+RuleVerdict floor_at(const Policy & policy, const SuiteScore & s, const Look & look, double alpha) {
     RuleVerdict v{.rule = "R2-floor"};
-    if (s.n == 0) {
+    if (look.n == 0) {
         v.outcome = Outcome::insufficient;
-        v.message = fmt::format("`{}` is not measurable: none of its {} items could be scored (unencodable or too long for the context)", s.suite,
-                                s.excluded);
+        v.message = fmt::format("`{}` is not measurable: none of its {} items could be scored (unencodable or too long for the context)", s.suite, look.excluded);
         return v;
     }
-    const auto check = check_proportion(s.correct, s.items(), policy.accuracy_floor, alpha);
+    const std::size_t items = look.n + look.excluded;
+    const auto check = check_proportion(look.correct, items, policy.accuracy_floor, alpha);
     v.outcome = check.outcome;
     v.items_needed = check.items_needed;
-    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on `{}`{} (n={}{}; {}) {} floor {}", percent(s.accuracy_counted()), 100 * check.bounds.lo,
-                            100 * check.bounds.hi, s.suite, s.critical ? " (critical)" : "", s.items(),
-                            s.excluded > 0 ? fmt::format(", {} it could not score counted wrong", s.excluded) : "", level(alpha),
+    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on `{}`{} (n={}{}; {}) {} floor {}", percent(static_cast<double>(look.correct) / items), 100 * check.bounds.lo,
+                            100 * check.bounds.hi, s.suite, s.critical ? " (critical)" : "", items,
+                            look.excluded > 0 ? fmt::format(", {} it could not score counted wrong", look.excluded) : "", level(alpha),
                             v.outcome == Outcome::pass ? "lower bound >=" : v.outcome == Outcome::fail ? "upper bound <" : "straddles the", percent(policy.accuracy_floor));
     if (v.outcome == Outcome::insufficient && v.items_needed > 0) v.message += fmt::format("; about {} items would settle it", v.items_needed);
     return v;
 }
 
-RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, double alpha) {
+RuleVerdict drop_at(const Policy & policy, const SuiteScore & s, const Look & look, double alpha) {
     RuleVerdict v{.rule = "R3-drop"};
-    if (!s.vs_original || s.vs_original->n + s.vs_original->other_excluded_base_right + s.vs_original->other_excluded_base_wrong == 0) {
+    if (!look.paired || look.paired->n() == 0) {
         v.outcome = Outcome::insufficient;
         v.message = "`" + s.suite + "` is not measurable against the original: it scored none of the items";
         return v;
     }
-    const auto & c = *s.vs_original;
-    const auto counts = paired_counts(c);
+    const auto & counts = *look.paired;
     const bool relative = policy.drop_relative;
     const double drop = stats::paired_drop(counts, relative);
     const auto ci = stats::paired_drop_bounds(counts, relative, alpha);
     const auto shown = [&](double x) { return relative ? percent(x) : fmt::format("{:.1f} points", 100 * x); };
-    const std::size_t unscored = c.other_excluded_base_right + c.other_excluded_base_wrong;
     const std::string numbers = fmt::format(
         "drop {} [{:.1f}, {:.1f}] on `{}`{} ({}; n={} paired{}{}, {} right->wrong, {} wrong->right, McNemar p={:.3g})", shown(drop), 100 * ci.lo,
         100 * ci.hi, s.suite, s.critical ? " (critical)" : "", level(alpha), counts.n(),
-        unscored > 0 ? fmt::format(", {} this model could not score counted wrong", unscored) : "",
-        c.base_excluded > 0 ? fmt::format(", {} the original could not score left out", c.base_excluded) : "", counts.right_to_wrong,
-        counts.wrong_to_right, c.mcnemar_p);
-    v.drop = DropEvidence{.suite = s.suite, .drop = drop, .ci = ci, .alpha = alpha, .n = counts.n(), .unscored = unscored};
+        look.unscored > 0 ? fmt::format(", {} this model could not score counted wrong", look.unscored) : "",
+        look.base_excluded > 0 ? fmt::format(", {} the original could not score left out", look.base_excluded) : "", counts.right_to_wrong,
+        counts.wrong_to_right, look.mcnemar_p);
+    v.drop = DropEvidence{.suite = s.suite, .drop = drop, .ci = ci, .alpha = alpha, .n = counts.n(), .unscored = look.unscored};
     const std::string limit = "max_drop " + shown(policy.max_drop);
     switch (stats::paired_drop_test(counts, policy.max_drop, relative, alpha)) {
     case stats::OneSided::below:
@@ -157,6 +199,53 @@ RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, double alpha)
     }
     }
     return v;
+}
+
+// Whether the look decides the rule at its level: the cheap test alone (no bounds, no message).
+bool floor_decides(const Policy & policy, const Look & look, double alpha) {
+    if (look.n == 0) return false;
+    const auto bounds = stats::binomial_bounds(look.correct, look.n + look.excluded, alpha);
+    return bounds.lo >= policy.accuracy_floor || bounds.hi < policy.accuracy_floor;
+}
+
+bool drop_decides(const Policy & policy, const Look & look, double alpha) {
+    return look.paired && look.paired->n() > 0 && stats::paired_drop_test(*look.paired, policy.max_drop, policy.drop_relative, alpha) != stats::OneSided::undecided;
+}
+
+// The first look that decides the rule, else the last, judged at its level.
+template <typename Decides, typename Judge>
+RuleVerdict over_looks(const SuiteScore & s, double alpha, Decides decides, Judge judge) {
+    const auto looks = looks_of(s);
+    const auto levels = look_levels(s, alpha);
+    std::size_t k = 0;
+    while (k + 1 < looks.size() && !decides(looks[k], levels[k])) ++k;
+    auto v = judge(looks[k], levels[k]);
+    v.look = k;
+    v.looks = looks.size();
+    v.items_read = looks[k].items;
+    v.items_available = std::max(s.items_available(), looks.back().items);
+    if (const auto where = where_read(v); !where.empty()) {
+        // "... on `suite` (critical) (...; n=..." reads as "... on `suite` after 200 of 1000 items (look 2) ...".
+        const auto name = v.message.find("`" + s.suite + "`");
+        if (name != std::string::npos) {
+            v.message.insert(name + s.suite.size() + 2, where);
+        } else {
+            v.message += ";" + where;
+        }
+    }
+    return v;
+}
+
+}  // namespace
+
+RuleVerdict rule_floor(const Policy & policy, const SuiteScore & s, double alpha) {
+    return over_looks(s, alpha, [&](const Look & look, double a) { return floor_decides(policy, look, a); },
+                      [&](const Look & look, double a) { return floor_at(policy, s, look, a); });
+}
+
+RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, double alpha) {
+    return over_looks(s, alpha, [&](const Look & look, double a) { return drop_decides(policy, look, a); },
+                      [&](const Look & look, double a) { return drop_at(policy, s, look, a); });
 }
 
 RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift, double alpha) {
@@ -204,6 +293,9 @@ nlohmann::json interval_json(const stats::Interval & i) { return nlohmann::json:
 void to_json(nlohmann::json & out, const SuiteScore & s) {
     out = {{"suite", s.suite}, {"critical", s.critical}, {"n", s.n}, {"correct", s.correct}, {"excluded", s.excluded}, {"accuracy", s.accuracy}, {"ci95", interval_json(s.ci95)}};
     if (s.vs_original) out["vs_original"] = *s.vs_original;
+    out["items_read"] = s.items();
+    out["items_available"] = s.items_available();
+    out["looks"] = std::max<std::size_t>(1, s.looks.size());
 }
 
 void to_json(nlohmann::json & out, const DriftScore & d) {

@@ -25,9 +25,34 @@ struct Policy {
     double alpha = 0.05;
     std::optional<double> min_agreement;  // top-1 agreement with the original (rule 6)
     double screen_max_kld = 1.0;   // cheap signal: mean KLD (nats) above this is hopeless
+    // Score each suite in rounds and stop a candidate's suite at the first look that decides its
+    // rules (group-sequential tests, same alpha); false: every item, one look (`plan --full`).
+    bool sequential = true;
     Budgets budgets;
     Deployment deployment;
 };
+
+// What one look at a suite saw: the first `items` items of the suite's fixed order.
+struct Look {
+    std::size_t items = 0;     // of the suite's order, scored or not
+    std::size_t n = 0;         // scored
+    std::size_t correct = 0;   // of those
+    std::size_t excluded = 0;  // could not be scored (counted wrong by R2)
+    std::optional<stats::PairedCounts> paired;  // R3's cells against the original on the same items
+    std::size_t unscored = 0;       // of the paired cells: items the original scored and this model could not
+    std::size_t base_excluded = 0;  // items the original could not score, left out of the pairs
+    double mcnemar_p = 1.0;
+};
+
+// A sequential plan looks at a suite of `items` items after every round of kRoundItems (the last
+// round takes the rest), each look's tests at their nominal level (look_levels); with
+// `sequential` false, once, at the end.
+constexpr std::size_t kRoundItems = 100;
+std::vector<std::size_t> look_points(std::size_t items, bool sequential);
+
+// The spending of alpha over a suite's looks: alpha * t^kSpendingRho at information fraction t
+// (stats/group_sequential.h), so the last look stays close to a fixed test's level.
+constexpr double kSpendingRho = 3.0;
 
 // One suite's result for one candidate; `vs_original` is absent for the original itself.
 struct SuiteScore {
@@ -39,10 +64,19 @@ struct SuiteScore {
     double accuracy = 0;       // on the items it scored
     stats::Interval ci95{0, 1};
     std::optional<eval::PairedComparison> vs_original;  // on the items both scored
+    std::size_t available = 0;  // items the suite holds (0: as many as this score covers: a suite read whole)
+    std::vector<Look> looks;    // a sequential run's looks, in order, the last this score's; empty: one look, this score
     // Accuracy as the rules count it: an item the model could not score is an item it got wrong.
     std::size_t items() const { return n + excluded; }
     double accuracy_counted() const { return items() > 0 ? static_cast<double>(correct) / items() : 0.0; }
+    std::size_t items_available() const { return available > 0 ? available : items(); }
 };
+
+// The look a score is now: its counts and its cells against the original.
+Look look_of(const SuiteScore & score);
+// The nominal one-sided level of each of the score's looks (every look, or the one look it is) when
+// the suite's tests are at `alpha` over all of them.
+std::vector<double> look_levels(const SuiteScore & score, double alpha);
 
 // A suite's result as the rules see it, paired with the original's result on the same suite
 // (absent for the original itself); the planner, tests and the simulation all make it here.
@@ -87,10 +121,20 @@ struct RuleVerdict {
     std::string message;  // the numbers behind it, in one line
     std::size_t items_needed = 0;  // with `insufficient`: items that would likely settle it
     std::optional<DropEvidence> drop;  // R3 with items both scored
+    // R2 and R3: the look that gave the verdict (the first that decided, else the last) and the
+    // suite's size, so a reader sees how much of the suite the verdict read.
+    std::size_t look = 0;
+    std::size_t looks = 1;
+    std::size_t items_read = 0;
+    std::size_t items_available = 0;
 };
 
 // R1: `needs` is "vision", "audio", "code" or "context:N"; `capabilities` what the model has.
 RuleVerdict rule_capability(const std::string & suite, const std::string & needs, const std::vector<std::string> & capabilities, int context_length);
+// R2 and R3 are judged at each of the score's looks in order, each at its nominal level
+// (look_levels): the verdict is the first look's that decides, else the last look's, so a test
+// repeated as items come in errs no more often than one test at the end (at `alpha`).
+//
 // R2: accuracy (an item the model could not score counted wrong) against the floor, one-sided at
 // `alpha` each way with Clopper-Pearson bounds: passes when the lower bound reaches the floor, fails
 // when the upper bound is under it, else `insufficient`. A suite of which no item could be scored

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <set>
 
 namespace switchyard::decide {
 
@@ -24,12 +26,6 @@ std::vector<std::vector<Candidate *>> ladders(std::vector<Candidate> & candidate
         out.push_back(std::move(rungs));
     }
     return out;
-}
-
-bool measured_for(const Candidate & c, const std::vector<TaskRef> & tasks, const std::string & task_class) {
-    for (const auto & t : tasks)
-        if (t.task_class == task_class && c.suite(t.suite) == nullptr) return false;
-    return true;
 }
 
 ClassContext class_context(std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks, const std::string & task_class) {
@@ -54,19 +50,24 @@ public:
 
     Decisions run(const std::vector<std::string> & classes) {
         const bool has_original = !candidates_.empty() && candidates_.front().kind == CandidateKind::original;
-        // The original first on every class: the reference for every comparison.
-        if (has_original)
-            for (const auto & cls : classes) source_.evaluate(candidates_.front(), cls);
         // Each class's context is fixed before anything is measured for it, and kept for its verdict.
         std::vector<ClassContext> contexts;
-        for (const auto & cls : classes) {
-            const auto & context = contexts.emplace_back(class_context(candidates_, tasks_, cls));
+        for (const auto & cls : classes) contexts.push_back(class_context(candidates_, tasks_, cls));
+        // The original first on every class, until its own rules are decided: the reference for every
+        // comparison (each candidate's looks then take it further where they need).
+        if (has_original)
+            for (std::size_t i = 0; i < classes.size(); ++i) measure(candidates_.front(), classes[i], contexts[i]);
+        for (std::size_t i = 0; i < classes.size(); ++i) {
+            const auto & cls = classes[i];
+            const auto & context = contexts[i];
             note(fmt::format("{}: {} famil{} at {:.3g} each (alpha {} split by Bonferroni){}", cls, context.families, context.families == 1 ? "y" : "ies",
                              context.alpha_each(policy_), policy_.alpha,
                              context.original_serves ? "" : ": no original serves it, so every suite is judged against the floor"));
             walk_ladders(cls, context);
             measure_what_could_win(cls, context);
         }
+        if (has_original)
+            for (std::size_t i = 0; i < classes.size(); ++i) explain_stops(candidates_.front(), classes[i], contexts[i]);
         for (std::size_t i = 0; i < classes.size(); ++i) decide(classes[i], contexts[i]);
         return std::move(decisions_);
     }
@@ -74,6 +75,126 @@ public:
 private:
     void note(const std::string & line) {
         if (options_.note) options_.note(line);
+    }
+
+    bool measured(const Candidate & c, const std::string & cls) const { return measured_.count({&c, cls}) > 0; }
+
+    std::vector<const TaskRef *> suites_of(const std::string & cls) const {
+        std::vector<const TaskRef *> out;
+        for (const auto & t : tasks_)
+            if (t.task_class == cls) out.push_back(&t);
+        // Critical suites first: a candidate that fails one is not scored on the others.
+        std::stable_sort(out.begin(), out.end(), [](const TaskRef * a, const TaskRef * b) { return a->critical > b->critical; });
+        return out;
+    }
+
+    static SuiteScore * score_of(Candidate & c, const std::string & suite) {
+        for (auto & s : c.suites)
+            if (s.suite == suite) return &s;
+        return nullptr;
+    }
+
+    // Whether the suite needs no more of the candidate's items: all read, or every rule on it decided.
+    bool settled(const Candidate & c, const TaskRef & t, const ClassContext & context) const {
+        const auto * s = c.suite(t.suite);
+        if (s == nullptr) return false;
+        if (s->items() >= t.items) return true;
+        for (const auto & v : suite_verdicts(policy_, c, t, context))
+            if (v.outcome == Outcome::insufficient) return false;
+        return true;
+    }
+
+    // Where the candidate's next look at the suite is: the first look point past what it has read.
+    std::optional<std::size_t> next_point(const Candidate & c, const TaskRef & t) const {
+        const std::size_t read = c.suite(t.suite) ? c.suite(t.suite)->items() : 0;
+        const auto points = look_points(t.items, policy_.sequential);
+        const auto next = std::upper_bound(points.begin(), points.end(), read);
+        if (next == points.end()) return std::nullopt;
+        return *next;
+    }
+
+    // The candidate's next look at the suite: its score on more of the suite's order, kept with the looks before.
+    void look_further(Candidate & c, const TaskRef & t, std::size_t items) {
+        auto score = source_.score(c, t, items);
+        score.available = t.items;
+        auto * existing = score_of(c, t.suite);
+        if (existing != nullptr) score.looks = std::move(existing->looks);
+        score.looks.push_back(look_of(score));
+        if (existing != nullptr) {
+            *existing = std::move(score);
+        } else {
+            c.suites.push_back(std::move(score));
+        }
+    }
+
+    // The original as far into the suite as a candidate's look needs (its looks one round at a time,
+    // so its own tests see every look).
+    void original_to(const TaskRef & t, std::size_t items) {
+        auto & original = candidates_.front();
+        while (original.suite(t.suite) == nullptr || original.suite(t.suite)->items() < items) {
+            const auto next = next_point(original, t);
+            if (!next) return;
+            look_further(original, t, *next);
+        }
+    }
+
+    // Scores the candidate on the class's suites in rounds: each round one more look at every suite
+    // not yet settled, until all are, or until a rule fails (the candidate then fails the class, and
+    // its other suites are not scored further).
+    void measure(Candidate & c, const std::string & cls, const ClassContext & context) {
+        const auto suites = suites_of(cls);
+        // Each look is paired with the original's items: R3 where the original serves the class, and
+        // where it cannot (R1), the note that says whether it scores measurably higher.
+        const bool paired = c.kind != CandidateKind::original && !candidates_.empty() && candidates_.front().kind == CandidateKind::original;
+        std::string failed;
+        for (bool advanced = true; advanced && failed.empty();) {
+            advanced = false;
+            for (const auto * t : suites) {
+                const auto next = next_point(c, *t);
+                if (!next || settled(c, *t, context)) continue;
+                if (paired) original_to(*t, *next);
+                look_further(c, *t, *next);
+                advanced = true;
+                for (const auto & v : suite_verdicts(policy_, c, *t, context))
+                    if (v.outcome == Outcome::fail)
+                        failed = fmt::format("{} failed on `{}`{}", v.rule, t->suite,
+                                             v.items_read < v.items_available ? fmt::format(" after {} of {} items", v.items_read, v.items_available) : "");
+                if (!failed.empty()) break;
+            }
+        }
+        measured_.insert({&c, cls});
+        if (!failed.empty()) failures_[{&c, cls}] = failed;
+        if (c.kind == CandidateKind::original) return;
+        explain_stops(c, cls, context);
+        std::size_t read = 0, available = 0;
+        for (const auto * t : suites) {
+            available += t->items;
+            if (const auto * s = c.suite(t->suite)) read += s->items();
+        }
+        note(fmt::format("{}: {} of {} items of {} read{}", c.name, read, available, cls, failed.empty() ? "" : ": " + failed));
+    }
+
+    // Why each of the class's suites stopped where it did, for the report and decision.json. The
+    // original goes as far as the candidates' looks take it, past where its own rules decided.
+    void explain_stops(Candidate & c, const std::string & cls, const ClassContext & context) {
+        const auto failure = failures_.find({&c, cls});
+        const std::string failed = failure == failures_.end() ? "" : failure->second;
+        for (const auto * t : suites_of(cls)) {
+            const auto * s = c.suite(t->suite);
+            std::string why;
+            if (s == nullptr) {
+                why = failed.empty() ? "not scored" : "not scored: " + failed + " first";
+            } else if (s->items() >= t->items) {
+                why = policy_.sequential ? fmt::format("every item ({} looks)", s->looks.size()) : "every item (sequential: false)";
+            } else if (c.kind == CandidateKind::original) {
+                why = "as far as the candidates' looks needed";
+            } else if (settled(c, *t, context)) {
+                why = fmt::format("decided after {} of {} items", s->items(), t->items);
+            } else {
+                why = failed.empty() ? "not decided" : fmt::format("stopped after {} of {} items: {}", s->items(), t->items, failed);
+            }
+            c.stopped[t->suite] = why;
+        }
     }
 
     // Without budgets: what the task runs alone say (budgets need the speed pass).
@@ -99,7 +220,7 @@ private:
             std::size_t i = 0;
             for (; i < ladder.size(); ++i) {
                 auto & c = *ladder[i];
-                source_.evaluate(c, cls);
+                measure(c, cls, context);
                 const auto a = accuracy_assessment(c, cls, context);
                 if (a.outcome == Outcome::pass) continue;
                 const auto * why = a.first(Outcome::fail) ? a.first(Outcome::fail) : a.first(Outcome::insufficient);
@@ -128,7 +249,7 @@ private:
     std::vector<const Candidate *> passing_for(const std::string & cls, const ClassContext & context) {
         std::vector<const Candidate *> out;
         for (auto & c : candidates_) {
-            if (!c.skipped.empty() || !measured_for(c, tasks_, cls)) continue;
+            if (!c.skipped.empty() || !measured(c, cls)) continue;
             ensure_cost_if_passing(c, cls, context);
             const auto a = assess(policy_, c, cls, tasks_, context);
             if (a.outcome == Outcome::pass && a.complete) out.push_back(&c);
@@ -143,13 +264,13 @@ private:
     void measure_what_could_win(const std::string & cls, const ClassContext & context) {
         std::vector<Candidate *> pool;
         for (auto & c : candidates_)
-            if (c.skipped.empty() && c.kind == CandidateKind::alternative && !measured_for(c, tasks_, cls)) pool.push_back(&c);
+            if (c.skipped.empty() && c.kind == CandidateKind::alternative && !measured(c, cls)) pool.push_back(&c);
         std::stable_sort(pool.begin(), pool.end(), [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
-        for (bool measured = true; measured;) {
-            measured = false;
+        for (bool any = true; any;) {
+            any = false;
             const auto passing = passing_for(cls, context);
             for (auto * c : pool) {
-                if (measured_for(*c, tasks_, cls)) continue;
+                if (measured(*c, cls)) continue;
                 if (!capable(*c, cls, tasks_)) {
                     c->not_run[cls] = "lacks a capability the class needs (R1), so it cannot pass";
                     continue;
@@ -161,8 +282,8 @@ private:
                 }
                 c->not_run.erase(cls);
                 note(fmt::format("{}: {} could change the choice for {}: measuring it", cls, c->name, cls));
-                source_.evaluate(*c, cls);
-                measured = true;
+                measure(*c, cls, context);
+                any = true;
                 break;
             }
         }
@@ -174,7 +295,7 @@ private:
     void decide(const std::string & cls, const ClassContext & context) {
         std::vector<const Candidate *> considered;
         for (auto & c : candidates_) {
-            if (!c.skipped.empty() || !measured_for(c, tasks_, cls)) continue;
+            if (!c.skipped.empty() || !measured(c, cls)) continue;
             ensure_cost_if_passing(c, cls, context);
             considered.push_back(&c);
             decisions_.assessments.push_back(assess(policy_, c, cls, tasks_, context));
@@ -188,6 +309,8 @@ private:
     MeasurementSource & source_;
     const SearchOptions & options_;
     Decisions decisions_;
+    std::set<std::pair<const Candidate *, std::string>> measured_;              // (candidate, class) measured
+    std::map<std::pair<const Candidate *, std::string>, std::string> failures_;  // (candidate, class) -> the rule that failed first
 };
 
 }  // namespace

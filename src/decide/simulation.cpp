@@ -15,26 +15,31 @@ double SimulationResult::standard_error(double alpha) const { return runs ? std:
 
 namespace {
 
-// Draws item outcomes as the point says: the original's once per suite, each candidate's when the
-// search asks for it (so candidates it never measures cost nothing, as in a real plan).
+// Draws item outcomes as the point says, each item when the search first asks for it: the
+// original's, then a candidate's on the same item (so items the search never reads cost nothing,
+// as in a real plan).
 class SimulatedScores : public MeasurementSource {
 public:
     SimulatedScores(const Policy & policy, const SimulationPoint & point, std::uint64_t seed) : policy_(policy), point_(point), rng_(seed) {}
 
-    void evaluate(Candidate & c, const std::string &) override {
-        for (std::size_t s = 0; s < point_.suites; ++s) {
-            const std::string name = "suite" + std::to_string(s);
-            if (c.suite(name) != nullptr) continue;
-            if (c.kind == CandidateKind::original) {
-                auto & original = originals_[name];
-                original = draw_original(name);
-                c.suites.push_back(suite_score(name, false, original, nullptr, false));
-            } else {
-                const auto & original = originals_.at(name);
-                c.suites.push_back(suite_score(name, false, draw_other(original, s == 0 ? point_.true_drop : 0.0), &original, false));
-            }
-            items_ += point_.items;
+    SuiteScore score(const Candidate & c, const TaskRef & t, std::size_t items) override {
+        auto & original = drawn_["original"][t.suite];
+        if (c.kind == CandidateKind::original) {
+            draw(original, items, [&](std::size_t) { return chance(point_.original_accuracy); });
+            return suite_score(t.suite, false, result(t.suite, original, items), nullptr, false);
         }
+        if (original.size() < items) throw Error("simulation: the search asked for a candidate's items before the original's");
+        // A candidate whose true accuracy is the original's less its drop: it gets right `recovered`
+        // of the items the original got wrong, and loses enough of the rest to land on that accuracy.
+        const double drop = t.suite == "suite0" ? point_.true_drop : 0.0;
+        const double p = point_.original_accuracy;
+        const double target = policy_.drop_relative ? p * (1 - drop) : p - drop;
+        const double lose = (p + (1 - p) * point_.recovered - target) / p;
+        if (lose < 0 || lose > 1) throw Error(fmt::format("simulation: no candidate has accuracy {} with recovered {} against {}", target, point_.recovered, p));
+        auto & own = drawn_[c.name][t.suite];
+        draw(own, items, [&](std::size_t i) { return original[i] ? !chance(lose) : chance(point_.recovered); });
+        const auto base = result(t.suite, original, items);
+        return suite_score(t.suite, false, result(t.suite, own, items), &base, false);
     }
 
     void measure_cost(Candidate &) override {}
@@ -44,40 +49,29 @@ public:
 private:
     bool chance(double p) { return static_cast<double>(rng_() >> 11) * 0x1.0p-53 < p; }
 
-    eval::SuiteResult draw_original(const std::string & name) {
-        eval::SuiteResult r;
-        r.suite.content_hash = name;
-        for (std::size_t i = 0; i < point_.items; ++i) {
-            const bool right = chance(point_.original_accuracy);
-            r.outcomes.push_back({.line = i + 1, .correct = right});
-            r.correct += right;
+    template <typename Draw>
+    void draw(std::vector<bool> & outcomes, std::size_t items, Draw next) {
+        while (outcomes.size() < items) {
+            outcomes.push_back(next(outcomes.size()));
+            ++items_;
         }
-        r.scored = point_.items;
-        return r;
     }
 
-    // A candidate whose true accuracy is the original's less `drop`: it gets right `recovered` of
-    // the items the original got wrong, and loses enough of the rest to land on that accuracy.
-    eval::SuiteResult draw_other(const eval::SuiteResult & original, double drop) {
-        const double p = point_.original_accuracy;
-        const double target = policy_.drop_relative ? p * (1 - drop) : p - drop;
-        const double lose = (p + (1 - p) * point_.recovered - target) / p;
-        if (lose < 0 || lose > 1) throw Error(fmt::format("simulation: no candidate has accuracy {} with recovered {} against {}", target, point_.recovered, p));
+    static eval::SuiteResult result(const std::string & suite, const std::vector<bool> & outcomes, std::size_t items) {
         eval::SuiteResult r;
-        r.suite.content_hash = original.suite.content_hash;
-        for (const auto & o : original.outcomes) {
-            const bool right = o.correct ? !chance(lose) : chance(point_.recovered);
-            r.outcomes.push_back({.line = o.line, .correct = right});
-            r.correct += right;
+        r.suite.content_hash = suite;
+        for (std::size_t i = 0; i < items; ++i) {
+            r.outcomes.push_back({.line = i + 1, .correct = outcomes[i]});
+            r.correct += outcomes[i];
         }
-        r.scored = point_.items;
+        r.scored = items;
         return r;
     }
 
     const Policy & policy_;
     const SimulationPoint & point_;
     std::mt19937_64 rng_;
-    std::map<std::string, eval::SuiteResult> originals_;
+    std::map<std::string, std::map<std::string, std::vector<bool>>> drawn_;  // model -> suite -> outcomes in order
     std::size_t items_ = 0;
 };
 
@@ -90,7 +84,7 @@ Candidate simulated(const std::string & name, CandidateKind kind, std::uint64_t 
 
 SimulationResult simulate(const Policy & policy, const SimulationPoint & point, std::size_t runs, std::uint64_t seed) {
     std::vector<TaskRef> tasks;
-    for (std::size_t s = 0; s < point.suites; ++s) tasks.push_back({.suite = "suite" + std::to_string(s), .task_class = "general"});
+    for (std::size_t s = 0; s < point.suites; ++s) tasks.push_back({.suite = "suite" + std::to_string(s), .task_class = "general", .items = point.items});
     const bool over_limit = point.true_drop >= policy.max_drop - 1e-12;
     SimulationResult result{.runs = runs};
     std::mt19937_64 seeds(seed);
@@ -110,6 +104,35 @@ SimulationResult simulate(const Policy & policy, const SimulationPoint & point, 
         result.false_recommendations += over_limit;
     }
     return result;
+}
+
+double expected_share_read(const Policy & policy, std::size_t items, double alpha, double true_drop, double original_accuracy, double recovered,
+                           std::size_t runs) {
+    if (!policy.sequential || items == 0) return 1.0;
+    const SimulationPoint point{.true_drop = true_drop, .items = items, .original_accuracy = original_accuracy, .recovered = recovered, .suites = 1};
+    const TaskRef task{.suite = "suite0", .task_class = "general", .items = items};
+    const Candidate original = simulated("original", CandidateKind::original, 2, 16, "", 0);
+    const Candidate candidate = simulated("candidate", CandidateKind::variant, 1, 8, "quantize", 0);
+    ClassContext context{.original_serves = true};
+    Policy at_alpha = policy;
+    at_alpha.alpha = alpha;
+    std::mt19937_64 seeds(items);
+    double read = 0;
+    for (std::size_t run = 0; run < runs; ++run) {
+        SimulatedScores scores(at_alpha, point, seeds());
+        SuiteScore score;
+        for (const auto at : look_points(items, true)) {
+            scores.score(original, task, at);
+            auto next = scores.score(candidate, task, at);
+            next.available = items;
+            next.looks = std::move(score.looks);
+            next.looks.push_back(look_of(next));
+            score = std::move(next);
+            if (rule_drop(at_alpha, score, alpha).outcome != Outcome::insufficient) break;
+        }
+        read += static_cast<double>(score.items());
+    }
+    return read / static_cast<double>(runs * items);
 }
 
 }  // namespace switchyard::decide

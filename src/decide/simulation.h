@@ -42,4 +42,11 @@ struct SimulationResult {
 // Runs the point `runs` times with the seed; the same seed gives the same result everywhere.
 SimulationResult simulate(const Policy & policy, const SimulationPoint & point, std::size_t runs, std::uint64_t seed);
 
+// The share of a suite of `items` items that R3's sequential test is expected to read for one
+// candidate (at level `alpha`) before it decides, when the candidate truly drops `true_drop` from
+// an original right on `original_accuracy` of the items (and `recovered` as SimulationPoint says):
+// the mean over `runs` simulated suites, the same everywhere. 1 when the policy is not sequential.
+double expected_share_read(const Policy & policy, std::size_t items, double alpha, double true_drop, double original_accuracy, double recovered,
+                           std::size_t runs = 200);
+
 }  // namespace switchyard::decide

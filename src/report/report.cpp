@@ -122,7 +122,9 @@ std::vector<Figure> charts(const PlanResult & r) {
             acc.front.push_back(p);
             best = p.y;
         }
-    if (!acc.points.empty()) out.push_back({render(acc), "Up and left is better: the dashed line joins the models no other beats on both size and accuracy (green: chosen)."});
+    if (!acc.points.empty())
+        out.push_back({render(acc), std::string("Up and left is better: the dashed line joins the models no other beats on both size and accuracy (green: chosen).") +
+                                        (r.plan.policy.sequential ? " Each model's accuracy is on the items it read: a random prefix of each suite, as long as its verdict needed (Tasks)." : "")});
 
     ScatterChart kld{.title = "KL-divergence from the original against bits per weight", .x_label = "bits per weight", .y_label = "mean KLD (nats per token)"};
     for (const auto & c : r.candidates)
@@ -158,10 +160,21 @@ json candidate_json(const Candidate & c) {
     if (!c.ladder.empty()) j["ladder"] = {{"method", c.ladder}, {"severity", c.severity}};
     if (!c.skipped.empty()) j["skipped"] = c.skipped;
     if (!c.not_run.empty()) j["not_run"] = c.not_run;
+    if (!c.stopped.empty()) j["stopped"] = c.stopped;
     if (c.remote()) j["endpoint"] = {{"url", c.served.endpoint}, {"model", c.served.remote_model}};
     if (c.drift) j["drift"] = *c.drift;
     if (c.cost) j["cost"] = *c.cost;
     return j;
+}
+
+// "300 of 1000 (2 not scorable)": the prefix of the suite's order the candidate was scored on.
+std::string items_read(const decide::SuiteScore & s) {
+    return fmt::format("{} of {}{}", s.items(), s.items_available(), s.excluded > 0 ? fmt::format(" ({} not scorable)", s.excluded) : "");
+}
+
+std::string stopped_why(const Candidate & c, const std::string & suite) {
+    const auto it = c.stopped.find(suite);
+    return it == c.stopped.end() ? "—" : it->second;
 }
 
 // Whether a candidate was measured; per class the reason it was not is in that class's list of
@@ -204,7 +217,9 @@ json decision_json(const PlanResult & r) {
     if (p.budgets.p95_latency_ms) j["policy"]["budgets"]["p95_latency_ms"] = *p.budgets.p95_latency_ms;
     if (p.budgets.cost_per_1k_tokens) j["policy"]["budgets"]["cost_per_1k_tokens"] = *p.budgets.cost_per_1k_tokens;
     j["tasks"] = json::array();
-    for (const auto & t : r.tasks) j["tasks"].push_back({{"suite", t.suite}, {"class", t.task_class}, {"critical", t.critical}, {"requires", t.needs}});
+    j["policy"]["sequential"] = p.sequential;
+    for (const auto & t : r.tasks)
+        j["tasks"].push_back({{"suite", t.suite}, {"class", t.task_class}, {"critical", t.critical}, {"requires", t.needs}, {"items", t.items}, {"order_seed", t.order_seed}});
     j["candidates"] = json::array();
     for (const auto & c : r.candidates) j["candidates"].push_back(candidate_json(c));
     j["assessments"] = json::array();
@@ -229,7 +244,8 @@ json decision_json(const PlanResult & r) {
     j["search"] = {{"candidates", s.candidates}, {"suite_runs", s.suite_runs}, {"suite_runs_reused", s.suite_runs_reused},
                    {"suite_runs_possible", s.suite_runs_possible}, {"drift_runs", s.drift_runs}, {"drift_reused", s.drift_reused},
                    {"speed_runs", s.speed_runs}, {"speed_reused", s.speed_reused}, {"variants_built", s.variants_built},
-                   {"variants_reused", s.variants_reused}, {"seconds", s.seconds}, {"steps", r.steps}};
+                   {"variants_reused", s.variants_reused}, {"items_read", s.items_read}, {"items_available", s.items_available},
+                   {"items_scored", s.items_scored}, {"items_reused", s.items_reused}, {"seconds", s.seconds}, {"steps", r.steps}};
     if (!s.workers.empty()) {
         j["search"]["suite_runs_on_workers"] = s.suite_runs_on_workers;
         j["search"]["worker_runs_not_needed"] = s.worker_runs_not_needed;
@@ -248,9 +264,12 @@ std::string search_summary(const PlanResult & r) {
     if (!s.workers.empty())
         on_workers = fmt::format(" ({} on {} worker{}, {} more measured ahead and not needed)", s.suite_runs_on_workers, s.workers.size(),
                                  s.workers.size() == 1 ? "" : "s", s.worker_runs_not_needed);
-    return fmt::format("search: {} candidates; {} suite runs of {} possible ({} reused from the results store){}, {} drift and {} speed measurements ({} and {} reused); {:.1f} s",
-                       s.candidates, s.suite_runs + s.suite_runs_reused, s.suite_runs_possible, s.suite_runs_reused, on_workers, s.drift_runs + s.drift_reused,
-                       s.speed_runs + s.speed_reused, s.drift_reused, s.speed_reused, s.seconds);
+    return fmt::format("search: {} candidates; {} suite runs of {} possible ({} reused from the results store){}, reading {} of their {} items ({:.0f}%{}; {} scored now, {} "
+                       "read back); {} drift and {} speed measurements ({} and {} reused); {:.1f} s",
+                       s.candidates, s.suite_runs + s.suite_runs_reused, s.suite_runs_possible, s.suite_runs_reused, on_workers, s.items_read, s.items_available,
+                       s.items_available > 0 ? 100.0 * static_cast<double>(s.items_read) / static_cast<double>(s.items_available) : 0.0,
+                       r.plan.policy.sequential ? ", sequential tests" : ", every item: sequential tests off", s.items_scored, s.items_reused,
+                       s.drift_runs + s.drift_reused, s.speed_runs + s.speed_reused, s.drift_reused, s.speed_reused, s.seconds);
 }
 
 }  // namespace
@@ -383,14 +402,15 @@ std::string report_markdown(const PlanResult & r) {
     md += "\n## Candidates\n\n" + markdown_table(candidates_table(r));
     md += "\n## Tasks\n";
     for (const auto & t : r.tasks) {
-        md += fmt::format("\n### {}{} (class {}{})\n\n| candidate | n scored (excluded) | accuracy [95% CI] | drop vs original{} | flips right→wrong / wrong→right |\n|---|---|---|---|---|\n",
+        md += fmt::format("\n### {}{} (class {}{})\n\n| candidate | items read | accuracy [95% CI] | drop vs original{} | flips right→wrong / wrong→right | why it stopped there |\n|---|---|---|---|---|---|\n",
                           t.suite, t.critical ? " — critical" : "", t.task_class, t.needs.empty() ? "" : ", requires " + t.needs, relative ? " (relative)" : " (points)");
         for (const auto & c : r.candidates) {
             const auto * s = c.suite(t.suite);
             if (s == nullptr) continue;
-            md += fmt::format("| {} | {} ({}) | {} [{:.1f}, {:.1f}] | {} | {} |\n", c.name, s->n, s->excluded, pct(s->accuracy), 100 * s->ci95.lo, 100 * s->ci95.hi,
+            md += fmt::format("| {} | {} | {} [{:.1f}, {:.1f}] | {} | {} | {} |\n", c.name, items_read(*s), pct(s->accuracy), 100 * s->ci95.lo, 100 * s->ci95.hi,
                               s->vs_original ? drop_text(*s, relative) : "—",
-                              s->vs_original ? fmt::format("{} / {}", s->vs_original->right_to_wrong.size(), s->vs_original->wrong_to_right.size()) : "—");
+                              s->vs_original ? fmt::format("{} / {}", s->vs_original->right_to_wrong.size(), s->vs_original->wrong_to_right.size()) : "—",
+                              stopped_why(c, t.suite));
         }
     }
     md += "\n## Verdicts by rule\n";
@@ -435,8 +455,8 @@ std::string report_html(const PlanResult & r) {
     h += "<h2>Candidates</h2>\n" + html_table(candidates_table(r));
     h += "<h2>Tasks</h2>\n";
     for (const auto & t : r.tasks) {
-        h += fmt::format("<h3>{}{} <span class=\"muted\">(class {})</span></h3>\n<div class=\"table\"><table><thead><tr><th>candidate</th><th>n scored (excluded)</th>"
-                         "<th>accuracy [95% CI]</th><th>drop vs original{}</th><th>flipped items (source lines)</th></tr></thead><tbody>\n",
+        h += fmt::format("<h3>{}{} <span class=\"muted\">(class {})</span></h3>\n<div class=\"table\"><table><thead><tr><th>candidate</th><th>items read</th>"
+                         "<th>accuracy [95% CI]</th><th>drop vs original{}</th><th>flipped items (source lines)</th><th>why it stopped there</th></tr></thead><tbody>\n",
                          e(t.suite), t.critical ? " — critical" : "", e(t.task_class), relative ? " (relative)" : " (points)");
         for (const auto & c : r.candidates) {
             const auto * s = c.suite(t.suite);
@@ -445,8 +465,8 @@ std::string report_html(const PlanResult & r) {
             if (s->vs_original)
                 flips = fmt::format("right→wrong {}: {}<br>wrong→right {}: {}", s->vs_original->right_to_wrong.size(), lines_list(s->vs_original->right_to_wrong),
                                     s->vs_original->wrong_to_right.size(), lines_list(s->vs_original->wrong_to_right));
-            h += fmt::format("<tr><td>{}</td><td>{} ({})</td><td>{} [{:.1f}, {:.1f}]</td><td>{}</td><td>{}</td></tr>\n", e(c.name), s->n, s->excluded, pct(s->accuracy), 100 * s->ci95.lo,
-                             100 * s->ci95.hi, s->vs_original ? e(drop_text(*s, relative)) : "—", flips);
+            h += fmt::format("<tr><td>{}</td><td>{}</td><td>{} [{:.1f}, {:.1f}]</td><td>{}</td><td>{}</td><td>{}</td></tr>\n", e(c.name), e(items_read(*s)), pct(s->accuracy), 100 * s->ci95.lo,
+                             100 * s->ci95.hi, s->vs_original ? e(drop_text(*s, relative)) : "—", flips, e(stopped_why(c, t.suite)));
         }
         h += "</tbody></table></div>\n";
     }
