@@ -322,4 +322,18 @@ TEST(Plan, AnInterruptedSequentialPlanResumesToTheSameVerdict) {
     EXPECT_GT(reused, 0u) << "the rounds recorded before the kill are read back";
     EXPECT_EQ(got["search"]["items_scored"].get<std::size_t>() + reused, expected["search"]["items_scored"].get<std::size_t>())
         << "nothing scored twice, nothing missing";
+
+    // A later plan with a tighter limit reads the stored rounds back and scores only what its own
+    // rules need beyond them, reaching the verdict a fresh store gives.
+    test::write_file(dir.file("plan.yaml"), test::read_file(dir.file("plan.yaml")) + "policy: {max_drop: 0.03}\n");
+    const auto tighter = test::run_switchyard(plan("tighter", "resumed.sqlite"));
+    ASSERT_EQ(tighter.exit_code, 0) << tighter.err;
+    const auto fresh = test::run_switchyard(plan("fresh", "fresh.sqlite"));
+    ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+    const auto t = nlohmann::json::parse(test::read_file(dir.file("tighter") / "decision.json"));
+    const auto f = nlohmann::json::parse(test::read_file(dir.file("fresh") / "decision.json"));
+    EXPECT_EQ(t["recommendation"], f["recommendation"]);
+    EXPECT_EQ(t["search"]["items_read"], f["search"]["items_read"]);
+    EXPECT_GT(t["search"]["items_reused"].get<std::size_t>(), 0u);
+    EXPECT_LT(t["search"]["items_scored"].get<std::size_t>(), f["search"]["items_scored"].get<std::size_t>());
 }

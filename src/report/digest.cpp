@@ -163,6 +163,8 @@ std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDe
             continue;
         }
         line += fmt::format("{:.1f}% [{:.1f}, {:.1f}], n={}", 100 * s->accuracy, 100 * s->ci95.lo, 100 * s->ci95.hi, s->n);
+        // Read sequentially: how much of the suite was read.
+        if (s->items() < s->items_available()) line += fmt::format(" of {}", s->items_available());
         if (s->vs_original) {
             const auto & c = *s->vs_original;
             line += fmt::format(" (original {:.1f}%)", 100 * c.base_accuracy());
