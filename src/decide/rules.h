@@ -44,9 +44,9 @@ struct Look {
     double mcnemar_p = 1.0;
 };
 
-// A sequential plan looks at a suite of `items` items after every round of kRoundItems (the last
-// round takes the rest), each look's tests at their nominal level (look_levels); with
-// `sequential` false, once, at the end.
+// A sequential plan looks at a suite of `items` items after every round of kRoundItems and at its
+// end (a last round under half a round joins the one before), each look's tests at their nominal
+// level (look_levels); with `sequential` false, once, at the end.
 constexpr std::size_t kRoundItems = 100;
 std::vector<std::size_t> look_points(std::size_t items, bool sequential);
 

@@ -231,6 +231,8 @@ json decision_json(const PlanResult & r) {
                 vj["drop"] = {{"suite", v.drop->suite}, {"drop", v.drop->drop}, {"bounds", {v.drop->ci.lo, v.drop->ci.hi}}, {"alpha", v.drop->alpha},
                               {"paired", v.drop->n}, {"unscored_counted_wrong", v.drop->unscored}};
             if (v.items_needed > 0) vj["items_needed"] = v.items_needed;
+            if (v.items_available > 0)
+                vj["read"] = {{"items", v.items_read}, {"of", v.items_available}, {"look", v.look + 1}, {"looks", v.looks}};
             aj["verdicts"].push_back(vj);
         }
         j["assessments"].push_back(aj);
