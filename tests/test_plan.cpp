@@ -307,6 +307,8 @@ TEST(Plan, AnInterruptedSequentialPlanResumesToTheSameVerdict) {
     test::stop_group(pid, SIGKILL);
     ASSERT_TRUE(begun) << test::read_file(dir.file("killed.log"));
     EXPECT_FALSE(std::filesystem::exists(dir.file("killed") / "decision.json"));
+    const auto listed = test::run_switchyard({"results", "--results", dir.file("resumed.sqlite").string(), "list"});
+    EXPECT_NE(listed.out.find("partial"), std::string::npos) << "the rounds recorded so far, kept: " << listed.out;
 
     const auto resumed = test::run_switchyard(plan("resumed", "resumed.sqlite"));
     ASSERT_EQ(resumed.exit_code, 0) << resumed.err;

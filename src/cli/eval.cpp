@@ -300,11 +300,13 @@ void add_eval(CLI::App & app) {
     results->add_option("--results", *store_path, "Results store (SQLite)")->capture_default_str();
     results->add_subcommand("list", "One line per recorded run")->callback([store_path] {
         eval::ResultsStore store(*store_path);
-        fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>6} {:>9}\n", "run", "status", "suite", "model", "items", "accuracy");
+        // A run not finished holds a prefix of its suite: in progress, interrupted, or as far as a
+        // sequential plan's verdict needed; its next run resumes it.
+        fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>11} {:>9}\n", "run", "status", "suite", "model", "items", "accuracy");
         for (const auto & r : store.list_runs()) {
             const auto acc = r.metrics.find("accuracy");
-            fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>6} {:>9}\n", r.id, r.status, r.suite_name, r.model_short(),
-                       r.items_done, acc == r.metrics.end() ? "-" : fmt::format("{:.2f}%", 100 * acc->second));
+            fmt::print("{:>4}  {:<9} {:<36} {:<30} {:>11} {:>9}\n", r.id, r.status == "finished" ? "finished" : "partial", r.suite_name, r.model_short(),
+                       fmt::format("{}/{}", r.items_done, r.items_total), acc == r.metrics.end() ? "-" : fmt::format("{:.2f}%", 100 * acc->second));
         }
     });
     auto run_id = std::make_shared<std::int64_t>(0);

@@ -230,7 +230,7 @@ std::vector<RunSummary> ResultsStore::list_runs() {
     std::vector<RunSummary> runs;
     auto q = prepare(db_,
                      "SELECT r.id, r.model_path, r.model_sha256, s.name, r.suite_hash, r.options, r.status, r.started, "
-                     "(SELECT COUNT(*) FROM outcomes o WHERE o.run_id = r.id) FROM runs r LEFT JOIN suites s ON s.hash = r.suite_hash ORDER BY r.id");
+                     "(SELECT COUNT(*) FROM outcomes o WHERE o.run_id = r.id), s.items FROM runs r LEFT JOIN suites s ON s.hash = r.suite_hash ORDER BY r.id");
     while (sqlite3_step(q.get()) == SQLITE_ROW) {
         RunSummary r;
         r.id = sqlite3_column_int64(q.get(), 0);
@@ -242,6 +242,7 @@ std::vector<RunSummary> ResultsStore::list_runs() {
         r.status = text(q.get(), 6);
         r.started = text(q.get(), 7);
         r.items_done = static_cast<std::size_t>(sqlite3_column_int64(q.get(), 8));
+        r.items_total = static_cast<std::size_t>(sqlite3_column_int64(q.get(), 9));
         runs.push_back(std::move(r));
     }
     auto m = prepare(db_, "SELECT run_id, name, value FROM metrics");

@@ -36,9 +36,10 @@ struct RunSummary {
     std::string suite_name;
     std::string suite_hash;
     std::string options;
-    std::string status;  // "running" or "finished"
+    std::string status;  // "running" (not every item recorded: in progress, interrupted, or a sequential plan's prefix) or "finished"
     std::string started;
     std::size_t items_done = 0;
+    std::size_t items_total = 0;  // the suite's items
     std::map<std::string, double> metrics;
 
     std::string model_short() const;  // a file's name, or a remote model's NAME@URL
