@@ -123,48 +123,56 @@ namespace {
 
 std::vector<Look> looks_of(const SuiteScore & s) { return s.looks.empty() ? std::vector<Look>{look_of(s)} : s.looks; }
 
-// Where in the suite a verdict was read, for its message: nothing for a suite read whole at once.
-std::string where_read(const RuleVerdict & v) {
-    if (v.looks <= 1 && v.items_read >= v.items_available) return "";
-    return fmt::format(" after {} of {} items (look {})", v.items_read, v.items_available, v.look + 1);
+// The suite as a verdict's message names it: with where it was read, unless read whole at once.
+std::string named(const SuiteScore & s, const RuleVerdict & v) {
+    if (v.looks <= 1 && v.items_read >= v.items_available) return "`" + s.suite + "`";
+    return fmt::format("`{}` after {} of {} items (look {})", s.suite, v.items_read, v.items_available, v.look + 1);
 }
 
 }  // namespace
 
 std::vector<double> look_levels(const SuiteScore & s, double alpha) {
     const auto looks = looks_of(s);
-    const double available = static_cast<double>(std::max(s.items_available(), looks.back().items));
+    const auto available = static_cast<double>(std::max({s.items_available(), looks.back().items, std::size_t{1}}));
     std::vector<double> fractions;
-    for (const auto & look : looks) fractions.push_back(available > 0 ? std::max(static_cast<double>(look.items), 1.0) / std::max(available, 1.0) : 1.0);
+    for (const auto & look : looks) fractions.push_back(static_cast<double>(std::max(look.items, std::size_t{1})) / available);
     return stats::nominal_levels(fractions, alpha, kSpendingRho);
+}
+
+void add_look(SuiteScore & score, std::vector<Look> before, std::size_t available) {
+    score.available = available;
+    score.looks = std::move(before);
+    score.looks.push_back(look_of(score));
 }
 
 namespace {
 
-RuleVerdict floor_at(const Policy & policy, const SuiteScore & s, const Look & look, double alpha) {
-    RuleVerdict v{.rule = "R2-floor"};
+// R2 at one look; `v` comes with where it was read (over_looks), `name` the suite as the message names it.
+RuleVerdict floor_at(const Policy & policy, const SuiteScore & s, const Look & look, double alpha, RuleVerdict v, const std::string & name) {
+    v.rule = "R2-floor";
     if (look.n == 0) {
         v.outcome = Outcome::insufficient;
-        v.message = fmt::format("`{}` is not measurable: none of its {} items could be scored (unencodable or too long for the context)", s.suite, look.excluded);
+        v.message = fmt::format("{} is not measurable: none of its {} items could be scored (unencodable or too long for the context)", name, look.excluded);
         return v;
     }
     const std::size_t items = look.n + look.excluded;
     const auto check = check_proportion(look.correct, items, policy.accuracy_floor, alpha);
     v.outcome = check.outcome;
     v.items_needed = check.items_needed;
-    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on `{}`{} (n={}{}; {}) {} floor {}", percent(static_cast<double>(look.correct) / items), 100 * check.bounds.lo,
-                            100 * check.bounds.hi, s.suite, s.critical ? " (critical)" : "", items,
+    v.message = fmt::format("accuracy {} [{:.1f}, {:.1f}] on {}{} (n={}{}; {}) {} floor {}", percent(static_cast<double>(look.correct) / items), 100 * check.bounds.lo,
+                            100 * check.bounds.hi, name, s.critical ? " (critical)" : "", items,
                             look.excluded > 0 ? fmt::format(", {} it could not score counted wrong", look.excluded) : "", level(alpha),
                             v.outcome == Outcome::pass ? "lower bound >=" : v.outcome == Outcome::fail ? "upper bound <" : "straddles the", percent(policy.accuracy_floor));
     if (v.outcome == Outcome::insufficient && v.items_needed > 0) v.message += fmt::format("; about {} items would settle it", v.items_needed);
     return v;
 }
 
-RuleVerdict drop_at(const Policy & policy, const SuiteScore & s, const Look & look, double alpha) {
-    RuleVerdict v{.rule = "R3-drop"};
+// R3 at one look, like floor_at.
+RuleVerdict drop_at(const Policy & policy, const SuiteScore & s, const Look & look, double alpha, RuleVerdict v, const std::string & name) {
+    v.rule = "R3-drop";
     if (!look.paired || look.paired->n() == 0) {
         v.outcome = Outcome::insufficient;
-        v.message = "`" + s.suite + "` is not measurable against the original: it scored none of the items";
+        v.message = name + " is not measurable against the original: it scored none of the items";
         return v;
     }
     const auto & counts = *look.paired;
@@ -173,8 +181,8 @@ RuleVerdict drop_at(const Policy & policy, const SuiteScore & s, const Look & lo
     const auto ci = stats::paired_drop_bounds(counts, relative, alpha);
     const auto shown = [&](double x) { return relative ? percent(x) : fmt::format("{:.1f} points", 100 * x); };
     const std::string numbers = fmt::format(
-        "drop {} [{:.1f}, {:.1f}] on `{}`{} ({}; n={} paired{}{}, {} right->wrong, {} wrong->right, McNemar p={:.3g})", shown(drop), 100 * ci.lo,
-        100 * ci.hi, s.suite, s.critical ? " (critical)" : "", level(alpha), counts.n(),
+        "drop {} [{:.1f}, {:.1f}] on {}{} ({}; n={} paired{}{}, {} right->wrong, {} wrong->right, McNemar p={:.3g})", shown(drop), 100 * ci.lo,
+        100 * ci.hi, name, s.critical ? " (critical)" : "", level(alpha), counts.n(),
         look.unscored > 0 ? fmt::format(", {} this model could not score counted wrong", look.unscored) : "",
         look.base_excluded > 0 ? fmt::format(", {} the original could not score left out", look.base_excluded) : "", counts.right_to_wrong,
         counts.wrong_to_right, look.mcnemar_p);
@@ -203,9 +211,7 @@ RuleVerdict drop_at(const Policy & policy, const SuiteScore & s, const Look & lo
 
 // Whether the look decides the rule at its level: the cheap test alone (no bounds, no message).
 bool floor_decides(const Policy & policy, const Look & look, double alpha) {
-    if (look.n == 0) return false;
-    const auto bounds = stats::binomial_bounds(look.correct, look.n + look.excluded, alpha);
-    return bounds.lo >= policy.accuracy_floor || bounds.hi < policy.accuracy_floor;
+    return look.n > 0 && check_proportion(look.correct, look.n + look.excluded, policy.accuracy_floor, alpha).outcome != Outcome::insufficient;
 }
 
 bool drop_decides(const Policy & policy, const Look & look, double alpha) {
@@ -219,33 +225,20 @@ RuleVerdict over_looks(const SuiteScore & s, double alpha, Decides decides, Judg
     const auto levels = look_levels(s, alpha);
     std::size_t k = 0;
     while (k + 1 < looks.size() && !decides(looks[k], levels[k])) ++k;
-    auto v = judge(looks[k], levels[k]);
-    v.look = k;
-    v.looks = looks.size();
-    v.items_read = looks[k].items;
-    v.items_available = std::max(s.items_available(), looks.back().items);
-    if (const auto where = where_read(v); !where.empty()) {
-        // "... on `suite` (critical) (...; n=..." reads as "... on `suite` after 200 of 1000 items (look 2) ...".
-        const auto name = v.message.find("`" + s.suite + "`");
-        if (name != std::string::npos) {
-            v.message.insert(name + s.suite.size() + 2, where);
-        } else {
-            v.message += ";" + where;
-        }
-    }
-    return v;
+    const RuleVerdict where{.look = k, .looks = looks.size(), .items_read = looks[k].items, .items_available = std::max(s.items_available(), looks.back().items)};
+    return judge(looks[k], levels[k], where, named(s, where));
 }
 
 }  // namespace
 
 RuleVerdict rule_floor(const Policy & policy, const SuiteScore & s, double alpha) {
     return over_looks(s, alpha, [&](const Look & look, double a) { return floor_decides(policy, look, a); },
-                      [&](const Look & look, double a) { return floor_at(policy, s, look, a); });
+                      [&](const Look & look, double a, const RuleVerdict & where, const std::string & name) { return floor_at(policy, s, look, a, where, name); });
 }
 
 RuleVerdict rule_drop(const Policy & policy, const SuiteScore & s, double alpha) {
     return over_looks(s, alpha, [&](const Look & look, double a) { return drop_decides(policy, look, a); },
-                      [&](const Look & look, double a) { return drop_at(policy, s, look, a); });
+                      [&](const Look & look, double a, const RuleVerdict & where, const std::string & name) { return drop_at(policy, s, look, a, where, name); });
 }
 
 RuleVerdict rule_agreement(const Policy & policy, const std::optional<DriftScore> & drift, double alpha) {

@@ -74,6 +74,8 @@ struct SuiteScore {
 
 // The look a score is now: its counts and its cells against the original.
 Look look_of(const SuiteScore & score);
+// Makes `score` (the newest look at a suite of `available` items) carry the looks before it and its own.
+void add_look(SuiteScore & score, std::vector<Look> before, std::size_t available);
 // The nominal one-sided level of each of the score's looks (every look, or the one look it is) when
 // the suite's tests are at `alpha` over all of them.
 std::vector<double> look_levels(const SuiteScore & score, double alpha);

@@ -116,10 +116,8 @@ private:
     // The candidate's next look at the suite: its score on more of the suite's order, kept with the looks before.
     void look_further(Candidate & c, const TaskRef & t, std::size_t items) {
         auto score = source_.score(c, t, items);
-        score.available = t.items;
         auto * existing = score_of(c, t.suite);
-        if (existing != nullptr) score.looks = std::move(existing->looks);
-        score.looks.push_back(look_of(score));
+        add_look(score, existing != nullptr ? std::move(existing->looks) : std::vector<Look>{}, t.items);
         if (existing != nullptr) {
             *existing = std::move(score);
         } else {

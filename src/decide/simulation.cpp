@@ -124,9 +124,7 @@ double expected_share_read(const Policy & policy, std::size_t items, double alph
         for (const auto at : look_points(items, true)) {
             scores.score(original, task, at);
             auto next = scores.score(candidate, task, at);
-            next.available = items;
-            next.looks = std::move(score.looks);
-            next.looks.push_back(look_of(next));
+            add_look(next, std::move(score.looks), items);
             score = std::move(next);
             if (rule_drop(at_alpha, score, alpha).outcome != Outcome::insufficient) break;
         }
