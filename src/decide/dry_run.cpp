@@ -134,6 +134,9 @@ SuiteWork count_suite(const eval::TaskSuite & suite, const engine::Engine & e) {
             case eval::ItemKind::pair:
                 w.score_tokens += tokens(item.good) + tokens(item.bad);
                 break;
+            case eval::ItemKind::loglikelihood:
+                w.score_tokens += tokens(item.context) + tokens(item.continuation);
+                break;
             case eval::ItemKind::generation:
                 w.score_tokens += tokens(item.messages.empty() ? item.prompt : item.messages);
                 w.generate_tokens += static_cast<std::size_t>(std::max(0, item.max_tokens));

@@ -5,6 +5,7 @@
 #include "engine/normalize.h"
 #include "support/error.h"
 #include "support/progress.h"
+#include "support/utf8.h"
 
 #include <nlohmann/json.hpp>
 
@@ -127,6 +128,99 @@ public:
             kept.insert(kept.end(), context->end() - static_cast<std::ptrdiff_t>(keep), context->end());
         }
         return engine::ChoiceGroup{std::move(kept), std::move(choices)};
+    }
+
+    // lm-eval's request for (context, continuation), TemplateLM.loglikelihood and _encode_pair: an
+    // empty context is BOS alone; otherwise the context's trailing whitespace moves to the front
+    // of the continuation, and the continuation's tokens are those of the joint text past the
+    // context's own, nothing added in front. nullopt: the vocabulary cannot encode it (or, with an
+    // empty context, the model has no BOS to condition on).
+    std::optional<engine::ScoreRequest> lm_eval_request(std::string context, std::string continuation) const {
+        try {
+            context = prepare(context);
+            continuation = prepare(continuation);
+            if (context.empty()) {
+                auto cont = engine_.tokenize(continuation, false);
+                if (cont.empty() || bos_.empty()) return std::nullopt;
+                // A continuation that itself starts with BOS conditions on that token.
+                if (cont.front() == bos_.front()) return engine::ScoreRequest{{cont.front()}, {cont.begin() + 1, cont.end()}};
+                return engine::ScoreRequest{{bos_.front()}, std::move(cont)};
+            }
+            const auto last = context.find_last_not_of(" \t\n\r\v\f");
+            const std::size_t cut = last == std::string::npos ? 0 : last + 1;
+            continuation = context.substr(cut) + continuation;
+            context.resize(cut);
+            const auto whole = engine_.tokenize(context + continuation, false);
+            const auto ctx = engine_.tokenize(context, false);
+            if (ctx.empty() || whole.size() <= ctx.size()) return std::nullopt;
+            return engine::ScoreRequest{ctx, {whole.begin() + static_cast<std::ptrdiff_t>(ctx.size()), whole.end()}};
+        } catch (const engine::UnencodableText &) {
+            return std::nullopt;
+        }
+    }
+
+    // Items scored lm-eval's way: each continuation its own request, with the best token at each
+    // position (lm-eval's is_greedy).
+    void lm_eval_items(const TaskSuite & suite, std::span<const std::size_t> items, SuiteResult & r) {
+        const auto window = static_cast<std::size_t>(engine_.model().context_length);
+        std::vector<engine::ScoreRequest> requests;
+        std::vector<std::pair<std::size_t, std::size_t>> owner;  // item, its first request
+        for (const std::size_t i : items) {
+            const auto & item = suite.items[i];
+            std::vector<std::string> continuations;
+            if (item.kind == ItemKind::loglikelihood) continuations.push_back(item.continuation);
+            for (const auto & c : item.choices) continuations.push_back(item.target_delimiter + c);
+            std::vector<engine::ScoreRequest> mine;
+            for (const auto & c : continuations) {
+                auto request = lm_eval_request(item.context, c);
+                if (!request) {
+                    r.outcomes[i].unencodable = true;
+                    break;
+                }
+                if (request->continuation.size() >= window) {
+                    r.outcomes[i].too_long = true;
+                    break;
+                }
+                // lm-eval keeps the end of a sequence too long for the window: context tokens go first.
+                if (request->context.size() + request->continuation.size() > window)
+                    request->context.erase(request->context.begin(), request->context.end() - static_cast<std::ptrdiff_t>(window - request->continuation.size()));
+                mine.push_back(std::move(*request));
+            }
+            if (!r.outcomes[i].scored()) continue;
+            owner.emplace_back(i, requests.size());
+            for (auto & m : mine) {
+                r.tokens_unique += m.context.size() + m.continuation.size();
+                r.tokens_naive += m.context.size() + m.continuation.size();
+                requests.push_back(std::move(m));
+            }
+        }
+        if (requests.empty()) return;
+        const auto scores = engine_.score(requests, 1);
+        for (const auto & [i, first] : owner) {
+            const auto & item = suite.items[i];
+            auto & out = r.outcomes[i];
+            if (item.kind == ItemKind::loglikelihood) {
+                out.correct = std::all_of(scores[first].tokens.begin(), scores[first].tokens.end(),
+                                          [](const engine::TokenLogprob & t) { return t.top.empty() || t.logprob >= t.top.front().logprob; });
+                continue;
+            }
+            // numpy's argmax: the first of equal maxima; acc_norm divides by the choice's length in
+            // characters (Python's len), without the delimiter.
+            std::size_t best = 0, best_norm = 0;
+            const auto norm = [&](std::size_t k) { return scores[first + k].total_logprob() / static_cast<double>(code_points(item.choices[k])); };
+            for (std::size_t k = 1; k < item.choices.size(); ++k) {
+                if (scores[first + k].total_logprob() > scores[first + best].total_logprob()) best = k;
+                if (norm(k) > norm(best_norm)) best_norm = k;
+            }
+            out.correct = static_cast<int>(best) == item.answer;
+            out.correct_norm = static_cast<int>(best_norm) == item.answer;
+        }
+    }
+
+    static std::size_t code_points(const std::string & s) {
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < s.size(); i += utf8::sequence_length(s, i)) ++n;
+        return n;
     }
 
     static void judge(const TaskItem & item, const std::vector<engine::ScoreResult> & scores, ItemOutcome & out) {
@@ -306,7 +400,7 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
 
     for (std::size_t first = 0; first < suite.items.size(); first += kBatch) {
         const std::size_t last = std::min(suite.items.size(), first + kBatch);
-        std::vector<std::size_t> scored_items, generation_items, settled;
+        std::vector<std::size_t> scored_items, generation_items, lm_eval_items, settled;
         for (std::size_t i = first; i < last; ++i) {
             if (suite.items[i].kind == ItemKind::multiple_choice) r.has_norm = true;
             if (options.known != nullptr && i < options.known->size() && (*options.known)[i]) {
@@ -315,9 +409,11 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
             }
             settled.push_back(i);
             const ItemKind kind = suite.items[i].kind;
-            (kind == ItemKind::generation || kind == ItemKind::consistency ? generation_items : scored_items).push_back(i);
+            const bool generated = kind == ItemKind::generation || kind == ItemKind::consistency;
+            (generated ? generation_items : suite.items[i].lm_eval ? lm_eval_items : scored_items).push_back(i);
         }
         if (!scored_items.empty()) runner.score_items(suite, scored_items, r);
+        if (!lm_eval_items.empty()) runner.lm_eval_items(suite, lm_eval_items, r);
         if (!generation_items.empty()) runner.generations(suite, generation_items, r);
         if (options.on_batch && !settled.empty()) options.on_batch(settled, r);
         if (progress) progress->update(last);

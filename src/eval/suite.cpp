@@ -1,5 +1,6 @@
 #include "eval/suite.h"
 
+#include "eval/lm_eval_match.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
 #include "support/sha256.h"
@@ -65,6 +66,30 @@ void read_generation_limits(const nlohmann::json & j, TaskItem & item, std::vect
     }
 }
 
+// "scoring": "lm-eval": the fields lm-eval's scoring needs (see TaskItem).
+void read_lm_eval(const nlohmann::json & j, TaskItem & item) {
+    item.lm_eval = true;
+    if (item.kind == ItemKind::multiple_choice) item.target_delimiter = j.contains("target_delimiter") ? string_field(j, "target_delimiter") : " ";
+    if (item.kind != ItemKind::generation) return;
+    if (item.matcher != Matcher::exact) throw BadItem{"lm-eval generations are judged by exact_match: field 'match' must be exact"};
+    for (const char * flag : {"ignore_case", "ignore_punctuation", "ignore_numbers"})
+        if (j.contains(flag) && !j[flag].is_boolean()) throw BadItem{std::string("field '") + flag + "' must be true or false"};
+    item.lm_eval_match.ignore_case = j.value("ignore_case", false);
+    item.lm_eval_match.ignore_punctuation = j.value("ignore_punctuation", false);
+    item.lm_eval_match.ignore_numbers = j.value("ignore_numbers", false);
+    if (!j.contains("filter")) return;
+    if (!j["filter"].is_array()) throw BadItem{"field 'filter' must be a list of lm-eval filter steps"};
+    for (const auto & f : j["filter"]) {
+        const std::string function = f.is_object() ? f.value("function", "") : "";
+        if (function == "take_first") continue;
+        if (function != "regex" || !f.contains("regex_pattern") || !f["regex_pattern"].is_string())
+            throw BadItem{"field 'filter' holds a step other than {function: regex, regex_pattern: ...} or take_first"};
+        LmEvalRegex r{.pattern = f["regex_pattern"], .group_select = f.value("group_select", 0), .fallback = f.value("fallback", std::string("[invalid]"))};
+        if (!re2::RE2(r.pattern, re2::RE2::Quiet).ok()) throw BadItem{"field 'filter': regex_pattern is not a valid RE2 regular expression"};
+        item.lm_eval_match.filters.push_back(std::move(r));
+    }
+}
+
 TaskItem parse_native(const nlohmann::json & j) {
     if (!j.is_object()) throw BadItem{"an item must be a JSON object"};
     std::string kind = j.value("kind", "");
@@ -96,6 +121,11 @@ TaskItem parse_native(const nlohmann::json & j) {
     } else if (kind == "generation" || kind == "consistency") {
         item.kind = kind == "generation" ? ItemKind::generation : ItemKind::consistency;
         read_prompt(j, item);
+    } else if (kind == "loglikelihood") {
+        item.kind = ItemKind::loglikelihood;
+        item.context = string_field(j, "context");
+        item.continuation = string_field(j, "continuation");
+        if (item.continuation.empty()) throw BadItem{"field 'continuation' must not be empty"};
     }
     if (kind == "consistency") {
         item.reference = string_field(j, "reference");
@@ -119,10 +149,17 @@ TaskItem parse_native(const nlohmann::json & j) {
             const re2::RE2 check(item.expected, re2::RE2::Quiet);
             if (!check.ok()) throw BadItem{"field 'answer' is not a valid RE2 regular expression: " + check.error()};
         }
-        read_generation_limits(j, item, {"\n"});
-    } else if (kind != "multiple_choice" && kind != "pair") {
-        throw BadItem{"cannot tell the item's kind: give 'kind' (multiple_choice, pair, generation, consistency) or its fields"};
+        // lm-eval's stop strings are its `until`, written into the item; none by default.
+        read_generation_limits(j, item, j.contains("scoring") ? std::vector<std::string>{} : std::vector<std::string>{"\n"});
+    } else if (kind != "multiple_choice" && kind != "pair" && kind != "loglikelihood") {
+        throw BadItem{"cannot tell the item's kind: give 'kind' (multiple_choice, pair, generation, consistency, loglikelihood) or its fields"};
     }
+    if (j.contains("scoring")) {
+        if (j["scoring"] != "lm-eval") throw BadItem{"field 'scoring' must be \"lm-eval\" (or left out)"};
+        if (kind != "multiple_choice" && kind != "generation" && kind != "loglikelihood") throw BadItem{"\"scoring\": \"lm-eval\" applies to multiple_choice, generation and loglikelihood items"};
+        read_lm_eval(j, item);
+    }
+    if (item.kind == ItemKind::loglikelihood) item.lm_eval = true;
     return item;
 }
 
@@ -233,6 +270,7 @@ TaskSuite select_items(const TaskSuite & suite, const std::vector<std::size_t> &
 }
 
 bool matches(const TaskItem & item, const std::string & output) {
+    if (item.lm_eval) return lm_eval_exact_match(item.lm_eval_match, output, item.expected);
     switch (item.matcher) {
         case Matcher::exact: return trim(output) == trim(item.expected);
         case Matcher::contains: return output.find(item.expected) != std::string::npos;
@@ -255,6 +293,7 @@ const char * to_string(ItemKind kind) {
         case ItemKind::pair: return "pair";
         case ItemKind::generation: return "generation";
         case ItemKind::consistency: return "consistency";
+        case ItemKind::loglikelihood: return "loglikelihood";
     }
     return "unknown";
 }

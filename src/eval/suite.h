@@ -9,8 +9,24 @@
 
 namespace switchyard::eval {
 
-enum class ItemKind { multiple_choice, pair, generation, consistency };
+enum class ItemKind { multiple_choice, pair, generation, consistency, loglikelihood };
 enum class Matcher { exact, contains, regex, number };
+
+// lm-eval's `regex` filter: the `group_select`-th of the pattern's matches (Python findall), stripped,
+// else `fallback`.
+struct LmEvalRegex {
+    std::string pattern;
+    int group_select = 0;
+    std::string fallback = "[invalid]";
+};
+
+// How an lm-eval generation is judged: its filters, then exact_match against the target.
+struct LmEvalMatch {
+    std::vector<LmEvalRegex> filters;
+    bool ignore_case = false;
+    bool ignore_punctuation = false;
+    bool ignore_numbers = false;
+};
 
 struct TaskItem {
     ItemKind kind = ItemKind::multiple_choice;
@@ -34,6 +50,16 @@ struct TaskItem {
     Matcher matcher = Matcher::exact;
     int max_tokens = 32;
     std::vector<std::string> stop;
+    // "scoring": "lm-eval" (what `tasks lm-eval` writes): scored exactly as lm-eval scores. A
+    // multiple-choice item's choices are continuations `target_delimiter + choice`, tokenized as
+    // lm-eval's _encode_pair does, with acc_norm per character of the choice; a generation is
+    // filtered and judged by `lm_eval_match`. A loglikelihood item is always scored this way.
+    bool lm_eval = false;
+    std::string target_delimiter;
+    LmEvalMatch lm_eval_match;
+    // loglikelihood: right when every token of `continuation` after `context` is the model's
+    // most likely one (lm-eval's acc, is_greedy)
+    std::string continuation;
 };
 
 struct SuiteSettings {
@@ -71,7 +97,8 @@ std::uint64_t order_seed(const TaskSuite & suite);
 // content hash kept, so results on it pair with results on the same selection.
 TaskSuite select_items(const TaskSuite & suite, const std::vector<std::size_t> & items);
 
-// Whether `output` (a model's generation) satisfies the item's matcher.
+// Whether `output` (a model's generation) satisfies the item's matcher (lm-eval items: its filters,
+// then exact_match).
 bool matches(const TaskItem & item, const std::string & output);
 
 const char * to_string(ItemKind kind);
