@@ -13,7 +13,8 @@ void add_quantize(CLI::App & app);  // also `rebuild`
 void add_calibrate(CLI::App & app);
 void add_prune(CLI::App & app);
 void add_mix(CLI::App & app);  // also `sensitivity`, `compare`
-void add_eval(CLI::App & app);  // also `tasks`
+void add_eval(CLI::App & app);
+void add_tasks(CLI::App & app);
 void add_plan(CLI::App & app);
 void add_serve(CLI::App & app);
 void add_check_engine(CLI::App & app);

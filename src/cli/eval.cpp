@@ -1,24 +1,19 @@
-// `switchyard eval -m MODEL [--tasks SPEC]... [--text FILE] [--base MODEL]`, `switchyard eval --endpoint URL
-// [-m NAME] --tasks SPEC...` and `switchyard tasks cloze TEXT -o FILE` / `tasks capture --route R -o FILE`: accuracy with intervals,
-// perplexity, drift from an original.
+// `switchyard eval -m MODEL [--tasks SPEC]... [--text FILE] [--base MODEL]` and `switchyard eval --endpoint URL
+// [-m NAME] --tasks SPEC...`: accuracy with intervals, perplexity, drift from an original.
 #include "cli/commands.h"
 #include "engine/remote_engine.h"
-#include "eval/captured_suite.h"
-#include "eval/cloze.h"
 #include "eval/drift.h"
 #include "eval/perplexity.h"
 #include "eval/results_store.h"
 #include "eval/run_suite.h"
 #include "eval/speed.h"
 #include "model/model_info.h"
-#include "support/atomic_file.h"
 #include "support/error.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <numeric>
@@ -353,47 +348,6 @@ void add_eval(CLI::App & app) {
                            {"metrics", r.metrics}, {"outcomes", outcomes}});
         }
         std::cout << out.dump(2) << '\n';
-    });
-
-    auto * tasks = app.add_subcommand("tasks", "Build task suites");
-    tasks->require_subcommand(1);
-    auto * cloze = tasks->add_subcommand("cloze", "Build a next-word multiple-choice suite from plain text (deterministic for a seed)");
-    auto c = std::make_shared<eval::ClozeOptions>();
-    auto out = std::make_shared<std::filesystem::path>();
-    cloze->add_option("TEXT", c->text, "Plain text; passages separated by blank lines")->required();
-    cloze->add_option("--n", c->items, "Items")->capture_default_str();
-    cloze->add_option("--seed", c->seed, "Random seed")->capture_default_str();
-    cloze->add_option("--choices", c->choices, "Choices per item")->capture_default_str();
-    cloze->add_option("--context-words", c->context_words, "Words of context before the blank")->capture_default_str();
-    cloze->add_option("--skip-passages", c->skip_passages, "Start after this many passages (keep others for calibration)");
-    cloze->add_option("-o,--output", *out, "Where to write the suite (JSONL)")->required();
-    cloze->callback([c, out] {
-        write_file_atomically(*out, eval::build_cloze(*c));
-        fmt::print("wrote {}: {} items with {} choices each\n", out->string(), c->items, c->choices);
-    });
-
-    auto * capture = tasks->add_subcommand("capture", "Build a suite from the traffic serve captured for a route (docs/closed-loop.md)");
-    auto cap = std::make_shared<eval::CaptureSuiteOptions>();
-    auto since = std::make_shared<std::string>("30d");
-    auto cap_out = std::make_shared<std::filesystem::path>();
-    cap->db = "captures.sqlite";
-    capture->add_option("--route", cap->route, "The route whose traffic becomes the suite")->required();
-    capture->add_option("--since", *since, "Items captured since: an age (7d, 12h, 30m) or a UTC date (2026-11-01)")->capture_default_str();
-    capture->add_option("--db", cap->db, "The capture database (serve's server.capture_db: captures.sqlite beside the portfolio)")->capture_default_str();
-    capture->add_option("--name", cap->name, "Suite name (default: capture-ROUTE)");
-    capture->add_flag("--critical", cap->critical, "Mark the suite critical (the plan's stricter rules apply)");
-    capture->add_option("-o,--output", *cap_out, "Where to write the suite (JSONL)")->required();
-    capture->callback([cap, since, cap_out] {
-        const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-        cap->since = eval::parse_since(*since, now, "--since");
-        eval::CaptureSuiteSummary sum;
-        write_file_atomically(*cap_out, eval::build_capture_suite(*cap, &sum));
-        fmt::print("wrote {}: {} items of route {} ({} labelled -> generation, {} unlabelled -> consistency with the incumbent's answer)\n",
-                   cap_out->string(), sum.labelled + sum.consistency, cap->route, sum.labelled, sum.consistency);
-        if (sum.token_prompts + sum.wrong_without_answer + sum.unreadable > 0) {
-            fmt::print("left out: {} with token-id prompts, {} labelled wrong without an expected answer, {} unreadable\n", sum.token_prompts,
-                       sum.wrong_without_answer, sum.unreadable);
-        }
     });
 }
 

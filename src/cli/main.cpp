@@ -31,6 +31,7 @@ int main(int argc, char ** argv) {
     switchyard::cli::add_prune(app);
     switchyard::cli::add_mix(app);
     switchyard::cli::add_eval(app);
+    switchyard::cli::add_tasks(app);
     switchyard::cli::add_plan(app);
     switchyard::cli::add_serve(app);
     switchyard::cli::add_check_engine(app);

@@ -1,6 +1,7 @@
 #include "decide/plan.h"
 
 #include "eval/captured_suite.h"
+#include "eval/lm_eval_task.h"
 #include "eval/cloze.h"
 
 #include "support/atomic_file.h"
@@ -38,10 +39,12 @@ std::string variant_name(const VariantSpec & v) {
 
 std::string TaskSpec::built_name() const {
     if (!name.empty()) return name;
+    if (!lm_eval_task.empty()) return "lm-eval-" + lm_eval_task.stem().string();
     return !cloze_text.empty() ? "cloze-" + cloze_text.stem().string() : "capture-" + capture_route;
 }
 
 std::string build_task_suite(const TaskSpec & t) {
+    if (!t.lm_eval_task.empty()) return eval::build_lm_eval_suite({.task = t.lm_eval_task, .data_dir = t.lm_eval_data, .split = t.lm_eval_split, .limit = t.lm_eval_limit}).jsonl;
     if (!t.cloze_text.empty()) return eval::build_cloze({.text = t.cloze_text, .items = t.cloze_items, .seed = t.cloze_seed, .skip_passages = t.cloze_skip_passages});
     return eval::build_capture_suite({.db = t.capture_db, .route = t.capture_route, .since = t.capture_since, .critical = t.critical, .name = t.built_name()});
 }
@@ -157,7 +160,7 @@ TextSpec read_text(const YamlMap & y, int default_chunks) {
 }
 
 TaskSpec read_task(const YamlMap & y) {
-    y.reject_unknown({"spec", "cloze", "capture", "name", "critical", "class", "requires"});
+    y.reject_unknown({"spec", "cloze", "capture", "lm_eval", "name", "critical", "class", "requires"});
     TaskSpec t{.spec = y.string("spec", ""), .name = y.string("name", ""), .critical = y.boolean("critical", false)};
     if (auto c = y.map("capture")) {
         c->reject_unknown({"route", "since", "db"});
@@ -178,8 +181,18 @@ TaskSpec read_task(const YamlMap & y) {
         t.cloze_seed = static_cast<std::uint64_t>(c->integer("seed", 1));
         t.cloze_skip_passages = static_cast<int>(c->integer("skip_passages", 0));
     }
-    if ((t.spec.empty() ? 0 : 1) + (t.cloze_text.empty() ? 0 : 1) + (t.capture_route.empty() ? 0 : 1) != 1)
-        y.fail("", "give exactly one of 'spec' (a task suite), 'cloze' (a suite built from text) and 'capture' (a suite built from served traffic)");
+    if (auto c = y.map("lm_eval")) {
+        c->reject_unknown({"task", "data", "split", "limit"});
+        t.lm_eval_task = path_of(*c, "task");
+        if (c->has("data")) t.lm_eval_data = path_of(*c, "data");
+        t.lm_eval_split = c->string("split", "");
+        const long long limit = c->integer("limit", 0);
+        if (limit < 0) c->fail("limit", "must be 0 (all documents) or more");
+        t.lm_eval_limit = static_cast<std::size_t>(limit);
+    }
+    if ((t.spec.empty() ? 0 : 1) + (t.cloze_text.empty() ? 0 : 1) + (t.capture_route.empty() ? 0 : 1) + (t.lm_eval_task.empty() ? 0 : 1) != 1)
+        y.fail("", "give exactly one of 'spec' (a task suite), 'cloze' (a suite built from text), 'capture' (a suite built from served traffic) "
+                   "and 'lm_eval' (a suite built from an lm-eval YAML task)");
     // A suite spec may carry an adapter prefix ("blimp:FILE"): expand and resolve the file part.
     if (!t.spec.empty()) {
         const auto colon = t.spec.find(':');

@@ -59,9 +59,14 @@ struct TaskSpec {
     std::string capture_route;
     std::filesystem::path capture_db;  // default: captures.sqlite beside the plan file
     std::int64_t capture_since = 0;    // unix seconds
+    // A suite converted from an lm-eval YAML task (eval/lm_eval_task.h), written into the output folder.
+    std::filesystem::path lm_eval_task;
+    std::filesystem::path lm_eval_data;  // data_files resolve against it; empty: the YAML's folder
+    std::string lm_eval_split;
+    std::size_t lm_eval_limit = 0;
 
-    bool built() const { return !cloze_text.empty() || !capture_route.empty(); }
-    std::string built_name() const;  // `name`, else "cloze-STEM" / "capture-ROUTE"
+    bool built() const { return !cloze_text.empty() || !capture_route.empty() || !lm_eval_task.empty(); }
+    std::string built_name() const;  // `name`, else "cloze-STEM" / "capture-ROUTE" / "lm-eval-STEM"
 };
 
 // One query of the speed pass, in the reference model's tokens of the plan's text, and how long
