@@ -20,7 +20,7 @@ namespace {
 
 void add_lm_eval(CLI::App & tasks) {
     auto * cmd = tasks.add_subcommand("lm-eval", "Build a suite from an lm-eval YAML task with local data (docs/lm-eval.md)");
-    cmd->footer("Reads lm-eval's task format: dataset_path json or csv with dataset_kwargs.data_files, include, test_split/validation_split,\n"
+    cmd->footer("Reads lm-eval's task format: dataset_path json, csv or text with dataset_kwargs.data_files, include, test_split/validation_split,\n"
                 "num_fewshot (lm-eval's sampling, seed 1234), doc_to_text/doc_to_target/doc_to_choice (Jinja), target_delimiter,\n"
                 "fewshot_delimiter, output_type multiple_choice (acc, acc_norm), loglikelihood (acc) and generate_until (exact_match,\n"
                 "regex and take_first filters). The suite's items are scored as lm-eval scores them (\"scoring\": \"lm-eval\").\n"
