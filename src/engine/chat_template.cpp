@@ -8,6 +8,7 @@
 
 #if SWITCHYARD_LLAMA_COMMON
 #include <chat.h>
+#include <json-schema-to-grammar.h>
 #endif
 
 namespace switchyard::engine {
@@ -238,6 +239,27 @@ void for_each_text(Json & message, const Visit & visit) {
 
 }  // namespace
 
+namespace {
+
+// `response_format` without a chat template: the schema's grammar over the plain transcript's
+// answer, as llama-server constrains a template-less model.
+Grammar schema_grammar(const nlohmann::json & json_schema) {
+    if (json_schema.is_null()) return {};
+#if SWITCHYARD_LLAMA_COMMON
+    nlohmann::json schema = json_schema;
+    if (schema.is_object() && schema.empty()) schema["type"] = "object";  // json_object: any object
+    try {
+        return Grammar{.gbnf = json_schema_to_grammar(common_json::parse(schema.dump())), .lazy = false, .trigger_patterns = {}, .trigger_tokens = {}, .prefill = {}};
+    } catch (const std::exception & e) {
+        throw UnsupportedChat(fmt::format("the JSON schema in 'response_format' cannot be turned into a grammar: {}", e.what()));
+    }
+#else
+    throw UnsupportedChat("'response_format' needs llama.cpp's common library, which this build of the engine lacks");
+#endif
+}
+
+}  // namespace
+
 ChatPrompt render_chat(const ChatTemplate * chat, ChatRequest request, const TextFilter & normalize) {
     if (chat == nullptr) {
         std::vector<ChatMessage> flat;
@@ -247,7 +269,7 @@ ChatPrompt render_chat(const ChatTemplate * chat, ChatRequest request, const Tex
             flat.push_back(std::move(message));
         }
         const std::string text = plain_transcript(flat);
-        return ChatPrompt{.text = normalize ? normalize(text) : text, .parse_special = false, .grammar = {}, .stop = {}};
+        return ChatPrompt{.text = normalize ? normalize(text) : text, .parse_special = false, .grammar = schema_grammar(request.json_schema), .stop = {}};
     }
     // The contents only: the template's own text (its control tokens) stays as written.
     if (normalize) {

@@ -174,14 +174,14 @@ void ContinuousBatcher::check_grammar(const Grammar & grammar) const { state_->e
 std::vector<Token> ContinuousBatcher::tokenize(std::string_view text, bool add_special, bool parse_special) const {
     return state_->engine.tokenize(text, add_special, parse_special);
 }
-std::string ContinuousBatcher::detokenize(std::span<const Token> tokens) const { return state_->engine.detokenize(tokens); }
+std::string ContinuousBatcher::detokenize(std::span<const Token> tokens, bool render_special) const { return state_->engine.detokenize(tokens, render_special); }
 std::string ContinuousBatcher::token_text(Token token) const { return state_->engine.token_text(token); }
 
 std::shared_ptr<ContinuousBatcher::Ticket> ContinuousBatcher::submit(GenerateRequest request, Callbacks callbacks) {
     State::Queued q{std::make_shared<Ticket>(), std::move(request), {}, {}, std::move(callbacks)};
     // Tokenized here, on the caller's thread, to keep the decode thread decoding.
     try {
-        q.prompt = state_->slots.prompt_tokens(q.request.prompt, q.request.parse_special);
+        q.prompt = state_->slots.prompt_tokens(q.request);
     } catch (const Error & e) {
         q.error = e.what();
     }

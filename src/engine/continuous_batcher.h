@@ -40,7 +40,7 @@ public:
     const std::string & chat_error() const;  // why chat() is nullptr for a model with a template
     void check_grammar(const Grammar & grammar) const;  // LlamaEngine::check_grammar
     std::vector<Token> tokenize(std::string_view text, bool add_special, bool parse_special = false) const;
-    std::string detokenize(std::span<const Token> tokens) const;
+    std::string detokenize(std::span<const Token> tokens, bool render_special = false) const;
     std::string token_text(Token token) const;
 
     struct Callbacks {

@@ -79,6 +79,9 @@ struct Grammar {
 
 struct GenerateRequest {
     std::string prompt;  // tokenized with the model's BOS rules
+    // The prompt as token ids (a client's `prompt: [ids]`): generated from as they are, no BOS
+    // added, in place of `prompt`. In-process engines check each id against the vocabulary.
+    std::vector<Token> prompt_tokens;
     // The prompt holds control tokens as text (a rendered chat template): tokenize them as such.
     bool parse_special = false;
     int max_tokens = 128;
@@ -123,6 +126,8 @@ struct EngineModel {
     int context_length = 0;  // tokens per sequence this engine accepts
     int vocab_size = 0;
     bool adds_bos = false;
+    Token bos = -1;  // the vocabulary's BOS and EOS tokens; -1: it has none (or it is unknown)
+    Token eos = -1;
 };
 
 class Engine {

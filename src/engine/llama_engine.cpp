@@ -9,6 +9,7 @@
 #include "support/error.h"
 #include "support/utf8.h"
 
+#include <fmt/format.h>
 #include <llama-cpp.h>
 #include <llama.h>
 
@@ -140,6 +141,8 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     info_.context_length = options.context_length > 0 ? options.context_length : declared;
     info_.vocab_size = llama_vocab_n_tokens(vocab_);
     info_.adds_bos = llama_vocab_get_add_bos(vocab_);
+    info_.bos = llama_vocab_bos(vocab_);
+    info_.eos = llama_vocab_eos(vocab_);
     parallel_ = std::max(1, options.parallel);
     all_seq_ids_.resize(static_cast<std::size_t>(parallel_));
     std::iota(all_seq_ids_.begin(), all_seq_ids_.end(), 0);
@@ -256,17 +259,26 @@ std::string LlamaEngine::token_text(Token token, bool special) const {
     return piece;
 }
 
-std::string LlamaEngine::detokenize(std::span<const Token> tokens) const {
+std::string LlamaEngine::detokenize(std::span<const Token> tokens, bool render_special) const {
     // llama.cpp keeps the space it prefixed to the text when BOS leads; drop BOS here so that
     // detokenize(tokenize(text)) gives the text back.
-    if (!tokens.empty() && info_.adds_bos && tokens.front() == llama_vocab_bos(vocab_)) tokens = tokens.subspan(1);
+    if (!render_special && !tokens.empty() && info_.adds_bos && tokens.front() == llama_vocab_bos(vocab_)) tokens = tokens.subspan(1);
+    // Rendered, leading control tokens (BOS) are written apart: the space llama.cpp prefixes to
+    // the text after a control token is then dropped as at the start, and tokenizing with
+    // parse_special reads the same ids back (what lm-eval's text requests rely on).
+    std::string head;
+    while (render_special && !tokens.empty() && llama_vocab_is_control(vocab_, tokens.front())) {
+        head += token_text(tokens.front(), true);
+        tokens = tokens.subspan(1);
+    }
+    if (!head.empty()) return head + detokenize(tokens, true);
     std::string text(tokens.size() * 4 + 16, '\0');
     int n = llama_detokenize(vocab_, tokens.data(), static_cast<int32_t>(tokens.size()), text.data(),
-                             static_cast<int32_t>(text.size()), true, false);
+                             static_cast<int32_t>(text.size()), !render_special, render_special);
     if (n < 0) {
         text.resize(static_cast<std::size_t>(-n));
         n = llama_detokenize(vocab_, tokens.data(), static_cast<int32_t>(tokens.size()), text.data(),
-                             static_cast<int32_t>(text.size()), true, false);
+                             static_cast<int32_t>(text.size()), !render_special, render_special);
     }
     text.resize(static_cast<std::size_t>(std::max(n, 0)));
     return text;
@@ -478,8 +490,17 @@ void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const O
     decode_sequences(sequences, all_seq_ids_, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
 }
 
-std::vector<Token> LlamaEngine::generation_prompt(std::string_view prompt, bool parse_special) const {
-    std::vector<Token> tokens = tokenize(prompt, true, parse_special);
+std::vector<Token> LlamaEngine::generation_prompt(const GenerateRequest & request) const {
+    std::vector<Token> tokens = request.prompt_tokens;
+    if (tokens.empty()) {
+        tokens = tokenize(request.prompt, true, request.parse_special);
+        // Text that spells the BOS token itself (a client's detokenized ids) would otherwise get a second one.
+        const Token bos = llama_vocab_bos(vocab_);
+        if (request.parse_special && tokens.size() >= 2 && bos != LLAMA_TOKEN_NULL && tokens[0] == bos && tokens[1] == bos) tokens.erase(tokens.begin());
+    }
+    for (const Token t : tokens) {
+        if (t < 0 || t >= info_.vocab_size) throw Error(fmt::format("generate: token id {} is outside the vocabulary ({} tokens)", t, info_.vocab_size));
+    }
     if (tokens.empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
     if (tokens.size() >= static_cast<std::size_t>(info_.context_length)) {
         throw Error("generate: the prompt has " + std::to_string(tokens.size()) + " tokens, which leaves no room in the context of " +
@@ -492,7 +513,7 @@ std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateReques
     Slots slots(*this);
     std::vector<std::vector<Token>> prompts;
     prompts.reserve(requests.size());
-    for (const auto & r : requests) prompts.push_back(slots.prompt_tokens(r.prompt, r.parse_special));
+    for (const auto & r : requests) prompts.push_back(slots.prompt_tokens(r));
 
     std::vector<GenerateResult> results(requests.size());
     for (std::size_t next = 0; next < requests.size() || slots.active() > 0;) {

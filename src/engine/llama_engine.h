@@ -69,7 +69,10 @@ public:
     void check_grammar(const Grammar & grammar) const;
     // `parse_special`: control tokens written as text (`<|im_start|>`) become those tokens.
     std::vector<Token> tokenize(std::string_view text, bool add_special, bool parse_special) const;
-    std::string detokenize(std::span<const Token> tokens) const override;
+    std::string detokenize(std::span<const Token> tokens) const override { return detokenize(tokens, false); }
+    // `render_special`: control tokens (BOS included) become their text ("<s>"), as llama-server's
+    // and vLLM's /detokenize give them, so that tokenizing with parse_special gives the ids back.
+    std::string detokenize(std::span<const Token> tokens, bool render_special) const;
     std::string token_text(Token token) const override { return token_text(token, false); }
     // `special`: a control token as its text (`<tool_call>`) rather than none.
     std::string token_text(Token token, bool special) const;
@@ -104,7 +107,7 @@ private:
                           const OnLogits & on_logits);
     std::vector<ScoreResult> score_in(std::span<const ScoreRequest> requests, int top_k, std::span<const int> seq_ids);
     // The prompt's tokens; throws Error when it is empty or leaves no room to generate.
-    std::vector<Token> generation_prompt(std::string_view prompt, bool parse_special) const;
+    std::vector<Token> generation_prompt(const GenerateRequest & request) const;
     void check_sequence(std::span<const Token> tokens, const char * what) const;
 
     std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special, bool parse_special) const;

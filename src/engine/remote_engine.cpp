@@ -303,6 +303,8 @@ GenerateResult RemoteEngine::generate_one(const GenerateRequest & request) {
     json body = {{"model", info_.name}, {"max_tokens", request.max_tokens}, {"temperature", std::max(0.0f, s.temperature)}};
     if (options_.chat) {
         body["messages"] = json::array({{{"role", "user"}, {"content", request.prompt}}});
+    } else if (!request.prompt_tokens.empty()) {
+        body["prompt"] = request.prompt_tokens;
     } else {
         body["prompt"] = request.prompt;
     }
