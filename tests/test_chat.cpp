@@ -294,17 +294,37 @@ TEST_F(ChatFixture, ServeHoldsBackAToolsAnswer) {
     EXPECT_EQ(deltas[2]["finish_reason"], "length");
 }
 
-// A model without a template keeps the plain transcript, and says no to what needs a template.
-TEST(ServeChat, ModelWithoutTemplateRefusesToolsAndSchemas) {
+// A model without a template keeps the plain transcript: response_format constrains its answer
+// with the schema's grammar (as llama-server does), while tools, which need a template, are refused.
+TEST(ServeChat, ModelWithoutTemplateTakesSchemasNotTools) {
     test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "-m", test::model_path("stories260K-f32.gguf").string(), "--port", "0", "-t", "1", "-c", "256"});
     httplib::Client client("127.0.0.1", server.port());
     client.set_read_timeout(std::chrono::seconds(60));
-    json body = {{"messages", kMessages}, {"max_tokens", 4}, {"temperature", 0}};
-    body["response_format"] = {{"type", "json_object"}};
+    // Bounded strings and an enum, so that even a 260K-parameter model finishes the object within max_tokens.
+    const json schema = json::parse(R"({"type": "object", "properties": {"name": {"type": "string", "maxLength": 6}, "mood": {"enum": ["happy", "sad"]}},
+                                        "required": ["name", "mood"], "additionalProperties": false})");
+    for (const json & format : {json{{"type", "json_schema"}, {"json_schema", {{"name", "hero"}, {"schema", schema}}}}, json{{"type", "json_object"}}}) {
+        json body = {{"messages", kMessages}, {"max_tokens", 60}, {"temperature", 0}, {"response_format", format}};
+        const auto r = client.Post("/v1/chat/completions", body.dump(), "application/json");
+        ASSERT_TRUE(r) << server.log();
+        ASSERT_EQ(r->status, 200) << r->body;
+        const json choice = json::parse(r->body)["choices"][0];
+        const std::string content = choice["message"]["content"];
+        const auto first = content.find_first_not_of(" \t\n");
+        ASSERT_NE(first, std::string::npos) << content;
+        EXPECT_EQ(content[first], '{') << content;
+        if (format["type"] == "json_schema") {
+            ASSERT_EQ(choice["finish_reason"], "stop") << content;
+            const json answer = json::parse(content);
+            EXPECT_LE(answer["name"].get<std::string>().size(), 6u) << content;
+            EXPECT_TRUE(answer["mood"] == "happy" || answer["mood"] == "sad") << content;
+        }
+    }
+    json body = {{"messages", kMessages}, {"max_tokens", 4}, {"tools", kTools}};
     const auto r = client.Post("/v1/chat/completions", body.dump(), "application/json");
-    ASSERT_TRUE(r) << server.log();
+    ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400);
-    EXPECT_EQ(json::parse(r->body)["error"]["message"], "this model has no chat template, so it cannot take 'response_format'");
+    EXPECT_EQ(json::parse(r->body)["error"]["message"], "this model has no chat template, so it cannot take 'tools'");
 }
 
 // babyllama has no newline: the plain transcript only encodes when the entry normalizes, as the

@@ -77,10 +77,25 @@ TEST(ServeApi, CompletionPromptForms) {
     EXPECT_EQ(ids.input.logprobs, 3);
     EXPECT_EQ(ids.input.max_tokens, 0);
     EXPECT_EQ(parse_ok(completion, R"({"prompt":["one"]})").input.prompt, "one");
-    // A batch of several prompts (LangChain's batch completions): a 400 that says what to do.
-    const ApiError batch = parse_bad(completion, R"({"prompt":["one","two","three"]})");
-    EXPECT_EQ(batch.param, "prompt");
-    EXPECT_NE(batch.message.find("list of 3 strings (a batch) is not supported: send one request per prompt"), std::string::npos) << batch.message;
+    // Batches: LangChain's list of strings, lm-eval's list of token-id lists (one-element ones too).
+    const auto texts = parse_ok(completion, R"({"prompt":["one","two","three"],"n":2,"seed":7})");
+    ASSERT_EQ(texts.prompts.size(), 3u);
+    EXPECT_EQ(texts.choice_count(), 6u);
+    EXPECT_EQ(texts.choice_input(3).prompt, "two");  // prompt by prompt, n choices each
+    EXPECT_EQ(texts.choice_input(3).sampling.seed, 8u);  // the second choice of its prompt: not a copy of the first
+    EXPECT_EQ(texts.choice_input(4).sampling.seed, 7u);
+    const auto lists = parse_ok(completion, R"({"prompt":[[1,2],[3]],"echo":true,"max_tokens":1,"logprobs":0})");
+    ASSERT_EQ(lists.prompts.size(), 2u);
+    EXPECT_EQ(lists.prompts[1].tokens, (std::vector<engine::Token>{3}));
+    EXPECT_EQ(lists.input.prompt_tokens, (std::vector<engine::Token>{1, 2}));
+    EXPECT_EQ(lists.input.logprobs, 0);
+    EXPECT_EQ(parse_ok(completion, R"({"prompt":[[5,6]]})").input.prompt_tokens, (std::vector<engine::Token>{5, 6}));
+    // What one request can ask for, and what a stream can carry.
+    EXPECT_EQ(parse_bad(completion, R"({"prompt":"x","n":65})").param, "n");
+    EXPECT_NE(parse_bad(completion, R"({"prompt":["a","b"],"n":40})").message.find("2 prompts x n 40 asks for 80 choices; one request takes at most 64"), std::string::npos);
+    EXPECT_EQ(parse_bad(completion, R"({"prompt":["a","b"],"stream":true})").param, "prompt");
+    EXPECT_EQ(parse_bad(completion, R"({"prompt":"a","n":2,"echo":true})").param, "n");
+    EXPECT_EQ(parse_bad(completion, R"({"prompt":[[1],"b",[]]})").param, "prompt[2]");
 }
 
 TEST(ServeApi, BadRequestsNameTheField) {
@@ -97,7 +112,8 @@ TEST(ServeApi, BadRequestsNameTheField) {
                            Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":101})", "max_tokens"},
                            Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens"},
                            Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":18446744073709551615})", "max_tokens"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"n":2})", "n"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"n":0})", "n"},
+                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"n":2,"stream":true})", "n"},
                            Case{chat, R"({"messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream"},
                            Case{chat, R"({"messages":[{"role":"user","content":"x"}],"model":5})", "model"},
                            Case{completion, R"({"prompt":"x","max_tokens":0})", "max_tokens"},
@@ -147,6 +163,8 @@ TEST(ServeApi, TokenizeBothDialects) {
     EXPECT_EQ(vllm.content, "yo");
     EXPECT_EQ(vllm.model, "m");
     EXPECT_TRUE(vllm.add_special);
+    EXPECT_TRUE(llama.parse_special);  // "<s>" is BOS, as vLLM and Hugging Face tokenizers read it
+    EXPECT_FALSE(std::get<TokenizeRequest>(parse_tokenize(R"({"content":"<s>","parse_special":false})")).parse_special);
     EXPECT_TRUE(std::holds_alternative<ApiError>(parse_tokenize(R"({"add_special":true})")));
     EXPECT_EQ(std::get<DetokenizeRequest>(parse_detokenize(R"({"tokens":[5,6]})")).tokens, (std::vector<engine::Token>{5, 6}));
     EXPECT_TRUE(std::holds_alternative<ApiError>(parse_detokenize(R"({"tokens":["a"]})")));

@@ -183,29 +183,134 @@ TEST(ServeHttp, CompletionsMatchTheEngine) {
     EXPECT_EQ(j["choices"][0]["text"], greedy("Once upon a time", 20));
 }
 
+// Ids are echoed as sent (the first has no log-probability); text is echoed without the BOS the
+// model puts in front of it, so its first token is scored after BOS: the client's own token
+// count indexes the answer either way.
 TEST(ServeHttp, EchoLogprobsMatchScore) {
     auto & engine = stories_engine();
     const auto tokens = engine.tokenize("Once upon a time there was", true);
     const engine::ScoreRequest request{{tokens.front()}, {tokens.begin() + 1, tokens.end()}};
     const auto expected = engine.score(std::span(&request, 1), 3)[0];
-    for (const json & prompt : {json("Once upon a time there was"), json(tokens)}) {
+    for (const bool as_text : {false, true}) {
+        const json prompt = as_text ? json("Once upon a time there was") : json(tokens);
         auto res = served().post("/v1/completions", {{"model", "stories"}, {"prompt", prompt}, {"echo", true}, {"logprobs", 3}, {"max_tokens", 0}});
         ASSERT_TRUE(res);
         ASSERT_EQ(res->status, 200) << res->body;
         const json lp = json::parse(res->body)["choices"][0]["logprobs"];
-        ASSERT_EQ(lp["tokens"].size(), tokens.size());
-        EXPECT_TRUE(lp["token_logprobs"][0].is_null());
-        EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+        const std::size_t skipped = as_text ? 1 : 0;  // the BOS
+        ASSERT_EQ(lp["tokens"].size(), tokens.size() - skipped);
+        EXPECT_EQ(lp["token_logprobs"][0].is_null(), !as_text);
         EXPECT_EQ(lp["text_offset"][0], 0);
         for (std::size_t i = 1; i < tokens.size(); ++i) {
-            EXPECT_EQ(lp["tokens"][i], engine.token_text(tokens[i]));
-            EXPECT_NEAR(lp["token_logprobs"][i].get<double>(), expected.tokens[i - 1].logprob, 1e-4) << i;
-            const json & top = lp["top_logprobs"][i];
+            if (i < skipped) continue;
+            const std::size_t at = i - skipped;
+            EXPECT_EQ(lp["tokens"][at], engine.token_text(tokens[i]));
+            EXPECT_NEAR(lp["token_logprobs"][at].get<double>(), expected.tokens[i - 1].logprob, 1e-4) << i;
+            const json & top = lp["top_logprobs"][at];
             EXPECT_LE(top.size(), 3u);
             const auto & best = expected.tokens[i - 1].top.front();
             ASSERT_TRUE(top.contains(engine.token_text(best.token))) << top;
             EXPECT_NEAR(top[engine.token_text(best.token)].get<double>(), best.logprob, 1e-4);
         }
+    }
+}
+
+// What lm-eval's local-completions sends at batch size 4: token-id lists without BOS, echo,
+// max_tokens 1, logprobs 1; each choice at its index, with one log-probability per prompt token
+// plus the generated one, equal to the engine's scoring of the same ids.
+TEST(ServeHttp, BatchedIdPromptsAsLmEvalSendsThem) {
+    auto & engine = stories_engine();
+    const std::vector<std::string> texts = {"Once upon a time", "The cat sat on the", "Lily was happy", "He ran"};
+    json prompts = json::array();
+    for (const auto & t : texts) prompts.push_back(engine.tokenize(t, false));
+    auto res = served().post("/v1/completions", {{"model", "stories"}, {"prompt", prompts}, {"echo", true}, {"logprobs", 1}, {"max_tokens", 1}, {"temperature", 0}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    const json j = json::parse(res->body);
+    ASSERT_EQ(j["choices"].size(), texts.size());
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        const json & c = j["choices"][i];
+        EXPECT_EQ(c["index"], i);
+        const auto ids = prompts[i].get<std::vector<engine::Token>>();
+        const engine::ScoreRequest request{{ids.front()}, {ids.begin() + 1, ids.end()}};
+        const auto expected = engine.score(std::span(&request, 1), 1)[0];
+        const json & lp = c["logprobs"];
+        ASSERT_EQ(lp["token_logprobs"].size(), ids.size() + 1) << c;
+        EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+        for (std::size_t k = 1; k < ids.size(); ++k) EXPECT_NEAR(lp["token_logprobs"][k].get<double>(), expected.tokens[k - 1].logprob, 1e-4);
+        // The generated token comes from the ids themselves (no BOS added, nothing re-tokenized).
+        engine::GenerateRequest g;
+        g.prompt_tokens = ids;
+        g.max_tokens = 1;
+        g.sampling.temperature = 0;
+        EXPECT_EQ(c["text"], engine.detokenize(ids) + engine.generate(std::span(&g, 1))[0].text);
+    }
+    // logprobs 0: each position still names its own token (lm-eval's is_greedy takes max() over it).
+    res = served().post("/v1/completions", {{"prompt", prompts[0]}, {"echo", true}, {"logprobs", 0}, {"max_tokens", 0}});
+    ASSERT_EQ(res->status, 200) << res->body;
+    const json lp0 = json::parse(res->body)["choices"][0]["logprobs"];
+    EXPECT_EQ(lp0["top_logprobs"][1].size(), 1u);
+    EXPECT_EQ(lp0["top_logprobs"][1].begin().value(), lp0["token_logprobs"][1]);
+}
+
+// A batch of text prompts and n > 1: one choice each, in order, equal to asking one at a time.
+TEST(ServeHttp, BatchAndNChoices) {
+    auto res = served().post("/v1/completions", {{"model", "stories"}, {"prompt", json::array({"Once upon a time", "The dog"})}, {"max_tokens", 8}, {"temperature", 0}, {"n", 2}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    const json j = json::parse(res->body);
+    ASSERT_EQ(j["choices"].size(), 4u);
+    for (std::size_t i = 0; i < 4; ++i) {
+        EXPECT_EQ(j["choices"][i]["index"], i);
+        EXPECT_EQ(j["choices"][i]["text"], greedy(i < 2 ? "Once upon a time" : "The dog", 8)) << i;
+    }
+    EXPECT_EQ(j["usage"]["completion_tokens"], 32);
+    res = served().post("/v1/chat/completions", {{"model", "stories"}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 4}, {"n", 2}, {"seed", 3}});
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(json::parse(res->body)["choices"].size(), 2u);
+    // stories generates 2 sequences at once (parallel: 2): n beyond that is the client's error, naming it.
+    res = served().post("/v1/completions", {{"model", "stories"}, {"prompt", "Once"}, {"n", 3}});
+    ASSERT_EQ(res->status, 400) << res->body;
+    EXPECT_EQ(json::parse(res->body)["error"]["message"], "'n' is 3; 'stories' generates at most 2 sequences at once (its `parallel`)");
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], "n");
+}
+
+// lm-eval's remote tokenizer: /tokenizer_info, special-token text read as the token, /detokenize's
+// `prompt`, and ids outside the vocabulary named in a 400 wherever they come in.
+TEST(ServeHttp, RemoteTokenizerEndpoints) {
+    auto & engine = stories_engine();
+    auto info = served().client->Get("/tokenizer_info");
+    ASSERT_TRUE(info);
+    ASSERT_EQ(info->status, 200) << info->body;
+    const json i = json::parse(info->body);
+    EXPECT_EQ(i["bos_token"], "<s>");
+    EXPECT_EQ(i["eos_token"], "</s>");
+    EXPECT_EQ(i["bos_token_id"], 1);
+    EXPECT_EQ(i["eos_token_id"], 2);
+    EXPECT_EQ(i["model_max_length"], 256);
+    EXPECT_EQ(i["add_bos_token"], true);
+    EXPECT_EQ(json::parse(served().client->Get("/tokenizer_info?model=baby")->body)["model_max_length"], 256);
+    EXPECT_EQ(served().client->Get("/tokenizer_info?model=nope")->status, 404);
+
+    auto res = served().post("/tokenize", {{"prompt", "<s>Once upon"}, {"add_special_tokens", false}});
+    ASSERT_EQ(res->status, 200) << res->body;
+    std::vector<engine::Token> expected = {1};
+    const auto rest = engine.tokenize("Once upon", false);
+    expected.insert(expected.end(), rest.begin(), rest.end());
+    EXPECT_EQ(json::parse(res->body)["tokens"].get<std::vector<engine::Token>>(), expected);
+    EXPECT_EQ(json::parse(served().post("/tokenize", {{"prompt", "</s>"}, {"add_special_tokens", false}})->body)["tokens"], json({2}));
+    res = served().post("/detokenize", {{"tokens", expected}});
+    ASSERT_EQ(res->status, 200) << res->body;
+    const std::string text = json::parse(res->body)["prompt"];
+    EXPECT_EQ(text, json::parse(res->body)["content"]);
+    EXPECT_TRUE(text.starts_with("<s>")) << text;
+    // Back to the same ids: what lm-eval's text mode depends on.
+    EXPECT_EQ(json::parse(served().post("/tokenize", {{"prompt", text}, {"add_special_tokens", false}})->body)["tokens"].get<std::vector<engine::Token>>(), expected);
+
+    for (const json & body : {json{{"prompt", json::array({1, 999999})}, {"max_tokens", 2}}, json{{"prompt", json::array({json::array({1, 5}), json::array({999999})})}, {"echo", true}, {"logprobs", 1}, {"max_tokens", 0}}}) {
+        res = served().post("/v1/completions", body);
+        ASSERT_EQ(res->status, 400) << res->body;
+        EXPECT_EQ(json::parse(res->body)["error"]["message"], "token id 999999 is outside the vocabulary (512 tokens)") << body;
     }
 }
 

@@ -164,28 +164,37 @@ engine::ChatRequest parse_chat_request(const json & body) {
     return chat;
 }
 
-void parse_prompt(const json & body, GenerationInput & input) {
+engine::Token token_id(const json & t, const char * name) {
+    if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff) wrong(name, "a string, a list of token ids, or a list of either");
+    return static_cast<engine::Token>(t.get<long long>());
+}
+
+// A string, a list of token ids, or a batch: a list of strings or of token-id lists (what
+// lm-eval's local-completions sends, a one-element batch included).
+std::vector<Prompt> parse_prompts(const json & body) {
     const json * v = field(body, "prompt");
     if (v == nullptr) throw bad_request("'prompt' is required", "prompt");
-    // OpenAI allows a list of prompts; one answer per request keeps the response shape simple.
-    const json & p = v->is_array() && v->size() == 1 && (*v)[0].is_string() ? (*v)[0] : *v;
-    if (p.is_string()) {
-        input.prompt = p.get<std::string>();
-        return;
+    if (v->is_string()) return {Prompt{v->get<std::string>(), {}}};
+    if (!v->is_array() || v->empty()) wrong("prompt", "a string, a list of token ids, or a non-empty list of either");
+    std::vector<Prompt> prompts;
+    if ((*v)[0].is_number()) {
+        Prompt p;
+        for (const json & t : *v) p.tokens.push_back(token_id(t, "prompt"));
+        return {p};
     }
-    if (p.is_array() && !p.empty() && p[0].is_string()) {
-        // LangChain's batch completions send several prompts at once; each answer would need its
-        // own fallback and stream, so say plainly what to do instead.
-        throw bad_request("'prompt' as a list of " + std::to_string(p.size()) + " strings (a batch) is not supported: send one request per prompt", "prompt");
-    }
-    if (p.is_array() && !p.empty()) {
-        for (const json & t : p) {
-            if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff) wrong("prompt", "a string or a list of token ids");
-            input.prompt_tokens.push_back(static_cast<engine::Token>(t.get<long long>()));
+    for (std::size_t i = 0; i < v->size(); ++i) {
+        const json & one = (*v)[i];
+        const std::string name = "prompt[" + std::to_string(i) + "]";
+        if (one.is_string()) {
+            prompts.push_back({one.get<std::string>(), {}});
+            continue;
         }
-        return;
+        if (!one.is_array() || one.empty()) wrong(name, "a string or a non-empty list of token ids");
+        Prompt p;
+        for (const json & t : one) p.tokens.push_back(token_id(t, "prompt"));
+        prompts.push_back(std::move(p));
     }
-    wrong("prompt", "a string or a non-empty list of token ids");
+    return prompts;
 }
 
 std::vector<std::string> parse_stop(const json & body) {
@@ -256,13 +265,19 @@ ApiRequest parse(ApiRequest::Kind kind, std::string_view text, const Limits & li
         if (!so->is_object()) wrong("stream_options", "an object");
         r.include_usage = opt_bool(*so, "include_usage").value_or(false);
     }
-    if (const auto n = opt_integer(body, "n", 1, 1); n && *n != 1) wrong("n", "1");
+    r.n = static_cast<int>(opt_integer(body, "n", 1, limits.max_choices).value_or(1));
     if (in.chat) {
         in.messages = parse_messages(body);
         in.chat_request = parse_chat_request(body);
     } else {
-        parse_prompt(body, in);
+        r.prompts = parse_prompts(body);
+        in.prompt = r.prompts[0].text;
+        in.prompt_tokens = r.prompts[0].tokens;
         r.echo = opt_bool(body, "echo").value_or(false);
+    }
+    if (r.choice_count() > static_cast<std::size_t>(limits.max_choices)) {
+        throw bad_request(fmt::format("{} prompts x n {} asks for {} choices; one request takes at most {}", r.prompts.size(), r.n, r.choice_count(), limits.max_choices),
+                          "n");
     }
     auto max_tokens = opt_integer(body, "max_completion_tokens", 0, limits.max_tokens);
     if (!max_tokens) max_tokens = opt_integer(body, "max_tokens", 0, limits.max_tokens);
@@ -284,6 +299,10 @@ ApiRequest parse(ApiRequest::Kind kind, std::string_view text, const Limits & li
         in.logprobs = static_cast<int>(*lp);
     }
     if (r.echo && r.stream) throw bad_request("'echo' cannot be combined with 'stream'", "echo");
+    if (r.echo && r.n > 1) throw bad_request("'echo' cannot be combined with 'n' > 1", "n");
+    if (r.stream && r.choice_count() > 1) {
+        throw bad_request("'stream' answers one choice: send n = 1 and one prompt per streamed request", r.n > 1 ? "n" : "prompt");
+    }
     return r;
 }
 
@@ -317,6 +336,7 @@ std::variant<TokenizeRequest, ApiError> parse_tokenize(std::string_view text) {
         auto add = opt_bool(body, "add_special");
         if (!add) add = opt_bool(body, "add_special_tokens");
         r.add_special = add.value_or(true);
+        r.parse_special = opt_bool(body, "parse_special").value_or(true);
         return r;
     });
 }
@@ -334,6 +354,20 @@ std::variant<DetokenizeRequest, ApiError> parse_detokenize(std::string_view text
         }
         return r;
     });
+}
+
+std::size_t ApiRequest::choice_count() const { return (kind == Kind::chat ? 1 : prompts.size()) * static_cast<std::size_t>(n); }
+
+GenerationInput ApiRequest::choice_input(std::size_t index) const {
+    GenerationInput one = input;
+    const std::size_t nth = index % static_cast<std::size_t>(n);
+    if (kind == Kind::completion) {
+        const Prompt & p = prompts.at(index / static_cast<std::size_t>(n));
+        one.prompt = p.text;
+        one.prompt_tokens = p.tokens;
+    }
+    if (one.sampling.seed != engine::SamplingParams{}.seed) one.sampling.seed += static_cast<std::uint32_t>(nth);
+    return one;
 }
 
 const char * finish_reason_name(engine::FinishReason reason) {

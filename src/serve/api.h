@@ -50,6 +50,12 @@ struct GenerationInput {
     std::string routing_text() const;
 };
 
+// One prompt of a completions request: text, or token ids (then `text` is empty).
+struct Prompt {
+    std::string text;
+    std::vector<engine::Token> tokens;
+};
+
 struct ApiRequest {
     enum class Kind { chat, completion };
     Kind kind = Kind::chat;
@@ -58,12 +64,22 @@ struct ApiRequest {
     bool stream = false;
     bool include_usage = false;  // stream_options.include_usage
     bool echo = false;           // completions: answer with the prompt (and its log-probabilities)
-    GenerationInput input;
+    GenerationInput input;  // the first choice's (and, for routing, the request's)
+    // Completions: every prompt sent, in order (a batch sends several; `input` holds the first).
+    std::vector<Prompt> prompts;
+    int n = 1;  // choices per prompt
     nlohmann::json body;  // the parsed request as sent, forwarded to remote backends
+
+    // Choices in the answer: one per prompt and `n`, prompt by prompt (OpenAI's `index` order).
+    std::size_t choice_count() const;
+    // What choice `index` generates from: its prompt and, where the client set a seed, seed + its
+    // place among its prompt's `n` (so the choices are not copies of one sample).
+    GenerationInput choice_input(std::size_t index) const;
 };
 
 struct Limits {
     int max_tokens = 4096;
+    int max_choices = 64;  // prompts x n in one request
 };
 
 // Parses a /v1/chat/completions or /v1/completions body. Bad JSON, wrong types, out-of-range
@@ -74,6 +90,9 @@ struct TokenizeRequest {
     std::string model;
     std::string content;
     bool add_special = true;
+    // Text that spells a special token ("<s>") becomes that token, as Hugging Face tokenizers and
+    // vLLM read it (llama-server's `parse_special`): what lm-eval's remote tokenizer relies on.
+    bool parse_special = true;
 };
 struct DetokenizeRequest {
     std::string model;

@@ -94,6 +94,11 @@ std::variant<Generation, Stream::Event> collect(Stream & stream, std::chrono::st
 // Cancels the stream when the consumer lets go of it early.
 struct StreamGuard {
     std::shared_ptr<Stream> stream;
+    StreamGuard(std::shared_ptr<Stream> s) : stream(std::move(s)) {}
+    // Moved, not copied: a copy's end would cancel the stream the other still holds.
+    StreamGuard(StreamGuard && other) noexcept : stream(std::move(other.stream)) {}
+    StreamGuard(const StreamGuard &) = delete;
+    StreamGuard & operator=(const StreamGuard &) = delete;
     ~StreamGuard() {
         if (stream) stream->cancel();
     }
@@ -113,13 +118,21 @@ public:
     // Log-probabilities of each prompt token (the first has none) with `top_k` alternatives, as
     // the legacy completions `echo` + `logprobs` answer: in process only. Throws ApiError.
     virtual engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) = 0;
-    virtual std::vector<engine::Token> tokenize(const std::string & text, bool add_special) = 0;
+    // `parse_special`: text that spells a control token ("<s>") becomes it.
+    virtual std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) = 0;
+    // Control tokens come out as their text, so that tokenize(..., parse_special) reads them back.
     virtual std::string detokenize(const std::vector<engine::Token> & tokens) = 0;
     virtual std::string token_text(engine::Token token) = 0;
 
     // For GET /v1/models and the metrics: context length, vocabulary size (0 when unknown).
     virtual int context_length() const = 0;
     virtual int vocab_size() const = 0;
+    // The vocabulary's BOS/EOS and whether prompts get a BOS: in process only (nullptr elsewhere).
+    virtual const engine::EngineModel * vocabulary() const { return nullptr; }
+    // The model's chat template source, empty when it has none (or it is remote).
+    virtual std::string chat_template() const { return {}; }
+    // Sequences it generates at once: the most choices (`n`) one request may ask of it.
+    virtual int parallel() const = 0;
     // Requests waiting for or holding a slot (in process), or in flight (remote).
     virtual int load() const = 0;
 };

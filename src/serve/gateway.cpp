@@ -10,6 +10,7 @@
 #include "support/atomic_file.h"
 #include "support/error.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -34,6 +35,29 @@ double uniform_draw() {
 }
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The value of `key` in a query string (`a=1&b=x%20y`), percent-decoded; empty when absent.
+// (Boost 1.74, Debian's, predates Boost.URL.)
+std::string query_value(std::string_view query, std::string_view key) {
+    for (std::size_t at = 0; at <= query.size();) {
+        const std::size_t end = std::min(query.find('&', at), query.size());
+        const std::string_view pair = query.substr(at, end - at);
+        at = end + 1;
+        if (!pair.starts_with(key) || pair.size() <= key.size() || pair[key.size()] != '=') continue;
+        const std::string_view raw = pair.substr(key.size() + 1);
+        std::string value;
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+            if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(static_cast<unsigned char>(raw[i + 1])) && std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
+                value += static_cast<char>(std::stoi(std::string(raw.substr(i + 1, 2)), nullptr, 16));
+                i += 2;
+            } else {
+                value += raw[i] == '+' ? ' ' : raw[i];
+            }
+        }
+        return value;
+    }
+    return {};
+}
 
 // Compares without leaking, through timing, how much of a secret a guess got right.
 bool constant_time_equal(const std::string & a, const std::string & b) {
@@ -291,6 +315,7 @@ int Gateway::bind() {
     s.handle("POST", "/tokenize", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_tokenize(req, res, false); }));
     s.handle("POST", "/v1/feedback", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_feedback(req, res); }));
     s.handle("POST", "/detokenize", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_tokenize(req, res, true); }));
+    s.handle("GET", "/tokenizer_info", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_tokenizer_info(req, res); }));
     s.handle("GET", "/v1/models", Lane::inline_io, guarded([this](const http::Request & req, http::Response & res) {
         if (!client_allowed(req, res)) return;
         const auto dep = current();
@@ -367,18 +392,7 @@ int Gateway::bind() {
     s.handle("PUT", "/admin/portfolio", Lane::worker, guarded([this](const http::Request & req, http::Response & res) { handle_admin_portfolio(req, res); }));
     // The plan report behind a route's shadow, or behind its model once promoted: what the dashboard links to.
     s.handle("GET", "/evidence", Lane::worker, guarded([this](const http::Request & req, http::Response & res) {
-        std::string route_name;
-        if (req.query.starts_with("route=")) {
-            const std::string raw = req.query.substr(6, req.query.find('&') == std::string::npos ? std::string::npos : req.query.find('&') - 6);
-            for (std::size_t i = 0; i < raw.size(); ++i) {
-                if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(static_cast<unsigned char>(raw[i + 1])) && std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
-                    route_name += static_cast<char>(std::stoi(raw.substr(i + 1, 2), nullptr, 16));
-                    i += 2;
-                } else {
-                    route_name += raw[i];
-                }
-            }
-        }
+        const std::string route_name = query_value(req.query, "route");
         const model::Route * route = current()->portfolio.find_route(route_name);
         const std::string file = route == nullptr ? "" : route->shadow && !route->shadow->evidence.empty() ? route->shadow->evidence : route->evidence;
         // A plan's report only: what a portfolio names here is served without a token.
@@ -430,14 +444,40 @@ void Gateway::handle_tokenize(const http::Request & req, http::Response & res, b
         if (const auto * e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
         const auto & r = std::get<DetokenizeRequest>(parsed);
         const auto backend = backend_for_tools(*dep, r.model, res);
-        if (backend) res.set_content(json_text({{"content", backend->detokenize(r.tokens)}}), "application/json");
+        if (!backend) return;
+        // llama-server's field and vLLM's (what lm-eval's remote tokenizer reads).
+        const std::string text = backend->detokenize(r.tokens);
+        res.set_content(json_text({{"content", text}, {"prompt", text}}), "application/json");
         return;
     }
     auto parsed = parse_tokenize(req.body);
     if (const auto * e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
     const auto & r = std::get<TokenizeRequest>(parsed);
     const auto backend = backend_for_tools(*dep, r.model, res);
-    if (backend) res.set_content(json_text({{"tokens", backend->tokenize(r.content, r.add_special)}}), "application/json");
+    if (!backend) return;
+    const auto tokens = backend->tokenize(r.content, r.add_special, r.parse_special);
+    json answer = {{"tokens", tokens}, {"count", tokens.size()}};
+    if (backend->context_length() > 0) answer["max_model_len"] = backend->context_length();
+    res.set_content(json_text(answer), "application/json");
+}
+
+void Gateway::handle_tokenizer_info(const http::Request & req, http::Response & res) {
+    if (!client_allowed(req, res)) return;
+    const std::string model = query_value(req.query, "model");
+    const auto backend = backend_for_tools(*current(), model, res);
+    if (!backend) return;
+    const engine::EngineModel * vocab = backend->vocabulary();
+    if (vocab == nullptr) {
+        return send_error(res, bad_request("'" + (model.empty() ? current()->portfolio.default_route : model) +
+                                               "' runs on a remote server: ask that server for its tokenizer", "model"));
+    }
+    // vLLM's fields, as lm-eval's remote tokenizer reads them; special tokens as the text /tokenize reads back.
+    const auto special = [&](engine::Token t) { return t >= 0 ? json(backend->detokenize({t})) : json(nullptr); };
+    json info = {{"tokenizer_class", "llama.cpp"}, {"bos_token", special(vocab->bos)}, {"eos_token", special(vocab->eos)},
+                 {"bos_token_id", vocab->bos >= 0 ? json(vocab->bos) : json(nullptr)}, {"eos_token_id", vocab->eos >= 0 ? json(vocab->eos) : json(nullptr)},
+                 {"add_bos_token", vocab->adds_bos}, {"model_max_length", vocab->context_length}, {"vocab_size", vocab->vocab_size}};
+    if (const std::string t = backend->chat_template(); !t.empty()) info["chat_template"] = t;
+    res.set_content(json_text(info), "application/json");
 }
 
 void Gateway::handle_admin_portfolio(const http::Request & req, http::Response & res) {
@@ -642,6 +682,7 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
     const Resolution route = std::get<Resolution>(std::move(resolved));
     if (r.echo) return handle_echo(dep, r, route, res);
     if (route.cascade) return handle_cascade(dep, r, route, res);
+    if (r.choice_count() > 1) return handle_choices(dep, r, route, req, res);
     if (route.canary) metrics_.canary(route.route);
 
     std::shared_ptr<InFlight> stream_slot;
@@ -800,6 +841,7 @@ void Gateway::handle_cascade(const std::shared_ptr<const Deployment> & dep, cons
 
 void Gateway::handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res) {
     const auto started = Clock::now();
+    const auto deadline = started + std::chrono::milliseconds(settings_.request_timeout_ms);
     // Prompt log-probabilities need the model's own forward pass: the first in-process model of the chain.
     std::shared_ptr<Backend> backend;
     std::string name;
@@ -811,36 +853,106 @@ void Gateway::handle_echo(const std::shared_ptr<const Deployment> & dep, const A
         }
     }
     if (!backend) return send_error(res, bad_request("'echo' needs an in-process model; this route has only remote ones", "echo"));
-    const std::vector<engine::Token> tokens = r.input.prompt_tokens.empty() ? backend->tokenize(r.input.prompt, true) : r.input.prompt_tokens;
-    const std::string prompt_text = r.input.prompt_tokens.empty() ? r.input.prompt : backend->detokenize(tokens);
-    Generation g;
-    if (r.input.max_tokens > 0) {
-        GenerationInput input = r.input;
-        input.prompt = prompt_text;
-        input.prompt_tokens.clear();
-        const auto stream = backend->start(r, input, {});  // in process: start() does not wait
-        StreamGuard guard{stream};
-        auto got = collect(*stream, started + std::chrono::milliseconds(settings_.request_timeout_ms), nullptr);
-        if (auto * e = std::get_if<Stream::Event>(&got)) return send_error(res, failure_error(e->failure, name + ": " + e->message));
-        g = std::get<Generation>(std::move(got));
+    const engine::EngineModel * vocab = backend->vocabulary();
+    json choices = json::array();
+    Generation total;
+    for (std::size_t i = 0; i < r.prompts.size(); ++i) {
+        const Prompt & p = r.prompts[i];
+        // The echo is the prompt as the client sent it; a BOS the model asks for in front of text
+        // is context, not echoed, so the client's token counts index the answer (lm-eval's
+        // token_logprobs[ctxlen:-1]). Ids are taken as they are.
+        const std::vector<engine::Token> sent = p.tokens.empty() ? backend->tokenize(p.text, false, true) : p.tokens;
+        std::vector<engine::Token> full;
+        if (p.tokens.empty() && vocab != nullptr && vocab->adds_bos && vocab->bos >= 0 && (sent.empty() || sent.front() != vocab->bos)) full.push_back(vocab->bos);
+        const std::size_t added = full.size();
+        full.insert(full.end(), sent.begin(), sent.end());
+        if (full.empty()) return send_error(res, bad_request(fmt::format("prompt {} is empty and this model adds no BOS token: there is nothing to score", i), "prompt"));
+        Generation g;
+        if (r.input.max_tokens > 0) {
+            GenerationInput input = r.choice_input(i);
+            input.prompt.clear();
+            input.prompt_tokens = full;
+            const auto stream = backend->start(r, input, {});  // in process: start() does not wait
+            StreamGuard guard{stream};
+            auto got = collect(*stream, deadline, nullptr);
+            if (auto * e = std::get_if<Stream::Event>(&got)) return send_error(res, failure_error(e->failure, name + ": " + e->message));
+            g = std::get<Generation>(std::move(got));
+        }
+        const std::string prompt_text = p.tokens.empty() ? p.text : backend->detokenize(sent);
+        json choice = {{"index", i}, {"text", prompt_text + g.text}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
+        if (r.input.logprobs >= 0) {
+            const engine::ScoreResult scored = backend->score_prompt(full, r.input.logprobs);
+            LegacyLogprobs lp;
+            for (std::size_t k = added; k < full.size(); ++k) lp.add(*backend, full[k], k == 0 ? nullptr : &scored.tokens.at(k - 1));
+            for (const auto & t : g.logprobs) lp.add(*backend, t.token, &t);
+            choice["logprobs"] = lp.to_json();
+        }
+        choices.push_back(std::move(choice));
+        total.prompt_tokens += static_cast<int>(full.size());
+        total.completion_tokens += g.completion_tokens;
     }
-    json choice = {{"index", 0}, {"text", prompt_text + g.text}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
-    if (r.input.logprobs >= 0) {
-        const engine::ScoreResult scored = backend->score_prompt(tokens, r.input.logprobs);
-        LegacyLogprobs lp;
-        for (std::size_t i = 0; i < tokens.size(); ++i) lp.add(*backend, tokens[i], i == 0 ? nullptr : &scored.tokens.at(i - 1));
-        for (const auto & t : g.logprobs) lp.add(*backend, t.token, &t);
-        choice["logprobs"] = lp.to_json();
-    }
-    g.prompt_tokens = static_cast<int>(tokens.size());
     const Answer answer{new_response_id(r.kind), std::time(nullptr), name};
     res.set_header("X-Switchyard-Model", name);
     if (!route.route.empty()) res.set_header("X-Switchyard-Route", route.route);
-    res.set_content(json_text({{"id", answer.id}, {"object", "text_completion"}, {"created", answer.created}, {"model", name},
-                               {"choices", json::array({choice})}, {"usage", usage_json(g)}}),
-                    "application/json");
-    metrics_.answered(route.route, name, g.prompt_tokens, g.completion_tokens, dep->portfolio.find_model(name)->cost_per_1k_tokens,
+    res.set_content(json_text(choices_response(r, answer, std::move(choices), usage_json(total))), "application/json");
+    metrics_.answered(route.route, name, total.prompt_tokens, total.completion_tokens, dep->portfolio.find_model(name)->cost_per_1k_tokens,
                       seconds_since(started), seconds_since(started));
+}
+
+void Gateway::handle_choices(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, const http::Request & req,
+                             http::Response & res) {
+    const auto started = Clock::now();
+    const auto deadline = started + std::chrono::milliseconds(settings_.request_timeout_ms);
+    const auto chain = cooldown_.order(route.chain, started);
+    std::optional<ApiError> last_error;
+    for (std::size_t m = 0; m < chain.size(); ++m) {
+        const std::string & name = chain[m];
+        if (m > 0) metrics_.fallback(route.route);
+        const auto backend = dep->backends.at(name);
+        if (r.n > backend->parallel()) {
+            return send_error(res, bad_request(fmt::format("'n' is {}; '{}' generates at most {} sequences at once (its `parallel`)", r.n, name, backend->parallel()), "n"));
+        }
+        // All started before any is awaited, so an in-process model decodes them in one batch.
+        std::vector<StreamGuard> streams;
+        for (std::size_t i = 0; i < r.choice_count(); ++i) streams.emplace_back(backend->start(r, r.choice_input(i), req.client_gone));
+        json choices = json::array();
+        Generation total;
+        Clock::time_point first_at{};
+        std::optional<Stream::Event> failed;
+        for (std::size_t i = 0; i < streams.size() && !failed; ++i) {
+            auto got = collect(*streams[i].stream, deadline, i == 0 ? &first_at : nullptr, req.client_gone);
+            if (auto * e = std::get_if<Stream::Event>(&got)) {
+                failed = std::move(*e);
+                break;
+            }
+            const Generation & g = std::get<Generation>(got);
+            choices.push_back(choice_json(r, *backend, g, i));
+            // Each prompt's tokens are counted once, whatever its n.
+            if (i % static_cast<std::size_t>(r.n) == 0) total.prompt_tokens += g.prompt_tokens;
+            total.completion_tokens += g.completion_tokens;
+        }
+        if (failed) {
+            if (failed->failure == Failure::rejected) return send_error(res, failure_error(failed->failure, failed->message, failed->status));
+            if (failed->failure == Failure::client_gone) {
+                metrics_.client_gone();
+                return;
+            }
+            metrics_.attempt_failed(name);
+            if (failed->failure != Failure::overloaded) cooldown_.failed(name, Clock::now());
+            last_error = failure_error(failed->failure, name + ": " + failed->message);
+            continue;  // the guards cancel the choices still running
+        }
+        cooldown_.succeeded(name);
+        const Answer answer{new_response_id(r.kind), std::time(nullptr), name};
+        res.set_header("X-Switchyard-Model", name);
+        if (!route.route.empty()) res.set_header("X-Switchyard-Route", route.route);
+        res.set_content(json_text(choices_response(r, answer, std::move(choices), usage_json(total))), "application/json");
+        metrics_.answered(route.route, name, total.prompt_tokens, total.completion_tokens, dep->portfolio.find_model(name)->cost_per_1k_tokens,
+                          std::chrono::duration<double>(first_at - started).count(), seconds_since(started));
+        return;
+    }
+    metrics_.route_failed(route.route);
+    send_error(res, last_error.value_or(ApiError{503, "no model is available for this request", "overloaded_error", {}, "unavailable"}));
 }
 
 void Gateway::apply_verdict(const std::string & route_name, const std::string & candidate, bool promote) {

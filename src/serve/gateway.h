@@ -63,6 +63,9 @@ private:
     void handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
     void handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
     void handle_tokenize(const http::Request & req, http::Response & res, bool detokenize);
+    void handle_tokenizer_info(const http::Request & req, http::Response & res);
+    // Several choices (a batch of prompts, or n > 1), generated side by side on one model of the chain.
+    void handle_choices(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, const http::Request & req, http::Response & res);
     void handle_admin_portfolio(const http::Request & req, http::Response & res);
     void handle_admin_rollout(const http::Request & req, http::Response & res);
     bool client_allowed(const http::Request & req, http::Response & res);

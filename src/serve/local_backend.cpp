@@ -3,6 +3,8 @@
 #include "engine/normalize.h"
 #include "support/error.h"
 
+#include <fmt/format.h>
+
 #include <spdlog/spdlog.h>
 
 namespace switchyard::serve {
@@ -18,6 +20,7 @@ LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     options.max_queue = max_queue;
     batcher_ = std::make_shared<engine::ContinuousBatcher>(options);
     normalize_ = entry.normalize;
+    parallel_ = std::max(1, entry.parallel);
     if (!batcher_->chat_template().empty()) {
         if (batcher_->chat() == nullptr) {
             spdlog::warn("{}: {}; chat uses the plain transcript", entry.name,
@@ -40,15 +43,16 @@ LocalBackend::Prepared LocalBackend::prepare(const GenerationInput & input) cons
         return engine::normalize_for_vocabulary([this](std::string_view t) { return batcher_->tokenize(t, false); }, text);
     };
     if (!input.chat) {
-        request.prompt = input.prompt_tokens.empty() ? input.prompt : batcher_->detokenize(input.prompt_tokens);
-        if (normalize_ && input.prompt_tokens.empty()) request.prompt = normalized(request.prompt);
+        // Ids are generated from as sent; text is read as llama-server and vLLM read it, "<s>" as BOS.
+        request.prompt_tokens = checked_ids(input.prompt_tokens, "prompt");
+        request.prompt = normalize_ ? normalized(input.prompt) : input.prompt;
+        request.parse_special = true;
         return prepared;
     }
     const engine::ChatTemplate * chat = batcher_->chat();
     if (chat == nullptr) {
         const engine::ChatRequest & c = input.chat_request;
         if (c.tools.is_array() && !c.tools.empty()) throw bad_request("this model has no chat template, so it cannot take 'tools'", "tools");
-        if (!c.json_schema.is_null()) throw bad_request("this model has no chat template, so it cannot take 'response_format'", "response_format");
     }
     try {
         engine::ChatPrompt prompt = engine::render_chat(chat, input.chat_request, normalize_ ? engine::TextFilter(normalized) : engine::TextFilter());
@@ -64,10 +68,22 @@ LocalBackend::Prepared LocalBackend::prepare(const GenerationInput & input) cons
     return prepared;
 }
 
+std::vector<engine::Token> LocalBackend::checked_ids(const std::vector<engine::Token> & tokens, const char * field) const {
+    for (const auto t : tokens) {
+        if (t < 0 || t >= vocab_size()) throw bad_request(fmt::format("token id {} is outside the vocabulary ({} tokens)", t, vocab_size()), field);
+    }
+    return tokens;
+}
+
 std::vector<engine::Token> LocalBackend::prompt_tokens(const GenerationInput & input) const {
     const engine::GenerateRequest request = prepare(input).request;
+    if (!request.prompt_tokens.empty()) return request.prompt_tokens;
     try {
-        return batcher_->tokenize(request.prompt, true, request.parse_special);
+        std::vector<engine::Token> tokens = batcher_->tokenize(request.prompt, true, request.parse_special);
+        // As generation reads it: text that spells BOS does not get a second one.
+        const engine::Token bos = batcher_->model().bos;
+        if (request.parse_special && tokens.size() >= 2 && bos >= 0 && tokens[0] == bos && tokens[1] == bos) tokens.erase(tokens.begin());
+        return tokens;
     } catch (const Error & e) {
         throw bad_request(e.what(), input.chat ? "messages" : "prompt");
     }
@@ -83,7 +99,7 @@ std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const Generation
         prepared = prepare(input);
         // A grammar llama.cpp cannot use is the request's problem (as llama-server answers 400).
         if (!request.grammar.gbnf.empty()) batcher_->check_grammar(request.grammar);
-        const auto tokens = batcher_->tokenize(request.prompt, true, request.parse_special);
+        const auto tokens = prompt_tokens(input);
         if (static_cast<int>(tokens.size()) >= context_length()) {
             stream->fail(Failure::rejected, "the prompt has " + std::to_string(tokens.size()) + " tokens; this model takes at most " +
                                                 std::to_string(context_length() - 1) + " (its context is " + std::to_string(context_length()) + ")");
@@ -144,27 +160,22 @@ engine::ScoreResult LocalBackend::score_prompt(const std::vector<engine::Token> 
     if (static_cast<int>(tokens.size()) > context_length()) {
         throw bad_request("the prompt has " + std::to_string(tokens.size()) + " tokens; this model's context is " + std::to_string(context_length()), "prompt");
     }
-    for (const auto t : tokens) {
-        if (t < 0 || t >= vocab_size()) throw bad_request("token id " + std::to_string(t) + " is outside the vocabulary (" + std::to_string(vocab_size()) + " tokens)", "prompt");
-    }
+    checked_ids(tokens, "prompt");
     if (tokens.size() < 2) return {};
     const engine::ScoreRequest request{{tokens.front()}, {tokens.begin() + 1, tokens.end()}};
     return batcher_->score(std::span(&request, 1), top_k).at(0);
 }
 
-std::vector<engine::Token> LocalBackend::tokenize(const std::string & text, bool add_special) {
+std::vector<engine::Token> LocalBackend::tokenize(const std::string & text, bool add_special, bool parse_special) {
     try {
-        return batcher_->tokenize(text, add_special);
+        return batcher_->tokenize(text, add_special, parse_special);
     } catch (const Error & e) {
         throw bad_request(e.what(), "content");
     }
 }
 
 std::string LocalBackend::detokenize(const std::vector<engine::Token> & tokens) {
-    for (const auto t : tokens) {
-        if (t < 0 || t >= vocab_size()) throw bad_request("token id " + std::to_string(t) + " is outside the vocabulary (" + std::to_string(vocab_size()) + " tokens)", "tokens");
-    }
-    return batcher_->detokenize(tokens);
+    return batcher_->detokenize(checked_ids(tokens, "tokens"), true);
 }
 
 std::string LocalBackend::token_text(engine::Token token) { return batcher_->token_text(token); }

@@ -17,11 +17,14 @@ public:
     bool in_process() const override { return true; }
     std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
     engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
-    std::vector<engine::Token> tokenize(const std::string & text, bool add_special) override;
+    std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
     std::string token_text(engine::Token token) override;
     int context_length() const override;
     int vocab_size() const override;
+    const engine::EngineModel * vocabulary() const override { return &batcher_->model(); }
+    std::string chat_template() const override { return batcher_->chat_template(); }
+    int parallel() const override { return parallel_; }
     int load() const override;
 
     struct Prepared {
@@ -38,8 +41,12 @@ public:
     std::vector<engine::Token> prompt_tokens(const GenerationInput & input) const;
 
 private:
+    // `tokens`, each checked against the vocabulary: an id outside it is the client's 400 naming it.
+    std::vector<engine::Token> checked_ids(const std::vector<engine::Token> & tokens, const char * field) const;
+
     std::shared_ptr<engine::ContinuousBatcher> batcher_;
     bool normalize_ = false;
+    int parallel_ = 1;
 };
 
 }  // namespace switchyard::serve

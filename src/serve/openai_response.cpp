@@ -41,6 +41,9 @@ void LegacyLogprobs::add(Backend & backend, engine::Token token, const engine::T
     token_logprobs_.push_back(lp->logprob);
     json top = json::object();
     for (const auto & t : lp->top) top.emplace(backend.token_text(t.token), t.logprob);  // first (most likely) wins on equal text
+    // `logprobs: 0` asks for no alternatives; the chosen token's own entry keeps the shape clients
+    // read (lm-eval takes max() over it).
+    if (top.empty()) top.emplace(text, lp->logprob);
     top_logprobs_.push_back(top);
 }
 
@@ -68,10 +71,14 @@ json relayed(json upstream, const Answer & answer) {
     return upstream;
 }
 
-json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g) {
-    if (!g.upstream.is_null()) return relayed(g.upstream, a);
+json choice_json(const ApiRequest & r, Backend & backend, const Generation & g, std::size_t index) {
+    if (!g.upstream.is_null()) {
+        json choice = g.upstream.value("choices", json::array()).empty() ? json::object() : g.upstream["choices"][0];
+        choice["index"] = index;
+        return choice;
+    }
     const bool chat = r.kind == ApiRequest::Kind::chat;
-    json choice = {{"index", 0}, {"finish_reason", finish_reason(g)}, {"logprobs", nullptr}};
+    json choice = {{"index", index}, {"finish_reason", finish_reason(g)}, {"logprobs", nullptr}};
     const bool with_logprobs = r.input.logprobs >= 0 && g.has_logprobs && backend.in_process();
     if (chat) {
         choice["message"] = assistant_message(g);
@@ -84,8 +91,17 @@ json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, c
             choice["logprobs"] = lp.to_json();
         }
     }
-    return {{"id", a.id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", a.created}, {"model", a.model},
-            {"choices", json::array({choice})}, {"usage", usage_json(g)}};
+    return choice;
+}
+
+json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g) {
+    if (!g.upstream.is_null()) return relayed(g.upstream, a);
+    return choices_response(r, a, json::array({choice_json(r, backend, g, 0)}), usage_json(g));
+}
+
+json choices_response(const ApiRequest & r, const Answer & a, json choices, json usage) {
+    return {{"id", a.id}, {"object", r.kind == ApiRequest::Kind::chat ? "chat.completion" : "text_completion"}, {"created", a.created}, {"model", a.model},
+            {"choices", std::move(choices)}, {"usage", std::move(usage)}};
 }
 
 ApiError failure_error(Failure failure, const std::string & message, int status) {

@@ -54,6 +54,10 @@ nlohmann::json relayed(nlohmann::json upstream, const Answer & answer);
 // A whole chat.completion / text_completion: the remote server's own, relayed, or built from
 // an in-process generation (with log-probabilities when asked for).
 nlohmann::json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, const Generation & g);
+// One choice of an answer at `index`: an in-process generation's, or a remote answer's first choice.
+nlohmann::json choice_json(const ApiRequest & r, Backend & backend, const Generation & g, std::size_t index);
+// The chat.completion / text_completion around these choices.
+nlohmann::json choices_response(const ApiRequest & r, const Answer & a, nlohmann::json choices, nlohmann::json usage);
 
 // What a backend failure tells the client: `status` for the client's own errors (0: 400).
 ApiError failure_error(Failure failure, const std::string & message, int status = 0);

@@ -71,7 +71,7 @@ Failure upstream_fault(int status) {
     }
 }
 
-RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms) {
+RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms), parallel_(std::max(1, entry.parallel)) {
     static const std::regex url(R"(^(https?://[^/]+)(/.*)?$)");
     std::smatch m;
     if (!std::regex_match(entry.endpoint, m, url)) throw Error(entry.name + ": endpoint '" + entry.endpoint + "' is not an http(s) URL");
@@ -96,6 +96,10 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
     // The client's max_tokens / max_completion_tokens go as sent; none sent, none added (an
     // injected default can exceed what the server's context leaves, and vLLM then refuses).
     body.erase("metadata");  // switchyard's routing hint, not the upstream's business
+    // One choice of the client's request (a batch or n > 1 is split by the gateway): its prompt and seed.
+    body.erase("n");
+    if (!input.chat) body["prompt"] = input.prompt_tokens.empty() ? json(input.prompt) : json(input.prompt_tokens);
+    if (body.contains("seed") && request.n > 1) body["seed"] = input.sampling.seed;
     const bool streamed = request.stream;
     body["stream"] = streamed;
     if (streamed) {
@@ -227,8 +231,9 @@ engine::ScoreResult RemoteBackend::score_prompt(const std::vector<engine::Token>
     throw bad_request("'echo' with 'logprobs' needs an in-process model: send it to the remote server directly", "echo");
 }
 
-std::vector<engine::Token> RemoteBackend::tokenize(const std::string & text, bool add_special) {
-    const json answer = post_json(root_prefix_ + "/tokenize", {{"model", remote_model_}, {"content", text}, {"prompt", text}, {"add_special", add_special}, {"add_special_tokens", add_special}});
+std::vector<engine::Token> RemoteBackend::tokenize(const std::string & text, bool add_special, bool parse_special) {
+    const json answer = post_json(root_prefix_ + "/tokenize", {{"model", remote_model_}, {"content", text}, {"prompt", text}, {"add_special", add_special},
+                                                             {"add_special_tokens", add_special}, {"parse_special", parse_special}});
     try {
         return answer.at("tokens").get<std::vector<engine::Token>>();
     } catch (const json::exception &) {

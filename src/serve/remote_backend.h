@@ -24,11 +24,12 @@ public:
     bool in_process() const override { return false; }
     std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
     engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
-    std::vector<engine::Token> tokenize(const std::string & text, bool add_special) override;
+    std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
     std::string token_text(engine::Token token) override;
     int context_length() const override { return 0; }
     int vocab_size() const override { return 0; }
+    int parallel() const override { return parallel_; }
     int load() const override { return in_flight_->load(); }
 
 private:
@@ -41,6 +42,7 @@ private:
     std::string remote_model_;
     std::string api_key_;
     int timeout_ms_;
+    int parallel_ = 1;
     std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
     std::shared_ptr<engine::HttpClientPool> pool_;  // shared with request threads that may outlive the backend
 };

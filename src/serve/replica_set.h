@@ -47,11 +47,14 @@ public:
     // skipped for the next one before the gateway sees anything.
     std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
     engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
-    std::vector<engine::Token> tokenize(const std::string & text, bool add_special) override;
+    std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
     std::string token_text(engine::Token token) override;
     int context_length() const override { return first().context_length(); }
     int vocab_size() const override { return first().vocab_size(); }
+    const engine::EngineModel * vocabulary() const override { return first().vocabulary(); }
+    std::string chat_template() const override { return first().chat_template(); }
+    int parallel() const override { return first().parallel(); }
     int load() const override;
 
     std::vector<ReplicaState> states() const;
