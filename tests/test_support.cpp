@@ -73,6 +73,12 @@ void write_file(const std::filesystem::path & path, const std::string & bytes) {
 }
 
 CommandResult run_switchyard(const std::vector<std::string> & args) {
+    std::vector<std::string> command = {SWITCHYARD_BINARY};
+    command.insert(command.end(), args.begin(), args.end());
+    return run_program(command);
+}
+
+CommandResult run_program(const std::vector<std::string> & command) {
     ScratchDir scratch;
     const auto out_path = scratch.file("stdout");
     const auto err_path = scratch.file("stderr");
@@ -84,12 +90,10 @@ CommandResult run_switchyard(const std::vector<std::string> & args) {
         ::dup2(out, 1);
         ::dup2(err, 2);
         std::vector<char *> argv;
-        std::string binary = SWITCHYARD_BINARY;
-        argv.push_back(binary.data());
-        std::vector<std::string> copy = args;
+        std::vector<std::string> copy = command;
         for (auto & a : copy) argv.push_back(a.data());
         argv.push_back(nullptr);
-        ::execv(binary.c_str(), argv.data());
+        ::execv(copy.front().c_str(), argv.data());
         ::_exit(127);
     }
     int status = 0;

@@ -42,6 +42,8 @@ struct CommandResult {
 
 // Runs the switchyard binary with `args` (no shell), capturing both streams.
 CommandResult run_switchyard(const std::vector<std::string> & args);
+// Runs `command` (a program's path, then its arguments; no shell), capturing both streams.
+CommandResult run_program(const std::vector<std::string> & command);
 
 // A failure a user can act on: non-zero exit, no signal, exactly one line on stderr that says
 // what is wrong, nothing that looks like a crash (gtest expectations).
