@@ -350,7 +350,8 @@ TEST(LmEvalScoring, TinyStoriesExactMatchEqualsLmEvalsRulesOnBabyllama) {
         const std::size_t at = words.size() > 7 ? 6 : words.size() - 1;
         std::string prompt;
         for (std::size_t k = 0; k < at; ++k) prompt += (k > 0 ? " " : "") + words[k];
-        engine::GenerateRequest g{.prompt = prompt, .max_tokens = 8, .stop = {"\n", "."}};
+        // As lm-eval sends it by default: token ids without special tokens, so no BOS.
+        engine::GenerateRequest g{.prompt = {}, .prompt_tokens = e.tokenize(prompt, false), .max_tokens = 8, .stop = {"\n", "."}};
         g.sampling.temperature = 0;
         const auto out = e.generate(std::vector<engine::GenerateRequest>{g})[0].text;
         std::smatch m;

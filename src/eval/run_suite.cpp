@@ -248,6 +248,19 @@ public:
         return engine::render_chat(llama_ != nullptr ? llama_->chat() : nullptr, std::move(request), normalize);
     }
 
+    // What lm-eval's generate_until sends by default (tokenized_requests): the context encoded
+    // without special tokens, so no BOS, its start cut off to leave max_gen_toks in the window.
+    std::optional<std::vector<engine::Token>> lm_eval_prompt(const std::string & text, int max_tokens) const {
+        try {
+            auto tokens = engine_.tokenize(text, false);
+            const auto keep = static_cast<std::size_t>(std::max(1, engine_.model().context_length - max_tokens));
+            if (tokens.size() > keep) tokens.erase(tokens.begin(), tokens.end() - static_cast<std::ptrdiff_t>(keep));
+            return tokens;
+        } catch (const engine::UnencodableText &) {
+            return std::nullopt;
+        }
+    }
+
     std::optional<std::vector<engine::Token>> prompt_tokens(const engine::ChatPrompt & p) const {
         try {
             return llama_ != nullptr ? llama_->tokenize(p.text, true, p.parse_special) : engine_.tokenize(p.text, true);
@@ -272,8 +285,8 @@ public:
                 r.outcomes[i].unencodable = true;
                 continue;
             }
-            const auto context = prompt_tokens(prompt);
-            if (!context) {
+            const auto context = item.lm_eval ? lm_eval_prompt(prompt.text, item.max_tokens) : prompt_tokens(prompt);
+            if (!context || context->empty()) {
                 r.outcomes[i].unencodable = true;
                 continue;
             }
@@ -289,6 +302,7 @@ public:
                 }
             }
             engine::GenerateRequest g;
+            if (item.lm_eval) g.prompt_tokens = *context;
             g.prompt = std::move(prompt.text);
             g.parse_special = prompt.parse_special;
             g.max_tokens = item.max_tokens;
