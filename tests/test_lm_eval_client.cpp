@@ -76,6 +76,7 @@ TEST(LmEvalClient, MultipleChoiceAtEveryBatchSizeWithIdsAndTextEqualsEval) {
     const json ours = eval_suite("blimp_anaphor_gender_agreement.yaml", "babyllama-0.9M-f32.gguf", 200);
     EXPECT_EQ(ours["n"], 200);
     EXPECT_EQ(ours["correct"].get<double>(), sum_of(one["items"], "acc")) << ours.dump();
+    EXPECT_NEAR(ours["accuracy_norm"].get<double>(), one["metrics"]["acc_norm"].get<double>(), 1e-9) << ours.dump();
     EXPECT_GT(one["metrics"]["acc"].get<double>(), 0.6);  // well above chance (0.5): a real measurement
 }
 
