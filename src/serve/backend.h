@@ -115,9 +115,10 @@ public:
     // and gives up with a `client_gone` failure once it says yes.
     virtual std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) = 0;
 
-    // Log-probabilities of each prompt token (the first has none) with `top_k` alternatives, as
-    // the legacy completions `echo` + `logprobs` answer: in process only. Throws ApiError.
-    virtual engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) = 0;
+    // Log-probabilities of each prompt's tokens (the first has none) with `top_k` alternatives, as
+    // the legacy completions `echo` + `logprobs` answer, the prompts in one batch: in process only.
+    // Throws ApiError.
+    virtual std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) = 0;
     // `parse_special`: text that spells a control token ("<s>") becomes it.
     virtual std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) = 0;
     // Control tokens come out as their text, so that tokenize(..., parse_special) reads them back.

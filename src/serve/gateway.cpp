@@ -854,41 +854,55 @@ void Gateway::handle_echo(const std::shared_ptr<const Deployment> & dep, const A
     }
     if (!backend) return send_error(res, bad_request("'echo' needs an in-process model; this route has only remote ones", "echo"));
     const engine::EngineModel * vocab = backend->vocabulary();
+    // The echo is the prompt as the client sent it; a BOS the model asks for in front of text is
+    // context, not echoed, so the client's token counts index the answer (lm-eval's
+    // token_logprobs[ctxlen:-1]). Ids are taken as they are.
+    std::vector<std::vector<engine::Token>> full(r.prompts.size());
+    std::vector<std::size_t> added(r.prompts.size(), 0);
+    for (std::size_t i = 0; i < r.prompts.size(); ++i) {
+        const Prompt & p = r.prompts[i];
+        if (p.tokens.empty()) {
+            const auto sent = backend->tokenize(p.text, false, true);
+            if (vocab != nullptr && vocab->adds_bos && vocab->bos >= 0 && (sent.empty() || sent.front() != vocab->bos)) full[i].push_back(vocab->bos);
+            added[i] = full[i].size();
+            full[i].insert(full[i].end(), sent.begin(), sent.end());
+        } else {
+            full[i] = p.tokens;
+        }
+        if (full[i].empty()) return send_error(res, bad_request(fmt::format("prompt {} is empty and this model adds no BOS token: there is nothing to score", i), "prompt"));
+    }
+    // The generations start together (the batcher decodes them side by side) and the prompts are
+    // scored in one batch meanwhile.
+    std::vector<StreamGuard> generations;
+    for (std::size_t i = 0; i < r.prompts.size() && r.input.max_tokens > 0; ++i) {
+        GenerationInput input = r.choice_input(i);
+        input.prompt.clear();
+        input.prompt_tokens = full[i];
+        generations.emplace_back(backend->start(r, input, {}));  // in process: start() does not wait
+    }
+    const auto scored = r.input.logprobs >= 0 ? backend->score_prompts(full, r.input.logprobs) : std::vector<engine::ScoreResult>();
     json choices = json::array();
     Generation total;
     for (std::size_t i = 0; i < r.prompts.size(); ++i) {
-        const Prompt & p = r.prompts[i];
-        // The echo is the prompt as the client sent it; a BOS the model asks for in front of text
-        // is context, not echoed, so the client's token counts index the answer (lm-eval's
-        // token_logprobs[ctxlen:-1]). Ids are taken as they are.
-        const std::vector<engine::Token> sent = p.tokens.empty() ? backend->tokenize(p.text, false, true) : p.tokens;
-        std::vector<engine::Token> full;
-        if (p.tokens.empty() && vocab != nullptr && vocab->adds_bos && vocab->bos >= 0 && (sent.empty() || sent.front() != vocab->bos)) full.push_back(vocab->bos);
-        const std::size_t added = full.size();
-        full.insert(full.end(), sent.begin(), sent.end());
-        if (full.empty()) return send_error(res, bad_request(fmt::format("prompt {} is empty and this model adds no BOS token: there is nothing to score", i), "prompt"));
         Generation g;
-        if (r.input.max_tokens > 0) {
-            GenerationInput input = r.choice_input(i);
-            input.prompt.clear();
-            input.prompt_tokens = full;
-            const auto stream = backend->start(r, input, {});  // in process: start() does not wait
-            StreamGuard guard{stream};
-            auto got = collect(*stream, deadline, nullptr);
-            if (auto * e = std::get_if<Stream::Event>(&got)) return send_error(res, failure_error(e->failure, name + ": " + e->message));
+        if (!generations.empty()) {
+            auto got = collect(*generations[i].stream, deadline, nullptr);
+            if (auto * e = std::get_if<Stream::Event>(&got)) {
+                return send_error(res, failure_error(e->failure, e->failure == Failure::rejected ? e->message : name + ": " + e->message, e->status));
+            }
             g = std::get<Generation>(std::move(got));
         }
-        const std::string prompt_text = p.tokens.empty() ? p.text : backend->detokenize(sent);
+        const Prompt & p = r.prompts[i];
+        const std::string prompt_text = p.tokens.empty() ? p.text : backend->detokenize(p.tokens);
         json choice = {{"index", i}, {"text", prompt_text + g.text}, {"finish_reason", finish_reason_name(g.finish)}, {"logprobs", nullptr}};
-        if (r.input.logprobs >= 0) {
-            const engine::ScoreResult scored = backend->score_prompt(full, r.input.logprobs);
+        if (!scored.empty()) {
             LegacyLogprobs lp;
-            for (std::size_t k = added; k < full.size(); ++k) lp.add(*backend, full[k], k == 0 ? nullptr : &scored.tokens.at(k - 1));
+            for (std::size_t k = added[i]; k < full[i].size(); ++k) lp.add(*backend, full[i][k], k == 0 ? nullptr : &scored[i].tokens.at(k - 1));
             for (const auto & t : g.logprobs) lp.add(*backend, t.token, &t);
             choice["logprobs"] = lp.to_json();
         }
         choices.push_back(std::move(choice));
-        total.prompt_tokens += static_cast<int>(full.size());
+        total.prompt_tokens += static_cast<int>(full[i].size());
         total.completion_tokens += g.completion_tokens;
     }
     const Answer answer{new_response_id(r.kind), std::time(nullptr), name};

@@ -156,14 +156,24 @@ std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const Generation
     return stream;
 }
 
-engine::ScoreResult LocalBackend::score_prompt(const std::vector<engine::Token> & tokens, int top_k) {
-    if (static_cast<int>(tokens.size()) > context_length()) {
-        throw bad_request("the prompt has " + std::to_string(tokens.size()) + " tokens; this model's context is " + std::to_string(context_length()), "prompt");
+std::vector<engine::ScoreResult> LocalBackend::score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) {
+    std::vector<engine::ScoreRequest> requests;
+    std::vector<std::size_t> owner;  // the prompt of each request (a one-token prompt has nothing to score)
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+        const auto & tokens = prompts[i];
+        if (static_cast<int>(tokens.size()) > context_length()) {
+            throw bad_request(fmt::format("the prompt has {} tokens; this model's context is {}", tokens.size(), context_length()), "prompt");
+        }
+        checked_ids(tokens, "prompt");
+        if (tokens.size() < 2) continue;
+        requests.push_back({{tokens.front()}, {tokens.begin() + 1, tokens.end()}});
+        owner.push_back(i);
     }
-    checked_ids(tokens, "prompt");
-    if (tokens.size() < 2) return {};
-    const engine::ScoreRequest request{{tokens.front()}, {tokens.begin() + 1, tokens.end()}};
-    return batcher_->score(std::span(&request, 1), top_k).at(0);
+    std::vector<engine::ScoreResult> results(prompts.size());
+    if (requests.empty()) return results;
+    auto scored = batcher_->score(requests, top_k);
+    for (std::size_t k = 0; k < owner.size(); ++k) results[owner[k]] = std::move(scored[k]);
+    return results;
 }
 
 std::vector<engine::Token> LocalBackend::tokenize(const std::string & text, bool add_special, bool parse_special) {

@@ -227,7 +227,7 @@ nlohmann::json RemoteBackend::post_json(const std::string & path, const nlohmann
     }
 }
 
-engine::ScoreResult RemoteBackend::score_prompt(const std::vector<engine::Token> &, int) {
+std::vector<engine::ScoreResult> RemoteBackend::score_prompts(const std::vector<std::vector<engine::Token>> &, int) {
     throw bad_request("'echo' with 'logprobs' needs an in-process model: send it to the remote server directly", "echo");
 }
 

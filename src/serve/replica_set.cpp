@@ -121,7 +121,9 @@ std::shared_ptr<Stream> ReplicaSet::start(const ApiRequest & request, const Gene
     return stream;
 }
 
-engine::ScoreResult ReplicaSet::score_prompt(const std::vector<engine::Token> & tokens, int top_k) { return best().score_prompt(tokens, top_k); }
+std::vector<engine::ScoreResult> ReplicaSet::score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) {
+    return best().score_prompts(prompts, top_k);
+}
 std::vector<engine::Token> ReplicaSet::tokenize(const std::string & text, bool add_special, bool parse_special) { return best().tokenize(text, add_special, parse_special); }
 std::string ReplicaSet::detokenize(const std::vector<engine::Token> & tokens) { return best().detokenize(tokens); }
 std::string ReplicaSet::token_text(engine::Token token) { return best().token_text(token); }

@@ -46,7 +46,7 @@ public:
     // Waits for the chosen replica's first event, so a replica that refuses or fails at once is
     // skipped for the next one before the gateway sees anything.
     std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
-    engine::ScoreResult score_prompt(const std::vector<engine::Token> & tokens, int top_k) override;
+    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) override;
     std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
     std::string token_text(engine::Token token) override;

@@ -68,7 +68,7 @@ void ShadowWorker::run(const ShadowJob & job) {
                 std::vector<engine::Token> seq = local->prompt_tokens(job.input);
                 seq.insert(seq.end(), answer.tokens.begin(), answer.tokens.end());
                 if (static_cast<int>(seq.size()) <= local->context_length()) {
-                    const auto scored = local->score_prompt(seq, kTopK);
+                    const auto scored = local->score_prompts({seq}, kTopK).at(0);
                     const auto tail = std::span(scored.tokens).subspan(scored.tokens.size() - answer.tokens.size());
                     kld = topk_kld(answer.logprobs, tail, local->vocab_size());
                 }
