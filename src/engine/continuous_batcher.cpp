@@ -176,6 +176,7 @@ std::vector<Token> ContinuousBatcher::tokenize(std::string_view text, bool add_s
 }
 std::string ContinuousBatcher::detokenize(std::span<const Token> tokens, bool render_special) const { return state_->engine.detokenize(tokens, render_special); }
 std::string ContinuousBatcher::token_text(Token token) const { return state_->engine.token_text(token); }
+std::vector<Token> ContinuousBatcher::prompt_tokens(const GenerateRequest & request) const { return state_->engine.prompt_tokens(request); }
 
 std::shared_ptr<ContinuousBatcher::Ticket> ContinuousBatcher::submit(GenerateRequest request, Callbacks callbacks) {
     State::Queued q{std::make_shared<Ticket>(), std::move(request), {}, {}, std::move(callbacks)};

@@ -41,6 +41,7 @@ public:
     void check_grammar(const Grammar & grammar) const;  // LlamaEngine::check_grammar
     std::vector<Token> tokenize(std::string_view text, bool add_special, bool parse_special = false) const;
     std::string detokenize(std::span<const Token> tokens, bool render_special = false) const;
+    std::vector<Token> prompt_tokens(const GenerateRequest & request) const;  // LlamaEngine::prompt_tokens
     std::string token_text(Token token) const;
 
     struct Callbacks {

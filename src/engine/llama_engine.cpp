@@ -490,7 +490,7 @@ void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const O
     decode_sequences(sequences, all_seq_ids_, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
 }
 
-std::vector<Token> LlamaEngine::generation_prompt(const GenerateRequest & request) const {
+std::vector<Token> LlamaEngine::prompt_tokens(const GenerateRequest & request) const {
     std::vector<Token> tokens = request.prompt_tokens;
     if (tokens.empty()) {
         tokens = tokenize(request.prompt, true, request.parse_special);
@@ -499,8 +499,13 @@ std::vector<Token> LlamaEngine::generation_prompt(const GenerateRequest & reques
         if (request.parse_special && tokens.size() >= 2 && bos != LLAMA_TOKEN_NULL && tokens[0] == bos && tokens[1] == bos) tokens.erase(tokens.begin());
     }
     for (const Token t : tokens) {
-        if (t < 0 || t >= info_.vocab_size) throw Error(fmt::format("generate: token id {} is outside the vocabulary ({} tokens)", t, info_.vocab_size));
+        if (t < 0 || t >= info_.vocab_size) throw Error(fmt::format("token id {} is outside the vocabulary ({} tokens)", t, info_.vocab_size));
     }
+    return tokens;
+}
+
+std::vector<Token> LlamaEngine::generation_prompt(const GenerateRequest & request) const {
+    const std::vector<Token> tokens = prompt_tokens(request);
     if (tokens.empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
     if (tokens.size() >= static_cast<std::size_t>(info_.context_length)) {
         throw Error("generate: the prompt has " + std::to_string(tokens.size()) + " tokens, which leaves no room in the context of " +

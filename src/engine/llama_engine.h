@@ -74,6 +74,10 @@ public:
     // and vLLM's /detokenize give them, so that tokenizing with parse_special gives the ids back.
     std::string detokenize(std::span<const Token> tokens, bool render_special) const;
     std::string token_text(Token token) const override { return token_text(token, false); }
+    // What generation starts from: the request's token ids as given, else its prompt tokenized
+    // with BOS (one, even where the text spells it). Throws UnencodableText, or Error for an id
+    // outside the vocabulary.
+    std::vector<Token> prompt_tokens(const GenerateRequest & request) const;
     // `special`: a control token as its text (`<tool_call>`) rather than none.
     std::string token_text(Token token, bool special) const;
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;

@@ -77,13 +77,8 @@ std::vector<engine::Token> LocalBackend::checked_ids(const std::vector<engine::T
 
 std::vector<engine::Token> LocalBackend::prompt_tokens(const GenerationInput & input) const {
     const engine::GenerateRequest request = prepare(input).request;
-    if (!request.prompt_tokens.empty()) return request.prompt_tokens;
     try {
-        std::vector<engine::Token> tokens = batcher_->tokenize(request.prompt, true, request.parse_special);
-        // As generation reads it: text that spells BOS does not get a second one.
-        const engine::Token bos = batcher_->model().bos;
-        if (request.parse_special && tokens.size() >= 2 && bos >= 0 && tokens[0] == bos && tokens[1] == bos) tokens.erase(tokens.begin());
-        return tokens;
+        return batcher_->prompt_tokens(request);
     } catch (const Error & e) {
         throw bad_request(e.what(), input.chat ? "messages" : "prompt");
     }
