@@ -80,15 +80,19 @@ TEST(LmEvalClient, MultipleChoiceAtEveryBatchSizeWithIdsAndTextEqualsEval) {
     EXPECT_GT(one["metrics"]["acc"].get<double>(), 0.6);  // well above chance (0.5): a real measurement
 }
 
-// LAMBADA (lm-eval's lambada_openai: the last word as a loglikelihood continuation, acc when it is
-// the greedy choice at every token) on stories260K (babyllama's vocabulary has no newline).
+// loglikelihood (lm-eval's lambada_openai templates: the last word as the continuation, acc when it
+// is the greedy choice at every token): on babyllama over TinyStories paragraphs, and LAMBADA
+// itself on stories260K (babyllama's vocabulary has no newline, which LAMBADA's passages hold).
 TEST(LmEvalClient, LoglikelihoodGreedyEqualsEval) {
-    Served server("stories260K-f32.gguf");
-    const json client = run_client(server, {"--task", fixture("lambada_openai.yaml"), "--limit", "150", "--batch-size", "4"});
-    ASSERT_EQ(client["n"], 150);
-    const json ours = eval_suite("lambada_openai.yaml", "stories260K-f32.gguf", 150);
-    EXPECT_EQ(ours["correct"].get<double>(), sum_of(client["items"], "acc")) << ours.dump();
-    for (const auto & item : client["items"]) EXPECT_LT(item["ll"].get<double>(), 0);
+    for (const auto & [task, model] : {std::pair{"tinystories_last_word.yaml", "babyllama-0.9M-f32.gguf"}, std::pair{"lambada_openai.yaml", "stories260K-f32.gguf"}}) {
+        Served server(model);
+        const json client = run_client(server, {"--task", fixture(task), "--limit", "150", "--batch-size", "4"});
+        ASSERT_EQ(client["n"], 150) << task;
+        const json ours = eval_suite(task, model, 150);
+        EXPECT_EQ(ours["correct"].get<double>(), sum_of(client["items"], "acc")) << task << ": " << ours.dump();
+        EXPECT_GT(ours["correct"].get<double>(), 0) << task;
+        for (const auto & item : client["items"]) EXPECT_LT(item["ll"].get<double>(), 0);
+    }
 }
 
 // generate_until with stop sequences and lm-eval's regex filter: the token-id prompts (no BOS,
