@@ -18,15 +18,25 @@ namespace {
 std::string fixture(const std::string & name) { return std::string(SWITCHYARD_SOURCE_DIR) + "/examples/lm-eval/" + name; }
 std::string data_folder() { return (test::data_dir() / "data").string(); }
 
+// The context `switchyard eval` scores in by default: min(512, the model's declared context).
+int eval_window(const std::string & model) { return model.starts_with("babyllama") ? 128 : 512; }
+
+// A model served with one token more than eval's window, and the client's max_length to match:
+// lm-eval keeps max_length - 1 tokens of a request (one is for the generated token), the end of a
+// longer one, as eval keeps the end of an item longer than its window.
 struct Served {
+    std::string max_length;
     test::ServerProcess process;
-    explicit Served(const std::string & model) : process(SWITCHYARD_BINARY, {"serve", "-m", test::model_path(model).string(), "--port", "0", "-t", "1"}) {}
+    explicit Served(const std::string & model)
+        : max_length(std::to_string(eval_window(model) + 1)),
+          process(SWITCHYARD_BINARY, {"serve", "-m", test::model_path(model).string(), "--port", "0", "-t", "1", "-c", max_length}) {}
 };
 
 // The client's JSON answer: metrics, each item's outcome, and how many requests it sent.
 json run_client(const Served & server, const std::vector<std::string> & args) {
     std::vector<std::string> command = {SWITCHYARD_PYTHON, LM_EVAL_CLIENT, "--base-url",
-                                        "http://127.0.0.1:" + std::to_string(server.process.port()) + "/v1/completions", "--data", data_folder()};
+                                        "http://127.0.0.1:" + std::to_string(server.process.port()) + "/v1/completions", "--data", data_folder(),
+                                        "--max-length", server.max_length};
     command.insert(command.end(), args.begin(), args.end());
     const auto r = test::run_program(command);
     EXPECT_EQ(r.exit_code, 0) << r.err << "\nserver:\n" << server.process.log();

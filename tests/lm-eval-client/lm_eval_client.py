@@ -470,8 +470,9 @@ def main():
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--text", action="store_true", help="tokenized_requests=False: send text prompts")
     p.add_argument("--rolling", help="a text file: loglikelihood_rolling of each paragraph")
+    p.add_argument("--max-length", type=int, default=2048, help="lm-eval's max_length model argument (its default 2048)")
     a = p.parse_args()
-    lm = LocalCompletionsAPI(a.base_url, a.model, a.batch_size, tokenized_requests=not a.text)
+    lm = LocalCompletionsAPI(a.base_url, a.model, a.batch_size, tokenized_requests=not a.text, max_length=a.max_length)
     if a.rolling:
         with open(a.rolling) as f:
             paragraphs = [t for t in f.read().split("\n\n") if t.strip()][: a.limit or None]
