@@ -236,9 +236,6 @@ TEST(Quantize, Q4_K_MAtSmolLMsVocabularyRunsAndKeepsTheShape) {
     EXPECT_LT(info.bits_per_weight, 6.5);
     EXPECT_GT(info.tensor_types.at("q4_K"), 0u);
     EXPECT_TRUE(std::filesystem::exists(out.string() + ".recipe.json"));
-    // Where it is, read from llama.cpp's line per tensor: 30 layers of 9 tensors, the norms and the
-    // embedding (tied), ending at all of them.
-    EXPECT_NE(r.err.find("quantize: 272/272 tensors (100%"), std::string::npos) << r.err;
     // It runs: a finite perplexity on real text.
     const auto e = test::run_switchyard({"eval", "-m", out.string(), "--text", text_file().string(), "-c", "64", "--chunks", "2", "-t", "2", "--json"});
     ASSERT_EQ(e.exit_code, 0) << e.err;
