@@ -28,6 +28,10 @@ try {
   check("the dashboard shows the requests answered", requests >= 3, dom.slice(0, 2000));
   const name = model.split("/").pop().replace(/\.gguf$/, "");
   check("the dashboard lists the model", dom.includes(`<td>${name}</td>`), dom.slice(0, 2000));
+  // One model, no replicas, shadows or capture: each empty table says so in one row.
+  const nones = dom.match(/<td colspan="\d+" class="none">none<\/td>/g) ?? [];
+  check("empty tables say none", nones.length === 3, dom.slice(0, 4000));
+  check("costs read per 1M tokens", dom.includes("<th>$ per 1M tokens</th>"), dom.slice(0, 2000));
   // The page logs nothing itself, so any console line is an error or a warning worth failing on.
   const consoleLines = (run.stderr ?? "").split("\n").filter((l) => /:CONSOLE|Uncaught/.test(l));
   check("no console errors", consoleLines.length === 0, consoleLines.join("\n"));

@@ -179,7 +179,7 @@ TEST(ClosedLoop, CapturedTrafficBecomesSuitesAPlanAndAPromotedShadow) {
     EXPECT_GE(shadow["samples"].get<int>(), 30);
     EXPECT_GE(shadow["token_agreement"].get<double>(), 0.8);
     EXPECT_NE(qa_route["note"].get<std::string>().find("promoted from shadow: token agreement"), std::string::npos) << qa_route;
-    EXPECT_NE(qa_route["note"].get<std::string>().find("plan: compress"), std::string::npos) << qa_route;
+    EXPECT_NE(qa_route["note"].get<std::string>().find("plan: qa: compress → "), std::string::npos) << qa_route;  // the verdict line
     EXPECT_EQ(qa_route["evidence"], std::filesystem::absolute(dir.file("plan/report.html")).lexically_normal().string());
     std::printf("closed loop: %d requests; qa: %s; shadow %s over %d mirrored requests, token agreement %.3f, exact %.3f\n", sent + 250,
                 qa_decision["reason"].get<std::string>().substr(0, 160).c_str(), shadow["state"].get<std::string>().c_str(), shadow["samples"].get<int>(),

@@ -74,6 +74,10 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     EXPECT_EQ(route->fallback, std::vector<std::string>{"babyllama"});
     EXPECT_EQ(portfolio.default_route, "grammar");
     EXPECT_TRUE(std::filesystem::exists(portfolio.find_model("stories260K")->path));
+    // What the dashboard shows of a route: its class's verdict line, and the report one click away.
+    EXPECT_EQ(route->note.rfind("stories: switch → stories260K (backup: babyllama) — ", 0), 0u) << route->note;
+    EXPECT_LE(report::display_length(route->note), report::kVerdictMaxChars) << route->note;
+    EXPECT_EQ(route->evidence, std::filesystem::absolute(out / "report.html").string());
 
     const auto md = test::read_file(out / "report.md");
     EXPECT_NE(md.find("switch → stories260K"), std::string::npos);

@@ -83,6 +83,15 @@ TEST(Portfolio, RoundTripsThroughYaml) {
     EXPECT_EQ(portfolio_to_yaml(again, "/dir"), portfolio_to_yaml(p, "/dir"));
 }
 
+// A measured cost is known to a few percent: written with four significant digits, not seventeen.
+TEST(Portfolio, CostsAreWrittenToTheDigitsAMeasurementCarries) {
+    auto p = parse_portfolio(kPortfolio, "p.yaml", "/dir");
+    p.models[0].cost_per_1k_tokens = 1.3339532627865963e-05;
+    const auto yaml = portfolio_to_yaml(p, "/dir");
+    EXPECT_NE(yaml.find("cost_per_1k_tokens: 1.334e-05\n"), std::string::npos) << yaml;
+    EXPECT_DOUBLE_EQ(parse_portfolio(yaml, "again.yaml", "/dir").models[0].cost_per_1k_tokens, 1.334e-05);
+}
+
 TEST(Portfolio, ModelsOnlyMeansOneRoutePerModel) {
     const auto p = parse_portfolio("models:\n  - {name: a, path: a.gguf}\n  - {name: b, path: b.gguf}\n", "p.yaml", "/dir");
     ASSERT_EQ(p.routes.size(), 2u);

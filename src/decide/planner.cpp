@@ -260,12 +260,6 @@ private:
         note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : "") + ": " + describe_cost(*c.cost));
     }
 
-    static std::string portfolio_name(const std::string & name) {
-        std::string out;
-        for (const char ch : name) out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '+') ? ch : '-';
-        return out;
-    }
-
     void build_portfolio() {
         auto & p = result_.portfolio;
         auto add_model = [&](const std::string & name) {
@@ -318,5 +312,11 @@ private:
 }  // namespace
 
 PlanResult run_plan(const Plan & plan, const PlanRunOptions & options) { return Planner(plan, options).run(); }
+
+std::string portfolio_name(const std::string & name) {
+    std::string out;
+    for (const char ch : name) out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '+') ? ch : '-';
+    return out;
+}
 
 }  // namespace switchyard::decide

@@ -51,4 +51,7 @@ struct PlanResult {
 
 PlanResult run_plan(const Plan & plan, const PlanRunOptions & options);
 
+// A candidate's or class's name as the portfolio writes it (a model or route name serve accepts).
+std::string portfolio_name(const std::string & name);
+
 }  // namespace switchyard::decide

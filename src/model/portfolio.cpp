@@ -296,7 +296,8 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             out << YAML::EndSeq;
         }
         if (m.normalize) out << YAML::Key << "normalize" << YAML::Value << true;
-        if (m.cost_per_1k_tokens > 0) out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << m.cost_per_1k_tokens;
+        // Four significant digits: a measured cost is known to a few percent, not to seventeen digits.
+        if (m.cost_per_1k_tokens > 0) out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << YAML::Precision(4) << m.cost_per_1k_tokens;
         if (!m.note.empty()) out << YAML::Key << "note" << YAML::Value << m.note;
         out << YAML::EndMap;
     }

@@ -238,9 +238,13 @@ json decision_json(const PlanResult & r) {
         j["assessments"].push_back(aj);
     }
     j["recommendation"] = json::array();
-    for (const auto & d : r.decisions)
+    const auto lines = digest(r);
+    for (const auto & d : r.decisions) {
+        const auto line = std::find_if(lines.begin(), lines.end(), [&](const ClassDigest & c) { return c.task_class == d.task_class; });
         j["recommendation"].push_back({{"class", d.task_class}, {"action", decide::to_string(d.action)}, {"model", d.chosen}, {"backup", d.backup},
-                                       {"rule", d.rule}, {"reason", d.reason}, {"flagged", d.flagged}, {"guarantee", d.guarantee}});
+                                       {"rule", d.rule}, {"verdict", line == lines.end() ? "" : line->verdict}, {"reason", d.reason},
+                                       {"flagged", d.flagged}, {"guarantee", d.guarantee}});
+    }
     j["warnings"] = r.plan.warnings;
     const auto & s = r.stats;
     j["search"] = {{"candidates", s.candidates}, {"suite_runs", s.suite_runs}, {"suite_runs_reused", s.suite_runs_reused},
@@ -499,7 +503,17 @@ void write_outputs(const PlanResult & r, const std::filesystem::path & out_dir) 
     write_file_atomically(out_dir / "report.html", report_html(r));
     std::string header = "Written by `switchyard plan " + r.plan.source.string() + "`; run it with `switchyard serve --portfolio THIS_FILE`.";
     for (const auto & d : r.decisions) header += "\n" + d.task_class + ": " + action_text(d) + (d.backup.empty() ? "" : " (backup: " + d.backup + ")");
-    model::save_portfolio(out_dir / "portfolio.yaml", r.portfolio, header);
+    // Each route carries its class's verdict line (at most kVerdictMaxChars, what the dashboard
+    // shows) and the report behind it (the dashboard's evidence link), not the whole reasoning.
+    model::Portfolio portfolio = r.portfolio;
+    for (const auto & line : digest(r)) {
+        for (auto & route : portfolio.routes) {
+            if (route.name != decide::portfolio_name(line.task_class)) continue;
+            route.note = line.verdict;
+            route.evidence = std::filesystem::absolute(out_dir / "report.html").string();
+        }
+    }
+    model::save_portfolio(out_dir / "portfolio.yaml", portfolio, header);
 }
 
 }  // namespace switchyard::report

@@ -23,7 +23,9 @@ Recommendation read_recommendation(const std::filesystem::path & plan_out, const
         const std::string cls = d.value("class", "");
         classes += (classes.empty() ? "" : ", ") + cls;
         if (cls != task_class) continue;
-        rec.decision = d.value("action", "") + " (" + d.value("rule", "") + "): " + d.value("reason", "");
+        // The verdict line (what the dashboard shows); a decision file without one gives its reason.
+        rec.decision = d.value("verdict", "");
+        if (rec.decision.empty()) rec.decision = d.value("action", "") + " (" + d.value("rule", "") + "): " + d.value("reason", "");
         // The plan's portfolio routes each class by its name (portfolio-safe characters).
         const model::Route * route = plan.find_route(task_class);
         if (route == nullptr || route->model.empty()) throw Error(portfolio_file.string() + ": the plan chose no model for class '" + task_class + "': " + rec.decision);
