@@ -3,7 +3,9 @@
 
 namespace switchyard {
 
-inline constexpr const char * kVersion = SWITCHYARD_VERSION;               // set by CMake from project()
-inline constexpr const char * kEngineVersion = SWITCHYARD_ENGINE_VERSION;  // llama.cpp release and commit
+// Defined in version.cpp, the one file compiled with them: a new version or engine rebuilds that
+// file alone, not every file that includes this header.
+extern const char * const kVersion;        // set by CMake from project()
+extern const char * const kEngineVersion;  // llama.cpp release and commit
 
 }  // namespace switchyard
