@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <set>
@@ -140,6 +141,7 @@ private:
     // not yet settled, until all are, or until a rule fails (the candidate then fails the class, and
     // its other suites are not scored further).
     void measure(Candidate & c, const std::string & cls, const ClassContext & context) {
+        const auto started = std::chrono::steady_clock::now();
         const auto suites = suites_of(cls);
         // Each look is paired with the original's items: R3 where the original serves the class, and
         // where it cannot (R1), the note that says whether it scores measurably higher.
@@ -169,7 +171,8 @@ private:
             available += t->items;
             if (const auto * s = c.suite(t->suite)) read += s->items();
         }
-        note(fmt::format("{}: {} of {} items of {} read{}", c.name, read, available, cls, failed.empty() ? "" : ": " + failed));
+        note(fmt::format("tasks: {} on {} ({}): {} of {} items read in {:.1f} s{}", c.name, cls, to_string(c.kind), read, available,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), failed.empty() ? "" : ": " + failed));
     }
 
     // Why each of the class's suites stopped where it did, for the report and decision.json. The
