@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential cmake git pkg-config ca-certificates
+  build-essential cmake ninja-build git pkg-config ca-certificates
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev libsqlite3-dev
   libyaml-cpp-dev libcpp-httplib-dev libboost1.74-dev libre2-dev libgtest-dev
 )
@@ -48,6 +48,13 @@ build_type="${SWITCHYARD_BUILD_TYPE:-Release}"
 jobs="$(nproc 2> /dev/null || echo 2)"
 targets=("$@")
 mkdir -p build
+# Ninja keeps every core busy across the libraries (Makefiles leave one idle between them: the
+# cold build/switchyard took 125-132 s with Makefiles, 105-107 s with Ninja, on 2 cores).
+# A build/ configured with the other generator is configured again (a full rebuild, once).
+if [ -f build/CMakeCache.txt ] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' build/CMakeCache.txt; then
+  echo "setup: build/ was configured for another generator: configuring it again for Ninja (one full rebuild)"
+  rm -rf build/CMakeCache.txt build/CMakeFiles
+fi
 
 # Runs a stage with its output in LOG, prints "setup: WHAT ... done in N s", or the log's tail.
 stage() {
@@ -69,7 +76,7 @@ if [ ! -f build/CMakeCache.txt ] || [ -n "${SWITCHYARD_CMAKE_ARGS:-}" ]; then
   echo "setup: configuring build/ (an engine not yet in the cache is fetched and built once, with $jobs jobs: minutes)"
   t0=$SECONDS
   # shellcheck disable=SC2086 # extra arguments are meant to split
-  if ! cmake -S . -B build -DCMAKE_BUILD_TYPE="$build_type" ${SWITCHYARD_CMAKE_ARGS:-} 2>&1 \
+  if ! cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" ${SWITCHYARD_CMAKE_ARGS:-} 2>&1 \
       | tee build/configure.log | grep --line-buffered -E '^-- engine:'; then
     echo "setup: configuring FAILED; the last lines of build/configure.log:" >&2
     tail -n 30 build/configure.log >&2
