@@ -215,12 +215,6 @@ private:
     // the report only, waits for the last look (finish_evidence).
     SuiteScore score(const Candidate & c, const TaskRef & t, std::size_t items) override {
         if (workers_ && started_.insert(c.name + "/" + t.task_class).second) measure_.on_workers(c, suites_of(t.task_class));
-        // The reference is read along with the candidates, as far as their looks need, and says when
-        // it starts; a candidate's class ends with one line of what was read (Search::measure).
-        if (c.kind == CandidateKind::original && c.suite(t.suite) == nullptr &&
-            std::none_of(c.suites.begin(), c.suites.end(), [&](const SuiteScore & s) { return suite_named(s.suite).ref.task_class == t.task_class; }))
-            note(fmt::format("tasks: {} on {} (the reference){}", c.name, t.task_class,
-                             plan_.policy.sequential ? fmt::format(", in rounds of {} items", kRoundItems) : ", every item"));
         const auto started = std::chrono::steady_clock::now();
         const std::size_t before = c.suite(t.suite) ? c.suite(t.suite)->items() : 0;
         auto r = measure_.suite_items(c, suite_named(t.suite).suite, items);

@@ -61,8 +61,11 @@ public:
         for (std::size_t i = 0; i < classes.size(); ++i) {
             const auto & cls = classes[i];
             const auto & context = contexts[i];
-            note(fmt::format("{}: {} famil{} at {:.3g} each (alpha {} split by Bonferroni){}", cls, context.families, context.families == 1 ? "y" : "ies",
+            // Also says how the suites are read: the reference along with the candidates, as far as
+            // their looks need (a round that takes long has a line of its own).
+            note(fmt::format("{}: {} famil{} at {:.3g} each (alpha {} split by Bonferroni), {}{}", cls, context.families, context.families == 1 ? "y" : "ies",
                              context.alpha_each(policy_), policy_.alpha,
+                             policy_.sequential ? fmt::format("read in rounds of {} items", kRoundItems) : "every item read",
                              context.original_serves ? "" : ": no original serves it, so every suite is judged against the floor"));
             walk_ladders(cls, context);
             measure_what_could_win(cls, context);
