@@ -201,7 +201,10 @@ TEST(ClosedLoop, SinceAcceptsAgesAndDatesOnly) {
     EXPECT_EQ(eval::parse_since("1.5h", 10'000, "x"), 10'000 - 5400);
     EXPECT_EQ(eval::parse_since("2026-11-01", 0, "x"), 1793491200);
     EXPECT_EQ(eval::parse_since("2026-11-01T08:00:00Z", 0, "x"), 1793491200 + 8 * 3600);
-    for (const char * bad : {"", "7", "d", "-1d", "2026-13-01", "2026-11-01T08:00", "yesterday"}) EXPECT_THROW(eval::parse_since(bad, 0, "x"), Error) << bad;
+    EXPECT_EQ(eval::parse_since("2028-02-29", 0, "x"), 1835395200);
+    for (const char * bad : {"", "7", "d", "-1d", "2026-13-01", "2026-11-01T08:00", "yesterday", "2026-02-31", "2026-02-29", "2026-04-31",
+                             "2026-11-01T24:00:00Z", "2026-11-01T08:60:00Z", "2026-11-01x", "2026-11-1"})
+        EXPECT_THROW(eval::parse_since(bad, 0, "x"), Error) << bad;
 }
 
 TEST(ClosedLoop, AnEmptyWindowSaysSo) {

@@ -1,7 +1,7 @@
 // The decision rules on constructed measurements: each rule's verdict and numbers, and the choice per class.
 #include "decide/cost_rules.h"
 #include "decide/decision.h"
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 #include "decide/search.h"
 #include "support/error.h"
 #include "test_support.h"

@@ -1,7 +1,7 @@
 // lm-eval's YAML tasks as suites: reading the format (templates, includes, few-shot sampling), its
 // refusals, and scoring on the real shared models checked against lm-eval's rules computed here
 // independently from the raw data (engine tokenize and score, nothing of run_suite's).
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 #include "engine/llama_engine.h"
 #include "eval/lm_eval_data.h"
 #include "eval/lm_eval_match.h"

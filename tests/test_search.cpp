@@ -3,7 +3,7 @@
 // sees what the planner would measure, skip and decide. Then the guarantee, by simulation.
 #include "decide/search.h"
 #include "decide/simulation.h"
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 #include "support/error.h"
 
 #include <fmt/format.h>

@@ -72,10 +72,10 @@ struct ChildReport {
 // "result KLD TOP1 POSITIONS". The parent learns how far it got even when it dies of a signal.
 ChildReport run_in_child(const std::function<void(const std::function<void(const std::string &)> &)> & work) {
     int fds[2];
-    if (pipe(fds) != 0) throw Error(fmt::format("engine check: cannot create a pipe: {}", std::strerror(errno)));
+    if (pipe(fds) != 0) throw Error("engine check: cannot create a pipe: {}", std::strerror(errno));
     std::fflush(nullptr);
     const pid_t pid = fork();
-    if (pid < 0) throw Error(fmt::format("engine check: cannot start a child process: {}", std::strerror(errno)));
+    if (pid < 0) throw Error("engine check: cannot start a child process: {}", std::strerror(errno));
     if (pid == 0) {
         close(fds[0]);
         const auto say = [fd = fds[1]](const std::string & line) {
@@ -142,7 +142,7 @@ engine::LlamaEngine load(const std::filesystem::path & path, int threads) {
 std::vector<std::vector<engine::Token>> check_chunks(const engine::Engine & engine, const std::filesystem::path & text) {
     eval::TextChunks chunks = eval::tokenize_chunks(engine, {.files = {text}, .context = kChunkTokens, .max_chunks = kChunks});
     if (chunks.chunks.size() < kChunks)
-        throw Error(fmt::format("engine check: the check text gives {} chunks of {} tokens, not {}", chunks.chunks.size(), kChunkTokens, kChunks));
+        throw Error("engine check: the check text gives {} chunks of {} tokens, not {}", chunks.chunks.size(), kChunkTokens, kChunks);
     return std::move(chunks.chunks);
 }
 
@@ -186,7 +186,7 @@ std::vector<KernelCheck> check_engine(const EngineCheckOptions & options, const 
             say(fmt::format("step quantizing to {}", family.type));
             const model::ModelInfo written = quantize_without_recipe({.input = original, .output = variant, .type = family.type, .threads = threads});
             if (!written.tensor_types.contains(family.tensor_type))
-                throw Error(fmt::format("llama.cpp wrote no {} tensors for {}, so its kernels went unchecked", family.tensor_type, family.type));
+                throw Error("llama.cpp wrote no {} tensors for {}, so its kernels went unchecked", family.tensor_type, family.type);
             say(fmt::format("step loading the {} model", family.type));
             engine::LlamaEngine engine = load(variant, threads);
             say(fmt::format("step evaluating the {} model", family.type));

@@ -38,27 +38,27 @@ Imatrix load_legacy(const std::filesystem::path & path) {
     auto read_i32 = [&](const char * what) {
         std::int32_t v = 0;
         in.read(reinterpret_cast<char *>(&v), sizeof v);
-        if (!in) throw Error(where + ": not an imatrix file (GGUF or legacy): cannot read " + what);
+        if (!in) throw Error("{}: not an imatrix file (GGUF or legacy): cannot read {}", where, what);
         return v;
     };
     Imatrix m;
     m.legacy = true;
     const std::int32_t n = read_i32("the entry count");
-    if (n < 1 || static_cast<std::uint64_t>(n) > file_size / 16) throw Error(where + ": not an imatrix file: implausible entry count " + std::to_string(n));
+    if (n < 1 || static_cast<std::uint64_t>(n) > file_size / 16) throw Error("{}: not an imatrix file: implausible entry count {}", where, n);
     for (std::int32_t i = 0; i < n; ++i) {
         const std::int32_t len = read_i32("an entry name length");
-        if (len < 1 || len > 4096) throw Error(where + ": corrupt imatrix: entry " + std::to_string(i + 1) + " has a name of length " + std::to_string(len));
+        if (len < 1 || len > 4096) throw Error("{}: corrupt imatrix: entry {} has a name of length {}", where, i + 1, len);
         std::string name(static_cast<std::size_t>(len), '\0');
         in.read(name.data(), len);
         const std::int32_t ncall = read_i32("a call count");
         const std::int32_t nval = read_i32("a value count");
         if (nval < 1 || static_cast<std::uint64_t>(nval) * sizeof(float) > file_size) {
-            throw Error(where + ": corrupt imatrix: entry '" + name + "' claims " + std::to_string(nval) + " values");
+            throw Error("{}: corrupt imatrix: entry '{}' claims {} values", where, name, nval);
         }
         auto & e = m.entries[name];
         e.sums.resize(static_cast<std::size_t>(nval));
         in.read(reinterpret_cast<char *>(e.sums.data()), static_cast<std::streamsize>(nval * sizeof(float)));
-        if (!in) throw Error(where + ": truncated imatrix: entry '" + name + "' is cut short");
+        if (!in) throw Error("{}: truncated imatrix: entry '{}' is cut short", where, name);
         e.counts = {ncall};
     }
     if (in.peek() != EOF) {
@@ -76,7 +76,7 @@ Imatrix load_legacy(const std::filesystem::path & path) {
 
 Imatrix load_imatrix(const std::filesystem::path & path) {
     const std::string where = path.string();
-    if (!std::filesystem::is_regular_file(path)) throw Error(where + ": no such imatrix file");
+    if (!std::filesystem::is_regular_file(path)) throw Error("{}: no such imatrix file", where);
     char magic[4] = {};
     std::ifstream(path, std::ios::binary).read(magic, 4);
     if (std::string_view(magic, 4) != "GGUF") return load_legacy(path);
@@ -86,7 +86,7 @@ Imatrix load_imatrix(const std::filesystem::path & path) {
     ggml_context * raw_ctx = nullptr;
     gguf_context_ptr gguf(gguf_init_from_file(path.c_str(), {.no_alloc = false, .ctx = &raw_ctx}));
     ggml_context_ptr ctx(raw_ctx);
-    if (!gguf) throw Error(where + ": corrupt or truncated imatrix GGUF: " + model::last_engine_error());
+    if (!gguf) throw Error("{}: corrupt or truncated imatrix GGUF: {}", where, model::last_engine_error());
 
     Imatrix m;
     if (const auto id = gguf_find_key(gguf.get(), kDatasetsKey);
@@ -109,13 +109,13 @@ Imatrix load_imatrix(const std::filesystem::path & path) {
             parts[name].second = t;
         }
     }
-    if (parts.empty()) throw Error(where + ": GGUF file holds no importance data (no <tensor>.in_sum2 / .counts tensors)");
+    if (parts.empty()) throw Error("{}: GGUF file holds no importance data (no <tensor>.in_sum2 / .counts tensors)", where);
     for (const auto & [name, pair] : parts) {
         const auto [sums, counts] = pair;
-        if (sums == nullptr || counts == nullptr) throw Error(where + ": corrupt imatrix: '" + name + "' lacks its in_sum2 or counts tensor");
-        if (sums->type != GGML_TYPE_F32 || counts->type != GGML_TYPE_F32) throw Error(where + ": corrupt imatrix: '" + name + "' is not F32");
+        if (sums == nullptr || counts == nullptr) throw Error("{}: corrupt imatrix: '{}' lacks its in_sum2 or counts tensor", where, name);
+        if (sums->type != GGML_TYPE_F32 || counts->type != GGML_TYPE_F32) throw Error("{}: corrupt imatrix: '{}' is not F32", where, name);
         const auto n_counts = ggml_nelements(counts);
-        if (n_counts < 1 || ggml_nelements(sums) % n_counts != 0) throw Error(where + ": corrupt imatrix: '" + name + "' has inconsistent sizes");
+        if (n_counts < 1 || ggml_nelements(sums) % n_counts != 0) throw Error("{}: corrupt imatrix: '{}' has inconsistent sizes", where, name);
         auto & e = m.entries[name];
         const auto * s = static_cast<const float *>(sums->data);
         e.sums.assign(s, s + ggml_nelements(sums));
@@ -150,7 +150,7 @@ void save_imatrix(const Imatrix & m, const std::filesystem::path & path) {
         gguf_add_tensor(gguf.get(), counts);
     }
     AtomicFile out(path);
-    if (!gguf_write_to_file(gguf.get(), out.temp_path().c_str(), false)) throw Error(path.string() + ": cannot write the imatrix (disk full?)");
+    if (!gguf_write_to_file(gguf.get(), out.temp_path().c_str(), false)) throw Error("{}: cannot write the imatrix (disk full?)", path.string());
     out.commit();
 }
 
@@ -182,15 +182,13 @@ void check_imatrix_matches(const Imatrix & m, const model::ModelInfo & info, con
     for (const auto & [name, e] : m.entries) {
         const auto it = tensors.find(name);
         if (it == tensors.end()) {
-            throw Error(imatrix_path.string() + ": this imatrix is not for " + model_path.string() + ": it has data for '" + name +
-                        "', a tensor the model lacks");
+            throw Error("{}: this imatrix is not for {}: it has data for '{}', a tensor the model lacks", imatrix_path.string(), model_path.string(), name);
         }
         const auto & ne = it->second->shape;
         const std::uint64_t columns = ne.empty() ? 0 : ne[0];
         const std::uint64_t matrices = ne.size() > 2 ? ne[2] : 1;
         if (e.sums.size() != columns * matrices) {
-            throw Error(imatrix_path.string() + ": this imatrix is not for " + model_path.string() + ": '" + name + "' has " +
-                        std::to_string(e.sums.size()) + " values but the tensor has " + std::to_string(columns * matrices) + " input columns");
+            throw Error("{}: this imatrix is not for {}: '{}' has {} values but the tensor has {} input columns", imatrix_path.string(), model_path.string(), name, e.sums.size(), columns * matrices);
         }
     }
 }

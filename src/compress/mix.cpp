@@ -60,7 +60,7 @@ std::string tensor_type_of(const std::string & quant_name) {
     try {
         parse_tensor_type(lower);
     } catch (const Error &) {
-        throw Error("'" + quant_name + "' is a mix of types; per-tensor choices need single types such as Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K");
+        throw Error("'{}' is a mix of types; per-tensor choices need single types such as Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K", quant_name);
     }
     return lower;
 }
@@ -211,7 +211,7 @@ Budget parse_budget(const std::string & text) {
     } else if (const auto bytes = parse_size(text)) {
         return {*bytes, 0};
     }
-    throw Error("--budget '" + text + "': expected a size (e.g. 600K, 1.5M, 2G; K, M, G, KB, MB, GB) or bits per weight (e.g. 4.5bpw)");
+    throw Error("--budget '{}': expected a size (e.g. 600K, 1.5M, 2G; K, M, G, KB, MB, GB) or bits per weight (e.g. 4.5bpw)", text);
 }
 
 }  // namespace
@@ -246,8 +246,8 @@ MixResult mix(const MixOptions & o) {
     }
     const double smallest_bpw = 8.0 * (smallest - static_cast<double>(input.file_bytes - input.tensor_data_bytes)) / input.parameters;
     if (budget.bpw > 0 ? smallest_bpw > budget.bpw : smallest > budget.bytes) {
-        throw Error(fmt::format("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight", o.budget, smallest,
-                                smallest_bpw));
+        throw Error("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight", o.budget, smallest,
+                                smallest_bpw);
     }
 
     DriftBench bench(o.input, o.data);
@@ -271,8 +271,8 @@ MixResult mix(const MixOptions & o) {
         return budget.bpw > 0 ? 8.0 * bytes / info.parameters <= budget.bpw + 1e-9 : bytes + overhead <= budget.bytes;
     };
     if (!fits(tensor_bytes)) {
-        throw Error(fmt::format("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight", o.budget,
-                                tensor_bytes + overhead, 8.0 * tensor_bytes / info.parameters));
+        throw Error("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight", o.budget,
+                                tensor_bytes + overhead, 8.0 * tensor_bytes / info.parameters);
     }
     // Greedy: repeatedly take the upgrade that removes the most KLD per extra byte and still fits.
     while (true) {

@@ -78,7 +78,7 @@ struct GgufIndex {
         model::clear_engine_error();
         gguf.reset(gguf_init_from_file(path.c_str(), {.no_alloc = true, .ctx = &raw}));
         tensors.reset(raw);
-        if (!gguf) throw Error(path.string() + ": cannot read: " + model::last_engine_error());
+        if (!gguf) throw Error("{}: cannot read: {}", path.string(), model::last_engine_error());
     }
     ggml_tensor * tensor(std::int64_t i) const { return ggml_get_tensor(tensors.get(), gguf_get_tensor_name(gguf.get(), i)); }
 };
@@ -87,7 +87,7 @@ void read_tensor(std::FILE * in, const GgufIndex & index, std::int64_t i, std::v
     raw.resize(gguf_get_tensor_size(index.gguf.get(), i));
     const auto offset = static_cast<long>(gguf_get_data_offset(index.gguf.get()) + gguf_get_tensor_offset(index.gguf.get(), i));
     if (std::fseek(in, offset, SEEK_SET) != 0 || std::fread(raw.data(), 1, raw.size(), in) != raw.size()) {
-        throw Error(path.string() + ": cannot read tensor " + gguf_get_tensor_name(index.gguf.get(), i) + " (truncated file?)");
+        throw Error("{}: cannot read tensor {} (truncated file?)", path.string(), gguf_get_tensor_name(index.gguf.get(), i));
     }
 }
 
@@ -102,7 +102,7 @@ std::vector<TensorSparsity> write_pruned(const PruneOptions & o, const std::map<
 
     FilePtr src(std::fopen(o.input.c_str(), "rb"));
     FilePtr dst(std::fopen(output.c_str(), "wb"));
-    if (!src || !dst) throw Error(output.string() + ": cannot open for writing: " + std::strerror(errno));
+    if (!src || !dst) throw Error("{}: cannot open for writing: {}", output.string(), std::strerror(errno));
     std::vector<char> meta(gguf_get_meta_size(out.get()));
     gguf_get_meta_data(out.get(), meta.data());
     bool ok = std::fwrite(meta.data(), 1, meta.size(), dst.get()) == meta.size();
@@ -135,7 +135,7 @@ std::vector<TensorSparsity> write_pruned(const PruneOptions & o, const std::map<
     const std::uint64_t end = GGML_PAD(written, padding.size());
     ok = ok && std::fwrite(padding.data(), 1, end - written, dst.get()) == end - written;
     ok = (std::fclose(dst.release()) == 0) && ok;  // fclose flushes: a full disk shows up here
-    if (!ok) throw Error(output.string() + ": cannot write the pruned model: " + std::strerror(errno));
+    if (!ok) throw Error("{}: cannot write the pruned model: {}", output.string(), std::strerror(errno));
     return pruned;
 }
 
@@ -156,8 +156,7 @@ void validate(const PruneOptions & o, const model::ModelInfo & input) {
         if (o.pattern.n < 1 || o.pattern.n >= o.pattern.m) throw Error("--pattern: N:M needs 0 < N < M");
         const double implied = 1.0 - static_cast<double>(o.pattern.n) / o.pattern.m;
         if (o.sparsity != 0.0 && std::abs(o.sparsity - implied) > 1e-9) {
-            throw Error("--sparsity " + std::to_string(o.sparsity) + " contradicts --pattern " + std::to_string(o.pattern.n) + ":" +
-                        std::to_string(o.pattern.m) + ", which zeroes " + std::to_string(implied) + " of each row");
+            throw Error("--sparsity {} contradicts --pattern {}:{}, which zeroes {} of each row", o.sparsity, o.pattern.n, o.pattern.m, implied);
         }
     } else if (o.sparsity < 0.0 || o.sparsity >= 1.0) {
         throw Error("--sparsity must be a fraction in [0, 1), e.g. 0.5");
@@ -173,7 +172,7 @@ void validate(const PruneOptions & o, const model::ModelInfo & input) {
     }
     for (const auto & [type, count] : input.tensor_types) {
         if (type != "f32" && type != "f16" && type != "bf16") {
-            throw Error(input.path.string() + " holds " + type + " tensors: prune works on F32/F16/BF16 weights; prune the original and use --then-quantize");
+            throw Error("{} holds {} tensors: prune works on F32/F16/BF16 weights; prune the original and use --then-quantize", input.path.string(), type);
         }
     }
 }
@@ -210,7 +209,7 @@ NmPattern parse_pattern(const std::string & text) {
     int n = 0, m = 0;
     char tail = 0;
     if (std::sscanf(text.c_str(), "%d:%d%c", &n, &m, &tail) != 2 || n < 1 || m <= n) {
-        throw Error("--pattern '" + text + "': expected unstructured or N:M with 0 < N < M, e.g. 2:4");
+        throw Error("--pattern '{}': expected unstructured or N:M with 0 < N < M, e.g. 2:4", text);
     }
     return {n, m};
 }
@@ -218,7 +217,7 @@ NmPattern parse_pattern(const std::string & text) {
 PruneMethod parse_method(const std::string & text) {
     if (text == "magnitude") return PruneMethod::magnitude;
     if (text == "wanda") return PruneMethod::wanda;
-    throw Error("--method '" + text + "': expected magnitude or wanda");
+    throw Error("--method '{}': expected magnitude or wanda", text);
 }
 
 nlohmann::json prune_parameters(const PruneOptions & o) {
@@ -257,7 +256,7 @@ PruneResult prune(const PruneOptions & o) {
     const model::ModelInfo input = model::inspect_gguf(o.input);
     validate(o, input);
     std::error_code ec;
-    if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error(o.output.string() + ": the output would overwrite the input");
+    if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error("{}: the output would overwrite the input", o.output.string());
 
     std::map<std::string, std::vector<float>> importance;
     if (o.method == PruneMethod::wanda) {
@@ -267,8 +266,7 @@ PruneResult prune(const PruneOptions & o) {
         for (const auto & t : input.tensors) {
             const bool wanted = t.shape.size() >= 2 && ((t.name.rfind("blk.", 0) == 0) || (o.include_output && t.name == "output.weight"));
             if (wanted && !importance.contains(t.name)) {
-                throw Error(o.imatrix.string() + " has no activations for " + t.name +
-                            (t.name == "output.weight" ? " (calibrate with --include-output)" : ""));
+                throw Error("{} has no activations for {}{}", o.imatrix.string(), t.name, (t.name == "output.weight" ? " (calibrate with --include-output)" : ""));
             }
         }
     }

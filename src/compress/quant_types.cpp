@@ -72,7 +72,7 @@ const QuantType & parse_quant_type(std::string_view name) {
     }
     std::string valid;
     for (const auto & t : kTypes) valid += (valid.empty() ? "" : ", ") + std::string(t.name);
-    throw Error("unknown quantization type '" + std::string(name) + "'; valid types: " + valid);
+    throw Error("unknown quantization type '{}'; valid types: {}", std::string(name), valid);
 }
 
 ggml_type parse_tensor_type(std::string_view name) {
@@ -82,7 +82,7 @@ ggml_type parse_tensor_type(std::string_view name) {
         // Removed types keep their slot in the enum with a placeholder name or a zero size.
         if (type_name != nullptr && ggml_type_size(type) > 0 && iequals(type_name, name)) return type;
     }
-    throw Error("unknown tensor type '" + std::string(name) + "' (use a ggml type name such as f16, q8_0, q4_0, iq4_nl)");
+    throw Error("unknown tensor type '{}' (use a ggml type name such as f16, q8_0, q4_0, iq4_nl)", std::string(name));
 }
 
 }  // namespace switchyard::compress

@@ -34,9 +34,7 @@ void refuse_requantize(const model::ModelInfo & input) {
         if (!is_float_type(type)) quantized += (quantized.empty() ? "" : ", ") + type + " x " + std::to_string(count);
     }
     if (quantized.empty()) return;
-    throw Error(input.path.string() + " is already quantized (" + quantized +
-                "): quantizing it again compounds the error of both steps; start from the F32/F16/BF16 original, "
-                "or pass --allow-requantize to do it anyway");
+    throw Error("{} is already quantized ({}): quantizing it again compounds the error of both steps; start from the F32/F16/BF16 original, or pass --allow-requantize to do it anyway", input.path.string(), quantized);
 }
 
 }  // namespace
@@ -96,7 +94,7 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     const QuantType & type = parse_quant_type(o.type);
     const model::ModelInfo input = model::inspect_gguf(o.input);
     std::error_code ec;
-    if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error(o.output.string() + ": the output would overwrite the input");
+    if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error("{}: the output would overwrite the input", o.output.string());
     if (!o.allow_requantize && !copies_only(type)) refuse_requantize(input);
 
     llama_model_quantize_params params = llama_model_quantize_default_params();
@@ -112,7 +110,7 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
         try {
             std::regex check(pattern);
         } catch (const std::regex_error & e) {
-            throw Error("--tensor-type: '" + pattern + "' is not a valid regular expression: " + e.what());
+            throw Error("--tensor-type: '{}' is not a valid regular expression: {}", pattern, e.what());
         }
         overrides.push_back({pattern.c_str(), parse_tensor_type(name)});
     }
@@ -136,8 +134,7 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     if (!prune.empty()) {
         for (const int layer : prune) {
             if (layer < 0 || static_cast<std::uint64_t>(layer) >= input.block_count) {
-                throw Error("--prune-layers: layer " + std::to_string(layer) + " does not exist (the model has " +
-                            std::to_string(input.block_count) + ", numbered from 0)");
+                throw Error("--prune-layers: layer {} does not exist (the model has {}, numbered from 0)", layer, input.block_count);
             }
         }
         prune.push_back(-1);
@@ -161,7 +158,7 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     }
     if (llama_model_quantize(o.input.c_str(), out.temp_path().c_str(), &params) != 0) {
         const std::string detail = model::last_engine_error();
-        throw Error("quantizing " + o.input.string() + " to " + type.name + " failed: " + (detail.empty() ? "no detail from llama.cpp" : detail));
+        throw Error("quantizing {} to {} failed: {}", o.input.string(), type.name, (detail.empty() ? "no detail from llama.cpp" : detail));
     }
     tensors.reset();
     if (progress) progress->update(tensor_count);

@@ -13,7 +13,7 @@ RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::file
     const auto recipe = read_recipe(recipe_path);
     const std::filesystem::path input = parent.empty() ? std::filesystem::path(recipe["parent"]["path"].get<std::string>()) : parent;
     if (cached_sha256_file(input) != recipe["parent"]["sha256"]) {
-        throw Error(input.string() + ": not the parent this recipe was made from (its sha256 differs)");
+        throw Error("{}: not the parent this recipe was made from (its sha256 differs)", input.string());
     }
     RebuildResult result;
     result.output = output.empty() ? std::filesystem::path(recipe.at("output").at("path").get<std::string>()) : output;
@@ -28,7 +28,7 @@ RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::file
     } else if (method == "prune") {
         rebuilt = prune(prune_options_from_recipe(recipe, input, result.output)).recipe;
     } else {
-        throw Error(recipe_path.string() + ": cannot rebuild '" + method + "' recipes");
+        throw Error("{}: cannot rebuild '{}' recipes", recipe_path.string(), method);
     }
     result.sha256 = rebuilt["output"]["sha256"].get<std::string>();
     result.identical = result.sha256 == recipe["output"]["sha256"];

@@ -32,17 +32,17 @@ nlohmann::json write_recipe(const std::filesystem::path & parent, const std::fil
 
 nlohmann::json read_recipe(const std::filesystem::path & path) {
     std::ifstream in(path);
-    if (!in) throw Error(path.string() + ": cannot open the recipe");
+    if (!in) throw Error("{}: cannot open the recipe", path.string());
     nlohmann::json recipe;
     try {
         recipe = nlohmann::json::parse(in);
     } catch (const nlohmann::json::exception & e) {
-        throw Error(path.string() + ": not valid JSON: " + e.what());
+        throw Error("{}: not valid JSON: {}", path.string(), e.what());
     }
     for (const char * key : {"method", "parent", "parameters"}) {
-        if (!recipe.contains(key)) throw Error(path.string() + ": recipe lacks the key '" + key + "'");
+        if (!recipe.contains(key)) throw Error("{}: recipe lacks the key '{}'", path.string(), key);
     }
-    if (!recipe["parent"].contains("sha256")) throw Error(path.string() + ": recipe lacks the key 'parent.sha256'");
+    if (!recipe["parent"].contains("sha256")) throw Error("{}: recipe lacks the key 'parent.sha256'", path.string());
     return recipe;
 }
 

@@ -1,5 +1,5 @@
-// What serving a model costs and the budgets it must meet: the deployment, the measured cost of a
-// candidate, and its one JSON form.
+// What serving a model costs and the budgets it must meet: the deployment's hardware, the measured
+// cost of a candidate, and its one JSON form.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -19,7 +19,9 @@ struct Budgets {
     bool any() const { return memory_bytes || p95_latency_ms || cost_per_1k_tokens; }
 };
 
-struct Deployment {
+// The hardware the plan's `deployment:` names, as the cost rules price it (serve::Deployment is
+// something else: a portfolio's models being served).
+struct Hardware {
     double price_per_hour = 0;  // hardware price in dollars; 0: costs are not compared (R7 ranks by bits per weight, then size)
     double watts = 15;          // per busy core, for modelled energy
     std::string device = "cpu"; // the only device speed is measured on here (the plan refuses others)

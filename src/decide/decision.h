@@ -1,7 +1,7 @@
 // Candidates, their assessment against the rules for each class of tasks, and the choice per class.
 #pragma once
 
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 #include "decide/rules.h"
 
 #include <filesystem>

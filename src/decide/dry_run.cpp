@@ -201,7 +201,7 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
     std::optional<model::ModelInfo> info;
     std::optional<engine::LlamaEngine> vocab;  // the base, to count tokens
     if (plan.base) {
-        if (plan.base->path.empty()) throw Error(plan.source.string() + ": --dry-run times a sample on the base model, which needs a path (not an endpoint)");
+        if (plan.base->path.empty()) throw Error("{}: --dry-run times a sample on the base model, which needs a path (not an endpoint)", plan.source.string());
         info = model::inspect_gguf(plan.base->path);
         w.base = plan.base->name;
         w.base_parameters = info->parameters;
@@ -209,7 +209,7 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
         vocab.emplace(engine::LlamaEngineOptions{.model_path = plan.base->path, .threads = 1, .context_length = w.context, .parallel = 1});
         ++w.local_candidates;
     } else {
-        throw Error(plan.source.string() + ": --dry-run times a sample on the base model; this plan has none (its alternatives would be measured as they are)");
+        throw Error("{}: --dry-run times a sample on the base model; this plan has none (its alternatives would be measured as they are)", plan.source.string());
     }
     bool imatrix = false;
     for (const auto & v : plan.variants) {

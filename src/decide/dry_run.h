@@ -3,7 +3,7 @@
 // nothing built, measured or written.
 #pragma once
 
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 
 #include <cstdint>
 #include <string>

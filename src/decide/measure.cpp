@@ -29,7 +29,7 @@ engine::RemoteEngineOptions remote_options(const ModelRef & m) {
     engine::RemoteEngineOptions r{.endpoint = m.endpoint, .model = m.remote_model, .context_length = m.context};
     if (!m.api_key_env.empty()) {
         const char * key = std::getenv(m.api_key_env.c_str());
-        if (key == nullptr || *key == '\0') throw Error(m.name + ": api_key_env " + m.api_key_env + ": that environment variable is not set");
+        if (key == nullptr || *key == '\0') throw Error("{}: api_key_env {}: that environment variable is not set", m.name, m.api_key_env);
         r.api_key = key;
     }
     return r;
@@ -154,7 +154,7 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
         const auto text = eval::tokenize_chunks(base, {.files = plan_.screen.files, .context = context, .skip_chunks = plan_.screen.skip_chunks,
                                                        .max_chunks = plan_.screen.chunks, .normalize = plan_.normalize});
         if (text.chunks.empty())
-            throw Error(fmt::format("{}: screen: the text holds no chunk of {} tokens after skipping {}", plan_.source.string(), context, plan_.screen.skip_chunks));
+            throw Error("{}: screen: the text holds no chunk of {} tokens after skipping {}", plan_.source.string(), context, plan_.screen.skip_chunks);
         reference_ = eval::record_reference(base, text.chunks, 64, progress_);
     }
     engine::LlamaEngine engine(chunk_options(variant, context, threads_));
@@ -299,7 +299,7 @@ CostScore Measurements::remote_cost(const Candidate & c) {
 CostScore Measurements::cost(const Candidate & c) {
     if (c.remote()) return remote_cost(c);
     const auto reference = speed_reference();
-    if (!reference) throw Error("speed: " + c.name + ": no local model to time it against");
+    if (!reference) throw Error("speed: {}: no local model to time it against", c.name);
     const bool is_reference = store_.model_hash(c.path) == store_.model_hash(reference->path);
     try {
         const auto & ref = reference_speed(*reference);

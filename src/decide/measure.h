@@ -4,7 +4,7 @@
 #pragma once
 
 #include "decide/decision.h"
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 #include "decide/workers.h"
 #include "engine/remote_engine.h"
 #include "eval/drift.h"
@@ -49,7 +49,7 @@ public:
     // whole, ahead of the looks, while it would otherwise be idle), here when it cannot.
     void on_workers(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
     // Where suites are measured when a worker pool is given: the pool first, here when it cannot.
-    void use_workers(WorkerPool * pool) { workers_ = pool; }
+    void use_workers(PlanWorkers * pool) { workers_ = pool; }
     // What a worker would run for the candidate's suites: those not finished in the store (none
     // for a model behind an endpoint, which workers do not serve).
     WorkerJob worker_job(const Candidate & candidate, const std::vector<const eval::TaskSuite *> & suites);
@@ -81,7 +81,7 @@ private:
     int threads_;
     bool progress_;
     MeasureCounts counts_;
-    WorkerPool * workers_ = nullptr;
+    PlanWorkers * workers_ = nullptr;
     // Models loaded for task items: the original's and the last other one's (a look at a candidate
     // needs the original's items as far first, so the two alternate).
     std::vector<std::pair<std::string, std::unique_ptr<engine::Engine>>> engines_;

@@ -35,7 +35,7 @@ public:
     PlanResult run() {
         // Workers are reached first: a wrong address must not wait for the variants to be built.
         if (!plan_.workers.empty())
-            workers_.emplace(plan_.workers, WorkerPoolOptions{.executable = std::filesystem::read_symlink("/proc/self/exe"),
+            workers_.emplace(plan_.workers, PlanWorkersOptions{.executable = std::filesystem::read_symlink("/proc/self/exe"),
                                                               .results = std::filesystem::absolute(options_.results),
                                                               .log_dir = options_.out_dir / "workers",
                                                               .normalize = plan_.normalize,
@@ -147,7 +147,7 @@ private:
                             .needs = t.needs.empty() ? s.suite.settings.requires_capability : t.needs, .items = s.suite.items.size(),
                             .order_seed = eval::order_seed(s.suite)};
             for (const auto & other : suites_)
-                if (other.ref.suite == s.ref.suite) throw Error(plan_.source.string() + ": two tasks are named '" + s.ref.suite + "': give one a 'name'");
+                if (other.ref.suite == s.ref.suite) throw Error("{}: two tasks are named '{}': give one a 'name'", plan_.source.string(), s.ref.suite);
             if (std::find(result_.classes.begin(), result_.classes.end(), s.ref.task_class) == result_.classes.end()) result_.classes.push_back(s.ref.task_class);
             result_.tasks.push_back(s.ref);
             suites_.push_back(std::move(s));
@@ -182,7 +182,7 @@ private:
     void add_alternative(const ModelRef & a) {
         auto c = candidate_from(a, CandidateKind::alternative, "a smaller native model, as given");
         for (const auto & existing : result_.candidates)
-            if (existing.name == c.name) throw Error(plan_.source.string() + ": two candidates are named '" + c.name + "': give one a 'name'");
+            if (existing.name == c.name) throw Error("{}: two candidates are named '{}': give one a 'name'", plan_.source.string(), c.name);
         result_.candidates.push_back(std::move(c));
     }
 
@@ -205,9 +205,9 @@ private:
     }
 
     const Suite & suite_named(const std::string & name) const {
-        for (const auto & s : suites_)
-            if (s.ref.suite == name) return s;
-        throw Error("internal: no suite named " + name);
+        const auto it = std::find_if(suites_.begin(), suites_.end(), [&](const Suite & s) { return s.ref.suite == name; });
+        SWITCHYARD_INVARIANT(it != suites_.end(), "every suite a search asks for is one of the plan's: " + name);
+        return *it;
     }
 
     // One look at a candidate's suite: its first `items` items in the suite's order, paired with the
@@ -302,7 +302,7 @@ private:
     std::vector<Suite> suites_;
     std::map<std::string, std::map<std::string, eval::SuiteResult>> results_;  // candidate -> suite -> its last look's result
     std::set<std::string> started_;  // "candidate/class" handed to the workers
-    std::optional<WorkerPool> workers_;
+    std::optional<PlanWorkers> workers_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 

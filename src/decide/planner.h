@@ -5,7 +5,7 @@
 
 #include "decide/decision.h"
 #include "decide/measure.h"
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 #include "model/portfolio.h"
 
 #include <filesystem>

@@ -29,7 +29,7 @@ struct Policy {
     // rules (group-sequential tests, same alpha); false: every item, one look (`plan --full`).
     bool sequential = true;
     Budgets budgets;
-    Deployment deployment;
+    Hardware deployment;
 };
 
 // What one look at a suite saw: the first `items` items of the suite's fixed order.

@@ -35,7 +35,7 @@ public:
         const double p = point_.original_accuracy;
         const double target = policy_.drop_relative ? p * (1 - drop) : p - drop;
         const double lose = (p + (1 - p) * point_.recovered - target) / p;
-        if (lose < 0 || lose > 1) throw Error(fmt::format("simulation: no candidate has accuracy {} with recovered {} against {}", target, point_.recovered, p));
+        if (lose < 0 || lose > 1) throw Error("simulation: no candidate has accuracy {} with recovered {} against {}", target, point_.recovered, p);
         auto & own = drawn_[c.name][t.suite];
         draw(own, items, [&](std::size_t i) { return original[i] ? !chance(lose) : chance(point_.recovered); });
         const auto base = result(t.suite, original, items);

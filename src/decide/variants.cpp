@@ -93,7 +93,7 @@ void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::
         compress::MixOptions m{.input = plan.base->path, .output = out, .budget = v.mix_budget};
         m.data = compress::DriftData{.files = plan.screen.files, .context = plan.screen.context, .chunks = plan.screen.chunks, .skip_chunks = plan.screen.skip_chunks,
                                      .normalize = plan.normalize, .threads = threads, .progress = o.progress, .results = o.results};
-        if (m.data.files.empty()) throw Error(plan.source.string() + ": variant " + variant_name(v) + ": mix needs text to measure on ('screen' or 'calibration')");
+        if (m.data.files.empty()) throw Error("{}: variant {}: mix needs text to measure on ('screen' or 'calibration')", plan.source.string(), variant_name(v));
         compress::mix(m);
     } else if (!v.prune_method.empty() || !v.layers_drop.empty()) {
         compress::PruneOptions p{.input = plan.base->path, .output = out, .method = compress::parse_method(v.prune_method.empty() ? "magnitude" : v.prune_method),
@@ -114,7 +114,7 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         const bool wants_imatrix = v.imatrix && plan.calibration.has_value();
         if (wants_imatrix && imat.empty()) imat = imatrix(plan, o);
         const auto used = wants_imatrix ? imat : std::filesystem::path();
-        if (v.prune_method == "wanda" && used.empty()) throw Error(plan.source.string() + ": variant " + variant_name(v) + ": wanda pruning needs 'calibration'");
+        if (v.prune_method == "wanda" && used.empty()) throw Error("{}: variant {}: wanda pruning needs 'calibration'", plan.source.string(), variant_name(v));
         VariantSpec named = v;
         named.imatrix = wants_imatrix;
         const auto name = variant_name(named);

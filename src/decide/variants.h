@@ -4,7 +4,7 @@
 #pragma once
 
 #include "decide/decision.h"
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 
 #include <filesystem>
 #include <functional>

@@ -32,14 +32,14 @@ std::string log_name(const std::string & endpoint) {
 
 }  // namespace
 
-WorkerPool::WorkerPool(const std::vector<std::string> & endpoints, WorkerPoolOptions options) : options_(std::move(options)) {
+PlanWorkers::PlanWorkers(const std::vector<std::string> & endpoints, PlanWorkersOptions options) : options_(std::move(options)) {
     if (!engine::rpc_available())
         throw Error("--workers: this engine was built without llama.cpp's RPC backend: rebuild with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_RPC=ON");
     for (const auto & e : endpoints) {
         const auto endpoint = rpc_endpoint(e);
-        if (std::find(endpoints_.begin(), endpoints_.end(), endpoint) != endpoints_.end()) throw Error("--workers: " + endpoint + " is named twice");
+        if (std::find(endpoints_.begin(), endpoints_.end(), endpoint) != endpoints_.end()) throw Error("--workers: {} is named twice", endpoint);
         if (!engine::rpc_reachable(endpoint))
-            throw Error("--workers: " + endpoint + " is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)");
+            throw Error("--workers: {} is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)", endpoint);
         endpoints_.push_back(endpoint);
     }
     std::filesystem::create_directories(options_.log_dir);
@@ -48,7 +48,7 @@ WorkerPool::WorkerPool(const std::vector<std::string> & endpoints, WorkerPoolOpt
     for (std::size_t i = 0; i < endpoints_.size(); ++i) threads_.emplace_back([this, i] { serve(i); });
 }
 
-WorkerPool::~WorkerPool() {
+PlanWorkers::~PlanWorkers() {
     {
         const std::lock_guard lock(mutex_);
         stopping_ = true;
@@ -59,11 +59,11 @@ WorkerPool::~WorkerPool() {
     for (auto & t : threads_) t.join();
 }
 
-bool WorkerPool::any_up() const {
+bool PlanWorkers::any_up() const {
     return std::any_of(workers_.begin(), workers_.end(), [](const Worker & w) { return w.stats.up; });
 }
 
-WorkerPool::Entry * WorkerPool::find(const WorkerJob & job) {
+PlanWorkers::Entry * PlanWorkers::find(const WorkerJob & job) {
     // A job that covers the one asked for (same model, every suite of it) will do: running it twice
     // side by side would only measure the same items twice.
     for (auto & e : entries_) {
@@ -75,7 +75,7 @@ WorkerPool::Entry * WorkerPool::find(const WorkerJob & job) {
     return nullptr;
 }
 
-WorkerPool::Entry * WorkerPool::next_job() {
+PlanWorkers::Entry * PlanWorkers::next_job() {
     Entry * best = nullptr;
     for (auto & e : entries_) {
         if (e->state != State::queued) continue;
@@ -85,7 +85,7 @@ WorkerPool::Entry * WorkerPool::next_job() {
     return best;
 }
 
-void WorkerPool::prefetch(const WorkerJob & job) {
+void PlanWorkers::prefetch(const WorkerJob & job) {
     if (job.suites.empty() || workers_.empty()) return;
     {
         const std::lock_guard lock(mutex_);
@@ -95,7 +95,7 @@ void WorkerPool::prefetch(const WorkerJob & job) {
     changed_.notify_all();
 }
 
-bool WorkerPool::run(const WorkerJob & job) {
+bool PlanWorkers::run(const WorkerJob & job) {
     if (job.suites.empty() || workers_.empty()) return false;
     std::unique_lock lock(mutex_);
     Entry * e = find(job);
@@ -118,7 +118,7 @@ bool WorkerPool::run(const WorkerJob & job) {
     return e->state == State::done;
 }
 
-bool WorkerPool::claim(const std::filesystem::path & model, const std::string & suite) {
+bool PlanWorkers::claim(const std::filesystem::path & model, const std::string & suite) {
     const std::lock_guard lock(mutex_);
     for (auto & e : entries_) {
         if (e->state != State::done || e->job.model != model || std::find(e->job.suites.begin(), e->job.suites.end(), suite) == e->job.suites.end()) continue;
@@ -128,19 +128,19 @@ bool WorkerPool::claim(const std::filesystem::path & model, const std::string & 
     return false;
 }
 
-std::size_t WorkerPool::unused_prefetches() const {
+std::size_t PlanWorkers::unused_prefetches() const {
     const std::lock_guard lock(mutex_);
     return static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(), [](const auto & e) { return e->state == State::done && !e->requested; }));
 }
 
-std::vector<WorkerStats> WorkerPool::stats() const {
+std::vector<WorkerStats> PlanWorkers::stats() const {
     const std::lock_guard lock(mutex_);
     std::vector<WorkerStats> out;
     for (const auto & w : workers_) out.push_back(w.stats);
     return out;
 }
 
-int WorkerPool::run_child(std::size_t worker, const WorkerJob & job) {
+int PlanWorkers::run_child(std::size_t worker, const WorkerJob & job) {
     std::vector<std::string> args = {options_.executable.string(), "eval", "-m", job.model.string()};
     for (const auto & s : job.suites) {
         args.push_back("--tasks");
@@ -160,7 +160,7 @@ int WorkerPool::run_child(std::size_t worker, const WorkerJob & job) {
     pid_t pid = 0;
     const int spawned = posix_spawn(&pid, argv[0], &files, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&files);
-    if (spawned != 0) throw Error(fmt::format("workers: cannot start {}: {}", options_.executable.string(), std::strerror(spawned)));
+    if (spawned != 0) throw Error("workers: cannot start {}: {}", options_.executable.string(), std::strerror(spawned));
     {
         const std::lock_guard lock(mutex_);
         workers_[worker].child = pid;
@@ -174,7 +174,7 @@ int WorkerPool::run_child(std::size_t worker, const WorkerJob & job) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-void WorkerPool::serve(std::size_t worker) {
+void PlanWorkers::serve(std::size_t worker) {
     const auto & endpoint = endpoints_[worker];
     std::unique_lock lock(mutex_);
     while (!stopping_) {

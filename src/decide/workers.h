@@ -25,7 +25,7 @@ struct WorkerJob {
     std::vector<std::string> suites;  // suite specs, as `eval --tasks` reads them
 };
 
-struct WorkerPoolOptions {
+struct PlanWorkersOptions {
     std::filesystem::path executable;  // switchyard itself
     std::filesystem::path results;     // the plan's results store
     std::filesystem::path log_dir;     // one log per worker: the children's output
@@ -44,14 +44,14 @@ struct WorkerStats {
     bool up = true;
 };
 
-class WorkerPool {
+class PlanWorkers {
 public:
     // Throws switchyard::Error for an endpoint that is not rpc://HOST:PORT or not reachable, or an
     // engine built without the RPC backend.
-    WorkerPool(const std::vector<std::string> & endpoints, WorkerPoolOptions options);
-    ~WorkerPool();  // stops: jobs measured ahead and still running are abandoned (their results resume later)
-    WorkerPool(const WorkerPool &) = delete;
-    WorkerPool & operator=(const WorkerPool &) = delete;
+    PlanWorkers(const std::vector<std::string> & endpoints, PlanWorkersOptions options);
+    ~PlanWorkers();  // stops: jobs measured ahead and still running are abandoned (their results resume later)
+    PlanWorkers(const PlanWorkers &) = delete;
+    PlanWorkers & operator=(const PlanWorkers &) = delete;
 
     // Queues a job that may be needed, behind every job the planner is waiting for.
     void prefetch(const WorkerJob & job);
@@ -86,7 +86,7 @@ private:
     bool any_up() const;
     int run_child(std::size_t worker, const WorkerJob & job);
 
-    WorkerPoolOptions options_;
+    PlanWorkersOptions options_;
     std::vector<std::string> endpoints_;
     mutable std::mutex mutex_;
     std::condition_variable changed_;

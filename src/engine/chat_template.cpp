@@ -44,7 +44,7 @@ std::unique_ptr<ChatTemplate> ChatTemplate::for_model(const llama_model * model)
     try {
         impl->templates = common_chat_templates_init(model, "");
     } catch (const std::exception & e) {
-        throw Error(fmt::format("the model's chat template does not parse: {}", e.what()));
+        throw Error("the model's chat template does not parse: {}", e.what());
     }
     impl->caps = common_chat_templates_get_caps(impl->templates.get());
     impl->vocab = llama_model_get_vocab(model);

@@ -338,7 +338,7 @@ HttpClientPool::HttpClientPool(const std::string & origin, const std::string & a
                                std::chrono::milliseconds connect_timeout) {
     static const std::regex form(R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+)(?::([0-9]{1,5}))?/?$)", std::regex::icase);
     std::smatch m;
-    if (!std::regex_match(origin, m, form)) throw Error("'" + origin + "' is not an http:// or https:// origin (scheme://host[:port])");
+    if (!std::regex_match(origin, m, form)) throw Error("'{}' is not an http:// or https:// origin (scheme://host[:port])", origin);
     auto o = std::make_shared<HttpOrigin>();
     o->tls = m[1].str().size() == 5;
     o->host = m[2].str();
@@ -354,7 +354,7 @@ HttpClientPool::HttpClientPool(const std::string & origin, const std::string & a
         // closes mid-request must give an error, not a SIGPIPE that ends the process.
         std::signal(SIGPIPE, SIG_IGN);
         o->tls_context = SSL_CTX_new(TLS_client_method());
-        if (o->tls_context == nullptr) throw Error(origin + ": cannot set up TLS (" + tls_error_text() + ")");
+        if (o->tls_context == nullptr) throw Error("{}: cannot set up TLS ({})", origin, tls_error_text());
         SSL_CTX_set_min_proto_version(o->tls_context, TLS1_2_VERSION);
         SSL_CTX_set_default_verify_paths(o->tls_context);
         SSL_CTX_set_verify(o->tls_context, SSL_VERIFY_PEER, nullptr);

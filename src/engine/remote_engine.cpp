@@ -55,7 +55,7 @@ auto reading(const std::string & url, F && read) -> decltype(read()) {
     try {
         return read();
     } catch (const json::exception & e) {
-        throw Error(url + ": unexpected answer (" + e.what() + ")");
+        throw Error("{}: unexpected answer ({})", url, e.what());
     }
 }
 
@@ -90,7 +90,7 @@ void run_parallel(std::size_t n, int parallel, const std::function<void(std::siz
 RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(options) {
     static const std::regex url(R"(^(https?://[^/?#]+)(/[^?#]*)?$)", std::regex::icase);
     std::smatch m;
-    if (!std::regex_match(options.endpoint, m, url)) throw Error("endpoint '" + options.endpoint + "' is not an http:// or https:// URL");
+    if (!std::regex_match(options.endpoint, m, url)) throw Error("endpoint '{}' is not an http:// or https:// URL", options.endpoint);
     if (options.timeout_s < 1) throw Error("the endpoint timeout must be at least one second");
     if (options.parallel < 1) throw Error("the requests in flight to an endpoint must be at least one");
     prefix_ = m[2].str();
@@ -125,7 +125,7 @@ RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(optio
             }
         });
     }
-    if (info_.name.empty()) throw Error(base_url_ + " does not list its models (GET /v1/models): name the model with --model");
+    if (info_.name.empty()) throw Error("{} does not list its models (GET /v1/models): name the model with --model", base_url_);
     if (context == 0) {
         if (const auto props = get_optional("/props")) {
             const json settings = props->value("default_generation_settings", json::object());
@@ -133,7 +133,7 @@ RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(optio
         }
     }
     info_.context_length = options.context_length > 0 ? options.context_length : context;
-    if (info_.context_length <= 0) throw Error(base_url_ + " does not say its context length (GET /v1/models or /props): give it with --ctx");
+    if (info_.context_length <= 0) throw Error("{} does not say its context length (GET /v1/models or /props): give it with --ctx", base_url_);
     const auto bos = tokenize("", true);
     info_.adds_bos = !bos.empty();
     if (info_.adds_bos) bos_ = bos.front();
@@ -146,7 +146,7 @@ nlohmann::json RemoteEngine::call(const std::string & path, const nlohmann::json
     HttpRequest request{.method = body != nullptr ? "POST" : "GET", .target = prefix_ + path};
     if (body != nullptr) request.body = body->dump(-1, ' ', false, json::error_handler_t::replace);
     const HttpResult result = connections_->send(request);
-    if (!result) throw Error(where + ": " + result.why());
+    if (!result) throw Error("{}: {}", where, result.why());
     if (result.status < 200 || result.status >= 300) {
         const std::string said = server_message(result.body);
         throw HttpStatusError(where + ": the server answered " + std::to_string(result.status) + (said.empty() ? "" : ": " + said), result.status, said);
@@ -154,7 +154,7 @@ nlohmann::json RemoteEngine::call(const std::string & path, const nlohmann::json
     try {
         return json::parse(result.body);
     } catch (const json::parse_error &) {
-        throw Error(where + ": the answer is not JSON: " + server_message(result.body));
+        throw Error("{}: the answer is not JSON: {}", where, server_message(result.body));
     }
 }
 
@@ -182,8 +182,7 @@ std::vector<Token> RemoteEngine::tokenize(std::string_view text, bool add_specia
         // character: as in process, such a text is counted apart, not the end of a run.
         if (e.status == 500) throw UnencodableText(base_url_ + "/tokenize: the server could not tokenize the text (" + e.server_message + ")");
         if (!is_missing(e)) throw;
-        throw Error(base_url_ + " has no /tokenize endpoint: switchyard needs the server's token ids to fit prompts into the context and "
-                                "to score (llama-server, vLLM and switchyard serve offer it)");
+        throw Error("{} has no /tokenize endpoint: switchyard needs the server's token ids to fit prompts into the context and to score (llama-server, vLLM and switchyard serve offer it)", base_url_);
     }
     return reading(base_url_ + "/tokenize", [&] { return answer.at("tokens").get<std::vector<Token>>(); });
 }
@@ -226,8 +225,7 @@ std::optional<Token> RemoteEngine::token_of(const std::string & text) const {
 }
 
 void RemoteEngine::cannot_score(const std::string & why) const {
-    throw Error("this backend (" + base_url_ + ") cannot score multiple-choice items: it does not return the prompt's log-probabilities (echo with logprobs); " +
-                why);
+    throw Error("this backend ({}) cannot score multiple-choice items: it does not return the prompt's log-probabilities (echo with logprobs); {}", base_url_, why);
 }
 
 std::vector<ScoreResult> RemoteEngine::score(std::span<const ScoreRequest> requests, int top_k) {

@@ -71,9 +71,9 @@ std::vector<ggml_backend_dev_t> rpc_devices(const std::vector<std::string> & end
     for (const auto & given : endpoints) {
         const auto endpoint = rpc_endpoint(given);
         if (!rpc_reachable(endpoint))
-            throw Error("RPC worker " + endpoint + " is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)");
+            throw Error("RPC worker {} is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)", endpoint);
         ggml_backend_reg_t reg = add_server(endpoint.c_str());
-        if (reg == nullptr || ggml_backend_reg_dev_count(reg) == 0) throw Error("RPC worker " + endpoint + " offers no device");
+        if (reg == nullptr || ggml_backend_reg_dev_count(reg) == 0) throw Error("RPC worker {} offers no device", endpoint);
         for (std::size_t i = 0; i < ggml_backend_reg_dev_count(reg); ++i) devices.push_back(ggml_backend_reg_dev_get(reg, i));
     }
     return devices;

@@ -1,5 +1,6 @@
 #include "eval/captured_suite.h"
 
+#include "support/clock.h"
 #include "support/error.h"
 #include "support/sqlite_statement.h"
 
@@ -18,23 +19,10 @@ namespace {
 
 using nlohmann::json;
 
-std::string utc_text(std::int64_t seconds) {
-    const std::time_t t = seconds;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return text;
-}
-
-struct Close {
-    void operator()(sqlite3 * db) const { sqlite3_close(db); }
-};
-
 }  // namespace
 
 std::int64_t parse_since(const std::string & text, std::int64_t now, const std::string & what) {
-    const auto bad = [&] { return Error((what.empty() ? "" : what + ": ") + "expected an age (7d, 12h, 30m) or a UTC date (2026-11-01 or 2026-11-01T08:00:00Z), found '" + text + "'"); };
+    const auto bad = [&] { return Error("{}expected an age (7d, 12h, 30m) or a UTC date (2026-11-01 or 2026-11-01T08:00:00Z), found '{}'", (what.empty() ? "" : what + ": "), text); };
     if (text.empty()) throw bad();
     if (const char unit = text.back(); unit == 'd' || unit == 'h' || unit == 'm') {
         std::size_t used = 0;
@@ -48,35 +36,18 @@ std::int64_t parse_since(const std::string & text, std::int64_t now, const std::
         const double seconds = amount * (unit == 'd' ? 86400 : unit == 'h' ? 3600 : 60);
         return now - static_cast<std::int64_t>(seconds);
     }
-    std::tm tm{};
-    int consumed = 0;
-    if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &consumed) != 3) throw bad();
-    if (static_cast<std::size_t>(consumed) != text.size()) {
-        int more = 0;
-        if (std::sscanf(text.c_str() + consumed, "T%2d:%2d:%2dZ%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &more) != 3 ||
-            static_cast<std::size_t>(consumed + more) != text.size()) {
-            throw bad();
-        }
-    }
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60) throw bad();
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return static_cast<std::int64_t>(timegm(&tm));
+    const auto at = clock::parse_utc(text);
+    if (!at) throw bad();
+    return *at;
 }
 
 std::string build_capture_suite(const CaptureSuiteOptions & options, CaptureSuiteSummary * summary) {
-    if (!std::filesystem::exists(options.db)) throw Error(options.db.string() + ": no capture database here (serve writes it when a route has 'capture')");
-    sqlite3 * raw = nullptr;
-    if (sqlite3_open_v2(options.db.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-        const std::string why = raw != nullptr ? sqlite3_errmsg(raw) : "cannot open";
-        sqlite3_close(raw);
-        throw Error(options.db.string() + ": " + why);
-    }
-    const std::unique_ptr<sqlite3, Close> db(raw);
+    if (!std::filesystem::exists(options.db)) throw Error("{}: no capture database here (serve writes it when a route has 'capture')", options.db.string());
+    const auto db = sqlite::open(options.db, SQLITE_OPEN_READONLY, "capture database");
     // serve may be writing: wait for its transaction instead of failing.
     sqlite3_busy_timeout(db.get(), 10000);
     const std::int64_t until =
-        options.until > 0 ? options.until : std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 1;
+        options.until > 0 ? options.until : clock::unix_now() + 1;
     // The columns serve/capture.cpp writes.
     auto s = sqlite::prepare(db.get(), "SELECT id, model, request, answer, correct, expected FROM captures WHERE route = ? AND time >= ? AND time < ? "
                                        "ORDER BY time, rowid");
@@ -132,8 +103,7 @@ std::string build_capture_suite(const CaptureSuiteOptions & options, CaptureSuit
     }
     if (summary != nullptr) *summary = sum;
     if (sum.labelled + sum.consistency == 0) {
-        throw Error(options.db.string() + ": route '" + options.route + "' has no usable captured item from " + utc_text(options.since) + " to " +
-                    utc_text(until) + " (" + std::to_string(sum.captured) + " captured)");
+        throw Error("{}: route '{}' has no usable captured item from {} to {} ({} captured)", options.db.string(), options.route, clock::utc_iso8601(options.since), clock::utc_iso8601(until), sum.captured);
     }
     const json header = {{"suite",
                           {{"name", options.name.empty() ? "capture-" + options.route : options.name},
@@ -141,8 +111,8 @@ std::string build_capture_suite(const CaptureSuiteOptions & options, CaptureSuit
                            {"source",
                             {{"capture", std::filesystem::absolute(options.db).string()},
                              {"route", options.route},
-                             {"since", utc_text(options.since)},
-                             {"until", utc_text(until)},
+                             {"since", clock::utc_iso8601(options.since)},
+                             {"until", clock::utc_iso8601(until)},
                              {"answered_by", models},
                              {"labelled", sum.labelled},
                              {"consistency", sum.consistency},

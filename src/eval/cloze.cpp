@@ -68,7 +68,7 @@ std::string build_cloze(const ClozeOptions & o) {
     }
     const std::vector<std::string> words(vocabulary.begin(), vocabulary.end());
     if (blanks.size() < o.items || words.size() < static_cast<std::size_t>(o.choices)) {
-        throw Error("cloze: " + o.text.string() + " has " + std::to_string(blanks.size()) + " usable blanks; " + std::to_string(o.items) + " asked for");
+        throw Error("cloze: {} has {} usable blanks; {} asked for", o.text.string(), blanks.size(), o.items);
     }
 
     std::mt19937_64 rng(o.seed);

@@ -19,10 +19,10 @@ std::vector<nlohmann::json> read_json_docs(const std::filesystem::path & file) {
         try {
             all = nlohmann::json::parse(bytes);
         } catch (const nlohmann::json::parse_error & e) {
-            throw Error(fmt::format("{}: not valid JSON: {}", file.string(), e.what()));
+            throw Error("{}: not valid JSON: {}", file.string(), e.what());
         }
         for (std::size_t i = 0; i < all.size(); ++i) {
-            if (!all[i].is_object()) throw Error(fmt::format("{}: element {} of the list is not a JSON object", file.string(), i));
+            if (!all[i].is_object()) throw Error("{}: element {} of the list is not a JSON object", file.string(), i);
             docs.push_back(std::move(all[i]));
         }
         return docs;
@@ -36,9 +36,9 @@ std::vector<nlohmann::json> read_json_docs(const std::filesystem::path & file) {
         try {
             j = nlohmann::json::parse(line);
         } catch (const nlohmann::json::parse_error &) {
-            throw Error(fmt::format("{}:{}: not valid JSON", file.string(), number));
+            throw Error("{}:{}: not valid JSON", file.string(), number);
         }
-        if (!j.is_object()) throw Error(fmt::format("{}:{}: a document must be a JSON object", file.string(), number));
+        if (!j.is_object()) throw Error("{}:{}: a document must be a JSON object", file.string(), number);
         docs.push_back(std::move(j));
     }
     return docs;
@@ -97,7 +97,7 @@ std::vector<std::vector<std::string>> csv_rows(const std::string & bytes, const 
             field += c;
         }
     }
-    if (quoted) throw Error(fmt::format("{}:{}: a quoted field is not closed", file.string(), line));
+    if (quoted) throw Error("{}:{}: a quoted field is not closed", file.string(), line);
     if (!field.empty() || !row.empty()) {
         row.push_back(std::move(field));
         rows.push_back(std::move(row));
@@ -109,7 +109,7 @@ std::vector<std::vector<std::string>> csv_rows(const std::string & bytes, const 
 
 std::vector<nlohmann::json> read_csv_docs(const std::filesystem::path & file) {
     const auto rows = csv_rows(read_whole_file(file, "data file"), file);
-    if (rows.empty()) throw Error(fmt::format("{}: no header row", file.string()));
+    if (rows.empty()) throw Error("{}: no header row", file.string());
     const auto & header = rows[0];
     static const re2::RE2 integer(R"([-+]?\d+)");
     static const re2::RE2 number(R"([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)");
@@ -117,7 +117,7 @@ std::vector<nlohmann::json> read_csv_docs(const std::filesystem::path & file) {
     std::vector<Type> types(header.size(), Type::integer);
     for (std::size_t r = 1; r < rows.size(); ++r) {
         if (rows[r].size() != header.size())
-            throw Error(fmt::format("{}: row {} has {} fields, the header {}", file.string(), r + 1, rows[r].size(), header.size()));
+            throw Error("{}: row {} has {} fields, the header {}", file.string(), r + 1, rows[r].size(), header.size());
         for (std::size_t c = 0; c < header.size(); ++c) {
             const auto & v = rows[r][c];
             // pandas: a column of integers with a gap becomes floats (NaN has no integer form).

@@ -32,7 +32,7 @@ using Config = std::map<std::string, Entry>;
 
 [[noreturn]] void fail(const Config & c, const std::string & key, const std::string & message) {
     const auto it = c.find(key);
-    throw Error(fmt::format("{}: {}: {}", it != c.end() ? it->second.where : "task", key, message));
+    throw Error("{}: {}: {}", it != c.end() ? it->second.where : "task", key, message);
 }
 
 // A plain YAML scalar typed as PyYAML (YAML 1.1) types it; a quoted one is a string.
@@ -56,7 +56,7 @@ json scalar(const YAML::Node & n) {
 
 json to_json(const YAML::Node & n, const std::string & where, const std::string & key) {
     if (n.Tag() == "!function")
-        throw Error(fmt::format("{}: {}: a Python function (!function {}) cannot run here: write the field as a template or a field name", where, key, n.Scalar()));
+        throw Error("{}: {}: a Python function (!function {}) cannot run here: write the field as a template or a field name", where, key, n.Scalar());
     switch (n.Type()) {
         case YAML::NodeType::Sequence: {
             json out = json::array();
@@ -77,14 +77,14 @@ json to_json(const YAML::Node & n, const std::string & where, const std::string 
 // the file's own keys, which win.
 Config load_config(const std::filesystem::path & file, std::set<std::filesystem::path> & seen) {
     const auto path = std::filesystem::weakly_canonical(std::filesystem::absolute(file));
-    if (!seen.insert(path).second) throw Error(fmt::format("{}: include: the file includes itself", file.string()));
+    if (!seen.insert(path).second) throw Error("{}: include: the file includes itself", file.string());
     YAML::Node root;
     try {
         root = YAML::Load(read_whole_file(file, "lm-eval task"));
     } catch (const YAML::Exception & e) {
-        throw Error(fmt::format("{}:{}: not valid YAML: {}", file.string(), e.mark.line + 1, e.msg));
+        throw Error("{}:{}: not valid YAML: {}", file.string(), e.mark.line + 1, e.msg);
     }
-    if (!root.IsMap()) throw Error(fmt::format("{}: expected a mapping of lm-eval task keys", file.string()));
+    if (!root.IsMap()) throw Error("{}: expected a mapping of lm-eval task keys", file.string());
     Config own;
     for (const auto & kv : root) {
         const auto key = kv.first.as<std::string>();
@@ -391,7 +391,7 @@ Generation read_generation(const Config & c, const std::string & fewshot_delimit
 std::vector<json> read_docs(const std::string & format, const std::string & sample_by, const std::vector<std::filesystem::path> & files) {
     std::vector<json> docs;
     for (const auto & f : files) {
-        if (!std::filesystem::exists(f)) throw Error(fmt::format("{}: no such data file (dataset_kwargs.data_files)", f.string()));
+        if (!std::filesystem::exists(f)) throw Error("{}: no such data file (dataset_kwargs.data_files)", f.string());
         auto part = format == "csv" ? read_csv_docs(f) : format == "text" ? read_text_docs(f, sample_by == "paragraph") : read_json_docs(f);
         docs.insert(docs.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
     }
@@ -402,7 +402,7 @@ std::vector<json> read_docs(const std::string & format, const std::string & samp
 
 LmEvalSuite build_lm_eval_suite(const LmEvalOptions & options) {
     std::set<std::filesystem::path> seen;
-    if (!std::filesystem::exists(options.task)) throw Error(fmt::format("{}: no such task file", options.task.string()));
+    if (!std::filesystem::exists(options.task)) throw Error("{}: no such task file", options.task.string());
     const Config c = load_config(options.task, seen);
     check_keys(c);
     if (!doc_templates_available()) render_doc_template("", json::object());  // says what the build lacks

@@ -1,5 +1,6 @@
 #include "eval/results_store.h"
 
+#include "support/clock.h"
 #include "support/error.h"
 #include "support/hash_cache.h"
 #include "support/sha256.h"
@@ -35,12 +36,7 @@ CREATE TABLE IF NOT EXISTS metrics(run_id INTEGER, name TEXT, value REAL, PRIMAR
 CREATE TABLE IF NOT EXISTS measurements(model_sha256 TEXT, kind TEXT, key TEXT, value TEXT, recorded TEXT, PRIMARY KEY(model_sha256, kind, key));
 )";
 
-std::string now() {
-    const std::time_t t = std::time(nullptr);
-    char buffer[32];
-    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buffer;
-}
+std::string now() { return clock::utc_iso8601(clock::unix_now()); }
 
 constexpr std::string_view kRemoteKey = "remote:";
 
@@ -64,29 +60,22 @@ std::filesystem::path default_results_path() {
 ResultsStore::ResultsStore(const std::filesystem::path & path) : path_(path) {
     std::error_code ec;
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
-    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-        const std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
-        sqlite3_close(db_);
-        db_ = nullptr;
-        throw Error(path.string() + ": cannot open the results store: " + why);
-    }
+    db_ = sqlite::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "results store");
     // Plan workers (`plan --workers`) write into the same store from other processes.
-    sqlite3_busy_timeout(db_, 30000);
+    sqlite3_busy_timeout(db_.get(), 30000);
     exec(kSchema);
     // Stores written before consistency items lack the column; their rows read it as NULL.
-    if (sqlite3_table_column_metadata(db_, nullptr, "outcomes", "reference_logprob", nullptr, nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    if (sqlite3_table_column_metadata(db_.get(), nullptr, "outcomes", "reference_logprob", nullptr, nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
         exec("ALTER TABLE outcomes ADD COLUMN reference_logprob REAL");
     }
 }
 
-ResultsStore::~ResultsStore() { sqlite3_close(db_); }
-
 void ResultsStore::exec(const std::string & sql) {
     char * message = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
         const std::string why = message != nullptr ? message : "unknown error";
         sqlite3_free(message);
-        throw Error(path_.string() + ": results store: " + why);
+        throw Error("{}: results store: {}", path_.string(), why);
     }
 }
 
@@ -112,23 +101,23 @@ std::string ResultsStore::model_hash(const std::filesystem::path & model) {
     const auto absolute = std::filesystem::weakly_canonical(model).string();
     const auto size = static_cast<std::int64_t>(std::filesystem::file_size(model));
     const auto mtime = static_cast<std::int64_t>(std::filesystem::last_write_time(model).time_since_epoch().count());
-    auto find = prepare(db_, "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime = ?");
+    auto find = prepare(db_.get(), "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime = ?");
     bind_value(find.get(), 1, absolute);
     bind_value(find.get(), 2, size);
     bind_value(find.get(), 3, mtime);
     if (sqlite3_step(find.get()) == SQLITE_ROW) return text(find.get(), 0);
     const std::string sha = cached_sha256_file(model);
-    auto put = prepare(db_, "INSERT OR REPLACE INTO file_hashes(path, size, mtime, sha256) VALUES (?, ?, ?, ?)");
+    auto put = prepare(db_.get(), "INSERT OR REPLACE INTO file_hashes(path, size, mtime, sha256) VALUES (?, ?, ?, ?)");
     bind_value(put.get(), 1, absolute);
     bind_value(put.get(), 2, size);
     bind_value(put.get(), 3, mtime);
     bind_value(put.get(), 4, sha);
-    step_done(db_, put.get());
-    auto model_row = prepare(db_, "INSERT OR IGNORE INTO models(sha256, path, file_bytes) VALUES (?, ?, ?)");
+    step_done(db_.get(), put.get());
+    auto model_row = prepare(db_.get(), "INSERT OR IGNORE INTO models(sha256, path, file_bytes) VALUES (?, ?, ?)");
     bind_value(model_row.get(), 1, sha);
     bind_value(model_row.get(), 2, absolute);
     bind_value(model_row.get(), 3, size);
-    step_done(db_, model_row.get());
+    step_done(db_.get(), model_row.get());
     return sha;
 }
 
@@ -139,21 +128,21 @@ RecordedModel ResultsStore::file_model(const std::filesystem::path & model) {
 std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options,
                                     std::vector<std::optional<ItemOutcome>> & known) {
     const std::string & sha = model.key;
-    auto suite_row = prepare(db_, "INSERT OR IGNORE INTO suites(hash, spec, name, items) VALUES (?, ?, ?, ?)");
+    auto suite_row = prepare(db_.get(), "INSERT OR IGNORE INTO suites(hash, spec, name, items) VALUES (?, ?, ?, ?)");
     bind_value(suite_row.get(), 1, suite.content_hash);
     bind_value(suite_row.get(), 2, suite.spec);
     bind_value(suite_row.get(), 3, suite.settings.name);
     bind_value(suite_row.get(), 4, static_cast<std::int64_t>(suite.items.size()));
-    step_done(db_, suite_row.get());
+    step_done(db_.get(), suite_row.get());
 
-    auto create = prepare(db_, "INSERT OR IGNORE INTO runs(model_sha256, suite_hash, options, model_path, started, status) VALUES (?, ?, ?, ?, ?, 'running')");
+    auto create = prepare(db_.get(), "INSERT OR IGNORE INTO runs(model_sha256, suite_hash, options, model_path, started, status) VALUES (?, ?, ?, ?, ?, 'running')");
     bind_value(create.get(), 1, sha);
     bind_value(create.get(), 2, suite.content_hash);
     bind_value(create.get(), 3, options);
     bind_value(create.get(), 4, model.label);
     bind_value(create.get(), 5, now());
-    step_done(db_, create.get());
-    auto find = prepare(db_, "SELECT id FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ?");
+    step_done(db_.get(), create.get());
+    auto find = prepare(db_.get(), "SELECT id FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ?");
     bind_value(find.get(), 1, sha);
     bind_value(find.get(), 2, suite.content_hash);
     bind_value(find.get(), 3, options);
@@ -161,7 +150,7 @@ std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite
     const std::int64_t run = sqlite3_column_int64(find.get(), 0);
 
     known.assign(suite.items.size(), std::nullopt);
-    auto stored = prepare(db_, "SELECT item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ?");
+    auto stored = prepare(db_.get(), "SELECT item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ?");
     bind_value(stored.get(), 1, run);
     while (sqlite3_step(stored.get()) == SQLITE_ROW) {
         const auto item = static_cast<std::size_t>(sqlite3_column_int64(stored.get(), 0));
@@ -178,7 +167,7 @@ void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::size
 
 void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::pair<std::size_t, const ItemOutcome *>> & outcomes) {
     exec("BEGIN");
-    auto put = prepare(db_, "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob) "
+    auto put = prepare(db_.get(), "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto & [i, outcome] : outcomes) {
         const auto & o = *outcome;
@@ -196,30 +185,30 @@ void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::pair
         } else {
             sqlite3_bind_null(put.get(), 9);
         }
-        step_done(db_, put.get());
+        step_done(db_.get(), put.get());
     }
     exec("COMMIT");
 }
 
 void ResultsStore::finish_run(std::int64_t run, const std::map<std::string, double> & metrics) {
     exec("BEGIN");
-    auto put = prepare(db_, "INSERT OR REPLACE INTO metrics(run_id, name, value) VALUES (?, ?, ?)");
+    auto put = prepare(db_.get(), "INSERT OR REPLACE INTO metrics(run_id, name, value) VALUES (?, ?, ?)");
     for (const auto & [name, value] : metrics) {
         sqlite3_reset(put.get());
         bind_value(put.get(), 1, run);
         bind_value(put.get(), 2, name);
         bind_value(put.get(), 3, value);
-        step_done(db_, put.get());
+        step_done(db_.get(), put.get());
     }
-    auto done = prepare(db_, "UPDATE runs SET status = 'finished', finished = ? WHERE id = ?");
+    auto done = prepare(db_.get(), "UPDATE runs SET status = 'finished', finished = ? WHERE id = ?");
     bind_value(done.get(), 1, now());
     bind_value(done.get(), 2, run);
-    step_done(db_, done.get());
+    step_done(db_.get(), done.get());
     exec("COMMIT");
 }
 
 bool ResultsStore::has_finished_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options) {
-    auto find = prepare(db_, "SELECT 1 FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ? AND status = 'finished'");
+    auto find = prepare(db_.get(), "SELECT 1 FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ? AND status = 'finished'");
     bind_value(find.get(), 1, model.key);
     bind_value(find.get(), 2, suite.content_hash);
     bind_value(find.get(), 3, options);
@@ -228,7 +217,7 @@ bool ResultsStore::has_finished_run(const RecordedModel & model, const TaskSuite
 
 std::vector<RunSummary> ResultsStore::list_runs() {
     std::vector<RunSummary> runs;
-    auto q = prepare(db_,
+    auto q = prepare(db_.get(),
                      "SELECT r.id, r.model_path, r.model_sha256, s.name, r.suite_hash, r.options, r.status, r.started, "
                      "(SELECT COUNT(*) FROM outcomes o WHERE o.run_id = r.id), s.items FROM runs r LEFT JOIN suites s ON s.hash = r.suite_hash ORDER BY r.id");
     while (sqlite3_step(q.get()) == SQLITE_ROW) {
@@ -245,7 +234,7 @@ std::vector<RunSummary> ResultsStore::list_runs() {
         r.items_total = static_cast<std::size_t>(sqlite3_column_int64(q.get(), 9));
         runs.push_back(std::move(r));
     }
-    auto m = prepare(db_, "SELECT run_id, name, value FROM metrics");
+    auto m = prepare(db_.get(), "SELECT run_id, name, value FROM metrics");
     while (sqlite3_step(m.get()) == SQLITE_ROW) {
         const auto id = sqlite3_column_int64(m.get(), 0);
         for (auto & r : runs) {
@@ -257,7 +246,7 @@ std::vector<RunSummary> ResultsStore::list_runs() {
 
 std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
     std::vector<ItemOutcome> out;
-    auto q = prepare(db_, "SELECT line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ? ORDER BY item");
+    auto q = prepare(db_.get(), "SELECT line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ? ORDER BY item");
     bind_value(q.get(), 1, run);
     while (sqlite3_step(q.get()) == SQLITE_ROW) out.push_back(outcome_from_row(q.get(), 0));
     return out;
@@ -352,7 +341,7 @@ SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, co
 }
 
 std::optional<std::string> ResultsStore::find_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key) {
-    auto find = prepare(db_, "SELECT value FROM measurements WHERE model_sha256 = ? AND kind = ? AND key = ?");
+    auto find = prepare(db_.get(), "SELECT value FROM measurements WHERE model_sha256 = ? AND kind = ? AND key = ?");
     bind_value(find.get(), 1, model_sha256);
     bind_value(find.get(), 2, kind);
     bind_value(find.get(), 3, key);
@@ -361,13 +350,13 @@ std::optional<std::string> ResultsStore::find_measurement(const std::string & mo
 }
 
 void ResultsStore::record_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key, const std::string & value) {
-    auto put = prepare(db_, "INSERT OR REPLACE INTO measurements(model_sha256, kind, key, value, recorded) VALUES (?, ?, ?, ?, ?)");
+    auto put = prepare(db_.get(), "INSERT OR REPLACE INTO measurements(model_sha256, kind, key, value, recorded) VALUES (?, ?, ?, ?, ?)");
     bind_value(put.get(), 1, model_sha256);
     bind_value(put.get(), 2, kind);
     bind_value(put.get(), 3, key);
     bind_value(put.get(), 4, value);
     bind_value(put.get(), 5, now());
-    step_done(db_, put.get());
+    step_done(db_.get(), put.get());
 }
 
 }  // namespace switchyard::eval

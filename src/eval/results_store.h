@@ -4,6 +4,7 @@
 #pragma once
 
 #include "eval/run_suite.h"
+#include "support/sqlite_statement.h"
 
 #include <filesystem>
 #include <functional>
@@ -12,7 +13,6 @@
 #include <string>
 #include <vector>
 
-struct sqlite3;
 
 namespace switchyard::eval {
 
@@ -49,7 +49,6 @@ class ResultsStore {
 public:
     // Opens (creating if needed) the database. Throws switchyard::Error if it cannot.
     explicit ResultsStore(const std::filesystem::path & path);
-    ~ResultsStore();
     ResultsStore(const ResultsStore &) = delete;
     ResultsStore & operator=(const ResultsStore &) = delete;
 
@@ -79,7 +78,7 @@ public:
 
 private:
     void exec(const std::string & sql);
-    sqlite3 * db_ = nullptr;
+    sqlite::Database db_;
     std::filesystem::path path_;
 };
 

@@ -440,7 +440,7 @@ SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const Ru
 
 PairedComparison compare_outcomes(const SuiteResult & base, const SuiteResult & other, bool bootstrap) {
     if (base.suite.content_hash != other.suite.content_hash || base.outcomes.size() != other.outcomes.size()) {
-        throw Error("cannot pair results of different suites (" + base.suite.spec + " vs " + other.suite.spec + ")");
+        throw Error("cannot pair results of different suites ({} vs {})", base.suite.spec, other.suite.spec);
     }
     PairedComparison c;
     std::vector<std::uint8_t> base_right, other_right;

@@ -150,9 +150,9 @@ double run_query(Timed & t, const std::string & prompt, bool record) {
     const double total = seconds_since(start);
     const int n = result[0].completion_tokens;
     if (n != t.generate)
-        throw Error(fmt::format("speed: {} generated {} of the {} tokens of a query (its context of {} tokens holds {} of prompt): a failed measurement", t.name,
-                                n, t.generate, t.context, result[0].prompt_tokens));
-    if (!(total > 0)) throw Error(fmt::format("speed: {}: a query took no measurable time: a failed measurement", t.name));
+        throw Error("speed: {} generated {} of the {} tokens of a query (its context of {} tokens holds {} of prompt): a failed measurement", t.name,
+                                n, t.generate, t.context, result[0].prompt_tokens);
+    if (!(total > 0)) throw Error("speed: {}: a query took no measurable time: a failed measurement", t.name);
     if (!record) return total * 1000;
     t.cpu += cpu_seconds() - cpu_before;
     if (t.measured_energy) {
@@ -178,7 +178,7 @@ double run_query(Timed & t, const std::string & prompt, bool record) {
 
 SpeedResult summary(const Timed & t, const engine::LlamaEngineOptions & eo, const SpeedOptions & o) {
     if (t.decode_rates.empty())
-        throw Error(fmt::format("speed: {} produced no text before the end of any query: its decode rate cannot be measured (a failed measurement, not a rate of 0)", t.name));
+        throw Error("speed: {} produced no text before the end of any query: its decode rate cannot be measured (a failed measurement, not a rate of 0)", t.name);
     SpeedResult r;
     r.rounds = static_cast<int>(t.round_ms.size());
     r.file_bytes = model::inspect_gguf(eo.model_path).file_bytes;
@@ -222,9 +222,9 @@ int query_context(const SpeedOptions & o) { return 4 * (o.prompt_tokens + o.gene
 void check_fits(const Timed & t, std::size_t prompt_chars) {
     const double prompt = static_cast<double>(prompt_chars) / t.chars_per_token;
     if (prompt + t.generate + 8 > t.context)
-        throw Error(fmt::format("speed: one query is about {:.0f} + {} tokens of {}, more than the {} its speed pass holds: lower speed.prompt_tokens or "
+        throw Error("speed: one query is about {:.0f} + {} tokens of {}, more than the {} its speed pass holds: lower speed.prompt_tokens or "
                                 "speed.generate_tokens",
-                                prompt, t.generate, t.name, t.context));
+                                prompt, t.generate, t.name, t.context);
 }
 
 // Whether the rounds may stop: after min_rounds once the interval is within the target either
@@ -278,7 +278,7 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     t.context = t.engine->model().context_length;
     const std::string text = engine::normalize_for_vocabulary(*t.engine, text_sample(o.text));
     t.chars_per_token = chars_per_token(*t.engine, text);
-    if (t.chars_per_token <= 0) throw Error("speed: " + t.name + ": the text is empty once made encodable");
+    if (t.chars_per_token <= 0) throw Error("speed: {}: the text is empty once made encodable", t.name);
     t.generate = o.generate_tokens;
     const auto prompt_chars = static_cast<std::size_t>(std::lround(o.prompt_tokens * t.chars_per_token));
     check_fits(t, prompt_chars);
@@ -312,7 +312,7 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate, 
     text = engine::normalize_for_vocabulary(*ref.engine, text);
     ref.chars_per_token = chars_per_token(*ref.engine, text);
     c.chars_per_token = chars_per_token(*c.engine, text);
-    if (ref.chars_per_token <= 0 || c.chars_per_token <= 0) throw Error("speed: the text is empty once made encodable by both " + c.name + " and " + ref.name);
+    if (ref.chars_per_token <= 0 || c.chars_per_token <= 0) throw Error("speed: the text is empty once made encodable by both {} and {}", c.name, ref.name);
     // The same characters in, as many characters out: the reference's counts in each one's tokens.
     const auto prompt_chars = static_cast<std::size_t>(std::lround(o.prompt_tokens * ref.chars_per_token));
     ref.generate = o.generate_tokens;

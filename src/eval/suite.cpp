@@ -224,7 +224,7 @@ TaskSuite load_suite(const std::string & spec) {
         }
         if (adapter.empty() && j.is_object() && j.contains("suite")) {
             const auto & s = j["suite"];
-            if (!s.is_object()) throw Error(path + ":" + std::to_string(number) + ": 'suite' must be an object of settings");
+            if (!s.is_object()) throw Error("{}:{}: 'suite' must be an object of settings", path, number);
             suite.settings.name = s.value("name", suite.settings.name);
             suite.settings.critical = s.value("critical", false);
             suite.settings.requires_capability = s.value("requires", "");
@@ -240,7 +240,7 @@ TaskSuite load_suite(const std::string & spec) {
             suite.skipped.push_back({number, e.what()});
         }
     }
-    if (suite.items.empty()) throw Error(path + ": no usable items (" + std::to_string(suite.skipped.size()) + " malformed lines)");
+    if (suite.items.empty()) throw Error("{}: no usable items ({} malformed lines)", path, suite.skipped.size());
     return suite;
 }
 

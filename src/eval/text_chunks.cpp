@@ -51,7 +51,7 @@ std::string text_of_suite(const std::filesystem::path & path, const std::string 
         try {
             collect_item_text(nlohmann::json::parse(line), text);
         } catch (const nlohmann::json::parse_error &) {
-            throw Error(path.string() + ":" + std::to_string(line_number) + ": not a JSON object (suites are JSONL: one item per line)");
+            throw Error("{}:{}: not a JSON object (suites are JSONL: one item per line)", path.string(), line_number);
         }
     }
     return text;
@@ -84,7 +84,7 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
             const auto part = engine.tokenize(text, false);
             tokens.insert(tokens.end(), part.begin(), part.end());
         } catch (const Error & e) {
-            throw Error(path.string() + ": " + e.what() + "; pass --normalize to collapse whitespace and drop such characters");
+            throw Error("{}: {}; pass --normalize to collapse whitespace and drop such characters", path.string(), e.what());
         }
         result.sources.push_back(path.filename().string());
     }
@@ -94,7 +94,7 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
     const auto skip = static_cast<std::size_t>(o.skip_chunks);
     result.available = total > skip ? total - skip : 0;
     if (result.available == 0) {
-        throw Error(fmt::format("the text holds {} tokens, {} chunks of {}: nothing left after skipping {}", tokens.size(), total, length, skip));
+        throw Error("the text holds {} tokens, {} chunks of {}: nothing left after skipping {}", tokens.size(), total, length, skip);
     }
     const std::size_t take = o.max_chunks > 0 ? std::min<std::size_t>(result.available, static_cast<std::size_t>(o.max_chunks)) : result.available;
     for (std::size_t c = skip; c < skip + take; ++c) {

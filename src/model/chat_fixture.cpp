@@ -100,7 +100,7 @@ std::vector<T> array_of(const gguf_context * ctx, const char * key, gguf_type ty
     const auto id = gguf_find_key(ctx, key);
     if (id < 0) return {};
     if (gguf_get_kv_type(ctx, id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(ctx, id) != type || gguf_get_arr_n(ctx, id) != n)
-        throw Error(fmt::format("{}: {} is not an array of one value per token", file.string(), key));
+        throw Error("{}: {} is not an array of one value per token", file.string(), key);
     const auto * data = static_cast<const T *>(gguf_get_arr_data(ctx, id));
     return std::vector<T>(data, data + n);
 }
@@ -115,25 +115,25 @@ const ChatStyle & find_chat_style(std::string_view name) {
         if (s.name == name) return s;
         names += (names.empty() ? "" : ", ") + s.name;
     }
-    throw Error(fmt::format("unknown chat style '{}' (known: {})", name, names));
+    throw Error("unknown chat style '{}' (known: {})", name, names);
 }
 
 void write_chat_model(const std::filesystem::path & base, const ChatStyle & style, const std::filesystem::path & out) {
     ggml_context * raw = nullptr;
     gguf_context_ptr src{gguf_init_from_file(base.c_str(), {.no_alloc = false, .ctx = &raw})};
-    if (!src) throw Error(fmt::format("{}: not a readable GGUF file", base.string()));
+    if (!src) throw Error("{}: not a readable GGUF file", base.string());
     ggml_context_ptr data{raw};
 
     const auto tokens_id = gguf_find_key(src.get(), "tokenizer.ggml.tokens");
     if (tokens_id < 0 || gguf_get_kv_type(src.get(), tokens_id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(src.get(), tokens_id) != GGUF_TYPE_STRING)
-        throw Error(fmt::format("{}: the file has no token list (tokenizer.ggml.tokens)", base.string()));
+        throw Error("{}: the file has no token list (tokenizer.ggml.tokens)", base.string());
     const std::size_t n_vocab = gguf_get_arr_n(src.get(), tokens_id);
     std::vector<std::string> tokens;
     for (std::size_t i = 0; i < n_vocab; ++i) tokens.emplace_back(gguf_get_arr_str(src.get(), tokens_id, i));
     auto scores = array_of<float>(src.get(), "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, n_vocab, base);
     auto types = array_of<std::int32_t>(src.get(), "tokenizer.ggml.token_type", GGUF_TYPE_INT32, n_vocab, base);
     for (const auto & t : style.control_tokens) {
-        if (std::find(tokens.begin(), tokens.end(), t) != tokens.end()) throw Error(fmt::format("{}: the vocabulary already holds {}", base.string(), t));
+        if (std::find(tokens.begin(), tokens.end(), t) != tokens.end()) throw Error("{}: the vocabulary already holds {}", base.string(), t);
         tokens.push_back(t);
         if (!scores.empty()) scores.push_back(0.0f);
         if (!types.empty()) types.push_back(kControlTokenType);
@@ -181,7 +181,7 @@ void write_chat_model(const std::filesystem::path & base, const ChatStyle & styl
     }
 
     AtomicFile file(out);
-    if (!gguf_write_to_file(dst.get(), file.temp_path().c_str(), /*only_meta=*/false)) throw Error(fmt::format("{}: write failed", out.string()));
+    if (!gguf_write_to_file(dst.get(), file.temp_path().c_str(), /*only_meta=*/false)) throw Error("{}: write failed", out.string());
     file.commit();
 }
 

@@ -109,7 +109,7 @@ private:
 
 void check_magic(const void * data, std::size_t size, const std::string & name) {
     if (size < sizeof kMagic || std::memcmp(data, kMagic, sizeof kMagic) != 0) {
-        throw Error(name + ": not a GGUF file (it does not start with the bytes \"GGUF\")");
+        throw Error("{}: not a GGUF file (it does not start with the bytes \"GGUF\")", name);
     }
 }
 
@@ -122,7 +122,7 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
     info.tensor_data_offset = gguf_get_data_offset(ctx);
     info.architecture = meta.string("general.architecture").value_or("");
     if (info.architecture.empty()) {
-        throw Error(name + ": GGUF file has no general.architecture string: not a model file llama.cpp can load");
+        throw Error("{}: GGUF file has no general.architecture string: not a model file llama.cpp can load", name);
     }
     info.name = meta.string("general.name").value_or("");
 
@@ -184,8 +184,7 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
     // gguf reads only the index; checked last so that a cut file still exercises everything above.
     const std::uint64_t needed = gguf_get_data_offset(ctx) + data_end;
     if (n_tensors > 0 && needed > file_bytes) {
-        throw Error(name + ": truncated GGUF file: its tensors need " + std::to_string(needed) + " bytes but the file has " +
-                    std::to_string(file_bytes));
+        throw Error("{}: truncated GGUF file: its tensors need {} bytes but the file has {}", name, needed, file_bytes);
     }
     return info;
 }
@@ -193,7 +192,7 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
 [[noreturn]] void throw_unreadable(const std::string & name) {
     std::string detail = without_function_prefix(last_engine_error());
     if (detail.empty()) detail = "the gguf reader rejected it";
-    throw Error(name + ": corrupt or truncated GGUF file: " + detail);
+    throw Error("{}: corrupt or truncated GGUF file: {}", name, detail);
 }
 
 }  // namespace
@@ -203,14 +202,14 @@ ModelInfo inspect_gguf(const std::filesystem::path & path) {
     const std::string name = path.string();
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
-    if (!std::filesystem::exists(status)) throw Error(name + ": no such file");
-    if (std::filesystem::is_directory(status)) throw Error(name + ": is a directory, not a GGUF file");
+    if (!std::filesystem::exists(status)) throw Error("{}: no such file", name);
+    if (std::filesystem::is_directory(status)) throw Error("{}: is a directory, not a GGUF file", name);
     const std::uint64_t file_bytes = std::filesystem::file_size(path, ec);
-    if (ec) throw Error(name + ": cannot read: " + ec.message());
+    if (ec) throw Error("{}: cannot read: {}", name, ec.message());
 
     char head[sizeof kMagic] = {};
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(name + ": cannot open for reading");
+    if (!in) throw Error("{}: cannot open for reading", name);
     in.read(head, sizeof head);
     check_magic(head, static_cast<std::size_t>(in.gcount()), name);
 

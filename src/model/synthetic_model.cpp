@@ -153,15 +153,15 @@ std::vector<TensorPlan> tensor_plan(const ModelShape & s) {
 }
 
 void check_shape(const ModelShape & s) {
-    if (s.vocab < kFirstPiece + 96) throw Error(fmt::format("model shape {}: the vocabulary needs at least {} tokens", s.name, kFirstPiece + 96));
+    if (s.vocab < kFirstPiece + 96) throw Error("model shape {}: the vocabulary needs at least {} tokens", s.name, kFirstPiece + 96);
     if (s.embedding <= 0 || s.layers <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.feed_forward <= 0 || s.context <= 0)
-        throw Error(fmt::format("model shape {}: every size must be positive", s.name));
+        throw Error("model shape {}: every size must be positive", s.name);
     if (s.embedding % s.heads != 0 || s.heads % s.kv_heads != 0)
-        throw Error(fmt::format("model shape {}: the width must divide into heads, and heads into KV heads", s.name));
+        throw Error("model shape {}: the width must divide into heads, and heads into KV heads", s.name);
 }
 
 void write_or_throw(std::FILE * f, const void * data, std::size_t bytes, const std::filesystem::path & path) {
-    if (std::fwrite(data, 1, bytes, f) != bytes) throw Error(fmt::format("{}: write failed (disk full?)", path.string()));
+    if (std::fwrite(data, 1, bytes, f) != bytes) throw Error("{}: write failed (disk full?)", path.string());
 }
 
 }  // namespace
@@ -174,7 +174,7 @@ const ModelShape & find_shape(std::string_view name) {
         if (s.name == name) return s;
         names += (names.empty() ? "" : ", ") + s.name;
     }
-    throw Error(fmt::format("unknown model shape '{}' (known: {})", name, names));
+    throw Error("unknown model shape '{}' (known: {})", name, names);
 }
 
 void write_synthetic_model(const SyntheticModelOptions & options, const std::filesystem::path & path) {
@@ -225,8 +225,8 @@ void write_synthetic_model(const SyntheticModelOptions & options, const std::fil
 
     AtomicFile out(path);
     std::unique_ptr<std::FILE, int (*)(std::FILE *)> f(std::fopen(out.temp_path().c_str(), "wb"), &std::fclose);
-    if (!f) throw Error(fmt::format("{}: cannot create the file", path.string()));
-    if (!gguf_write_to_file_ptr(gguf.get(), f.get(), /*only_meta=*/true)) throw Error(fmt::format("{}: write failed", path.string()));
+    if (!f) throw Error("{}: cannot create the file", path.string());
+    if (!gguf_write_to_file_ptr(gguf.get(), f.get(), /*only_meta=*/true)) throw Error("{}: write failed", path.string());
 
     Random random(options.seed);
     const std::size_t alignment = gguf_get_alignment(gguf.get());
@@ -247,7 +247,7 @@ void write_synthetic_model(const SyntheticModelOptions & options, const std::fil
         }
         write_or_throw(f.get(), padding.data(), GGML_PAD(bytes, alignment) - bytes, path);
     }
-    if (std::fclose(f.release()) != 0) throw Error(fmt::format("{}: write failed (disk full?)", path.string()));
+    if (std::fclose(f.release()) != 0) throw Error("{}: write failed (disk full?)", path.string());
     out.commit();
 }
 

@@ -65,7 +65,7 @@ void unregister_pending(int slot) {
 
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
     const auto folder = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
-    if (!std::filesystem::is_directory(folder)) throw Error(target_.string() + ": the folder " + folder.string() + " does not exist");
+    if (!std::filesystem::is_directory(folder)) throw Error("{}: the folder {} does not exist", target_.string(), folder.string());
     std::random_device rd;
     temp_ = folder / ("." + target_.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000));
     cleanup_slot_ = register_pending(temp_);
@@ -82,13 +82,13 @@ AtomicFile::~AtomicFile() {
 void AtomicFile::commit() {
     std::error_code ec;
     std::filesystem::rename(temp_, target_, ec);
-    if (ec) throw Error(target_.string() + ": cannot move the finished file into place: " + ec.message());
+    if (ec) throw Error("{}: cannot move the finished file into place: {}", target_.string(), ec.message());
     committed_ = true;
 }
 
 std::string read_whole_file(const std::filesystem::path & path, const std::string & what) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open the " + what);
+    if (!in) throw Error("{}: cannot open the {}", path.string(), what);
     std::ostringstream bytes;
     bytes << in.rdbuf();
     return bytes.str();
@@ -97,11 +97,11 @@ std::string read_whole_file(const std::filesystem::path & path, const std::strin
 void write_file_atomically(const std::filesystem::path & path, const std::string & contents) {
     AtomicFile file(path);
     std::FILE * out = std::fopen(file.temp_path().c_str(), "wb");
-    if (out == nullptr) throw Error(path.string() + ": cannot write: " + std::strerror(errno));
+    if (out == nullptr) throw Error("{}: cannot write: {}", path.string(), std::strerror(errno));
     const bool written = std::fwrite(contents.data(), 1, contents.size(), out) == contents.size();
     // fclose flushes: a full disk shows up here as well.
     const bool closed = std::fclose(out) == 0;
-    if (!written || !closed) throw Error(path.string() + ": cannot write: " + std::strerror(errno));
+    if (!written || !closed) throw Error("{}: cannot write: {}", path.string(), std::strerror(errno));
     file.commit();
 }
 

@@ -1,5 +1,5 @@
-// Prepared SQLite statements for the stores (results, captures): owned, bound and stepped, with
-// errors that name the database file.
+// SQLite for the stores (results, captures): databases and prepared statements owned, bound and
+// stepped, with errors that name the database file.
 #pragma once
 
 #include "support/error.h"
@@ -7,10 +7,25 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 
 namespace switchyard::sqlite {
+
+struct Close {
+    void operator()(sqlite3 * db) const { sqlite3_close(db); }
+};
+using Database = std::unique_ptr<sqlite3, Close>;
+
+// Opens PATH with sqlite3_open_v2's FLAGS; an Error names the file and WHAT it was to be.
+inline Database open(const std::filesystem::path & path, int flags, const std::string & what) {
+    sqlite3 * raw = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+    Database db(raw);
+    if (rc != SQLITE_OK) throw Error("{}: cannot open the {}: {}", path.string(), what, raw != nullptr ? sqlite3_errmsg(raw) : "out of memory");
+    return db;
+}
 
 struct Finalize {
     void operator()(sqlite3_stmt * s) const { sqlite3_finalize(s); }

@@ -25,9 +25,9 @@ YamlMap YamlMap::parse(const std::string & text, const std::string & source, con
     try {
         root = YAML::Load(text);
     } catch (const YAML::Exception & e) {
-        throw Error(source + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+        throw Error("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg);
     }
-    if (!root.IsMap()) throw Error(source + ": expected a YAML mapping at the top level, found " + describe(root));
+    if (!root.IsMap()) throw Error("{}: expected a YAML mapping at the top level, found {}", source, describe(root));
     return YamlMap(root, source, "", std::filesystem::absolute(base_dir));
 }
 
@@ -140,7 +140,7 @@ void YamlMap::reject_unknown(std::initializer_list<const char *> known) const {
         if (std::none_of(known.begin(), known.end(), [&](const char * k) { return key == k; })) {
             std::string list;
             for (const char * k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-            throw Error(source_ + ":" + std::to_string(entry.first.Mark().line + 1) + ": " + qualified(key) + ": unknown key (expected one of: " + list + ")");
+            throw Error("{}:{}: {}: unknown key (expected one of: {})", source_, entry.first.Mark().line + 1, qualified(key), list);
         }
     }
 }

@@ -1,10 +1,11 @@
-#include "decide/plan.h"
+#include "decide/plan_file.h"
 
 #include "eval/captured_suite.h"
 #include "eval/lm_eval_task.h"
 #include "eval/cloze.h"
 
 #include "support/atomic_file.h"
+#include "support/clock.h"
 #include "support/error.h"
 #include "support/rpc_endpoint.h"
 #include "support/units.h"
@@ -167,7 +168,7 @@ TaskSpec read_task(const YamlMap & y) {
         t.capture_route = c->string("route");
         t.capture_db = c->has("db") ? path_of(*c, "db") : y.base_dir() / "captures.sqlite";
         const std::string since = c->string("since", "30d");
-        const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+        const auto now = clock::unix_now();
         try {
             t.capture_since = eval::parse_since(since, now, "");
         } catch (const Error & e) {
