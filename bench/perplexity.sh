@@ -27,7 +27,7 @@ printf '  time llama-perplexity %.3f s  switchyard %.3f s  throughput ratio %.2f
 echo "KL-divergence of Q4_0 against F32"
 "${lp[@]}" -m "$model" --kl-divergence-base "$out/base.kld" > /dev/null 2>&1
 theirs_kld=$("${lp[@]}" -m "$out/q4.gguf" --kl-divergence-base "$out/base.kld" --kl-divergence 2>&1 | sed -n 's/^Mean    KLD: *\([0-9.]*\).*/\1/p')
-ours_kld=$("${ours[@]}" -m "$out/q4.gguf" --base "$model" --top-k 0 | jq .kld.mean)
+ours_kld=$("${ours[@]}" -m "$out/q4.gguf" --base "$model" --top-k 0 | jq .drift.kld.mean)
 t_theirs=$(median_seconds "${lp[@]}" -m "$out/q4.gguf" --kl-divergence-base "$out/base.kld" --kl-divergence)
 "$sy" eval -m "$out/q4.gguf" --base "$model" --text "$text" -c $ctx --chunks "$chunks" -t "$threads" --top-k 0 --save-base "$out/full.ref" --json > /dev/null
 t_ours=$(median_seconds "${ours[@]}" -m "$out/q4.gguf" --base-file "$out/full.ref")
@@ -37,6 +37,6 @@ printf '  time from a stored base: llama-perplexity %.3f s  switchyard %.3f s  t
 echo "top-K base files (llama-perplexity's keeps every logit: $(stat -c %s "$out/base.kld") bytes)"
 exact=$ours_kld
 for k in 8 16 32 64 128 0; do
-  kld=$("$sy" eval -m "$out/q4.gguf" --base "$model" --text "$text" -c $ctx --chunks "$chunks" -t "$threads" --top-k $k --save-base "$out/k$k.ref" --json | jq .kld.mean)
+  kld=$("$sy" eval -m "$out/q4.gguf" --base "$model" --text "$text" -c $ctx --chunks "$chunks" -t "$threads" --top-k $k --save-base "$out/k$k.ref" --json | jq .drift.kld.mean)
   printf '  K=%-4s %10d bytes  mean KLD %.6f  error %+.3f%%\n' "$([ $k = 0 ] && echo all || echo $k)" "$(stat -c %s "$out/k$k.ref")" "$kld" "$(echo "($kld - $exact) / $exact * 100" | bc -l)"
 done

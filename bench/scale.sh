@@ -181,7 +181,7 @@ for rung in "${rungs[@]}"; do
   sk_cmd=("$sy" eval -m "$dir/q4km.gguf" --base-file "$dir/ours.ref" -t "$threads" --json)
   pair lk sk
   theirs_kld=$(sed -n 's/^Mean    KLD: *\([0-9.]*\).*/\1/p' "$work/lk.log")
-  ours_kld=$(sed -n '/^{/,$p' "$work/sk.log" | jq .kld.mean)
+  ours_kld=$(sed -n '/^{/,$p' "$work/sk.log" | jq .drift.kld.mean)
   theirs_bytes=$(stat -c %s "$dir/theirs.kld")
   ours_bytes=$(stat -c %s "$dir/ours.ref")
   row "KLD from a stored base" "$lk_s" "$sk_s" "$lk_mib" "$sk_mib" \

@@ -128,11 +128,11 @@ TEST(EngineCheck, EvalMeasuresQ8_0AndQ4_KVariants) {
                                              "--ctx", "64", "--no-results", "--json", "-t", "2"});
         ASSERT_EQ(r.exit_code, 0) << r.err;
         const auto out = nlohmann::json::parse(r.out);
-        const double kld = out["kld"]["mean"].get<double>();
+        const double kld = out["drift"]["kld"]["mean"].get<double>();
         EXPECT_TRUE(std::isfinite(out["perplexity"].get<double>())) << type;
         EXPECT_GT(kld, 0.0) << type;  // quantization moves the predictions a little...
         EXPECT_LT(kld, 1.0) << type;  // ...not completely (random weights suffer more than trained ones)
-        EXPECT_GT(out["top1_agreement"].get<double>(), 0.35) << type;
+        EXPECT_GT(out["drift"]["top1_agreement"].get<double>(), 0.35) << type;
         if (std::string(type) == "Q8_0") q8_kld = kld;
         else EXPECT_GT(kld, q8_kld) << "4-bit drifts further than 8-bit";
     }

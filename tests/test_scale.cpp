@@ -180,14 +180,14 @@ TEST(BaseFile, EvalRecordsAModelsOwnPredictionsInTheSamePassAsItsPerplexity) {
     ASSERT_TRUE(std::filesystem::exists(base));
     // To the single precision the file keeps each position's log-probability in.
     EXPECT_NEAR(recorded.value("perplexity", 0.0), plain.value("perplexity", -1.0), 1e-7 * plain.value("perplexity", 0.0));
-    EXPECT_FALSE(recorded.contains("kld"));
+    EXPECT_FALSE(recorded.contains("drift"));
 
     const auto from_file = test::run_switchyard({"eval", "-m", q4, "--base-file", base, "-t", "2", "--json"});
     ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
     const auto with_base = eval({"-m", q4, "--base", original});
-    const double kld = nlohmann::json::parse(from_file.out)["kld"]["mean"].get<double>();
+    const double kld = nlohmann::json::parse(from_file.out)["drift"]["kld"]["mean"].get<double>();
     EXPECT_GT(kld, 1e-3);
-    EXPECT_NEAR(kld, with_base["kld"]["mean"].get<double>(), 1e-9 * kld);
+    EXPECT_NEAR(kld, with_base["drift"]["kld"]["mean"].get<double>(), 1e-9 * kld);
 
     test::expect_clean_failure(test::run_switchyard({"eval", "-m", q4, "--base-file", base, "--save-base", dir.file("again.ref").string()}),
                                "cannot be combined");

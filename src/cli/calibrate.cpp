@@ -1,5 +1,6 @@
 // `switchyard calibrate MODEL --data FILE... -o IMATRIX`: an importance matrix from your own text.
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "compress/calibrate.h"
 
 #include <CLI/CLI.hpp>
@@ -16,10 +17,10 @@ void add_calibrate(CLI::App & app) {
     cmd->add_option("-o,--output", *out, "Where to write the imatrix (GGUF)")->required();
     cmd->add_option("--chunks", o->chunks, "Calibration samples: chunks of --ctx tokens (100-500 is the usual range)")->capture_default_str();
     cmd->add_option("--skip-chunks", o->skip_chunks, "Skip this many chunks first (e.g. to keep them for evaluation)");
-    cmd->add_option("-c,--ctx", o->context, "Tokens per chunk (default: min(512, the model's declared context))");
+    add_chunk_context(*cmd, o->context);
     cmd->add_flag("--normalize", o->normalize, "Collapse whitespace and drop characters the vocabulary cannot encode");
     cmd->add_flag("--include-output", o->include_output, "Also collect for output.weight");
-    cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all)");
+    add_threads(*cmd, o->threads);
     cmd->add_option("--parallel", o->parallel, "Chunks decoded side by side")->capture_default_str();
     cmd->callback([o, out] {
         const auto r = compress::calibrate(*o);

@@ -1,5 +1,6 @@
 // `switchyard check-engine`: does the llama.cpp build run on this CPU and compute right?
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "compress/engine_check.h"
 #include "support/error.h"
 
@@ -38,7 +39,7 @@ void add_check_engine(CLI::App & app) {
     auto dir = std::make_shared<std::string>();
     auto threads = std::make_shared<int>(0);
     cmd->add_option("--work-dir", *dir, "Keep the models and reference here (default: a temporary folder, removed after)");
-    cmd->add_option("-t,--threads", *threads, "CPU threads (default: all, at least 4)");
+    add_threads(*cmd, *threads, "at least 4 when 0, so that per-thread CPU state is checked too");
     cmd->callback([dir, threads] {
         const bool temporary = dir->empty();
         const std::filesystem::path work =

@@ -1,5 +1,6 @@
 // `switchyard generate -m MODEL -p PROMPT`: continue a prompt with a model, streaming the text.
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "engine/llama_engine.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
@@ -37,9 +38,9 @@ void add_generate(CLI::App & app) {
     cmd->add_option("--min-p", opt->request.sampling.min_p, "Drop tokens below this share of the best one (0: off)")->capture_default_str();
     cmd->add_option("--seed", opt->request.sampling.seed, "Random seed for sampling (default: random)");
     cmd->add_option("--stop", opt->request.stop, "Stop before this string (repeatable)");
-    cmd->add_option("-c,--ctx", opt->engine.context_length, "Context length in tokens (default: the model's declared length)");
-    cmd->add_option("-t,--threads", opt->engine.threads, "CPU threads (default: all)");
-    cmd->add_option("-g,--gpu-layers", opt->engine.gpu_layers, "Layers to offload to a GPU, -1 for all (GPU builds only)");
+    add_context(*cmd, opt->engine.context_length);
+    add_threads(*cmd, opt->engine.threads);
+    add_gpu_layers(*cmd, opt->engine.gpu_layers);
     cmd->callback([opt] {
         if (!opt->prompt_file.empty()) opt->prompt = read_whole_file(opt->prompt_file, "prompt file");
         opt->engine.parallel = 1;

@@ -1,5 +1,6 @@
 // `switchyard plan [PLAN.yaml] [-o DIR]`: the whole compress-or-switch decision, its report and portfolio.
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "decide/dry_run.h"
 #include "decide/planner.h"
 #include "eval/results_store.h"
@@ -33,7 +34,7 @@ void add_plan(CLI::App & app) {
     cmd->add_option("PLAN", f->plan, "Plan file (YAML; see docs/plan.md)")->capture_default_str();
     cmd->add_option("-o,--output", f->run.out_dir, "Folder for the variants, the reports and the portfolio")->capture_default_str();
     cmd->add_option("--results", f->run.results, "Results store (SQLite): measurements already there are reused")->capture_default_str();
-    cmd->add_option("-t,--threads", f->run.threads, "CPU threads (default: all)");
+    add_threads(*cmd, f->run.threads);
     cmd->add_option("--workers", f->workers,
                     "llama.cpp rpc-server workers (rpc://HOST:PORT, comma-separated; replaces the plan's 'workers') that measure candidates' task "
                     "suites side by side, one candidate each; see docs/scale-out.md")

@@ -1,5 +1,6 @@
 // `switchyard prune MODEL OUT`: zero the least important weights (magnitude or Wanda), drop layers.
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "compress/prune.h"
 
 #include <CLI/CLI.hpp>
@@ -29,7 +30,7 @@ void add_prune(CLI::App & app) {
     cmd->add_flag("--include-embeddings", o->include_embeddings, "Also prune token_embd.weight (magnitude only)");
     cmd->add_flag("--include-output", o->include_output, "Also prune output.weight");
     cmd->add_option("--then-quantize", o->then_quantize, "Quantize the pruned model to this type (see `switchyard quantize --help`)");
-    cmd->add_option("-t,--threads", o->threads, "Threads for --then-quantize (default: all)");
+    add_threads(*cmd, o->threads, "used by --then-quantize");
     cmd->add_flag("--json", *json, "Print the report as JSON");
     cmd->callback([o, method, pattern, json] {
         o->method = compress::parse_method(*method);

@@ -1,6 +1,7 @@
 // `switchyard quantize MODEL OUT TYPE` and `switchyard rebuild RECIPE`: quantized variants with
 // a report of what was really written, and their exact rebuild from a recipe.
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "compress/quant_types.h"
 #include "compress/quantize.h"
 #include "compress/rebuild.h"
@@ -74,7 +75,7 @@ void add_quantize(CLI::App & app) {
     cmd->add_option("--embedding-type", o->embedding_type, "ggml type for token_embd.weight");
     cmd->add_option("--prune-layers", o->prune_layers, "Drop these whole layers (comma-separated indices)")->delimiter(',');
     cmd->add_flag("--allow-requantize", o->allow_requantize, "Quantize a model that is already quantized");
-    cmd->add_option("-t,--threads", o->threads, "Threads (default: all)");
+    add_threads(*cmd, o->threads);
     cmd->add_flag("--json", *json, "Print the report as JSON");
     cmd->callback([o, specs, json] {
         o->tensor_types = parse_tensor_types(*specs);

@@ -1,5 +1,6 @@
 // `switchyard serve`: run a portfolio (or one model) behind an OpenAI-compatible endpoint.
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "model/portfolio.h"
 #include "serve/gateway.h"
 #include "support/error.h"
@@ -94,9 +95,9 @@ void add_serve(CLI::App & app) {
     auto * portfolio = cmd->add_option("--portfolio", o->portfolio, "Portfolio file (docs/portfolio.md); SIGHUP re-reads it")->check(CLI::ExistingFile);
     auto * model = cmd->add_option("-m,--model", o->model, "Serve one GGUF model instead of a portfolio (its name: the file name without .gguf)");
     portfolio->excludes(model);
-    cmd->add_option("-c,--ctx", o->context, "With -m: tokens per request")->capture_default_str();
+    add_context(*cmd, o->context, "with -m");
     cmd->add_option("--parallel", o->parallel, "With -m: requests decoded side by side")->capture_default_str();
-    cmd->add_option("-t,--threads", o->threads, "With -m: CPU threads (0: all)");
+    add_threads(*cmd, o->threads, "with -m");
     cmd->add_flag("--normalize", o->normalize, "With -m: collapse whitespace and drop characters the vocabulary cannot encode, in every prompt");
     cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1)");
     cmd->add_option("--port", o->port, "Port to listen on; 0 picks a free one (default 8080)");

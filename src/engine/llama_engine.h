@@ -1,20 +1,18 @@
-// LlamaEngine: the Engine over llama.cpp's C API, in process. Not thread-safe: one caller at a time.
+// LlamaEngine: the Engine over llama.cpp's C API, in process (its generation slots in llama_slots.h, its
+// reusable batch in llama_batch.h). Not thread-safe: one caller at a time.
 #pragma once
 
 #include "engine/chat_template.h"
 #include "engine/engine.h"
 
 #include <ggml-backend.h>
+#include <llama-cpp.h>
 
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
-
-struct llama_model;
-struct llama_context;
-struct llama_vocab;
 
 namespace switchyard::engine {
 
@@ -46,6 +44,22 @@ struct LlamaEngineOptions {
 // at `context` tokens each, between 4 and 32, so small contexts run many items per model call
 // without large models' caches growing past what a single long sequence would need.
 int scoring_parallel(int context);
+
+// Choice scoring's packing (LlamaEngine::score_choices): a group needs one sequence per choice, the
+// first continuing its context's own, so a group with more choices than there are sequences is
+// split into parts, each reading the context again. A part is the group's choices
+// [first_choice, first_choice + choices) in sequences first_seq, first_seq + 1, ...; a group
+// without choices still takes one sequence, for its context.
+struct ChoicePart {
+    std::size_t group = 0;
+    std::size_t first_choice = 0;
+    std::size_t choices = 0;
+    int first_seq = 0;
+};
+
+// The parts in decode rounds, in the groups' order: a round takes parts while their sequences fit
+// in `sequences` (at least 1), and its contexts share model calls. `choices[g]`: group g's choices.
+std::vector<std::vector<ChoicePart>> plan_rounds(std::span<const std::size_t> choices, std::size_t sequences);
 
 class LlamaEngine final : public Engine {
 public:
@@ -110,22 +124,31 @@ private:
     void decode_sequences(std::span<const std::vector<Token>> sequences, std::span<const int> seq_ids, const WantsLogits & wants,
                           const OnLogits & on_logits);
     std::vector<ScoreResult> score_in(std::span<const ScoreRequest> requests, int top_k, std::span<const int> seq_ids);
+    // A round of score_choices: its contexts, whose last logits (returned, one row per part) predict
+    // the choices' first tokens; then the choices' other tokens, scored into `results`.
+    std::vector<std::vector<float>> decode_contexts(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round);
+    void decode_choices(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round, const std::vector<std::vector<float>> & first_logits,
+                        std::vector<std::vector<ScoreResult>> & results);
+    std::span<const float> logits_at(int batch_index) const;
     // The prompt's tokens; throws Error when it is empty or leaves no room to generate.
     std::vector<Token> generation_prompt(const GenerateRequest & request) const;
     void check_sequence(std::span<const Token> tokens, const char * what) const;
 
+    // The sampler chain for a request; throws Error when llama.cpp cannot build its grammar.
+    llama_sampler_ptr make_sampler(const SamplingParams & sampling, const Grammar & grammar) const;
     std::vector<Token> tokenize_or_throw(std::string_view text, bool add_special, bool parse_special) const;
     void decode(Batch & batch);
     void check_tokens(std::span<const Token> tokens, const char * what) const;
     void attach_threadpool(int threads);
 
-    llama_model * model_ = nullptr;
-    llama_context * ctx_ = nullptr;
+    // Freed in the reverse order of these declarations: the batch, the context, then the
+    // threadpool the context computed on, the model last.
+    llama_model_ptr model_;
     // Kept across decodes, as llama.cpp's tools do: without one, a ggml built without OpenMP
     // starts and joins its threads in every llama_decode, which costs more than a decode step
-    // of a small model.
-    ggml_threadpool_t threadpool_ = nullptr;
-    void (*threadpool_free_)(ggml_threadpool_t) = nullptr;
+    // of a small model. Freed by the CPU backend's own ggml_threadpool_free.
+    std::unique_ptr<ggml_threadpool, void (*)(ggml_threadpool_t)> threadpool_{nullptr, nullptr};
+    llama_context_ptr ctx_;
     const llama_vocab * vocab_ = nullptr;
     std::unique_ptr<Batch> batch_;
     EngineModel info_;
