@@ -40,7 +40,7 @@ eval::EvalRequest request_from(const EvalFlags & f) {
         r.served->context_length = r.context;
         if (!f.api_key_env.empty()) {
             const char * key = std::getenv(f.api_key_env.c_str());
-            if (key == nullptr || *key == '\0') throw Error("--api-key-env " + f.api_key_env + ": that environment variable is not set");
+            if (key == nullptr || *key == '\0') throw Error("--api-key-env {}: that environment variable is not set", f.api_key_env);
             r.served->api_key = key;
         }
     } else {
@@ -159,7 +159,7 @@ void show_result(const std::filesystem::path & path, std::int64_t run_id) {
         }
         return;
     }
-    throw Error("no run " + std::to_string(run_id) + " in " + path.string());
+    throw Error("no run {} in {}", run_id, path.string());
 }
 
 void export_results(const std::filesystem::path & path, const std::string & format) {

@@ -51,7 +51,7 @@ std::vector<std::pair<std::string, std::string>> parse_tensor_types(const std::v
     for (const auto & spec : specs) {
         const auto eq = spec.rfind('=');
         if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
-            throw Error("--tensor-type '" + spec + "': expected REGEX=TYPE, e.g. 'attn_v=q8_0'");
+            throw Error("--tensor-type '{}': expected REGEX=TYPE, e.g. 'attn_v=q8_0'", spec);
         }
         out.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
     }

@@ -36,7 +36,7 @@ void run_serve(const ServeOptions & o) {
     if (!o.portfolio.empty()) {
         p = model::load_portfolio(o.portfolio);
     } else {
-        if (!std::filesystem::exists(o.model)) throw Error(o.model.string() + ": no such file");
+        if (!std::filesystem::exists(o.model)) throw Error("{}: no such file", o.model.string());
         const std::string name = o.model.stem().string();
         p.models.push_back({.name = name, .path = std::filesystem::absolute(o.model), .context = o.context, .parallel = o.parallel, .threads = o.threads,
                              .normalize = o.normalize});

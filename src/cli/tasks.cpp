@@ -5,6 +5,7 @@
 #include "eval/cloze.h"
 #include "eval/lm_eval_task.h"
 #include "support/atomic_file.h"
+#include "support/clock.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -74,8 +75,7 @@ void add_tasks(CLI::App & app) {
     capture->add_flag("--critical", cap->critical, "Mark the suite critical (the plan's stricter rules apply)");
     capture->add_option("-o,--output", *cap_out, "Where to write the suite (JSONL)")->required();
     capture->callback([cap, since, cap_out] {
-        const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-        cap->since = eval::parse_since(*since, now, "--since");
+        cap->since = eval::parse_since(*since, clock::unix_now(), "--since");
         eval::CaptureSuiteSummary sum;
         write_file_atomically(*cap_out, eval::build_capture_suite(*cap, &sum));
         fmt::print("wrote {}: {} items of route {} ({} labelled -> generation, {} unlabelled -> consistency with the incumbent's answer)\n",

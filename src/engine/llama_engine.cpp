@@ -45,7 +45,7 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     model::clear_engine_error();
     model_.reset(llama_model_load_from_file(options.model_path.c_str(), mparams));
     if (!model_) {
-        throw Error(options.model_path.string() + ": llama.cpp cannot load this model: " + engine_detail("unknown reason"));
+        throw Error("{}: llama.cpp cannot load this model: {}", options.model_path.string(), engine_detail("unknown reason"));
     }
     vocab_ = llama_model_get_vocab(model_.get());
 
@@ -83,7 +83,7 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     model::clear_engine_error();
     ctx_.reset(llama_init_from_model(model_.get(), cparams));
     if (!ctx_) {
-        throw Error(options.model_path.string() + ": cannot create a llama.cpp context: " + engine_detail("unknown reason"));
+        throw Error("{}: cannot create a llama.cpp context: {}", options.model_path.string(), engine_detail("unknown reason"));
     }
     batch_ = std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_, static_cast<int>(cparams.n_outputs_max));
     attach_threadpool(threads);
@@ -122,7 +122,7 @@ llama_sampler_ptr LlamaEngine::make_sampler(const SamplingParams & p, const Gram
         } else {
             g = llama_sampler_init_grammar(vocab, grammar.gbnf.c_str(), "root");
         }
-        if (g == nullptr) throw Error("llama.cpp cannot parse the grammar for this request: " + engine_detail("no detail"));
+        if (g == nullptr) throw Error("llama.cpp cannot parse the grammar for this request: {}", engine_detail("no detail"));
         llama_sampler_chain_add(chain.get(), g);
         if (!grammar.prefill.empty()) {
             std::vector<Token> tokens(grammar.prefill.size() + 4);
@@ -141,7 +141,7 @@ llama_sampler_ptr LlamaEngine::make_sampler(const SamplingParams & p, const Gram
                     llama_sampler_accept(g, tokens[i]);
                 }
             } catch (const std::exception & e) {
-                throw Error(std::string("the grammar for this request rejects the template's opening of the answer: ") + e.what());
+                throw Error("the grammar for this request rejects the template's opening of the answer: {}", e.what());
             }
         }
     }
@@ -244,8 +244,7 @@ std::string LlamaEngine::detokenize(std::span<const Token> tokens, bool render_s
 void LlamaEngine::check_tokens(std::span<const Token> tokens, const char * what) const {
     for (const Token t : tokens) {
         if (t < 0 || t >= info_.vocab_size) {
-            throw Error(std::string(what) + " holds token id " + std::to_string(t) + ", outside the vocabulary (0.." +
-                        std::to_string(info_.vocab_size - 1) + ")");
+            throw Error("{} holds token id {}, outside the vocabulary (0..{})", std::string(what), t, info_.vocab_size - 1);
         }
     }
 }
@@ -254,13 +253,12 @@ void LlamaEngine::decode(Batch & batch) {
     model::clear_engine_error();
     tokens_decoded_ += static_cast<std::uint64_t>(batch.size());
     const int rc = llama_decode(ctx_.get(), batch.raw);
-    if (rc != 0) throw Error("llama_decode failed (code " + std::to_string(rc) + "): " + engine_detail("no detail"));
+    if (rc != 0) throw Error("llama_decode failed (code {}): {}", rc, engine_detail("no detail"));
 }
 
 void LlamaEngine::check_sequence(std::span<const Token> tokens, const char * what) const {
     if (tokens.size() > static_cast<std::size_t>(info_.context_length)) {
-        throw Error(std::string(what) + ": " + std::to_string(tokens.size()) + " tokens exceed the context length of " +
-                    std::to_string(info_.context_length));
+        throw Error("{}: {} tokens exceed the context length of {}", std::string(what), tokens.size(), info_.context_length);
     }
     check_tokens(tokens, what);
 }
@@ -475,7 +473,7 @@ std::vector<Token> LlamaEngine::prompt_tokens(const GenerateRequest & request) c
         if (request.parse_special && tokens.size() >= 2 && bos != LLAMA_TOKEN_NULL && tokens[0] == bos && tokens[1] == bos) tokens.erase(tokens.begin());
     }
     for (const Token t : tokens) {
-        if (t < 0 || t >= info_.vocab_size) throw Error(fmt::format("token id {} is outside the vocabulary ({} tokens)", t, info_.vocab_size));
+        if (t < 0 || t >= info_.vocab_size) throw Error("token id {} is outside the vocabulary ({} tokens)", t, info_.vocab_size);
     }
     return tokens;
 }
@@ -484,8 +482,7 @@ std::vector<Token> LlamaEngine::generation_prompt(const GenerateRequest & reques
     const std::vector<Token> tokens = prompt_tokens(request);
     if (tokens.empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
     if (tokens.size() >= static_cast<std::size_t>(info_.context_length)) {
-        throw Error("generate: the prompt has " + std::to_string(tokens.size()) + " tokens, which leaves no room in the context of " +
-                    std::to_string(info_.context_length));
+        throw Error("generate: the prompt has {} tokens, which leaves no room in the context of {}", tokens.size(), info_.context_length);
     }
     return tokens;
 }

@@ -106,8 +106,7 @@ Reference record_reference(engine::LlamaEngine & original, std::vector<std::vect
 
 Drift measure_drift(const Reference & ref, engine::LlamaEngine & variant, bool progress) {
     if (variant.model().vocab_size != ref.vocab_size) {
-        throw Error("drift: the models' vocabularies differ (" + std::to_string(ref.vocab_size) + " vs " +
-                    std::to_string(variant.model().vocab_size) + " tokens); compare them by task accuracy instead");
+        throw Error("drift: the models' vocabularies differ ({} vs {} tokens); compare them by task accuracy instead", ref.vocab_size, variant.model().vocab_size);
     }
     std::vector<double> kld;
     kld.reserve(ref.positions());
@@ -164,7 +163,7 @@ public:
     Reader(std::string bytes, std::filesystem::path path) : bytes_(std::move(bytes)), path_(std::move(path)) {}
     template <typename T>
     T get() {
-        if (at_ + sizeof(T) > bytes_.size()) throw Error(path_.string() + ": truncated base file (an interrupted copy?); record it again with --save-base");
+        if (at_ + sizeof(T) > bytes_.size()) throw Error("{}: truncated base file (an interrupted copy?); record it again with --save-base", path_.string());
         T value;
         std::memcpy(&value, bytes_.data() + at_, sizeof value);
         at_ += sizeof value;
@@ -173,12 +172,12 @@ public:
     // A count that the rest of the file must be able to hold, at `unit` bytes each.
     std::uint64_t count(std::size_t unit) {
         const auto n = get<std::uint64_t>();
-        if (unit > 0 && n > (bytes_.size() - at_) / unit) throw Error(path_.string() + ": truncated or corrupt base file (a count exceeds the file)");
+        if (unit > 0 && n > (bytes_.size() - at_) / unit) throw Error("{}: truncated or corrupt base file (a count exceeds the file)", path_.string());
         return n;
     }
     engine::Token id(std::size_t id_bytes, int vocab_size) {
         const engine::Token t = id_bytes == 2 ? static_cast<engine::Token>(get<std::uint16_t>()) : get<std::int32_t>();
-        if (t < 0 || t >= vocab_size) throw Error(path_.string() + ": corrupt base file (token outside the vocabulary)");
+        if (t < 0 || t >= vocab_size) throw Error("{}: corrupt base file (token outside the vocabulary)", path_.string());
         return t;
     }
     bool done() const { return at_ == bytes_.size(); }
@@ -199,19 +198,19 @@ std::size_t id_bytes_for(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
 void check_magic(const Reader & r, const std::filesystem::path & path) {
     const std::string name = path.string();
     if (r.size() >= sizeof kPerplexityMagic && std::memcmp(r.data(), kPerplexityMagic, sizeof kPerplexityMagic) == 0) {
-        throw Error(name + ": a llama-perplexity --kl-divergence-base file; --base-file reads the files `switchyard eval --save-base` writes");
+        throw Error("{}: a llama-perplexity --kl-divergence-base file; --base-file reads the files `switchyard eval --save-base` writes", name);
     }
     if (r.size() < 8 || std::memcmp(r.data(), kMagicPrefix, sizeof kMagicPrefix) != 0) {
-        throw Error(name + ": not a switchyard base file (`switchyard eval --save-base` writes them)");
+        throw Error("{}: not a switchyard base file (`switchyard eval --save-base` writes them)", name);
     }
     const std::string digits(r.data() + 5, 3);
     if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        throw Error(name + ": not a switchyard base file (`switchyard eval --save-base` writes them)");
+        throw Error("{}: not a switchyard base file (`switchyard eval --save-base` writes them)", name);
     }
     const int version = std::stoi(digits);
     if (version != kReferenceFormat) {
-        throw Error(fmt::format("{}: base file format {}, {} switchyard; this one reads format {}: record it again with --save-base", name, version,
-                                version < kReferenceFormat ? "written by an older" : "from a newer", kReferenceFormat));
+        throw Error("{}: base file format {}, {} switchyard; this one reads format {}: record it again with --save-base", name, version,
+                                version < kReferenceFormat ? "written by an older" : "from a newer", kReferenceFormat);
     }
 }
 
@@ -249,7 +248,7 @@ Reference load_reference(const std::filesystem::path & path) {
     const auto k = r.get<std::uint32_t>(), vocab = r.get<std::uint32_t>(), id_bytes = r.get<std::uint32_t>();
     r.get<std::uint32_t>();
     if (k < 1 || vocab < 1 || k > vocab || vocab > static_cast<std::uint32_t>(std::numeric_limits<std::int32_t>::max()) || id_bytes != id_bytes_for(static_cast<int>(vocab))) {
-        throw Error(path.string() + ": corrupt base file (bad k, vocabulary size or id width)");
+        throw Error("{}: corrupt base file (bad k, vocabulary size or id width)", path.string());
     }
     ref.k = static_cast<int>(k);
     ref.vocab_size = static_cast<int>(vocab);
@@ -260,7 +259,7 @@ Reference load_reference(const std::filesystem::path & path) {
     }
     const std::size_t width = k, per_position = 3 * sizeof(float) + width * (id_bytes + sizeof(std::uint16_t));
     const std::size_t positions = r.count(per_position);
-    if (positions != scored_count(ref.chunks)) throw Error(path.string() + ": corrupt base file (positions and tokens do not agree)");
+    if (positions != scored_count(ref.chunks)) throw Error("{}: corrupt base file (positions and tokens do not agree)", path.string());
     ref.ids.reserve(positions * width);
     ref.codes.reserve(positions * width);
     ref.best.reserve(positions);
@@ -271,12 +270,12 @@ Reference load_reference(const std::filesystem::path & path) {
         ref.best.push_back(r.get<float>());
         ref.step.push_back(r.get<float>());
         if (!std::isfinite(ref.best.back()) || !std::isfinite(ref.step.back()) || ref.step.back() < 0) {
-            throw Error(path.string() + ": corrupt base file (a stored scale is not a number)");
+            throw Error("{}: corrupt base file (a stored scale is not a number)", path.string());
         }
         for (std::size_t j = 0; j < width; ++j) ref.ids.push_back(r.id(id_bytes, ref.vocab_size));
         for (std::size_t j = 0; j < width; ++j) ref.codes.push_back(r.get<std::uint16_t>());
     }
-    if (!r.done()) throw Error(path.string() + ": corrupt base file (bytes after its end)");
+    if (!r.done()) throw Error("{}: corrupt base file (bytes after its end)", path.string());
     return ref;
 }
 

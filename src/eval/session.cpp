@@ -19,7 +19,7 @@ void check_served_request(const EvalRequest & r) {
     const std::pair<bool, const char *> local_only[] = {
         {!r.text.empty(), "--text"}, {!r.base.empty(), "--base"}, {!r.base_file.empty(), "--base-file"}, {r.speed.has_value(), "--speed"}};
     for (const auto & [given, flag] : local_only) {
-        if (given) throw Error(std::string(flag) + " needs a local model (-m FILE.gguf): with --endpoint, eval measures task suites (--tasks)");
+        if (given) throw Error("{} needs a local model (-m FILE.gguf): with --endpoint, eval measures task suites (--tasks)", std::string(flag));
     }
 }
 
