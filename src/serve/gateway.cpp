@@ -184,7 +184,7 @@ int Gateway::bind() {
     using http::Response;
     // Every handler's ApiError becomes its OpenAI error object; anything else is a 500 that is logged.
     auto handle = [this](const char * method, const char * path, Lane lane, http::Handler handler) {
-        server_->handle(method, path, lane, [this, handler = std::move(handler)](const Request & req, Response & res) {
+        server_->handle(method, path, lane, [handler = std::move(handler)](const Request & req, Response & res) {
             try {
                 handler(req, res);
             } catch (const ApiError & e) {
