@@ -5,6 +5,7 @@
 #include "support/rpc_endpoint.h"
 #include "support/yaml_config.h"
 
+#include <fmt/format.h>
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
@@ -109,10 +110,17 @@ Route read_route(const YamlMap & y) {
     }
     if (auto s = y.map("shadow")) {
         s->reject_unknown({"model", "sample", "promote_at", "rollback_below", "min_samples", "decision", "evidence"});
-        r.shadow = Shadow{.model = s->string("model"), .sample = fraction(*s, "sample", 1.0)};
-        if (s->has("promote_at")) r.shadow->promote_at = fraction(*s, "promote_at", 1.0);
-        if (s->has("rollback_below")) r.shadow->rollback_below = fraction(*s, "rollback_below", 0.0);
-        r.shadow->min_samples = static_cast<int>(s->integer("min_samples", 100));
+        const auto share = [&](const char * key, double fallback) {
+            const double v = s->number(key, fallback);
+            if (const auto e = shadow_share_error(v)) s->fail(key, *e);
+            return v;
+        };
+        r.shadow = Shadow{.model = s->string("model"), .sample = share("sample", 1.0)};
+        if (s->has("promote_at")) r.shadow->promote_at = share("promote_at", 1.0);
+        if (s->has("rollback_below")) r.shadow->rollback_below = share("rollback_below", 0.0);
+        const long long min_samples = s->integer("min_samples", r.shadow->min_samples);
+        if (const auto e = shadow_min_samples_error(min_samples)) s->fail("min_samples", *e);
+        r.shadow->min_samples = static_cast<int>(min_samples);
         r.shadow->decision = s->string("decision", "");
         r.shadow->evidence = s->string("evidence", "");
     }
@@ -135,6 +143,18 @@ Route read_route(const YamlMap & y) {
 }
 
 }  // namespace
+
+std::optional<std::string> shadow_share_error(double value) {
+    if (value >= 0 && value <= 1) return std::nullopt;  // NaN fails both
+    return "must lie between 0 and 1";
+}
+
+std::optional<std::string> shadow_min_samples_error(long long value) {
+    // Read into an int; a million mirrored requests is already more than a rollout would wait for.
+    constexpr long long most = 1000000;
+    if (value >= 1 && value <= most) return std::nullopt;
+    return fmt::format("must be a whole number from 1 to {}", most);
+}
 
 std::unique_ptr<re2::RE2> compile_redaction(const std::string & rule) {
     // Deliberately broad: a false positive costs a word of a captured prompt, a miss leaks it.

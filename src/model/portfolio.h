@@ -83,6 +83,11 @@ struct Shadow {
     std::string evidence;
 };
 
+// The bounds of a shadow's settings, one rule for the portfolio file and POST /admin/rollout:
+// what the value must be ("must lie between 0 and 1"), or nullopt when it is within them.
+std::optional<std::string> shadow_share_error(double value);  // sample, promote_at, rollback_below
+std::optional<std::string> shadow_min_samples_error(long long value);
+
 // Opt-in recording of a route's traffic, the evidence for the next decision (docs/serve.md,
 // "Capture"): a sample of requests and answers, redacted before anything is stored.
 struct Capture {

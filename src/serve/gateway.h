@@ -1,5 +1,6 @@
 // Gateway: the HTTP server behind `switchyard serve`: OpenAI endpoints, routing with fallback,
-// cascades, canaries and shadows over a portfolio that can be swapped while requests run.
+// cascades, canaries and shadows over a portfolio that can be swapped while requests run. It
+// checks, parses and routes; serve/answer.h answers, gateway_admin.cpp holds the admin API.
 #pragma once
 
 #include "model/portfolio.h"
@@ -14,8 +15,6 @@
 #include "serve/shadow_worker.h"
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -23,7 +22,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
+#include <string_view>
+#include <variant>
 
 namespace switchyard::serve {
 
@@ -59,25 +59,28 @@ public:
     const Metrics & metrics() const { return metrics_; }
 
 private:
+    struct InFlight;
     void handle_generate(const http::Request & req, http::Response & res, ApiRequest::Kind kind);
-    void handle_echo(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
-    void handle_cascade(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, http::Response & res);
     void handle_tokenize(const http::Request & req, http::Response & res, bool detokenize);
     void handle_tokenizer_info(const http::Request & req, http::Response & res);
-    // Several choices (a batch of prompts, or n > 1), generated side by side on one model of the chain.
-    void handle_choices(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const Resolution & route, const http::Request & req, http::Response & res);
     void handle_admin_portfolio(const http::Request & req, http::Response & res);
     void handle_admin_rollout(const http::Request & req, http::Response & res);
+    void handle_evidence(const http::Request & req, http::Response & res);
+    void handle_feedback(const http::Request & req, http::Response & res);
+    // The checks: each answers the refusal itself and returns false.
     bool client_allowed(const http::Request & req, http::Response & res);
     bool admin_allowed(const http::Request & req, http::Response & res);
-    void handle_feedback(const http::Request & req, http::Response & res);
+    bool body_type_allowed(const http::Request & req, http::Response & res, std::initializer_list<std::string_view> types);
+    std::optional<ApiError> outside_admin_scope(const model::Portfolio & next) const;
+    void reply(http::Response & res, const std::variant<nlohmann::json, ApiError> & answer);
+    // Where relative paths resolve (a pushed portfolio's, a rollout's plan folder, the capture
+    // database): beside the portfolio file serve was started with, else the working directory.
+    std::filesystem::path base_dir() const;
+
     const model::Capture * capture_policy(const Deployment & dep, const std::string & route) const;
     CaptureStore & capture_store();  // opened on first use
     std::map<std::string, CaptureStore::Counts> capture_counts() const;
     void record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g, double seconds);
-    bool body_type_allowed(const http::Request & req, http::Response & res, std::initializer_list<std::string_view> types);
-    void send_error(http::Response & res, const ApiError & error);
-    std::shared_ptr<Backend> backend_for_tools(const Deployment & dep, const std::string & model, http::Response & res);
 
     void apply_verdict(const std::string & route, const std::string & candidate, bool promote);
     void update_gauges();

@@ -25,6 +25,9 @@ struct Request {
 
     // The first value of a header (names compare case-insensitively), "" when absent.
     std::string header(std::string_view name) const;
+    // The first value of query parameter `name` (`?a=1&b=x%20y`), percent-decoded with '+' as a
+    // space; "" when absent.
+    std::string query_param(std::string_view name) const;
 };
 
 // Where a streamed body goes: write() returns false once the client is gone, too slow to read,

@@ -3,6 +3,7 @@
 #include "support/atomic_file.h"
 #include "support/error.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -53,6 +54,29 @@ model::Portfolio with_rollout(const model::Portfolio & live, const std::string &
     thresholds.evidence = rec.evidence.string();
     thresholds.decision = rec.decision;
     route->shadow = thresholds;
+    return next;
+}
+
+std::optional<model::Portfolio> with_verdict(const model::Portfolio & live, const std::string & route_name, const std::string & candidate, bool promote,
+                                             const ShadowCounters * counted) {
+    model::Portfolio next = live;
+    auto route = std::find_if(next.routes.begin(), next.routes.end(),
+                              [&](const model::Route & r) { return r.name == route_name && r.shadow && r.shadow->model == candidate; });
+    if (route == next.routes.end()) return std::nullopt;
+    const model::Shadow shadow = *route->shadow;
+    route->shadow.reset();
+    if (!promote) return next;
+    // What the route's model now rests on: the live comparison, and the plan's evidence when a rollout started it.
+    route->note = counted == nullptr ? "promoted from shadow"
+                                     : fmt::format("promoted from shadow: token agreement {:.3f} over {} mirrored requests (exact {:.3f})",
+                                                   counted->agreement(), counted->samples, counted->exact_rate());
+    if (!shadow.decision.empty()) route->note += "; plan: " + shadow.decision;
+    route->evidence = shadow.evidence;
+    // The incumbent stays reachable as the first fallback.
+    auto & fb = route->fallback;
+    fb.erase(std::remove(fb.begin(), fb.end(), candidate), fb.end());
+    if (std::find(fb.begin(), fb.end(), route->model) == fb.end()) fb.insert(fb.begin(), route->model);
+    route->model = candidate;
     return next;
 }
 

@@ -4,8 +4,10 @@
 #pragma once
 
 #include "model/portfolio.h"
+#include "serve/metrics.h"
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace switchyard::serve {
@@ -32,5 +34,12 @@ public:
 // `live` with the recommended model added (reused when the same entry is there) and shadowing
 // `route` under `thresholds` (its model field is ignored). Throws RolloutConflict.
 model::Portfolio with_rollout(const model::Portfolio & live, const std::string & route, const Recommendation & rec, model::Shadow thresholds);
+
+// `live` once the shadow's verdict is in: `route` stops shadowing `candidate` and, when `promote`,
+// serves it, the incumbent kept as its first fallback and the note saying what the promotion rests
+// on (`counted`: the live comparison, when there is one). nullopt when the route no longer
+// shadows `candidate` (it changed since the sample was taken).
+std::optional<model::Portfolio> with_verdict(const model::Portfolio & live, const std::string & route, const std::string & candidate, bool promote,
+                                             const ShadowCounters * counted);
 
 }  // namespace switchyard::serve
