@@ -32,7 +32,7 @@ std::string bearer_token(const http::Request & req) {
 
 std::vector<std::string> api_keys_from_env(const std::string & env) {
     const char * keys = std::getenv(env.c_str());
-    if (keys == nullptr || *keys == 0) throw Error("api_keys_env names " + env + ", which is not set");
+    if (keys == nullptr || *keys == 0) throw Error("api_keys_env names {}, which is not set", env);
     std::vector<std::string> out;
     std::stringstream in(keys);
     for (std::string key; std::getline(in, key, ',');) {

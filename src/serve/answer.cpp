@@ -36,7 +36,7 @@ void send_error(http::Response & res, const ApiError & error) {
 void answer_one(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const GenerationInput & input, const Resolution & route,
                 const http::Request & req, http::Response & res, const AnswerContext & ctx, Delivered delivered, std::shared_ptr<void> hold) {
     const auto error = answer_in_order(route.chain, route.route, &ctx.cooldown, ctx.metrics, [&](const std::string & name, bool) -> Attempt {
-        const auto backend = dep->backends.at(name);
+        const auto backend = dep->backend(name);
         const auto stream = backend->start(r, input, req.client_gone);
         StreamGuard guard{stream};
         Stream::Event first = stream->next(ctx.deadline);
@@ -84,7 +84,7 @@ void answer_one(const std::shared_ptr<const Deployment> & dep, const ApiRequest 
 void answer_choices(const Deployment & dep, const ApiRequest & r, const Resolution & route, const http::Request & req, http::Response & res,
                     const AnswerContext & ctx) {
     const auto error = answer_in_order(route.chain, route.route, &ctx.cooldown, ctx.metrics, [&](const std::string & name, bool) -> Attempt {
-        const auto backend = dep.backends.at(name);
+        const auto backend = dep.backend(name);
         if (r.n > backend->parallel()) {
             return bad_request(fmt::format("'n' is {}; '{}' generates at most {} sequences at once (its `parallel`)", r.n, name, backend->parallel()), "n");
         }
@@ -118,7 +118,7 @@ void answer_cascade(const Deployment & dep, const ApiRequest & r, const Resoluti
     input.logprobs = std::max(input.logprobs, 0);
     // No cooldown: a cascade asks its models in the order written.
     const auto error = answer_in_order(route.chain, route.route, nullptr, ctx.metrics, [&](const std::string & name, bool last) -> Attempt {
-        const auto backend = dep.backends.at(name);
+        const auto backend = dep.backend(name);
         const auto stream = backend->start(r, input, {});  // a cascade runs to its end (docs/serve.md)
         StreamGuard guard{stream};
         Clock::time_point first_at{};
@@ -146,8 +146,8 @@ void answer_echo(const Deployment & dep, const ApiRequest & r, const Resolution 
     std::shared_ptr<Backend> backend;
     std::string name;
     for (const auto & m : route.chain) {
-        if (dep.backends.at(m)->in_process()) {
-            backend = dep.backends.at(m);
+        if (dep.backend(m)->in_process()) {
+            backend = dep.backend(m);
             name = m;
             break;
         }

@@ -4,6 +4,7 @@
 #include "model/portfolio.h"
 #include "serve/backend.h"
 #include "serve/router.h"
+#include "support/error.h"
 
 #include <cstdint>
 #include <map>
@@ -19,6 +20,14 @@ struct Deployment {
     std::map<std::string, std::shared_ptr<Backend>> backends;
     std::unique_ptr<Router> router;  // refers to `portfolio`
     std::uint64_t generation = 0;
+
+    // The backend of a model the portfolio names: loading the portfolio made one for each, so a
+    // miss is switchyard's bug (an InvariantError, a 500), never the request's.
+    const std::shared_ptr<Backend> & backend(const std::string & model) const {
+        const auto it = backends.find(model);
+        SWITCHYARD_INVARIANT(it != backends.end(), "every model of the portfolio has a backend: " + model);
+        return it->second;
+    }
 };
 
 }  // namespace switchyard::serve

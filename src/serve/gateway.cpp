@@ -108,7 +108,7 @@ void Gateway::update(const std::function<std::optional<model::Portfolio>(const m
         std::shared_ptr<Backend> backend;
         if (old) {
             const auto * before = old->portfolio.find_model(entry.name);
-            if (before != nullptr && *before == entry) backend = old->backends.at(entry.name);
+            if (before != nullptr && *before == entry) backend = old->backend(entry.name);
         }
         dep->backends[entry.name] = backend ? backend : factory_(entry, settings_);
     }

@@ -13,11 +13,11 @@ namespace switchyard::serve {
 Recommendation read_recommendation(const std::filesystem::path & plan_out, const std::string & task_class) {
     const auto portfolio_file = plan_out / "portfolio.yaml";
     const auto decision_file = plan_out / "decision.json";
-    if (!std::filesystem::exists(portfolio_file)) throw Error(portfolio_file.string() + ": not found: give the folder `switchyard plan -o` wrote");
+    if (!std::filesystem::exists(portfolio_file)) throw Error("{}: not found: give the folder `switchyard plan -o` wrote", portfolio_file.string());
     const model::Portfolio plan = model::load_portfolio(portfolio_file);
     const nlohmann::json decision = nlohmann::json::parse(read_whole_file(decision_file, "plan decision"), nullptr, false);
     if (!decision.is_object() || !decision.contains("recommendation") || !decision["recommendation"].is_array())
-        throw Error(decision_file.string() + ": not a decision switchyard plan wrote (no 'recommendation' list)");
+        throw Error("{}: not a decision switchyard plan wrote (no 'recommendation' list)", decision_file.string());
     Recommendation rec{.task_class = task_class, .model = {}, .decision = {}, .evidence = std::filesystem::absolute(plan_out / "report.html")};
     std::string classes;
     for (const auto & d : decision["recommendation"]) {
@@ -29,11 +29,11 @@ Recommendation read_recommendation(const std::filesystem::path & plan_out, const
         if (rec.decision.empty()) rec.decision = d.value("action", "") + " (" + d.value("rule", "") + "): " + d.value("reason", "");
         // The plan's portfolio routes each class by its name (portfolio-safe characters).
         const model::Route * route = plan.find_route(task_class);
-        if (route == nullptr || route->model.empty()) throw Error(portfolio_file.string() + ": the plan chose no model for class '" + task_class + "': " + rec.decision);
+        if (route == nullptr || route->model.empty()) throw Error("{}: the plan chose no model for class '{}': {}", portfolio_file.string(), task_class, rec.decision);
         rec.model = *plan.find_model(route->model);
         return rec;
     }
-    throw Error(decision_file.string() + ": the plan decided no class '" + task_class + "' (it decided: " + classes + ")");
+    throw Error("{}: the plan decided no class '{}' (it decided: {})", decision_file.string(), task_class, classes);
 }
 
 model::Portfolio with_rollout(const model::Portfolio & live, const std::string & route_name, const Recommendation & rec, model::Shadow thresholds) {

@@ -11,7 +11,7 @@ namespace switchyard::serve {
 Router::Router(const model::Portfolio & portfolio) : portfolio_(portfolio) {
     for (const auto & rule : portfolio.rules) {
         rule_regex_.push_back(rule.regex.empty() ? nullptr : model::compile_rule_regex(rule));
-        if (rule_regex_.back() && !rule_regex_.back()->ok()) throw Error("routing rule for '" + rule.route + "': " + rule_regex_.back()->error());
+        if (rule_regex_.back() && !rule_regex_.back()->ok()) throw Error("routing rule for '{}': {}", rule.route, rule_regex_.back()->error());
     }
 }
 

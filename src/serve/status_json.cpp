@@ -91,7 +91,7 @@ json route_json(const model::Route & r) {
 json models_json(const Deployment & dep, std::time_t created) {
     json data = json::array();
     for (const auto & m : dep.portfolio.models) {
-        const auto & b = *dep.backends.at(m.name);
+        const auto & b = *dep.backend(m.name);
         json meta = {{"kind", b.in_process() ? "in_process" : "remote"}};
         if (b.context_length() > 0) meta["n_ctx"] = b.context_length();
         if (b.vocab_size() > 0) meta["n_vocab"] = b.vocab_size();

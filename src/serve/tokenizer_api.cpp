@@ -19,7 +19,7 @@ std::variant<std::shared_ptr<Backend>, ApiError> backend_for(const Deployment & 
         }
         name = route->cascade ? route->cascade->models.front() : route->model;
     }
-    return dep.backends.at(name);
+    return dep.backend(name);
 }
 
 }  // namespace
