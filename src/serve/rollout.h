@@ -4,6 +4,7 @@
 #pragma once
 
 #include "model/portfolio.h"
+#include "support/error.h"
 
 #include <filesystem>
 #include <string>
