@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <utility>
+
 namespace switchyard::serve {
 
 SseReader::SseReader(std::size_t max_event_bytes) : max_event_bytes_(max_event_bytes) {}
