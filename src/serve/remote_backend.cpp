@@ -145,7 +145,7 @@ private:
         }
         bool reading = true;
         const auto error = events_.feed(data, [&](SseEvent event) { return reading = take(event); });
-        if (error) stream_->fail(Failure::failed, "the remote model sent " + *error);
+        if (error) stream_->fail(Failure::failed, target_.origin + target_.path + ": " + *error);
         return reading && !error;
     }
 
