@@ -5,11 +5,14 @@
 #include "serve/metrics.h"
 #include "serve/router.h"
 #include "serve/shadow.h"
+#include "serve/shadow_worker.h"
 #include "serve/sse_writer.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <future>
 
 using namespace switchyard;
 using namespace switchyard::serve;
@@ -304,6 +307,62 @@ TEST(ServeShadow, Verdicts) {
     EXPECT_EQ(shadow_verdict(s, 10, 0.96), ShadowVerdict::promote);
     EXPECT_EQ(shadow_verdict(s, 10, 0.9), ShadowVerdict::keep);
     EXPECT_EQ(shadow_verdict(s, 10, 0.5), ShadowVerdict::roll_back);
+}
+
+namespace {
+
+// A backend whose answers wait until the test lets them go (then fail): keeps a worker busy.
+class HeldBackend final : public Backend {
+public:
+    std::promise<void> first_started;
+    std::shared_future<void> release;
+
+    bool in_process() const override { return false; }
+    std::shared_ptr<Stream> start(const ApiRequest &, const GenerationInput &, const std::function<bool()> &) override {
+        if (!started_.exchange(true)) first_started.set_value();
+        release.wait();
+        auto stream = std::make_shared<Stream>();
+        stream->fail(Failure::failed, "held");
+        return stream;
+    }
+    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> &, int) override { return {}; }
+    std::vector<engine::Token> tokenize(const std::string &, bool, bool) override { return {}; }
+    std::string detokenize(const std::vector<engine::Token> &) override { return {}; }
+    std::string token_text(engine::Token) override { return {}; }
+    int context_length() const override { return 0; }
+    int vocab_size() const override { return 0; }
+    int parallel() const override { return 1; }
+    int load() const override { return 0; }
+
+private:
+    std::atomic<bool> started_{false};
+};
+
+}  // namespace
+
+TEST(ServeShadow, AFullQueueDropsAndCountsInsteadOfWaiting) {
+    Metrics metrics;
+    auto backend = std::make_shared<HeldBackend>();
+    auto started = backend->first_started.get_future();
+    std::promise<void> release;
+    backend->release = release.get_future().share();
+    auto dep = std::make_shared<Deployment>();
+    dep->backends = {{"incumbent", backend}, {"candidate", backend}};
+    {
+        ShadowWorker worker(metrics, std::chrono::milliseconds(1000), [&] { return std::shared_ptr<const Deployment>(dep); },
+                            [](const std::string &, const std::string &, bool) {});
+        const auto job = [&] { return ShadowJob{.route = "r", .candidate = "candidate", .incumbent = "incumbent", .deployment = dep}; };
+        worker.enqueue(job());
+        started.wait();  // the worker holds the first job: the queue takes kQueue more, then drops
+        for (std::size_t i = 0; i < ShadowWorker::kQueue + 5; ++i) worker.enqueue(job());
+        EXPECT_NE(metrics.prometheus().find("# TYPE switchyard_shadow_dropped_total counter\nswitchyard_shadow_dropped_total 5\n"),
+                  std::string::npos)
+            << metrics.prometheus();
+        EXPECT_EQ(metrics.to_json()["shadow_dropped"], 5);
+        release.set_value();
+    }  // closing drops what is queued and waits for the job in hand
+    EXPECT_GE(metrics.shadows()["r"].failures, 1u);
+    EXPECT_EQ(metrics.to_json()["shadow_dropped"], 5);
 }
 
 TEST(ServeMetrics, PrometheusText) {

@@ -2,6 +2,7 @@
 // errors, fallback, cascade, shadow, hot swap under load, client disconnects.
 #include "engine/llama_engine.h"
 #include "serve/capture.h"
+#include "serve/remote_backend.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
@@ -609,6 +610,24 @@ TEST(ServeHttp, RemoteBackendForwardsStreamsAndFallsBack) {
         ASSERT_TRUE(res);
         EXPECT_EQ(res->status, 200) << res->body;
         EXPECT_EQ(res->get_header_value("X-Switchyard-Model"), "stories");
+    }
+}
+
+TEST(ServeHttp, ARemoteBackendWaitsForItsStreamedExchangesWhenItGoes) {
+    test::ServerProcess stub(STUB_OPENAI_BINARY, {"--port", "0", "--name", "up"});
+    const auto parsed = serve::parse_request(serve::ApiRequest::Kind::chat,
+                                             R"({"model": "remote", "stream": true, "messages": [{"role": "user", "content": "Once"}]})", serve::Limits{});
+    const auto & request = std::get<serve::ApiRequest>(parsed);
+    std::vector<std::shared_ptr<serve::Stream>> streams;
+    {
+        serve::RemoteBackend backend({.name = "remote", .endpoint = "http://127.0.0.1:" + std::to_string(stub.port()) + "/v1", .remote_model = "real-name"}, 10000);
+        for (int i = 0; i < 8; ++i) streams.push_back(backend.start(request, request.input, {}));
+    }  // nobody has read a byte yet: the backend's end waits for every exchange
+    for (const auto & stream : streams) {
+        // Complete already: no waiting left (a deadline in the past would turn a missing event into a timeout).
+        const auto got = serve::collect(*stream, std::chrono::steady_clock::now(), nullptr);
+        ASSERT_TRUE(std::holds_alternative<serve::Generation>(got)) << std::get<serve::Stream::Event>(got).message;
+        EXPECT_EQ(std::get<serve::Generation>(got).text, "Hello from up to real-name");
     }
 }
 

@@ -61,7 +61,7 @@ struct CaptureStore::Job {
     std::variant<std::pair<CapturedItem, model::Capture>, Label> what;
 };
 
-CaptureStore::CaptureStore(const std::filesystem::path & db, std::size_t queue_limit) : queue_limit_(queue_limit) {
+CaptureStore::CaptureStore(const std::filesystem::path & db, std::size_t queue_limit) : queue_(queue_limit, OnClose::drain) {
     if (sqlite3_open(db.c_str(), &db_) != SQLITE_OK) {
         const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
@@ -74,43 +74,30 @@ CaptureStore::CaptureStore(const std::filesystem::path & db, std::size_t queue_l
         sqlite3_close(db_);
         throw Error(std::string("cannot set up the capture store: ") + e.what());
     }
-    writer_ = std::thread([this] { loop(); });
+    writer_ = std::jthread([this] { loop(); });
 }
 
 CaptureStore::~CaptureStore() {
-    {
-        const std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    ready_.notify_all();
-    writer_.join();
+    queue_.close();
+    writer_.join();  // writes what is queued
     sqlite3_close(db_);
 }
 
 void CaptureStore::offer(CapturedItem item, const model::Capture & policy) {
-    {
-        const std::lock_guard lock(mutex_);
-        if (queue_.size() >= queue_limit_) {
-            ++counts_[item.route].dropped;
-            return;
-        }
-        auto job = std::make_shared<Job>();
-        job->what = std::make_pair(std::move(item), policy);
-        queue_.push_back(std::move(job));
-    }
-    ready_.notify_one();
+    const std::string route = item.route;
+    auto job = std::make_shared<Job>();
+    job->what = std::make_pair(std::move(item), policy);
+    if (queue_.try_push(std::move(job))) return;
+    const std::lock_guard lock(mutex_);
+    ++counts_[route].dropped;
 }
 
 bool CaptureStore::label(const std::string & id, bool correct, const std::optional<std::string> & expected) {
     auto job = std::make_shared<Job>();
     job->what = Label{id, correct, expected, {}};
     auto found = std::get<Label>(job->what).found.get_future();
-    {
-        // Labels are rare and must not be lost: they may exceed the queue's bound.
-        const std::lock_guard lock(mutex_);
-        queue_.push_back(job);
-    }
-    ready_.notify_one();
+    // Labels are rare and must not be lost: they may exceed the queue's bound.
+    if (!queue_.push(job)) return false;
     return found.get();
 }
 
@@ -124,13 +111,8 @@ void CaptureStore::loop() {
     // idle time, and when there is none the queue fills and items are dropped and counted.
     setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
     for (;;) {
-        std::deque<std::shared_ptr<Job>> batch;
-        {
-            std::unique_lock lock(mutex_);
-            ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping, and everything written
-            batch.swap(queue_);
-        }
+        const auto batch = queue_.pop_all();
+        if (batch.empty()) return;  // closed, and everything written
         // One transaction per batch, and retention once per route in it: a commit and a
         // DELETE per item held the writer to a few hundred items a second.
         std::map<std::string, model::Capture> written;

@@ -3,10 +3,9 @@
 #pragma once
 
 #include "model/portfolio.h"
+#include "support/bounded_queue.h"
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -75,14 +74,11 @@ private:
     void apply_retention(const std::string & route, const model::Capture & policy);
 
     sqlite3 * db_ = nullptr;
-    std::size_t queue_limit_;
-    mutable std::mutex mutex_;
-    std::condition_variable ready_;
-    std::deque<std::shared_ptr<Job>> queue_;
+    BoundedQueue<std::shared_ptr<Job>> queue_;
+    mutable std::mutex mutex_;  // guards counts_
     std::map<std::string, Counts> counts_;
     std::map<std::vector<std::string>, Redactor> redactors_;  // compiled once per rule set; the writer's alone
-    bool stopping_ = false;
-    std::thread writer_;
+    std::jthread writer_;
 };
 
 }  // namespace switchyard::serve

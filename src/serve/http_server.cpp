@@ -1,5 +1,6 @@
 #include "serve/http_server.h"
 
+#include "support/bounded_queue.h"
 #include "support/error.h"
 
 #include <boost/asio.hpp>
@@ -7,12 +8,9 @@
 #include <boost/beast/http.hpp>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <future>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -53,60 +51,24 @@ namespace {
 // waiting jobs: a flood is answered at once instead of piling up unanswered.
 class WorkerPool {
 public:
-    WorkerPool(int threads, int queue) : queue_limit_(static_cast<std::size_t>(std::max(queue, 0))) {
+    WorkerPool(int threads, int queue) : jobs_(static_cast<std::size_t>(std::max(queue, 0)), OnClose::drop) {
         for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { loop(); });
     }
-    ~WorkerPool() {
-        {
-            const std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
-        ready_.notify_all();
-        for (auto & t : threads_) t.join();
-    }
+    // Queued jobs are dropped: their connections close with them.
+    ~WorkerPool() { jobs_.close(); }
 
-    bool try_submit(std::function<void()> job) {
-        {
-            const std::lock_guard lock(mutex_);
-            if (stopping_ || jobs_.size() >= idle_ + queue_limit_) return false;
-            jobs_.push_back(std::move(job));
-        }
-        ready_.notify_one();
-        return true;
-    }
-    std::int64_t busy() const {
-        const std::lock_guard lock(mutex_);
-        return static_cast<std::int64_t>(threads_.size() - idle_);
-    }
-    std::int64_t queued() const {
-        const std::lock_guard lock(mutex_);
-        return static_cast<std::int64_t>(jobs_.size());
-    }
+    bool try_submit(std::function<void()> job) { return jobs_.try_push(std::move(job)); }
+    std::int64_t busy() const { return static_cast<std::int64_t>(threads_.size() - jobs_.idle()); }
+    std::int64_t queued() const { return static_cast<std::int64_t>(jobs_.size()); }
 
 private:
     void loop() {
-        std::unique_lock lock(mutex_);
-        for (;;) {
-            ++idle_;
-            ready_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-            --idle_;
-            if (stopping_) return;  // queued jobs are dropped: their connections close with them
-            auto job = std::move(jobs_.front());
-            jobs_.pop_front();
-            lock.unlock();
-            job();
-            job = nullptr;  // release the connection before waiting again
-            lock.lock();
-        }
+        // Each job goes before the next wait, and with it the connection it holds.
+        while (auto job = jobs_.pop()) (*job)();
     }
 
-    const std::size_t queue_limit_;
-    mutable std::mutex mutex_;
-    std::condition_variable ready_;
-    std::deque<std::function<void()>> jobs_;
-    std::size_t idle_ = 0;
-    bool stopping_ = false;
-    std::vector<std::thread> threads_;
+    BoundedQueue<std::function<void()>> jobs_;
+    std::vector<std::jthread> threads_;  // last: joined before the queue goes
 };
 
 // Open files bound how many clients can connect at once; the soft limit is often 1024.

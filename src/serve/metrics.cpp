@@ -84,6 +84,11 @@ void Metrics::shadow_state(const std::string & route, const std::string & state)
     shadows_[route].state = state;
 }
 
+void Metrics::shadow_dropped() {
+    const std::lock_guard lock(mutex_);
+    ++shadow_dropped_;
+}
+
 std::map<std::string, ShadowCounters> Metrics::shadows() const {
     const std::lock_guard lock(mutex_);
     return shadows_;
@@ -159,6 +164,8 @@ std::string Metrics::prometheus() const {
     for (const auto & [name, s] : shadows_) {
         if (s.kld_samples) out += fmt::format("switchyard_shadow_kld_mean{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name), label(s.candidate), s.kld_sum / static_cast<double>(s.kld_samples));
     }
+    prometheus_family(out, "switchyard_shadow_dropped_total", "counter", "Mirrored requests dropped unanswered: the shadow queue was full.");
+    out += fmt::format("switchyard_shadow_dropped_total {}\n", shadow_dropped_);
     prometheus_family(out, "switchyard_rejected_total", "counter", "Requests refused before routing (bad input, limits, authentication).");
     out += fmt::format("switchyard_rejected_total {}\n", rejected_);
     prometheus_family(out, "switchyard_client_disconnects_total", "counter", "Non-streamed requests whose client hung up before the answer; their generation was cancelled.");
@@ -190,6 +197,7 @@ nlohmann::json Metrics::to_json() const {
     }
     j["rejected"] = rejected_;
     j["client_disconnects"] = clients_gone_;
+    j["shadow_dropped"] = shadow_dropped_;
     j["in_flight"] = in_flight_;
     j["streams_active"] = streams_;
     j["portfolio_generation"] = generation_;

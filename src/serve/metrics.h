@@ -68,6 +68,7 @@ public:
     ShadowCounters shadow_sample(const std::string & route, const std::string & candidate, bool failed, double exact, double agreement,
                                  const double * kld);
     void shadow_state(const std::string & route, const std::string & state);
+    void shadow_dropped();  // a mirrored request dropped because the shadow queue was full
     std::map<std::string, ShadowCounters> shadows() const;
 
     void set_gauges(int in_flight, int streams, std::uint64_t generation);
@@ -82,6 +83,7 @@ private:
     std::map<std::string, ShadowCounters> shadows_;
     std::uint64_t rejected_ = 0;
     std::uint64_t clients_gone_ = 0;
+    std::uint64_t shadow_dropped_ = 0;
     int in_flight_ = 0;
     int streams_ = 0;
     std::uint64_t generation_ = 0;

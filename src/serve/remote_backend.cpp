@@ -1,13 +1,13 @@
 #include "serve/remote_backend.h"
 
 #include "serve/hangup_watcher.h"
+#include "serve/sse_reader.h"
 #include "support/error.h"
 
 #include <cstdlib>
 #include <functional>
 #include <optional>
 #include <regex>
-#include <thread>
 
 namespace switchyard::serve {
 
@@ -58,6 +58,158 @@ std::string absorb(const json & j, bool chat, Generation & g) {
     return text;
 }
 
+// The largest event a streamed answer may send: far above any chunk of tokens, it bounds what a
+// broken server can make the gateway hold.
+constexpr std::size_t kMaxEventBytes = 8 << 20;
+
+// The client's request as the server gets it: the model renamed, one choice, streamed or not as the
+// client asked (with usage, to count tokens), log-probabilities in the server's own terms.
+json upstream_body(const ApiRequest & request, const GenerationInput & input, const std::string & remote_model) {
+    json body = request.body;
+    body["model"] = remote_model;
+    // The client's max_tokens / max_completion_tokens go as sent; none sent, none added (an
+    // injected default can exceed what the server's context leaves, and vLLM then refuses).
+    body.erase("metadata");  // switchyard's routing hint, not the upstream's business
+    // One choice of the client's request (a batch or n > 1 is split by the gateway): its prompt and seed.
+    body.erase("n");
+    if (!input.chat) body["prompt"] = input.prompt_tokens.empty() ? json(input.prompt) : json(input.prompt_tokens);
+    if (body.contains("seed") && request.n > 1) body["seed"] = input.sampling.seed;
+    body["stream"] = request.stream;
+    if (request.stream) {
+        body["stream_options"] = {{"include_usage", true}};
+    } else {
+        body.erase("stream_options");
+    }
+    if (input.logprobs >= 0) {
+        if (input.chat) {
+            body["logprobs"] = true;
+            if (input.logprobs > 0) body["top_logprobs"] = input.logprobs;
+        } else {
+            body["logprobs"] = input.logprobs;
+        }
+    }
+    return body;
+}
+
+// One request's exchange with the server, from sending it to the stream's last event. It holds the
+// backend's pool and in-flight count by reference: a streamed exchange runs on one of the
+// backend's threads, which its destructor joins.
+class Exchange {
+public:
+    struct Target {
+        engine::HttpClientPool & pool;
+        std::string origin;
+        std::string path;
+        std::string payload;  // the request body
+        bool chat = false;
+        bool streamed = false;
+    };
+
+    Exchange(Target target, std::shared_ptr<Stream> stream, std::atomic<int> & in_flight)
+        : target_(std::move(target)), stream_(std::move(stream)), in_flight_(&in_flight) {}
+
+    // Sends the request and feeds the stream until its end. A whole answer blocks this thread in
+    // the exchange: when `client_gone` is given, the shared watcher asks it meanwhile and, once
+    // the client left, fails the stream and shuts the upstream socket, so a long generation stops
+    // running for nobody. A stopped connection is not reused.
+    void run(const std::function<bool()> * client_gone) {
+        auto connection = target_.pool.take();
+        std::optional<HangupWatcher::Watch> watch;
+        if (client_gone != nullptr) {
+            watch.emplace(HangupWatcher::shared().watch(std::ref(*client_gone), [stream = stream_, upstream = connection.get()] {
+                stream->fail(Failure::client_gone, "the client hung up");
+                stream->cancel();
+                upstream->stop();
+            }));
+        }
+        const engine::HttpResult result =
+            connection->exchange({.method = "POST", .target = target_.path, .body = target_.payload, .event_stream = target_.streamed},
+                                 [this](int status, std::string_view data) { return receive(status, data); });
+        watch.reset();  // from here on the watcher no longer touches the connection
+        --*in_flight_;
+        if (stream_->cancelled()) return;
+        target_.pool.give_back(std::move(connection));
+        settle(result);
+    }
+
+private:
+    bool receive(int status, std::string_view data) {
+        if (stream_->cancelled()) return false;
+        if (status != 200) {
+            error_body_.append(data.substr(0, 4096 - std::min<std::size_t>(error_body_.size(), 4096)));
+            return true;
+        }
+        if (!target_.streamed) {
+            body_.append(data);
+            return true;
+        }
+        bool reading = true;
+        const auto error = events_.feed(data, [&](SseEvent event) { return reading = take(event); });
+        if (error) stream_->fail(Failure::failed, target_.origin + target_.path + ": " + *error);
+        return reading && !error;
+    }
+
+    // One event of a streamed answer: a chunk for the stream, or the end; false when it breaks the stream.
+    bool take(const SseEvent & event) {
+        if (event.data == "[DONE]") {
+            finished_ = true;
+            return true;
+        }
+        try {
+            json chunk = json::parse(event.data);
+            std::string piece = absorb(chunk, target_.chat, answer_);
+            stream_->push_piece(std::move(piece), std::move(chunk));
+            return true;
+        } catch (const json::exception &) {
+            stream_->fail(Failure::failed, "the remote model sent a chunk that is not JSON");
+            return false;
+        }
+    }
+
+    // Ends the stream with the answer, or with why there is none.
+    void settle(const engine::HttpResult & result) {
+        const std::string where = target_.origin + target_.path;
+        if (result && result.status == 200) {
+            if (!target_.streamed) {
+                try {
+                    answer_.upstream = json::parse(body_);
+                    absorb(answer_.upstream, target_.chat, answer_);
+                    finished_ = true;
+                } catch (const json::exception &) {
+                    return stream_->fail(Failure::failed, where + ": the answer is not JSON");
+                }
+            } else if (auto last = events_.end()) {
+                take(*last);
+            }
+        }
+        if (!result) {
+            stream_->fail(result.failure == engine::HttpFailure::timeout ? Failure::timeout : Failure::failed, where + ": " + result.why());
+        } else if (result.status != 200) {
+            const std::string said = "the remote model answered " + std::to_string(result.status) + ": " + upstream_message(error_body_);
+            switch (upstream_fault(result.status)) {
+                case Failure::rejected: stream_->fail(Failure::rejected, said, result.status); break;
+                case Failure::failed:
+                    stream_->fail(Failure::failed, result.status / 100 == 4 ? said + " (a setting of this gateway's: endpoint, remote_model or api_key_env)" : said);
+                    break;
+                default: stream_->fail(upstream_fault(result.status), said); break;
+            }
+        } else if (!finished_) {
+            stream_->fail(Failure::failed, where + (target_.streamed ? ": the stream ended before [DONE]" : ": no answer"));
+        } else {
+            stream_->finish(std::move(answer_));
+        }
+    }
+
+    Target target_;
+    std::shared_ptr<Stream> stream_;
+    std::atomic<int> * in_flight_;
+    SseReader events_{kMaxEventBytes};
+    Generation answer_;
+    std::string body_;        // a whole answer as it arrives
+    std::string error_body_;  // the start of an error's body
+    bool finished_ = false;   // the answer is complete: [DONE], or a whole answer read
+};
+
 }  // namespace
 
 Failure upstream_fault(int status) {
@@ -85,133 +237,25 @@ RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms
         if (key == nullptr || *key == 0) throw Error(entry.name + ": the environment variable " + entry.api_key_env + " (api_key_env) is not set");
         api_key_ = key;
     }
-    pool_ = std::make_shared<engine::HttpClientPool>(origin_, api_key_, std::chrono::milliseconds(timeout_ms_),
+    pool_ = std::make_unique<engine::HttpClientPool>(origin_, api_key_, std::chrono::milliseconds(timeout_ms_),
                                                      std::min(std::chrono::milliseconds(timeout_ms_), std::chrono::milliseconds(5000)));
 }
 
 std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) {
     auto stream = std::make_shared<Stream>();
-    json body = request.body;
-    body["model"] = remote_model_;
-    // The client's max_tokens / max_completion_tokens go as sent; none sent, none added (an
-    // injected default can exceed what the server's context leaves, and vLLM then refuses).
-    body.erase("metadata");  // switchyard's routing hint, not the upstream's business
-    // One choice of the client's request (a batch or n > 1 is split by the gateway): its prompt and seed.
-    body.erase("n");
-    if (!input.chat) body["prompt"] = input.prompt_tokens.empty() ? json(input.prompt) : json(input.prompt_tokens);
-    if (body.contains("seed") && request.n > 1) body["seed"] = input.sampling.seed;
-    const bool streamed = request.stream;
-    body["stream"] = streamed;
-    if (streamed) {
-        body["stream_options"] = {{"include_usage", true}};
-    } else {
-        body.erase("stream_options");
-    }
     const bool chat = input.chat;
-    if (input.logprobs >= 0) {
-        if (chat) {
-            body["logprobs"] = true;
-            if (input.logprobs > 0) body["top_logprobs"] = input.logprobs;
-        } else {
-            body["logprobs"] = input.logprobs;
-        }
-    }
-    const std::string path = prefix_ + (chat ? "/chat/completions" : "/completions");
-    ++*in_flight_;
-    // Owns copies of everything it needs: a streaming exchange runs on its own thread, and the
-    // backend may be swapped out meanwhile. `client_gone` lives as long as this call, which
-    // waits for a whole answer; a stream is cancelled by its reader instead.
-    const std::function<bool()> * gone = streamed || !client_gone ? nullptr : &client_gone;
-    auto exchange = [stream, origin = origin_, pool = pool_, path, payload = body.dump(), chat, streamed, counter = in_flight_, gone] {
-        auto connection = pool->take();
-        Generation g;
-        std::string buffer;
-        std::string error_body;
-        bool finished = false;
-        const auto receive = [&](int status, std::string_view data) {
-            if (stream->cancelled()) return false;
-            if (status != 200) {
-                error_body.append(data.substr(0, 4096 - std::min<std::size_t>(error_body.size(), 4096)));
-                return true;
-            }
-            buffer.append(data);
-            if (!streamed) return true;
-            std::size_t eol;
-            while ((eol = buffer.find('\n')) != std::string::npos) {
-                std::string line = buffer.substr(0, eol);
-                buffer.erase(0, eol + 1);
-                if (!line.empty() && line.back() == '\r') line.pop_back();
-                if (!line.starts_with("data:")) continue;
-                std::string_view data_part = std::string_view(line).substr(5);
-                while (!data_part.empty() && data_part.front() == ' ') data_part.remove_prefix(1);
-                if (data_part == "[DONE]") {
-                    finished = true;
-                    continue;
-                }
-                try {
-                    json chunk = json::parse(data_part);
-                    std::string piece = absorb(chunk, chat, g);
-                    stream->push_piece(std::move(piece), std::move(chunk));
-                } catch (const json::exception &) {
-                    stream->fail(Failure::failed, "the remote model sent a chunk that is not JSON");
-                    return false;
-                }
-            }
-            return true;
-        };
-        // A whole answer blocks this thread in the exchange: the shared watcher asks meanwhile
-        // whether the client left, and if so fails the stream and shuts the upstream socket, so
-        // a long generation stops running for nobody. A stopped connection is not reused.
-        std::optional<HangupWatcher::Watch> watch;
-        if (gone != nullptr) {
-            watch.emplace(HangupWatcher::shared().watch(std::ref(*gone), [stream, upstream = connection.get()] {
-                stream->fail(Failure::client_gone, "the client hung up");
-                stream->cancel();
-                upstream->stop();
-            }));
-        }
-        const engine::HttpResult result = connection->exchange({.method = "POST", .target = path, .body = payload, .event_stream = streamed}, receive);
-        watch.reset();  // from here on the watcher no longer touches the connection
-        const int status = result.status;
-        --*counter;
-        if (stream->cancelled()) return;
-        pool->give_back(std::move(connection));
-        if (result && status == 200 && !streamed) {
-            try {
-                g.upstream = json::parse(buffer);
-                absorb(g.upstream, chat, g);
-                finished = true;
-            } catch (const json::exception &) {
-                stream->fail(Failure::failed, origin + path + ": the answer is not JSON");
-                return;
-            }
-        }
-        if (!result) {
-            stream->fail(result.failure == engine::HttpFailure::timeout ? Failure::timeout : Failure::failed,
-                         origin + path + ": " + result.why());
-        } else if (status != 200) {
-            const std::string said = "the remote model answered " + std::to_string(status) + ": " + upstream_message(error_body);
-            switch (upstream_fault(status)) {
-                case Failure::rejected: stream->fail(Failure::rejected, said, status); break;
-                case Failure::failed:
-                    stream->fail(Failure::failed, status / 100 == 4 ? said + " (a setting of this gateway's: endpoint, remote_model or api_key_env)" : said);
-                    break;
-                default: stream->fail(upstream_fault(status), said); break;
-            }
-        } else if (!finished) {
-            stream->fail(Failure::failed, origin + path + (streamed ? ": the stream ended before [DONE]" : ": no answer"));
-        } else {
-            stream->finish(std::move(g));
-        }
-    };
+    Exchange exchange({.pool = *pool_, .origin = origin_, .path = prefix_ + (chat ? "/chat/completions" : "/completions"),
+                       .payload = upstream_body(request, input, remote_model_).dump(), .chat = chat, .streamed = request.stream},
+                      stream, in_flight_);
+    ++in_flight_;
     // A whole answer is fetched on the caller's thread: a thread start and two hand-offs per
     // request cost more than the gateway's whole overhead. Its deadline is the client's read
     // timeout (request_timeout_ms); a client that hangs up meanwhile is noticed by the shared
-    // HangupWatcher within its period.
-    if (streamed) {
-        std::thread(std::move(exchange)).detach();
+    // HangupWatcher within its period. A stream is cancelled by its reader instead.
+    if (request.stream) {
+        exchanges_.spawn([exchange = std::move(exchange)]() mutable { exchange.run(nullptr); });
     } else {
-        exchange();
+        exchange.run(client_gone ? &client_gone : nullptr);
     }
     return stream;
 }

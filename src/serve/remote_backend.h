@@ -1,10 +1,12 @@
 // RemoteBackend: any OpenAI-compatible server (vLLM, llama-server, another switchyard) behind the
-// Backend interface; requests are forwarded with the model renamed, answers streamed back.
+// Backend interface; requests are forwarded with the model renamed, answers streamed back (their
+// events read by serve/sse_reader.h, on threads the backend joins).
 #pragma once
 
 #include "engine/http_client.h"
 #include "model/portfolio.h"
 #include "serve/backend.h"
+#include "support/thread_set.h"
 
 #include <atomic>
 #include <memory>
@@ -20,6 +22,10 @@ class RemoteBackend final : public Backend {
 public:
     // Only checks the endpoint's form: the server may come up later, and fallback covers it.
     RemoteBackend(const model::PortfolioModel & entry, int timeout_ms);
+    // Waits for the streamed exchanges still running. Their readers hold the backend (through its
+    // deployment), so by now each stream is finished or cancelled, and a cancelled exchange stops
+    // at the server's next bytes or its read timeout.
+    ~RemoteBackend() override = default;
 
     bool in_process() const override { return false; }
     std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
@@ -30,11 +36,10 @@ public:
     int context_length() const override { return 0; }
     int vocab_size() const override { return 0; }
     int parallel() const override { return parallel_; }
-    int load() const override { return in_flight_->load(); }
+    int load() const override { return in_flight_.load(); }
 
 private:
     nlohmann::json post_json(const std::string & path, const nlohmann::json & body) const;
-
 
     std::string origin_;       // scheme://host:port
     std::string prefix_;       // the endpoint's path, e.g. /v1
@@ -43,8 +48,9 @@ private:
     std::string api_key_;
     int timeout_ms_;
     int parallel_ = 1;
-    std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
-    std::shared_ptr<engine::HttpClientPool> pool_;  // shared with request threads that may outlive the backend
+    std::atomic<int> in_flight_{0};
+    std::unique_ptr<engine::HttpClientPool> pool_;
+    ThreadSet exchanges_;  // one per streamed answer; last, so they are joined before what they use goes
 };
 
 }  // namespace switchyard::serve

@@ -5,6 +5,7 @@
 
 #include "model/portfolio.h"
 #include "serve/metrics.h"
+#include "support/error.h"
 
 #include <filesystem>
 #include <optional>

@@ -8,40 +8,16 @@
 namespace switchyard::serve {
 
 ShadowWorker::ShadowWorker(Metrics & metrics, std::chrono::milliseconds timeout, Current current, OnVerdict on_verdict)
-    : metrics_(metrics), timeout_(timeout), current_(std::move(current)), on_verdict_(std::move(on_verdict)) {
-    thread_ = std::thread([this] { loop(); });
-}
+    : metrics_(metrics), timeout_(timeout), current_(std::move(current)), on_verdict_(std::move(on_verdict)), thread_([this] { loop(); }) {}
 
-ShadowWorker::~ShadowWorker() {
-    {
-        const std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    ready_.notify_all();
-    thread_.join();
-}
+ShadowWorker::~ShadowWorker() { queue_.close(); }
 
 void ShadowWorker::enqueue(ShadowJob job) {
-    {
-        const std::lock_guard lock(mutex_);
-        if (queue_.size() >= kQueue) return;
-        queue_.push_back(std::move(job));
-    }
-    ready_.notify_one();
+    if (!queue_.try_push(std::move(job))) metrics_.shadow_dropped();
 }
 
 void ShadowWorker::loop() {
-    for (;;) {
-        ShadowJob job;
-        {
-            std::unique_lock lock(mutex_);
-            ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (stopping_) return;
-            job = std::move(queue_.front());
-            queue_.pop_front();
-        }
-        run(job);
-    }
+    while (auto job = queue_.pop()) run(*job);
 }
 
 void ShadowWorker::run(const ShadowJob & job) {

@@ -4,13 +4,11 @@
 
 #include "serve/deployment.h"
 #include "serve/metrics.h"
+#include "support/bounded_queue.h"
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -30,7 +28,7 @@ struct ShadowJob {
 class ShadowWorker {
 public:
     static constexpr int kTopK = 8;  // top-k kept per position for the KLD estimate
-    static constexpr std::size_t kQueue = 256;  // jobs waiting beyond this are dropped
+    static constexpr std::size_t kQueue = 256;  // jobs waiting beyond this are dropped and counted
 
     using Current = std::function<std::shared_ptr<const Deployment>()>;
     // Called when the samples so far promote (true) or roll back (false) a route's candidate.
@@ -41,7 +39,7 @@ public:
     ShadowWorker(const ShadowWorker &) = delete;
     ShadowWorker & operator=(const ShadowWorker &) = delete;
 
-    // Never slows the client down: with a backlog the sample is dropped.
+    // Never slows the client down: with a backlog the sample is dropped (and counted in the metrics).
     void enqueue(ShadowJob job);
 
 private:
@@ -52,11 +50,8 @@ private:
     std::chrono::milliseconds timeout_;
     Current current_;
     OnVerdict on_verdict_;
-    std::mutex mutex_;
-    std::condition_variable ready_;
-    std::deque<ShadowJob> queue_;
-    bool stopping_ = false;
-    std::thread thread_;
+    BoundedQueue<ShadowJob> queue_{kQueue, OnClose::drop};
+    std::jthread thread_;  // last: joined before the queue and what the jobs use go
 };
 
 }  // namespace switchyard::serve
