@@ -1,5 +1,6 @@
 #include "serve/capture.h"
 
+#include "support/clock.h"
 #include "support/error.h"
 #include "support/sqlite_statement.h"
 
@@ -45,8 +46,6 @@ using sqlite::bind_value;
 using sqlite::prepare;
 using sqlite::step_done;
 
-std::int64_t now_s() { return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count(); }
-
 }  // namespace
 
 struct CaptureStore::Label {
@@ -62,17 +61,12 @@ struct CaptureStore::Job {
 };
 
 CaptureStore::CaptureStore(const std::filesystem::path & db, std::size_t queue_limit) : queue_(queue_limit, OnClose::drain) {
-    if (sqlite3_open(db.c_str(), &db_) != SQLITE_OK) {
-        const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-        sqlite3_close(db_);
-        throw Error("cannot open the capture store " + db.string() + ": " + why);
-    }
-    sqlite3_busy_timeout(db_, 5000);
+    db_ = sqlite::open(db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "capture store");
+    sqlite3_busy_timeout(db_.get(), 5000);
     try {
-        sqlite::exec(db_, kSchema);
+        sqlite::exec(db_.get(), kSchema);
     } catch (const Error & e) {
-        sqlite3_close(db_);
-        throw Error(std::string("cannot set up the capture store: ") + e.what());
+        throw Error("cannot set up the capture store: {}", e.what());
     }
     writer_ = std::jthread([this] { loop(); });
 }
@@ -80,7 +74,6 @@ CaptureStore::CaptureStore(const std::filesystem::path & db, std::size_t queue_l
 CaptureStore::~CaptureStore() {
     queue_.close();
     writer_.join();  // writes what is queued
-    sqlite3_close(db_);
 }
 
 void CaptureStore::offer(CapturedItem item, const model::Capture & policy) {
@@ -118,7 +111,7 @@ void CaptureStore::loop() {
         std::map<std::string, model::Capture> written;
         std::map<std::string, std::uint64_t> stored;
         try {
-            sqlite::exec(db_, "BEGIN");
+            sqlite::exec(db_.get(), "BEGIN");
             for (const auto & job : batch) {
                 if (auto * item = std::get_if<std::pair<CapturedItem, model::Capture>>(&job->what)) {
                     write(item->first, item->second);
@@ -129,10 +122,10 @@ void CaptureStore::loop() {
                 }
             }
             for (const auto & [route, policy] : written) apply_retention(route, policy);
-            sqlite::exec(db_, "COMMIT");
+            sqlite::exec(db_.get(), "COMMIT");
         } catch (const Error & e) {
             spdlog::error("capture: {}", e.what());
-            sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
             stored.clear();
             for (const auto & job : batch)
                 if (auto * l = std::get_if<Label>(&job->what)) l->answered = false;
@@ -149,7 +142,7 @@ void CaptureStore::loop() {
 }
 
 void CaptureStore::apply_label(Label & l) {
-    auto s = prepare(db_, "UPDATE captures SET correct = ?, expected = ? WHERE id = ?");
+    auto s = prepare(db_.get(), "UPDATE captures SET correct = ?, expected = ? WHERE id = ?");
     bind_value(s.get(), 1, std::int64_t{l.correct ? 1 : 0});
     if (l.expected) {
         bind_value(s.get(), 2, *l.expected);
@@ -157,35 +150,35 @@ void CaptureStore::apply_label(Label & l) {
         sqlite3_bind_null(s.get(), 2);
     }
     bind_value(s.get(), 3, l.id);
-    step_done(db_, s.get());
-    l.answered = sqlite3_changes(db_) > 0;
+    step_done(db_.get(), s.get());
+    l.answered = sqlite3_changes(db_.get()) > 0;
 }
 
 void CaptureStore::write(const CapturedItem & raw, const model::Capture & policy) {
     const Redactor & redact = redactors_.try_emplace(policy.redact, policy.redact).first->second;
-    auto s = prepare(db_, "INSERT OR REPLACE INTO captures(id, route, time, model, request, answer, finish_reason, logprobs, latency_ms) "
+    auto s = prepare(db_.get(), "INSERT OR REPLACE INTO captures(id, route, time, model, request, answer, finish_reason, logprobs, latency_ms) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     bind_value(s.get(), 1, raw.id);
     bind_value(s.get(), 2, raw.route);
-    bind_value(s.get(), 3, now_s());
+    bind_value(s.get(), 3, clock::unix_now());
     bind_value(s.get(), 4, raw.model);
     bind_value(s.get(), 5, redact.apply(raw.request));
     bind_value(s.get(), 6, redact.apply(raw.answer));
     bind_value(s.get(), 7, raw.finish_reason);
     bind_value(s.get(), 8, raw.logprobs);
     bind_value(s.get(), 9, raw.latency_ms);
-    step_done(db_, s.get());
+    step_done(db_.get(), s.get());
 }
 
 // Retention and the cap, per route: the oldest go first.
 void CaptureStore::apply_retention(const std::string & route, const model::Capture & policy) {
-    auto old = prepare(db_, "DELETE FROM captures WHERE route = ? AND (time < ? OR id NOT IN "
+    auto old = prepare(db_.get(), "DELETE FROM captures WHERE route = ? AND (time < ? OR id NOT IN "
                             "(SELECT id FROM captures WHERE route = ? ORDER BY time DESC, rowid DESC LIMIT ?))");
     bind_value(old.get(), 1, route);
-    bind_value(old.get(), 2, now_s() - std::int64_t{policy.retention_days} * 86400);
+    bind_value(old.get(), 2, clock::unix_now() - std::int64_t{policy.retention_days} * 86400);
     bind_value(old.get(), 3, route);
     bind_value(old.get(), 4, std::int64_t{policy.max_items});
-    step_done(db_, old.get());
+    step_done(db_.get(), old.get());
 }
 
 }  // namespace switchyard::serve

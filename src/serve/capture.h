@@ -4,6 +4,7 @@
 
 #include "model/portfolio.h"
 #include "support/bounded_queue.h"
+#include "support/sqlite_statement.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -15,8 +16,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-struct sqlite3;
 
 namespace switchyard::serve {
 
@@ -73,7 +72,7 @@ private:
     void apply_label(Label & label);
     void apply_retention(const std::string & route, const model::Capture & policy);
 
-    sqlite3 * db_ = nullptr;
+    sqlite::Database db_;
     BoundedQueue<std::shared_ptr<Job>> queue_;
     mutable std::mutex mutex_;  // guards counts_
     std::map<std::string, Counts> counts_;

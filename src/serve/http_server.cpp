@@ -399,13 +399,13 @@ int Server::bind(const std::string & host, int port) {
     tcp::resolver resolver(impl_->io);
     const auto endpoints = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
     const std::string where = host + ":" + std::to_string(port);
-    if (ec || endpoints.empty()) throw Error("cannot listen on " + where + " (not an address of this machine: " + ec.message() + ")");
+    if (ec || endpoints.empty()) throw Error("cannot listen on {} (not an address of this machine: {})", where, ec.message());
     const tcp::endpoint endpoint = *endpoints.begin();
     acceptor.open(endpoint.protocol(), ec);
     if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) acceptor.bind(endpoint, ec);
     if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) throw Error("cannot listen on " + where + " (" + ec.message() + ")");
+    if (ec) throw Error("cannot listen on {} ({})", where, ec.message());
     return acceptor.local_endpoint().port();
 }
 

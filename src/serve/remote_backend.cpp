@@ -226,7 +226,7 @@ Failure upstream_fault(int status) {
 RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms), parallel_(std::max(1, entry.parallel)) {
     static const std::regex url(R"(^(https?://[^/]+)(/.*)?$)");
     std::smatch m;
-    if (!std::regex_match(entry.endpoint, m, url)) throw Error(entry.name + ": endpoint '" + entry.endpoint + "' is not an http(s) URL");
+    if (!std::regex_match(entry.endpoint, m, url)) throw Error("{}: endpoint '{}' is not an http(s) URL", entry.name, entry.endpoint);
     origin_ = m[1];
     prefix_ = m[2];
     while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
@@ -234,7 +234,7 @@ RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms
     remote_model_ = entry.remote_model.empty() ? entry.name : entry.remote_model;
     if (!entry.api_key_env.empty()) {
         const char * key = std::getenv(entry.api_key_env.c_str());
-        if (key == nullptr || *key == 0) throw Error(entry.name + ": the environment variable " + entry.api_key_env + " (api_key_env) is not set");
+        if (key == nullptr || *key == 0) throw Error("{}: the environment variable {} (api_key_env) is not set", entry.name, entry.api_key_env);
         api_key_ = key;
     }
     pool_ = std::make_unique<engine::HttpClientPool>(origin_, api_key_, std::chrono::milliseconds(timeout_ms_),

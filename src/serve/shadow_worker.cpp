@@ -22,8 +22,8 @@ void ShadowWorker::loop() {
 
 void ShadowWorker::run(const ShadowJob & job) {
     const auto & dep = *job.deployment;
-    const auto candidate = dep.backends.at(job.candidate);
-    const auto incumbent = dep.backends.at(job.incumbent);
+    const auto candidate = dep.backend(job.candidate);
+    const auto incumbent = dep.backend(job.incumbent);
     const auto stream = candidate->start(job.request, job.input, {});  // no client waits for a shadow
     StreamGuard guard{stream};
     auto got = collect(*stream, std::chrono::steady_clock::now() + timeout_, nullptr);

@@ -15,9 +15,10 @@ class Error : public std::runtime_error {
 public:
     explicit Error(const std::string & message) : std::runtime_error(message) {}
     // The sentence from a format string checked at compile time: Error("{}: no such file", name).
-    template <typename... Args>
-        requires(sizeof...(Args) > 0)
-    explicit Error(fmt::format_string<Args...> format, Args &&... args) : std::runtime_error(fmt::format(format, std::forward<Args>(args)...)) {}
+    // (At least one argument: a lone string is the sentence itself, braces and all.)
+    template <typename First, typename... Rest>
+    explicit Error(fmt::format_string<First, Rest...> format, First && first, Rest &&... rest)
+        : std::runtime_error(fmt::format(format, std::forward<First>(first), std::forward<Rest>(rest)...)) {}
 };
 
 // A broken invariant: switchyard's bug, not the user's. Thrown rather than aborting so that one bad
