@@ -66,20 +66,23 @@ Completion in_process(ContinuousBatcher & batcher, const std::string & prompt, i
     request.sampling.temperature = 0.0f;
     std::promise<Completion> done;
     auto result = done.get_future();
-    const auto ticket = batcher.submit(std::move(request), {{}, [&](const engine::GenerateResult & r, const std::string & error) {
-                                                                if (!error.empty()) {
-                                                                    done.set_exception(std::make_exception_ptr(Error(error)));
-                                                                    return;
-                                                                }
-                                                                done.set_value({r.text, r.completion_tokens + (r.finish == engine::FinishReason::eos)});
-                                                            }});
+    const auto ticket =
+        batcher.submit(std::move(request),
+                       {{}, [&](const engine::GenerateResult & r, const std::string & error) {
+                            if (!error.empty()) {
+                                done.set_exception(std::make_exception_ptr(Error(error)));
+                                return;
+                            }
+                            done.set_value({r.text, r.completion_tokens + (r.finish == engine::FinishReason::eos)});
+                        }});
     if (!ticket) throw Error("the batcher's queue is full");
     return result.get();
 }
 
 Completion from_server(httplib::Client & client, const std::string & prompt, int max_tokens) {
     // Greedy, no prompt cache (the batcher has none), the same token budget.
-    const nlohmann::json body = {{"prompt", prompt}, {"n_predict", max_tokens}, {"temperature", 0.0}, {"cache_prompt", false}};
+    const nlohmann::json body = {
+        {"prompt", prompt}, {"n_predict", max_tokens}, {"temperature", 0.0}, {"cache_prompt", false}};
     const auto res = client.Post("/completion", body.dump(), "application/json");
     if (!res) throw Error("llama-server: " + httplib::to_string(res.error()));
     if (res->status != 200) throw Error("llama-server answered " + std::to_string(res->status) + ": " + res->body);
@@ -100,7 +103,8 @@ int main(int argc, char ** argv) {
     int requests = 32, concurrency = 4, max_tokens = 64, threads = 0, context = 256, prompt_words = 12, repeats = 3;
     app.add_option("--model", model, "GGUF model")->required();
     app.add_option("--prompts", prompts_file, "text file; each non-empty line's first words make a prompt")->required();
-    app.add_option("--server", server, "llama-server base URL (http://127.0.0.1:PORT), started with --parallel = concurrency");
+    app.add_option("--server", server,
+                   "llama-server base URL (http://127.0.0.1:PORT), started with --parallel = concurrency");
     app.add_option("--requests", requests, "requests per run");
     app.add_option("--concurrency", concurrency, "clients at once, and the batcher's slots");
     app.add_option("--max-tokens", max_tokens, "tokens to generate per request");
@@ -127,8 +131,7 @@ int main(int argc, char ** argv) {
             try {
                 batcher->tokenize(prompt, true);  // a vocabulary without byte fallback may lack a character
                 prompts.push_back(prompt);
-            } catch (const Error &) {
-            }
+            } catch (const Error &) {}
         }
         if (prompts.size() < static_cast<std::size_t>(requests)) throw Error(prompts_file + ": too few usable prompts");
 
@@ -137,8 +140,14 @@ int main(int argc, char ** argv) {
             clients.push_back(std::make_unique<httplib::Client>(server));
             clients.back()->set_read_timeout(600);
         }
-        auto batched = [&] { return closed_loop(prompts, concurrency, [&](int, const std::string & p) { return in_process(*batcher, p, max_tokens); }); };
-        auto served = [&] { return closed_loop(prompts, concurrency, [&](int c, const std::string & p) { return from_server(*clients[c], p, max_tokens); }); };
+        auto batched = [&] {
+            return closed_loop(prompts, concurrency,
+                               [&](int, const std::string & p) { return in_process(*batcher, p, max_tokens); });
+        };
+        auto served = [&] {
+            return closed_loop(prompts, concurrency,
+                               [&](int c, const std::string & p) { return from_server(*clients[c], p, max_tokens); });
+        };
         // One untimed request each, so first-use costs are not measured.
         in_process(*batcher, prompts[0], 4);
         if (server.size()) from_server(*clients[0], prompts[0], 4);
@@ -152,8 +161,8 @@ int main(int argc, char ** argv) {
             last_served = served();
             served_tps.push_back(last_served.tokens_per_second());
         }
-        std::printf("in-process  %3d requests  concurrency %d  %6ld tokens  %9.1f tokens/s\n", requests, concurrency, last_batched.tokens(),
-                    median(batched_tps));
+        std::printf("in-process  %3d requests  concurrency %d  %6ld tokens  %9.1f tokens/s\n", requests, concurrency,
+                    last_batched.tokens(), median(batched_tps));
         if (server.empty()) return 0;
         std::size_t same = 0;
         for (std::size_t i = 0; i < prompts.size(); ++i) {
@@ -162,14 +171,14 @@ int main(int argc, char ** argv) {
             if (ours.text == theirs.text) {
                 ++same;
             } else {
-                std::fprintf(stderr, "differs: \"%s\"\n  in-process (%d): %s\n  llama-server (%d): %s\n", prompts[i].c_str(), ours.sampled, ours.text.c_str(),
-                             theirs.sampled, theirs.text.c_str());
+                std::fprintf(stderr, "differs: \"%s\"\n  in-process (%d): %s\n  llama-server (%d): %s\n",
+                             prompts[i].c_str(), ours.sampled, ours.text.c_str(), theirs.sampled, theirs.text.c_str());
             }
         }
-        std::printf("llama-server %3d requests  concurrency %d  %6ld tokens  %9.1f tokens/s\n", requests, concurrency, last_served.tokens(),
-                    median(served_tps));
-        std::printf("ratio in-process / llama-server: %.3f   (identical completions: %zu of %zu)\n", median(batched_tps) / median(served_tps), same,
-                    prompts.size());
+        std::printf("llama-server %3d requests  concurrency %d  %6ld tokens  %9.1f tokens/s\n", requests, concurrency,
+                    last_served.tokens(), median(served_tps));
+        std::printf("ratio in-process / llama-server: %.3f   (identical completions: %zu of %zu)\n",
+                    median(batched_tps) / median(served_tps), same, prompts.size());
         return 0;
     } catch (const std::exception & e) {
         std::fprintf(stderr, "batching_bench: %s\n", e.what());

@@ -23,18 +23,23 @@ int main(int argc, char ** argv) {
     app.add_option("--runs", runs, "simulated plans per grid point")->capture_default_str();
     app.add_option("--items", items, "items per suite")->capture_default_str();
     app.add_option("--accuracy", accuracies, "the original's true accuracy")->capture_default_str();
-    app.add_option("--recovered", recovered, "chance a candidate gets right an item the original got wrong")->capture_default_str();
+    app.add_option("--recovered", recovered, "chance a candidate gets right an item the original got wrong")
+        ->capture_default_str();
     app.add_option("--alpha", policy.alpha)->capture_default_str();
     app.add_option("--max-drop", policy.max_drop)->capture_default_str();
-    app.add_option("--drop", drop, "relative or absolute")->check(CLI::IsMember({"relative", "absolute"}))->capture_default_str();
+    app.add_option("--drop", drop, "relative or absolute")
+        ->check(CLI::IsMember({"relative", "absolute"}))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     policy.drop_relative = drop == "relative";
     const auto start = std::chrono::steady_clock::now();
-    fmt::print("One class, 2 suites; a ladder of 3 variants and 2 alternatives, all smaller than the original, each with the true drop on the first suite "
-               "and none on the second; {} drop limit {}, alpha {}; {} simulated plans per row.\n\n",
-               drop, policy.max_drop, policy.alpha, runs);
-    fmt::print("| true drop | items | original | recovered | false recommendations: sequential / full | within alpha | recommends a smaller model: sequential / full | "
-               "items scored per plan: sequential / full (ratio) |\n");
+    fmt::print(
+        "One class, 2 suites; a ladder of 3 variants and 2 alternatives, all smaller than the original, each with the true drop on the first suite "
+        "and none on the second; {} drop limit {}, alpha {}; {} simulated plans per row.\n\n",
+        drop, policy.max_drop, policy.alpha, runs);
+    fmt::print(
+        "| true drop | items | original | recovered | false recommendations: sequential / full | within alpha | recommends a smaller model: sequential / full | "
+        "items scored per plan: sequential / full (ratio) |\n");
     fmt::print("|---|---|---|---|---|---|---|---|\n");
     Policy full = policy;
     full.sequential = false;
@@ -44,7 +49,10 @@ int main(int argc, char ** argv) {
         for (const auto n : items)
             for (const auto accuracy : accuracies)
                 for (const auto r : recovered) {
-                    const SimulationPoint point{.true_drop = share * policy.max_drop, .items = n, .original_accuracy = accuracy, .recovered = r};
+                    const SimulationPoint point{.true_drop = share * policy.max_drop,
+                                                .items = n,
+                                                .original_accuracy = accuracy,
+                                                .recovered = r};
                     const std::uint64_t seed = 1000 * n + static_cast<std::uint64_t>(100 * share + 10 * accuracy + r);
                     const auto result = simulate(policy, point, runs, seed);
                     const auto fixed = simulate(full, point, runs, seed);
@@ -54,12 +62,17 @@ int main(int argc, char ** argv) {
                         if (x->false_rate() > worst) worst = x->false_rate(), worst_row = rows;
                     const double items_seq = static_cast<double>(result.items_scored) / static_cast<double>(runs);
                     const double items_full = static_cast<double>(fixed.items_scored) / static_cast<double>(runs);
-                    fmt::print("| {:g}·δ | {} | {:.0f}% | {:.1f} | {:.4f} / {:.4f} | {} | {:.3f} / {:.3f} | {:.0f} / {:.0f} ({:.2f}) |\n", share, n, 100 * accuracy, r,
-                               result.false_rate(), fixed.false_rate(),
-                               share < 1 ? "—" : std::max(result.false_rate(), fixed.false_rate()) <= bound ? "yes" : "NO", result.power(), fixed.power(),
-                               items_seq, items_full, items_full > 0 ? items_seq / items_full : 0.0);
+                    fmt::print(
+                        "| {:g}·δ | {} | {:.0f}% | {:.1f} | {:.4f} / {:.4f} | {} | {:.3f} / {:.3f} | {:.0f} / {:.0f} ({:.2f}) |\n",
+                        share, n, 100 * accuracy, r, result.false_rate(), fixed.false_rate(),
+                        share < 1                                                        ? "—"
+                            : std::max(result.false_rate(), fixed.false_rate()) <= bound ? "yes"
+                                                                                         : "NO",
+                        result.power(), fixed.power(), items_seq, items_full,
+                        items_full > 0 ? items_seq / items_full : 0.0);
                 }
-    fmt::print("\nworst false-recommendation rate {:.4f} (row {}), alpha {}, Monte-Carlo standard error at alpha {:.4f}; {:.0f} s\n", worst, worst_row,
-               policy.alpha, std::sqrt(policy.alpha * (1 - policy.alpha) / static_cast<double>(runs)),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    fmt::print(
+        "\nworst false-recommendation rate {:.4f} (row {}), alpha {}, Monte-Carlo standard error at alpha {:.4f}; {:.0f} s\n",
+        worst, worst_row, policy.alpha, std::sqrt(policy.alpha * (1 - policy.alpha) / static_cast<double>(runs)),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }

@@ -38,7 +38,8 @@ int main(int argc, char ** argv) {
             client.set_tcp_nodelay(true);
             client.set_read_timeout(std::chrono::seconds(300));
             std::vector<double> mine;
-            auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * t / concurrency);
+            auto due =
+                start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * t / concurrency);
             while (next++ < requests) {
                 if (rate > 0) {
                     std::this_thread::sleep_until(due);
@@ -46,11 +47,14 @@ int main(int argc, char ** argv) {
                 }
                 const auto t0 = std::chrono::steady_clock::now();
                 const auto res = client.Post(path.c_str(), body, "application/json");
-                mine.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+                mine.push_back(
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
                 if (!res || res->status != 200) {
                     ++failures;
                     const std::lock_guard lock(mutex);
-                    if (first_failure.empty()) first_failure = res ? std::to_string(res->status) + " " + res->body : httplib::to_string(res.error());
+                    if (first_failure.empty())
+                        first_failure =
+                            res ? std::to_string(res->status) + " " + res->body : httplib::to_string(res.error());
                 }
             }
             const std::lock_guard lock(mutex);
@@ -60,9 +64,13 @@ int main(int argc, char ** argv) {
     for (auto & t : threads) t.join();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::sort(latencies.begin(), latencies.end());
-    auto pct = [&](double p) { return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, static_cast<std::size_t>(p * latencies.size()))]; };
-    std::printf("requests %zu failures %d seconds %.2f rps %.1f p50_ms %.3f p99_ms %.3f\n", latencies.size(), failures.load(), seconds,
-                latencies.size() / seconds, pct(0.50), pct(0.99));
+    auto pct = [&](double p) {
+        return latencies.empty()
+            ? 0.0
+            : latencies[std::min(latencies.size() - 1, static_cast<std::size_t>(p * latencies.size()))];
+    };
+    std::printf("requests %zu failures %d seconds %.2f rps %.1f p50_ms %.3f p99_ms %.3f\n", latencies.size(),
+                failures.load(), seconds, latencies.size() / seconds, pct(0.50), pct(0.99));
     if (!first_failure.empty()) std::fprintf(stderr, "first failure: %s\n", first_failure.substr(0, 300).c_str());
     return failures ? 1 : 0;
 }

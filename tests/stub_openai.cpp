@@ -37,7 +37,9 @@ int main(int argc, char ** argv) {
         return [&, chat](const httplib::Request & req, httplib::Response & res) {
             if (!key.empty() && req.get_header_value("Authorization") != "Bearer " + key) {
                 res.status = 401;
-                res.set_content(R"({"error":{"message":"bad key","type":"authentication_error","param":null,"code":null}})", "application/json");
+                res.set_content(
+                    R"({"error":{"message":"bad key","type":"authentication_error","param":null,"code":null}})",
+                    "application/json");
                 return;
             }
             const json body = json::parse(req.body, nullptr, false);
@@ -49,7 +51,12 @@ int main(int argc, char ** argv) {
             }
             if (body.is_object() && body.contains("stub_status")) {
                 res.status = body["stub_status"].get<int>();
-                res.set_content(json{{"error", {{"message", "stub status " + std::to_string(res.status)}, {"type", "stub"}, {"param", nullptr}, {"code", nullptr}}}}.dump(),
+                res.set_content(json{{"error",
+                                      {{"message", "stub status " + std::to_string(res.status)},
+                                       {"type", "stub"},
+                                       {"param", nullptr},
+                                       {"code", nullptr}}}}
+                                    .dump(),
                                 "application/json");
                 return;
             }
@@ -58,24 +65,55 @@ int main(int argc, char ** argv) {
             const bool streamed = body.is_object() && body.value("stream", false);
             if (chat && body.is_object() && body.contains("tools")) {
                 // A tool call, with fields a gateway must pass on unchanged.
-                const json call = {{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", R"({"city":"Oslo"})"}}}};
+                const json call = {{"id", "call_1"},
+                                   {"type", "function"},
+                                   {"function", {{"name", "get_weather"}, {"arguments", R"({"city":"Oslo"})"}}}};
                 if (!streamed) {
-                    res.set_content(json{{"id", "x"}, {"object", "chat.completion"}, {"created", 0}, {"model", model}, {"system_fingerprint", "fp_stub"},
-                                         {"choices", {{{"index", 0}, {"finish_reason", "tool_calls"}, {"logprobs", nullptr},
-                                                       {"message", {{"role", "assistant"}, {"content", nullptr}, {"refusal", nullptr}, {"tool_calls", {call}}}}}}},
-                                         {"usage", {{"prompt_tokens", 5}, {"completion_tokens", 7}, {"total_tokens", 12}}}}.dump(),
-                                    "application/json");
+                    res.set_content(
+                        json{{"id", "x"},
+                             {"object", "chat.completion"},
+                             {"created", 0},
+                             {"model", model},
+                             {"system_fingerprint", "fp_stub"},
+                             {"choices",
+                              {{{"index", 0},
+                                {"finish_reason", "tool_calls"},
+                                {"logprobs", nullptr},
+                                {"message",
+                                 {{"role", "assistant"},
+                                  {"content", nullptr},
+                                  {"refusal", nullptr},
+                                  {"tool_calls", {call}}}}}}},
+                             {"usage", {{"prompt_tokens", 5}, {"completion_tokens", 7}, {"total_tokens", 12}}}}
+                            .dump(),
+                        "application/json");
                     return;
                 }
-                const json deltas = {{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {{{"index", 0}, {"id", "call_1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", ""}}}}}}},
+                const json deltas = {{{"role", "assistant"},
+                                      {"content", nullptr},
+                                      {"tool_calls",
+                                       {{{"index", 0},
+                                         {"id", "call_1"},
+                                         {"type", "function"},
+                                         {"function", {{"name", "get_weather"}, {"arguments", ""}}}}}}},
                                      {{"tool_calls", {{{"index", 0}, {"function", {{"arguments", R"({"city":)"}}}}}}},
                                      {{"tool_calls", {{{"index", 0}, {"function", {{"arguments", R"("Oslo"})"}}}}}}},
                                      json::object()};
                 std::string sse;
                 for (std::size_t i = 0; i < deltas.size(); ++i) {
                     const bool last = i + 1 == deltas.size();
-                    sse += "data: " + json{{"id", "x"}, {"object", "chat.completion.chunk"}, {"created", 0}, {"model", model}, {"system_fingerprint", "fp_stub"},
-                                           {"choices", {{{"index", 0}, {"delta", deltas[i]}, {"finish_reason", last ? json("tool_calls") : json(nullptr)}}}}}.dump() + "\n\n";
+                    sse += "data: " +
+                        json{{"id", "x"},
+                             {"object", "chat.completion.chunk"},
+                             {"created", 0},
+                             {"model", model},
+                             {"system_fingerprint", "fp_stub"},
+                             {"choices",
+                              {{{"index", 0},
+                                {"delta", deltas[i]},
+                                {"finish_reason", last ? json("tool_calls") : json(nullptr)}}}}}
+                            .dump() +
+                        "\n\n";
                 }
                 res.set_content(sse + "data: [DONE]\n\n", "text/event-stream");
                 return;
@@ -85,10 +123,18 @@ int main(int argc, char ** argv) {
             if (!streamed) {
                 const std::string text = pieces[0] + pieces[1] + pieces[2];
                 json choice = {{"index", 0}, {"finish_reason", "stop"}};
-                if (chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
-                else choice["text"] = text;
-                res.set_content(json{{"id", "x"}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", 0}, {"model", model},
-                                     {"choices", {choice}}, {"usage", usage}, {"stub_max_tokens", body.is_object() ? body.value("max_tokens", json()) : json()}}.dump(),
+                if (chat)
+                    choice["message"] = {{"role", "assistant"}, {"content", text}};
+                else
+                    choice["text"] = text;
+                res.set_content(json{{"id", "x"},
+                                     {"object", chat ? "chat.completion" : "text_completion"},
+                                     {"created", 0},
+                                     {"model", model},
+                                     {"choices", {choice}},
+                                     {"usage", usage},
+                                     {"stub_max_tokens", body.is_object() ? body.value("max_tokens", json()) : json()}}
+                                    .dump(),
                                 "application/json");
                 return;
             }
@@ -96,9 +142,15 @@ int main(int argc, char ** argv) {
             for (std::size_t i = 0; i <= pieces.size(); ++i) {
                 const bool last = i == pieces.size();
                 json choice = {{"index", 0}, {"finish_reason", last ? json("stop") : json(nullptr)}};
-                if (chat) choice["delta"] = last ? json::object() : json{{"content", pieces[i]}};
-                else choice["text"] = last ? "" : pieces[i];
-                json chunk = {{"id", "x"}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", 0}, {"model", model}, {"choices", {choice}}};
+                if (chat)
+                    choice["delta"] = last ? json::object() : json{{"content", pieces[i]}};
+                else
+                    choice["text"] = last ? "" : pieces[i];
+                json chunk = {{"id", "x"},
+                              {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                              {"created", 0},
+                              {"model", model},
+                              {"choices", {choice}}};
                 if (last) chunk["usage"] = usage;
                 sse += "data: " + chunk.dump() + "\n\n";
             }
@@ -108,9 +160,12 @@ int main(int argc, char ** argv) {
     };
     server.Post("/v1/chat/completions", answer(true));
     server.Post("/v1/completions", answer(false));
-    server.Get("/health", [](const httplib::Request &, httplib::Response & res) { res.set_content(R"({"status":"ok"})", "application/json"); });
+    server.Get("/health", [](const httplib::Request &, httplib::Response & res) {
+        res.set_content(R"({"status":"ok"})", "application/json");
+    });
     server.Get("/v1/models", [&](const httplib::Request &, httplib::Response & res) {
-        res.set_content(json{{"object", "list"}, {"data", {{{"id", name}, {"object", "model"}}}}}.dump(), "application/json");
+        res.set_content(json{{"object", "list"}, {"data", {{{"id", name}, {"object", "model"}}}}}.dump(),
+                        "application/json");
     });
     if (port == 0) {
         port = server.bind_to_any_port("127.0.0.1");

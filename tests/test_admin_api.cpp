@@ -36,8 +36,10 @@ ApiError feedback_bad(const std::string & body) {
 
 std::string portfolio_error(const std::string & shadow) {
     try {
-        model::parse_portfolio("models:\n  - {name: a, path: a.gguf}\n  - {name: b, path: b.gguf}\nroutes:\n  - name: r\n    model: a\n    shadow: " + shadow + "\n",
-                               "p.yaml", "/dir");
+        model::parse_portfolio(
+            "models:\n  - {name: a, path: a.gguf}\n  - {name: b, path: b.gguf}\nroutes:\n  - name: r\n    model: a\n    shadow: " +
+                shadow + "\n",
+            "p.yaml", "/dir");
     } catch (const Error & e) {
         return e.what();
     }
@@ -59,7 +61,8 @@ TEST(AdminApi, RolloutDefaultsToTheDocumentedThresholds) {
 }
 
 TEST(AdminApi, RolloutTakesEverySetting) {
-    const auto r = rollout_ok(R"({"plan": "/p", "class": "qa", "route": "support", "sample": 0.25, "promote_at": 1, "rollback_below": 0, "min_samples": 1000000})");
+    const auto r = rollout_ok(
+        R"({"plan": "/p", "class": "qa", "route": "support", "sample": 0.25, "promote_at": 1, "rollback_below": 0, "min_samples": 1000000})");
     EXPECT_EQ(r.route, "support");
     EXPECT_EQ(r.thresholds.sample, 0.25);
     EXPECT_EQ(r.thresholds.promote_at, 1.0);
@@ -76,7 +79,8 @@ TEST(AdminApi, RolloutErrorsNameTheField) {
     EXPECT_EQ(missing.status, 400);
     EXPECT_EQ(missing.param, "plan");
     EXPECT_EQ(missing.message, "'plan' is required: the folder `switchyard plan -o` wrote");
-    EXPECT_EQ(rollout_bad(R"({"plan": "p"})").message, "'class' is required: the class of traffic whose recommendation to roll out");
+    EXPECT_EQ(rollout_bad(R"({"plan": "p"})").message,
+              "'class' is required: the class of traffic whose recommendation to roll out");
     EXPECT_EQ(rollout_bad(R"({"plan": "", "class": "qa"})").message, "'plan' must be a non-empty string");
     EXPECT_EQ(rollout_bad(R"({"plan": "p", "class": 3})").message, "'class' must be a non-empty string");
     EXPECT_EQ(rollout_bad(R"({"plan": "p", "class": "qa", "route": null})").param, "route");
@@ -96,19 +100,25 @@ TEST(AdminApi, RolloutErrorsNameTheField) {
 }
 
 TEST(AdminApi, PortfolioFileKeepsShadowsToTheSameBounds) {
-    EXPECT_EQ(portfolio_error("{model: b, min_samples: 0}"), "p.yaml:7: routes[0].shadow.min_samples: must be a whole number from 1 to 1000000");
-    EXPECT_EQ(portfolio_error("{model: b, min_samples: -3}"), "p.yaml:7: routes[0].shadow.min_samples: must be a whole number from 1 to 1000000");
+    EXPECT_EQ(portfolio_error("{model: b, min_samples: 0}"),
+              "p.yaml:7: routes[0].shadow.min_samples: must be a whole number from 1 to 1000000");
+    EXPECT_EQ(portfolio_error("{model: b, min_samples: -3}"),
+              "p.yaml:7: routes[0].shadow.min_samples: must be a whole number from 1 to 1000000");
     // Beyond an int: rejected, not wrapped into range.
-    EXPECT_EQ(portfolio_error("{model: b, min_samples: 4294967396}"), "p.yaml:7: routes[0].shadow.min_samples: must be a whole number from 1 to 1000000");
-    EXPECT_EQ(portfolio_error("{model: b, sample: 1.5}"), "p.yaml:7: routes[0].shadow.sample: must lie between 0 and 1");
-    EXPECT_EQ(portfolio_error("{model: b, rollback_below: -0.5}"), "p.yaml:7: routes[0].shadow.rollback_below: must lie between 0 and 1");
+    EXPECT_EQ(portfolio_error("{model: b, min_samples: 4294967396}"),
+              "p.yaml:7: routes[0].shadow.min_samples: must be a whole number from 1 to 1000000");
+    EXPECT_EQ(portfolio_error("{model: b, sample: 1.5}"),
+              "p.yaml:7: routes[0].shadow.sample: must lie between 0 and 1");
+    EXPECT_EQ(portfolio_error("{model: b, rollback_below: -0.5}"),
+              "p.yaml:7: routes[0].shadow.rollback_below: must lie between 0 and 1");
     EXPECT_EQ(portfolio_error("{model: b, min_samples: 1, promote_at: 1, rollback_below: 0}"), "");
     EXPECT_EQ(model::shadow_min_samples_error(1000000), std::nullopt);
     EXPECT_EQ(model::shadow_share_error(0.5), std::nullopt);
 }
 
 TEST(AdminApi, Feedback) {
-    const auto r = std::get<FeedbackRequest>(parse_feedback(R"({"id": "chatcmpl-1", "correct": false, "expected": "Paris"})"));
+    const auto r =
+        std::get<FeedbackRequest>(parse_feedback(R"({"id": "chatcmpl-1", "correct": false, "expected": "Paris"})"));
     EXPECT_EQ(r.id, "chatcmpl-1");
     EXPECT_FALSE(r.correct);
     EXPECT_EQ(r.expected, "Paris");
@@ -144,7 +154,9 @@ Stream::Event failure(Failure f, std::string message = "broke") {
     return e;
 }
 
-const nlohmann::json & route_counts(const nlohmann::json & metrics, const std::string & route) { return metrics["routes"][route]; }
+const nlohmann::json & route_counts(const nlohmann::json & metrics, const std::string & route) {
+    return metrics["routes"][route];
+}
 
 }  // namespace
 
@@ -152,13 +164,14 @@ TEST(Fallback, FailuresMoveOnAndRestTheModel) {
     Metrics metrics;
     Cooldown cooldown(std::chrono::seconds(60));
     std::vector<std::string> tried;
-    const auto error = answer_in_order({"a", "b", "c"}, "r", &cooldown, metrics, [&](const std::string & m, bool last) -> Attempt {
-        tried.push_back(m);
-        if (m == "a") return failure(Failure::failed);
-        if (m == "b") return failure(Failure::overloaded);
-        EXPECT_TRUE(last);
-        return Answered{};
-    });
+    const auto error =
+        answer_in_order({"a", "b", "c"}, "r", &cooldown, metrics, [&](const std::string & m, bool last) -> Attempt {
+            tried.push_back(m);
+            if (m == "a") return failure(Failure::failed);
+            if (m == "b") return failure(Failure::overloaded);
+            EXPECT_TRUE(last);
+            return Answered{};
+        });
     EXPECT_EQ(error, std::nullopt);
     EXPECT_EQ(tried, (std::vector<std::string>{"a", "b", "c"}));
     const auto j = metrics.to_json();
@@ -186,7 +199,8 @@ TEST(Fallback, EveryModelFailingGivesTheLastFailure) {
     EXPECT_EQ(error->status, 504);
     EXPECT_EQ(error->message, "b: took too long");
     EXPECT_EQ(route_counts(metrics.to_json(), "r")["errors"], 1);
-    const auto none = answer_in_order({}, "r", nullptr, metrics, [](const std::string &, bool) -> Attempt { return Answered{}; });
+    const auto none =
+        answer_in_order({}, "r", nullptr, metrics, [](const std::string &, bool) -> Attempt { return Answered{}; });
     ASSERT_TRUE(none);
     EXPECT_EQ(none->status, 503);
     EXPECT_EQ(none->code, "unavailable");
@@ -205,10 +219,14 @@ TEST(Fallback, RejectionsAndClientsGoneStopAtOnce) {
     ASSERT_TRUE(error);
     EXPECT_EQ(error->status, 413);
     EXPECT_EQ(error->message, "prompt too long");
-    const auto own = answer_in_order({"a", "b"}, "r", nullptr, metrics, [&](const std::string &, bool) -> Attempt { return bad_request("'n' is 9", "n"); });
+    const auto own = answer_in_order({"a", "b"}, "r", nullptr, metrics, [&](const std::string &, bool) -> Attempt {
+        return bad_request("'n' is 9", "n");
+    });
     ASSERT_TRUE(own);
     EXPECT_EQ(own->param, "n");
-    const auto gone = answer_in_order({"a", "b"}, "r", nullptr, metrics, [&](const std::string &, bool) -> Attempt { return failure(Failure::client_gone); });
+    const auto gone = answer_in_order({"a", "b"}, "r", nullptr, metrics, [&](const std::string &, bool) -> Attempt {
+        return failure(Failure::client_gone);
+    });
     EXPECT_EQ(gone, std::nullopt);
     const auto j = metrics.to_json();
     EXPECT_EQ(j["client_disconnects"], 1);
@@ -219,12 +237,13 @@ TEST(Fallback, RejectionsAndClientsGoneStopAtOnce) {
 TEST(Fallback, AnEscalationIsNoFallback) {
     Metrics metrics;
     std::vector<bool> lasts;
-    (void)answer_in_order({"small", "mid", "big"}, "c", nullptr, metrics, [&](const std::string & m, bool last) -> Attempt {
-        lasts.push_back(last);
-        if (m == "small") return Escalated{};
-        if (m == "mid") return failure(Failure::failed);
-        return Answered{};
-    });
+    (void)answer_in_order({"small", "mid", "big"}, "c", nullptr, metrics,
+                          [&](const std::string & m, bool last) -> Attempt {
+                              lasts.push_back(last);
+                              if (m == "small") return Escalated{};
+                              if (m == "mid") return failure(Failure::failed);
+                              return Answered{};
+                          });
     EXPECT_EQ(lasts, (std::vector<bool>{false, false, true}));
     const auto j = metrics.to_json();
     EXPECT_EQ(route_counts(j, "c")["escalations"], 1);

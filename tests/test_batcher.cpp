@@ -20,13 +20,17 @@ namespace {
 constexpr const char * kStoriesPrompt = "Once upon a time";
 
 LlamaEngine & solo() {
-    static LlamaEngine engine({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512, .parallel = 1});
+    static LlamaEngine engine(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512, .parallel = 1});
     return engine;
 }
 
 ContinuousBatcher::Options stories_options(int slots, int context_length = 512) {
     ContinuousBatcher::Options o;
-    o.engine = {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = context_length, .parallel = slots};
+    o.engine = {.model_path = test::model_path("stories260K-f32.gguf"),
+                .threads = 2,
+                .context_length = context_length,
+                .parallel = slots};
     return o;
 }
 
@@ -105,9 +109,10 @@ TEST(Batcher, OneRequestGivesTheEnginesGreedyOutput) {
 // Batching does not change results: on these f32 models every request's greedy text (and a
 // seeded sample) equals what it gives alone, token for token.
 TEST(Batcher, ConcurrentRequestsEqualTheirSoloOutput) {
-    std::vector<GenerateRequest> reqs = {greedy(kStoriesPrompt, 30), greedy("The dog", 25),     greedy("Tom and Sue went", 40),
-                                         greedy("One day", 10),      greedy("The sun was", 35), greedy("Lily had a big red ball", 30),
-                                         greedy("Ben", 20),          greedy(kStoriesPrompt, 5)};
+    std::vector<GenerateRequest> reqs = {
+        greedy(kStoriesPrompt, 30), greedy("The dog", 25),     greedy("Tom and Sue went", 40),
+        greedy("One day", 10),      greedy("The sun was", 35), greedy("Lily had a big red ball", 30),
+        greedy("Ben", 20),          greedy(kStoriesPrompt, 5)};
     reqs[3].sampling = {.temperature = 1.0f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 1234};
     std::vector<Pending> pending;
     for (const auto & r : reqs) pending.push_back(submit(batcher(), r));
@@ -155,7 +160,8 @@ TEST(Batcher, APromptsCachedStartIsNotDecodedAgain) {
     EXPECT_EQ(out.result.text, alone(next_turn).text);
     after = b.stats();
     EXPECT_GE(after.prompt_tokens_reused - before.prompt_tokens_reused, prompt_tokens);
-    EXPECT_EQ((after.prompt_tokens - before.prompt_tokens) + (after.prompt_tokens_reused - before.prompt_tokens_reused), next_tokens);
+    EXPECT_EQ((after.prompt_tokens - before.prompt_tokens) + (after.prompt_tokens_reused - before.prompt_tokens_reused),
+              next_tokens);
 
     // A different start (only the BOS token shared) reuses nothing, and takes the other slot: the
     // chat's cells stay for its next turn.
@@ -170,7 +176,8 @@ TEST(Batcher, APromptsCachedStartIsNotDecodedAgain) {
     EXPECT_EQ(b.stats().prompt_tokens - before.prompt_tokens, 1u);
 
     // Scoring takes the free slots' sequences: the first prompt is decoded whole again.
-    const engine::ScoreRequest score{.context = b.tokenize("Once", true), .continuation = b.tokenize(" upon a time", false)};
+    const engine::ScoreRequest score{.context = b.tokenize("Once", true),
+                                     .continuation = b.tokenize(" upon a time", false)};
     b.score(std::span(&score, 1), 0);
     before = b.stats();
     out = submit(b, first).wait();
@@ -185,12 +192,14 @@ TEST(Batcher, LongPromptsAreFedInChunksBesideGeneration) {
     auto o = stories_options(3);
     o.engine.batch_size = 16;
     ContinuousBatcher b(o);
-    std::string story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big red ball";
+    std::string story =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big red ball";
     std::vector<GenerateRequest> reqs = {greedy("The dog", 40), greedy(story, 20), greedy("Tom and Sue went", 40)};
     ASSERT_GT(b.tokenize(story, true).size(), 2u * 16u);
     std::vector<Pending> pending;
     for (const auto & r : reqs) pending.push_back(submit(b, r));
-    for (std::size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(pending[i].wait().result.text, alone(reqs[i]).text) << "request " << i;
+    for (std::size_t i = 0; i < reqs.size(); ++i)
+        EXPECT_EQ(pending[i].wait().result.text, alone(reqs[i]).text) << "request " << i;
 }
 
 TEST(Batcher, StopStringsAndMaxTokens) {
@@ -243,7 +252,8 @@ TEST(Batcher, LogprobsOfGeneratedTokens) {
     // kernels round differently (measured up to 3e-4), nothing more.
     const engine::ScoreRequest scored_req{batcher().tokenize(kStoriesPrompt, true), generated};
     const auto scored = solo().score(std::span(&scored_req, 1), 3)[0];
-    for (std::size_t i = 0; i < lp.size(); ++i) EXPECT_NEAR(scored.tokens[i].logprob, lp[i].logprob, 1e-3) << "token " << i;
+    for (std::size_t i = 0; i < lp.size(); ++i)
+        EXPECT_NEAR(scored.tokens[i].logprob, lp[i].logprob, 1e-3) << "token " << i;
 
     // The engine's own generate reports the same; logprobs 0 gives no alternatives, -1 nothing.
     const auto direct = alone(req);
@@ -262,9 +272,10 @@ TEST(Batcher, ScoreMatchesTheEngineWhileGenerating) {
     const auto running_req = greedy("Tom and Sue went", 60);
     auto running = submit(batcher(), running_req);
     auto & e = solo();
-    std::vector<engine::ScoreRequest> reqs = {{e.tokenize("The dog", true), e.tokenize(" ran away", false)},
-                                              {e.tokenize(kStoriesPrompt, true), e.tokenize(", there was a little girl", false)},
-                                              {e.tokenize("Lily", true), e.tokenize(" was sad", false)}};
+    std::vector<engine::ScoreRequest> reqs = {
+        {e.tokenize("The dog", true), e.tokenize(" ran away", false)},
+        {e.tokenize(kStoriesPrompt, true), e.tokenize(", there was a little girl", false)},
+        {e.tokenize("Lily", true), e.tokenize(" was sad", false)}};
     const auto expected = e.score(reqs, 2);
     const auto got = batcher().score(reqs, 2);
     ASSERT_EQ(got.size(), expected.size());
@@ -291,7 +302,8 @@ TEST(Batcher, RequestsThatCannotRunReportAnError) {
     EXPECT_EQ(out.result.completion_tokens, 0);
 
     ContinuousBatcher::Options o;
-    o.engine = {.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2, .context_length = 128, .parallel = 2};
+    o.engine = {
+        .model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2, .context_length = 128, .parallel = 2};
     ContinuousBatcher baby(o);
     const auto unencodable = submit(baby, greedy("Tom's #1 friend", 10)).wait();
     EXPECT_NE(unencodable.error.find("'#' (U+0023)"), std::string::npos) << unencodable.error;

@@ -83,14 +83,13 @@ TEST(BoundedQueue, CloseWakesEveryWaitingWorker) {
         std::atomic<int> ended{0};
         {
             std::vector<std::jthread> workers;
-            for (int i = 0; i < 3; ++i) workers.emplace_back([&] {
-                while (q.pop()) {
-                }
-                ++ended;
-            });
+            for (int i = 0; i < 3; ++i)
+                workers.emplace_back([&] {
+                    while (q.pop()) {}
+                    ++ended;
+                });
             workers.emplace_back([&] {
-                while (!q.pop_all().empty()) {
-                }
+                while (!q.pop_all().empty()) {}
                 ++ended;
             });
             wait_idle(q, 4);
@@ -106,25 +105,27 @@ TEST(BoundedQueue, ManyProducersAndWorkersLoseNothingAccepted) {
     std::atomic<int> refused{0};
     {
         std::vector<std::jthread> workers;
-        for (int w = 0; w < 3; ++w) workers.emplace_back([&] {
-            while (auto v = q.pop()) taken_sum += *v;
-        });
+        for (int w = 0; w < 3; ++w)
+            workers.emplace_back([&] {
+                while (auto v = q.pop()) taken_sum += *v;
+            });
         workers.emplace_back([&] {
             for (auto batch = q.pop_all(); !batch.empty(); batch = q.pop_all())
                 for (const int v : batch) taken_sum += v;
         });
         {
             std::vector<std::jthread> producers;
-            for (int p = 0; p < 4; ++p) producers.emplace_back([&, p] {
-                for (int i = 1; i <= 2000; ++i) {
-                    const int v = p * 10000 + i;
-                    if (q.try_push(v)) {
-                        accepted_sum += v;
-                    } else {
-                        ++refused;
+            for (int p = 0; p < 4; ++p)
+                producers.emplace_back([&, p] {
+                    for (int i = 1; i <= 2000; ++i) {
+                        const int v = p * 10000 + i;
+                        if (q.try_push(v)) {
+                            accepted_sum += v;
+                        } else {
+                            ++refused;
+                        }
                     }
-                }
-            });
+                });
         }
         q.close();
     }

@@ -12,9 +12,12 @@ using switchyard::engine::plan_rounds;
 
 namespace {
 
-std::vector<std::vector<ChoicePart>> plan(std::vector<std::size_t> choices, std::size_t sequences) { return plan_rounds(choices, sequences); }
+std::vector<std::vector<ChoicePart>> plan(std::vector<std::size_t> choices, std::size_t sequences) {
+    return plan_rounds(choices, sequences);
+}
 
-void expect_part(const ChoicePart & p, std::size_t group, std::size_t first_choice, std::size_t choices, int first_seq) {
+void expect_part(const ChoicePart & p, std::size_t group, std::size_t first_choice, std::size_t choices,
+                 int first_seq) {
     EXPECT_EQ(p.group, group);
     EXPECT_EQ(p.first_choice, first_choice);
     EXPECT_EQ(p.choices, choices);
@@ -51,9 +54,7 @@ TEST(ChoiceRounds, AGroupWithoutChoicesStillTakesASequenceForItsContext) {
     expect_part(rounds[0][1], 1, 0, 3, 1);
 }
 
-TEST(ChoiceRounds, NothingToScoreIsNoRound) {
-    EXPECT_TRUE(plan({}, 4).empty());
-}
+TEST(ChoiceRounds, NothingToScoreIsNoRound) { EXPECT_TRUE(plan({}, 4).empty()); }
 
 TEST(ChoiceRounds, ASingleSequenceTakesOneChoicePerRound) {
     const auto rounds = plan({2}, 0);  // fewer than one sequence counts as one

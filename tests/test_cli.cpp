@@ -15,7 +15,8 @@ TEST(Cli, InspectJsonOnBothModels) {
         std::uint64_t vocab;
         bool byte_fallback;
     };
-    for (const Expected & x : {Expected{"stories260K-f32.gguf", 292800, 512, true}, Expected{"babyllama-0.9M-f32.gguf", 949888, 105, false}}) {
+    for (const Expected & x : {Expected{"stories260K-f32.gguf", 292800, 512, true},
+                               Expected{"babyllama-0.9M-f32.gguf", 949888, 105, false}}) {
         const auto r = test::run_switchyard({"inspect", "--json", test::model_path(x.file).string()});
         ASSERT_EQ(r.exit_code, 0) << r.err;
         const auto j = nlohmann::json::parse(r.out);
@@ -39,26 +40,30 @@ TEST(Cli, InspectText) {
 }
 
 TEST(Cli, GenerateGreedyStories260K) {
-    const auto r = test::run_switchyard(
-        {"generate", "-m", test::model_path("stories260K-f32.gguf").string(), "-p", "Once upon a time", "-n", "40", "--temp", "0", "-t", "2"});
+    const auto r = test::run_switchyard({"generate", "-m", test::model_path("stories260K-f32.gguf").string(), "-p",
+                                         "Once upon a time", "-n", "40", "--temp", "0", "-t", "2"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(r.out.rfind(", there was a little girl named Lily. She loved to play outside in the park.", 0), 0u) << r.out;
+    EXPECT_EQ(r.out.rfind(", there was a little girl named Lily. She loved to play outside in the park.", 0), 0u)
+        << r.out;
     EXPECT_EQ(r.err, "");  // llama.cpp's own logging stays quiet unless -v
 }
 
 TEST(Cli, GenerateMissingModel) {
-    expect_clean_failure(test::run_switchyard({"generate", "-m", "/nonexistent/model.gguf", "-p", "hi"}), "no such file");
+    expect_clean_failure(test::run_switchyard({"generate", "-m", "/nonexistent/model.gguf", "-p", "hi"}),
+                         "no such file");
 }
 
 TEST(Cli, InspectMissingFile) {
-    expect_clean_failure(test::run_switchyard({"inspect", "/nonexistent/model.gguf"}), "/nonexistent/model.gguf: no such file");
+    expect_clean_failure(test::run_switchyard({"inspect", "/nonexistent/model.gguf"}),
+                         "/nonexistent/model.gguf: no such file");
 }
 
 TEST(Cli, NotGguf) {
     test::ScratchDir dir;
     test::write_file(dir.file("notes.gguf"), "these are not model weights\n");
     expect_clean_failure(test::run_switchyard({"inspect", dir.file("notes.gguf").string()}), "not a GGUF file");
-    expect_clean_failure(test::run_switchyard({"generate", "-m", dir.file("notes.gguf").string(), "-p", "hi"}), "not a GGUF file");
+    expect_clean_failure(test::run_switchyard({"generate", "-m", dir.file("notes.gguf").string(), "-p", "hi"}),
+                         "not a GGUF file");
 }
 
 TEST(Cli, TruncatedGguf) {
@@ -67,7 +72,9 @@ TEST(Cli, TruncatedGguf) {
     for (std::size_t cut : {std::size_t{3}, std::size_t{20}, std::size_t{700}, bytes.size() / 2, bytes.size() - 1}) {
         const auto path = dir.file("cut-" + std::to_string(cut) + ".gguf");
         test::write_file(path, bytes.substr(0, cut));
-        const char * expected = cut < 4 ? "not a GGUF file" : cut < 8192 ? "corrupt or truncated GGUF" : "truncated GGUF";
+        const char * expected = cut < 4 ? "not a GGUF file"
+            : cut < 8192                ? "corrupt or truncated GGUF"
+                                        : "truncated GGUF";
         expect_clean_failure(test::run_switchyard({"inspect", path.string()}), expected);
         expect_clean_failure(test::run_switchyard({"generate", "-m", path.string(), "-p", "hi"}), expected);
     }
@@ -87,7 +94,8 @@ TEST(Cli, AbsurdCountsAndLengths) {
         const auto path = dir.file(std::string(p.name) + ".gguf");
         test::write_file(path, patched);
         expect_clean_failure(test::run_switchyard({"inspect", path.string()}), "corrupt or truncated GGUF");
-        expect_clean_failure(test::run_switchyard({"generate", "-m", path.string(), "-p", "hi"}), "corrupt or truncated GGUF");
+        expect_clean_failure(test::run_switchyard({"generate", "-m", path.string(), "-p", "hi"}),
+                             "corrupt or truncated GGUF");
     }
 }
 
@@ -119,14 +127,19 @@ TEST(Cli, QuantizeReportsAndRefusesBadInput) {
     EXPECT_NE(ok.out.find("q4_0 x 36"), std::string::npos) << ok.out;
     EXPECT_NE(ok.out.find("kept as q8_0   output.weight"), std::string::npos) << ok.out;
     EXPECT_TRUE(std::filesystem::exists(dir.file("q4.gguf.recipe.json")));
-    const auto rebuilt = test::run_switchyard({"rebuild", dir.file("q4.gguf.recipe.json").string(), "-o", dir.file("again.gguf").string()});
+    const auto rebuilt = test::run_switchyard(
+        {"rebuild", dir.file("q4.gguf.recipe.json").string(), "-o", dir.file("again.gguf").string()});
     EXPECT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
     EXPECT_NE(rebuilt.out.find("identical"), std::string::npos) << rebuilt.out;
 
-    expect_clean_failure(test::run_switchyard({"quantize", model, dir.file("x.gguf").string(), "Q3_0"}), "unknown quantization type 'Q3_0'");
-    expect_clean_failure(test::run_switchyard({"quantize", dir.file("q4.gguf").string(), dir.file("x.gguf").string(), "Q4_0"}), "already quantized");
-    expect_clean_failure(test::run_switchyard({"quantize", model, dir.file("x.gguf").string(), "Q4_0", "--tensor-type", "attn_v"}),
-                         "expected REGEX=TYPE");
+    expect_clean_failure(test::run_switchyard({"quantize", model, dir.file("x.gguf").string(), "Q3_0"}),
+                         "unknown quantization type 'Q3_0'");
+    expect_clean_failure(
+        test::run_switchyard({"quantize", dir.file("q4.gguf").string(), dir.file("x.gguf").string(), "Q4_0"}),
+        "already quantized");
+    expect_clean_failure(
+        test::run_switchyard({"quantize", model, dir.file("x.gguf").string(), "Q4_0", "--tensor-type", "attn_v"}),
+        "expected REGEX=TYPE");
     EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
 }
 
@@ -136,14 +149,16 @@ TEST(Cli, CalibratePruneAndMixErrors) {
     const auto text = (test::data_dir() / "data" / "tinystories-valid-head.txt").string();
     expect_clean_failure(test::run_switchyard({"calibrate", model, "--data", text, "-o", dir.file("i.gguf").string()}),
                          "pass --normalize");
-    expect_clean_failure(test::run_switchyard({"prune", model, dir.file("p.gguf").string(), "--method", "wanda", "--sparsity", "0.5"}),
-                         "pass --imatrix");
-    expect_clean_failure(test::run_switchyard({"prune", model, dir.file("p.gguf").string(), "--pattern", "4:3"}), "expected unstructured or N:M");
-    expect_clean_failure(test::run_switchyard({"mix", model, dir.file("m.gguf").string(), "--budget", "10K", "--data", text, "--normalize",
-                                               "--chunks", "2"}),
+    expect_clean_failure(
+        test::run_switchyard({"prune", model, dir.file("p.gguf").string(), "--method", "wanda", "--sparsity", "0.5"}),
+        "pass --imatrix");
+    expect_clean_failure(test::run_switchyard({"prune", model, dir.file("p.gguf").string(), "--pattern", "4:3"}),
+                         "expected unstructured or N:M");
+    expect_clean_failure(test::run_switchyard({"mix", model, dir.file("m.gguf").string(), "--budget", "10K", "--data",
+                                               text, "--normalize", "--chunks", "2"}),
                          "below the smallest file");
-    expect_clean_failure(test::run_switchyard({"compare", model, test::model_path("stories260K-f32.gguf").string(), "--data", text,
-                                               "--normalize", "--chunks", "2"}),
+    expect_clean_failure(test::run_switchyard({"compare", model, test::model_path("stories260K-f32.gguf").string(),
+                                               "--data", text, "--normalize", "--chunks", "2"}),
                          "vocabularies differ");
     EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
@@ -153,7 +168,8 @@ TEST(Cli, EvalReportsMalformedLinesAndRecordsResults) {
     test::write_file(dir.file("s.jsonl"), "{\"good\": \"The dog runs.\", \"bad\": \"The dog run.\"}\n{\"good\": 3}\n");
     const auto model = test::model_path("stories260K-f32.gguf").string();
     const auto store = dir.file("results.sqlite").string();
-    const auto r = test::run_switchyard({"eval", "-m", model, "--tasks", dir.file("s.jsonl").string(), "--results", store, "--json", "-t", "2"});
+    const auto r = test::run_switchyard(
+        {"eval", "-m", model, "--tasks", dir.file("s.jsonl").string(), "--results", store, "--json", "-t", "2"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.err.find("s.jsonl:2: skipped: field 'good' must be a string"), std::string::npos) << r.err;
     const auto j = nlohmann::json::parse(r.out);
@@ -165,5 +181,7 @@ TEST(Cli, EvalReportsMalformedLinesAndRecordsResults) {
     EXPECT_NE(listed.out.find("finished"), std::string::npos) << listed.out;
 
     expect_clean_failure(test::run_switchyard({"eval", "-m", model}), "nothing to measure");
-    expect_clean_failure(test::run_switchyard({"eval", "-m", model, "--tasks", dir.file("none.jsonl").string(), "--no-results"}), "cannot open");
+    expect_clean_failure(
+        test::run_switchyard({"eval", "-m", model, "--tasks", dir.file("none.jsonl").string(), "--no-results"}),
+        "cannot open");
 }

@@ -24,7 +24,8 @@ namespace {
 const char * kBaby = "babyllama-0.9M-f32.gguf";
 const char * kBabySha256 = "4128d99269e4a8bc3a235ab3343d5f89eefce2618e6a214fd0ca5683f5bd0776";
 
-compress::QuantizeResult quantize(const std::filesystem::path & out, const std::string & type, compress::QuantizeOptions extra = {}) {
+compress::QuantizeResult quantize(const std::filesystem::path & out, const std::string & type,
+                                  compress::QuantizeOptions extra = {}) {
     extra.input = test::model_path(kBaby);
     extra.output = out;
     extra.type = type;
@@ -52,7 +53,9 @@ compress::CalibrateResult calibrate(const std::filesystem::path & text, int chun
     return compress::calibrate(o);
 }
 
-std::filesystem::path reference_tool(const std::string & name) { return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / name; }
+std::filesystem::path reference_tool(const std::string & name) {
+    return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / name;
+}
 
 int run(const std::string & command) { return std::system((command + " > /dev/null 2>&1").c_str()); }
 
@@ -109,14 +112,16 @@ TEST(Quantize, RecipeRebuildsAnIdenticalFile) {
             EXPECT_EQ(t.type, "q8_0") << t.name;
         }
     }
-    const auto again = compress::quantize(compress::quantize_options_from_recipe(first.recipe, test::model_path(kBaby), dir.file("again.gguf")));
+    const auto again = compress::quantize(
+        compress::quantize_options_from_recipe(first.recipe, test::model_path(kBaby), dir.file("again.gguf")));
     EXPECT_EQ(again.recipe["output"]["sha256"], first.recipe["output"]["sha256"]);
 }
 
 TEST(Quantize, RefusesToRequantizeUnlessAsked) {
     test::ScratchDir dir;
     quantize(dir.file("q8.gguf"), "Q8_0");
-    compress::QuantizeOptions o{.input = dir.file("q8.gguf"), .output = dir.file("q4.gguf"), .type = "Q4_0", .threads = 2};
+    compress::QuantizeOptions o{
+        .input = dir.file("q8.gguf"), .output = dir.file("q4.gguf"), .type = "Q4_0", .threads = 2};
     try {
         compress::quantize(o);
         FAIL();
@@ -164,7 +169,8 @@ TEST(Imatrix, CalibrateSaveLoadAndQuantize) {
     const auto calibrated = quantize(dir.file("q4-imatrix.gguf"), "Q4_0", with);
     const auto plain = quantize(dir.file("q4.gguf"), "Q4_0");
     EXPECT_EQ(calibrated.written.file_bytes, plain.written.file_bytes);
-    EXPECT_NE(calibrated.recipe["output"]["sha256"], plain.recipe["output"]["sha256"]) << "the imatrix must change the quantized weights";
+    EXPECT_NE(calibrated.recipe["output"]["sha256"], plain.recipe["output"]["sha256"])
+        << "the imatrix must change the quantized weights";
     EXPECT_TRUE(calibrated.recipe["parameters"].contains("imatrix"));
 }
 
@@ -172,8 +178,11 @@ TEST(Imatrix, FromAnotherModelIsRefused) {
     test::ScratchDir dir;
     const auto r = calibrate(normalized_text(dir, 40000), 4);
     compress::save_imatrix(r.imatrix, dir.file("b.imatrix"));
-    compress::QuantizeOptions o{.input = test::model_path("stories260K-f32.gguf"), .output = dir.file("s.gguf"), .type = "Q4_0",
-                                .imatrix = dir.file("b.imatrix"), .threads = 2};
+    compress::QuantizeOptions o{.input = test::model_path("stories260K-f32.gguf"),
+                                .output = dir.file("s.gguf"),
+                                .type = "Q4_0",
+                                .imatrix = dir.file("b.imatrix"),
+                                .threads = 2};
     try {
         compress::quantize(o);
         FAIL();
@@ -223,7 +232,8 @@ TEST(Imatrix, ReadsTheLegacyFormat) {
 // switchyard's imatrix is accepted by llama-quantize, and llama-imatrix's is read by switchyard
 // with the same statistics switchyard collects on the same chunks.
 TEST(Imatrix, InteroperatesWithLlamaCppTools) {
-    if (std::string(SWITCHYARD_REFERENCE_TOOLS_DIR).empty() || !std::filesystem::exists(reference_tool("llama-imatrix"))) {
+    if (std::string(SWITCHYARD_REFERENCE_TOOLS_DIR).empty() ||
+        !std::filesystem::exists(reference_tool("llama-imatrix"))) {
         GTEST_SKIP() << "llama.cpp reference tools not built (installed engine without source)";
     }
     test::ScratchDir dir;
@@ -231,13 +241,14 @@ TEST(Imatrix, InteroperatesWithLlamaCppTools) {
     const auto ours = calibrate(text, 10, 1);  // one chunk at a time: llama-imatrix's exact arithmetic
     compress::save_imatrix(ours.imatrix, dir.file("ours.gguf"));
     const auto model = test::model_path(kBaby).string();
-    ASSERT_EQ(run(reference_tool("llama-quantize").string() + " --imatrix " + dir.file("ours.gguf").string() + " " + model + " " +
-                  dir.file("by-llama-quantize.gguf").string() + " Q4_0 2"),
+    ASSERT_EQ(run(reference_tool("llama-quantize").string() + " --imatrix " + dir.file("ours.gguf").string() + " " +
+                  model + " " + dir.file("by-llama-quantize.gguf").string() + " Q4_0 2"),
               0);
     EXPECT_EQ(model::inspect_gguf(dir.file("by-llama-quantize.gguf")).tensor_types.at("q4_0"), 36u);
 
-    ASSERT_EQ(std::system((reference_tool("llama-imatrix").string() + " -m " + model + " -f " + text.string() + " -c 128 --chunks 10 -t 2 -o " +
-                           dir.file("theirs.gguf").string() + " > " + dir.file("imatrix.log").string() + " 2>&1")
+    ASSERT_EQ(std::system((reference_tool("llama-imatrix").string() + " -m " + model + " -f " + text.string() +
+                           " -c 128 --chunks 10 -t 2 -o " + dir.file("theirs.gguf").string() + " > " +
+                           dir.file("imatrix.log").string() + " 2>&1")
                               .c_str()),
               0);
     // The perplexity on the way, over the same positions.
@@ -246,7 +257,8 @@ TEST(Imatrix, InteroperatesWithLlamaCppTools) {
     ASSERT_NE(at, std::string::npos) << log;
     EXPECT_NEAR(ours.perplexity(), std::stod(log.substr(at + 22)), 1e-4 * ours.perplexity());
     const auto theirs = compress::load_imatrix(dir.file("theirs.gguf"));
-    EXPECT_NO_THROW(compress::check_imatrix_matches(theirs, model::inspect_gguf(test::model_path(kBaby)), dir.file("theirs.gguf")));
+    EXPECT_NO_THROW(
+        compress::check_imatrix_matches(theirs, model::inspect_gguf(test::model_path(kBaby)), dir.file("theirs.gguf")));
     ASSERT_EQ(theirs.entries.size(), ours.imatrix.entries.size());
     for (const auto & [name, entry] : theirs.entries) {
         const auto & mine = ours.imatrix.entries.at(name);

@@ -21,7 +21,8 @@ namespace {
 // The comparison compare_outcomes() makes of two real result lists: n items both scored, the
 // original right on `base_right` of them; `r2w` of those the other model gets wrong, and `w2r` of
 // the rest it gets right. `other_unscored` more items only the original could score (right on all).
-PairedComparison comparison(std::size_t n, std::size_t base_right, std::size_t r2w, std::size_t w2r, std::size_t other_unscored = 0) {
+PairedComparison comparison(std::size_t n, std::size_t base_right, std::size_t r2w, std::size_t w2r,
+                            std::size_t other_unscored = 0) {
     switchyard::eval::SuiteResult base, other;
     base.suite.content_hash = other.suite.content_hash = "suite";
     for (std::size_t i = 0; i < n + other_unscored; ++i) {
@@ -44,25 +45,42 @@ PairedComparison comparison(std::size_t n, std::size_t base_right, std::size_t r
 // A candidate's score as the planner makes it: its accuracy on the items it scored, and the pairing.
 SuiteScore scored(const std::string & suite, bool critical, const PairedComparison & vs) {
     const std::size_t right = vs.both_right + vs.wrong_to_right.size();
-    return SuiteScore{.suite = suite, .critical = critical, .n = vs.n, .correct = right, .excluded = vs.other_excluded,
-                      .accuracy = vs.n ? static_cast<double>(right) / vs.n : 0.0, .vs_original = vs};
+    return SuiteScore{.suite = suite,
+                      .critical = critical,
+                      .n = vs.n,
+                      .correct = right,
+                      .excluded = vs.other_excluded,
+                      .accuracy = vs.n ? static_cast<double>(right) / vs.n : 0.0,
+                      .vs_original = vs};
 }
 
 // The original's own score: `right` of `n`.
 SuiteScore original_scored(const std::string & suite, bool critical, std::size_t n, std::size_t right) {
-    return SuiteScore{.suite = suite, .critical = critical, .n = n, .correct = right, .accuracy = static_cast<double>(right) / n};
+    return SuiteScore{
+        .suite = suite, .critical = critical, .n = n, .correct = right, .accuracy = static_cast<double>(right) / n};
 }
 
 Candidate candidate(const std::string & name, CandidateKind kind, std::uint64_t bytes, std::vector<SuiteScore> suites) {
-    return Candidate{.name = name, .kind = kind, .capabilities = {"text"}, .context_length = 2048, .file_bytes = bytes, .same_vocabulary = kind != CandidateKind::alternative,
-                     .ladder = kind == CandidateKind::variant ? "quantize" : "", .severity = -static_cast<double>(bytes), .suites = std::move(suites)};
+    return Candidate{.name = name,
+                     .kind = kind,
+                     .capabilities = {"text"},
+                     .context_length = 2048,
+                     .file_bytes = bytes,
+                     .same_vocabulary = kind != CandidateKind::alternative,
+                     .ladder = kind == CandidateKind::variant ? "quantize" : "",
+                     .severity = -static_cast<double>(bytes),
+                     .suites = std::move(suites)};
 }
 
 // A local candidate's cost as the speed pass gives it: time per query `ratio` times the
 // reference's, with a 95% interval of ±`half` (log scale), priced at $1e-6 per query of the reference.
 CostScore timed(double ratio, double half = 0.03, const std::string & reference = "orig") {
     const double h = std::log1p(half);
-    CostScore c{.reference = reference, .ratio = ratio, .ratio_lo = ratio * std::exp(-h), .ratio_hi = ratio * std::exp(h), .rounds = 8};
+    CostScore c{.reference = reference,
+                .ratio = ratio,
+                .ratio_lo = ratio * std::exp(-h),
+                .ratio_hi = ratio * std::exp(h),
+                .rounds = 8};
     c.cost_per_query = 1e-6 * ratio;
     c.cost_lo = c.cost_per_query * std::exp(-h);
     c.cost_hi = c.cost_per_query * std::exp(h);
@@ -70,12 +88,13 @@ CostScore timed(double ratio, double half = 0.03, const std::string & reference 
     return c;
 }
 
-const std::vector<TaskRef> kTasks = {{.suite = "facts", .task_class = "critical", .critical = true}, {.suite = "chat", .task_class = "general"}};
+const std::vector<TaskRef> kTasks = {{.suite = "facts", .task_class = "critical", .critical = true},
+                                     {.suite = "chat", .task_class = "general"}};
 
 // The class's verdict from measured candidates, with the context the search fixes for it (its
 // families counted as the planner counts them).
-ClassDecision decide_class(const Policy & policy, const std::string & cls, std::vector<Candidate> candidates, std::vector<Assessment> * out = nullptr,
-                           const std::vector<TaskRef> & tasks = kTasks) {
+ClassDecision decide_class(const Policy & policy, const std::string & cls, std::vector<Candidate> candidates,
+                           std::vector<Assessment> * out = nullptr, const std::vector<TaskRef> & tasks = kTasks) {
     const auto context = class_context(candidates, tasks, cls);
     std::vector<const Candidate *> pointers;
     std::vector<Assessment> assessments;
@@ -105,7 +124,9 @@ TEST(Rules, FloorIsJudgedWithOneSidedBounds) {
     const auto close = rule_floor(policy, original_scored("facts", true, 1000, 790), 0.05);
     EXPECT_EQ(close.outcome, Outcome::insufficient) << close.message;
     EXPECT_EQ(close.id(), "R2-insufficient");
-    EXPECT_EQ(close.message, "accuracy 79.0% [76.8, 81.1] on `facts` (critical) (n=1000; each bound one-sided at 0.05) straddles the floor 80.0%; about 4425 items would settle it");
+    EXPECT_EQ(
+        close.message,
+        "accuracy 79.0% [76.8, 81.1] on `facts` (critical) (n=1000; each bound one-sided at 0.05) straddles the floor 80.0%; about 4425 items would settle it");
     const auto fail = rule_floor(policy, original_scored("facts", true, 1000, 750), 0.05);
     EXPECT_EQ(fail.outcome, Outcome::fail) << fail.message;
     EXPECT_EQ(fail.id(), "R2-floor");
@@ -117,9 +138,14 @@ TEST(Rules, UnscoredItemsCountAgainstTheFloor) {
     const Policy policy;
     const auto v = rule_floor(policy, SuiteScore{.suite = "facts", .critical = true, .n = 0, .excluded = 40}, 0.05);
     EXPECT_EQ(v.outcome, Outcome::insufficient);
-    EXPECT_EQ(v.message, "`facts` is not measurable: none of its 40 items could be scored (unencodable or too long for the context)");
+    EXPECT_EQ(
+        v.message,
+        "`facts` is not measurable: none of its 40 items could be scored (unencodable or too long for the context)");
     // 95 of the 100 it could read, but 300 items it could not: 95 / 400.
-    const auto some = rule_floor(policy, SuiteScore{.suite = "facts", .critical = true, .n = 100, .correct = 95, .excluded = 300, .accuracy = 0.95}, 0.05);
+    const auto some = rule_floor(
+        policy,
+        SuiteScore{.suite = "facts", .critical = true, .n = 100, .correct = 95, .excluded = 300, .accuracy = 0.95},
+        0.05);
     EXPECT_EQ(some.outcome, Outcome::fail) << some.message;
     EXPECT_NE(some.message.find("accuracy 23.8% ["), std::string::npos) << some.message;
     EXPECT_NE(some.message.find("(n=400, 300 it could not score counted wrong;"), std::string::npos) << some.message;
@@ -130,8 +156,10 @@ TEST(Rules, DropPassesWhenTheDataRejectADropAtTheLimit) {
     // 30 flips down, 10 up on 1000: drop 2.0 points.
     const auto within = rule_drop(policy, scored("facts", true, comparison(1000, 800, 30, 10)), 0.05);
     EXPECT_EQ(within.outcome, Outcome::pass);
-    EXPECT_EQ(within.message, "drop 2.0 points [0.9, 3.2] on `facts` (critical) (each bound one-sided at 0.05; n=1000 paired, 30 right->wrong, "
-                              "10 wrong->right, McNemar p=0.00222): the drop is below max_drop 10.0 points");
+    EXPECT_EQ(
+        within.message,
+        "drop 2.0 points [0.9, 3.2] on `facts` (critical) (each bound one-sided at 0.05; n=1000 paired, 30 right->wrong, "
+        "10 wrong->right, McNemar p=0.00222): the drop is below max_drop 10.0 points");
     // The same numbers, for the report's evidence list.
     ASSERT_TRUE(within.drop);
     EXPECT_EQ(within.drop->suite, "facts");
@@ -143,7 +171,8 @@ TEST(Rules, DropPassesWhenTheDataRejectADropAtTheLimit) {
     EXPECT_EQ(too_much.outcome, Outcome::fail);
     EXPECT_EQ(too_much.id(), "R3-drop");
     EXPECT_NE(too_much.message.find("drop 20.0 points ["), std::string::npos) << too_much.message;
-    EXPECT_NE(too_much.message.find("the drop is above max_drop 10.0 points -> too compressed"), std::string::npos) << too_much.message;
+    EXPECT_NE(too_much.message.find("the drop is above max_drop 10.0 points -> too compressed"), std::string::npos)
+        << too_much.message;
 }
 
 // A point drop over the limit with McNemar rejecting "no drop" is not a drop over the limit.
@@ -203,7 +232,8 @@ TEST(Rules, ItemsTheCandidateCouldNotScoreCountAsWrong) {
     EXPECT_EQ(counts.right_to_wrong, 40u);
     const auto v = rule_drop(absolute(0.10), scored("chat", false, c), 0.05);
     EXPECT_EQ(v.outcome, Outcome::fail) << v.message;  // 40 of 140 lost: 28.6 points, not "no drop on 100"
-    EXPECT_NE(v.message.find("n=140 paired, 40 this model could not score counted wrong"), std::string::npos) << v.message;
+    EXPECT_NE(v.message.find("n=140 paired, 40 this model could not score counted wrong"), std::string::npos)
+        << v.message;
     EXPECT_EQ(v.drop->unscored, 40u);
 }
 TEST(Rules, Capabilities) {
@@ -241,7 +271,8 @@ TEST(Rules, UnknownCostFailsCostBudgetsAndNeverWinsOnCost) {
     Policy policy;
     policy.deployment.price_per_hour = 1;
     policy.budgets.cost_per_1k_tokens = 1.0;  // any known cost here meets it
-    const CostScore failed{.reference = "orig", .unknown = "speed: m.gguf produced no text before the end of any query"};
+    const CostScore failed{.reference = "orig",
+                           .unknown = "speed: m.gguf produced no text before the end of any query"};
     EXPECT_FALSE(failed.cost_known());
     EXPECT_FALSE(CostScore{}.cost_known()) << "a cost of 0 is not a known cost";
     const auto v = rule_budgets(policy, failed);
@@ -264,17 +295,20 @@ TEST(Rules, UnknownCostFailsCostBudgetsAndNeverWinsOnCost) {
         const auto pick = cheapest(policy, order);
         EXPECT_EQ(pick.chosen->name, "paid");
         EXPECT_TRUE(pick.by_cost);
-        EXPECT_NE(pick.decided_by.find("2 with an unknown cost cannot win on cost"), std::string::npos) << pick.decided_by;
+        EXPECT_NE(pick.decided_by.find("2 with an unknown cost cannot win on cost"), std::string::npos)
+            << pick.decided_by;
     }
     // Only unknown costs: step 2 decides, and says why.
     const auto none = cheapest(policy, {&broken, &served});
     EXPECT_EQ(none.chosen->name, "broken");
     EXPECT_FALSE(none.by_cost);
-    EXPECT_EQ(none.decided_by, "no cost known; decided by step 2 of 2: served remotely (ranks after every local file) vs served");
+    EXPECT_EQ(none.decided_by,
+              "no cost known; decided by step 2 of 2: served remotely (ranks after every local file) vs served");
     // The search never skips a cheaper model for an unknown cost, nor measures it to win on cost.
-    EXPECT_EQ(cannot_change_choice(policy, {&paid}, broken),
-              "cost unknown (speed: m.gguf produced no text before the end of any query), so it cannot win on cost against paid, which passes: R7 would not "
-              "choose it even if it passed");
+    EXPECT_EQ(
+        cannot_change_choice(policy, {&paid}, broken),
+        "cost unknown (speed: m.gguf produced no text before the end of any query), so it cannot win on cost against paid, which passes: R7 would not "
+        "choose it even if it passed");
 }
 
 TEST(Rules, AgreementAndScreen) {
@@ -282,9 +316,11 @@ TEST(Rules, AgreementAndScreen) {
     EXPECT_EQ(rule_agreement(policy, std::nullopt, 0.05).outcome, Outcome::pass);
     policy.min_agreement = 0.9;
     EXPECT_EQ(rule_agreement(policy, std::nullopt, 0.05).outcome, Outcome::fail);
-    EXPECT_EQ(rule_agreement(policy, DriftScore{.top1_agreement = 0.95, .positions = 1000}, 0.05).outcome, Outcome::pass);
-    EXPECT_EQ(rule_agreement(policy, DriftScore{.top1_agreement = 0.85, .positions = 1000}, 0.05).message,
-              "top-1 agreement with the original 85.0% [83.0, 86.8] over 1000 positions of the screen (each bound one-sided at 0.05) upper bound < 90.0%");
+    EXPECT_EQ(rule_agreement(policy, DriftScore{.top1_agreement = 0.95, .positions = 1000}, 0.05).outcome,
+              Outcome::pass);
+    EXPECT_EQ(
+        rule_agreement(policy, DriftScore{.top1_agreement = 0.85, .positions = 1000}, 0.05).message,
+        "top-1 agreement with the original 85.0% [83.0, 86.8] over 1000 positions of the screen (each bound one-sided at 0.05) upper bound < 90.0%");
     // Close to the threshold on few positions: undecided, with its own id.
     const auto close = rule_agreement(policy, DriftScore{.top1_agreement = 0.91, .positions = 100}, 0.05);
     EXPECT_EQ(close.id(), "R6-insufficient");
@@ -322,7 +358,11 @@ TEST(Costs, CompareCostsIsATieInsideTheBand) {
     EXPECT_EQ(compare_costs(timed(1.12, 0.01), timed(1.0, 0)).order, CostOrder::costlier);
     EXPECT_EQ(compare_costs(timed(1.12, 0.03), timed(1.0, 0)).order, CostOrder::tie);
     // Against another reference (or a served model): by cost per query and its interval.
-    const CostScore declared{.remote = true, .cost_per_query = 2e-6, .cost_lo = 2e-6, .cost_hi = 2e-6, .cost_per_1m_tokens = 2e-6 * 1e6 / 192};
+    const CostScore declared{.remote = true,
+                             .cost_per_query = 2e-6,
+                             .cost_lo = 2e-6,
+                             .cost_hi = 2e-6,
+                             .cost_per_1m_tokens = 2e-6 * 1e6 / 192};
     EXPECT_EQ(compare_costs(declared, timed(1.0)).order, CostOrder::costlier);
     EXPECT_NEAR(compare_costs(declared, timed(1.0)).ratio, 2.0, 1e-9);
     EXPECT_EQ(compare_costs(timed(1.0, 0.03, "x"), timed(1.05, 0.03, "y")).order, CostOrder::tie);
@@ -357,15 +397,20 @@ TEST(Choice, CheapestIsTwoWellDefinedSteps) {
         EXPECT_EQ(pick.within_cost, 3u);
         EXPECT_FALSE(pick.by_cost);
         EXPECT_TRUE(pick.tie);
-        EXPECT_EQ(pick.decided_by, "tie on cost among 3 of 4 (within 10% of the cheapest, c: b vs c ratio 1.08 [1.04, 1.13]), broken by size 3.00 MiB vs 2.00 MiB vs a");
+        EXPECT_EQ(
+            pick.decided_by,
+            "tie on cost among 3 of 4 (within 10% of the cheapest, c: b vs c ratio 1.08 [1.04, 1.13]), broken by size 3.00 MiB vs 2.00 MiB vs a");
     } while (std::next_permutation(order.begin(), order.end()));
     // Bits per weight before size: a 4.5-bit file beats a smaller 8.5-bit one in a tie.
     const auto bits = cheapest(policy, {&c[2], &c[0]});
     EXPECT_EQ(bits.chosen->name, "a");
-    EXPECT_EQ(bits.decided_by, "tie on cost among 2 of 2 (within 10% of the cheapest, c: a vs c ratio 1.02 [0.98, 1.06]), broken by bits per weight 8.5 vs 4.5 vs c");
+    EXPECT_EQ(
+        bits.decided_by,
+        "tie on cost among 2 of 2 (within 10% of the cheapest, c: a vs c ratio 1.02 [0.98, 1.06]), broken by bits per weight 8.5 vs 4.5 vs c");
     // Through choose(), in every order of the candidates: the same answer, and the reason says "tie".
     for (const auto & first : {0, 1, 2, 3}) {
-        std::vector<Candidate> rotated = {candidate("orig", CandidateKind::original, 8u << 20, {original_scored("chat", false, 1000, 900)})};
+        std::vector<Candidate> rotated = {
+            candidate("orig", CandidateKind::original, 8u << 20, {original_scored("chat", false, 1000, 900)})};
         rotated.front().bits_per_weight = 32;
         rotated.front().cost = timed(1.0, 0);
         for (int i = 0; i < 4; ++i) {
@@ -383,7 +428,9 @@ TEST(Choice, CheapestIsTwoWellDefinedSteps) {
     const auto pick = cheapest(policy, {&c[0], &c[1], &c[2], &c[3]});
     EXPECT_TRUE(pick.by_cost);
     EXPECT_EQ(pick.chosen->name, "c");
-    EXPECT_EQ(pick.decided_by, "cost decided: $0.00510 per 1M tokens, measurably cheaper than the other 3 (the next, b: $0.00677 per 1M tokens, ratio 1.33 [1.27, 1.38])");
+    EXPECT_EQ(
+        pick.decided_by,
+        "cost decided: $0.00510 per 1M tokens, measurably cheaper than the other 3 (the next, b: $0.00677 per 1M tokens, ratio 1.33 [1.27, 1.38])");
     // Without a price, costs are not compared at all.
     policy.deployment.price_per_hour = 0;
     EXPECT_EQ(cheapest(policy, {&c[0], &c[1], &c[2], &c[3]}).chosen->name, "b");
@@ -447,10 +494,12 @@ TEST(Search, AnAlternativeIsSkippedOnlyWhenItCannotChangeTheChoice) {
     auto small = candidate("small", CandidateKind::alternative, 1u << 19, {});
     auto big = candidate("big", CandidateKind::alternative, 2u << 20, {});
     EXPECT_EQ(cannot_change_choice(policy, {}, big), std::nullopt) << "nothing passes yet: everything could win";
-    EXPECT_EQ(cannot_change_choice(policy, {&orig}, small), std::nullopt) << "the original passes, the small model could still be chosen";
+    EXPECT_EQ(cannot_change_choice(policy, {&orig}, small), std::nullopt)
+        << "the original passes, the small model could still be chosen";
     EXPECT_EQ(cannot_change_choice(policy, {&orig}, big), std::nullopt);
     EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, small), std::nullopt);
-    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), "larger than Q5_K_M, which passes (size 2.00 MiB vs 1.00 MiB): R7 would not choose it even if it passed");
+    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big),
+              "larger than Q5_K_M, which passes (size 2.00 MiB vs 1.00 MiB): R7 would not choose it even if it passed");
     // With a price, a larger model can still win on cost; its speed is measured first.
     policy.deployment.price_per_hour = 1;
     q5.cost = timed(0.5);
@@ -460,23 +509,28 @@ TEST(Search, AnAlternativeIsSkippedOnlyWhenItCannotChangeTheChoice) {
     EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big), std::nullopt) << "measurably cheaper to run";
     // 8% costlier is inside the noise: a tie, which step 2 settles (by size here).
     big.cost = timed(0.54);
-    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big),
-              "larger than Q5_K_M, which passes (size 2.00 MiB vs 1.00 MiB; tie on cost: ratio 1.08 [1.04, 1.13]): R7 would not choose it even if it passed");
+    EXPECT_EQ(
+        cannot_change_choice(policy, {&orig, &q5}, big),
+        "larger than Q5_K_M, which passes (size 2.00 MiB vs 1.00 MiB; tie on cost: ratio 1.08 [1.04, 1.13]): R7 would not choose it even if it passed");
     // Out of the band, both costs named.
     big.cost = timed(0.75);
-    EXPECT_EQ(cannot_change_choice(policy, {&orig, &q5}, big),
-              "measurably costlier than Q5_K_M, which passes (the cheapest that passes: $0.00391 vs $0.00260 per 1M tokens, ratio 1.50 [1.44, 1.56]): R7 "
-              "would not choose it even if it passed");
+    EXPECT_EQ(
+        cannot_change_choice(policy, {&orig, &q5}, big),
+        "measurably costlier than Q5_K_M, which passes (the cheapest that passes: $0.00391 vs $0.00260 per 1M tokens, ratio 1.50 [1.44, 1.56]): R7 "
+        "would not choose it even if it passed");
     // Over a budget: it cannot pass at all.
     policy.budgets.cost_per_1k_tokens = 0.003e-3;
-    EXPECT_NE(cannot_change_choice(policy, {}, big)->find("over budget (R4-budget: cost $0.00391 > $0.00300 per 1M tokens -> over budget)"), std::string::npos);
+    EXPECT_NE(cannot_change_choice(policy, {}, big)
+                  ->find("over budget (R4-budget: cost $0.00391 > $0.00300 per 1M tokens -> over budget)"),
+              std::string::npos);
 }
 
 TEST(PlanFile, ReadsDefaultsAndExpandsTheEnvironment) {
     setenv("SY_TEST_MODELS", "/models", 1);
-    const auto plan = parse_plan("base: ${SY_TEST_MODELS}/big.gguf\nalternatives:\n  - ${SY_TEST_UNSET:-small}/s.gguf\nvariants: auto\n"
-                                 "tasks:\n  - spec: blimp:${SY_TEST_UNSET:-data}/b.jsonl\n    critical: true\n  - spec: t.jsonl\n",
-                                 "plan.yaml", "/plans");
+    const auto plan = parse_plan(
+        "base: ${SY_TEST_MODELS}/big.gguf\nalternatives:\n  - ${SY_TEST_UNSET:-small}/s.gguf\nvariants: auto\n"
+        "tasks:\n  - spec: blimp:${SY_TEST_UNSET:-data}/b.jsonl\n    critical: true\n  - spec: t.jsonl\n",
+        "plan.yaml", "/plans");
     ASSERT_TRUE(plan.base);
     EXPECT_EQ(plan.base->path, "/models/big.gguf");
     EXPECT_EQ(plan.base->name, "big");
@@ -494,26 +548,37 @@ TEST(PlanFile, ReadsDefaultsAndExpandsTheEnvironment) {
 // Defect 5: a cost budget needs a price to compute costs from; a calibration outside 100-500 samples is flagged.
 TEST(PlanFile, CostBudgetWithoutAPriceIsRefusedAndOddCalibrationWarned) {
     try {
-        parse_plan("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    cost_per_1k_tokens: 0.002\n", "plan.yaml", "/p");
+        parse_plan("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    cost_per_1k_tokens: 0.002\n",
+                   "plan.yaml", "/p");
         ADD_FAILURE() << "a cost budget without a price was accepted";
     } catch (const switchyard::Error & e) {
-        EXPECT_STREQ(e.what(), "plan.yaml:6: policy.budgets.cost_per_1k_tokens: a cost budget needs policy.deployment.price_per_hour (the hardware's price, which "
-                               "costs are computed from)");
+        EXPECT_STREQ(
+            e.what(),
+            "plan.yaml:6: policy.budgets.cost_per_1k_tokens: a cost budget needs policy.deployment.price_per_hour (the hardware's price, which "
+            "costs are computed from)");
     }
-    EXPECT_NO_THROW(parse_plan("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets: {cost_per_1k_tokens: 0.002}\n  deployment: {price_per_hour: 0.1}\n",
-                               "plan.yaml", "/p"));
-    const auto few = parse_plan("base: a.gguf\ncalibration:\n  files: [c.txt]\n  samples: 20\ntasks:\n  - spec: t.jsonl\n", "plan.yaml", "/p");
+    EXPECT_NO_THROW(parse_plan(
+        "base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets: {cost_per_1k_tokens: 0.002}\n  deployment: {price_per_hour: 0.1}\n",
+        "plan.yaml", "/p"));
+    const auto few = parse_plan(
+        "base: a.gguf\ncalibration:\n  files: [c.txt]\n  samples: 20\ntasks:\n  - spec: t.jsonl\n", "plan.yaml", "/p");
     ASSERT_EQ(few.warnings.size(), 1u);
-    EXPECT_EQ(few.warnings[0], "plan.yaml:4: calibration.samples: 20 samples is outside 100-500, the range an importance matrix is meant to be computed from; "
-                               "fewer calibrate it on too little text, more cost time for little gain");
-    EXPECT_TRUE(parse_plan("base: a.gguf\ncalibration:\n  files: [c.txt]\n  samples: 200\ntasks:\n  - spec: t.jsonl\n", "plan.yaml", "/p").warnings.empty());
+    EXPECT_EQ(
+        few.warnings[0],
+        "plan.yaml:4: calibration.samples: 20 samples is outside 100-500, the range an importance matrix is meant to be computed from; "
+        "fewer calibrate it on too little text, more cost time for little gain");
+    EXPECT_TRUE(parse_plan("base: a.gguf\ncalibration:\n  files: [c.txt]\n  samples: 200\ntasks:\n  - spec: t.jsonl\n",
+                           "plan.yaml", "/p")
+                    .warnings.empty());
 }
 
 // Unknown is never 0: where candidates are priced, an endpoint must declare its cost; and speed is
 // only measured on this machine's CPU, so another device is refused rather than ignored.
 TEST(PlanFile, EndpointWithoutACostAndDevicesNotMeasuredAreRefused) {
-    const std::string served = "base: a.gguf\nalternatives:\n  - name: hosted\n    endpoint: http://h/v1\ntasks:\n  - spec: t.jsonl\n";
-    EXPECT_FALSE(parse_plan(served, "plan.yaml", "/p").alternatives.at(0).cost_per_1k_tokens) << "no price: the cost is not needed";
+    const std::string served =
+        "base: a.gguf\nalternatives:\n  - name: hosted\n    endpoint: http://h/v1\ntasks:\n  - spec: t.jsonl\n";
+    EXPECT_FALSE(parse_plan(served, "plan.yaml", "/p").alternatives.at(0).cost_per_1k_tokens)
+        << "no price: the cost is not needed";
     const auto error_of = [](const std::string & yaml) {
         try {
             parse_plan(yaml, "plan.yaml", "/p");
@@ -522,21 +587,31 @@ TEST(PlanFile, EndpointWithoutACostAndDevicesNotMeasuredAreRefused) {
         }
         return std::string("accepted");
     };
-    EXPECT_EQ(error_of(served + "policy:\n  deployment: {price_per_hour: 0.1}\n"),
-              "plan.yaml:3: alternatives[0].cost_per_1k_tokens: missing: hosted is served by an endpoint whose hardware is not measured here, and the plan "
-              "prices candidates (policy.deployment.price_per_hour); declare what it costs per 1k tokens");
-    EXPECT_NE(error_of(served + "policy:\n  budgets: {cost_per_1k_tokens: 0.002}\n  deployment: {price_per_hour: 0.1}\n").find("alternatives[0].cost_per_1k_tokens: missing"),
-              std::string::npos);
-    const auto declared = parse_plan("base: a.gguf\nalternatives:\n  - {name: hosted, endpoint: \"http://h/v1\", cost_per_1k_tokens: 0.002}\ntasks:\n  - spec: t.jsonl\n"
-                                     "policy:\n  deployment: {price_per_hour: 0.1}\n",
-                                     "plan.yaml", "/p");
+    EXPECT_EQ(
+        error_of(served + "policy:\n  deployment: {price_per_hour: 0.1}\n"),
+        "plan.yaml:3: alternatives[0].cost_per_1k_tokens: missing: hosted is served by an endpoint whose hardware is not measured here, and the plan "
+        "prices candidates (policy.deployment.price_per_hour); declare what it costs per 1k tokens");
+    EXPECT_NE(
+        error_of(served + "policy:\n  budgets: {cost_per_1k_tokens: 0.002}\n  deployment: {price_per_hour: 0.1}\n")
+            .find("alternatives[0].cost_per_1k_tokens: missing"),
+        std::string::npos);
+    const auto declared = parse_plan(
+        "base: a.gguf\nalternatives:\n  - {name: hosted, endpoint: \"http://h/v1\", cost_per_1k_tokens: 0.002}\ntasks:\n  - spec: t.jsonl\n"
+        "policy:\n  deployment: {price_per_hour: 0.1}\n",
+        "plan.yaml", "/p");
     EXPECT_DOUBLE_EQ(*declared.alternatives.at(0).cost_per_1k_tokens, 0.002);
-    EXPECT_EQ(error_of("base: a.gguf\nalternatives:\n  - {name: h, endpoint: \"http://h/v1\", cost_per_1k_tokens: 0}\ntasks:\n  - spec: t.jsonl\n"),
-              "plan.yaml:3: alternatives[0].cost_per_1k_tokens: must be positive (a cost of 0 would win every comparison)");
-    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment:\n    device: gpu\n"),
-              "plan.yaml:6: policy.deployment.device: only cpu is measured here (speed runs on this machine's CPU, so costs and latency for 'gpu' would not "
-              "be measured ones); found 'gpu'");
-    EXPECT_EQ(parse_plan("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment: {device: cpu}\n", "plan.yaml", "/p").policy.deployment.device, "cpu");
+    EXPECT_EQ(
+        error_of(
+            "base: a.gguf\nalternatives:\n  - {name: h, endpoint: \"http://h/v1\", cost_per_1k_tokens: 0}\ntasks:\n  - spec: t.jsonl\n"),
+        "plan.yaml:3: alternatives[0].cost_per_1k_tokens: must be positive (a cost of 0 would win every comparison)");
+    EXPECT_EQ(
+        error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment:\n    device: gpu\n"),
+        "plan.yaml:6: policy.deployment.device: only cpu is measured here (speed runs on this machine's CPU, so costs and latency for 'gpu' would not "
+        "be measured ones); found 'gpu'");
+    EXPECT_EQ(
+        parse_plan("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment: {device: cpu}\n", "plan.yaml", "/p")
+            .policy.deployment.device,
+        "cpu");
     EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\nspeed: {generate_tokens: 1}\n"),
               "plan.yaml:4: speed.generate_tokens: must be at least 2 (a decode rate needs tokens after the first)");
 }
@@ -550,14 +625,17 @@ TEST(PlanFile, ErrorsNameTheKeyAndLine) {
         }
         return std::string();
     };
-    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  max_drop: 1.5\n"), "plan.yaml:5: policy.max_drop: must lie between 0 and 1");
+    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  max_drop: 1.5\n"),
+              "plan.yaml:5: policy.max_drop: must lie between 0 and 1");
     EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    memory: lots\n"),
               "plan.yaml:6: policy.budgets.memory: expected a size such as 512M or 2G, found 'lots'");
     EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\n    requires: telepathy\n"),
               "plan.yaml:4: tasks[0].requires: expected vision, audio, code or context:N, found 'telepathy'");
-    EXPECT_EQ(error_of("base: a.gguf\n"), "plan.yaml:1: missing key 'tasks' (at least one task suite: the decision rests on them)");
-    EXPECT_EQ(error_of("base: ${SY_TEST_UNSET}/a.gguf\ntasks:\n  - spec: t.jsonl\n"),
-              "plan.yaml:1: base: the environment variable SY_TEST_UNSET is not set (write ${SY_TEST_UNSET:-DEFAULT} to give a default)");
+    EXPECT_EQ(error_of("base: a.gguf\n"),
+              "plan.yaml:1: missing key 'tasks' (at least one task suite: the decision rests on them)");
+    EXPECT_EQ(
+        error_of("base: ${SY_TEST_UNSET}/a.gguf\ntasks:\n  - spec: t.jsonl\n"),
+        "plan.yaml:1: base: the environment variable SY_TEST_UNSET is not set (write ${SY_TEST_UNSET:-DEFAULT} to give a default)");
     EXPECT_EQ(error_of("base: a.gguf\nvariants: [{type: Q4_0, prune: {sparsity: 2}}]\ntasks:\n  - spec: t.jsonl\n"),
               "plan.yaml:2: variants[0].prune.sparsity: must lie in [0, 1)");
     EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    p95_latency: soon\n"),

@@ -13,15 +13,18 @@ namespace {
 
 // The documented greedy continuation of stories260K.
 constexpr const char * kStoriesPrompt = "Once upon a time";
-constexpr const char * kStoriesContinuation = ", there was a little girl named Lily. She loved to play outside in the park.";
+constexpr const char * kStoriesContinuation =
+    ", there was a little girl named Lily. She loved to play outside in the park.";
 
 LlamaEngine & stories() {
-    static LlamaEngine engine({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512});
+    static LlamaEngine engine(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512});
     return engine;
 }
 
 LlamaEngine & babyllama() {
-    static LlamaEngine engine({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2, .context_length = 256});
+    static LlamaEngine engine(
+        {.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2, .context_length = 256});
     return engine;
 }
 
@@ -104,15 +107,17 @@ TEST(Engine, StopStringEndsGeneration) {
 TEST(Engine, CallbackCanCancel) {
     const auto req = greedy(kStoriesPrompt, 60);
     int pieces = 0;
-    const auto results = stories().generate(std::span(&req, 1), [&](std::size_t, std::string_view) { return ++pieces < 3; });
+    const auto results =
+        stories().generate(std::span(&req, 1), [&](std::size_t, std::string_view) { return ++pieces < 3; });
     EXPECT_EQ(results[0].finish, engine::FinishReason::cancelled);
     EXPECT_EQ(pieces, 3);
 }
 
 // Several sequences decoded together give what each gives alone; more requests than slots queue.
 TEST(Engine, BatchedGenerationEqualsSingle) {
-    std::vector<engine::GenerateRequest> reqs = {greedy(kStoriesPrompt, 20), greedy("The dog", 20), greedy("Tom and Sue went", 20),
-                                                 greedy("One day", 20), greedy("The sun was", 20), greedy(kStoriesPrompt, 5)};
+    std::vector<engine::GenerateRequest> reqs = {greedy(kStoriesPrompt, 20),     greedy("The dog", 20),
+                                                 greedy("Tom and Sue went", 20), greedy("One day", 20),
+                                                 greedy("The sun was", 20),      greedy(kStoriesPrompt, 5)};
     const auto together = stories().generate(reqs);
     ASSERT_EQ(together.size(), reqs.size());
     for (std::size_t i = 0; i < reqs.size(); ++i) {
@@ -133,7 +138,8 @@ TEST(Engine, SampledGenerationIsReproducibleWithASeed) {
     EXPECT_EQ(a[0].text, b[0].text);
     req.sampling.seed = 99;
     bool differs = false;
-    for (int i = 0; i < 3 && !differs; ++i, ++req.sampling.seed) differs = stories().generate(std::span(&req, 1))[0].text != a[0].text;
+    for (int i = 0; i < 3 && !differs; ++i, ++req.sampling.seed)
+        differs = stories().generate(std::span(&req, 1))[0].text != a[0].text;
     EXPECT_TRUE(differs);
 }
 
@@ -164,7 +170,8 @@ TEST(Engine, ScoreAgreesWithGreedyGeneration) {
     }
 
     // The same request among others, in one batch.
-    std::vector<engine::ScoreRequest> many = {{e.tokenize("The dog", true), e.tokenize(" ran away", false)}, req,
+    std::vector<engine::ScoreRequest> many = {{e.tokenize("The dog", true), e.tokenize(" ran away", false)},
+                                              req,
                                               {e.tokenize("Lily", true), e.tokenize(" was sad", false)}};
     const auto batch = e.score(many, 3);
     ASSERT_EQ(batch.size(), 3u);
@@ -176,7 +183,8 @@ TEST(Engine, ScoreAgreesWithGreedyGeneration) {
 TEST(Engine, LikelyTextScoresHigherThanScrambledText) {
     auto & e = babyllama();
     const auto ctx = e.tokenize("Once upon a time there was a little", true);
-    std::vector<engine::ScoreRequest> reqs = {{ctx, e.tokenize(" girl named Lily.", false)}, {ctx, e.tokenize(" lriq gamed Lyli.", false)}};
+    std::vector<engine::ScoreRequest> reqs = {{ctx, e.tokenize(" girl named Lily.", false)},
+                                              {ctx, e.tokenize(" lriq gamed Lyli.", false)}};
     const auto s = e.score(reqs);
     EXPECT_GT(s[0].total_logprob(), s[1].total_logprob() + 5.0);
 }
@@ -216,11 +224,13 @@ TEST(Engine, BadModelFilesGiveClearErrors) {
 // Multiple-choice scoring decodes the shared context once, with the same log-probabilities as
 // scoring each choice on its own, and fewer tokens.
 TEST(Engine, ScoreChoicesSharesTheContext) {
-    LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256, .parallel = 5});
+    LlamaEngine e(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256, .parallel = 5});
     const auto context = e.tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true);
-    std::vector<std::vector<engine::Token>> choices = {e.tokenize(" outside", false), e.tokenize(" with her toys", false),
-                                                       e.tokenize(" in the park with her mom", false), e.tokenize(" ball", false),
-                                                       e.tokenize(" chess and the violin every single day", false)};
+    std::vector<std::vector<engine::Token>> choices = {
+        e.tokenize(" outside", false), e.tokenize(" with her toys", false),
+        e.tokenize(" in the park with her mom", false), e.tokenize(" ball", false),
+        e.tokenize(" chess and the violin every single day", false)};
     const auto before = e.tokens_decoded();
     const engine::ChoiceGroup group{context, choices};
     const auto shared = e.score_choices(std::span(&group, 1)).at(0);
@@ -236,17 +246,21 @@ TEST(Engine, ScoreChoicesSharesTheContext) {
     }
     std::size_t choice_tokens = 0;
     for (const auto & c : choices) choice_tokens += c.size();
-    EXPECT_EQ(shared_cost, context.size() + choice_tokens - choices.size());  // each choice's last token needs no logits
+    EXPECT_EQ(shared_cost,
+              context.size() + choice_tokens - choices.size());  // each choice's last token needs no logits
     EXPECT_EQ(alone_cost, choices.size() * context.size() + choice_tokens);
 }
 
 // Many items in one call (several per model call, a group with more choices than sequences split)
 // score exactly as each item alone.
 TEST(Engine, ScoreChoicesBatchesItems) {
-    LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128, .parallel = 4});
+    LlamaEngine e(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128, .parallel = 4});
     std::vector<engine::ChoiceGroup> groups;
-    const char * contexts[] = {"Once upon a time", "The cat sat on the", "Tom and Sue went to the park. They saw a", "Lily"};
-    const std::vector<std::vector<const char *>> choices = {{" there", " a"}, {" mat", " dog", " big red ball", " tree", " bed"}, {" bird", " dog"}, {" smiled"}};
+    const char * contexts[] = {"Once upon a time", "The cat sat on the", "Tom and Sue went to the park. They saw a",
+                               "Lily"};
+    const std::vector<std::vector<const char *>> choices = {
+        {" there", " a"}, {" mat", " dog", " big red ball", " tree", " bed"}, {" bird", " dog"}, {" smiled"}};
     for (std::size_t g = 0; g < 4; ++g) {
         engine::ChoiceGroup group{e.tokenize(contexts[g], true), {}};
         for (const char * c : choices[g]) group.choices.push_back(e.tokenize(c, false));
@@ -257,9 +271,11 @@ TEST(Engine, ScoreChoicesBatchesItems) {
     for (std::size_t g = 0; g < groups.size(); ++g) {
         ASSERT_EQ(together[g].size(), groups[g].choices.size());
         for (std::size_t c = 0; c < groups[g].choices.size(); ++c) {
-            const auto alone = e.score(std::vector<engine::ScoreRequest>{{groups[g].context, groups[g].choices[c]}}).at(0);
+            const auto alone =
+                e.score(std::vector<engine::ScoreRequest>{{groups[g].context, groups[g].choices[c]}}).at(0);
             ASSERT_EQ(together[g][c].tokens.size(), alone.tokens.size());
-            EXPECT_NEAR(together[g][c].total_logprob(), alone.total_logprob(), 1e-3) << "group " << g << " choice " << c;
+            EXPECT_NEAR(together[g][c].total_logprob(), alone.total_logprob(), 1e-3)
+                << "group " << g << " choice " << c;
         }
     }
 }
@@ -270,8 +286,9 @@ TEST(Engine, ForwardWantingMoreLogitsThanMaxOutputsEndsTheBatchThere) {
     const auto path = test::model_path("stories260K-f32.gguf");
     LlamaEngine roomy({.model_path = path, .threads = 2, .context_length = 64, .parallel = 2});
     LlamaEngine narrow({.model_path = path, .threads = 2, .context_length = 64, .parallel = 2, .max_outputs = 5});
-    const std::vector<std::vector<engine::Token>> sequences = {roomy.tokenize("Once upon a time, there was a little girl named Lily.", true),
-                                                         roomy.tokenize("The cat sat on the mat and looked at the big red ball.", true)};
+    const std::vector<std::vector<engine::Token>> sequences = {
+        roomy.tokenize("Once upon a time, there was a little girl named Lily.", true),
+        roomy.tokenize("The cat sat on the mat and looked at the big red ball.", true)};
     auto target_logits = [&](LlamaEngine & e) {
         std::vector<std::vector<double>> seen(sequences.size());
         e.forward(sequences, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
@@ -288,6 +305,7 @@ TEST(Engine, ForwardWantingMoreLogitsThanMaxOutputsEndsTheBatchThere) {
     for (std::size_t s = 0; s < all.size(); ++s) {
         ASSERT_EQ(all[s].size(), sequences[s].size());
         ASSERT_EQ(cut[s].size(), sequences[s].size());
-        for (std::size_t p = 0; p < all[s].size(); ++p) EXPECT_NEAR(all[s][p], cut[s][p], 1e-3) << "sequence " << s << " position " << p;
+        for (std::size_t p = 0; p < all[s].size(); ++p)
+            EXPECT_NEAR(all[s][p], cut[s][p], 1e-3) << "sequence " << s << " position " << p;
     }
 }

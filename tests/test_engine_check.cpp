@@ -39,8 +39,9 @@ TEST(SyntheticModel, HasTheShapeItNamesAndASeedNamesOneModel) {
     // Embeddings, output and per layer 7 matrices (q, k with 2 of 4 heads' width, v, o, gate, up, down).
     const std::uint64_t kv = shape.embedding / shape.heads * shape.kv_heads;
     const std::uint64_t matrices = 2ull * shape.vocab * shape.embedding +
-                                   shape.layers * (2ull * shape.embedding * shape.embedding + 2 * shape.embedding * kv +
-                                                   3ull * shape.embedding * shape.feed_forward);
+        shape.layers *
+            (2ull * shape.embedding * shape.embedding + 2 * shape.embedding * kv +
+             3ull * shape.embedding * shape.feed_forward);
     const std::uint64_t norms = (2ull * shape.layers + 1) * shape.embedding;
     EXPECT_EQ(info.parameters, matrices + norms);
     EXPECT_EQ(info.tensor_types.at("f32"), info.tensor_count);
@@ -67,7 +68,9 @@ TEST(SyntheticModel, RealShapesAndClearErrors) {
         model::find_shape("gpt-5");
         FAIL() << "an unknown shape was accepted";
     } catch (const Error & e) {
-        EXPECT_NE(std::string(e.what()).find("unknown model shape 'gpt-5' (known: check, smollm2-135m"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("unknown model shape 'gpt-5' (known: check, smollm2-135m"),
+                  std::string::npos)
+            << e.what();
     }
     test::ScratchDir dir;
     model::ModelShape bad = model::find_shape("check");
@@ -107,7 +110,8 @@ TEST(EngineCheck, EveryKernelFamilyRunsAndAgreesWithF32) {
     const auto r = test::run_switchyard({"check-engine", "-t", "4"});
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("instruction sets: "), std::string::npos) << r.out;
-    for (const char * type : {"F32", "Q8_0", "Q4_0", "Q4_K_S", "IQ4_NL"}) EXPECT_NE(r.out.find(fmt::format("{:<7} ok", type)), std::string::npos) << r.out;
+    for (const char * type : {"F32", "Q8_0", "Q4_0", "Q4_K_S", "IQ4_NL"})
+        EXPECT_NE(r.out.find(fmt::format("{:<7} ok", type)), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("engine check passed"), std::string::npos) << r.out;
 }
 
@@ -116,7 +120,8 @@ TEST(EngineCheck, EvalMeasuresQ8_0AndQ4_KVariants) {
     test::ScratchDir dir;
     const auto original = check_model(dir);
     std::string text;
-    for (int i = 0; i < 12; ++i) text += "Lily and Tom went to the park on a sunny day. They saw a big red ball under a tree. ";
+    for (int i = 0; i < 12; ++i)
+        text += "Lily and Tom went to the park on a sunny day. They saw a big red ball under a tree. ";
     test::write_file(dir.file("text.txt"), text);
     double q8_kld = 0;
     for (const auto & [type, tensor_type] : {std::pair{"Q8_0", "q8_0"}, std::pair{"Q4_K_M", "q4_K"}}) {
@@ -124,8 +129,9 @@ TEST(EngineCheck, EvalMeasuresQ8_0AndQ4_KVariants) {
         const auto q = test::run_switchyard({"quantize", original.string(), variant.string(), type});
         ASSERT_EQ(q.exit_code, 0) << q.err;
         EXPECT_GT(model::inspect_gguf(variant).tensor_types.count(tensor_type), 0u) << type;
-        const auto r = test::run_switchyard({"eval", "-m", variant.string(), "--base", original.string(), "--text", dir.file("text.txt").string(),
-                                             "--ctx", "64", "--no-results", "--json", "-t", "2"});
+        const auto r =
+            test::run_switchyard({"eval", "-m", variant.string(), "--base", original.string(), "--text",
+                                  dir.file("text.txt").string(), "--ctx", "64", "--no-results", "--json", "-t", "2"});
         ASSERT_EQ(r.exit_code, 0) << r.err;
         const auto out = nlohmann::json::parse(r.out);
         const double kld = out["drift"]["kld"]["mean"].get<double>();
@@ -133,7 +139,9 @@ TEST(EngineCheck, EvalMeasuresQ8_0AndQ4_KVariants) {
         EXPECT_GT(kld, 0.0) << type;  // quantization moves the predictions a little...
         EXPECT_LT(kld, 1.0) << type;  // ...not completely (random weights suffer more than trained ones)
         EXPECT_GT(out["drift"]["top1_agreement"].get<double>(), 0.35) << type;
-        if (std::string(type) == "Q8_0") q8_kld = kld;
-        else EXPECT_GT(kld, q8_kld) << "4-bit drifts further than 8-bit";
+        if (std::string(type) == "Q8_0")
+            q8_kld = kld;
+        else
+            EXPECT_GT(kld, q8_kld) << "4-bit drifts further than 8-bit";
     }
 }

@@ -22,11 +22,14 @@ using namespace switchyard;
 namespace {
 
 engine::LlamaEngine & stories() {
-    static engine::LlamaEngine engine({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256});
+    static engine::LlamaEngine engine(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 256});
     return engine;
 }
 
-std::string blimp(const std::string & name) { return "blimp:" + (test::data_dir() / "data" / "blimp" / (name + ".jsonl")).string(); }
+std::string blimp(const std::string & name) {
+    return "blimp:" + (test::data_dir() / "data" / "blimp" / (name + ".jsonl")).string();
+}
 
 eval::RunOptions quiet() { return {.normalize = false, .progress = false}; }
 
@@ -78,7 +81,8 @@ TEST(Suite, AdaptersReadTheSharedDataAsItIs) {
 
 TEST(Cloze, IsDeterministicAndWellFormed) {
     test::ScratchDir dir;
-    const eval::ClozeOptions o{.text = test::data_dir() / "data" / "tinystories-valid-head.txt", .items = 50, .seed = 3};
+    const eval::ClozeOptions o{
+        .text = test::data_dir() / "data" / "tinystories-valid-head.txt", .items = 50, .seed = 3};
     const std::string a = eval::build_cloze(o);
     EXPECT_EQ(a, eval::build_cloze(o));
     eval::ClozeOptions other = o;
@@ -108,10 +112,11 @@ TEST(RunSuite, PairsOnBlimpBeatChanceWithAnInterval) {
 
 TEST(RunSuite, MultipleChoiceAndGenerationItems) {
     test::ScratchDir dir;
-    test::write_file(dir.file("s.jsonl"),
-                     "{\"context\": \"Once upon a time, there was a little girl named Lily. She loved to play\", \"choices\": [\" outside\", \" chess tournament\", \" xylophone\"], \"answer\": 0}\n"
-                     "{\"prompt\": \"Once upon a time\", \"answer\": \", there was a little girl named Lily\", \"match\": \"contains\", \"max_tokens\": 16}\n"
-                     "{\"prompt\": \"Once upon a time\", \"answer\": \"dragon\", \"match\": \"contains\", \"max_tokens\": 8}\n");
+    test::write_file(
+        dir.file("s.jsonl"),
+        "{\"context\": \"Once upon a time, there was a little girl named Lily. She loved to play\", \"choices\": [\" outside\", \" chess tournament\", \" xylophone\"], \"answer\": 0}\n"
+        "{\"prompt\": \"Once upon a time\", \"answer\": \", there was a little girl named Lily\", \"match\": \"contains\", \"max_tokens\": 16}\n"
+        "{\"prompt\": \"Once upon a time\", \"answer\": \"dragon\", \"match\": \"contains\", \"max_tokens\": 8}\n");
     const auto r = eval::run_suite(stories(), eval::load_suite(dir.file("s.jsonl").string()), quiet());
     ASSERT_EQ(r.outcomes.size(), 3u);
     EXPECT_TRUE(r.outcomes[0].correct);
@@ -132,7 +137,9 @@ TEST(RunSuite, ConsistencyItemsReproduceAReferenceAndScoreIt) {
     test::ScratchDir dir;
     const nlohmann::json items = {
         {{"prompt", "Once upon a time"}, {"reference", answer}, {"max_tokens", 8}},
-        {{"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"reference", chat_answer}, {"max_tokens", 8}},
+        {{"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}},
+         {"reference", chat_answer},
+         {"max_tokens", 8}},
         {{"prompt", "Once upon a time"}, {"reference", " the dragon ate seven moons"}, {"max_tokens", 8}},
         {{"kind", "consistency"}, {"prompt", "x"}},
     };
@@ -153,8 +160,10 @@ TEST(RunSuite, ConsistencyItemsReproduceAReferenceAndScoreIt) {
     EXPECT_GT(*r.outcomes[0].reference_logprob, *r.outcomes[2].reference_logprob + 1.0);
     ASSERT_EQ(r.reference_scored, 3u);
     nlohmann::json j = r;
-    EXPECT_NEAR(j["reference_logprob"]["mean"].get<double>(),
-                (*r.outcomes[0].reference_logprob + *r.outcomes[1].reference_logprob + *r.outcomes[2].reference_logprob) / 3, 1e-9);
+    EXPECT_NEAR(
+        j["reference_logprob"]["mean"].get<double>(),
+        (*r.outcomes[0].reference_logprob + *r.outcomes[1].reference_logprob + *r.outcomes[2].reference_logprob) / 3,
+        1e-9);
     // The results store keeps the log-probabilities: a reused run reports the same.
     eval::ResultsStore store(dir.file("results.sqlite"));
     const auto model = test::model_path("stories260K-f32.gguf");
@@ -169,7 +178,9 @@ TEST(RunSuite, ConsistencyItemsReproduceAReferenceAndScoreIt) {
 TEST(RunSuite, UnencodableItemsAreCountedNotDropped) {
     engine::LlamaEngine baby({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2});
     test::ScratchDir dir;
-    test::write_file(dir.file("s.jsonl"), "{\"good\": \"The cat sat.\", \"bad\": \"The cat sit.\"}\n{\"good\": \"Line one\\nline two.\", \"bad\": \"Line one\\nline twos.\"}\n");
+    test::write_file(
+        dir.file("s.jsonl"),
+        "{\"good\": \"The cat sat.\", \"bad\": \"The cat sit.\"}\n{\"good\": \"Line one\\nline two.\", \"bad\": \"Line one\\nline twos.\"}\n");
     const auto suite = eval::load_suite(dir.file("s.jsonl").string());
     const auto plain = eval::run_suite(baby, suite, quiet());
     EXPECT_EQ(plain.scored, 1u);
@@ -204,18 +215,20 @@ TEST(RunSuite, PairedComparisonCountsFlips) {
 // Same numbers as llama.cpp's llama-perplexity on the same file, model and context.
 TEST(Perplexity, MatchesLlamaPerplexity) {
     const std::filesystem::path tool = std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "llama-perplexity";
-    if (std::string(SWITCHYARD_REFERENCE_TOOLS_DIR).empty() || !std::filesystem::exists(tool)) GTEST_SKIP() << "llama-perplexity not built";
+    if (std::string(SWITCHYARD_REFERENCE_TOOLS_DIR).empty() || !std::filesystem::exists(tool))
+        GTEST_SKIP() << "llama-perplexity not built";
     const auto text = test::data_dir() / "data" / "tinystories-valid-head.txt";
     test::ScratchDir dir;
-    const std::string command = tool.string() + " -m " + test::model_path("stories260K-f32.gguf").string() + " -f " + text.string() +
-                                " -c 128 --chunks 20 -t 2 -b 128 > " + dir.file("out.txt").string() + " 2>&1";
+    const std::string command = tool.string() + " -m " + test::model_path("stories260K-f32.gguf").string() + " -f " +
+        text.string() + " -c 128 --chunks 20 -t 2 -b 128 > " + dir.file("out.txt").string() + " 2>&1";
     ASSERT_EQ(std::system(command.c_str()), 0);
     std::smatch m;
     const std::string log = test::read_file(dir.file("out.txt"));
     ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(Final estimate: PPL = ([0-9.]+))"))) << log;
     const double theirs = std::stod(m[1]);
 
-    engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128});
+    engine::LlamaEngine e(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128});
     const auto chunks = eval::tokenize_chunks(e, {.files = {text}, .context = 128, .max_chunks = 20});
     const auto ours = eval::measure_perplexity(e, chunks);
     EXPECT_NEAR(ours.perplexity, theirs, 1e-3 * theirs) << "llama-perplexity says " << theirs;
@@ -225,14 +238,16 @@ TEST(Perplexity, MatchesLlamaPerplexity) {
 }
 
 TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
-    const auto r = eval::measure_speed({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2},
-                                       {.prompt_tokens = 32, .generate_tokens = 16, .repeats = 6, .price_per_hour = 1.0});
+    const auto r =
+        eval::measure_speed({.model_path = test::model_path("babyllama-0.9M-f32.gguf"), .threads = 2},
+                            {.prompt_tokens = 32, .generate_tokens = 16, .repeats = 6, .price_per_hour = 1.0});
     EXPECT_GT(r.prefill_tokens_per_s, 0);
     EXPECT_GT(r.decode_tokens_per_s, 0);
     EXPECT_GT(r.ttft_p50_ms, 0);
     EXPECT_GE(r.ttft_p95_ms, r.ttft_p50_ms);
     EXPECT_GT(r.peak_rss_bytes, r.file_bytes);  // the weights are resident, plus the runtime
-    EXPECT_TRUE(r.energy_source.rfind("measured", 0) == 0 || r.energy_source.rfind("modelled", 0) == 0) << r.energy_source;
+    EXPECT_TRUE(r.energy_source.rfind("measured", 0) == 0 || r.energy_source.rfind("modelled", 0) == 0)
+        << r.energy_source;
     EXPECT_GT(r.joules_per_token, 0);
     EXPECT_EQ(r.rounds, 6);
     EXPECT_LE(r.query_ms_lo, r.query_ms);
@@ -248,7 +263,8 @@ TEST(Speed, MeasuresThroughputLatencyMemoryAndLabelsEnergy) {
 // pass's fixed amount of work. (The shared tiny models separate stories with BOS and seldom sample
 // an end-of-generation token, so the stop itself is not forced here; the count is what matters.)
 TEST(Speed, IgnoreEosGeneratesTheFixedTokenCount) {
-    engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512, .parallel = 1});
+    engine::LlamaEngine e(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 512, .parallel = 1});
     for (const char * prompt : {"The end.", "One day, Lily went to the park."}) {
         engine::GenerateRequest request{.prompt = prompt, .max_tokens = 200};
         request.sampling.temperature = 0;
@@ -270,10 +286,12 @@ TEST(Speed, AgainstAReferenceTheSameTextInEachOnesTokens) {
     EXPECT_EQ(alone.generate_tokens, 24);
     EXPECT_GE(alone.rounds, 6);
     EXPECT_LE(alone.rounds, 8);
-    const auto p = eval::measure_speed_against({.model_path = stories, .threads = 2}, {.model_path = baby, .threads = 2}, o);
+    const auto p =
+        eval::measure_speed_against({.model_path = stories, .threads = 2}, {.model_path = baby, .threads = 2}, o);
     EXPECT_EQ(p.reference.generate_tokens, 24);
     EXPECT_GT(p.candidate.chars_per_token, 1.5 * p.reference.chars_per_token);
-    EXPECT_EQ(p.candidate.generate_tokens, static_cast<int>(std::lround(24 * p.reference.chars_per_token / p.candidate.chars_per_token)));
+    EXPECT_EQ(p.candidate.generate_tokens,
+              static_cast<int>(std::lround(24 * p.reference.chars_per_token / p.candidate.chars_per_token)));
     EXPECT_LT(p.candidate.prompt_tokens, p.reference.prompt_tokens);
     EXPECT_GE(p.rounds, 6);
     EXPECT_LE(p.rounds, 8);
@@ -314,7 +332,9 @@ TEST(ResultsStore, ResumesInterruptedRunsAndReusesFinishedOnes) {
 
     eval::ResultsStore store(dir.file("results.sqlite"));
     auto interrupted = quiet();
-    interrupted.on_batch = [](const std::vector<std::size_t> &, const eval::SuiteResult &) { throw std::runtime_error("killed"); };
+    interrupted.on_batch = [](const std::vector<std::size_t> &, const eval::SuiteResult &) {
+        throw std::runtime_error("killed");
+    };
     EXPECT_THROW(eval::run_suite_recorded(store, stories(), model, suite, interrupted), std::runtime_error);
     auto runs = store.list_runs();
     ASSERT_EQ(runs.size(), 1u);
@@ -365,12 +385,14 @@ TEST(ResultsStore, ScoresPrefixesOfAFixedOrderOnceAndKeepsPartialRuns) {
         ++loads;
         return stories();
     };
-    const std::vector<std::size_t> first20(order.begin(), order.begin() + 20), first40(order.begin(), order.begin() + 40);
+    const std::vector<std::size_t> first20(order.begin(), order.begin() + 20),
+        first40(order.begin(), order.begin() + 40);
     std::size_t scored_now = 0;
     const auto r20 = eval::run_items_recorded(store, engine, recorded, suite, first20, quiet(), &scored_now);
     EXPECT_EQ(scored_now, 20u);
     ASSERT_EQ(r20.outcomes.size(), 20u);
-    for (std::size_t k = 0; k < 20; ++k) EXPECT_EQ(r20.outcomes[k].correct, whole.outcomes[order[k]].correct) << "item " << order[k];
+    for (std::size_t k = 0; k < 20; ++k)
+        EXPECT_EQ(r20.outcomes[k].correct, whole.outcomes[order[k]].correct) << "item " << order[k];
     EXPECT_EQ(store.list_runs().at(0).status, "running");
 
     const auto r40 = eval::run_items_recorded(store, engine, recorded, suite, first40, quiet(), &scored_now);
@@ -392,7 +414,8 @@ TEST(Perplexity, SlidingWindowsScoreEveryTokenOnceWithMoreContext) {
     test::ScratchDir dir;
     const std::string text = test::read_file(test::data_dir() / "data" / "tinystories-valid-head.txt").substr(0, 6000);
     test::write_file(dir.file("t.txt"), text);
-    engine::LlamaEngine e({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128});
+    engine::LlamaEngine e(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 128});
     const auto chunks = eval::tokenize_chunks(e, {.files = {dir.file("t.txt")}, .context = 128});
     const auto disjoint = eval::measure_perplexity_sliding(e, chunks, 128, 128, 0);
     const auto sliding = eval::measure_perplexity_sliding(e, chunks, 128, 32, 0);

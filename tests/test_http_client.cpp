@@ -76,7 +76,9 @@ public:
             text.append(c, static_cast<std::size_t>(n));
         }
     }
-    static void write_all(int fd, const std::string & s) { ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
+    static void write_all(int fd, const std::string & s) {
+        ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+    }
 
     std::atomic<int> accepted = 0;
 
@@ -130,21 +132,25 @@ TEST(HttpClient, PassesAStreamOnAsItArrives) {
             std::snprintf(size, sizeof size, "%zx\r\n", s.size());
             return size + s + "\r\n";
         };
-        ScriptedServer::write_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(first));
+        ScriptedServer::write_all(
+            fd,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(first));
         std::unique_lock lock(mutex);
         if (!first_seen_cv.wait_for(lock, 10s, [&] { return first_seen; })) return;
         ScriptedServer::write_all(fd, chunk(second) + "0\r\n\r\n");
     });
     HttpClientPool pool(server.origin(), "", 5s, 5s);
     std::string received;
-    const HttpResult r = pool.send({.method = "POST", .target = "/v1/chat/completions", .body = "{}", .event_stream = true}, [&](int status, std::string_view data) {
-        EXPECT_EQ(status, 200);
-        received += data;
-        const std::lock_guard lock(mutex);
-        first_seen = true;
-        first_seen_cv.notify_all();
-        return true;
-    });
+    const HttpResult r =
+        pool.send({.method = "POST", .target = "/v1/chat/completions", .body = "{}", .event_stream = true},
+                  [&](int status, std::string_view data) {
+                      EXPECT_EQ(status, 200);
+                      received += data;
+                      const std::lock_guard lock(mutex);
+                      first_seen = true;
+                      first_seen_cv.notify_all();
+                      return true;
+                  });
     ASSERT_TRUE(r) << describe(r.failure) << " " << r.detail;
     EXPECT_EQ(received, "data: {\"n\":1}\n\ndata: [DONE]\n\n");
     EXPECT_TRUE(r.body.empty());  // the callback took it
@@ -197,11 +203,13 @@ TEST(HttpClient, RefusedConnectionsAndMalformedOriginsAreClear) {
 TEST(HttpClient, TlsVerifiesTheCertificateAndTheHostName) {
     switchyard::test::ScratchDir dir;
     const auto cert = dir.file("cert.pem"), key = dir.file("key.pem");
-    const std::string make = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
-                             key.string() + " -out " + cert.string() + " > " + dir.file("req.log").string() + " 2>&1";
+    const std::string make =
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
+        key.string() + " -out " + cert.string() + " > " + dir.file("req.log").string() + " 2>&1";
     ASSERT_EQ(std::system(make.c_str()), 0) << switchyard::test::read_file(dir.file("req.log"));
     std::string openssl;  // spawn_logged execs a path, not a name
-    for (std::string_view path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin"; openssl.empty() && !path.empty();) {
+    for (std::string_view path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin";
+         openssl.empty() && !path.empty();) {
         const auto colon = path.find(':');
         const auto candidate = std::filesystem::path(path.substr(0, colon)) / "openssl";
         if (::access(candidate.c_str(), X_OK) == 0) openssl = candidate;
@@ -209,12 +217,13 @@ TEST(HttpClient, TlsVerifiesTheCertificateAndTheHostName) {
     }
     ASSERT_FALSE(openssl.empty()) << "no openssl on PATH (ca-certificates brings it)";
     const int port = switchyard::test::free_port();
-    int pid = switchyard::test::spawn_logged({openssl, "s_server", "-accept", std::to_string(port), "-cert", cert.string(), "-key", key.string(), "-www"},
-                                             dir.file("server.log"));
+    int pid = switchyard::test::spawn_logged(
+        {openssl, "s_server", "-accept", std::to_string(port), "-cert", cert.string(), "-key", key.string(), "-www"},
+        dir.file("server.log"));
     // Ready once it accepts (it may listen on IPv4, IPv6 or both).
     bool ready = false;
     for (int i = 0; i < 200 && !ready; ++i) {
-        addrinfo hints{}, * found = nullptr;
+        addrinfo hints{}, *found = nullptr;
         hints.ai_socktype = SOCK_STREAM;
         if (::getaddrinfo("localhost", std::to_string(port).c_str(), &hints, &found) == 0) {
             for (const addrinfo * a = found; a != nullptr && !ready; a = a->ai_next) {

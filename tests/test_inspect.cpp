@@ -39,8 +39,8 @@ TEST(Inspect, BabyLlama) {
 
 TEST(Inspect, JsonHasTheDocumentedKeys) {
     const nlohmann::json j = model::inspect_gguf(test::model_path("stories260K-f32.gguf"));
-    for (const char * key : {"architecture", "parameters", "file_bytes", "bits_per_weight", "tensor_types", "context_length",
-                             "vocab_size", "byte_fallback"}) {
+    for (const char * key : {"architecture", "parameters", "file_bytes", "bits_per_weight", "tensor_types",
+                             "context_length", "vocab_size", "byte_fallback"}) {
         EXPECT_TRUE(j.contains(key)) << key;
     }
     EXPECT_EQ(j["tensor_types"]["f32"], 48);

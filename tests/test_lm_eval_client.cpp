@@ -15,7 +15,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string fixture(const std::string & name) { return std::string(SWITCHYARD_SOURCE_DIR) + "/examples/lm-eval/" + name; }
+std::string fixture(const std::string & name) {
+    return std::string(SWITCHYARD_SOURCE_DIR) + "/examples/lm-eval/" + name;
+}
 std::string data_folder() { return (test::data_dir() / "data").string(); }
 
 // The context `switchyard eval` scores in by default: min(512, the model's declared context).
@@ -29,14 +31,17 @@ struct Served {
     test::ServerProcess process;
     explicit Served(const std::string & model)
         : max_length(std::to_string(eval_window(model) + 1)),
-          process(SWITCHYARD_BINARY, {"serve", "-m", test::model_path(model).string(), "--port", "0", "-t", "1", "-c", max_length}) {}
+          process(SWITCHYARD_BINARY,
+                  {"serve", "-m", test::model_path(model).string(), "--port", "0", "-t", "1", "-c", max_length}) {}
 };
 
 // The client's JSON answer: metrics, each item's outcome, and how many requests it sent.
 json run_client(const Served & server, const std::vector<std::string> & args) {
-    std::vector<std::string> command = {SWITCHYARD_PYTHON, LM_EVAL_CLIENT, "--base-url",
-                                        "http://127.0.0.1:" + std::to_string(server.process.port()) + "/v1/completions", "--data", data_folder(),
-                                        "--max-length", server.max_length};
+    std::vector<std::string> command = {
+        SWITCHYARD_PYTHON, LM_EVAL_CLIENT,
+        "--base-url",      "http://127.0.0.1:" + std::to_string(server.process.port()) + "/v1/completions",
+        "--data",          data_folder(),
+        "--max-length",    server.max_length};
     command.insert(command.end(), args.begin(), args.end());
     const auto r = test::run_program(command);
     EXPECT_EQ(r.exit_code, 0) << r.err << "\nserver:\n" << server.process.log();
@@ -47,9 +52,11 @@ json run_client(const Served & server, const std::vector<std::string> & args) {
 json eval_suite(const std::string & task, const std::string & model, int limit) {
     test::ScratchDir dir;
     const auto suite = dir.file("suite.jsonl").string();
-    const auto made = test::run_switchyard({"tasks", "lm-eval", fixture(task), "--data", data_folder(), "--limit", std::to_string(limit), "-o", suite});
+    const auto made = test::run_switchyard(
+        {"tasks", "lm-eval", fixture(task), "--data", data_folder(), "--limit", std::to_string(limit), "-o", suite});
     EXPECT_EQ(made.exit_code, 0) << made.err;
-    const auto r = test::run_switchyard({"eval", "-m", test::model_path(model).string(), "--tasks", suite, "--json", "--no-results", "-t", "1"});
+    const auto r = test::run_switchyard(
+        {"eval", "-m", test::model_path(model).string(), "--tasks", suite, "--json", "--no-results", "-t", "1"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.exit_code == 0 ? json::parse(r.out)["suites"][0] : json::object();
 }
@@ -78,7 +85,8 @@ TEST(LmEvalClient, MultipleChoiceAtEveryBatchSizeWithIdsAndTextEqualsEval) {
         ASSERT_EQ((*other)["items"].size(), 200u);
         for (std::size_t i = 0; i < 200; ++i) {
             for (std::size_t k = 0; k < 2; ++k) {
-                EXPECT_NEAR((*other)["items"][i]["lls"][k].get<double>(), one["items"][i]["lls"][k].get<double>(), 1e-3) << i;
+                EXPECT_NEAR((*other)["items"][i]["lls"][k].get<double>(), one["items"][i]["lls"][k].get<double>(), 1e-3)
+                    << i;
             }
         }
         EXPECT_EQ((*other)["metrics"], one["metrics"]);
@@ -94,7 +102,8 @@ TEST(LmEvalClient, MultipleChoiceAtEveryBatchSizeWithIdsAndTextEqualsEval) {
 // is the greedy choice at every token): on babyllama over TinyStories paragraphs, and LAMBADA
 // itself on stories260K (babyllama's vocabulary has no newline, which LAMBADA's passages hold).
 TEST(LmEvalClient, LoglikelihoodGreedyEqualsEval) {
-    for (const auto & [task, model] : {std::pair{"tinystories_last_word.yaml", "babyllama-0.9M-f32.gguf"}, std::pair{"lambada_openai.yaml", "stories260K-f32.gguf"}}) {
+    for (const auto & [task, model] : {std::pair{"tinystories_last_word.yaml", "babyllama-0.9M-f32.gguf"},
+                                       std::pair{"lambada_openai.yaml", "stories260K-f32.gguf"}}) {
         Served server(model);
         const json client = run_client(server, {"--task", fixture(task), "--limit", "150", "--batch-size", "4"});
         ASSERT_EQ(client["n"], 150) << task;
@@ -109,9 +118,11 @@ TEST(LmEvalClient, LoglikelihoodGreedyEqualsEval) {
 // as lm-eval sends them) generate what switchyard's suite generates, item for item.
 TEST(LmEvalClient, GenerateUntilEqualsEval) {
     Served server("babyllama-0.9M-f32.gguf");
-    const json client = run_client(server, {"--task", fixture("tinystories_next_word.yaml"), "--limit", "200", "--batch-size", "4"});
+    const json client =
+        run_client(server, {"--task", fixture("tinystories_next_word.yaml"), "--limit", "200", "--batch-size", "4"});
     ASSERT_EQ(client["n"], 200);
-    for (const auto & item : client["items"]) EXPECT_EQ(item["output"].get<std::string>().find_first_of("\n."), std::string::npos) << item;
+    for (const auto & item : client["items"])
+        EXPECT_EQ(item["output"].get<std::string>().find_first_of("\n."), std::string::npos) << item;
     const json ours = eval_suite("tinystories_next_word.yaml", "babyllama-0.9M-f32.gguf", 200);
     EXPECT_EQ(ours["correct"].get<double>(), sum_of(client["items"], "exact_match")) << ours.dump();
 }
@@ -121,12 +132,14 @@ TEST(LmEvalClient, GenerateUntilEqualsEval) {
 TEST(LmEvalClient, LoglikelihoodRollingEqualsTheEngine) {
     Served server("stories260K-f32.gguf");
     test::ScratchDir dir;
-    const std::vector<std::string> paragraphs = {"Once upon a time, there was a little girl named Lily. She loved to play outside.",
-                                                 "The dog ran to the park. He saw a big red ball and he was very happy."};
+    const std::vector<std::string> paragraphs = {
+        "Once upon a time, there was a little girl named Lily. She loved to play outside.",
+        "The dog ran to the park. He saw a big red ball and he was very happy."};
     test::write_file(dir.file("text.txt"), paragraphs[0] + "\n\n" + paragraphs[1]);
     const json client = run_client(server, {"--rolling", dir.file("text.txt").string(), "--batch-size", "4"});
     ASSERT_EQ(client["items"].size(), 2u);
-    engine::LlamaEngine engine({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 1, .context_length = 2048, .parallel = 1});
+    engine::LlamaEngine engine(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 1, .context_length = 2048, .parallel = 1});
     for (std::size_t i = 0; i < paragraphs.size(); ++i) {
         const engine::ScoreRequest request{{1}, engine.tokenize(paragraphs[i], false)};
         const double expected = engine.score(std::span(&request, 1))[0].total_logprob();

@@ -64,8 +64,9 @@ eval::LmEvalOptions task(const test::ScratchDir & dir, const std::string & yaml,
     return {.task = dir.file("task.yaml")};
 }
 
-const std::string kDocs = "{\"question\": \"2+2?\", \"choices\": [\"3\", \"4\"], \"label\": 1}\n"
-                          "{\"question\": \"1+1?\", \"choices\": [\"2\", \"5\"], \"label\": 0}\n";
+const std::string kDocs =
+    "{\"question\": \"2+2?\", \"choices\": [\"3\", \"4\"], \"label\": 1}\n"
+    "{\"question\": \"1+1?\", \"choices\": [\"2\", \"5\"], \"label\": 0}\n";
 
 // lm-eval's TemplateLM.loglikelihood request, written here from its source on the engine alone.
 engine::ScoreRequest lm_eval_request(const engine::Engine & e, std::string context, std::string continuation) {
@@ -80,7 +81,8 @@ engine::ScoreRequest lm_eval_request(const engine::Engine & e, std::string conte
 }
 
 std::size_t chars(const std::string & s) {
-    return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+    return static_cast<std::size_t>(
+        std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 }  // namespace
@@ -129,9 +131,13 @@ TEST(LmEvalTask, RendersFieldNamesTemplatesIntegerTargetsAndDelimiters) {
 
 TEST(LmEvalTask, IncludeMergesWithTheIncludingFileWinning) {
     test::ScratchDir dir;
-    test::write_file(dir.file("base.yaml"), "dataset_path: json\noutput_type: multiple_choice\ndoc_to_text: \"base {{question}}\"\n"
-                                            "doc_to_target: label\ndoc_to_choice: choices\nvalidation_split: train\n");
-    const auto built = eval::build_lm_eval_suite(task(dir, "include: base.yaml\ntask: mine\ndoc_to_text: \"own {{question}}\"\ndataset_kwargs: {data_files: data.jsonl}\n", kDocs));
+    test::write_file(dir.file("base.yaml"),
+                     "dataset_path: json\noutput_type: multiple_choice\ndoc_to_text: \"base {{question}}\"\n"
+                     "doc_to_target: label\ndoc_to_choice: choices\nvalidation_split: train\n");
+    const auto built = eval::build_lm_eval_suite(task(
+        dir,
+        "include: base.yaml\ntask: mine\ndoc_to_text: \"own {{question}}\"\ndataset_kwargs: {data_files: data.jsonl}\n",
+        kDocs));
     EXPECT_EQ(built.name, "mine");
     EXPECT_EQ(items_of(built.jsonl)[0]["context"], "own 2+2?");
 }
@@ -152,12 +158,14 @@ TEST(LmEvalTask, PythonRandomReproducesCPython) {
 TEST(LmEvalTask, FewShotContextsAreLmEvalsWithItsSeed) {
     test::ScratchDir dir;
     std::string docs;
-    for (int i = 0; i < 6; ++i) docs += json{{"q", "q" + std::to_string(i)}, {"a", "a" + std::to_string(i)}}.dump() + "\n";
-    const auto built = eval::build_lm_eval_suite(task(dir,
-                                                      "dataset_path: json\ndataset_kwargs: {data_files: {test: data.jsonl}}\n"
-                                                      "test_split: test\nfewshot_split: test\nnum_fewshot: 2\noutput_type: loglikelihood\n"
-                                                      "doc_to_text: q\ndoc_to_target: a\n",
-                                                      docs));
+    for (int i = 0; i < 6; ++i)
+        docs += json{{"q", "q" + std::to_string(i)}, {"a", "a" + std::to_string(i)}}.dump() + "\n";
+    const auto built = eval::build_lm_eval_suite(
+        task(dir,
+             "dataset_path: json\ndataset_kwargs: {data_files: {test: data.jsonl}}\n"
+             "test_split: test\nfewshot_split: test\nnum_fewshot: 2\noutput_type: loglikelihood\n"
+             "doc_to_text: q\ndoc_to_target: a\n",
+             docs));
     // Printed by Python: rnd = random.Random(1234); per document, rnd.sample(docs, 3) without the
     // document itself, first two, each "q a\n\n", then the document's q.
     const std::vector<std::string> expected{"q3 a3\n\nq4 a4\n\nq0", "q0 a0\n\nq4 a4\n\nq1", "q5 a5\n\nq0 a0\n\nq2",
@@ -171,33 +179,50 @@ TEST(LmEvalTask, FewShotContextsAreLmEvalsWithItsSeed) {
 
 TEST(LmEvalTask, RefusesWhatItCannotReproduceInOneLineNamingTheKey) {
     test::ScratchDir dir;
-    const std::string ok = "dataset_path: json\ndataset_kwargs: {data_files: data.jsonl}\nvalidation_split: train\noutput_type: generate_until\n"
-                           "doc_to_text: question\ndoc_to_target: label\n";
-    EXPECT_NE(error_of(task(dir, ok + "doc_to_choice: !function utils.choices\n", kDocs)).find("doc_to_choice: a Python function (!function utils.choices)"), std::string::npos);
-    EXPECT_NE(error_of(task(dir, ok + "process_docs: !function utils.process\n", kDocs)).find("process_docs"), std::string::npos);
-    EXPECT_NE(error_of(task(dir, ok + "doc_to_txet: question\n", kDocs)).find("doc_to_txet: not a key of lm-eval's task format"), std::string::npos);
-    EXPECT_NE(error_of(task(dir, ok + "filter_list: [{name: x, filter: [{function: majority_vote}]}]\n", kDocs)).find("filter function 'majority_vote'"),
+    const std::string ok =
+        "dataset_path: json\ndataset_kwargs: {data_files: data.jsonl}\nvalidation_split: train\noutput_type: generate_until\n"
+        "doc_to_text: question\ndoc_to_target: label\n";
+    EXPECT_NE(error_of(task(dir, ok + "doc_to_choice: !function utils.choices\n", kDocs))
+                  .find("doc_to_choice: a Python function (!function utils.choices)"),
               std::string::npos);
-    EXPECT_NE(error_of(task(dir, ok + "metric_list: [{metric: bleu}]\n", kDocs)).find("metric 'bleu'"), std::string::npos);
+    EXPECT_NE(error_of(task(dir, ok + "process_docs: !function utils.process\n", kDocs)).find("process_docs"),
+              std::string::npos);
+    EXPECT_NE(error_of(task(dir, ok + "doc_to_txet: question\n", kDocs))
+                  .find("doc_to_txet: not a key of lm-eval's task format"),
+              std::string::npos);
+    EXPECT_NE(error_of(task(dir, ok + "filter_list: [{name: x, filter: [{function: majority_vote}]}]\n", kDocs))
+                  .find("filter function 'majority_vote'"),
+              std::string::npos);
+    EXPECT_NE(error_of(task(dir, ok + "metric_list: [{metric: bleu}]\n", kDocs)).find("metric 'bleu'"),
+              std::string::npos);
     const auto parquet = error_of(task(dir, "dataset_path: parquet\ndataset_kwargs: {data_files: d.parquet}\n", kDocs));
     EXPECT_NE(parquet.find("dataset_path: parquet cannot be read here"), std::string::npos) << parquet;
     EXPECT_NE(parquet.find("JSON lines"), std::string::npos);
-    EXPECT_NE(error_of(task(dir, "dataset_path: json\noutput_type: loglikelihood_rolling\n", kDocs)).find("switchyard eval -m MODEL --text FILE"),
+    EXPECT_NE(error_of(task(dir, "dataset_path: json\noutput_type: loglikelihood_rolling\n", kDocs))
+                  .find("switchyard eval -m MODEL --text FILE"),
               std::string::npos);
-    const auto missing = error_of(task(dir, "dataset_path: json\ndataset_kwargs: {data_files: nowhere.jsonl}\nvalidation_split: train\n"
-                                            "doc_to_text: q\ndoc_to_target: a\n", kDocs));
+    const auto missing =
+        error_of(task(dir,
+                      "dataset_path: json\ndataset_kwargs: {data_files: nowhere.jsonl}\nvalidation_split: train\n"
+                      "doc_to_text: q\ndoc_to_target: a\n",
+                      kDocs));
     EXPECT_NE(missing.find("nowhere.jsonl: no such data file"), std::string::npos) << missing;
     const auto malformed = error_of(task(dir, ok, kDocs + "{\"question\": oops}\n"));
     EXPECT_NE(malformed.find("data.jsonl:3: not valid JSON"), std::string::npos) << malformed;
     const auto indented = error_of(task(dir, ok + "description: \"{% if question %}\\nQ{% endif %}\"\n", kDocs));
-    EXPECT_NE(indented.find("description: the template fails on a document: a {% block %} at the end of a line"), std::string::npos) << indented;
+    EXPECT_NE(indented.find("description: the template fails on a document: a {% block %} at the end of a line"),
+              std::string::npos)
+        << indented;
 
     // Through the command: exit 1, one line naming the file and line of the key.
     test::write_file(dir.file("bad.yaml"), "dataset_path: json\ndoc_to_text: [unclosed\n");
-    test::expect_clean_failure(test::run_switchyard({"tasks", "lm-eval", dir.file("bad.yaml").string(), "-o", dir.file("o.jsonl").string()}), "not valid YAML");
+    test::expect_clean_failure(
+        test::run_switchyard({"tasks", "lm-eval", dir.file("bad.yaml").string(), "-o", dir.file("o.jsonl").string()}),
+        "not valid YAML");
     test::write_file(dir.file("fn.yaml"), ok + "doc_to_choice: !function utils.choices\n");
-    test::expect_clean_failure(test::run_switchyard({"tasks", "lm-eval", dir.file("fn.yaml").string(), "-o", dir.file("o.jsonl").string()}),
-                               dir.file("fn.yaml").string() + ":7: doc_to_choice: a Python function");
+    test::expect_clean_failure(
+        test::run_switchyard({"tasks", "lm-eval", dir.file("fn.yaml").string(), "-o", dir.file("o.jsonl").string()}),
+        dir.file("fn.yaml").string() + ":7: doc_to_choice: a Python function");
 }
 
 TEST(LmEvalTask, ReadsCsvAndTextAsDatasetsDoes) {
@@ -217,10 +242,15 @@ TEST(LmEvalTask, ReadsCsvAndTextAsDatasetsDoes) {
 TEST(LmEvalTask, RegexFilterAndExactMatchFollowLmEval) {
     const eval::LmEvalRegex first_number{.pattern = R"((\d+))", .group_select = 0, .fallback = "[invalid]"};
     EXPECT_EQ(eval::apply_regex_filter(first_number, "it is 42 or 7"), "42");
-    EXPECT_EQ(eval::apply_regex_filter({.pattern = R"((\d+))", .group_select = -1, .fallback = "[invalid]"}, "it is 42 or 7"), "7");
+    EXPECT_EQ(
+        eval::apply_regex_filter({.pattern = R"((\d+))", .group_select = -1, .fallback = "[invalid]"}, "it is 42 or 7"),
+        "7");
     EXPECT_EQ(eval::apply_regex_filter(first_number, "none"), "[invalid]");
-    EXPECT_EQ(eval::apply_regex_filter({.pattern = R"(A: (\w+)|B: (\w+))", .group_select = 0, .fallback = "x"}, "B: yes"), "yes");
-    const eval::LmEvalMatch loose{.filters = {}, .ignore_case = true, .ignore_punctuation = true, .ignore_numbers = false};
+    EXPECT_EQ(
+        eval::apply_regex_filter({.pattern = R"(A: (\w+)|B: (\w+))", .group_select = 0, .fallback = "x"}, "B: yes"),
+        "yes");
+    const eval::LmEvalMatch loose{
+        .filters = {}, .ignore_case = true, .ignore_punctuation = true, .ignore_numbers = false};
     EXPECT_TRUE(eval::lm_eval_exact_match(loose, "Time,", "time"));
     EXPECT_FALSE(eval::lm_eval_exact_match({}, " time", "time"));  // exact_match does not strip
 }
@@ -230,27 +260,33 @@ TEST(LmEvalScoring, TokenLayoutIsLmEvals) {
     // continuation's tokens from the joint text, with no BOS in front.
     auto & e = babyllama();
     test::ScratchDir dir;
-    test::write_file(dir.file("s.jsonl"), "{\"kind\": \"loglikelihood\", \"context\": \"Once upon a \", \"continuation\": \"time\"}\n"
-                                          "{\"kind\": \"loglikelihood\", \"context\": \"\", \"continuation\": \"Once\"}\n");
+    test::write_file(dir.file("s.jsonl"),
+                     "{\"kind\": \"loglikelihood\", \"context\": \"Once upon a \", \"continuation\": \"time\"}\n"
+                     "{\"kind\": \"loglikelihood\", \"context\": \"\", \"continuation\": \"Once\"}\n");
     const auto suite = eval::load_suite(dir.file("s.jsonl").string());
     ASSERT_EQ(suite.items.size(), 2u);
     const auto result = eval::run_suite(e, suite, {.normalize = false, .progress = false});
-    const std::vector<engine::ScoreRequest> requests{lm_eval_request(e, "Once upon a ", "time"), lm_eval_request(e, "", "Once")};
+    const std::vector<engine::ScoreRequest> requests{lm_eval_request(e, "Once upon a ", "time"),
+                                                     lm_eval_request(e, "", "Once")};
     EXPECT_EQ(requests[0].context, e.tokenize("Once upon a", false));
     EXPECT_EQ(requests[1].context, e.tokenize("", true));  // BOS alone
     const auto scores = e.score(requests, 1);
     for (std::size_t i = 0; i < 2; ++i) {
-        const bool greedy = std::all_of(scores[i].tokens.begin(), scores[i].tokens.end(), [](const auto & t) { return t.top[0].token == t.token; });
+        const bool greedy = std::all_of(scores[i].tokens.begin(), scores[i].tokens.end(),
+                                        [](const auto & t) { return t.top[0].token == t.token; });
         EXPECT_EQ(result.outcomes[i].correct, greedy) << i;
     }
-    EXPECT_EQ(result.tokens_unique, requests[0].context.size() + requests[0].continuation.size() + requests[1].context.size() + requests[1].continuation.size());
+    EXPECT_EQ(result.tokens_unique,
+              requests[0].context.size() + requests[0].continuation.size() + requests[1].context.size() +
+                  requests[1].continuation.size());
 }
 
 TEST(LmEvalScoring, BlimpAccAndAccNormEqualLmEvalsRulesOnBabyllama) {
     auto & e = babyllama();
     test::ScratchDir dir;
     const std::size_t limit = 300;
-    const auto built = eval::build_lm_eval_suite({.task = examples() / "blimp_anaphor_gender_agreement.yaml", .data_dir = shared_data(), .limit = limit});
+    const auto built = eval::build_lm_eval_suite(
+        {.task = examples() / "blimp_anaphor_gender_agreement.yaml", .data_dir = shared_data(), .limit = limit});
     const auto result = eval::run_suite(e, suite_of(built, dir), {.normalize = false, .progress = false});
     // Independently: each raw pair, choices " good" and " bad" after BOS, argmax (first on ties).
     std::ifstream raw(shared_data() / "blimp" / "anaphor_gender_agreement.jsonl");
@@ -281,7 +317,8 @@ TEST(LmEvalScoring, LambadaGreedyAccEqualsLmEvalsRulesOnBabyllama) {
     auto & e = babyllama();
     test::ScratchDir dir;
     const std::size_t limit = 300;
-    const auto built = eval::build_lm_eval_suite({.task = examples() / "lambada_openai.yaml", .data_dir = shared_data(), .limit = limit});
+    const auto built = eval::build_lm_eval_suite(
+        {.task = examples() / "lambada_openai.yaml", .data_dir = shared_data(), .limit = limit});
     const auto result = eval::run_suite(e, suite_of(built, dir), {.normalize = false, .progress = false});
     const auto window = static_cast<std::size_t>(e.model().context_length);
     std::ifstream raw(shared_data() / "lambada-test.jsonl");
@@ -297,23 +334,28 @@ TEST(LmEvalScoring, LambadaGreedyAccEqualsLmEvalsRulesOnBabyllama) {
             continue;
         }
         // Left truncation to the window (one token fewer than lm-eval keeps: docs/lm-eval.md).
-        if (r.context.size() + r.continuation.size() > window) r.context.erase(r.context.begin(), r.context.end() - static_cast<std::ptrdiff_t>(window - r.continuation.size()));
+        if (r.context.size() + r.continuation.size() > window)
+            r.context.erase(r.context.begin(),
+                            r.context.end() - static_cast<std::ptrdiff_t>(window - r.continuation.size()));
         const auto s = e.score(std::vector<engine::ScoreRequest>{r}, 1);
-        const bool greedy = std::all_of(s[0].tokens.begin(), s[0].tokens.end(), [](const auto & t) { return t.logprob >= t.top[0].logprob; });
+        const bool greedy = std::all_of(s[0].tokens.begin(), s[0].tokens.end(),
+                                        [](const auto & t) { return t.logprob >= t.top[0].logprob; });
         ++scored;
         acc += greedy;
         ASSERT_EQ(result.outcomes[i].correct, greedy) << "document " << i;
     }
     EXPECT_EQ(result.scored, scored);
     EXPECT_EQ(result.correct, acc);
-    std::printf("babyllama lambada_openai (first %zu): acc %zu/%zu, unencodable %zu\n", limit, acc, scored, result.unencodable);
+    std::printf("babyllama lambada_openai (first %zu): acc %zu/%zu, unencodable %zu\n", limit, acc, scored,
+                result.unencodable);
 }
 
 TEST(LmEvalScoring, TinyStoriesExactMatchEqualsLmEvalsRulesOnBabyllama) {
     auto & e = babyllama();
     test::ScratchDir dir;
     const std::size_t limit = 200;
-    const auto built = eval::build_lm_eval_suite({.task = examples() / "tinystories_next_word.yaml", .data_dir = shared_data(), .limit = limit});
+    const auto built = eval::build_lm_eval_suite(
+        {.task = examples() / "tinystories_next_word.yaml", .data_dir = shared_data(), .limit = limit});
     ASSERT_EQ(built.items, limit);
     const auto suite = suite_of(built, dir);
     const auto result = eval::run_suite(e, suite, {.normalize = false, .progress = false});
@@ -330,7 +372,8 @@ TEST(LmEvalScoring, TinyStoriesExactMatchEqualsLmEvalsRulesOnBabyllama) {
     const auto strip = [](std::string s) {
         std::string out;
         for (char c : s)
-            if (!std::ispunct(static_cast<unsigned char>(c))) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (!std::ispunct(static_cast<unsigned char>(c)))
+                out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         return out;
     };
     std::size_t right = 0, scored = 0;
@@ -351,7 +394,8 @@ TEST(LmEvalScoring, TinyStoriesExactMatchEqualsLmEvalsRulesOnBabyllama) {
         std::string prompt;
         for (std::size_t k = 0; k < at; ++k) prompt += (k > 0 ? " " : "") + words[k];
         // As lm-eval sends it by default: token ids without special tokens, so no BOS.
-        engine::GenerateRequest g{.prompt = {}, .prompt_tokens = e.tokenize(prompt, false), .max_tokens = 8, .stop = {"\n", "."}};
+        engine::GenerateRequest g{
+            .prompt = {}, .prompt_tokens = e.tokenize(prompt, false), .max_tokens = 8, .stop = {"\n", "."}};
         g.sampling.temperature = 0;
         const auto out = e.generate(std::vector<engine::GenerateRequest>{g})[0].text;
         std::smatch m;
@@ -369,7 +413,8 @@ TEST(LmEvalScoring, TinyStoriesExactMatchEqualsLmEvalsRulesOnBabyllama) {
 
 TEST(LmEvalPlan, ReadsAnLmEvalTaskAndBuildsItsSuite) {
     test::ScratchDir dir;
-    const auto plan = decide::parse_plan("base: {path: m.gguf}\ntasks:\n  - lm_eval: {task: " + (examples() / "blimp_anaphor_gender_agreement.yaml").string() +
+    const auto plan = decide::parse_plan("base: {path: m.gguf}\ntasks:\n  - lm_eval: {task: " +
+                                             (examples() / "blimp_anaphor_gender_agreement.yaml").string() +
                                              ", data: " + shared_data().string() + ", limit: 50}\n",
                                          "plan.yaml", dir.path());
     ASSERT_EQ(plan.tasks.size(), 1u);

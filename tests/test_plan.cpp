@@ -35,10 +35,14 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     test::ScratchDir dir;
     test::write_file(dir.file("plan.yaml"), test::two_class_plan());
     const auto out = dir.file("out");
-    const std::vector<std::string> args = {"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results", dir.file("results.sqlite").string(), "-t", "1"};
+    const std::vector<std::string> args = {"plan",      dir.file("plan.yaml").string(),      "-o", out.string(),
+                                           "--results", dir.file("results.sqlite").string(), "-t", "1"};
     const auto first = test::run_switchyard(args);
     ASSERT_EQ(first.exit_code, 0) << first.err;
-    EXPECT_NE(first.out.find("warning: " + dir.file("plan.yaml").string() + ":10: calibration.samples: 20 samples is outside 100-500"), std::string::npos) << first.out;
+    EXPECT_NE(first.out.find("warning: " + dir.file("plan.yaml").string() +
+                             ":10: calibration.samples: 20 samples is outside 100-500"),
+              std::string::npos)
+        << first.out;
 
     const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
     const auto * stories = recommendation(decision, "stories");
@@ -54,7 +58,11 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     // R7 ranks by bits per weight, and it (f32) has more than the compression that passes.
     for (const auto & c : decision["candidates"]) {
         if (c["name"] == "stories260K") {
-            EXPECT_EQ(c["not_run"]["grammar"].get<std::string>().rfind("more bits per weight than " + (*grammar)["model"].get<std::string>() + ", which passes (bits per weight 32 vs ", 0), 0u)
+            EXPECT_EQ(c["not_run"]["grammar"].get<std::string>().rfind("more bits per weight than " +
+                                                                           (*grammar)["model"].get<std::string>() +
+                                                                           ", which passes (bits per weight 32 vs ",
+                                                                       0),
+                      0u)
                 << c.dump(2);
         }
     }
@@ -65,7 +73,8 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     EXPECT_TRUE(std::filesystem::exists(out / "models" / "babyllama.imatrix"));
     const auto & search = decision["search"];
     EXPECT_GT(search["suite_runs"].get<int>(), 0);
-    EXPECT_LT(search["suite_runs"].get<int>(), search["suite_runs_possible"].get<int>()) << "the search skips what it does not need";
+    EXPECT_LT(search["suite_runs"].get<int>(), search["suite_runs_possible"].get<int>())
+        << "the search skips what it does not need";
 
     // The portfolio serves each class with its model and the backup as fallback.
     const auto portfolio = model::load_portfolio(out / "portfolio.yaml");
@@ -93,19 +102,22 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
         ASSERT_NE(at, std::string::npos) << first.out;
         const auto line = first.out.substr(at, first.out.find('\n', at) - at);
         EXPECT_LE(report::display_length(line), report::kVerdictMaxChars) << line;
-        EXPECT_NE(html.find(line.substr(0, line.find('`'))), std::string::npos) << "the page shows the terminal's verdict: " << line;
+        EXPECT_NE(html.find(line.substr(0, line.find('`'))), std::string::npos)
+            << "the page shows the terminal's verdict: " << line;
     }
     EXPECT_NE(html.find("Perplexity change against task drop"), std::string::npos);
 
     // The page as a person sees it, in headless Chromium at 1400 and 420 px: verdicts and the
     // perplexity flag above the fold, no console message (tests/report-browser.mjs).
     if (std::system("command -v chromium > /dev/null 2>&1 && command -v node > /dev/null 2>&1") == 0) {
-        const auto command = "node --experimental-websocket '" SWITCHYARD_SOURCE_DIR "/tests/report-browser.mjs' '" + (out / "report.html").string() + "' '" + dir.path().string() + "' chromium > '" +
-                             dir.file("browser.txt").string() + "' 2>&1";
+        const auto command = "node --experimental-websocket '" SWITCHYARD_SOURCE_DIR "/tests/report-browser.mjs' '" +
+            (out / "report.html").string() + "' '" + dir.path().string() + "' chromium > '" +
+            dir.file("browser.txt").string() + "' 2>&1";
         EXPECT_EQ(std::system(command.c_str()), 0) << test::read_file(dir.file("browser.txt"));
         EXPECT_TRUE(std::filesystem::exists(dir.file("report-420.png")));
     } else {
-        ADD_FAILURE() << "chromium or node is not installed (scripts/test.sh installs them): the report was not opened in a browser";
+        ADD_FAILURE()
+            << "chromium or node is not installed (scripts/test.sh installs them): the report was not opened in a browser";
     }
 
     // Second run: every measurement comes from the store and the variants from the folder.
@@ -113,12 +125,14 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
     ASSERT_EQ(second.exit_code, 0) << second.err;
     const auto again = nlohmann::json::parse(test::read_file(out / "decision.json"));
     EXPECT_EQ(again["search"]["suite_runs"], 0);
-    EXPECT_EQ(again["search"]["suite_runs_reused"], search["suite_runs"].get<int>() + search["suite_runs_reused"].get<int>());
+    EXPECT_EQ(again["search"]["suite_runs_reused"],
+              search["suite_runs"].get<int>() + search["suite_runs_reused"].get<int>());
     EXPECT_EQ(again["search"]["variants_built"], 0);
     EXPECT_EQ(again["recommendation"], decision["recommendation"]);
 
     // serve runs the portfolio as written: each class's traffic reaches the model the plan chose.
-    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "--portfolio", (out / "portfolio.yaml").string(), "--port", "0"});
+    test::ServerProcess server(SWITCHYARD_BINARY,
+                               {"serve", "--portfolio", (out / "portfolio.yaml").string(), "--port", "0"});
     httplib::Client client("127.0.0.1", server.port());
     client.set_read_timeout(std::chrono::seconds(60));
     const std::string body = R"({"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0})";
@@ -136,9 +150,10 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
         EXPECT_TRUE(m.normalize) << m.name;
         EXPECT_EQ(m.threads, 1) << m.name;
     }
-    const auto chat = client.Post("/v1/chat/completions",
-                                  R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The cat"}], "max_tokens": 4, "temperature": 0})",
-                                  "application/json");
+    const auto chat = client.Post(
+        "/v1/chat/completions",
+        R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The cat"}], "max_tokens": 4, "temperature": 0})",
+        "application/json");
     ASSERT_TRUE(chat);
     EXPECT_EQ(chat->status, 200) << chat->body;
     EXPECT_EQ(chat->get_header_value("X-Switchyard-Model"), (*grammar)["model"].get<std::string>());
@@ -149,15 +164,24 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
 TEST(Plan, SwitchesToAServedAlternative) {
     test::ScratchDir dir;
     const auto data = test::data_dir();
-    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "-m", (data / "models" / "stories260K-f32.gguf").string(), "--port", "0", "-t", "1"});
-    test::write_file(dir.file("plan.yaml"),
-                     "base: {name: babyllama, path: " + (data / "models" / "babyllama-0.9M-f32.gguf").string() + "}\n"
-                     "alternatives:\n  - {name: served-stories, endpoint: \"http://127.0.0.1:" + std::to_string(server.port()) + "/v1\", cost_per_1k_tokens: 0.002}\n"
-                     "tasks:\n  - cloze: {text: " + (data / "data" / "tinystories-valid-head.txt").string() + ", items: 30, skip_passages: 1500}\n"
-                     "    name: story-cloze\n    critical: true\n    requires: context:1024\n"
-                     "normalize: true\npolicy: {accuracy_floor: 0.5, budgets: {memory: 1G}}\nspeed: {prompt_tokens: 16, generate_tokens: 4, repeats: 2}\n");
+    test::ServerProcess server(
+        SWITCHYARD_BINARY,
+        {"serve", "-m", (data / "models" / "stories260K-f32.gguf").string(), "--port", "0", "-t", "1"});
+    test::write_file(
+        dir.file("plan.yaml"),
+        "base: {name: babyllama, path: " + (data / "models" / "babyllama-0.9M-f32.gguf").string() +
+            "}\n"
+            "alternatives:\n  - {name: served-stories, endpoint: \"http://127.0.0.1:" +
+            std::to_string(server.port()) +
+            "/v1\", cost_per_1k_tokens: 0.002}\n"
+            "tasks:\n  - cloze: {text: " +
+            (data / "data" / "tinystories-valid-head.txt").string() +
+            ", items: 30, skip_passages: 1500}\n"
+            "    name: story-cloze\n    critical: true\n    requires: context:1024\n"
+            "normalize: true\npolicy: {accuracy_floor: 0.5, budgets: {memory: 1G}}\nspeed: {prompt_tokens: 16, generate_tokens: 4, repeats: 2}\n");
     const auto out = dir.file("out");
-    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results", dir.file("r.sqlite").string(), "-t", "1", "-q"});
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results",
+                                         dir.file("r.sqlite").string(), "-t", "1", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err << server.log();
     const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
     const auto * critical = recommendation(decision, "critical");
@@ -171,20 +195,25 @@ TEST(Plan, SwitchesToAServedAlternative) {
     EXPECT_EQ(served["suites"][0]["n"], 30);
     const auto portfolio = model::load_portfolio(out / "portfolio.yaml");
     ASSERT_NE(portfolio.find_model("served-stories"), nullptr);
-    EXPECT_EQ(portfolio.find_model("served-stories")->endpoint, "http://127.0.0.1:" + std::to_string(server.port()) + "/v1");
+    EXPECT_EQ(portfolio.find_model("served-stories")->endpoint,
+              "http://127.0.0.1:" + std::to_string(server.port()) + "/v1");
 }
 
 TEST(Plan, BadPlansFailCleanly) {
     test::ScratchDir dir;
     test::write_file(dir.file("typo.yaml"), "base: m.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  acuracy_floor: 0.9\n");
-    test::expect_clean_failure(test::run_switchyard({"plan", dir.file("typo.yaml").string(), "-o", dir.file("out").string()}),
-                               "typo.yaml:5: policy.acuracy_floor: unknown key");
+    test::expect_clean_failure(
+        test::run_switchyard({"plan", dir.file("typo.yaml").string(), "-o", dir.file("out").string()}),
+        "typo.yaml:5: policy.acuracy_floor: unknown key");
     test::write_file(dir.file("t.jsonl"), "{\"good\": \"a b\", \"bad\": \"b a\"}\n");
-    test::write_file(dir.file("nomodel.yaml"), "base: " + dir.file("missing.gguf").string() + "\ntasks:\n  - spec: t.jsonl\n");
-    test::expect_clean_failure(test::run_switchyard({"plan", dir.file("nomodel.yaml").string(), "-o", dir.file("out").string(), "--results",
-                                                     dir.file("r.sqlite").string()}),
-                               "missing.gguf");
-    test::expect_clean_failure(test::run_switchyard({"plan", dir.file("absent.yaml").string()}), "absent.yaml: cannot open the plan");
+    test::write_file(dir.file("nomodel.yaml"),
+                     "base: " + dir.file("missing.gguf").string() + "\ntasks:\n  - spec: t.jsonl\n");
+    test::expect_clean_failure(
+        test::run_switchyard({"plan", dir.file("nomodel.yaml").string(), "-o", dir.file("out").string(), "--results",
+                              dir.file("r.sqlite").string()}),
+        "missing.gguf");
+    test::expect_clean_failure(test::run_switchyard({"plan", dir.file("absent.yaml").string()}),
+                               "absent.yaml: cannot open the plan");
     EXPECT_FALSE(std::filesystem::exists(dir.file("out") / "decision.json"));
 }
 
@@ -195,7 +224,8 @@ TEST(Plan, VariantsAreTheSameOnlyWithIdenticalTensorBytes) {
     const auto base = test::model_path("babyllama-0.9M-f32.gguf");
     compress::quantize({.input = base, .output = dir.file("q8.gguf"), .type = "Q8_0", .threads = 2});
     compress::quantize({.input = base, .output = dir.file("q8-again.gguf"), .type = "Q8_0", .threads = 2});
-    compress::prune({.input = base, .output = dir.file("pruned-q8.gguf"), .sparsity = 0.5, .then_quantize = "Q8_0", .threads = 2});
+    compress::prune(
+        {.input = base, .output = dir.file("pruned-q8.gguf"), .sparsity = 0.5, .then_quantize = "Q8_0", .threads = 2});
     const auto types = [](const std::filesystem::path & p) {
         std::string out;
         for (const auto & t : model::inspect_gguf(p).tensors) out += t.name + "=" + t.type + ";";
@@ -213,15 +243,22 @@ TEST(Plan, VariantsAreTheSameOnlyWithIdenticalTensorBytes) {
 TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     test::ScratchDir dir;
     const auto d = test::data_dir().string();
-    test::write_file(dir.file("plan.yaml"),
-                     "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
-                     "alternatives:\n  - {name: stories260K, path: " + d + "/models/stories260K-f32.gguf}\n"
-                     "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0}\n  - {prune: {pattern: \"2:4\"}, type: Q8_0}\n"
-                     "normalize: true\n"
-                     "tasks:\n  - cloze: {text: " + d + "/data/tinystories-valid-head.txt, items: 200, skip_passages: 1500}\n"
-                     "    name: story-cloze\n    class: stories\n");
+    test::write_file(
+        dir.file("plan.yaml"),
+        "base: {name: babyllama, path: " + d +
+            "/models/babyllama-0.9M-f32.gguf}\n"
+            "alternatives:\n  - {name: stories260K, path: " +
+            d +
+            "/models/stories260K-f32.gguf}\n"
+            "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0}\n  - {prune: {pattern: \"2:4\"}, type: Q8_0}\n"
+            "normalize: true\n"
+            "tasks:\n  - cloze: {text: " +
+            d +
+            "/data/tinystories-valid-head.txt, items: 200, skip_passages: 1500}\n"
+            "    name: story-cloze\n    class: stories\n");
     const auto out = dir.file("out");
-    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results", dir.file("r.sqlite").string(), "-t", "1", "-q"});
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results",
+                                         dir.file("r.sqlite").string(), "-t", "1", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
     const auto * stories = recommendation(decision, "stories");
@@ -236,8 +273,10 @@ TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     EXPECT_NE(reason.find("; magnitude-2:4+Q8_0: R3-drop: drop "), std::string::npos) << reason;
     EXPECT_NE(reason.find("the drop is above max_drop 10.0% -> too compressed"), std::string::npos) << reason;
     EXPECT_NE(reason.find("stories260K passes: drop "), std::string::npos) << reason;
-    EXPECT_NE((*stories)["guarantee"].get<std::string>().find("the chance that stories260K in fact drops more than 10.0% versus the original on some suite of `stories` is at most 0.05 (3 families"),
-              std::string::npos)
+    EXPECT_NE(
+        (*stories)["guarantee"].get<std::string>().find(
+            "the chance that stories260K in fact drops more than 10.0% versus the original on some suite of `stories` is at most 0.05 (3 families"),
+        std::string::npos)
         << stories->dump(2);
     // Every candidate was measured: two ladders of one rung and the alternative.
     std::map<std::string, nlohmann::json> by_name;
@@ -248,7 +287,9 @@ TEST(Plan, SwitchesWhenEveryVariantDropsTooMuch) {
     EXPECT_EQ(by_name["stories260K"]["suites"].size(), 1u);
     EXPECT_EQ(decision["search"]["suite_runs"], 4);
     EXPECT_EQ(decision["search"]["suite_runs_possible"], 4);
-    EXPECT_NE(r.out.find("stories: switch → stories260K (backup: babyllama) — no compression passes; the "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("stories: switch → stories260K (backup: babyllama) — no compression passes; the "),
+              std::string::npos)
+        << r.out;
 }
 
 // A pruned Q8_0 keeps 8.5 bits per weight but is no milder than a Q6_K: when it fails, the Q6_K is
@@ -257,13 +298,18 @@ TEST(Plan, APrunedVariantThatFailsDoesNotHideAMilderQuantization) {
     test::ScratchDir dir;
     const auto d = test::data_dir().string();
     test::write_file(dir.file("plan.yaml"),
-                     "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
-                     "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0}\n  - {type: Q6_K}\n"
-                     "normalize: true\n"
-                     "tasks:\n  - spec: blimp:" + d + "/data/blimp/anaphor_gender_agreement.jsonl\n"
-                     "  - spec: blimp:" + d + "/data/blimp/determiner_noun_agreement_1.jsonl\n");
+                     "base: {name: babyllama, path: " + d +
+                         "/models/babyllama-0.9M-f32.gguf}\n"
+                         "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0}\n  - {type: Q6_K}\n"
+                         "normalize: true\n"
+                         "tasks:\n  - spec: blimp:" +
+                         d +
+                         "/data/blimp/anaphor_gender_agreement.jsonl\n"
+                         "  - spec: blimp:" +
+                         d + "/data/blimp/determiner_noun_agreement_1.jsonl\n");
     const auto out = dir.file("out");
-    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results", dir.file("r.sqlite").string(), "-t", "1", "-q"});
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results",
+                                         dir.file("r.sqlite").string(), "-t", "1", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
     const auto * general = recommendation(decision, "general");
@@ -286,19 +332,26 @@ TEST(Plan, AnInterruptedSequentialPlanResumesToTheSameVerdict) {
     test::ScratchDir dir;
     const auto d = test::data_dir().string();
     test::write_file(dir.file("plan.yaml"),
-                     "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
-                     "variants:\n  - {type: Q8_0, imatrix: false}\n  - {type: Q4_0, imatrix: false}\n"
-                     "normalize: true\n"
-                     "tasks:\n"
-                     "  - spec: blimp:" + d + "/data/blimp/irregular_past_participle_verbs.jsonl\n"
-                     "  - spec: blimp:" + d + "/data/blimp/determiner_noun_agreement_1.jsonl\n");
+                     "base: {name: babyllama, path: " + d +
+                         "/models/babyllama-0.9M-f32.gguf}\n"
+                         "variants:\n  - {type: Q8_0, imatrix: false}\n  - {type: Q4_0, imatrix: false}\n"
+                         "normalize: true\n"
+                         "tasks:\n"
+                         "  - spec: blimp:" +
+                         d +
+                         "/data/blimp/irregular_past_participle_verbs.jsonl\n"
+                         "  - spec: blimp:" +
+                         d + "/data/blimp/determiner_noun_agreement_1.jsonl\n");
     const auto plan = [&](const std::string & out, const std::string & store) {
-        return std::vector<std::string>{"plan", dir.file("plan.yaml").string(), "-o", dir.file(out).string(), "--results", dir.file(store).string(), "-t", "1"};
+        return std::vector<std::string>{"plan",      dir.file("plan.yaml").string(), "-o", dir.file(out).string(),
+                                        "--results", dir.file(store).string(),       "-t", "1"};
     };
     const auto through = test::run_switchyard(plan("through", "through.sqlite"));
     ASSERT_EQ(through.exit_code, 0) << through.err;
     const auto expected = nlohmann::json::parse(test::read_file(dir.file("through") / "decision.json"));
-    ASSERT_LT(expected["search"]["items_read"].get<std::size_t>(), expected["search"]["items_available"].get<std::size_t>()) << "the suites stopped early";
+    ASSERT_LT(expected["search"]["items_read"].get<std::size_t>(),
+              expected["search"]["items_available"].get<std::size_t>())
+        << "the suites stopped early";
 
     // Killed once a round is in the store, its suite not yet read through (a partial run with items).
     auto args = plan("killed", "resumed.sqlite");
@@ -329,7 +382,8 @@ TEST(Plan, AnInterruptedSequentialPlanResumesToTheSameVerdict) {
     EXPECT_EQ(got["search"]["items_read"], expected["search"]["items_read"]);
     const auto reused = got["search"]["items_reused"].get<std::size_t>();
     EXPECT_GT(reused, 0u) << "the rounds recorded before the kill are read back";
-    EXPECT_EQ(got["search"]["items_scored"].get<std::size_t>() + reused, expected["search"]["items_scored"].get<std::size_t>())
+    EXPECT_EQ(got["search"]["items_scored"].get<std::size_t>() + reused,
+              expected["search"]["items_scored"].get<std::size_t>())
         << "nothing scored twice, nothing missing";
 
     // A later plan with a tighter limit reads the stored rounds back and scores only what its own

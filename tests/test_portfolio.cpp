@@ -93,49 +93,61 @@ TEST(Portfolio, CostsAreWrittenToTheDigitsAMeasurementCarries) {
 }
 
 TEST(Portfolio, ModelsOnlyMeansOneRoutePerModel) {
-    const auto p = parse_portfolio("models:\n  - {name: a, path: a.gguf}\n  - {name: b, path: b.gguf}\n", "p.yaml", "/dir");
+    const auto p =
+        parse_portfolio("models:\n  - {name: a, path: a.gguf}\n  - {name: b, path: b.gguf}\n", "p.yaml", "/dir");
     ASSERT_EQ(p.routes.size(), 2u);
     EXPECT_EQ(p.routes[1].model, "b");
     EXPECT_EQ(p.default_route, "a");
 }
 
 TEST(Portfolio, ErrorsNameLineAndKey) {
-    EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    contxt: 5\n"), "p.yaml:4: models[0].contxt: unknown key (expected one of: name, path, endpoint, "
-                                                                                   "remote_model, api_key_env, context, parallel, threads, gpu_layers, rpc, "
-                                                                                   "normalize, cost_per_1k_tokens, note, replicas, health)");
+    EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    contxt: 5\n"),
+              "p.yaml:4: models[0].contxt: unknown key (expected one of: name, path, endpoint, "
+              "remote_model, api_key_env, context, parallel, threads, gpu_layers, rpc, "
+              "normalize, cost_per_1k_tokens, note, replicas, health)");
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\nroutes:\n  - name: r\n    model: b\n"),
               "p.yaml:5: routes: route 'r' names the model 'b', which 'models' does not define");
-    EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    context: lots\n"), "p.yaml:4: models[0].context: expected a whole number, found 'lots'");
-    EXPECT_EQ(error_of("models:\n  - name: a\n"), "p.yaml:2: models[0]: give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL), or 'replicas'");
+    EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    context: lots\n"),
+              "p.yaml:4: models[0].context: expected a whole number, found 'lots'");
+    EXPECT_EQ(
+        error_of("models:\n  - name: a\n"),
+        "p.yaml:2: models[0]: give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL), or 'replicas'");
     EXPECT_EQ(error_of("models: [\n"), "p.yaml:2: not valid YAML: end of sequence flow not found");
     EXPECT_EQ(error_of("- a\n"), "p.yaml: expected a YAML mapping at the top level, found a list");
-    EXPECT_NE(error_of("models:\n  - {name: a, path: a.gguf}\nrules:\n  - {route: a, regex: \"(\"}\n").find("p.yaml:4: rules[0].regex: not a valid RE2 regular expression"),
+    EXPECT_NE(error_of("models:\n  - {name: a, path: a.gguf}\nrules:\n  - {route: a, regex: \"(\"}\n")
+                  .find("p.yaml:4: rules[0].regex: not a valid RE2 regular expression"),
               std::string::npos);
 }
 
 TEST(Portfolio, ReplicasReadAndRoundTrip) {
-    const auto p = parse_portfolio("models:\n  - name: big\n    path: big.gguf\n    replicas:\n      - {endpoint: 'http://10.0.0.5:8080/v1'}\n"
-                                   "      - {endpoint: 'http://10.0.0.6:8080/v1', weight: 2}\n    health: {interval_ms: 250}\n",
-                                   "p.yaml", "/srv");
+    const auto p = parse_portfolio(
+        "models:\n  - name: big\n    path: big.gguf\n    replicas:\n      - {endpoint: 'http://10.0.0.5:8080/v1'}\n"
+        "      - {endpoint: 'http://10.0.0.6:8080/v1', weight: 2}\n    health: {interval_ms: 250}\n",
+        "p.yaml", "/srv");
     ASSERT_EQ(p.models[0].replicas.size(), 2u);
     EXPECT_EQ(p.models[0].replicas[1].weight, 2);
     EXPECT_EQ(p.models[0].health.interval_ms, 250);
     EXPECT_EQ(p.models[0].health.path, "/health");
     EXPECT_EQ(p.models[0].path, "/srv/big.gguf");  // the in-process engine joins the replicas
     EXPECT_EQ(parse_portfolio(portfolio_to_yaml(p, {}), "again", "/srv").models, p.models);
-    EXPECT_EQ(error_of("models:\n  - {name: a, endpoint: 'http://x/v1', replicas: [{endpoint: 'http://y/v1'}]}\n"),
-              "p.yaml:2: models[0].endpoint: a model with replicas lists every server under 'replicas' (and 'path' adds the in-process engine)");
-    EXPECT_EQ(error_of("models:\n  - {name: a, replicas: [{endpoint: 'http://y/v1', weight: 0}]}\n"), "p.yaml:2: models[0].replicas[0].weight: must be positive");
+    EXPECT_EQ(
+        error_of("models:\n  - {name: a, endpoint: 'http://x/v1', replicas: [{endpoint: 'http://y/v1'}]}\n"),
+        "p.yaml:2: models[0].endpoint: a model with replicas lists every server under 'replicas' (and 'path' adds the in-process engine)");
+    EXPECT_EQ(error_of("models:\n  - {name: a, replicas: [{endpoint: 'http://y/v1', weight: 0}]}\n"),
+              "p.yaml:2: models[0].replicas[0].weight: must be positive");
 }
 
 TEST(Portfolio, RpcWorkersHoldAnInProcessModel) {
-    const auto p = parse_portfolio("models:\n  - {name: big, path: big.gguf, rpc: ['rpc://10.0.0.5:50052', '10.0.0.6:50052']}\n", "p.yaml", "/srv");
+    const auto p =
+        parse_portfolio("models:\n  - {name: big, path: big.gguf, rpc: ['rpc://10.0.0.5:50052', '10.0.0.6:50052']}\n",
+                        "p.yaml", "/srv");
     EXPECT_EQ(p.models[0].rpc, (std::vector<std::string>{"10.0.0.5:50052", "10.0.0.6:50052"}));
     EXPECT_EQ(parse_portfolio(portfolio_to_yaml(p, {}), "again", "/srv").models, p.models);
     EXPECT_EQ(error_of("models:\n  - {name: a, endpoint: 'http://x/v1', rpc: ['rpc://h:1']}\n"),
               "p.yaml:2: models[0].rpc: RPC workers hold an in-process model's layers: give 'path' (a GGUF file)");
-    EXPECT_EQ(error_of("models:\n  - {name: a, path: a.gguf, rpc: ['rpc://h']}\n"),
-              "p.yaml:2: models[0].rpc: 'rpc://h' is not an RPC worker endpoint: expected rpc://HOST:PORT (an rpc-server's address)");
+    EXPECT_EQ(
+        error_of("models:\n  - {name: a, path: a.gguf, rpc: ['rpc://h']}\n"),
+        "p.yaml:2: models[0].rpc: 'rpc://h' is not an RPC worker endpoint: expected rpc://HOST:PORT (an rpc-server's address)");
 }
 
 TEST(Portfolio, SaveIsAtomicAndLoadsBack) {

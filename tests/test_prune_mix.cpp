@@ -88,7 +88,8 @@ TEST(Prune, RealSparsityEqualsTheRequestedOne) {
     ASSERT_EQ(r.pruned.size(), 35u);  // blk.* matrices; embeddings and output left alone
     for (const auto & t : r.pruned) EXPECT_DOUBLE_EQ(t.sparsity(), 0.5) << t.name;
     EXPECT_DOUBLE_EQ(r.overall_sparsity, 0.5);
-    EXPECT_EQ(r.written.file_bytes, model::inspect_gguf(test::model_path(kBaby)).file_bytes) << "dense storage keeps the size";
+    EXPECT_EQ(r.written.file_bytes, model::inspect_gguf(test::model_path(kBaby)).file_bytes)
+        << "dense storage keeps the size";
     EXPECT_NE(r.recipe["parameters"]["note"].get<std::string>().find("unchanged"), std::string::npos);
     const auto embd = tensor_values(o.output, "token_embd.weight");
     EXPECT_EQ(std::count(embd.begin(), embd.end(), 0.0f), 0);
@@ -183,11 +184,13 @@ TEST(Mix, SensitivityRanksAndMixFitsTheBudget) {
     compress::DriftData data{.files = {text_file()}, .chunks = 4, .normalize = true, .threads = 2, .progress = false};
     const auto ranking = compress::measure_sensitivity(test::model_path(kBaby), {"Q4_0"}, data);
     ASSERT_EQ(ranking.size(), 37u);  // every weight matrix
-    for (std::size_t i = 1; i < ranking.size(); ++i) EXPECT_GE(ranking[i - 1].drift.kld.mean, ranking[i].drift.kld.mean);
+    for (std::size_t i = 1; i < ranking.size(); ++i)
+        EXPECT_GE(ranking[i - 1].drift.kld.mean, ranking[i].drift.kld.mean);
     EXPECT_GT(ranking.front().drift.kld.mean, 0.0);
     EXPECT_LT(ranking.front().drift.top1_agreement, 1.0);
 
-    compress::MixOptions o{.input = test::model_path(kBaby), .output = dir.file("mix.gguf"), .budget = "600K", .data = data};
+    compress::MixOptions o{
+        .input = test::model_path(kBaby), .output = dir.file("mix.gguf"), .budget = "600K", .data = data};
     const auto r = compress::mix(o);
     EXPECT_LE(r.written.file_bytes, 600u * 1024);
     ASSERT_EQ(r.uniform.size(), 3u);
@@ -213,7 +216,11 @@ TEST(Mix, SensitivityRanksAndMixFitsTheBudget) {
 
 TEST(Mix, TrialsComeBackFromTheResultsStoreSoANewBudgetQuantizesOnlyTheMix) {
     test::ScratchDir dir;
-    compress::DriftData data{.files = {text_file()}, .chunks = 2, .normalize = true, .threads = 2, .progress = false,
+    compress::DriftData data{.files = {text_file()},
+                             .chunks = 2,
+                             .normalize = true,
+                             .threads = 2,
+                             .progress = false,
                              .results = dir.file("results.sqlite")};
     const auto first = compress::measure_sensitivity(test::model_path(kBaby), {"Q4_0"}, data);
     const auto again = compress::measure_sensitivity(test::model_path(kBaby), {"Q4_0"}, data);
@@ -228,7 +235,11 @@ TEST(Mix, TrialsComeBackFromTheResultsStoreSoANewBudgetQuantizesOnlyTheMix) {
     }
 
     // The Q4_0 trials are known: the first mix runs the 37 Q8_0 ones, two uniform files and the mix.
-    compress::MixOptions o{.input = test::model_path(kBaby), .output = dir.file("mix.gguf"), .budget = "700K", .types = {"Q8_0", "Q4_0"}, .data = data};
+    compress::MixOptions o{.input = test::model_path(kBaby),
+                           .output = dir.file("mix.gguf"),
+                           .budget = "700K",
+                           .types = {"Q8_0", "Q4_0"},
+                           .data = data};
     const auto r = compress::mix(o);
     EXPECT_EQ(r.reused, 37u);
     EXPECT_EQ(r.quantized, 37u + 2u + 1u);

@@ -42,15 +42,24 @@ std::filesystem::path smollm(const test::ScratchDir & dir) {
 // vocabulary, and this one needs 32-bit token ids.
 std::filesystem::path wide_vocabulary(const test::ScratchDir & dir) {
     const auto path = dir.file("wide.gguf");
-    model::write_synthetic_model({.shape = {.name = "wide", .vocab = 128256, .embedding = 64, .layers = 1, .heads = 2, .kv_heads = 1,
-                                            .feed_forward = 128, .context = 256, .tied_output = true}},
+    model::write_synthetic_model({.shape = {.name = "wide",
+                                            .vocab = 128256,
+                                            .embedding = 64,
+                                            .layers = 1,
+                                            .heads = 2,
+                                            .kv_heads = 1,
+                                            .feed_forward = 128,
+                                            .context = 256,
+                                            .tied_output = true}},
                                  path);
     return path;
 }
 
 // The shared models' small vocabularies lack some characters of the text: `normalize` drops them.
 std::vector<std::vector<engine::Token>> chunks_of(const engine::LlamaEngine & e, int context, int chunks) {
-    return eval::tokenize_chunks(e, {.files = {text_file()}, .context = context, .max_chunks = chunks, .normalize = true}).chunks;
+    return eval::tokenize_chunks(e,
+                                 {.files = {text_file()}, .context = context, .max_chunks = chunks, .normalize = true})
+        .chunks;
 }
 
 // llama-perplexity's --kl-divergence-base file for the same chunks: a 20-byte header, every token
@@ -123,7 +132,8 @@ TEST(BaseFile, AtA128kVocabularyTopKIsUnderAHundredthOfLlamaPerplexitys) {
     // 32-bit ids now: per position 3 floats and 64 × (4 + 2) bytes; llama-perplexity's row is 256 KB.
     std::uintmax_t tokens = 0;
     for (const auto & c : ref.chunks) tokens += c.size();
-    EXPECT_EQ(std::filesystem::file_size(path), 8 + 16 + 8 + 8 * ref.chunks.size() + 4 * tokens + 8 + ref.positions() * (12 + 64 * 6));
+    EXPECT_EQ(std::filesystem::file_size(path),
+              8 + 16 + 8 + 8 * ref.chunks.size() + 4 * tokens + 8 + ref.positions() * (12 + 64 * 6));
     EXPECT_LT(std::filesystem::file_size(path) * 100, llama_perplexity_base_bytes(ref));
     const eval::Drift self = eval::measure_drift(eval::load_reference(path), base);
     EXPECT_EQ(self.top1_agreement, 1.0);
@@ -135,15 +145,20 @@ TEST(BaseFile, ForeignOldNewerAndTruncatedFilesAreNamedClearly) {
         test::write_file(dir.file(name), bytes);
         return dir.file(name);
     };
-    EXPECT_NE(error_of(write("lp.kld", std::string("_logits_") + std::string(64, '\0'))).find("llama-perplexity --kl-divergence-base file"),
+    EXPECT_NE(error_of(write("lp.kld", std::string("_logits_") + std::string(64, '\0')))
+                  .find("llama-perplexity --kl-divergence-base file"),
               std::string::npos);
-    EXPECT_NE(error_of(write("old.ref", "SYREF001" + std::string(64, '\0'))).find("base file format 1, written by an older switchyard"),
+    EXPECT_NE(error_of(write("old.ref", "SYREF001" + std::string(64, '\0')))
+                  .find("base file format 1, written by an older switchyard"),
               std::string::npos);
-    EXPECT_NE(error_of(write("new.ref", "SYREF007" + std::string(64, '\0'))).find("base file format 7, from a newer switchyard"), std::string::npos);
+    EXPECT_NE(error_of(write("new.ref", "SYREF007" + std::string(64, '\0')))
+                  .find("base file format 7, from a newer switchyard"),
+              std::string::npos);
     EXPECT_NE(error_of(write("text.ref", "hello, world")).find("not a switchyard base file"), std::string::npos);
     EXPECT_NE(error_of(write("empty.ref", "")).find("not a switchyard base file"), std::string::npos);
 
-    engine::LlamaEngine base({.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 64});
+    engine::LlamaEngine base(
+        {.model_path = test::model_path("stories260K-f32.gguf"), .threads = 2, .context_length = 64});
     const auto good = dir.file("good.ref");
     eval::save_reference(eval::record_reference(base, chunks_of(base, 64, 2), 16), good);
     const std::string bytes = test::read_file(good);
@@ -153,8 +168,8 @@ TEST(BaseFile, ForeignOldNewerAndTruncatedFilesAreNamedClearly) {
     }
     EXPECT_NE(error_of(write("long.ref", bytes + "x")).find("bytes after its end"), std::string::npos);
     // Through the CLI: one line, exit code 1.
-    test::expect_clean_failure(test::run_switchyard({"eval", "-m", test::model_path("stories260K-f32.gguf").string(), "--base-file",
-                                                     dir.file("old.ref").string()}),
+    test::expect_clean_failure(test::run_switchyard({"eval", "-m", test::model_path("stories260K-f32.gguf").string(),
+                                                     "--base-file", dir.file("old.ref").string()}),
                                "record it again with --save-base");
 }
 
@@ -166,7 +181,8 @@ TEST(BaseFile, EvalRecordsAModelsOwnPredictionsInTheSamePassAsItsPerplexity) {
     const auto original = test::model_path("stories260K-f32.gguf").string();
     const auto q4 = dir.file("q4.gguf").string();
     compress::quantize({.input = original, .output = q4, .type = "Q4_0", .threads = 2});
-    const std::vector<std::string> text = {"--text", text_file().string(), "-c", "64", "--chunks", "4", "--normalize", "-t", "2", "--json"};
+    const std::vector<std::string> text = {"--text", text_file().string(), "-c", "64", "--chunks",
+                                           "4",      "--normalize",        "-t", "2",  "--json"};
     const auto eval = [&](std::vector<std::string> args) {
         args.insert(args.begin(), "eval");
         args.insert(args.end(), text.begin(), text.end());
@@ -179,7 +195,8 @@ TEST(BaseFile, EvalRecordsAModelsOwnPredictionsInTheSamePassAsItsPerplexity) {
     const auto recorded = eval({"-m", original, "--save-base", base});
     ASSERT_TRUE(std::filesystem::exists(base));
     // To the single precision the file keeps each position's log-probability in.
-    EXPECT_NEAR(recorded.value("perplexity", 0.0), plain.value("perplexity", -1.0), 1e-7 * plain.value("perplexity", 0.0));
+    EXPECT_NEAR(recorded.value("perplexity", 0.0), plain.value("perplexity", -1.0),
+                1e-7 * plain.value("perplexity", 0.0));
     EXPECT_FALSE(recorded.contains("drift"));
 
     const auto from_file = test::run_switchyard({"eval", "-m", q4, "--base-file", base, "-t", "2", "--json"});
@@ -189,8 +206,9 @@ TEST(BaseFile, EvalRecordsAModelsOwnPredictionsInTheSamePassAsItsPerplexity) {
     EXPECT_GT(kld, 1e-3);
     EXPECT_NEAR(kld, with_base["drift"]["kld"]["mean"].get<double>(), 1e-9 * kld);
 
-    test::expect_clean_failure(test::run_switchyard({"eval", "-m", q4, "--base-file", base, "--save-base", dir.file("again.ref").string()}),
-                               "cannot be combined");
+    test::expect_clean_failure(
+        test::run_switchyard({"eval", "-m", q4, "--base-file", base, "--save-base", dir.file("again.ref").string()}),
+        "cannot be combined");
 }
 
 // The shared models' Q4_0 against their F32 originals: the mean KLD from a default (top-64) base
@@ -205,13 +223,23 @@ TEST(BaseFile, DefaultTopKKldIsWithinOnePercentOfExactOnTheSharedModelsQ4_0) {
         const auto chunks = chunks_of(base, 128, 8);
 
         std::vector<std::vector<float>> rows;
-        const auto wanted = [&](std::size_t s, std::size_t pos) { return eval::scored_position(pos, chunks[s].size()); };
-        base.forward(chunks, [&](std::size_t, std::size_t, std::span<const float> logits) { rows.emplace_back(logits.begin(), logits.end()); },
-                     wanted);
+        const auto wanted = [&](std::size_t s, std::size_t pos) {
+            return eval::scored_position(pos, chunks[s].size());
+        };
+        base.forward(
+            chunks,
+            [&](std::size_t, std::size_t, std::span<const float> logits) {
+                rows.emplace_back(logits.begin(), logits.end());
+            },
+            wanted);
         double exact = 0.0;
         std::size_t i = 0;
-        variant.forward(chunks, [&](std::size_t, std::size_t, std::span<const float> logits) { exact += stats::kl_divergence(rows[i++], logits); },
-                        wanted);
+        variant.forward(
+            chunks,
+            [&](std::size_t, std::size_t, std::span<const float> logits) {
+                exact += stats::kl_divergence(rows[i++], logits);
+            },
+            wanted);
         exact /= static_cast<double>(rows.size());
 
         const auto path = dir.file("base.ref");
@@ -237,7 +265,8 @@ TEST(Quantize, Q4_K_MAtSmolLMsVocabularyRunsAndKeepsTheShape) {
     EXPECT_GT(info.tensor_types.at("q4_K"), 0u);
     EXPECT_TRUE(std::filesystem::exists(out.string() + ".recipe.json"));
     // It runs: a finite perplexity on real text.
-    const auto e = test::run_switchyard({"eval", "-m", out.string(), "--text", text_file().string(), "-c", "64", "--chunks", "2", "-t", "2", "--json"});
+    const auto e = test::run_switchyard(
+        {"eval", "-m", out.string(), "--text", text_file().string(), "-c", "64", "--chunks", "2", "-t", "2", "--json"});
     ASSERT_EQ(e.exit_code, 0) << e.err;
     const double ppl = nlohmann::json::parse(e.out)["perplexity"].get<double>();
     EXPECT_TRUE(std::isfinite(ppl));
@@ -272,11 +301,16 @@ TEST(Eval, ChunkOptionsGiveTheSamePerplexityAsFullBatches) {
     const auto path = smollm(dir);
     double full = 0, chunked = 0;
     {
-        engine::LlamaEngine e({.model_path = path, .threads = 2, .context_length = 64, .parallel = engine::scoring_parallel(64)});
-        full = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8})).perplexity;
+        engine::LlamaEngine e(
+            {.model_path = path, .threads = 2, .context_length = 64, .parallel = engine::scoring_parallel(64)});
+        full = eval::measure_perplexity(
+                   e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8}))
+                   .perplexity;
     }
     engine::LlamaEngine e(eval::chunk_engine_options(path, 49152, 2, 64));
-    chunked = eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8})).perplexity;
+    chunked =
+        eval::measure_perplexity(e, eval::tokenize_chunks(e, {.files = {text_file()}, .context = 64, .max_chunks = 8}))
+            .perplexity;
     EXPECT_GT(full, 1.0);
     EXPECT_NEAR(chunked, full, 1e-9 * full);
 }
@@ -325,7 +359,8 @@ TEST(HashCache, ProcessesSharingTheCacheAgreeAndLeaveWholeEntries) {
     const HashCacheOptions cache{.dir = dir.file("hashes"), .min_bytes = 0};
     std::vector<std::thread> workers;
     std::vector<std::string> digests(8);
-    for (std::size_t i = 0; i < digests.size(); ++i) workers.emplace_back([&, i] { digests[i] = cached_sha256_file(file, 0, cache); });
+    for (std::size_t i = 0; i < digests.size(); ++i)
+        workers.emplace_back([&, i] { digests[i] = cached_sha256_file(file, 0, cache); });
     for (auto & w : workers) w.join();
     for (const auto & d : digests) EXPECT_EQ(d, sha256_file(file));
     std::size_t entries = 0;
@@ -338,11 +373,20 @@ TEST(HashCache, ProcessesSharingTheCacheAgreeAndLeaveWholeEntries) {
 
 // The estimate is tokens and weights over the sampled rates, stage by stage (constructed numbers).
 TEST(DryRun, EstimatesEachStageFromTheSampledRates) {
-    decide::PlanWork w{.base = "b", .base_parameters = 1'000'000, .context = 100, .calibration_tokens = 2000, .variants = {"Q8_0", "Q4_0"},
-                       .variants_kept = {"Q5_0"}, .screen_tokens = 500, .local_candidates = 5, .remote_candidates = 1,
-                       .suites = {{.name = "s", .items = 10, .score_tokens = 1000, .generate_tokens = 50}}, .speed_prefill_tokens = 300,
+    decide::PlanWork w{.base = "b",
+                       .base_parameters = 1'000'000,
+                       .context = 100,
+                       .calibration_tokens = 2000,
+                       .variants = {"Q8_0", "Q4_0"},
+                       .variants_kept = {"Q5_0"},
+                       .screen_tokens = 500,
+                       .local_candidates = 5,
+                       .remote_candidates = 1,
+                       .suites = {{.name = "s", .items = 10, .score_tokens = 1000, .generate_tokens = 50}},
+                       .speed_prefill_tokens = 300,
                        .speed_decode_tokens = 100};
-    const decide::WorkRates rates{.forward_tokens_per_s = 1000, .decode_tokens_per_s = 50, .quantize_weights_per_s = 500'000};
+    const decide::WorkRates rates{
+        .forward_tokens_per_s = 1000, .decode_tokens_per_s = 50, .quantize_weights_per_s = 500'000};
     const auto stages = decide::estimate_stages(w, rates);
     ASSERT_EQ(stages.size(), 5u);
     EXPECT_EQ(stages[0].stage, "calibrate");
@@ -365,7 +409,9 @@ TEST(DryRun, EstimatesEachStageFromTheSampledRates) {
     w.expected_share = 0.4;
     const auto sequential = decide::estimate_stages(w, rates);
     EXPECT_NEAR(sequential[3].seconds, 0.4 * 5 * (1.0 + 1.0), 1e-9);
-    EXPECT_NE(sequential[3].work.find("expected to read 40% of them, one near the limit all (10 s if every candidate read every item)"), std::string::npos)
+    EXPECT_NE(sequential[3].work.find(
+                  "expected to read 40% of them, one near the limit all (10 s if every candidate read every item)"),
+              std::string::npos)
         << sequential[3].work;
 }
 
@@ -373,7 +419,8 @@ TEST(DryRun, OnSmolLMsShapeCountsTheWorkAndWritesNothing) {
     test::ScratchDir dir;
     smollm(dir);
     const auto data = test::data_dir() / "data";
-    test::write_file(dir.file("plan.yaml"), fmt::format(R"(base:
+    test::write_file(dir.file("plan.yaml"),
+                     fmt::format(R"(base:
   name: smol
   path: smollm2-135m.gguf
 variants:
@@ -394,9 +441,10 @@ tasks:
   - spec: blimp:{0}/blimp/anaphor_gender_agreement.jsonl
 speed: {{prompt_tokens: 32, generate_tokens: 8, repeats: 1}}
 )",
-                                                                  data.string()));
+                                 data.string()));
     const auto out = dir.file("out");
-    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "--dry-run", "-o", out.string(), "-t", "2"});
+    const auto r =
+        test::run_switchyard({"plan", dir.file("plan.yaml").string(), "--dry-run", "-o", out.string(), "-t", "2"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("dry run: nothing is built, measured or written"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("base: smol, 134.5M parameters, chunks of 512 tokens"), std::string::npos) << r.out;
@@ -405,7 +453,8 @@ speed: {{prompt_tokens: 32, generate_tokens: 8, repeats: 1}}
     EXPECT_NE(r.out.find("4 models × 256 tokens"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("2 suites × 4 candidates"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("4 candidates × 832 prompt and 208 generated tokens"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("sequential tests: a candidate with no true drop is expected to read "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("sequential tests: a candidate with no true drop is expected to read "), std::string::npos)
+        << r.out;
     EXPECT_NE(r.out.find("total"), std::string::npos) << r.out;
     EXPECT_FALSE(std::filesystem::exists(out)) << "a dry run writes nothing";
 }

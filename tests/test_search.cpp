@@ -32,7 +32,7 @@ struct Script {
 class FakeScores : public MeasurementSource {
 public:
     std::map<std::string, std::pair<std::size_t, std::size_t>> originals;  // suite -> items, right
-    std::map<std::string, std::map<std::string, Script>> scripts;          // candidate -> suite -> script
+    std::map<std::string, std::map<std::string, Script>> scripts;  // candidate -> suite -> script
     std::map<std::string, CostScore> costs;
     std::vector<std::string> evaluated;  // "candidate/class", in the order asked
     std::vector<TaskRef> tasks;
@@ -42,13 +42,15 @@ public:
     // The scripted outcomes, read in a fixed shuffled order (as the planner reads a suite), so any
     // prefix is a fair sample of the script.
     SuiteScore score(const Candidate & c, const TaskRef & t, std::size_t items) override {
-        if (std::find(evaluated.begin(), evaluated.end(), c.name + "/" + t.task_class) == evaluated.end()) evaluated.push_back(c.name + "/" + t.task_class);
+        if (std::find(evaluated.begin(), evaluated.end(), c.name + "/" + t.task_class) == evaluated.end())
+            evaluated.push_back(c.name + "/" + t.task_class);
         auto & read = read_[c.name + "/" + t.suite];
         items_read += items - std::min(items, read);
         read = std::max(read, items);
         const auto base = prefix(original(t.suite), items);
         if (c.kind == CandidateKind::original) return suite_score(t.suite, t.critical, base, nullptr);
-        return suite_score(t.suite, t.critical, prefix(other(original(t.suite), scripts[c.name][t.suite]), items), &base);
+        return suite_score(t.suite, t.critical, prefix(other(original(t.suite), scripts[c.name][t.suite]), items),
+                           &base);
     }
 
     void measure_cost(Candidate & c) override {
@@ -113,12 +115,22 @@ private:
     }
 };
 
-Candidate model(const std::string & name, CandidateKind kind, std::uint64_t bytes, double bits = 16, const std::string & ladder = "", double severity = 0) {
-    return Candidate{.name = name, .kind = kind, .capabilities = {"text"}, .context_length = 2048, .file_bytes = bytes, .bits_per_weight = bits,
-                     .same_vocabulary = kind != CandidateKind::alternative, .ladder = ladder, .severity = severity};
+Candidate model(const std::string & name, CandidateKind kind, std::uint64_t bytes, double bits = 16,
+                const std::string & ladder = "", double severity = 0) {
+    return Candidate{.name = name,
+                     .kind = kind,
+                     .capabilities = {"text"},
+                     .context_length = 2048,
+                     .file_bytes = bytes,
+                     .bits_per_weight = bits,
+                     .same_vocabulary = kind != CandidateKind::alternative,
+                     .ladder = ladder,
+                     .severity = severity};
 }
 
-Candidate quant(const std::string & name, std::uint64_t bytes, double bits) { return model(name, CandidateKind::variant, bytes, bits, "quantize+imatrix", -bits); }
+Candidate quant(const std::string & name, std::uint64_t bytes, double bits) {
+    return model(name, CandidateKind::variant, bytes, bits, "quantize+imatrix", -bits);
+}
 
 struct Run {
     Decisions decided;
@@ -142,9 +154,11 @@ Run run(const Policy & policy, std::vector<Candidate> candidates, FakeScores & s
         if (std::find(classes.begin(), classes.end(), t.task_class) == classes.end()) classes.push_back(t.task_class);
     for (auto & t : scores.tasks) t.items = scores.originals.at(t.suite).first;
     Run r{.candidates = std::move(candidates)};
-    r.decided = search_and_decide(policy, r.candidates, scores.tasks, classes, scores, {.costs_matter = policy.budgets.any() || policy.deployment.price_per_hour > 0});
+    r.decided = search_and_decide(policy, r.candidates, scores.tasks, classes, scores,
+                                  {.costs_matter = policy.budgets.any() || policy.deployment.price_per_hour > 0});
     for (const auto & d : r.decided.decisions)
-        std::cout << fmt::format("[ verdict  ] {}: {} {} ({}{}): {}\n", d.task_class, to_string(d.action), d.chosen, d.rule, d.flagged ? ", flagged" : "", d.reason);
+        std::cout << fmt::format("[ verdict  ] {}: {} {} ({}{}): {}\n", d.task_class, to_string(d.action), d.chosen,
+                                 d.rule, d.flagged ? ", flagged" : "", d.reason);
     return r;
 }
 
@@ -159,8 +173,10 @@ TEST(Search, LaddersArePerMethodSoAPrunedVariantCannotHideAQuantization) {
     scores.scripts["magnitude-60pct+Q8_0"] = {{"blimp-a", {.lost = 300}}, {"blimp-b", {.lost = 300}}};
     scores.scripts["Q6_K+imatrix"] = {{"blimp-a", {.lost = 10, .gained = 6}}, {"blimp-b", {.lost = 4, .gained = 5}}};
     const Policy policy;
-    auto pruned = model("magnitude-60pct+Q8_0", CandidateKind::variant, 1000, 8.5, "prune:magnitude/unstructured+Q8_0+imatrix", 0.6);
-    const auto r = run(policy, {model("babyllama", CandidateKind::original, 4000), pruned, quant("Q6_K+imatrix", 800, 6.56)}, scores);
+    auto pruned = model("magnitude-60pct+Q8_0", CandidateKind::variant, 1000, 8.5,
+                        "prune:magnitude/unstructured+Q8_0+imatrix", 0.6);
+    const auto r = run(
+        policy, {model("babyllama", CandidateKind::original, 4000), pruned, quant("Q6_K+imatrix", 800, 6.56)}, scores);
     EXPECT_TRUE(scores.was_evaluated("Q6_K+imatrix", "general"));
     const auto & d = r.decision("general");
     EXPECT_EQ(d.action, Action::compress) << d.reason;
@@ -170,7 +186,10 @@ TEST(Search, LaddersArePerMethodSoAPrunedVariantCannotHideAQuantization) {
     // Without the pruned variant the answer is the same: adding a candidate did not make it wrong.
     FakeScores alone = scores;
     alone.evaluated.clear();
-    EXPECT_EQ(run(policy, {model("babyllama", CandidateKind::original, 4000), quant("Q6_K+imatrix", 800, 6.56)}, alone).decision("general").chosen, "Q6_K+imatrix");
+    EXPECT_EQ(run(policy, {model("babyllama", CandidateKind::original, 4000), quant("Q6_K+imatrix", 800, 6.56)}, alone)
+                  .decision("general")
+                  .chosen,
+              "Q6_K+imatrix");
 }
 
 // A ladder is tested in fixed sequence: mild to aggressive, every rung at the family's level, up
@@ -182,9 +201,11 @@ TEST(Search, ALadderStopsAtItsFirstRungThatDoesNotPass) {
     scores.originals = {{"chat", {400, 320}}};
     scores.scripts["Q8_0"] = {{"chat", {.lost = 2, .gained = 2}}};
     scores.scripts["Q5_K_M"] = {{"chat", {.lost = 30, .gained = 4}}};  // 8.1%: straddles 10% on 400 items
-    scores.scripts["Q4_0"] = {{"chat", {.lost = 3, .gained = 3}}};     // would pass, but nothing may claim it
+    scores.scripts["Q4_0"] = {{"chat", {.lost = 3, .gained = 3}}};  // would pass, but nothing may claim it
     const Policy policy;
-    const auto r = run(policy, {model("orig", CandidateKind::original, 4000), quant("Q8_0", 1100, 8.5), quant("Q5_K_M", 700, 5.7), quant("Q4_0", 600, 4.5)},
+    const auto r = run(policy,
+                       {model("orig", CandidateKind::original, 4000), quant("Q8_0", 1100, 8.5),
+                        quant("Q5_K_M", 700, 5.7), quant("Q4_0", 600, 4.5)},
                        scores);
     EXPECT_TRUE(scores.was_evaluated("Q8_0", "general"));
     EXPECT_TRUE(scores.was_evaluated("Q5_K_M", "general"));
@@ -205,7 +226,9 @@ TEST(Search, EveryCompressionDroppingTooMuchSwitchesToThePassingSmallModel) {
     scores.scripts["q4"] = {{"chat", {.lost = 300, .gained = 20}}};
     scores.scripts["small"] = {{"chat", {.lost = 30, .gained = 20}}};
     const Policy policy;
-    const auto r = run(policy, {model("orig", CandidateKind::original, 4000), quant("q8", 1100, 8.5), quant("q4", 600, 4.5), model("small", CandidateKind::alternative, 300)},
+    const auto r = run(policy,
+                       {model("orig", CandidateKind::original, 4000), quant("q8", 1100, 8.5), quant("q4", 600, 4.5),
+                        model("small", CandidateKind::alternative, 300)},
                        scores);
     const auto & d = r.decision("general");
     EXPECT_EQ(d.action, Action::switch_model);
@@ -217,8 +240,10 @@ TEST(Search, EveryCompressionDroppingTooMuchSwitchesToThePassingSmallModel) {
     EXPECT_NE(d.reason.find("no compression passes (q8: R3-drop: drop 2"), std::string::npos) << d.reason;
     EXPECT_NE(d.reason.find("the drop is above max_drop 10.0% -> too compressed"), std::string::npos) << d.reason;
     EXPECT_FALSE(scores.was_evaluated("q4", "general")) << "the ladder stops at q8";
-    EXPECT_NE(d.guarantee.find("the chance that small in fact drops more than 10.0% versus the original on some suite of `general` is at most 0.05"),
-              std::string::npos)
+    EXPECT_NE(
+        d.guarantee.find(
+            "the chance that small in fact drops more than 10.0% versus the original on some suite of `general` is at most 0.05"),
+        std::string::npos)
         << d.guarantee;
 }
 
@@ -233,7 +258,8 @@ TEST(Search, SuitesNeedNoCorrectionCandidatesAreCountedByFamily) {
     std::vector<Candidate> candidates = {model("orig", CandidateKind::original, 10000)};
     for (int i = 0; i < 7; ++i) {
         candidates.push_back(quant(fmt::format("q{}", i), 5000 - 500 * static_cast<std::uint64_t>(i), 8.0 - i));
-        for (int s = 0; s < 5; ++s) scores.scripts[fmt::format("q{}", i)][fmt::format("s{}", s)] = {.lost = 6, .gained = 3};
+        for (int s = 0; s < 5; ++s)
+            scores.scripts[fmt::format("q{}", i)][fmt::format("s{}", s)] = {.lost = 6, .gained = 3};
     }
     candidates.push_back(model("small", CandidateKind::alternative, 100));
     for (int s = 0; s < 5; ++s) scores.scripts["small"][fmt::format("s{}", s)] = {.lost = 200};
@@ -277,8 +303,10 @@ TEST(Search, AClassTheOriginalCannotServeJudgesEverySuiteAgainstTheFloor) {
     EXPECT_EQ(d.action, Action::switch_model);
     EXPECT_EQ(d.chosen, "coder");
     EXPECT_EQ(d.rule, "R1-capability");
-    EXPECT_NE(d.reason.find("note: the original, ruled out only by a capability the class declares (R1), scores measurably higher on `code`: 90.0% vs 85.0%"),
-              std::string::npos)
+    EXPECT_NE(
+        d.reason.find(
+            "note: the original, ruled out only by a capability the class declares (R1), scores measurably higher on `code`: 90.0% vs 85.0%"),
+        std::string::npos)
         << d.reason;
     EXPECT_NE(d.guarantee.find("scores under the floor 80.0%"), std::string::npos) << d.guarantee;
 }
@@ -293,17 +321,21 @@ TEST(Search, WithoutAnOriginalEverySuiteMeetsTheFloor) {
     scores.scripts["small"] = {{"chat", {.lost = 250}}};  // 50%
     scores.scripts["medium"] = {{"chat", {.lost = 60}}};  // 88%
     const Policy policy;
-    auto r = run(policy, {model("small", CandidateKind::alternative, 300), model("medium", CandidateKind::alternative, 900)}, scores);
+    auto r =
+        run(policy, {model("small", CandidateKind::alternative, 300), model("medium", CandidateKind::alternative, 900)},
+            scores);
     const auto & d = r.decision("general");
     EXPECT_EQ(d.chosen, "medium") << d.reason;
     EXPECT_EQ(d.rule, "R5-no-original");
     scores.scripts["medium"] = {{"chat", {.unscored = 500}}};
     scores.evaluated.clear();
-    r = run(policy, {model("small", CandidateKind::alternative, 300), model("medium", CandidateKind::alternative, 900)}, scores);
+    r = run(policy, {model("small", CandidateKind::alternative, 300), model("medium", CandidateKind::alternative, 900)},
+            scores);
     EXPECT_TRUE(r.decision("general").flagged);
     bool not_measurable = false;
     for (const auto & a : r.decided.assessments)
-        for (const auto & v : a.verdicts) not_measurable = not_measurable || v.message.find("is not measurable") != std::string::npos;
+        for (const auto & v : a.verdicts)
+            not_measurable = not_measurable || v.message.find("is not measurable") != std::string::npos;
     EXPECT_TRUE(not_measurable);
 }
 
@@ -316,7 +348,9 @@ TEST(Search, ACandidateThatCannotReadTheHardItemsDoesNotPassOnTheEasyOnes) {
     scores.scripts["short-context"] = {{"long", {.unscored = 300}}};
     Policy policy;
     policy.sequential = false;  // every item read, so the figures are the script's own
-    const auto r = run(policy, {model("orig", CandidateKind::original, 4000), model("short-context", CandidateKind::alternative, 300)}, scores);
+    const auto r = run(
+        policy, {model("orig", CandidateKind::original, 4000), model("short-context", CandidateKind::alternative, 300)},
+        scores);
     const auto & d = r.decision("general");
     EXPECT_EQ(d.chosen, "orig");
     const auto & c = r.candidate("short-context");
@@ -325,7 +359,8 @@ TEST(Search, ACandidateThatCannotReadTheHardItemsDoesNotPassOnTheEasyOnes) {
     bool counted = false;
     for (const auto & a : r.decided.assessments)
         if (a.candidate == "short-context")
-            for (const auto & v : a.verdicts) counted = counted || (v.drop && v.drop->unscored == 300 && v.outcome == Outcome::fail);
+            for (const auto & v : a.verdicts)
+                counted = counted || (v.drop && v.drop->unscored == 300 && v.outcome == Outcome::fail);
     EXPECT_TRUE(counted);
 }
 
@@ -347,12 +382,16 @@ TEST(Search, AVerdictOnInsufficientEvidenceIsFlaggedWithItsOwnId) {
     scores.scripts["small"] = {{"chat", {.lost = 1, .gained = 1}}};
     scores.originals = {{"chat", {400, 360}}};
     scores.scripts["q4"] = {{"chat", {.lost = 32, .gained = 8}}};
-    const auto switched = run(policy, {model("orig", CandidateKind::original, 4000), quant("q4", 600, 4.5), model("small", CandidateKind::alternative, 300)}, scores);
+    const auto switched = run(policy,
+                              {model("orig", CandidateKind::original, 4000), quant("q4", 600, 4.5),
+                               model("small", CandidateKind::alternative, 300)},
+                              scores);
     const auto & s = switched.decision("general");
     EXPECT_EQ(s.chosen, "small") << s.reason;
     EXPECT_EQ(s.rule, "R3-insufficient");
     EXPECT_TRUE(s.flagged);
-    EXPECT_NE(s.guarantee.find("the chance that small in fact drops more than 10.0%"), std::string::npos) << s.guarantee;
+    EXPECT_NE(s.guarantee.find("the chance that small in fact drops more than 10.0%"), std::string::npos)
+        << s.guarantee;
 }
 
 // The original under the floor on a critical suite (measurably): switch to a model that clears it.
@@ -364,7 +403,10 @@ TEST(Search, AnOriginalUnderTheFloorSwitches) {
     scores.scripts["small"] = {{"facts", {.lost = 20, .gained = 220}}};
     Policy policy;
     policy.sequential = false;  // every item read, so the figures are the script's own
-    const auto r = run(policy, {model("orig", CandidateKind::original, 4000), quant("q4", 600, 4.5), model("small", CandidateKind::alternative, 300)}, scores);
+    const auto r = run(policy,
+                       {model("orig", CandidateKind::original, 4000), quant("q4", 600, 4.5),
+                        model("small", CandidateKind::alternative, 300)},
+                       scores);
     const auto & d = r.decision("critical");
     EXPECT_EQ(d.action, Action::switch_model) << d.reason;
     EXPECT_EQ(d.chosen, "small");
@@ -379,15 +421,22 @@ TEST(Search, ABudgetNoCompressionMeetsSwitches) {
     scores.originals = {{"chat", {1000, 900}}};
     scores.scripts["q8"] = {{"chat", {.lost = 5, .gained = 5}}};
     scores.scripts["small"] = {{"chat", {.lost = 15, .gained = 5}}};
-    scores.costs = {{"orig", CostScore{.peak_rss_bytes = 400u << 20}}, {"q8", CostScore{.peak_rss_bytes = 200u << 20}}, {"small", CostScore{.peak_rss_bytes = 90u << 20}}};
+    scores.costs = {{"orig", CostScore{.peak_rss_bytes = 400u << 20}},
+                    {"q8", CostScore{.peak_rss_bytes = 200u << 20}},
+                    {"small", CostScore{.peak_rss_bytes = 90u << 20}}};
     Policy policy;
     policy.budgets.memory_bytes = 100u << 20;
-    const auto r = run(policy, {model("orig", CandidateKind::original, 4000), quant("q8", 1100, 8.5), model("small", CandidateKind::alternative, 300)}, scores);
+    const auto r = run(policy,
+                       {model("orig", CandidateKind::original, 4000), quant("q8", 1100, 8.5),
+                        model("small", CandidateKind::alternative, 300)},
+                       scores);
     const auto & d = r.decision("general");
     EXPECT_EQ(d.action, Action::switch_model) << d.reason;
     EXPECT_EQ(d.chosen, "small");
     EXPECT_EQ(d.rule, "R4-budget");
-    EXPECT_NE(d.reason.find("the original: R4-budget: peak memory 400.0 MiB > 100.0 MiB -> over budget"), std::string::npos) << d.reason;
+    EXPECT_NE(d.reason.find("the original: R4-budget: peak memory 400.0 MiB > 100.0 MiB -> over budget"),
+              std::string::npos)
+        << d.reason;
 }
 
 // Nothing passes: the original stays, flagged for a person.
@@ -417,7 +466,9 @@ TEST(Search, ConsistencyPrefersCompression) {
     policy.min_agreement = 0.9;
     auto q4 = quant("q4", 600, 4.5);
     q4.drift = DriftScore{.kld_mean = 0.05, .top1_agreement = 0.95, .positions = 2000};
-    const auto r = run(policy, {model("orig", CandidateKind::original, 4000), q4, model("small", CandidateKind::alternative, 300)}, scores);
+    const auto r =
+        run(policy, {model("orig", CandidateKind::original, 4000), q4, model("small", CandidateKind::alternative, 300)},
+            scores);
     const auto & d = r.decision("general");
     EXPECT_EQ(d.action, Action::compress) << d.reason;
     EXPECT_EQ(d.chosen, "q4");
@@ -429,10 +480,13 @@ TEST(PlanFile, MinAgreementWithoutAScreenTextIsRefused) {
         parse_plan("base: b.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  min_agreement: 0.9\n", "plan.yaml", "/tmp");
         FAIL() << "accepted";
     } catch (const switchyard::Error & e) {
-        EXPECT_EQ(std::string(e.what()),
-                  "plan.yaml:5: policy.min_agreement: top-1 agreement is measured on the screen's text: give 'screen' (or 'calibration', whose text the screen reuses)");
+        EXPECT_EQ(
+            std::string(e.what()),
+            "plan.yaml:5: policy.min_agreement: top-1 agreement is measured on the screen's text: give 'screen' (or 'calibration', whose text the screen reuses)");
     }
-    EXPECT_NO_THROW(parse_plan("base: b.gguf\ntasks:\n  - spec: t.jsonl\nscreen:\n  files: [s.txt]\npolicy:\n  min_agreement: 0.9\n", "plan.yaml", "/tmp"));
+    EXPECT_NO_THROW(parse_plan(
+        "base: b.gguf\ntasks:\n  - spec: t.jsonl\nscreen:\n  files: [s.txt]\npolicy:\n  min_agreement: 0.9\n",
+        "plan.yaml", "/tmp"));
 }
 
 // The guarantee, by simulation: at the limit (the worst case for a one-sided test) and beyond it,
@@ -443,9 +497,11 @@ TEST(Guarantee, FalseRecommendationsStayWithinAlpha) {
     const Policy policy;  // relative, 10%, alpha 0.05
     for (const std::size_t items : {100u, 400u, 1000u}) {
         for (const double recovered : {0.0, 0.3}) {
-            const SimulationPoint at_limit{.true_drop = policy.max_drop, .items = items, .original_accuracy = 0.8, .recovered = recovered};
+            const SimulationPoint at_limit{
+                .true_drop = policy.max_drop, .items = items, .original_accuracy = 0.8, .recovered = recovered};
             const auto r = simulate(policy, at_limit, 600, 7 + items);
-            EXPECT_LE(r.false_rate(), policy.alpha + 3 * r.standard_error(policy.alpha)) << "items " << items << ", recovered " << recovered;
+            EXPECT_LE(r.false_rate(), policy.alpha + 3 * r.standard_error(policy.alpha))
+                << "items " << items << ", recovered " << recovered;
             auto beyond = at_limit;
             beyond.true_drop = 1.5 * policy.max_drop;
             EXPECT_LE(simulate(policy, beyond, 300, 11 + items).false_rate(), policy.alpha) << "items " << items;
@@ -462,7 +518,8 @@ TEST(Guarantee, FalseRecommendationsStayWithinAlpha) {
 TEST(Sequential, StopsEachSuiteWhenDecidedWithTheFullRunsVerdicts) {
     const auto scenario = [](bool sequential) {
         FakeScores scores;
-        scores.tasks = {{.suite = "cloze", .task_class = "general", .critical = true}, {.suite = "blimp", .task_class = "general"}};
+        scores.tasks = {{.suite = "cloze", .task_class = "general", .critical = true},
+                        {.suite = "blimp", .task_class = "general"}};
         scores.originals = {{"cloze", {400, 360}}, {"blimp", {1000, 850}}};
         scores.scripts["Q8_0"] = {{"cloze", {.lost = 2, .gained = 2}}, {"blimp", {.lost = 5, .gained = 4}}};
         scores.scripts["Q4_0"] = {{"cloze", {.lost = 4, .gained = 3}}, {"blimp", {.lost = 230, .gained = 10}}};
@@ -470,8 +527,8 @@ TEST(Sequential, StopsEachSuiteWhenDecidedWithTheFullRunsVerdicts) {
         Policy policy;
         policy.sequential = sequential;
         auto r = run(policy,
-                     {model("original", CandidateKind::original, 100000), quant("Q8_0", 50000, 8.5), quant("Q4_0", 30000, 4.5),
-                      model("near", CandidateKind::variant, 20000, 4, "prune", 1)},
+                     {model("original", CandidateKind::original, 100000), quant("Q8_0", 50000, 8.5),
+                      quant("Q4_0", 30000, 4.5), model("near", CandidateKind::variant, 20000, 4, "prune", 1)},
                      scores);
         return std::make_pair(std::move(r), scores.items_read);
     };
@@ -482,7 +539,8 @@ TEST(Sequential, StopsEachSuiteWhenDecidedWithTheFullRunsVerdicts) {
     ASSERT_EQ(seq.decided.assessments.size(), full.decided.assessments.size());
     for (std::size_t i = 0; i < seq.decided.assessments.size(); ++i) {
         EXPECT_EQ(seq.decided.assessments[i].candidate, full.decided.assessments[i].candidate);
-        EXPECT_EQ(seq.decided.assessments[i].outcome, full.decided.assessments[i].outcome) << seq.decided.assessments[i].candidate;
+        EXPECT_EQ(seq.decided.assessments[i].outcome, full.decided.assessments[i].outcome)
+            << seq.decided.assessments[i].candidate;
     }
     EXPECT_EQ(full_items, 4u * 1400);
     // The drop near the limit reads all 1,400 of its items, and the original as far with it; the
@@ -491,7 +549,8 @@ TEST(Sequential, StopsEachSuiteWhenDecidedWithTheFullRunsVerdicts) {
     // Q8_0 is decided on both suites well before their ends; Q4_0 fails blimp early and stops there.
     EXPECT_LT(seq.candidate("Q8_0").suite("blimp")->items(), 500u);
     EXPECT_LT(seq.candidate("Q4_0").suite("blimp")->items(), 400u);
-    EXPECT_NE(seq.candidate("Q4_0").stopped.at("blimp").find("decided"), std::string::npos) << seq.candidate("Q4_0").stopped.at("blimp");
+    EXPECT_NE(seq.candidate("Q4_0").stopped.at("blimp").find("decided"), std::string::npos)
+        << seq.candidate("Q4_0").stopped.at("blimp");
     // The drop near the limit (11.8% against 10%) is not decided before the end.
     EXPECT_EQ(seq.candidate("near").suite("blimp")->items(), 1000u);
     EXPECT_NE(seq.candidate("near").stopped.at("blimp").find("every item"), std::string::npos);
@@ -505,7 +564,8 @@ TEST(Sequential, StopsEachSuiteWhenDecidedWithTheFullRunsVerdicts) {
 // A rung that fails its critical suite is not scored on the class's other suites.
 TEST(Sequential, AFailedCriticalSuiteStopsTheCandidatesOtherSuites) {
     FakeScores scores;
-    scores.tasks = {{.suite = "blimp", .task_class = "general"}, {.suite = "cloze", .task_class = "general", .critical = true}};
+    scores.tasks = {{.suite = "blimp", .task_class = "general"},
+                    {.suite = "cloze", .task_class = "general", .critical = true}};
     scores.originals = {{"cloze", {400, 360}}, {"blimp", {1000, 850}}};
     scores.scripts["Q2_K"] = {{"cloze", {.lost = 200}}, {"blimp", {.lost = 5}}};
     const Policy policy;
@@ -514,7 +574,8 @@ TEST(Sequential, AFailedCriticalSuiteStopsTheCandidatesOtherSuites) {
     ASSERT_NE(q.suite("cloze"), nullptr);
     EXPECT_LE(q.suite("cloze")->items(), 200u);
     EXPECT_EQ(q.suite("blimp"), nullptr) << "critical suites go first; the failure ends the candidate's run";
-    EXPECT_NE(q.stopped.at("blimp").find("not scored: R3-drop failed on `cloze`"), std::string::npos) << q.stopped.at("blimp");
+    EXPECT_NE(q.stopped.at("blimp").find("not scored: R3-drop failed on `cloze`"), std::string::npos)
+        << q.stopped.at("blimp");
     EXPECT_EQ(r.decision("general").chosen, "original");
 }
 

@@ -55,7 +55,8 @@ TEST(ServeApi, ChatRequest) {
 
 // tools, tool_choice and response_format reach the backend as the chat template takes them.
 TEST(ServeApi, ChatToolsAndResponseFormat) {
-    const auto r = parse_ok(chat, R"({"messages":[{"role":"user","content":"Weather?"},{"role":"assistant","content":null,
+    const auto r =
+        parse_ok(chat, R"({"messages":[{"role":"user","content":"Weather?"},{"role":"assistant","content":null,
         "tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"sunny"}],
         "tools":[{"type":"function","function":{"name":"get_weather"}}],"tool_choice":"required",
         "response_format":{"type":"json_schema","json_schema":{"name":"w","schema":{"type":"object"}}}})");
@@ -65,9 +66,11 @@ TEST(ServeApi, ChatToolsAndResponseFormat) {
     EXPECT_EQ(c.tools[0]["function"]["name"], "get_weather");
     EXPECT_EQ(c.tool_choice, "required");
     EXPECT_EQ(c.json_schema, nlohmann::json::parse(R"({"type":"object"})"));
-    EXPECT_EQ(parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})").input.chat_request.json_schema,
+    EXPECT_EQ(parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})")
+                  .input.chat_request.json_schema,
               nlohmann::json::object());
-    EXPECT_TRUE(parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"text"}})").input.chat_request.json_schema.is_null());
+    EXPECT_TRUE(parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"text"}})")
+                    .input.chat_request.json_schema.is_null());
 }
 
 TEST(ServeApi, CompletionPromptForms) {
@@ -95,7 +98,9 @@ TEST(ServeApi, CompletionPromptForms) {
     EXPECT_EQ(parse_ok(completion, R"({"prompt":[[5,6]]})").input.prompt_tokens, (std::vector<engine::Token>{5, 6}));
     // What one request can ask for, and what a stream can carry.
     EXPECT_EQ(parse_bad(completion, R"({"prompt":"x","n":65})").param, "n");
-    EXPECT_NE(parse_bad(completion, R"({"prompt":["a","b"],"n":40})").message.find("2 prompts x n 40 asks for 80 choices; one request takes at most 64"), std::string::npos);
+    EXPECT_NE(parse_bad(completion, R"({"prompt":["a","b"],"n":40})")
+                  .message.find("2 prompts x n 40 asks for 80 choices; one request takes at most 64"),
+              std::string::npos);
     EXPECT_EQ(parse_bad(completion, R"({"prompt":["a","b"],"stream":true})").param, "prompt");
     EXPECT_EQ(parse_bad(completion, R"({"prompt":"a","n":2,"echo":true})").param, "n");
     EXPECT_EQ(parse_bad(completion, R"({"prompt":[[1],"b",[]]})").param, "prompt[2]");
@@ -107,29 +112,36 @@ TEST(ServeApi, BadRequestsNameTheField) {
         const char * body;
         const char * param;
     };
-    for (const Case & c : {Case{chat, R"({"messages":"hi"})", "messages"}, Case{chat, R"({})", "messages"},
-                           Case{chat, R"({"messages":[{"role":"wizard","content":"x"}]})", "messages[0].role"},
-                           Case{chat, R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})", "messages[0].content[0].type"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"temperature":"hot"})", "temperature"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"temperature":3})", "temperature"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":101})", "max_tokens"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":18446744073709551615})", "max_tokens"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"n":0})", "n"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"n":2,"stream":true})", "n"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"model":5})", "model"},
-                           Case{completion, R"({"prompt":"x","max_tokens":0})", "max_tokens"},
-                           Case{completion, R"({"prompt":[1,-2]})", "prompt"}, Case{completion, R"({"prompt":{}})", "prompt"},
-                           Case{completion, R"({"prompt":"x","echo":true,"stream":true})", "echo"},
-                           Case{completion, R"({"prompt":"x","stop":[1]})", "stop"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":{}})", "tools"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"code"}]})", "tools[0].type"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]})", "tools[0].function.name"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"always"})", "tool_choice"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"required"})", "tool_choice"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}})", "response_format.type"},
-                           Case{chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}})", "response_format.json_schema"}}) {
+    for (const Case & c :
+         {Case{chat, R"({"messages":"hi"})", "messages"},
+          Case{chat, R"({})", "messages"},
+          Case{chat, R"({"messages":[{"role":"wizard","content":"x"}]})", "messages[0].role"},
+          Case{chat, R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})",
+               "messages[0].content[0].type"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"temperature":"hot"})", "temperature"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"temperature":3})", "temperature"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":101})", "max_tokens"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":18446744073709551615})", "max_tokens"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"n":0})", "n"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"n":2,"stream":true})", "n"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"model":5})", "model"},
+          Case{completion, R"({"prompt":"x","max_tokens":0})", "max_tokens"},
+          Case{completion, R"({"prompt":[1,-2]})", "prompt"},
+          Case{completion, R"({"prompt":{}})", "prompt"},
+          Case{completion, R"({"prompt":"x","echo":true,"stream":true})", "echo"},
+          Case{completion, R"({"prompt":"x","stop":[1]})", "stop"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":{}})", "tools"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"code"}]})", "tools[0].type"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]})",
+               "tools[0].function.name"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"always"})", "tool_choice"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"required"})", "tool_choice"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}})",
+               "response_format.type"},
+          Case{chat, R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}})",
+               "response_format.json_schema"}}) {
         const ApiError e = parse_bad(c.kind, c.body);
         EXPECT_EQ(e.status, 400) << c.body;
         EXPECT_EQ(e.param, c.param) << c.body << ": " << e.message;
@@ -138,12 +150,14 @@ TEST(ServeApi, BadRequestsNameTheField) {
 }
 
 TEST(ServeApi, MalformedBodies) {
-    for (const std::string & body : {std::string("{"), std::string("[]"), std::string("null"), std::string(""), std::string("{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"),
-                                   std::string(100000, '['), std::string("{\"a\":\"\xf4\"}")}) {
+    for (const std::string & body : {std::string("{"), std::string("[]"), std::string("null"), std::string(""),
+                                     std::string("{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"),
+                                     std::string(100000, '['), std::string("{\"a\":\"\xf4\"}")}) {
         const ApiError e = parse_bad(chat, body);
         EXPECT_EQ(e.status, 400);
         EXPECT_FALSE(e.message.empty());
-        EXPECT_TRUE(nlohmann::json::accept(e.body()));  // what goes on the wire is valid JSON even when the input was not UTF-8
+        EXPECT_TRUE(
+            nlohmann::json::accept(e.body()));  // what goes on the wire is valid JSON even when the input was not UTF-8
     }
 }
 
@@ -155,7 +169,8 @@ TEST(ServeApi, DeepNestingIsRefusedBeforeParsing) {
     EXPECT_EQ(e.status, 400);
     EXPECT_EQ(e.message, "the body nests arrays and objects deeper than 64 levels");
     parse_ok(completion, R"({"prompt":"[[[[{{{{ \" [[[[","x":)" + std::string(63, '[') + std::string(63, ']') + "}");
-    EXPECT_EQ(parse_bad(completion, R"({"prompt":"a","x":)" + std::string(64, '[') + std::string(64, ']') + "}").status, 400);
+    EXPECT_EQ(parse_bad(completion, R"({"prompt":"a","x":)" + std::string(64, '[') + std::string(64, ']') + "}").status,
+              400);
 }
 
 TEST(ServeApi, TokenizeBothDialects) {
@@ -169,7 +184,8 @@ TEST(ServeApi, TokenizeBothDialects) {
     EXPECT_TRUE(llama.parse_special);  // "<s>" is BOS, as vLLM and Hugging Face tokenizers read it
     EXPECT_FALSE(std::get<TokenizeRequest>(parse_tokenize(R"({"content":"<s>","parse_special":false})")).parse_special);
     EXPECT_TRUE(std::holds_alternative<ApiError>(parse_tokenize(R"({"add_special":true})")));
-    EXPECT_EQ(std::get<DetokenizeRequest>(parse_detokenize(R"({"tokens":[5,6]})")).tokens, (std::vector<engine::Token>{5, 6}));
+    EXPECT_EQ(std::get<DetokenizeRequest>(parse_detokenize(R"({"tokens":[5,6]})")).tokens,
+              (std::vector<engine::Token>{5, 6}));
     EXPECT_TRUE(std::holds_alternative<ApiError>(parse_detokenize(R"({"tokens":["a"]})")));
 }
 
@@ -199,8 +215,8 @@ default_route: bulk
                                   "test", "/models");
 }
 
-Resolution resolved(const Router & router, const std::string & model, const std::string & task, const std::string & text, double canary = 0.5,
-                    double shadow = 0.5) {
+Resolution resolved(const Router & router, const std::string & model, const std::string & task,
+                    const std::string & text, double canary = 0.5, double shadow = 0.5) {
     auto r = router.resolve(model, task, text, canary, shadow);
     if (const auto * e = std::get_if<ApiError>(&r)) ADD_FAILURE() << e->message;
     return std::get<Resolution>(r);
@@ -242,7 +258,8 @@ TEST(ServeRouter, CanaryAndShadowDraws) {
     const Router router(p);
     const auto canary = resolved(router, "bulk", "", "", 0.05, 0.9);
     EXPECT_TRUE(canary.canary);
-    EXPECT_EQ(canary.chain, (std::vector<std::string>{"canary-m", "small", "base"}));  // the canary falls back to the route's model
+    EXPECT_EQ(canary.chain,
+              (std::vector<std::string>{"canary-m", "small", "base"}));  // the canary falls back to the route's model
     EXPECT_EQ(canary.shadow, "");
     const auto plain = resolved(router, "bulk", "", "", 0.10, 0.2);
     EXPECT_FALSE(plain.canary);
@@ -259,8 +276,8 @@ TEST(ServeRouter, CascadeDecision) {
     EXPECT_NEAR(*mean_logprob(sure), -0.3, 1e-6);
     EXPECT_FALSE(should_escalate(sure, true, -1.5));
     EXPECT_TRUE(should_escalate(unsure, true, -1.5));
-    EXPECT_TRUE(should_escalate(sure, false, -1.5));   // no log-probabilities: cannot tell, ask the next
-    EXPECT_FALSE(should_escalate({}, true, -1.5));     // nothing generated: nothing to doubt
+    EXPECT_TRUE(should_escalate(sure, false, -1.5));  // no log-probabilities: cannot tell, ask the next
+    EXPECT_FALSE(should_escalate({}, true, -1.5));  // nothing generated: nothing to doubt
 }
 
 TEST(ServeRouter, CooldownRestsFailedBackends) {
@@ -325,7 +342,9 @@ public:
         stream->fail(Failure::failed, "held");
         return stream;
     }
-    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> &, int) override { return {}; }
+    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> &, int) override {
+        return {};
+    }
     std::vector<engine::Token> tokenize(const std::string &, bool, bool) override { return {}; }
     std::string detokenize(const std::vector<engine::Token> &) override { return {}; }
     std::string token_text(engine::Token) override { return {}; }
@@ -349,13 +368,17 @@ TEST(ServeShadow, AFullQueueDropsAndCountsInsteadOfWaiting) {
     auto dep = std::make_shared<Deployment>();
     dep->backends = {{"incumbent", backend}, {"candidate", backend}};
     {
-        ShadowWorker worker(metrics, std::chrono::milliseconds(1000), [&] { return std::shared_ptr<const Deployment>(dep); },
-                            [](const std::string &, const std::string &, bool) {});
-        const auto job = [&] { return ShadowJob{.route = "r", .candidate = "candidate", .incumbent = "incumbent", .deployment = dep}; };
+        ShadowWorker worker(
+            metrics, std::chrono::milliseconds(1000), [&] { return std::shared_ptr<const Deployment>(dep); },
+            [](const std::string &, const std::string &, bool) {});
+        const auto job = [&] {
+            return ShadowJob{.route = "r", .candidate = "candidate", .incumbent = "incumbent", .deployment = dep};
+        };
         worker.enqueue(job());
         started.wait();  // the worker holds the first job: the queue takes kQueue more, then drops
         for (std::size_t i = 0; i < ShadowWorker::kQueue + 5; ++i) worker.enqueue(job());
-        EXPECT_NE(metrics.prometheus().find("# TYPE switchyard_shadow_dropped_total counter\nswitchyard_shadow_dropped_total 5\n"),
+        EXPECT_NE(metrics.prometheus().find(
+                      "# TYPE switchyard_shadow_dropped_total counter\nswitchyard_shadow_dropped_total 5\n"),
                   std::string::npos)
             << metrics.prometheus();
         EXPECT_EQ(metrics.to_json()["shadow_dropped"], 5);
@@ -372,12 +395,13 @@ TEST(ServeMetrics, PrometheusText) {
     m.fallback("bulk");
     m.attempt_failed("remote");
     const std::string text = m.prometheus();
-    for (const char * line : {"switchyard_model_requests_total{model=\"small\"} 2\n", "switchyard_tokens_in_total{model=\"small\"} 14\n",
-                              "switchyard_tokens_out_total{model=\"small\"} 6\n", "switchyard_cost_estimate_total{model=\"small\"} 0.04\n",
-                              "switchyard_fallbacks_total{route=\"bulk\"} 1\n", "switchyard_model_errors_total{model=\"remote\"} 1\n",
-                              "switchyard_request_seconds_bucket{model=\"small\",le=\"0.25\"} 1\n",
-                              "switchyard_request_seconds_bucket{model=\"small\",le=\"+Inf\"} 2\n", "switchyard_request_seconds_count{model=\"small\"} 2\n",
-                              "# TYPE switchyard_ttft_seconds histogram\n"}) {
+    for (const char * line :
+         {"switchyard_model_requests_total{model=\"small\"} 2\n", "switchyard_tokens_in_total{model=\"small\"} 14\n",
+          "switchyard_tokens_out_total{model=\"small\"} 6\n", "switchyard_cost_estimate_total{model=\"small\"} 0.04\n",
+          "switchyard_fallbacks_total{route=\"bulk\"} 1\n", "switchyard_model_errors_total{model=\"remote\"} 1\n",
+          "switchyard_request_seconds_bucket{model=\"small\",le=\"0.25\"} 1\n",
+          "switchyard_request_seconds_bucket{model=\"small\",le=\"+Inf\"} 2\n",
+          "switchyard_request_seconds_count{model=\"small\"} 2\n", "# TYPE switchyard_ttft_seconds histogram\n"}) {
         EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n" << text;
     }
     EXPECT_EQ(m.to_json()["routes"]["bulk"]["requests"], 2);
@@ -405,7 +429,8 @@ std::vector<nlohmann::json> events_of(const std::string & text, bool * done) {
 }  // namespace
 
 TEST(ServeSse, OwnChunksOpenWithTheRoleAndEndWithFinishAndUsage) {
-    ApiRequest r = parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}})");
+    ApiRequest r = parse_ok(
+        chat, R"({"messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}})");
     const SseWriter sse(r, Answer{"chatcmpl-1", 7, "small"}, false);
     bool done = false;
     auto opening = events_of(sse.opening(), &done);
@@ -437,8 +462,10 @@ TEST(ServeSse, ToolCallsGoOutInOpenAIsShape) {
     Generation g;
     g.finish = engine::FinishReason::eos;
     g.tool_calls = {{.id = "call_1", .name = "get_weather", .arguments = R"({"city": "Paris"})"}};
-    const auto call = nlohmann::json::parse(R"({"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}})");
-    EXPECT_EQ(assistant_message(g), (nlohmann::json{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {call}}}));
+    const auto call = nlohmann::json::parse(
+        R"({"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}})");
+    EXPECT_EQ(assistant_message(g),
+              (nlohmann::json{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {call}}}));
     EXPECT_STREQ(finish_reason(g), "tool_calls");
 
     bool done = false;
@@ -461,15 +488,18 @@ TEST(ServeSse, RelayedChunksGoOnAsSentUnderTheClientsName) {
     ApiRequest r = parse_ok(chat, R"({"messages":[{"role":"user","content":"x"}],"stream":true})");
     const SseWriter sse(r, Answer{"chatcmpl-1", 7, "remote"}, true);
     EXPECT_EQ(sse.opening(), "");  // the server sends its own first chunk
-    const auto call = nlohmann::json::parse(R"({"id":"up-1","model":"real-name","system_fingerprint":"fp","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]},"finish_reason":null}]})");
+    const auto call = nlohmann::json::parse(
+        R"({"id":"up-1","model":"real-name","system_fingerprint":"fp","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]},"finish_reason":null}]})");
     bool done = false;
-    const auto relayed_chunk = events_of(sse.piece(Stream::Event{.kind = Stream::Event::Kind::piece, .upstream = call}), &done);
+    const auto relayed_chunk =
+        events_of(sse.piece(Stream::Event{.kind = Stream::Event::Kind::piece, .upstream = call}), &done);
     auto want = call;
     want["model"] = "remote";
     want["id"] = "chatcmpl-1";
     EXPECT_EQ(relayed_chunk.at(0), want);
     // The usage chunk was asked of the server for the metrics; this client did not ask for it.
-    const auto usage = nlohmann::json::parse(R"({"id":"up-1","model":"real-name","choices":[],"usage":{"total_tokens":5}})");
+    const auto usage =
+        nlohmann::json::parse(R"({"id":"up-1","model":"real-name","choices":[],"usage":{"total_tokens":5}})");
     EXPECT_EQ(sse.piece(Stream::Event{.kind = Stream::Event::Kind::piece, .upstream = usage}), "");
     EXPECT_EQ(sse.done(Generation{}), "data: [DONE]\n\n");
 }

@@ -71,15 +71,19 @@ protected:
         const auto model = test::model_path("stories260K-f32.gguf");
         test::write_file(dir.file("portfolio.yaml"),
                          "version: 1\nmodels:\n"
-                         "  - {name: stories, path: " + model.string() + ", context: 256, parallel: 2, threads: 1}\n"
-                         "  - {name: remote, endpoint: http://127.0.0.1:9/v1, api_key_env: SWITCHYARD_KEY_REMOTE}\n"
-                         "routes:\n  - {name: main, model: stories}\n  - {name: bomb, model: stories}\n"
-                         // Catastrophic for a backtracking matcher on a long run of 'a' not followed by the end.
-                         "rules:\n  - {route: bomb, regex: \"(a+)+$\"}\n"
-                         "default_route: main\n"
-                         "server: {max_body_bytes: 2097152, read_timeout_ms: 2000, max_streams: 8}\n");
-        server = std::make_unique<test::ServerProcess>(SWITCHYARD_BINARY, std::vector<std::string>{"serve", "--portfolio", dir.file("portfolio.yaml").string(), "--port", "0"},
-                                                       std::vector<std::string>{"SWITCHYARD_ADMIN_TOKEN=sekrit", "SWITCHYARD_KEY_REMOTE=k"});
+                         "  - {name: stories, path: " +
+                             model.string() +
+                             ", context: 256, parallel: 2, threads: 1}\n"
+                             "  - {name: remote, endpoint: http://127.0.0.1:9/v1, api_key_env: SWITCHYARD_KEY_REMOTE}\n"
+                             "routes:\n  - {name: main, model: stories}\n  - {name: bomb, model: stories}\n"
+                             // Catastrophic for a backtracking matcher on a long run of 'a' not followed by the end.
+                             "rules:\n  - {route: bomb, regex: \"(a+)+$\"}\n"
+                             "default_route: main\n"
+                             "server: {max_body_bytes: 2097152, read_timeout_ms: 2000, max_streams: 8}\n");
+        server = std::make_unique<test::ServerProcess>(
+            SWITCHYARD_BINARY,
+            std::vector<std::string>{"serve", "--portfolio", dir.file("portfolio.yaml").string(), "--port", "0"},
+            std::vector<std::string>{"SWITCHYARD_ADMIN_TOKEN=sekrit", "SWITCHYARD_KEY_REMOTE=k"});
         port = server->port();
     }
 
@@ -97,7 +101,9 @@ TEST_F(Hostile, EveryAttackIsAnsweredWhileAWellBehavedClientIsServed) {
         httplib::Client c("127.0.0.1", port);
         c.set_read_timeout(std::chrono::seconds(60));
         while (!done) {
-            auto res = c.Post("/v1/completions", json{{"prompt", "Once upon a time"}, {"max_tokens", 4}, {"temperature", 0}}.dump(), "application/json");
+            auto res = c.Post("/v1/completions",
+                              json{{"prompt", "Once upon a time"}, {"max_tokens", 4}, {"temperature", 0}}.dump(),
+                              "application/json");
             (res && res->status == 200 ? ok : failed)++;
         }
     });
@@ -110,8 +116,7 @@ TEST_F(Hostile, EveryAttackIsAnsweredWhileAWellBehavedClientIsServed) {
             const long us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
             (res && res->status == 200 ? health_ok : health_failed)++;
             long worst = health_worst_us.load();
-            while (us > worst && !health_worst_us.compare_exchange_weak(worst, us)) {
-            }
+            while (us > worst && !health_worst_us.compare_exchange_weak(worst, us)) {}
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
     });
@@ -139,9 +144,11 @@ TEST_F(Hostile, EveryAttackIsAnsweredWhileAWellBehavedClientIsServed) {
     EXPECT_GE(idle.size() + slow.size(), 1000u);
 
     const std::string json_type = "Content-Type: application/json\r\n";
-    auto post = [&](const std::string & path, const std::string & type_header, const std::string & body, const std::string & extra = "") {
-        return raw_status(port, "POST " + path + " HTTP/1.1\r\nHost: x\r\n" + type_header + extra + "Content-Length: " + std::to_string(body.size()) +
-                                    "\r\nConnection: close\r\n\r\n" + body);
+    auto post = [&](const std::string & path, const std::string & type_header, const std::string & body,
+                    const std::string & extra = "") {
+        return raw_status(port,
+                          "POST " + path + " HTTP/1.1\r\nHost: x\r\n" + type_header + extra + "Content-Length: " +
+                              std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
     };
     // 500,000 levels of nesting in a 1 MB body: refused before parsing, not a stack overflow.
     EXPECT_EQ(post("/v1/completions", json_type, std::string(500000, '[') + std::string(500000, ']')), 400);
@@ -149,7 +156,8 @@ TEST_F(Hostile, EveryAttackIsAnsweredWhileAWellBehavedClientIsServed) {
     {
         httplib::Client c("127.0.0.1", port);
         c.set_read_timeout(std::chrono::seconds(60));
-        auto res = c.Post("/v1/completions", json{{"prompt", std::string(100000, 'a') + "!"}, {"max_tokens", 1}}.dump(), "application/json");
+        auto res = c.Post("/v1/completions", json{{"prompt", std::string(100000, 'a') + "!"}, {"max_tokens", 1}}.dump(),
+                          "application/json");
         ASSERT_TRUE(res);
         EXPECT_EQ(res->status, 400) << res->body;  // routed (to 'main'), then too long for the context
         EXPECT_NE(res->body.find("context"), std::string::npos) << res->body;
@@ -171,12 +179,18 @@ TEST_F(Hostile, EveryAttackIsAnsweredWhileAWellBehavedClientIsServed) {
     const std::string auth = "Authorization: Bearer sekrit\r\n";
     const std::string yaml_type = "Content-Type: application/yaml\r\n";
     auto put = [&](const std::string & yaml) {
-        return raw_status(port, "PUT /admin/portfolio HTTP/1.1\r\nHost: x\r\n" + auth + yaml_type + "Content-Length: " + std::to_string(yaml.size()) +
-                                    "\r\nConnection: close\r\n\r\n" + yaml);
+        return raw_status(port,
+                          "PUT /admin/portfolio HTTP/1.1\r\nHost: x\r\n" + auth + yaml_type + "Content-Length: " +
+                              std::to_string(yaml.size()) + "\r\nConnection: close\r\n\r\n" + yaml);
     };
-    EXPECT_EQ(put("version: 1\nmodels:\n  - {name: m, path: /etc/hostname}\nroutes:\n  - {name: main, model: m}\n"), 403);
-    EXPECT_EQ(put("version: 1\nmodels:\n  - {name: m, endpoint: http://127.0.0.1:9/v1, api_key_env: HOME}\nroutes:\n  - {name: main, model: m}\n"), 403);
-    EXPECT_EQ(put("version: 1\nmodels:\n  - {name: m, endpoint: http://203.0.113.7/v1}\nroutes:\n  - {name: main, model: m}\n"), 403);
+    EXPECT_EQ(put("version: 1\nmodels:\n  - {name: m, path: /etc/hostname}\nroutes:\n  - {name: main, model: m}\n"),
+              403);
+    EXPECT_EQ(
+        put("version: 1\nmodels:\n  - {name: m, endpoint: http://127.0.0.1:9/v1, api_key_env: HOME}\nroutes:\n  - {name: main, model: m}\n"),
+        403);
+    EXPECT_EQ(
+        put("version: 1\nmodels:\n  - {name: m, endpoint: http://203.0.113.7/v1}\nroutes:\n  - {name: main, model: m}\n"),
+        403);
 
     // Slow senders are cut off once read_timeout_ms (2 s here) has passed.
     std::this_thread::sleep_for(std::chrono::milliseconds(3000));
@@ -194,8 +208,10 @@ TEST_F(Hostile, EveryAttackIsAnsweredWhileAWellBehavedClientIsServed) {
     done = true;
     client.join();
     probe.join();
-    std::printf("[hostile] well-behaved client: %d answered, %d failed; /health: %d answered, %d failed, slowest %.1f ms\n", ok.load(), failed.load(),
-                health_ok.load(), health_failed.load(), static_cast<double>(health_worst_us.load()) / 1000.0);
+    std::printf(
+        "[hostile] well-behaved client: %d answered, %d failed; /health: %d answered, %d failed, slowest %.1f ms\n",
+        ok.load(), failed.load(), health_ok.load(), health_failed.load(),
+        static_cast<double>(health_worst_us.load()) / 1000.0);
     EXPECT_GT(ok.load(), 0);
     EXPECT_EQ(failed.load(), 0);
     EXPECT_GT(health_ok.load(), 0);
@@ -206,7 +222,8 @@ TEST(AdminScope, ConfinesPathsOriginsAndKeyVariables) {
     test::ScratchDir dir;
     model::Portfolio started;
     started.models.push_back({.name = "local", .path = dir.file("models/a.gguf")});
-    started.models.push_back({.name = "far", .endpoint = "https://api.example.com/v1", .api_key_env = "OPENAI_API_KEY"});
+    started.models.push_back(
+        {.name = "far", .endpoint = "https://api.example.com/v1", .api_key_env = "OPENAI_API_KEY"});
     started.models.push_back({.name = "spread", .path = dir.file("models/a.gguf"), .rpc = {"10.0.0.9:50052"}});
     started.server.admin_endpoints = {"http://10.0.0.5:8000", "rpc://10.0.0.10:50052"};
     const auto scope = serve::AdminScope::of(started, dir.file("portfolio.yaml"));
@@ -230,18 +247,23 @@ TEST(AdminScope, ConfinesPathsOriginsAndKeyVariables) {
     EXPECT_TRUE(scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com.evil.net/v1"})));
     EXPECT_TRUE(scope.violation(pushed({.name = "m", .endpoint = "https://evil.net@api.example.com.evil.net/v1"})));
     // An RPC worker runs whatever graph it is sent: only those the started file or the admin list names.
-    EXPECT_FALSE(scope.violation(pushed({.name = "m", .path = dir.file("models/b.gguf"), .rpc = {"10.0.0.9:50052", "10.0.0.10:50052"}})));
+    EXPECT_FALSE(scope.violation(
+        pushed({.name = "m", .path = dir.file("models/b.gguf"), .rpc = {"10.0.0.9:50052", "10.0.0.10:50052"}})));
     EXPECT_TRUE(scope.violation(pushed({.name = "m", .path = dir.file("models/b.gguf"), .rpc = {"10.0.0.11:50052"}})));
 
-    EXPECT_FALSE(scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "OPENAI_API_KEY"})));
-    EXPECT_FALSE(scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "SWITCHYARD_KEY_NEW"})));
-    const auto why = scope.violation(pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "AWS_SECRET_ACCESS_KEY"}));
+    EXPECT_FALSE(scope.violation(
+        pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "OPENAI_API_KEY"})));
+    EXPECT_FALSE(scope.violation(
+        pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "SWITCHYARD_KEY_NEW"})));
+    const auto why = scope.violation(
+        pushed({.name = "m", .endpoint = "https://api.example.com/v1", .api_key_env = "AWS_SECRET_ACCESS_KEY"}));
     ASSERT_TRUE(why);
     EXPECT_NE(why->find("admin_key_env_prefix"), std::string::npos) << *why;
 
     // GET /evidence serves a route's evidence without a token: it must lie where models may.
     model::Portfolio with_evidence;
-    with_evidence.routes.push_back({.name = "r", .model = "local", .evidence = dir.file("models/report.html").string()});
+    with_evidence.routes.push_back(
+        {.name = "r", .model = "local", .evidence = dir.file("models/report.html").string()});
     EXPECT_FALSE(scope.violation(with_evidence));
     with_evidence.routes[0].evidence = "/etc/passwd";
     EXPECT_TRUE(scope.violation(with_evidence));

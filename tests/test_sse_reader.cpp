@@ -44,14 +44,17 @@ std::vector<std::vector<std::string>> cuts(const std::string & text) {
 }  // namespace
 
 TEST(SseReader, AnOpenAiStreamCutAnywhereGivesTheSameEvents) {
-    const std::string text = "data: {\"choices\":[{\"delta\":{\"content\":\"Once\"}}]}\n\n"
-                             ": keep-alive\n\n"
-                             "data: {\"choices\":[]}\r\n\r\n"
-                             "data: [DONE]\n\n";
-    const std::vector<std::string> expected{"|{\"choices\":[{\"delta\":{\"content\":\"Once\"}}]}", "|{\"choices\":[]}", "|[DONE]"};
+    const std::string text =
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Once\"}}]}\n\n"
+        ": keep-alive\n\n"
+        "data: {\"choices\":[]}\r\n\r\n"
+        "data: [DONE]\n\n";
+    const std::vector<std::string> expected{"|{\"choices\":[{\"delta\":{\"content\":\"Once\"}}]}", "|{\"choices\":[]}",
+                                            "|[DONE]"};
     for (const auto & pieces : cuts(text)) {
         const Read r = read(pieces);
-        EXPECT_EQ(r.events, expected) << "cut into " << pieces.size() << " pieces, first " << pieces[0].size() << " bytes";
+        EXPECT_EQ(r.events, expected) << "cut into " << pieces.size() << " pieces, first " << pieces[0].size()
+                                      << " bytes";
         EXPECT_FALSE(r.error);
     }
 }
@@ -63,10 +66,11 @@ TEST(SseReader, LineEndsAreLfCrlfOrCrEvenWhenTheLfComesLater) {
 }
 
 TEST(SseReader, FieldsCommentsAndMultiLineData) {
-    const Read r = read({"event: error\ndata: first\ndata:second\ndata:  two spaces\nid: 7\nretry: 10\n\n"
-                         ": a comment\nevent: lone\n\n"  // no data: no event, and its type does not carry over
-                         "data\n\n"                      // a field name alone: empty data, still an event
-                         "unknown: x\ndata: {}\n\n"});
+    const Read r =
+        read({"event: error\ndata: first\ndata:second\ndata:  two spaces\nid: 7\nretry: 10\n\n"
+              ": a comment\nevent: lone\n\n"  // no data: no event, and its type does not carry over
+              "data\n\n"  // a field name alone: empty data, still an event
+              "unknown: x\ndata: {}\n\n"});
     EXPECT_EQ(r.events, (std::vector<std::string>{"error|first\nsecond\n two spaces", "|", "|{}"}));
 }
 
@@ -91,7 +95,8 @@ TEST(SseReader, AnEventLongerThanTheBoundIsAClearErrorThatStays) {
     // Split or whole, with no line end or over many lines: the same error, after the events before it.
     for (const auto & pieces : {std::vector<std::string>{"data: ok\n\n" + std::string(100, 'x')},
                                 std::vector<std::string>{"data: ok\n\n", std::string(30, 'x'), std::string(40, 'x')},
-                                std::vector<std::string>{"data: ok\n\n", "data: 0123456789\n", "data: 0123456789\n", "data: 0123456789\n", "data: 0123456789\n\n"}}) {
+                                std::vector<std::string>{"data: ok\n\n", "data: 0123456789\n", "data: 0123456789\n",
+                                                         "data: 0123456789\n", "data: 0123456789\n\n"}}) {
         const Read r = read(pieces, 40);
         EXPECT_EQ(r.events, std::vector<std::string>{"|ok"});
         EXPECT_EQ(r.error, "an event is longer than 40 bytes");

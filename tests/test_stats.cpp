@@ -22,7 +22,7 @@ namespace {
 std::vector<float> random_logits(std::size_t vocab, std::uint64_t seed, double spread) {
     std::mt19937_64 rng(seed);
     std::vector<float> logits(vocab);
-    for (float& logit : logits) {
+    for (float & logit : logits) {
         const double unit = static_cast<double>(rng() >> 11) * 0x1.0p-53;
         logit = static_cast<float>(spread * (unit - 0.5));
     }
@@ -30,9 +30,9 @@ std::vector<float> random_logits(std::size_t vocab, std::uint64_t seed, double s
 }
 
 // The base row as a top-K store holds it: float log-probabilities, put back in vocabulary order.
-std::vector<float> stored_row(const std::vector<IndexedLogprob>& top, std::size_t vocab) {
+std::vector<float> stored_row(const std::vector<IndexedLogprob> & top, std::size_t vocab) {
     std::vector<float> row(vocab);
-    for (const IndexedLogprob& entry : top) row[static_cast<std::size_t>(entry.index)] = entry.logprob;
+    for (const IndexedLogprob & entry : top) row[static_cast<std::size_t>(entry.index)] = entry.logprob;
     return row;
 }
 

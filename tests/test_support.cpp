@@ -30,28 +30,39 @@ std::filesystem::path data_dir() {
 
 std::string two_class_plan(const std::string & variants, const std::string & extra) {
     const auto d = data_dir().string();
-    return "base: {name: babyllama, path: " + d + "/models/babyllama-0.9M-f32.gguf}\n"
-           "alternatives:\n  - {name: stories260K, path: " + d + "/models/stories260K-f32.gguf}\n"
-           "variants:\n" + variants +
-           "calibration:\n  files:\n    - " + d + "/data/tinystories-valid-head.txt\n  samples: 20\n"
-           "normalize: true\n"
-           "tasks:\n"
-           "  - spec: blimp:" + d + "/data/blimp/irregular_past_participle_verbs.jsonl\n    class: grammar\n"
-           "  - cloze: {text: " + d + "/data/tinystories-valid-head.txt, items: 60, skip_passages: 1500}\n"
-           "    name: story-cloze\n    class: stories\n    critical: true\n    requires: context:1024\n"
-           "policy:\n  accuracy_floor: 0.5\n"
-           "speed: {prompt_tokens: 32, generate_tokens: 8, repeats: 1}\n" + extra;
+    return "base: {name: babyllama, path: " + d +
+        "/models/babyllama-0.9M-f32.gguf}\n"
+        "alternatives:\n  - {name: stories260K, path: " +
+        d +
+        "/models/stories260K-f32.gguf}\n"
+        "variants:\n" +
+        variants + "calibration:\n  files:\n    - " + d +
+        "/data/tinystories-valid-head.txt\n  samples: 20\n"
+        "normalize: true\n"
+        "tasks:\n"
+        "  - spec: blimp:" +
+        d +
+        "/data/blimp/irregular_past_participle_verbs.jsonl\n    class: grammar\n"
+        "  - cloze: {text: " +
+        d +
+        "/data/tinystories-valid-head.txt, items: 60, skip_passages: 1500}\n"
+        "    name: story-cloze\n    class: stories\n    critical: true\n    requires: context:1024\n"
+        "policy:\n  accuracy_floor: 0.5\n"
+        "speed: {prompt_tokens: 32, generate_tokens: 8, repeats: 1}\n" +
+        extra;
 }
 
 std::filesystem::path model_path(const std::string & file) {
     auto path = data_dir() / "models" / file;
-    if (!std::filesystem::exists(path)) throw std::runtime_error("test model missing: " + path.string() + " (set SWITCHYARD_DATA_DIR)");
+    if (!std::filesystem::exists(path))
+        throw std::runtime_error("test model missing: " + path.string() + " (set SWITCHYARD_DATA_DIR)");
     return path;
 }
 
 ScratchDir::ScratchDir() {
     std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("switchyard-test-" + std::to_string(rd()) + std::to_string(::getpid()));
+    path_ = std::filesystem::temp_directory_path() /
+        ("switchyard-test-" + std::to_string(rd()) + std::to_string(::getpid()));
     std::filesystem::create_directories(path_);
 }
 
@@ -117,7 +128,8 @@ void expect_clean_failure(const CommandResult & r, const std::string & fragment)
     }
 }
 
-ServerProcess::ServerProcess(const std::string & binary, const std::vector<std::string> & args, const std::vector<std::string> & env) {
+ServerProcess::ServerProcess(const std::string & binary, const std::vector<std::string> & args,
+                             const std::vector<std::string> & env) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
     const auto err_path = scratch_.file("stderr");
@@ -160,7 +172,9 @@ ServerProcess::~ServerProcess() {
 
 std::string ServerProcess::log() const { return read_file(scratch_.file("stderr")); }
 
-std::filesystem::path llama_server_binary() { return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "llama-server"; }
+std::filesystem::path llama_server_binary() {
+    return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "llama-server";
+}
 
 int free_port() {
     const int s = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -224,10 +238,12 @@ bool accepts_connections(int port) {
 
 }  // namespace
 
-LlamaServer::LlamaServer(const std::filesystem::path & model, const std::string & alias, const std::filesystem::path & log) : port_(free_port()) {
+LlamaServer::LlamaServer(const std::filesystem::path & model, const std::string & alias,
+                         const std::filesystem::path & log)
+    : port_(free_port()) {
     // One thread: tests share few cores, and ggml's threads wait for each other by spinning.
-    pid_ = spawn_logged({llama_server_binary().string(), "-m", model.string(), "--host", "127.0.0.1", "--port", std::to_string(port_), "-a", alias, "-np", "4",
-                         "-c", "2048", "-t", "1", "--no-webui"},
+    pid_ = spawn_logged({llama_server_binary().string(), "-m", model.string(), "--host", "127.0.0.1", "--port",
+                         std::to_string(port_), "-a", alias, "-np", "4", "-c", "2048", "-t", "1", "--no-webui"},
                         log);
     httplib::Client client("127.0.0.1", port_);
     client.set_connection_timeout(1);
@@ -249,14 +265,17 @@ LlamaServer::~LlamaServer() { stop(); }
 
 void LlamaServer::stop() { stop_group(pid_); }
 
-std::filesystem::path rpc_server_binary() { return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "ggml-rpc-server"; }
+std::filesystem::path rpc_server_binary() {
+    return std::filesystem::path(SWITCHYARD_REFERENCE_TOOLS_DIR) / "ggml-rpc-server";
+}
 
 RpcServer::RpcServer(const std::filesystem::path & log) : port_(free_port()), log_(log) { start(); }
 
 RpcServer::~RpcServer() { stop_group(pid_); }
 
 void RpcServer::start() {
-    pid_ = spawn_logged({rpc_server_binary().string(), "-H", "127.0.0.1", "-p", std::to_string(port_), "-t", "1"}, log_);
+    pid_ =
+        spawn_logged({rpc_server_binary().string(), "-H", "127.0.0.1", "-p", std::to_string(port_), "-t", "1"}, log_);
     for (int attempt = 0; attempt < 300; ++attempt) {
         if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
             pid_ = -1;

@@ -16,7 +16,8 @@ std::filesystem::path model_path(const std::string & file);  // data_dir()/model
 // babyllama (128) lacks, so only a switch can serve it (R1); `grammar` can be served by a
 // compression of babyllama. No price: R7 ranks by size, so the answer does not hang on timings of
 // a shared machine. `variants`: the items of its variants list; `extra`: appended YAML.
-std::string two_class_plan(const std::string & variants = "  - {type: Q8_0}\n  - {type: Q4_0}\n", const std::string & extra = "");
+std::string two_class_plan(const std::string & variants = "  - {type: Q8_0}\n  - {type: Q4_0}\n",
+                           const std::string & extra = "");
 
 // A fresh folder for one test's files, removed with the object.
 class ScratchDir {
@@ -53,7 +54,8 @@ void expect_clean_failure(const CommandResult & r, const std::string & fragment)
 // `env` adds NAME=VALUE entries.
 class ServerProcess {
 public:
-    ServerProcess(const std::string & binary, const std::vector<std::string> & args, const std::vector<std::string> & env = {});
+    ServerProcess(const std::string & binary, const std::vector<std::string> & args,
+                  const std::vector<std::string> & env = {});
     ~ServerProcess();
     ServerProcess(const ServerProcess &) = delete;
     ServerProcess & operator=(const ServerProcess &) = delete;

@@ -19,17 +19,23 @@ using nlohmann::json;
 
 namespace {
 
-std::string blimp_suite() { return "blimp:" + (test::data_dir() / "data/blimp/irregular_past_participle_verbs.jsonl").string(); }
+std::string blimp_suite() {
+    return "blimp:" + (test::data_dir() / "data/blimp/irregular_past_participle_verbs.jsonl").string();
+}
 
 // The plan of test_plan.cpp with four variants, so that two workers have candidates to share.
-std::string worker_plan(const std::string & workers) { return test::two_class_plan("  - {type: Q8_0}\n  - {type: Q6_K}\n  - {type: Q4_0}\n  - {type: Q2_K}\n", workers); }
+std::string worker_plan(const std::string & workers) {
+    return test::two_class_plan("  - {type: Q8_0}\n  - {type: Q6_K}\n  - {type: Q4_0}\n  - {type: Q2_K}\n", workers);
+}
 
 // What a decision rests on: every candidate's measurements, every assessment and the choice. Not
 // paths (each run builds its variants in its own folder), times or the search's own counts.
 json measured(const json & decision) {
     json out = {{"assessments", decision["assessments"]}, {"recommendation", decision["recommendation"]}};
     for (const auto & c : decision["candidates"])
-        out["candidates"][c["name"].get<std::string>()] = {{"suites", c["suites"]}, {"drift", c.value("drift", json())}, {"not_run", c.value("not_run", json())},
+        out["candidates"][c["name"].get<std::string>()] = {{"suites", c["suites"]},
+                                                           {"drift", c.value("drift", json())},
+                                                           {"not_run", c.value("not_run", json())},
                                                            {"skipped", c.value("skipped", json())}};
     return out;
 }
@@ -70,14 +76,20 @@ TEST(RpcEndpoint, ReadsHostAndPortAndRefusesTheRest) {
     EXPECT_EQ(rpc_endpoint("rpc://10.0.0.5:50052"), "10.0.0.5:50052");
     EXPECT_EQ(rpc_endpoint("worker-3:50052"), "worker-3:50052");
     EXPECT_EQ(rpc_endpoint("rpc://[::1]:50052/"), "[::1]:50052");
-    for (const char * bad : {"rpc://host", "rpc://:50052", "host:0", "host:70000", "host:12ab", "http://host:80x"}) EXPECT_THROW(rpc_endpoint(bad), Error) << bad;
+    for (const char * bad : {"rpc://host", "rpc://:50052", "host:0", "host:70000", "host:12ab", "http://host:80x"})
+        EXPECT_THROW(rpc_endpoint(bad), Error) << bad;
 }
 
 // What workers measure ahead, in the order the search asks for it: each method's ladder mild to
 // aggressive, screened-out and duplicate variants left out.
 TEST(Search, LaddersAreEachMethodsVariantsMildToAggressive) {
-    const auto variant = [](const std::string & name, const std::string & ladder, double severity, const std::string & skipped = "") {
-        return decide::Candidate{.name = name, .kind = decide::CandidateKind::variant, .ladder = ladder, .severity = severity, .skipped = skipped};
+    const auto variant = [](const std::string & name, const std::string & ladder, double severity,
+                            const std::string & skipped = "") {
+        return decide::Candidate{.name = name,
+                                 .kind = decide::CandidateKind::variant,
+                                 .ladder = ladder,
+                                 .severity = severity,
+                                 .skipped = skipped};
     };
     std::vector<decide::Candidate> candidates = {{.name = "orig", .kind = decide::CandidateKind::original},
                                                  variant("pruned-60", "prune", 0.6),
@@ -100,13 +112,16 @@ TEST(Workers, UnreachableOrMalformedWorkersFailCleanly) {
     test::ScratchDir dir;
     test::write_file(dir.file("plan.yaml"), worker_plan("workers: [nonsense]\n"));
     auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string()});
-    test::expect_clean_failure(r, "plan.yaml:25: workers: 'nonsense' is not an RPC worker endpoint: expected rpc://HOST:PORT");
+    test::expect_clean_failure(
+        r, "plan.yaml:25: workers: 'nonsense' is not an RPC worker endpoint: expected rpc://HOST:PORT");
 
     const std::string nobody = "rpc://127.0.0.1:" + std::to_string(test::free_port());
     test::write_file(dir.file("plan.yaml"), worker_plan(""));
-    r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string(), "--workers", nobody, "-q"});
+    r = test::run_switchyard(
+        {"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string(), "--workers", nobody, "-q"});
     test::expect_clean_failure(r, "is not reachable: start llama.cpp's rpc-server there");
-    r = test::run_switchyard({"eval", "-m", test::model_path("babyllama-0.9M-f32.gguf").string(), "--tasks", blimp_suite(), "--rpc", nobody, "--no-results"});
+    r = test::run_switchyard({"eval", "-m", test::model_path("babyllama-0.9M-f32.gguf").string(), "--tasks",
+                              blimp_suite(), "--rpc", nobody, "--no-results"});
     test::expect_clean_failure(r, "RPC worker 127.0.0.1:");
 }
 
@@ -114,7 +129,8 @@ TEST(Workers, AModelOnAnRpcWorkerScoresAsInProcess) {
     test::ScratchDir dir;
     test::RpcServer worker(dir.file("rpc.log"));
     const auto model = test::model_path("babyllama-0.9M-f32.gguf").string();
-    const std::vector<std::string> args = {"eval", "-m", model, "--tasks", blimp_suite(), "--normalize", "--no-results", "--json", "-t", "1"};
+    const std::vector<std::string> args = {"eval",        "-m",           model,    "--tasks", blimp_suite(),
+                                           "--normalize", "--no-results", "--json", "-t",      "1"};
     const auto local = test::run_switchyard(args);
     ASSERT_EQ(local.exit_code, 0) << local.err;
     auto remote_args = args;
@@ -126,18 +142,23 @@ TEST(Workers, AModelOnAnRpcWorkerScoresAsInProcess) {
     EXPECT_EQ(a["n"], b["n"]);
     EXPECT_EQ(a["accuracy"], b["accuracy"]);
     // The worker really held the model: rpc-server logs the client that connected.
-    EXPECT_NE(test::read_file(dir.file("rpc.log")).find("Accepted client connection"), std::string::npos) << test::read_file(dir.file("rpc.log"));
+    EXPECT_NE(test::read_file(dir.file("rpc.log")).find("Accepted client connection"), std::string::npos)
+        << test::read_file(dir.file("rpc.log"));
 }
 
 TEST(Workers, ServeRunsAnInProcessModelOnAWorker) {
     test::ScratchDir dir;
     test::RpcServer worker(dir.file("rpc.log"));
-    test::write_file(dir.file("portfolio.yaml"), "models:\n  - {name: spread, path: " + test::model_path("stories260K-f32.gguf").string() +
-                                                     ", threads: 1, rpc: ['" + worker.endpoint() + "']}\n");
-    test::ServerProcess server(SWITCHYARD_BINARY, {"serve", "--portfolio", dir.file("portfolio.yaml").string(), "--port", "0"});
+    test::write_file(dir.file("portfolio.yaml"),
+                     "models:\n  - {name: spread, path: " + test::model_path("stories260K-f32.gguf").string() +
+                         ", threads: 1, rpc: ['" + worker.endpoint() + "']}\n");
+    test::ServerProcess server(SWITCHYARD_BINARY,
+                               {"serve", "--portfolio", dir.file("portfolio.yaml").string(), "--port", "0"});
     httplib::Client client("127.0.0.1", server.port());
     client.set_read_timeout(60);
-    const auto r = client.Post("/v1/completions", R"({"model": "spread", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0})", "application/json");
+    const auto r = client.Post(
+        "/v1/completions", R"({"model": "spread", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0})",
+        "application/json");
     ASSERT_TRUE(r) << server.log();
     ASSERT_EQ(r->status, 200) << r->body;
     EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 8);
@@ -149,13 +170,13 @@ TEST(Workers, ServeRunsAnInProcessModelOnAWorker) {
 TEST(Workers, TwoWorkersGiveTheLocalNumbersAndSurviveALostWorker) {
     test::ScratchDir dir;
     test::write_file(dir.file("plan.yaml"), worker_plan(""));
-    const auto local = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("local").string(), "--results",
-                                             dir.file("local.sqlite").string(), "-t", "1", "-q"});
+    const auto local = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("local").string(),
+                                             "--results", dir.file("local.sqlite").string(), "-t", "1", "-q"});
     ASSERT_EQ(local.exit_code, 0) << local.err;
 
     test::RpcServer a(dir.file("a.log")), b(dir.file("b.log"));
-    Background plan({"plan", dir.file("plan.yaml").string(), "-o", dir.file("spread").string(), "--results", dir.file("spread.sqlite").string(), "-t", "1",
-                     "--workers", a.endpoint() + "," + b.endpoint()},
+    Background plan({"plan", dir.file("plan.yaml").string(), "-o", dir.file("spread").string(), "--results",
+                     dir.file("spread.sqlite").string(), "-t", "1", "--workers", a.endpoint() + "," + b.endpoint()},
                     dir.file("plan.err"));
     ASSERT_TRUE(plan.wait_for("workers: " + a.endpoint().substr(6) + " measures", 300)) << plan.err();
     a.kill();

@@ -33,24 +33,27 @@ std::string instruction_sets() {
 }  // namespace
 
 void add_check_engine(CLI::App & app) {
-    auto * cmd = app.add_subcommand("check-engine",
-                                    "Check that the llama.cpp engine runs on this CPU and computes right: quantize a synthetic model to "
-                                    "Q8_0, Q4_0, Q4_K_S and IQ4_NL and compare each with F32 (scripts/setup.sh runs it once per engine build)");
+    auto * cmd = app.add_subcommand(
+        "check-engine",
+        "Check that the llama.cpp engine runs on this CPU and computes right: quantize a synthetic model to "
+        "Q8_0, Q4_0, Q4_K_S and IQ4_NL and compare each with F32 (scripts/setup.sh runs it once per engine build)");
     auto dir = std::make_shared<std::string>();
     auto threads = std::make_shared<int>(0);
-    cmd->add_option("--work-dir", *dir, "Keep the models and reference here (default: a temporary folder, removed after)");
+    cmd->add_option("--work-dir", *dir,
+                    "Keep the models and reference here (default: a temporary folder, removed after)");
     add_threads(*cmd, *threads, "at least 4 when 0, so that per-thread CPU state is checked too");
     cmd->callback([dir, threads] {
         const bool temporary = dir->empty();
-        const std::filesystem::path work =
-            temporary ? std::filesystem::temp_directory_path() / fmt::format("switchyard-check-{}", getpid()) : std::filesystem::path(*dir);
+        const std::filesystem::path work = temporary
+            ? std::filesystem::temp_directory_path() / fmt::format("switchyard-check-{}", getpid())
+            : std::filesystem::path(*dir);
         fmt::print("instruction sets: {}\n", instruction_sets());
         std::string failure;
         try {
             compress::check_engine({.work_dir = work, .threads = *threads}, [&](const compress::KernelCheck & c) {
                 if (c.passed)
-                    fmt::print("{:<7} ok    {} positions, mean KLD {:.5f}, top-1 agreement {:.1f}%\n", c.type, c.positions, c.mean_kld,
-                               100 * c.top1_agreement);
+                    fmt::print("{:<7} ok    {} positions, mean KLD {:.5f}, top-1 agreement {:.1f}%\n", c.type,
+                               c.positions, c.mean_kld, 100 * c.top1_agreement);
                 else
                     failure = fmt::format("engine check failed on {}: {}", c.type, c.failure);
                 std::fflush(stdout);

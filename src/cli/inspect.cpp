@@ -20,7 +20,8 @@ std::string tokenizer_label(const std::string & t) {
 
 void print_text(const model::ModelInfo & m) {
     std::string types;
-    for (const auto & [type, count] : m.tensor_types) types += fmt::format("{}{} x {}", types.empty() ? "" : ", ", type, count);
+    for (const auto & [type, count] : m.tensor_types)
+        types += fmt::format("{}{} x {}", types.empty() ? "" : ", ", type, count);
     std::string caps;
     for (const auto & c : m.capabilities) caps += (caps.empty() ? "" : ", ") + c;
     fmt::print("{}\n", m.path.string());
@@ -50,7 +51,8 @@ void print_tensors(const model::ModelInfo & m) {
 }  // namespace
 
 void add_inspect(CLI::App & app) {
-    auto * cmd = app.add_subcommand("inspect", "Report what a GGUF model file holds: architecture, size, types, vocabulary, capabilities");
+    auto * cmd = app.add_subcommand(
+        "inspect", "Report what a GGUF model file holds: architecture, size, types, vocabulary, capabilities");
     auto path = std::make_shared<std::string>();
     auto json = std::make_shared<bool>(false);
     auto tensors = std::make_shared<bool>(false);

@@ -11,17 +11,22 @@
 #include <exception>
 
 int main(int argc, char ** argv) {
-    CLI::App app{"switchyard: compress the model you have, or switch to a smaller one?\n"
-                 "Measures both paths on your own tasks, decides with explicit rules, and serves the result."};
-    app.set_version_flag("--version", std::string("switchyard ") + switchyard::kVersion + ", engine " + switchyard::kEngineVersion);
+    CLI::App app{
+        "switchyard: compress the model you have, or switch to a smaller one?\n"
+        "Measures both paths on your own tasks, decides with explicit rules, and serves the result."};
+    app.set_version_flag("--version",
+                         std::string("switchyard ") + switchyard::kVersion + ", engine " + switchyard::kEngineVersion);
     app.require_subcommand(1);
     int verbosity = 0;
-    app.add_flag("-v,--verbose", verbosity, "Log more (-v: engine warnings and errors, -vv: everything llama.cpp says)");
+    app.add_flag("-v,--verbose", verbosity,
+                 "Log more (-v: engine warnings and errors, -vv: everything llama.cpp says)");
     app.parse_complete_callback([&] {
         auto logger = spdlog::stderr_color_mt("switchyard");
         spdlog::set_default_logger(logger);
         spdlog::set_pattern("[%l] %v");
-        spdlog::set_level(verbosity >= 2 ? spdlog::level::trace : verbosity == 1 ? spdlog::level::debug : spdlog::level::warn);
+        spdlog::set_level(verbosity >= 2       ? spdlog::level::trace
+                              : verbosity == 1 ? spdlog::level::debug
+                                               : spdlog::level::warn);
     });
 
     switchyard::cli::add_inspect(app);

@@ -26,18 +26,22 @@ std::string types_help() {
 void print_result(const compress::QuantizeResult & r, const std::string & type, bool json) {
     const auto & m = r.written;
     if (json) {
-        std::cout << nlohmann::json({{"output", m}, {"recipe_path", r.recipe_path.string()}, {"recipe", r.recipe}}).dump(2) << '\n';
+        std::cout
+            << nlohmann::json({{"output", m}, {"recipe_path", r.recipe_path.string()}, {"recipe", r.recipe}}).dump(2)
+            << '\n';
         return;
     }
     std::string types;
-    for (const auto & [t, count] : m.tensor_types) types += fmt::format("{}{} x {}", types.empty() ? "" : ", ", t, count);
-    fmt::print("wrote {}: {} bytes ({:.2f} MiB), {:.2f} bits per weight\n", m.path.string(), m.file_bytes, m.file_bytes / 1048576.0,
-               m.bits_per_weight);
+    for (const auto & [t, count] : m.tensor_types)
+        types += fmt::format("{}{} x {}", types.empty() ? "" : ", ", t, count);
+    fmt::print("wrote {}: {} bytes ({:.2f} MiB), {:.2f} bits per weight\n", m.path.string(), m.file_bytes,
+               m.file_bytes / 1048576.0, m.bits_per_weight);
     fmt::print("  tensor types  {}\n", types);
     // Name the 2-D tensors that did not get the requested type: llama.cpp falls back per tensor
     // when a row length does not fit the type's block size, and keeps some tensors at higher precision.
     std::string requested = type;
-    std::transform(requested.begin(), requested.end(), requested.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(requested.begin(), requested.end(), requested.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     if (m.tensor_types.contains(requested) || requested.find("_k") == std::string::npos) {
         for (const auto & t : m.tensors) {
             if (t.shape.size() >= 2 && t.type != requested) fmt::print("  kept as {:<6} {}\n", t.type, t.name);
@@ -61,7 +65,8 @@ std::vector<std::pair<std::string, std::string>> parse_tensor_types(const std::v
 }  // namespace
 
 void add_quantize(CLI::App & app) {
-    auto * cmd = app.add_subcommand("quantize", "Quantize a GGUF model with llama.cpp; report what was written and write a recipe beside it");
+    auto * cmd = app.add_subcommand(
+        "quantize", "Quantize a GGUF model with llama.cpp; report what was written and write a recipe beside it");
     cmd->footer(types_help());
     auto o = std::make_shared<compress::QuantizeOptions>();
     auto specs = std::make_shared<std::vector<std::string>>();
@@ -69,11 +74,13 @@ void add_quantize(CLI::App & app) {
     cmd->add_option("MODEL", o->input, "GGUF model to quantize (F32, F16 or BF16)")->required();
     cmd->add_option("OUT", o->output, "Output GGUF file (a recipe goes to OUT.recipe.json)")->required();
     cmd->add_option("TYPE", o->type, "Quantization type (see below)")->required();
-    cmd->add_option("--imatrix", o->imatrix, "Importance matrix (from `switchyard calibrate` or llama-imatrix, GGUF or .dat)");
+    cmd->add_option("--imatrix", o->imatrix,
+                    "Importance matrix (from `switchyard calibrate` or llama-imatrix, GGUF or .dat)");
     cmd->add_option("--tensor-type", *specs, "REGEX=TYPE: tensors whose name matches get this ggml type (repeatable)");
     cmd->add_option("--output-type", o->output_type, "ggml type for output.weight");
     cmd->add_option("--embedding-type", o->embedding_type, "ggml type for token_embd.weight");
-    cmd->add_option("--prune-layers", o->prune_layers, "Drop these whole layers (comma-separated indices)")->delimiter(',');
+    cmd->add_option("--prune-layers", o->prune_layers, "Drop these whole layers (comma-separated indices)")
+        ->delimiter(',');
     cmd->add_flag("--allow-requantize", o->allow_requantize, "Quantize a model that is already quantized");
     add_threads(*cmd, o->threads);
     cmd->add_flag("--json", *json, "Print the report as JSON");
@@ -92,7 +99,8 @@ void add_quantize(CLI::App & app) {
     rebuild->add_option("--parent", *parent, "The parent model, if it moved (default: the path in the recipe)");
     rebuild->callback([recipe_path, out, parent] {
         const auto r = compress::rebuild(*recipe_path, *parent, *out);
-        fmt::print("rebuilt {}: sha256 {} ({})\n", r.output.string(), r.sha256, r.identical ? "identical to the recipe's" : "DIFFERS from the recipe's");
+        fmt::print("rebuilt {}: sha256 {} ({})\n", r.output.string(), r.sha256,
+                   r.identical ? "identical to the recipe's" : "DIFFERS from the recipe's");
         if (!r.identical) throw Error("the rebuilt file differs from the one the recipe describes");
     });
 }

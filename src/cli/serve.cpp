@@ -38,8 +38,12 @@ void run_serve(const ServeOptions & o) {
     } else {
         if (!std::filesystem::exists(o.model)) throw Error("{}: no such file", o.model.string());
         const std::string name = o.model.stem().string();
-        p.models.push_back({.name = name, .path = std::filesystem::absolute(o.model), .context = o.context, .parallel = o.parallel, .threads = o.threads,
-                             .normalize = o.normalize});
+        p.models.push_back({.name = name,
+                            .path = std::filesystem::absolute(o.model),
+                            .context = o.context,
+                            .parallel = o.parallel,
+                            .threads = o.threads,
+                            .normalize = o.normalize});
         p.routes.push_back({.name = name, .model = name});
         p.default_route = name;
     }
@@ -68,8 +72,8 @@ void run_serve(const ServeOptions & o) {
     serve::Gateway gateway(std::move(p), o.portfolio);
     const int port = gateway.bind();
     const auto dep = gateway.current();
-    std::printf("switchyard serve: listening on http://%s:%d (%zu models, %zu routes)\n", host.c_str(), port, dep->portfolio.models.size(),
-                dep->portfolio.routes.size());
+    std::printf("switchyard serve: listening on http://%s:%d (%zu models, %zu routes)\n", host.c_str(), port,
+                dep->portfolio.models.size(), dep->portfolio.routes.size());
     std::fflush(stdout);
     std::thread waiter([&] {
         for (;;) {
@@ -90,25 +94,36 @@ void run_serve(const ServeOptions & o) {
 }  // namespace
 
 void add_serve(CLI::App & app) {
-    auto * cmd = app.add_subcommand("serve", "Serve a portfolio of models (or one model) behind an OpenAI-compatible HTTP API");
+    auto * cmd =
+        app.add_subcommand("serve", "Serve a portfolio of models (or one model) behind an OpenAI-compatible HTTP API");
     auto o = std::make_shared<ServeOptions>();
-    auto * portfolio = cmd->add_option("--portfolio", o->portfolio, "Portfolio file (docs/portfolio.md); SIGHUP re-reads it")->check(CLI::ExistingFile);
-    auto * model = cmd->add_option("-m,--model", o->model, "Serve one GGUF model instead of a portfolio (its name: the file name without .gguf)");
+    auto * portfolio =
+        cmd->add_option("--portfolio", o->portfolio, "Portfolio file (docs/portfolio.md); SIGHUP re-reads it")
+            ->check(CLI::ExistingFile);
+    auto * model = cmd->add_option(
+        "-m,--model", o->model, "Serve one GGUF model instead of a portfolio (its name: the file name without .gguf)");
     portfolio->excludes(model);
     add_context(*cmd, o->context, "with -m");
     cmd->add_option("--parallel", o->parallel, "With -m: requests decoded side by side")->capture_default_str();
     add_threads(*cmd, o->threads, "with -m");
-    cmd->add_flag("--normalize", o->normalize, "With -m: collapse whitespace and drop characters the vocabulary cannot encode, in every prompt");
+    cmd->add_flag("--normalize", o->normalize,
+                  "With -m: collapse whitespace and drop characters the vocabulary cannot encode, in every prompt");
     cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1)");
     cmd->add_option("--port", o->port, "Port to listen on; 0 picks a free one (default 8080)");
-    cmd->add_option("--admin-token-env", o->admin_token_env, "Environment variable holding the admin API's bearer token (default SWITCHYARD_ADMIN_TOKEN)");
-    cmd->add_option("--api-keys-env", o->api_keys_env, "Environment variable holding comma-separated client API keys (default: none required)");
-    cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body; larger ones get 413 (default 1048576)");
+    cmd->add_option("--admin-token-env", o->admin_token_env,
+                    "Environment variable holding the admin API's bearer token (default SWITCHYARD_ADMIN_TOKEN)");
+    cmd->add_option("--api-keys-env", o->api_keys_env,
+                    "Environment variable holding comma-separated client API keys (default: none required)");
+    cmd->add_option("--max-body-bytes", o->max_body_bytes,
+                    "Largest request body; larger ones get 413 (default 1048576)");
     cmd->add_option("--max-tokens", o->max_tokens, "Largest max_tokens a request may ask for (default 4096)");
-    cmd->add_option("--queue-length", o->queue_length, "Requests waiting per in-process model before it counts as full (default 64)");
+    cmd->add_option("--queue-length", o->queue_length,
+                    "Requests waiting per in-process model before it counts as full (default 64)");
     cmd->add_option("--max-streams", o->max_streams, "Concurrent streaming responses; more get 503 (default 64)");
-    cmd->add_option("--request-timeout-ms", o->request_timeout_ms, "Time a model has to answer before fallback (default 120000)");
-    cmd->add_option("--cooldown-s", o->cooldown_s, "Seconds a failed backend rests before it is tried again (default 30)");
+    cmd->add_option("--request-timeout-ms", o->request_timeout_ms,
+                    "Time a model has to answer before fallback (default 120000)");
+    cmd->add_option("--cooldown-s", o->cooldown_s,
+                    "Seconds a failed backend rests before it is tried again (default 30)");
     cmd->callback([o] {
         if (o->portfolio.empty() && o->model.empty()) throw Error("serve needs --portfolio FILE or -m MODEL");
         run_serve(*o);

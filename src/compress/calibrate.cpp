@@ -41,7 +41,9 @@ class ActivationCollector {
 public:
     explicit ActivationCollector(bool include_output) : include_output_(include_output) {}
 
-    static bool callback(ggml_tensor * t, bool ask, void * self) { return static_cast<ActivationCollector *>(self)->observe(t, ask); }
+    static bool callback(ggml_tensor * t, bool ask, void * self) {
+        return static_cast<ActivationCollector *>(self)->observe(t, ask);
+    }
 
     std::map<std::string, ImatrixEntry> take() {
         if (!error_.empty()) throw Error(error_);
@@ -85,9 +87,11 @@ private:
             const char * id_data = host_data(ids, ids_copy_);
             for (std::int64_t slot = 0; slot < ids->ne[0]; ++slot) {
                 for (std::int64_t row = 0; row < src1->ne[2]; ++row) {
-                    const auto expert = *reinterpret_cast<const std::int32_t *>(id_data + row * ids->nb[1] + slot * ids->nb[0]);
+                    const auto expert =
+                        *reinterpret_cast<const std::int32_t *>(id_data + row * ids->nb[1] + slot * ids->nb[0]);
                     if (expert < 0 || expert >= n_experts) continue;
-                    const auto * x = reinterpret_cast<const float *>(data + (slot % src1->ne[1]) * src1->nb[1] + row * src1->nb[2]);
+                    const auto * x =
+                        reinterpret_cast<const float *>(data + (slot % src1->ne[1]) * src1->nb[1] + row * src1->nb[2]);
                     float * acc = e.sums.data() + expert * columns;
                     for (std::int64_t j = 0; j < columns; ++j) acc[j] += x[j] * x[j];
                     ++e.counts[expert];
@@ -104,7 +108,8 @@ private:
                     const std::int64_t matrix = (i3 % src0->ne[3]) * src0->ne[2] + (i2 % src0->ne[2]);
                     float * acc = e.sums.data() + matrix * columns;
                     for (std::int64_t row = 0; row < src1->ne[1]; ++row) {
-                        const auto * x = reinterpret_cast<const float *>(data + row * src1->nb[1] + i2 * src1->nb[2] + i3 * src1->nb[3]);
+                        const auto * x = reinterpret_cast<const float *>(data + row * src1->nb[1] + i2 * src1->nb[2] +
+                                                                         i3 * src1->nb[3]);
                         for (std::int64_t j = 0; j < columns; ++j) acc[j] += x[j] * x[j];
                     }
                 }
@@ -144,8 +149,12 @@ CalibrateResult calibrate(const CalibrateOptions & o) {
     const int ctx = engine.model().context_length;
 
     CalibrateResult result;
-    const eval::TextChunks text = eval::tokenize_chunks(engine, {.files = o.data, .context = ctx, .skip_chunks = o.skip_chunks, .max_chunks = o.chunks,
-                                                     .normalize = o.normalize});
+    const eval::TextChunks text = eval::tokenize_chunks(engine,
+                                                        {.files = o.data,
+                                                         .context = ctx,
+                                                         .skip_chunks = o.skip_chunks,
+                                                         .max_chunks = o.chunks,
+                                                         .normalize = o.normalize});
     result.chunks_available = static_cast<int>(text.available);
     result.chunks_used = static_cast<int>(text.chunks.size());
     result.dropped_characters = text.dropped_characters;
@@ -173,7 +182,8 @@ CalibrateResult calibrate(const CalibrateOptions & o) {
     }
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     result.imatrix.entries = collector.take();
-    if (result.imatrix.entries.empty()) throw Error("calibrate: saw no weight matrix products; is this a language model?");
+    if (result.imatrix.entries.empty())
+        throw Error("calibrate: saw no weight matrix products; is this a language model?");
     result.imatrix.datasets = text.sources;
     result.imatrix.chunk_count = result.chunks_used;
     result.imatrix.chunk_size = ctx;

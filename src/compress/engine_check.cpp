@@ -26,7 +26,7 @@ namespace switchyard::compress {
 namespace {
 
 struct Family {
-    const char * type;         // llama-quantize name
+    const char * type;  // llama-quantize name
     const char * tensor_type;  // what the family's matrices must become
     // Bounds a correct kernel meets with room to spare on the synthetic model, whose random weights
     // suffer more from 4 bits than trained ones (measured on AVX2: Q8_0 98% top-1 agreement, mean
@@ -104,12 +104,13 @@ ChildReport run_in_child(const std::function<void(const std::function<void(const
     }
     close(fds[0]);
     ChildReport report;
-    while (waitpid(pid, &report.exit_status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &report.exit_status, 0) < 0 && errno == EINTR) {}
     std::istringstream lines(received);
     for (std::string line; std::getline(lines, line);) {
-        if (line.starts_with("step ")) report.step = line.substr(5);
-        else if (line.starts_with("error ")) report.error = line.substr(6);
+        if (line.starts_with("step "))
+            report.step = line.substr(5);
+        else if (line.starts_with("error "))
+            report.error = line.substr(6);
         else if (line.starts_with("result ")) {
             std::istringstream values(line.substr(7));
             values >> report.mean_kld >> report.top1 >> report.positions;
@@ -123,33 +124,41 @@ std::string describe_death(const ChildReport & r) {
     if (WIFSIGNALED(r.exit_status)) {
         const int sig = WTERMSIG(r.exit_status);
         if (sig == SIGILL)
-            return fmt::format("the engine died of an illegal instruction while {}: it was built with instructions this CPU "
-                               "does not run; rebuild it with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_NATIVE=OFF (and without "
-                               "-DSWITCHYARD_AMX=ON)",
-                               r.step);
-        return fmt::format("the engine died of signal {} ({}) while {}; rebuild it with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_NATIVE=OFF "
-                           "to rule out this CPU's instruction sets",
-                           sig, strsignal(sig), r.step);
+            return fmt::format(
+                "the engine died of an illegal instruction while {}: it was built with instructions this CPU "
+                "does not run; rebuild it with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_NATIVE=OFF (and without "
+                "-DSWITCHYARD_AMX=ON)",
+                r.step);
+        return fmt::format(
+            "the engine died of signal {} ({}) while {}; rebuild it with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_NATIVE=OFF "
+            "to rule out this CPU's instruction sets",
+            sig, strsignal(sig), r.step);
     }
     if (!r.error.empty()) return fmt::format("{} (while {})", r.error, r.step);
-    return fmt::format("the check stopped without a result while {} (exit status {})", r.step, WEXITSTATUS(r.exit_status));
+    return fmt::format("the check stopped without a result while {} (exit status {})", r.step,
+                       WEXITSTATUS(r.exit_status));
 }
 
 engine::LlamaEngine load(const std::filesystem::path & path, int threads) {
     return engine::LlamaEngine({.model_path = path, .threads = threads, .context_length = kChunkTokens, .parallel = 2});
 }
 
-std::vector<std::vector<engine::Token>> check_chunks(const engine::Engine & engine, const std::filesystem::path & text) {
-    eval::TextChunks chunks = eval::tokenize_chunks(engine, {.files = {text}, .context = kChunkTokens, .max_chunks = kChunks});
+std::vector<std::vector<engine::Token>> check_chunks(const engine::Engine & engine,
+                                                     const std::filesystem::path & text) {
+    eval::TextChunks chunks =
+        eval::tokenize_chunks(engine, {.files = {text}, .context = kChunkTokens, .max_chunks = kChunks});
     if (chunks.chunks.size() < kChunks)
-        throw Error("engine check: the check text gives {} chunks of {} tokens, not {}", chunks.chunks.size(), kChunkTokens, kChunks);
+        throw Error("engine check: the check text gives {} chunks of {} tokens, not {}", chunks.chunks.size(),
+                    kChunkTokens, kChunks);
     return std::move(chunks.chunks);
 }
 
 }  // namespace
 
-std::vector<KernelCheck> check_engine(const EngineCheckOptions & options, const std::function<void(const KernelCheck &)> & on_check) {
-    const int threads = options.threads > 0 ? options.threads : std::max(4, static_cast<int>(std::thread::hardware_concurrency()));
+std::vector<KernelCheck> check_engine(const EngineCheckOptions & options,
+                                      const std::function<void(const KernelCheck &)> & on_check) {
+    const int threads =
+        options.threads > 0 ? options.threads : std::max(4, static_cast<int>(std::thread::hardware_concurrency()));
     std::filesystem::create_directories(options.work_dir);
     const auto original = options.work_dir / "check-f32.gguf";
     const auto text = options.work_dir / "check-text.txt";
@@ -176,7 +185,8 @@ std::vector<KernelCheck> check_engine(const EngineCheckOptions & options, const 
         eval::save_reference(ref, reference);
         say(fmt::format("result 0 1 {}", ref.target_logprob.size()));
     });
-    KernelCheck f32_check{.type = "F32", .tensor_type = "f32", .passed = f32.has_result, .top1_agreement = 1, .positions = f32.positions};
+    KernelCheck f32_check{
+        .type = "F32", .tensor_type = "f32", .passed = f32.has_result, .top1_agreement = 1, .positions = f32.positions};
     if (!f32.has_result) f32_check.failure = describe_death(f32);
     if (!finish(std::move(f32_check))) return checks;
 
@@ -184,24 +194,30 @@ std::vector<KernelCheck> check_engine(const EngineCheckOptions & options, const 
         const auto variant = options.work_dir / fmt::format("check-{}.gguf", family.type);
         ChildReport r = run_in_child([&](const auto & say) {
             say(fmt::format("step quantizing to {}", family.type));
-            const model::ModelInfo written = quantize_without_recipe({.input = original, .output = variant, .type = family.type, .threads = threads});
+            const model::ModelInfo written = quantize_without_recipe(
+                {.input = original, .output = variant, .type = family.type, .threads = threads});
             if (!written.tensor_types.contains(family.tensor_type))
-                throw Error("llama.cpp wrote no {} tensors for {}, so its kernels went unchecked", family.tensor_type, family.type);
+                throw Error("llama.cpp wrote no {} tensors for {}, so its kernels went unchecked", family.tensor_type,
+                            family.type);
             say(fmt::format("step loading the {} model", family.type));
             engine::LlamaEngine engine = load(variant, threads);
             say(fmt::format("step evaluating the {} model", family.type));
             const eval::Drift drift = eval::measure_drift(eval::load_reference(reference), engine);
             say(fmt::format("result {} {} {}", drift.kld.mean, drift.top1_agreement, drift.positions));
         });
-        KernelCheck check{.type = family.type, .tensor_type = family.tensor_type, .mean_kld = r.mean_kld, .top1_agreement = r.top1,
+        KernelCheck check{.type = family.type,
+                          .tensor_type = family.tensor_type,
+                          .mean_kld = r.mean_kld,
+                          .top1_agreement = r.top1,
                           .positions = r.positions};
         if (!r.has_result) {
             check.failure = describe_death(r);
         } else if (!(r.mean_kld <= family.max_kld) || !(r.top1 >= family.min_top1)) {
-            check.failure = fmt::format("{} predictions are wrong: mean KLD {:.4f} (at most {} expected), top-1 agreement {:.1f}% (at "
-                                        "least {:.0f}% expected) against the F32 model; rebuild the engine with "
-                                        "SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_NATIVE=OFF and report this CPU",
-                                        family.type, r.mean_kld, family.max_kld, 100 * r.top1, 100 * family.min_top1);
+            check.failure = fmt::format(
+                "{} predictions are wrong: mean KLD {:.4f} (at most {} expected), top-1 agreement {:.1f}% (at "
+                "least {:.0f}% expected) against the F32 model; rebuild the engine with "
+                "SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_NATIVE=OFF and report this CPU",
+                family.type, r.mean_kld, family.max_kld, 100 * r.top1, 100 * family.min_top1);
         }
         check.passed = check.failure.empty();
         if (!finish(std::move(check))) break;

@@ -14,7 +14,7 @@
 namespace switchyard::compress {
 
 struct ImatrixEntry {
-    std::vector<float> sums;      // n_matrices x columns, row-major by matrix (experts have one each)
+    std::vector<float> sums;  // n_matrices x columns, row-major by matrix (experts have one each)
     std::vector<std::int64_t> counts;  // rows summed, one per matrix
 };
 
@@ -38,6 +38,7 @@ std::map<std::string, std::vector<float>> column_importance(const Imatrix & imat
 
 // Throws switchyard::Error unless every entry names a tensor of `model` with a matching input
 // width: an imatrix collected on another model would silently steer quantization wrongly.
-void check_imatrix_matches(const Imatrix & imatrix, const model::ModelInfo & model, const std::filesystem::path & imatrix_path);
+void check_imatrix_matches(const Imatrix & imatrix, const model::ModelInfo & model,
+                           const std::filesystem::path & imatrix_path);
 
 }  // namespace switchyard::compress

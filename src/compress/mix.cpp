@@ -31,7 +31,8 @@ class ScratchFolder {
 public:
     ScratchFolder() {
         std::random_device rd;
-        path_ = std::filesystem::temp_directory_path() / fmt::format("switchyard-mix-{}-{}", ::getpid(), rd() % 1000000);
+        path_ =
+            std::filesystem::temp_directory_path() / fmt::format("switchyard-mix-{}-{}", ::getpid(), rd() % 1000000);
         std::filesystem::create_directories(path_);
     }
     ~ScratchFolder() {
@@ -60,7 +61,9 @@ std::string tensor_type_of(const std::string & quant_name) {
     try {
         parse_tensor_type(lower);
     } catch (const Error &) {
-        throw Error("'{}' is a mix of types; per-tensor choices need single types such as Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K", quant_name);
+        throw Error(
+            "'{}' is a mix of types; per-tensor choices need single types such as Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K",
+            quant_name);
     }
     return lower;
 }
@@ -85,13 +88,18 @@ void assign(QuantizeOptions & q, const std::string & tensor, const std::string &
 // and data is read back instead of quantized and run again.
 class DriftBench {
 public:
-    DriftBench(const std::filesystem::path & model, const DriftData & data) : model_(model), data_(data), info_(model::inspect_gguf(model)) {
+    DriftBench(const std::filesystem::path & model, const DriftData & data)
+        : model_(model), data_(data), info_(model::inspect_gguf(model)) {
         context_ = data.context > 0 ? data.context : eval::default_chunk_context(info_.context_length);
         if (!data.results.empty()) {
             store_.emplace(data.results);
             model_hash_ = store_->model_hash(model);
-            data_key_ = {{"format", 1}, {"context", context_}, {"chunks", data.chunks}, {"skip_chunks", data.skip_chunks},
-                         {"normalize", data.normalize}, {"top_k", kTopK}};
+            data_key_ = {{"format", 1},
+                         {"context", context_},
+                         {"chunks", data.chunks},
+                         {"skip_chunks", data.skip_chunks},
+                         {"normalize", data.normalize},
+                         {"top_k", kTopK}};
             for (const auto & f : data.files) data_key_["files"].push_back(cached_sha256_file(f));
         }
     }
@@ -110,15 +118,16 @@ public:
 
     // Quantizes with `q` into the scratch folder and measures the result; `what` names the trial
     // in the results store.
-    Trial trial(QuantizeOptions q, const std::string & name, const nlohmann::json & what, const std::string & tensor = {}) {
+    Trial trial(QuantizeOptions q, const std::string & name, const nlohmann::json & what,
+                const std::string & tensor = {}) {
         std::string key;
         if (store_) {
             key = nlohmann::json({{"trial", what}, {"data", data_key_}}).dump();
             if (const auto found = store_->find_measurement(model_hash_, "mix-trial", key)) {
                 const auto j = nlohmann::json::parse(*found);
                 ++trials_reused_;
-                return {j.at("file_bytes").get<std::uint64_t>(), j.at("tensor_type").get<std::string>(), j.at("tensor_bytes").get<std::uint64_t>(),
-                        j.at("drift").get<eval::Drift>()};
+                return {j.at("file_bytes").get<std::uint64_t>(), j.at("tensor_type").get<std::string>(),
+                        j.at("tensor_bytes").get<std::uint64_t>(), j.at("drift").get<eval::Drift>()};
             }
         }
         q.input = model_;
@@ -126,7 +135,8 @@ public:
         q.threads = data_.threads;
         const model::ModelInfo written = quantize_without_recipe(q);
         Trial t{.file_bytes = written.file_bytes, .drift = measure(q.output)};
-        const auto it = std::find_if(written.tensors.begin(), written.tensors.end(), [&](const auto & w) { return w.name == tensor; });
+        const auto it = std::find_if(written.tensors.begin(), written.tensors.end(),
+                                     [&](const auto & w) { return w.name == tensor; });
         if (it != written.tensors.end()) {
             t.tensor_type = it->type;
             t.tensor_bytes = it->bytes;
@@ -135,7 +145,9 @@ public:
         ++trials_run_;
         if (store_) {
             store_->record_measurement(model_hash_, "mix-trial", key,
-                                       nlohmann::json({{"file_bytes", t.file_bytes}, {"tensor_type", t.tensor_type}, {"tensor_bytes", t.tensor_bytes},
+                                       nlohmann::json({{"file_bytes", t.file_bytes},
+                                                       {"tensor_type", t.tensor_type},
+                                                       {"tensor_bytes", t.tensor_bytes},
                                                        {"drift", t.drift}})
                                            .dump());
         }
@@ -145,8 +157,12 @@ public:
     eval::Drift measure(const std::filesystem::path & variant_path) {
         if (!reference_) {
             engine::LlamaEngine original(engine_options(model_));
-            const eval::TextChunks text = eval::tokenize_chunks(original, {.files = data_.files, .context = context_, .skip_chunks = data_.skip_chunks,
-                                                               .max_chunks = data_.chunks, .normalize = data_.normalize});
+            const eval::TextChunks text = eval::tokenize_chunks(original,
+                                                                {.files = data_.files,
+                                                                 .context = context_,
+                                                                 .skip_chunks = data_.skip_chunks,
+                                                                 .max_chunks = data_.chunks,
+                                                                 .normalize = data_.normalize});
             reference_ = eval::record_reference(original, text.chunks, kTopK);
         }
         engine::LlamaEngine variant(engine_options(variant_path));
@@ -173,7 +189,8 @@ private:
     ScratchFolder scratch_;
 };
 
-std::vector<Sensitivity> sensitivity_on(DriftBench & bench, const std::vector<std::string> & types, bool show_progress) {
+std::vector<Sensitivity> sensitivity_on(DriftBench & bench, const std::vector<std::string> & types,
+                                        bool show_progress) {
     std::vector<const model::TensorInfo *> weights;
     for (const auto & t : bench.info().tensors) {
         if (is_weight_matrix(t)) weights.push_back(&t);
@@ -195,7 +212,8 @@ std::vector<Sensitivity> sensitivity_on(DriftBench & bench, const std::vector<st
             if (progress) progress->update(out.size());
         }
     }
-    std::stable_sort(out.begin(), out.end(), [](const Sensitivity & a, const Sensitivity & b) { return a.drift.kld.mean > b.drift.kld.mean; });
+    std::stable_sort(out.begin(), out.end(),
+                     [](const Sensitivity & a, const Sensitivity & b) { return a.drift.kld.mean > b.drift.kld.mean; });
     return out;
 }
 
@@ -211,17 +229,21 @@ Budget parse_budget(const std::string & text) {
     } else if (const auto bytes = parse_size(text)) {
         return {*bytes, 0};
     }
-    throw Error("--budget '{}': expected a size (e.g. 600K, 1.5M, 2G; K, M, G, KB, MB, GB) or bits per weight (e.g. 4.5bpw)", text);
+    throw Error(
+        "--budget '{}': expected a size (e.g. 600K, 1.5M, 2G; K, M, G, KB, MB, GB) or bits per weight (e.g. 4.5bpw)",
+        text);
 }
 
 }  // namespace
 
-eval::Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant, const DriftData & data) {
+eval::Drift compare_models(const std::filesystem::path & original, const std::filesystem::path & variant,
+                           const DriftData & data) {
     DriftBench bench(original, data);
     return bench.measure(variant);
 }
 
-std::vector<Sensitivity> measure_sensitivity(const std::filesystem::path & model, const std::vector<std::string> & types, const DriftData & data) {
+std::vector<Sensitivity> measure_sensitivity(const std::filesystem::path & model,
+                                             const std::vector<std::string> & types, const DriftData & data) {
     if (types.empty()) throw Error("no quantization type given");
     for (const auto & t : types) tensor_type_of(t);
     DriftBench bench(model, data);
@@ -240,14 +262,19 @@ MixResult mix(const MixOptions & o) {
     for (const auto & t : input.tensors) {
         if (!is_weight_matrix(t)) continue;
         double least = static_cast<double>(t.bytes);
-        const std::uint64_t rows = t.bytes / ggml_row_size(parse_tensor_type(t.type), static_cast<std::int64_t>(t.shape[0]));
-        for (const auto & type : tensor_types) least = std::min(least, static_cast<double>(rows * ggml_row_size(parse_tensor_type(type), static_cast<std::int64_t>(t.shape[0]))));
+        const std::uint64_t rows =
+            t.bytes / ggml_row_size(parse_tensor_type(t.type), static_cast<std::int64_t>(t.shape[0]));
+        for (const auto & type : tensor_types)
+            least = std::min(least,
+                             static_cast<double>(
+                                 rows * ggml_row_size(parse_tensor_type(type), static_cast<std::int64_t>(t.shape[0]))));
         smallest -= static_cast<double>(t.bytes) - least;
     }
-    const double smallest_bpw = 8.0 * (smallest - static_cast<double>(input.file_bytes - input.tensor_data_bytes)) / input.parameters;
+    const double smallest_bpw =
+        8.0 * (smallest - static_cast<double>(input.file_bytes - input.tensor_data_bytes)) / input.parameters;
     if (budget.bpw > 0 ? smallest_bpw > budget.bpw : smallest > budget.bytes) {
-        throw Error("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight", o.budget, smallest,
-                                smallest_bpw);
+        throw Error("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight",
+                    o.budget, smallest, smallest_bpw);
     }
 
     DriftBench bench(o.input, o.data);
@@ -258,7 +285,8 @@ MixResult mix(const MixOptions & o) {
     std::map<std::string, std::vector<const Sensitivity *>> options;
     for (const auto & s : measured) options[s.tensor].push_back(&s);
     for (auto & [name, list] : options) {
-        std::sort(list.begin(), list.end(), [](const Sensitivity * a, const Sensitivity * b) { return a->bytes < b->bytes; });
+        std::sort(list.begin(), list.end(),
+                  [](const Sensitivity * a, const Sensitivity * b) { return a->bytes < b->bytes; });
     }
     std::map<std::string, std::size_t> pick;
     double tensor_bytes = static_cast<double>(info.tensor_data_bytes);
@@ -271,8 +299,8 @@ MixResult mix(const MixOptions & o) {
         return budget.bpw > 0 ? 8.0 * bytes / info.parameters <= budget.bpw + 1e-9 : bytes + overhead <= budget.bytes;
     };
     if (!fits(tensor_bytes)) {
-        throw Error("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight", o.budget,
-                                tensor_bytes + overhead, 8.0 * tensor_bytes / info.parameters);
+        throw Error("--budget {} is below the smallest file these types allow: {:.0f} bytes, {:.2f} bits per weight",
+                    o.budget, tensor_bytes + overhead, 8.0 * tensor_bytes / info.parameters);
     }
     // Greedy: repeatedly take the upgrade that removes the most KLD per extra byte and still fits.
     while (true) {
@@ -296,7 +324,8 @@ MixResult mix(const MixOptions & o) {
             }
         }
         if (best_from == nullptr) break;
-        tensor_bytes += static_cast<double>(options[best_tensor][best_index]->bytes) - static_cast<double>(best_from->bytes);
+        tensor_bytes +=
+            static_cast<double>(options[best_tensor][best_index]->bytes) - static_cast<double>(best_from->bytes);
         pick[best_tensor] = best_index;
     }
 
@@ -327,7 +356,10 @@ MixResult mix(const MixOptions & o) {
     parameters["types"] = o.types;
     nlohmann::json files = nlohmann::json::array();
     for (const auto & f : o.data.files) files.push_back(std::filesystem::absolute(f).string());
-    parameters["data"] = {{"files", files}, {"chunks", o.data.chunks}, {"skip_chunks", o.data.skip_chunks}, {"normalize", o.data.normalize}};
+    parameters["data"] = {{"files", files},
+                          {"chunks", o.data.chunks},
+                          {"skip_chunks", o.data.skip_chunks},
+                          {"normalize", o.data.normalize}};
     parameters["measured_kld_mean"] = result.drift.kld.mean;
     result.recipe = write_recipe(o.input, o.output, "mix", parameters);
     result.recipe_path = recipe_path_for(o.output);

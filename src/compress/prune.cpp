@@ -47,8 +47,12 @@ std::vector<float> to_floats(const ggml_tensor * t, const std::vector<char> & ra
     std::vector<float> values(static_cast<std::size_t>(n));
     switch (t->type) {
         case GGML_TYPE_F32: std::memcpy(values.data(), raw.data(), values.size() * sizeof(float)); break;
-        case GGML_TYPE_F16: ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t *>(raw.data()), values.data(), n); break;
-        case GGML_TYPE_BF16: ggml_bf16_to_fp32_row(reinterpret_cast<const ggml_bf16_t *>(raw.data()), values.data(), n); break;
+        case GGML_TYPE_F16:
+            ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t *>(raw.data()), values.data(), n);
+            break;
+        case GGML_TYPE_BF16:
+            ggml_bf16_to_fp32_row(reinterpret_cast<const ggml_bf16_t *>(raw.data()), values.data(), n);
+            break;
         default: break;
     }
     return values;
@@ -59,7 +63,9 @@ void from_floats(const ggml_tensor * t, const std::vector<float> & values, std::
     switch (t->type) {
         case GGML_TYPE_F32: std::memcpy(raw.data(), values.data(), values.size() * sizeof(float)); break;
         case GGML_TYPE_F16: ggml_fp32_to_fp16_row(values.data(), reinterpret_cast<ggml_fp16_t *>(raw.data()), n); break;
-        case GGML_TYPE_BF16: ggml_fp32_to_bf16_row(values.data(), reinterpret_cast<ggml_bf16_t *>(raw.data()), n); break;
+        case GGML_TYPE_BF16:
+            ggml_fp32_to_bf16_row(values.data(), reinterpret_cast<ggml_bf16_t *>(raw.data()), n);
+            break;
         default: break;
     }
 }
@@ -80,19 +86,25 @@ struct GgufIndex {
         tensors.reset(raw);
         if (!gguf) throw Error("{}: cannot read: {}", path.string(), model::last_engine_error());
     }
-    ggml_tensor * tensor(std::int64_t i) const { return ggml_get_tensor(tensors.get(), gguf_get_tensor_name(gguf.get(), i)); }
+    ggml_tensor * tensor(std::int64_t i) const {
+        return ggml_get_tensor(tensors.get(), gguf_get_tensor_name(gguf.get(), i));
+    }
 };
 
-void read_tensor(std::FILE * in, const GgufIndex & index, std::int64_t i, std::vector<char> & raw, const std::filesystem::path & path) {
+void read_tensor(std::FILE * in, const GgufIndex & index, std::int64_t i, std::vector<char> & raw,
+                 const std::filesystem::path & path) {
     raw.resize(gguf_get_tensor_size(index.gguf.get(), i));
-    const auto offset = static_cast<long>(gguf_get_data_offset(index.gguf.get()) + gguf_get_tensor_offset(index.gguf.get(), i));
+    const auto offset =
+        static_cast<long>(gguf_get_data_offset(index.gguf.get()) + gguf_get_tensor_offset(index.gguf.get(), i));
     if (std::fseek(in, offset, SEEK_SET) != 0 || std::fread(raw.data(), 1, raw.size(), in) != raw.size()) {
-        throw Error("{}: cannot read tensor {} (truncated file?)", path.string(), gguf_get_tensor_name(index.gguf.get(), i));
+        throw Error("{}: cannot read tensor {} (truncated file?)", path.string(),
+                    gguf_get_tensor_name(index.gguf.get(), i));
     }
 }
 
 // Writes `input` to `output` with the selected weight matrices pruned, streaming one tensor at a time.
-std::vector<TensorSparsity> write_pruned(const PruneOptions & o, const std::map<std::string, std::vector<float>> & importance,
+std::vector<TensorSparsity> write_pruned(const PruneOptions & o,
+                                         const std::map<std::string, std::vector<float>> & importance,
                                          const std::filesystem::path & output) {
     const GgufIndex in(o.input);
     gguf_context_ptr out(gguf_init_empty());
@@ -122,7 +134,8 @@ std::vector<TensorSparsity> write_pruned(const PruneOptions & o, const std::map<
             for (std::size_t m = 0; m * per_matrix < values.size(); ++m) {
                 std::span<const float> scale;
                 if (it != importance.end()) scale = std::span<const float>(it->second).subspan(m * columns, columns);
-                prune_rows(std::span<float>(values).subspan(m * per_matrix, per_matrix), columns, scale, o.sparsity, o.pattern);
+                prune_rows(std::span<float>(values).subspan(m * per_matrix, per_matrix), columns, scale, o.sparsity,
+                           o.pattern);
             }
             from_floats(t, values, raw);
             pruned.push_back({t->name, 0, values.size()});
@@ -156,7 +169,8 @@ void validate(const PruneOptions & o, const model::ModelInfo & input) {
         if (o.pattern.n < 1 || o.pattern.n >= o.pattern.m) throw Error("--pattern: N:M needs 0 < N < M");
         const double implied = 1.0 - static_cast<double>(o.pattern.n) / o.pattern.m;
         if (o.sparsity != 0.0 && std::abs(o.sparsity - implied) > 1e-9) {
-            throw Error("--sparsity {} contradicts --pattern {}:{}, which zeroes {} of each row", o.sparsity, o.pattern.n, o.pattern.m, implied);
+            throw Error("--sparsity {} contradicts --pattern {}:{}, which zeroes {} of each row", o.sparsity,
+                        o.pattern.n, o.pattern.m, implied);
         }
     } else if (o.sparsity < 0.0 || o.sparsity >= 1.0) {
         throw Error("--sparsity must be a fraction in [0, 1), e.g. 0.5");
@@ -172,22 +186,28 @@ void validate(const PruneOptions & o, const model::ModelInfo & input) {
     }
     for (const auto & [type, count] : input.tensor_types) {
         if (type != "f32" && type != "f16" && type != "bf16") {
-            throw Error("{} holds {} tensors: prune works on F32/F16/BF16 weights; prune the original and use --then-quantize", input.path.string(), type);
+            throw Error(
+                "{} holds {} tensors: prune works on F32/F16/BF16 weights; prune the original and use --then-quantize",
+                input.path.string(), type);
         }
     }
 }
 
 }  // namespace
 
-void prune_rows(std::span<float> weights, std::size_t columns, std::span<const float> column_scale, double sparsity, NmPattern pattern) {
+void prune_rows(std::span<float> weights, std::size_t columns, std::span<const float> column_scale, double sparsity,
+                NmPattern pattern) {
     if (columns == 0) return;
     std::vector<float> score(columns);
     std::vector<std::size_t> order(columns);
-    const auto by_score = [&](std::size_t a, std::size_t b) { return score[a] != score[b] ? score[a] < score[b] : a < b; };
+    const auto by_score = [&](std::size_t a, std::size_t b) {
+        return score[a] != score[b] ? score[a] < score[b] : a < b;
+    };
     const auto k = static_cast<std::size_t>(std::llround(sparsity * static_cast<double>(columns)));
     for (std::size_t row = 0; row * columns < weights.size(); ++row) {
         float * w = weights.data() + row * columns;
-        for (std::size_t j = 0; j < columns; ++j) score[j] = std::abs(w[j]) * (column_scale.empty() ? 1.0f : std::sqrt(column_scale[j]));
+        for (std::size_t j = 0; j < columns; ++j)
+            score[j] = std::abs(w[j]) * (column_scale.empty() ? 1.0f : std::sqrt(column_scale[j]));
         if (pattern.structured()) {
             const auto m = static_cast<std::size_t>(pattern.m);
             const auto drop = m - static_cast<std::size_t>(pattern.n);
@@ -224,18 +244,21 @@ nlohmann::json prune_parameters(const PruneOptions & o) {
     nlohmann::json p = {
         {"method", o.method == PruneMethod::wanda ? "wanda" : "magnitude"},
         {"sparsity", o.sparsity},
-        {"pattern", o.pattern.structured() ? std::to_string(o.pattern.n) + ":" + std::to_string(o.pattern.m) : "unstructured"},
+        {"pattern",
+         o.pattern.structured() ? std::to_string(o.pattern.n) + ":" + std::to_string(o.pattern.m) : "unstructured"},
         {"include_embeddings", o.include_embeddings},
         {"include_output", o.include_output},
         {"note", kDenseStorageNote},
     };
-    if (!o.imatrix.empty()) p["imatrix"] = {{"path", std::filesystem::absolute(o.imatrix).string()}, {"sha256", sha256_file(o.imatrix)}};
+    if (!o.imatrix.empty())
+        p["imatrix"] = {{"path", std::filesystem::absolute(o.imatrix).string()}, {"sha256", sha256_file(o.imatrix)}};
     if (!o.layers_drop.empty()) p["layers_drop"] = o.layers_drop;
     if (!o.then_quantize.empty()) p["then_quantize"] = o.then_quantize;
     return p;
 }
 
-PruneOptions prune_options_from_recipe(const nlohmann::json & recipe, const std::filesystem::path & input, const std::filesystem::path & output) {
+PruneOptions prune_options_from_recipe(const nlohmann::json & recipe, const std::filesystem::path & input,
+                                       const std::filesystem::path & output) {
     const auto & p = recipe.at("parameters");
     PruneOptions o;
     o.input = input;
@@ -256,7 +279,8 @@ PruneResult prune(const PruneOptions & o) {
     const model::ModelInfo input = model::inspect_gguf(o.input);
     validate(o, input);
     std::error_code ec;
-    if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error("{}: the output would overwrite the input", o.output.string());
+    if (std::filesystem::equivalent(o.input, o.output, ec))
+        throw Error("{}: the output would overwrite the input", o.output.string());
 
     std::map<std::string, std::vector<float>> importance;
     if (o.method == PruneMethod::wanda) {
@@ -264,9 +288,11 @@ PruneResult prune(const PruneOptions & o) {
         check_imatrix_matches(imatrix, input, o.imatrix);
         importance = column_importance(imatrix);
         for (const auto & t : input.tensors) {
-            const bool wanted = t.shape.size() >= 2 && ((t.name.rfind("blk.", 0) == 0) || (o.include_output && t.name == "output.weight"));
+            const bool wanted = t.shape.size() >= 2 &&
+                ((t.name.rfind("blk.", 0) == 0) || (o.include_output && t.name == "output.weight"));
             if (wanted && !importance.contains(t.name)) {
-                throw Error("{} has no activations for {}{}", o.imatrix.string(), t.name, (t.name == "output.weight" ? " (calibrate with --include-output)" : ""));
+                throw Error("{} has no activations for {}{}", o.imatrix.string(), t.name,
+                            (t.name == "output.weight" ? " (calibrate with --include-output)" : ""));
             }
         }
     }

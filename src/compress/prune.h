@@ -31,8 +31,8 @@ struct PruneOptions {
     std::filesystem::path imatrix;  // required by wanda
     std::vector<int> layers_drop;
     bool include_embeddings = false;  // token_embd.weight (magnitude only: it has no input activations)
-    bool include_output = false;      // output.weight (wanda needs it in the imatrix: calibrate --include-output)
-    std::string then_quantize;        // quantization type for the pruned model; empty: keep the input's types
+    bool include_output = false;  // output.weight (wanda needs it in the imatrix: calibrate --include-output)
+    std::string then_quantize;  // quantization type for the pruned model; empty: keep the input's types
     int threads = 0;
 };
 
@@ -46,7 +46,7 @@ struct TensorSparsity {
 struct PruneResult {
     model::ModelInfo written;
     std::vector<TensorSparsity> pruned;  // measured by reading the pruned weights back
-    double overall_sparsity = 0.0;       // over the pruned tensors
+    double overall_sparsity = 0.0;  // over the pruned tensors
     std::filesystem::path recipe_path;
     nlohmann::json recipe;
 };
@@ -59,12 +59,14 @@ extern const char * const kDenseStorageNote;
 PruneResult prune(const PruneOptions & options);
 
 nlohmann::json prune_parameters(const PruneOptions & options);
-PruneOptions prune_options_from_recipe(const nlohmann::json & recipe, const std::filesystem::path & input, const std::filesystem::path & output);
+PruneOptions prune_options_from_recipe(const nlohmann::json & recipe, const std::filesystem::path & input,
+                                       const std::filesystem::path & output);
 
 // Zeroes weights in place, row by row (rows of `columns` values). Scores are |w| times the column's
 // scale (empty `column_scale`: magnitude). Unstructured: the round(sparsity * columns) lowest per
 // row; N:M: all but the n highest of each group of m. Ties go to the lower column index.
-void prune_rows(std::span<float> weights, std::size_t columns, std::span<const float> column_scale, double sparsity, NmPattern pattern);
+void prune_rows(std::span<float> weights, std::size_t columns, std::span<const float> column_scale, double sparsity,
+                NmPattern pattern);
 
 NmPattern parse_pattern(const std::string & text);  // "unstructured", "2:4", "4:8"
 PruneMethod parse_method(const std::string & text);

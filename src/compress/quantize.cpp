@@ -34,17 +34,22 @@ void refuse_requantize(const model::ModelInfo & input) {
         if (!is_float_type(type)) quantized += (quantized.empty() ? "" : ", ") + type + " x " + std::to_string(count);
     }
     if (quantized.empty()) return;
-    throw Error("{} is already quantized ({}): quantizing it again compounds the error of both steps; start from the F32/F16/BF16 original, or pass --allow-requantize to do it anyway", input.path.string(), quantized);
+    throw Error(
+        "{} is already quantized ({}): quantizing it again compounds the error of both steps; start from the F32/F16/BF16 original, or pass --allow-requantize to do it anyway",
+        input.path.string(), quantized);
 }
 
 }  // namespace
 
 nlohmann::json quantize_parameters(const QuantizeOptions & o) {
     nlohmann::json p = {{"type", parse_quant_type(o.type).name}, {"allow_requantize", o.allow_requantize}};
-    if (!o.imatrix.empty()) p["imatrix"] = {{"path", std::filesystem::absolute(o.imatrix).string()}, {"sha256", cached_sha256_file(o.imatrix)}};
+    if (!o.imatrix.empty())
+        p["imatrix"] = {{"path", std::filesystem::absolute(o.imatrix).string()},
+                        {"sha256", cached_sha256_file(o.imatrix)}};
     if (!o.tensor_types.empty()) {
         p["tensor_types"] = nlohmann::json::array();
-        for (const auto & [pattern, type] : o.tensor_types) p["tensor_types"].push_back({{"pattern", pattern}, {"type", type}});
+        for (const auto & [pattern, type] : o.tensor_types)
+            p["tensor_types"].push_back({{"pattern", pattern}, {"type", type}});
     }
     if (!o.output_type.empty()) p["output_type"] = o.output_type;
     if (!o.embedding_type.empty()) p["embedding_type"] = o.embedding_type;
@@ -84,7 +89,8 @@ QuantizeResult quantize(const QuantizeOptions & o) {
         });
     });
     const std::string output = cached_sha256_file(o.output);
-    result.recipe = write_recipe(o.input, o.output, "quantize", quantize_parameters(o), {.parent = parent.get(), .output = output});
+    result.recipe =
+        write_recipe(o.input, o.output, "quantize", quantize_parameters(o), {.parent = parent.get(), .output = output});
     result.recipe_path = recipe_path_for(o.output);
     return result;
 }
@@ -94,7 +100,8 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     const QuantType & type = parse_quant_type(o.type);
     const model::ModelInfo input = model::inspect_gguf(o.input);
     std::error_code ec;
-    if (std::filesystem::equivalent(o.input, o.output, ec)) throw Error("{}: the output would overwrite the input", o.output.string());
+    if (std::filesystem::equivalent(o.input, o.output, ec))
+        throw Error("{}: the output would overwrite the input", o.output.string());
     if (!o.allow_requantize && !copies_only(type)) refuse_requantize(input);
 
     llama_model_quantize_params params = llama_model_quantize_default_params();
@@ -125,7 +132,8 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
         const Imatrix imatrix = load_imatrix(o.imatrix);
         check_imatrix_matches(imatrix, input, o.imatrix);
         importance = column_importance(imatrix);
-        for (const auto & [name, values] : importance) imatrix_data.push_back({name.c_str(), values.data(), values.size()});
+        for (const auto & [name, values] : importance)
+            imatrix_data.push_back({name.c_str(), values.data(), values.size()});
         imatrix_data.push_back({nullptr, nullptr, 0});
         params.imatrix = imatrix_data.data();
     }
@@ -134,7 +142,8 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     if (!prune.empty()) {
         for (const int layer : prune) {
             if (layer < 0 || static_cast<std::uint64_t>(layer) >= input.block_count) {
-                throw Error("--prune-layers: layer {} does not exist (the model has {}, numbered from 0)", layer, input.block_count);
+                throw Error("--prune-layers: layer {} does not exist (the model has {}, numbered from 0)", layer,
+                            input.block_count);
             }
         }
         prune.push_back(-1);
@@ -151,14 +160,17 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     if (o.progress) {
         tensors.emplace([&progress, &tensor_count](std::string_view line) {
             unsigned tensor = 0;  // the one llama.cpp starts now, from 1
-            if (std::sscanf(std::string(line.substr(0, 16)).c_str(), "[%u/%u]", &tensor, &tensor_count) != 2 || tensor_count == 0 || tensor == 0) return;
+            if (std::sscanf(std::string(line.substr(0, 16)).c_str(), "[%u/%u]", &tensor, &tensor_count) != 2 ||
+                tensor_count == 0 || tensor == 0)
+                return;
             if (!progress) progress.emplace("quantize", tensor_count, "tensors");
             progress->update(tensor - 1);
         });
     }
     if (llama_model_quantize(o.input.c_str(), out.temp_path().c_str(), &params) != 0) {
         const std::string detail = model::last_engine_error();
-        throw Error("quantizing {} to {} failed: {}", o.input.string(), type.name, (detail.empty() ? "no detail from llama.cpp" : detail));
+        throw Error("quantizing {} to {} failed: {}", o.input.string(), type.name,
+                    (detail.empty() ? "no detail from llama.cpp" : detail));
     }
     tensors.reset();
     if (progress) progress->update(tensor_count);

@@ -17,12 +17,12 @@ namespace switchyard::compress {
 struct QuantizeOptions {
     std::filesystem::path input;
     std::filesystem::path output;
-    std::string type;                                           // llama-quantize name, e.g. "Q4_0"; "COPY" copies tensors as they are
-    std::filesystem::path imatrix;                              // empty: none
+    std::string type;  // llama-quantize name, e.g. "Q4_0"; "COPY" copies tensors as they are
+    std::filesystem::path imatrix;  // empty: none
     std::vector<std::pair<std::string, std::string>> tensor_types;  // regex -> ggml type, first match wins
-    std::string output_type;                                    // output.weight type; empty: llama.cpp decides
-    std::string embedding_type;                                 // token_embd.weight type; empty: llama.cpp decides
-    std::vector<int> prune_layers;                              // whole layers to drop
+    std::string output_type;  // output.weight type; empty: llama.cpp decides
+    std::string embedding_type;  // token_embd.weight type; empty: llama.cpp decides
+    std::vector<int> prune_layers;  // whole layers to drop
     bool allow_requantize = false;
     int threads = 0;  // 0: all
     bool progress = false;  // tensors done and the time left on stderr (support/progress.h)

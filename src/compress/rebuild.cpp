@@ -9,9 +9,11 @@
 
 namespace switchyard::compress {
 
-RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::filesystem::path & parent, const std::filesystem::path & output) {
+RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::filesystem::path & parent,
+                      const std::filesystem::path & output) {
     const auto recipe = read_recipe(recipe_path);
-    const std::filesystem::path input = parent.empty() ? std::filesystem::path(recipe["parent"]["path"].get<std::string>()) : parent;
+    const std::filesystem::path input =
+        parent.empty() ? std::filesystem::path(recipe["parent"]["path"].get<std::string>()) : parent;
     if (cached_sha256_file(input) != recipe["parent"]["sha256"]) {
         throw Error("{}: not the parent this recipe was made from (its sha256 differs)", input.string());
     }

@@ -14,6 +14,7 @@ struct RebuildResult {
 
 // `parent` / `output` override the recipe's paths when not empty. Throws switchyard::Error when the
 // parent is not the file the recipe was made from, or the method is unknown.
-RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::filesystem::path & parent, const std::filesystem::path & output);
+RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::filesystem::path & parent,
+                      const std::filesystem::path & output);
 
 }  // namespace switchyard::compress

@@ -14,14 +14,19 @@ std::filesystem::path recipe_path_for(const std::filesystem::path & variant) {
     return std::filesystem::path(variant.string() + ".recipe.json");
 }
 
-nlohmann::json write_recipe(const std::filesystem::path & parent, const std::filesystem::path & output, const std::string & method,
-                            const nlohmann::json & parameters, const RecipeDigests & known) {
+nlohmann::json write_recipe(const std::filesystem::path & parent, const std::filesystem::path & output,
+                            const std::string & method, const nlohmann::json & parameters,
+                            const RecipeDigests & known) {
     nlohmann::json recipe = {
         {"recipe_version", 1},
         {"method", method},
         // Absolute paths: a recipe is read from anywhere, not from where it was written.
-        {"parent", {{"path", std::filesystem::absolute(parent).string()}, {"sha256", known.parent.empty() ? cached_sha256_file(parent) : known.parent}}},
-        {"output", {{"path", std::filesystem::absolute(output).string()}, {"sha256", known.output.empty() ? cached_sha256_file(output) : known.output}}},
+        {"parent",
+         {{"path", std::filesystem::absolute(parent).string()},
+          {"sha256", known.parent.empty() ? cached_sha256_file(parent) : known.parent}}},
+        {"output",
+         {{"path", std::filesystem::absolute(output).string()},
+          {"sha256", known.output.empty() ? cached_sha256_file(output) : known.output}}},
         {"parameters", parameters},
         {"switchyard_version", kVersion},
         {"engine_version", kEngineVersion},

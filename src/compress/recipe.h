@@ -19,8 +19,9 @@ struct RecipeDigests {
 
 // Builds the recipe (parent and output with sha256, method, parameters, versions) and writes it
 // atomically beside `output`. Returns it.
-nlohmann::json write_recipe(const std::filesystem::path & parent, const std::filesystem::path & output, const std::string & method,
-                            const nlohmann::json & parameters, const RecipeDigests & known = {});
+nlohmann::json write_recipe(const std::filesystem::path & parent, const std::filesystem::path & output,
+                            const std::string & method, const nlohmann::json & parameters,
+                            const RecipeDigests & known = {});
 
 // Reads a recipe; throws switchyard::Error naming the missing or malformed key.
 nlohmann::json read_recipe(const std::filesystem::path & path);

@@ -14,7 +14,8 @@ std::string mebibytes(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", by
 
 // "2.00 MiB", "0.6 KiB": enough digits to tell the two sizes a tie-break compares apart.
 std::string size_text(std::uint64_t bytes) {
-    return bytes >= 1024 * 1024 ? fmt::format("{:.2f} MiB", bytes / (1024.0 * 1024.0)) : fmt::format("{:.1f} KiB", bytes / 1024.0);
+    return bytes >= 1024 * 1024 ? fmt::format("{:.2f} MiB", bytes / (1024.0 * 1024.0))
+                                : fmt::format("{:.1f} KiB", bytes / 1024.0);
 }
 
 // Half the width of a 95% interval on the log scale: 0 for a point (a declared cost, the
@@ -55,10 +56,10 @@ const Candidate * lowest_cost(const std::vector<const Candidate *> & candidates)
 
 const char * to_string(CostOrder order) {
     switch (order) {
-    case CostOrder::cheaper: return "cheaper";
-    case CostOrder::tie: return "tie";
-    case CostOrder::costlier: return "costlier";
-    case CostOrder::unknown: return "unknown";
+        case CostOrder::cheaper: return "cheaper";
+        case CostOrder::tie: return "tie";
+        case CostOrder::costlier: return "costlier";
+        case CostOrder::unknown: return "unknown";
     }
     return "?";
 }
@@ -97,20 +98,26 @@ RuleVerdict rule_budgets(const Policy & policy, const CostScore & cost) {
         met.push_back("memory not used here (served remotely)");
     } else if (b.memory_bytes) {
         const bool ok = cost.peak_rss_bytes <= *b.memory_bytes;
-        (ok ? met : missed).push_back(fmt::format("peak memory {} {} {}", mebibytes(cost.peak_rss_bytes), ok ? "<=" : ">", mebibytes(*b.memory_bytes)));
+        (ok ? met : missed)
+            .push_back(fmt::format("peak memory {} {} {}", mebibytes(cost.peak_rss_bytes), ok ? "<=" : ">",
+                                   mebibytes(*b.memory_bytes)));
     }
     if (b.p95_latency_ms) {
         const bool ok = cost.p95_latency_ms > 0 && cost.p95_latency_ms <= *b.p95_latency_ms;
-        (ok ? met : missed).push_back(fmt::format("p95 latency {:.1f} ms {} {:.1f} ms", cost.p95_latency_ms, ok ? "<=" : ">", *b.p95_latency_ms));
+        (ok ? met : missed)
+            .push_back(fmt::format("p95 latency {:.1f} ms {} {:.1f} ms", cost.p95_latency_ms, ok ? "<=" : ">",
+                                   *b.p95_latency_ms));
     }
     if (b.cost_per_1k_tokens) {
         // Unknown is never 0: a cost that could not be measured cannot be shown to meet the budget.
         const std::string budget = dollars(1000 * *b.cost_per_1k_tokens);
         if (!cost.cost_known()) {
-            missed.push_back(describe_cost(cost) + " cannot be shown to meet the cost budget " + budget + " per 1M tokens");
+            missed.push_back(describe_cost(cost) + " cannot be shown to meet the cost budget " + budget +
+                             " per 1M tokens");
         } else {
             const bool ok = cost.cost_per_1m_tokens <= 1000 * *b.cost_per_1k_tokens;
-            (ok ? met : missed).push_back(fmt::format("cost {} {} {} per 1M tokens", per_1m(cost), ok ? "<=" : ">", budget));
+            (ok ? met : missed)
+                .push_back(fmt::format("cost {} {} {} per 1M tokens", per_1m(cost), ok ? "<=" : ">", budget));
         }
     }
     if (met.empty() && missed.empty()) {
@@ -128,7 +135,8 @@ std::string tie_break(const Candidate & loser, const Candidate & winner) {
     if (loser.remote() != winner.remote()) return "served remotely (ranks after every local file)";
     if (std::abs(loser.bits_per_weight - winner.bits_per_weight) > 1e-6)
         return fmt::format("bits per weight {:.3g} vs {:.3g}", loser.bits_per_weight, winner.bits_per_weight);
-    if (loser.file_bytes != winner.file_bytes) return fmt::format("size {} vs {}", size_text(loser.file_bytes), size_text(winner.file_bytes));
+    if (loser.file_bytes != winner.file_bytes)
+        return fmt::format("size {} vs {}", size_text(loser.file_bytes), size_text(winner.file_bytes));
     return "name";
 }
 
@@ -158,7 +166,8 @@ CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate
     if (kept.size() > 1) choice.runner_up = kept[1];
     choice.by_cost = choice.cheapest != nullptr && kept.size() == 1 && candidates.size() > 1;
     choice.tie = choice.cheapest != nullptr && kept.size() > 1;
-    const std::string unknown_note = unknown.empty() ? "" : fmt::format("; {} with an unknown cost cannot win on cost", unknown.size());
+    const std::string unknown_note =
+        unknown.empty() ? "" : fmt::format("; {} with an unknown cost cannot win on cost", unknown.size());
     if (candidates.size() == 1) {
         choice.decided_by = "the only one";
         if (known(*choice.chosen) && priced(policy)) choice.decided_by += ": " + describe_cost(*choice.chosen->cost);
@@ -166,34 +175,44 @@ CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate
         // The next cheapest: what the chosen one is measurably cheaper than, at the least.
         const Candidate * next = nullptr;
         for (const auto * c : candidates)
-            if (c != choice.chosen && known(*c) && (next == nullptr || c->cost->cost_per_query < next->cost->cost_per_query)) next = c;
-        choice.decided_by = fmt::format("cost decided: {} per 1M tokens, measurably cheaper than the other {}", per_1m(*choice.chosen->cost), candidates.size() - 1);
+            if (c != choice.chosen && known(*c) &&
+                (next == nullptr || c->cost->cost_per_query < next->cost->cost_per_query))
+                next = c;
+        choice.decided_by = fmt::format("cost decided: {} per 1M tokens, measurably cheaper than the other {}",
+                                        per_1m(*choice.chosen->cost), candidates.size() - 1);
         if (next != nullptr)
-            choice.decided_by += fmt::format(" (the next, {}: {} per 1M tokens, {})", next->name, per_1m(*next->cost), compare_costs(*next->cost, *choice.chosen->cost).text());
+            choice.decided_by += fmt::format(" (the next, {}: {} per 1M tokens, {})", next->name, per_1m(*next->cost),
+                                             compare_costs(*next->cost, *choice.chosen->cost).text());
         choice.decided_by += unknown_note;
     } else if (choice.tie) {
         // Why the chosen one and not the runner-up, and how close its cost is to the cheapest.
         const auto * runner = kept[1];
         const auto * low = choice.cheapest;
         const auto * other = low != choice.chosen ? low : runner;
-        const auto close = choice.chosen->cost && other->cost ? compare_costs(*choice.chosen->cost, *other->cost) : CostComparison{};
-        choice.decided_by = fmt::format("tie on cost among {} of {} (within {:.0f}% of the cheapest, {}: {} vs {} {}), broken by {} vs {}", kept.size(),
-                                        candidates.size(), 100 * (kCostBand - 1), low->name, choice.chosen->name, other->name, close.text(),
-                                        tie_break(*runner, *choice.chosen), runner->name);
+        const auto close =
+            choice.chosen->cost && other->cost ? compare_costs(*choice.chosen->cost, *other->cost) : CostComparison{};
+        choice.decided_by = fmt::format(
+            "tie on cost among {} of {} (within {:.0f}% of the cheapest, {}: {} vs {} {}), broken by {} vs {}",
+            kept.size(), candidates.size(), 100 * (kCostBand - 1), low->name, choice.chosen->name, other->name,
+            close.text(), tie_break(*runner, *choice.chosen), runner->name);
         choice.decided_by += unknown_note;
     } else {
         const auto * runner = kept.size() > 1 ? kept[1] : nullptr;
-        const std::string why = !priced(policy) ? "no price_per_hour: costs are not compared" : "no cost known" + unknown_note;
-        choice.decided_by = fmt::format("{}; decided by step 2 of {}{}", why, candidates.size(),
-                                        runner != nullptr ? ": " + tie_break(*runner, *choice.chosen) + " vs " + runner->name : "");
+        const std::string why =
+            !priced(policy) ? "no price_per_hour: costs are not compared" : "no cost known" + unknown_note;
+        choice.decided_by =
+            fmt::format("{}; decided by step 2 of {}{}", why, candidates.size(),
+                        runner != nullptr ? ": " + tie_break(*runner, *choice.chosen) + " vs " + runner->name : "");
     }
     return choice;
 }
 
-std::optional<std::string> cannot_change_choice(const Policy & policy, const std::vector<const Candidate *> & passing, const Candidate & candidate) {
+std::optional<std::string> cannot_change_choice(const Policy & policy, const std::vector<const Candidate *> & passing,
+                                                const Candidate & candidate) {
     if (policy.budgets.any() && candidate.cost) {
         const auto budget = rule_budgets(policy, *candidate.cost);
-        if (budget.outcome == Outcome::fail) return "over budget (R4-budget: " + budget.message + "), so it cannot pass";
+        if (budget.outcome == Outcome::fail)
+            return "over budget (R4-budget: " + budget.message + "), so it cannot pass";
     }
     if (passing.empty()) return std::nullopt;
     if (priced(policy) && !candidate.cost) return std::nullopt;
@@ -208,20 +227,26 @@ std::optional<std::string> cannot_change_choice(const Policy & policy, const std
     if (then.cheapest != nullptr && then.cheapest != &candidate && known(candidate)) {
         const auto c = compare_costs(*candidate.cost, *then.cheapest->cost);
         if (c.order == CostOrder::costlier)
-            return fmt::format("measurably costlier than {}, {} (the cheapest that passes: {} vs {} per 1M tokens, {}){}",
-                               then.cheapest->name, then.cheapest == chosen ? "which passes" : "which passes; " + chosen->name + " is chosen",
-                               per_1m(*candidate.cost), per_1m(*then.cheapest->cost), c.text(), tail);
+            return fmt::format(
+                "measurably costlier than {}, {} (the cheapest that passes: {} vs {} per 1M tokens, {}){}",
+                then.cheapest->name,
+                then.cheapest == chosen ? "which passes" : "which passes; " + chosen->name + " is chosen",
+                per_1m(*candidate.cost), per_1m(*then.cheapest->cost), c.text(), tail);
     }
     if (then.cheapest != nullptr && candidate.cost && !candidate.cost->cost_known())
-        return fmt::format("{}, so it cannot win on cost against {}, which passes{}", describe_cost(*candidate.cost), chosen->name, tail);
+        return fmt::format("{}, so it cannot win on cost against {}, which passes{}", describe_cost(*candidate.cost),
+                           chosen->name, tail);
     // In the band (or no price): step 2 puts it after the chosen one.
     const std::string tied = then.cheapest != nullptr && known(candidate) && known(*chosen)
-                                 ? "; tie on cost: " + compare_costs(*candidate.cost, *chosen->cost).text()
-                                 : "";
+        ? "; tie on cost: " + compare_costs(*candidate.cost, *chosen->cost).text()
+        : "";
     if (candidate.remote() && !chosen->remote())
-        return fmt::format("served remotely, so it ranks after {}, which passes (a local file ranks first{}){}", chosen->name, tied, tail);
+        return fmt::format("served remotely, so it ranks after {}, which passes (a local file ranks first{}){}",
+                           chosen->name, tied, tail);
     const bool more_bits = std::abs(candidate.bits_per_weight - chosen->bits_per_weight) > 1e-6;
-    const std::string how = more_bits ? "more bits per weight than" : candidate.file_bytes > chosen->file_bytes ? "larger than" : "after";
+    const std::string how = more_bits               ? "more bits per weight than"
+        : candidate.file_bytes > chosen->file_bytes ? "larger than"
+                                                    : "after";
     return fmt::format("{} {}, which passes ({}{}){}", how, chosen->name, tie_break(candidate, *chosen), tied, tail);
 }
 

@@ -39,12 +39,14 @@ RuleVerdict rule_budgets(const Policy & policy, const CostScore & cost);
 // fewest bits per weight, then the smallest file (a served model ranks last), then the name.
 struct CheapestChoice {
     const Candidate * chosen = nullptr;  // null for no candidates
-    const Candidate * cheapest = nullptr;  // lowest cost per query among known costs; null when none is known or no price is set
-    const Candidate * runner_up = nullptr; // next after the chosen one in step 2 among those step 1 kept; null when it kept one
-    std::size_t within_cost = 0;         // how many step 1 kept
-    bool by_cost = false;                // step 1 alone decided: every other candidate is measurably costlier (or its cost unknown)
-    bool tie = false;                    // step 1 kept more than one: the tie was broken by step 2
-    std::string decided_by;              // which step decided, with its numbers
+    const Candidate * cheapest =
+        nullptr;  // lowest cost per query among known costs; null when none is known or no price is set
+    const Candidate * runner_up =
+        nullptr;  // next after the chosen one in step 2 among those step 1 kept; null when it kept one
+    std::size_t within_cost = 0;  // how many step 1 kept
+    bool by_cost = false;  // step 1 alone decided: every other candidate is measurably costlier (or its cost unknown)
+    bool tie = false;  // step 1 kept more than one: the tie was broken by step 2
+    std::string decided_by;  // which step decided, with its numbers
 };
 CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate *> & candidates);
 
@@ -56,6 +58,7 @@ std::string tie_break(const Candidate & loser, const Candidate & winner);
 // even if it passed every rule: it is over a budget (R4, when its cost is known), or R7 would
 // still choose the same one with it added. nullopt when it could change the choice (always when
 // nothing passes yet, or when a price is set and its cost is not measured: measure that first).
-std::optional<std::string> cannot_change_choice(const Policy & policy, const std::vector<const Candidate *> & passing, const Candidate & candidate);
+std::optional<std::string> cannot_change_choice(const Policy & policy, const std::vector<const Candidate *> & passing,
+                                                const Candidate & candidate);
 
 }  // namespace switchyard::decide

@@ -52,7 +52,8 @@ std::string describe_cost(const CostScore & c) {
     if (!c.reference.empty() && c.ratio_lo == c.ratio_hi) {
         out += fmt::format(", the reference ({} rounds)", c.rounds);
     } else if (!c.reference.empty()) {
-        out += fmt::format(", {:.2f}x {} [{:.2f}, {:.2f}] over {} rounds", c.ratio, c.reference, c.ratio_lo, c.ratio_hi, c.rounds);
+        out += fmt::format(", {:.2f}x {} [{:.2f}, {:.2f}] over {} rounds", c.ratio, c.reference, c.ratio_lo, c.ratio_hi,
+                           c.rounds);
     }
     return out;
 }

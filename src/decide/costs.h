@@ -12,7 +12,7 @@ namespace switchyard::decide {
 
 struct Budgets {
     std::optional<std::uint64_t> memory_bytes;  // peak resident memory while serving
-    std::optional<double> p95_latency_ms;       // of one query (see CostScore::p95_latency_ms)
+    std::optional<double> p95_latency_ms;  // of one query (see CostScore::p95_latency_ms)
     // Dollars per 1k tokens of one query (prompt and answer), counted in the reference model's
     // tokens (see CostScore::cost_per_1m_tokens), at the deployment's price.
     std::optional<double> cost_per_1k_tokens;
@@ -22,9 +22,10 @@ struct Budgets {
 // The hardware the plan's `deployment:` names, as the cost rules price it (serve::Deployment is
 // something else: a portfolio's models being served).
 struct Hardware {
-    double price_per_hour = 0;  // hardware price in dollars; 0: costs are not compared (R7 ranks by bits per weight, then size)
-    double watts = 15;          // per busy core, for modelled energy
-    std::string device = "cpu"; // the only device speed is measured on here (the plan refuses others)
+    double price_per_hour =
+        0;  // hardware price in dollars; 0: costs are not compared (R7 ranks by bits per weight, then size)
+    double watts = 15;  // per busy core, for modelled energy
+    std::string device = "cpu";  // the only device speed is measured on here (the plan refuses others)
     int threads = 0;
 };
 
@@ -41,20 +42,22 @@ struct CostScore {
     double decode_tokens_per_s = 0;
     double ttft_p95_ms = 0;
     double p95_latency_ms = 0;  // one query, prompt in and answer out, over the timed rounds
-    double chars_per_token = 0;       // of the plan's text, by this model's tokenizer
-    int query_prompt_tokens = 0;      // one query in this model's tokens
+    double chars_per_token = 0;  // of the plan's text, by this model's tokenizer
+    int query_prompt_tokens = 0;  // one query in this model's tokens
     int query_generate_tokens = 0;
     std::string reference;  // the model the ratio is against (empty for a served model)
-    double ratio = 1;       // time per query over the reference's, with its 95% interval
+    double ratio = 1;  // time per query over the reference's, with its 95% interval
     double ratio_lo = 1;
     double ratio_hi = 1;
-    int rounds = 0;         // interleaved rounds timed
+    int rounds = 0;  // interleaved rounds timed
     double cost_per_query = 0;  // dollars at the deployment's price, with its 95% interval
     double cost_lo = 0;
     double cost_hi = 0;
-    double cost_per_1m_tokens = 0;  // dollars per 1M tokens of the query counted in the reference's tokens: what is printed and budgeted
-    double cost_per_1m_chars = 0;   // dollars per 1M characters of the query's text
-    double cost_per_1k_tokens = 0;  // per 1k of this model's own tokens in the query's mix: the portfolio's estimate for serve's metrics
+    double cost_per_1m_tokens =
+        0;  // dollars per 1M tokens of the query counted in the reference's tokens: what is printed and budgeted
+    double cost_per_1m_chars = 0;  // dollars per 1M characters of the query's text
+    double cost_per_1k_tokens =
+        0;  // per 1k of this model's own tokens in the query's mix: the portfolio's estimate for serve's metrics
     double joules_per_token = 0;
     std::string energy_source;
     // Why the cost is not known: a failed measurement, an endpoint without a declared cost, no

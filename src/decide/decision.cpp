@@ -11,18 +11,18 @@ namespace switchyard::decide {
 
 const char * to_string(CandidateKind kind) {
     switch (kind) {
-    case CandidateKind::original: return "original";
-    case CandidateKind::variant: return "variant";
-    case CandidateKind::alternative: return "alternative";
+        case CandidateKind::original: return "original";
+        case CandidateKind::variant: return "variant";
+        case CandidateKind::alternative: return "alternative";
     }
     return "?";
 }
 
 const char * to_string(Action action) {
     switch (action) {
-    case Action::keep: return "keep";
-    case Action::compress: return "compress";
-    case Action::switch_model: return "switch";
+        case Action::keep: return "keep";
+        case Action::compress: return "compress";
+        case Action::switch_model: return "switch";
     }
     return "?";
 }
@@ -41,11 +41,14 @@ const RuleVerdict * Assessment::first(Outcome wanted) const {
 
 bool capable(const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks) {
     for (const auto & t : tasks)
-        if (t.task_class == task_class && rule_capability(t.suite, t.needs, c.capabilities, c.context_length).outcome == Outcome::fail) return false;
+        if (t.task_class == task_class &&
+            rule_capability(t.suite, t.needs, c.capabilities, c.context_length).outcome == Outcome::fail)
+            return false;
     return true;
 }
 
-std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate & c, const TaskRef & t, const ClassContext & context) {
+std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate & c, const TaskRef & t,
+                                        const ClassContext & context) {
     std::vector<RuleVerdict> out;
     const auto * s = c.suite(t.suite);
     if (s == nullptr) return out;
@@ -56,7 +59,8 @@ std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate &
     return out;
 }
 
-Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class, const std::vector<TaskRef> & tasks, const ClassContext & context) {
+Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class,
+                  const std::vector<TaskRef> & tasks, const ClassContext & context) {
     Assessment a{.candidate = c.name, .task_class = task_class, .complete = true};
     const bool against_original = c.kind != CandidateKind::original && context.original_serves;
     const double alpha = context.alpha_each(policy);
@@ -69,7 +73,8 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
         }
         for (auto & v : suite_verdicts(policy, c, t, context)) a.verdicts.push_back(std::move(v));
     }
-    if (policy.min_agreement && against_original) a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt, alpha));
+    if (policy.min_agreement && against_original)
+        a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt, alpha));
     if (policy.budgets.any()) {
         if (c.cost) {
             a.verdicts.push_back(rule_budgets(policy, *c.cost));
@@ -87,7 +92,8 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
 
 namespace {
 
-const Assessment * assessment_of(const std::vector<Assessment> & assessments, const std::string & name, const std::string & task_class) {
+const Assessment * assessment_of(const std::vector<Assessment> & assessments, const std::string & name,
+                                 const std::string & task_class) {
     for (const auto & a : assessments)
         if (a.candidate == name && a.task_class == task_class) return &a;
     return nullptr;
@@ -106,26 +112,31 @@ std::string first_problem(const Assessment & a) {
 std::string numbers_of(const Assessment & a) {
     std::string numbers;
     for (const auto & v : a.verdicts)
-        if (v.rule == "R3-drop" || v.rule == "R2-floor" || v.rule == "R4-budget") numbers += (numbers.empty() ? "" : "; ") + v.message;
+        if (v.rule == "R3-drop" || v.rule == "R2-floor" || v.rule == "R4-budget")
+            numbers += (numbers.empty() ? "" : "; ") + v.message;
     return numbers;
 }
 
 // Where each method's ladder stopped for the class: its mildest rung assessed that does not pass.
 // Fixed-sequence testing claims nothing beyond it, so the rungs after it are not measured.
-std::vector<std::pair<const Candidate *, const Assessment *>> ladder_stops(const std::vector<const Candidate *> & candidates,
-                                                                           const std::vector<Assessment> & assessments, const std::string & task_class) {
+std::vector<std::pair<const Candidate *, const Assessment *>> ladder_stops(
+    const std::vector<const Candidate *> & candidates, const std::vector<Assessment> & assessments,
+    const std::string & task_class) {
     std::map<std::string, std::pair<const Candidate *, const Assessment *>> stops;
     for (const auto * c : candidates) {
         if (c->kind != CandidateKind::variant) continue;
         const auto * a = assessment_of(assessments, c->name, task_class);
-        if (a == nullptr || (a->outcome == Outcome::pass && a->complete) || first_problem_verdict(*a) == nullptr) continue;
+        if (a == nullptr || (a->outcome == Outcome::pass && a->complete) || first_problem_verdict(*a) == nullptr)
+            continue;
         auto [it, added] = stops.try_emplace(c->ladder, c, a);
         if (!added && c->severity < it->second.first->severity) it->second = {c, a};
     }
     // In the order the candidates come (the plan's variants, more bits per weight first).
     std::vector<std::pair<const Candidate *, const Assessment *>> out;
     for (const auto * c : candidates)
-        if (const auto it = stops.find(c->ladder); c->kind == CandidateKind::variant && it != stops.end() && it->second.first == c) out.push_back(it->second);
+        if (const auto it = stops.find(c->ladder);
+            c->kind == CandidateKind::variant && it != stops.end() && it->second.first == c)
+            out.push_back(it->second);
     return out;
 }
 
@@ -140,30 +151,40 @@ std::string original_beats(const Policy & policy, const Candidate & chosen, cons
         if (stats::paired_drop_test(counts, 0.0, false, context.alpha_each(policy)) != stats::OneSided::above) continue;
         const auto bounds = stats::paired_drop_bounds(counts, false, context.alpha_each(policy));
         const double n = static_cast<double>(counts.n());
-        out += fmt::format("{}`{}`: {:.1f}% vs {:.1f}% (by {:.1f} points [{:.1f}, {:.1f}])", out.empty() ? "" : "; ", name,
-                           100.0 * static_cast<double>(counts.both_right + counts.right_to_wrong) / n, 100.0 * static_cast<double>(counts.both_right + counts.wrong_to_right) / n,
+        out += fmt::format("{}`{}`: {:.1f}% vs {:.1f}% (by {:.1f} points [{:.1f}, {:.1f}])", out.empty() ? "" : "; ",
+                           name, 100.0 * static_cast<double>(counts.both_right + counts.right_to_wrong) / n,
+                           100.0 * static_cast<double>(counts.both_right + counts.wrong_to_right) / n,
                            100 * stats::paired_drop(counts, false), 100 * bounds.lo, 100 * bounds.hi);
     }
-    return out.empty() ? out : "note: the original, ruled out only by a capability the class declares (R1), scores measurably higher on " + out;
+    return out.empty()
+        ? out
+        : "note: the original, ruled out only by a capability the class declares (R1), scores measurably higher on " +
+            out;
 }
 
 std::string guarantee_of(const Policy & policy, const ClassDecision & d, const ClassContext & context) {
-    const std::string level = fmt::format("{} families ({} each), each ladder tested in fixed sequence, mild to aggressive", context.families,
-                                          fmt::format("{:.3g}", context.alpha_each(policy)));
+    const std::string level =
+        fmt::format("{} families ({} each), each ladder tested in fixed sequence, mild to aggressive", context.families,
+                    fmt::format("{:.3g}", context.alpha_each(policy)));
     if (d.chosen.empty() || d.rule == "none-passes") return "none: no candidate passed every rule";
     if (d.action == Action::keep) return "the original is kept: it is the reference, so no drop is claimed";
     if (context.original_serves)
-        return fmt::format("the chance that {} in fact drops more than {} versus the original on some suite of `{}` is at most {} ({})", d.chosen,
-                           policy.drop_relative ? fmt::format("{:.1f}%", 100 * policy.max_drop) : fmt::format("{:.1f} points", 100 * policy.max_drop),
-                           d.task_class, policy.alpha, level);
-    return fmt::format("the chance that {} in fact scores under the floor {:.1f}% on some suite of `{}` is at most {} ({})", d.chosen, 100 * policy.accuracy_floor,
-                       d.task_class, policy.alpha, level);
+        return fmt::format(
+            "the chance that {} in fact drops more than {} versus the original on some suite of `{}` is at most {} ({})",
+            d.chosen,
+            policy.drop_relative ? fmt::format("{:.1f}%", 100 * policy.max_drop)
+                                 : fmt::format("{:.1f} points", 100 * policy.max_drop),
+            d.task_class, policy.alpha, level);
+    return fmt::format(
+        "the chance that {} in fact scores under the floor {:.1f}% on some suite of `{}` is at most {} ({})", d.chosen,
+        100 * policy.accuracy_floor, d.task_class, policy.alpha, level);
 }
 
 }  // namespace
 
-ClassDecision choose(const Policy & policy, const std::string & task_class, const std::vector<const Candidate *> & candidates,
-                     const std::vector<Assessment> & assessments, const ClassContext & context) {
+ClassDecision choose(const Policy & policy, const std::string & task_class,
+                     const std::vector<const Candidate *> & candidates, const std::vector<Assessment> & assessments,
+                     const ClassContext & context) {
     ClassDecision d{.task_class = task_class};
     const Candidate * original = nullptr;
     std::vector<const Candidate *> passing;
@@ -176,7 +197,8 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         if (passes) passing.push_back(c);
         variant_passes = variant_passes || (passes && c->kind == CandidateKind::variant);
     }
-    const Assessment * original_assessment = original ? assessment_of(assessments, original->name, task_class) : nullptr;
+    const Assessment * original_assessment =
+        original ? assessment_of(assessments, original->name, task_class) : nullptr;
     // Why no compression was chosen: where each ladder stopped (R2, R3 or R6, or too little evidence).
     const auto stops = ladder_stops(candidates, assessments, task_class);
     std::string ruled_out, compression;
@@ -196,7 +218,10 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         if (fallback == nullptr) {
             // No original to keep: the most accurate alternative on the class's first suite, as a stopgap.
             for (const auto * c : candidates)
-                if (fallback == nullptr || (!c->suites.empty() && !fallback->suites.empty() && c->suites.front().accuracy > fallback->suites.front().accuracy)) fallback = c;
+                if (fallback == nullptr ||
+                    (!c->suites.empty() && !fallback->suites.empty() &&
+                     c->suites.front().accuracy > fallback->suites.front().accuracy))
+                    fallback = c;
         }
         if (fallback == nullptr) {
             d.reason = "no candidate was measured for this class";
@@ -206,9 +231,11 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         d.action = fallback->kind == CandidateKind::original ? Action::keep : Action::switch_model;
         d.chosen = fallback->name;
         const auto * a = assessment_of(assessments, fallback->name, task_class);
-        d.reason = "no candidate passes every rule; " + fallback->name + " stays as the least bad (" + (a ? first_problem(*a) : "not assessed") + ")";
+        d.reason = "no candidate passes every rule; " + fallback->name + " stays as the least bad (" +
+            (a ? first_problem(*a) : "not assessed") + ")";
         for (const auto * c : candidates)
-            if (const auto * other = assessment_of(assessments, c->name, task_class); c != fallback && other != nullptr) d.reason += "; " + c->name + ": " + first_problem(*other);
+            if (const auto * other = assessment_of(assessments, c->name, task_class); c != fallback && other != nullptr)
+                d.reason += "; " + c->name + ": " + first_problem(*other);
         d.guarantee = guarantee_of(policy, d, context);
         return d;
     }
@@ -229,7 +256,9 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
         d.action = Action::keep;
         d.rule = !variant_passes && !ruled_out.empty() ? ruled_out : "R7-cheapest";
         d.flagged = !variant_passes && stopped_undecided;
-        d.reason = (compression.empty() ? "the original passes and no cheaper candidate does" : compression + "; the original passes") + "; " + r7;
+        d.reason = (compression.empty() ? "the original passes and no cheaper candidate does"
+                                        : compression + "; the original passes") +
+            "; " + r7;
     } else if (chosen->kind == CandidateKind::variant) {
         d.action = Action::compress;
         d.rule = "R7-cheapest";
@@ -238,7 +267,9 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
     } else {
         d.action = Action::switch_model;
         const auto numbers = numbers_of(*assessment_of(assessments, chosen->name, task_class));
-        const auto * original_problem = original_assessment != nullptr && original_assessment->outcome != Outcome::pass ? first_problem_verdict(*original_assessment) : nullptr;
+        const auto * original_problem = original_assessment != nullptr && original_assessment->outcome != Outcome::pass
+            ? first_problem_verdict(*original_assessment)
+            : nullptr;
         if (original == nullptr) {
             d.rule = "R5-no-original";
         } else if (original_problem != nullptr) {
@@ -251,7 +282,8 @@ ClassDecision choose(const Policy & policy, const std::string & task_class, cons
             d.rule = "R7-cheapest";
         }
         d.reason = chosen->name + " passes" + (numbers.empty() ? "" : ": " + numbers) + "; ";
-        if (original_assessment != nullptr && original_assessment->outcome != Outcome::pass) d.reason += "the original: " + first_problem(*original_assessment) + "; ";
+        if (original_assessment != nullptr && original_assessment->outcome != Outcome::pass)
+            d.reason += "the original: " + first_problem(*original_assessment) + "; ";
         if (!variant_passes && !compression.empty()) d.reason += compression + "; ";
         d.reason += r7;
         if (original != nullptr && !context.original_serves)

@@ -38,7 +38,8 @@ struct Candidate {
     std::optional<CostScore> cost;
     std::string skipped;  // why it was not evaluated at all (a duplicate, screened out); empty when it was
     std::map<std::string, std::string> not_run;  // class -> why its tasks were not run for that class
-    std::map<std::string, std::string> stopped;  // suite -> why its scoring stopped where it did (every suite the search scored or left)
+    std::map<std::string, std::string>
+        stopped;  // suite -> why its scoring stopped where it did (every suite the search scored or left)
 
     const SuiteScore * suite(const std::string & name) const;
     bool remote() const { return !served.endpoint.empty(); }
@@ -77,16 +78,19 @@ struct ClassContext {
     // Each candidate's tests (R2, R3, R6; every suite at this level: a candidate passes only if
     // every suite does, an intersection-union test that needs no correction over suites).
     std::vector<std::string> suites;  // the class's suites
-    double alpha_each(const Policy & policy) const { return policy.alpha / static_cast<double>(families == 0 ? 1 : families); }
+    double alpha_each(const Policy & policy) const {
+        return policy.alpha / static_cast<double>(families == 0 ? 1 : families);
+    }
 };
 
 // R2 and R3 on one suite the candidate has a score for: R2 where the suite is critical or no original
 // serves the class, R3 against the original where one serves it.
-std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate & candidate, const TaskRef & task, const ClassContext & context);
+std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate & candidate, const TaskRef & task,
+                                        const ClassContext & context);
 
 // Applies R1, R2, R3, R4 and R6 to what was measured of the candidate for the class's tasks.
-Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks,
-                  const ClassContext & context);
+Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class,
+                  const std::vector<TaskRef> & tasks, const ClassContext & context);
 
 // Whether the candidate has every capability the class's tasks require (R1).
 bool capable(const Candidate & candidate, const std::string & task_class, const std::vector<TaskRef> & tasks);
@@ -98,16 +102,18 @@ struct ClassDecision {
     std::string task_class;
     Action action = Action::keep;
     std::string chosen;
-    std::string backup;    // serves when the chosen model fails; empty when there is none
-    std::string rule;      // the rule that settled it
-    std::string reason;    // one line with the numbers
-    bool flagged = false;  // no candidate passed every rule, or the verdict rests on insufficient evidence: a person should look
+    std::string backup;  // serves when the chosen model fails; empty when there is none
+    std::string rule;  // the rule that settled it
+    std::string reason;  // one line with the numbers
+    bool flagged =
+        false;  // no candidate passed every rule, or the verdict rests on insufficient evidence: a person should look
     std::string guarantee;  // the statistical claim the verdict makes, with its error rate
 };
 
 // R7 (and R5 with no original): the cheapest candidate that passes, the original as backup.
 // `candidates` and `assessments` hold only what was considered for this class.
-ClassDecision choose(const Policy & policy, const std::string & task_class, const std::vector<const Candidate *> & candidates,
-                     const std::vector<Assessment> & assessments, const ClassContext & context);
+ClassDecision choose(const Policy & policy, const std::string & task_class,
+                     const std::vector<const Candidate *> & candidates, const std::vector<Assessment> & assessments,
+                     const ClassContext & context);
 
 }  // namespace switchyard::decide

@@ -59,10 +59,12 @@ std::vector<StageEstimate> estimate_stages(const PlanWork & w, const WorkRates &
     if (!w.variants.empty() || !w.variants_kept.empty()) {
         std::string what = fmt::format("{} to build", w.variants.size());
         if (!w.variants.empty()) what += " (" + joined(w.variants) + ")";
-        if (!w.variants_kept.empty()) what += fmt::format(", {} already built ({})", w.variants_kept.size(), joined(w.variants_kept));
-        if (w.mix_trials > 0) what += fmt::format("; mix: {} trial quantizations, each measured on the screen text", w.mix_trials);
+        if (!w.variants_kept.empty())
+            what += fmt::format(", {} already built ({})", w.variants_kept.size(), joined(w.variants_kept));
+        if (w.mix_trials > 0)
+            what += fmt::format("; mix: {} trial quantizations, each measured on the screen text", w.mix_trials);
         const double seconds = static_cast<double>(w.variants.size()) * quantize_one +
-                               static_cast<double>(w.mix_trials) * (quantize_one + over(w.screen_tokens, r.forward_tokens_per_s));
+            static_cast<double>(w.mix_trials) * (quantize_one + over(w.screen_tokens, r.forward_tokens_per_s));
         out.push_back({"variants", what, seconds});
     }
     const std::size_t variants = w.variants.size() + w.variants_kept.size();
@@ -79,38 +81,48 @@ std::vector<StageEstimate> estimate_stages(const PlanWork & w, const WorkRates &
     }
     if (!w.suites.empty()) {
         const std::size_t candidates = w.local_candidates + w.remote_candidates;
-        std::string what = fmt::format("{} suites × {} candidates: {} items, {} tokens to score", w.suites.size(), candidates, count(items), count(score));
+        std::string what = fmt::format("{} suites × {} candidates: {} items, {} tokens to score", w.suites.size(),
+                                       candidates, count(items), count(score));
         if (generate > 0) what += fmt::format(" and up to {} to generate", count(generate));
         what += " per candidate";
         if (w.remote_candidates > 0) what += fmt::format(" ({} through endpoints, not estimated)", w.remote_candidates);
         const double per_candidate = over(score, r.forward_tokens_per_s) + over(generate, r.decode_tokens_per_s);
         const double every_item = static_cast<double>(w.local_candidates) * per_candidate;
         if (w.expected_share < 1.0)
-            what += fmt::format("; sequential tests: a candidate with no true drop is expected to read {:.0f}% of them, one near the limit all "
-                                "({} if every candidate read every item)",
-                                100 * w.expected_share, rough_duration(every_item));
+            what += fmt::format(
+                "; sequential tests: a candidate with no true drop is expected to read {:.0f}% of them, one near the limit all "
+                "({} if every candidate read every item)",
+                100 * w.expected_share, rough_duration(every_item));
         out.push_back({"tasks", what, every_item * w.expected_share});
     }
     if (w.local_candidates > 0 && w.speed_decode_tokens + w.speed_prefill_tokens > 0) {
-        out.push_back({"speed", fmt::format("{} candidates × {} prompt and {} generated tokens", w.local_candidates, w.speed_prefill_tokens, w.speed_decode_tokens),
+        out.push_back({"speed",
+                       fmt::format("{} candidates × {} prompt and {} generated tokens", w.local_candidates,
+                                   w.speed_prefill_tokens, w.speed_decode_tokens),
                        static_cast<double>(w.local_candidates) *
-                           (over(w.speed_prefill_tokens, r.forward_tokens_per_s) + over(w.speed_decode_tokens, r.decode_tokens_per_s))});
+                           (over(w.speed_prefill_tokens, r.forward_tokens_per_s) +
+                            over(w.speed_decode_tokens, r.decode_tokens_per_s))});
     }
     return out;
 }
 
 std::string format_dry_run(const PlanWork & w, const WorkRates & r, const std::vector<StageEstimate> & stages) {
     std::string out = "dry run: nothing is built, measured or written\n";
-    if (!w.base.empty()) out += fmt::format("base: {}, {} parameters, chunks of {} tokens\n", w.base, count(static_cast<double>(w.base_parameters)), w.context);
-    out += fmt::format("sample ({:.1f} s on the base): forward {:.0f} tokens/s, decode {:.1f} tokens/s, quantize {} weights/s\n", r.sample_seconds,
-                       r.forward_tokens_per_s, r.decode_tokens_per_s, count(r.quantize_weights_per_s));
+    if (!w.base.empty())
+        out += fmt::format("base: {}, {} parameters, chunks of {} tokens\n", w.base,
+                           count(static_cast<double>(w.base_parameters)), w.context);
+    out += fmt::format(
+        "sample ({:.1f} s on the base): forward {:.0f} tokens/s, decode {:.1f} tokens/s, quantize {} weights/s\n",
+        r.sample_seconds, r.forward_tokens_per_s, r.decode_tokens_per_s, count(r.quantize_weights_per_s));
     double total = 0;
     for (const auto & s : stages) {
         out += fmt::format("  {:<10} {:>8}  {}\n", s.stage, rough_duration(s.seconds), s.work);
         total += s.seconds;
     }
-    out += fmt::format("  {:<10} {:>8}  {}: the search skips runs that cannot change the answer, and results already in the store are reused\n", "total",
-                       rough_duration(total), w.expected_share < 1.0 ? "the tasks at their expected stopping, the rest at most" : "at most");
+    out += fmt::format(
+        "  {:<10} {:>8}  {}: the search skips runs that cannot change the answer, and results already in the store are reused\n",
+        "total", rough_duration(total),
+        w.expected_share < 1.0 ? "the tasks at their expected stopping, the rest at most" : "at most");
     return out;
 }
 
@@ -131,9 +143,7 @@ SuiteWork count_suite(const eval::TaskSuite & suite, const engine::Engine & e) {
             case eval::ItemKind::multiple_choice:
                 for (const auto & c : item.choices) w.score_tokens += tokens(item.context) + tokens(c);
                 break;
-            case eval::ItemKind::pair:
-                w.score_tokens += tokens(item.good) + tokens(item.bad);
-                break;
+            case eval::ItemKind::pair: w.score_tokens += tokens(item.good) + tokens(item.bad); break;
             case eval::ItemKind::loglikelihood:
                 w.score_tokens += tokens(item.context) + tokens(item.continuation);
                 break;
@@ -142,7 +152,8 @@ SuiteWork count_suite(const eval::TaskSuite & suite, const engine::Engine & e) {
                 w.generate_tokens += static_cast<std::size_t>(std::max(0, item.max_tokens));
                 break;
             case eval::ItemKind::consistency:  // generated, then its reference scored after the prompt
-                w.score_tokens += 2 * tokens(item.messages.empty() ? item.prompt : item.messages) + tokens(item.reference);
+                w.score_tokens +=
+                    2 * tokens(item.messages.empty() ? item.prompt : item.messages) + tokens(item.reference);
                 w.generate_tokens += static_cast<std::size_t>(std::max(0, item.max_tokens));
                 break;
         }
@@ -171,7 +182,8 @@ WorkRates sample(const std::filesystem::path & base, int context, int threads, s
     const auto generated = e.generate(std::span(&request, 1));
     const double decode_seconds = seconds_since(decode_start);
     const std::size_t produced = generated.empty() ? 0 : static_cast<std::size_t>(generated.front().completion_tokens);
-    r.decode_tokens_per_s = produced > 0 ? static_cast<double>(produced) / std::max(1e-6, decode_seconds) : r.forward_tokens_per_s / n;
+    r.decode_tokens_per_s =
+        produced > 0 ? static_cast<double>(produced) / std::max(1e-6, decode_seconds) : r.forward_tokens_per_s / n;
 
     // Q4_K over 64 rows of the model's width: llama-quantize's work per weight, on every thread.
     const std::int64_t row = std::max<std::int64_t>(256, static_cast<std::int64_t>(embedding) / 256 * 256), rows = 64;
@@ -183,14 +195,16 @@ WorkRates sample(const std::filesystem::path & base, int context, int threads, s
     const auto quantize_start = Clock::now();
     ggml_quantize_chunk(GGML_TYPE_Q4_K, weights.data(), out.data(), 0, rows, row, nullptr);
     const int workers = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    r.quantize_weights_per_s = static_cast<double>(row * rows) / std::max(1e-6, seconds_since(quantize_start)) * workers;
+    r.quantize_weights_per_s =
+        static_cast<double>(row * rows) / std::max(1e-6, seconds_since(quantize_start)) * workers;
     r.sample_seconds = seconds_since(start);
     return r;
 }
 
 std::size_t weight_matrices(const model::ModelInfo & info) {
     std::size_t n = 0;
-    for (const auto & t : info.tensors) n += t.shape.size() >= 2 && t.name.ends_with(".weight") && t.name.find("_norm") == std::string::npos;
+    for (const auto & t : info.tensors)
+        n += t.shape.size() >= 2 && t.name.ends_with(".weight") && t.name.find("_norm") == std::string::npos;
     return n;
 }
 
@@ -201,37 +215,46 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
     std::optional<model::ModelInfo> info;
     std::optional<engine::LlamaEngine> vocab;  // the base, to count tokens
     if (plan.base) {
-        if (plan.base->path.empty()) throw Error("{}: --dry-run times a sample on the base model, which needs a path (not an endpoint)", plan.source.string());
+        if (plan.base->path.empty())
+            throw Error("{}: --dry-run times a sample on the base model, which needs a path (not an endpoint)",
+                        plan.source.string());
         info = model::inspect_gguf(plan.base->path);
         w.base = plan.base->name;
         w.base_parameters = info->parameters;
         w.context = eval::default_chunk_context(info->context_length);
-        vocab.emplace(engine::LlamaEngineOptions{.model_path = plan.base->path, .threads = 1, .context_length = w.context, .parallel = 1});
+        vocab.emplace(engine::LlamaEngineOptions{
+            .model_path = plan.base->path, .threads = 1, .context_length = w.context, .parallel = 1});
         ++w.local_candidates;
     } else {
-        throw Error("{}: --dry-run times a sample on the base model; this plan has none (its alternatives would be measured as they are)", plan.source.string());
+        throw Error(
+            "{}: --dry-run times a sample on the base model; this plan has none (its alternatives would be measured as they are)",
+            plan.source.string());
     }
     bool imatrix = false;
     for (const auto & v : plan.variants) {
         VariantSpec named = v;  // named as the build names it: "+imatrix" only where a matrix is used
         named.imatrix = v.imatrix && plan.calibration.has_value();
         const auto name = variant_name(named);
-        const bool kept = std::filesystem::exists(options.out_dir / "models" / (plan.base->name + "-" + name + ".gguf"));
+        const bool kept =
+            std::filesystem::exists(options.out_dir / "models" / (plan.base->name + "-" + name + ".gguf"));
         (kept ? w.variants_kept : w.variants).push_back(name);
         imatrix = imatrix || (v.imatrix && plan.calibration.has_value());
-        if (!v.mix_budget.empty() && !kept) w.mix_trials += weight_matrices(*info) * 3 + 4;  // each matrix at each of 3 types, the mix, 3 uniform
+        if (!v.mix_budget.empty() && !kept)
+            w.mix_trials += weight_matrices(*info) * 3 + 4;  // each matrix at each of 3 types, the mix, 3 uniform
         ++w.local_candidates;
     }
     if (imatrix && !std::filesystem::exists(options.out_dir / "models" / (plan.base->name + ".imatrix"))) {
         w.calibration_tokens = static_cast<std::size_t>(plan.calibration->chunks) *
-                               static_cast<std::size_t>(plan.calibration->context > 0 ? plan.calibration->context : w.context);
+            static_cast<std::size_t>(plan.calibration->context > 0 ? plan.calibration->context : w.context);
     }
     if (!plan.screen.files.empty()) {
-        w.screen_tokens = static_cast<std::size_t>(plan.screen.chunks) * static_cast<std::size_t>(plan.screen.context > 0 ? plan.screen.context : w.context);
+        w.screen_tokens = static_cast<std::size_t>(plan.screen.chunks) *
+            static_cast<std::size_t>(plan.screen.context > 0 ? plan.screen.context : w.context);
     }
     for (const auto & a : plan.alternatives) ++(a.endpoint.empty() ? w.local_candidates : w.remote_candidates);
     // Built suites (cloze, capture) go where nothing of the plan's output lives, and are removed after counting.
-    const auto built_file = std::filesystem::temp_directory_path() / fmt::format("switchyard-dry-run-{}.jsonl", ::getpid());
+    const auto built_file =
+        std::filesystem::temp_directory_path() / fmt::format("switchyard-dry-run-{}.jsonl", ::getpid());
     struct Remove {
         std::filesystem::path path;
         ~Remove() {
@@ -253,10 +276,13 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
     // one in ten of its misses recovered), at the share of alpha a candidate gets with one family
     // per variant ladder and alternative: an estimate, not a promise.
     if (plan.policy.sequential && !w.suites.empty()) {
-        const std::size_t families = std::max<std::size_t>(1, (plan.variants.empty() ? 0 : 1) + plan.alternatives.size());
+        const std::size_t families =
+            std::max<std::size_t>(1, (plan.variants.empty() ? 0 : 1) + plan.alternatives.size());
         double read = 0, total = 0;
         for (const auto & s : w.suites) {
-            read += static_cast<double>(s.items) * expected_share_read(plan.policy, s.items, plan.policy.alpha / static_cast<double>(families), 0.0, 0.8, 0.1);
+            read += static_cast<double>(s.items) *
+                expected_share_read(plan.policy, s.items, plan.policy.alpha / static_cast<double>(families), 0.0, 0.8,
+                                    0.1);
             total += static_cast<double>(s.items);
         }
         w.expected_share = total > 0 ? read / total : 1.0;

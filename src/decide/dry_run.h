@@ -14,7 +14,7 @@ namespace switchyard::decide {
 struct SuiteWork {
     std::string name;
     std::size_t items = 0;
-    std::size_t score_tokens = 0;     // tokens through the forward pass per candidate (contexts × choices)
+    std::size_t score_tokens = 0;  // tokens through the forward pass per candidate (contexts × choices)
     std::size_t generate_tokens = 0;  // tokens decoded one by one per candidate, at most
 };
 
@@ -23,18 +23,18 @@ struct PlanWork {
     std::string base;  // its name; empty without a base
     std::uint64_t base_parameters = 0;
     int context = 0;
-    std::size_t calibration_tokens = 0;      // 0: no importance matrix needed
-    std::vector<std::string> variants;       // to build
+    std::size_t calibration_tokens = 0;  // 0: no importance matrix needed
+    std::vector<std::string> variants;  // to build
     std::vector<std::string> variants_kept;  // already in the output folder (reused if their settings match)
-    std::size_t mix_trials = 0;              // trial quantizations of the mix variants, all together
-    std::size_t screen_tokens = 0;           // per model
-    std::size_t local_candidates = 0;        // models run in process: original, variants, local alternatives
+    std::size_t mix_trials = 0;  // trial quantizations of the mix variants, all together
+    std::size_t screen_tokens = 0;  // per model
+    std::size_t local_candidates = 0;  // models run in process: original, variants, local alternatives
     std::size_t remote_candidates = 0;
     std::vector<SuiteWork> suites;
     // Sequential tests: the share of the task items a candidate with no true drop is expected to
     // read (simulated: expected_share_read); 1 when every item is read.
     double expected_share = 1.0;
-    std::size_t speed_prefill_tokens = 0;    // per local candidate
+    std::size_t speed_prefill_tokens = 0;  // per local candidate
     std::size_t speed_decode_tokens = 0;
 };
 

@@ -29,7 +29,8 @@ engine::RemoteEngineOptions remote_options(const ModelRef & m) {
     engine::RemoteEngineOptions r{.endpoint = m.endpoint, .model = m.remote_model, .context_length = m.context};
     if (!m.api_key_env.empty()) {
         const char * key = std::getenv(m.api_key_env.c_str());
-        if (key == nullptr || *key == '\0') throw Error("{}: api_key_env {}: that environment variable is not set", m.name, m.api_key_env);
+        if (key == nullptr || *key == '\0')
+            throw Error("{}: api_key_env {}: that environment variable is not set", m.name, m.api_key_env);
         r.api_key = key;
     }
     return r;
@@ -38,9 +39,13 @@ engine::RemoteEngineOptions remote_options(const ModelRef & m) {
 Measurements::Measurements(const Plan & plan, const std::filesystem::path & results, int threads, bool progress)
     : plan_(plan), store_(results), threads_(threads), progress_(progress) {}
 
-int Measurements::context_for(const Candidate & c) const { return eval::default_chunk_context(static_cast<std::uint64_t>(c.context_length)); }
+int Measurements::context_for(const Candidate & c) const {
+    return eval::default_chunk_context(static_cast<std::uint64_t>(c.context_length));
+}
 
-int Measurements::speed_threads() const { return plan_.policy.deployment.threads > 0 ? plan_.policy.deployment.threads : threads_; }
+int Measurements::speed_threads() const {
+    return plan_.policy.deployment.threads > 0 ? plan_.policy.deployment.threads : threads_;
+}
 
 std::string Measurements::machine_key() const {
     char host[256] = {};
@@ -52,7 +57,11 @@ namespace {
 
 // Task suites: with the kernels plan workers run (eval/run_suite.h).
 engine::LlamaEngineOptions engine_options(const Candidate & c, int context, int threads) {
-    return {.model_path = c.path, .threads = threads, .context_length = context, .parallel = engine::scoring_parallel(context), .repack = false};
+    return {.model_path = c.path,
+            .threads = threads,
+            .context_length = context,
+            .parallel = engine::scoring_parallel(context),
+            .repack = false};
 }
 
 // The drift screen runs whole chunks of text (eval's chunk_engine_options), here in any case, with
@@ -114,13 +123,16 @@ void Measurements::on_workers(const Candidate & c, const std::vector<const eval:
 eval::SuiteResult Measurements::suite_items(const Candidate & c, const eval::TaskSuite & suite, std::size_t items) {
     // A look scores one round of items: the planner says when a round takes long, no bar per round.
     const eval::RunOptions run{.normalize = plan_.normalize, .progress = false};
-    const auto recorded = c.remote() ? eval::remote_model(c.served.endpoint, c.served.remote_model) : store_.file_model(c.path);
+    const auto recorded =
+        c.remote() ? eval::remote_model(c.served.endpoint, c.served.remote_model) : store_.file_model(c.path);
     const std::string run_key = recorded.key + "/" + suite.content_hash;
     auto & order = orders_[suite.content_hash];
     if (order.empty()) order = eval::item_order(suite);
-    const std::vector<std::size_t> prefix(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min(items, order.size())));
+    const std::vector<std::size_t> prefix(order.begin(),
+                                          order.begin() + static_cast<std::ptrdiff_t>(std::min(items, order.size())));
     std::size_t scored_now = 0;
-    auto result = eval::run_items_recorded(store_, [&]() -> engine::Engine & { return engine_for(c); }, recorded, suite, prefix, run, &scored_now);
+    auto result = eval::run_items_recorded(
+        store_, [&]() -> engine::Engine & { return engine_for(c); }, recorded, suite, prefix, run, &scored_now);
     // Of the items this plan had not read before, those not scored now came from the store.
     auto & read = items_read_[run_key];
     const std::size_t fresh = prefix.size() > read ? prefix.size() - read : 0;
@@ -139,8 +151,13 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
     const int context = plan_.screen.context > 0 ? plan_.screen.context : context_for(original);
     if (drift_key_.empty()) {
         // "format" 2: the score keeps its number of positions (R6's bounds need it).
-        json key = {{"format", 2}, {"base", store_.model_hash(original.path)}, {"chunks", plan_.screen.chunks}, {"skip_chunks", plan_.screen.skip_chunks}, {"context", context},
-                    {"normalize", plan_.normalize}, {"top_k", 64}};
+        json key = {{"format", 2},
+                    {"base", store_.model_hash(original.path)},
+                    {"chunks", plan_.screen.chunks},
+                    {"skip_chunks", plan_.screen.skip_chunks},
+                    {"context", context},
+                    {"normalize", plan_.normalize},
+                    {"top_k", 64}};
         for (const auto & f : plan_.screen.files) key["files"].push_back(cached_sha256_file(f));
         drift_key_ = key.dump();
     }
@@ -151,15 +168,21 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
     }
     if (!reference_) {
         engine::LlamaEngine base(chunk_options(original, context, threads_));
-        const auto text = eval::tokenize_chunks(base, {.files = plan_.screen.files, .context = context, .skip_chunks = plan_.screen.skip_chunks,
-                                                       .max_chunks = plan_.screen.chunks, .normalize = plan_.normalize});
+        const auto text = eval::tokenize_chunks(base,
+                                                {.files = plan_.screen.files,
+                                                 .context = context,
+                                                 .skip_chunks = plan_.screen.skip_chunks,
+                                                 .max_chunks = plan_.screen.chunks,
+                                                 .normalize = plan_.normalize});
         if (text.chunks.empty())
-            throw Error("{}: screen: the text holds no chunk of {} tokens after skipping {}", plan_.source.string(), context, plan_.screen.skip_chunks);
+            throw Error("{}: screen: the text holds no chunk of {} tokens after skipping {}", plan_.source.string(),
+                        context, plan_.screen.skip_chunks);
         reference_ = eval::record_reference(base, text.chunks, 64, progress_);
     }
     engine::LlamaEngine engine(chunk_options(variant, context, threads_));
     const auto d = eval::measure_drift(*reference_, engine, progress_);
-    const DriftScore score{d.kld.mean, d.kld.p99, d.top1_agreement, d.reference_perplexity > 0 ? d.perplexity / d.reference_perplexity : 0, d.positions};
+    const DriftScore score{d.kld.mean, d.kld.p99, d.top1_agreement,
+                           d.reference_perplexity > 0 ? d.perplexity / d.reference_perplexity : 0, d.positions};
     store_.record_measurement(hash, "drift", drift_key_, json(score).dump());
     ++counts_.drift_runs;
     return score;
@@ -188,16 +211,28 @@ const std::string & Measurements::speed_text() {
 
 eval::SpeedOptions Measurements::speed_options() {
     const auto & sp = plan_.speed;
-    return {.prompt_tokens = sp.prompt_tokens, .generate_tokens = sp.generate_tokens, .repeats = sp.repeats, .target_half_width = sp.target,
-            .watts_per_busy_core = plan_.policy.deployment.watts, .price_per_hour = plan_.policy.deployment.price_per_hour, .text = speed_text()};
+    return {.prompt_tokens = sp.prompt_tokens,
+            .generate_tokens = sp.generate_tokens,
+            .repeats = sp.repeats,
+            .target_half_width = sp.target,
+            .watts_per_busy_core = plan_.policy.deployment.watts,
+            .price_per_hour = plan_.policy.deployment.price_per_hour,
+            .text = speed_text()};
 }
 
 std::string Measurements::speed_key(const std::string & reference) {
     const auto & sp = plan_.speed;
     // "format" 5: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model alone). The
     // price is not part of it: costs are computed from the times.
-    const json key = {{"format", 5}, {"machine", machine_key()}, {"prompt", sp.prompt_tokens}, {"generate", sp.generate_tokens}, {"repeats", sp.repeats},
-                      {"target", sp.target}, {"watts", plan_.policy.deployment.watts}, {"text", sha256_bytes(speed_text())}, {"reference", reference}};
+    const json key = {{"format", 5},
+                      {"machine", machine_key()},
+                      {"prompt", sp.prompt_tokens},
+                      {"generate", sp.generate_tokens},
+                      {"repeats", sp.repeats},
+                      {"target", sp.target},
+                      {"watts", plan_.policy.deployment.watts},
+                      {"text", sha256_bytes(speed_text())},
+                      {"reference", reference}};
     return key.dump();
 }
 
@@ -211,7 +246,8 @@ const eval::SpeedResult & Measurements::reference_speed(const ModelRef & referen
         reference_speed_ = json::parse(*cached).get<eval::SpeedResult>();
         ++counts_.speed_reused;
     } else {
-        reference_speed_ = eval::measure_speed({.model_path = reference.path, .threads = speed_threads(), .parallel = 1}, speed_options());
+        reference_speed_ = eval::measure_speed(
+            {.model_path = reference.path, .threads = speed_threads(), .parallel = 1}, speed_options());
         store_.record_measurement(hash, "speed", key, json(*reference_speed_).dump());
         ++counts_.speed_runs;
     }
@@ -236,7 +272,8 @@ void price(CostScore & c, double query_seconds, double log_half, const Plan & pl
     c.cost_hi = c.cost_per_query * std::exp(log_half);
     c.cost_per_1m_tokens = c.cost_per_query * 1e6 / reference_tokens;
     if (reference_cpt > 0) c.cost_per_1m_chars = c.cost_per_query * 1e6 / (reference_tokens * reference_cpt);
-    if (c.query_prompt_tokens + c.query_generate_tokens > 0) c.cost_per_1k_tokens = c.cost_per_query * 1e3 / (c.query_prompt_tokens + c.query_generate_tokens);
+    if (c.query_prompt_tokens + c.query_generate_tokens > 0)
+        c.cost_per_1k_tokens = c.cost_per_query * 1e3 / (c.query_prompt_tokens + c.query_generate_tokens);
 }
 
 }  // namespace
@@ -248,7 +285,8 @@ CostScore Measurements::remote_cost(const Candidate & c) {
     engine::RemoteEngine server(remote_options(c.served));
     const auto & sp = plan_.speed;
     std::string prompt = "Once upon a time";
-    while (static_cast<int>(server.tokenize(prompt, true).size()) < sp.prompt_tokens) prompt += " there was a little girl who liked to play";
+    while (static_cast<int>(server.tokenize(prompt, true).size()) < sp.prompt_tokens)
+        prompt += " there was a little girl who liked to play";
     std::vector<double> ms;
     for (int i = 0; i < sp.repeats; ++i) {
         engine::GenerateRequest request{.prompt = prompt, .max_tokens = sp.generate_tokens};
@@ -276,21 +314,22 @@ CostScore Measurements::remote_cost(const Candidate & c) {
     double reference_cpt = 0;
     try {
         if (const auto reference = speed_reference()) reference_cpt = reference_speed(*reference).chars_per_token;
-    } catch (const Error &) {
-    }
+    } catch (const Error &) {}
     double cpt = reference_cpt;
     try {
         const std::string text = speed_text().empty() ? prompt : speed_text().substr(0, 16 * 1024);
-        if (const double measured = eval::chars_per_token(server, text.substr(0, utf8::complete_prefix_length(text))); measured > 0) cpt = measured;
-    } catch (const Error &) {
-    }
+        if (const double measured = eval::chars_per_token(server, text.substr(0, utf8::complete_prefix_length(text)));
+            measured > 0)
+            cpt = measured;
+    } catch (const Error &) {}
     const double reference_tokens = sp.prompt_tokens + sp.generate_tokens;
     const double own_tokens = cpt > 0 && reference_cpt > 0 ? reference_tokens * reference_cpt / cpt : reference_tokens;
     cost.chars_per_token = cpt;
     cost.query_prompt_tokens = static_cast<int>(std::lround(own_tokens * sp.prompt_tokens / reference_tokens));
     cost.query_generate_tokens = static_cast<int>(std::lround(own_tokens * sp.generate_tokens / reference_tokens));
     // Declared, so exact: the seconds of hardware that cost the same, priced like a measured time.
-    const double seconds = *c.served.cost_per_1k_tokens / 1000.0 * own_tokens / (plan_.policy.deployment.price_per_hour / 3600.0);
+    const double seconds =
+        *c.served.cost_per_1k_tokens / 1000.0 * own_tokens / (plan_.policy.deployment.price_per_hour / 3600.0);
     price(cost, seconds, 0, plan_, reference_cpt);
     cost.cost_per_1k_tokens = *c.served.cost_per_1k_tokens;
     return cost;
@@ -314,8 +353,9 @@ CostScore Measurements::cost(const Candidate & c) {
                 paired = json::parse(*cached).get<eval::PairedSpeed>();
                 ++counts_.speed_reused;
             } else {
-                paired = eval::measure_speed_against({.model_path = c.path, .threads = speed_threads(), .parallel = 1},
-                                                     {.model_path = reference->path, .threads = speed_threads(), .parallel = 1}, speed_options());
+                paired = eval::measure_speed_against(
+                    {.model_path = c.path, .threads = speed_threads(), .parallel = 1},
+                    {.model_path = reference->path, .threads = speed_threads(), .parallel = 1}, speed_options());
                 store_.record_measurement(hash, "speed", key, json(paired).dump());
                 ++counts_.speed_runs;
             }

@@ -23,10 +23,10 @@ namespace switchyard::decide {
 
 // Measurements run now and found finished in the results store.
 struct MeasureCounts {
-    std::size_t suite_runs = 0;         // (model, suite) pairs with items scored now
+    std::size_t suite_runs = 0;  // (model, suite) pairs with items scored now
     std::size_t suite_runs_reused = 0;  // pairs read from the store alone
-    std::size_t items_scored = 0;       // task items scored now, over every suite run
-    std::size_t items_reused = 0;       // read back from the store
+    std::size_t items_scored = 0;  // task items scored now, over every suite run
+    std::size_t items_reused = 0;  // read back from the store
     std::size_t suite_runs_on_workers = 0;  // of suite_runs: measured by plan workers (`workers`)
     std::size_t drift_runs = 0;
     std::size_t drift_reused = 0;
@@ -87,7 +87,7 @@ private:
     std::vector<std::pair<std::string, std::unique_ptr<engine::Engine>>> engines_;
     std::map<std::string, std::vector<std::size_t>> orders_;  // suite content hash -> its item order
     std::set<std::string> runs_scored_, runs_read_, runs_on_workers_;  // "model key/suite hash"
-    std::map<std::string, std::size_t> items_read_;                    // "model key/suite hash" -> the prefix this plan has read
+    std::map<std::string, std::size_t> items_read_;  // "model key/suite hash" -> the prefix this plan has read
     std::optional<eval::Reference> reference_;  // the original's on the screen text, recorded once
     std::string drift_key_;
     std::optional<std::string> speed_text_;

@@ -21,7 +21,8 @@ namespace switchyard::decide {
 std::vector<VariantSpec> auto_variants() {
     // From mild to aggressive; llama.cpp keeps tensors whose shape a type cannot hold at a nearby type.
     std::vector<VariantSpec> ladder;
-    for (const char * type : {"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"}) ladder.push_back(VariantSpec{.type = type});
+    for (const char * type : {"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"})
+        ladder.push_back(VariantSpec{.type = type});
     return ladder;
 }
 
@@ -30,9 +31,13 @@ std::string variant_name(const VariantSpec & v) {
     std::string name;
     if (!v.mix_budget.empty()) name = "mix-" + v.mix_budget;
     if (!v.prune_method.empty()) {
-        name += (name.empty() ? "" : "+") + v.prune_method + (v.pattern.empty() || v.pattern == "unstructured" ? "-" + std::to_string(static_cast<int>(v.sparsity * 100 + 0.5)) + "pct" : "-" + v.pattern);
+        name += (name.empty() ? "" : "+") + v.prune_method +
+            (v.pattern.empty() || v.pattern == "unstructured"
+                 ? "-" + std::to_string(static_cast<int>(v.sparsity * 100 + 0.5)) + "pct"
+                 : "-" + v.pattern);
     }
-    if (!v.layers_drop.empty()) name += (name.empty() ? "" : "+") + std::string("drop") + std::to_string(v.layers_drop.size()) + "layers";
+    if (!v.layers_drop.empty())
+        name += (name.empty() ? "" : "+") + std::string("drop") + std::to_string(v.layers_drop.size()) + "layers";
     if (!v.type.empty() && v.mix_budget.empty()) name += (name.empty() ? "" : "+") + v.type;
     if (v.imatrix) name += "+imatrix";
     return name;
@@ -45,9 +50,22 @@ std::string TaskSpec::built_name() const {
 }
 
 std::string build_task_suite(const TaskSpec & t) {
-    if (!t.lm_eval_task.empty()) return eval::build_lm_eval_suite({.task = t.lm_eval_task, .data_dir = t.lm_eval_data, .split = t.lm_eval_split, .limit = t.lm_eval_limit}).jsonl;
-    if (!t.cloze_text.empty()) return eval::build_cloze({.text = t.cloze_text, .items = t.cloze_items, .seed = t.cloze_seed, .skip_passages = t.cloze_skip_passages});
-    return eval::build_capture_suite({.db = t.capture_db, .route = t.capture_route, .since = t.capture_since, .critical = t.critical, .name = t.built_name()});
+    if (!t.lm_eval_task.empty())
+        return eval::build_lm_eval_suite({.task = t.lm_eval_task,
+                                          .data_dir = t.lm_eval_data,
+                                          .split = t.lm_eval_split,
+                                          .limit = t.lm_eval_limit})
+            .jsonl;
+    if (!t.cloze_text.empty())
+        return eval::build_cloze({.text = t.cloze_text,
+                                  .items = t.cloze_items,
+                                  .seed = t.cloze_seed,
+                                  .skip_passages = t.cloze_skip_passages});
+    return eval::build_capture_suite({.db = t.capture_db,
+                                      .route = t.capture_route,
+                                      .since = t.capture_since,
+                                      .critical = t.critical,
+                                      .name = t.built_name()});
 }
 
 namespace {
@@ -76,7 +94,8 @@ std::filesystem::path expanded_path(const YamlMap & y, const std::string & key, 
         } else if (dash != std::string::npos) {
             out += inner.substr(dash + 2);
         } else {
-            y.fail(key, "the environment variable " + var + " is not set (write ${" + var + ":-DEFAULT} to give a default)");
+            y.fail(key,
+                   "the environment variable " + var + " is not set (write ${" + var + ":-DEFAULT} to give a default)");
         }
         i = end + 1;
     }
@@ -85,7 +104,9 @@ std::filesystem::path expanded_path(const YamlMap & y, const std::string & key, 
     return ((from_environment ? std::filesystem::current_path() : y.base_dir()) / p).lexically_normal();
 }
 
-std::filesystem::path path_of(const YamlMap & y, const std::string & key) { return expanded_path(y, key, y.string(key)); }
+std::filesystem::path path_of(const YamlMap & y, const std::string & key) {
+    return expanded_path(y, key, y.string(key));
+}
 
 std::vector<std::filesystem::path> paths_of(const YamlMap & y, const std::string & key) {
     std::vector<std::filesystem::path> out;
@@ -100,23 +121,28 @@ ModelRef read_model(const YamlMap & parent, const std::string & key, std::size_t
         const auto path = expanded_path(parent, key, item.Scalar());
         return ModelRef{.name = path.stem().string(), .path = path};
     }
-    YamlMap y(item, parent.source(), key + (node.IsSequence() ? "[" + std::to_string(index) + "]" : ""), parent.base_dir());
+    YamlMap y(item, parent.source(), key + (node.IsSequence() ? "[" + std::to_string(index) + "]" : ""),
+              parent.base_dir());
     if (!item.IsMap()) y.fail("", "expected a path or a mapping with 'path' or 'endpoint'");
-    y.reject_unknown({"name", "path", "endpoint", "model", "api_key_env", "context", "cost_per_1k_tokens", "capabilities"});
-    if (y.has("path") == y.has("endpoint")) y.fail("", "give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL)");
+    y.reject_unknown(
+        {"name", "path", "endpoint", "model", "api_key_env", "context", "cost_per_1k_tokens", "capabilities"});
+    if (y.has("path") == y.has("endpoint"))
+        y.fail("", "give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL)");
     ModelRef m;
     if (y.has("path")) {
         m.path = path_of(y, "path");
         m.name = y.string("name", m.path.stem().string());
     } else {
         m.endpoint = y.string("endpoint");
-        if (m.endpoint.rfind("http://", 0) != 0 && m.endpoint.rfind("https://", 0) != 0) y.fail("endpoint", "expected an http:// or https:// URL, found '" + m.endpoint + "'");
+        if (m.endpoint.rfind("http://", 0) != 0 && m.endpoint.rfind("https://", 0) != 0)
+            y.fail("endpoint", "expected an http:// or https:// URL, found '" + m.endpoint + "'");
         m.remote_model = y.string("model", "");
         m.name = y.string("name", m.remote_model.empty() ? "remote" : m.remote_model);
         m.api_key_env = y.string("api_key_env", "");
         m.context = static_cast<int>(y.integer("context", 0));
         m.cost_per_1k_tokens = y.optional_number("cost_per_1k_tokens");
-        if (m.cost_per_1k_tokens && *m.cost_per_1k_tokens <= 0) y.fail("cost_per_1k_tokens", "must be positive (a cost of 0 would win every comparison)");
+        if (m.cost_per_1k_tokens && *m.cost_per_1k_tokens <= 0)
+            y.fail("cost_per_1k_tokens", "must be positive (a cost of 0 would win every comparison)");
     }
     m.capabilities = y.strings("capabilities");
     return m;
@@ -128,7 +154,8 @@ VariantSpec read_variant(const YamlMap & y) {
     if (auto p = y.map("prune")) {
         p->reject_unknown({"method", "sparsity", "pattern", "layers_drop"});
         v.prune_method = p->string("method", "magnitude");
-        if (v.prune_method != "magnitude" && v.prune_method != "wanda") p->fail("method", "expected magnitude or wanda, found '" + v.prune_method + "'");
+        if (v.prune_method != "magnitude" && v.prune_method != "wanda")
+            p->fail("method", "expected magnitude or wanda, found '" + v.prune_method + "'");
         v.sparsity = p->number("sparsity", 0);
         if (v.sparsity < 0 || v.sparsity >= 1) p->fail("sparsity", "must lie in [0, 1)");
         v.pattern = p->string("pattern", "");
@@ -144,7 +171,8 @@ VariantSpec read_variant(const YamlMap & y) {
         m->reject_unknown({"budget"});
         v.mix_budget = m->string("budget");
     }
-    if (v.type.empty() && v.prune_method.empty() && v.mix_budget.empty()) y.fail("", "a variant needs a 'type', 'prune' or 'mix'");
+    if (v.type.empty() && v.prune_method.empty() && v.mix_budget.empty())
+        y.fail("", "a variant needs a 'type', 'prune' or 'mix'");
     return v;
 }
 
@@ -191,9 +219,13 @@ TaskSpec read_task(const YamlMap & y) {
         if (limit < 0) c->fail("limit", "must be 0 (all documents) or more");
         t.lm_eval_limit = static_cast<std::size_t>(limit);
     }
-    if ((t.spec.empty() ? 0 : 1) + (t.cloze_text.empty() ? 0 : 1) + (t.capture_route.empty() ? 0 : 1) + (t.lm_eval_task.empty() ? 0 : 1) != 1)
-        y.fail("", "give exactly one of 'spec' (a task suite), 'cloze' (a suite built from text), 'capture' (a suite built from served traffic) "
-                   "and 'lm_eval' (a suite built from an lm-eval YAML task)");
+    if ((t.spec.empty() ? 0 : 1) + (t.cloze_text.empty() ? 0 : 1) + (t.capture_route.empty() ? 0 : 1) +
+            (t.lm_eval_task.empty() ? 0 : 1) !=
+        1)
+        y.fail(
+            "",
+            "give exactly one of 'spec' (a task suite), 'cloze' (a suite built from text), 'capture' (a suite built from served traffic) "
+            "and 'lm_eval' (a suite built from an lm-eval YAML task)");
     // A suite spec may carry an adapter prefix ("blimp:FILE"): expand and resolve the file part.
     if (!t.spec.empty()) {
         const auto colon = t.spec.find(':');
@@ -204,7 +236,8 @@ TaskSpec read_task(const YamlMap & y) {
     // A captured route is its own class of traffic: what the plan decides for it, serve routes.
     t.task_class = y.string("class", !t.capture_route.empty() ? t.capture_route : t.critical ? "critical" : "general");
     t.needs = y.string("requires", "");
-    if (!t.needs.empty() && t.needs != "vision" && t.needs != "audio" && t.needs != "code" && t.needs.rfind("context:", 0) != 0)
+    if (!t.needs.empty() && t.needs != "vision" && t.needs != "audio" && t.needs != "code" &&
+        t.needs.rfind("context:", 0) != 0)
         y.fail("requires", "expected vision, audio, code or context:N, found '" + t.needs + "'");
     if (t.needs.rfind("context:", 0) == 0) {
         try {
@@ -235,13 +268,13 @@ double milliseconds(const YamlMap & y, const std::string & key) {
         std::size_t used = 0;
         const double v = std::stod(text, &used);
         if (used == text.size() && v > 0) return v * scale;
-    } catch (const std::exception &) {
-    }
+    } catch (const std::exception &) {}
     y.fail(key, "expected a time such as 50ms or 1.5s, found '" + y.string(key) + "'");
 }
 
 Policy read_policy(const YamlMap & y) {
-    y.reject_unknown({"accuracy_floor", "max_drop", "drop", "alpha", "sequential", "min_agreement", "screen_max_kld", "budgets", "deployment"});
+    y.reject_unknown({"accuracy_floor", "max_drop", "drop", "alpha", "sequential", "min_agreement", "screen_max_kld",
+                      "budgets", "deployment"});
     Policy p;
     p.accuracy_floor = fraction(y, "accuracy_floor", p.accuracy_floor);
     p.max_drop = fraction(y, "max_drop", p.max_drop);
@@ -269,8 +302,9 @@ Policy read_policy(const YamlMap & y) {
         p.deployment.device = d->string("device", p.deployment.device);
         // Speed is measured on this machine's CPU; a figure for another device would be a guess.
         if (p.deployment.device != "cpu")
-            d->fail("device", "only cpu is measured here (speed runs on this machine's CPU, so costs and latency for '" + p.deployment.device +
-                                  "' would not be measured ones); found '" + p.deployment.device + "'");
+            d->fail("device",
+                    "only cpu is measured here (speed runs on this machine's CPU, so costs and latency for '" +
+                        p.deployment.device + "' would not be measured ones); found '" + p.deployment.device + "'");
         p.deployment.threads = static_cast<int>(d->integer("threads", 0));
     }
     return p;
@@ -280,7 +314,8 @@ Policy read_policy(const YamlMap & y) {
 
 Plan parse_plan(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir) {
     const auto root = YamlMap::parse(yaml, source, base_dir);
-    root.reject_unknown({"base", "alternatives", "variants", "calibration", "screen", "tasks", "normalize", "policy", "speed", "workers"});
+    root.reject_unknown({"base", "alternatives", "variants", "calibration", "screen", "tasks", "normalize", "policy",
+                         "speed", "workers"});
     Plan plan{.source = source};
     if (root.has("base")) plan.base = read_model(root, "base", 0);
     if (root.has("alternatives")) {
@@ -288,11 +323,13 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         const std::size_t n = node.IsSequence() ? node.size() : 1;
         for (std::size_t i = 0; i < n; ++i) plan.alternatives.push_back(read_model(root, "alternatives", i));
     }
-    if (!plan.base && plan.alternatives.empty()) root.fail("", "missing key 'base' (the model you have) or 'alternatives' (models to switch to)");
+    if (!plan.base && plan.alternatives.empty())
+        root.fail("", "missing key 'base' (the model you have) or 'alternatives' (models to switch to)");
     if (root.has("variants")) {
         const auto node = root.node("variants");
         if (node.IsScalar()) {
-            if (node.Scalar() != "auto") root.fail("variants", "expected 'auto' or a list of variants, found '" + node.Scalar() + "'");
+            if (node.Scalar() != "auto")
+                root.fail("variants", "expected 'auto' or a list of variants, found '" + node.Scalar() + "'");
             plan.auto_variants = true;
             plan.variants = auto_variants();
         } else {
@@ -305,16 +342,20 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         plan.calibration = read_text(*c, 200);
         const int samples = plan.calibration->chunks;
         if (samples < 100 || samples > 500)
-            plan.warnings.push_back(c->located(c->has("samples") ? "samples" : "chunks",
-                                               fmt::format("{} samples is outside 100-500, the range an importance matrix is meant to be computed from; "
-                                                           "fewer calibrate it on too little text, more cost time for little gain",
-                                                           samples)));
+            plan.warnings.push_back(c->located(
+                c->has("samples") ? "samples" : "chunks",
+                fmt::format(
+                    "{} samples is outside 100-500, the range an importance matrix is meant to be computed from; "
+                    "fewer calibrate it on too little text, more cost time for little gain",
+                    samples)));
     }
     if (auto s = root.map("screen")) {
         plan.screen = read_text(*s, 16);
     } else if (plan.calibration) {
         // Past the calibration chunks, so the signal is not measured on what the imatrix saw.
-        plan.screen = TextSpec{.files = plan.calibration->files, .chunks = 16, .skip_chunks = plan.calibration->skip_chunks + plan.calibration->chunks,
+        plan.screen = TextSpec{.files = plan.calibration->files,
+                               .chunks = 16,
+                               .skip_chunks = plan.calibration->skip_chunks + plan.calibration->chunks,
                                .context = plan.calibration->context};
     }
     for (const auto & t : root.maps("tasks")) plan.tasks.push_back(read_task(t));
@@ -324,23 +365,32 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         plan.policy = read_policy(*p);
         // A cost is the deployment's price times the time a query takes: without a price every cost is 0 and the budget always passes.
         if (plan.policy.budgets.cost_per_1k_tokens && plan.policy.deployment.price_per_hour <= 0)
-            p->map("budgets")->fail("cost_per_1k_tokens", "a cost budget needs policy.deployment.price_per_hour (the hardware's price, which costs are computed from)");
+            p->map("budgets")->fail(
+                "cost_per_1k_tokens",
+                "a cost budget needs policy.deployment.price_per_hour (the hardware's price, which costs are computed from)");
         // Agreement is measured on the screen's text: without one, R6 would fail every compression.
         if (plan.policy.min_agreement && plan.base && plan.screen.files.empty())
-            p->fail("min_agreement", "top-1 agreement is measured on the screen's text: give 'screen' (or 'calibration', whose text the screen reuses)");
+            p->fail(
+                "min_agreement",
+                "top-1 agreement is measured on the screen's text: give 'screen' (or 'calibration', whose text the screen reuses)");
     }
     // Unknown is never 0: where candidates are priced, an endpoint must say what it costs.
     const bool priced = plan.policy.deployment.price_per_hour > 0 || plan.policy.budgets.cost_per_1k_tokens;
     const auto check_declared_cost = [&](const std::string & key, std::size_t index, const ModelRef & m) {
         if (!priced || m.endpoint.empty() || m.cost_per_1k_tokens) return;
         const auto node = root.node(key);
-        const YamlMap y(node.IsSequence() ? node[index] : node, root.source(), key + (node.IsSequence() ? "[" + std::to_string(index) + "]" : ""), root.base_dir());
-        y.fail("cost_per_1k_tokens", "missing: " + m.name + " is served by an endpoint whose hardware is not measured here, and the plan prices candidates (" +
-                                         (plan.policy.deployment.price_per_hour > 0 ? "policy.deployment.price_per_hour" : "policy.budgets.cost_per_1k_tokens") +
-                                         "); declare what it costs per 1k tokens");
+        const YamlMap y(node.IsSequence() ? node[index] : node, root.source(),
+                        key + (node.IsSequence() ? "[" + std::to_string(index) + "]" : ""), root.base_dir());
+        y.fail("cost_per_1k_tokens",
+               "missing: " + m.name +
+                   " is served by an endpoint whose hardware is not measured here, and the plan prices candidates (" +
+                   (plan.policy.deployment.price_per_hour > 0 ? "policy.deployment.price_per_hour"
+                                                              : "policy.budgets.cost_per_1k_tokens") +
+                   "); declare what it costs per 1k tokens");
     };
     if (plan.base) check_declared_cost("base", 0, *plan.base);
-    for (std::size_t i = 0; i < plan.alternatives.size(); ++i) check_declared_cost("alternatives", i, plan.alternatives[i]);
+    for (std::size_t i = 0; i < plan.alternatives.size(); ++i)
+        check_declared_cost("alternatives", i, plan.alternatives[i]);
     if (auto s = root.map("speed")) {
         s->reject_unknown({"prompt_tokens", "generate_tokens", "repeats", "target"});
         plan.speed.prompt_tokens = static_cast<int>(s->integer("prompt_tokens", plan.speed.prompt_tokens));
@@ -348,9 +398,14 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         plan.speed.repeats = static_cast<int>(s->integer("repeats", plan.speed.repeats));
         plan.speed.target = s->number("target", plan.speed.target);
         if (plan.speed.prompt_tokens < 1) s->fail("prompt_tokens", "must be at least 1");
-        if (plan.speed.generate_tokens < 2) s->fail("generate_tokens", "must be at least 2 (a decode rate needs tokens after the first)");
-        if (plan.speed.repeats < 1) s->fail("repeats", "must be at least 1 (rounds of the speed pass at most; 6 run at least, the fewest with a 95% interval)");
-        if (!(plan.speed.target > 0 && plan.speed.target < 1)) s->fail("target", "must lie between 0 and 1 (0.03: within 3% either side)");
+        if (plan.speed.generate_tokens < 2)
+            s->fail("generate_tokens", "must be at least 2 (a decode rate needs tokens after the first)");
+        if (plan.speed.repeats < 1)
+            s->fail(
+                "repeats",
+                "must be at least 1 (rounds of the speed pass at most; 6 run at least, the fewest with a 95% interval)");
+        if (!(plan.speed.target > 0 && plan.speed.target < 1))
+            s->fail("target", "must lie between 0 and 1 (0.03: within 3% either side)");
     }
     for (const auto & w : root.strings("workers")) {
         try {

@@ -14,10 +14,10 @@ namespace switchyard::decide {
 struct ModelRef {
     std::string name;
     std::filesystem::path path;
-    std::string endpoint;      // instead of `path`: measured through the server (tasks and latency)
+    std::string endpoint;  // instead of `path`: measured through the server (tasks and latency)
     std::string remote_model;  // the server's name for it (default: the one it lists)
-    std::string api_key_env;   // environment variable holding the endpoint's API key
-    int context = 0;           // tokens; 0: what the server says
+    std::string api_key_env;  // environment variable holding the endpoint's API key
+    int context = 0;  // tokens; 0: what the server says
     // What the endpoint costs per 1k of its tokens (prompt and answer): its hardware is not measured
     // here. Absent: unknown, never 0 (a plan that prices candidates refuses an endpoint without it).
     std::optional<double> cost_per_1k_tokens;
@@ -26,14 +26,14 @@ struct ModelRef {
 
 // One compression to try. `type` alone is a quantization; `prune` and `mix` add to it.
 struct VariantSpec {
-    std::string name;     // default: derived from the settings, e.g. "Q4_0+imatrix"
-    std::string type;     // llama-quantize name; empty with prune: keep the base's types
+    std::string name;  // default: derived from the settings, e.g. "Q4_0+imatrix"
+    std::string type;  // llama-quantize name; empty with prune: keep the base's types
     bool imatrix = true;  // use the calibration's importance matrix when there is one
     std::string prune_method;  // "magnitude" or "wanda"; empty: no pruning
     double sparsity = 0;
-    std::string pattern;       // "unstructured", "2:4", ...
+    std::string pattern;  // "unstructured", "2:4", ...
     std::vector<int> layers_drop;
-    std::string mix_budget;    // "4.5bpw" or a file size: mixed precision under this budget
+    std::string mix_budget;  // "4.5bpw" or a file size: mixed precision under this budget
 };
 
 struct TextSpec {
@@ -58,7 +58,7 @@ struct TaskSpec {
     // into the output folder; the class defaults to the route's name.
     std::string capture_route;
     std::filesystem::path capture_db;  // default: captures.sqlite beside the plan file
-    std::int64_t capture_since = 0;    // unix seconds
+    std::int64_t capture_since = 0;  // unix seconds
     // A suite converted from an lm-eval YAML task (eval/lm_eval_task.h), written into the output folder.
     std::filesystem::path lm_eval_task;
     std::filesystem::path lm_eval_data;  // data_files resolve against it; empty: the YAML's folder
@@ -74,8 +74,8 @@ struct TaskSpec {
 struct SpeedSpec {
     int prompt_tokens = 128;
     int generate_tokens = 64;
-    int repeats = 16;       // rounds at most (6 at least)
-    double target = 0.03;   // rounds stop once the ratio's 95% interval is within this either side
+    int repeats = 16;  // rounds at most (6 at least)
+    double target = 0.03;  // rounds stop once the ratio's 95% interval is within this either side
 };
 
 struct Plan {

@@ -26,7 +26,8 @@ namespace {
 // search's next step) and the measurements.
 class Planner : public MeasurementSource {
 public:
-    Planner(const Plan & plan, const PlanRunOptions & options) : plan_(plan), options_(options), measure_(plan, options.results, options.threads, options.progress) {
+    Planner(const Plan & plan, const PlanRunOptions & options)
+        : plan_(plan), options_(options), measure_(plan, options.results, options.threads, options.progress) {
         result_.plan = plan;
         std::filesystem::create_directories(options.out_dir / "models");
         std::filesystem::create_directories(options.out_dir / "tasks");
@@ -35,18 +36,24 @@ public:
     PlanResult run() {
         // Workers are reached first: a wrong address must not wait for the variants to be built.
         if (!plan_.workers.empty())
-            workers_.emplace(plan_.workers, PlanWorkersOptions{.executable = std::filesystem::read_symlink("/proc/self/exe"),
-                                                              .results = std::filesystem::absolute(options_.results),
-                                                              .log_dir = options_.out_dir / "workers",
-                                                              .normalize = plan_.normalize,
-                                                              .log = options_.log});
+            workers_.emplace(plan_.workers,
+                             PlanWorkersOptions{.executable = std::filesystem::read_symlink("/proc/self/exe"),
+                                                .results = std::filesystem::absolute(options_.results),
+                                                .log_dir = options_.out_dir / "workers",
+                                                .normalize = plan_.normalize,
+                                                .log = options_.log});
         load_tasks();
-        if (plan_.base) result_.candidates.push_back(candidate_from(*plan_.base, CandidateKind::original, "the model the team has, as given"));
+        if (plan_.base)
+            result_.candidates.push_back(
+                candidate_from(*plan_.base, CandidateKind::original, "the model the team has, as given"));
         if (!plan_.variants.empty()) {
-            auto built = build_variants(plan_, original(), {.models_dir = options_.out_dir / "models", .base_hash = measure_.store().model_hash(plan_.base->path),
-                                                            .results = options_.results,
-                                                            .threads = options_.threads, .progress = options_.progress,
-                                                            .note = [this](const std::string & line) { note(line); }});
+            auto built = build_variants(plan_, original(),
+                                        {.models_dir = options_.out_dir / "models",
+                                         .base_hash = measure_.store().model_hash(plan_.base->path),
+                                         .results = options_.results,
+                                         .threads = options_.threads,
+                                         .progress = options_.progress,
+                                         .note = [this](const std::string & line) { note(line); }});
             result_.stats.variants_built = built.built;
             result_.stats.variants_reused = built.reused;
             for (auto & v : built.variants) result_.candidates.push_back(std::move(v));
@@ -57,8 +64,9 @@ public:
 
         if (plan_.base) screen_variants();
         start_workers();
-        auto decided = search_and_decide(plan_.policy, result_.candidates, result_.tasks, result_.classes, *this,
-                                         {.costs_matter = costs_matter(), .note = [this](const std::string & line) { note(line); }});
+        auto decided = search_and_decide(
+            plan_.policy, result_.candidates, result_.tasks, result_.classes, *this,
+            {.costs_matter = costs_matter(), .note = [this](const std::string & line) { note(line); }});
         result_.assessments = std::move(decided.assessments);
         result_.decisions = std::move(decided.decisions);
         finish_evidence();
@@ -82,7 +90,10 @@ private:
 
     void note(const std::string & line) {
         result_.steps.push_back(line);
-        if (options_.log) options_.log(fmt::format("[{:6.1f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(), line));
+        if (options_.log)
+            options_.log(fmt::format("[{:6.1f} s] {}",
+                                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(),
+                                     line));
     }
 
     Candidate & original() { return result_.candidates.front(); }
@@ -101,16 +112,18 @@ private:
     void start_workers() {
         if (!workers_) return;
         measure_.use_workers(&*workers_);
-        note(fmt::format("workers: {} rpc-server{} measure candidates' task suites side by side ({})", plan_.workers.size(),
-                         plan_.workers.size() == 1 ? "" : "s", fmt::join(plan_.workers, ", ")));
+        note(fmt::format("workers: {} rpc-server{} measure candidates' task suites side by side ({})",
+                         plan_.workers.size(), plan_.workers.size() == 1 ? "" : "s", fmt::join(plan_.workers, ", ")));
         std::vector<Candidate *> alternatives;
         for (auto & c : result_.candidates)
             if (c.kind == CandidateKind::alternative && !c.remote()) alternatives.push_back(&c);
-        std::stable_sort(alternatives.begin(), alternatives.end(), [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
+        std::stable_sort(alternatives.begin(), alternatives.end(),
+                         [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
         const auto methods = ladders(result_.candidates);
         // The original on every class first: the search runs it before any ladder.
         if (plan_.base)
-            for (const auto & cls : result_.classes) workers_->prefetch(measure_.worker_job(original(), suites_of(cls)));
+            for (const auto & cls : result_.classes)
+                workers_->prefetch(measure_.worker_job(original(), suites_of(cls)));
         for (const auto & cls : result_.classes) {
             const auto suites = suites_of(cls);
             if (plan_.base && capable(original(), cls, result_.tasks))
@@ -126,8 +139,10 @@ private:
         result_.stats.workers = workers_->stats();
         result_.stats.worker_runs_not_needed = workers_->unused_prefetches();
         for (const auto & w : result_.stats.workers)
-            note(fmt::format("workers: {} measured {} job{} in {:.1f} s{}{}", w.endpoint, w.jobs, w.jobs == 1 ? "" : "s", w.busy_seconds,
-                             w.lost > 0 ? fmt::format("; went away during {} (measured elsewhere)", w.lost) : "", w.up ? "" : "; down at the end"));
+            note(fmt::format("workers: {} measured {} job{} in {:.1f} s{}{}", w.endpoint, w.jobs,
+                             w.jobs == 1 ? "" : "s", w.busy_seconds,
+                             w.lost > 0 ? fmt::format("; went away during {} (measured elsewhere)", w.lost) : "",
+                             w.up ? "" : "; down at the end"));
         measure_.use_workers(nullptr);
         workers_.reset();
     }
@@ -141,14 +156,20 @@ private:
                 spec = file.string();
             }
             Suite s{.suite = eval::load_suite(spec)};
-            for (const auto & skipped : s.suite.skipped) note(fmt::format("{}:{}: skipped: {}", spec, skipped.line, skipped.reason));
+            for (const auto & skipped : s.suite.skipped)
+                note(fmt::format("{}:{}: skipped: {}", spec, skipped.line, skipped.reason));
             if (!t.name.empty()) s.suite.settings.name = t.name;
-            s.ref = TaskRef{.suite = s.suite.settings.name, .task_class = t.task_class, .critical = t.critical || s.suite.settings.critical,
-                            .needs = t.needs.empty() ? s.suite.settings.requires_capability : t.needs, .items = s.suite.items.size(),
+            s.ref = TaskRef{.suite = s.suite.settings.name,
+                            .task_class = t.task_class,
+                            .critical = t.critical || s.suite.settings.critical,
+                            .needs = t.needs.empty() ? s.suite.settings.requires_capability : t.needs,
+                            .items = s.suite.items.size(),
                             .order_seed = eval::order_seed(s.suite)};
             for (const auto & other : suites_)
-                if (other.ref.suite == s.ref.suite) throw Error("{}: two tasks are named '{}': give one a 'name'", plan_.source.string(), s.ref.suite);
-            if (std::find(result_.classes.begin(), result_.classes.end(), s.ref.task_class) == result_.classes.end()) result_.classes.push_back(s.ref.task_class);
+                if (other.ref.suite == s.ref.suite)
+                    throw Error("{}: two tasks are named '{}': give one a 'name'", plan_.source.string(), s.ref.suite);
+            if (std::find(result_.classes.begin(), result_.classes.end(), s.ref.task_class) == result_.classes.end())
+                result_.classes.push_back(s.ref.task_class);
             result_.tasks.push_back(s.ref);
             suites_.push_back(std::move(s));
         }
@@ -182,7 +203,8 @@ private:
     void add_alternative(const ModelRef & a) {
         auto c = candidate_from(a, CandidateKind::alternative, "a smaller native model, as given");
         for (const auto & existing : result_.candidates)
-            if (existing.name == c.name) throw Error("{}: two candidates are named '{}': give one a 'name'", plan_.source.string(), c.name);
+            if (existing.name == c.name)
+                throw Error("{}: two candidates are named '{}': give one a 'name'", plan_.source.string(), c.name);
         result_.candidates.push_back(std::move(c));
     }
 
@@ -200,12 +222,14 @@ private:
             if (verdict.outcome == Outcome::fail) c.skipped = "screened out: " + verdict.message;
         }
         const auto & counts = measure_.counts();
-        note(fmt::format("screen: drift of {} variants on {} chunks ({} measured, {} reused)", counts.drift_runs + counts.drift_reused, plan_.screen.chunks,
-                         counts.drift_runs, counts.drift_reused));
+        note(fmt::format("screen: drift of {} variants on {} chunks ({} measured, {} reused)",
+                         counts.drift_runs + counts.drift_reused, plan_.screen.chunks, counts.drift_runs,
+                         counts.drift_reused));
     }
 
     const Suite & suite_named(const std::string & name) const {
-        const auto it = std::find_if(suites_.begin(), suites_.end(), [&](const Suite & s) { return s.ref.suite == name; });
+        const auto it =
+            std::find_if(suites_.begin(), suites_.end(), [&](const Suite & s) { return s.ref.suite == name; });
         SWITCHYARD_INVARIANT(it != suites_.end(), "every suite a search asks for is one of the plan's: " + name);
         return *it;
     }
@@ -214,14 +238,17 @@ private:
     // original's (which the search has scored as far already). The paired bootstrap, evidence for
     // the report only, waits for the last look (finish_evidence).
     SuiteScore score(const Candidate & c, const TaskRef & t, std::size_t items) override {
-        if (workers_ && started_.insert(c.name + "/" + t.task_class).second) measure_.on_workers(c, suites_of(t.task_class));
+        if (workers_ && started_.insert(c.name + "/" + t.task_class).second)
+            measure_.on_workers(c, suites_of(t.task_class));
         const auto started = std::chrono::steady_clock::now();
         const std::size_t before = c.suite(t.suite) ? c.suite(t.suite)->items() : 0;
         auto r = measure_.suite_items(c, suite_named(t.suite).suite, items);
         // A round is a few seconds on a small model and no progress line is wanted for it; on a
         // large one, each round that takes long says where the run is.
-        if (const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); seconds > 10)
-            note(fmt::format("tasks: {} on `{}`: items {}-{} of {} in {:.0f} s", c.name, t.suite, before + 1, items, t.items, seconds));
+        if (const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            seconds > 10)
+            note(fmt::format("tasks: {} on `{}`: items {}-{} of {} in {:.0f} s", c.name, t.suite, before + 1, items,
+                             t.items, seconds));
         auto & kept = results_[c.name][t.suite];
         kept = std::move(r);
         if (c.kind == CandidateKind::original) return suite_score(t.suite, t.critical, kept, nullptr, false);
@@ -245,7 +272,8 @@ private:
                 if (!s.vs_original || !results_.count(c.name) || !results_.at(c.name).count(s.suite)) continue;
                 const auto & own = results_.at(c.name).at(s.suite);
                 if (base->second.at(s.suite).outcomes.size() < own.outcomes.size()) continue;
-                s.vs_original = eval::compare_outcomes(eval::first_items(base->second.at(s.suite), own.outcomes.size()), own, true);
+                s.vs_original =
+                    eval::compare_outcomes(eval::first_items(base->second.at(s.suite), own.outcomes.size()), own, true);
             }
         }
     }
@@ -254,14 +282,16 @@ private:
 
     void measure_cost(Candidate & c) override {
         c.cost = measure_.cost(c);
-        note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : "") + ": " + describe_cost(*c.cost));
+        note("speed: " + c.name + (c.remote() ? " (through " + c.served.endpoint + ")" : "") + ": " +
+             describe_cost(*c.cost));
     }
 
     void build_portfolio() {
         auto & p = result_.portfolio;
         auto add_model = [&](const std::string & name) {
             if (name.empty() || p.find_model(portfolio_name(name))) return;
-            const auto it = std::find_if(result_.candidates.begin(), result_.candidates.end(), [&](const Candidate & c) { return c.name == name; });
+            const auto it = std::find_if(result_.candidates.begin(), result_.candidates.end(),
+                                         [&](const Candidate & c) { return c.name == name; });
             model::PortfolioModel m{.name = portfolio_name(name)};
             if (it->remote()) {
                 m.endpoint = it->served.endpoint;
@@ -282,7 +312,9 @@ private:
         for (const auto & d : result_.decisions) {
             add_model(d.chosen);
             add_model(d.backup);
-            model::Route r{.name = portfolio_name(d.task_class), .model = portfolio_name(d.chosen), .note = std::string(to_string(d.action)) + " (" + d.rule + "): " + d.reason};
+            model::Route r{.name = portfolio_name(d.task_class),
+                           .model = portfolio_name(d.chosen),
+                           .note = std::string(to_string(d.action)) + " (" + d.rule + "): " + d.reason};
             if (!d.backup.empty()) r.fallback.push_back(portfolio_name(d.backup));
             if (!r.model.empty()) p.routes.push_back(r);
         }
@@ -300,7 +332,8 @@ private:
     Measurements measure_;
     PlanResult result_;
     std::vector<Suite> suites_;
-    std::map<std::string, std::map<std::string, eval::SuiteResult>> results_;  // candidate -> suite -> its last look's result
+    std::map<std::string, std::map<std::string, eval::SuiteResult>>
+        results_;  // candidate -> suite -> its last look's result
     std::set<std::string> started_;  // "candidate/class" handed to the workers
     std::optional<PlanWorkers> workers_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
@@ -312,7 +345,9 @@ PlanResult run_plan(const Plan & plan, const PlanRunOptions & options) { return 
 
 std::string portfolio_name(const std::string & name) {
     std::string out;
-    for (const char ch : name) out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '+') ? ch : '-';
+    for (const char ch : name)
+        out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '+') ? ch
+                                                                                                                  : '-';
     return out;
 }
 

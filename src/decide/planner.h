@@ -28,12 +28,14 @@ struct PlanRunOptions {
 struct SearchStats : MeasureCounts {
     std::size_t candidates = 0;
     std::size_t suite_runs_possible = 0;  // every candidate on every suite
-    std::size_t items_read = 0;       // over the suite runs: the items the verdicts read (each run's prefix of its suite's order)
+    std::size_t items_read =
+        0;  // over the suite runs: the items the verdicts read (each run's prefix of its suite's order)
     std::size_t items_available = 0;  // the items those suites hold: what reading every item would read
     std::size_t variants_built = 0;
     std::size_t variants_reused = 0;
-    std::vector<WorkerStats> workers;        // plan workers, when the plan has them
-    std::size_t worker_runs_not_needed = 0;  // candidates' suites workers measured ahead that the search never asked for
+    std::vector<WorkerStats> workers;  // plan workers, when the plan has them
+    std::size_t worker_runs_not_needed =
+        0;  // candidates' suites workers measured ahead that the search never asked for
     double seconds = 0;
 };
 
@@ -41,7 +43,7 @@ struct PlanResult {
     Plan plan;
     std::vector<Candidate> candidates;  // original first, then variants mild to aggressive, then alternatives
     std::vector<TaskRef> tasks;
-    std::vector<std::string> classes;   // in the order the tasks name them
+    std::vector<std::string> classes;  // in the order the tasks name them
     std::vector<Assessment> assessments;
     std::vector<ClassDecision> decisions;
     model::Portfolio portfolio;

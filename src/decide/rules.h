@@ -18,13 +18,13 @@ namespace switchyard::decide {
 
 struct Policy {
     double accuracy_floor = 0.80;  // on critical tasks (rule 2)
-    double max_drop = 0.10;        // versus the original (rule 3)
-    bool drop_relative = true;     // drop as a share of the original's accuracy, else in points
+    double max_drop = 0.10;  // versus the original (rule 3)
+    bool drop_relative = true;  // drop as a share of the original's accuracy, else in points
     // The verdict's error rate: the chance that a recommended model in fact drops more than max_drop
     // (or, where there is no original to keep, falls under the floor) on some suite of its class.
     double alpha = 0.05;
     std::optional<double> min_agreement;  // top-1 agreement with the original (rule 6)
-    double screen_max_kld = 1.0;   // cheap signal: mean KLD (nats) above this is hopeless
+    double screen_max_kld = 1.0;  // cheap signal: mean KLD (nats) above this is hopeless
     // Score each suite in rounds and stop a candidate's suite at the first look that decides its
     // rules (group-sequential tests, same alpha); false: every item, one look (`plan --full`).
     bool sequential = true;
@@ -34,12 +34,12 @@ struct Policy {
 
 // What one look at a suite saw: the first `items` items of the suite's fixed order.
 struct Look {
-    std::size_t items = 0;     // of the suite's order, scored or not
-    std::size_t n = 0;         // scored
-    std::size_t correct = 0;   // of those
+    std::size_t items = 0;  // of the suite's order, scored or not
+    std::size_t n = 0;  // scored
+    std::size_t correct = 0;  // of those
     std::size_t excluded = 0;  // could not be scored (counted wrong by R2)
     std::optional<stats::PairedCounts> paired;  // R3's cells against the original on the same items
-    std::size_t unscored = 0;       // of the paired cells: items the original scored and this model could not
+    std::size_t unscored = 0;  // of the paired cells: items the original scored and this model could not
     std::size_t base_excluded = 0;  // items the original could not score, left out of the pairs
     double mcnemar_p = 1.0;
 };
@@ -58,14 +58,14 @@ constexpr double kSpendingRho = 3.0;
 struct SuiteScore {
     std::string suite;
     bool critical = false;
-    std::size_t n = 0;         // items scored
-    std::size_t correct = 0;   // of those
+    std::size_t n = 0;  // items scored
+    std::size_t correct = 0;  // of those
     std::size_t excluded = 0;  // items it could not score (unencodable, too long for its context)
-    double accuracy = 0;       // on the items it scored
+    double accuracy = 0;  // on the items it scored
     stats::Interval ci95{0, 1};
     std::optional<eval::PairedComparison> vs_original;  // on the items both scored
     std::size_t available = 0;  // items the suite holds (0: as many as this score covers: a suite read whole)
-    std::vector<Look> looks;    // a sequential run's looks, in order, the last this score's; empty: one look, this score
+    std::vector<Look> looks;  // a sequential run's looks, in order, the last this score's; empty: one look, this score
     // Accuracy as the rules count it: an item the model could not score is an item it got wrong.
     std::size_t items() const { return n + excluded; }
     double accuracy_counted() const { return items() > 0 ? static_cast<double>(correct) / items() : 0.0; }
@@ -82,7 +82,8 @@ std::vector<double> look_levels(const SuiteScore & score, double alpha);
 
 // A suite's result as the rules see it, paired with the original's result on the same suite
 // (absent for the original itself); the planner, tests and the simulation all make it here.
-SuiteScore suite_score(const std::string & suite, bool critical, const eval::SuiteResult & result, const eval::SuiteResult * original, bool bootstrap = true);
+SuiteScore suite_score(const std::string & suite, bool critical, const eval::SuiteResult & result,
+                       const eval::SuiteResult * original, bool bootstrap = true);
 
 // The paired cells R3 judges: the items the original scored, an item the other model could not
 // score counted as wrong for it (else a model that cannot read the hard items looks better).
@@ -107,10 +108,10 @@ const char * to_string(Outcome outcome);
 // R3's numbers as the verdict used them, so the report can list them without reparsing the message.
 struct DropEvidence {
     std::string suite;
-    double drop = 0;         // relative or in points, as the policy says
+    double drop = 0;  // relative or in points, as the policy says
     stats::Interval ci{0, 0};  // each bound one-sided at `alpha`
-    double alpha = 0.05;       // the candidate's share of the class's error rate
-    std::size_t n = 0;         // items paired (the other model's unscored ones counted wrong)
+    double alpha = 0.05;  // the candidate's share of the class's error rate
+    std::size_t n = 0;  // items paired (the other model's unscored ones counted wrong)
     std::size_t unscored = 0;  // of those, items the original scored and this model could not
 };
 
@@ -132,7 +133,8 @@ struct RuleVerdict {
 };
 
 // R1: `needs` is "vision", "audio", "code" or "context:N"; `capabilities` what the model has.
-RuleVerdict rule_capability(const std::string & suite, const std::string & needs, const std::vector<std::string> & capabilities, int context_length);
+RuleVerdict rule_capability(const std::string & suite, const std::string & needs,
+                            const std::vector<std::string> & capabilities, int context_length);
 // R2 and R3 are judged at each of the score's looks in order, each at its nominal level
 // (look_levels): the verdict is the first look's that decides, else the last look's, so a test
 // repeated as items come in errs no more often than one test at the end (at `alpha`).

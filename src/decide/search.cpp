@@ -23,13 +23,15 @@ std::vector<std::vector<Candidate *>> ladders(std::vector<Candidate> & candidate
     std::vector<std::vector<Candidate *>> out;
     for (const auto & method : order) {
         auto rungs = by_method.at(method);
-        std::stable_sort(rungs.begin(), rungs.end(), [](const Candidate * a, const Candidate * b) { return a->severity < b->severity; });
+        std::stable_sort(rungs.begin(), rungs.end(),
+                         [](const Candidate * a, const Candidate * b) { return a->severity < b->severity; });
         out.push_back(std::move(rungs));
     }
     return out;
 }
 
-ClassContext class_context(std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks, const std::string & task_class) {
+ClassContext class_context(std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks,
+                           const std::string & task_class) {
     ClassContext context;
     const bool has_original = !candidates.empty() && candidates.front().kind == CandidateKind::original;
     context.original_serves = has_original && capable(candidates.front(), task_class, tasks);
@@ -45,8 +47,8 @@ namespace {
 
 class Search {
 public:
-    Search(const Policy & policy, std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks, MeasurementSource & source,
-           const SearchOptions & options)
+    Search(const Policy & policy, std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks,
+           MeasurementSource & source, const SearchOptions & options)
         : policy_(policy), candidates_(candidates), tasks_(tasks), source_(source), options_(options) {}
 
     Decisions run(const std::vector<std::string> & classes) {
@@ -63,15 +65,17 @@ public:
             const auto & context = contexts[i];
             // Also says how the suites are read: the reference along with the candidates, as far as
             // their looks need (a round that takes long has a line of its own).
-            note(fmt::format("{}: {} famil{} at {:.3g} each (alpha {} split by Bonferroni), {}{}", cls, context.families, context.families == 1 ? "y" : "ies",
-                             context.alpha_each(policy_), policy_.alpha,
-                             policy_.sequential ? fmt::format("read in rounds of {} items", kRoundItems) : "every item read",
-                             context.original_serves ? "" : ": no original serves it, so every suite is judged against the floor"));
+            note(fmt::format(
+                "{}: {} famil{} at {:.3g} each (alpha {} split by Bonferroni), {}{}", cls, context.families,
+                context.families == 1 ? "y" : "ies", context.alpha_each(policy_), policy_.alpha,
+                policy_.sequential ? fmt::format("read in rounds of {} items", kRoundItems) : "every item read",
+                context.original_serves ? "" : ": no original serves it, so every suite is judged against the floor"));
             walk_ladders(cls, context);
             measure_what_could_win(cls, context);
         }
         if (has_original)
-            for (std::size_t i = 0; i < classes.size(); ++i) explain_stops(candidates_.front(), classes[i], contexts[i]);
+            for (std::size_t i = 0; i < classes.size(); ++i)
+                explain_stops(candidates_.front(), classes[i], contexts[i]);
         for (std::size_t i = 0; i < classes.size(); ++i) decide(classes[i], contexts[i]);
         return std::move(decisions_);
     }
@@ -88,7 +92,8 @@ private:
         for (const auto & t : tasks_)
             if (t.task_class == cls) out.push_back(&t);
         // Critical suites first: a candidate that fails one is not scored on the others.
-        std::stable_sort(out.begin(), out.end(), [](const TaskRef * a, const TaskRef * b) { return a->critical > b->critical; });
+        std::stable_sort(out.begin(), out.end(),
+                         [](const TaskRef * a, const TaskRef * b) { return a->critical > b->critical; });
         return out;
     }
 
@@ -148,7 +153,8 @@ private:
         const auto suites = suites_of(cls);
         // Each look is paired with the original's items: R3 where the original serves the class, and
         // where it cannot (R1), the note that says whether it scores measurably higher.
-        const bool paired = c.kind != CandidateKind::original && !candidates_.empty() && candidates_.front().kind == CandidateKind::original;
+        const bool paired = c.kind != CandidateKind::original && !candidates_.empty() &&
+            candidates_.front().kind == CandidateKind::original;
         std::string failed;
         for (bool advanced = true; advanced && failed.empty();) {
             advanced = false;
@@ -161,7 +167,9 @@ private:
                 for (const auto & v : suite_verdicts(policy_, c, *t, context))
                     if (v.outcome == Outcome::fail)
                         failed = fmt::format("{} failed on `{}`{}", v.rule, t->suite,
-                                             v.items_read < v.items_available ? fmt::format(" after {} of {} items", v.items_read, v.items_available) : "");
+                                             v.items_read < v.items_available
+                                                 ? fmt::format(" after {} of {} items", v.items_read, v.items_available)
+                                                 : "");
                 if (!failed.empty()) break;
             }
         }
@@ -174,8 +182,10 @@ private:
             available += t->items;
             if (const auto * s = c.suite(t->suite)) read += s->items();
         }
-        note(fmt::format("tasks: {} on {} ({}): {} of {} items read in {:.1f} s{}", c.name, cls, to_string(c.kind), read, available,
-                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), failed.empty() ? "" : ": " + failed));
+        note(fmt::format("tasks: {} on {} ({}): {} of {} items read in {:.1f} s{}", c.name, cls, to_string(c.kind),
+                         read, available,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                         failed.empty() ? "" : ": " + failed));
     }
 
     // Why each of the class's suites stopped where it did, for the report and decision.json. The
@@ -189,13 +199,15 @@ private:
             if (s == nullptr) {
                 why = failed.empty() ? "not scored" : "not scored: " + failed + " first";
             } else if (s->items() >= t->items) {
-                why = policy_.sequential ? fmt::format("every item ({} looks)", s->looks.size()) : "every item (sequential: false)";
+                why = policy_.sequential ? fmt::format("every item ({} looks)", s->looks.size())
+                                         : "every item (sequential: false)";
             } else if (c.kind == CandidateKind::original) {
                 why = "as far as the candidates' looks needed";
             } else if (settled(c, *t, context)) {
                 why = fmt::format("decided after {} of {} items", s->items(), t->items);
             } else {
-                why = failed.empty() ? "not decided" : fmt::format("stopped after {} of {} items: {}", s->items(), t->items, failed);
+                why = failed.empty() ? "not decided"
+                                     : fmt::format("stopped after {} of {} items: {}", s->items(), t->items, failed);
             }
             c.stopped[t->suite] = why;
         }
@@ -217,7 +229,8 @@ private:
         if (all.empty()) return;
         if (!context.original_serves) {
             for (const auto & ladder : all)
-                for (auto * v : ladder) v->not_run[cls] = "the original cannot serve this class (R1), and neither can a compression of it";
+                for (auto * v : ladder)
+                    v->not_run[cls] = "the original cannot serve this class (R1), and neither can a compression of it";
             return;
         }
         for (const auto & ladder : all) {
@@ -228,13 +241,16 @@ private:
                 const auto a = accuracy_assessment(c, cls, context);
                 if (a.outcome == Outcome::pass) continue;
                 const auto * why = a.first(Outcome::fail) ? a.first(Outcome::fail) : a.first(Outcome::insufficient);
-                note(fmt::format("{}: {} for {}: the {} ladder stops here", c.name, why ? why->id() : "not fully measured", cls, c.ladder));
+                note(fmt::format("{}: {} for {}: the {} ladder stops here", c.name,
+                                 why ? why->id() : "not fully measured", cls, c.ladder));
                 break;
             }
             for (std::size_t j = i + 1; j < ladder.size(); ++j)
                 ladder[j]->not_run[cls] = fmt::format(
-                    "not measured: the milder {} did not pass here, and testing a ladder in fixed sequence claims no rung beyond the first that does not", ladder[i]->name);
-            note(fmt::format("{}: the {} ladder passes {} of {} rung{}", cls, ladder.front()->ladder, i, ladder.size(), ladder.size() == 1 ? "" : "s"));
+                    "not measured: the milder {} did not pass here, and testing a ladder in fixed sequence claims no rung beyond the first that does not",
+                    ladder[i]->name);
+            note(fmt::format("{}: the {} ladder passes {} of {} rung{}", cls, ladder.front()->ladder, i, ladder.size(),
+                             ladder.size() == 1 ? "" : "s"));
         }
     }
 
@@ -269,7 +285,8 @@ private:
         std::vector<Candidate *> pool;
         for (auto & c : candidates_)
             if (c.skipped.empty() && c.kind == CandidateKind::alternative && !measured(c, cls)) pool.push_back(&c);
-        std::stable_sort(pool.begin(), pool.end(), [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
+        std::stable_sort(pool.begin(), pool.end(),
+                         [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
         for (bool any = true; any;) {
             any = false;
             const auto passing = passing_for(cls, context);
@@ -313,14 +330,16 @@ private:
     MeasurementSource & source_;
     const SearchOptions & options_;
     Decisions decisions_;
-    std::set<std::pair<const Candidate *, std::string>> measured_;              // (candidate, class) measured
-    std::map<std::pair<const Candidate *, std::string>, std::string> failures_;  // (candidate, class) -> the rule that failed first
+    std::set<std::pair<const Candidate *, std::string>> measured_;  // (candidate, class) measured
+    std::map<std::pair<const Candidate *, std::string>, std::string>
+        failures_;  // (candidate, class) -> the rule that failed first
 };
 
 }  // namespace
 
-Decisions search_and_decide(const Policy & policy, std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks,
-                            const std::vector<std::string> & classes, MeasurementSource & source, const SearchOptions & options) {
+Decisions search_and_decide(const Policy & policy, std::vector<Candidate> & candidates,
+                            const std::vector<TaskRef> & tasks, const std::vector<std::string> & classes,
+                            MeasurementSource & source, const SearchOptions & options) {
     return Search(policy, candidates, tasks, source, options).run(classes);
 }
 

@@ -31,7 +31,8 @@ std::vector<std::vector<Candidate *>> ladders(std::vector<Candidate> & candidate
 
 // The class's context, fixed before anything is measured for it: whether the original serves it,
 // and the families its error rate is split over (ladders that can run, alternatives that can serve).
-ClassContext class_context(std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks, const std::string & task_class);
+ClassContext class_context(std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks,
+                           const std::string & task_class);
 
 struct Decisions {
     std::vector<Assessment> assessments;
@@ -51,7 +52,8 @@ struct SearchOptions {
 // failing rule; the original is scored as far as the candidates' looks need. `candidates` holds the
 // original first when there is one; what was not measured for a class, and why, is left in
 // Candidate::not_run, and where each suite's scoring stopped, and why, in Candidate::stopped.
-Decisions search_and_decide(const Policy & policy, std::vector<Candidate> & candidates, const std::vector<TaskRef> & tasks,
-                            const std::vector<std::string> & classes, MeasurementSource & source, const SearchOptions & options);
+Decisions search_and_decide(const Policy & policy, std::vector<Candidate> & candidates,
+                            const std::vector<TaskRef> & tasks, const std::vector<std::string> & classes,
+                            MeasurementSource & source, const SearchOptions & options);
 
 }  // namespace switchyard::decide

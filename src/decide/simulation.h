@@ -33,7 +33,9 @@ struct SimulationResult {
     std::size_t recommended_other = 0;  // runs whose verdict is not the original (a compression or a switch)
     std::size_t false_recommendations = 0;  // of those, runs whose recommended model truly drops max_drop or more
     std::size_t items_scored = 0;  // over all runs, every candidate's suites
-    double false_rate() const { return runs ? static_cast<double>(false_recommendations) / static_cast<double>(runs) : 0.0; }
+    double false_rate() const {
+        return runs ? static_cast<double>(false_recommendations) / static_cast<double>(runs) : 0.0;
+    }
     double power() const { return runs ? static_cast<double>(recommended_other) / static_cast<double>(runs) : 0.0; }
     // The Monte-Carlo error of false_rate() at a true rate of `alpha`: one standard error.
     double standard_error(double alpha) const;
@@ -46,7 +48,7 @@ SimulationResult simulate(const Policy & policy, const SimulationPoint & point, 
 // candidate (at level `alpha`) before it decides, when the candidate truly drops `true_drop` from
 // an original right on `original_accuracy` of the items (and `recovered` as SimulationPoint says):
 // the mean over `runs` simulated suites, the same everywhere. 1 when the policy is not sequential.
-double expected_share_read(const Policy & policy, std::size_t items, double alpha, double true_drop, double original_accuracy, double recovered,
-                           std::size_t runs = 200);
+double expected_share_read(const Policy & policy, std::size_t items, double alpha, double true_drop,
+                           double original_accuracy, double recovered, std::size_t runs = 200);
 
 }  // namespace switchyard::decide

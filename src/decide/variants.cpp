@@ -37,20 +37,31 @@ namespace {
 // The calibration's importance matrix, computed once per base and data and kept beside the variants.
 std::filesystem::path imatrix(const Plan & plan, const VariantBuildOptions & o) {
     const auto & cal = *plan.calibration;
-    json key = {{"base", o.base_hash}, {"chunks", cal.chunks}, {"skip_chunks", cal.skip_chunks}, {"context", cal.context}, {"normalize", plan.normalize}};
+    json key = {{"base", o.base_hash},
+                {"chunks", cal.chunks},
+                {"skip_chunks", cal.skip_chunks},
+                {"context", cal.context},
+                {"normalize", plan.normalize}};
     for (const auto & f : cal.files) key["files"].push_back(cached_sha256_file(f));
     const auto path = o.models_dir / (plan.base->name + ".imatrix");
     const auto key_path = path.string() + ".key.json";
-    if (std::filesystem::exists(path) && std::filesystem::exists(key_path) && json::parse(read_whole_file(key_path, "calibration key"), nullptr, false) == key) {
+    if (std::filesystem::exists(path) && std::filesystem::exists(key_path) &&
+        json::parse(read_whole_file(key_path, "calibration key"), nullptr, false) == key) {
         o.note("calibration: reused " + path.string());
         return path;
     }
-    const auto r = compress::calibrate({.model = plan.base->path, .data = cal.files, .chunks = cal.chunks, .skip_chunks = cal.skip_chunks, .context = cal.context,
-                                        .normalize = plan.normalize, .threads = o.threads, .progress = o.progress});
+    const auto r = compress::calibrate({.model = plan.base->path,
+                                        .data = cal.files,
+                                        .chunks = cal.chunks,
+                                        .skip_chunks = cal.skip_chunks,
+                                        .context = cal.context,
+                                        .normalize = plan.normalize,
+                                        .threads = o.threads,
+                                        .progress = o.progress});
     compress::save_imatrix(r.imatrix, path);
     write_file_atomically(key_path, key.dump(2) + "\n");
-    o.note(fmt::format("calibration: {} chunks ({} tokens) of {} in {:.1f} s -> {}", r.chunks_used, r.tokens, cal.files.front().filename().string(), r.seconds,
-                       path.string()));
+    o.note(fmt::format("calibration: {} chunks ({} tokens) of {} in {:.1f} s -> {}", r.chunks_used, r.tokens,
+                       cal.files.front().filename().string(), r.seconds, path.string()));
     return path;
 }
 
@@ -58,8 +69,9 @@ std::string describe(const VariantSpec & v, bool with_imatrix) {
     std::string d;
     if (!v.mix_budget.empty()) d = "mixed precision under " + v.mix_budget;
     if (!v.prune_method.empty())
-        d += (d.empty() ? "" : ", ") + v.prune_method + " pruning" + (v.sparsity > 0 ? fmt::format(" to {:.0f}%", 100 * v.sparsity) : "") +
-             (v.pattern.empty() ? "" : " (" + v.pattern + ")");
+        d += (d.empty() ? "" : ", ") + v.prune_method + " pruning" +
+            (v.sparsity > 0 ? fmt::format(" to {:.0f}%", 100 * v.sparsity) : "") +
+            (v.pattern.empty() ? "" : " (" + v.pattern + ")");
     if (!v.layers_drop.empty()) d += (d.empty() ? "" : ", ") + fmt::format("{} layers dropped", v.layers_drop.size());
     if (!v.type.empty() && v.mix_budget.empty()) d += (d.empty() ? "" : ", then ") + v.type;
     if (with_imatrix) d += " with the calibration's importance matrix";
@@ -87,21 +99,42 @@ std::pair<std::string, double> ladder_of(const VariantSpec & v, bool with_imatri
     return {"quantize" + imatrix, -bits_per_weight};
 }
 
-void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out, const std::filesystem::path & imat, const VariantBuildOptions & o) {
+void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out,
+               const std::filesystem::path & imat, const VariantBuildOptions & o) {
     const int threads = o.threads;
     if (!v.mix_budget.empty()) {
         compress::MixOptions m{.input = plan.base->path, .output = out, .budget = v.mix_budget};
-        m.data = compress::DriftData{.files = plan.screen.files, .context = plan.screen.context, .chunks = plan.screen.chunks, .skip_chunks = plan.screen.skip_chunks,
-                                     .normalize = plan.normalize, .threads = threads, .progress = o.progress, .results = o.results};
-        if (m.data.files.empty()) throw Error("{}: variant {}: mix needs text to measure on ('screen' or 'calibration')", plan.source.string(), variant_name(v));
+        m.data = compress::DriftData{.files = plan.screen.files,
+                                     .context = plan.screen.context,
+                                     .chunks = plan.screen.chunks,
+                                     .skip_chunks = plan.screen.skip_chunks,
+                                     .normalize = plan.normalize,
+                                     .threads = threads,
+                                     .progress = o.progress,
+                                     .results = o.results};
+        if (m.data.files.empty())
+            throw Error("{}: variant {}: mix needs text to measure on ('screen' or 'calibration')",
+                        plan.source.string(), variant_name(v));
         compress::mix(m);
     } else if (!v.prune_method.empty() || !v.layers_drop.empty()) {
-        compress::PruneOptions p{.input = plan.base->path, .output = out, .method = compress::parse_method(v.prune_method.empty() ? "magnitude" : v.prune_method),
-                                 .sparsity = v.sparsity, .pattern = compress::parse_pattern(v.pattern.empty() ? "unstructured" : v.pattern), .imatrix = imat,
-                                 .layers_drop = v.layers_drop, .then_quantize = v.type, .threads = threads};
+        compress::PruneOptions p{
+            .input = plan.base->path,
+            .output = out,
+            .method = compress::parse_method(v.prune_method.empty() ? "magnitude" : v.prune_method),
+            .sparsity = v.sparsity,
+            .pattern = compress::parse_pattern(v.pattern.empty() ? "unstructured" : v.pattern),
+            .imatrix = imat,
+            .layers_drop = v.layers_drop,
+            .then_quantize = v.type,
+            .threads = threads};
         compress::prune(p);
     } else {
-        compress::quantize({.input = plan.base->path, .output = out, .type = v.type, .imatrix = imat, .threads = threads, .progress = o.progress});
+        compress::quantize({.input = plan.base->path,
+                            .output = out,
+                            .type = v.type,
+                            .imatrix = imat,
+                            .threads = threads,
+                            .progress = o.progress});
     }
 }
 
@@ -114,15 +147,24 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         const bool wants_imatrix = v.imatrix && plan.calibration.has_value();
         if (wants_imatrix && imat.empty()) imat = imatrix(plan, o);
         const auto used = wants_imatrix ? imat : std::filesystem::path();
-        if (v.prune_method == "wanda" && used.empty()) throw Error("{}: variant {}: wanda pruning needs 'calibration'", plan.source.string(), variant_name(v));
+        if (v.prune_method == "wanda" && used.empty())
+            throw Error("{}: variant {}: wanda pruning needs 'calibration'", plan.source.string(), variant_name(v));
         VariantSpec named = v;
         named.imatrix = wants_imatrix;
         const auto name = variant_name(named);
         const auto out = o.models_dir / (plan.base->name + "-" + name + ".gguf");
-        const json key = {{"base", o.base_hash}, {"name", name}, {"type", v.type}, {"prune", v.prune_method}, {"sparsity", v.sparsity}, {"pattern", v.pattern},
-                          {"layers_drop", v.layers_drop}, {"mix", v.mix_budget}, {"imatrix", used.empty() ? "" : cached_sha256_file(used)}};
+        const json key = {{"base", o.base_hash},
+                          {"name", name},
+                          {"type", v.type},
+                          {"prune", v.prune_method},
+                          {"sparsity", v.sparsity},
+                          {"pattern", v.pattern},
+                          {"layers_drop", v.layers_drop},
+                          {"mix", v.mix_budget},
+                          {"imatrix", used.empty() ? "" : cached_sha256_file(used)}};
         const auto key_path = out.string() + ".key.json";
-        if (std::filesystem::exists(out) && std::filesystem::exists(key_path) && json::parse(read_whole_file(key_path, "variant key"), nullptr, false) == key) {
+        if (std::filesystem::exists(out) && std::filesystem::exists(key_path) &&
+            json::parse(read_whole_file(key_path, "variant key"), nullptr, false) == key) {
             ++result.reused;
         } else {
             build_one(plan, v, out, used, o);
@@ -131,14 +173,23 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         }
         const auto info = model::inspect_gguf(out);
         const auto [ladder, severity] = ladder_of(v, wants_imatrix, info.bits_per_weight);
-        result.variants.push_back(Candidate{.name = name, .kind = CandidateKind::variant, .path = out, .description = describe(v, wants_imatrix),
-                                            .capabilities = original.capabilities, .context_length = static_cast<int>(info.context_length),
-                                            .file_bytes = info.file_bytes, .bits_per_weight = info.bits_per_weight, .parameters = info.parameters,
-                                            .same_vocabulary = true, .ladder = ladder, .severity = severity});
+        result.variants.push_back(Candidate{.name = name,
+                                            .kind = CandidateKind::variant,
+                                            .path = out,
+                                            .description = describe(v, wants_imatrix),
+                                            .capabilities = original.capabilities,
+                                            .context_length = static_cast<int>(info.context_length),
+                                            .file_bytes = info.file_bytes,
+                                            .bits_per_weight = info.bits_per_weight,
+                                            .parameters = info.parameters,
+                                            .same_vocabulary = true,
+                                            .ladder = ladder,
+                                            .severity = severity});
     }
     // For display, more bits per weight first; the search orders each ladder by its own measure.
-    std::stable_sort(result.variants.begin(), result.variants.end(),
-                     [](const Candidate & a, const Candidate & b) { return a.bits_per_weight > b.bits_per_weight + 1e-9; });
+    std::stable_sort(result.variants.begin(), result.variants.end(), [](const Candidate & a, const Candidate & b) {
+        return a.bits_per_weight > b.bits_per_weight + 1e-9;
+    });
     // Identical weights give identical answers: small models often end up so (llama.cpp keeps a
     // tensor at another type when a type cannot hold its shape). Only identical bytes count: the
     // same types can hold different weights (pruned or not, with or without the importance matrix).

@@ -15,8 +15,8 @@ namespace switchyard::decide {
 
 struct VariantBuildOptions {
     std::filesystem::path models_dir;  // where variants and the importance matrix are kept
-    std::string base_hash;             // sha256 of the base file, part of every variant's key
-    std::filesystem::path results;     // the results store: mix variants keep and reuse their trials there
+    std::string base_hash;  // sha256 of the base file, part of every variant's key
+    std::filesystem::path results;  // the results store: mix variants keep and reuse their trials there
     int threads = 0;
     bool progress = true;
     std::function<void(const std::string & line)> note;

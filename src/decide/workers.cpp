@@ -26,20 +26,26 @@ namespace {
 // A file name for the endpoint's log: "host_port".
 std::string log_name(const std::string & endpoint) {
     std::string out;
-    for (const char ch : endpoint) out += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ? ch : '_';
+    for (const char ch : endpoint)
+        out += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ? ch : '_';
     return out + ".log";
 }
 
 }  // namespace
 
-PlanWorkers::PlanWorkers(const std::vector<std::string> & endpoints, PlanWorkersOptions options) : options_(std::move(options)) {
+PlanWorkers::PlanWorkers(const std::vector<std::string> & endpoints, PlanWorkersOptions options)
+    : options_(std::move(options)) {
     if (!engine::rpc_available())
-        throw Error("--workers: this engine was built without llama.cpp's RPC backend: rebuild with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_RPC=ON");
+        throw Error(
+            "--workers: this engine was built without llama.cpp's RPC backend: rebuild with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_RPC=ON");
     for (const auto & e : endpoints) {
         const auto endpoint = rpc_endpoint(e);
-        if (std::find(endpoints_.begin(), endpoints_.end(), endpoint) != endpoints_.end()) throw Error("--workers: {} is named twice", endpoint);
+        if (std::find(endpoints_.begin(), endpoints_.end(), endpoint) != endpoints_.end())
+            throw Error("--workers: {} is named twice", endpoint);
         if (!engine::rpc_reachable(endpoint))
-            throw Error("--workers: {} is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)", endpoint);
+            throw Error(
+                "--workers: {} is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)",
+                endpoint);
         endpoints_.push_back(endpoint);
     }
     std::filesystem::create_directories(options_.log_dir);
@@ -68,8 +74,9 @@ PlanWorkers::Entry * PlanWorkers::find(const WorkerJob & job) {
     // side by side would only measure the same items twice.
     for (auto & e : entries_) {
         if (e->job.model != job.model || e->state == State::failed) continue;
-        if (std::all_of(job.suites.begin(), job.suites.end(),
-                        [&](const std::string & s) { return std::find(e->job.suites.begin(), e->job.suites.end(), s) != e->job.suites.end(); }))
+        if (std::all_of(job.suites.begin(), job.suites.end(), [&](const std::string & s) {
+                return std::find(e->job.suites.begin(), e->job.suites.end(), s) != e->job.suites.end();
+            }))
             return e.get();
     }
     return nullptr;
@@ -79,7 +86,8 @@ PlanWorkers::Entry * PlanWorkers::next_job() {
     Entry * best = nullptr;
     for (auto & e : entries_) {
         if (e->state != State::queued) continue;
-        if (e->requested && (best == nullptr || !best->requested || e->request_order < best->request_order)) best = e.get();
+        if (e->requested && (best == nullptr || !best->requested || e->request_order < best->request_order))
+            best = e.get();
         if (!e->requested && best == nullptr) best = e.get();
     }
     return best;
@@ -108,7 +116,9 @@ bool PlanWorkers::run(const WorkerJob & job) {
         e->request_order = ++requests_;
     }
     changed_.notify_all();
-    changed_.wait(lock, [&] { return e->state == State::done || e->state == State::failed || (e->state == State::queued && !any_up()); });
+    changed_.wait(lock, [&] {
+        return e->state == State::done || e->state == State::failed || (e->state == State::queued && !any_up());
+    });
     if (e->state == State::queued) {
         // Every worker is gone: the planner measures this one itself, and no worker that comes
         // back may measure it beside it.
@@ -121,7 +131,9 @@ bool PlanWorkers::run(const WorkerJob & job) {
 bool PlanWorkers::claim(const std::filesystem::path & model, const std::string & suite) {
     const std::lock_guard lock(mutex_);
     for (auto & e : entries_) {
-        if (e->state != State::done || e->job.model != model || std::find(e->job.suites.begin(), e->job.suites.end(), suite) == e->job.suites.end()) continue;
+        if (e->state != State::done || e->job.model != model ||
+            std::find(e->job.suites.begin(), e->job.suites.end(), suite) == e->job.suites.end())
+            continue;
         e->requested = true;
         return true;
     }
@@ -130,7 +142,8 @@ bool PlanWorkers::claim(const std::filesystem::path & model, const std::string &
 
 std::size_t PlanWorkers::unused_prefetches() const {
     const std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(), [](const auto & e) { return e->state == State::done && !e->requested; }));
+    return static_cast<std::size_t>(std::count_if(
+        entries_.begin(), entries_.end(), [](const auto & e) { return e->state == State::done && !e->requested; }));
 }
 
 std::vector<WorkerStats> PlanWorkers::stats() const {
@@ -167,8 +180,7 @@ int PlanWorkers::run_child(std::size_t worker, const WorkerJob & job) {
         if (stopping_) kill(pid, SIGTERM);
     }
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     const std::lock_guard lock(mutex_);
     workers_[worker].child = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
@@ -200,7 +212,9 @@ void PlanWorkers::serve(std::size_t worker) {
         e->state = State::running;
         ++e->attempts;
         const WorkerJob job = e->job;
-        if (options_.log) options_.log(fmt::format("workers: {} measures {}{}", endpoint, job.candidate, e->requested ? "" : " (ahead)"));
+        if (options_.log)
+            options_.log(
+                fmt::format("workers: {} measures {}{}", endpoint, job.candidate, e->requested ? "" : " (ahead)"));
         lock.unlock();
         const auto start = std::chrono::steady_clock::now();
         int rc = 0;
@@ -228,12 +242,16 @@ void PlanWorkers::serve(std::size_t worker) {
             ++stats.lost;
             --e->attempts;
             e->state = State::queued;
-            if (options_.log) options_.log(fmt::format("workers: {} went away while measuring {}; it is measured elsewhere", endpoint, job.candidate));
+            if (options_.log)
+                options_.log(fmt::format("workers: {} went away while measuring {}; it is measured elsewhere", endpoint,
+                                         job.candidate));
         } else if (e->attempts >= options_.attempts) {
             e->state = State::failed;
             if (options_.log)
-                options_.log(fmt::format("workers: {} failed on {} {} times (exit {}{}; see {}); it is measured here", endpoint, job.candidate, e->attempts, rc,
-                                         failure.empty() ? "" : ": " + failure, (options_.log_dir / log_name(endpoint)).string()));
+                options_.log(fmt::format("workers: {} failed on {} {} times (exit {}{}; see {}); it is measured here",
+                                         endpoint, job.candidate, e->attempts, rc,
+                                         failure.empty() ? "" : ": " + failure,
+                                         (options_.log_dir / log_name(endpoint)).string()));
         } else {
             e->state = State::queued;
         }

@@ -27,19 +27,19 @@ struct WorkerJob {
 
 struct PlanWorkersOptions {
     std::filesystem::path executable;  // switchyard itself
-    std::filesystem::path results;     // the plan's results store
-    std::filesystem::path log_dir;     // one log per worker: the children's output
+    std::filesystem::path results;  // the plan's results store
+    std::filesystem::path log_dir;  // one log per worker: the children's output
     bool normalize = false;
     int health_interval_ms = 1000;  // how often a worker that went away is probed again
-    int attempts = 3;               // tries of one job before it is left to the planner
+    int attempts = 3;  // tries of one job before it is left to the planner
     std::function<void(const std::string & line)> log;
 };
 
 // What each worker did, for the summary.
 struct WorkerStats {
     std::string endpoint;
-    std::size_t jobs = 0;         // jobs finished here
-    std::size_t lost = 0;         // jobs this worker lost (it went away mid-job); retried elsewhere
+    std::size_t jobs = 0;  // jobs finished here
+    std::size_t lost = 0;  // jobs this worker lost (it went away mid-job); retried elsewhere
     double busy_seconds = 0;
     bool up = true;
 };

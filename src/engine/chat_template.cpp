@@ -34,12 +34,15 @@ ChatAnswer AnswerParser::parse(const std::string & text, bool complete) const {
         return {.content = text, .tool_calls = {}};
     }
     ChatAnswer out{.content = std::move(msg.content), .tool_calls = {}};
-    for (auto & c : msg.tool_calls) out.tool_calls.push_back({.id = std::move(c.id), .name = std::move(c.name), .arguments = std::move(c.arguments)});
+    for (auto & c : msg.tool_calls)
+        out.tool_calls.push_back(
+            {.id = std::move(c.id), .name = std::move(c.name), .arguments = std::move(c.arguments)});
     return out;
 }
 
 std::unique_ptr<ChatTemplate> ChatTemplate::for_model(const llama_model * model) {
-    if (llama_model_chat_template(model, nullptr) == nullptr && llama_model_chat_template(model, "tool_use") == nullptr) return nullptr;
+    if (llama_model_chat_template(model, nullptr) == nullptr && llama_model_chat_template(model, "tool_use") == nullptr)
+        return nullptr;
     auto impl = std::make_unique<Impl>();
     try {
         impl->templates = common_chat_templates_init(model, "");
@@ -66,7 +69,8 @@ void add_triggers(const std::vector<common_grammar_trigger> & triggers, Grammar 
             case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN: grammar.trigger_patterns.push_back(t.value); break;
             case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN_FULL: {
                 const std::string & p = t.value;
-                grammar.trigger_patterns.push_back(p.empty() ? "^$" : (p.front() != '^' ? "^" : "") + p + (p.back() != '$' ? "$" : ""));
+                grammar.trigger_patterns.push_back(
+                    p.empty() ? "^$" : (p.front() != '^' ? "^" : "") + p + (p.back() != '$' ? "$" : ""));
                 break;
             }
             case COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN: grammar.trigger_tokens.push_back(t.token); break;
@@ -80,8 +84,9 @@ ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
     common_chat_templates_inputs in;
     const bool has_tools = request.tools.is_array() && !request.tools.empty();
     if (has_tools && request.tool_choice != "none" && !supports_tools()) {
-        throw UnsupportedChat("this model's chat template has no place for tools (llama.cpp finds no tool support in it): "
-                              "'tools' cannot be used with this model");
+        throw UnsupportedChat(
+            "this model's chat template has no place for tools (llama.cpp finds no tool support in it): "
+            "'tools' cannot be used with this model");
     }
     try {
         // The same conversions llama-server applies to an OpenAI request.
@@ -107,7 +112,9 @@ ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
     } catch (const std::exception & e) {
         throw UnsupportedChat(fmt::format("the chat template failed on this request: {}", e.what()));
     }
-    ChatPrompt out{.text = std::move(params.prompt), .grammar = {.gbnf = std::move(params.grammar), .lazy = params.grammar_lazy}, .stop = {}};
+    ChatPrompt out{.text = std::move(params.prompt),
+                   .grammar = {.gbnf = std::move(params.grammar), .lazy = params.grammar_lazy},
+                   .stop = {}};
     if (!out.grammar.gbnf.empty()) {
         add_triggers(params.grammar_triggers, out.grammar);
         if (!out.grammar.lazy) out.grammar.prefill = params.generation_prompt;
@@ -117,12 +124,14 @@ ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
     // are text already).
     for (const auto & t : params.preserved_tokens) {
         Token id = 0;
-        if (llama_tokenize(impl_->vocab, t.c_str(), static_cast<std::int32_t>(t.size()), &id, 1, false, true) == 1) out.text_tokens.push_back(id);
+        if (llama_tokenize(impl_->vocab, t.c_str(), static_cast<std::int32_t>(t.size()), &id, 1, false, true) == 1)
+            out.text_tokens.push_back(id);
     }
     if (has_tools && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE) {
         // The parser llama.cpp built for this request's format, as llama-server loads it (without
         // it, common_chat_parse reads everything as content).
-        auto parser = std::make_unique<AnswerParser::Impl>(AnswerParser::Impl{.params = common_chat_parser_params(params)});
+        auto parser =
+            std::make_unique<AnswerParser::Impl>(AnswerParser::Impl{.params = common_chat_parser_params(params)});
         parser->params.parser.load(params.parser);
         out.answer_parser = std::make_shared<const AnswerParser>(std::move(parser));
     }
@@ -144,7 +153,8 @@ struct ChatTemplate::Impl {
 namespace {
 
 // A negative result: llama.cpp does not know the template.
-int apply_builtin(const std::string & tmpl, const std::vector<std::pair<std::string, std::string>> & messages, std::string & out) {
+int apply_builtin(const std::string & tmpl, const std::vector<std::pair<std::string, std::string>> & messages,
+                  std::string & out) {
     std::vector<llama_chat_message> chat;
     std::size_t chars = 0;
     for (const auto & [role, content] : messages) {
@@ -152,10 +162,12 @@ int apply_builtin(const std::string & tmpl, const std::vector<std::pair<std::str
         chars += role.size() + content.size();
     }
     out.resize(2 * chars + 256);
-    int n = llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(), true, out.data(), static_cast<std::int32_t>(out.size()));
+    int n = llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(), true, out.data(),
+                                      static_cast<std::int32_t>(out.size()));
     if (n > static_cast<int>(out.size())) {
         out.resize(static_cast<std::size_t>(n));
-        n = llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(), true, out.data(), static_cast<std::int32_t>(out.size()));
+        n = llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(), true, out.data(),
+                                      static_cast<std::int32_t>(out.size()));
     }
     out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
     return n;
@@ -167,7 +179,8 @@ std::unique_ptr<ChatTemplate> ChatTemplate::for_model(const llama_model * model)
     const char * source = llama_model_chat_template(model, nullptr);
     if (source == nullptr) return nullptr;
     std::string probe;
-    if (apply_builtin(source, {{"user", "hi"}}, probe) < 0) return nullptr;  // unknown to llama.cpp: the plain transcript
+    if (apply_builtin(source, {{"user", "hi"}}, probe) < 0)
+        return nullptr;  // unknown to llama.cpp: the plain transcript
     auto impl = std::make_unique<Impl>();
     impl->source = source;
     const llama_vocab * vocab = llama_model_get_vocab(model);
@@ -185,8 +198,9 @@ const char * ChatTemplate::renderer() { return "llama_chat_apply_template"; }
 
 ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
     if ((request.tools.is_array() && !request.tools.empty()) || !request.json_schema.is_null()) {
-        throw UnsupportedChat("'tools' and 'response_format' need llama.cpp's common library, which this build of switchyard lacks "
-                              "(its llama.cpp came installed without it)");
+        throw UnsupportedChat(
+            "'tools' and 'response_format' need llama.cpp's common library, which this build of switchyard lacks "
+            "(its llama.cpp came installed without it)");
     }
     std::vector<std::pair<std::string, std::string>> messages;
     for (const auto & m : request.messages) {
@@ -199,7 +213,8 @@ ChatPrompt ChatTemplate::apply(const ChatRequest & request) const {
         messages.emplace_back(m.value("role", ""), std::move(text));
     }
     ChatPrompt out;
-    if (apply_builtin(impl_->source, messages, out.text) < 0) throw Error("llama.cpp cannot apply this model's chat template");
+    if (apply_builtin(impl_->source, messages, out.text) < 0)
+        throw Error("llama.cpp cannot apply this model's chat template");
     if (!impl_->bos.empty() && out.text.starts_with(impl_->bos)) out.text.erase(0, impl_->bos.size());
     return out;
 }
@@ -249,9 +264,14 @@ Grammar schema_grammar(const nlohmann::json & json_schema) {
     nlohmann::json schema = json_schema;
     if (schema.is_object() && schema.empty()) schema["type"] = "object";  // json_object: any object
     try {
-        return Grammar{.gbnf = json_schema_to_grammar(common_json::parse(schema.dump())), .lazy = false, .trigger_patterns = {}, .trigger_tokens = {}, .prefill = {}};
+        return Grammar{.gbnf = json_schema_to_grammar(common_json::parse(schema.dump())),
+                       .lazy = false,
+                       .trigger_patterns = {},
+                       .trigger_tokens = {},
+                       .prefill = {}};
     } catch (const std::exception & e) {
-        throw UnsupportedChat(fmt::format("the JSON schema in 'response_format' cannot be turned into a grammar: {}", e.what()));
+        throw UnsupportedChat(
+            fmt::format("the JSON schema in 'response_format' cannot be turned into a grammar: {}", e.what()));
     }
 #else
     throw UnsupportedChat("'response_format' needs llama.cpp's common library, which this build of the engine lacks");
@@ -269,11 +289,15 @@ ChatPrompt render_chat(const ChatTemplate * chat, ChatRequest request, const Tex
             flat.push_back(std::move(message));
         }
         const std::string text = plain_transcript(flat);
-        return ChatPrompt{.text = normalize ? normalize(text) : text, .parse_special = false, .grammar = schema_grammar(request.json_schema), .stop = {}};
+        return ChatPrompt{.text = normalize ? normalize(text) : text,
+                          .parse_special = false,
+                          .grammar = schema_grammar(request.json_schema),
+                          .stop = {}};
     }
     // The contents only: the template's own text (its control tokens) stays as written.
     if (normalize) {
-        for (auto & m : request.messages) for_each_text(m, [&](nlohmann::json & text) { text = normalize(text.get<std::string>()); });
+        for (auto & m : request.messages)
+            for_each_text(m, [&](nlohmann::json & text) { text = normalize(text.get<std::string>()); });
     }
     return chat->apply(request);
 }

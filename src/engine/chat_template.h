@@ -35,14 +35,14 @@ struct ChatRequest {
     // OpenAI's `messages`: role, content (a string or text parts), and for tool use an
     // assistant's tool_calls and a tool message's tool_call_id.
     nlohmann::json messages = nlohmann::json::array();
-    nlohmann::json tools;               // OpenAI's `tools` (function tools), or null
-    std::string tool_choice = "auto";   // "auto", "none" or "required"
-    nlohmann::json json_schema;         // the answer must be JSON matching this schema; null: free text
+    nlohmann::json tools;  // OpenAI's `tools` (function tools), or null
+    std::string tool_choice = "auto";  // "auto", "none" or "required"
+    nlohmann::json json_schema;  // the answer must be JSON matching this schema; null: free text
 };
 
 // A call the model made, in OpenAI's terms.
 struct ToolCall {
-    std::string id;         // the model's own, where its format writes one; else empty
+    std::string id;  // the model's own, where its format writes one; else empty
     std::string name;
     std::string arguments;  // JSON text, as the model wrote it
 };

@@ -152,7 +152,8 @@ void ContinuousBatcher::State::shut_down() {
         result.finish = FinishReason::cancelled;
         if (q.callbacks.on_done) q.callbacks.on_done(result, q.error);
     }
-    for (auto * s : unscored) s->done.set_exception(std::make_exception_ptr(Error("score: the batcher is shutting down")));
+    for (auto * s : unscored)
+        s->done.set_exception(std::make_exception_ptr(Error("score: the batcher is shutting down")));
 }
 
 ContinuousBatcher::ContinuousBatcher(const Options & options) : state_(std::make_unique<State>(options)) {}
@@ -174,9 +175,13 @@ void ContinuousBatcher::check_grammar(const Grammar & grammar) const { state_->e
 std::vector<Token> ContinuousBatcher::tokenize(std::string_view text, bool add_special, bool parse_special) const {
     return state_->engine.tokenize(text, add_special, parse_special);
 }
-std::string ContinuousBatcher::detokenize(std::span<const Token> tokens, bool render_special) const { return state_->engine.detokenize(tokens, render_special); }
+std::string ContinuousBatcher::detokenize(std::span<const Token> tokens, bool render_special) const {
+    return state_->engine.detokenize(tokens, render_special);
+}
 std::string ContinuousBatcher::token_text(Token token) const { return state_->engine.token_text(token); }
-std::vector<Token> ContinuousBatcher::prompt_tokens(const GenerateRequest & request) const { return state_->engine.prompt_tokens(request); }
+std::vector<Token> ContinuousBatcher::prompt_tokens(const GenerateRequest & request) const {
+    return state_->engine.prompt_tokens(request);
+}
 
 std::shared_ptr<ContinuousBatcher::Ticket> ContinuousBatcher::submit(GenerateRequest request, Callbacks callbacks) {
     State::Queued q{std::make_shared<Ticket>(), std::move(request), {}, {}, std::move(callbacks)};

@@ -22,7 +22,7 @@ class ContinuousBatcher {
 public:
     struct Options {
         LlamaEngineOptions engine;  // engine.parallel = slots; engine.context_length = tokens per slot
-        int max_queue = 64;         // requests waiting for a slot beyond this are refused
+        int max_queue = 64;  // requests waiting for a slot beyond this are refused
     };
 
     // Loads the model and starts the decode thread. Throws switchyard::Error like LlamaEngine.
@@ -66,9 +66,9 @@ public:
 
     struct Stats {
         int slots = 0;
-        int active = 0;   // requests holding a slot
-        int queued = 0;   // requests waiting for one
-        std::uint64_t prompt_tokens = 0;     // decoded so far, all requests
+        int active = 0;  // requests holding a slot
+        int queued = 0;  // requests waiting for one
+        std::uint64_t prompt_tokens = 0;  // decoded so far, all requests
         std::uint64_t prompt_tokens_reused = 0;  // found already decoded in a slot (a shared start)
         std::uint64_t generated_tokens = 0;
     };

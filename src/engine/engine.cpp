@@ -25,8 +25,9 @@ std::vector<std::vector<ScoreResult>> Engine::score_choices(std::span<const Choi
     std::vector<std::vector<ScoreResult>> results;
     std::size_t next = 0;
     for (const auto & g : groups) {
-        results.emplace_back(std::make_move_iterator(scores.begin() + static_cast<std::ptrdiff_t>(next)),
-                             std::make_move_iterator(scores.begin() + static_cast<std::ptrdiff_t>(next + g.choices.size())));
+        results.emplace_back(
+            std::make_move_iterator(scores.begin() + static_cast<std::ptrdiff_t>(next)),
+            std::make_move_iterator(scores.begin() + static_cast<std::ptrdiff_t>(next + g.choices.size())));
         next += g.choices.size();
     }
     return results;

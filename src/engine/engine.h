@@ -59,9 +59,9 @@ struct ScoreResult {
 
 struct SamplingParams {
     float temperature = 0.8f;  // <= 0 means greedy (always the most likely token)
-    int top_k = 40;            // <= 0 disables
-    float top_p = 0.95f;       // >= 1 disables
-    float min_p = 0.05f;       // <= 0 disables
+    int top_k = 40;  // <= 0 disables
+    float top_p = 0.95f;  // >= 1 disables
+    float min_p = 0.05f;  // <= 0 disables
     std::uint32_t seed = 0xFFFFFFFF;  // 0xFFFFFFFF picks a random seed
 };
 
@@ -100,9 +100,9 @@ struct GenerateRequest {
 };
 
 enum class FinishReason {
-    length,    // max_tokens reached, or the context is full
-    stop,      // a stop string appeared (it is not part of the text)
-    eos,       // the model produced an end-of-generation token
+    length,  // max_tokens reached, or the context is full
+    stop,  // a stop string appeared (it is not part of the text)
+    eos,  // the model produced an end-of-generation token
     cancelled  // the stream callback asked to stop
 };
 
@@ -156,7 +156,8 @@ public:
     virtual std::uint64_t tokens_decoded() const { return 0; }
 
     // Generates for every request, several sequences at once, streaming pieces to `on_piece`.
-    virtual std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) = 0;
+    virtual std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests,
+                                                 const PieceCallback & on_piece = {}) = 0;
 };
 
 }  // namespace switchyard::engine

@@ -33,7 +33,7 @@ using boost::system::error_code;
 
 struct HttpOrigin {
     bool tls = false;
-    std::string host;         // as getaddrinfo takes it (no IPv6 brackets)
+    std::string host;  // as getaddrinfo takes it (no IPv6 brackets)
     std::string port;
     std::string host_header;  // as the Host header names it
     std::string authorization;
@@ -50,7 +50,10 @@ namespace {
 
 error_code system_error(int e) { return {e, boost::system::system_category()}; }
 
-bool timed_out(const error_code & ec) { return ec == boost::system::errc::resource_unavailable_try_again || ec == boost::system::errc::operation_would_block; }
+bool timed_out(const error_code & ec) {
+    return ec == boost::system::errc::resource_unavailable_try_again ||
+        ec == boost::system::errc::operation_would_block;
+}
 
 std::string tls_error_text() {
     const unsigned long e = ERR_get_error();
@@ -106,15 +109,18 @@ struct HttpConnection::Socket {
         ec = {};
         iovec parts[16];
         int count = 0;
-        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers) && count < 16; ++it) {
+        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers) && count < 16;
+             ++it) {
             const net::const_buffer b = *it;
             if (b.size() > 0) parts[count++] = {const_cast<void *>(b.data()), b.size()};
         }
         if (count == 0) return 0;
         if (ssl != nullptr) {
             std::string joined;  // one TLS record rather than one per part
-            for (int i = 0; i < count; ++i) joined.append(static_cast<const char *>(parts[i].iov_base), parts[i].iov_len);
-            const int n = SSL_write(ssl, joined.data(), static_cast<int>(std::min<std::size_t>(joined.size(), INT_MAX)));
+            for (int i = 0; i < count; ++i)
+                joined.append(static_cast<const char *>(parts[i].iov_base), parts[i].iov_len);
+            const int n =
+                SSL_write(ssl, joined.data(), static_cast<int>(std::min<std::size_t>(joined.size(), INT_MAX)));
             if (n > 0) return static_cast<std::size_t>(n);
             ec = tls_failure(n);
             return 0;
@@ -257,7 +263,8 @@ HttpFailure HttpConnection::connect(std::string & detail) {
         }
         ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         const int yes = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);  // small requests back to back: no delayed-ACK waits
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes,
+                     sizeof yes);  // small requests back to back: no delayed-ACK waits
         socket->fd = fd;
     }
     if (socket->fd < 0) return failure;
@@ -269,7 +276,8 @@ HttpFailure HttpConnection::connect(std::string & detail) {
         SSL_set_fd(socket->ssl, socket->fd);
         if (SSL_connect(socket->ssl) != 1) {
             const long verify = SSL_get_verify_result(socket->ssl);
-            detail = verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify) : tls_error_text();
+            detail = verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify)
+                                         : tls_error_text();
             return HttpFailure::tls;
         }
     }
@@ -290,7 +298,8 @@ HttpResult HttpConnection::exchange(const HttpRequest & request, const BodyCallb
         if (const HttpFailure failure = connect(detail); failure != HttpFailure::none) return fail(failure, detail);
     }
 
-    bhttp::request<bhttp::span_body<const char>> head{request.method == "POST" ? bhttp::verb::post : bhttp::verb::get, request.target, 11};
+    bhttp::request<bhttp::span_body<const char>> head{request.method == "POST" ? bhttp::verb::post : bhttp::verb::get,
+                                                      request.target, 11};
     head.set(bhttp::field::host, origin_->host_header);
     head.set(bhttp::field::user_agent, "switchyard");
     head.set(bhttp::field::accept, request.event_stream ? "text/event-stream" : "*/*");
@@ -334,11 +343,13 @@ HttpResult HttpConnection::exchange(const HttpRequest & request, const BodyCallb
     return result;
 }
 
-HttpClientPool::HttpClientPool(const std::string & origin, const std::string & api_key, std::chrono::milliseconds timeout,
-                               std::chrono::milliseconds connect_timeout) {
-    static const std::regex form(R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+)(?::([0-9]{1,5}))?/?$)", std::regex::icase);
+HttpClientPool::HttpClientPool(const std::string & origin, const std::string & api_key,
+                               std::chrono::milliseconds timeout, std::chrono::milliseconds connect_timeout) {
+    static const std::regex form(R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+)(?::([0-9]{1,5}))?/?$)",
+                                 std::regex::icase);
     std::smatch m;
-    if (!std::regex_match(origin, m, form)) throw Error("'{}' is not an http:// or https:// origin (scheme://host[:port])", origin);
+    if (!std::regex_match(origin, m, form))
+        throw Error("'{}' is not an http:// or https:// origin (scheme://host[:port])", origin);
     auto o = std::make_shared<HttpOrigin>();
     o->tls = m[1].str().size() == 5;
     o->host = m[2].str();

@@ -28,9 +28,9 @@ std::string describe(HttpFailure failure);
 
 struct HttpRequest {
     std::string method = "GET";  // GET or POST
-    std::string target;          // the path and query
-    std::string body;            // POST: sent as application/json
-    bool event_stream = false;   // asks for text/event-stream (Accept), else for anything
+    std::string target;  // the path and query
+    std::string body;  // POST: sent as application/json
+    bool event_stream = false;  // asks for text/event-stream (Accept), else for anything
 };
 
 struct HttpResult {

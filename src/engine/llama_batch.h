@@ -17,7 +17,9 @@ struct LlamaEngine::Batch {
     int outputs = 0;
 
     Batch(int tokens, int sequences, int max_outputs)
-        : raw(llama_batch_init(tokens, 0, sequences)), capacity(tokens), output_capacity(std::min(tokens, max_outputs)) {}
+        : raw(llama_batch_init(tokens, 0, sequences)),
+          capacity(tokens),
+          output_capacity(std::min(tokens, max_outputs)) {}
     ~Batch() { llama_batch_free(raw); }
     Batch(const Batch &) = delete;
     Batch & operator=(const Batch &) = delete;

@@ -45,7 +45,8 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     model::clear_engine_error();
     model_.reset(llama_model_load_from_file(options.model_path.c_str(), mparams));
     if (!model_) {
-        throw Error("{}: llama.cpp cannot load this model: {}", options.model_path.string(), engine_detail("unknown reason"));
+        throw Error("{}: llama.cpp cannot load this model: {}", options.model_path.string(),
+                    engine_detail("unknown reason"));
     }
     vocab_ = llama_model_get_vocab(model_.get());
 
@@ -72,7 +73,8 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     cparams.n_seq_max = static_cast<uint32_t>(parallel_);
     // llama.cpp sizes its compute and output buffers for this many rows of logits, each the whole
     // vocabulary (at 512 rows and 49k tokens, 100 MB each); batches stop there (Batch::full).
-    const int max_outputs = options.max_outputs > 0 ? std::min(options.max_outputs, options.batch_size) : options.batch_size;
+    const int max_outputs =
+        options.max_outputs > 0 ? std::min(options.max_outputs, options.batch_size) : options.batch_size;
     cparams.n_outputs_max = static_cast<uint32_t>(std::max({1, max_outputs, parallel_}));
     cparams.kv_unified = false;
     cparams.n_threads = threads;
@@ -83,9 +85,11 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     model::clear_engine_error();
     ctx_.reset(llama_init_from_model(model_.get(), cparams));
     if (!ctx_) {
-        throw Error("{}: cannot create a llama.cpp context: {}", options.model_path.string(), engine_detail("unknown reason"));
+        throw Error("{}: cannot create a llama.cpp context: {}", options.model_path.string(),
+                    engine_detail("unknown reason"));
     }
-    batch_ = std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_, static_cast<int>(cparams.n_outputs_max));
+    batch_ =
+        std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_, static_cast<int>(cparams.n_outputs_max));
     attach_threadpool(threads);
 }
 
@@ -97,7 +101,8 @@ void LlamaEngine::attach_threadpool(int threads) {
     ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
     using New = ggml_threadpool_t (*)(ggml_threadpool_params *);
     const auto create = reinterpret_cast<New>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
-    const auto release = reinterpret_cast<void (*)(ggml_threadpool_t)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+    const auto release =
+        reinterpret_cast<void (*)(ggml_threadpool_t)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
     if (create == nullptr || release == nullptr) return;
     ggml_threadpool_params params = ggml_threadpool_params_default(threads);
     threadpool_ = {create(&params), release};
@@ -117,17 +122,19 @@ llama_sampler_ptr LlamaEngine::make_sampler(const SamplingParams & p, const Gram
         if (grammar.lazy) {
             std::vector<const char *> patterns;
             for (const auto & t : grammar.trigger_patterns) patterns.push_back(t.c_str());
-            g = llama_sampler_init_grammar_lazy_patterns(vocab, grammar.gbnf.c_str(), "root", patterns.data(), patterns.size(),
-                                                         grammar.trigger_tokens.data(), grammar.trigger_tokens.size());
+            g = llama_sampler_init_grammar_lazy_patterns(vocab, grammar.gbnf.c_str(), "root", patterns.data(),
+                                                         patterns.size(), grammar.trigger_tokens.data(),
+                                                         grammar.trigger_tokens.size());
         } else {
             g = llama_sampler_init_grammar(vocab, grammar.gbnf.c_str(), "root");
         }
-        if (g == nullptr) throw Error("llama.cpp cannot parse the grammar for this request: {}", engine_detail("no detail"));
+        if (g == nullptr)
+            throw Error("llama.cpp cannot parse the grammar for this request: {}", engine_detail("no detail"));
         llama_sampler_chain_add(chain.get(), g);
         if (!grammar.prefill.empty()) {
             std::vector<Token> tokens(grammar.prefill.size() + 4);
-            const int n = llama_tokenize(vocab, grammar.prefill.data(), static_cast<int32_t>(grammar.prefill.size()), tokens.data(),
-                                         static_cast<int32_t>(tokens.size()), false, true);
+            const int n = llama_tokenize(vocab, grammar.prefill.data(), static_cast<int32_t>(grammar.prefill.size()),
+                                         tokens.data(), static_cast<int32_t>(tokens.size()), false, true);
             tokens.resize(static_cast<std::size_t>(std::max(n, 0)));
             try {
                 for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -135,7 +142,7 @@ llama_sampler_ptr LlamaEngine::make_sampler(const SamplingParams & p, const Gram
                     if (i == 0) {
                         char piece[64] = {};
                         const bool space = llama_token_to_piece(vocab, tokens[0], piece, sizeof piece, 0, true) > 0 &&
-                                           std::isspace(static_cast<unsigned char>(piece[0]));
+                            std::isspace(static_cast<unsigned char>(piece[0]));
                         if (space && !std::isspace(static_cast<unsigned char>(grammar.prefill[0]))) continue;
                     }
                     llama_sampler_accept(g, tokens[i]);
@@ -156,7 +163,6 @@ llama_sampler_ptr LlamaEngine::make_sampler(const SamplingParams & p, const Gram
     llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(p.seed));
     return chain;
 }
-
 
 const ChatTemplate * LlamaEngine::chat() const {
     // Parsed on first use: scoring and quantizing never need it.
@@ -197,8 +203,9 @@ std::vector<Token> LlamaEngine::tokenize(std::string_view text, bool add_special
             try {
                 tokenize_or_throw(one, false, false);
             } catch (const std::exception &) {
-                throw UnencodableText("the model's vocabulary cannot encode " + utf8::describe(utf8::decode_at(text, i)) +
-                            " at byte " + std::to_string(i) + " of the text (it has no such token and no byte fallback)");
+                throw UnencodableText("the model's vocabulary cannot encode " +
+                                      utf8::describe(utf8::decode_at(text, i)) + " at byte " + std::to_string(i) +
+                                      " of the text (it has no such token and no byte fallback)");
             }
         }
         throw UnencodableText(std::string("the model's tokenizer rejected the text: ") + e.what());
@@ -219,7 +226,8 @@ std::string LlamaEngine::token_text(Token token, bool special) const {
 std::string LlamaEngine::detokenize(std::span<const Token> tokens, bool render_special) const {
     // llama.cpp keeps the space it prefixed to the text when BOS leads; drop BOS here so that
     // detokenize(tokenize(text)) gives the text back.
-    if (!render_special && !tokens.empty() && info_.adds_bos && tokens.front() == llama_vocab_bos(vocab_)) tokens = tokens.subspan(1);
+    if (!render_special && !tokens.empty() && info_.adds_bos && tokens.front() == llama_vocab_bos(vocab_))
+        tokens = tokens.subspan(1);
     // Rendered, leading control tokens (BOS) are written apart: the space llama.cpp prefixes to
     // the text after a control token is then dropped as at the start, and tokenizing with
     // parse_special reads the same ids back (what lm-eval's text requests rely on).
@@ -244,7 +252,8 @@ std::string LlamaEngine::detokenize(std::span<const Token> tokens, bool render_s
 void LlamaEngine::check_tokens(std::span<const Token> tokens, const char * what) const {
     for (const Token t : tokens) {
         if (t < 0 || t >= info_.vocab_size) {
-            throw Error("{} holds token id {}, outside the vocabulary (0..{})", std::string(what), t, info_.vocab_size - 1);
+            throw Error("{} holds token id {}, outside the vocabulary (0..{})", std::string(what), t,
+                        info_.vocab_size - 1);
         }
     }
 }
@@ -258,13 +267,14 @@ void LlamaEngine::decode(Batch & batch) {
 
 void LlamaEngine::check_sequence(std::span<const Token> tokens, const char * what) const {
     if (tokens.size() > static_cast<std::size_t>(info_.context_length)) {
-        throw Error("{}: {} tokens exceed the context length of {}", std::string(what), tokens.size(), info_.context_length);
+        throw Error("{}: {} tokens exceed the context length of {}", std::string(what), tokens.size(),
+                    info_.context_length);
     }
     check_tokens(tokens, what);
 }
 
-void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences, std::span<const int> seq_ids, const WantsLogits & wants,
-                                   const OnLogits & on_logits) {
+void LlamaEngine::decode_sequences(std::span<const std::vector<Token>> sequences, std::span<const int> seq_ids,
+                                   const WantsLogits & wants, const OnLogits & on_logits) {
     llama_memory_t memory = llama_get_memory(ctx_.get());
     struct Output {
         std::size_t sequence;
@@ -302,7 +312,8 @@ std::vector<ScoreResult> LlamaEngine::score(std::span<const ScoreRequest> reques
     return score_in(requests, top_k, all_seq_ids_);
 }
 
-std::vector<ScoreResult> LlamaEngine::score_in(std::span<const ScoreRequest> requests, int top_k, std::span<const int> seq_ids) {
+std::vector<ScoreResult> LlamaEngine::score_in(std::span<const ScoreRequest> requests, int top_k,
+                                               std::span<const int> seq_ids) {
     std::vector<std::vector<Token>> sequences;
     sequences.reserve(requests.size());
     for (const auto & r : requests) {
@@ -329,7 +340,9 @@ std::vector<std::vector<ChoicePart>> plan_rounds(std::span<const std::size_t> ch
     std::vector<ChoicePart> parts;
     for (std::size_t g = 0; g < choices.size(); ++g)
         for (std::size_t first = 0; first < std::max<std::size_t>(choices[g], 1); first += sequences)
-            parts.push_back({.group = g, .first_choice = first, .choices = std::min(sequences, choices[g] - std::min(first, choices[g]))});
+            parts.push_back({.group = g,
+                             .first_choice = first,
+                             .choices = std::min(sequences, choices[g] - std::min(first, choices[g]))});
     std::vector<std::vector<ChoicePart>> rounds;
     std::size_t used = sequences;
     for (auto & part : parts) {
@@ -370,7 +383,8 @@ std::vector<std::vector<ScoreResult>> LlamaEngine::score_choices(std::span<const
     return results;
 }
 
-std::vector<std::vector<float>> LlamaEngine::decode_contexts(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round) {
+std::vector<std::vector<float>> LlamaEngine::decode_contexts(std::span<const ChoiceGroup> groups,
+                                                             std::span<const ChoicePart> round) {
     // Every context of the round, packed into as few calls as the batch allows.
     std::vector<std::vector<float>> last_logits(round.size());
     std::vector<std::pair<std::size_t, int>> last_of;  // part in round, batch index
@@ -410,8 +424,10 @@ struct ChoiceFeed {
 
 // Each part's context copied into the sequences of its other choices, whose first tokens its last
 // logits score.
-std::vector<ChoiceFeed> start_choices(llama_memory_t memory, std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round,
-                                      const std::vector<std::vector<float>> & first_logits, std::vector<std::vector<ScoreResult>> & results) {
+std::vector<ChoiceFeed> start_choices(llama_memory_t memory, std::span<const ChoiceGroup> groups,
+                                      std::span<const ChoicePart> round,
+                                      const std::vector<std::vector<float>> & first_logits,
+                                      std::vector<std::vector<ScoreResult>> & results) {
     std::vector<ChoiceFeed> feeds;
     for (std::size_t k = 0; k < round.size(); ++k) {
         const auto & part = round[k];
@@ -420,7 +436,9 @@ std::vector<ChoiceFeed> start_choices(llama_memory_t memory, std::span<const Cho
             const auto seq = static_cast<llama_seq_id>(part.first_seq + static_cast<llama_seq_id>(c));
             if (c > 0) llama_memory_seq_cp(memory, part.first_seq, seq, -1, -1);
             const std::size_t choice = part.first_choice + c;
-            if (!group.choices[choice].empty()) results[part.group][choice].tokens.push_back(token_logprob(first_logits[k], group.choices[choice][0], 0));
+            if (!group.choices[choice].empty())
+                results[part.group][choice].tokens.push_back(
+                    token_logprob(first_logits[k], group.choices[choice][0], 0));
             feeds.push_back({part.group, choice, seq});
         }
     }
@@ -429,7 +447,8 @@ std::vector<ChoiceFeed> start_choices(llama_memory_t memory, std::span<const Cho
 
 }  // namespace
 
-void LlamaEngine::decode_choices(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round, const std::vector<std::vector<float>> & first_logits,
+void LlamaEngine::decode_choices(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round,
+                                 const std::vector<std::vector<float>> & first_logits,
                                  std::vector<std::vector<ScoreResult>> & results) {
     std::vector<ChoiceFeed> feeds = start_choices(llama_get_memory(ctx_.get()), groups, round, first_logits, results);
     struct Output {
@@ -454,14 +473,17 @@ void LlamaEngine::decode_choices(std::span<const ChoiceGroup> groups, std::span<
         for (const auto & out : outputs) {
             const auto & feed = feeds[out.feed];
             auto & scored = results[feed.group][feed.choice].tokens;
-            scored.push_back(token_logprob(logits_at(out.batch_index), groups[feed.group].choices[feed.choice][scored.size()], 0));
+            scored.push_back(
+                token_logprob(logits_at(out.batch_index), groups[feed.group].choices[feed.choice][scored.size()], 0));
         }
     }
 }
 
-void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits, const WantsLogits & wants) {
+void LlamaEngine::forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits,
+                          const WantsLogits & wants) {
     for (const auto & tokens : sequences) check_sequence(tokens, "forward");
-    decode_sequences(sequences, all_seq_ids_, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
+    decode_sequences(
+        sequences, all_seq_ids_, wants ? wants : [](std::size_t, std::size_t) { return true; }, on_logits);
 }
 
 std::vector<Token> LlamaEngine::prompt_tokens(const GenerateRequest & request) const {
@@ -470,10 +492,13 @@ std::vector<Token> LlamaEngine::prompt_tokens(const GenerateRequest & request) c
         tokens = tokenize(request.prompt, true, request.parse_special);
         // Text that spells the BOS token itself (a client's detokenized ids) would otherwise get a second one.
         const Token bos = llama_vocab_bos(vocab_);
-        if (request.parse_special && tokens.size() >= 2 && bos != LLAMA_TOKEN_NULL && tokens[0] == bos && tokens[1] == bos) tokens.erase(tokens.begin());
+        if (request.parse_special && tokens.size() >= 2 && bos != LLAMA_TOKEN_NULL && tokens[0] == bos &&
+            tokens[1] == bos)
+            tokens.erase(tokens.begin());
     }
     for (const Token t : tokens) {
-        if (t < 0 || t >= info_.vocab_size) throw Error("token id {} is outside the vocabulary ({} tokens)", t, info_.vocab_size);
+        if (t < 0 || t >= info_.vocab_size)
+            throw Error("token id {} is outside the vocabulary ({} tokens)", t, info_.vocab_size);
     }
     return tokens;
 }
@@ -482,12 +507,14 @@ std::vector<Token> LlamaEngine::generation_prompt(const GenerateRequest & reques
     const std::vector<Token> tokens = prompt_tokens(request);
     if (tokens.empty()) throw Error("generate: the prompt is empty and the model adds no BOS token");
     if (tokens.size() >= static_cast<std::size_t>(info_.context_length)) {
-        throw Error("generate: the prompt has {} tokens, which leaves no room in the context of {}", tokens.size(), info_.context_length);
+        throw Error("generate: the prompt has {} tokens, which leaves no room in the context of {}", tokens.size(),
+                    info_.context_length);
     }
     return tokens;
 }
 
-std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece) {
+std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateRequest> requests,
+                                                  const PieceCallback & on_piece) {
     Slots slots(*this);
     std::vector<std::vector<Token>> prompts;
     prompts.reserve(requests.size());
@@ -498,7 +525,9 @@ std::vector<GenerateResult> LlamaEngine::generate(std::span<const GenerateReques
         for (; next < requests.size() && slots.free() > 0; ++next) {
             Slots::Job job{requests[next], std::move(prompts[next]), {}, {}, {}};
             if (on_piece) job.on_piece = [&on_piece, next](std::string_view piece) { return on_piece(next, piece); };
-            job.on_done = [&results, next](GenerateResult & result, const std::string &) { results[next] = std::move(result); };
+            job.on_done = [&results, next](GenerateResult & result, const std::string &) {
+                results[next] = std::move(result);
+            };
             slots.admit(std::move(job));
         }
         if (slots.active() > 0) slots.step();

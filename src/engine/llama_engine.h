@@ -18,15 +18,15 @@ namespace switchyard::engine {
 
 struct LlamaEngineOptions {
     std::filesystem::path model_path;
-    int threads = 0;         // 0: every hardware thread
+    int threads = 0;  // 0: every hardware thread
     int context_length = 0;  // tokens per sequence; 0: what the model file declares
-    int parallel = 4;        // sequences decoded side by side in one batch
-    int batch_size = 512;    // tokens per llama_decode call
+    int parallel = 4;  // sequences decoded side by side in one batch
+    int batch_size = 512;  // tokens per llama_decode call
     // Positions with logits per llama_decode call (0: batch_size). llama.cpp keeps two buffers of
     // this many rows of the whole vocabulary; a pass that reads logits at few positions per batch
     // saves that memory, and a batch ends early where it would want more.
     int max_outputs = 0;
-    int gpu_layers = 0;      // layers to offload to a GPU, -1 for all (needs a GPU build)
+    int gpu_layers = 0;  // layers to offload to a GPU, -1 for all (needs a GPU build)
     // rpc-server endpoints (rpc://HOST:PORT) that hold the model's layers and compute them: all
     // layers go there, split by the workers' free memory (see engine/rpc_devices.h).
     std::vector<std::string> rpc;
@@ -77,7 +77,9 @@ public:
     // llama_chat_apply_template does not know it. Thread-safe.
     const ChatTemplate * chat() const;
     const std::string & chat_error() const { return chat_error_; }
-    std::vector<Token> tokenize(std::string_view text, bool add_special) const override { return tokenize(text, add_special, false); }
+    std::vector<Token> tokenize(std::string_view text, bool add_special) const override {
+        return tokenize(text, add_special, false);
+    }
     // Throws Error when llama.cpp cannot build a sampler with `grammar` (it does not parse, or
     // rejects its prefill as this vocabulary tokenizes it). Thread-safe.
     void check_grammar(const Grammar & grammar) const;
@@ -98,7 +100,8 @@ public:
     // Decodes each context once and copies its KV cells to one sequence per choice; as many groups
     // as the parallel sequences hold share each model call.
     std::vector<std::vector<ScoreResult>> score_choices(std::span<const ChoiceGroup> groups) override;
-    std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
+    std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests,
+                                         const PieceCallback & on_piece = {}) override;
 
     using OnLogits = std::function<void(std::size_t sequence, std::size_t pos, std::span<const float> logits)>;
     using WantsLogits = std::function<bool(std::size_t sequence, std::size_t pos)>;
@@ -107,7 +110,8 @@ public:
     // selects (default: all, as llama.cpp's imatrix tool does; llama.cpp computes the last layer
     // only where logits are wanted) to `on_logits`: for comparing whole distributions, and for
     // passes that observe the model through eval_callback.
-    void forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits, const WantsLogits & wants = {});
+    void forward(std::span<const std::vector<Token>> sequences, const OnLogits & on_logits,
+                 const WantsLogits & wants = {});
 
     std::uint64_t tokens_decoded() const override { return tokens_decoded_; }
 
@@ -121,13 +125,15 @@ private:
     // Decodes sequences side by side in the context sequences `seq_ids` (emptied first), as many
     // at a time as there are ids, and hands over the logits of every position `wants` selects
     // once its batch is decoded.
-    void decode_sequences(std::span<const std::vector<Token>> sequences, std::span<const int> seq_ids, const WantsLogits & wants,
-                          const OnLogits & on_logits);
+    void decode_sequences(std::span<const std::vector<Token>> sequences, std::span<const int> seq_ids,
+                          const WantsLogits & wants, const OnLogits & on_logits);
     std::vector<ScoreResult> score_in(std::span<const ScoreRequest> requests, int top_k, std::span<const int> seq_ids);
     // A round of score_choices: its contexts, whose last logits (returned, one row per part) predict
     // the choices' first tokens; then the choices' other tokens, scored into `results`.
-    std::vector<std::vector<float>> decode_contexts(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round);
-    void decode_choices(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round, const std::vector<std::vector<float>> & first_logits,
+    std::vector<std::vector<float>> decode_contexts(std::span<const ChoiceGroup> groups,
+                                                    std::span<const ChoicePart> round);
+    void decode_choices(std::span<const ChoiceGroup> groups, std::span<const ChoicePart> round,
+                        const std::vector<std::vector<float>> & first_logits,
                         std::vector<std::vector<ScoreResult>> & results);
     std::span<const float> logits_at(int batch_index) const;
     // The prompt's tokens; throws Error when it is empty or leaves no room to generate.

@@ -35,7 +35,8 @@ LlamaEngine::Slots::Slots(LlamaEngine & engine)
       slots_(static_cast<std::size_t>(engine.parallel_)),
       // Dropping a sequence's tail is only sound where every cell of its prefix is still there:
       // recurrent state cannot be cut back, and a sliding window has evicted the prefix's start.
-      reuse_prefixes_(!llama_model_is_recurrent(engine.model_.get()) && !llama_model_is_hybrid(engine.model_.get()) && llama_model_n_swa(engine.model_.get()) == 0) {
+      reuse_prefixes_(!llama_model_is_recurrent(engine.model_.get()) && !llama_model_is_hybrid(engine.model_.get()) &&
+                      llama_model_n_swa(engine.model_.get()) == 0) {
     llama_memory_clear(llama_get_memory(engine_.ctx_.get()), true);
 }
 
@@ -46,7 +47,10 @@ int LlamaEngine::Slots::size() const { return static_cast<int>(slots_.size()); }
 namespace {
 
 std::size_t common_prefix(std::span<const Token> a, std::span<const Token> b) {
-    return static_cast<std::size_t>(std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(std::min(a.size(), b.size())), b.begin()).first - a.begin());
+    return static_cast<std::size_t>(
+        std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(std::min(a.size(), b.size())), b.begin())
+            .first -
+        a.begin());
 }
 
 }  // namespace
@@ -61,7 +65,9 @@ void LlamaEngine::Slots::admit(Job job) {
     std::size_t reused = 0;
     for (auto s = slots_.begin(); s != slots_.end(); ++s) {
         if (s->active) continue;
-        std::size_t common = reuse_prefixes_ && !job.prompt.empty() ? std::min(common_prefix(s->cached, job.prompt), job.prompt.size() - 1) : 0;
+        std::size_t common = reuse_prefixes_ && !job.prompt.empty()
+            ? std::min(common_prefix(s->cached, job.prompt), job.prompt.size() - 1)
+            : 0;
         if (common < 2) common = 0;
         if (it == slots_.end() || common > reused || (common == reused && s->last_admitted < it->last_admitted)) {
             it = s;
@@ -131,7 +137,8 @@ void LlamaEngine::Slots::step() {
     for (auto & slot : slots_) {
         slot.batch_index = -1;
         if (slot.active && !slot.prefilling() && batch.fits(true)) {
-            slot.batch_index = batch.add(slot.next, slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), true);
+            slot.batch_index =
+                batch.add(slot.next, slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), true);
             slot.cached.push_back(slot.next);
         }
     }
@@ -141,7 +148,8 @@ void LlamaEngine::Slots::step() {
         for (; slot.prompt_fed < prompt.size(); ++slot.prompt_fed) {
             const bool last = slot.prompt_fed + 1 == prompt.size();
             if (!batch.fits(last)) break;
-            const int index = batch.add(prompt[slot.prompt_fed], slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), last);
+            const int index = batch.add(prompt[slot.prompt_fed], slot.n_past++,
+                                        static_cast<llama_seq_id>(&slot - slots_.data()), last);
             slot.cached.push_back(prompt[slot.prompt_fed]);
             if (last) slot.batch_index = index;
             ++prompt_decoded_;
@@ -164,7 +172,8 @@ void LlamaEngine::Slots::sample(Slot & slot) {
     ++generated_;
     ++slot.result.completion_tokens;
     if (slot.job.request.logprobs >= 0) {
-        const std::span<const float> logits(llama_get_logits_ith(ctx, slot.batch_index), static_cast<std::size_t>(engine_.info_.vocab_size));
+        const std::span<const float> logits(llama_get_logits_ith(ctx, slot.batch_index),
+                                            static_cast<std::size_t>(engine_.info_.vocab_size));
         slot.result.token_logprobs.push_back(token_logprob(logits, token, slot.job.request.logprobs));
     }
     const auto & text_tokens = slot.job.request.text_tokens;
@@ -174,7 +183,8 @@ void LlamaEngine::Slots::sample(Slot & slot) {
         finish(slot, FinishReason::cancelled);
     } else if (slot.text->stopped()) {
         finish(slot, FinishReason::stop);
-    } else if (slot.result.completion_tokens >= slot.job.request.max_tokens || slot.n_past >= engine_.info_.context_length) {
+    } else if (slot.result.completion_tokens >= slot.job.request.max_tokens ||
+               slot.n_past >= engine_.info_.context_length) {
         finish(slot, FinishReason::length);
     } else {
         slot.next = token;

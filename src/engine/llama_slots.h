@@ -37,7 +37,9 @@ public:
 
     // Tokenizes a prompt with the model's BOS rules; throws Error when it is empty or leaves no
     // room in a sequence's context to generate.
-    std::vector<Token> prompt_tokens(const GenerateRequest & request) const { return engine_.generation_prompt(request); }
+    std::vector<Token> prompt_tokens(const GenerateRequest & request) const {
+        return engine_.generation_prompt(request);
+    }
 
     int size() const;
     int active() const { return active_; }

@@ -20,6 +20,7 @@ std::string normalize_for_vocabulary(const Engine & engine, std::string_view tex
 // The same, for a vocabulary reached through `tokenize` (text, no BOS), which throws
 // UnencodableText for a character it cannot encode: what serve's batcher offers.
 using TokenizeText = std::function<std::vector<Token>(std::string_view text)>;
-std::string normalize_for_vocabulary(const TokenizeText & tokenize, std::string_view text, NormalizeStats * stats = nullptr);
+std::string normalize_for_vocabulary(const TokenizeText & tokenize, std::string_view text,
+                                     NormalizeStats * stats = nullptr);
 
 }  // namespace switchyard::engine

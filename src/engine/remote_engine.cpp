@@ -37,15 +37,15 @@ std::string server_message(const std::string & body) {
         const json j = json::parse(body);
         if (j.contains("error")) {
             const json & e = j["error"];
-            if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
+            if (e.is_object() && e.contains("message") && e["message"].is_string())
+                return e["message"].get<std::string>();
             if (e.is_string()) return e.get<std::string>();
         }
         for (const char * key : {"message", "detail"}) {
             if (!j.contains(key)) continue;
             return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
         }
-    } catch (const json::exception &) {
-    }
+    } catch (const json::exception &) {}
     return body.size() > 200 ? body.substr(0, 200) + "..." : body;
 }
 
@@ -90,15 +90,17 @@ void run_parallel(std::size_t n, int parallel, const std::function<void(std::siz
 RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(options) {
     static const std::regex url(R"(^(https?://[^/?#]+)(/[^?#]*)?$)", std::regex::icase);
     std::smatch m;
-    if (!std::regex_match(options.endpoint, m, url)) throw Error("endpoint '{}' is not an http:// or https:// URL", options.endpoint);
+    if (!std::regex_match(options.endpoint, m, url))
+        throw Error("endpoint '{}' is not an http:// or https:// URL", options.endpoint);
     if (options.timeout_s < 1) throw Error("the endpoint timeout must be at least one second");
     if (options.parallel < 1) throw Error("the requests in flight to an endpoint must be at least one");
     prefix_ = m[2].str();
     while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
     if (prefix_.ends_with("/v1")) prefix_.resize(prefix_.size() - 3);
     base_url_ = m[1].str() + prefix_;
-    connections_ = std::make_unique<HttpClientPool>(m[1].str(), options.api_key, std::chrono::seconds(options.timeout_s),
-                                                    std::chrono::seconds(std::min(options.timeout_s, 30)));
+    connections_ =
+        std::make_unique<HttpClientPool>(m[1].str(), options.api_key, std::chrono::seconds(options.timeout_s),
+                                         std::chrono::seconds(std::min(options.timeout_s, 30)));
 
     info_.name = options.model;
     int context = 0;
@@ -111,29 +113,36 @@ RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(optio
             if (named == ids.end() && !ids.empty()) {
                 std::string list;
                 for (const auto & id : ids) list += (list.empty() ? "" : ", ") + id;
-                throw Error(info_.name.empty() ? base_url_ + " serves several models (" + list + "): name one with --model"
-                                               : base_url_ + " does not serve a model named '" + info_.name + "' (it serves: " + list + ")");
+                throw Error(info_.name.empty()
+                                ? base_url_ + " serves several models (" + list + "): name one with --model"
+                                : base_url_ + " does not serve a model named '" + info_.name + "' (it serves: " + list +
+                                    ")");
             }
             if (named == ids.end()) return;
             info_.name = *named;
             const json & entry = models->at("data").at(static_cast<std::size_t>(named - ids.begin()));
-            if (entry.contains("max_model_len") && entry["max_model_len"].is_number_integer()) context = entry["max_model_len"].get<int>();
+            if (entry.contains("max_model_len") && entry["max_model_len"].is_number_integer())
+                context = entry["max_model_len"].get<int>();
             if (entry.contains("meta") && entry["meta"].is_object()) {
                 const json & meta = entry["meta"];
                 if (meta.contains("n_ctx") && meta["n_ctx"].is_number_integer()) context = meta["n_ctx"].get<int>();
-                if (meta.contains("n_vocab") && meta["n_vocab"].is_number_integer()) info_.vocab_size = meta["n_vocab"].get<int>();
+                if (meta.contains("n_vocab") && meta["n_vocab"].is_number_integer())
+                    info_.vocab_size = meta["n_vocab"].get<int>();
             }
         });
     }
-    if (info_.name.empty()) throw Error("{} does not list its models (GET /v1/models): name the model with --model", base_url_);
+    if (info_.name.empty())
+        throw Error("{} does not list its models (GET /v1/models): name the model with --model", base_url_);
     if (context == 0) {
         if (const auto props = get_optional("/props")) {
             const json settings = props->value("default_generation_settings", json::object());
-            if (settings.contains("n_ctx") && settings["n_ctx"].is_number_integer()) context = settings["n_ctx"].get<int>();
+            if (settings.contains("n_ctx") && settings["n_ctx"].is_number_integer())
+                context = settings["n_ctx"].get<int>();
         }
     }
     info_.context_length = options.context_length > 0 ? options.context_length : context;
-    if (info_.context_length <= 0) throw Error("{} does not say its context length (GET /v1/models or /props): give it with --ctx", base_url_);
+    if (info_.context_length <= 0)
+        throw Error("{} does not say its context length (GET /v1/models or /props): give it with --ctx", base_url_);
     const auto bos = tokenize("", true);
     info_.adds_bos = !bos.empty();
     if (info_.adds_bos) bos_ = bos.front();
@@ -149,7 +158,9 @@ nlohmann::json RemoteEngine::call(const std::string & path, const nlohmann::json
     if (!result) throw Error("{}: {}", where, result.why());
     if (result.status < 200 || result.status >= 300) {
         const std::string said = server_message(result.body);
-        throw HttpStatusError(where + ": the server answered " + std::to_string(result.status) + (said.empty() ? "" : ": " + said), result.status, said);
+        throw HttpStatusError(
+            where + ": the server answered " + std::to_string(result.status) + (said.empty() ? "" : ": " + said),
+            result.status, said);
     }
     try {
         return json::parse(result.body);
@@ -158,7 +169,9 @@ nlohmann::json RemoteEngine::call(const std::string & path, const nlohmann::json
     }
 }
 
-nlohmann::json RemoteEngine::post(const std::string & path, const nlohmann::json & body) const { return call(path, &body); }
+nlohmann::json RemoteEngine::post(const std::string & path, const nlohmann::json & body) const {
+    return call(path, &body);
+}
 
 std::optional<nlohmann::json> RemoteEngine::get_optional(const std::string & path) const {
     try {
@@ -172,17 +185,25 @@ std::optional<nlohmann::json> RemoteEngine::get_optional(const std::string & pat
 std::vector<Token> RemoteEngine::tokenize(std::string_view text, bool add_special) const {
     const std::string content(text);
     // The same request in llama-server's words (content, add_special) and vLLM's (prompt, add_special_tokens).
-    const json body = {{"model", info_.name},      {"content", content},          {"prompt", content},
-                       {"add_special", add_special}, {"add_special_tokens", add_special}, {"parse_special", false}};
+    const json body = {{"model", info_.name},
+                       {"content", content},
+                       {"prompt", content},
+                       {"add_special", add_special},
+                       {"add_special_tokens", add_special},
+                       {"parse_special", false}};
     json answer;
     try {
         answer = post("/tokenize", body);
     } catch (const HttpStatusError & e) {
         // llama-server fails this way (500, "unordered_map::at") where the vocabulary lacks a
         // character: as in process, such a text is counted apart, not the end of a run.
-        if (e.status == 500) throw UnencodableText(base_url_ + "/tokenize: the server could not tokenize the text (" + e.server_message + ")");
+        if (e.status == 500)
+            throw UnencodableText(base_url_ + "/tokenize: the server could not tokenize the text (" + e.server_message +
+                                  ")");
         if (!is_missing(e)) throw;
-        throw Error("{} has no /tokenize endpoint: switchyard needs the server's token ids to fit prompts into the context and to score (llama-server, vLLM and switchyard serve offer it)", base_url_);
+        throw Error(
+            "{} has no /tokenize endpoint: switchyard needs the server's token ids to fit prompts into the context and to score (llama-server, vLLM and switchyard serve offer it)",
+            base_url_);
     }
     return reading(base_url_ + "/tokenize", [&] { return answer.at("tokens").get<std::vector<Token>>(); });
 }
@@ -191,8 +212,11 @@ std::string RemoteEngine::detokenize(std::span<const Token> tokens) const {
     // As in LlamaEngine, a leading BOS is not part of the text.
     if (!tokens.empty() && info_.adds_bos && tokens.front() == bos_) tokens = tokens.subspan(1);
     if (tokens.empty()) return "";
-    const json answer = post("/detokenize", {{"model", info_.name}, {"tokens", std::vector<Token>(tokens.begin(), tokens.end())}});
-    return reading(base_url_ + "/detokenize", [&] { return (answer.contains("content") ? answer.at("content") : answer.at("prompt")).get<std::string>(); });
+    const json answer =
+        post("/detokenize", {{"model", info_.name}, {"tokens", std::vector<Token>(tokens.begin(), tokens.end())}});
+    return reading(base_url_ + "/detokenize", [&] {
+        return (answer.contains("content") ? answer.at("content") : answer.at("prompt")).get<std::string>();
+    });
 }
 
 std::string RemoteEngine::token_text(Token token) const {
@@ -225,12 +249,15 @@ std::optional<Token> RemoteEngine::token_of(const std::string & text) const {
 }
 
 void RemoteEngine::cannot_score(const std::string & why) const {
-    throw Error("this backend ({}) cannot score multiple-choice items: it does not return the prompt's log-probabilities (echo with logprobs); {}", base_url_, why);
+    throw Error(
+        "this backend ({}) cannot score multiple-choice items: it does not return the prompt's log-probabilities (echo with logprobs); {}",
+        base_url_, why);
 }
 
 std::vector<ScoreResult> RemoteEngine::score(std::span<const ScoreRequest> requests, int top_k) {
     std::vector<ScoreResult> results(requests.size());
-    run_parallel(requests.size(), options_.parallel, [&](std::size_t i) { results[i] = score_one(requests[i], top_k); });
+    run_parallel(requests.size(), options_.parallel,
+                 [&](std::size_t i) { results[i] = score_one(requests[i], top_k); });
     return results;
 }
 
@@ -238,7 +265,11 @@ ScoreResult RemoteEngine::score_one(const ScoreRequest & request, int top_k) {
     if (request.context.empty()) throw Error("score: the context must hold at least one token");
     std::vector<Token> prompt = request.context;
     prompt.insert(prompt.end(), request.continuation.begin(), request.continuation.end());
-    json body = {{"model", info_.name}, {"prompt", prompt}, {"echo", true}, {"logprobs", std::max(top_k, 1)}, {"temperature", 0}};
+    json body = {{"model", info_.name},
+                 {"prompt", prompt},
+                 {"echo", true},
+                 {"logprobs", std::max(top_k, 1)},
+                 {"temperature", 0}};
     const std::string path = "/v1/completions";
     json answer;
     for (;;) {
@@ -268,13 +299,15 @@ ScoreResult RemoteEngine::score_one(const ScoreRequest & request, int top_k) {
         ScoreResult result;
         for (std::size_t i = 0; i < request.continuation.size(); ++i) {
             const std::size_t pos = request.context.size() + i;
-            if (!values[pos].is_number()) cannot_score("its answer has no log-probability for prompt token " + std::to_string(pos));
+            if (!values[pos].is_number())
+                cannot_score("its answer has no log-probability for prompt token " + std::to_string(pos));
             TokenLogprob t{request.continuation[i], values[pos].get<float>(), {}};
             if (top_k > 0 && top.is_array() && pos < top.size() && top[pos].is_object()) {
                 for (const auto & [text, logprob] : top[pos].items()) {
                     if (const auto id = token_of(text)) t.top.push_back({*id, logprob.get<float>()});
                 }
-                std::sort(t.top.begin(), t.top.end(), [](const TopToken & a, const TopToken & b) { return a.logprob > b.logprob; });
+                std::sort(t.top.begin(), t.top.end(),
+                          [](const TopToken & a, const TopToken & b) { return a.logprob > b.logprob; });
                 // vLLM adds the prompt's own token to the k best: it is past the k-th when not among them.
                 if (t.top.size() > static_cast<std::size_t>(top_k)) t.top.resize(static_cast<std::size_t>(top_k));
             }
@@ -284,7 +317,8 @@ ScoreResult RemoteEngine::score_one(const ScoreRequest & request, int top_k) {
     });
 }
 
-std::vector<GenerateResult> RemoteEngine::generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece) {
+std::vector<GenerateResult> RemoteEngine::generate(std::span<const GenerateRequest> requests,
+                                                   const PieceCallback & on_piece) {
     std::vector<GenerateResult> results(requests.size());
     std::mutex piece_mutex;
     run_parallel(requests.size(), options_.parallel, [&](std::size_t i) {
@@ -298,7 +332,8 @@ std::vector<GenerateResult> RemoteEngine::generate(std::span<const GenerateReque
 
 GenerateResult RemoteEngine::generate_one(const GenerateRequest & request) {
     const SamplingParams & s = request.sampling;
-    json body = {{"model", info_.name}, {"max_tokens", request.max_tokens}, {"temperature", std::max(0.0f, s.temperature)}};
+    json body = {
+        {"model", info_.name}, {"max_tokens", request.max_tokens}, {"temperature", std::max(0.0f, s.temperature)}};
     if (options_.chat) {
         body["messages"] = json::array({{{"role", "user"}, {"content", request.prompt}}});
     } else if (!request.prompt_tokens.empty()) {
@@ -323,7 +358,8 @@ GenerateResult RemoteEngine::generate_one(const GenerateRequest & request) {
         if (!text.is_null()) r.text = text.get<std::string>();
         // OpenAI's "stop" covers both a stop string and the model's own end, without saying which.
         const json reason = choice.value("finish_reason", json());
-        r.finish = reason.is_string() && reason.get<std::string>() == "stop" ? FinishReason::stop : FinishReason::length;
+        r.finish =
+            reason.is_string() && reason.get<std::string>() == "stop" ? FinishReason::stop : FinishReason::length;
         if (answer.contains("usage") && answer["usage"].is_object()) {
             r.prompt_tokens = answer["usage"].value("prompt_tokens", 0);
             r.completion_tokens = answer["usage"].value("completion_tokens", 0);

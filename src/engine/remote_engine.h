@@ -48,13 +48,13 @@
 namespace switchyard::engine {
 
 struct RemoteEngineOptions {
-    std::string endpoint;    // http(s)://host[:port][/prefix], with or without a trailing /v1
-    std::string model;       // the server's name for the model; empty: the one model it lists
-    std::string api_key;     // sent as a bearer token when not empty
+    std::string endpoint;  // http(s)://host[:port][/prefix], with or without a trailing /v1
+    std::string model;  // the server's name for the model; empty: the one model it lists
+    std::string api_key;  // sent as a bearer token when not empty
     int context_length = 0;  // tokens per sequence; 0: what the server says (an error if it says nothing)
-    int parallel = 4;        // requests in flight at once
-    bool chat = false;       // generate through /v1/chat/completions, the prompt as one user message
-    int timeout_s = 600;     // longest wait for one answer
+    int parallel = 4;  // requests in flight at once
+    bool chat = false;  // generate through /v1/chat/completions, the prompt as one user message
+    int timeout_s = 600;  // longest wait for one answer
 };
 
 class HttpClientPool;  // engine/http_client.h
@@ -78,10 +78,10 @@ public:
     // return the prompt's log-probabilities.
     std::vector<ScoreResult> score(std::span<const ScoreRequest> requests, int top_k = 0) override;
     // The pieces arrive whole, once per request: answers are not streamed.
-    std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests, const PieceCallback & on_piece = {}) override;
+    std::vector<GenerateResult> generate(std::span<const GenerateRequest> requests,
+                                         const PieceCallback & on_piece = {}) override;
 
 private:
-
     // One request (GET without a body); non-2xx answers, transport failures and non-JSON answers
     // throw switchyard::Error naming the URL.
     nlohmann::json call(const std::string & path, const nlohmann::json * body) const;
@@ -96,7 +96,7 @@ private:
     [[noreturn]] void cannot_score(const std::string & why) const;
 
     RemoteEngineOptions options_;
-    std::string prefix_;    // the endpoint URL's path, before each request's path
+    std::string prefix_;  // the endpoint URL's path, before each request's path
     std::string base_url_;  // scheme, host, port and prefix: how errors name the server
     std::unique_ptr<HttpClientPool> connections_;
     EngineModel info_;

@@ -54,7 +54,8 @@ bool rpc_reachable(const std::string & endpoint, int timeout_ms) {
             pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
             int error = 0;
             socklen_t len = sizeof error;
-            connected = poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0;
+            connected =
+                poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0;
         }
         close(fd);
         if (connected) return true;
@@ -67,14 +68,19 @@ std::vector<ggml_backend_dev_t> rpc_devices(const std::vector<std::string> & end
     if (endpoints.empty()) return devices;
     const RpcAddServer add_server = rpc_add_server();
     if (add_server == nullptr)
-        throw Error("this engine was built without llama.cpp's RPC backend: rebuild with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_RPC=ON to use RPC workers");
+        throw Error(
+            "this engine was built without llama.cpp's RPC backend: rebuild with SWITCHYARD_CMAKE_ARGS=-DSWITCHYARD_RPC=ON to use RPC workers");
     for (const auto & given : endpoints) {
         const auto endpoint = rpc_endpoint(given);
         if (!rpc_reachable(endpoint))
-            throw Error("RPC worker {} is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)", endpoint);
+            throw Error(
+                "RPC worker {} is not reachable: start llama.cpp's rpc-server there (rpc-server --host 0.0.0.0 --port PORT)",
+                endpoint);
         ggml_backend_reg_t reg = add_server(endpoint.c_str());
-        if (reg == nullptr || ggml_backend_reg_dev_count(reg) == 0) throw Error("RPC worker {} offers no device", endpoint);
-        for (std::size_t i = 0; i < ggml_backend_reg_dev_count(reg); ++i) devices.push_back(ggml_backend_reg_dev_get(reg, i));
+        if (reg == nullptr || ggml_backend_reg_dev_count(reg) == 0)
+            throw Error("RPC worker {} offers no device", endpoint);
+        for (std::size_t i = 0; i < ggml_backend_reg_dev_count(reg); ++i)
+            devices.push_back(ggml_backend_reg_dev_get(reg, i));
     }
     return devices;
 }

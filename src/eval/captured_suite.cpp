@@ -22,7 +22,10 @@ using nlohmann::json;
 }  // namespace
 
 std::int64_t parse_since(const std::string & text, std::int64_t now, const std::string & what) {
-    const auto bad = [&] { return Error("{}expected an age (7d, 12h, 30m) or a UTC date (2026-11-01 or 2026-11-01T08:00:00Z), found '{}'", (what.empty() ? "" : what + ": "), text); };
+    const auto bad = [&] {
+        return Error("{}expected an age (7d, 12h, 30m) or a UTC date (2026-11-01 or 2026-11-01T08:00:00Z), found '{}'",
+                     (what.empty() ? "" : what + ": "), text);
+    };
     if (text.empty()) throw bad();
     if (const char unit = text.back(); unit == 'd' || unit == 'h' || unit == 'm') {
         std::size_t used = 0;
@@ -42,15 +45,17 @@ std::int64_t parse_since(const std::string & text, std::int64_t now, const std::
 }
 
 std::string build_capture_suite(const CaptureSuiteOptions & options, CaptureSuiteSummary * summary) {
-    if (!std::filesystem::exists(options.db)) throw Error("{}: no capture database here (serve writes it when a route has 'capture')", options.db.string());
+    if (!std::filesystem::exists(options.db))
+        throw Error("{}: no capture database here (serve writes it when a route has 'capture')", options.db.string());
     const auto db = sqlite::open(options.db, SQLITE_OPEN_READONLY, "capture database");
     // serve may be writing: wait for its transaction instead of failing.
     sqlite3_busy_timeout(db.get(), 10000);
-    const std::int64_t until =
-        options.until > 0 ? options.until : clock::unix_now() + 1;
+    const std::int64_t until = options.until > 0 ? options.until : clock::unix_now() + 1;
     // The columns serve/capture.cpp writes.
-    auto s = sqlite::prepare(db.get(), "SELECT id, model, request, answer, correct, expected FROM captures WHERE route = ? AND time >= ? AND time < ? "
-                                       "ORDER BY time, rowid");
+    auto s = sqlite::prepare(
+        db.get(),
+        "SELECT id, model, request, answer, correct, expected FROM captures WHERE route = ? AND time >= ? AND time < ? "
+        "ORDER BY time, rowid");
     sqlite::bind_value(s.get(), 1, options.route);
     sqlite::bind_value(s.get(), 2, options.since);
     sqlite::bind_value(s.get(), 3, until);
@@ -103,7 +108,8 @@ std::string build_capture_suite(const CaptureSuiteOptions & options, CaptureSuit
     }
     if (summary != nullptr) *summary = sum;
     if (sum.labelled + sum.consistency == 0) {
-        throw Error("{}: route '{}' has no usable captured item from {} to {} ({} captured)", options.db.string(), options.route, clock::utc_iso8601(options.since), clock::utc_iso8601(until), sum.captured);
+        throw Error("{}: route '{}' has no usable captured item from {} to {} ({} captured)", options.db.string(),
+                    options.route, clock::utc_iso8601(options.since), clock::utc_iso8601(until), sum.captured);
     }
     const json header = {{"suite",
                           {{"name", options.name.empty() ? "capture-" + options.route : options.name},

@@ -20,12 +20,12 @@ struct CaptureSuiteOptions {
 
 // What went into a suite, and what was left out and why.
 struct CaptureSuiteSummary {
-    std::size_t captured = 0;     // items of the route in the window
-    std::size_t labelled = 0;     // -> generation items scored against the label
+    std::size_t captured = 0;  // items of the route in the window
+    std::size_t labelled = 0;  // -> generation items scored against the label
     std::size_t consistency = 0;  // unlabelled -> does a candidate reproduce the incumbent's answer
-    std::size_t token_prompts = 0;         // prompts given as token ids: their text is unknown, left out
+    std::size_t token_prompts = 0;  // prompts given as token ids: their text is unknown, left out
     std::size_t wrong_without_answer = 0;  // labelled wrong with no expected answer: no ground truth, left out
-    std::size_t unreadable = 0;            // a stored request that does not parse, left out
+    std::size_t unreadable = 0;  // a stored request that does not parse, left out
 };
 
 // Reads `db` and returns the suite as JSONL: a settings line naming its source and window, then one

@@ -90,7 +90,10 @@ std::string build_cloze(const ClozeOptions & o) {
         for (std::size_t c = choices.size() - 1; c > 0; --c) std::swap(choices[c], choices[draw(rng, c + 1)]);
         const auto position = std::find(choices.begin(), choices.end(), answer) - choices.begin();
         for (auto & c : choices) c = " " + c;  // the blank follows a space
-        out += nlohmann::json({{"kind", "multiple_choice"}, {"context", context}, {"choices", choices}, {"answer", position}}).dump() + "\n";
+        out += nlohmann::json(
+                   {{"kind", "multiple_choice"}, {"context", context}, {"choices", choices}, {"answer", position}})
+                   .dump() +
+            "\n";
     }
     return out;
 }

@@ -12,9 +12,9 @@ struct ClozeOptions {
     std::filesystem::path text;
     std::size_t items = 200;
     std::uint64_t seed = 1;
-    int choices = 4;         // the right word and choices-1 distractors drawn from the same text
+    int choices = 4;  // the right word and choices-1 distractors drawn from the same text
     int context_words = 40;  // words before the blank, within the same passage
-    int skip_passages = 0;   // start after this many blank-line-separated passages
+    int skip_passages = 0;  // start after this many blank-line-separated passages
 };
 
 // Returns the suite as JSONL (a settings line, then one item per line). The same options and text

@@ -60,7 +60,8 @@ std::string block_whitespace(const std::string & source) {
         if (pos > from && source.find_first_not_of(" \t", from) == pos && source.compare(pos, 3, "{%-") != 0)
             return "a {% block %} indented at the start of a line renders differently here (llama.cpp's Jinja engine strips that indent): remove the indent";
         const auto close = source.find("%}", pos);
-        if (close != std::string::npos && close > 0 && source[close - 1] != '-' && close + 2 < source.size() && source[close + 2] == '\n')
+        if (close != std::string::npos && close > 0 && source[close - 1] != '-' && close + 2 < source.size() &&
+            source[close + 2] == '\n')
             return "a {% block %} at the end of a line renders differently here (llama.cpp's Jinja engine drops the newline after it): write {%- or -%} or join the lines";
     }
     return {};
@@ -83,7 +84,8 @@ nlohmann::json render_doc_template(const std::string & source, const nlohmann::j
         for (const auto & [k, v] : doc.items()) ctx.set_val(k, to_value(v));
         jinja::runtime runtime(ctx);
         const jinja::value_array results = runtime.execute(program);
-        if (results->as_array().size() == 1 && jinja::is_val<jinja::value_array>(results->as_array()[0])) return to_json(results->as_array()[0]);
+        if (results->as_array().size() == 1 && jinja::is_val<jinja::value_array>(results->as_array()[0]))
+            return to_json(results->as_array()[0]);
         return jinja::runtime::gather_string_parts(results)->as_string().str();
     } catch (const std::exception & e) {
         throw Error(e.what());
@@ -95,8 +97,9 @@ nlohmann::json render_doc_template(const std::string & source, const nlohmann::j
 bool doc_templates_available() { return false; }
 
 nlohmann::json render_doc_template(const std::string &, const nlohmann::json &) {
-    throw Error("rendering lm-eval's templates needs llama.cpp's common library (its Jinja engine), which this build lacks: "
-                "build switchyard with its pinned engine instead of an installed llama.cpp");
+    throw Error(
+        "rendering lm-eval's templates needs llama.cpp's common library (its Jinja engine), which this build lacks: "
+        "build switchyard with its pinned engine instead of an installed llama.cpp");
 }
 
 #endif

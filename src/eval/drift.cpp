@@ -36,7 +36,8 @@ void from_json(const nlohmann::json & j, Drift & d) {
 
 bool scored_position(std::size_t pos, std::size_t length) { return pos >= length / 2 && pos + 1 < length; }
 
-engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size, int threads, int context) {
+engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size,
+                                                int threads, int context) {
     constexpr std::uint64_t kLogitsBudget = 32u << 20, kBatchTokens = 512;
     const auto length = static_cast<std::uint64_t>(std::max(context, 2));
     const std::uint64_t scored = length - 1 - length / 2;  // the positions scored_position takes
@@ -44,8 +45,12 @@ engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & mo
     const std::uint64_t chunks = std::max<std::uint64_t>(1, std::min(kBatchTokens / length, by_memory));
     // A chunk longer than a batch is fed in parts of 512 tokens, the latter ones all scored.
     const std::uint64_t batch = length > kBatchTokens ? kBatchTokens : chunks * length;
-    return {.model_path = model, .threads = threads, .context_length = context, .parallel = static_cast<int>(chunks),
-            .batch_size = static_cast<int>(batch), .max_outputs = static_cast<int>(std::min(batch, chunks * scored))};
+    return {.model_path = model,
+            .threads = threads,
+            .context_length = context,
+            .parallel = static_cast<int>(chunks),
+            .batch_size = static_cast<int>(batch),
+            .max_outputs = static_cast<int>(std::min(batch, chunks * scored))};
 }
 
 namespace {
@@ -69,7 +74,8 @@ void Reference::row(std::size_t i, std::span<stats::IndexedLogprob> out) const {
     }
 }
 
-Reference record_reference(engine::LlamaEngine & original, std::vector<std::vector<engine::Token>> chunks, int k, bool progress) {
+Reference record_reference(engine::LlamaEngine & original, std::vector<std::vector<engine::Token>> chunks, int k,
+                           bool progress) {
     Reference ref;
     ref.chunks = std::move(chunks);
     ref.vocab_size = original.model().vocab_size;
@@ -87,26 +93,32 @@ Reference record_reference(engine::LlamaEngine & original, std::vector<std::vect
     if (progress) bar.emplace("original's predictions", positions, "positions");
     // Positions arrive in order within each chunk and chunks in order, so appending keeps one index.
     const auto wanted = [&](std::size_t s, std::size_t pos) { return scored_position(pos, ref.chunks[s].size()); };
-    original.forward(ref.chunks, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
-        const double norm = stats::log_sum_exp(logits);
-        stats::top_k_logprobs(logits, norm, top, scratch);
-        const double best = top.front().logprob, range = best - top.back().logprob;
-        const double step = std::isfinite(range) && range > 0 ? range / kMaxCode : 0.0;
-        for (const auto & t : top) {
-            ref.ids.push_back(t.index);
-            ref.codes.push_back(step > 0 ? static_cast<std::uint16_t>(std::min(kMaxCode, std::round((best - t.logprob) / step))) : 0);
-        }
-        ref.best.push_back(static_cast<float>(best));
-        ref.step.push_back(static_cast<float>(step));
-        ref.target_logprob.push_back(static_cast<float>(logits[ref.chunks[s][pos + 1]] - norm));
-        if (bar) bar->update(ref.target_logprob.size());
-    }, wanted);
+    original.forward(
+        ref.chunks,
+        [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+            const double norm = stats::log_sum_exp(logits);
+            stats::top_k_logprobs(logits, norm, top, scratch);
+            const double best = top.front().logprob, range = best - top.back().logprob;
+            const double step = std::isfinite(range) && range > 0 ? range / kMaxCode : 0.0;
+            for (const auto & t : top) {
+                ref.ids.push_back(t.index);
+                ref.codes.push_back(
+                    step > 0 ? static_cast<std::uint16_t>(std::min(kMaxCode, std::round((best - t.logprob) / step)))
+                             : 0);
+            }
+            ref.best.push_back(static_cast<float>(best));
+            ref.step.push_back(static_cast<float>(step));
+            ref.target_logprob.push_back(static_cast<float>(logits[ref.chunks[s][pos + 1]] - norm));
+            if (bar) bar->update(ref.target_logprob.size());
+        },
+        wanted);
     return ref;
 }
 
 Drift measure_drift(const Reference & ref, engine::LlamaEngine & variant, bool progress) {
     if (variant.model().vocab_size != ref.vocab_size) {
-        throw Error("drift: the models' vocabularies differ ({} vs {} tokens); compare them by task accuracy instead", ref.vocab_size, variant.model().vocab_size);
+        throw Error("drift: the models' vocabularies differ ({} vs {} tokens); compare them by task accuracy instead",
+                    ref.vocab_size, variant.model().vocab_size);
     }
     std::vector<double> kld;
     kld.reserve(ref.positions());
@@ -116,19 +128,23 @@ Drift measure_drift(const Reference & ref, engine::LlamaEngine & variant, bool p
     std::size_t agree = 0;
     double nll = 0.0, reference_nll = 0.0, delta_p_squares = 0.0;
     const auto wanted = [&](std::size_t s, std::size_t pos) { return scored_position(pos, ref.chunks[s].size()); };
-    variant.forward(ref.chunks, [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
-        const std::size_t i = kld.size();
-        ref.row(i, base);
-        kld.push_back(stats::kl_divergence_topk(base, logits));
-        const auto best = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-        agree += best == base.front().index;
-        const double logprob = logits[ref.chunks[s][pos + 1]] - stats::log_sum_exp(logits);
-        const double reference_logprob = ref.target_logprob[i];
-        nll -= logprob;
-        reference_nll -= reference_logprob;
-        delta_p_squares += std::pow(std::exp(logprob) - std::exp(reference_logprob), 2);
-        if (bar) bar->update(kld.size());
-    }, wanted);
+    variant.forward(
+        ref.chunks,
+        [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+            const std::size_t i = kld.size();
+            ref.row(i, base);
+            kld.push_back(stats::kl_divergence_topk(base, logits));
+            const auto best =
+                static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+            agree += best == base.front().index;
+            const double logprob = logits[ref.chunks[s][pos + 1]] - stats::log_sum_exp(logits);
+            const double reference_logprob = ref.target_logprob[i];
+            nll -= logprob;
+            reference_nll -= reference_logprob;
+            delta_p_squares += std::pow(std::exp(logprob) - std::exp(reference_logprob), 2);
+            if (bar) bar->update(kld.size());
+        },
+        wanted);
     Drift d;
     d.positions = kld.size();
     d.top1_agreement = d.positions > 0 ? static_cast<double>(agree) / d.positions : 0.0;
@@ -152,8 +168,10 @@ void put(std::string & out, const T & value) {
 
 void put_ids(std::string & out, std::span<const engine::Token> ids, std::size_t id_bytes) {
     for (const auto id : ids) {
-        if (id_bytes == 2) put(out, static_cast<std::uint16_t>(id));
-        else put(out, static_cast<std::int32_t>(id));
+        if (id_bytes == 2)
+            put(out, static_cast<std::uint16_t>(id));
+        else
+            put(out, static_cast<std::int32_t>(id));
     }
 }
 
@@ -163,7 +181,9 @@ public:
     Reader(std::string bytes, std::filesystem::path path) : bytes_(std::move(bytes)), path_(std::move(path)) {}
     template <typename T>
     T get() {
-        if (at_ + sizeof(T) > bytes_.size()) throw Error("{}: truncated base file (an interrupted copy?); record it again with --save-base", path_.string());
+        if (at_ + sizeof(T) > bytes_.size())
+            throw Error("{}: truncated base file (an interrupted copy?); record it again with --save-base",
+                        path_.string());
         T value;
         std::memcpy(&value, bytes_.data() + at_, sizeof value);
         at_ += sizeof value;
@@ -172,12 +192,14 @@ public:
     // A count that the rest of the file must be able to hold, at `unit` bytes each.
     std::uint64_t count(std::size_t unit) {
         const auto n = get<std::uint64_t>();
-        if (unit > 0 && n > (bytes_.size() - at_) / unit) throw Error("{}: truncated or corrupt base file (a count exceeds the file)", path_.string());
+        if (unit > 0 && n > (bytes_.size() - at_) / unit)
+            throw Error("{}: truncated or corrupt base file (a count exceeds the file)", path_.string());
         return n;
     }
     engine::Token id(std::size_t id_bytes, int vocab_size) {
         const engine::Token t = id_bytes == 2 ? static_cast<engine::Token>(get<std::uint16_t>()) : get<std::int32_t>();
-        if (t < 0 || t >= vocab_size) throw Error("{}: corrupt base file (token outside the vocabulary)", path_.string());
+        if (t < 0 || t >= vocab_size)
+            throw Error("{}: corrupt base file (token outside the vocabulary)", path_.string());
         return t;
     }
     bool done() const { return at_ == bytes_.size(); }
@@ -198,7 +220,9 @@ std::size_t id_bytes_for(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
 void check_magic(const Reader & r, const std::filesystem::path & path) {
     const std::string name = path.string();
     if (r.size() >= sizeof kPerplexityMagic && std::memcmp(r.data(), kPerplexityMagic, sizeof kPerplexityMagic) == 0) {
-        throw Error("{}: a llama-perplexity --kl-divergence-base file; --base-file reads the files `switchyard eval --save-base` writes", name);
+        throw Error(
+            "{}: a llama-perplexity --kl-divergence-base file; --base-file reads the files `switchyard eval --save-base` writes",
+            name);
     }
     if (r.size() < 8 || std::memcmp(r.data(), kMagicPrefix, sizeof kMagicPrefix) != 0) {
         throw Error("{}: not a switchyard base file (`switchyard eval --save-base` writes them)", name);
@@ -209,8 +233,9 @@ void check_magic(const Reader & r, const std::filesystem::path & path) {
     }
     const int version = std::stoi(digits);
     if (version != kReferenceFormat) {
-        throw Error("{}: base file format {}, {} switchyard; this one reads format {}: record it again with --save-base", name, version,
-                                version < kReferenceFormat ? "written by an older" : "from a newer", kReferenceFormat);
+        throw Error(
+            "{}: base file format {}, {} switchyard; this one reads format {}: record it again with --save-base", name,
+            version, version < kReferenceFormat ? "written by an older" : "from a newer", kReferenceFormat);
     }
 }
 
@@ -247,7 +272,9 @@ Reference load_reference(const std::filesystem::path & path) {
     Reference ref;
     const auto k = r.get<std::uint32_t>(), vocab = r.get<std::uint32_t>(), id_bytes = r.get<std::uint32_t>();
     r.get<std::uint32_t>();
-    if (k < 1 || vocab < 1 || k > vocab || vocab > static_cast<std::uint32_t>(std::numeric_limits<std::int32_t>::max()) || id_bytes != id_bytes_for(static_cast<int>(vocab))) {
+    if (k < 1 || vocab < 1 || k > vocab ||
+        vocab > static_cast<std::uint32_t>(std::numeric_limits<std::int32_t>::max()) ||
+        id_bytes != id_bytes_for(static_cast<int>(vocab))) {
         throw Error("{}: corrupt base file (bad k, vocabulary size or id width)", path.string());
     }
     ref.k = static_cast<int>(k);
@@ -259,7 +286,8 @@ Reference load_reference(const std::filesystem::path & path) {
     }
     const std::size_t width = k, per_position = 3 * sizeof(float) + width * (id_bytes + sizeof(std::uint16_t));
     const std::size_t positions = r.count(per_position);
-    if (positions != scored_count(ref.chunks)) throw Error("{}: corrupt base file (positions and tokens do not agree)", path.string());
+    if (positions != scored_count(ref.chunks))
+        throw Error("{}: corrupt base file (positions and tokens do not agree)", path.string());
     ref.ids.reserve(positions * width);
     ref.codes.reserve(positions * width);
     ref.best.reserve(positions);

@@ -29,11 +29,11 @@ namespace switchyard::eval {
 // log-probability by at most step / 2 = (best - k-th) / 131070 nats.
 struct Reference {
     std::vector<std::vector<engine::Token>> chunks;
-    std::vector<engine::Token> ids;      // k per position, best first, position after position
-    std::vector<std::uint16_t> codes;    // k per position: round((best - logprob) / step)
-    std::vector<float> best;             // per position: the highest log-probability
-    std::vector<float> step;             // per position: nats per code
-    std::vector<float> target_logprob;   // per position: the actual next token's
+    std::vector<engine::Token> ids;  // k per position, best first, position after position
+    std::vector<std::uint16_t> codes;  // k per position: round((best - logprob) / step)
+    std::vector<float> best;  // per position: the highest log-probability
+    std::vector<float> step;  // per position: nats per code
+    std::vector<float> target_logprob;  // per position: the actual next token's
     int k = 0;
     int vocab_size = 0;
 
@@ -44,10 +44,10 @@ struct Reference {
 
 struct Drift {
     stats::DivergenceSummary kld;  // nats per token; exact when k covers the vocabulary
-    double top1_agreement = 0.0;   // share of positions where both predict the same token
-    double rms_delta_p = 0.0;      // root mean square change of the actual next token's probability
-    double perplexity = 0.0;       // the variant's
-    double nll_sum = 0.0;          // the variant's, in nats, over the positions
+    double top1_agreement = 0.0;  // share of positions where both predict the same token
+    double rms_delta_p = 0.0;  // root mean square change of the actual next token's probability
+    double perplexity = 0.0;  // the variant's
+    double nll_sum = 0.0;  // the variant's, in nats, over the positions
     double reference_perplexity = 0.0;
     std::size_t positions = 0;
 };
@@ -65,7 +65,8 @@ void from_json(const nlohmann::json & j, Drift & d);
 // 128k or more); the KV cache holds as many sequences. Fewer, larger calls are faster where the
 // cores are shared: each call's threads meet at a barrier per operation. Whole chunks, as
 // llama-perplexity batches them: a chunk cut between two calls gives other last digits.
-engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size, int threads, int context);
+engine::LlamaEngineOptions chunk_engine_options(const std::filesystem::path & model, std::uint64_t vocab_size,
+                                                int threads, int context);
 
 // Whether position `pos` of a chunk of `length` tokens is scored: from the middle of each chunk
 // on, as llama-perplexity does, so every scored token has at least half a context before it.
@@ -73,7 +74,8 @@ bool scored_position(std::size_t pos, std::size_t length);
 
 // `k` <= 0 keeps the whole vocabulary (exact KLD, up to the 16-bit rounding of the stored values).
 // `progress`: a line per tenth of the positions on stderr, with the time left.
-Reference record_reference(engine::LlamaEngine & original, std::vector<std::vector<engine::Token>> chunks, int k, bool progress = false);
+Reference record_reference(engine::LlamaEngine & original, std::vector<std::vector<engine::Token>> chunks, int k,
+                           bool progress = false);
 Drift measure_drift(const Reference & reference, engine::LlamaEngine & variant, bool progress = false);
 
 // A reference on disk (the "base file"), so the original need not be run again: a versioned header,

@@ -121,9 +121,12 @@ std::vector<nlohmann::json> read_csv_docs(const std::filesystem::path & file) {
         for (std::size_t c = 0; c < header.size(); ++c) {
             const auto & v = rows[r][c];
             // pandas: a column of integers with a gap becomes floats (NaN has no integer form).
-            if (v.empty()) types[c] = types[c] == Type::integer ? Type::number : types[c];
-            else if (types[c] == Type::integer && !re2::RE2::FullMatch(v, integer)) types[c] = re2::RE2::FullMatch(v, number) ? Type::number : Type::text;
-            else if (types[c] == Type::number && !re2::RE2::FullMatch(v, number)) types[c] = Type::text;
+            if (v.empty())
+                types[c] = types[c] == Type::integer ? Type::number : types[c];
+            else if (types[c] == Type::integer && !re2::RE2::FullMatch(v, integer))
+                types[c] = re2::RE2::FullMatch(v, number) ? Type::number : Type::text;
+            else if (types[c] == Type::number && !re2::RE2::FullMatch(v, number))
+                types[c] = Type::text;
         }
     }
     std::vector<nlohmann::json> docs;
@@ -131,10 +134,14 @@ std::vector<nlohmann::json> read_csv_docs(const std::filesystem::path & file) {
         nlohmann::json doc = nlohmann::json::object();
         for (std::size_t c = 0; c < header.size(); ++c) {
             const auto & v = rows[r][c];
-            if (v.empty()) doc[header[c]] = nullptr;
-            else if (types[c] == Type::integer) doc[header[c]] = std::stoll(v);
-            else if (types[c] == Type::number) doc[header[c]] = std::stod(v);
-            else doc[header[c]] = v;
+            if (v.empty())
+                doc[header[c]] = nullptr;
+            else if (types[c] == Type::integer)
+                doc[header[c]] = std::stoll(v);
+            else if (types[c] == Type::number)
+                doc[header[c]] = std::stod(v);
+            else
+                doc[header[c]] = v;
         }
         docs.push_back(std::move(doc));
     }

@@ -36,7 +36,8 @@ std::string apply_regex_filter(const LmEvalRegex & filter, const std::string & r
     std::vector<std::optional<std::string>> matches;
     std::size_t pos = 0;
     while (pos <= response.size() &&
-           re.Match(response, pos, response.size(), re2::RE2::UNANCHORED, groups.data(), static_cast<int>(groups.size()))) {
+           re.Match(response, pos, response.size(), re2::RE2::UNANCHORED, groups.data(),
+                    static_cast<int>(groups.size()))) {
         matches.push_back(found(groups));
         const auto end = static_cast<std::size_t>(groups[0].data() - response.data()) + groups[0].size();
         // After an empty match findall moves on by one character.

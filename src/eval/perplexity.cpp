@@ -25,7 +25,8 @@ PerplexityResult perplexity_from(const engine::Engine & engine, const TextChunks
     return r;
 }
 
-PerplexityResult measure_perplexity_sliding(engine::LlamaEngine & engine, const TextChunks & text, int context, int stride, std::size_t max_windows) {
+PerplexityResult measure_perplexity_sliding(engine::LlamaEngine & engine, const TextChunks & text, int context,
+                                            int stride, std::size_t max_windows) {
     if (stride < 1 || stride > context || context < 2) throw Error("--stride must be between 1 and the context length");
     struct Window {
         std::size_t begin, end, first_target;
@@ -41,7 +42,9 @@ PerplexityResult measure_perplexity_sliding(engine::LlamaEngine & engine, const 
         if (max_windows > 0 && windows.size() == max_windows) break;
     }
     std::vector<std::vector<engine::Token>> sequences;
-    for (const auto & w : windows) sequences.emplace_back(stream.begin() + static_cast<std::ptrdiff_t>(w.begin), stream.begin() + static_cast<std::ptrdiff_t>(w.end));
+    for (const auto & w : windows)
+        sequences.emplace_back(stream.begin() + static_cast<std::ptrdiff_t>(w.begin),
+                               stream.begin() + static_cast<std::ptrdiff_t>(w.end));
     PerplexityResult r;
     r.chunks = windows.size();
     engine.forward(
@@ -65,7 +68,9 @@ PerplexityResult measure_perplexity(engine::LlamaEngine & engine, const TextChun
     double nll = 0;
     engine.forward(
         text.chunks,
-        [&](std::size_t s, std::size_t pos, std::span<const float> logits) { nll -= logits[text.chunks[s][pos + 1]] - stats::log_sum_exp(logits); },
+        [&](std::size_t s, std::size_t pos, std::span<const float> logits) {
+            nll -= logits[text.chunks[s][pos + 1]] - stats::log_sum_exp(logits);
+        },
         [&](std::size_t s, std::size_t pos) { return scored_position(pos, text.chunks[s].size()); });
     return perplexity_from(engine, text, nll);
 }

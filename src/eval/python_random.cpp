@@ -17,7 +17,8 @@ PythonRandom::PythonRandom(std::uint64_t seed) {
     const std::size_t n = state_.size();
     std::size_t i = 1, j = 0;
     for (std::size_t k = std::max(n, key.size()); k > 0; --k) {
-        state_[i] = (state_[i] ^ ((state_[i - 1] ^ (state_[i - 1] >> 30)) * 1664525u)) + key[j] + static_cast<std::uint32_t>(j);
+        state_[i] =
+            (state_[i] ^ ((state_[i - 1] ^ (state_[i - 1] >> 30)) * 1664525u)) + key[j] + static_cast<std::uint32_t>(j);
         ++i;
         ++j;
         if (i >= n) {
@@ -27,7 +28,8 @@ PythonRandom::PythonRandom(std::uint64_t seed) {
         if (j >= key.size()) j = 0;
     }
     for (std::size_t k = n - 1; k > 0; --k) {
-        state_[i] = (state_[i] ^ ((state_[i - 1] ^ (state_[i - 1] >> 30)) * 1566083941u)) - static_cast<std::uint32_t>(i);
+        state_[i] =
+            (state_[i] ^ ((state_[i - 1] ^ (state_[i - 1] >> 30)) * 1566083941u)) - static_cast<std::uint32_t>(i);
         ++i;
         if (i >= n) {
             state_[0] = state_[n - 1];
@@ -67,7 +69,9 @@ std::uint64_t PythonRandom::randbelow(std::uint64_t n) {
 std::vector<std::size_t> PythonRandom::sample(std::size_t n, std::size_t k) {
     std::vector<std::size_t> out(k);
     std::size_t setsize = 21;
-    if (k > 5) setsize += static_cast<std::size_t>(std::pow(4.0, std::ceil(std::log(static_cast<double>(k * 3)) / std::log(4.0))));
+    if (k > 5)
+        setsize +=
+            static_cast<std::size_t>(std::pow(4.0, std::ceil(std::log(static_cast<double>(k * 3)) / std::log(4.0))));
     if (n <= setsize) {
         std::vector<std::size_t> pool(n);
         for (std::size_t i = 0; i < n; ++i) pool[i] = i;

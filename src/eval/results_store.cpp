@@ -52,7 +52,8 @@ std::string RunSummary::model_short() const {
 }
 
 std::filesystem::path default_results_path() {
-    if (const char * data = std::getenv("XDG_DATA_HOME"); data != nullptr && *data != '\0') return std::filesystem::path(data) / "switchyard" / "results.sqlite";
+    if (const char * data = std::getenv("XDG_DATA_HOME"); data != nullptr && *data != '\0')
+        return std::filesystem::path(data) / "switchyard" / "results.sqlite";
     const char * home = std::getenv("HOME");
     return std::filesystem::path(home != nullptr ? home : ".") / ".local" / "share" / "switchyard" / "results.sqlite";
 }
@@ -65,7 +66,8 @@ ResultsStore::ResultsStore(const std::filesystem::path & path) : path_(path) {
     sqlite3_busy_timeout(db_.get(), 30000);
     exec(kSchema);
     // Stores written before consistency items lack the column; their rows read it as NULL.
-    if (sqlite3_table_column_metadata(db_.get(), nullptr, "outcomes", "reference_logprob", nullptr, nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    if (sqlite3_table_column_metadata(db_.get(), nullptr, "outcomes", "reference_logprob", nullptr, nullptr, nullptr,
+                                      nullptr, nullptr) != SQLITE_OK) {
         exec("ALTER TABLE outcomes ADD COLUMN reference_logprob REAL");
     }
 }
@@ -135,7 +137,9 @@ std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite
     bind_value(suite_row.get(), 4, static_cast<std::int64_t>(suite.items.size()));
     step_done(db_.get(), suite_row.get());
 
-    auto create = prepare(db_.get(), "INSERT OR IGNORE INTO runs(model_sha256, suite_hash, options, model_path, started, status) VALUES (?, ?, ?, ?, ?, 'running')");
+    auto create = prepare(
+        db_.get(),
+        "INSERT OR IGNORE INTO runs(model_sha256, suite_hash, options, model_path, started, status) VALUES (?, ?, ?, ?, ?, 'running')");
     bind_value(create.get(), 1, sha);
     bind_value(create.get(), 2, suite.content_hash);
     bind_value(create.get(), 3, options);
@@ -150,7 +154,9 @@ std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite
     const std::int64_t run = sqlite3_column_int64(find.get(), 0);
 
     known.assign(suite.items.size(), std::nullopt);
-    auto stored = prepare(db_.get(), "SELECT item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ?");
+    auto stored = prepare(
+        db_.get(),
+        "SELECT item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ?");
     bind_value(stored.get(), 1, run);
     while (sqlite3_step(stored.get()) == SQLITE_ROW) {
         const auto item = static_cast<std::size_t>(sqlite3_column_int64(stored.get(), 0));
@@ -159,16 +165,20 @@ std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite
     return run;
 }
 
-void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::size_t> & items, const SuiteResult & result) {
+void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::size_t> & items,
+                                   const SuiteResult & result) {
     std::vector<std::pair<std::size_t, const ItemOutcome *>> rows;
     for (const std::size_t i : items) rows.emplace_back(i, &result.outcomes[i]);
     record_outcomes(run, rows);
 }
 
-void ResultsStore::record_outcomes(std::int64_t run, const std::vector<std::pair<std::size_t, const ItemOutcome *>> & outcomes) {
+void ResultsStore::record_outcomes(std::int64_t run,
+                                   const std::vector<std::pair<std::size_t, const ItemOutcome *>> & outcomes) {
     exec("BEGIN");
-    auto put = prepare(db_.get(), "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto put = prepare(
+        db_.get(),
+        "INSERT OR REPLACE INTO outcomes(run_id, item, line, unencodable, too_long, correct, correct_norm, output, reference_logprob) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto & [i, outcome] : outcomes) {
         const auto & o = *outcome;
         sqlite3_reset(put.get());
@@ -208,7 +218,9 @@ void ResultsStore::finish_run(std::int64_t run, const std::map<std::string, doub
 }
 
 bool ResultsStore::has_finished_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options) {
-    auto find = prepare(db_.get(), "SELECT 1 FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ? AND status = 'finished'");
+    auto find =
+        prepare(db_.get(),
+                "SELECT 1 FROM runs WHERE model_sha256 = ? AND suite_hash = ? AND options = ? AND status = 'finished'");
     bind_value(find.get(), 1, model.key);
     bind_value(find.get(), 2, suite.content_hash);
     bind_value(find.get(), 3, options);
@@ -217,9 +229,10 @@ bool ResultsStore::has_finished_run(const RecordedModel & model, const TaskSuite
 
 std::vector<RunSummary> ResultsStore::list_runs() {
     std::vector<RunSummary> runs;
-    auto q = prepare(db_.get(),
-                     "SELECT r.id, r.model_path, r.model_sha256, s.name, r.suite_hash, r.options, r.status, r.started, "
-                     "(SELECT COUNT(*) FROM outcomes o WHERE o.run_id = r.id), s.items FROM runs r LEFT JOIN suites s ON s.hash = r.suite_hash ORDER BY r.id");
+    auto q = prepare(
+        db_.get(),
+        "SELECT r.id, r.model_path, r.model_sha256, s.name, r.suite_hash, r.options, r.status, r.started, "
+        "(SELECT COUNT(*) FROM outcomes o WHERE o.run_id = r.id), s.items FROM runs r LEFT JOIN suites s ON s.hash = r.suite_hash ORDER BY r.id");
     while (sqlite3_step(q.get()) == SQLITE_ROW) {
         RunSummary r;
         r.id = sqlite3_column_int64(q.get(), 0);
@@ -246,7 +259,9 @@ std::vector<RunSummary> ResultsStore::list_runs() {
 
 std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
     std::vector<ItemOutcome> out;
-    auto q = prepare(db_.get(), "SELECT line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ? ORDER BY item");
+    auto q = prepare(
+        db_.get(),
+        "SELECT line, unencodable, too_long, correct, correct_norm, output, reference_logprob FROM outcomes WHERE run_id = ? ORDER BY item");
     bind_value(q.get(), 1, run);
     while (sqlite3_step(q.get()) == SQLITE_ROW) out.push_back(outcome_from_row(q.get(), 0));
     return out;
@@ -254,9 +269,12 @@ std::vector<ItemOutcome> ResultsStore::outcomes(std::int64_t run) {
 
 // "kernels=plain": scored without repacked weights (run_suite.h); runs recorded before that was so
 // computed a few items differently and are not reused.
-std::string recorded_options(const RunOptions & options) { return std::string("normalize=") + (options.normalize ? "1" : "0") + " kernels=plain"; }
+std::string recorded_options(const RunOptions & options) {
+    return std::string("normalize=") + (options.normalize ? "1" : "0") + " kernels=plain";
+}
 
-std::optional<SuiteResult> finished_result(ResultsStore & store, const RecordedModel & model, const TaskSuite & suite, const RunOptions & options) {
+std::optional<SuiteResult> finished_result(ResultsStore & store, const RecordedModel & model, const TaskSuite & suite,
+                                           const RunOptions & options) {
     const auto recorded = recorded_options(options);
     if (!store.has_finished_run(model, suite, recorded)) return std::nullopt;
     std::vector<std::optional<ItemOutcome>> known;
@@ -269,23 +287,30 @@ std::optional<SuiteResult> finished_result(ResultsStore & store, const RecordedM
     return suite_result(suite, std::move(outcomes));
 }
 
-SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model, const TaskSuite & suite,
-                               const RunOptions & options, bool * reused) {
+SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const std::filesystem::path & model,
+                               const TaskSuite & suite, const RunOptions & options, bool * reused) {
     return run_suite_recorded(store, engine, store.file_model(model), suite, options, reused);
 }
 
 namespace {
 
 void finish(ResultsStore & store, std::int64_t run, const SuiteResult & result) {
-    store.finish_run(run, {{"accuracy", result.accuracy()}, {"accuracy_norm", result.accuracy_norm()}, {"n", static_cast<double>(result.scored)},
-                           {"unencodable", static_cast<double>(result.unencodable)}, {"too_long", static_cast<double>(result.too_long)},
-                           {"ci95_lo", result.ci95.lo}, {"ci95_hi", result.ci95.hi}});
+    store.finish_run(run,
+                     {{"accuracy", result.accuracy()},
+                      {"accuracy_norm", result.accuracy_norm()},
+                      {"n", static_cast<double>(result.scored)},
+                      {"unencodable", static_cast<double>(result.unencodable)},
+                      {"too_long", static_cast<double>(result.too_long)},
+                      {"ci95_lo", result.ci95.lo},
+                      {"ci95_hi", result.ci95.hi}});
 }
 
 }  // namespace
 
-SuiteResult run_items_recorded(ResultsStore & store, const std::function<engine::Engine &()> & engine, const RecordedModel & model, const TaskSuite & suite,
-                               const std::vector<std::size_t> & items, const RunOptions & options, std::size_t * scored_now) {
+SuiteResult run_items_recorded(ResultsStore & store, const std::function<engine::Engine &()> & engine,
+                               const RecordedModel & model, const TaskSuite & suite,
+                               const std::vector<std::size_t> & items, const RunOptions & options,
+                               std::size_t * scored_now) {
     std::vector<std::optional<ItemOutcome>> known;
     const std::int64_t run = store.open_run(model, suite, recorded_options(options), known);
     std::vector<std::optional<ItemOutcome>> selected_known;
@@ -322,8 +347,8 @@ SuiteResult run_items_recorded(ResultsStore & store, const std::function<engine:
     return result;
 }
 
-SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const RecordedModel & model, const TaskSuite & suite,
-                               const RunOptions & options, bool * reused) {
+SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, const RecordedModel & model,
+                               const TaskSuite & suite, const RunOptions & options, bool * reused) {
     std::vector<std::optional<ItemOutcome>> known;
     const std::int64_t run = store.open_run(model, suite, recorded_options(options), known);
     std::size_t done = 0;
@@ -340,7 +365,8 @@ SuiteResult run_suite_recorded(ResultsStore & store, engine::Engine & engine, co
     return result;
 }
 
-std::optional<std::string> ResultsStore::find_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key) {
+std::optional<std::string> ResultsStore::find_measurement(const std::string & model_sha256, const std::string & kind,
+                                                          const std::string & key) {
     auto find = prepare(db_.get(), "SELECT value FROM measurements WHERE model_sha256 = ? AND kind = ? AND key = ?");
     bind_value(find.get(), 1, model_sha256);
     bind_value(find.get(), 2, kind);
@@ -349,8 +375,11 @@ std::optional<std::string> ResultsStore::find_measurement(const std::string & mo
     return text(find.get(), 0);
 }
 
-void ResultsStore::record_measurement(const std::string & model_sha256, const std::string & kind, const std::string & key, const std::string & value) {
-    auto put = prepare(db_.get(), "INSERT OR REPLACE INTO measurements(model_sha256, kind, key, value, recorded) VALUES (?, ?, ?, ?, ?)");
+void ResultsStore::record_measurement(const std::string & model_sha256, const std::string & kind,
+                                      const std::string & key, const std::string & value) {
+    auto put =
+        prepare(db_.get(),
+                "INSERT OR REPLACE INTO measurements(model_sha256, kind, key, value, recorded) VALUES (?, ?, ?, ?, ?)");
     bind_value(put.get(), 1, model_sha256);
     bind_value(put.get(), 2, kind);
     bind_value(put.get(), 3, key);

@@ -23,7 +23,10 @@ constexpr std::size_t kBatch = 32;  // items per engine call: enough to fill the
 class SuiteRunner {
 public:
     SuiteRunner(engine::Engine & engine, const RunOptions & options)
-        : engine_(engine), options_(options), bos_(engine.tokenize("", true)), llama_(dynamic_cast<const engine::LlamaEngine *>(&engine)) {}
+        : engine_(engine),
+          options_(options),
+          bos_(engine.tokenize("", true)),
+          llama_(dynamic_cast<const engine::LlamaEngine *>(&engine)) {}
 
     std::string prepare(const std::string & text) const {
         return options_.normalize ? engine::normalize_for_vocabulary(engine_, text) : text;
@@ -45,7 +48,8 @@ public:
         std::vector<std::size_t> owner;
         for (const std::size_t i : items) {
             const auto & item = suite.items[i];
-            auto group = item.kind == ItemKind::pair ? pair_group(item, r.outcomes[i]) : choice_group(item, r.outcomes[i]);
+            auto group =
+                item.kind == ItemKind::pair ? pair_group(item, r.outcomes[i]) : choice_group(item, r.outcomes[i]);
             if (!group) continue;
             count(group->context, group->choices, r);
             groups.push_back(std::move(*group));
@@ -78,10 +82,12 @@ public:
             return std::nullopt;
         }
         const auto split = static_cast<std::ptrdiff_t>(common);
-        return engine::ChoiceGroup{{good->begin(), good->begin() + split}, {{good->begin() + split, good->end()}, {bad->begin() + split, bad->end()}}};
+        return engine::ChoiceGroup{{good->begin(), good->begin() + split},
+                                   {{good->begin() + split, good->end()}, {bad->begin() + split, bad->end()}}};
     }
 
-    static void count(const std::vector<engine::Token> & context, const std::vector<std::vector<engine::Token>> & choices, SuiteResult & r) {
+    static void count(const std::vector<engine::Token> & context,
+                      const std::vector<std::vector<engine::Token>> & choices, SuiteResult & r) {
         r.tokens_unique += context.size();
         for (const auto & c : choices) {
             r.tokens_unique += c.size();
@@ -143,7 +149,8 @@ public:
                 auto cont = engine_.tokenize(continuation, false);
                 if (cont.empty() || bos_.empty()) return std::nullopt;
                 // A continuation that itself starts with BOS conditions on that token.
-                if (cont.front() == bos_.front()) return engine::ScoreRequest{{cont.front()}, {cont.begin() + 1, cont.end()}};
+                if (cont.front() == bos_.front())
+                    return engine::ScoreRequest{{cont.front()}, {cont.begin() + 1, cont.end()}};
                 return engine::ScoreRequest{{bos_.front()}, std::move(cont)};
             }
             const auto last = context.find_last_not_of(" \t\n\r\v\f");
@@ -183,7 +190,9 @@ public:
                 }
                 // lm-eval keeps the end of a sequence too long for the window: context tokens go first.
                 if (request->context.size() + request->continuation.size() > window)
-                    request->context.erase(request->context.begin(), request->context.end() - static_cast<std::ptrdiff_t>(window - request->continuation.size()));
+                    request->context.erase(
+                        request->context.begin(),
+                        request->context.end() - static_cast<std::ptrdiff_t>(window - request->continuation.size()));
                 mine.push_back(std::move(*request));
             }
             if (!r.outcomes[i].scored()) continue;
@@ -200,14 +209,17 @@ public:
             const auto & item = suite.items[i];
             auto & out = r.outcomes[i];
             if (item.kind == ItemKind::loglikelihood) {
-                out.correct = std::all_of(scores[first].tokens.begin(), scores[first].tokens.end(),
-                                          [](const engine::TokenLogprob & t) { return t.top.empty() || t.logprob >= t.top.front().logprob; });
+                out.correct = std::all_of(
+                    scores[first].tokens.begin(), scores[first].tokens.end(),
+                    [](const engine::TokenLogprob & t) { return t.top.empty() || t.logprob >= t.top.front().logprob; });
                 continue;
             }
             // numpy's argmax: the first of equal maxima; acc_norm divides by the choice's length in
             // characters (Python's len), without the delimiter.
             std::size_t best = 0, best_norm = 0;
-            const auto norm = [&](std::size_t k) { return scores[first + k].total_logprob() / static_cast<double>(code_points(item.choices[k])); };
+            const auto norm = [&](std::size_t k) {
+                return scores[first + k].total_logprob() / static_cast<double>(code_points(item.choices[k]));
+            };
             for (std::size_t k = 1; k < item.choices.size(); ++k) {
                 if (scores[first + k].total_logprob() > scores[first + best].total_logprob()) best = k;
                 if (norm(k) > norm(best_norm)) best_norm = k;
@@ -231,7 +243,9 @@ public:
         std::size_t best = 0, best_norm = 0;
         for (std::size_t c = 1; c < scores.size(); ++c) {
             if (scores[c].total_logprob() > scores[best].total_logprob()) best = c;
-            const auto per_byte = [&](std::size_t k) { return scores[k].total_logprob() / static_cast<double>(item.choices[k].size()); };
+            const auto per_byte = [&](std::size_t k) {
+                return scores[k].total_logprob() / static_cast<double>(item.choices[k].size());
+            };
             if (per_byte(c) > per_byte(best_norm)) best_norm = c;
         }
         out.correct = static_cast<int>(best) == item.answer;
@@ -241,10 +255,12 @@ public:
     // The text a generation starts from, as serve sends it to this model: a chat goes through the
     // model's template (serve's rendering, engine::render_chat), else the plain transcript.
     engine::ChatPrompt prompt_of(const TaskItem & item) const {
-        if (item.messages.empty()) return {.text = prepare(item.prompt), .parse_special = false, .grammar = {}, .stop = {}};
+        if (item.messages.empty())
+            return {.text = prepare(item.prompt), .parse_special = false, .grammar = {}, .stop = {}};
         engine::ChatRequest request{.messages = nlohmann::json::parse(item.messages)};
-        const engine::TextFilter normalize =
-            options_.normalize ? engine::TextFilter([this](std::string_view t) { return engine::normalize_for_vocabulary(engine_, t); }) : engine::TextFilter();
+        const engine::TextFilter normalize = options_.normalize
+            ? engine::TextFilter([this](std::string_view t) { return engine::normalize_for_vocabulary(engine_, t); })
+            : engine::TextFilter();
         return engine::render_chat(llama_ != nullptr ? llama_->chat() : nullptr, std::move(request), normalize);
     }
 
@@ -295,7 +311,8 @@ public:
                 continue;
             }
             if (item.kind == ItemKind::consistency) {
-                if (auto continuation = reference_tokens(prompt, *context, item.reference); continuation && context->size() + continuation->size() <= window) {
+                if (auto continuation = reference_tokens(prompt, *context, item.reference);
+                    continuation && context->size() + continuation->size() <= window) {
                     r.tokens_unique += context->size() + continuation->size();
                     references.push_back({*context, std::move(*continuation)});
                     reference_owner.push_back(i);
@@ -322,13 +339,16 @@ public:
         const auto scores = engine_.score(references);
         for (std::size_t k = 0; k < reference_owner.size(); ++k) {
             const auto & tokens = scores[k].tokens;
-            if (!tokens.empty()) r.outcomes[reference_owner[k]].reference_logprob = scores[k].total_logprob() / static_cast<double>(tokens.size());
+            if (!tokens.empty())
+                r.outcomes[reference_owner[k]].reference_logprob =
+                    scores[k].total_logprob() / static_cast<double>(tokens.size());
         }
     }
 
     // The reference's tokens as they follow the prompt: tokenized together with it, so the boundary
     // merges as in the incumbent's generation, else alone; nullopt when unencodable or empty.
-    std::optional<std::vector<engine::Token>> reference_tokens(const engine::ChatPrompt & prompt, const std::vector<engine::Token> & context,
+    std::optional<std::vector<engine::Token>> reference_tokens(const engine::ChatPrompt & prompt,
+                                                               const std::vector<engine::Token> & context,
                                                                const std::string & reference) const {
         // A model's own answer is text its vocabulary encodes, leading space included: it is used as
         // it is, and normalized (keeping that space) only when this vocabulary cannot encode it.
@@ -344,9 +364,10 @@ public:
         if (text.empty()) return std::nullopt;
         engine::ChatPrompt joint = prompt;
         joint.text += text;
-        if (const auto together = prompt_tokens(joint);
-            together && together->size() > context.size() && std::equal(context.begin(), context.end(), together->begin())) {
-            return std::vector<engine::Token>(together->begin() + static_cast<std::ptrdiff_t>(context.size()), together->end());
+        if (const auto together = prompt_tokens(joint); together && together->size() > context.size() &&
+            std::equal(context.begin(), context.end(), together->begin())) {
+            return std::vector<engine::Token>(together->begin() + static_cast<std::ptrdiff_t>(context.size()),
+                                              together->end());
         }
         try {
             auto alone = engine_.tokenize(text, false);
@@ -398,7 +419,8 @@ SuiteResult first_items(const SuiteResult & result, std::size_t items) {
     if (items >= result.outcomes.size()) return result;
     std::vector<std::size_t> first(items);
     for (std::size_t i = 0; i < items; ++i) first[i] = i;
-    return suite_result(select_items(result.suite, first), {result.outcomes.begin(), result.outcomes.begin() + static_cast<std::ptrdiff_t>(items)});
+    return suite_result(select_items(result.suite, first),
+                        {result.outcomes.begin(), result.outcomes.begin() + static_cast<std::ptrdiff_t>(items)});
 }
 
 SuiteResult run_suite(engine::Engine & engine, const TaskSuite & suite, const RunOptions & options) {
@@ -470,17 +492,29 @@ namespace {
 
 nlohmann::json interval_json(const stats::Interval & i) { return nlohmann::json::array({i.lo, i.hi}); }
 
-nlohmann::json drop_json(const stats::PairedDifference & d) { return {{"drop", d.mean_drop}, {"ci95", interval_json(d.ci)}}; }
+nlohmann::json drop_json(const stats::PairedDifference & d) {
+    return {{"drop", d.mean_drop}, {"ci95", interval_json(d.ci)}};
+}
 
-stats::PairedDifference drop_from(const nlohmann::json & j) { return {j.at("drop"), {j.at("ci95").at(0), j.at("ci95").at(1)}}; }
+stats::PairedDifference drop_from(const nlohmann::json & j) {
+    return {j.at("drop"), {j.at("ci95").at(0), j.at("ci95").at(1)}};
+}
 
 }  // namespace
 
 void to_json(nlohmann::json & out, const PairedComparison & c) {
-    out = {{"n", c.n}, {"both_right", c.both_right}, {"right_to_wrong", c.right_to_wrong}, {"wrong_to_right", c.wrong_to_right},
-           {"base_excluded", c.base_excluded}, {"other_excluded", c.other_excluded},
-           {"other_excluded_base_right", c.other_excluded_base_right}, {"other_excluded_base_wrong", c.other_excluded_base_wrong}, {"base_accuracy", c.base_accuracy()},
-           {"other_accuracy", c.other_accuracy()}, {"mcnemar_p", c.mcnemar_p}, {"absolute", drop_json(c.drop_absolute)},
+    out = {{"n", c.n},
+           {"both_right", c.both_right},
+           {"right_to_wrong", c.right_to_wrong},
+           {"wrong_to_right", c.wrong_to_right},
+           {"base_excluded", c.base_excluded},
+           {"other_excluded", c.other_excluded},
+           {"other_excluded_base_right", c.other_excluded_base_right},
+           {"other_excluded_base_wrong", c.other_excluded_base_wrong},
+           {"base_accuracy", c.base_accuracy()},
+           {"other_accuracy", c.other_accuracy()},
+           {"mcnemar_p", c.mcnemar_p},
+           {"absolute", drop_json(c.drop_absolute)},
            {"relative", drop_json(c.drop_relative)}};
 }
 
@@ -502,11 +536,24 @@ void from_json(const nlohmann::json & in, PairedComparison & c) {
 void to_json(nlohmann::json & out, const SuiteResult & r) {
     nlohmann::json skipped = nlohmann::json::array();
     for (const auto & s : r.suite.skipped) skipped.push_back({{"line", s.line}, {"reason", s.reason}});
-    out = {{"name", r.suite.settings.name}, {"spec", r.suite.spec}, {"content_hash", r.suite.content_hash}, {"critical", r.suite.settings.critical},
-           {"requires", r.suite.settings.requires_capability}, {"n", r.scored}, {"correct", r.correct}, {"accuracy", r.accuracy()},
-           {"ci95", interval_json(r.ci95)}, {"skipped", r.suite.skipped.size()}, {"skipped_lines", skipped}, {"unencodable", r.unencodable},
-           {"too_long", r.too_long}, {"seconds", r.seconds},
-           {"tokens", {{"evaluated", r.tokens_evaluated}, {"unique", r.tokens_unique}, {"one_sequence_per_choice", r.tokens_naive}}}};
+    out = {{"name", r.suite.settings.name},
+           {"spec", r.suite.spec},
+           {"content_hash", r.suite.content_hash},
+           {"critical", r.suite.settings.critical},
+           {"requires", r.suite.settings.requires_capability},
+           {"n", r.scored},
+           {"correct", r.correct},
+           {"accuracy", r.accuracy()},
+           {"ci95", interval_json(r.ci95)},
+           {"skipped", r.suite.skipped.size()},
+           {"skipped_lines", skipped},
+           {"unencodable", r.unencodable},
+           {"too_long", r.too_long},
+           {"seconds", r.seconds},
+           {"tokens",
+            {{"evaluated", r.tokens_evaluated},
+             {"unique", r.tokens_unique},
+             {"one_sequence_per_choice", r.tokens_naive}}}};
     if (r.mean_reference_logprob) {
         // Consistency items: how likely this model finds the incumbent's own answers.
         out["reference_logprob"] = {{"mean", *r.mean_reference_logprob}, {"items", r.reference_scored}};

@@ -18,10 +18,10 @@ namespace switchyard::eval {
 struct ItemOutcome {
     std::size_t line = 0;
     bool unencodable = false;  // the vocabulary cannot encode the item: not scored, counted apart
-    bool too_long = false;     // does not fit the context window even after trimming: not scored
+    bool too_long = false;  // does not fit the context window even after trimming: not scored
     bool correct = false;
     bool correct_norm = false;  // multiple choice by log-likelihood per byte (acc_norm)
-    std::string output;         // generation and consistency items: what the model wrote
+    std::string output;  // generation and consistency items: what the model wrote
     // Consistency items: the reference answer's mean token log-probability under this model,
     // teacher-forced; nullopt when it was not scored (it does not fit the context).
     std::optional<double> reference_logprob;
@@ -80,7 +80,7 @@ struct PairedComparison {
     std::size_t both_right = 0;
     std::vector<std::size_t> right_to_wrong;  // source lines: the base was right, the other model wrong
     std::vector<std::size_t> wrong_to_right;
-    std::size_t base_excluded = 0;   // items the base could not score (unencodable, too long), left out
+    std::size_t base_excluded = 0;  // items the base could not score (unencodable, too long), left out
     std::size_t other_excluded = 0;  // items the other model could not score, left out
     // Of those, the ones the base scored, by whether it got them right: what the other model
     // missed by not scoring them (the decision counts them wrong for it).

@@ -16,28 +16,43 @@ namespace {
 
 // What only an in-process model can measure: they read whole distributions, memory and timings.
 void check_served_request(const EvalRequest & r) {
-    const std::pair<bool, const char *> local_only[] = {
-        {!r.text.empty(), "--text"}, {!r.base.empty(), "--base"}, {!r.base_file.empty(), "--base-file"}, {r.speed.has_value(), "--speed"}};
+    const std::pair<bool, const char *> local_only[] = {{!r.text.empty(), "--text"},
+                                                        {!r.base.empty(), "--base"},
+                                                        {!r.base_file.empty(), "--base-file"},
+                                                        {r.speed.has_value(), "--speed"}};
     for (const auto & [given, flag] : local_only) {
-        if (given) throw Error("{} needs a local model (-m FILE.gguf): with --endpoint, eval measures task suites (--tasks)", std::string(flag));
+        if (given)
+            throw Error("{} needs a local model (-m FILE.gguf): with --endpoint, eval measures task suites (--tasks)",
+                        std::string(flag));
     }
 }
 
 void check_request(const EvalRequest & r) {
-    if (!r.served && r.model.empty()) throw Error("give the model to measure: -m FILE.gguf, or --endpoint URL [-m NAME] for a served one");
-    if (r.tasks.empty() && r.text.empty() && r.base_file.empty() && !r.speed) throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
+    if (!r.served && r.model.empty())
+        throw Error("give the model to measure: -m FILE.gguf, or --endpoint URL [-m NAME] for a served one");
+    if (r.tasks.empty() && r.text.empty() && r.base_file.empty() && !r.speed)
+        throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
     if (r.served) check_served_request(r);
-    if (r.stride > 0 && r.skip_chunks > 0) throw Error("--stride slides over the whole text; it cannot be combined with --skip-chunks");
-    if (!r.save_base.empty() && !r.base_file.empty()) throw Error("--save-base and --base-file cannot be combined: the base file already holds a base");
-    if (!r.save_base.empty() && r.text.empty()) throw Error("--save-base needs --text: it stores the base's predictions on that text");
+    if (r.stride > 0 && r.skip_chunks > 0)
+        throw Error("--stride slides over the whole text; it cannot be combined with --skip-chunks");
+    if (!r.save_base.empty() && !r.base_file.empty())
+        throw Error("--save-base and --base-file cannot be combined: the base file already holds a base");
+    if (!r.save_base.empty() && r.text.empty())
+        throw Error("--save-base needs --text: it stores the base's predictions on that text");
 }
 
 // Task suites score many short items side by side, with the plain kernels an RPC worker runs
 // (eval/run_suite.h); text alone runs whole chunks (chunk_engine_options) with llama.cpp's
 // default kernels, as llama-perplexity does, and sliding windows score up to every position of theirs.
-engine::LlamaEngineOptions session_engine_options(const std::filesystem::path & path, const EvalRequest & r, int context) {
+engine::LlamaEngineOptions session_engine_options(const std::filesystem::path & path, const EvalRequest & r,
+                                                  int context) {
     if (!r.tasks.empty())
-        return {.model_path = path, .threads = r.threads, .context_length = context, .parallel = engine::scoring_parallel(context), .rpc = r.rpc, .repack = false};
+        return {.model_path = path,
+                .threads = r.threads,
+                .context_length = context,
+                .parallel = engine::scoring_parallel(context),
+                .rpc = r.rpc,
+                .repack = false};
     auto options = chunk_engine_options(path, model::inspect_gguf(path).vocab_size, r.threads, context);
     if (r.stride > 0) options.max_outputs = options.batch_size;
     options.rpc = r.rpc;
@@ -48,7 +63,8 @@ engine::LlamaEngineOptions session_engine_options(const std::filesystem::path & 
 // interrupted one resumes.
 class SuiteRuns {
 public:
-    SuiteRuns(const EvalRequest & r, const std::optional<RecordedModel> & served_as) : options_{.normalize = r.normalize, .progress = r.progress}, progress_(r.progress) {
+    SuiteRuns(const EvalRequest & r, const std::optional<RecordedModel> & served_as)
+        : options_{.normalize = r.normalize, .progress = r.progress}, progress_(r.progress) {
         if (!r.results || r.tasks.empty()) return;
         store_.emplace(*r.results);
         model_ = served_as ? *served_as : store_->file_model(r.model);
@@ -63,7 +79,9 @@ private:
         if (!store_) return run_suite(e, suite, options_);
         bool reused = false;
         auto result = run_suite_recorded(*store_, e, *who, suite, options_, &reused);
-        if (reused && progress_) std::fprintf(stderr, "%s: reused the recorded results for %s\n", suite.settings.name.c_str(), who->label.c_str());
+        if (reused && progress_)
+            std::fprintf(stderr, "%s: reused the recorded results for %s\n", suite.settings.name.c_str(),
+                         who->label.c_str());
         return result;
     }
 
@@ -77,18 +95,25 @@ std::vector<TaskSuite> load_suites(const std::vector<std::string> & specs) {
     std::vector<TaskSuite> suites;
     for (const auto & spec : specs) {
         suites.push_back(load_suite(spec));
-        for (const auto & s : suites.back().skipped) std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
+        for (const auto & s : suites.back().skipped)
+            std::fprintf(stderr, "%s:%zu: skipped: %s\n", spec.c_str(), s.line, s.reason.c_str());
     }
     return suites;
 }
 
 TextChunks tokenize_text(const engine::Engine & e, const EvalRequest & r, int context) {
-    return tokenize_chunks(e, {.files = r.text, .context = context, .skip_chunks = r.skip_chunks, .max_chunks = r.chunks, .normalize = r.normalize});
+    return tokenize_chunks(e,
+                           {.files = r.text,
+                            .context = context,
+                            .skip_chunks = r.skip_chunks,
+                            .max_chunks = r.chunks,
+                            .normalize = r.normalize});
 }
 
 // The model's text measurements. With a reference, the drift pass yields the perplexity too: one
 // forward pass, not two; so does recording the model's own predictions as a base.
-void measure_text(EvalReport & report, const EvalRequest & r, engine::LlamaEngine & model, std::optional<Reference> reference, TextChunks text) {
+void measure_text(EvalReport & report, const EvalRequest & r, engine::LlamaEngine & model,
+                  std::optional<Reference> reference, TextChunks text) {
     if (!r.base_file.empty()) {
         reference = load_reference(r.base_file);
         text.chunks = reference->chunks;
@@ -106,10 +131,11 @@ void measure_text(EvalReport & report, const EvalRequest & r, engine::LlamaEngin
         own_nll = -std::accumulate(own.target_logprob.begin(), own.target_logprob.end(), 0.0);
     }
     if (text.chunks.empty()) return;
-    report.perplexity = r.stride > 0     ? measure_perplexity_sliding(model, text, report.context, r.stride, static_cast<std::size_t>(r.chunks))
-                        : report.drift ? perplexity_from(model, text, report.drift->nll_sum)
-                        : own_nll      ? perplexity_from(model, text, *own_nll)
-                                       : measure_perplexity(model, text);
+    report.perplexity = r.stride > 0
+        ? measure_perplexity_sliding(model, text, report.context, r.stride, static_cast<std::size_t>(r.chunks))
+        : report.drift ? perplexity_from(model, text, report.drift->nll_sum)
+        : own_nll      ? perplexity_from(model, text, *own_nll)
+                       : measure_perplexity(model, text);
 }
 
 }  // namespace
@@ -132,7 +158,9 @@ EvalReport run_eval(const EvalRequest & r) {
         report.model = r.model.string();
         // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
         if (r.speed) {
-            report.speed = measure_speed({.model_path = r.model, .threads = r.threads, .context_length = report.context, .rpc = r.rpc}, *r.speed);
+            report.speed = measure_speed(
+                {.model_path = r.model, .threads = r.threads, .context_length = report.context, .rpc = r.rpc},
+                *r.speed);
             report.price_per_hour = r.speed->price_per_hour;
         }
     }
@@ -191,7 +219,10 @@ void to_json(nlohmann::json & j, const EvalReport & r) {
     }
     if (const auto & v = r.speed) {
         j["speed"] = *v;
-        if (r.price_per_hour > 0) j["cost"] = {{"price_per_hour", r.price_per_hour}, {"per_1k_tokens", v->cost_per_1k_tokens}, {"per_query", v->cost_per_query}};
+        if (r.price_per_hour > 0)
+            j["cost"] = {{"price_per_hour", r.price_per_hour},
+                         {"per_1k_tokens", v->cost_per_1k_tokens},
+                         {"per_query", v->cost_per_query}};
     }
 }
 

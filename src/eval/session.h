@@ -19,24 +19,24 @@
 namespace switchyard::eval {
 
 struct EvalRequest {
-    std::filesystem::path model;                        // the GGUF file to measure
+    std::filesystem::path model;  // the GGUF file to measure
     std::optional<engine::RemoteEngineOptions> served;  // or a served model instead (task suites only)
-    std::vector<std::string> tasks;                     // suite specs (eval/suite.h)
-    std::vector<std::filesystem::path> text;            // raw text: perplexity, and drift with a base
-    std::filesystem::path base;                         // the original: paired comparisons and drift
-    std::filesystem::path base_file;                    // a reference stored by save_base, instead of running the base
-    std::filesystem::path save_base;                    // store the base's predictions on the text (without a base: the model's own)
-    int top_k = 64;                                     // the base's log-probabilities kept per position (0: all)
-    int context = 0;                                    // tokens per text chunk (0: default_chunk_context); local models only
-    int chunks = 0;                                     // text chunks to use (0: all)
+    std::vector<std::string> tasks;  // suite specs (eval/suite.h)
+    std::vector<std::filesystem::path> text;  // raw text: perplexity, and drift with a base
+    std::filesystem::path base;  // the original: paired comparisons and drift
+    std::filesystem::path base_file;  // a reference stored by save_base, instead of running the base
+    std::filesystem::path save_base;  // store the base's predictions on the text (without a base: the model's own)
+    int top_k = 64;  // the base's log-probabilities kept per position (0: all)
+    int context = 0;  // tokens per text chunk (0: default_chunk_context); local models only
+    int chunks = 0;  // text chunks to use (0: all)
     int skip_chunks = 0;
     int stride = 0;  // > 0: perplexity over sliding windows moved by this many tokens
     bool normalize = false;
-    std::optional<SpeedOptions> speed;               // also measure speed, first, with nothing else loaded
-    std::optional<std::filesystem::path> results;    // the results store: finished runs reused, interrupted ones resumed
-    int threads = 0;                                 // 0: every hardware thread
-    std::vector<std::string> rpc;                    // rpc-server workers holding the model's layers
-    bool progress = true;                            // progress lines and notes on stderr
+    std::optional<SpeedOptions> speed;  // also measure speed, first, with nothing else loaded
+    std::optional<std::filesystem::path> results;  // the results store: finished runs reused, interrupted ones resumed
+    int threads = 0;  // 0: every hardware thread
+    std::vector<std::string> rpc;  // rpc-server workers holding the model's layers
+    bool progress = true;  // progress lines and notes on stderr
 };
 
 // A suite's result, and with a base, the base's on the same items and the two compared.
@@ -47,17 +47,17 @@ struct SuiteReport {
 };
 
 struct EvalReport {
-    std::string model;                    // the file as given, or a served model's NAME@URL
-    std::string endpoint;                 // a served model's
+    std::string model;  // the file as given, or a served model's NAME@URL
+    std::string endpoint;  // a served model's
     std::filesystem::path base;
     bool normalize = false;
-    int context = 0;                      // tokens per text chunk; a served model's context
+    int context = 0;  // tokens per text chunk; a served model's context
     std::vector<SuiteReport> suites;
     std::optional<PerplexityResult> perplexity;
     std::optional<Drift> drift;
-    int drift_top_k = 0;                  // the reference's log-probabilities per position
+    int drift_top_k = 0;  // the reference's log-probabilities per position
     std::optional<SpeedResult> speed;
-    double price_per_hour = 0;            // of the speed's hardware; 0: no cost figures
+    double price_per_hour = 0;  // of the speed's hardware; 0: no cost figures
 
     double ppl_ratio() const { return drift ? drift->perplexity / drift->reference_perplexity : 0.0; }
 };

@@ -83,7 +83,8 @@ std::string text_sample(const std::string & text) {
 }
 
 std::size_t code_points(std::string_view s) {
-    return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+    return static_cast<std::size_t>(
+        std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 // The prompts of the rounds: `chars` code points of the text each, consecutive windows (wrapping
@@ -125,7 +126,7 @@ struct Timed {
 };
 
 std::unique_ptr<engine::LlamaEngine> load(engine::LlamaEngineOptions eo, int context) {
-    eo.parallel = 1;   // one request at a time: the latency a single user sees
+    eo.parallel = 1;  // one request at a time: the latency a single user sees
     eo.repack = true;  // the kernels serving will run
     eo.context_length = std::max(eo.context_length, context);
     return std::make_unique<engine::LlamaEngine>(eo);
@@ -150,8 +151,9 @@ double run_query(Timed & t, const std::string & prompt, bool record) {
     const double total = seconds_since(start);
     const int n = result[0].completion_tokens;
     if (n != t.generate)
-        throw Error("speed: {} generated {} of the {} tokens of a query (its context of {} tokens holds {} of prompt): a failed measurement", t.name,
-                                n, t.generate, t.context, result[0].prompt_tokens);
+        throw Error(
+            "speed: {} generated {} of the {} tokens of a query (its context of {} tokens holds {} of prompt): a failed measurement",
+            t.name, n, t.generate, t.context, result[0].prompt_tokens);
     if (!(total > 0)) throw Error("speed: {}: a query took no measurable time: a failed measurement", t.name);
     if (!record) return total * 1000;
     t.cpu += cpu_seconds() - cpu_before;
@@ -178,7 +180,9 @@ double run_query(Timed & t, const std::string & prompt, bool record) {
 
 SpeedResult summary(const Timed & t, const engine::LlamaEngineOptions & eo, const SpeedOptions & o) {
     if (t.decode_rates.empty())
-        throw Error("speed: {} produced no text before the end of any query: its decode rate cannot be measured (a failed measurement, not a rate of 0)", t.name);
+        throw Error(
+            "speed: {} produced no text before the end of any query: its decode rate cannot be measured (a failed measurement, not a rate of 0)",
+            t.name);
     SpeedResult r;
     r.rounds = static_cast<int>(t.round_ms.size());
     r.file_bytes = model::inspect_gguf(eo.model_path).file_bytes;
@@ -212,7 +216,8 @@ SpeedResult summary(const Timed & t, const engine::LlamaEngineOptions & eo, cons
 
 void check(const SpeedOptions & o) {
     if (o.prompt_tokens < 1 || o.generate_tokens < 2 || o.repeats < 1 || o.warmup < 0 || !(o.target_half_width > 0))
-        throw Error("speed: prompt tokens and rounds must be positive, and at least 2 tokens generated (a decode rate needs tokens after the first)");
+        throw Error(
+            "speed: prompt tokens and rounds must be positive, and at least 2 tokens generated (a decode rate needs tokens after the first)");
 }
 
 // Context for one query: room for the prompt and answer of a tokenizer with up to 4 times the
@@ -222,9 +227,10 @@ int query_context(const SpeedOptions & o) { return 4 * (o.prompt_tokens + o.gene
 void check_fits(const Timed & t, std::size_t prompt_chars) {
     const double prompt = static_cast<double>(prompt_chars) / t.chars_per_token;
     if (prompt + t.generate + 8 > t.context)
-        throw Error("speed: one query is about {:.0f} + {} tokens of {}, more than the {} its speed pass holds: lower speed.prompt_tokens or "
-                                "speed.generate_tokens",
-                                prompt, t.generate, t.name, t.context);
+        throw Error(
+            "speed: one query is about {:.0f} + {} tokens of {}, more than the {} its speed pass holds: lower speed.prompt_tokens or "
+            "speed.generate_tokens",
+            prompt, t.generate, t.name, t.context);
 }
 
 // Whether the rounds may stop: after min_rounds once the interval is within the target either
@@ -234,7 +240,8 @@ bool done(const std::vector<double> & samples, const SpeedOptions & o) {
     if (n < kFewestRounds) return false;
     if (n >= o.repeats) return true;
     const auto i = median_interval(samples);
-    return n >= o.min_rounds && i.hi - i.center <= std::log1p(o.target_half_width) && i.center - i.lo <= std::log1p(o.target_half_width);
+    return n >= o.min_rounds && i.hi - i.center <= std::log1p(o.target_half_width) &&
+        i.center - i.lo <= std::log1p(o.target_half_width);
 }
 
 std::string name_of(const engine::LlamaEngineOptions & eo) { return eo.model_path.filename().string(); }
@@ -295,7 +302,8 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     return r;
 }
 
-PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate, const engine::LlamaEngineOptions & reference, const SpeedOptions & o) {
+PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate,
+                                  const engine::LlamaEngineOptions & reference, const SpeedOptions & o) {
     check(o);
     // The candidate alone: its peak memory, after one query of about the size it will run.
     reset_peak_rss();
@@ -312,11 +320,13 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate, 
     text = engine::normalize_for_vocabulary(*ref.engine, text);
     ref.chars_per_token = chars_per_token(*ref.engine, text);
     c.chars_per_token = chars_per_token(*c.engine, text);
-    if (ref.chars_per_token <= 0 || c.chars_per_token <= 0) throw Error("speed: the text is empty once made encodable by both {} and {}", c.name, ref.name);
+    if (ref.chars_per_token <= 0 || c.chars_per_token <= 0)
+        throw Error("speed: the text is empty once made encodable by both {} and {}", c.name, ref.name);
     // The same characters in, as many characters out: the reference's counts in each one's tokens.
     const auto prompt_chars = static_cast<std::size_t>(std::lround(o.prompt_tokens * ref.chars_per_token));
     ref.generate = o.generate_tokens;
-    c.generate = std::max(2, static_cast<int>(std::lround(o.generate_tokens * ref.chars_per_token / c.chars_per_token)));
+    c.generate =
+        std::max(2, static_cast<int>(std::lround(o.generate_tokens * ref.chars_per_token / c.chars_per_token)));
     check_fits(ref, prompt_chars);
     check_fits(c, prompt_chars);
     const Prompts prompts(text, prompt_chars);

@@ -21,14 +21,15 @@ struct SpeedOptions {
     // own when it is timed alone); another tokenizer gets the same text, so its counts differ.
     int prompt_tokens = 128;
     int generate_tokens = 64;
-    int repeats = 16;      // rounds at most (at least 6 run: the fewest with a 95% interval of the median)
-    int min_rounds = 6;    // rounds at least, before the interval may stop them (the fewest with a 95% interval of the median)
-    int warmup = 1;        // queries per model before the rounds, not timed (caches, page faults, thread pool)
+    int repeats = 16;  // rounds at most (at least 6 run: the fewest with a 95% interval of the median)
+    int min_rounds =
+        6;  // rounds at least, before the interval may stop them (the fewest with a 95% interval of the median)
+    int warmup = 1;  // queries per model before the rounds, not timed (caches, page faults, thread pool)
     // Rounds stop once the 95% interval of the time per query (alone) or of the ratio (against a
     // reference) is within this factor either side: 0.03 is ±3% on the log scale.
     double target_half_width = 0.03;
     double watts_per_busy_core = 15.0;  // for modelled energy where no meter is readable
-    double price_per_hour = 0.0;        // hardware price; 0: no cost figures
+    double price_per_hour = 0.0;  // hardware price; 0: no cost figures
     // The text prompts are cut from and characters per token are measured on (whitespace collapsed,
     // characters a model cannot encode dropped); empty: a built-in English passage.
     std::string text;
@@ -40,19 +41,19 @@ struct SpeedResult {
     double decode_tokens_per_s = 0;
     double ttft_p50_ms = 0;
     double ttft_p95_ms = 0;
-    double query_ms = 0;     // one query (prompt in, answer out): median over the rounds
+    double query_ms = 0;  // one query (prompt in, answer out): median over the rounds
     double query_ms_lo = 0;  // its 95% interval (median_interval)
     double query_ms_hi = 0;
     double query_p95_ms = 0;
     std::uint64_t peak_rss_bytes = 0;  // of the process while this model alone was loaded and run
     std::uint64_t file_bytes = 0;
-    double joules_per_token = 0;       // generated token
-    std::string energy_source;         // "measured (RAPL)" or "modelled (CPU-seconds x W)"
-    double cost_per_1k_tokens = 0;     // this model's own tokens, prompt and answer in the query's mix, at price_per_hour
-    double cost_per_query = 0;         // one query at price_per_hour
-    int prompt_tokens = 0;             // one query in this model's tokens (the prompt: mean over the rounds)
-    int generate_tokens = 0;           // exactly this many generated per query (end-of-generation ignored)
-    double chars_per_token = 0;        // on the text, by this model's tokenizer
+    double joules_per_token = 0;  // generated token
+    std::string energy_source;  // "measured (RAPL)" or "modelled (CPU-seconds x W)"
+    double cost_per_1k_tokens = 0;  // this model's own tokens, prompt and answer in the query's mix, at price_per_hour
+    double cost_per_query = 0;  // one query at price_per_hour
+    int prompt_tokens = 0;  // one query in this model's tokens (the prompt: mean over the rounds)
+    int generate_tokens = 0;  // exactly this many generated per query (end-of-generation ignored)
+    double chars_per_token = 0;  // on the text, by this model's tokenizer
     int rounds = 0;
 };
 
@@ -60,9 +61,10 @@ struct SpeedResult {
 // the order alternating so that neither always runs first.
 struct PairedSpeed {
     SpeedResult candidate;
-    SpeedResult reference;  // from the same rounds (its absolute figures vary with the machine's load; the ratio less so)
-    double ratio = 1;       // candidate's time per query over the reference's: median of the rounds' ratios
-    double ratio_lo = 1;    // 95% interval (median_interval; 0 and infinity when too few rounds)
+    SpeedResult
+        reference;  // from the same rounds (its absolute figures vary with the machine's load; the ratio less so)
+    double ratio = 1;  // candidate's time per query over the reference's: median of the rounds' ratios
+    double ratio_lo = 1;  // 95% interval (median_interval; 0 and infinity when too few rounds)
     double ratio_hi = 1;
     int rounds = 0;
 };
@@ -77,7 +79,8 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, con
 // `repeats` rounds. prompt_tokens and generate_tokens are the reference's; the candidate gets the
 // same characters of prompt and as many of answer (its tokens: the reference's times the ratio of
 // their characters per token on the text). Throws like measure_speed.
-PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate, const engine::LlamaEngineOptions & reference, const SpeedOptions & options);
+PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate,
+                                  const engine::LlamaEngineOptions & reference, const SpeedOptions & options);
 
 // Code points per token of `text` by the engine's tokenizer (no BOS); 0 for an empty text.
 double chars_per_token(const engine::Engine & engine, std::string_view text);
@@ -96,9 +99,10 @@ LogInterval median_interval(std::span<const double> positive_samples);
 
 // The one JSON form (`eval --json`, the results store, the plan): keys as the fields are named;
 // reading requires every key.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SpeedResult, prefill_tokens_per_s, decode_tokens_per_s, ttft_p50_ms, ttft_p95_ms, query_ms, query_ms_lo,
-                                   query_ms_hi, query_p95_ms, peak_rss_bytes, file_bytes, joules_per_token, energy_source, cost_per_1k_tokens,
-                                   cost_per_query, prompt_tokens, generate_tokens, chars_per_token, rounds)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SpeedResult, prefill_tokens_per_s, decode_tokens_per_s, ttft_p50_ms, ttft_p95_ms,
+                                   query_ms, query_ms_lo, query_ms_hi, query_p95_ms, peak_rss_bytes, file_bytes,
+                                   joules_per_token, energy_source, cost_per_1k_tokens, cost_per_query, prompt_tokens,
+                                   generate_tokens, chars_per_token, rounds)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PairedSpeed, candidate, reference, ratio, ratio_lo, ratio_hi, rounds)
 
 }  // namespace switchyard::eval

@@ -43,7 +43,8 @@ void read_prompt(const nlohmann::json & j, TaskItem & item) {
         const auto & m = j["messages"];
         if (!m.is_array() || m.empty()) throw BadItem{"field 'messages' must be a non-empty list of {role, content}"};
         for (const auto & message : m)
-            if (!message.is_object() || !message.contains("role") || !message["role"].is_string()) throw BadItem{"field 'messages' must be a non-empty list of {role, content}"};
+            if (!message.is_object() || !message.contains("role") || !message["role"].is_string())
+                throw BadItem{"field 'messages' must be a non-empty list of {role, content}"};
         item.messages = m.dump();
         return;
     }
@@ -52,7 +53,8 @@ void read_prompt(const nlohmann::json & j, TaskItem & item) {
 
 void read_generation_limits(const nlohmann::json & j, TaskItem & item, std::vector<std::string> default_stop) {
     if (j.contains("max_tokens")) {
-        if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int>() < 1) throw BadItem{"field 'max_tokens' must be a positive integer"};
+        if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int>() < 1)
+            throw BadItem{"field 'max_tokens' must be a positive integer"};
         item.max_tokens = j["max_tokens"].get<int>();
     }
     if (!j.contains("stop")) {
@@ -69,11 +71,14 @@ void read_generation_limits(const nlohmann::json & j, TaskItem & item, std::vect
 // "scoring": "lm-eval": the fields lm-eval's scoring needs (see TaskItem).
 void read_lm_eval(const nlohmann::json & j, TaskItem & item) {
     item.lm_eval = true;
-    if (item.kind == ItemKind::multiple_choice) item.target_delimiter = j.contains("target_delimiter") ? string_field(j, "target_delimiter") : " ";
+    if (item.kind == ItemKind::multiple_choice)
+        item.target_delimiter = j.contains("target_delimiter") ? string_field(j, "target_delimiter") : " ";
     if (item.kind != ItemKind::generation) return;
-    if (item.matcher != Matcher::exact) throw BadItem{"lm-eval generations are judged by exact_match: field 'match' must be exact"};
+    if (item.matcher != Matcher::exact)
+        throw BadItem{"lm-eval generations are judged by exact_match: field 'match' must be exact"};
     for (const char * flag : {"ignore_case", "ignore_punctuation", "ignore_numbers"})
-        if (j.contains(flag) && !j[flag].is_boolean()) throw BadItem{std::string("field '") + flag + "' must be true or false"};
+        if (j.contains(flag) && !j[flag].is_boolean())
+            throw BadItem{std::string("field '") + flag + "' must be true or false"};
     item.lm_eval_match.ignore_case = j.value("ignore_case", false);
     item.lm_eval_match.ignore_punctuation = j.value("ignore_punctuation", false);
     item.lm_eval_match.ignore_numbers = j.value("ignore_numbers", false);
@@ -84,8 +89,11 @@ void read_lm_eval(const nlohmann::json & j, TaskItem & item) {
         if (function == "take_first") continue;
         if (function != "regex" || !f.contains("regex_pattern") || !f["regex_pattern"].is_string())
             throw BadItem{"field 'filter' holds a step other than {function: regex, regex_pattern: ...} or take_first"};
-        LmEvalRegex r{.pattern = f["regex_pattern"], .group_select = f.value("group_select", 0), .fallback = f.value("fallback", std::string("[invalid]"))};
-        if (!re2::RE2(r.pattern, re2::RE2::Quiet).ok()) throw BadItem{"field 'filter': regex_pattern is not a valid RE2 regular expression"};
+        LmEvalRegex r{.pattern = f["regex_pattern"],
+                      .group_select = f.value("group_select", 0),
+                      .fallback = f.value("fallback", std::string("[invalid]"))};
+        if (!re2::RE2(r.pattern, re2::RE2::Quiet).ok())
+            throw BadItem{"field 'filter': regex_pattern is not a valid RE2 regular expression"};
         item.lm_eval_match.filters.push_back(std::move(r));
     }
 }
@@ -94,24 +102,27 @@ TaskItem parse_native(const nlohmann::json & j) {
     if (!j.is_object()) throw BadItem{"an item must be a JSON object"};
     std::string kind = j.value("kind", "");
     if (kind.empty()) {
-        kind = j.contains("choices")                          ? "multiple_choice"
-               : j.contains("good")                           ? "pair"
-               : j.contains("reference")                      ? "consistency"
-               : j.contains("prompt") || j.contains("messages") ? "generation"
-                                                              : "";
+        kind = j.contains("choices")                         ? "multiple_choice"
+            : j.contains("good")                             ? "pair"
+            : j.contains("reference")                        ? "consistency"
+            : j.contains("prompt") || j.contains("messages") ? "generation"
+                                                             : "";
     }
     TaskItem item;
     if (kind == "multiple_choice") {
         item.kind = ItemKind::multiple_choice;
         item.context = string_field(j, "context");
-        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].size() < 2) throw BadItem{"field 'choices' must list at least 2 strings"};
+        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].size() < 2)
+            throw BadItem{"field 'choices' must list at least 2 strings"};
         for (const auto & c : j["choices"]) {
-            if (!c.is_string() || c.get<std::string>().empty()) throw BadItem{"field 'choices' must hold non-empty strings only"};
+            if (!c.is_string() || c.get<std::string>().empty())
+                throw BadItem{"field 'choices' must hold non-empty strings only"};
             item.choices.push_back(c.get<std::string>());
         }
         if (!j.contains("answer") || !j["answer"].is_number_integer() || j["answer"].get<int>() < 0 ||
             j["answer"].get<std::size_t>() >= item.choices.size()) {
-            throw BadItem{"field 'answer' must be an index into 'choices' (0.." + std::to_string(item.choices.size() - 1) + ")"};
+            throw BadItem{"field 'answer' must be an index into 'choices' (0.." +
+                          std::to_string(item.choices.size() - 1) + ")"};
         }
         item.answer = j["answer"].get<int>();
     } else if (kind == "pair") {
@@ -150,13 +161,16 @@ TaskItem parse_native(const nlohmann::json & j) {
             if (!check.ok()) throw BadItem{"field 'answer' is not a valid RE2 regular expression: " + check.error()};
         }
         // lm-eval's stop strings are its `until`, written into the item; none by default.
-        read_generation_limits(j, item, j.contains("scoring") ? std::vector<std::string>{} : std::vector<std::string>{"\n"});
+        read_generation_limits(j, item,
+                               j.contains("scoring") ? std::vector<std::string>{} : std::vector<std::string>{"\n"});
     } else if (kind != "multiple_choice" && kind != "pair" && kind != "loglikelihood") {
-        throw BadItem{"cannot tell the item's kind: give 'kind' (multiple_choice, pair, generation, consistency, loglikelihood) or its fields"};
+        throw BadItem{
+            "cannot tell the item's kind: give 'kind' (multiple_choice, pair, generation, consistency, loglikelihood) or its fields"};
     }
     if (j.contains("scoring")) {
         if (j["scoring"] != "lm-eval") throw BadItem{"field 'scoring' must be \"lm-eval\" (or left out)"};
-        if (kind != "multiple_choice" && kind != "generation" && kind != "loglikelihood") throw BadItem{"\"scoring\": \"lm-eval\" applies to multiple_choice, generation and loglikelihood items"};
+        if (kind != "multiple_choice" && kind != "generation" && kind != "loglikelihood")
+            throw BadItem{"\"scoring\": \"lm-eval\" applies to multiple_choice, generation and loglikelihood items"};
         read_lm_eval(j, item);
     }
     if (item.kind == ItemKind::loglikelihood) item.lm_eval = true;
@@ -187,7 +201,6 @@ TaskItem parse_lambada(const nlohmann::json & j) {
     return item;
 }
 
-
 std::string trim(const std::string & s) {
     const auto first = s.find_first_not_of(" \t\r\n");
     if (first == std::string::npos) return {};
@@ -199,7 +212,8 @@ std::string trim(const std::string & s) {
 TaskSuite load_suite(const std::string & spec) {
     std::string adapter;
     std::string path = spec;
-    if (const auto colon = spec.find(':'); colon != std::string::npos && (spec.rfind("blimp:", 0) == 0 || spec.rfind("lambada:", 0) == 0)) {
+    if (const auto colon = spec.find(':');
+        colon != std::string::npos && (spec.rfind("blimp:", 0) == 0 || spec.rfind("lambada:", 0) == 0)) {
         adapter = spec.substr(0, colon);
         path = spec.substr(colon + 1);
     }
@@ -231,7 +245,9 @@ TaskSuite load_suite(const std::string & spec) {
             continue;
         }
         try {
-            TaskItem item = adapter == "blimp" ? parse_blimp(j) : adapter == "lambada" ? parse_lambada(j) : parse_native(j);
+            TaskItem item = adapter == "blimp" ? parse_blimp(j)
+                : adapter == "lambada"         ? parse_lambada(j)
+                                               : parse_native(j);
             item.line = number;
             suite.items.push_back(std::move(item));
         } catch (const BadItem & bad) {
@@ -248,7 +264,9 @@ std::uint64_t order_seed(const TaskSuite & suite) {
     std::uint64_t seed = 0;
     for (std::size_t i = 0; i < 16 && i < suite.content_hash.size(); ++i) {
         const char c = suite.content_hash[i];
-        seed = seed * 16 + static_cast<std::uint64_t>(std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (std::tolower(c) - 'a' + 10) & 15);
+        seed = seed * 16 +
+            static_cast<std::uint64_t>(std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
+                                                                                   : (std::tolower(c) - 'a' + 10) & 15);
     }
     return seed;
 }

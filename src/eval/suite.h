@@ -77,8 +77,8 @@ struct TaskSuite {
     SuiteSettings settings;
     std::vector<TaskItem> items;
     std::vector<SkippedLine> skipped;  // malformed lines, reported and left out
-    std::string spec;                  // as given: "FILE", "blimp:FILE", "lambada:FILE"
-    std::string content_hash;          // sha256 of the adapter and the file's bytes
+    std::string spec;  // as given: "FILE", "blimp:FILE", "lambada:FILE"
+    std::string content_hash;  // sha256 of the adapter and the file's bytes
 };
 
 // Loads "FILE.jsonl" (switchyard's format: see docs), "blimp:FILE" or "lambada:FILE".

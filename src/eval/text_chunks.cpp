@@ -25,7 +25,8 @@ void collect_strings(const nlohmann::json & value, std::string & out) {
 
 // The fields that hold an item's text in switchyard's suites and the shared data's formats;
 // the rest (ids, labels, categories) is metadata.
-constexpr const char * kTextFields[] = {"text", "context", "prompt", "choices", "answer", "good", "bad", "sentence_good", "sentence_bad"};
+constexpr const char * kTextFields[] = {"text", "context", "prompt",        "choices",     "answer",
+                                        "good", "bad",     "sentence_good", "sentence_bad"};
 
 void collect_item_text(const nlohmann::json & item, std::string & out) {
     bool found = false;
@@ -84,7 +85,8 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
             const auto part = engine.tokenize(text, false);
             tokens.insert(tokens.end(), part.begin(), part.end());
         } catch (const Error & e) {
-            throw Error("{}: {}; pass --normalize to collapse whitespace and drop such characters", path.string(), e.what());
+            throw Error("{}: {}; pass --normalize to collapse whitespace and drop such characters", path.string(),
+                        e.what());
         }
         result.sources.push_back(path.filename().string());
     }
@@ -94,9 +96,12 @@ TextChunks tokenize_chunks(const engine::Engine & engine, const TextChunkOptions
     const auto skip = static_cast<std::size_t>(o.skip_chunks);
     result.available = total > skip ? total - skip : 0;
     if (result.available == 0) {
-        throw Error("the text holds {} tokens, {} chunks of {}: nothing left after skipping {}", tokens.size(), total, length, skip);
+        throw Error("the text holds {} tokens, {} chunks of {}: nothing left after skipping {}", tokens.size(), total,
+                    length, skip);
     }
-    const std::size_t take = o.max_chunks > 0 ? std::min<std::size_t>(result.available, static_cast<std::size_t>(o.max_chunks)) : result.available;
+    const std::size_t take = o.max_chunks > 0
+        ? std::min<std::size_t>(result.available, static_cast<std::size_t>(o.max_chunks))
+        : result.available;
     for (std::size_t c = skip; c < skip + take; ++c) {
         auto & chunk = result.chunks.emplace_back(tokens.begin() + c * length, tokens.begin() + (c + 1) * length);
         if (!bos.empty()) chunk.front() = bos.front();

@@ -13,10 +13,10 @@ namespace switchyard::eval {
 
 struct TextChunkOptions {
     std::vector<std::filesystem::path> files;  // plain text, or task suites (.jsonl: the items' text)
-    int context = 0;          // tokens per chunk
-    int skip_chunks = 0;      // leave this many chunks out first (held out for another use)
-    int max_chunks = 0;       // 0: all that remain
-    bool normalize = false;   // collapse whitespace, drop characters the vocabulary lacks
+    int context = 0;  // tokens per chunk
+    int skip_chunks = 0;  // leave this many chunks out first (held out for another use)
+    int max_chunks = 0;  // 0: all that remain
+    bool normalize = false;  // collapse whitespace, drop characters the vocabulary lacks
 };
 
 struct TextChunks {

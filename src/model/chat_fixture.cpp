@@ -20,14 +20,16 @@ namespace {
 // Meta-Llama-3-8B-Instruct's own, and Qwen2.5-7B-Instruct's own.
 const std::array<ChatStyle, 3> kStyles{{
     {.name = "chatml",
-     .chat_template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
-                      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+     .chat_template =
+         "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
      .control_tokens = {"<|im_start|>", "<|im_end|>"}},
     {.name = "llama3",
-     .chat_template = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
-                      "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
-                      "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
-                      "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
+     .chat_template =
+         "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+         "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+         "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+         "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
      .control_tokens = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
     // ChatML with tools: Qwen2.5-7B-Instruct's own template (llama.cpp's models/templates copy),
     // the tools' JSON in the system turn, calls in <tool_call> tags, results in <tool_response>
@@ -96,10 +98,12 @@ const std::array<ChatStyle, 3> kStyles{{
 constexpr std::int32_t kControlTokenType = 3;  // LLAMA_TOKEN_TYPE_CONTROL
 
 template <typename T>
-std::vector<T> array_of(const gguf_context * ctx, const char * key, gguf_type type, std::size_t n, const std::filesystem::path & file) {
+std::vector<T> array_of(const gguf_context * ctx, const char * key, gguf_type type, std::size_t n,
+                        const std::filesystem::path & file) {
     const auto id = gguf_find_key(ctx, key);
     if (id < 0) return {};
-    if (gguf_get_kv_type(ctx, id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(ctx, id) != type || gguf_get_arr_n(ctx, id) != n)
+    if (gguf_get_kv_type(ctx, id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(ctx, id) != type ||
+        gguf_get_arr_n(ctx, id) != n)
         throw Error("{}: {} is not an array of one value per token", file.string(), key);
     const auto * data = static_cast<const T *>(gguf_get_arr_data(ctx, id));
     return std::vector<T>(data, data + n);
@@ -125,7 +129,8 @@ void write_chat_model(const std::filesystem::path & base, const ChatStyle & styl
     ggml_context_ptr data{raw};
 
     const auto tokens_id = gguf_find_key(src.get(), "tokenizer.ggml.tokens");
-    if (tokens_id < 0 || gguf_get_kv_type(src.get(), tokens_id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(src.get(), tokens_id) != GGUF_TYPE_STRING)
+    if (tokens_id < 0 || gguf_get_kv_type(src.get(), tokens_id) != GGUF_TYPE_ARRAY ||
+        gguf_get_arr_type(src.get(), tokens_id) != GGUF_TYPE_STRING)
         throw Error("{}: the file has no token list (tokenizer.ggml.tokens)", base.string());
     const std::size_t n_vocab = gguf_get_arr_n(src.get(), tokens_id);
     std::vector<std::string> tokens;
@@ -133,7 +138,8 @@ void write_chat_model(const std::filesystem::path & base, const ChatStyle & styl
     auto scores = array_of<float>(src.get(), "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, n_vocab, base);
     auto types = array_of<std::int32_t>(src.get(), "tokenizer.ggml.token_type", GGUF_TYPE_INT32, n_vocab, base);
     for (const auto & t : style.control_tokens) {
-        if (std::find(tokens.begin(), tokens.end(), t) != tokens.end()) throw Error("{}: the vocabulary already holds {}", base.string(), t);
+        if (std::find(tokens.begin(), tokens.end(), t) != tokens.end())
+            throw Error("{}: the vocabulary already holds {}", base.string(), t);
         tokens.push_back(t);
         if (!scores.empty()) scores.push_back(0.0f);
         if (!types.empty()) types.push_back(kControlTokenType);
@@ -145,15 +151,18 @@ void write_chat_model(const std::filesystem::path & base, const ChatStyle & styl
     std::vector<const char *> token_ptrs;
     for (const auto & t : tokens) token_ptrs.push_back(t.c_str());
     gguf_set_arr_str(dst.get(), "tokenizer.ggml.tokens", token_ptrs.data(), token_ptrs.size());
-    if (!scores.empty()) gguf_set_arr_data(dst.get(), "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores.data(), scores.size());
-    if (!types.empty()) gguf_set_arr_data(dst.get(), "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types.data(), types.size());
+    if (!scores.empty())
+        gguf_set_arr_data(dst.get(), "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores.data(), scores.size());
+    if (!types.empty())
+        gguf_set_arr_data(dst.get(), "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types.data(), types.size());
     gguf_set_val_str(dst.get(), "tokenizer.chat_template", style.chat_template.c_str());
     // As chat models' tokenizers do: no space put before the text that follows a control token
     // (SentencePiece's default would make `<|im_start|>assistant` read ` assistant`).
     gguf_set_val_bool(dst.get(), "tokenizer.ggml.add_space_prefix", false);
     if (const auto arch = gguf_find_key(src.get(), "general.architecture"); arch >= 0) {
         const std::string key = std::string(gguf_get_val_str(src.get(), arch)) + ".vocab_size";
-        if (gguf_find_key(src.get(), key.c_str()) >= 0) gguf_set_val_u32(dst.get(), key.c_str(), static_cast<std::uint32_t>(tokens.size()));
+        if (gguf_find_key(src.get(), key.c_str()) >= 0)
+            gguf_set_val_u32(dst.get(), key.c_str(), static_cast<std::uint32_t>(tokens.size()));
     }
 
     // The matrices with a row per token gain zero rows: the new tokens' embedding and logit are 0.
@@ -161,14 +170,19 @@ void write_chat_model(const std::filesystem::path & base, const ChatStyle & styl
     std::size_t grown_bytes = 0;
     for (int64_t i = 0; i < n_tensors; ++i) {
         const ggml_tensor * t = ggml_get_tensor(data.get(), gguf_get_tensor_name(src.get(), i));
-        if (t->ne[1] == static_cast<int64_t>(n_vocab)) grown_bytes += ggml_row_size(t->type, t->ne[0]) * (n_vocab + added);
+        if (t->ne[1] == static_cast<int64_t>(n_vocab))
+            grown_bytes += ggml_row_size(t->type, t->ne[0]) * (n_vocab + added);
     }
-    ggml_init_params params{.mem_size = grown_bytes + static_cast<std::size_t>(n_tensors) * ggml_tensor_overhead(), .mem_buffer = nullptr, .no_alloc = false};
+    ggml_init_params params{.mem_size = grown_bytes + static_cast<std::size_t>(n_tensors) * ggml_tensor_overhead(),
+                            .mem_buffer = nullptr,
+                            .no_alloc = false};
     ggml_context_ptr grown{ggml_init(params)};
     for (int64_t i = 0; i < n_tensors; ++i) {
         const char * name = gguf_get_tensor_name(src.get(), i);
         ggml_tensor * t = ggml_get_tensor(data.get(), name);
-        const bool per_token = (std::strcmp(name, "token_embd.weight") == 0 || std::strcmp(name, "output.weight") == 0) && t->ne[1] == static_cast<int64_t>(n_vocab);
+        const bool per_token =
+            (std::strcmp(name, "token_embd.weight") == 0 || std::strcmp(name, "output.weight") == 0) &&
+            t->ne[1] == static_cast<int64_t>(n_vocab);
         if (!per_token) {
             gguf_add_tensor(dst.get(), t);
             continue;
@@ -181,7 +195,8 @@ void write_chat_model(const std::filesystem::path & base, const ChatStyle & styl
     }
 
     AtomicFile file(out);
-    if (!gguf_write_to_file(dst.get(), file.temp_path().c_str(), /*only_meta=*/false)) throw Error("{}: write failed", out.string());
+    if (!gguf_write_to_file(dst.get(), file.temp_path().c_str(), /*only_meta=*/false))
+        throw Error("{}: write failed", out.string());
     file.commit();
 }
 

@@ -12,8 +12,8 @@
 namespace switchyard::model {
 
 struct ChatStyle {
-    std::string name;                       // "chatml", "llama3", "chatml-tools"
-    std::string chat_template;              // Jinja, as a GGUF's tokenizer.chat_template holds it
+    std::string name;  // "chatml", "llama3", "chatml-tools"
+    std::string chat_template;  // Jinja, as a GGUF's tokenizer.chat_template holds it
     std::vector<std::string> control_tokens;  // appended to the vocabulary, in this order
 };
 

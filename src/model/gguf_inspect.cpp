@@ -22,12 +22,12 @@ namespace {
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 constexpr std::int32_t kTokenTypeByte = 6;  // llama_token_type LLAMA_TOKEN_TYPE_BYTE in gguf files
 
-
 // ggml prefixes its messages with the function name ("gguf_init_from_file_impl: ..."): drop it.
 std::string without_function_prefix(std::string message) {
     const auto colon = message.find(": ");
-    if (colon != std::string::npos &&
-        std::all_of(message.begin(), message.begin() + colon, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; })) {
+    if (colon != std::string::npos && std::all_of(message.begin(), message.begin() + colon, [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+        })) {
         message.erase(0, colon + 2);
     }
     return message;
@@ -69,14 +69,16 @@ public:
     // Length of an array of `element` type under `key`, or nullopt.
     std::optional<std::size_t> array_length(const std::string & key, gguf_type element) const {
         const auto id = gguf_find_key(ctx_, key.c_str());
-        if (id < 0 || gguf_get_kv_type(ctx_, id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(ctx_, id) != element) return std::nullopt;
+        if (id < 0 || gguf_get_kv_type(ctx_, id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(ctx_, id) != element)
+            return std::nullopt;
         return gguf_get_arr_n(ctx_, id);
     }
 
     bool int32_array_contains(const std::string & key, std::int32_t value) const {
         const auto n = array_length(key, GGUF_TYPE_INT32);
         if (!n) return false;
-        const auto * data = static_cast<const std::int32_t *>(gguf_get_arr_data(ctx_, gguf_find_key(ctx_, key.c_str())));
+        const auto * data =
+            static_cast<const std::int32_t *>(gguf_get_arr_data(ctx_, gguf_find_key(ctx_, key.c_str())));
         return std::find(data, data + *n, value) != data + *n;
     }
 
@@ -149,7 +151,8 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
         data_end = std::max<std::uint64_t>(data_end, gguf_get_tensor_offset(ctx, i) + bytes);
     }
     info.tensor_count = static_cast<std::uint64_t>(n_tensors);
-    info.bits_per_weight = info.parameters > 0 ? 8.0 * static_cast<double>(info.tensor_data_bytes) / info.parameters : 0.0;
+    info.bits_per_weight =
+        info.parameters > 0 ? 8.0 * static_cast<double>(info.tensor_data_bytes) / info.parameters : 0.0;
 
     if (const auto ftype = meta.unsigned_integer("general.file_type")) {
         info.file_type = llama_ftype_name(static_cast<llama_ftype>(*ftype));
@@ -172,13 +175,15 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
     info.vocab_size = meta.array_length("tokenizer.ggml.tokens", GGUF_TYPE_STRING)
                           .value_or(meta.unsigned_integer(arch + ".vocab_size").value_or(0));
     // Byte-level BPE maps every byte by construction; other tokenizers need explicit byte tokens.
-    info.byte_fallback = info.tokenizer == "gpt2" || meta.int32_array_contains("tokenizer.ggml.token_type", kTokenTypeByte) ||
-                         meta.string_array_contains("tokenizer.ggml.tokens", "<0x0A>");
+    info.byte_fallback = info.tokenizer == "gpt2" ||
+        meta.int32_array_contains("tokenizer.ggml.token_type", kTokenTypeByte) ||
+        meta.string_array_contains("tokenizer.ggml.tokens", "<0x0A>");
     info.has_chat_template = meta.string("tokenizer.chat_template").has_value();
 
     // A projector file (arch "clip") carries an encoder, not a language model.
     if (arch != "clip") info.capabilities.push_back("text");
-    if (meta.flag("clip.has_vision_encoder") || meta.any_key_contains(".vision.")) info.capabilities.push_back("vision");
+    if (meta.flag("clip.has_vision_encoder") || meta.any_key_contains(".vision."))
+        info.capabilities.push_back("vision");
     if (meta.flag("clip.has_audio_encoder") || meta.any_key_contains(".audio.")) info.capabilities.push_back("audio");
 
     // gguf reads only the index; checked last so that a cut file still exercises everything above.

@@ -13,7 +13,7 @@ namespace switchyard::model {
 
 struct TensorInfo {
     std::string name;
-    std::string type;                  // lower-case ggml type name
+    std::string type;  // lower-case ggml type name
     std::vector<std::uint64_t> shape;  // ggml order: shape[0] is the row length (input columns)
     std::uint64_t bytes = 0;
 };
@@ -26,13 +26,13 @@ struct ModelInfo {
     std::string architecture;
     std::string name;  // general.name, empty when absent
 
-    std::uint64_t parameters = 0;        // elements over all tensors, as stored
+    std::uint64_t parameters = 0;  // elements over all tensors, as stored
     std::uint64_t tensor_count = 0;
     std::uint64_t tensor_data_bytes = 0;  // bytes of tensor data, without alignment padding
-    std::uint64_t tensor_data_offset = 0; // where the tensor data starts in the file (after the metadata)
-    double bits_per_weight = 0.0;         // tensor_data_bytes * 8 / parameters
+    std::uint64_t tensor_data_offset = 0;  // where the tensor data starts in the file (after the metadata)
+    double bits_per_weight = 0.0;  // tensor_data_bytes * 8 / parameters
     std::map<std::string, std::uint64_t> tensor_types;  // lower-case ggml type name -> tensor count
-    std::vector<TensorInfo> tensors;                    // in file order
+    std::vector<TensorInfo> tensors;  // in file order
 
     // llama.cpp's name for the file type: from general.file_type, else derived from the tensors.
     std::string file_type;
@@ -43,7 +43,7 @@ struct ModelInfo {
     std::uint64_t block_count = 0;
 
     std::uint64_t vocab_size = 0;
-    std::string tokenizer;       // tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE), ...
+    std::string tokenizer;  // tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE), ...
     bool byte_fallback = false;  // can every byte be encoded (SentencePiece byte tokens, or byte-level BPE)?
     bool has_chat_template = false;
 

@@ -29,12 +29,13 @@ const Route * Portfolio::find_route(const std::string & name) const {
 namespace {
 
 void check_url(const YamlMap & y, const std::string & key, const std::string & url) {
-    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) y.fail(key, "expected an http:// or https:// URL, found '" + url + "'");
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+        y.fail(key, "expected an http:// or https:// URL, found '" + url + "'");
 }
 
 PortfolioModel read_model(const YamlMap & y) {
-    y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads", "gpu_layers", "rpc",
-                      "normalize", "cost_per_1k_tokens", "note", "replicas", "health"});
+    y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads",
+                      "gpu_layers", "rpc", "normalize", "cost_per_1k_tokens", "note", "replicas", "health"});
     PortfolioModel m;
     m.name = y.string("name");
     for (const auto & r : y.maps("replicas")) {
@@ -54,7 +55,9 @@ PortfolioModel read_model(const YamlMap & y) {
         if (m.health.timeout_ms <= 0) h->fail("timeout_ms", "must be positive");
     }
     if (!m.replicas.empty()) {
-        if (y.has("endpoint")) y.fail("endpoint", "a model with replicas lists every server under 'replicas' (and 'path' adds the in-process engine)");
+        if (y.has("endpoint"))
+            y.fail("endpoint",
+                   "a model with replicas lists every server under 'replicas' (and 'path' adds the in-process engine)");
     } else if (y.has("path") == y.has("endpoint")) {
         y.fail("", "give exactly one of 'path' (a GGUF file) and 'endpoint' (an OpenAI-compatible URL), or 'replicas'");
     }
@@ -74,7 +77,8 @@ PortfolioModel read_model(const YamlMap & y) {
             y.fail("rpc", error.what());
         }
     }
-    if (!m.rpc.empty() && m.path.empty()) y.fail("rpc", "RPC workers hold an in-process model's layers: give 'path' (a GGUF file)");
+    if (!m.rpc.empty() && m.path.empty())
+        y.fail("rpc", "RPC workers hold an in-process model's layers: give 'path' (a GGUF file)");
     m.normalize = y.boolean("normalize", false);
     m.cost_per_1k_tokens = y.number("cost_per_1k_tokens", 0);
     m.note = y.string("note", "");
@@ -135,7 +139,10 @@ Route read_route(const YamlMap & y) {
         if (c->has("redact")) capture.redact = c->strings("redact");
         for (const auto & rule : capture.redact) {
             const auto compiled = compile_redaction(rule);
-            if (!compiled->ok()) c->fail("redact", "'" + rule + "' is neither a preset (email, phone, card) nor a valid RE2 pattern: " + compiled->error());
+            if (!compiled->ok())
+                c->fail("redact",
+                        "'" + rule +
+                            "' is neither a preset (email, phone, card) nor a valid RE2 pattern: " + compiled->error());
         }
         r.capture = capture;
     }
@@ -185,14 +192,17 @@ RouteRule read_rule(const YamlMap & y) {
     rule.ignore_case = y.boolean("ignore_case", false);
     if (!rule.regex.empty()) {
         const auto compiled = compile_rule_regex(rule);
-        if (!compiled->ok()) y.fail("regex", "not a valid RE2 regular expression (no back-references or look-arounds): " + compiled->error());
+        if (!compiled->ok())
+            y.fail("regex",
+                   "not a valid RE2 regular expression (no back-references or look-arounds): " + compiled->error());
     }
     return rule;
 }
 
 ServerSettings read_server(const YamlMap & y) {
-    y.reject_unknown({"host", "port", "max_body_bytes", "max_tokens", "queue_length", "max_streams", "request_timeout_ms", "cooldown_s",
-                      "read_timeout_ms", "admin_token_env", "api_keys_env", "admin_model_dirs", "admin_endpoints", "admin_key_env_prefix", "capture_db"});
+    y.reject_unknown({"host", "port", "max_body_bytes", "max_tokens", "queue_length", "max_streams",
+                      "request_timeout_ms", "cooldown_s", "read_timeout_ms", "admin_token_env", "api_keys_env",
+                      "admin_model_dirs", "admin_endpoints", "admin_key_env_prefix", "capture_db"});
     ServerSettings s;
     s.host = y.string("host", s.host);
     s.port = static_cast<int>(y.integer("port", s.port));
@@ -207,7 +217,9 @@ ServerSettings read_server(const YamlMap & y) {
     if (s.read_timeout_ms <= 0) y.fail("read_timeout_ms", "must be positive");
     s.admin_token_env = y.string("admin_token_env", s.admin_token_env);
     s.api_keys_env = y.string("api_keys_env", s.api_keys_env);
-    for (const auto & dir : y.strings("admin_model_dirs")) s.admin_model_dirs.push_back(std::filesystem::path(dir).is_absolute() ? std::filesystem::path(dir) : y.base_dir() / dir);
+    for (const auto & dir : y.strings("admin_model_dirs"))
+        s.admin_model_dirs.push_back(std::filesystem::path(dir).is_absolute() ? std::filesystem::path(dir)
+                                                                              : y.base_dir() / dir);
     s.admin_endpoints = y.strings("admin_endpoints");
     for (auto & url : s.admin_endpoints) {
         if (url.starts_with("rpc://")) {
@@ -239,16 +251,20 @@ void check_references(const Portfolio & p, const YamlMap & root) {
         if (r.canary) used.push_back(r.canary->model);
         if (r.shadow) used.push_back(r.shadow->model);
         for (const auto & name : used)
-            if (!p.find_model(name)) root.fail("routes", "route '" + r.name + "' names the model '" + name + "', which 'models' does not define");
+            if (!p.find_model(name))
+                root.fail("routes",
+                          "route '" + r.name + "' names the model '" + name + "', which 'models' does not define");
     }
     for (const auto & rule : p.rules)
-        if (!p.find_route(rule.route)) root.fail("rules", "a rule names the route '" + rule.route + "', which 'routes' does not define");
+        if (!p.find_route(rule.route))
+            root.fail("rules", "a rule names the route '" + rule.route + "', which 'routes' does not define");
     if (!p.find_route(p.default_route)) root.fail("default_route", "no route is named '" + p.default_route + "'");
 }
 
 }  // namespace
 
-Portfolio parse_portfolio(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir) {
+Portfolio parse_portfolio(const std::string & yaml, const std::string & source,
+                          const std::filesystem::path & base_dir) {
     const auto root = YamlMap::parse(yaml, source, base_dir);
     root.reject_unknown({"version", "models", "routes", "rules", "default_route", "server"});
     if (root.integer("version", 1) != 1) root.fail("version", "this switchyard reads portfolio version 1");
@@ -267,7 +283,8 @@ Portfolio parse_portfolio(const std::string & yaml, const std::string & source, 
 }
 
 Portfolio load_portfolio(const std::filesystem::path & file) {
-    return parse_portfolio(read_whole_file(file, "portfolio"), file.string(), std::filesystem::absolute(file).parent_path());
+    return parse_portfolio(read_whole_file(file, "portfolio"), file.string(),
+                           std::filesystem::absolute(file).parent_path());
 }
 
 namespace {
@@ -281,7 +298,8 @@ std::string shown_path(const std::filesystem::path & path, const std::filesystem
 
 }  // namespace
 
-std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path & relative_to, const std::string & header_comment) {
+std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path & relative_to,
+                              const std::string & header_comment) {
     const ServerSettings defaults;
     YAML::Emitter out;
     out << YAML::BeginMap << YAML::Key << "version" << YAML::Value << 1;
@@ -299,15 +317,17 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             }
             out << YAML::EndSeq;
             if (m.health != HealthCheck{}) {
-                out << YAML::Key << "health" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << m.health.path << YAML::Key
-                    << "interval_ms" << YAML::Value << m.health.interval_ms << YAML::Key << "timeout_ms" << YAML::Value << m.health.timeout_ms << YAML::EndMap;
+                out << YAML::Key << "health" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "path"
+                    << YAML::Value << m.health.path << YAML::Key << "interval_ms" << YAML::Value << m.health.interval_ms
+                    << YAML::Key << "timeout_ms" << YAML::Value << m.health.timeout_ms << YAML::EndMap;
             }
         }
         if (!m.endpoint.empty() || !m.replicas.empty()) {
             if (m.remote_model != m.name) out << YAML::Key << "remote_model" << YAML::Value << m.remote_model;
             if (!m.api_key_env.empty()) out << YAML::Key << "api_key_env" << YAML::Value << m.api_key_env;
         }
-        out << YAML::Key << "context" << YAML::Value << m.context << YAML::Key << "parallel" << YAML::Value << m.parallel;
+        out << YAML::Key << "context" << YAML::Value << m.context << YAML::Key << "parallel" << YAML::Value
+            << m.parallel;
         if (m.threads) out << YAML::Key << "threads" << YAML::Value << m.threads;
         if (m.gpu_layers) out << YAML::Key << "gpu_layers" << YAML::Value << m.gpu_layers;
         if (!m.rpc.empty()) {
@@ -317,7 +337,8 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         }
         if (m.normalize) out << YAML::Key << "normalize" << YAML::Value << true;
         // Four significant digits: a measured cost is known to a few percent, not to seventeen digits.
-        if (m.cost_per_1k_tokens > 0) out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << YAML::Precision(4) << m.cost_per_1k_tokens;
+        if (m.cost_per_1k_tokens > 0)
+            out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << YAML::Precision(4) << m.cost_per_1k_tokens;
         if (!m.note.empty()) out << YAML::Key << "note" << YAML::Value << m.note;
         out << YAML::EndMap;
     }
@@ -327,25 +348,28 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         if (!r.model.empty()) out << YAML::Key << "model" << YAML::Value << r.model;
         if (!r.fallback.empty()) out << YAML::Key << "fallback" << YAML::Value << YAML::Flow << r.fallback;
         if (r.cascade)
-            out << YAML::Key << "cascade" << YAML::Value << YAML::BeginMap << YAML::Key << "models" << YAML::Value << YAML::Flow << r.cascade->models
-                << YAML::Key << "min_mean_logprob" << YAML::Value << r.cascade->min_mean_logprob << YAML::EndMap;
+            out << YAML::Key << "cascade" << YAML::Value << YAML::BeginMap << YAML::Key << "models" << YAML::Value
+                << YAML::Flow << r.cascade->models << YAML::Key << "min_mean_logprob" << YAML::Value
+                << r.cascade->min_mean_logprob << YAML::EndMap;
         if (r.canary)
-            out << YAML::Key << "canary" << YAML::Value << YAML::BeginMap << YAML::Key << "model" << YAML::Value << r.canary->model << YAML::Key
-                << "percent" << YAML::Value << r.canary->percent << YAML::EndMap;
+            out << YAML::Key << "canary" << YAML::Value << YAML::BeginMap << YAML::Key << "model" << YAML::Value
+                << r.canary->model << YAML::Key << "percent" << YAML::Value << r.canary->percent << YAML::EndMap;
         if (r.shadow) {
-            out << YAML::Key << "shadow" << YAML::Value << YAML::BeginMap << YAML::Key << "model" << YAML::Value << r.shadow->model << YAML::Key
-                << "sample" << YAML::Value << r.shadow->sample;
+            out << YAML::Key << "shadow" << YAML::Value << YAML::BeginMap << YAML::Key << "model" << YAML::Value
+                << r.shadow->model << YAML::Key << "sample" << YAML::Value << r.shadow->sample;
             if (r.shadow->promote_at) out << YAML::Key << "promote_at" << YAML::Value << *r.shadow->promote_at;
-            if (r.shadow->rollback_below) out << YAML::Key << "rollback_below" << YAML::Value << *r.shadow->rollback_below;
+            if (r.shadow->rollback_below)
+                out << YAML::Key << "rollback_below" << YAML::Value << *r.shadow->rollback_below;
             out << YAML::Key << "min_samples" << YAML::Value << r.shadow->min_samples;
             if (!r.shadow->decision.empty()) out << YAML::Key << "decision" << YAML::Value << r.shadow->decision;
             if (!r.shadow->evidence.empty()) out << YAML::Key << "evidence" << YAML::Value << r.shadow->evidence;
             out << YAML::EndMap;
         }
         if (r.capture) {
-            out << YAML::Key << "capture" << YAML::Value << YAML::BeginMap << YAML::Key << "sample" << YAML::Value << r.capture->sample << YAML::Key
-                << "max_items" << YAML::Value << r.capture->max_items << YAML::Key << "retention_days" << YAML::Value << r.capture->retention_days
-                << YAML::Key << "redact" << YAML::Value << YAML::Flow << r.capture->redact << YAML::EndMap;
+            out << YAML::Key << "capture" << YAML::Value << YAML::BeginMap << YAML::Key << "sample" << YAML::Value
+                << r.capture->sample << YAML::Key << "max_items" << YAML::Value << r.capture->max_items << YAML::Key
+                << "retention_days" << YAML::Value << r.capture->retention_days << YAML::Key << "redact" << YAML::Value
+                << YAML::Flow << r.capture->redact << YAML::EndMap;
         }
         if (!r.note.empty()) out << YAML::Key << "note" << YAML::Value << r.note;
         if (!r.evidence.empty()) out << YAML::Key << "evidence" << YAML::Value << r.evidence;
@@ -366,16 +390,21 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
     }
     out << YAML::Key << "default_route" << YAML::Value << p.default_route;
     const auto & s = p.server;
-    if (s.host != defaults.host || s.port != defaults.port || s.max_body_bytes != defaults.max_body_bytes || s.max_tokens != defaults.max_tokens ||
-        s.queue_length != defaults.queue_length || s.max_streams != defaults.max_streams || s.request_timeout_ms != defaults.request_timeout_ms ||
-        s.cooldown_s != defaults.cooldown_s || s.read_timeout_ms != defaults.read_timeout_ms || s.admin_token_env != defaults.admin_token_env || s.api_keys_env != defaults.api_keys_env ||
-        !s.admin_model_dirs.empty() || !s.admin_endpoints.empty() || s.admin_key_env_prefix != defaults.admin_key_env_prefix || !s.capture_db.empty()) {
-        out << YAML::Key << "server" << YAML::Value << YAML::BeginMap << YAML::Key << "host" << YAML::Value << s.host << YAML::Key << "port"
-            << YAML::Value << s.port << YAML::Key << "max_body_bytes" << YAML::Value << s.max_body_bytes << YAML::Key << "max_tokens" << YAML::Value
-            << s.max_tokens << YAML::Key << "queue_length" << YAML::Value << s.queue_length << YAML::Key << "max_streams" << YAML::Value
-            << s.max_streams << YAML::Key << "request_timeout_ms" << YAML::Value << s.request_timeout_ms << YAML::Key << "cooldown_s" << YAML::Value
-            << s.cooldown_s << YAML::Key << "read_timeout_ms" << YAML::Value << s.read_timeout_ms << YAML::Key << "admin_token_env" << YAML::Value << s.admin_token_env << YAML::Key << "api_keys_env" << YAML::Value
-            << s.api_keys_env;
+    if (s.host != defaults.host || s.port != defaults.port || s.max_body_bytes != defaults.max_body_bytes ||
+        s.max_tokens != defaults.max_tokens || s.queue_length != defaults.queue_length ||
+        s.max_streams != defaults.max_streams || s.request_timeout_ms != defaults.request_timeout_ms ||
+        s.cooldown_s != defaults.cooldown_s || s.read_timeout_ms != defaults.read_timeout_ms ||
+        s.admin_token_env != defaults.admin_token_env || s.api_keys_env != defaults.api_keys_env ||
+        !s.admin_model_dirs.empty() || !s.admin_endpoints.empty() ||
+        s.admin_key_env_prefix != defaults.admin_key_env_prefix || !s.capture_db.empty()) {
+        out << YAML::Key << "server" << YAML::Value << YAML::BeginMap << YAML::Key << "host" << YAML::Value << s.host
+            << YAML::Key << "port" << YAML::Value << s.port << YAML::Key << "max_body_bytes" << YAML::Value
+            << s.max_body_bytes << YAML::Key << "max_tokens" << YAML::Value << s.max_tokens << YAML::Key
+            << "queue_length" << YAML::Value << s.queue_length << YAML::Key << "max_streams" << YAML::Value
+            << s.max_streams << YAML::Key << "request_timeout_ms" << YAML::Value << s.request_timeout_ms << YAML::Key
+            << "cooldown_s" << YAML::Value << s.cooldown_s << YAML::Key << "read_timeout_ms" << YAML::Value
+            << s.read_timeout_ms << YAML::Key << "admin_token_env" << YAML::Value << s.admin_token_env << YAML::Key
+            << "api_keys_env" << YAML::Value << s.api_keys_env;
         if (!s.admin_model_dirs.empty()) {
             out << YAML::Key << "admin_model_dirs" << YAML::Value << YAML::BeginSeq;
             for (const auto & dir : s.admin_model_dirs) out << shown_path(dir, relative_to);
@@ -383,7 +412,8 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         }
         if (!s.admin_endpoints.empty()) out << YAML::Key << "admin_endpoints" << YAML::Value << s.admin_endpoints;
         out << YAML::Key << "admin_key_env_prefix" << YAML::Value << s.admin_key_env_prefix;
-        if (!s.capture_db.empty()) out << YAML::Key << "capture_db" << YAML::Value << shown_path(s.capture_db, relative_to);
+        if (!s.capture_db.empty())
+            out << YAML::Key << "capture_db" << YAML::Value << shown_path(s.capture_db, relative_to);
         out << YAML::EndMap;
     }
     out << YAML::EndMap;
@@ -400,8 +430,10 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
     return text + out.c_str() + "\n";
 }
 
-void save_portfolio(const std::filesystem::path & file, const Portfolio & portfolio, const std::string & header_comment) {
-    write_file_atomically(file, portfolio_to_yaml(portfolio, std::filesystem::absolute(file).parent_path(), header_comment));
+void save_portfolio(const std::filesystem::path & file, const Portfolio & portfolio,
+                    const std::string & header_comment) {
+    write_file_atomically(file,
+                          portfolio_to_yaml(portfolio, std::filesystem::absolute(file).parent_path(), header_comment));
 }
 
 }  // namespace switchyard::model

@@ -16,7 +16,7 @@ namespace switchyard::model {
 // One remote server of a model served by several (see PortfolioModel::replicas).
 struct Replica {
     std::string endpoint;  // e.g. http://10.0.0.5:8080/v1
-    double weight = 1;     // a share of the requests in proportion to it
+    double weight = 1;  // a share of the requests in proportion to it
     bool operator==(const Replica &) const = default;
 };
 
@@ -34,13 +34,13 @@ struct HealthCheck {
 // `path` is set too). Exactly one of `path` and `endpoint` is set, or `replicas`.
 struct PortfolioModel {
     std::string name;
-    std::filesystem::path path;   // resolved against the portfolio file's folder
-    std::string endpoint;         // e.g. http://10.0.0.5:8000/v1
-    std::string remote_model;     // the model name the endpoint expects (default: `name`)
-    std::string api_key_env;      // environment variable holding the endpoint's API key
-    int context = 2048;           // tokens per request (in process)
-    int parallel = 4;             // concurrent sequences (in process)
-    int threads = 0;              // 0: the engine's default
+    std::filesystem::path path;  // resolved against the portfolio file's folder
+    std::string endpoint;  // e.g. http://10.0.0.5:8000/v1
+    std::string remote_model;  // the model name the endpoint expects (default: `name`)
+    std::string api_key_env;  // environment variable holding the endpoint's API key
+    int context = 2048;  // tokens per request (in process)
+    int parallel = 4;  // concurrent sequences (in process)
+    int threads = 0;  // 0: the engine's default
     int gpu_layers = 0;
     // rpc-server workers (HOST:PORT) that hold the in-process model's layers and compute them: one
     // model spread over several machines' memory. llama.cpp's RPC client stops the process when a
@@ -50,9 +50,9 @@ struct PortfolioModel {
     // it lacks are dropped), as `plan` / `eval --normalize` measured the model (in process).
     bool normalize = false;
     double cost_per_1k_tokens = 0;  // estimate, from `plan`'s measurements; drives the cost metric
-    std::string note;               // why it is here ("compress -> Q8_0: drop 1.2% ...")
+    std::string note;  // why it is here ("compress -> Q8_0: drop 1.2% ...")
     std::vector<Replica> replicas;  // balanced by least outstanding requests per weight
-    HealthCheck health;             // for replicas
+    HealthCheck health;  // for replicas
 
     // Serve reuses a loaded backend across a portfolio swap only when its entry is unchanged.
     bool operator==(const PortfolioModel &) const = default;
@@ -74,9 +74,9 @@ struct Canary {
 // Mirror a sampled share of the route's traffic to a candidate and compare the answers.
 struct Shadow {
     std::string model;
-    double sample = 1.0;                     // share of requests mirrored, 0..1
-    std::optional<double> promote_at;        // agreement at or above this after min_samples: promote
-    std::optional<double> rollback_below;    // agreement below this after min_samples: stop shadowing
+    double sample = 1.0;  // share of requests mirrored, 0..1
+    std::optional<double> promote_at;  // agreement at or above this after min_samples: promote
+    std::optional<double> rollback_below;  // agreement below this after min_samples: stop shadowing
     int min_samples = 100;
     // Set by a rollout (POST /admin/rollout): the plan decision behind the candidate, and its report.
     std::string decision;
@@ -91,9 +91,9 @@ std::optional<std::string> shadow_min_samples_error(long long value);
 // Opt-in recording of a route's traffic, the evidence for the next decision (docs/serve.md,
 // "Capture"): a sample of requests and answers, redacted before anything is stored.
 struct Capture {
-    double sample = 1.0;          // share of the route's answered requests kept, 0..1
-    int max_items = 10000;        // kept per route; beyond it the oldest go
-    int retention_days = 30;      // older items go
+    double sample = 1.0;  // share of the route's answered requests kept, 0..1
+    int max_items = 10000;  // kept per route; beyond it the oldest go
+    int retention_days = 30;  // older items go
     // Presets (email, phone, card) or RE2 patterns; what they match is replaced before storing.
     std::vector<std::string> redact = {"email", "phone", "card"};
     bool operator==(const Capture &) const = default;
@@ -102,7 +102,7 @@ struct Capture {
 // A class of traffic (critical, high-volume, simple, ...) and the models that serve it.
 struct Route {
     std::string name;
-    std::string model;                  // empty only when `cascade` is set
+    std::string model;  // empty only when `cascade` is set
     std::vector<std::string> fallback;  // tried in order on error, timeout or a full queue
     std::optional<Cascade> cascade;
     std::optional<Canary> canary;
@@ -169,7 +169,9 @@ Portfolio parse_portfolio(const std::string & yaml, const std::string & source, 
 
 // YAML that load_portfolio reads back to the same Portfolio; paths are written relative to
 // `relative_to` when they lie under it, so a plan's output folder can be moved as a whole.
-std::string portfolio_to_yaml(const Portfolio & portfolio, const std::filesystem::path & relative_to, const std::string & header_comment = {});
-void save_portfolio(const std::filesystem::path & file, const Portfolio & portfolio, const std::string & header_comment = {});
+std::string portfolio_to_yaml(const Portfolio & portfolio, const std::filesystem::path & relative_to,
+                              const std::string & header_comment = {});
+void save_portfolio(const std::filesystem::path & file, const Portfolio & portfolio,
+                    const std::string & header_comment = {});
 
 }  // namespace switchyard::model

@@ -23,13 +23,41 @@ namespace {
 // what matters here is the size of every matrix and vocabulary, not the family's small extras
 // (Qwen2's attention biases).
 const std::array<ModelShape, 4> kShapes{{
-    {.name = "check", .vocab = 1024, .embedding = 256, .layers = 2, .heads = 4, .kv_heads = 2, .feed_forward = 512, .context = 512},
-    {.name = "smollm2-135m", .vocab = 49152, .embedding = 576, .layers = 30, .heads = 9, .kv_heads = 3, .feed_forward = 1536,
-     .context = 8192, .tied_output = true},
-    {.name = "qwen2.5-0.5b", .vocab = 151936, .embedding = 896, .layers = 24, .heads = 14, .kv_heads = 2, .feed_forward = 4864,
-     .context = 32768, .tied_output = true},
-    {.name = "llama-3.2-1b", .vocab = 128256, .embedding = 2048, .layers = 16, .heads = 32, .kv_heads = 8, .feed_forward = 8192,
-     .context = 131072, .tied_output = true},
+    {.name = "check",
+     .vocab = 1024,
+     .embedding = 256,
+     .layers = 2,
+     .heads = 4,
+     .kv_heads = 2,
+     .feed_forward = 512,
+     .context = 512},
+    {.name = "smollm2-135m",
+     .vocab = 49152,
+     .embedding = 576,
+     .layers = 30,
+     .heads = 9,
+     .kv_heads = 3,
+     .feed_forward = 1536,
+     .context = 8192,
+     .tied_output = true},
+    {.name = "qwen2.5-0.5b",
+     .vocab = 151936,
+     .embedding = 896,
+     .layers = 24,
+     .heads = 14,
+     .kv_heads = 2,
+     .feed_forward = 4864,
+     .context = 32768,
+     .tied_output = true},
+    {.name = "llama-3.2-1b",
+     .vocab = 128256,
+     .embedding = 2048,
+     .layers = 16,
+     .heads = 32,
+     .kv_heads = 8,
+     .feed_forward = 8192,
+     .context = 131072,
+     .tied_output = true},
 }};
 
 // Standard deviation of the logits: with RMS-normalized hidden states, a trained model's top token
@@ -122,8 +150,8 @@ private:
 struct TensorPlan {
     std::string name;
     std::int64_t columns;  // ne[0], the input width
-    std::int64_t rows;     // ne[1]; 1 for a norm vector
-    double stddev;         // 0: a norm, all ones
+    std::int64_t rows;  // ne[1]; 1 for a norm vector
+    double stddev;  // 0: a norm, all ones
 };
 
 std::vector<TensorPlan> tensor_plan(const ModelShape & s) {
@@ -145,7 +173,8 @@ std::vector<TensorPlan> tensor_plan(const ModelShape & s) {
         plan.push_back({n("ffn_norm"), s.embedding, 1, 0});
         plan.push_back({n("ffn_gate"), s.embedding, s.feed_forward, in});
         plan.push_back({n("ffn_up"), s.embedding, s.feed_forward, in});
-        plan.push_back({n("ffn_down"), s.feed_forward, s.embedding, residual / std::sqrt(static_cast<double>(s.feed_forward))});
+        plan.push_back(
+            {n("ffn_down"), s.feed_forward, s.embedding, residual / std::sqrt(static_cast<double>(s.feed_forward))});
     }
     plan.push_back({"output_norm.weight", s.embedding, 1, 0});
     if (!s.tied_output) plan.push_back({"output.weight", s.embedding, s.vocab, logits});
@@ -153,7 +182,8 @@ std::vector<TensorPlan> tensor_plan(const ModelShape & s) {
 }
 
 void check_shape(const ModelShape & s) {
-    if (s.vocab < kFirstPiece + 96) throw Error("model shape {}: the vocabulary needs at least {} tokens", s.name, kFirstPiece + 96);
+    if (s.vocab < kFirstPiece + 96)
+        throw Error("model shape {}: the vocabulary needs at least {} tokens", s.name, kFirstPiece + 96);
     if (s.embedding <= 0 || s.layers <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.feed_forward <= 0 || s.context <= 0)
         throw Error("model shape {}: every size must be positive", s.name);
     if (s.embedding % s.heads != 0 || s.heads % s.kv_heads != 0)
@@ -226,7 +256,8 @@ void write_synthetic_model(const SyntheticModelOptions & options, const std::fil
     AtomicFile out(path);
     std::unique_ptr<std::FILE, int (*)(std::FILE *)> f(std::fopen(out.temp_path().c_str(), "wb"), &std::fclose);
     if (!f) throw Error("{}: cannot create the file", path.string());
-    if (!gguf_write_to_file_ptr(gguf.get(), f.get(), /*only_meta=*/true)) throw Error("{}: write failed", path.string());
+    if (!gguf_write_to_file_ptr(gguf.get(), f.get(), /*only_meta=*/true))
+        throw Error("{}: write failed", path.string());
 
     Random random(options.seed);
     const std::size_t alignment = gguf_get_alignment(gguf.get());

@@ -14,12 +14,12 @@ namespace switchyard::model {
 struct ModelShape {
     std::string name;
     int vocab = 0;
-    int embedding = 0;     // width of the residual stream
+    int embedding = 0;  // width of the residual stream
     int layers = 0;
     int heads = 0;
-    int kv_heads = 0;      // grouped-query attention when fewer than heads
+    int kv_heads = 0;  // grouped-query attention when fewer than heads
     int feed_forward = 0;
-    int context = 0;       // declared training context
+    int context = 0;  // declared training context
     bool tied_output = false;  // the output matrix is the token embedding (no output.weight)
 };
 

@@ -17,7 +17,8 @@ using decide::Outcome;
 using decide::PlanResult;
 
 std::size_t display_length(const std::string & utf8) {
-    return static_cast<std::size_t>(std::count_if(utf8.begin(), utf8.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+    return static_cast<std::size_t>(
+        std::count_if(utf8.begin(), utf8.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 std::string money_per_1m(double cost_per_1k_tokens) { return decide::dollars(1000 * cost_per_1k_tokens); }
@@ -82,8 +83,8 @@ std::string short_problem(const PlanResult & r, const decide::RuleVerdict & v) {
     if (!v.drop) return v.id() + ": " + v.message;
     const auto & d = *v.drop;
     const auto limit = drop_shown(r, r.plan.policy.max_drop);
-    return fmt::format("{}: drop {} [{:.1f}, {:.1f}] on `{}` {}", v.id(), drop_shown(r, d.drop), 100 * d.ci.lo, 100 * d.ci.hi, d.suite,
-                       v.outcome == Outcome::fail ? "exceeds " + limit : "straddles " + limit);
+    return fmt::format("{}: drop {} [{:.1f}, {:.1f}] on `{}` {}", v.id(), drop_shown(r, d.drop), 100 * d.ci.lo,
+                       100 * d.ci.hi, d.suite, v.outcome == Outcome::fail ? "exceeds " + limit : "straddles " + limit);
 }
 
 std::vector<const Candidate *> passing(const PlanResult & r, const std::string & cls) {
@@ -99,15 +100,19 @@ std::string cheapest_why(const PlanResult & r, const std::string & cls, const Ca
     const auto all = passing(r, cls);
     const auto pick = decide::cheapest(r.plan.policy, all);
     const auto * original = original_of(r);
-    if (all.size() == 1) return "the only one that passes" + (chosen.cost && chosen.cost->cost_known() ? ": " + cost_text(*chosen.cost) + " per 1M tokens" : "");
-    if (pick.by_cost && chosen.cost) return fmt::format("cheapest of {} that pass: {} per 1M tokens", all.size(), cost_text(*chosen.cost, true));
+    if (all.size() == 1)
+        return "the only one that passes" +
+            (chosen.cost && chosen.cost->cost_known() ? ": " + cost_text(*chosen.cost) + " per 1M tokens" : "");
+    if (pick.by_cost && chosen.cost)
+        return fmt::format("cheapest of {} that pass: {} per 1M tokens", all.size(), cost_text(*chosen.cost, true));
     std::string size = bytes_text(chosen.file_bytes);
     if (original != nullptr && original != &chosen) size += ", " + share_of(chosen.file_bytes, original->file_bytes);
     const std::string tie = pick.tie ? fmt::format("tie on cost among {} of {}; ", pick.within_cost, all.size()) : "";
     const std::string of = pick.tie ? "them" : fmt::format("{} that pass", all.size());
     const bool by_bits = pick.runner_up != nullptr && decide::tie_break(*pick.runner_up, chosen).rfind("bits", 0) == 0;
-    if (by_bits) return fmt::format("{}fewest bits per weight of {}: {:.3g} vs {:.3g} ({}), {}", tie, of, chosen.bits_per_weight, pick.runner_up->bits_per_weight,
-                                    pick.runner_up->name, size);
+    if (by_bits)
+        return fmt::format("{}fewest bits per weight of {}: {:.3g} vs {:.3g} ({}), {}", tie, of, chosen.bits_per_weight,
+                           pick.runner_up->bits_per_weight, pick.runner_up->name, size);
     return fmt::format("{}smallest of {}: {}", tie, of, size);
 }
 
@@ -116,12 +121,15 @@ std::string ruled_out_why(const PlanResult & r, const decide::ClassDecision & d)
     const auto * original = original_of(r);
     if (original != nullptr) {
         const auto * a = assessment(r, original->name, d.task_class);
-        if (a != nullptr && a->outcome != Outcome::pass && problem(*a) != nullptr) return original->name + ": " + short_problem(r, *problem(*a));
+        if (a != nullptr && a->outcome != Outcome::pass && problem(*a) != nullptr)
+            return original->name + ": " + short_problem(r, *problem(*a));
     }
     for (const auto & c : r.candidates) {
         if (c.kind != CandidateKind::variant) continue;
         const auto * a = assessment(r, c.name, d.task_class);
-        if (a != nullptr && !passes(a) && problem(*a) != nullptr) return "no compression passes; the " + c.ladder + " ladder stops at " + c.name + ": " + short_problem(r, *problem(*a));
+        if (a != nullptr && !passes(a) && problem(*a) != nullptr)
+            return "no compression passes; the " + c.ladder + " ladder stops at " + c.name + ": " +
+                short_problem(r, *problem(*a));
     }
     return d.rule;
 }
@@ -136,11 +144,13 @@ std::string fit(std::string line) {
 }
 
 std::string verdict_of(const PlanResult & r, const decide::ClassDecision & d) {
-    std::string line = d.task_class + ": " + action_text(d) + (d.backup.empty() ? "" : " (backup: " + d.backup + ")") + " — ";
+    std::string line =
+        d.task_class + ": " + action_text(d) + (d.backup.empty() ? "" : " (backup: " + d.backup + ")") + " — ";
     const auto * chosen = find(r, d.chosen);
     if (d.flagged) {
         const auto * a = chosen ? assessment(r, chosen->name, d.task_class) : nullptr;
-        line += "nothing passes every rule, needs a look" + (a && problem(*a) ? "; " + short_problem(r, *problem(*a)) : "");
+        line +=
+            "nothing passes every rule, needs a look" + (a && problem(*a) ? "; " + short_problem(r, *problem(*a)) : "");
     } else if ((d.rule == "R7-cheapest" || d.rule == "R5-no-original") && chosen != nullptr) {
         line += cheapest_why(r, d.task_class, *chosen);
     } else {
@@ -162,7 +172,8 @@ std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDe
             out.push_back(line + "not measured");
             continue;
         }
-        line += fmt::format("{:.1f}% [{:.1f}, {:.1f}], n={}", 100 * s->accuracy, 100 * s->ci95.lo, 100 * s->ci95.hi, s->n);
+        line +=
+            fmt::format("{:.1f}% [{:.1f}, {:.1f}], n={}", 100 * s->accuracy, 100 * s->ci95.lo, 100 * s->ci95.hi, s->n);
         // Read sequentially: how much of the suite was read.
         if (s->items() < s->items_available()) line += fmt::format(" of {}", s->items_available());
         if (s->vs_original) {
@@ -171,9 +182,11 @@ std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDe
             if (a != nullptr)
                 for (const auto & v : a->verdicts)
                     if (v.drop && v.drop->suite == t.suite)
-                        line += fmt::format("; drop {} [{:.1f}, {:.1f}] (each bound one-sided at {:.3g})", drop_shown(r, v.drop->drop), 100 * v.drop->ci.lo,
-                                            100 * v.drop->ci.hi, v.drop->alpha);
-            line += fmt::format("; flips {} right→wrong, {} wrong→right", c.right_to_wrong.size(), c.wrong_to_right.size());
+                        line += fmt::format("; drop {} [{:.1f}, {:.1f}] (each bound one-sided at {:.3g})",
+                                            drop_shown(r, v.drop->drop), 100 * v.drop->ci.lo, 100 * v.drop->ci.hi,
+                                            v.drop->alpha);
+            line +=
+                fmt::format("; flips {} right→wrong, {} wrong→right", c.right_to_wrong.size(), c.wrong_to_right.size());
         } else if (chosen->kind == CandidateKind::original) {
             line += " (the original: the reference)";
         }
@@ -189,12 +202,16 @@ std::string r7_against(const PlanResult & r, const std::string & cls, const Cand
     const bool priced = r.plan.policy.deployment.price_per_hour > 0;
     const auto step2 = [&] {
         const auto why = decide::tie_break(c, *chosen);
-        if (why.rfind("bits", 0) == 0) return fmt::format("more bits per weight: {:.3g} vs {:.3g}", c.bits_per_weight, chosen->bits_per_weight);
-        if (why.rfind("size", 0) == 0) return fmt::format("larger: {} vs {}", bytes_text(c.file_bytes), bytes_text(chosen->file_bytes));
+        if (why.rfind("bits", 0) == 0)
+            return fmt::format("more bits per weight: {:.3g} vs {:.3g}", c.bits_per_weight, chosen->bits_per_weight);
+        if (why.rfind("size", 0) == 0)
+            return fmt::format("larger: {} vs {}", bytes_text(c.file_bytes), bytes_text(chosen->file_bytes));
         if (why.rfind("name", 0) == 0) return "after " + chosen->name + " by name";
         return why;
     };
-    if (priced && c.cost && !c.cost->cost_known()) return "cost unknown (" + (c.cost->unknown.empty() ? std::string("not measured") : c.cost->unknown) + "): it cannot win on cost";
+    if (priced && c.cost && !c.cost->cost_known())
+        return "cost unknown (" + (c.cost->unknown.empty() ? std::string("not measured") : c.cost->unknown) +
+            "): it cannot win on cost";
     if (priced && c.cost && chosen->cost && c.cost->cost_known() && chosen->cost->cost_known()) {
         // Against the cheapest that passes: the band R7 drew.
         auto all = passing(r, cls);
@@ -203,9 +220,11 @@ std::string r7_against(const PlanResult & r, const std::string & cls, const Cand
         const Candidate * low = pick.cheapest != nullptr ? pick.cheapest : chosen;
         const auto vs_low = decide::compare_costs(*c.cost, *low->cost);
         if (vs_low.order == decide::CostOrder::costlier)
-            return fmt::format("costlier: {} vs {} per 1M tokens for {}, {}, outside the {:.0f}% band", cost_text(*c.cost), cost_text(*low->cost), low->name,
-                               vs_low.text(), 100 * (decide::kCostBand - 1));
-        return fmt::format("tie on cost with {} ({} vs {} per 1M tokens, {}), then {}", chosen->name, cost_text(*c.cost), cost_text(*chosen->cost),
+            return fmt::format("costlier: {} vs {} per 1M tokens for {}, {}, outside the {:.0f}% band",
+                               cost_text(*c.cost), cost_text(*low->cost), low->name, vs_low.text(),
+                               100 * (decide::kCostBand - 1));
+        return fmt::format("tie on cost with {} ({} vs {} per 1M tokens, {}), then {}", chosen->name,
+                           cost_text(*c.cost), cost_text(*chosen->cost),
                            decide::compare_costs(*c.cost, *chosen->cost).text(), step2());
     }
     return step2();
@@ -227,8 +246,11 @@ std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::Class
             why = short_problem(r, *problem(*a));
         } else if (const auto it = c.not_run.find(d.task_class); it != c.not_run.end()) {
             // R7's skips are restated in the report's units; every other reason as the search gave it.
-            if (chosen != nullptr && c.cost && chosen->cost && decide::cheapest(r.plan.policy, {chosen, &c}).chosen == chosen && it->second.find("R7") != std::string::npos)
-                why = "not run: R7 would not choose it even if it passed (" + r7_against(r, d.task_class, c, chosen) + ")";
+            if (chosen != nullptr && c.cost && chosen->cost &&
+                decide::cheapest(r.plan.policy, {chosen, &c}).chosen == chosen &&
+                it->second.find("R7") != std::string::npos)
+                why = "not run: R7 would not choose it even if it passed (" + r7_against(r, d.task_class, c, chosen) +
+                    ")";
             else
                 why = "not run: " + it->second;
         } else {
@@ -243,9 +265,9 @@ std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::Class
 
 std::string action_text(const decide::ClassDecision & d) {
     switch (d.action) {
-    case Action::keep: return "keep " + d.chosen;
-    case Action::compress: return "compress → " + d.chosen;
-    case Action::switch_model: return "switch → " + d.chosen;
+        case Action::keep: return "keep " + d.chosen;
+        case Action::compress: return "compress → " + d.chosen;
+        case Action::switch_model: return "switch → " + d.chosen;
     }
     return d.chosen;
 }
@@ -253,7 +275,11 @@ std::string action_text(const decide::ClassDecision & d) {
 std::vector<ClassDigest> digest(const PlanResult & r) {
     std::vector<ClassDigest> out;
     for (const auto & d : r.decisions)
-        out.push_back({.task_class = d.task_class, .verdict = verdict_of(r, d), .flagged = d.flagged, .evidence = evidence_of(r, d), .not_chosen = not_chosen_of(r, d)});
+        out.push_back({.task_class = d.task_class,
+                       .verdict = verdict_of(r, d),
+                       .flagged = d.flagged,
+                       .evidence = evidence_of(r, d),
+                       .not_chosen = not_chosen_of(r, d)});
     return out;
 }
 
@@ -262,7 +288,8 @@ std::vector<SignalCheck> signal_checks(const PlanResult & r) {
     for (const auto & c : r.candidates) {
         if (c.kind != CandidateKind::variant || !c.drift) continue;
         for (const auto & cls : r.classes) {
-            SignalCheck s{.candidate = c.name, .task_class = cls, .ppl_change = c.drift->ppl_ratio - 1, .kld = c.drift->kld_mean};
+            SignalCheck s{
+                .candidate = c.name, .task_class = cls, .ppl_change = c.drift->ppl_ratio - 1, .kld = c.drift->kld_mean};
             s.ppl_passes = s.ppl_change <= kPerplexityPass;
             s.kld_passes = s.kld <= r.plan.policy.screen_max_kld;
             const auto * a = assessment(r, c.name, cls);
@@ -272,7 +299,9 @@ std::vector<SignalCheck> signal_checks(const PlanResult & r) {
                     if (v.rule != "R2-floor" && v.rule != "R3-drop") continue;
                     measured = true;
                     // The worst outcome of the task rules: fail over insufficient over pass.
-                    if (!s.tasks || v.outcome == Outcome::fail || (v.outcome == Outcome::insufficient && *s.tasks == Outcome::pass)) s.tasks = v.outcome;
+                    if (!s.tasks || v.outcome == Outcome::fail ||
+                        (v.outcome == Outcome::insufficient && *s.tasks == Outcome::pass))
+                        s.tasks = v.outcome;
                     if (v.drop && (s.worst_suite.empty() || v.drop->drop > s.worst_drop)) {
                         s.worst_suite = v.drop->suite;
                         s.worst_drop = v.drop->drop;
@@ -281,14 +310,19 @@ std::vector<SignalCheck> signal_checks(const PlanResult & r) {
                 }
             if (!measured) s.tasks.reset();
             if (s.tasks && !s.worst_suite.empty()) {
-                const auto where = fmt::format("{} on `{}`{}", signed_percent(-s.worst_drop), s.worst_suite, s.worst_critical ? " (critical)" : "");
+                const auto where = fmt::format("{} on `{}`{}", signed_percent(-s.worst_drop), s.worst_suite,
+                                               s.worst_critical ? " (critical)" : "");
                 const auto ppl = fmt::format("{}: perplexity {}", c.name, signed_percent(s.ppl_change));
                 if (s.ppl_passes && *s.tasks == Outcome::fail)
                     s.flag = fmt::format("{}, but {}: perplexity alone would have shipped it", ppl, where);
                 else if (!s.ppl_passes && *s.tasks == Outcome::pass)
-                    s.flag = fmt::format("{}, yet it passes every task of `{}` (worst {}): perplexity alone would have rejected it", ppl, cls, where);
+                    s.flag = fmt::format(
+                        "{}, yet it passes every task of `{}` (worst {}): perplexity alone would have rejected it", ppl,
+                        cls, where);
                 else if (s.kld_passes && *s.tasks == Outcome::fail)
-                    s.flag = fmt::format("{}: KLD {:.3g} passed the screen, but {}: the screen alone would have shipped it", c.name, s.kld, where);
+                    s.flag =
+                        fmt::format("{}: KLD {:.3g} passed the screen, but {}: the screen alone would have shipped it",
+                                    c.name, s.kld, where);
             }
             out.push_back(s);
         }

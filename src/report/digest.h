@@ -23,10 +23,11 @@ inline constexpr std::size_t kVerdictMaxChars = 200;
 
 struct ClassDigest {
     std::string task_class;
-    std::string verdict;                  // "general: compress → Q3_K_M+imatrix (backup: babyllama) — smallest that passes: …"
-    bool flagged = false;                 // nothing passed every rule
-    std::vector<std::string> evidence;    // per suite of the class: accuracy, drop with interval, flips
-    std::vector<std::string> not_chosen;  // "Q4_0+imatrix: R3-drop: drop 7.2% [2.5, 11.9] on `…` straddles max_drop 10.0%"
+    std::string verdict;  // "general: compress → Q3_K_M+imatrix (backup: babyllama) — smallest that passes: …"
+    bool flagged = false;  // nothing passed every rule
+    std::vector<std::string> evidence;  // per suite of the class: accuracy, drop with interval, flips
+    std::vector<std::string>
+        not_chosen;  // "Q4_0+imatrix: R3-drop: drop 7.2% [2.5, 11.9] on `…` straddles max_drop 10.0%"
 };
 std::vector<ClassDigest> digest(const decide::PlanResult & result);
 
@@ -38,11 +39,11 @@ struct SignalCheck {
     std::string candidate;
     std::string task_class;
     double ppl_change = 0;  // perplexity over the original's, minus 1
-    double kld = 0;         // mean, nats per token
+    double kld = 0;  // mean, nats per token
     bool ppl_passes = false;
     bool kld_passes = false;
     std::optional<decide::Outcome> tasks;  // R2 and R3 together (the worst); absent: not measured
-    std::string worst_suite;               // the class's suite with the largest drop
+    std::string worst_suite;  // the class's suite with the largest drop
     bool worst_critical = false;
     double worst_drop = 0;
     std::string flag;  // the disagreement in words; empty when signal and tasks agree or tasks were not run
@@ -54,7 +55,7 @@ std::string money_per_1m(double cost_per_1k_tokens);  // "$0.0132"
 // A candidate's cost per 1M tokens (counted in the reference model's tokens), "$0.0132", or
 // "unknown" (never "$0"); with_interval adds its 95% interval: "$0.0132 [0.0128, 0.0136]".
 std::string cost_text(const decide::CostScore & cost, bool with_interval = false);
-std::string bytes_text(std::uint64_t bytes);          // "570 KiB", "3.63 MiB", "1.20 GiB"
+std::string bytes_text(std::uint64_t bytes);  // "570 KiB", "3.63 MiB", "1.20 GiB"
 std::string energy_per_1k(const decide::CostScore & cost);  // "23.0 J (modelled)"
 std::string share_of(std::uint64_t bytes, std::uint64_t original_bytes);  // "16% of the original's size"
 std::string signed_percent(double share);  // "+1.4%", "−11.5%"

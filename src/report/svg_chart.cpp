@@ -46,9 +46,7 @@ Axis axis_for(const std::vector<double> & values, bool log) {
     return a;
 }
 
-std::string number(double v) {
-    return std::abs(v) >= 100 ? fmt::format("{:.0f}", v) : fmt::format("{:.3g}", v);
-}
+std::string number(double v) { return std::abs(v) >= 100 ? fmt::format("{:.0f}", v) : fmt::format("{:.3g}", v); }
 
 }  // namespace
 
@@ -56,18 +54,19 @@ std::string escape_xml(const std::string & text) {
     std::string out;
     for (const char c : text) {
         switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        default: out += c;
+            case '&': out += "&amp;"; break;
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '"': out += "&quot;"; break;
+            default: out += c;
         }
     }
     return out;
 }
 
 std::string render(const ScatterChart & c) {
-    const double width = 640, height = 360, left = 70, right = 110, top = 36, bottom = 50;  // room on the right for the labels of the rightmost points
+    const double width = 640, height = 360, left = 70, right = 110, top = 36,
+                 bottom = 50;  // room on the right for the labels of the rightmost points
     std::vector<double> xs, ys;
     for (const auto & p : c.points) {
         xs.push_back(p.x);
@@ -78,36 +77,48 @@ std::string render(const ScatterChart & c) {
     const Axis ay = axis_for(ys, false);
     auto px = [&](double v) { return ax.map(v, left, width - right); };
     auto py = [&](double v) { return ay.map(v, height - bottom, top); };
-    std::string svg = fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" role="img" aria-label="{}" class="chart">)", width, height,
-                                  escape_xml(c.title));
+    std::string svg = fmt::format(
+        R"(<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" role="img" aria-label="{}" class="chart">)",
+        width, height, escape_xml(c.title));
     svg += fmt::format(R"(<text x="{}" y="20" class="title">{}</text>)", left, escape_xml(c.title));
-    svg += fmt::format(R"(<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" class="axis"/><line x1="{0}" y1="{3}" x2="{0}" y2="{1}" class="axis"/>)", left, height - bottom,
-                       width - right, top);
+    svg += fmt::format(
+        R"(<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" class="axis"/><line x1="{0}" y1="{3}" x2="{0}" y2="{1}" class="axis"/>)",
+        left, height - bottom, width - right, top);
     for (int i = 0; i <= 4; ++i) {
         const double vy = ay.lo + (ay.hi - ay.lo) * i / 4;
-        svg += fmt::format(R"(<text x="{}" y="{:.1f}" class="tick" text-anchor="end">{}</text>)", left - 6, py(vy) + 4, number(vy));
-        const double vx = ax.log ? std::pow(10, std::log10(ax.lo) + (std::log10(ax.hi) - std::log10(ax.lo)) * i / 4) : ax.lo + (ax.hi - ax.lo) * i / 4;
-        svg += fmt::format(R"(<text x="{:.1f}" y="{}" class="tick" text-anchor="middle">{}</text>)", px(vx), height - bottom + 16, number(vx));
+        svg += fmt::format(R"(<text x="{}" y="{:.1f}" class="tick" text-anchor="end">{}</text>)", left - 6, py(vy) + 4,
+                           number(vy));
+        const double vx = ax.log ? std::pow(10, std::log10(ax.lo) + (std::log10(ax.hi) - std::log10(ax.lo)) * i / 4)
+                                 : ax.lo + (ax.hi - ax.lo) * i / 4;
+        svg += fmt::format(R"(<text x="{:.1f}" y="{}" class="tick" text-anchor="middle">{}</text>)", px(vx),
+                           height - bottom + 16, number(vx));
     }
-    svg += fmt::format(R"(<text x="{}" y="{}" class="label" text-anchor="middle">{}</text>)", (left + width - right) / 2, height - 10, escape_xml(c.x_label));
-    svg += fmt::format(R"svg(<text x="14" y="{}" class="label" text-anchor="middle" transform="rotate(-90 14 {})">{}</text>)svg", (top + height - bottom) / 2,
-                       (top + height - bottom) / 2, escape_xml(c.y_label));
+    svg += fmt::format(R"(<text x="{}" y="{}" class="label" text-anchor="middle">{}</text>)",
+                       (left + width - right) / 2, height - 10, escape_xml(c.x_label));
+    svg += fmt::format(
+        R"svg(<text x="14" y="{}" class="label" text-anchor="middle" transform="rotate(-90 14 {})">{}</text>)svg",
+        (top + height - bottom) / 2, (top + height - bottom) / 2, escape_xml(c.y_label));
     if (c.front.size() > 1) {
         std::string path;
-        for (const auto & p : c.front) path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px(p.x), py(p.y));
+        for (const auto & p : c.front)
+            path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px(p.x), py(p.y));
         svg += fmt::format(R"(<path d="{}" class="front"/>)", path);
     }
     for (const auto & l : c.limits) {
         if (l.vertical)
-            svg += fmt::format(R"(<line x1="{0:.1f}" y1="{1}" x2="{0:.1f}" y2="{2}" class="limit v"/><text x="{3:.1f}" y="{4}" class="limit-label">{5}</text>)", px(l.at), top,
-                               height - bottom, px(l.at) + 4, top + 12, escape_xml(l.label));
+            svg += fmt::format(
+                R"(<line x1="{0:.1f}" y1="{1}" x2="{0:.1f}" y2="{2}" class="limit v"/><text x="{3:.1f}" y="{4}" class="limit-label">{5}</text>)",
+                px(l.at), top, height - bottom, px(l.at) + 4, top + 12, escape_xml(l.label));
         else
-            svg += fmt::format(R"(<line x1="{0}" y1="{1:.1f}" x2="{2}" y2="{1:.1f}" class="limit h"/><text x="{3}" y="{4:.1f}" class="limit-label">{5}</text>)",
-                               left, py(l.at), width - right, left + 4, py(l.at) - 4, escape_xml(l.label));
+            svg += fmt::format(
+                R"(<line x1="{0}" y1="{1:.1f}" x2="{2}" y2="{1:.1f}" class="limit h"/><text x="{3}" y="{4:.1f}" class="limit-label">{5}</text>)",
+                left, py(l.at), width - right, left + 4, py(l.at) - 4, escape_xml(l.label));
     }
     for (const auto & p : c.points) {
-        svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="5" fill="{}"><title>{}</title></circle>)", px(p.x), py(p.y), colour(p.group), escape_xml(p.label));
-        svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" class="point">{}</text>)", px(p.x) + 7, py(p.y) - 6, escape_xml(p.label));
+        svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="5" fill="{}"><title>{}</title></circle>)", px(p.x),
+                           py(p.y), colour(p.group), escape_xml(p.label));
+        svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" class="point">{}</text>)", px(p.x) + 7, py(p.y) - 6,
+                           escape_xml(p.label));
     }
     return svg + "</svg>";
 }
@@ -117,16 +128,21 @@ std::string render(const BarChart & c) {
     const double height = top + row * static_cast<double>(c.bars.size()) + 10;
     double max = 0;
     for (const auto & b : c.bars) max = std::max(max, b.value);
-    std::string svg = fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" role="img" aria-label="{}" class="chart">)", width, height,
-                                  escape_xml(c.title));
-    svg += fmt::format(R"(<text x="10" y="20" class="title">{}</text>)", escape_xml(c.title + (c.unit.empty() ? "" : " (" + c.unit + ")")));
+    std::string svg = fmt::format(
+        R"(<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" role="img" aria-label="{}" class="chart">)",
+        width, height, escape_xml(c.title));
+    svg += fmt::format(R"(<text x="10" y="20" class="title">{}</text>)",
+                       escape_xml(c.title + (c.unit.empty() ? "" : " (" + c.unit + ")")));
     for (std::size_t i = 0; i < c.bars.size(); ++i) {
         const auto & b = c.bars[i];
         const double y = top + row * static_cast<double>(i);
         const double w = max > 0 ? (width - label_width - 110) * b.value / max : 0;
-        svg += fmt::format(R"(<text x="{}" y="{:.1f}" class="tick" text-anchor="end">{}</text>)", label_width - 8, y + 14, escape_xml(b.label));
-        svg += fmt::format(R"(<rect x="{}" y="{:.1f}" width="{:.1f}" height="{}" fill="{}"/>)", label_width, y + 3, std::max(w, 1.0), row - 6, colour(b.group));
-        svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" class="tick">{}</text>)", label_width + std::max(w, 1.0) + 6, y + 14, escape_xml(b.shown));
+        svg += fmt::format(R"(<text x="{}" y="{:.1f}" class="tick" text-anchor="end">{}</text>)", label_width - 8,
+                           y + 14, escape_xml(b.label));
+        svg += fmt::format(R"(<rect x="{}" y="{:.1f}" width="{:.1f}" height="{}" fill="{}"/>)", label_width, y + 3,
+                           std::max(w, 1.0), row - 6, colour(b.group));
+        svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" class="tick">{}</text>)", label_width + std::max(w, 1.0) + 6,
+                           y + 14, escape_xml(b.shown));
     }
     return svg + "</svg>";
 }

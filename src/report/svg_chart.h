@@ -11,7 +11,8 @@ struct Point {
     double x = 0;
     double y = 0;
     std::string label;
-    std::string group;  // colours the point: "original", "variant", "alternative", "chosen"; "pass", "fail", "insufficient"
+    std::string
+        group;  // colours the point: "original", "variant", "alternative", "chosen"; "pass", "fail", "insufficient"
 };
 
 // A threshold drawn across the plot (a policy's limit), at x = `at` when vertical, else y = `at`.

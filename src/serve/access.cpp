@@ -47,27 +47,41 @@ std::optional<ApiError> check_api_key(const http::Request & req, const std::vect
     bool ok = false;
     for (const auto & k : keys) ok |= constant_time_equal(key, k);
     if (ok) return std::nullopt;
-    return ApiError{401, "missing or wrong API key (Authorization: Bearer KEY)", "authentication_error", {}, "invalid_api_key"};
+    return ApiError{
+        401, "missing or wrong API key (Authorization: Bearer KEY)", "authentication_error", {}, "invalid_api_key"};
 }
 
-std::optional<ApiError> check_admin_token(const http::Request & req, const std::string & token, const std::string & token_env) {
+std::optional<ApiError> check_admin_token(const http::Request & req, const std::string & token,
+                                          const std::string & token_env) {
     if (token.empty()) {
-        return ApiError{403, "the admin API is off: set the environment variable " + token_env + " before starting serve", "permission_error", {},
+        return ApiError{403,
+                        "the admin API is off: set the environment variable " + token_env + " before starting serve",
+                        "permission_error",
+                        {},
                         "admin_disabled"};
     }
     if (constant_time_equal(bearer_token(req), token)) return std::nullopt;
-    return ApiError{401, "missing or wrong admin token (Authorization: Bearer TOKEN)", "authentication_error", {}, "invalid_admin_token"};
+    return ApiError{401,
+                    "missing or wrong admin token (Authorization: Bearer TOKEN)",
+                    "authentication_error",
+                    {},
+                    "invalid_admin_token"};
 }
 
 std::optional<ApiError> check_body_type(const http::Request & req, std::initializer_list<std::string_view> types) {
     std::string type = req.header("Content-Type");
     type = type.substr(0, type.find(';'));
     while (!type.empty() && type.back() == ' ') type.pop_back();
-    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(type.begin(), type.end(), type.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (std::find(types.begin(), types.end(), type) != types.end()) return std::nullopt;
     // A web page may send text/plain or form bodies to localhost without asking first; never act on one.
-    return ApiError{415, "the body must be sent as " + std::string(*types.begin()) + " (Content-Type: " + (type.empty() ? "none" : type) + ")",
-                    "invalid_request_error", {}, "unsupported_media_type"};
+    return ApiError{415,
+                    "the body must be sent as " + std::string(*types.begin()) +
+                        " (Content-Type: " + (type.empty() ? "none" : type) + ")",
+                    "invalid_request_error",
+                    {},
+                    "unsupported_media_type"};
 }
 
 }  // namespace switchyard::serve

@@ -21,7 +21,8 @@ std::vector<std::string> api_keys_from_env(const std::string & env);
 std::optional<ApiError> check_api_key(const http::Request & req, const std::vector<std::string> & keys);
 
 // A 403 while there is no admin token (read from `token_env`), a 401 when the request's differs.
-std::optional<ApiError> check_admin_token(const http::Request & req, const std::string & token, const std::string & token_env);
+std::optional<ApiError> check_admin_token(const http::Request & req, const std::string & token,
+                                          const std::string & token_env);
 
 // A 415 unless the body's media type (its parameters aside, any case) is one of `types`.
 std::optional<ApiError> check_body_type(const http::Request & req, std::initializer_list<std::string_view> types);

@@ -12,7 +12,8 @@ namespace {
 std::optional<std::string> text_field(const json & body, const char * key) {
     if (!body.contains(key)) return std::nullopt;
     const json & v = body[key];
-    if (!v.is_string() || v.get_ref<const std::string &>().empty()) throw bad_request(std::string("'") + key + "' must be a non-empty string", key);
+    if (!v.is_string() || v.get_ref<const std::string &>().empty())
+        throw bad_request(std::string("'") + key + "' must be a non-empty string", key);
     return v.get<std::string>();
 }
 
@@ -39,7 +40,8 @@ RolloutRequest read_rollout(const json & body) {
     const auto plan = text_field(body, "plan");
     const auto task_class = text_field(body, "class");
     if (!plan) throw bad_request("'plan' is required: the folder `switchyard plan -o` wrote", "plan");
-    if (!task_class) throw bad_request("'class' is required: the class of traffic whose recommendation to roll out", "class");
+    if (!task_class)
+        throw bad_request("'class' is required: the class of traffic whose recommendation to roll out", "class");
     r.plan = *plan;
     r.task_class = *task_class;
     r.route = text_field(body, "route").value_or(r.task_class);
@@ -54,9 +56,12 @@ RolloutRequest read_rollout(const json & body) {
 }
 
 FeedbackRequest read_feedback(const json & body) {
-    if (!body.is_object() || !body.contains("id") || !body["id"].is_string()) throw bad_request("'id' (a response id) is required", "id");
-    if (!body.contains("correct") || !body["correct"].is_boolean()) throw bad_request("'correct' must be true or false", "correct");
-    FeedbackRequest r{.id = body["id"].get<std::string>(), .correct = body["correct"].get<bool>(), .expected = std::nullopt};
+    if (!body.is_object() || !body.contains("id") || !body["id"].is_string())
+        throw bad_request("'id' (a response id) is required", "id");
+    if (!body.contains("correct") || !body["correct"].is_boolean())
+        throw bad_request("'correct' must be true or false", "correct");
+    FeedbackRequest r{
+        .id = body["id"].get<std::string>(), .correct = body["correct"].get<bool>(), .expected = std::nullopt};
     if (body.contains("expected")) {
         if (!body["expected"].is_string()) throw bad_request("'expected' must be a string", "expected");
         r.expected = body["expected"].get<std::string>();

@@ -20,9 +20,9 @@ inline constexpr double kRolloutRollbackBelow = 0.5;
 inline constexpr int kRolloutMinSamples = 100;
 
 struct RolloutRequest {
-    std::string plan;        // the folder `switchyard plan -o` wrote, as sent
+    std::string plan;  // the folder `switchyard plan -o` wrote, as sent
     std::string task_class;  // the class whose recommendation to roll out
-    std::string route;       // the route to shadow: the class's name unless the body names one
+    std::string route;  // the route to shadow: the class's name unless the body names one
     model::Shadow thresholds;  // its model is left empty: the plan's recommendation fills it
 };
 

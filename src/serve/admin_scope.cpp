@@ -25,7 +25,8 @@ bool lies_under(const fs::path & file, const fs::path & dir) {
 
 std::string url_origin(const std::string & url) {
     std::string lower = url;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     std::string scheme;
     if (lower.starts_with("http://")) scheme = "http";
     if (lower.starts_with("https://")) scheme = "https";
@@ -46,7 +47,8 @@ AdminScope AdminScope::of(const model::Portfolio & started, const fs::path & fil
     scope.key_env_prefix = started.server.admin_key_env_prefix;
     auto add_dir = [&](const fs::path & dir) {
         const fs::path r = resolved(dir);
-        if (std::find(scope.model_dirs.begin(), scope.model_dirs.end(), r) == scope.model_dirs.end()) scope.model_dirs.push_back(r);
+        if (std::find(scope.model_dirs.begin(), scope.model_dirs.end(), r) == scope.model_dirs.end())
+            scope.model_dirs.push_back(r);
     };
     if (!file.empty()) add_dir(fs::absolute(file).parent_path());
     for (const auto & dir : started.server.admin_model_dirs) add_dir(dir);
@@ -57,7 +59,8 @@ AdminScope AdminScope::of(const model::Portfolio & started, const fs::path & fil
         for (const auto & e : m.rpc) scope.origins.insert("rpc://" + e);
         if (!m.api_key_env.empty()) scope.key_envs.insert(m.api_key_env);
     }
-    for (const auto & url : started.server.admin_endpoints) scope.origins.insert(url.starts_with("rpc://") ? url : url_origin(url));
+    for (const auto & url : started.server.admin_endpoints)
+        scope.origins.insert(url.starts_with("rpc://") ? url : url_origin(url));
     return scope;
 }
 
@@ -67,27 +70,39 @@ std::optional<std::string> AdminScope::violation(const model::Portfolio & pushed
         for (const std::string & evidence : {r.evidence, r.shadow ? r.shadow->evidence : std::string()}) {
             if (evidence.empty()) continue;
             const fs::path p = resolved(evidence);
-            if (std::none_of(model_dirs.begin(), model_dirs.end(), [&](const fs::path & dir) { return lies_under(p, dir); }))
-                return "route '" + r.name + "': the evidence " + p.string() + " lies outside the folders this server may load models from (server.admin_model_dirs)";
+            if (std::none_of(model_dirs.begin(), model_dirs.end(),
+                             [&](const fs::path & dir) { return lies_under(p, dir); }))
+                return "route '" + r.name + "': the evidence " + p.string() +
+                    " lies outside the folders this server may load models from (server.admin_model_dirs)";
         }
     }
     for (const auto & m : pushed.models) {
         if (!m.path.empty()) {
             const fs::path p = resolved(m.path);
-            const bool inside = std::any_of(model_dirs.begin(), model_dirs.end(), [&](const fs::path & dir) { return lies_under(p, dir); });
-            if (!inside) return "model '" + m.name + "': " + p.string() + " lies outside the folders this server may load models from (server.admin_model_dirs)";
+            const bool inside = std::any_of(model_dirs.begin(), model_dirs.end(),
+                                            [&](const fs::path & dir) { return lies_under(p, dir); });
+            if (!inside)
+                return "model '" + m.name + "': " + p.string() +
+                    " lies outside the folders this server may load models from (server.admin_model_dirs)";
         }
         std::vector<std::string> endpoints;
         if (!m.endpoint.empty()) endpoints.push_back(m.endpoint);
         for (const auto & r : m.replicas) endpoints.push_back(r.endpoint);
         for (const auto & url : endpoints) {
-            if (!origins.contains(url_origin(url))) return "model '" + m.name + "': the endpoint " + url + " is not at an origin this server may call (server.admin_endpoints)";
+            if (!origins.contains(url_origin(url)))
+                return "model '" + m.name + "': the endpoint " + url +
+                    " is not at an origin this server may call (server.admin_endpoints)";
         }
         for (const auto & e : m.rpc)
-            if (!origins.contains("rpc://" + e)) return "model '" + m.name + "': the RPC worker " + e + " is not one this server may use (server.admin_endpoints)";
-        if (!m.api_key_env.empty() && !key_envs.contains(m.api_key_env) && (key_env_prefix.empty() || !m.api_key_env.starts_with(key_env_prefix))) {
-            return "model '" + m.name + "': api_key_env " + m.api_key_env + " is neither named by the portfolio serve started with nor starts with " +
-                   (key_env_prefix.empty() ? std::string("an allowed prefix") : key_env_prefix) + " (server.admin_key_env_prefix)";
+            if (!origins.contains("rpc://" + e))
+                return "model '" + m.name + "': the RPC worker " + e +
+                    " is not one this server may use (server.admin_endpoints)";
+        if (!m.api_key_env.empty() && !key_envs.contains(m.api_key_env) &&
+            (key_env_prefix.empty() || !m.api_key_env.starts_with(key_env_prefix))) {
+            return "model '" + m.name + "': api_key_env " + m.api_key_env +
+                " is neither named by the portfolio serve started with nor starts with " +
+                (key_env_prefix.empty() ? std::string("an allowed prefix") : key_env_prefix) +
+                " (server.admin_key_env_prefix)";
         }
     }
     return std::nullopt;

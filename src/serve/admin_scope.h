@@ -15,9 +15,9 @@ namespace switchyard::serve {
 
 struct AdminScope {
     std::vector<std::filesystem::path> model_dirs;  // canonical; a model file must lie under one
-    std::set<std::string> origins;                  // "scheme://host:port", lower case
-    std::set<std::string> key_envs;                 // variables allowed by name
-    std::string key_env_prefix;                     // and any variable with this prefix
+    std::set<std::string> origins;  // "scheme://host:port", lower case
+    std::set<std::string> key_envs;  // variables allowed by name
+    std::string key_env_prefix;  // and any variable with this prefix
 
     // The scope of a server started on `started` (read from `file`, empty when none): the
     // folders of its models and of its file, its endpoints' origins and its key variables, plus

@@ -23,7 +23,7 @@ void send_error(http::Response & res, const ApiError & error);
 struct AnswerContext {
     Metrics & metrics;
     Cooldown & cooldown;
-    std::chrono::steady_clock::time_point started;   // the request's arrival: latencies count from it
+    std::chrono::steady_clock::time_point started;  // the request's arrival: latencies count from it
     std::chrono::steady_clock::time_point deadline;  // request_timeout_ms after it
 };
 
@@ -31,18 +31,21 @@ struct AnswerContext {
 // `delivered` runs once the client has the whole answer; `hold` (the gateway's count of open
 // requests and streams) lives until the answer ends, a stream's included.
 using Delivered = std::function<void(const Answer &, Generation)>;
-void answer_one(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const GenerationInput & input, const Resolution & route,
-                const http::Request & req, http::Response & res, const AnswerContext & ctx, Delivered delivered, std::shared_ptr<void> hold);
+void answer_one(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const GenerationInput & input,
+                const Resolution & route, const http::Request & req, http::Response & res, const AnswerContext & ctx,
+                Delivered delivered, std::shared_ptr<void> hold);
 
 // Several choices (a batch of prompts, or n > 1), generated side by side on one model.
-void answer_choices(const Deployment & dep, const ApiRequest & r, const Resolution & route, const http::Request & req, http::Response & res,
-                    const AnswerContext & ctx);
+void answer_choices(const Deployment & dep, const ApiRequest & r, const Resolution & route, const http::Request & req,
+                    http::Response & res, const AnswerContext & ctx);
 
 // A cascade: the chain's models in order until one answers surely enough (its last, however unsure).
-void answer_cascade(const Deployment & dep, const ApiRequest & r, const Resolution & route, http::Response & res, const AnswerContext & ctx);
+void answer_cascade(const Deployment & dep, const ApiRequest & r, const Resolution & route, http::Response & res,
+                    const AnswerContext & ctx);
 
 // Completions with `echo`: the prompts as sent, with their log-probabilities when asked (what
 // lm-eval's loglikelihood reads), and their continuations; on the chain's first in-process model.
-void answer_echo(const Deployment & dep, const ApiRequest & r, const Resolution & route, http::Response & res, const AnswerContext & ctx);
+void answer_echo(const Deployment & dep, const ApiRequest & r, const Resolution & route, http::Response & res,
+                 const AnswerContext & ctx);
 
 }  // namespace switchyard::serve

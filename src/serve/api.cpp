@@ -42,7 +42,9 @@ const json * field(const json & body, const char * name) {
     return it == body.end() || it->is_null() ? nullptr : &*it;
 }
 
-[[noreturn]] void wrong(const std::string & name, const std::string & what) { throw bad_request("'" + name + "' must be " + what, name); }
+[[noreturn]] void wrong(const std::string & name, const std::string & what) {
+    throw bad_request("'" + name + "' must be " + what, name);
+}
 
 std::optional<std::string> opt_string(const json & body, const char * name) {
     const json * v = field(body, name);
@@ -91,7 +93,9 @@ std::string message_content(const json & content, const std::string & name) {
         const std::string part_name = name + "[" + std::to_string(i) + "]";
         if (!part.is_object()) wrong(part_name, "an object");
         const auto type = opt_string(part, "type");
-        if (type != "text") throw bad_request("'" + part_name + ".type' must be \"text\": the served models read text only", part_name + ".type");
+        if (type != "text")
+            throw bad_request("'" + part_name + ".type' must be \"text\": the served models read text only",
+                              part_name + ".type");
         const auto part_text = opt_string(part, "text");
         if (!part_text) wrong(part_name + ".text", "a string");
         text += *part_text;
@@ -114,7 +118,8 @@ std::vector<Message> parse_messages(const json & body) {
         if (std::find(std::begin(roles), std::end(roles), *role) == std::end(roles)) {
             wrong(name + ".role", "one of system, developer, user, assistant, tool");
         }
-        messages.push_back({*role, m.contains("content") ? message_content(m["content"], name + ".content") : std::string()});
+        messages.push_back(
+            {*role, m.contains("content") ? message_content(m["content"], name + ".content") : std::string()});
     }
     return messages;
 }
@@ -132,19 +137,23 @@ engine::ChatRequest parse_chat_request(const json & body) {
             if (!t.is_object() || opt_string(t, "type") != "function") wrong(name + ".type", "\"function\"");
             const json * f = field(t, "function");
             if (f == nullptr || !f->is_object()) wrong(name + ".function", "an object");
-            if (!opt_string(*f, "name")) throw bad_request("'" + name + ".function.name' is required", name + ".function.name");
+            if (!opt_string(*f, "name"))
+                throw bad_request("'" + name + ".function.name' is required", name + ".function.name");
         }
         chat.tools = *tools;
     }
     if (const json * choice = field(body, "tool_choice")) {
         if (choice->is_object()) {
-            throw bad_request("'tool_choice' naming one function is not supported; use \"auto\", \"none\" or \"required\"", "tool_choice");
+            throw bad_request(
+                "'tool_choice' naming one function is not supported; use \"auto\", \"none\" or \"required\"",
+                "tool_choice");
         }
         if (!choice->is_string() || (*choice != "auto" && *choice != "none" && *choice != "required")) {
             wrong("tool_choice", "\"auto\", \"none\" or \"required\"");
         }
         chat.tool_choice = choice->get<std::string>();
-        if (chat.tool_choice == "required" && chat.tools.empty()) throw bad_request("'tool_choice' \"required\" needs 'tools'", "tool_choice");
+        if (chat.tool_choice == "required" && chat.tools.empty())
+            throw bad_request("'tool_choice' \"required\" needs 'tools'", "tool_choice");
     }
     if (const json * format = field(body, "response_format")) {
         if (!format->is_object()) wrong("response_format", "an object");
@@ -165,7 +174,8 @@ engine::ChatRequest parse_chat_request(const json & body) {
 }
 
 engine::Token token_id(const json & t, const char * name) {
-    if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff) wrong(name, "a string, a list of token ids, or a list of either");
+    if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff)
+        wrong(name, "a string, a list of token ids, or a list of either");
     return static_cast<engine::Token>(t.get<long long>());
 }
 
@@ -204,7 +214,8 @@ std::vector<std::string> parse_stop(const json & body) {
     if (!v->is_array() || v->size() > 16) wrong("stop", "a string or a list of up to 16 strings");
     std::vector<std::string> stop;
     for (const json & s : *v) {
-        if (!s.is_string() || s.get<std::string>().empty()) wrong("stop", "a string or a list of up to 16 non-empty strings");
+        if (!s.is_string() || s.get<std::string>().empty())
+            wrong("stop", "a string or a list of up to 16 non-empty strings");
         stop.push_back(s.get<std::string>());
     }
     return stop;
@@ -221,9 +232,12 @@ bool nests_deeper_than(std::string_view text, int limit) {
     bool in_string = false, escaped = false;
     for (const char c : text) {
         if (in_string) {
-            if (escaped) escaped = false;
-            else if (c == '\\') escaped = true;
-            else if (c == '"') in_string = false;
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
         } else if (c == '"') {
             in_string = true;
         } else if (c == '[' || c == '{') {
@@ -276,7 +290,8 @@ ApiRequest parse(ApiRequest::Kind kind, std::string_view text, const Limits & li
         r.echo = opt_bool(body, "echo").value_or(false);
     }
     if (r.choice_count() > static_cast<std::size_t>(limits.max_choices)) {
-        throw bad_request(fmt::format("{} prompts x n {} asks for {} choices; one request takes at most {}", r.prompts.size(), r.n, r.choice_count(), limits.max_choices),
+        throw bad_request(fmt::format("{} prompts x n {} asks for {} choices; one request takes at most {}",
+                                      r.prompts.size(), r.n, r.choice_count(), limits.max_choices),
                           "n");
     }
     auto max_tokens = opt_integer(body, "max_completion_tokens", 0, limits.max_tokens);
@@ -290,18 +305,21 @@ ApiRequest parse(ApiRequest::Kind kind, std::string_view text, const Limits & li
     s.top_p = static_cast<float>(opt_number(body, "top_p", 0, 1).value_or(1.0));
     s.top_k = static_cast<int>(opt_integer(body, "top_k", -1, 1 << 20).value_or(0));
     s.min_p = static_cast<float>(opt_number(body, "min_p", 0, 1).value_or(0.0));
-    if (const auto seed = opt_integer(body, "seed", -(1LL << 62), 1LL << 62)) s.seed = static_cast<std::uint32_t>(*seed);
+    if (const auto seed = opt_integer(body, "seed", -(1LL << 62), 1LL << 62))
+        s.seed = static_cast<std::uint32_t>(*seed);
     in.stop = parse_stop(body);
 
     if (in.chat) {
-        if (opt_bool(body, "logprobs").value_or(false)) in.logprobs = static_cast<int>(opt_integer(body, "top_logprobs", 0, 20).value_or(0));
+        if (opt_bool(body, "logprobs").value_or(false))
+            in.logprobs = static_cast<int>(opt_integer(body, "top_logprobs", 0, 20).value_or(0));
     } else if (const auto lp = opt_integer(body, "logprobs", 0, 20)) {
         in.logprobs = static_cast<int>(*lp);
     }
     if (r.echo && r.stream) throw bad_request("'echo' cannot be combined with 'stream'", "echo");
     if (r.echo && r.n > 1) throw bad_request("'echo' cannot be combined with 'n' > 1", "n");
     if (r.stream && r.choice_count() > 1) {
-        throw bad_request("'stream' answers one choice: send n = 1 and one prompt per streamed request", r.n > 1 ? "n" : "prompt");
+        throw bad_request("'stream' answers one choice: send n = 1 and one prompt per streamed request",
+                          r.n > 1 ? "n" : "prompt");
     }
     return r;
 }
@@ -349,14 +367,17 @@ std::variant<DetokenizeRequest, ApiError> parse_detokenize(std::string_view text
         const json * tokens = field(body, "tokens");
         if (tokens == nullptr || !tokens->is_array()) wrong("tokens", "a list of token ids");
         for (const json & t : *tokens) {
-            if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff) wrong("tokens", "a list of token ids");
+            if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() > 0x7fffffff)
+                wrong("tokens", "a list of token ids");
             r.tokens.push_back(static_cast<engine::Token>(t.get<long long>()));
         }
         return r;
     });
 }
 
-std::size_t ApiRequest::choice_count() const { return (kind == Kind::chat ? 1 : prompts.size()) * static_cast<std::size_t>(n); }
+std::size_t ApiRequest::choice_count() const {
+    return (kind == Kind::chat ? 1 : prompts.size()) * static_cast<std::size_t>(n);
+}
 
 GenerationInput ApiRequest::choice_input(std::size_t index) const {
     GenerationInput one = input;
@@ -385,7 +406,9 @@ std::string random_id(std::string prefix) {
 
 }  // namespace
 
-std::string new_response_id(ApiRequest::Kind kind) { return random_id(kind == ApiRequest::Kind::chat ? "chatcmpl-" : "cmpl-"); }
+std::string new_response_id(ApiRequest::Kind kind) {
+    return random_id(kind == ApiRequest::Kind::chat ? "chatcmpl-" : "cmpl-");
+}
 
 std::string new_tool_call_id() { return random_id("call_"); }
 

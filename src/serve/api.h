@@ -35,9 +35,9 @@ using Message = engine::ChatMessage;
 // What a backend is asked to generate: the client's request in model-independent terms.
 struct GenerationInput {
     bool chat = false;
-    std::vector<Message> messages;               // chat
-    std::string prompt;                          // completions, as text
-    std::vector<engine::Token> prompt_tokens;    // completions given as token ids (then `prompt` is empty)
+    std::vector<Message> messages;  // chat
+    std::string prompt;  // completions, as text
+    std::vector<engine::Token> prompt_tokens;  // completions given as token ids (then `prompt` is empty)
     int max_tokens = 16;
     engine::SamplingParams sampling;
     std::vector<std::string> stop;
@@ -60,10 +60,10 @@ struct ApiRequest {
     enum class Kind { chat, completion };
     Kind kind = Kind::chat;
     std::string model;  // as the client named it; empty: let the routes decide
-    std::string task;   // metadata.task (a route name), empty when absent
+    std::string task;  // metadata.task (a route name), empty when absent
     bool stream = false;
     bool include_usage = false;  // stream_options.include_usage
-    bool echo = false;           // completions: answer with the prompt (and its log-probabilities)
+    bool echo = false;  // completions: answer with the prompt (and its log-probabilities)
     GenerationInput input;  // the first choice's (and, for routing, the request's)
     // Completions: every prompt sent, in order (a batch sends several; `input` holds the first).
     std::vector<Prompt> prompts;

@@ -13,13 +13,17 @@ Stream::Event Stream::next(std::chrono::steady_clock::time_point deadline) {
 }
 
 std::variant<Generation, Stream::Event> collect(Stream & stream, std::chrono::steady_clock::time_point deadline,
-                                                std::chrono::steady_clock::time_point * first_at, const std::function<bool()> & client_gone) {
+                                                std::chrono::steady_clock::time_point * first_at,
+                                                const std::function<bool()> & client_gone) {
     for (;;) {
         Stream::Event e = stream.next(deadline);
-        if (first_at && *first_at == std::chrono::steady_clock::time_point{}) *first_at = std::chrono::steady_clock::now();
+        if (first_at && *first_at == std::chrono::steady_clock::time_point{})
+            *first_at = std::chrono::steady_clock::now();
         if (e.kind == Stream::Event::Kind::done) return std::move(e.result);
         if (e.kind == Stream::Event::Kind::failed) return e;
-        if (client_gone && client_gone()) return Stream::Event{.kind = Stream::Event::Kind::failed, .failure = Failure::client_gone, .message = "the client hung up"};
+        if (client_gone && client_gone())
+            return Stream::Event{
+                .kind = Stream::Event::Kind::failed, .failure = Failure::client_gone, .message = "the client hung up"};
     }
 }
 

@@ -21,9 +21,9 @@ namespace switchyard::serve {
 // Why a backend could not answer; decides between falling back and telling the client.
 enum class Failure {
     overloaded,  // queue full: try the next model
-    timeout,     // no answer within request_timeout_ms
-    failed,      // the backend broke (connection refused, 5xx, bad answer)
-    rejected,    // the request itself is wrong for this model (prompt too long, unencodable text): 400
+    timeout,  // no answer within request_timeout_ms
+    failed,  // the backend broke (connection refused, 5xx, bad answer)
+    rejected,  // the request itself is wrong for this model (prompt too long, unencodable text): 400
     client_gone  // the client hung up before the answer: nobody to answer, nothing to fall back for
 };
 
@@ -34,8 +34,8 @@ struct Generation {
     engine::FinishReason finish = engine::FinishReason::length;
     bool has_logprobs = false;
     std::vector<engine::TokenLogprob> logprobs;  // one per generated token when has_logprobs
-    std::vector<engine::Token> tokens;           // the generated token ids, where known (in process)
-    nlohmann::json upstream;                     // a remote model's whole answer as it sent it (null in process)
+    std::vector<engine::Token> tokens;  // the generated token ids, where known (in process)
+    nlohmann::json upstream;  // a remote model's whole answer as it sent it (null in process)
     // In process, when the request offered tools: the calls the answer made, read out of it
     // (`text` is then what the answer said besides them).
     std::vector<engine::ToolCall> tool_calls;
@@ -52,7 +52,7 @@ public:
         Failure failure = Failure::failed;
         std::string message;  // failed
         nlohmann::json upstream;  // piece: a remote model's chunk as it sent it (null in process)
-        int status = 0;           // failed as rejected: the status the client gets (0: 400)
+        int status = 0;  // failed as rejected: the status the client gets (0: 400)
     };
 
     // Waits for the next event; a `failed` timeout event when none comes by `deadline`.
@@ -79,7 +79,7 @@ private:
     std::condition_variable ready_;
     std::deque<Event> events_;
     bool closed_ = false;  // done or failed was pushed
-    bool done_ = false;    // ... and it was done
+    bool done_ = false;  // ... and it was done
     bool cancelled_ = false;
     std::function<void()> on_cancel_;
     std::function<void(bool)> on_close_;
@@ -89,7 +89,8 @@ private:
 // Waits for the whole answer: its Generation, or the failed event when the stream fails, the
 // deadline passes, or `client_gone` (polled between events) says the client left.
 std::variant<Generation, Stream::Event> collect(Stream & stream, std::chrono::steady_clock::time_point deadline,
-                                                std::chrono::steady_clock::time_point * first_at, const std::function<bool()> & client_gone = {});
+                                                std::chrono::steady_clock::time_point * first_at,
+                                                const std::function<bool()> & client_gone = {});
 
 // Cancels the stream when the consumer lets go of it early.
 struct StreamGuard {
@@ -113,12 +114,14 @@ public:
     // trouble: that arrives as a `failed` event, so fallback has one path. A backend that waits
     // for the answer before returning asks `client_gone` (may be empty: nobody to ask) meanwhile,
     // and gives up with a `client_gone` failure once it says yes.
-    virtual std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) = 0;
+    virtual std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input,
+                                          const std::function<bool()> & client_gone) = 0;
 
     // Log-probabilities of each prompt's tokens (the first has none) with `top_k` alternatives, as
     // the legacy completions `echo` + `logprobs` answer, the prompts in one batch: in process only.
     // Throws ApiError.
-    virtual std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) = 0;
+    virtual std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts,
+                                                           int top_k) = 0;
     // `parse_special`: text that spells a control token ("<s>") becomes it.
     virtual std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) = 0;
     // Control tokens come out as their text, so that tokenize(..., parse_special) reads them back.

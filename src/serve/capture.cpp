@@ -60,7 +60,8 @@ struct CaptureStore::Job {
     std::variant<std::pair<CapturedItem, model::Capture>, Label> what;
 };
 
-CaptureStore::CaptureStore(const std::filesystem::path & db, std::size_t queue_limit) : queue_(queue_limit, OnClose::drain) {
+CaptureStore::CaptureStore(const std::filesystem::path & db, std::size_t queue_limit)
+    : queue_(queue_limit, OnClose::drain) {
     db_ = sqlite::open(db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "capture store");
     sqlite3_busy_timeout(db_.get(), 5000);
     try {
@@ -156,8 +157,10 @@ void CaptureStore::apply_label(Label & l) {
 
 void CaptureStore::write(const CapturedItem & raw, const model::Capture & policy) {
     const Redactor & redact = redactors_.try_emplace(policy.redact, policy.redact).first->second;
-    auto s = prepare(db_.get(), "INSERT OR REPLACE INTO captures(id, route, time, model, request, answer, finish_reason, logprobs, latency_ms) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto s = prepare(
+        db_.get(),
+        "INSERT OR REPLACE INTO captures(id, route, time, model, request, answer, finish_reason, logprobs, latency_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     bind_value(s.get(), 1, raw.id);
     bind_value(s.get(), 2, raw.route);
     bind_value(s.get(), 3, clock::unix_now());
@@ -172,8 +175,9 @@ void CaptureStore::write(const CapturedItem & raw, const model::Capture & policy
 
 // Retention and the cap, per route: the oldest go first.
 void CaptureStore::apply_retention(const std::string & route, const model::Capture & policy) {
-    auto old = prepare(db_.get(), "DELETE FROM captures WHERE route = ? AND (time < ? OR id NOT IN "
-                            "(SELECT id FROM captures WHERE route = ? ORDER BY time DESC, rowid DESC LIMIT ?))");
+    auto old = prepare(db_.get(),
+                       "DELETE FROM captures WHERE route = ? AND (time < ? OR id NOT IN "
+                       "(SELECT id FROM captures WHERE route = ? ORDER BY time DESC, rowid DESC LIMIT ?))");
     bind_value(old.get(), 1, route);
     bind_value(old.get(), 2, clock::unix_now() - std::int64_t{policy.retention_days} * 86400);
     bind_value(old.get(), 3, route);

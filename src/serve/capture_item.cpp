@@ -4,8 +4,13 @@ namespace switchyard::serve {
 
 using nlohmann::json;
 
-CapturedItem captured_item(const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g, double seconds) {
-    CapturedItem item{.id = answer.id, .route = route, .model = answer.model, .answer = g.text, .finish_reason = finish_reason(g),
+CapturedItem captured_item(const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g,
+                           double seconds) {
+    CapturedItem item{.id = answer.id,
+                      .route = route,
+                      .model = answer.model,
+                      .answer = g.text,
+                      .finish_reason = finish_reason(g),
                       .latency_ms = seconds * 1000.0};
     json request = json::object();
     if (r.input.chat) {

@@ -11,6 +11,7 @@
 
 namespace switchyard::serve {
 
-CapturedItem captured_item(const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g, double seconds);
+CapturedItem captured_item(const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g,
+                           double seconds);
 
 }  // namespace switchyard::serve

@@ -6,8 +6,8 @@
 
 namespace switchyard::serve {
 
-std::optional<ApiError> answer_in_order(const std::vector<std::string> & chain, const std::string & route, Cooldown * cooldown, Metrics & metrics,
-                                        const AttemptFn & attempt) {
+std::optional<ApiError> answer_in_order(const std::vector<std::string> & chain, const std::string & route,
+                                        Cooldown * cooldown, Metrics & metrics, const AttemptFn & attempt) {
     using Clock = Cooldown::Clock;
     const auto order = cooldown != nullptr ? cooldown->order(chain, Clock::now()) : chain;
     std::optional<ApiError> last_error;
@@ -34,12 +34,14 @@ std::optional<ApiError> answer_in_order(const std::vector<std::string> & chain, 
         }
         metrics.attempt_failed(name);
         if (cooldown != nullptr && e.failure != Failure::overloaded) cooldown->failed(name, Clock::now());
-        spdlog::warn("{}: {} failed ({}); {}", route.empty() ? name : route, name, e.message, i + 1 < order.size() ? "falling back" : "no fallback left");
+        spdlog::warn("{}: {} failed ({}); {}", route.empty() ? name : route, name, e.message,
+                     i + 1 < order.size() ? "falling back" : "no fallback left");
         last_error = failure_error(e.failure, name + ": " + e.message);
         after_failure = true;
     }
     metrics.route_failed(route);
-    return last_error.value_or(ApiError{503, "no model is available for this request", "overloaded_error", {}, "unavailable"});
+    return last_error.value_or(
+        ApiError{503, "no model is available for this request", "overloaded_error", {}, "unavailable"});
 }
 
 }  // namespace switchyard::serve

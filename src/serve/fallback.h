@@ -16,7 +16,7 @@
 
 namespace switchyard::serve {
 
-struct Answered {};   // the model answered, and the attempt wrote the response
+struct Answered {};  // the model answered, and the attempt wrote the response
 struct Escalated {};  // a cascade's answer too unsure to send: the next model is asked, no fallback
 // How one model's attempt ended: as above, with the stream's failed event, or with an error that
 // is the client's own (a request this model cannot take), which the client gets at once.
@@ -31,7 +31,7 @@ using AttemptFn = std::function<Attempt(const std::string & model, bool last)>;
 // a client gone ends the request. Returns the error the client gets: the rejection, or when every
 // model failed the last failure (a 503 when none was tried); nullopt when a model answered or the
 // client is gone.
-std::optional<ApiError> answer_in_order(const std::vector<std::string> & chain, const std::string & route, Cooldown * cooldown, Metrics & metrics,
-                                        const AttemptFn & attempt);
+std::optional<ApiError> answer_in_order(const std::vector<std::string> & chain, const std::string & route,
+                                        Cooldown * cooldown, Metrics & metrics, const AttemptFn & attempt);
 
 }  // namespace switchyard::serve

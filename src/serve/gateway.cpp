@@ -52,11 +52,13 @@ double uniform_draw() {
 std::shared_ptr<Backend> make_backend(const model::PortfolioModel & entry, const model::ServerSettings & settings) {
     if (!entry.replicas.empty()) {
         std::vector<ReplicaSet::Member> members;
-        if (!entry.path.empty()) members.push_back({"in-process", std::make_shared<LocalBackend>(entry, settings.queue_length), 1, {}});
+        if (!entry.path.empty())
+            members.push_back({"in-process", std::make_shared<LocalBackend>(entry, settings.queue_length), 1, {}});
         for (const auto & replica : entry.replicas) {
             model::PortfolioModel one = entry;
             one.endpoint = replica.endpoint;
-            members.push_back({replica.endpoint, std::make_shared<RemoteBackend>(one, settings.request_timeout_ms), replica.weight, url_origin(replica.endpoint)});
+            members.push_back({replica.endpoint, std::make_shared<RemoteBackend>(one, settings.request_timeout_ms),
+                               replica.weight, url_origin(replica.endpoint)});
         }
         return std::make_shared<ReplicaSet>(std::move(members), entry.health, settings.request_timeout_ms);
     }
@@ -65,20 +67,26 @@ std::shared_ptr<Backend> make_backend(const model::PortfolioModel & entry, const
 }
 
 Gateway::Gateway(model::Portfolio portfolio, std::filesystem::path file, BackendFactory factory)
-    : settings_(portfolio.server), file_(std::move(file)), factory_(std::move(factory)), cooldown_(std::chrono::seconds(portfolio.server.cooldown_s)) {
+    : settings_(portfolio.server),
+      file_(std::move(file)),
+      factory_(std::move(factory)),
+      cooldown_(std::chrono::seconds(portfolio.server.cooldown_s)) {
     if (!settings_.admin_token_env.empty()) {
         if (const char * token = std::getenv(settings_.admin_token_env.c_str()); token != nullptr) admin_token_ = token;
     }
     if (!settings_.api_keys_env.empty()) api_keys_ = api_keys_from_env(settings_.api_keys_env);
     admin_scope_ = AdminScope::of(portfolio, file_);
     swap(std::move(portfolio));
-    shadows_ = std::make_unique<ShadowWorker>(metrics_, std::chrono::milliseconds(settings_.request_timeout_ms), [this] { return current(); },
-                                              [this](const std::string & route, const std::string & candidate, bool promote) { apply_verdict(route, candidate, promote); });
+    shadows_ = std::make_unique<ShadowWorker>(
+        metrics_, std::chrono::milliseconds(settings_.request_timeout_ms), [this] { return current(); },
+        [this](const std::string & route, const std::string & candidate, bool promote) {
+            apply_verdict(route, candidate, promote);
+        });
 }
 
 Gateway::~Gateway() {
     stop();
-    server_.reset();   // joins the workers, which may still queue shadow jobs
+    server_.reset();  // joins the workers, which may still queue shadow jobs
     shadows_.reset();  // its verdicts call back into this gateway
     capture_.reset();  // writes what is queued
 }
@@ -119,7 +127,8 @@ void Gateway::update(const std::function<std::optional<model::Portfolio>(const m
         deployment_ = dep;
     }
     update_gauges();
-    spdlog::info("portfolio generation {}: {} models, {} routes", dep->generation, dep->portfolio.models.size(), dep->portfolio.routes.size());
+    spdlog::info("portfolio generation {}: {} models, {} routes", dep->generation, dep->portfolio.models.size(),
+                 dep->portfolio.routes.size());
 }
 
 void Gateway::reload() {
@@ -157,7 +166,8 @@ bool Gateway::client_allowed(const http::Request & req, http::Response & res) {
     return !refused;
 }
 
-bool Gateway::body_type_allowed(const http::Request & req, http::Response & res, std::initializer_list<std::string_view> types) {
+bool Gateway::body_type_allowed(const http::Request & req, http::Response & res,
+                                std::initializer_list<std::string_view> types) {
     const auto refused = check_body_type(req, types);
     if (refused) {
         metrics_.rejected();
@@ -175,10 +185,17 @@ int Gateway::bind() {
     // answer is an immediate 503. Connections themselves hold no worker.
     options.workers = std::max(16, settings_.max_streams + 16);
     options.queue = options.workers;
-    server_ = std::make_unique<http::Server>(options, [this](http::Response & res, int status, const std::string & code, const std::string & message) {
-        if (status == 413 || status == 431 || status == 400 || status == 503) metrics_.rejected();
-        send_error(res, ApiError{status, message, status >= 500 ? (status == 503 ? "overloaded_error" : "server_error") : "invalid_request_error", {}, code});
-    });
+    server_ = std::make_unique<http::Server>(
+        options, [this](http::Response & res, int status, const std::string & code, const std::string & message) {
+            if (status == 413 || status == 431 || status == 400 || status == 503) metrics_.rejected();
+            send_error(res,
+                       ApiError{status,
+                                message,
+                                status >= 500 ? (status == 503 ? "overloaded_error" : "server_error")
+                                              : "invalid_request_error",
+                                {},
+                                code});
+        });
     using http::Lane;
     using http::Request;
     using http::Response;
@@ -195,32 +212,47 @@ int Gateway::bind() {
             }
         });
     };
-    handle("POST", "/v1/chat/completions", Lane::worker, [this](const Request & req, Response & res) { handle_generate(req, res, ApiRequest::Kind::chat); });
-    handle("POST", "/v1/completions", Lane::worker, [this](const Request & req, Response & res) { handle_generate(req, res, ApiRequest::Kind::completion); });
-    handle("POST", "/tokenize", Lane::worker, [this](const Request & req, Response & res) { handle_tokenize(req, res, false); });
-    handle("POST", "/v1/feedback", Lane::worker, [this](const Request & req, Response & res) { handle_feedback(req, res); });
-    handle("POST", "/detokenize", Lane::worker, [this](const Request & req, Response & res) { handle_tokenize(req, res, true); });
-    handle("GET", "/tokenizer_info", Lane::worker, [this](const Request & req, Response & res) { handle_tokenizer_info(req, res); });
+    handle("POST", "/v1/chat/completions", Lane::worker,
+           [this](const Request & req, Response & res) { handle_generate(req, res, ApiRequest::Kind::chat); });
+    handle("POST", "/v1/completions", Lane::worker,
+           [this](const Request & req, Response & res) { handle_generate(req, res, ApiRequest::Kind::completion); });
+    handle("POST", "/tokenize", Lane::worker,
+           [this](const Request & req, Response & res) { handle_tokenize(req, res, false); });
+    handle("POST", "/v1/feedback", Lane::worker,
+           [this](const Request & req, Response & res) { handle_feedback(req, res); });
+    handle("POST", "/detokenize", Lane::worker,
+           [this](const Request & req, Response & res) { handle_tokenize(req, res, true); });
+    handle("GET", "/tokenizer_info", Lane::worker,
+           [this](const Request & req, Response & res) { handle_tokenizer_info(req, res); });
     handle("GET", "/v1/models", Lane::inline_io, [this](const Request & req, Response & res) {
-        if (client_allowed(req, res)) res.set_content(json_text(models_json(*current(), std::time(nullptr))), "application/json");
+        if (client_allowed(req, res))
+            res.set_content(json_text(models_json(*current(), std::time(nullptr))), "application/json");
     });
     handle("GET", "/health", Lane::inline_io, [this](const Request &, Response & res) {
         res.set_content(json_text(health_json(*current(), server_->counters())), "application/json");
     });
     handle("GET", "/metrics", Lane::inline_io, [this](const Request &, Response & res) {
         update_gauges();
-        res.set_content(metrics_.prometheus() + status_prometheus(*current(), server_->counters(), capture_counts()), "text/plain; version=0.0.4");
+        res.set_content(metrics_.prometheus() + status_prometheus(*current(), server_->counters(), capture_counts()),
+                        "text/plain; version=0.0.4");
     });
     handle("GET", "/stats", Lane::inline_io, [this](const Request &, Response & res) {
         update_gauges();
-        res.set_content(json_text(stats_json(metrics_.to_json(), *current(), cooldown_, capture_counts())), "application/json");
+        res.set_content(json_text(stats_json(metrics_.to_json(), *current(), cooldown_, capture_counts())),
+                        "application/json");
     });
-    server_->handle("GET", "/", Lane::inline_io, [](const Request &, Response & res) { res.set_content(dashboard_html(), "text/html; charset=utf-8"); });
-    handle("PUT", "/admin/portfolio", Lane::worker, [this](const Request & req, Response & res) { handle_admin_portfolio(req, res); });
-    handle("GET", "/evidence", Lane::worker, [this](const Request & req, Response & res) { handle_evidence(req, res); });
-    handle("POST", "/admin/rollout", Lane::worker, [this](const Request & req, Response & res) { handle_admin_rollout(req, res); });
+    server_->handle("GET", "/", Lane::inline_io, [](const Request &, Response & res) {
+        res.set_content(dashboard_html(), "text/html; charset=utf-8");
+    });
+    handle("PUT", "/admin/portfolio", Lane::worker,
+           [this](const Request & req, Response & res) { handle_admin_portfolio(req, res); });
+    handle("GET", "/evidence", Lane::worker,
+           [this](const Request & req, Response & res) { handle_evidence(req, res); });
+    handle("POST", "/admin/rollout", Lane::worker,
+           [this](const Request & req, Response & res) { handle_admin_rollout(req, res); });
     handle("GET", "/admin/portfolio", Lane::inline_io, [this](const Request & req, Response & res) {
-        if (admin_allowed(req, res)) res.set_content(model::portfolio_to_yaml(current()->portfolio, {}), "application/yaml");
+        if (admin_allowed(req, res))
+            res.set_content(model::portfolio_to_yaml(current()->portfolio, {}), "application/yaml");
     });
     handle("GET", "/admin/shadow", Lane::inline_io, [this](const Request & req, Response & res) {
         if (admin_allowed(req, res)) res.set_content(json_text(metrics_.to_json()["shadows"]), "application/json");
@@ -256,15 +288,16 @@ const model::Capture * Gateway::capture_policy(const Deployment & dep, const std
 CaptureStore & Gateway::capture_store() {
     const std::lock_guard lock(capture_mutex_);
     if (!capture_) {
-        const std::filesystem::path db = settings_.capture_db.empty() ? base_dir() / "captures.sqlite" : std::filesystem::path(settings_.capture_db);
+        const std::filesystem::path db =
+            settings_.capture_db.empty() ? base_dir() / "captures.sqlite" : std::filesystem::path(settings_.capture_db);
         capture_ = std::make_unique<CaptureStore>(db);
         spdlog::info("capturing sampled traffic of routes with capture into {}", db.string());
     }
     return *capture_;
 }
 
-void Gateway::record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g,
-                     double seconds) {
+void Gateway::record(const model::Capture & policy, const std::string & route, const ApiRequest & r,
+                     const Answer & answer, const Generation & g, double seconds) {
     try {
         capture_store().offer(captured_item(route, r, answer, g, seconds), policy);
     } catch (const Error & e) {
@@ -281,12 +314,18 @@ void Gateway::handle_feedback(const http::Request & req, http::Response & res) {
     {
         const std::lock_guard lock(capture_mutex_);
         if (!capture_) {
-            return send_error(res, ApiError{404, "nothing is captured here: no route has capture on, or none has answered yet", "invalid_request_error", "id", "not_captured"});
+            return send_error(
+                res,
+                ApiError{404, "nothing is captured here: no route has capture on, or none has answered yet",
+                         "invalid_request_error", "id", "not_captured"});
         }
     }
     if (!capture_store().label(fb.id, fb.correct, fb.expected)) {
-        return send_error(res, ApiError{404, "no captured answer has the id '" + fb.id + "' (only a sample of the answers of routes with capture is kept)",
-                                        "invalid_request_error", "id", "not_captured"});
+        return send_error(res,
+                          ApiError{404,
+                                   "no captured answer has the id '" + fb.id +
+                                       "' (only a sample of the answers of routes with capture is kept)",
+                                   "invalid_request_error", "id", "not_captured"});
     }
     res.set_content(json_text({{"status", "recorded"}}), "application/json");
 }
@@ -311,7 +350,8 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
         return send_error(res, *e);
     }
     const Resolution route = std::get<Resolution>(std::move(resolved));
-    const AnswerContext ctx{metrics_, cooldown_, started, started + std::chrono::milliseconds(settings_.request_timeout_ms)};
+    const AnswerContext ctx{metrics_, cooldown_, started,
+                            started + std::chrono::milliseconds(settings_.request_timeout_ms)};
     if (r.echo) return answer_echo(*dep, r, route, res, ctx);
     if (route.cascade) return answer_cascade(*dep, r, route, res, ctx);
     if (r.choice_count() > 1) return answer_choices(*dep, r, route, req, res, ctx);
@@ -319,7 +359,13 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
     if (r.stream) {
         if (streams_.load() >= settings_.max_streams) {
             metrics_.rejected();
-            return send_error(res, ApiError{503, "too many open streams (max_streams " + std::to_string(settings_.max_streams) + ")", "overloaded_error", {}, "too_many_streams"});
+            return send_error(
+                res,
+                ApiError{503,
+                         "too many open streams (max_streams " + std::to_string(settings_.max_streams) + ")",
+                         "overloaded_error",
+                         {},
+                         "too_many_streams"});
         }
         in_flight->streaming(streams_);
     }
@@ -330,8 +376,10 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
     if (capture != nullptr && uniform_draw() >= capture->sample) capture = nullptr;
     if (capture != nullptr) input.logprobs = std::max(input.logprobs, 0);
     const auto delivered = [this, dep, r, input, route, capture, started](const Answer & answer, Generation g) {
-        if (capture != nullptr) record(*capture, route.route, r, answer, g, std::chrono::duration<double>(Clock::now() - started).count());
-        if (!route.shadow.empty()) shadows_->enqueue({route.route, route.shadow, answer.model, dep, r, input, std::move(g)});
+        if (capture != nullptr)
+            record(*capture, route.route, r, answer, g, std::chrono::duration<double>(Clock::now() - started).count());
+        if (!route.shadow.empty())
+            shadows_->enqueue({route.route, route.shadow, answer.model, dep, r, input, std::move(g)});
     };
     answer_one(dep, r, input, route, req, res, ctx, delivered, std::move(in_flight));
 }

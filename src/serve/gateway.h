@@ -28,7 +28,8 @@
 namespace switchyard::serve {
 
 // Makes the backend for a portfolio entry (loads local models); tests substitute stubs.
-using BackendFactory = std::function<std::shared_ptr<Backend>(const model::PortfolioModel &, const model::ServerSettings &)>;
+using BackendFactory =
+    std::function<std::shared_ptr<Backend>(const model::PortfolioModel &, const model::ServerSettings &)>;
 std::shared_ptr<Backend> make_backend(const model::PortfolioModel & entry, const model::ServerSettings & settings);
 
 class Gateway {
@@ -70,7 +71,8 @@ private:
     // The checks: each answers the refusal itself and returns false.
     bool client_allowed(const http::Request & req, http::Response & res);
     bool admin_allowed(const http::Request & req, http::Response & res);
-    bool body_type_allowed(const http::Request & req, http::Response & res, std::initializer_list<std::string_view> types);
+    bool body_type_allowed(const http::Request & req, http::Response & res,
+                           std::initializer_list<std::string_view> types);
     std::optional<ApiError> outside_admin_scope(const model::Portfolio & next) const;
     void reply(http::Response & res, const std::variant<nlohmann::json, ApiError> & answer);
     // Where relative paths resolve (a pushed portfolio's, a rollout's plan folder, the capture
@@ -80,7 +82,8 @@ private:
     const model::Capture * capture_policy(const Deployment & dep, const std::string & route) const;
     CaptureStore & capture_store();  // opened on first use
     std::map<std::string, CaptureStore::Counts> capture_counts() const;
-    void record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer, const Generation & g, double seconds);
+    void record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer,
+                const Generation & g, double seconds);
 
     void apply_verdict(const std::string & route, const std::string & candidate, bool promote);
     void update_gauges();

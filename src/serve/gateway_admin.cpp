@@ -22,7 +22,8 @@ bool Gateway::admin_allowed(const http::Request & req, http::Response & res) {
 
 std::optional<ApiError> Gateway::outside_admin_scope(const model::Portfolio & next) const {
     const std::lock_guard lock(admin_scope_mutex_);
-    if (auto outside = admin_scope_.violation(next)) return ApiError{403, *outside, "permission_error", {}, "outside_admin_scope"};
+    if (auto outside = admin_scope_.violation(next))
+        return ApiError{403, *outside, "permission_error", {}, "outside_admin_scope"};
     return std::nullopt;
 }
 
@@ -30,10 +31,14 @@ std::optional<ApiError> Gateway::outside_admin_scope(const model::Portfolio & ne
 void Gateway::handle_evidence(const http::Request & req, http::Response & res) {
     const std::string route_name = req.query_param("route");
     const model::Route * route = current()->portfolio.find_route(route_name);
-    const std::string file = route == nullptr ? "" : route->shadow && !route->shadow->evidence.empty() ? route->shadow->evidence : route->evidence;
+    const std::string file = route == nullptr               ? ""
+        : route->shadow && !route->shadow->evidence.empty() ? route->shadow->evidence
+                                                            : route->evidence;
     // A plan's report only: what a portfolio names here is served without a token.
     if (file.empty() || std::filesystem::path(file).extension() != ".html")
-        return send_error(res, ApiError{404, "no plan report for route '" + route_name + "' (GET /evidence?route=NAME)", "invalid_request_error", "route", "not_found"});
+        return send_error(res,
+                          ApiError{404, "no plan report for route '" + route_name + "' (GET /evidence?route=NAME)",
+                                   "invalid_request_error", "route", "not_found"});
     try {
         res.set_content(read_whole_file(file, "plan report"), "text/html; charset=utf-8");
     } catch (const Error & e) {
@@ -43,7 +48,8 @@ void Gateway::handle_evidence(const http::Request & req, http::Response & res) {
 
 void Gateway::handle_admin_portfolio(const http::Request & req, http::Response & res) {
     if (!admin_allowed(req, res)) return;
-    if (!body_type_allowed(req, res, {"application/yaml", "application/x-yaml", "text/yaml", "application/json"})) return;
+    if (!body_type_allowed(req, res, {"application/yaml", "application/x-yaml", "text/yaml", "application/json"}))
+        return;
     model::Portfolio next;
     try {
         // Relative paths in a pushed portfolio resolve against the file serve was started with.
@@ -55,9 +61,15 @@ void Gateway::handle_admin_portfolio(const http::Request & req, http::Response &
     try {
         swap(std::move(next));
     } catch (const Error & e) {
-        return send_error(res, ApiError{422, std::string("the portfolio could not be loaded, the current one stays: ") + e.what(), "invalid_request_error", {}, "load_failed"});
+        return send_error(res,
+                          ApiError{422,
+                                   std::string("the portfolio could not be loaded, the current one stays: ") + e.what(),
+                                   "invalid_request_error",
+                                   {},
+                                   "load_failed"});
     }
-    res.set_content(json_text({{"status", "swapped"}, {"portfolio_generation", current()->generation}}), "application/json");
+    res.set_content(json_text({{"status", "swapped"}, {"portfolio_generation", current()->generation}}),
+                    "application/json");
 }
 
 void Gateway::handle_admin_rollout(const http::Request & req, http::Response & res) {
@@ -86,13 +98,26 @@ void Gateway::handle_admin_rollout(const http::Request & req, http::Response & r
     } catch (const RolloutConflict & e) {
         return send_error(res, ApiError{409, e.what(), "invalid_request_error", {}, "rollout_conflict"});
     } catch (const Error & e) {
-        return send_error(res, ApiError{422, std::string("the candidate could not be loaded, the portfolio stays: ") + e.what(), "invalid_request_error", {}, "load_failed"});
+        return send_error(res,
+                          ApiError{422,
+                                   std::string("the candidate could not be loaded, the portfolio stays: ") + e.what(),
+                                   "invalid_request_error",
+                                   {},
+                                   "load_failed"});
     }
-    spdlog::warn("route {}: shadowing {} (plan's choice for class {}) against {}", ask.route, rec.model.name, ask.task_class, incumbent);
+    spdlog::warn("route {}: shadowing {} (plan's choice for class {}) against {}", ask.route, rec.model.name,
+                 ask.task_class, incumbent);
     const model::Shadow & t = ask.thresholds;
-    res.set_content(json_text({{"status", "shadowing"}, {"route", ask.route}, {"candidate", rec.model.name}, {"incumbent", incumbent},
-                               {"decision", rec.decision}, {"evidence", rec.evidence.string()}, {"min_samples", t.min_samples},
-                               {"promote_at", *t.promote_at}, {"rollback_below", *t.rollback_below}, {"portfolio_generation", current()->generation}}),
+    res.set_content(json_text({{"status", "shadowing"},
+                               {"route", ask.route},
+                               {"candidate", rec.model.name},
+                               {"incumbent", incumbent},
+                               {"decision", rec.decision},
+                               {"evidence", rec.evidence.string()},
+                               {"min_samples", t.min_samples},
+                               {"promote_at", *t.promote_at},
+                               {"rollback_below", *t.rollback_below},
+                               {"portfolio_generation", current()->generation}}),
                     "application/json");
 }
 

@@ -37,7 +37,8 @@ std::string Request::query_param(std::string_view name) const {
         const std::size_t end = std::min(q.find('&', at), q.size());
         const std::string_view pair = q.substr(at, end - at);
         at = end + 1;
-        if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=') return percent_decoded(pair.substr(name.size() + 1));
+        if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=')
+            return percent_decoded(pair.substr(name.size() + 1));
     }
     return {};
 }

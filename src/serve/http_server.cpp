@@ -28,7 +28,8 @@ using tcp = net::ip::tcp;
 
 std::string Request::header(std::string_view name) const {
     for (const auto & [k, v] : headers) {
-        if (beast::iequals(beast::string_view(k.data(), k.size()), beast::string_view(name.data(), name.size()))) return v;
+        if (beast::iequals(beast::string_view(k.data(), k.size()), beast::string_view(name.data(), name.size())))
+            return v;
     }
     return {};
 }
@@ -38,7 +39,9 @@ void Response::set_content(std::string content, std::string type) {
     content_type = std::move(type);
 }
 
-void Response::set_header(std::string name, std::string value) { headers.emplace_back(std::move(name), std::move(value)); }
+void Response::set_header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+}
 
 void Response::set_stream(std::string type, std::function<void(Sink &)> provider) {
     content_type = std::move(type);
@@ -118,7 +121,9 @@ namespace {
 // tells a handler the client is gone.
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(Server::Impl & server, tcp::socket socket) : server_(server), stream_(std::move(socket)) { ++server_.connections; }
+    Session(Server::Impl & server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
+        ++server_.connections;
+    }
     ~Session() { --server_.connections; }
 
     void start() {
@@ -130,13 +135,15 @@ private:
 
     void read_header() {
         parser_.emplace();
-        parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options().max_header_bytes, UINT32_MAX)));
+        parser_->header_limit(
+            static_cast<std::uint32_t>(std::min<std::size_t>(options().max_header_bytes, UINT32_MAX)));
         parser_->body_limit(options().max_body_bytes);
         stream_.expires_after(options().read_timeout);
-        bhttp::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-            if (ec) return self->on_read_error(ec);
-            self->on_header();
-        });
+        bhttp::async_read_header(stream_, buffer_, *parser_,
+                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     if (ec) return self->on_read_error(ec);
+                                     self->on_header();
+                                 });
     }
 
     void on_header() {
@@ -157,18 +164,23 @@ private:
     }
 
     void on_read_error(beast::error_code ec) {
-        const bool quiet = ec == bhttp::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
-                           ec == net::error::operation_aborted || (ec == beast::error::timeout && !parser_->got_some());
+        const bool quiet = ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+            ec == net::error::connection_reset || ec == net::error::operation_aborted ||
+            (ec == beast::error::timeout && !parser_->got_some());
         if (quiet) return close();
         ++server_.bad_requests;
         keep_alive_ = false;
         // The timer closed the socket: nothing can be answered.
         if (ec == beast::error::timeout) return close();
         if (ec == bhttp::error::header_limit) {
-            return write(server_.error(431, "headers_too_large", "the request line and headers are larger than " + std::to_string(options().max_header_bytes) + " bytes"));
+            return write(server_.error(431, "headers_too_large",
+                                       "the request line and headers are larger than " +
+                                           std::to_string(options().max_header_bytes) + " bytes"));
         }
         if (ec == bhttp::error::body_limit) {
-            return write(server_.error(413, "body_too_large", "the body is larger than max_body_bytes (" + std::to_string(options().max_body_bytes) + ")"));
+            return write(server_.error(
+                413, "body_too_large",
+                "the body is larger than max_body_bytes (" + std::to_string(options().max_body_bytes) + ")"));
         }
         write(server_.error(400, "bad_http", "malformed HTTP request: " + ec.message()));
     }
@@ -182,7 +194,8 @@ private:
         const auto question = target.find('?');
         req->path = target.substr(0, question);
         if (question != std::string::npos) req->query = target.substr(question + 1);
-        for (const auto & field : msg) req->headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+        for (const auto & field : msg)
+            req->headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
         req->body = std::move(msg.body());
         // The worker holds the session, so the descriptor stays this connection's while it asks.
         req->client_gone = [fd = stream_.socket().native_handle()] {
@@ -190,7 +203,8 @@ private:
             return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
         };
         const auto route = server_.routes.find({req->method, req->path});
-        if (route == server_.routes.end()) return write(server_.error(404, "unknown_url", "no such endpoint: " + req->method + " " + req->path));
+        if (route == server_.routes.end())
+            return write(server_.error(404, "unknown_url", "no such endpoint: " + req->method + " " + req->path));
         const Route & r = route->second;
         if (r.lane == Lane::inline_io) {
             Response res;
@@ -241,7 +255,9 @@ private:
     void write(Response res) {
         auto msg = std::make_shared<bhttp::response<bhttp::string_body>>(message_of(std::move(res)));
         stream_.expires_after(options().write_timeout);
-        bhttp::async_write(stream_, *msg, [self = shared_from_this(), msg](beast::error_code ec, std::size_t) { self->after_response(!ec); });
+        bhttp::async_write(stream_, *msg, [self = shared_from_this(), msg](beast::error_code ec, std::size_t) {
+            self->after_response(!ec);
+        });
     }
 
     void after_response(bool ok) {
@@ -399,7 +415,8 @@ int Server::bind(const std::string & host, int port) {
     tcp::resolver resolver(impl_->io);
     const auto endpoints = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
     const std::string where = host + ":" + std::to_string(port);
-    if (ec || endpoints.empty()) throw Error("cannot listen on {} (not an address of this machine: {})", where, ec.message());
+    if (ec || endpoints.empty())
+        throw Error("cannot listen on {} (not an address of this machine: {})", where, ec.message());
     const tcp::endpoint endpoint = *endpoints.begin();
     acceptor.open(endpoint.protocol(), ec);
     if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
@@ -425,8 +442,9 @@ void Server::stop() {
 }
 
 ServerCounters Server::counters() const {
-    return ServerCounters{impl_->connections.load(), impl_->pool->busy(), impl_->pool->queued(),
-                          impl_->refused_busy.load(), impl_->refused_connections.load(), impl_->bad_requests.load()};
+    return ServerCounters{
+        impl_->connections.load(),         impl_->pool->busy(),       impl_->pool->queued(), impl_->refused_busy.load(),
+        impl_->refused_connections.load(), impl_->bad_requests.load()};
 }
 
 }  // namespace switchyard::serve::http

@@ -65,21 +65,22 @@ struct ServerOptions {
     std::chrono::milliseconds read_timeout{30000};
     std::chrono::milliseconds write_timeout{30000};  // per write; a client that stops reading is cut off
     int workers = 16;
-    int queue = 64;                 // requests waiting for a worker beyond this are answered 503 at once
-    int max_connections = 20000;    // connections beyond this are closed on accept
+    int queue = 64;  // requests waiting for a worker beyond this are answered 503 at once
+    int max_connections = 20000;  // connections beyond this are closed on accept
 };
 
 // What the server itself says when it refuses a request (malformed HTTP, unknown path, busy):
 // the gateway fills `res` in its own error shape.
-using ErrorResponder = std::function<void(Response & res, int status, const std::string & code, const std::string & message)>;
+using ErrorResponder =
+    std::function<void(Response & res, int status, const std::string & code, const std::string & message)>;
 
 struct ServerCounters {
     std::int64_t connections = 0;  // open now
     std::int64_t busy_workers = 0;
     std::int64_t queued = 0;
-    std::uint64_t refused_busy = 0;         // 503: no worker and the queue full
+    std::uint64_t refused_busy = 0;  // 503: no worker and the queue full
     std::uint64_t refused_connections = 0;  // closed on accept: max_connections reached
-    std::uint64_t bad_requests = 0;         // malformed, oversized or timed out before complete
+    std::uint64_t bad_requests = 0;  // malformed, oversized or timed out before complete
 };
 
 class Server {

@@ -24,10 +24,13 @@ LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     if (!batcher_->chat_template().empty()) {
         if (batcher_->chat() == nullptr) {
             spdlog::warn("{}: {}; chat uses the plain transcript", entry.name,
-                         batcher_->chat_error().empty() ? "llama.cpp does not know this model's chat template" : batcher_->chat_error());
+                         batcher_->chat_error().empty() ? "llama.cpp does not know this model's chat template"
+                                                        : batcher_->chat_error());
         } else if (std::string_view(engine::ChatTemplate::renderer()) != "jinja") {
-            spdlog::info("{}: chat template applied by llama_chat_apply_template (this build has no llama.cpp common library: "
-                         "llama.cpp's built-in formats only, no tools, no response_format)", entry.name);
+            spdlog::info(
+                "{}: chat template applied by llama_chat_apply_template (this build has no llama.cpp common library: "
+                "llama.cpp's built-in formats only, no tools, no response_format)",
+                entry.name);
         }
     }
 }
@@ -40,7 +43,8 @@ LocalBackend::Prepared LocalBackend::prepare(const GenerationInput & input) cons
     request.stop = input.stop;
     request.logprobs = input.logprobs;
     const auto normalized = [this](std::string_view text) {
-        return engine::normalize_for_vocabulary([this](std::string_view t) { return batcher_->tokenize(t, false); }, text);
+        return engine::normalize_for_vocabulary([this](std::string_view t) { return batcher_->tokenize(t, false); },
+                                                text);
     };
     if (!input.chat) {
         // Ids are generated from as sent; text is read as llama-server and vLLM read it, "<s>" as BOS.
@@ -52,10 +56,12 @@ LocalBackend::Prepared LocalBackend::prepare(const GenerationInput & input) cons
     const engine::ChatTemplate * chat = batcher_->chat();
     if (chat == nullptr) {
         const engine::ChatRequest & c = input.chat_request;
-        if (c.tools.is_array() && !c.tools.empty()) throw bad_request("this model has no chat template, so it cannot take 'tools'", "tools");
+        if (c.tools.is_array() && !c.tools.empty())
+            throw bad_request("this model has no chat template, so it cannot take 'tools'", "tools");
     }
     try {
-        engine::ChatPrompt prompt = engine::render_chat(chat, input.chat_request, normalize_ ? engine::TextFilter(normalized) : engine::TextFilter());
+        engine::ChatPrompt prompt = engine::render_chat(
+            chat, input.chat_request, normalize_ ? engine::TextFilter(normalized) : engine::TextFilter());
         request.prompt = std::move(prompt.text);
         request.parse_special = prompt.parse_special;
         request.grammar = std::move(prompt.grammar);
@@ -68,9 +74,11 @@ LocalBackend::Prepared LocalBackend::prepare(const GenerationInput & input) cons
     return prepared;
 }
 
-std::vector<engine::Token> LocalBackend::checked_ids(const std::vector<engine::Token> & tokens, const char * field) const {
+std::vector<engine::Token> LocalBackend::checked_ids(const std::vector<engine::Token> & tokens,
+                                                     const char * field) const {
     for (const auto t : tokens) {
-        if (t < 0 || t >= vocab_size()) throw bad_request(fmt::format("token id {} is outside the vocabulary ({} tokens)", t, vocab_size()), field);
+        if (t < 0 || t >= vocab_size())
+            throw bad_request(fmt::format("token id {} is outside the vocabulary ({} tokens)", t, vocab_size()), field);
     }
     return tokens;
 }
@@ -84,7 +92,8 @@ std::vector<engine::Token> LocalBackend::prompt_tokens(const GenerationInput & i
     }
 }
 
-std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const GenerationInput & input, const std::function<bool()> &) {
+std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const GenerationInput & input,
+                                            const std::function<bool()> &) {
     auto stream = std::make_shared<Stream>();
     Prepared prepared;
     engine::GenerateRequest & request = prepared.request;
@@ -96,8 +105,10 @@ std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const Generation
         if (!request.grammar.gbnf.empty()) batcher_->check_grammar(request.grammar);
         const auto tokens = prompt_tokens(input);
         if (static_cast<int>(tokens.size()) >= context_length()) {
-            stream->fail(Failure::rejected, "the prompt has " + std::to_string(tokens.size()) + " tokens; this model takes at most " +
-                                                std::to_string(context_length() - 1) + " (its context is " + std::to_string(context_length()) + ")");
+            stream->fail(Failure::rejected,
+                         "the prompt has " + std::to_string(tokens.size()) + " tokens; this model takes at most " +
+                             std::to_string(context_length() - 1) + " (its context is " +
+                             std::to_string(context_length()) + ")");
             return stream;
         }
     } catch (const ApiError & e) {
@@ -117,7 +128,8 @@ std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const Generation
         if (!hold) stream->push_piece(std::string(piece));
         return true;
     };
-    callbacks.on_done = [stream, want_tokens, answer_parser](const engine::GenerateResult & result, const std::string & error) {
+    callbacks.on_done = [stream, want_tokens, answer_parser](const engine::GenerateResult & result,
+                                                             const std::string & error) {
         if (!error.empty()) {
             stream->fail(Failure::failed, error);
             return;
@@ -125,7 +137,8 @@ std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const Generation
         Generation g;
         g.text = result.text;
         if (answer_parser) {
-            engine::ChatAnswer answer = answer_parser->parse(result.text, result.finish != engine::FinishReason::length);
+            engine::ChatAnswer answer =
+                answer_parser->parse(result.text, result.finish != engine::FinishReason::length);
             g.text = std::move(answer.content);
             g.tool_calls = std::move(answer.tool_calls);
             for (auto & call : g.tool_calls)
@@ -151,13 +164,16 @@ std::shared_ptr<Stream> LocalBackend::start(const ApiRequest &, const Generation
     return stream;
 }
 
-std::vector<engine::ScoreResult> LocalBackend::score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) {
+std::vector<engine::ScoreResult> LocalBackend::score_prompts(const std::vector<std::vector<engine::Token>> & prompts,
+                                                             int top_k) {
     std::vector<engine::ScoreRequest> requests;
     std::vector<std::size_t> owner;  // the prompt of each request (a one-token prompt has nothing to score)
     for (std::size_t i = 0; i < prompts.size(); ++i) {
         const auto & tokens = prompts[i];
         if (static_cast<int>(tokens.size()) > context_length()) {
-            throw bad_request(fmt::format("the prompt has {} tokens; this model's context is {}", tokens.size(), context_length()), "prompt");
+            throw bad_request(
+                fmt::format("the prompt has {} tokens; this model's context is {}", tokens.size(), context_length()),
+                "prompt");
         }
         checked_ids(tokens, "prompt");
         if (tokens.size() < 2) continue;

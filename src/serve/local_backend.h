@@ -15,8 +15,10 @@ public:
     LocalBackend(const model::PortfolioModel & entry, int max_queue);
 
     bool in_process() const override { return true; }
-    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
-    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) override;
+    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input,
+                                  const std::function<bool()> & client_gone) override;
+    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts,
+                                                   int top_k) override;
     std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
     std::string token_text(engine::Token token) override;

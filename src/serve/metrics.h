@@ -14,7 +14,8 @@ namespace switchyard::serve {
 
 // Cumulative buckets, Prometheus style.
 struct Histogram {
-    static constexpr std::array<double, 14> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60};
+    static constexpr std::array<double, 14> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,    0.25,  0.5,    1,     2.5,  10,    60};
     std::array<std::uint64_t, bounds.size()> counts{};
     std::uint64_t count = 0;
     double sum = 0;
@@ -23,7 +24,7 @@ struct Histogram {
 
 struct ModelCounters {
     std::uint64_t requests = 0;  // answered by this model
-    std::uint64_t errors = 0;    // attempts on this model that failed
+    std::uint64_t errors = 0;  // attempts on this model that failed
     std::uint64_t tokens_in = 0;
     std::uint64_t tokens_out = 0;
     double cost = 0;  // tokens x cost_per_1k_tokens / 1000
@@ -33,7 +34,7 @@ struct ModelCounters {
 
 struct RouteCounters {
     std::uint64_t requests = 0;
-    std::uint64_t errors = 0;     // requests the route could not answer
+    std::uint64_t errors = 0;  // requests the route could not answer
     std::uint64_t fallbacks = 0;  // times a request moved on to the next model
     std::uint64_t escalations = 0;  // cascade steps
     std::uint64_t canary = 0;
@@ -56,7 +57,8 @@ struct ShadowCounters {
 
 class Metrics {
 public:
-    void answered(const std::string & route, const std::string & model, int tokens_in, int tokens_out, double cost_per_1k, double ttft_s, double total_s);
+    void answered(const std::string & route, const std::string & model, int tokens_in, int tokens_out,
+                  double cost_per_1k, double ttft_s, double total_s);
     void attempt_failed(const std::string & model);
     void route_failed(const std::string & route);
     void fallback(const std::string & route);
@@ -65,8 +67,8 @@ public:
     void rejected();  // requests refused before routing (bad input, limits)
     void client_gone();  // a client hung up before its (non-streamed) answer was ready
     // Returns the route's totals after adding this sample.
-    ShadowCounters shadow_sample(const std::string & route, const std::string & candidate, bool failed, double exact, double agreement,
-                                 const double * kld);
+    ShadowCounters shadow_sample(const std::string & route, const std::string & candidate, bool failed, double exact,
+                                 double agreement, const double * kld);
     void shadow_state(const std::string & route, const std::string & state);
     void shadow_dropped();  // a mirrored request dropped because the shadow queue was full
     std::map<std::string, ShadowCounters> shadows() const;

@@ -7,11 +7,14 @@ using nlohmann::json;
 std::string json_text(const json & j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json usage_json(const Generation & g) {
-    return {{"prompt_tokens", g.prompt_tokens}, {"completion_tokens", g.completion_tokens}, {"total_tokens", g.prompt_tokens + g.completion_tokens}};
+    return {{"prompt_tokens", g.prompt_tokens},
+            {"completion_tokens", g.completion_tokens},
+            {"total_tokens", g.prompt_tokens + g.completion_tokens}};
 }
 
 const char * finish_reason(const Generation & g) {
-    return !g.tool_calls.empty() && g.finish != engine::FinishReason::length ? "tool_calls" : finish_reason_name(g.finish);
+    return !g.tool_calls.empty() && g.finish != engine::FinishReason::length ? "tool_calls"
+                                                                             : finish_reason_name(g.finish);
 }
 
 json tool_call_json(const engine::ToolCall & call) {
@@ -40,7 +43,8 @@ void LegacyLogprobs::add(Backend & backend, engine::Token token, const engine::T
     }
     token_logprobs_.push_back(lp->logprob);
     json top = json::object();
-    for (const auto & t : lp->top) top.emplace(backend.token_text(t.token), t.logprob);  // first (most likely) wins on equal text
+    for (const auto & t : lp->top)
+        top.emplace(backend.token_text(t.token), t.logprob);  // first (most likely) wins on equal text
     // `logprobs: 0` asks for no alternatives; the chosen token's own entry keeps the shape clients
     // read (lm-eval takes max() over it).
     if (top.empty()) top.emplace(text, lp->logprob);
@@ -48,7 +52,10 @@ void LegacyLogprobs::add(Backend & backend, engine::Token token, const engine::T
 }
 
 json LegacyLogprobs::to_json() const {
-    return {{"tokens", tokens_}, {"token_logprobs", token_logprobs_}, {"top_logprobs", top_logprobs_}, {"text_offset", text_offset_}};
+    return {{"tokens", tokens_},
+            {"token_logprobs", token_logprobs_},
+            {"top_logprobs", top_logprobs_},
+            {"text_offset", text_offset_}};
 }
 
 namespace {
@@ -57,7 +64,8 @@ json chat_logprobs(Backend & backend, const Generation & g) {
     json content = json::array();
     for (const auto & t : g.logprobs) {
         json top = json::array();
-        for (const auto & alt : t.top) top.push_back({{"token", backend.token_text(alt.token)}, {"logprob", alt.logprob}});
+        for (const auto & alt : t.top)
+            top.push_back({{"token", backend.token_text(alt.token)}, {"logprob", alt.logprob}});
         content.push_back({{"token", backend.token_text(t.token)}, {"logprob", t.logprob}, {"top_logprobs", top}});
     }
     return {{"content", content}};
@@ -100,16 +108,23 @@ json whole_response(const ApiRequest & r, const Answer & a, Backend & backend, c
 }
 
 json choices_response(const ApiRequest & r, const Answer & a, json choices, json usage) {
-    return {{"id", a.id}, {"object", r.kind == ApiRequest::Kind::chat ? "chat.completion" : "text_completion"}, {"created", a.created}, {"model", a.model},
-            {"choices", std::move(choices)}, {"usage", std::move(usage)}};
+    return {{"id", a.id},
+            {"object", r.kind == ApiRequest::Kind::chat ? "chat.completion" : "text_completion"},
+            {"created", a.created},
+            {"model", a.model},
+            {"choices", std::move(choices)},
+            {"usage", std::move(usage)}};
 }
 
 ApiError failure_error(Failure failure, const std::string & message, int status) {
     switch (failure) {
         case Failure::rejected: return ApiError{status > 0 ? status : 400, message, "invalid_request_error", {}, {}};
-        case Failure::overloaded: return ApiError{429, "every model for this request is busy: " + message, "overloaded_error", {}, "overloaded"};
+        case Failure::overloaded:
+            return ApiError{
+                429, "every model for this request is busy: " + message, "overloaded_error", {}, "overloaded"};
         case Failure::timeout: return ApiError{504, message, "backend_error", {}, "timeout"};
-        case Failure::client_gone: return ApiError{499, message, "client_closed_request", {}, {}};  // never reaches the client
+        case Failure::client_gone:
+            return ApiError{499, message, "client_closed_request", {}, {}};  // never reaches the client
         case Failure::failed: break;
     }
     return ApiError{502, message, "backend_error", {}, "backend_failed"};

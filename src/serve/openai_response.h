@@ -41,8 +41,8 @@ public:
     nlohmann::json to_json() const;
 
 private:
-    nlohmann::json tokens_ = nlohmann::json::array(), token_logprobs_ = nlohmann::json::array(), top_logprobs_ = nlohmann::json::array(),
-                   text_offset_ = nlohmann::json::array();
+    nlohmann::json tokens_ = nlohmann::json::array(), token_logprobs_ = nlohmann::json::array(),
+                   top_logprobs_ = nlohmann::json::array(), text_offset_ = nlohmann::json::array();
     std::size_t offset_ = 0;
 };
 

@@ -18,9 +18,9 @@ namespace {
 std::string upstream_message(const std::string & body) {
     try {
         const json j = json::parse(body);
-        if (j.contains("error") && j["error"].is_object() && j["error"].contains("message")) return j["error"]["message"].get<std::string>();
-    } catch (const json::exception &) {
-    }
+        if (j.contains("error") && j["error"].is_object() && j["error"].contains("message"))
+            return j["error"]["message"].get<std::string>();
+    } catch (const json::exception &) {}
     return body.substr(0, 200);
 }
 
@@ -35,7 +35,8 @@ std::string absorb(const json & j, bool chat, Generation & g) {
     const json & c = j["choices"][0];
     if (chat) {
         const json & part = c.contains("delta") ? c["delta"] : c.value("message", json::object());
-        if (part.is_object() && part.contains("content") && part["content"].is_string()) text = part["content"].get<std::string>();
+        if (part.is_object() && part.contains("content") && part["content"].is_string())
+            text = part["content"].get<std::string>();
     } else if (c.contains("text") && c["text"].is_string()) {
         text = c["text"].get<std::string>();
     }
@@ -116,15 +117,16 @@ public:
         auto connection = target_.pool.take();
         std::optional<HangupWatcher::Watch> watch;
         if (client_gone != nullptr) {
-            watch.emplace(HangupWatcher::shared().watch(std::ref(*client_gone), [stream = stream_, upstream = connection.get()] {
-                stream->fail(Failure::client_gone, "the client hung up");
-                stream->cancel();
-                upstream->stop();
-            }));
+            watch.emplace(
+                HangupWatcher::shared().watch(std::ref(*client_gone), [stream = stream_, upstream = connection.get()] {
+                    stream->fail(Failure::client_gone, "the client hung up");
+                    stream->cancel();
+                    upstream->stop();
+                }));
         }
-        const engine::HttpResult result =
-            connection->exchange({.method = "POST", .target = target_.path, .body = target_.payload, .event_stream = target_.streamed},
-                                 [this](int status, std::string_view data) { return receive(status, data); });
+        const engine::HttpResult result = connection->exchange(
+            {.method = "POST", .target = target_.path, .body = target_.payload, .event_stream = target_.streamed},
+            [this](int status, std::string_view data) { return receive(status, data); });
         watch.reset();  // from here on the watcher no longer touches the connection
         --*in_flight_;
         if (stream_->cancelled()) return;
@@ -183,18 +185,24 @@ private:
             }
         }
         if (!result) {
-            stream_->fail(result.failure == engine::HttpFailure::timeout ? Failure::timeout : Failure::failed, where + ": " + result.why());
+            stream_->fail(result.failure == engine::HttpFailure::timeout ? Failure::timeout : Failure::failed,
+                          where + ": " + result.why());
         } else if (result.status != 200) {
-            const std::string said = "the remote model answered " + std::to_string(result.status) + ": " + upstream_message(error_body_);
+            const std::string said =
+                "the remote model answered " + std::to_string(result.status) + ": " + upstream_message(error_body_);
             switch (upstream_fault(result.status)) {
                 case Failure::rejected: stream_->fail(Failure::rejected, said, result.status); break;
                 case Failure::failed:
-                    stream_->fail(Failure::failed, result.status / 100 == 4 ? said + " (a setting of this gateway's: endpoint, remote_model or api_key_env)" : said);
+                    stream_->fail(Failure::failed,
+                                  result.status / 100 == 4
+                                      ? said + " (a setting of this gateway's: endpoint, remote_model or api_key_env)"
+                                      : said);
                     break;
                 default: stream_->fail(upstream_fault(result.status), said); break;
             }
         } else if (!finished_) {
-            stream_->fail(Failure::failed, where + (target_.streamed ? ": the stream ended before [DONE]" : ": no answer"));
+            stream_->fail(Failure::failed,
+                          where + (target_.streamed ? ": the stream ended before [DONE]" : ": no answer"));
         } else {
             stream_->finish(std::move(answer_));
         }
@@ -205,9 +213,9 @@ private:
     std::atomic<int> * in_flight_;
     SseReader events_{kMaxEventBytes};
     Generation answer_;
-    std::string body_;        // a whole answer as it arrives
+    std::string body_;  // a whole answer as it arrives
     std::string error_body_;  // the start of an error's body
-    bool finished_ = false;   // the answer is complete: [DONE], or a whole answer read
+    bool finished_ = false;  // the answer is complete: [DONE], or a whole answer read
 };
 
 }  // namespace
@@ -223,10 +231,12 @@ Failure upstream_fault(int status) {
     }
 }
 
-RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms) : timeout_ms_(timeout_ms), parallel_(std::max(1, entry.parallel)) {
+RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms)
+    : timeout_ms_(timeout_ms), parallel_(std::max(1, entry.parallel)) {
     static const std::regex url(R"(^(https?://[^/]+)(/.*)?$)");
     std::smatch m;
-    if (!std::regex_match(entry.endpoint, m, url)) throw Error("{}: endpoint '{}' is not an http(s) URL", entry.name, entry.endpoint);
+    if (!std::regex_match(entry.endpoint, m, url))
+        throw Error("{}: endpoint '{}' is not an http(s) URL", entry.name, entry.endpoint);
     origin_ = m[1];
     prefix_ = m[2];
     while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
@@ -234,18 +244,25 @@ RemoteBackend::RemoteBackend(const model::PortfolioModel & entry, int timeout_ms
     remote_model_ = entry.remote_model.empty() ? entry.name : entry.remote_model;
     if (!entry.api_key_env.empty()) {
         const char * key = std::getenv(entry.api_key_env.c_str());
-        if (key == nullptr || *key == 0) throw Error("{}: the environment variable {} (api_key_env) is not set", entry.name, entry.api_key_env);
+        if (key == nullptr || *key == 0)
+            throw Error("{}: the environment variable {} (api_key_env) is not set", entry.name, entry.api_key_env);
         api_key_ = key;
     }
-    pool_ = std::make_unique<engine::HttpClientPool>(origin_, api_key_, std::chrono::milliseconds(timeout_ms_),
-                                                     std::min(std::chrono::milliseconds(timeout_ms_), std::chrono::milliseconds(5000)));
+    pool_ = std::make_unique<engine::HttpClientPool>(
+        origin_, api_key_, std::chrono::milliseconds(timeout_ms_),
+        std::min(std::chrono::milliseconds(timeout_ms_), std::chrono::milliseconds(5000)));
 }
 
-std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) {
+std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const GenerationInput & input,
+                                             const std::function<bool()> & client_gone) {
     auto stream = std::make_shared<Stream>();
     const bool chat = input.chat;
-    Exchange exchange({.pool = *pool_, .origin = origin_, .path = prefix_ + (chat ? "/chat/completions" : "/completions"),
-                       .payload = upstream_body(request, input, remote_model_).dump(), .chat = chat, .streamed = request.stream},
+    Exchange exchange({.pool = *pool_,
+                       .origin = origin_,
+                       .path = prefix_ + (chat ? "/chat/completions" : "/completions"),
+                       .payload = upstream_body(request, input, remote_model_).dump(),
+                       .chat = chat,
+                       .streamed = request.stream},
                       stream, in_flight_);
     ++in_flight_;
     // A whole answer is fetched on the caller's thread: a thread start and two hand-offs per
@@ -262,8 +279,15 @@ std::shared_ptr<Stream> RemoteBackend::start(const ApiRequest & request, const G
 
 nlohmann::json RemoteBackend::post_json(const std::string & path, const nlohmann::json & body) const {
     const engine::HttpResult res = pool_->send({.method = "POST", .target = path, .body = body.dump()});
-    if (!res) throw ApiError{502, origin_ + path + ": " + engine::describe(res.failure), "backend_error", {}, "backend_unreachable"};
-    if (res.status != 200) throw ApiError{res.status >= 500 ? 502 : res.status, "the remote model answered: " + upstream_message(res.body), "backend_error", {}, {}};
+    if (!res)
+        throw ApiError{
+            502, origin_ + path + ": " + engine::describe(res.failure), "backend_error", {}, "backend_unreachable"};
+    if (res.status != 200)
+        throw ApiError{res.status >= 500 ? 502 : res.status,
+                       "the remote model answered: " + upstream_message(res.body),
+                       "backend_error",
+                       {},
+                       {}};
     try {
         return json::parse(res.body);
     } catch (const json::exception &) {
@@ -272,12 +296,18 @@ nlohmann::json RemoteBackend::post_json(const std::string & path, const nlohmann
 }
 
 std::vector<engine::ScoreResult> RemoteBackend::score_prompts(const std::vector<std::vector<engine::Token>> &, int) {
-    throw bad_request("'echo' with 'logprobs' needs an in-process model: send it to the remote server directly", "echo");
+    throw bad_request("'echo' with 'logprobs' needs an in-process model: send it to the remote server directly",
+                      "echo");
 }
 
 std::vector<engine::Token> RemoteBackend::tokenize(const std::string & text, bool add_special, bool parse_special) {
-    const json answer = post_json(root_prefix_ + "/tokenize", {{"model", remote_model_}, {"content", text}, {"prompt", text}, {"add_special", add_special},
-                                                             {"add_special_tokens", add_special}, {"parse_special", parse_special}});
+    const json answer = post_json(root_prefix_ + "/tokenize",
+                                  {{"model", remote_model_},
+                                   {"content", text},
+                                   {"prompt", text},
+                                   {"add_special", add_special},
+                                   {"add_special_tokens", add_special},
+                                   {"parse_special", parse_special}});
     try {
         return answer.at("tokens").get<std::vector<engine::Token>>();
     } catch (const json::exception &) {
@@ -288,7 +318,8 @@ std::vector<engine::Token> RemoteBackend::tokenize(const std::string & text, boo
 std::string RemoteBackend::detokenize(const std::vector<engine::Token> & tokens) {
     const json answer = post_json(root_prefix_ + "/detokenize", {{"model", remote_model_}, {"tokens", tokens}});
     const json & text = answer.contains("content") ? answer["content"] : answer.value("prompt", json());
-    if (!text.is_string()) throw ApiError{502, "the remote model's /detokenize answer has no text", "backend_error", {}, {}};
+    if (!text.is_string())
+        throw ApiError{502, "the remote model's /detokenize answer has no text", "backend_error", {}, {}};
     return text.get<std::string>();
 }
 

@@ -28,8 +28,10 @@ public:
     ~RemoteBackend() override = default;
 
     bool in_process() const override { return false; }
-    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
-    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) override;
+    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input,
+                                  const std::function<bool()> & client_gone) override;
+    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts,
+                                                   int top_k) override;
     std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
     std::string token_text(engine::Token token) override;
@@ -41,8 +43,8 @@ public:
 private:
     nlohmann::json post_json(const std::string & path, const nlohmann::json & body) const;
 
-    std::string origin_;       // scheme://host:port
-    std::string prefix_;       // the endpoint's path, e.g. /v1
+    std::string origin_;  // scheme://host:port
+    std::string prefix_;  // the endpoint's path, e.g. /v1
     std::string root_prefix_;  // where llama-server's /tokenize lives: the prefix without /v1
     std::string remote_model_;
     std::string api_key_;

@@ -35,7 +35,10 @@ struct ReplicaSet::Shared {
 };
 
 ReplicaSet::ReplicaSet(std::vector<Member> members, model::HealthCheck health, int timeout_ms)
-    : members_(std::move(members)), health_(std::move(health)), timeout_(timeout_ms), shared_(std::make_shared<Shared>()) {
+    : members_(std::move(members)),
+      health_(std::move(health)),
+      timeout_(timeout_ms),
+      shared_(std::make_shared<Shared>()) {
     shared_->slots.resize(members_.size());
     for (const auto & m : members_) all_in_process_ = all_in_process_ && m.backend->in_process();
     for (std::size_t i = 0; i < members_.size(); ++i) {
@@ -60,7 +63,8 @@ std::vector<std::size_t> ReplicaSet::order() {
         for (std::size_t i = 0; i < members_.size(); ++i) {
             auto & slot = shared_->slots[i];
             // A member nobody probes comes back on its own after an interval.
-            if (!slot.healthy && members_[i].origin.empty() && now >= slot.retry_at) shared_->mark(members_[i].name, slot, true, {});
+            if (!slot.healthy && members_[i].origin.empty() && now >= slot.retry_at)
+                shared_->mark(members_[i].name, slot, true, {});
             (slot.healthy ? up : down).push_back(i);
         }
     }
@@ -71,13 +75,16 @@ std::vector<std::size_t> ReplicaSet::order() {
     auto rank = [&](std::size_t i) { return (i + n - start) % n; };
     std::vector<double> score(n);
     for (const auto i : up) score[i] = (members_[i].backend->load() + 1) / members_[i].weight;
-    std::sort(up.begin(), up.end(), [&](std::size_t a, std::size_t b) { return score[a] != score[b] ? score[a] < score[b] : rank(a) < rank(b); });
+    std::sort(up.begin(), up.end(), [&](std::size_t a, std::size_t b) {
+        return score[a] != score[b] ? score[a] < score[b] : rank(a) < rank(b);
+    });
     // Replicas out of rotation stay the last resort: a doubtful replica beats no answer.
     up.insert(up.end(), down.begin(), down.end());
     return up;
 }
 
-std::shared_ptr<Stream> ReplicaSet::start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) {
+std::shared_ptr<Stream> ReplicaSet::start(const ApiRequest & request, const GenerationInput & input,
+                                          const std::function<bool()> & client_gone) {
     const auto deadline = Clock::now() + timeout_;
     const auto tries = order();
     std::shared_ptr<Stream> stream;
@@ -121,10 +128,13 @@ std::shared_ptr<Stream> ReplicaSet::start(const ApiRequest & request, const Gene
     return stream;
 }
 
-std::vector<engine::ScoreResult> ReplicaSet::score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) {
+std::vector<engine::ScoreResult> ReplicaSet::score_prompts(const std::vector<std::vector<engine::Token>> & prompts,
+                                                           int top_k) {
     return best().score_prompts(prompts, top_k);
 }
-std::vector<engine::Token> ReplicaSet::tokenize(const std::string & text, bool add_special, bool parse_special) { return best().tokenize(text, add_special, parse_special); }
+std::vector<engine::Token> ReplicaSet::tokenize(const std::string & text, bool add_special, bool parse_special) {
+    return best().tokenize(text, add_special, parse_special);
+}
 std::string ReplicaSet::detokenize(const std::vector<engine::Token> & tokens) { return best().detokenize(tokens); }
 std::string ReplicaSet::token_text(engine::Token token) { return best().token_text(token); }
 
@@ -139,7 +149,8 @@ std::vector<ReplicaState> ReplicaSet::states() const {
     const std::lock_guard lock(shared_->mutex);
     for (std::size_t i = 0; i < members_.size(); ++i) {
         const auto & slot = shared_->slots[i];
-        out.push_back({members_[i].name, slot.healthy, members_[i].backend->load(), slot.requests, slot.failures, slot.latency_sum_s});
+        out.push_back({members_[i].name, slot.healthy, members_[i].backend->load(), slot.requests, slot.failures,
+                       slot.latency_sum_s});
     }
     return out;
 }
@@ -150,7 +161,8 @@ void ReplicaSet::probe_loop(std::size_t i) {
     std::optional<engine::HttpClientPool> pool;
     try {
         pool.emplace(members_[i].origin, "", timeout, timeout);
-    } catch (const Error & e) {  // an origin the client cannot reach is a replica out of rotation, not the end of the server
+    } catch (
+        const Error & e) {  // an origin the client cannot reach is a replica out of rotation, not the end of the server
         const std::lock_guard lock(shared_->mutex);
         shared_->mark(members_[i].name, shared_->slots[i], false, e.what());
         return;
@@ -159,7 +171,8 @@ void ReplicaSet::probe_loop(std::size_t i) {
     for (;;) {
         const engine::HttpResult res = client.send({.target = health_.path});
         const bool ok = res && res.status == 200;
-        const std::string why = res ? "its health check answered " + std::to_string(res.status) : "its health check failed: " + engine::describe(res.failure);
+        const std::string why = res ? "its health check answered " + std::to_string(res.status)
+                                    : "its health check failed: " + engine::describe(res.failure);
         {
             const std::lock_guard lock(shared_->mutex);
             shared_->mark(members_[i].name, shared_->slots[i], ok, why);

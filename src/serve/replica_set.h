@@ -25,7 +25,7 @@ struct ReplicaState {
     int outstanding = 0;  // requests waiting for or being answered
     std::uint64_t requests = 0;  // answered
     std::uint64_t failures = 0;  // attempts that failed
-    double latency_sum_s = 0;    // over answered requests, start to end
+    double latency_sum_s = 0;  // over answered requests, start to end
 };
 
 class ReplicaSet final : public Backend {
@@ -45,8 +45,10 @@ public:
     bool in_process() const override { return all_in_process_; }
     // Waits for the chosen replica's first event, so a replica that refuses or fails at once is
     // skipped for the next one before the gateway sees anything.
-    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input, const std::function<bool()> & client_gone) override;
-    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts, int top_k) override;
+    std::shared_ptr<Stream> start(const ApiRequest & request, const GenerationInput & input,
+                                  const std::function<bool()> & client_gone) override;
+    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> & prompts,
+                                                   int top_k) override;
     std::vector<engine::Token> tokenize(const std::string & text, bool add_special, bool parse_special) override;
     std::string detokenize(const std::vector<engine::Token> & tokens) override;
     std::string token_text(engine::Token token) override;
@@ -70,7 +72,7 @@ private:
     model::HealthCheck health_;
     std::chrono::milliseconds timeout_;
     bool all_in_process_ = true;
-    std::shared_ptr<Shared> shared_;      // health and counters; shared with streams that outlive a swap
+    std::shared_ptr<Shared> shared_;  // health and counters; shared with streams that outlive a swap
     std::atomic<std::uint64_t> turn_{0};  // breaks ties in turn
     std::mutex stop_mutex_;
     std::condition_variable stop_;

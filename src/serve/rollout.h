@@ -17,7 +17,7 @@ namespace switchyard::serve {
 struct Recommendation {
     std::string task_class;
     model::PortfolioModel model;  // as the plan's portfolio.yaml serves it
-    std::string decision;         // "compress (R5): ..." from decision.json
+    std::string decision;  // "compress (R5): ..." from decision.json
     std::filesystem::path evidence;  // the plan's report.html
 };
 
@@ -34,13 +34,15 @@ public:
 
 // `live` with the recommended model added (reused when the same entry is there) and shadowing
 // `route` under `thresholds` (its model field is ignored). Throws RolloutConflict.
-model::Portfolio with_rollout(const model::Portfolio & live, const std::string & route, const Recommendation & rec, model::Shadow thresholds);
+model::Portfolio with_rollout(const model::Portfolio & live, const std::string & route, const Recommendation & rec,
+                              model::Shadow thresholds);
 
 // `live` once the shadow's verdict is in: `route` stops shadowing `candidate` and, when `promote`,
 // serves it, the incumbent kept as its first fallback and the note saying what the promotion rests
 // on (`counted`: the live comparison, when there is one). nullopt when the route no longer
 // shadows `candidate` (it changed since the sample was taken).
-std::optional<model::Portfolio> with_verdict(const model::Portfolio & live, const std::string & route, const std::string & candidate, bool promote,
+std::optional<model::Portfolio> with_verdict(const model::Portfolio & live, const std::string & route,
+                                             const std::string & candidate, bool promote,
                                              const ShadowCounters * counted);
 
 }  // namespace switchyard::serve

@@ -11,23 +11,29 @@ namespace switchyard::serve {
 Router::Router(const model::Portfolio & portfolio) : portfolio_(portfolio) {
     for (const auto & rule : portfolio.rules) {
         rule_regex_.push_back(rule.regex.empty() ? nullptr : model::compile_rule_regex(rule));
-        if (rule_regex_.back() && !rule_regex_.back()->ok()) throw Error("routing rule for '{}': {}", rule.route, rule_regex_.back()->error());
+        if (rule_regex_.back() && !rule_regex_.back()->ok())
+            throw Error("routing rule for '{}': {}", rule.route, rule_regex_.back()->error());
     }
 }
 
 Router::~Router() = default;
 
-std::variant<Resolution, ApiError> Router::resolve(const std::string & requested_model, const std::string & task, const std::string & text,
-                                                   double canary_draw, double shadow_draw) const {
+std::variant<Resolution, ApiError> Router::resolve(const std::string & requested_model, const std::string & task,
+                                                   const std::string & text, double canary_draw,
+                                                   double shadow_draw) const {
     const model::Route * route = nullptr;
     if (!task.empty()) {
         route = portfolio_.find_route(task);
-        if (route == nullptr) return ApiError{404, "no route named '" + task + "' (from X-Switchyard-Task or metadata.task)", "invalid_request_error", "metadata.task", "route_not_found"};
+        if (route == nullptr)
+            return ApiError{404, "no route named '" + task + "' (from X-Switchyard-Task or metadata.task)",
+                            "invalid_request_error", "metadata.task", "route_not_found"};
     } else if (!requested_model.empty()) {
         route = portfolio_.find_route(requested_model);
         if (route == nullptr) {
             if (portfolio_.find_model(requested_model) == nullptr) {
-                return ApiError{404, "the model '" + requested_model + "' does not exist here (GET /v1/models lists what does)", "invalid_request_error", "model", "model_not_found"};
+                return ApiError{
+                    404, "the model '" + requested_model + "' does not exist here (GET /v1/models lists what does)",
+                    "invalid_request_error", "model", "model_not_found"};
             }
             return Resolution{{}, {requested_model}, nullptr, false, {}};
         }

@@ -19,11 +19,11 @@
 namespace switchyard::serve {
 
 struct Resolution {
-    std::string route;                          // empty when the client named a model directly
-    std::vector<std::string> chain;             // models to try in order: first choice, then fallbacks
-    const model::Cascade * cascade = nullptr;   // set: answer with chain[0], escalate along chain
-    bool canary = false;                        // chain[0] is the route's canary
-    std::string shadow;                         // the candidate to mirror this request to, if sampled
+    std::string route;  // empty when the client named a model directly
+    std::vector<std::string> chain;  // models to try in order: first choice, then fallbacks
+    const model::Cascade * cascade = nullptr;  // set: answer with chain[0], escalate along chain
+    bool canary = false;  // chain[0] is the route's canary
+    std::string shadow;  // the candidate to mirror this request to, if sampled
 };
 
 class Router {
@@ -35,8 +35,8 @@ public:
     // Picks the route: X-Switchyard-Task / metadata.task names one; else `model` names a route or
     // a model; else the first matching rule; else default_route. `canary_draw` and `shadow_draw`
     // are uniform in [0, 1). An unknown route or model is a 404.
-    std::variant<Resolution, ApiError> resolve(const std::string & requested_model, const std::string & task, const std::string & text,
-                                               double canary_draw, double shadow_draw) const;
+    std::variant<Resolution, ApiError> resolve(const std::string & requested_model, const std::string & task,
+                                               const std::string & text, double canary_draw, double shadow_draw) const;
 
 private:
     const model::Portfolio & portfolio_;

@@ -22,7 +22,8 @@ std::vector<float> row_from_topk(const std::vector<engine::TopToken> & top, int 
     for (const auto & t : top) kept += std::exp(static_cast<double>(t.logprob));
     const int rest_count = vocab_size - static_cast<int>(top.size());
     const double rest = std::max(1.0 - kept, 1e-12);
-    std::vector<float> row(static_cast<std::size_t>(vocab_size), static_cast<float>(std::log(rest / std::max(rest_count, 1))));
+    std::vector<float> row(static_cast<std::size_t>(vocab_size),
+                           static_cast<float>(std::log(rest / std::max(rest_count, 1))));
     for (const auto & t : top) {
         if (t.token >= 0 && t.token < vocab_size) row[static_cast<std::size_t>(t.token)] = t.logprob;
     }
@@ -31,7 +32,8 @@ std::vector<float> row_from_topk(const std::vector<engine::TopToken> & top, int 
 
 }  // namespace
 
-std::optional<double> topk_kld(std::span<const engine::TokenLogprob> incumbent, std::span<const engine::TokenLogprob> candidate, int vocab_size) {
+std::optional<double> topk_kld(std::span<const engine::TokenLogprob> incumbent,
+                               std::span<const engine::TokenLogprob> candidate, int vocab_size) {
     const std::size_t n = std::min(incumbent.size(), candidate.size());
     if (n == 0 || vocab_size <= 0) return std::nullopt;
     double sum = 0;

@@ -29,7 +29,8 @@ std::vector<std::string> words(const std::string & text);
 // same positions (the candidate scored on the incumbent's tokens), over a vocabulary of
 // `vocab_size`. The mass outside each top-k is spread evenly over the other tokens, so this is an
 // estimate, close when the top k hold most of the mass. nullopt when there is nothing to compare.
-std::optional<double> topk_kld(std::span<const engine::TokenLogprob> incumbent, std::span<const engine::TokenLogprob> candidate, int vocab_size);
+std::optional<double> topk_kld(std::span<const engine::TokenLogprob> incumbent,
+                               std::span<const engine::TokenLogprob> candidate, int vocab_size);
 
 enum class ShadowVerdict { keep, promote, roll_back };
 

@@ -8,7 +8,11 @@
 namespace switchyard::serve {
 
 ShadowWorker::ShadowWorker(Metrics & metrics, std::chrono::milliseconds timeout, Current current, OnVerdict on_verdict)
-    : metrics_(metrics), timeout_(timeout), current_(std::move(current)), on_verdict_(std::move(on_verdict)), thread_([this] { loop(); }) {}
+    : metrics_(metrics),
+      timeout_(timeout),
+      current_(std::move(current)),
+      on_verdict_(std::move(on_verdict)),
+      thread_([this] { loop(); }) {}
 
 ShadowWorker::~ShadowWorker() { queue_.close(); }
 
@@ -33,7 +37,8 @@ void ShadowWorker::run(const ShadowJob & job) {
     }
     const Generation & shadow = std::get<Generation>(got);
     const Generation & answer = job.answer;
-    const bool same_vocab = candidate->in_process() && incumbent->in_process() && candidate->vocab_size() == incumbent->vocab_size();
+    const bool same_vocab =
+        candidate->in_process() && incumbent->in_process() && candidate->vocab_size() == incumbent->vocab_size();
     double agreement;
     std::optional<double> kld;
     if (same_vocab && answer.has_logprobs && shadow.has_logprobs) {
@@ -56,7 +61,8 @@ void ShadowWorker::run(const ShadowJob & job) {
         const auto a = words(answer.text), b = words(shadow.text);
         agreement = positional_agreement<std::string>(a, b);
     }
-    const ShadowCounters totals = metrics_.shadow_sample(job.route, job.candidate, false, answer.text == shadow.text ? 1.0 : 0.0, agreement, kld ? &*kld : nullptr);
+    const ShadowCounters totals = metrics_.shadow_sample(
+        job.route, job.candidate, false, answer.text == shadow.text ? 1.0 : 0.0, agreement, kld ? &*kld : nullptr);
     // The route may have changed since the request: judge only the shadow it still has.
     const auto now = current_();
     const model::Route * route = now->portfolio.find_route(job.route);

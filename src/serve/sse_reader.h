@@ -38,9 +38,9 @@ private:
     bool take_line(SseEvent & event);
 
     std::size_t max_event_bytes_;
-    std::string line_;   // the line being read
-    std::string data_;   // the event's data so far
-    std::string type_;   // the event's type so far
+    std::string line_;  // the line being read
+    std::string data_;  // the event's data so far
+    std::string type_;  // the event's type so far
     bool has_data_ = false;
     bool after_cr_ = false;  // the last byte was a CR: an LF first in the next bytes belongs to it
     std::optional<std::string> error_;

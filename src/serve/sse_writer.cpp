@@ -12,11 +12,15 @@ const std::string kDone = "data: [DONE]\n\n";
 
 }  // namespace
 
-SseWriter::SseWriter(const ApiRequest & request, Answer answer, bool relay) : request_(request), answer_(std::move(answer)), relay_(relay) {}
+SseWriter::SseWriter(const ApiRequest & request, Answer answer, bool relay)
+    : request_(request), answer_(std::move(answer)), relay_(relay) {}
 
 json SseWriter::envelope(json choices) const {
-    return {{"id", answer_.id}, {"object", request_.kind == ApiRequest::Kind::chat ? "chat.completion.chunk" : "text_completion"},
-            {"created", answer_.created}, {"model", answer_.model}, {"choices", std::move(choices)}};
+    return {{"id", answer_.id},
+            {"object", request_.kind == ApiRequest::Kind::chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", answer_.created},
+            {"model", answer_.model},
+            {"choices", std::move(choices)}};
 }
 
 std::string SseWriter::chunk(const std::string * piece, const char * finish, bool first) const {
@@ -41,7 +45,8 @@ std::string SseWriter::opening() const {
 
 std::string SseWriter::piece(const Stream::Event & e) const {
     if (e.upstream.is_null()) return chunk(&e.text, nullptr, false);
-    const bool usage_only = e.upstream.contains("choices") && e.upstream["choices"].is_array() && e.upstream["choices"].empty();
+    const bool usage_only =
+        e.upstream.contains("choices") && e.upstream["choices"].is_array() && e.upstream["choices"].empty();
     return usage_only && !request_.include_usage ? std::string() : event(relayed(e.upstream, answer_));
 }
 
@@ -52,7 +57,8 @@ std::string SseWriter::done(const Generation & g) const {
     for (std::size_t i = 0; i < g.tool_calls.size(); ++i) {
         json call = tool_call_json(g.tool_calls[i]);
         call["index"] = i;
-        out += event(envelope(json::array({{{"index", 0}, {"finish_reason", nullptr}, {"delta", {{"tool_calls", json::array({call})}}}}})));
+        out += event(envelope(json::array(
+            {{{"index", 0}, {"finish_reason", nullptr}, {"delta", {{"tool_calls", json::array({call})}}}}})));
     }
     out += chunk(nullptr, finish_reason(g), false);
     if (request_.include_usage) {

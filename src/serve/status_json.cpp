@@ -32,9 +32,12 @@ std::string edge_metrics(const http::ServerCounters & c) {
     add("switchyard_http_connections", "gauge", "Client connections open now.", c.connections);
     add("switchyard_http_busy_workers", "gauge", "Workers handling a request now.", c.busy_workers);
     add("switchyard_http_queued_requests", "gauge", "Requests waiting for a worker.", c.queued);
-    add("switchyard_http_refused_busy_total", "counter", "Requests answered 503 because every worker was busy and the queue full.", c.refused_busy);
-    add("switchyard_http_refused_connections_total", "counter", "Connections closed on accept because max connections were open.", c.refused_connections);
-    add("switchyard_http_bad_requests_total", "counter", "Requests that were malformed, too large or too slow to arrive.", c.bad_requests);
+    add("switchyard_http_refused_busy_total", "counter",
+        "Requests answered 503 because every worker was busy and the queue full.", c.refused_busy);
+    add("switchyard_http_refused_connections_total", "counter",
+        "Connections closed on accept because max connections were open.", c.refused_connections);
+    add("switchyard_http_bad_requests_total", "counter",
+        "Requests that were malformed, too large or too slow to arrive.", c.bad_requests);
     return out;
 }
 
@@ -42,7 +45,8 @@ std::string capture_metrics(const CaptureCounts & counts) {
     if (counts.empty()) return {};
     std::string stored, dropped;
     prometheus_family(stored, "switchyard_capture_items_total", "counter", "Answers captured and written.");
-    prometheus_family(dropped, "switchyard_capture_dropped_total", "counter", "Answers sampled for capture but dropped: the writer's queue was full.");
+    prometheus_family(dropped, "switchyard_capture_dropped_total", "counter",
+                      "Answers sampled for capture but dropped: the writer's queue was full.");
     for (const auto & [route, c] : counts) {
         stored += "switchyard_capture_items_total{route=\"" + route + "\"} " + std::to_string(c.stored) + "\n";
         dropped += "switchyard_capture_dropped_total{route=\"" + route + "\"} " + std::to_string(c.dropped) + "\n";
@@ -56,14 +60,20 @@ std::string replica_metrics(const std::vector<std::pair<std::string, ReplicaStat
     auto family = [&](const char * name, const char * type, const char * help, auto value) {
         prometheus_family(out, name, type, help);
         for (const auto & [model, state] : replicas) {
-            out += std::string(name) + "{model=\"" + model + "\",replica=\"" + state.name + "\"} " + std::to_string(value(state)) + "\n";
+            out += std::string(name) + "{model=\"" + model + "\",replica=\"" + state.name + "\"} " +
+                std::to_string(value(state)) + "\n";
         }
     };
-    family("switchyard_replica_healthy", "gauge", "1 while the replica is in rotation.", [](const ReplicaState & s) { return s.healthy ? 1 : 0; });
-    family("switchyard_replica_outstanding", "gauge", "Requests the replica is answering now.", [](const ReplicaState & s) { return s.outstanding; });
-    family("switchyard_replica_requests_total", "counter", "Requests the replica answered.", [](const ReplicaState & s) { return s.requests; });
-    family("switchyard_replica_failures_total", "counter", "Attempts on the replica that failed.", [](const ReplicaState & s) { return s.failures; });
-    family("switchyard_replica_latency_seconds_sum", "counter", "Time the replica took over its answered requests.", [](const ReplicaState & s) { return s.latency_sum_s; });
+    family("switchyard_replica_healthy", "gauge", "1 while the replica is in rotation.",
+           [](const ReplicaState & s) { return s.healthy ? 1 : 0; });
+    family("switchyard_replica_outstanding", "gauge", "Requests the replica is answering now.",
+           [](const ReplicaState & s) { return s.outstanding; });
+    family("switchyard_replica_requests_total", "counter", "Requests the replica answered.",
+           [](const ReplicaState & s) { return s.requests; });
+    family("switchyard_replica_failures_total", "counter", "Attempts on the replica that failed.",
+           [](const ReplicaState & s) { return s.failures; });
+    family("switchyard_replica_latency_seconds_sum", "counter", "Time the replica took over its answered requests.",
+           [](const ReplicaState & s) { return s.latency_sum_s; });
     return out;
 }
 
@@ -72,13 +82,18 @@ json route_json(const model::Route & r) {
     if (r.cascade) route["cascade"] = r.cascade->models;
     if (r.canary) route["canary"] = {{"model", r.canary->model}, {"percent", r.canary->percent}};
     if (r.shadow) {
-        route["shadow"] = {{"model", r.shadow->model}, {"sample", r.shadow->sample}, {"min_samples", r.shadow->min_samples},
+        route["shadow"] = {{"model", r.shadow->model},
+                           {"sample", r.shadow->sample},
+                           {"min_samples", r.shadow->min_samples},
                            {"promote_at", r.shadow->promote_at ? json(*r.shadow->promote_at) : json()},
                            {"rollback_below", r.shadow->rollback_below ? json(*r.shadow->rollback_below) : json()},
-                           {"decision", r.shadow->decision}, {"evidence", r.shadow->evidence}};
+                           {"decision", r.shadow->decision},
+                           {"evidence", r.shadow->evidence}};
     }
     if (r.capture) {
-        route["capture"] = {{"sample", r.capture->sample}, {"max_items", r.capture->max_items}, {"retention_days", r.capture->retention_days},
+        route["capture"] = {{"sample", r.capture->sample},
+                            {"max_items", r.capture->max_items},
+                            {"retention_days", r.capture->retention_days},
                             {"redact", r.capture->redact}};
     }
     if (!r.note.empty()) route["note"] = r.note;
@@ -95,11 +110,16 @@ json models_json(const Deployment & dep, std::time_t created) {
         json meta = {{"kind", b.in_process() ? "in_process" : "remote"}};
         if (b.context_length() > 0) meta["n_ctx"] = b.context_length();
         if (b.vocab_size() > 0) meta["n_vocab"] = b.vocab_size();
-        data.push_back({{"id", m.name}, {"object", "model"}, {"created", created}, {"owned_by", "switchyard"}, {"meta", meta}});
+        data.push_back(
+            {{"id", m.name}, {"object", "model"}, {"created", created}, {"owned_by", "switchyard"}, {"meta", meta}});
     }
     for (const auto & r : dep.portfolio.routes) {
         if (dep.portfolio.find_model(r.name) != nullptr) continue;
-        data.push_back({{"id", r.name}, {"object", "model"}, {"created", created}, {"owned_by", "switchyard"}, {"meta", {{"kind", "route"}}}});
+        data.push_back({{"id", r.name},
+                        {"object", "model"},
+                        {"created", created},
+                        {"owned_by", "switchyard"},
+                        {"meta", {{"kind", "route"}}}});
     }
     return {{"object", "list"}, {"data", data}};
 }
@@ -107,24 +127,40 @@ json models_json(const Deployment & dep, std::time_t created) {
 json health_json(const Deployment & dep, const http::ServerCounters & edge) {
     json load = json::object();
     for (const auto & [name, b] : dep.backends) load[name] = b->load();
-    return {{"status", "ok"}, {"portfolio_generation", dep.generation}, {"load", load},
-            {"connections", edge.connections}, {"busy_workers", edge.busy_workers}, {"queued", edge.queued}};
+    return {{"status", "ok"},
+            {"portfolio_generation", dep.generation},
+            {"load", load},
+            {"connections", edge.connections},
+            {"busy_workers", edge.busy_workers},
+            {"queued", edge.queued}};
 }
 
 json stats_json(json metrics, const Deployment & dep, const Cooldown & cooldown, const CaptureCounts & captured) {
     json models = json::array(), routes = json::array();
     const auto now = Cooldown::Clock::now();
     for (const auto & m : dep.portfolio.models) {
-        models.push_back({{"name", m.name}, {"kind", !m.replicas.empty() ? "replicas" : m.endpoint.empty() ? "in_process" : "remote"}, {"note", m.note},
-                          {"cost_per_1k_tokens", m.cost_per_1k_tokens}, {"resting", cooldown.resting(m.name, now)}});
+        models.push_back({{"name", m.name},
+                          {"kind",
+                           !m.replicas.empty()      ? "replicas"
+                               : m.endpoint.empty() ? "in_process"
+                                                    : "remote"},
+                          {"note", m.note},
+                          {"cost_per_1k_tokens", m.cost_per_1k_tokens},
+                          {"resting", cooldown.resting(m.name, now)}});
     }
     for (const auto & r : dep.portfolio.routes) routes.push_back(route_json(r));
     metrics["portfolio"] = {{"models", models}, {"routes", routes}, {"default_route", dep.portfolio.default_route}};
     json replicas = json::array();
     for (const auto & [model, state] : replica_states(dep)) {
-        replicas.push_back({{"model", model}, {"replica", state.name}, {"healthy", state.healthy}, {"outstanding", state.outstanding},
-                            {"requests", state.requests}, {"failures", state.failures},
-                            {"mean_latency_ms", state.requests ? 1000.0 * state.latency_sum_s / static_cast<double>(state.requests) : 0.0}});
+        replicas.push_back(
+            {{"model", model},
+             {"replica", state.name},
+             {"healthy", state.healthy},
+             {"outstanding", state.outstanding},
+             {"requests", state.requests},
+             {"failures", state.failures},
+             {"mean_latency_ms",
+              state.requests ? 1000.0 * state.latency_sum_s / static_cast<double>(state.requests) : 0.0}});
     }
     metrics["replicas"] = replicas;
     json by_route = json::object();
@@ -133,7 +169,8 @@ json stats_json(json metrics, const Deployment & dep, const Cooldown & cooldown,
     return metrics;
 }
 
-std::string status_prometheus(const Deployment & dep, const http::ServerCounters & edge, const CaptureCounts & captured) {
+std::string status_prometheus(const Deployment & dep, const http::ServerCounters & edge,
+                              const CaptureCounts & captured) {
     return edge_metrics(edge) + replica_metrics(replica_states(dep)) + capture_metrics(captured);
 }
 

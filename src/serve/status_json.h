@@ -24,9 +24,11 @@ nlohmann::json health_json(const Deployment & dep, const http::ServerCounters & 
 
 // GET /stats (the dashboard's): `metrics` (Metrics::to_json()) with the portfolio, its replicas
 // and its captures added.
-nlohmann::json stats_json(nlohmann::json metrics, const Deployment & dep, const Cooldown & cooldown, const CaptureCounts & captured);
+nlohmann::json stats_json(nlohmann::json metrics, const Deployment & dep, const Cooldown & cooldown,
+                          const CaptureCounts & captured);
 
 // The HTTP edge's, the replicas' and the captures' figures, in the Prometheus text format.
-std::string status_prometheus(const Deployment & dep, const http::ServerCounters & edge, const CaptureCounts & captured);
+std::string status_prometheus(const Deployment & dep, const http::ServerCounters & edge,
+                              const CaptureCounts & captured);
 
 }  // namespace switchyard::serve

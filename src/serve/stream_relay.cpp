@@ -4,10 +4,15 @@
 
 namespace switchyard::serve {
 
-StreamRelay::StreamRelay(ApiRequest request, Answer answer, bool relay, std::shared_ptr<Stream> stream, Stream::Event first,
-                         std::chrono::steady_clock::time_point deadline, Hooks hooks)
-    : request_(std::move(request)), answer_(std::move(answer)), relay_(relay), stream_(std::move(stream)), first_(std::move(first)),
-      deadline_(deadline), hooks_(std::move(hooks)) {}
+StreamRelay::StreamRelay(ApiRequest request, Answer answer, bool relay, std::shared_ptr<Stream> stream,
+                         Stream::Event first, std::chrono::steady_clock::time_point deadline, Hooks hooks)
+    : request_(std::move(request)),
+      answer_(std::move(answer)),
+      relay_(relay),
+      stream_(std::move(stream)),
+      first_(std::move(first)),
+      deadline_(deadline),
+      hooks_(std::move(hooks)) {}
 
 void StreamRelay::operator()(http::Sink & sink) {
     StreamGuard cancel_on_exit{stream_};

@@ -14,8 +14,8 @@ std::variant<std::shared_ptr<Backend>, ApiError> backend_for(const Deployment & 
     if (name.empty() || dep.portfolio.find_model(name) == nullptr) {
         const model::Route * route = dep.portfolio.find_route(name.empty() ? dep.portfolio.default_route : name);
         if (route == nullptr) {
-            return ApiError{404, "the model '" + model + "' does not exist here (GET /v1/models lists what does)", "invalid_request_error", "model",
-                            "model_not_found"};
+            return ApiError{404, "the model '" + model + "' does not exist here (GET /v1/models lists what does)",
+                            "invalid_request_error", "model", "model_not_found"};
         }
         name = route->cascade ? route->cascade->models.front() : route->model;
     }
@@ -54,13 +54,20 @@ std::variant<json, ApiError> tokenizer_info(const Deployment & dep, const std::s
     Backend & backend = *std::get<std::shared_ptr<Backend>>(found);
     const engine::EngineModel * vocab = backend.vocabulary();
     if (vocab == nullptr) {
-        return bad_request("'" + (model.empty() ? dep.portfolio.default_route : model) + "' runs on a remote server: ask that server for its tokenizer", "model");
+        return bad_request("'" + (model.empty() ? dep.portfolio.default_route : model) +
+                               "' runs on a remote server: ask that server for its tokenizer",
+                           "model");
     }
     // Special tokens as the text /tokenize reads back.
     const auto special = [&](engine::Token t) { return t >= 0 ? json(backend.detokenize({t})) : json(nullptr); };
-    json info = {{"tokenizer_class", "llama.cpp"}, {"bos_token", special(vocab->bos)}, {"eos_token", special(vocab->eos)},
-                 {"bos_token_id", vocab->bos >= 0 ? json(vocab->bos) : json(nullptr)}, {"eos_token_id", vocab->eos >= 0 ? json(vocab->eos) : json(nullptr)},
-                 {"add_bos_token", vocab->adds_bos}, {"model_max_length", vocab->context_length}, {"vocab_size", vocab->vocab_size}};
+    json info = {{"tokenizer_class", "llama.cpp"},
+                 {"bos_token", special(vocab->bos)},
+                 {"eos_token", special(vocab->eos)},
+                 {"bos_token_id", vocab->bos >= 0 ? json(vocab->bos) : json(nullptr)},
+                 {"eos_token_id", vocab->eos >= 0 ? json(vocab->eos) : json(nullptr)},
+                 {"add_bos_token", vocab->adds_bos},
+                 {"model_max_length", vocab->context_length},
+                 {"vocab_size", vocab->vocab_size}};
     if (const std::string t = backend.chat_template(); !t.empty()) info["chat_template"] = t;
     return info;
 }

@@ -49,7 +49,7 @@ double kl_divergence_topk(std::span<const IndexedLogprob> base_top, std::span<co
     thread_local std::vector<bool> stored;
     stored.assign(other_logits.size(), false);
     double stored_base_mass = 0.0;
-    for (const IndexedLogprob& entry : base_top) {
+    for (const IndexedLogprob & entry : base_top) {
         if (entry.index < 0 || static_cast<std::size_t>(entry.index) >= other_logits.size()) {
             throw std::invalid_argument("top-k index outside the vocabulary");
         }
@@ -81,7 +81,7 @@ double kl_divergence_topk(std::span<const IndexedLogprob> base_top, std::span<co
     // would otherwise surface as a spurious remainder of about 1e-7.
     const double log_base_scale = rest_tokens == 0 ? -std::log(stored_base_mass) : 0.0;
     double kl = 0.0;
-    for (const IndexedLogprob& entry : base_top) {
+    for (const IndexedLogprob & entry : base_top) {
         const double log_p = entry.logprob + log_base_scale;
         const double p = std::exp(log_p);
         if (p == 0.0) continue;

@@ -35,7 +35,9 @@ double weight(std::size_t i, std::size_t size) { return (i == 0 || i + 1 == size
 double crossing(const Continuation & g, double step, double b) {
     const double sd = std::sqrt(step);
     double sum = 0;
-    for (std::size_t i = 0; i < g.values.size(); ++i) sum += weight(i, g.values.size()) * g.values[i] * upper_tail((b - (g.top - static_cast<double>(i) * kStep)) / sd);
+    for (std::size_t i = 0; i < g.values.size(); ++i)
+        sum +=
+            weight(i, g.values.size()) * g.values[i] * upper_tail((b - (g.top - static_cast<double>(i) * kStep)) / sd);
     return sum;
 }
 
@@ -45,7 +47,8 @@ Continuation advance(const Continuation & g, double step, double top) {
     for (double w = top; w >= -kNever; w -= kStep) {
         double sum = 0;
         for (std::size_t i = 0; i < g.values.size(); ++i)
-            sum += weight(i, g.values.size()) * g.values[i] * density((w - (g.top - static_cast<double>(i) * kStep)) / sd) / sd;
+            sum += weight(i, g.values.size()) * g.values[i] *
+                density((w - (g.top - static_cast<double>(i) * kStep)) / sd) / sd;
         next.values.push_back(sum);
     }
     return next;
@@ -61,7 +64,8 @@ std::vector<double> compute(const std::vector<double> & t, double alpha, double 
         double b = kNever * std::sqrt(t[k]);  // on W's scale
         if (k == 0) {
             if (spend > 1e-300) b = std::sqrt(t[0]) * normal_quantile(1.0 - spend);
-            for (double w = std::min(b, kNever); w >= -kNever; w -= kStep) g.values.push_back(density(w / std::sqrt(t[0])) / std::sqrt(t[0]));
+            for (double w = std::min(b, kNever); w >= -kNever; w -= kStep)
+                g.values.push_back(density(w / std::sqrt(t[0])) / std::sqrt(t[0]));
             g.top = std::min(b, kNever);
         } else {
             const double step = t[k] - t[k - 1];
@@ -83,7 +87,9 @@ std::vector<double> compute(const std::vector<double> & t, double alpha, double 
 
 }  // namespace
 
-double alpha_spent(double fraction, double alpha, double rho) { return alpha * std::pow(std::clamp(fraction, 0.0, 1.0), rho); }
+double alpha_spent(double fraction, double alpha, double rho) {
+    return alpha * std::pow(std::clamp(fraction, 0.0, 1.0), rho);
+}
 
 std::vector<double> nominal_levels(const std::vector<double> & fractions, double alpha, double rho) {
     for (std::size_t k = 0; k < fractions.size(); ++k)

@@ -15,12 +15,27 @@ double normal_quantile(double p) {
         const double r = 0.180625 - q * q;
         const double num =
             (((((((2.5090809287301226727e+3 * r + 3.3430575583588128105e+4) * r + 6.7265770927008700853e+4) * r +
-                 4.5921953931549871457e+4) * r + 1.3731693765509461125e+4) * r + 1.9715909503065514427e+3) * r +
-              1.3314166789178437745e+2) * r + 3.3871328727963666080e+0) * q;
+                 4.5921953931549871457e+4) *
+                    r +
+                1.3731693765509461125e+4) *
+                   r +
+               1.9715909503065514427e+3) *
+                  r +
+              1.3314166789178437745e+2) *
+                 r +
+             3.3871328727963666080e+0) *
+            q;
         const double den =
             (((((((5.2264952788528545610e+3 * r + 2.8729085735721942674e+4) * r + 3.9307895800092710610e+4) * r +
-                 2.1213794301586595867e+4) * r + 5.3941960214247511077e+3) * r + 6.8718700749205790830e+2) * r +
-              4.2313330701600911252e+1) * r + 1.0);
+                 2.1213794301586595867e+4) *
+                    r +
+                5.3941960214247511077e+3) *
+                   r +
+               6.8718700749205790830e+2) *
+                  r +
+              4.2313330701600911252e+1) *
+                 r +
+             1.0);
         return num / den;
     }
     double r = std::sqrt(-std::log(q < 0.0 ? p : 1.0 - p));
@@ -29,23 +44,51 @@ double normal_quantile(double p) {
         r -= 1.6;
         const double num =
             (((((((7.74545014278341407640e-4 * r + 2.27238449892691845833e-2) * r + 2.41780725177450611770e-1) * r +
-                 1.27045825245236838258e+0) * r + 3.64784832476320460504e+0) * r + 5.76949722146069140550e+0) * r +
-              4.63033784615654529590e+0) * r + 1.42343711074968357734e+0);
+                 1.27045825245236838258e+0) *
+                    r +
+                3.64784832476320460504e+0) *
+                   r +
+               5.76949722146069140550e+0) *
+                  r +
+              4.63033784615654529590e+0) *
+                 r +
+             1.42343711074968357734e+0);
         const double den =
             (((((((1.05075007164441684324e-9 * r + 5.47593808499534494600e-4) * r + 1.51986665636164571966e-2) * r +
-                 1.48103976427480074590e-1) * r + 6.89767334985100004550e-1) * r + 1.67638483018380384940e+0) * r +
-              2.05319162663775882187e+0) * r + 1.0);
+                 1.48103976427480074590e-1) *
+                    r +
+                6.89767334985100004550e-1) *
+                   r +
+               1.67638483018380384940e+0) *
+                  r +
+              2.05319162663775882187e+0) *
+                 r +
+             1.0);
         x = num / den;
     } else {
         r -= 5.0;
         const double num =
             (((((((2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r + 1.24266094738807843860e-3) * r +
-                 2.65321895265761230930e-2) * r + 2.96560571828504891230e-1) * r + 1.78482653991729133580e+0) * r +
-              5.46378491116411436990e+0) * r + 6.65790464350110377720e+0);
+                 2.65321895265761230930e-2) *
+                    r +
+                2.96560571828504891230e-1) *
+                   r +
+               1.78482653991729133580e+0) *
+                  r +
+              5.46378491116411436990e+0) *
+                 r +
+             6.65790464350110377720e+0);
         const double den =
             (((((((2.04426310338993978564e-15 * r + 1.42151175831644588870e-7) * r + 1.84631831751005468180e-5) * r +
-                 7.86869131145613259100e-4) * r + 1.48753612908506148525e-2) * r + 1.36929880922735805310e-1) * r +
-              5.99832206555887937690e-1) * r + 1.0);
+                 7.86869131145613259100e-4) *
+                    r +
+                1.48753612908506148525e-2) *
+                   r +
+               1.36929880922735805310e-1) *
+                  r +
+              5.99832206555887937690e-1) *
+                 r +
+             1.0);
         x = num / den;
     }
     return q < 0.0 ? -x : x;
@@ -61,7 +104,7 @@ void require_confidence(double confidence) {
 
 // Uniform in [0, n) by rejection: std::uniform_int_distribution would be simpler, but its output
 // differs between standard libraries and a seed must reproduce the same interval everywhere.
-std::size_t uniform_index(std::mt19937_64& rng, std::size_t n) {
+std::size_t uniform_index(std::mt19937_64 & rng, std::size_t n) {
     const std::uint64_t bound = n;
     // Accepting only draws at or above 2^64 mod n leaves a range whose length is a multiple of n.
     const std::uint64_t threshold = (0 - bound) % bound;
@@ -104,7 +147,7 @@ double mcnemar_exact_p(std::size_t b, std::size_t c) {
     // a sum of ratios i / (n - i + 1) <= 1, so nothing overflows and 2^-n never appears on its own.
     const double trials = static_cast<double>(n);
     const double log_pmf_k = std::lgamma(trials + 1.0) - std::lgamma(static_cast<double>(k) + 1.0) -
-                             std::lgamma(static_cast<double>(n - k) + 1.0) - trials * std::log(2.0);
+        std::lgamma(static_cast<double>(n - k) + 1.0) - trials * std::log(2.0);
     double tail_over_pmf_k = 1.0;
     double term = 1.0;
     for (std::size_t i = k; i > 0; --i) {
@@ -135,7 +178,7 @@ PairedDifference paired_bootstrap_drop(std::span<const std::uint8_t> base_correc
 
     std::mt19937_64 rng(seed);
     std::vector<double> drops(resamples);
-    for (double& resampled : drops) {
+    for (double & resampled : drops) {
         std::size_t resampled_base = 0;
         std::size_t resampled_variant = 0;
         for (std::size_t draw = 0; draw < items; ++draw) {
@@ -150,7 +193,8 @@ PairedDifference paired_bootstrap_drop(std::span<const std::uint8_t> base_correc
     return {drop(base_hits, variant_hits, items, relative), {quantile(drops, tail), quantile(drops, 1.0 - tail)}};
 }
 
-Interval paired_difference_interval(std::size_t n, std::size_t right_to_wrong, std::size_t wrong_to_right, double confidence) {
+Interval paired_difference_interval(std::size_t n, std::size_t right_to_wrong, std::size_t wrong_to_right,
+                                    double confidence) {
     require_confidence(confidence);
     if (right_to_wrong + wrong_to_right > n) throw std::invalid_argument("more flips than items");
     if (n == 0) return {-1.0, 1.0};
@@ -158,7 +202,8 @@ Interval paired_difference_interval(std::size_t n, std::size_t right_to_wrong, s
     const double c = static_cast<double>(wrong_to_right) + 0.5;
     const double items = static_cast<double>(n) + 2.0;
     const double center = (b - c) / items;
-    const double half_width = normal_quantile(0.5 + confidence / 2.0) * std::sqrt((b + c) - (b - c) * (b - c) / items) / items;
+    const double half_width =
+        normal_quantile(0.5 + confidence / 2.0) * std::sqrt((b + c) - (b - c) * (b - c) / items) / items;
     return {std::max(-1.0, center - half_width), std::min(1.0, center + half_width)};
 }
 

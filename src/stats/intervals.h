@@ -25,7 +25,7 @@ double mcnemar_exact_p(std::size_t b, std::size_t c);
 
 struct PairedDifference {
     double mean_drop;  // on the items as given, not the mean of the resamples
-    Interval ci;       // percentile interval of the resampled drops
+    Interval ci;  // percentile interval of the resampled drops
 };
 
 // Accuracy drop base - variant with a paired bootstrap: each resample draws item indices with
@@ -34,14 +34,14 @@ struct PairedDifference {
 // accuracy is 0. The same seed gives the same result on every platform.
 PairedDifference paired_bootstrap_drop(std::span<const std::uint8_t> base_correct,
                                        std::span<const std::uint8_t> variant_correct, bool relative,
-                                       std::size_t resamples = 10000, std::uint64_t seed = 1,
-                                       double confidence = 0.95);
+                                       std::size_t resamples = 10000, std::uint64_t seed = 1, double confidence = 0.95);
 
 // Interval for the paired difference of two proportions, (right_to_wrong - wrong_to_right) / n, by
 // Agresti and Min (2005): half an item added to each of the four cells, then Wald. Unlike the
 // bootstrap it never collapses to a single point (no flips on 5 items still leaves +-28 points at
 // 95%), and it keeps its coverage near the nominal level for small n. n == 0 gives [-1, 1].
-Interval paired_difference_interval(std::size_t n, std::size_t right_to_wrong, std::size_t wrong_to_right, double confidence);
+Interval paired_difference_interval(std::size_t n, std::size_t right_to_wrong, std::size_t wrong_to_right,
+                                    double confidence);
 
 // Quantile q in [0, 1] of ascending values, interpolating linearly between the closest ranks
 // (numpy's default method).

@@ -18,7 +18,8 @@ double log_sum_exp(std::span<const float> logits) {
     return max + std::log(sum);
 }
 
-void top_k_logprobs(std::span<const float> logits, double log_norm, std::span<IndexedLogprob> out, std::vector<std::int32_t> & scratch) {
+void top_k_logprobs(std::span<const float> logits, double log_norm, std::span<IndexedLogprob> out,
+                    std::vector<std::int32_t> & scratch) {
     const auto n = static_cast<std::int32_t>(logits.size());
     const auto k = static_cast<std::ptrdiff_t>(std::min(out.size(), logits.size()));
     scratch.resize(logits.size());

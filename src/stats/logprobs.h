@@ -20,6 +20,7 @@ std::vector<IndexedLogprob> top_k_logprobs(std::span<const float> logits, double
 
 // The same into `out` (k = out.size()), with `scratch` reused from call to call: no allocation once
 // it has grown to the vocabulary, for loops that run once per position.
-void top_k_logprobs(std::span<const float> logits, double log_norm, std::span<IndexedLogprob> out, std::vector<std::int32_t> & scratch);
+void top_k_logprobs(std::span<const float> logits, double log_norm, std::span<IndexedLogprob> out,
+                    std::vector<std::int32_t> & scratch);
 
 }  // namespace switchyard::stats

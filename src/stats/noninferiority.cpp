@@ -71,7 +71,8 @@ std::array<double, 4> restricted_cells(const std::array<double, 4> & observed, c
 double incomplete_beta(double a, double b, double x) {
     if (x <= 0) return 0;
     if (x >= 1) return 1;
-    const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x));
+    const double front =
+        std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x));
     const auto fraction = [](double a, double b, double x) {
         constexpr double tiny = 1e-300;
         double c = 1, d = 1 - (a + b) * x / (a + 1);
@@ -79,7 +80,8 @@ double incomplete_beta(double a, double b, double x) {
         double h = d;
         for (int m = 1; m <= 10000; ++m) {
             const double m2 = 2.0 * m;
-            for (const double term : {m * (b - m) * x / ((a + m2 - 1) * (a + m2)), -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))}) {
+            for (const double term : {m * (b - m) * x / ((a + m2 - 1) * (a + m2)),
+                                      -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))}) {
                 d = 1 + term * d;
                 d = 1 / (std::abs(d) < tiny ? tiny : d);
                 c = 1 + term / c;
@@ -155,17 +157,24 @@ double shifted_score(const PairedCounts & c, double drop, bool relative, double 
     const auto p = restricted_cells(observed, a);
     double variance = 0;
     for (std::size_t k = 0; k < 4; ++k) variance += p[k] * a[k] * a[k];
-    if (variance <= 1e-300) return mean > 0 ? std::numeric_limits<double>::infinity() : mean < 0 ? -std::numeric_limits<double>::infinity() : 0.0;
+    if (variance <= 1e-300)
+        return mean > 0 ? std::numeric_limits<double>::infinity()
+            : mean < 0  ? -std::numeric_limits<double>::infinity()
+                        : 0.0;
     return mean * std::sqrt(static_cast<double>(n)) / std::sqrt(variance);
 }
 
 // Half a flip toward the hypothesis (Yates's correction on the paired difference): the counts move
 // in whole items, and without it the test claims a little more often than alpha at some n.
-double corrected_score(const PairedCounts & c, double drop, bool relative) { return shifted_score(c, drop, relative, 0.5 / static_cast<double>(c.n())); }
+double corrected_score(const PairedCounts & c, double drop, bool relative) {
+    return shifted_score(c, drop, relative, 0.5 / static_cast<double>(c.n()));
+}
 
 }  // namespace
 
-double paired_drop_score(const PairedCounts & c, double drop, bool relative) { return shifted_score(c, drop, relative, 0.0); }
+double paired_drop_score(const PairedCounts & c, double drop, bool relative) {
+    return shifted_score(c, drop, relative, 0.0);
+}
 
 OneSided paired_drop_test(const PairedCounts & c, double limit, bool relative, double alpha) {
     require_alpha(alpha);
@@ -185,7 +194,8 @@ Interval paired_drop_bounds(const PairedCounts & c, bool relative, double alpha)
     if (c.n() == 0) return {lowest, highest};
     const double z = normal_quantile(1.0 - alpha);
     const auto score = [&](double d) { return corrected_score(c, d, relative); };
-    return {falling_root([&](double d) { return score(d) - z; }, lowest, highest), falling_root([&](double d) { return score(d) + z; }, lowest, highest)};
+    return {falling_root([&](double d) { return score(d) - z; }, lowest, highest),
+            falling_root([&](double d) { return score(d) + z; }, lowest, highest)};
 }
 
 Interval binomial_bounds(std::size_t k, std::size_t n, double alpha) {
@@ -193,7 +203,8 @@ Interval binomial_bounds(std::size_t k, std::size_t n, double alpha) {
     if (k > n) throw std::invalid_argument("successes exceed trials");
     if (n == 0) return {0.0, 1.0};
     // lo: P(X >= k | lo) = alpha; hi: P(X <= k | hi) = alpha. Both tails rise or fall with p.
-    const double lo = k == 0 ? 0.0 : falling_root([&](double p) { return alpha - (1.0 - binomial_cdf(k - 1, n, p)); }, 0.0, 1.0);
+    const double lo =
+        k == 0 ? 0.0 : falling_root([&](double p) { return alpha - (1.0 - binomial_cdf(k - 1, n, p)); }, 0.0, 1.0);
     const double hi = k == n ? 1.0 : falling_root([&](double p) { return binomial_cdf(k, n, p) - alpha; }, 0.0, 1.0);
     return {lo, hi};
 }

@@ -38,7 +38,8 @@ void install_cleanup_handlers() {
         for (const int sig : {SIGINT, SIGTERM}) {
             struct sigaction current {};
             // Leave a handler the program installed itself (a server's, say) alone.
-            if (::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) std::signal(sig, remove_pending_and_die);
+            if (::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_DFL)
+                std::signal(sig, remove_pending_and_die);
         }
     });
 }
@@ -65,9 +66,12 @@ void unregister_pending(int slot) {
 
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
     const auto folder = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
-    if (!std::filesystem::is_directory(folder)) throw Error("{}: the folder {} does not exist", target_.string(), folder.string());
+    if (!std::filesystem::is_directory(folder))
+        throw Error("{}: the folder {} does not exist", target_.string(), folder.string());
     std::random_device rd;
-    temp_ = folder / ("." + target_.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000));
+    temp_ = folder /
+        ("." + target_.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+         std::to_string(rd() % 100000));
     cleanup_slot_ = register_pending(temp_);
 }
 

@@ -15,7 +15,7 @@ namespace switchyard {
 // What close() does with the items still queued.
 enum class OnClose {
     drain,  // the workers take them; pop() ends once the queue is empty
-    drop,   // they are discarded; pop() ends at once
+    drop,  // they are discarded; pop() ends at once
 };
 
 template <typename T>

@@ -31,8 +31,9 @@ public:
 }  // namespace switchyard
 
 // Checks what must hold whatever the input; WHAT says it in words ("the route's models are loaded").
-#define SWITCHYARD_INVARIANT(condition, what)                                                                                \
-    do {                                                                                                                     \
-        if (!(condition))                                                                                                    \
-            throw ::switchyard::InvariantError(fmt::format("{}:{}: invariant broken: {} ({})", __FILE__, __LINE__, what, #condition)); \
+#define SWITCHYARD_INVARIANT(condition, what)                                                           \
+    do {                                                                                                \
+        if (!(condition))                                                                               \
+            throw ::switchyard::InvariantError(                                                         \
+                fmt::format("{}:{}: invariant broken: {} ({})", __FILE__, __LINE__, what, #condition)); \
     } while (false)

@@ -25,6 +25,7 @@ struct HashCacheOptions {
 
 // sha256_file(path, offset), from the cache when the file's size and modification time match the
 // entry's. Throws switchyard::Error if the file cannot be read.
-std::string cached_sha256_file(const std::filesystem::path & path, std::uint64_t offset = 0, const HashCacheOptions & options = {});
+std::string cached_sha256_file(const std::filesystem::path & path, std::uint64_t offset = 0,
+                               const HashCacheOptions & options = {});
 
 }  // namespace switchyard

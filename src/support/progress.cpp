@@ -6,9 +6,12 @@ namespace switchyard {
 
 std::string rough_duration(double seconds) {
     char text[32];
-    if (seconds < 90) std::snprintf(text, sizeof text, "%.0f s", seconds);
-    else if (seconds < 90 * 60) std::snprintf(text, sizeof text, "%.0f min", seconds / 60);
-    else std::snprintf(text, sizeof text, "%.1f h", seconds / 3600);
+    if (seconds < 90)
+        std::snprintf(text, sizeof text, "%.0f s", seconds);
+    else if (seconds < 90 * 60)
+        std::snprintf(text, sizeof text, "%.0f min", seconds / 60);
+    else
+        std::snprintf(text, sizeof text, "%.1f h", seconds / 3600);
     return text;
 }
 
@@ -20,7 +23,9 @@ std::string time_left(double seconds) {
 
 namespace {
 
-double steady_seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+double steady_seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 }  // namespace
 
@@ -43,7 +48,9 @@ void Progress::update(std::size_t done, const std::string & extra) {
     const bool finished = done >= total_;
     // Short work leaves no trace but its stage's summary; long work ends where it was shown.
     if (elapsed < options_.quiet_seconds && !shown_) return;
-    if (finished ? !shown_ && elapsed < options_.quiet_seconds : shown_ && now - last_write_ < (options_.terminal ? 0.2 : options_.log_every_seconds)) return;
+    if (finished ? !shown_ && elapsed < options_.quiet_seconds
+                 : shown_ && now - last_write_ < (options_.terminal ? 0.2 : options_.log_every_seconds))
+        return;
     shown_ = true;
     last_write_ = now;
     const double rate = elapsed > 0 ? done / elapsed : 0.0;
@@ -53,13 +60,14 @@ void Progress::update(std::size_t done, const std::string & extra) {
     if (options_.terminal) {
         constexpr int width = 30;
         const int filled = static_cast<int>(fraction * width);
-        std::fprintf(options_.out, "\r%s [%.*s%*s] %zu/%zu %s (%.1f/s, %s%s)\033[K", what_.c_str(), filled, "##############################", width - filled, "",
-                     done, total_, unit_.c_str(), rate, time_left(eta).c_str(), tail.c_str());
+        std::fprintf(options_.out, "\r%s [%.*s%*s] %zu/%zu %s (%.1f/s, %s%s)\033[K", what_.c_str(), filled,
+                     "##############################", width - filled, "", done, total_, unit_.c_str(), rate,
+                     time_left(eta).c_str(), tail.c_str());
     } else {
         // With the time left once there is a rate to judge it by.
         const std::string left = done > 0 && !finished ? ", " + time_left(eta) : "";
-        std::fprintf(options_.out, "%s: %zu/%zu %s (%.0f%%, %.1f/s%s%s)\n", what_.c_str(), done, total_, unit_.c_str(), fraction * 100, rate, left.c_str(),
-                     tail.c_str());
+        std::fprintf(options_.out, "%s: %zu/%zu %s (%.0f%%, %.1f/s%s%s)\n", what_.c_str(), done, total_, unit_.c_str(),
+                     fraction * 100, rate, left.c_str(), tail.c_str());
     }
     std::fflush(options_.out);
 }

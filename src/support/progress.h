@@ -18,8 +18,8 @@ std::string time_left(double seconds);
 class Progress {
 public:
     struct Options {
-        bool terminal;                  // redraw one line in place (else: lines for a log)
-        double quiet_seconds = 2;       // work finished sooner shows nothing (its stage's own line says it)
+        bool terminal;  // redraw one line in place (else: lines for a log)
+        double quiet_seconds = 2;  // work finished sooner shows nothing (its stage's own line says it)
         double log_every_seconds = 10;  // in a log, at most one line this often
         std::FILE * out = stderr;
         std::function<double()> clock;  // seconds since any fixed point; default: the steady clock

@@ -23,7 +23,9 @@ inline Database open(const std::filesystem::path & path, int flags, const std::s
     sqlite3 * raw = nullptr;
     const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
     Database db(raw);
-    if (rc != SQLITE_OK) throw Error("{}: cannot open the {}: {}", path.string(), what, raw != nullptr ? sqlite3_errmsg(raw) : "out of memory");
+    if (rc != SQLITE_OK)
+        throw Error("{}: cannot open the {}: {}", path.string(), what,
+                    raw != nullptr ? sqlite3_errmsg(raw) : "out of memory");
     return db;
 }
 
@@ -45,7 +47,9 @@ inline Statement prepare(sqlite3 * db, const char * sql) {
 
 // Named bind_value, not bind: an unqualified bind(...) with a std::string argument finds
 // std::bind by argument-dependent lookup, which wins for rvalues and silently binds nothing.
-inline void bind_value(sqlite3_stmt * s, int i, const std::string & v) { sqlite3_bind_text(s, i, v.c_str(), -1, SQLITE_TRANSIENT); }
+inline void bind_value(sqlite3_stmt * s, int i, const std::string & v) {
+    sqlite3_bind_text(s, i, v.c_str(), -1, SQLITE_TRANSIENT);
+}
 inline void bind_value(sqlite3_stmt * s, int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
 inline void bind_value(sqlite3_stmt * s, int i, double v) { sqlite3_bind_double(s, i, v); }
 

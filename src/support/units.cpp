@@ -16,9 +16,9 @@ std::optional<double> parse_size(const std::string & text) {
     } catch (const std::exception &) {
         return std::nullopt;
     }
-    static const std::map<std::string, double> units = {{"", 1},          {"b", 1},           {"k", 1024},   {"kib", 1024},
-                                                        {"kb", 1e3},      {"m", 1048576},     {"mib", 1048576}, {"mb", 1e6},
-                                                        {"g", 1073741824}, {"gib", 1073741824}, {"gb", 1e9}};
+    static const std::map<std::string, double> units = {
+        {"", 1},          {"b", 1},    {"k", 1024},       {"kib", 1024},       {"kb", 1e3}, {"m", 1048576},
+        {"mib", 1048576}, {"mb", 1e6}, {"g", 1073741824}, {"gib", 1073741824}, {"gb", 1e9}};
     std::string unit = lower.substr(used);
     unit.erase(0, unit.find_first_not_of(' '));
     const auto it = units.find(unit);

@@ -11,10 +11,10 @@ namespace {
 
 std::string describe(const YAML::Node & node) {
     switch (node.Type()) {
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Null: return "nothing";
-    default: return "'" + node.Scalar() + "'";
+        case YAML::NodeType::Sequence: return "a list";
+        case YAML::NodeType::Map: return "a mapping";
+        case YAML::NodeType::Null: return "nothing";
+        default: return "'" + node.Scalar() + "'";
     }
 }
 
@@ -43,7 +43,9 @@ bool YamlMap::has(const std::string & key) const {
     return value.IsDefined() && !value.IsNull();
 }
 
-std::string YamlMap::qualified(const std::string & key) const { return path_.empty() ? key : key.empty() ? path_ : path_ + "." + key; }
+std::string YamlMap::qualified(const std::string & key) const {
+    return path_.empty() ? key : key.empty() ? path_ : path_ + "." + key;
+}
 
 int YamlMap::line_of(const std::string & key) const {
     const auto value = key.empty() ? node_ : node_[key];
@@ -65,7 +67,9 @@ std::string YamlMap::string(const std::string & key) const {
     return value.Scalar();
 }
 
-std::string YamlMap::string(const std::string & key, const std::string & fallback) const { return has(key) ? string(key) : fallback; }
+std::string YamlMap::string(const std::string & key, const std::string & fallback) const {
+    return has(key) ? string(key) : fallback;
+}
 
 std::optional<double> YamlMap::optional_number(const std::string & key) const {
     if (!has(key)) return std::nullopt;
@@ -74,12 +78,13 @@ std::optional<double> YamlMap::optional_number(const std::string & key) const {
         std::size_t used = 0;
         const double value = std::stod(text, &used);
         if (used == text.size()) return value;
-    } catch (const std::exception &) {
-    }
+    } catch (const std::exception &) {}
     fail(key, "expected a number, found '" + text + "'");
 }
 
-double YamlMap::number(const std::string & key, double fallback) const { return optional_number(key).value_or(fallback); }
+double YamlMap::number(const std::string & key, double fallback) const {
+    return optional_number(key).value_or(fallback);
+}
 
 long long YamlMap::integer(const std::string & key, long long fallback) const {
     if (!has(key)) return fallback;
@@ -88,8 +93,7 @@ long long YamlMap::integer(const std::string & key, long long fallback) const {
         std::size_t used = 0;
         const long long value = std::stoll(text, &used);
         if (used == text.size()) return value;
-    } catch (const std::exception &) {
-    }
+    } catch (const std::exception &) {}
     fail(key, "expected a whole number, found '" + text + "'");
 }
 
@@ -108,7 +112,8 @@ std::vector<std::string> YamlMap::strings(const std::string & key) const {
     if (!value.IsSequence()) fail(key, "expected a list, found " + describe(value));
     std::vector<std::string> out;
     for (std::size_t i = 0; i < value.size(); ++i) {
-        if (!value[i].IsScalar()) fail(key, "item " + std::to_string(i + 1) + ": expected a single value, found " + describe(value[i]));
+        if (!value[i].IsScalar())
+            fail(key, "item " + std::to_string(i + 1) + ": expected a single value, found " + describe(value[i]));
         out.push_back(value[i].Scalar());
     }
     return out;
@@ -140,7 +145,8 @@ void YamlMap::reject_unknown(std::initializer_list<const char *> known) const {
         if (std::none_of(known.begin(), known.end(), [&](const char * k) { return key == k; })) {
             std::string list;
             for (const char * k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-            throw Error("{}:{}: {}: unknown key (expected one of: {})", source_, entry.first.Mark().line + 1, qualified(key), list);
+            throw Error("{}:{}: {}: unknown key (expected one of: {})", source_, entry.first.Mark().line + 1,
+                        qualified(key), list);
         }
     }
 }
