@@ -270,8 +270,9 @@ TEST_F(ChatFixture, ServeChatsThroughTheTemplate) {
     const auto first = content.find_first_not_of(" \t\n");
     ASSERT_NE(first, std::string::npos) << "only whitespace: '" << content << "'";
     EXPECT_EQ(content[first], '{') << content;
-    if (json::parse(as_json->body)["choices"][0]["finish_reason"] == "stop")
+    if (json::parse(as_json->body)["choices"][0]["finish_reason"] == "stop") {
         EXPECT_TRUE(json::parse(content).is_object()) << content;
+    }
 
     const auto with_tools = post({{"max_tokens", 8}, {"tools", kTools}});
     ASSERT_TRUE(with_tools);

@@ -274,7 +274,9 @@ TEST(Search, SuitesNeedNoCorrectionCandidatesAreCountedByFamily) {
         for (const auto & v : a.verdicts)
             if (v.drop) {
                 EXPECT_LE(v.drop->alpha, 0.025);
-                if (v.looks == 1) EXPECT_EQ(v.drop->alpha, 0.025);
+                if (v.looks == 1) {
+                    EXPECT_EQ(v.drop->alpha, 0.025);
+                }
             }
 }
 
