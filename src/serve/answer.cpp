@@ -66,7 +66,7 @@ void answer_one(const std::shared_ptr<const Deployment> & dep, const ApiRequest 
                 ctx.metrics.answered(route.route, name, g.prompt_tokens, g.completion_tokens, cost,
                                      seconds_between(ctx.started, first_at),
                                      seconds_between(ctx.started, Clock::now()));
-                delivered(answer, std::move(g));
+                if (delivered) delivered(answer, std::move(g));
                 return Answered{};
             }
             // Streaming: committed to this model from here on; the relay owns cancellation now.
@@ -80,7 +80,10 @@ void answer_one(const std::shared_ptr<const Deployment> & dep, const ApiRequest 
                         metrics.answered(route, name, g.prompt_tokens, g.completion_tokens, cost,
                                          seconds_between(started, first_at), seconds_between(started, Clock::now()));
                     },
-                .delivered = [delivered, answer](Generation g) { delivered(answer, std::move(g)); },
+                .delivered =
+                    [delivered, answer](Generation g) {
+                        if (delivered) delivered(answer, std::move(g));
+                    },
                 .failed =
                     [&metrics, route = route.route, name] {
                         metrics.attempt_failed(name);

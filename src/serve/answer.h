@@ -28,7 +28,7 @@ struct AnswerContext {
 };
 
 // One choice. `input`: the request's, with what a shadow or capture of the answer needs;
-// `delivered` runs once the client has the whole answer; `hold` (the gateway's count of open
+// `delivered` (may be empty) runs once the client has the whole answer; `hold` (the gateway's count of open
 // requests and streams) lives until the answer ends, a stream's included.
 using Delivered = std::function<void(const Answer &, Generation)>;
 void answer_one(const std::shared_ptr<const Deployment> & dep, const ApiRequest & r, const GenerationInput & input,

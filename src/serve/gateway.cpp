@@ -375,13 +375,19 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
     const model::Capture * capture = capture_policy(*dep, route.route);
     if (capture != nullptr && uniform_draw() >= capture->sample) capture = nullptr;
     if (capture != nullptr) input.logprobs = std::max(input.logprobs, 0);
-    const auto delivered = [this, dep, r, input, route, capture, started](const Answer & answer, Generation g) {
-        if (capture != nullptr)
-            record(*capture, route.route, r, answer, g, std::chrono::duration<double>(Clock::now() - started).count());
-        if (!route.shadow.empty())
-            shadows_->enqueue({route.route, route.shadow, answer.model, dep, r, input, std::move(g)});
-    };
-    answer_one(dep, r, input, route, req, res, ctx, delivered, std::move(in_flight));
+    // What a whole answer is kept for: capture and the shadow. A route with neither copies nothing
+    // (the request's JSON is most of a copy: 7% of the gateway's time at saturation).
+    Delivered delivered;
+    if (capture != nullptr || !route.shadow.empty()) {
+        delivered = [this, dep, r, input, route, capture, started](const Answer & answer, Generation g) {
+            if (capture != nullptr)
+                record(*capture, route.route, r, answer, g,
+                       std::chrono::duration<double>(Clock::now() - started).count());
+            if (!route.shadow.empty())
+                shadows_->enqueue({route.route, route.shadow, answer.model, dep, r, input, std::move(g)});
+        };
+    }
+    answer_one(dep, r, input, route, req, res, ctx, std::move(delivered), std::move(in_flight));
 }
 
 }  // namespace switchyard::serve
