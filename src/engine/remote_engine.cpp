@@ -113,10 +113,9 @@ RemoteEngine::RemoteEngine(const RemoteEngineOptions & options) : options_(optio
             if (named == ids.end() && !ids.empty()) {
                 std::string list;
                 for (const auto & id : ids) list += (list.empty() ? "" : ", ") + id;
-                throw Error(info_.name.empty()
-                                ? base_url_ + " serves several models (" + list + "): name one with --model"
-                                : base_url_ + " does not serve a model named '" + info_.name + "' (it serves: " + list +
-                                    ")");
+                if (info_.name.empty())
+                    throw Error("{} serves several models ({}): name one with --model", base_url_, list);
+                throw Error("{} does not serve a model named '{}' (it serves: {})", base_url_, info_.name, list);
             }
             if (named == ids.end()) return;
             info_.name = *named;

@@ -36,7 +36,7 @@ using Statement = std::unique_ptr<sqlite3_stmt, Finalize>;
 
 inline Error failure(sqlite3 * db) {
     const char * file = sqlite3_db_filename(db, "main");
-    return Error(std::string(file != nullptr && *file ? file : "database") + ": " + sqlite3_errmsg(db));
+    return Error("{}: {}", file != nullptr && *file ? file : "database", sqlite3_errmsg(db));
 }
 
 inline Statement prepare(sqlite3 * db, const char * sql) {
@@ -60,7 +60,7 @@ inline void exec(sqlite3 * db, const char * sql) {
         const char * file = sqlite3_db_filename(db, "main");
         const std::string why = message != nullptr ? message : sqlite3_errmsg(db);
         sqlite3_free(message);
-        throw Error(std::string(file != nullptr && *file ? file : "database") + ": " + why);
+        throw Error("{}: {}", file != nullptr && *file ? file : "database", why);
     }
 }
 
