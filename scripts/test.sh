@@ -2,7 +2,7 @@
 # Sets everything up, then runs every test through ctest (needs the shared models; see README).
 # Usage: scripts/test.sh [--quick] [ctest arguments...]
 #   --quick   only the `unit` label (no model loaded, no server started): seconds on a built tree.
-#             Labels: unit, model, http, bench, browser (tests/CMakeLists.txt); `ctest -L LABEL` picks others.
+#             Labels: unit, model, http, bench, browser, build (tests/CMakeLists.txt); `ctest -L LABEL` picks others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 select=()
