@@ -1,5 +1,7 @@
 #include "cli/engine_flags.h"
 
+#include "model/kv_cache.h"
+
 #include <CLI/CLI.hpp>
 
 namespace switchyard::cli {
@@ -31,6 +33,18 @@ CLI::Option * add_context(CLI::App & cmd, int & context, const std::string & use
 CLI::Option * add_gpu_layers(CLI::App & cmd, int & layers) {
     return cmd.add_option("-g,--gpu-layers", layers, "Layers to offload to a GPU, -1 for all (GPU builds only)")
         ->capture_default_str();
+}
+
+void add_cache_types(CLI::App & cmd, ggml_type & k, ggml_type & v, const std::string & use) {
+    const std::string types = "f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1";
+    cmd.add_option_function<std::string>(
+           "--cache-type-k", [&k](const std::string & name) { k = model::parse_cache_type(name); },
+           with_use("KV cache type of keys (default f16): " + types, use))
+        ->type_name("TYPE");
+    cmd.add_option_function<std::string>(
+           "--cache-type-v", [&v](const std::string & name) { v = model::parse_cache_type(name); },
+           with_use("KV cache type of values (default f16; a quantized one switches flash attention on)", use))
+        ->type_name("TYPE");
 }
 
 }  // namespace switchyard::cli

@@ -1,6 +1,9 @@
-// The engine flags of the commands that load a model (-t/--threads, -c/--ctx, -g/--gpu-layers),
+// The engine flags of the commands that load a model (-t/--threads, -c/--ctx, -g/--gpu-layers,
+// --cache-type-k/-v),
 // declared once so that every command spells, documents and defaults them alike.
 #pragma once
+
+#include <ggml.h>
 
 #include <string>
 
@@ -26,5 +29,9 @@ CLI::Option * add_context(CLI::App & cmd, int & context, const std::string & use
 
 // -g/--gpu-layers: layers to offload to a GPU, -1 for all (GPU builds only).
 CLI::Option * add_gpu_layers(CLI::App & cmd, int & layers);
+
+// --cache-type-k/--cache-type-v: the KV cache's element types (llama-server's -ctk/-ctv), f16 by
+// default; a quantized V cache switches flash attention on. `use` as for add_threads.
+void add_cache_types(CLI::App & cmd, ggml_type & k, ggml_type & v, const std::string & use = {});
 
 }  // namespace switchyard::cli

@@ -83,7 +83,7 @@ void print_speed(const eval::SpeedResult & v, double price_per_hour) {
 }
 
 void print_report(const eval::EvalReport & report) {
-    fmt::print("{}\n", report.model);
+    fmt::print("{}{}\n", report.model, report.kv_cache.empty() ? "" : " with a " + report.kv_cache + " KV cache");
     for (const auto & s : report.suites) print_suite(s);
     if (const auto & p = report.perplexity) {
         fmt::print("  text: perplexity {:.4f}, {:.4f} bits per byte ({} tokens scored)\n", p->perplexity,
@@ -267,6 +267,7 @@ void add_eval(CLI::App & app) {
     cmd->add_option("--results", f->results, "Results store (SQLite)")->capture_default_str();
     cmd->add_flag("--no-results", f->no_results, "Neither reuse nor record results");
     add_threads(*cmd, r.threads);
+    add_cache_types(*cmd, r.cache_type_k, r.cache_type_v, "of the measured model (the base's stays f16)");
     cmd->add_option(
            "--rpc", r.rpc,
            "rpc-server workers (rpc://HOST:PORT, comma-separated) that hold the model's layers and compute them")

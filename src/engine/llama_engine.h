@@ -34,6 +34,12 @@ struct LlamaEngineOptions {
     // quantized types. RPC workers have none, and the kernels differ in rounding, so task suites
     // are scored without them wherever they run (see eval/run_suite.h).
     bool repack = true;
+    // The KV cache's element types (llama-server's -ctk/-ctv; model::parse_cache_type reads their
+    // names). A quantized V cache needs flash
+    // attention, which the engine then switches on; llama.cpp refuses (a one-line Error here) a
+    // quantized type whose block does not divide the model's head size.
+    ggml_type cache_type_k = GGML_TYPE_F16;
+    ggml_type cache_type_v = GGML_TYPE_F16;
     // Sees the intermediate tensors of every decode (ggml's scheduler callback): how calibration
     // observes the activations entering each weight matrix.
     ggml_backend_sched_eval_callback eval_callback = nullptr;

@@ -6,6 +6,7 @@
 #include "support/sha256.h"
 #include "support/sqlite_statement.h"
 
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -123,8 +124,15 @@ std::string ResultsStore::model_hash(const std::filesystem::path & model) {
     return sha;
 }
 
-RecordedModel ResultsStore::file_model(const std::filesystem::path & model) {
-    return {model_hash(model), std::filesystem::weakly_canonical(model).string()};
+RecordedModel ResultsStore::file_model(const std::filesystem::path & model, ggml_type cache_type_k,
+                                       ggml_type cache_type_v) {
+    RecordedModel recorded{model_hash(model), std::filesystem::weakly_canonical(model).string()};
+    if (cache_type_k != GGML_TYPE_F16 || cache_type_v != GGML_TYPE_F16) {
+        const std::string kv = fmt::format("+kv={}/{}", ggml_type_name(cache_type_k), ggml_type_name(cache_type_v));
+        recorded.key += kv;
+        recorded.label += kv;
+    }
+    return recorded;
 }
 
 std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options,

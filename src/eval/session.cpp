@@ -5,6 +5,7 @@
 #include "model/model_info.h"
 #include "support/error.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -33,6 +34,8 @@ void check_request(const EvalRequest & r) {
     if (r.tasks.empty() && r.text.empty() && r.base_file.empty() && !r.speed)
         throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
     if (r.served) check_served_request(r);
+    if (r.served && (r.cache_type_k != GGML_TYPE_F16 || r.cache_type_v != GGML_TYPE_F16))
+        throw Error("--cache-type-k/-v set a local model's KV cache; {} keeps its own", r.served->endpoint);
     if (r.stride > 0 && r.skip_chunks > 0)
         throw Error("--stride slides over the whole text; it cannot be combined with --skip-chunks");
     if (!r.save_base.empty() && !r.base_file.empty())
@@ -59,6 +62,13 @@ engine::LlamaEngineOptions session_engine_options(const std::filesystem::path & 
     return options;
 }
 
+engine::LlamaEngineOptions measured_engine_options(const EvalRequest & r, int context) {
+    auto options = session_engine_options(r.model, r, context);
+    options.cache_type_k = r.cache_type_k;
+    options.cache_type_v = r.cache_type_v;
+    return options;
+}
+
 // Runs suites through the results store where there is one: a finished run is reused and an
 // interrupted one resumes.
 class SuiteRuns {
@@ -67,7 +77,7 @@ public:
         : options_{.normalize = r.normalize, .progress = r.progress}, progress_(r.progress) {
         if (!r.results || r.tasks.empty()) return;
         store_.emplace(*r.results);
-        model_ = served_as ? *served_as : store_->file_model(r.model);
+        model_ = served_as ? *served_as : store_->file_model(r.model, r.cache_type_k, r.cache_type_v);
         if (!r.base.empty()) base_ = store_->file_model(r.base);
     }
 
@@ -156,11 +166,17 @@ EvalReport run_eval(const EvalRequest & r) {
         const model::ModelInfo info = model::inspect_gguf(r.model);
         report.context = r.context > 0 ? r.context : default_chunk_context(info.context_length);
         report.model = r.model.string();
+        if (r.cache_type_k != GGML_TYPE_F16 || r.cache_type_v != GGML_TYPE_F16)
+            report.kv_cache = fmt::format("{}/{}", ggml_type_name(r.cache_type_k), ggml_type_name(r.cache_type_v));
         // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
         if (r.speed) {
-            report.speed = measure_speed(
-                {.model_path = r.model, .threads = r.threads, .context_length = report.context, .rpc = r.rpc},
-                *r.speed);
+            report.speed = measure_speed({.model_path = r.model,
+                                          .threads = r.threads,
+                                          .context_length = report.context,
+                                          .rpc = r.rpc,
+                                          .cache_type_k = r.cache_type_k,
+                                          .cache_type_v = r.cache_type_v},
+                                         *r.speed);
             report.price_per_hour = r.speed->price_per_hour;
         }
     }
@@ -182,7 +198,7 @@ EvalReport run_eval(const EvalRequest & r) {
         }
     }
     std::optional<engine::LlamaEngine> local;
-    if (!remote) local.emplace(session_engine_options(r.model, r, report.context));
+    if (!remote) local.emplace(measured_engine_options(r, report.context));
     engine::Engine & engine = local ? static_cast<engine::Engine &>(*local) : *remote;
     for (std::size_t i = 0; i < suites.size(); ++i) {
         SuiteReport s{.result = runs.of_model(engine, suites[i])};
@@ -205,6 +221,7 @@ void to_json(nlohmann::json & j, const SuiteReport & s) {
 
 void to_json(nlohmann::json & j, const EvalReport & r) {
     j = {{"model", r.model}, {"normalize", r.normalize}, {"context", r.context}, {"suites", r.suites}};
+    if (!r.kv_cache.empty()) j["kv_cache"] = r.kv_cache;
     if (!r.endpoint.empty()) j["endpoint"] = r.endpoint;
     if (!r.base.empty()) j["base"] = r.base.string();
     if (const auto & p = r.perplexity) {

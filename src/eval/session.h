@@ -35,6 +35,10 @@ struct EvalRequest {
     std::optional<SpeedOptions> speed;  // also measure speed, first, with nothing else loaded
     std::optional<std::filesystem::path> results;  // the results store: finished runs reused, interrupted ones resumed
     int threads = 0;  // 0: every hardware thread
+    // The measured model's KV cache types (the base's stays f16): its results are recorded apart
+    // (ResultsStore::file_model).
+    ggml_type cache_type_k = GGML_TYPE_F16;
+    ggml_type cache_type_v = GGML_TYPE_F16;
     std::vector<std::string> rpc;  // rpc-server workers holding the model's layers
     bool progress = true;  // progress lines and notes on stderr
 };
@@ -48,6 +52,7 @@ struct SuiteReport {
 
 struct EvalReport {
     std::string model;  // the file as given, or a served model's NAME@URL
+    std::string kv_cache;  // "K/V" where the KV cache types are not f16 (EvalRequest)
     std::string endpoint;  // a served model's
     std::filesystem::path base;
     bool normalize = false;

@@ -1,5 +1,6 @@
 #include "model/portfolio.h"
 
+#include "model/kv_cache.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
 #include "support/rpc_endpoint.h"
@@ -35,7 +36,7 @@ void check_url(const YamlMap & y, const std::string & key, const std::string & u
 
 PortfolioModel read_model(const YamlMap & y) {
     y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads",
-                      "gpu_layers", "rpc", "normalize", "cost_per_1k_tokens", "note", "replicas", "health"});
+                      "gpu_layers", "kv", "rpc", "normalize", "cost_per_1k_tokens", "note", "replicas", "health"});
     PortfolioModel m;
     m.name = y.string("name");
     for (const auto & r : y.maps("replicas")) {
@@ -70,6 +71,20 @@ PortfolioModel read_model(const YamlMap & y) {
     m.parallel = static_cast<int>(y.integer("parallel", m.parallel));
     m.threads = static_cast<int>(y.integer("threads", m.threads));
     m.gpu_layers = static_cast<int>(y.integer("gpu_layers", m.gpu_layers));
+    if (auto kv = y.map("kv")) {
+        kv->reject_unknown({"k", "v"});
+        const auto cache_type = [&kv](const std::string & key, ggml_type fallback) {
+            if (!kv->has(key)) return fallback;
+            try {
+                return parse_cache_type(kv->string(key));
+            } catch (const Error & error) {
+                kv->fail(key, error.what());
+            }
+        };
+        m.cache_type_k = cache_type("k", m.cache_type_k);
+        m.cache_type_v = cache_type("v", m.cache_type_v);
+        if (m.path.empty()) y.fail("kv", "the KV cache types apply to an in-process model: give 'path' (a GGUF file)");
+    }
     for (const auto & e : y.strings("rpc")) {
         try {
             m.rpc.push_back(rpc_endpoint(e));
@@ -330,6 +345,11 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             << m.parallel;
         if (m.threads) out << YAML::Key << "threads" << YAML::Value << m.threads;
         if (m.gpu_layers) out << YAML::Key << "gpu_layers" << YAML::Value << m.gpu_layers;
+        if (m.cache_type_k != GGML_TYPE_F16 || m.cache_type_v != GGML_TYPE_F16) {
+            out << YAML::Key << "kv" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "k" << YAML::Value
+                << ggml_type_name(m.cache_type_k) << YAML::Key << "v" << YAML::Value << ggml_type_name(m.cache_type_v)
+                << YAML::EndMap;
+        }
         if (!m.rpc.empty()) {
             out << YAML::Key << "rpc" << YAML::Value << YAML::Flow << YAML::BeginSeq;
             for (const auto & e : m.rpc) out << "rpc://" + e;

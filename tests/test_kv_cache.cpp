@@ -1,0 +1,165 @@
+// A quantized KV cache: its names, the portfolio's `kv:`, the engine's refusal of a combination
+// the model cannot hold, and that results with it are recorded apart from the file's own.
+#include "engine/llama_engine.h"
+#include "eval/results_store.h"
+#include "eval/suite.h"
+#include "model/kv_cache.h"
+#include "model/portfolio.h"
+#include "model/synthetic_model.h"
+#include "support/error.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+using switchyard::Error;
+using namespace switchyard;
+namespace test = switchyard::test;
+
+namespace {
+
+std::string error_of(const std::function<void()> & f) {
+    try {
+        f();
+    } catch (const Error & e) {
+        return e.what();
+    }
+    return "";
+}
+
+const char * kKvPortfolio = R"(models:
+  - name: small
+    path: small.gguf
+    kv: {k: q8_0, v: q4_0}
+  - name: plain
+    path: plain.gguf
+)";
+
+// The "check" shape: head size 64, which every quantized cache type's block divides.
+std::filesystem::path check_model(const test::ScratchDir & dir) {
+    const auto path = dir.file("check.gguf");
+    model::write_synthetic_model({.shape = model::find_shape("check"), .seed = 7}, path);
+    return path;
+}
+
+engine::GenerateRequest greedy(const std::string & prompt, int tokens) {
+    engine::GenerateRequest request;
+    request.prompt = prompt;
+    request.max_tokens = tokens;
+    request.sampling.temperature = 0;
+    return request;
+}
+
+}  // namespace
+
+TEST(KvCacheType, ReadsLlamaServersNamesAndRefusesOthers) {
+    EXPECT_EQ(model::parse_cache_type("q8_0"), GGML_TYPE_Q8_0);
+    EXPECT_EQ(model::parse_cache_type("iq4_nl"), GGML_TYPE_IQ4_NL);
+    EXPECT_EQ(model::parse_cache_type("f16"), GGML_TYPE_F16);
+    const auto message = error_of([] { model::parse_cache_type("q2_K"); });
+    EXPECT_NE(message.find("unsupported KV cache type 'q2_K'"), std::string::npos) << message;
+    EXPECT_NE(message.find("q8_0, q4_0"), std::string::npos) << message;
+}
+
+TEST(KvCacheType, PortfolioReadsWritesAndChecksKv) {
+    const auto p = model::parse_portfolio(kKvPortfolio, "p.yaml", "/dir");
+    EXPECT_EQ(p.models[0].cache_type_k, GGML_TYPE_Q8_0);
+    EXPECT_EQ(p.models[0].cache_type_v, GGML_TYPE_Q4_0);
+    EXPECT_EQ(p.models[1].cache_type_k, GGML_TYPE_F16);
+    const auto yaml = model::portfolio_to_yaml(p, "/dir");
+    EXPECT_NE(yaml.find("kv: {k: q8_0, v: q4_0}"), std::string::npos) << yaml;
+    EXPECT_EQ(yaml.find("kv:", yaml.find("name: plain")), std::string::npos) << "f16 is the default, not written";
+    EXPECT_EQ(model::portfolio_to_yaml(model::parse_portfolio(yaml, "again.yaml", "/dir"), "/dir"), yaml);
+
+    const auto bad_type = error_of(
+        [] { model::parse_portfolio("models:\n  - name: a\n    path: a.gguf\n    kv: {k: q3}\n", "p.yaml", "/dir"); });
+    EXPECT_NE(bad_type.find("kv.k"), std::string::npos) << bad_type;
+    EXPECT_NE(bad_type.find("'q3'"), std::string::npos) << bad_type;
+    const auto remote = error_of([] {
+        model::parse_portfolio("models:\n  - name: a\n    endpoint: http://h:1/v1\n    kv: {k: q8_0}\n", "p.yaml",
+                               "/dir");
+    });
+    EXPECT_NE(remote.find("in-process"), std::string::npos) << remote;
+}
+
+// babyllama's heads are 16 wide: no 32-element block fits, and llama.cpp says so before allocating.
+TEST(KvCache, ACacheTheHeadsCannotHoldIsAOneLineError) {
+    const auto r = test::run_switchyard({"generate", "-m", test::model_path("babyllama-0.9M-f32.gguf").string(), "-p",
+                                         "Once upon a time", "-n", "4", "--cache-type-k", "q8_0"});
+    test::expect_clean_failure(r, "K cache type q8_0 with block size 32 does not divide n_embd_head_k=16");
+    const auto bad_name = test::run_switchyard(
+        {"generate", "-m", test::model_path("babyllama-0.9M-f32.gguf").string(), "-p", "x", "--cache-type-v", "q9"});
+    test::expect_clean_failure(bad_name, "unsupported KV cache type 'q9'");
+}
+
+// A quantized cache changes the arithmetic, not the program: the same prompt still generates; the
+// logits move (the cache is really quantized); f16 named explicitly is today's engine exactly.
+TEST(KvCache, QuantizedCachesGenerateAndF16IsTheDefault) {
+    test::ScratchDir dir;
+    const auto path = check_model(dir);
+    const auto last_logits = [&](engine::LlamaEngineOptions options) {
+        options.model_path = path;
+        options.threads = 2;
+        options.context_length = 128;
+        options.parallel = 1;
+        engine::LlamaEngine e(options);
+        const std::vector<std::vector<engine::Token>> sequence = {e.tokenize("Once upon a time there was a dog", true)};
+        std::vector<float> last;
+        e.forward(sequence, [&](std::size_t, std::size_t pos, std::span<const float> logits) {
+            if (pos + 1 == sequence[0].size()) last.assign(logits.begin(), logits.end());
+        });
+        auto request = greedy("Once upon a time there was", 24);
+        EXPECT_GT(e.generate(std::span(&request, 1))[0].completion_tokens, 0);
+        return last;
+    };
+    const auto max_difference = [](const std::vector<float> & a, const std::vector<float> & b) {
+        double worst = 0;
+        for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
+        return worst;
+    };
+    const auto defaults = last_logits({});
+    ASSERT_FALSE(defaults.empty());
+    EXPECT_EQ(last_logits({.cache_type_k = GGML_TYPE_F16, .cache_type_v = GGML_TYPE_F16}), defaults);
+    const auto q8 = last_logits({.cache_type_k = GGML_TYPE_Q8_0, .cache_type_v = GGML_TYPE_Q8_0});
+    const auto q4 = last_logits({.cache_type_k = GGML_TYPE_Q4_0, .cache_type_v = GGML_TYPE_Q4_0});
+    EXPECT_GT(max_difference(q8, defaults), 0.0);
+    EXPECT_GT(max_difference(q4, defaults), max_difference(q8, defaults)) << "4 bits move the logits more than 8";
+}
+
+// The results store keys a run by the model's bytes; with a quantized cache it is another model,
+// so `eval` neither reuses the file's f16 results for it nor the other way round.
+TEST(KvCache, EvalRecordsAQuantizedCacheApart) {
+    test::ScratchDir dir;
+    const auto path = check_model(dir);
+    const auto suite = dir.file("suite.jsonl");
+    std::string lines;
+    for (int i = 0; i < 12; ++i)
+        lines += R"({"good": "The dog runs )" + std::to_string(i) + R"( times.", "bad": "The dog run )" +
+            std::to_string(i) + R"( times."})" + "\n";
+    test::write_file(suite, lines);
+    const auto store = dir.file("results.sqlite");
+    const auto eval = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args = {"eval",      "-m",           path.string(), "--tasks", suite.string(),
+                                         "--results", store.string(), "--json",      "-t",      "2"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return test::run_switchyard(args);
+    };
+    const auto finished = [&](ggml_type k, ggml_type v) {
+        eval::ResultsStore results(store);
+        return results.has_finished_run(results.file_model(path, k, v), eval::load_suite(suite.string()),
+                                        eval::recorded_options({}));
+    };
+    const auto plain = eval({});
+    ASSERT_EQ(plain.exit_code, 0) << plain.err;
+    EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("kv_cache"));
+    EXPECT_TRUE(finished(GGML_TYPE_F16, GGML_TYPE_F16));
+    EXPECT_FALSE(finished(GGML_TYPE_Q8_0, GGML_TYPE_Q8_0)) << "the f16 run does not stand for a q8_0 cache";
+
+    const auto kv = eval({"--cache-type-k", "q8_0", "--cache-type-v", "q8_0"});
+    ASSERT_EQ(kv.exit_code, 0) << kv.err;
+    EXPECT_EQ(nlohmann::json::parse(kv.out).value("kv_cache", ""), "q8_0/q8_0") << kv.out;
+    EXPECT_TRUE(finished(GGML_TYPE_Q8_0, GGML_TYPE_Q8_0));
+    eval::ResultsStore results(store);
+    EXPECT_EQ(results.file_model(path, GGML_TYPE_Q8_0, GGML_TYPE_Q8_0).key,
+              results.file_model(path).key + "+kv=q8_0/q8_0");
+}
