@@ -27,6 +27,8 @@ std::string error_of(const std::function<void()> & f) {
     return "";
 }
 
+const model::KvCacheTypes kQ8{GGML_TYPE_Q8_0, GGML_TYPE_Q8_0};
+
 const char * kKvPortfolio = R"(models:
   - name: small
     path: small.gguf
@@ -63,9 +65,9 @@ TEST(KvCacheType, ReadsLlamaServersNamesAndRefusesOthers) {
 
 TEST(KvCacheType, PortfolioReadsWritesAndChecksKv) {
     const auto p = model::parse_portfolio(kKvPortfolio, "p.yaml", "/dir");
-    EXPECT_EQ(p.models[0].cache_type_k, GGML_TYPE_Q8_0);
-    EXPECT_EQ(p.models[0].cache_type_v, GGML_TYPE_Q4_0);
-    EXPECT_EQ(p.models[1].cache_type_k, GGML_TYPE_F16);
+    EXPECT_EQ(p.models[0].kv_cache.k, GGML_TYPE_Q8_0);
+    EXPECT_EQ(p.models[0].kv_cache.v, GGML_TYPE_Q4_0);
+    EXPECT_EQ(p.models[1].kv_cache.k, GGML_TYPE_F16);
     const auto yaml = model::portfolio_to_yaml(p, "/dir");
     EXPECT_NE(yaml.find("kv: {k: q8_0, v: q4_0}"), std::string::npos) << yaml;
     EXPECT_EQ(yaml.find("kv:", yaml.find("name: plain")), std::string::npos) << "f16 is the default, not written";
@@ -119,9 +121,9 @@ TEST(KvCache, QuantizedCachesGenerateAndF16IsTheDefault) {
     };
     const auto defaults = last_logits({});
     ASSERT_FALSE(defaults.empty());
-    EXPECT_EQ(last_logits({.cache_type_k = GGML_TYPE_F16, .cache_type_v = GGML_TYPE_F16}), defaults);
-    const auto q8 = last_logits({.cache_type_k = GGML_TYPE_Q8_0, .cache_type_v = GGML_TYPE_Q8_0});
-    const auto q4 = last_logits({.cache_type_k = GGML_TYPE_Q4_0, .cache_type_v = GGML_TYPE_Q4_0});
+    EXPECT_EQ(last_logits({.kv_cache = {}}), defaults);
+    const auto q8 = last_logits({.kv_cache = kQ8});
+    const auto q4 = last_logits({.kv_cache = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_0}});
     EXPECT_GT(max_difference(q8, defaults), 0.0);
     EXPECT_GT(max_difference(q4, defaults), max_difference(q8, defaults)) << "4 bits move the logits more than 8";
 }
@@ -144,22 +146,21 @@ TEST(KvCache, EvalRecordsAQuantizedCacheApart) {
         args.insert(args.end(), extra.begin(), extra.end());
         return test::run_switchyard(args);
     };
-    const auto finished = [&](ggml_type k, ggml_type v) {
+    const auto finished = [&](const model::KvCacheTypes & kv) {
         eval::ResultsStore results(store);
-        return results.has_finished_run(results.file_model(path, k, v), eval::load_suite(suite.string()),
+        return results.has_finished_run(results.file_model(path, kv), eval::load_suite(suite.string()),
                                         eval::recorded_options({}));
     };
     const auto plain = eval({});
     ASSERT_EQ(plain.exit_code, 0) << plain.err;
     EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("kv_cache"));
-    EXPECT_TRUE(finished(GGML_TYPE_F16, GGML_TYPE_F16));
-    EXPECT_FALSE(finished(GGML_TYPE_Q8_0, GGML_TYPE_Q8_0)) << "the f16 run does not stand for a q8_0 cache";
+    EXPECT_TRUE(finished({}));
+    EXPECT_FALSE(finished(kQ8)) << "the f16 run does not stand for a q8_0 cache";
 
     const auto kv = eval({"--cache-type-k", "q8_0", "--cache-type-v", "q8_0"});
     ASSERT_EQ(kv.exit_code, 0) << kv.err;
     EXPECT_EQ(nlohmann::json::parse(kv.out).value("kv_cache", ""), "q8_0/q8_0") << kv.out;
-    EXPECT_TRUE(finished(GGML_TYPE_Q8_0, GGML_TYPE_Q8_0));
+    EXPECT_TRUE(finished(kQ8));
     eval::ResultsStore results(store);
-    EXPECT_EQ(results.file_model(path, GGML_TYPE_Q8_0, GGML_TYPE_Q8_0).key,
-              results.file_model(path).key + "+kv=q8_0/q8_0");
+    EXPECT_EQ(results.file_model(path, kQ8).key, results.file_model(path).key + "+kv=q8_0/q8_0");
 }

@@ -35,14 +35,14 @@ CLI::Option * add_gpu_layers(CLI::App & cmd, int & layers) {
         ->capture_default_str();
 }
 
-void add_cache_types(CLI::App & cmd, ggml_type & k, ggml_type & v, const std::string & use) {
-    const std::string types = "f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1";
+void add_cache_types(CLI::App & cmd, model::KvCacheTypes & types, const std::string & use) {
+    const std::string names = "f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1";
     cmd.add_option_function<std::string>(
-           "--cache-type-k", [&k](const std::string & name) { k = model::parse_cache_type(name); },
-           with_use("KV cache type of keys (default f16): " + types, use))
+           "--cache-type-k", [&types](const std::string & name) { types.k = model::parse_cache_type(name); },
+           with_use("KV cache type of keys (default f16): " + names, use))
         ->type_name("TYPE");
     cmd.add_option_function<std::string>(
-           "--cache-type-v", [&v](const std::string & name) { v = model::parse_cache_type(name); },
+           "--cache-type-v", [&types](const std::string & name) { types.v = model::parse_cache_type(name); },
            with_use("KV cache type of values (default f16; a quantized one switches flash attention on)", use))
         ->type_name("TYPE");
 }

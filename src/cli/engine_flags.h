@@ -3,7 +3,7 @@
 // declared once so that every command spells, documents and defaults them alike.
 #pragma once
 
-#include <ggml.h>
+#include "model/kv_cache.h"
 
 #include <string>
 
@@ -32,6 +32,6 @@ CLI::Option * add_gpu_layers(CLI::App & cmd, int & layers);
 
 // --cache-type-k/--cache-type-v: the KV cache's element types (llama-server's -ctk/-ctv), f16 by
 // default; a quantized V cache switches flash attention on. `use` as for add_threads.
-void add_cache_types(CLI::App & cmd, ggml_type & k, ggml_type & v, const std::string & use = {});
+void add_cache_types(CLI::App & cmd, model::KvCacheTypes & types, const std::string & use = {});
 
 }  // namespace switchyard::cli

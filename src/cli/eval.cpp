@@ -267,7 +267,7 @@ void add_eval(CLI::App & app) {
     cmd->add_option("--results", f->results, "Results store (SQLite)")->capture_default_str();
     cmd->add_flag("--no-results", f->no_results, "Neither reuse nor record results");
     add_threads(*cmd, r.threads);
-    add_cache_types(*cmd, r.cache_type_k, r.cache_type_v, "of the measured model (the base's stays f16)");
+    add_cache_types(*cmd, r.kv_cache, "of the measured model (the base's stays f16)");
     cmd->add_option(
            "--rpc", r.rpc,
            "rpc-server workers (rpc://HOST:PORT, comma-separated) that hold the model's layers and compute them")

@@ -45,7 +45,7 @@ void add_generate(CLI::App & app) {
     add_context(*cmd, opt->engine.context_length);
     add_threads(*cmd, opt->engine.threads);
     add_gpu_layers(*cmd, opt->engine.gpu_layers);
-    add_cache_types(*cmd, opt->engine.cache_type_k, opt->engine.cache_type_v);
+    add_cache_types(*cmd, opt->engine.kv_cache);
     cmd->callback([opt] {
         if (!opt->prompt_file.empty()) opt->prompt = read_whole_file(opt->prompt_file, "prompt file");
         opt->engine.parallel = 1;

@@ -24,7 +24,7 @@ struct ServeOptions {
     int context = 2048;
     int parallel = 4;
     int threads = 0;
-    ggml_type cache_type_k = GGML_TYPE_F16, cache_type_v = GGML_TYPE_F16;
+    model::KvCacheTypes kv_cache;
     bool normalize = false;
     // Flags given on the command line override the portfolio's `server:` settings.
     std::optional<std::string> host, admin_token_env, api_keys_env;
@@ -44,8 +44,7 @@ void run_serve(const ServeOptions & o) {
                             .context = o.context,
                             .parallel = o.parallel,
                             .threads = o.threads,
-                            .cache_type_k = o.cache_type_k,
-                            .cache_type_v = o.cache_type_v,
+                            .kv_cache = o.kv_cache,
                             .normalize = o.normalize});
         p.routes.push_back({.name = name, .model = name});
         p.default_route = name;
@@ -109,7 +108,7 @@ void add_serve(CLI::App & app) {
     add_context(*cmd, o->context, "with -m");
     cmd->add_option("--parallel", o->parallel, "With -m: requests decoded side by side")->capture_default_str();
     add_threads(*cmd, o->threads, "with -m");
-    add_cache_types(*cmd, o->cache_type_k, o->cache_type_v, "with -m (a portfolio model's `kv:`)");
+    add_cache_types(*cmd, o->kv_cache, "with -m (a portfolio model's `kv:`)");
     cmd->add_flag("--normalize", o->normalize,
                   "With -m: collapse whitespace and drop characters the vocabulary cannot encode, in every prompt");
     cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1)");

@@ -77,9 +77,9 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
         options.max_outputs > 0 ? std::min(options.max_outputs, options.batch_size) : options.batch_size;
     cparams.n_outputs_max = static_cast<uint32_t>(std::max({1, max_outputs, parallel_}));
     cparams.kv_unified = false;
-    cparams.type_k = options.cache_type_k;
-    cparams.type_v = options.cache_type_v;
-    if (ggml_is_quantized(options.cache_type_v)) cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    cparams.type_k = options.kv_cache.k;
+    cparams.type_v = options.kv_cache.v;
+    if (ggml_is_quantized(options.kv_cache.v)) cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
     cparams.n_threads = threads;
     cparams.n_threads_batch = threads;
     cparams.no_perf = true;

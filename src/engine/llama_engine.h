@@ -4,6 +4,7 @@
 
 #include "engine/chat_template.h"
 #include "engine/engine.h"
+#include "model/kv_cache.h"
 
 #include <ggml-backend.h>
 #include <llama-cpp.h>
@@ -38,8 +39,7 @@ struct LlamaEngineOptions {
     // names). A quantized V cache needs flash
     // attention, which the engine then switches on; llama.cpp refuses (a one-line Error here) a
     // quantized type whose block does not divide the model's head size.
-    ggml_type cache_type_k = GGML_TYPE_F16;
-    ggml_type cache_type_v = GGML_TYPE_F16;
+    model::KvCacheTypes kv_cache;
     // Sees the intermediate tensors of every decode (ggml's scheduler callback): how calibration
     // observes the activations entering each weight matrix.
     ggml_backend_sched_eval_callback eval_callback = nullptr;

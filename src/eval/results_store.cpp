@@ -124,11 +124,10 @@ std::string ResultsStore::model_hash(const std::filesystem::path & model) {
     return sha;
 }
 
-RecordedModel ResultsStore::file_model(const std::filesystem::path & model, ggml_type cache_type_k,
-                                       ggml_type cache_type_v) {
+RecordedModel ResultsStore::file_model(const std::filesystem::path & model, const model::KvCacheTypes & kv_cache) {
     RecordedModel recorded{model_hash(model), std::filesystem::weakly_canonical(model).string()};
-    if (cache_type_k != GGML_TYPE_F16 || cache_type_v != GGML_TYPE_F16) {
-        const std::string kv = fmt::format("+kv={}/{}", ggml_type_name(cache_type_k), ggml_type_name(cache_type_v));
+    if (!kv_cache.is_default()) {
+        const std::string kv = "+kv=" + kv_cache.label();
         recorded.key += kv;
         recorded.label += kv;
     }

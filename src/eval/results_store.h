@@ -6,8 +6,6 @@
 #include "eval/run_suite.h"
 #include "support/sqlite_statement.h"
 
-#include <ggml.h>
-
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -60,8 +58,7 @@ public:
     std::string model_hash(const std::filesystem::path & model);
     // key: sha256, label: absolute path. A quantized KV cache answers differently: it is another
     // model here ("+kv=K/V" on both), so its runs never mix with the file's own.
-    RecordedModel file_model(const std::filesystem::path & model, ggml_type cache_type_k = GGML_TYPE_F16,
-                             ggml_type cache_type_v = GGML_TYPE_F16);
+    RecordedModel file_model(const std::filesystem::path & model, const model::KvCacheTypes & kv_cache = {});
 
     // The run of this model on this suite with these options: created if new, else returned with
     // the outcomes recorded so far (all of them when it finished).

@@ -34,7 +34,7 @@ void check_request(const EvalRequest & r) {
     if (r.tasks.empty() && r.text.empty() && r.base_file.empty() && !r.speed)
         throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
     if (r.served) check_served_request(r);
-    if (r.served && (r.cache_type_k != GGML_TYPE_F16 || r.cache_type_v != GGML_TYPE_F16))
+    if (r.served && !r.kv_cache.is_default())
         throw Error("--cache-type-k/-v set a local model's KV cache; {} keeps its own", r.served->endpoint);
     if (r.stride > 0 && r.skip_chunks > 0)
         throw Error("--stride slides over the whole text; it cannot be combined with --skip-chunks");
@@ -64,8 +64,7 @@ engine::LlamaEngineOptions session_engine_options(const std::filesystem::path & 
 
 engine::LlamaEngineOptions measured_engine_options(const EvalRequest & r, int context) {
     auto options = session_engine_options(r.model, r, context);
-    options.cache_type_k = r.cache_type_k;
-    options.cache_type_v = r.cache_type_v;
+    options.kv_cache = r.kv_cache;
     return options;
 }
 
@@ -77,7 +76,7 @@ public:
         : options_{.normalize = r.normalize, .progress = r.progress}, progress_(r.progress) {
         if (!r.results || r.tasks.empty()) return;
         store_.emplace(*r.results);
-        model_ = served_as ? *served_as : store_->file_model(r.model, r.cache_type_k, r.cache_type_v);
+        model_ = served_as ? *served_as : store_->file_model(r.model, r.kv_cache);
         if (!r.base.empty()) base_ = store_->file_model(r.base);
     }
 
@@ -166,16 +165,14 @@ EvalReport run_eval(const EvalRequest & r) {
         const model::ModelInfo info = model::inspect_gguf(r.model);
         report.context = r.context > 0 ? r.context : default_chunk_context(info.context_length);
         report.model = r.model.string();
-        if (r.cache_type_k != GGML_TYPE_F16 || r.cache_type_v != GGML_TYPE_F16)
-            report.kv_cache = fmt::format("{}/{}", ggml_type_name(r.cache_type_k), ggml_type_name(r.cache_type_v));
+        if (!r.kv_cache.is_default()) report.kv_cache = r.kv_cache.label();
         // The speed pass runs first, with nothing else loaded, so its peak memory is this model's.
         if (r.speed) {
             report.speed = measure_speed({.model_path = r.model,
                                           .threads = r.threads,
                                           .context_length = report.context,
                                           .rpc = r.rpc,
-                                          .cache_type_k = r.cache_type_k,
-                                          .cache_type_v = r.cache_type_v},
+                                          .kv_cache = r.kv_cache},
                                          *r.speed);
             report.price_per_hour = r.speed->price_per_hour;
         }

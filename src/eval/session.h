@@ -37,8 +37,7 @@ struct EvalRequest {
     int threads = 0;  // 0: every hardware thread
     // The measured model's KV cache types (the base's stays f16): its results are recorded apart
     // (ResultsStore::file_model).
-    ggml_type cache_type_k = GGML_TYPE_F16;
-    ggml_type cache_type_v = GGML_TYPE_F16;
+    model::KvCacheTypes kv_cache;
     std::vector<std::string> rpc;  // rpc-server workers holding the model's layers
     bool progress = true;  // progress lines and notes on stderr
 };

@@ -1,12 +1,16 @@
 #include "model/kv_cache.h"
 
 #include "support/error.h"
+#include "support/yaml_config.h"
 
+#include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <vector>
 
 namespace switchyard::model {
+
+std::string KvCacheTypes::label() const { return fmt::format("{}/{}", ggml_type_name(k), ggml_type_name(v)); }
 
 ggml_type parse_cache_type(std::string_view name) {
     static constexpr ggml_type kAccepted[] = {GGML_TYPE_F32,    GGML_TYPE_F16,  GGML_TYPE_BF16,
@@ -18,6 +22,20 @@ ggml_type parse_cache_type(std::string_view name) {
         names.emplace_back(ggml_type_name(type));
     }
     throw Error("unsupported KV cache type '{}': use one of {}", name, fmt::join(names, ", "));
+}
+
+KvCacheTypes read_kv_cache(const YamlMap & kv) {
+    kv.reject_unknown({"k", "v"});
+    KvCacheTypes types;
+    for (const auto & [key, type] : {std::pair{"k", &types.k}, std::pair{"v", &types.v}}) {
+        if (!kv.has(key)) continue;
+        try {
+            *type = parse_cache_type(kv.string(key));
+        } catch (const Error & error) {
+            kv.fail(key, error.what());
+        }
+    }
+    return types;
 }
 
 }  // namespace switchyard::model

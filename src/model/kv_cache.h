@@ -3,12 +3,29 @@
 
 #include <ggml.h>
 
+#include <string>
 #include <string_view>
 
+namespace switchyard {
+class YamlMap;
+}
+
 namespace switchyard::model {
+
+struct KvCacheTypes {
+    ggml_type k = GGML_TYPE_F16;
+    ggml_type v = GGML_TYPE_F16;
+    bool is_default() const { return k == GGML_TYPE_F16 && v == GGML_TYPE_F16; }
+    std::string label() const;  // "q8_0/q4_0"
+    bool operator==(const KvCacheTypes &) const = default;
+};
 
 // The types llama-server accepts (common/arg.cpp's kv_cache_types): f32, f16, bf16, q8_0, q4_0,
 // q4_1, iq4_nl, q5_0, q5_1. Throws switchyard::Error naming them for any other name.
 ggml_type parse_cache_type(std::string_view name);
+
+// `kv: {k: TYPE, v: TYPE}` (a portfolio model, a plan variant); a type left out stays f16. A bad
+// name fails naming its key.
+KvCacheTypes read_kv_cache(const YamlMap & kv);
 
 }  // namespace switchyard::model

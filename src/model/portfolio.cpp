@@ -72,17 +72,7 @@ PortfolioModel read_model(const YamlMap & y) {
     m.threads = static_cast<int>(y.integer("threads", m.threads));
     m.gpu_layers = static_cast<int>(y.integer("gpu_layers", m.gpu_layers));
     if (auto kv = y.map("kv")) {
-        kv->reject_unknown({"k", "v"});
-        const auto cache_type = [&kv](const std::string & key, ggml_type fallback) {
-            if (!kv->has(key)) return fallback;
-            try {
-                return parse_cache_type(kv->string(key));
-            } catch (const Error & error) {
-                kv->fail(key, error.what());
-            }
-        };
-        m.cache_type_k = cache_type("k", m.cache_type_k);
-        m.cache_type_v = cache_type("v", m.cache_type_v);
+        m.kv_cache = read_kv_cache(*kv);
         if (m.path.empty()) y.fail("kv", "the KV cache types apply to an in-process model: give 'path' (a GGUF file)");
     }
     for (const auto & e : y.strings("rpc")) {
@@ -345,9 +335,9 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             << m.parallel;
         if (m.threads) out << YAML::Key << "threads" << YAML::Value << m.threads;
         if (m.gpu_layers) out << YAML::Key << "gpu_layers" << YAML::Value << m.gpu_layers;
-        if (m.cache_type_k != GGML_TYPE_F16 || m.cache_type_v != GGML_TYPE_F16) {
+        if (!m.kv_cache.is_default()) {
             out << YAML::Key << "kv" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "k" << YAML::Value
-                << ggml_type_name(m.cache_type_k) << YAML::Key << "v" << YAML::Value << ggml_type_name(m.cache_type_v)
+                << ggml_type_name(m.kv_cache.k) << YAML::Key << "v" << YAML::Value << ggml_type_name(m.kv_cache.v)
                 << YAML::EndMap;
         }
         if (!m.rpc.empty()) {

@@ -1,7 +1,7 @@
 // The portfolio file: which models `serve` runs, and how traffic is routed, backed up and shadowed.
 #pragma once
 
-#include <ggml.h>
+#include "model/kv_cache.h"
 
 #include <filesystem>
 #include <memory>
@@ -45,8 +45,7 @@ struct PortfolioModel {
     int threads = 0;  // 0: the engine's default
     int gpu_layers = 0;
     // `kv: {k: q8_0, v: q8_0}`: the KV cache's element types (model/kv_cache.h), f16 by default.
-    ggml_type cache_type_k = GGML_TYPE_F16;
-    ggml_type cache_type_v = GGML_TYPE_F16;
+    KvCacheTypes kv_cache;
     // rpc-server workers (HOST:PORT) that hold the in-process model's layers and compute them: one
     // model spread over several machines' memory. llama.cpp's RPC client stops the process when a
     // worker goes away, so these are for memory, not for availability (replicas are).

@@ -15,8 +15,7 @@ LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     options.engine.context_length = entry.context;
     options.engine.parallel = entry.parallel;
     options.engine.threads = entry.threads;
-    options.engine.cache_type_k = entry.cache_type_k;
-    options.engine.cache_type_v = entry.cache_type_v;
+    options.engine.kv_cache = entry.kv_cache;
     options.engine.gpu_layers = entry.gpu_layers;
     options.engine.rpc = entry.rpc;
     options.max_queue = max_queue;
