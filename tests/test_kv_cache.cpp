@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <map>
+
 using switchyard::Error;
 using namespace switchyard;
 namespace test = switchyard::test;
@@ -163,4 +165,69 @@ TEST(KvCache, EvalRecordsAQuantizedCacheApart) {
     EXPECT_TRUE(finished(kQ8));
     eval::ResultsStore results(store);
     EXPECT_EQ(results.file_model(path, kQ8).key, results.file_model(path).key + "+kv=q8_0/q8_0");
+}
+
+namespace {
+
+std::string kv_plan(const std::filesystem::path & base) {
+    const auto text = test::data_dir() / "data" / "tinystories-valid-head.txt";
+    return "base: {name: check, path: " + base.string() +
+        "}\n"
+        "variants:\n  - {kv: {k: q8_0, v: q8_0}}\n  - {kv: {k: q4_0, v: q4_0}}\n"
+        "screen:\n  files: [" +
+        text.string() +
+        "]\n  chunks: 4\n"
+        "tasks:\n  - cloze: {text: " +
+        text.string() +
+        ", items: 200, skip_passages: 1500}\n    name: story-cloze\n"
+        // A random-weight model answers about a third right: the floor and the limit are set so
+        // that the caches pass on the evidence, and the tie-break (no price: no cost step) decides.
+        "policy:\n  accuracy_floor: 0.0\n  max_drop: 0.5\n  budgets: {memory: 2G}\n  deployment: {context: 4096}\n"
+        "speed: {prompt_tokens: 16, generate_tokens: 4, repeats: 6}\n";
+}
+
+}  // namespace
+
+// A KV cache variant is measured like any other (drift, tasks, speed and memory at the deployment's
+// context), its cache's bytes are what llama.cpp allocates, and with costs not compared the
+// smallest file and cache wins and is served with its cache.
+TEST(KvCachePlan, AKvCacheVariantIsMeasuredAndServedWithItsCache) {
+    test::ScratchDir dir;
+    const auto base = check_model(dir);
+    test::write_file(dir.file("plan.yaml"), kv_plan(base));
+    const auto out = dir.file("out");
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "-t", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
+    std::map<std::string, nlohmann::json> by_name;
+    for (const auto & c : decision["candidates"]) by_name[c["name"]] = c;
+    ASSERT_TRUE(by_name.count("kv:q8_0") && by_name.count("kv:q4_0")) << decision["candidates"].dump();
+    const auto & q8 = by_name["kv:q8_0"];
+    const auto & q4 = by_name["kv:q4_0"];
+    EXPECT_EQ(q8["kv_cache"], "q8_0/q8_0");
+    EXPECT_GT(q8["drift"]["kld_mean"].get<double>(), 0.0);
+    EXPECT_GT(q4["drift"]["kld_mean"].get<double>(), q8["drift"]["kld_mean"].get<double>());
+    // 2 layers x 4096 cells x 128 keys and 128 values per cell: 2 bytes each at f16, 34 per 32 at
+    // q8_0, 18 per 32 at q4_0 (ggml's block sizes).
+    EXPECT_EQ(by_name["check"]["cost"]["kv_cache_bytes"], 2u * 4096 * 256 * 2);
+    EXPECT_EQ(q8["cost"]["kv_cache_bytes"], 2u * 4096 * (2 * 4 * 34));
+    EXPECT_EQ(q4["cost"]["kv_cache_bytes"], 2u * 4096 * (2 * 4 * 18));
+    EXPECT_GT(q4["cost"]["peak_rss_bytes"].get<std::uint64_t>(), q4["cost"]["kv_cache_bytes"].get<std::uint64_t>());
+
+    const auto portfolio = model::load_portfolio(out / "portfolio.yaml");
+    const auto * chosen = portfolio.find_model(portfolio.routes.front().model);
+    ASSERT_NE(chosen, nullptr);
+    EXPECT_EQ(chosen->kv_cache.label(), "q4_0/q4_0") << test::read_file(out / "portfolio.yaml");
+    EXPECT_NE(r.out.find("smallest file and KV cache"), std::string::npos) << r.out;
+}
+
+// A cache the base cannot hold stops the plan before anything is measured, naming the variant.
+TEST(KvCachePlan, ACacheTheBaseCannotHoldNamesTheVariant) {
+    test::ScratchDir dir;
+    std::string plan = kv_plan(test::model_path("babyllama-0.9M-f32.gguf"));
+    plan += "normalize: true\n";
+    test::write_file(dir.file("plan.yaml"), plan);
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", dir.file("out").string()});
+    test::expect_clean_failure(r, "variant kv:q8_0:");
+    EXPECT_NE(r.err.find("does not divide n_embd_head_k=16"), std::string::npos) << r.err;
 }

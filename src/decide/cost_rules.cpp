@@ -32,11 +32,15 @@ bool priced(const Policy & policy) { return policy.deployment.price_per_hour > 0
 
 bool known(const Candidate & c) { return c.cost && c.cost->cost_known(); }
 
-// Step 2's order: local before served, fewer bits per weight, smaller file, then the name.
+// What a model takes to serve: its file, and its KV cache at the deployment's context where its
+// speed was measured (the same file with a q8_0 cache is the smaller one).
+std::uint64_t served_bytes(const Candidate & c) { return c.file_bytes + (c.cost ? c.cost->kv_cache_bytes : 0); }
+
+// Step 2's order: local before served, fewer bits per weight, smaller file and cache, then the name.
 bool before(const Candidate * a, const Candidate * b) {
     if (a->remote() != b->remote()) return b->remote();
     if (std::abs(a->bits_per_weight - b->bits_per_weight) > 1e-6) return a->bits_per_weight < b->bits_per_weight;
-    if (a->file_bytes != b->file_bytes) return a->file_bytes < b->file_bytes;
+    if (served_bytes(*a) != served_bytes(*b)) return served_bytes(*a) < served_bytes(*b);
     return a->name < b->name;
 }
 
@@ -137,6 +141,9 @@ std::string tie_break(const Candidate & loser, const Candidate & winner) {
         return fmt::format("bits per weight {:.3g} vs {:.3g}", loser.bits_per_weight, winner.bits_per_weight);
     if (loser.file_bytes != winner.file_bytes)
         return fmt::format("size {} vs {}", size_text(loser.file_bytes), size_text(winner.file_bytes));
+    if (served_bytes(loser) != served_bytes(winner))
+        return fmt::format("file and KV cache {} vs {}", size_text(served_bytes(loser)),
+                           size_text(served_bytes(winner)));
     return "name";
 }
 
@@ -160,7 +167,7 @@ CheapestChoice cheapest(const Policy & policy, const std::vector<const Candidate
         });
     }
     choice.within_cost = kept.size();
-    // Step 2: fewest bits per weight, smallest file, then the name.
+    // Step 2: fewest bits per weight, smallest file and KV cache, then the name.
     std::sort(kept.begin(), kept.end(), before);
     choice.chosen = kept.front();
     if (kept.size() > 1) choice.runner_up = kept[1];

@@ -12,6 +12,7 @@ void to_json(nlohmann::json & out, const CostScore & c) {
     out = {{"remote", c.remote},
            {"file_bytes", c.file_bytes},
            {"peak_rss_bytes", c.peak_rss_bytes},
+           {"kv_cache_bytes", c.kv_cache_bytes},
            {"prefill_tokens_per_s", c.prefill_tokens_per_s},
            {"decode_tokens_per_s", c.decode_tokens_per_s},
            {"ttft_p95_ms", c.ttft_p95_ms},

@@ -27,6 +27,9 @@ struct Hardware {
     double watts = 15;  // per busy core, for modelled energy
     std::string device = "cpu";  // the only device speed is measured on here (the plan refuses others)
     int threads = 0;
+    // Tokens per sequence as deployed: the speed pass loads every model at it, so peak memory holds
+    // a KV cache of that size (0: each model's declared context).
+    int context = 0;
 };
 
 // A candidate's speed and cost. Like with like: one query is the same text for every model (the
@@ -38,6 +41,7 @@ struct CostScore {
     bool remote = false;  // served elsewhere: local memory does not apply, latency is the server's, cost is declared
     std::uint64_t file_bytes = 0;
     std::uint64_t peak_rss_bytes = 0;
+    std::uint64_t kv_cache_bytes = 0;  // of that, the KV cache at the deployment's context (computed, exact)
     double prefill_tokens_per_s = 0;  // this model's tokens
     double decode_tokens_per_s = 0;
     double ttft_p95_ms = 0;

@@ -4,6 +4,8 @@
 #include "decide/plan_file.h"
 #include "decide/rules.h"
 
+#include "model/kv_cache.h"
+
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -28,6 +30,7 @@ struct Candidate {
     double bits_per_weight = 0;
     std::uint64_t parameters = 0;
     bool same_vocabulary = false;  // as the original: drift (KLD, agreement) is measurable
+    model::KvCacheTypes kv_cache;  // served with this KV cache (a plan variant's `kv:`)
     // A variant's method ladder ("Q+imatrix", "prune:magnitude/unstructured+Q8_0", "mix", ...) and
     // its place on it (larger: more compressed); the search tests one ladder mild to aggressive.
     std::string ladder;

@@ -47,6 +47,11 @@ int Measurements::speed_threads() const {
     return plan_.policy.deployment.threads > 0 ? plan_.policy.deployment.threads : threads_;
 }
 
+std::string Measurements::model_key(const Candidate & c) {
+    const auto hash = store_.model_hash(c.path);
+    return c.kv_cache.is_default() ? hash : hash + "+kv=" + c.kv_cache.label();
+}
+
 std::string Measurements::machine_key() const {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -61,13 +66,16 @@ engine::LlamaEngineOptions engine_options(const Candidate & c, int context, int 
             .threads = threads,
             .context_length = context,
             .parallel = engine::scoring_parallel(context),
-            .repack = false};
+            .repack = false,
+            .kv_cache = c.kv_cache};
 }
 
 // The drift screen runs whole chunks of text (eval's chunk_engine_options), here in any case, with
 // llama.cpp's default kernels.
 engine::LlamaEngineOptions chunk_options(const Candidate & c, int context, int threads) {
-    return eval::chunk_engine_options(c.path, model::inspect_gguf(c.path).vocab_size, threads, context);
+    auto options = eval::chunk_engine_options(c.path, model::inspect_gguf(c.path).vocab_size, threads, context);
+    options.kv_cache = c.kv_cache;
+    return options;
 }
 
 }  // namespace
@@ -75,7 +83,7 @@ engine::LlamaEngineOptions chunk_options(const Candidate & c, int context, int t
 WorkerJob Measurements::worker_job(const Candidate & c, const std::vector<const eval::TaskSuite *> & suites) {
     WorkerJob job{.candidate = c.name, .model = c.path};
     if (c.remote()) return job;
-    const auto recorded = store_.file_model(c.path);
+    const auto recorded = store_.file_model(c.path, c.kv_cache);
     const auto options = eval::recorded_options({.normalize = plan_.normalize});
     std::vector<std::string> names;
     for (const auto * suite : suites) {
@@ -88,10 +96,11 @@ WorkerJob Measurements::worker_job(const Candidate & c, const std::vector<const 
 }
 
 engine::Engine & Measurements::engine_for(const Candidate & c) {
-    const std::string key = c.remote() ? c.served.endpoint + "/" + c.served.remote_model : c.path.string();
+    const std::string key =
+        c.remote() ? c.served.endpoint + "/" + c.served.remote_model : c.path.string() + "+kv=" + c.kv_cache.label();
     for (auto & [loaded, engine] : engines_)
         if (loaded == key) return *engine;
-    const std::string original = plan_.base ? plan_.base->path.string() : "";
+    const std::string original = plan_.base ? plan_.base->path.string() + "+kv=" + model::KvCacheTypes{}.label() : "";
     // Keep the original and this one: the other model loaded before is let go.
     std::erase_if(engines_, [&](const auto & e) { return e.first != original; });
     std::unique_ptr<engine::Engine> engine;
@@ -104,7 +113,8 @@ engine::Engine & Measurements::engine_for(const Candidate & c) {
 }
 
 void Measurements::on_workers(const Candidate & c, const std::vector<const eval::TaskSuite *> & suites) {
-    if (workers_ == nullptr || c.remote()) return;
+    // A worker runs a model file as given: a variant's KV cache stays with this process.
+    if (workers_ == nullptr || c.remote() || !c.kv_cache.is_default()) return;
     const auto recorded = store_.file_model(c.path);
     auto job = worker_job(c, suites);
     const bool ran = !job.suites.empty() && workers_->run(job);
@@ -123,8 +133,8 @@ void Measurements::on_workers(const Candidate & c, const std::vector<const eval:
 eval::SuiteResult Measurements::suite_items(const Candidate & c, const eval::TaskSuite & suite, std::size_t items) {
     // A look scores one round of items: the planner says when a round takes long, no bar per round.
     const eval::RunOptions run{.normalize = plan_.normalize, .progress = false};
-    const auto recorded =
-        c.remote() ? eval::remote_model(c.served.endpoint, c.served.remote_model) : store_.file_model(c.path);
+    const auto recorded = c.remote() ? eval::remote_model(c.served.endpoint, c.served.remote_model)
+                                     : store_.file_model(c.path, c.kv_cache);
     const std::string run_key = recorded.key + "/" + suite.content_hash;
     auto & order = orders_[suite.content_hash];
     if (order.empty()) order = eval::item_order(suite);
@@ -161,7 +171,7 @@ DriftScore Measurements::drift(const Candidate & original, const Candidate & var
         for (const auto & f : plan_.screen.files) key["files"].push_back(cached_sha256_file(f));
         drift_key_ = key.dump();
     }
-    const auto hash = store_.model_hash(variant.path);
+    const auto hash = model_key(variant);
     if (const auto cached = store_.find_measurement(hash, "drift", drift_key_)) {
         ++counts_.drift_reused;
         return json::parse(*cached).get<DriftScore>();
@@ -222,17 +232,19 @@ eval::SpeedOptions Measurements::speed_options() {
 
 std::string Measurements::speed_key(const std::string & reference) {
     const auto & sp = plan_.speed;
-    // "format" 5: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model alone). The
-    // price is not part of it: costs are computed from the times.
-    const json key = {{"format", 5},
-                      {"machine", machine_key()},
-                      {"prompt", sp.prompt_tokens},
-                      {"generate", sp.generate_tokens},
-                      {"repeats", sp.repeats},
-                      {"target", sp.target},
-                      {"watts", plan_.policy.deployment.watts},
-                      {"text", sha256_bytes(speed_text())},
-                      {"reference", reference}};
+    // "format" 6: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model
+    // alone; 6: with the KV cache's bytes). The price is not part of it: costs are computed from the times.
+    json key = {{"format", 6},
+                {"machine", machine_key()},
+                {"prompt", sp.prompt_tokens},
+                {"generate", sp.generate_tokens},
+                {"repeats", sp.repeats},
+                {"target", sp.target},
+                {"watts", plan_.policy.deployment.watts},
+                {"text", sha256_bytes(speed_text())},
+                {"reference", reference}};
+    // Kept out of the key at its default, so that measurements recorded before it count.
+    if (plan_.policy.deployment.context > 0) key["context"] = plan_.policy.deployment.context;
     return key.dump();
 }
 
@@ -246,8 +258,11 @@ const eval::SpeedResult & Measurements::reference_speed(const ModelRef & referen
         reference_speed_ = json::parse(*cached).get<eval::SpeedResult>();
         ++counts_.speed_reused;
     } else {
-        reference_speed_ = eval::measure_speed(
-            {.model_path = reference.path, .threads = speed_threads(), .parallel = 1}, speed_options());
+        reference_speed_ = eval::measure_speed({.model_path = reference.path,
+                                                .threads = speed_threads(),
+                                                .context_length = plan_.policy.deployment.context,
+                                                .parallel = 1},
+                                               speed_options());
         store_.record_measurement(hash, "speed", key, json(*reference_speed_).dump());
         ++counts_.speed_runs;
     }
@@ -339,23 +354,31 @@ CostScore Measurements::cost(const Candidate & c) {
     if (c.remote()) return remote_cost(c);
     const auto reference = speed_reference();
     if (!reference) throw Error("speed: {}: no local model to time it against", c.name);
-    const bool is_reference = store_.model_hash(c.path) == store_.model_hash(reference->path);
+    const bool is_reference = model_key(c) == store_.model_hash(reference->path);
     try {
         const auto & ref = reference_speed(*reference);
         CostScore cost{.file_bytes = c.file_bytes, .reference = reference->name};
         eval::SpeedResult own = ref;
         double log_half = query_log_half_width(ref.query_ms_lo, ref.query_ms_hi);
         if (!is_reference) {
-            const auto hash = store_.model_hash(c.path);
+            const auto hash = model_key(c);
             const auto key = speed_key(store_.model_hash(reference->path));
             eval::PairedSpeed paired;
             if (const auto cached = store_.find_measurement(hash, "speed", key)) {
                 paired = json::parse(*cached).get<eval::PairedSpeed>();
                 ++counts_.speed_reused;
             } else {
-                paired = eval::measure_speed_against(
-                    {.model_path = c.path, .threads = speed_threads(), .parallel = 1},
-                    {.model_path = reference->path, .threads = speed_threads(), .parallel = 1}, speed_options());
+                const int context = plan_.policy.deployment.context;
+                paired = eval::measure_speed_against({.model_path = c.path,
+                                                      .threads = speed_threads(),
+                                                      .context_length = context,
+                                                      .parallel = 1,
+                                                      .kv_cache = c.kv_cache},
+                                                     {.model_path = reference->path,
+                                                      .threads = speed_threads(),
+                                                      .context_length = context,
+                                                      .parallel = 1},
+                                                     speed_options());
                 store_.record_measurement(hash, "speed", key, json(paired).dump());
                 ++counts_.speed_runs;
             }
@@ -366,6 +389,7 @@ CostScore Measurements::cost(const Candidate & c) {
             log_half = std::hypot(log_half, query_log_half_width(paired.ratio_lo, paired.ratio_hi));
         }
         cost.peak_rss_bytes = own.peak_rss_bytes;
+        cost.kv_cache_bytes = own.kv_cache_bytes;
         cost.prefill_tokens_per_s = own.prefill_tokens_per_s;
         cost.decode_tokens_per_s = own.decode_tokens_per_s;
         cost.ttft_p95_ms = own.ttft_p95_ms;

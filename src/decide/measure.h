@@ -69,6 +69,9 @@ private:
     CostScore remote_cost(const Candidate & candidate);
     engine::Engine & engine_for(const Candidate & candidate);
     std::string machine_key() const;
+    // What a candidate's measurements are stored under: its file's hash, and its KV cache's types
+    // where they are not the file's default.
+    std::string model_key(const Candidate & c);
     // Speed is timed against the plan's original when it is a local file, else its first local alternative.
     std::optional<ModelRef> speed_reference() const;
     const std::string & speed_text();

@@ -40,6 +40,9 @@ std::string variant_name(const VariantSpec & v) {
         name += (name.empty() ? "" : "+") + std::string("drop") + std::to_string(v.layers_drop.size()) + "layers";
     if (!v.type.empty() && v.mix_budget.empty()) name += (name.empty() ? "" : "+") + v.type;
     if (v.imatrix) name += "+imatrix";
+    if (!v.kv_cache.is_default())
+        name += (name.empty() ? "kv:" : "+kv:") +
+            (v.kv_cache.k == v.kv_cache.v ? std::string(ggml_type_name(v.kv_cache.k)) : v.kv_cache.label());
     return name;
 }
 
@@ -149,7 +152,7 @@ ModelRef read_model(const YamlMap & parent, const std::string & key, std::size_t
 }
 
 VariantSpec read_variant(const YamlMap & y) {
-    y.reject_unknown({"name", "type", "imatrix", "prune", "mix"});
+    y.reject_unknown({"name", "type", "imatrix", "prune", "mix", "kv"});
     VariantSpec v{.name = y.string("name", ""), .type = y.string("type", ""), .imatrix = y.boolean("imatrix", true)};
     if (auto p = y.map("prune")) {
         p->reject_unknown({"method", "sparsity", "pattern", "layers_drop"});
@@ -171,8 +174,10 @@ VariantSpec read_variant(const YamlMap & y) {
         m->reject_unknown({"budget"});
         v.mix_budget = m->string("budget");
     }
-    if (v.type.empty() && v.prune_method.empty() && v.mix_budget.empty())
-        y.fail("", "a variant needs a 'type', 'prune' or 'mix'");
+    if (auto kv = y.map("kv")) v.kv_cache = model::read_kv_cache(*kv);
+    if (v.kv_only() && v.kv_cache.is_default()) y.fail("", "a variant needs a 'type', 'prune', 'mix' or 'kv'");
+    // The base's weights are not rebuilt: an importance matrix has nothing to act on.
+    if (v.kv_only()) v.imatrix = false;
     return v;
 }
 
@@ -296,7 +301,7 @@ Policy read_policy(const YamlMap & y) {
         p.budgets.cost_per_1k_tokens = b->optional_number("cost_per_1k_tokens");
     }
     if (auto d = y.map("deployment")) {
-        d->reject_unknown({"price_per_hour", "watts", "device", "threads"});
+        d->reject_unknown({"price_per_hour", "watts", "device", "threads", "context"});
         p.deployment.price_per_hour = d->number("price_per_hour", 0);
         p.deployment.watts = d->number("watts", p.deployment.watts);
         p.deployment.device = d->string("device", p.deployment.device);
@@ -306,6 +311,8 @@ Policy read_policy(const YamlMap & y) {
                     "only cpu is measured here (speed runs on this machine's CPU, so costs and latency for '" +
                         p.deployment.device + "' would not be measured ones); found '" + p.deployment.device + "'");
         p.deployment.threads = static_cast<int>(d->integer("threads", 0));
+        p.deployment.context = static_cast<int>(d->integer("context", 0));
+        if (p.deployment.context != 0 && p.deployment.context < 16) d->fail("context", "must be at least 16 tokens");
     }
     return p;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "decide/rules.h"
+#include "model/kv_cache.h"
 
 #include <filesystem>
 #include <optional>
@@ -34,6 +35,11 @@ struct VariantSpec {
     std::string pattern;  // "unstructured", "2:4", ...
     std::vector<int> layers_drop;
     std::string mix_budget;  // "4.5bpw" or a file size: mixed precision under this budget
+    // `kv: {k: q8_0, v: q8_0}`: served with this KV cache, alone (the base's weights) or on top of
+    // the weights above.
+    model::KvCacheTypes kv_cache;
+    // Nothing to build: the base's file, served with another KV cache.
+    bool kv_only() const { return type.empty() && prune_method.empty() && layers_drop.empty() && mix_budget.empty(); }
 };
 
 struct TextSpec {

@@ -299,6 +299,7 @@ private:
                 m.api_key_env = it->served.api_key_env;
             } else {
                 m.path = std::filesystem::absolute(it->path);
+                m.kv_cache = it->kv_cache;
                 // serve runs the model as it was measured: prompts normalized when the plan's were.
                 m.normalize = plan_.normalize;
             }

@@ -5,6 +5,7 @@
 #include "compress/mix.h"
 #include "compress/prune.h"
 #include "compress/quantize.h"
+#include "engine/llama_engine.h"
 #include "model/model_info.h"
 #include "support/atomic_file.h"
 #include "support/error.h"
@@ -75,6 +76,8 @@ std::string describe(const VariantSpec & v, bool with_imatrix) {
     if (!v.layers_drop.empty()) d += (d.empty() ? "" : ", ") + fmt::format("{} layers dropped", v.layers_drop.size());
     if (!v.type.empty() && v.mix_budget.empty()) d += (d.empty() ? "" : ", then ") + v.type;
     if (with_imatrix) d += " with the calibration's importance matrix";
+    if (!v.kv_cache.is_default())
+        d += (d.empty() ? "the base's weights" : "") + fmt::format(", served with a {} KV cache", v.kv_cache.label());
     return d;
 }
 
@@ -97,6 +100,17 @@ std::pair<std::string, double> ladder_of(const VariantSpec & v, bool with_imatri
     }
     if (!v.layers_drop.empty()) return {"layers-drop" + then + imatrix, static_cast<double>(v.layers_drop.size())};
     return {"quantize" + imatrix, -bits_per_weight};
+}
+
+// KV caches are a ladder of their own: by the cache's bits per element (keys and values alike), and
+// on top of a weight variant, that variant's ladder with the cache named.
+std::pair<std::string, double> ladder_with_cache(const VariantSpec & v, bool with_imatrix, double bits_per_weight) {
+    if (v.kv_cache.is_default()) return ladder_of(v, with_imatrix, bits_per_weight);
+    const auto bits = [](ggml_type t) { return 8.0 * ggml_type_size(t) / ggml_blck_size(t); };
+    const double cache_bits = (bits(v.kv_cache.k) + bits(v.kv_cache.v)) / 2;
+    if (v.kv_only()) return {"kv-cache", -cache_bits};
+    auto [ladder, severity] = ladder_of(v, with_imatrix, bits_per_weight);
+    return {ladder + "+kv:" + v.kv_cache.label(), severity};
 }
 
 void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::path & out,
@@ -138,6 +152,35 @@ void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::
     }
 }
 
+// llama.cpp refuses some caches for some models (a block wider than the heads): said before anything
+// is measured, naming the variant, by creating a small context with it.
+void check_kv_cache(const Plan & plan, const std::string & name, const std::filesystem::path & model,
+                    const model::KvCacheTypes & kv_cache) {
+    if (kv_cache.is_default()) return;
+    try {
+        engine::LlamaEngine probe(
+            {.model_path = model, .threads = 1, .context_length = 16, .parallel = 1, .kv_cache = kv_cache});
+    } catch (const Error & e) {
+        throw Error("{}: variant {}: {}", plan.source.string(), name, e.what());
+    }
+}
+
+// The base's own file with another KV cache: nothing is built.
+Candidate kv_variant(const Plan & plan, const VariantSpec & v, const std::string & name, const Candidate & original) {
+    check_kv_cache(plan, name, plan.base->path, v.kv_cache);
+    const auto [ladder, severity] = ladder_with_cache(v, false, original.bits_per_weight);
+    Candidate c = original;
+    c.name = name;
+    c.kind = CandidateKind::variant;
+    c.path = plan.base->path;
+    c.description = describe(v, false);
+    c.same_vocabulary = true;
+    c.kv_cache = v.kv_cache;
+    c.ladder = ladder;
+    c.severity = severity;
+    return c;
+}
+
 }  // namespace
 
 BuiltVariants build_variants(const Plan & plan, const Candidate & original, const VariantBuildOptions & o) {
@@ -152,6 +195,10 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         VariantSpec named = v;
         named.imatrix = wants_imatrix;
         const auto name = variant_name(named);
+        if (v.kv_only()) {
+            result.variants.push_back(kv_variant(plan, v, name, original));
+            continue;
+        }
         const auto out = o.models_dir / (plan.base->name + "-" + name + ".gguf");
         const json key = {{"base", o.base_hash},
                           {"name", name},
@@ -171,8 +218,9 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
             write_file_atomically(key_path, key.dump(2) + "\n");
             ++result.built;
         }
+        check_kv_cache(plan, name, out, v.kv_cache);
         const auto info = model::inspect_gguf(out);
-        const auto [ladder, severity] = ladder_of(v, wants_imatrix, info.bits_per_weight);
+        const auto [ladder, severity] = ladder_with_cache(v, wants_imatrix, info.bits_per_weight);
         result.variants.push_back(Candidate{.name = name,
                                             .kind = CandidateKind::variant,
                                             .path = out,
@@ -183,6 +231,7 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
                                             .bits_per_weight = info.bits_per_weight,
                                             .parameters = info.parameters,
                                             .same_vocabulary = true,
+                                            .kv_cache = v.kv_cache,
                                             .ladder = ladder,
                                             .severity = severity});
     }
@@ -195,7 +244,8 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
     // same types can hold different weights (pruned or not, with or without the importance matrix).
     std::map<std::string, std::string> by_bytes;
     for (auto & c : result.variants) {
-        const auto hash = tensor_data_hash(c.path);
+        // The same weights with another KV cache answer differently: not a duplicate.
+        const auto hash = tensor_data_hash(c.path) + c.kv_cache.label();
         if (const auto same = by_bytes.find(hash); same != by_bytes.end()) {
             c.skipped = "tensor data byte-identical to " + same->second + ": evaluated once, as " + same->second;
         } else {

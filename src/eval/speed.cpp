@@ -299,6 +299,7 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     }
     auto r = summary(t, eo, o);
     r.peak_rss_bytes = peak_rss_bytes();
+    r.kv_cache_bytes = t.engine->kv_cache_bytes();
     return r;
 }
 
@@ -356,8 +357,10 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate,
     PairedSpeed p;
     p.candidate = summary(c, candidate, o);
     p.candidate.peak_rss_bytes = candidate_peak;
+    p.candidate.kv_cache_bytes = c.engine->kv_cache_bytes();
     p.reference = summary(ref, reference, o);
     p.reference.peak_rss_bytes = 0;  // not measured here: the process held the candidate too
+    p.reference.kv_cache_bytes = ref.engine->kv_cache_bytes();
     const auto r = median_interval(ratios);
     p.ratio = std::exp(r.center);
     p.ratio_lo = std::exp(r.lo);

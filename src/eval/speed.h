@@ -46,6 +46,7 @@ struct SpeedResult {
     double query_ms_hi = 0;
     double query_p95_ms = 0;
     std::uint64_t peak_rss_bytes = 0;  // of the process while this model alone was loaded and run
+    std::uint64_t kv_cache_bytes = 0;  // its KV cache at the context it was timed at (LlamaEngine::kv_cache_bytes)
     std::uint64_t file_bytes = 0;
     double joules_per_token = 0;  // generated token
     std::string energy_source;  // "measured (RAPL)" or "modelled (CPU-seconds x W)"
@@ -100,9 +101,9 @@ LogInterval median_interval(std::span<const double> positive_samples);
 // The one JSON form (`eval --json`, the results store, the plan): keys as the fields are named;
 // reading requires every key.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SpeedResult, prefill_tokens_per_s, decode_tokens_per_s, ttft_p50_ms, ttft_p95_ms,
-                                   query_ms, query_ms_lo, query_ms_hi, query_p95_ms, peak_rss_bytes, file_bytes,
-                                   joules_per_token, energy_source, cost_per_1k_tokens, cost_per_query, prompt_tokens,
-                                   generate_tokens, chars_per_token, rounds)
+                                   query_ms, query_ms_lo, query_ms_hi, query_p95_ms, peak_rss_bytes, kv_cache_bytes,
+                                   file_bytes, joules_per_token, energy_source, cost_per_1k_tokens, cost_per_query,
+                                   prompt_tokens, generate_tokens, chars_per_token, rounds)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PairedSpeed, candidate, reference, ratio, ratio_lo, ratio_hi, rounds)
 
 }  // namespace switchyard::eval

@@ -113,6 +113,12 @@ std::string cheapest_why(const PlanResult & r, const std::string & cls, const Ca
     if (by_bits)
         return fmt::format("{}fewest bits per weight of {}: {:.3g} vs {:.3g} ({}), {}", tie, of, chosen.bits_per_weight,
                            pick.runner_up->bits_per_weight, pick.runner_up->name, size);
+    const bool by_cache =
+        pick.runner_up != nullptr && decide::tie_break(*pick.runner_up, chosen).rfind("file and KV cache", 0) == 0;
+    if (by_cache && chosen.cost)
+        return fmt::format("{}smallest file and KV cache of {}: {} with a {} cache ({} at the deployment's context)",
+                           tie, of, bytes_text(chosen.file_bytes + chosen.cost->kv_cache_bytes),
+                           chosen.kv_cache.label(), bytes_text(chosen.cost->kv_cache_bytes));
     return fmt::format("{}smallest of {}: {}", tie, of, size);
 }
 

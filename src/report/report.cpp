@@ -194,6 +194,7 @@ json candidate_json(const Candidate & c) {
               {"context_length", c.context_length},
               {"suites", c.suites}};
     if (!c.ladder.empty()) j["ladder"] = {{"method", c.ladder}, {"severity", c.severity}};
+    if (!c.kv_cache.is_default()) j["kv_cache"] = c.kv_cache.label();
     if (!c.skipped.empty()) j["skipped"] = c.skipped;
     if (!c.not_run.empty()) j["not_run"] = c.not_run;
     if (!c.stopped.empty()) j["stopped"] = c.stopped;
