@@ -39,6 +39,7 @@ std::string variant_name(const VariantSpec & v) {
     if (!v.layers_drop.empty())
         name += (name.empty() ? "" : "+") + std::string("drop") + std::to_string(v.layers_drop.size()) + "layers";
     if (!v.type.empty() && v.mix_budget.empty()) name += (name.empty() ? "" : "+") + v.type;
+    if (v.awq) return name + "+AWQ";  // AWQ always uses the importance matrix
     if (v.imatrix) name += "+imatrix";
     return name;
 }
@@ -149,8 +150,9 @@ ModelRef read_model(const YamlMap & parent, const std::string & key, std::size_t
 }
 
 VariantSpec read_variant(const YamlMap & y) {
-    y.reject_unknown({"name", "type", "imatrix", "prune", "mix"});
+    y.reject_unknown({"name", "type", "imatrix", "prune", "mix", "awq"});
     VariantSpec v{.name = y.string("name", ""), .type = y.string("type", ""), .imatrix = y.boolean("imatrix", true)};
+    v.awq = y.boolean("awq", false);
     if (auto p = y.map("prune")) {
         p->reject_unknown({"method", "sparsity", "pattern", "layers_drop"});
         v.prune_method = p->string("method", "magnitude");
@@ -173,6 +175,9 @@ VariantSpec read_variant(const YamlMap & y) {
     }
     if (v.type.empty() && v.prune_method.empty() && v.mix_budget.empty())
         y.fail("", "a variant needs a 'type', 'prune' or 'mix'");
+    if (v.awq && (v.type.empty() || !v.prune_method.empty() || !v.mix_budget.empty() || !v.imatrix))
+        y.fail("awq",
+               "AWQ scales a quantization: it needs a 'type' and the importance matrix, without 'prune' or 'mix'");
     return v;
 }
 
