@@ -80,6 +80,10 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     cparams.n_threads = threads;
     cparams.n_threads_batch = threads;
     cparams.no_perf = true;
+    if (options.f32_cache) {
+        cparams.type_k = cparams.type_v = GGML_TYPE_F32;
+        cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
     cparams.cb_eval = options.eval_callback;
     cparams.cb_eval_user_data = options.eval_callback_data;
     model::clear_engine_error();

@@ -34,6 +34,9 @@ struct LlamaEngineOptions {
     // quantized types. RPC workers have none, and the kernels differ in rounding, so task suites
     // are scored without them wherever they run (see eval/run_suite.h).
     bool repack = true;
+    // The KV cache in F32 and attention without flash attention: both round through F16 (5e-4
+    // relative), which would hide whether two models compute the same function (the AWQ fold's tests).
+    bool f32_cache = false;
     // Sees the intermediate tensors of every decode (ggml's scheduler callback): how calibration
     // observes the activations entering each weight matrix.
     ggml_backend_sched_eval_callback eval_callback = nullptr;
