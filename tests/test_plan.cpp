@@ -400,3 +400,30 @@ TEST(Plan, AnInterruptedSequentialPlanResumesToTheSameVerdict) {
     EXPECT_GT(t["search"]["items_reused"].get<std::size_t>(), 0u);
     EXPECT_LT(t["search"]["items_scored"].get<std::size_t>(), f["search"]["items_scored"].get<std::size_t>());
 }
+
+TEST(Plan, CarriesAnAwqVariantToTheReport) {
+    test::ScratchDir dir;
+    const auto d = test::data_dir().string();
+    test::write_file(dir.file("plan.yaml"),
+                     "base: {name: babyllama, path: " + d +
+                         "/models/babyllama-0.9M-f32.gguf}\n"
+                         "variants:\n  - {type: Q4_0}\n  - {type: Q4_0, awq: true}\n"
+                         "calibration:\n  files:\n    - " +
+                         d +
+                         "/data/tinystories-valid-head.txt\n  samples: 8\n"
+                         "normalize: true\n"
+                         "tasks:\n  - spec: blimp:" +
+                         d + "/data/blimp/anaphor_gender_agreement.jsonl\n");
+    const auto out = dir.file("out");
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results",
+                                         dir.file("r.sqlite").string(), "-t", "2", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
+    const nlohmann::json * awq = nullptr;
+    for (const auto & c : decision["candidates"])
+        if (c["name"] == "Q4_0+AWQ") awq = &c;
+    ASSERT_NE(awq, nullptr) << decision["candidates"].dump(2);
+    const auto recipe = nlohmann::json::parse(test::read_file((*awq)["path"].get<std::string>() + ".recipe.json"));
+    EXPECT_EQ(recipe["method"], "awq");
+    EXPECT_NE(test::read_file(out / "report.md").find("Q4_0+AWQ"), std::string::npos);
+}

@@ -12,6 +12,7 @@ void add_generate(CLI::App & app);
 void add_quantize(CLI::App & app);  // also `rebuild`
 void add_calibrate(CLI::App & app);
 void add_prune(CLI::App & app);
+void add_awq(CLI::App & app);
 void add_mix(CLI::App & app);  // also `sensitivity`, `compare`
 void add_eval(CLI::App & app);
 void add_tasks(CLI::App & app);

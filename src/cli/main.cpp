@@ -34,6 +34,7 @@ int main(int argc, char ** argv) {
     switchyard::cli::add_quantize(app);
     switchyard::cli::add_calibrate(app);
     switchyard::cli::add_prune(app);
+    switchyard::cli::add_awq(app);
     switchyard::cli::add_mix(app);
     switchyard::cli::add_eval(app);
     switchyard::cli::add_tasks(app);

@@ -1,5 +1,6 @@
 #include "compress/prune.h"
 
+#include "compress/gguf_rewrite.h"
 #include "compress/imatrix.h"
 #include "compress/quantize.h"
 #include "compress/recipe.h"
@@ -29,11 +30,6 @@ const char * const kDenseStorageNote =
 
 namespace {
 
-struct FileClose {
-    void operator()(std::FILE * f) const { std::fclose(f); }
-};
-using FilePtr = std::unique_ptr<std::FILE, FileClose>;
-
 bool selected(const ggml_tensor * t, const PruneOptions & o) {
     if (ggml_n_dims(t) < 2) return false;  // norms and biases
     const std::string name = t->name;
@@ -42,126 +38,36 @@ bool selected(const ggml_tensor * t, const PruneOptions & o) {
     return name.rfind("blk.", 0) == 0;
 }
 
-std::vector<float> to_floats(const ggml_tensor * t, const std::vector<char> & raw) {
-    const auto n = ggml_nelements(t);
-    std::vector<float> values(static_cast<std::size_t>(n));
-    switch (t->type) {
-        case GGML_TYPE_F32: std::memcpy(values.data(), raw.data(), values.size() * sizeof(float)); break;
-        case GGML_TYPE_F16:
-            ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t *>(raw.data()), values.data(), n);
-            break;
-        case GGML_TYPE_BF16:
-            ggml_bf16_to_fp32_row(reinterpret_cast<const ggml_bf16_t *>(raw.data()), values.data(), n);
-            break;
-        default: break;
-    }
-    return values;
-}
-
-void from_floats(const ggml_tensor * t, const std::vector<float> & values, std::vector<char> & raw) {
-    const auto n = ggml_nelements(t);
-    switch (t->type) {
-        case GGML_TYPE_F32: std::memcpy(raw.data(), values.data(), values.size() * sizeof(float)); break;
-        case GGML_TYPE_F16: ggml_fp32_to_fp16_row(values.data(), reinterpret_cast<ggml_fp16_t *>(raw.data()), n); break;
-        case GGML_TYPE_BF16:
-            ggml_fp32_to_bf16_row(values.data(), reinterpret_cast<ggml_bf16_t *>(raw.data()), n);
-            break;
-        default: break;
-    }
-}
-
 std::uint64_t count_zeros(const std::vector<float> & values) {
     return static_cast<std::uint64_t>(std::count(values.begin(), values.end(), 0.0f));
-}
-
-// Reads a GGUF's tensor index (no data) for streaming through its tensors.
-struct GgufIndex {
-    gguf_context_ptr gguf;
-    ggml_context_ptr tensors;
-
-    explicit GgufIndex(const std::filesystem::path & path) {
-        ggml_context * raw = nullptr;
-        model::clear_engine_error();
-        gguf.reset(gguf_init_from_file(path.c_str(), {.no_alloc = true, .ctx = &raw}));
-        tensors.reset(raw);
-        if (!gguf) throw Error("{}: cannot read: {}", path.string(), model::last_engine_error());
-    }
-    ggml_tensor * tensor(std::int64_t i) const {
-        return ggml_get_tensor(tensors.get(), gguf_get_tensor_name(gguf.get(), i));
-    }
-};
-
-void read_tensor(std::FILE * in, const GgufIndex & index, std::int64_t i, std::vector<char> & raw,
-                 const std::filesystem::path & path) {
-    raw.resize(gguf_get_tensor_size(index.gguf.get(), i));
-    const auto offset =
-        static_cast<long>(gguf_get_data_offset(index.gguf.get()) + gguf_get_tensor_offset(index.gguf.get(), i));
-    if (std::fseek(in, offset, SEEK_SET) != 0 || std::fread(raw.data(), 1, raw.size(), in) != raw.size()) {
-        throw Error("{}: cannot read tensor {} (truncated file?)", path.string(),
-                    gguf_get_tensor_name(index.gguf.get(), i));
-    }
 }
 
 // Writes `input` to `output` with the selected weight matrices pruned, streaming one tensor at a time.
 std::vector<TensorSparsity> write_pruned(const PruneOptions & o,
                                          const std::map<std::string, std::vector<float>> & importance,
                                          const std::filesystem::path & output) {
-    const GgufIndex in(o.input);
-    gguf_context_ptr out(gguf_init_empty());
-    gguf_set_kv(out.get(), in.gguf.get());
-    const std::int64_t n_tensors = gguf_get_n_tensors(in.gguf.get());
-    for (std::int64_t i = 0; i < n_tensors; ++i) gguf_add_tensor(out.get(), in.tensor(i));
-
-    FilePtr src(std::fopen(o.input.c_str(), "rb"));
-    FilePtr dst(std::fopen(output.c_str(), "wb"));
-    if (!src || !dst) throw Error("{}: cannot open for writing: {}", output.string(), std::strerror(errno));
-    std::vector<char> meta(gguf_get_meta_size(out.get()));
-    gguf_get_meta_data(out.get(), meta.data());
-    bool ok = std::fwrite(meta.data(), 1, meta.size(), dst.get()) == meta.size();
-
     std::vector<TensorSparsity> pruned;
-    std::vector<char> raw;
-    std::uint64_t written = 0;  // bytes of the data section so far
-    const std::vector<char> padding(gguf_get_alignment(out.get()), 0);
-    for (std::int64_t i = 0; i < n_tensors && ok; ++i) {
-        const ggml_tensor * t = in.tensor(i);
-        read_tensor(src.get(), in, i, raw, o.input);
-        if (selected(t, o)) {
-            std::vector<float> values = to_floats(t, raw);
-            const auto columns = static_cast<std::size_t>(t->ne[0]);
-            const std::size_t per_matrix = columns * static_cast<std::size_t>(t->ne[1]);
-            const auto it = importance.find(t->name);
-            for (std::size_t m = 0; m * per_matrix < values.size(); ++m) {
-                std::span<const float> scale;
-                if (it != importance.end()) scale = std::span<const float>(it->second).subspan(m * columns, columns);
-                prune_rows(std::span<float>(values).subspan(m * per_matrix, per_matrix), columns, scale, o.sparsity,
-                           o.pattern);
-            }
-            from_floats(t, values, raw);
-            pruned.push_back({t->name, 0, values.size()});
+    rewrite_gguf(o.input, output, [&](const ggml_tensor * t, std::vector<float> & values) {
+        if (!selected(t, o)) return false;
+        const auto columns = static_cast<std::size_t>(t->ne[0]);
+        const std::size_t per_matrix = columns * static_cast<std::size_t>(t->ne[1]);
+        const auto it = importance.find(t->name);
+        for (std::size_t m = 0; m * per_matrix < values.size(); ++m) {
+            std::span<const float> scale;
+            if (it != importance.end()) scale = std::span<const float>(it->second).subspan(m * columns, columns);
+            prune_rows(std::span<float>(values).subspan(m * per_matrix, per_matrix), columns, scale, o.sparsity,
+                       o.pattern);
         }
-        const std::uint64_t offset = gguf_get_tensor_offset(out.get(), i);
-        ok = ok && std::fwrite(padding.data(), 1, offset - written, dst.get()) == offset - written;
-        ok = ok && std::fwrite(raw.data(), 1, raw.size(), dst.get()) == raw.size();
-        written = offset + raw.size();
-    }
-    const std::uint64_t end = GGML_PAD(written, padding.size());
-    ok = ok && std::fwrite(padding.data(), 1, end - written, dst.get()) == end - written;
-    ok = (std::fclose(dst.release()) == 0) && ok;  // fclose flushes: a full disk shows up here
-    if (!ok) throw Error("{}: cannot write the pruned model: {}", output.string(), std::strerror(errno));
+        pruned.push_back({t->name, 0, values.size()});
+        return true;
+    });
     return pruned;
 }
 
 // Counts the zeros really stored in each pruned tensor.
 void measure(const std::filesystem::path & path, std::vector<TensorSparsity> & pruned) {
-    const GgufIndex index(path);
-    FilePtr in(std::fopen(path.c_str(), "rb"));
-    std::vector<char> raw;
-    for (auto & p : pruned) {
-        const auto i = gguf_find_tensor(index.gguf.get(), p.name.c_str());
-        read_tensor(in.get(), index, i, raw, path);
-        p.zeros = count_zeros(to_floats(index.tensor(i), raw));
-    }
+    GgufReader reader(path);
+    for (auto & p : pruned) p.zeros = count_zeros(reader.floats(p.name));
 }
 
 void validate(const PruneOptions & o, const model::ModelInfo & input) {

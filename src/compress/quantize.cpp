@@ -95,16 +95,28 @@ QuantizeResult quantize(const QuantizeOptions & o) {
     return result;
 }
 
-model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::function<void()> & started) {
-    model::init_llama_backend();
+namespace {
+
+// llama.cpp's parameters for `o`, with the arrays they point into (hence neither copied nor moved).
+struct PreparedParams {
+    llama_model_quantize_params params = llama_model_quantize_default_params();
+    std::vector<llama_model_tensor_override> overrides;
+    std::map<std::string, std::vector<float>> importance;
+    std::vector<llama_model_imatrix_data> imatrix_data;
+    std::vector<std::int32_t> prune;
+
+    PreparedParams(const QuantizeOptions & o, const model::ModelInfo & input);
+    PreparedParams(const PreparedParams &) = delete;
+    PreparedParams & operator=(const PreparedParams &) = delete;
+};
+
+PreparedParams::PreparedParams(const QuantizeOptions & o, const model::ModelInfo & input) {
     const QuantType & type = parse_quant_type(o.type);
-    const model::ModelInfo input = model::inspect_gguf(o.input);
     std::error_code ec;
     if (std::filesystem::equivalent(o.input, o.output, ec))
         throw Error("{}: the output would overwrite the input", o.output.string());
     if (!o.allow_requantize && !copies_only(type)) refuse_requantize(input);
 
-    llama_model_quantize_params params = llama_model_quantize_default_params();
     params.ftype = type.ftype;
     params.nthread = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     params.allow_requantize = o.allow_requantize;
@@ -112,7 +124,6 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
     if (!o.output_type.empty()) params.output_tensor_type = parse_tensor_type(o.output_type);
     if (!o.embedding_type.empty()) params.token_embedding_type = parse_tensor_type(o.embedding_type);
 
-    std::vector<llama_model_tensor_override> overrides;
     for (const auto & [pattern, name] : o.tensor_types) {
         try {
             std::regex check(pattern);
@@ -126,8 +137,6 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
         params.tt_overrides = overrides.data();
     }
 
-    std::map<std::string, std::vector<float>> importance;
-    std::vector<llama_model_imatrix_data> imatrix_data;
     if (!o.imatrix.empty()) {
         const Imatrix imatrix = load_imatrix(o.imatrix);
         check_imatrix_matches(imatrix, input, o.imatrix);
@@ -138,17 +147,55 @@ model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::f
         params.imatrix = imatrix_data.data();
     }
 
-    std::vector<std::int32_t> prune(o.prune_layers.begin(), o.prune_layers.end());
-    if (!prune.empty()) {
-        for (const int layer : prune) {
-            if (layer < 0 || static_cast<std::uint64_t>(layer) >= input.block_count) {
-                throw Error("--prune-layers: layer {} does not exist (the model has {}, numbered from 0)", layer,
-                            input.block_count);
-            }
+    for (const int layer : o.prune_layers) {
+        if (layer < 0 || static_cast<std::uint64_t>(layer) >= input.block_count) {
+            throw Error("--prune-layers: layer {} does not exist (the model has {}, numbered from 0)", layer,
+                        input.block_count);
         }
+        prune.push_back(layer);
+    }
+    if (!prune.empty()) {
         prune.push_back(-1);
         params.prune_layers = prune.data();
     }
+}
+
+}  // namespace
+
+std::map<std::string, std::string> planned_tensor_types(const QuantizeOptions & o) {
+    model::init_llama_backend();
+    const model::ModelInfo input = model::inspect_gguf(o.input);
+    PreparedParams prepared(o, input);
+    prepared.params.dry_run = true;
+    // llama.cpp's dry run decides every tensor's type, as the real run would, and logs it per tensor:
+    // "[  3/ 48] blk.0.attn_q.weight - [...], type = f32, size = ... MiB -> ... MiB (q4_0)".
+    std::map<std::string, std::string> types;
+    for (const auto & t : input.tensors) types[t.name] = t.type;
+    {
+        const model::EngineLineObserver lines([&types](std::string_view line) {
+            char name[256] = {};
+            if (std::sscanf(std::string(line).c_str(), "[%*u/%*u] %255s", name) != 1 || !types.contains(name)) return;
+            const auto close = line.rfind(')');
+            const auto open = line.rfind('(');
+            if (close == line.size() - 1 && open != std::string_view::npos && line.find("->") != std::string_view::npos)
+                types[name] = std::string(line.substr(open + 1, close - open - 1));
+        });
+        model::clear_engine_error();
+        if (llama_model_quantize(o.input.c_str(), o.output.c_str(), &prepared.params) != 0) {
+            const std::string detail = model::last_engine_error();
+            throw Error("planning the quantization of {} to {} failed: {}", o.input.string(), o.type,
+                        (detail.empty() ? "no detail from llama.cpp" : detail));
+        }
+    }
+    return types;
+}
+
+model::ModelInfo quantize_without_recipe(const QuantizeOptions & o, const std::function<void()> & started) {
+    model::init_llama_backend();
+    const QuantType & type = parse_quant_type(o.type);
+    const model::ModelInfo input = model::inspect_gguf(o.input);
+    PreparedParams prepared(o, input);
+    auto & params = prepared.params;
 
     AtomicFile out(o.output);
     if (started) started();

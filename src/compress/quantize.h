@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +42,10 @@ QuantizeResult quantize(const QuantizeOptions & options);
 // The same without the recipe, for methods that quantize as one of their steps. `started` runs
 // once the options and the input are checked, as llama.cpp begins: work to overlap with it.
 model::ModelInfo quantize_without_recipe(const QuantizeOptions & options, const std::function<void()> & started = {});
+
+// The type llama.cpp would give each tensor of `options.input` (lower-case ggml names, by tensor
+// name), fallbacks included, from a dry run that writes nothing. Throws as quantize does.
+std::map<std::string, std::string> planned_tensor_types(const QuantizeOptions & options);
 
 // Options as a recipe records them, and back: a recipe rebuilds the same file.
 nlohmann::json quantize_parameters(const QuantizeOptions & options);

@@ -1,5 +1,6 @@
 #include "compress/rebuild.h"
 
+#include "compress/awq.h"
 #include "compress/prune.h"
 #include "compress/quantize.h"
 #include "compress/recipe.h"
@@ -29,6 +30,9 @@ RebuildResult rebuild(const std::filesystem::path & recipe_path, const std::file
         rebuilt = write_recipe(input, result.output, "mix", recipe["parameters"]);
     } else if (method == "prune") {
         rebuilt = prune(prune_options_from_recipe(recipe, input, result.output)).recipe;
+    } else if (method == "awq") {
+        // The recorded alphas are applied as they are: no new search.
+        rebuilt = awq(awq_options_from_recipe(recipe, input, result.output)).recipe;
     } else {
         throw Error("{}: cannot rebuild '{}' recipes", recipe_path.string(), method);
     }

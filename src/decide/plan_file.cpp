@@ -39,7 +39,11 @@ std::string variant_name(const VariantSpec & v) {
     if (!v.layers_drop.empty())
         name += (name.empty() ? "" : "+") + std::string("drop") + std::to_string(v.layers_drop.size()) + "layers";
     if (!v.type.empty() && v.mix_budget.empty()) name += (name.empty() ? "" : "+") + v.type;
-    if (v.imatrix) name += "+imatrix";
+    if (v.awq) {
+        name += "+AWQ";  // AWQ always uses the importance matrix
+    } else if (v.imatrix) {
+        name += "+imatrix";
+    }
     if (!v.kv_cache.is_default())
         name += (name.empty() ? "kv:" : "+kv:") +
             (v.kv_cache.k == v.kv_cache.v ? std::string(ggml_type_name(v.kv_cache.k)) : v.kv_cache.label());
@@ -152,8 +156,9 @@ ModelRef read_model(const YamlMap & parent, const std::string & key, std::size_t
 }
 
 VariantSpec read_variant(const YamlMap & y) {
-    y.reject_unknown({"name", "type", "imatrix", "prune", "mix", "kv"});
+    y.reject_unknown({"name", "type", "imatrix", "prune", "mix", "awq", "kv"});
     VariantSpec v{.name = y.string("name", ""), .type = y.string("type", ""), .imatrix = y.boolean("imatrix", true)};
+    v.awq = y.boolean("awq", false);
     if (auto p = y.map("prune")) {
         p->reject_unknown({"method", "sparsity", "pattern", "layers_drop"});
         v.prune_method = p->string("method", "magnitude");
@@ -178,6 +183,9 @@ VariantSpec read_variant(const YamlMap & y) {
     if (v.kv_only() && v.kv_cache.is_default()) y.fail("", "a variant needs a 'type', 'prune', 'mix' or 'kv'");
     // The base's weights are not rebuilt: an importance matrix has nothing to act on.
     if (v.kv_only()) v.imatrix = false;
+    if (v.awq && (v.type.empty() || !v.prune_method.empty() || !v.mix_budget.empty() || !v.imatrix))
+        y.fail("awq",
+               "AWQ scales a quantization: it needs a 'type' and the importance matrix, without 'prune' or 'mix'");
     return v;
 }
 

@@ -35,6 +35,7 @@ struct VariantSpec {
     std::string pattern;  // "unstructured", "2:4", ...
     std::vector<int> layers_drop;
     std::string mix_budget;  // "4.5bpw" or a file size: mixed precision under this budget
+    bool awq = false;  // AWQ channel scales searched for `type` (needs the calibration's importance matrix)
     // `kv: {k: q8_0, v: q8_0}`: served with this KV cache, alone (the base's weights) or on top of
     // the weights above.
     model::KvCacheTypes kv_cache;

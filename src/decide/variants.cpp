@@ -1,5 +1,6 @@
 #include "decide/variants.h"
 
+#include "compress/awq.h"
 #include "compress/calibrate.h"
 #include "compress/imatrix.h"
 #include "compress/mix.h"
@@ -75,6 +76,7 @@ std::string describe(const VariantSpec & v, bool with_imatrix) {
             (v.pattern.empty() ? "" : " (" + v.pattern + ")");
     if (!v.layers_drop.empty()) d += (d.empty() ? "" : ", ") + fmt::format("{} layers dropped", v.layers_drop.size());
     if (!v.type.empty() && v.mix_budget.empty()) d += (d.empty() ? "" : ", then ") + v.type;
+    if (v.awq) d += " after AWQ channel scales (alpha searched per layer group)";
     if (with_imatrix) d += " with the calibration's importance matrix";
     if (!v.kv_cache.is_default())
         d += (d.empty() ? "the base's weights" : "") + fmt::format(", served with a {} KV cache", v.kv_cache.label());
@@ -99,7 +101,7 @@ std::pair<std::string, double> ladder_of(const VariantSpec & v, bool with_imatri
                 sparsity};
     }
     if (!v.layers_drop.empty()) return {"layers-drop" + then + imatrix, static_cast<double>(v.layers_drop.size())};
-    return {"quantize" + imatrix, -bits_per_weight};
+    return {(v.awq ? "quantize+awq" : "quantize") + imatrix, -bits_per_weight};
 }
 
 // KV caches are a ladder of their own: by the cache's bits per element (keys and values alike), and
@@ -142,6 +144,14 @@ void build_one(const Plan & plan, const VariantSpec & v, const std::filesystem::
             .then_quantize = v.type,
             .threads = threads};
         compress::prune(p);
+    } else if (v.awq) {
+        compress::awq({.input = plan.base->path,
+                       .output = out,
+                       .imatrix = imat,
+                       .type = v.type,
+                       .quantize = true,
+                       .threads = threads,
+                       .progress = o.progress});
     } else {
         compress::quantize({.input = plan.base->path,
                             .output = out,
@@ -190,8 +200,9 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
         const bool wants_imatrix = v.imatrix && plan.calibration.has_value();
         if (wants_imatrix && imat.empty()) imat = imatrix(plan, o);
         const auto used = wants_imatrix ? imat : std::filesystem::path();
-        if (v.prune_method == "wanda" && used.empty())
-            throw Error("{}: variant {}: wanda pruning needs 'calibration'", plan.source.string(), variant_name(v));
+        if ((v.prune_method == "wanda" || v.awq) && used.empty())
+            throw Error("{}: variant {}: {} needs 'calibration'", plan.source.string(), variant_name(v),
+                        v.awq ? "AWQ" : "wanda pruning");
         VariantSpec named = v;
         named.imatrix = wants_imatrix;
         const auto name = variant_name(named);
@@ -208,6 +219,7 @@ BuiltVariants build_variants(const Plan & plan, const Candidate & original, cons
                           {"pattern", v.pattern},
                           {"layers_drop", v.layers_drop},
                           {"mix", v.mix_budget},
+                          {"awq", v.awq},
                           {"imatrix", used.empty() ? "" : cached_sha256_file(used)}};
         const auto key_path = out.string() + ".key.json";
         if (std::filesystem::exists(out) && std::filesystem::exists(key_path) &&

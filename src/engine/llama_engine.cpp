@@ -81,6 +81,7 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     cparams.type_k = options.kv_cache.k;
     cparams.type_v = options.kv_cache.v;
     if (ggml_is_quantized(options.kv_cache.v)) cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    if (options.no_flash_attention) cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cparams.n_threads = threads;
     cparams.n_threads_batch = threads;
     cparams.no_perf = true;

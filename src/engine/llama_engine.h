@@ -36,10 +36,14 @@ struct LlamaEngineOptions {
     // are scored without them wherever they run (see eval/run_suite.h).
     bool repack = true;
     // The KV cache's element types (llama-server's -ctk/-ctv; model::parse_cache_type reads their
-    // names). A quantized V cache needs flash
-    // attention, which the engine then switches on; llama.cpp refuses (a one-line Error here) a
-    // quantized type whose block does not divide the model's head size.
+    // names). A quantized V cache needs flash attention, which the engine then switches on;
+    // llama.cpp refuses (a one-line Error here) a quantized type whose block does not divide the
+    // model's head size.
     model::KvCacheTypes kv_cache;
+    // Attention without flash attention, which on CPU rounds through F16 (5e-4 relative) even with
+    // an F32 cache: with kv_cache f32/f32, exact enough to tell whether two models compute the same
+    // function (the AWQ fold's tests). A quantized V cache needs flash attention: refused then.
+    bool no_flash_attention = false;
     // Sees the intermediate tensors of every decode (ggml's scheduler callback): how calibration
     // observes the activations entering each weight matrix.
     ggml_backend_sched_eval_callback eval_callback = nullptr;
