@@ -1,0 +1,124 @@
+#include "serve/managed_backend.h"
+
+#include "model/model_info.h"
+#include "support/error.h"
+#include "support/process_memory.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+namespace switchyard::serve {
+
+Loaded measured_load(const std::function<std::shared_ptr<Backend>()> & make) {
+    const std::uint64_t before = process_status_bytes("VmRSS");
+    auto backend = make();
+    const std::uint64_t after = process_status_bytes("VmRSS");
+    return {std::move(backend), after > before ? after - before : 0};
+}
+
+ManagedBackend::ManagedBackend(std::shared_ptr<Residency> residency, const model::PortfolioModel & entry,
+                               std::chrono::milliseconds timeout, std::function<std::shared_ptr<Backend>()> make)
+    : residency_(std::move(residency)),
+      timeout_(timeout),
+      context_(entry.context),
+      parallel_(std::max(1, entry.parallel)) {
+    Loader loader = [make = std::move(make)] { return measured_load(make); };
+    if (entry.load == model::PortfolioModel::Load::always) {
+        model_ = residency_->add_pinned(entry.name, loader);
+        pinned_ = residency_->loaded(model_);
+        vocab_ = pinned_->vocab_size();
+        return;
+    }
+    // The file's metadata only (no tensors), and its size: the cost assumed until a load measures it.
+    const model::ModelInfo info = model::inspect_gguf(entry.path);
+    vocab_ = static_cast<int>(info.vocab_size);
+    std::error_code ec;
+    const auto file_bytes = std::filesystem::file_size(entry.path, ec);
+    model_ = residency_->add(entry.name, std::move(loader), ec ? 0 : file_bytes, std::chrono::seconds(entry.ttl_s));
+}
+
+ManagedBackend::~ManagedBackend() { residency_->remove(model_); }
+
+Residency::Lease ManagedBackend::lease(const std::function<bool()> & client_gone) const {
+    auto got = residency_->acquire(model_, std::chrono::steady_clock::now() + timeout_, client_gone);
+    if (auto * refused = std::get_if<Refusal>(&got)) {
+        throw ApiError{503, refused->message, "overloaded_error", {}, "model_not_loaded", refused->retry_after_s};
+    }
+    return std::move(std::get<Residency::Lease>(got));
+}
+
+std::shared_ptr<Stream> ManagedBackend::start(const ApiRequest & request, const GenerationInput & input,
+                                              const std::function<bool()> & client_gone) {
+    if (pinned_) return pinned_->start(request, input, client_gone);
+    auto got = residency_->acquire(model_, std::chrono::steady_clock::now() + timeout_, client_gone);
+    if (auto * refused = std::get_if<Refusal>(&got)) {
+        auto stream = std::make_shared<Stream>();
+        if (refused->code == "client_gone")
+            stream->fail(Failure::client_gone, refused->message);
+        else
+            stream->fail(Failure::overloaded, refused->message, 503, refused->retry_after_s);
+        return stream;
+    }
+    auto lease = std::make_shared<Residency::Lease>(std::move(std::get<Residency::Lease>(got)));
+    auto stream = lease->backend()->start(request, input, client_gone);
+    // The lease goes with the answer: the model stays loaded until its last piece is out.
+    stream->set_on_close([lease](bool) {});
+    return stream;
+}
+
+std::vector<engine::ScoreResult> ManagedBackend::score_prompts(const std::vector<std::vector<engine::Token>> & prompts,
+                                                               int top_k) {
+    if (pinned_) return pinned_->score_prompts(prompts, top_k);
+    return lease({}).backend()->score_prompts(prompts, top_k);
+}
+
+std::vector<engine::Token> ManagedBackend::tokenize(const std::string & text, bool add_special, bool parse_special) {
+    if (pinned_) return pinned_->tokenize(text, add_special, parse_special);
+    return lease({}).backend()->tokenize(text, add_special, parse_special);
+}
+
+std::string ManagedBackend::detokenize(const std::vector<engine::Token> & tokens) {
+    if (pinned_) return pinned_->detokenize(tokens);
+    return lease({}).backend()->detokenize(tokens);
+}
+
+std::string ManagedBackend::token_text(engine::Token token) {
+    if (pinned_) return pinned_->token_text(token);
+    return lease({}).backend()->token_text(token);
+}
+
+int ManagedBackend::context_length() const {
+    if (pinned_) return pinned_->context_length();
+    const auto b = residency_->loaded(model_);
+    return b ? b->context_length() : context_;
+}
+
+int ManagedBackend::vocab_size() const { return vocab_; }
+
+const engine::EngineModel * ManagedBackend::vocabulary() const {
+    if (pinned_) return pinned_->vocabulary();
+    // The model is kept a moment longer by its recent use (min_resident): the caller's next call
+    // (score_prompts, under a lease of its own) finds it loaded.
+    return lease({}).backend()->vocabulary();
+}
+
+std::string ManagedBackend::chat_template() const {
+    if (pinned_) return pinned_->chat_template();
+    const auto b = residency_->loaded(model_);
+    return b ? b->chat_template() : std::string();
+}
+
+int ManagedBackend::load() const {
+    if (pinned_) return pinned_->load();
+    const auto b = residency_->loaded(model_);
+    return b ? b->load() : 0;
+}
+
+bool ManagedBackend::loaded() const { return pinned_ != nullptr || residency_->loaded(model_) != nullptr; }
+
+void ManagedBackend::preload() {
+    if (!pinned_) residency_->preload(model_);
+}
+
+}  // namespace switchyard::serve
