@@ -115,6 +115,8 @@ int ManagedBackend::load() const {
     return b ? b->load() : 0;
 }
 
+std::shared_ptr<Backend> ManagedBackend::resident() const { return pinned_ ? pinned_ : residency_->loaded(model_); }
+
 bool ManagedBackend::loaded() const { return pinned_ != nullptr || residency_->loaded(model_) != nullptr; }
 
 void ManagedBackend::preload() {

@@ -46,6 +46,8 @@ public:
     int load() const override;
     bool loaded() const override;
     void preload() override;
+    // The loaded model itself (null while unloaded): what the shadow's KLD scores with.
+    std::shared_ptr<Backend> resident() const;
 
 private:
     Residency::Lease lease(const std::function<bool()> & client_gone) const;  // throws ApiError (503)

@@ -86,6 +86,9 @@ Residency::Lease::Lease(std::shared_ptr<Residency> owner, std::shared_ptr<Reside
     : owner_(std::move(owner)), model_(std::move(model)), backend_(std::move(backend)) {}
 
 Residency::Lease::~Lease() {
+    // Let go of the backend first: once released, the loader may unload it, and its last owner
+    // must be the loader, not this lease on the model's own decode thread (which cannot join itself).
+    backend_.reset();
     if (owner_) owner_->release(*model_);
 }
 
