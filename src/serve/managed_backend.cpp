@@ -1,12 +1,12 @@
 #include "serve/managed_backend.h"
 
-#include "model/model_info.h"
+#include "engine/llama_engine.h"
 #include "support/error.h"
 #include "support/process_memory.h"
 
 #include <fmt/format.h>
 
-#include <filesystem>
+#include <algorithm>
 
 namespace switchyard::serve {
 
@@ -17,25 +17,48 @@ Loaded measured_load(const std::function<std::shared_ptr<Backend>()> & make) {
     return {std::move(backend), after > before ? after - before : 0};
 }
 
+LoadBound load_bound(const model::ModelInfo & info, int context, int parallel, int batch) {
+    const auto ctx = static_cast<std::uint64_t>(std::max(1, context));
+    const auto rows = static_cast<std::uint64_t>(std::max(1, batch));
+    const auto cells = ctx * static_cast<std::uint64_t>(std::max(1, parallel));
+    const std::uint64_t kv = info.block_count * cells * info.head_count_kv * (info.key_length + info.value_length) * 2;
+    const std::uint64_t logits = 2 * rows * info.vocab_size * 4;
+    const std::uint64_t scores = rows * ctx * std::max<std::uint64_t>(1, info.head_count) * 4;
+    return {.load = info.file_bytes + kv + (16ull << 20), .buffers = (logits + scores) * 3 / 2};
+}
+
+namespace {
+
+// From the file's metadata only (no tensors), as the engine will run the entry.
+LoadBound bound_of(const model::PortfolioModel & entry) {
+    return load_bound(model::inspect_gguf(entry.path), entry.context, std::max(1, entry.parallel),
+                      engine::LlamaEngineOptions{}.batch_size);
+}
+
+}  // namespace
+
 ManagedBackend::ManagedBackend(std::shared_ptr<Residency> residency, const model::PortfolioModel & entry,
                                std::chrono::milliseconds timeout, std::function<std::shared_ptr<Backend>()> make)
     : residency_(std::move(residency)),
       timeout_(timeout),
       context_(entry.context),
       parallel_(std::max(1, entry.parallel)) {
-    Loader loader = [make = std::move(make)] { return measured_load(make); };
+    // What a model holds: what its load measured, and the buffers its decodes touch afterwards
+    // (bounded from the file, read after the load so that a file llama.cpp rejects fails as before).
+    Loader loader = [make = std::move(make), entry] {
+        Loaded loaded = measured_load(make);
+        loaded.bytes += bound_of(entry).buffers;
+        return loaded;
+    };
     if (entry.load == model::PortfolioModel::Load::always) {
         model_ = residency_->add_pinned(entry.name, loader);
         pinned_ = residency_->loaded(model_);
         vocab_ = pinned_->vocab_size();
         return;
     }
-    // The file's metadata only (no tensors), and its size: the cost assumed until a load measures it.
-    const model::ModelInfo info = model::inspect_gguf(entry.path);
-    vocab_ = static_cast<int>(info.vocab_size);
-    std::error_code ec;
-    const auto file_bytes = std::filesystem::file_size(entry.path, ec);
-    model_ = residency_->add(entry.name, std::move(loader), ec ? 0 : file_bytes, std::chrono::seconds(entry.ttl_s));
+    vocab_ = static_cast<int>(model::inspect_gguf(entry.path).vocab_size);
+    // The room each load is given: the most it can take, known before it has measured itself.
+    model_ = residency_->add(entry.name, std::move(loader), bound_of(entry).total(), std::chrono::seconds(entry.ttl_s));
 }
 
 ManagedBackend::~ManagedBackend() { residency_->remove(model_); }
@@ -98,9 +121,10 @@ int ManagedBackend::vocab_size() const { return vocab_; }
 
 const engine::EngineModel * ManagedBackend::vocabulary() const {
     if (pinned_) return pinned_->vocabulary();
-    // The model is kept a moment longer by its recent use (min_resident): the caller's next call
-    // (score_prompts, under a lease of its own) finds it loaded.
-    return lease({}).backend()->vocabulary();
+    // A model's vocabulary never changes (a changed portfolio entry is a new backend), so the copy
+    // taken while a lease holds the model stays true after it unloads.
+    std::call_once(vocabulary_once_, [this] { vocabulary_ = *lease({}).backend()->vocabulary(); });
+    return &vocabulary_;
 }
 
 std::string ManagedBackend::chat_template() const {

@@ -3,6 +3,7 @@
 // (`load: on_demand`); what it holds is measured as it loads.
 #pragma once
 
+#include "model/model_info.h"
 #include "model/portfolio.h"
 #include "serve/backend.h"
 #include "serve/residency.h"
@@ -10,12 +11,28 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 
 namespace switchyard::serve {
 
 // The process's resident memory grown while `make` loads a backend (loads are serialized, so the
 // growth is the model's: weights as mapped and read, KV cache, buffers the load touches).
 Loaded measured_load(const std::function<std::shared_ptr<Backend>()> & make);
+
+// An upper bound of what loading the model of `info` with `context` tokens for each of `parallel`
+// sequences and `batch` tokens per decode adds to the process (f16 KV cache, as the engine makes it).
+struct LoadBound {
+    // file bytes (the weights as mapped)
+    // + n_layer x context x parallel x (n_embd_k_gqa + n_embd_v_gqa) x 2 (the KV cache)
+    // + 16 MiB (the context's own structures, the decode thread, the allocator's slack)
+    std::uint64_t load = 0;
+    // 1.5 x (2 x batch x n_vocab x 4 (llama.cpp's output buffer and the graph's logits)
+    //        + batch x context x n_head x 4 (one batch's attention scores)):
+    // allocated by the load, touched by the decodes after it, so not in what a load measures.
+    std::uint64_t buffers = 0;
+    std::uint64_t total() const { return load + buffers; }
+};
+LoadBound load_bound(const model::ModelInfo & info, int context, int parallel, int batch);
 
 class ManagedBackend final : public Backend {
 public:
@@ -39,7 +56,8 @@ public:
     // From the portfolio entry and the file's metadata while unloaded: no load for a model listing.
     int context_length() const override;
     int vocab_size() const override;
-    // Loads the model when it is not (an echo needs its vocabulary).
+    // A copy of the model's vocabulary facts, kept by this backend (so the pointer outlives any
+    // unload); the first call loads the model when it is not and copies them under a lease.
     const engine::EngineModel * vocabulary() const override;
     std::string chat_template() const override;
     int parallel() const override { return parallel_; }
@@ -59,6 +77,8 @@ private:
     int context_ = 0;
     int vocab_ = 0;
     int parallel_ = 1;
+    mutable std::once_flag vocabulary_once_;
+    mutable engine::EngineModel vocabulary_;  // written once, under vocabulary_once_
 };
 
 }  // namespace switchyard::serve

@@ -19,7 +19,8 @@ struct ResidentModel {
     Loader loader;
     bool pinned = false;
     std::chrono::seconds ttl{0};
-    std::uint64_t estimate = 0;
+    std::uint64_t estimate = 0;  // an upper bound of a load's cost, from the file's metadata
+    std::uint64_t reserved = 0;  // the room held for it while it loads
     Residence state = Residence::unloaded;
     std::shared_ptr<Backend> backend;  // set while ready or draining
     std::uint64_t bytes = 0;  // measured at the last load
@@ -293,7 +294,9 @@ bool Residency::load_next(std::unique_lock<std::mutex> & lock) {
         std::find_if(wanted_.begin(), wanted_.end(), [](const auto & m) { return m->state == Residence::unloaded; });
     if (it == wanted_.end()) return false;
     const auto m = *it;
-    const std::uint64_t need = m->bytes > 0 ? m->bytes : m->estimate;
+    // Room for the most the load can take (the estimate is an upper bound; a measure above it wins),
+    // so that the budget holds while it loads, not only once it has.
+    const std::uint64_t need = std::max(m->bytes, m->estimate);
     const auto fail = [&](Refusal why) {
         wanted_.erase(std::find(wanted_.begin(), wanted_.end(), m));
         m->wanted = false;
@@ -321,6 +324,8 @@ bool Residency::load_next(std::unique_lock<std::mutex> & lock) {
     wanted_.erase(it);
     m->wanted = false;
     m->state = Residence::loading;
+    m->reserved = need;
+    account();
     lock.unlock();
     freed.clear();
     release_free_memory();
@@ -442,8 +447,10 @@ std::uint64_t Residency::resident_bytes() const {
 
 std::uint64_t Residency::held_bytes() const {
     std::uint64_t sum = 0;
-    for (const auto & m : models_)
+    for (const auto & m : models_) {
         if (m->state == Residence::ready || m->state == Residence::draining) sum += m->bytes;
+        if (m->state == Residence::loading) sum += m->reserved;
+    }
     return sum;
 }
 

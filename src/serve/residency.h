@@ -107,7 +107,8 @@ public:
     Residency(const Residency &) = delete;
     Residency & operator=(const Residency &) = delete;
 
-    // A model loaded when a request needs it (`estimate`: its cost before a load has measured it).
+    // A model loaded when a request needs it (`estimate`: an upper bound of what a load of it takes,
+    // the room made before each load; what the load measures counts once it is ready).
     std::shared_ptr<ResidentModel> add(std::string name, Loader loader, std::uint64_t estimate,
                                        std::chrono::seconds ttl);
     // A model loaded now and never unloaded for room; throws switchyard::Error when it cannot be
@@ -126,7 +127,7 @@ public:
 
     std::vector<ResidencyState> states() const;
     std::uint64_t budget() const { return options_.budget; }
-    std::uint64_t resident_bytes() const;  // of the loaded and draining models
+    std::uint64_t resident_bytes() const;  // of the loaded and draining models, and the room held for a load
     std::uint64_t peak_resident_bytes() const;
 
 private:
