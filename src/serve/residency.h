@@ -62,6 +62,7 @@ struct ResidencyState {
     Residence state = Residence::unloaded;
     bool on_demand = false;
     std::uint64_t bytes = 0;  // measured at its last load; 0 before the first
+    std::uint64_t bound = 0;  // the room made before each of its loads (on demand)
     int in_use = 0;  // requests holding it
     int waiting = 0;  // requests waiting for it to load
     std::uint64_t loads = 0;
