@@ -2,16 +2,30 @@
 # serve within a memory budget: three in-process on-demand models (babyllama, stories260K and a
 # Q8_0 copy of babyllama) under traffic that alternates between them, with a budget that fits two:
 # p50/p99 latency per model, loads and unloads, the server's peak RSS against the budget,
-# failures; and each model's cold load beside the floor of reading its file.
-# Usage: bench/serve-switch.sh [ROUNDS (default 5)] [REQUESTS per model and round (default 40)]
+# failures; and each model's cold load beside the floor of reading its file. With --135m, three
+# models of SmolLM2-135M's shape instead (make-model: F16 seeds 1 and 2, and a Q8_0 of the first).
+# Usage: bench/serve-switch.sh [--135m] [ROUNDS (default 5)] [REQUESTS per model and round (default 40)]
 source "$(dirname "$0")/common.sh"
 source bench/serve-lib.sh
+shape=shared
+if [ "${1:-}" = --135m ]; then
+  shape=135m
+  shift
+fi
 rounds="${1:-5}"
 per_phase="${2:-40}"
-models=(baby stories q8)
-declare -A file=([baby]="$(realpath "$data/models/babyllama-0.9M-f32.gguf")"
-  [stories]="$(realpath "$data/models/stories260K-f32.gguf")" [q8]="$work/baby-q8.gguf")
-"$sy" quantize "${file[baby]}" "${file[q8]}" Q8_0 > /dev/null
+if [ "$shape" = shared ]; then
+  models=(baby stories q8)
+  declare -A file=([baby]="$(realpath "$data/models/babyllama-0.9M-f32.gguf")"
+    [stories]="$(realpath "$data/models/stories260K-f32.gguf")" [q8]="$work/baby-q8.gguf")
+  "$sy" quantize "${file[baby]}" "${file[q8]}" Q8_0 > /dev/null
+else
+  models=(a b q8)
+  declare -A file=([a]="$work/a.gguf" [b]="$work/b.gguf" [q8]="$work/a-q8.gguf")
+  "$sy" make-model smollm2-135m "${file[a]}" --f16 --seed 1 > /dev/null
+  "$sy" make-model smollm2-135m "${file[b]}" --f16 --seed 2 > /dev/null
+  "$sy" quantize "${file[a]}" "${file[q8]}" Q8_0 > /dev/null
+fi
 
 # portfolio SERVER_SETTINGS: the three models, on demand, into $work/switch.yaml.
 portfolio() {
@@ -33,7 +47,7 @@ portfolio "{min_resident_s: 0}"
 start_server probe "$sy" serve --portfolio "$work/switch.yaml" --port 0
 declare -A held bound
 for m in "${models[@]}"; do
-  curl -s -o /dev/null "http://127.0.0.1:$probe_port/v1/completions" -d "{\"model\":\"$m\",\"prompt\":\"Hi\",\"max_tokens\":1}"
+  curl -s -o /dev/null "http://127.0.0.1:$probe_port/v1/completions" -H 'Content-Type: application/json' -d "{\"model\":\"$m\",\"prompt\":\"Hi\",\"max_tokens\":1}"
   held[$m]=$(stats_of "$probe_port" "$m" measured_bytes)
   bound[$m]=$(stats_of "$probe_port" "$m" bound_bytes)
 done
@@ -73,7 +87,7 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 median() { echo "$1" | tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 highest() { echo "$1" | tr ' ' '\n' | grep . | sort -g | tail -1; }
 
-echo "budget $(mib "$budget") MiB (fits one model loaded beside another's load, not two); $rounds rounds of" \
+echo "$shape models; budget $(mib "$budget") MiB (two fit: one model held beside the room for another's load; three do not); $rounds rounds of" \
   "$per_phase requests per model at 4 concurrent, min_resident_s 1; page cache cold: $cold"
 echo
 echo "| model | file MiB | bound MiB | held MiB | loads | unloads | p50 ms | p99 ms | failures | cold load ms | read floor ms | load / floor |"
@@ -85,7 +99,7 @@ for m in "${models[@]}"; do
   echo "| $m | $(mib "$(stat -c %s "${file[$m]}")") | $(mib "${bound[$m]}") | $(mib "${held[$m]}")" \
     "| $(metric "$switch_port" "switchyard_model_loads_total{model=\"$m\"}") | $(metric "$switch_port" "switchyard_model_unloads_total{model=\"$m\"}")" \
     "| $(median "${p50s[$m]}") | $(highest "${p99s[$m]}") | ${failures[$m]} | $load_ms | $floor" \
-    "| $(awk -v a="$load_ms" -v b="$floor" 'BEGIN { printf "%.0f", b > 0 ? a / b : 0 }') |"
+    "| $(awk -v a="$load_ms" -v b="$floor" 'BEGIN { printf "%.0f", (b > 0) ? a / b : 0 }') |"
   [ "${failures[$m]}" -eq 0 ] || status=1
 done
 echo
