@@ -339,25 +339,15 @@ bool Residency::load_next(std::unique_lock<std::mutex> & lock) {
     m->bytes = loaded.bytes;
     m->state = Residence::ready;
     m->loaded_at = m->last_used = Clock::now();
-    // The estimate was short of what the load measured: make the rest of the room now, or unload it.
-    if (options_.budget > 0 && held_bytes() > options_.budget) {
-        auto others = residents();
-        std::erase_if(others, [&](const Resident & r) { return r.id == m->id; });
-        const auto more = plan_eviction(others, m->bytes, options_.budget, Clock::now(), options_.min_resident);
-        for (const auto & r : models_) {
-            const bool chosen = std::find(more.unload.begin(), more.unload.end(), r->id) != more.unload.end();
-            if ((more.fits && chosen) || (!more.fits && r == m)) unload(*r, freed);
-        }
-        if (!more.fits) {
-            lock.unlock();
-            freed.clear();
-            release_free_memory();
-            lock.lock();
-            return fail({fmt::format("{} measured {} bytes as it loaded; the others in use leave less of "
-                                     "server.memory_budget ({} bytes)",
-                                     m->name, m->bytes, options_.budget),
-                         "over_memory_budget", retry_after_s()});
-        }
+    if (!settle(*m, freed)) {
+        lock.unlock();
+        freed.clear();
+        release_free_memory();
+        lock.lock();
+        return fail({fmt::format("{} measured {} bytes as it loaded; the others in use leave less of "
+                                 "server.memory_budget ({} bytes)",
+                                 m->name, m->bytes, options_.budget),
+                     "over_memory_budget", retry_after_s()});
     }
     account();
     changed_.notify_all();
@@ -368,6 +358,20 @@ bool Residency::load_next(std::unique_lock<std::mutex> & lock) {
         lock.lock();
     }
     return true;
+}
+
+// A load that measured more than the room it was given: idle models make the rest of the room now,
+// or the model itself unloads (false).
+bool Residency::settle(ResidentModel & m, std::vector<std::shared_ptr<Backend>> & freed) {
+    if (options_.budget == 0 || held_bytes() <= options_.budget) return true;
+    auto others = residents();
+    std::erase_if(others, [&](const Resident & r) { return r.id == m.id; });
+    const auto more = plan_eviction(others, m.bytes, options_.budget, Clock::now(), options_.min_resident);
+    for (const auto & r : models_) {
+        const bool chosen = std::find(more.unload.begin(), more.unload.end(), r->id) != more.unload.end();
+        if ((more.fits && chosen) || (!more.fits && r.get() == &m)) unload(*r, freed);
+    }
+    return more.fits;
 }
 
 Loaded Residency::run_loader(ResidentModel & m, std::unique_lock<std::mutex> & lock) {

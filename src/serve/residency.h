@@ -139,6 +139,7 @@ private:
     std::vector<std::shared_ptr<Backend>> expire(ResidencyClock::time_point now);
     bool load_next(std::unique_lock<std::mutex> & lock);
     Loaded run_loader(ResidentModel & model, std::unique_lock<std::mutex> & lock);
+    bool settle(ResidentModel & model, std::vector<std::shared_ptr<Backend>> & freed);
     std::vector<Resident> residents() const;
     std::uint64_t pinned_bytes() const;
     std::uint64_t held_bytes() const;  // resident_bytes() under the lock
