@@ -4,9 +4,18 @@
 # again while attackers hold IDLE idle connections (default 10,000), 1,000 slow-loris senders
 # (a header byte every second) and post 500,000-deep JSON bodies in a loop. Prints both runs,
 # the ratio of the client's p50/p99 under attack to alone, and the slowest /health answer.
-# Needs python3 for the attackers. Usage: bench/serve-hostile.sh [REQUESTS (default 20000)] [RATE (default 2000)] [IDLE]
+# With --on-demand the client asks an in-process model loaded on demand (stories260K) under a
+# memory budget that holds one model at a time, and a second client asks another (babyllama) once
+# a second, so the models swap throughout: its failures, loads and the peak resident bytes are
+# printed too. Needs python3 for the attackers.
+# Usage: bench/serve-hostile.sh [--on-demand] [REQUESTS (default 20000)] [RATE (default 2000)] [IDLE]
 source "$(dirname "$0")/common.sh"
 source bench/serve-lib.sh
+on_demand=no
+if [ "${1:-}" = --on-demand ]; then
+  on_demand=yes
+  shift
+fi
 requests="${1:-20000}"
 rate="${2:-2000}"
 idle="${3:-10000}"
@@ -21,6 +30,16 @@ models:
   - {name: stub, endpoint: "http://127.0.0.1:$upstream_port/v1"}
 server: {queue_length: 256, max_streams: 256, max_body_bytes: 2097152, read_timeout_ms: 30000}
 YAML
+if [ "$on_demand" = yes ]; then
+  # Each model's load is bounded by about 75 MiB at this context (/stats bound_bytes): 100 MiB
+  # holds one, not one beside the other's load. The queue holds every client connection.
+  body='{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}'
+  sed -i '$d' "$work/portfolio.yaml"
+  for m in stories:stories260K-f32 baby:babyllama-0.9M-f32; do
+    echo "  - {name: ${m%%:*}, path: $(realpath "$data/models/${m#*:}.gguf"), context: 2048, parallel: 4, threads: 1, load: on_demand}"
+  done >> "$work/portfolio.yaml"
+  echo "server: {queue_length: 256, max_streams: 256, max_body_bytes: 2097152, read_timeout_ms: 30000, memory_budget: 100MiB, load_queue: 256, min_resident_s: 1}" >> "$work/portfolio.yaml"
+fi
 start_server gateway "$sy" serve --portfolio "$work/portfolio.yaml" --port 0
 
 # Probes /health every 20 ms until killed; one latency in ms per line.
@@ -63,6 +82,15 @@ while True:
     print("attack: deep-JSON answers", answers, flush=True)
 PY
 
+# The second client of --on-demand: asks babyllama once a second until killed; one status a line.
+switcher() {
+  while :; do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 130 "http://127.0.0.1:$gateway_port/v1/completions" \
+      -H 'Content-Type: application/json' -d '{"model":"baby","prompt":"Once upon a time","max_tokens":4}'
+    sleep 1
+  done
+}
+
 printf 'serve under attack: %s requests at %s/s over 64 connections, %s cores (one run each, same machine)\n' "$requests" "$rate" "$(nproc)"
 printf '  %-28s %9s %9s %9s %12s\n' "" "p50 ms" "p99 ms" "failures" "health max ms"
 for phase in alone attacked; do
@@ -73,8 +101,16 @@ for phase in alone attacked; do
   fi
   probe > "$work/health-$phase.txt" &
   probe_pid=$!
+  if [ "$on_demand" = yes ]; then
+    switcher > "$work/switch-$phase.txt" &
+    switcher_pid=$!
+  fi
   drive "http://127.0.0.1:$gateway_port" /v1/chat/completions "$body" "$requests" 64 "$rate"
   kill "$probe_pid" 2> /dev/null || true
+  if [ "$on_demand" = yes ]; then
+    kill "$switcher_pid" 2> /dev/null || true
+    echo "    babyllama once a second: $(grep -c . "$work/switch-$phase.txt") requests, $(grep -vc '^200$' "$work/switch-$phase.txt") not 200"
+  fi
   read -r p50 p99 < <(echo "$drive_line" | awk '{ print $10, $12 }')
   printf -v "${phase}_p50" '%s' "$p50"
   printf -v "${phase}_p99" '%s' "$p99"
@@ -86,3 +122,8 @@ printf '  %-28s %9.2f %9.2f\n' "ratio attacked / alone" "$(echo "$attacked_p50 /
 grep "idle" "$work/attack.log" | head -1 | sed 's/^/  /'
 tail -1 "$work/attack.log" | sed 's/^/  /'
 curl -s "http://127.0.0.1:$gateway_port/metrics" | grep '^switchyard_http_' | sed 's/^/  /'
+if [ "$on_demand" = yes ]; then
+  curl -s "http://127.0.0.1:$gateway_port/metrics" | grep -E '^switchyard_(model_(loads|unloads)_total|memory_budget_bytes)' | sed 's/^/  /'
+  curl -s "http://127.0.0.1:$gateway_port/stats" | python3 -c "import json,sys; r=json.load(sys.stdin)['residency']; print(f\"  peak resident bytes {r['peak_resident_bytes']} of a budget of {r['memory_budget_bytes']}\")"
+  echo "  gateway is up: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gateway_port/health"); peak RSS $(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$gateway_pid/status") MiB"
+fi

@@ -161,6 +161,33 @@ TEST(Plan, DecidesPerClassWritesEveryOutputAndReusesTheStore) {
 
 // An alternative behind an OpenAI-compatible endpoint (here switchyard's own server) is measured
 // through it: tasks by the server's log-probabilities, latency by timed requests, cost as declared.
+TEST(Plan, AMemoryBudgetKeepsTheChosenModelsLoadedAndLoadsBackupsOnDemand) {
+    test::ScratchDir dir;
+    std::string plan = test::two_class_plan("  - {type: Q8_0}\n");
+    const std::string policy = "policy:\n  accuracy_floor: 0.5\n";
+    plan.replace(plan.find(policy), policy.size(), policy + "  budgets: {memory: 1G}\n");
+    test::write_file(dir.file("plan.yaml"), plan);
+    const auto out = dir.file("out");
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results",
+                                         dir.file("r.sqlite").string(), "-t", "1", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto portfolio = model::load_portfolio(out / "portfolio.yaml");
+    EXPECT_EQ(portfolio.server.memory_budget, 1ull << 30);
+    const auto * stories = portfolio.find_route("stories");
+    ASSERT_NE(stories, nullptr);
+    ASSERT_EQ(stories->fallback, std::vector<std::string>{"babyllama"});
+    // Each route's chosen model stays loaded (both fit 1G); the backup loads only when needed.
+    for (const auto & route : portfolio.routes) {
+        EXPECT_EQ(portfolio.find_model(route.model)->load, model::PortfolioModel::Load::always) << route.model;
+        EXPECT_EQ(portfolio.find_model(route.model)->ttl_s, 0) << route.model;
+    }
+    EXPECT_EQ(portfolio.find_model("babyllama")->load, model::PortfolioModel::Load::on_demand);
+    EXPECT_EQ(portfolio.find_model("babyllama")->ttl_s, 600);
+    const auto yaml = test::read_file(out / "portfolio.yaml");
+    EXPECT_NE(yaml.find("memory_budget: 1024MiB"), std::string::npos) << yaml;
+    EXPECT_NE(yaml.find("load: on_demand"), std::string::npos) << yaml;
+}
+
 TEST(Plan, SwitchesToAServedAlternative) {
     test::ScratchDir dir;
     const auto data = test::data_dir();

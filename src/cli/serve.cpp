@@ -27,7 +27,7 @@ struct ServeOptions {
     model::KvCacheTypes kv_cache;
     bool normalize = false;
     // Flags given on the command line override the portfolio's `server:` settings.
-    std::optional<std::string> host, admin_token_env, api_keys_env;
+    std::optional<std::string> host, admin_token_env, api_keys_env, memory_budget;
     std::optional<int> port, max_tokens, queue_length, max_streams, request_timeout_ms, cooldown_s;
     std::optional<std::size_t> max_body_bytes;
 };
@@ -60,6 +60,13 @@ void run_serve(const ServeOptions & o) {
     if (o.request_timeout_ms) s.request_timeout_ms = *o.request_timeout_ms;
     if (o.cooldown_s) s.cooldown_s = *o.cooldown_s;
     if (o.max_body_bytes) s.max_body_bytes = *o.max_body_bytes;
+    if (o.memory_budget) {
+        try {
+            s.memory_budget = model::parse_memory_budget(*o.memory_budget);
+        } catch (const Error & e) {
+            throw Error("--memory-budget: {}", e.what());
+        }
+    }
 
     // Signals are taken by one thread with sigwait, so block them before any thread starts.
     sigset_t signals;
@@ -127,6 +134,9 @@ void add_serve(CLI::App & app) {
                     "Time a model has to answer before fallback (default 120000)");
     cmd->add_option("--cooldown-s", o->cooldown_s,
                     "Seconds a failed backend rests before it is tried again (default 30)");
+    cmd->add_option("--memory-budget", o->memory_budget,
+                    "Memory the in-process models may hold together, e.g. 6GiB; 'load: on_demand' models unload "
+                    "least recently used first to keep within it (default: no limit)");
     cmd->callback([o] {
         if (o->portfolio.empty() && o->model.empty()) throw Error("serve needs --portfolio FILE or -m MODEL");
         run_serve(*o);

@@ -326,6 +326,31 @@ private:
                 break;
             }
         if (p.default_route.empty() && !p.routes.empty()) p.default_route = p.routes.front().name;
+        if (const auto budget = plan_.policy.budgets.memory_bytes) load_within(p, *budget);
+    }
+
+    // With a memory budget the server loads within it (docs/serve.md, "Loading on demand"): the
+    // routes' chosen models stay loaded (`always`, in route order) while the peak memory measured
+    // for them together fits; backups, and chosen models past that or never measured, load on
+    // demand and unload after kOnDemandTtlS idle, so that a fallback costs memory only while used.
+    void load_within(model::Portfolio & p, std::uint64_t budget) const {
+        static constexpr int kOnDemandTtlS = 600;
+        p.server.memory_budget = budget;
+        std::uint64_t pinned = 0;
+        for (auto & m : p.models) {
+            if (m.path.empty()) continue;  // a remote model's memory is its server's
+            const bool chosen = std::any_of(p.routes.begin(), p.routes.end(),
+                                            [&](const model::Route & r) { return r.model == m.name; });
+            const auto it = std::find_if(result_.candidates.begin(), result_.candidates.end(),
+                                         [&](const Candidate & c) { return portfolio_name(c.name) == m.name; });
+            const std::uint64_t peak = it != result_.candidates.end() && it->cost ? it->cost->peak_rss_bytes : 0;
+            if (chosen && peak > 0 && pinned + peak <= budget) {
+                pinned += peak;
+                continue;
+            }
+            m.load = model::PortfolioModel::Load::on_demand;
+            m.ttl_s = kOnDemandTtlS;
+        }
     }
 
     const Plan & plan_;

@@ -3,6 +3,7 @@
 #include "engine/normalize.h"
 #include "model/model_info.h"
 #include "support/error.h"
+#include "support/process_memory.h"
 #include "support/utf8.h"
 
 #include <fmt/format.h>
@@ -47,13 +48,7 @@ double cpu_seconds() {
 // what it measures (writing 5 to clear_refs resets the peak, Linux 4.0+).
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
-std::uint64_t peak_rss_bytes() {
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-    }
-    return 0;
-}
+std::uint64_t peak_rss_bytes() { return process_status_bytes("VmHWM"); }
 
 // Package energy from Intel RAPL where the kernel exposes it to this user; nullopt otherwise.
 std::optional<double> rapl_joules() {

@@ -170,6 +170,11 @@ ModelInfo describe(const gguf_context * ctx, std::uint64_t file_bytes, const std
     info.context_length = meta.unsigned_integer(arch + ".context_length").value_or(0);
     info.embedding_length = meta.unsigned_integer(arch + ".embedding_length").value_or(0);
     info.block_count = meta.unsigned_integer(arch + ".block_count").value_or(0);
+    info.head_count = meta.unsigned_integer(arch + ".attention.head_count").value_or(0);
+    info.head_count_kv = meta.unsigned_integer(arch + ".attention.head_count_kv").value_or(info.head_count);
+    const std::uint64_t head_length = info.head_count > 0 ? info.embedding_length / info.head_count : 0;
+    info.key_length = meta.unsigned_integer(arch + ".attention.key_length").value_or(head_length);
+    info.value_length = meta.unsigned_integer(arch + ".attention.value_length").value_or(head_length);
 
     info.tokenizer = meta.string("tokenizer.ggml.model").value_or("");
     info.vocab_size = meta.array_length("tokenizer.ggml.tokens", GGUF_TYPE_STRING)
@@ -256,6 +261,10 @@ void to_json(nlohmann::json & out, const ModelInfo & info) {
         {"context_length", info.context_length},
         {"embedding_length", info.embedding_length},
         {"block_count", info.block_count},
+        {"head_count", info.head_count},
+        {"head_count_kv", info.head_count_kv},
+        {"key_length", info.key_length},
+        {"value_length", info.value_length},
         {"vocab_size", info.vocab_size},
         {"tokenizer", info.tokenizer},
         {"byte_fallback", info.byte_fallback},

@@ -41,6 +41,12 @@ struct ModelInfo {
     std::uint64_t context_length = 0;  // <arch>.context_length (what the file declares)
     std::uint64_t embedding_length = 0;
     std::uint64_t block_count = 0;
+    // Attention shape, what the KV cache is sized by. head_count is 0 where the file does not say;
+    // the others default as llama.cpp's do (head_count, and embedding_length / head_count).
+    std::uint64_t head_count = 0;
+    std::uint64_t head_count_kv = 0;
+    std::uint64_t key_length = 0;
+    std::uint64_t value_length = 0;
 
     std::uint64_t vocab_size = 0;
     std::string tokenizer;  // tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE), ...

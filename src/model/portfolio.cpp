@@ -4,6 +4,7 @@
 #include "support/atomic_file.h"
 #include "support/error.h"
 #include "support/rpc_endpoint.h"
+#include "support/units.h"
 #include "support/yaml_config.h"
 
 #include <fmt/format.h>
@@ -36,7 +37,8 @@ void check_url(const YamlMap & y, const std::string & key, const std::string & u
 
 PortfolioModel read_model(const YamlMap & y) {
     y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads",
-                      "gpu_layers", "kv", "rpc", "normalize", "cost_per_1k_tokens", "note", "replicas", "health"});
+                      "gpu_layers", "kv", "rpc", "normalize", "cost_per_1k_tokens", "note", "replicas", "health", "load",
+                      "ttl_s"});
     PortfolioModel m;
     m.name = y.string("name");
     for (const auto & r : y.maps("replicas")) {
@@ -89,6 +91,18 @@ PortfolioModel read_model(const YamlMap & y) {
     m.note = y.string("note", "");
     if (m.context < 16) y.fail("context", "must be at least 16 tokens");
     if (m.parallel < 1) y.fail("parallel", "must be at least 1");
+    const std::string load = y.string("load", "always");
+    if (load == "on_demand") {
+        m.load = PortfolioModel::Load::on_demand;
+        if (m.path.empty() || !m.replicas.empty())
+            y.fail("load", "only an in-process model ('path', no 'replicas') can be loaded on demand");
+    } else if (load != "always") {
+        y.fail("load", "expected 'always' or 'on_demand', found '" + load + "'");
+    }
+    m.ttl_s = static_cast<int>(y.integer("ttl_s", 0));
+    if (m.ttl_s < 0) y.fail("ttl_s", "must be 0 (never unload when idle) or a number of seconds");
+    if (m.ttl_s > 0 && m.load != PortfolioModel::Load::on_demand)
+        y.fail("ttl_s", "applies to 'load: on_demand' models only");
     return m;
 }
 
@@ -99,13 +113,17 @@ double fraction(const YamlMap & y, const std::string & key, double fallback) {
 }
 
 Route read_route(const YamlMap & y) {
-    y.reject_unknown({"name", "model", "fallback", "cascade", "canary", "shadow", "capture", "note", "evidence"});
+    y.reject_unknown(
+        {"name", "model", "fallback", "cascade", "canary", "shadow", "capture", "note", "evidence", "prefer_loaded"});
     Route r;
     r.name = y.string("name");
     r.model = y.string("model", "");
     r.fallback = y.strings("fallback");
     r.note = y.string("note", "");
     r.evidence = y.string("evidence", "");
+    r.prefer_loaded = y.boolean("prefer_loaded", false);
+    if (r.prefer_loaded && r.fallback.empty())
+        y.fail("prefer_loaded", "needs a 'fallback' list to choose a loaded model from");
     if (auto c = y.map("cascade")) {
         c->reject_unknown({"models", "min_mean_logprob"});
         r.cascade = Cascade{.models = c->strings("models"), .min_mean_logprob = c->number("min_mean_logprob", -2.0)};
@@ -155,6 +173,12 @@ Route read_route(const YamlMap & y) {
 }
 
 }  // namespace
+
+std::uint64_t parse_memory_budget(const std::string & text) {
+    const auto bytes = parse_size(text);
+    if (!bytes || *bytes < 1) throw Error("expected a size such as 6GiB or 512MiB, found '{}'", text);
+    return static_cast<std::uint64_t>(*bytes);
+}
 
 std::optional<std::string> shadow_share_error(double value) {
     if (value >= 0 && value <= 1) return std::nullopt;  // NaN fails both
@@ -207,7 +231,8 @@ RouteRule read_rule(const YamlMap & y) {
 ServerSettings read_server(const YamlMap & y) {
     y.reject_unknown({"host", "port", "max_body_bytes", "max_tokens", "queue_length", "max_streams",
                       "request_timeout_ms", "cooldown_s", "read_timeout_ms", "admin_token_env", "api_keys_env",
-                      "admin_model_dirs", "admin_endpoints", "admin_key_env_prefix", "capture_db"});
+                      "admin_model_dirs", "admin_endpoints", "admin_key_env_prefix", "capture_db", "memory_budget",
+                      "load_queue", "min_resident_s"});
     ServerSettings s;
     s.host = y.string("host", s.host);
     s.port = static_cast<int>(y.integer("port", s.port));
@@ -239,6 +264,17 @@ ServerSettings read_server(const YamlMap & y) {
     }
     s.admin_key_env_prefix = y.string("admin_key_env_prefix", s.admin_key_env_prefix);
     if (y.has("capture_db")) s.capture_db = y.file_path("capture_db");
+    if (y.has("memory_budget")) {
+        try {
+            s.memory_budget = parse_memory_budget(y.string("memory_budget"));
+        } catch (const Error & e) {
+            y.fail("memory_budget", e.what());
+        }
+    }
+    s.load_queue = static_cast<int>(y.integer("load_queue", s.load_queue));
+    if (s.load_queue < 0) y.fail("load_queue", "must be 0 or more");
+    s.min_resident_s = static_cast<int>(y.integer("min_resident_s", s.min_resident_s));
+    if (s.min_resident_s < 0) y.fail("min_resident_s", "must be 0 or more");
     return s;
 }
 
@@ -301,6 +337,12 @@ std::string shown_path(const std::filesystem::path & path, const std::filesystem
     return rel.string();
 }
 
+// A budget as people write it: whole MiB when it is one (parse_size reads both back).
+std::string size_text(std::uint64_t bytes) {
+    constexpr std::uint64_t mib = 1 << 20;
+    return bytes % mib == 0 ? fmt::format("{}MiB", bytes / mib) : std::to_string(bytes);
+}
+
 }  // namespace
 
 std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path & relative_to,
@@ -349,6 +391,8 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         // Four significant digits: a measured cost is known to a few percent, not to seventeen digits.
         if (m.cost_per_1k_tokens > 0)
             out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << YAML::Precision(4) << m.cost_per_1k_tokens;
+        if (m.load == PortfolioModel::Load::on_demand) out << YAML::Key << "load" << YAML::Value << "on_demand";
+        if (m.ttl_s > 0) out << YAML::Key << "ttl_s" << YAML::Value << m.ttl_s;
         if (!m.note.empty()) out << YAML::Key << "note" << YAML::Value << m.note;
         out << YAML::EndMap;
     }
@@ -357,6 +401,7 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << r.name;
         if (!r.model.empty()) out << YAML::Key << "model" << YAML::Value << r.model;
         if (!r.fallback.empty()) out << YAML::Key << "fallback" << YAML::Value << YAML::Flow << r.fallback;
+        if (r.prefer_loaded) out << YAML::Key << "prefer_loaded" << YAML::Value << true;
         if (r.cascade)
             out << YAML::Key << "cascade" << YAML::Value << YAML::BeginMap << YAML::Key << "models" << YAML::Value
                 << YAML::Flow << r.cascade->models << YAML::Key << "min_mean_logprob" << YAML::Value
@@ -406,7 +451,9 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         s.cooldown_s != defaults.cooldown_s || s.read_timeout_ms != defaults.read_timeout_ms ||
         s.admin_token_env != defaults.admin_token_env || s.api_keys_env != defaults.api_keys_env ||
         !s.admin_model_dirs.empty() || !s.admin_endpoints.empty() ||
-        s.admin_key_env_prefix != defaults.admin_key_env_prefix || !s.capture_db.empty()) {
+        s.admin_key_env_prefix != defaults.admin_key_env_prefix || !s.capture_db.empty() ||
+        s.memory_budget != defaults.memory_budget || s.load_queue != defaults.load_queue ||
+        s.min_resident_s != defaults.min_resident_s) {
         out << YAML::Key << "server" << YAML::Value << YAML::BeginMap << YAML::Key << "host" << YAML::Value << s.host
             << YAML::Key << "port" << YAML::Value << s.port << YAML::Key << "max_body_bytes" << YAML::Value
             << s.max_body_bytes << YAML::Key << "max_tokens" << YAML::Value << s.max_tokens << YAML::Key
@@ -424,6 +471,9 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
         out << YAML::Key << "admin_key_env_prefix" << YAML::Value << s.admin_key_env_prefix;
         if (!s.capture_db.empty())
             out << YAML::Key << "capture_db" << YAML::Value << shown_path(s.capture_db, relative_to);
+        if (s.memory_budget > 0) out << YAML::Key << "memory_budget" << YAML::Value << size_text(s.memory_budget);
+        out << YAML::Key << "load_queue" << YAML::Value << s.load_queue << YAML::Key << "min_resident_s" << YAML::Value
+            << s.min_resident_s;
         out << YAML::EndMap;
     }
     out << YAML::EndMap;

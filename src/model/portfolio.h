@@ -3,6 +3,7 @@
 
 #include "model/kv_cache.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -57,6 +58,12 @@ struct PortfolioModel {
     std::string note;  // why it is here ("compress -> Q8_0: drop 1.2% ...")
     std::vector<Replica> replicas;  // balanced by least outstanding requests per weight
     HealthCheck health;  // for replicas
+    // `always`: loaded when the portfolio is, resident until it goes. `on_demand` (in process only):
+    // loaded by the first request that needs it, unloaded when idle for `ttl_s` (0: never) or when
+    // another must fit server.memory_budget (docs/serve.md, "Loading on demand").
+    enum class Load { always, on_demand };
+    Load load = Load::always;
+    int ttl_s = 0;
 
     // Serve reuses a loaded backend across a portfolio swap only when its entry is unchanged.
     bool operator==(const PortfolioModel &) const = default;
@@ -113,6 +120,9 @@ struct Route {
     std::optional<Shadow> shadow;
     std::optional<Capture> capture;
     std::string note;
+    // When the route's model is not loaded: answer with the first loaded model of `fallback`
+    // rather than wait for the load (the load still starts, for the requests after).
+    bool prefer_loaded = false;
     std::string evidence;  // the plan report behind `model`, kept when a rollout's shadow is promoted
 };
 
@@ -130,6 +140,9 @@ std::unique_ptr<re2::RE2> compile_redaction(const std::string & rule);
 
 // The rule's regex compiled as the router matches it; check ok() (and error()) before use.
 std::unique_ptr<re2::RE2> compile_rule_regex(const RouteRule & rule);
+
+// server.memory_budget / --memory-budget ("6GiB", "512MiB", bytes); throws switchyard::Error.
+std::uint64_t parse_memory_budget(const std::string & text);
 
 // Limits and settings of the gateway itself (the CLI's flags override them).
 struct ServerSettings {
@@ -153,6 +166,11 @@ struct ServerSettings {
     std::string admin_key_env_prefix = "SWITCHYARD_KEY_";
     // Where captured traffic is kept (SQLite); empty: captures.sqlite beside the portfolio file.
     std::filesystem::path capture_db;
+    // Host memory the in-process models may hold together, as measured when each loads (0: no
+    // limit); `load: on_demand` models are unloaded, least recently used first, to keep within it.
+    std::uint64_t memory_budget = 0;
+    int load_queue = 16;  // requests that may wait for on-demand loads at once; beyond: 503
+    int min_resident_s = 10;  // a loaded on-demand model stays at least this long (no thrashing)
 };
 
 struct Portfolio {

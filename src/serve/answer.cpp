@@ -34,6 +34,7 @@ double cost_of(const Deployment & dep, const std::string & model) {
 
 void send_error(http::Response & res, const ApiError & error) {
     res.status = error.status;
+    if (error.retry_after_s > 0) res.set_header("Retry-After", std::to_string(error.retry_after_s));
     res.set_content(error.body(), "application/json");
 }
 

@@ -22,6 +22,7 @@ struct ApiError {
     std::string type = "invalid_request_error";
     std::string param;  // the offending field, when there is one
     std::string code;
+    int retry_after_s = 0;  // > 0: sent as Retry-After (a 503 that will pass, such as a model loading)
 
     nlohmann::json to_json() const;
     // to_json() as text; bytes of the client's that are not UTF-8 (quoted in parse errors) become U+FFFD.

@@ -48,12 +48,13 @@ void Stream::finish(Generation result) {
     closed();
 }
 
-void Stream::fail(Failure failure, std::string message, int status) {
+void Stream::fail(Failure failure, std::string message, int status, int retry_after_s) {
     {
         const std::lock_guard lock(mutex_);
         if (closed_) return;
         closed_ = true;
-        events_.push_back(Event{Event::Kind::failed, {}, {}, failure, std::move(message), nullptr, status});
+        events_.push_back(
+            Event{Event::Kind::failed, {}, {}, failure, std::move(message), nullptr, status, retry_after_s});
     }
     ready_.notify_one();
     closed();

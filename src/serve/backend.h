@@ -52,7 +52,8 @@ public:
         Failure failure = Failure::failed;
         std::string message;  // failed
         nlohmann::json upstream;  // piece: a remote model's chunk as it sent it (null in process)
-        int status = 0;  // failed as rejected: the status the client gets (0: 400)
+        int status = 0;  // failed as rejected: the status the client gets (0: 400); overloaded: 503 or 0 (429)
+        int retry_after_s = 0;  // failed with status 503: when to try again
     };
 
     // Waits for the next event; a `failed` timeout event when none comes by `deadline`.
@@ -60,7 +61,7 @@ public:
 
     void push_piece(std::string text, nlohmann::json upstream = nullptr);
     void finish(Generation result);
-    void fail(Failure failure, std::string message, int status = 0);
+    void fail(Failure failure, std::string message, int status = 0, int retry_after_s = 0);
     // Returns an event taken with next() to the front, for the consumer the stream is handed on
     // to (a replica set looks at the first event before deciding to keep a replica's stream).
     void put_back(Event e);
@@ -139,6 +140,10 @@ public:
     virtual int parallel() const = 0;
     // Requests waiting for or holding a slot (in process), or in flight (remote).
     virtual int load() const = 0;
+    // Whether it can answer without loading first (only a `load: on_demand` model may not), and
+    // a load started for the requests to come, nobody waiting for it.
+    virtual bool loaded() const { return true; }
+    virtual void preload() {}
 };
 
 }  // namespace switchyard::serve

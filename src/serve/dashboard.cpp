@@ -17,6 +17,7 @@ th:first-child,td:first-child{text-align:left}#status,td.none{color:#666}td.none
 <p id="status">loading…</p>
 <h2>Routes</h2><table id="routes"><thead><tr><th>route</th><th>model</th><th>fallback</th><th>requests</th><th>errors</th><th>fallbacks</th><th>escalations</th><th>canary</th><th>why</th></tr></thead><tbody></tbody></table>
 <h2>Models</h2><table id="models"><thead><tr><th>model</th><th>kind</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>mean TTFT ms</th><th>mean total ms</th><th>$ per 1M tokens</th><th>est. cost</th></tr></thead><tbody></tbody></table>
+<h2>Residency</h2><p id="budget"></p><table id="residency"><thead><tr><th>model</th><th>load</th><th>state</th><th>resident MiB</th><th>in use</th><th>waiting</th><th>loads</th><th>unloads</th><th>load failures</th><th>mean load s</th></tr></thead><tbody></tbody></table>
 <h2>Replicas</h2><table id="replicas"><thead><tr><th>model</th><th>replica</th><th>state</th><th>outstanding</th><th>requests</th><th>failures</th><th>mean ms</th></tr></thead><tbody></tbody></table>
 <h2>Shadows</h2><table id="shadows"><thead><tr><th>route</th><th>candidate</th><th>samples</th><th>exact match</th><th>token agreement</th><th>KLD</th><th>state</th></tr></thead><tbody></tbody></table>
 <h2>Capture</h2><table id="capture"><thead><tr><th>route</th><th>sample</th><th>stored</th><th>dropped (queue full)</th><th>kept</th><th>redacted</th></tr></thead><tbody></tbody></table>
@@ -46,6 +47,11 @@ async function refresh(){
     fill("models",s.portfolio.models.map(m=>{const c=ms[m.name]||{};return [m.name+(m.resting?" (resting)":""),m.kind,c.requests||0,c.errors||0,
       c.tokens_in||0,c.tokens_out||0,((c.mean_ttft_s||0)*1000).toFixed(1),((c.mean_total_s||0)*1000).toFixed(1),dollars(1000*m.cost_per_1k_tokens),
       m.cost_per_1k_tokens>0?"$"+(c.cost||0).toFixed(6):"–"];}));
+    const rd=s.residency||{models:{}},mib=b=>(b/1048576).toFixed(1);
+    document.getElementById("budget").textContent=(rd.memory_budget_bytes?"memory budget "+mib(rd.memory_budget_bytes)+" MiB · ":"no memory budget · ")+
+      mib(rd.resident_bytes||0)+" MiB resident · peak "+mib(rd.peak_resident_bytes||0)+" MiB";
+    fill("residency",Object.entries(rd.models).map(([n,m])=>[n,m.load,m.state,mib(m.resident_bytes),m.in_use,m.waiting,m.loads,m.unloads,
+      m.load_failures,m.load_seconds_mean.toFixed(2)]));
     fill("replicas",(s.replicas||[]).map(x=>[x.model,x.replica,x.healthy?"in rotation":"out",x.outstanding,x.requests,x.failures,x.mean_latency_ms.toFixed(1)]));
     const cap=s.capture||{};
     fill("capture",s.portfolio.routes.filter(r=>r.capture).map(r=>{const c=cap[r.name]||{};return [r.name,pct(r.capture.sample),c.stored||0,c.dropped||0,

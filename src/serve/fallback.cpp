@@ -36,7 +36,7 @@ std::optional<ApiError> answer_in_order(const std::vector<std::string> & chain, 
         if (cooldown != nullptr && e.failure != Failure::overloaded) cooldown->failed(name, Clock::now());
         spdlog::warn("{}: {} failed ({}); {}", route.empty() ? name : route, name, e.message,
                      i + 1 < order.size() ? "falling back" : "no fallback left");
-        last_error = failure_error(e.failure, name + ": " + e.message);
+        last_error = failure_error(e.failure, name + ": " + e.message, e.status, e.retry_after_s);
         after_failure = true;
     }
     metrics.route_failed(route);

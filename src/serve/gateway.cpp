@@ -6,6 +6,7 @@
 #include "serve/capture_item.h"
 #include "serve/dashboard.h"
 #include "serve/local_backend.h"
+#include "serve/managed_backend.h"
 #include "serve/remote_backend.h"
 #include "serve/replica_set.h"
 #include "serve/tokenizer_api.h"
@@ -47,6 +48,16 @@ double uniform_draw() {
     return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
+// A route that prefers a loaded model tries the loaded ones of its chain first, in their order,
+// and starts loading its first choice for the requests to come.
+void prefer_loaded(const Deployment & dep, std::vector<std::string> & chain) {
+    const auto & first = dep.backend(chain.front());
+    if (first->loaded()) return;
+    first->preload();
+    std::stable_partition(chain.begin(), chain.end(),
+                          [&](const std::string & name) { return dep.backend(name)->loaded(); });
+}
+
 }  // namespace
 
 std::shared_ptr<Backend> make_backend(const model::PortfolioModel & entry, const model::ServerSettings & settings) {
@@ -70,6 +81,9 @@ Gateway::Gateway(model::Portfolio portfolio, std::filesystem::path file, Backend
     : settings_(portfolio.server),
       file_(std::move(file)),
       factory_(std::move(factory)),
+      residency_(Residency::create({.budget = portfolio.server.memory_budget,
+                                    .queue = portfolio.server.load_queue,
+                                    .min_resident = std::chrono::seconds(portfolio.server.min_resident_s)})),
       cooldown_(std::chrono::seconds(portfolio.server.cooldown_s)) {
     if (!settings_.admin_token_env.empty()) {
         if (const char * token = std::getenv(settings_.admin_token_env.c_str()); token != nullptr) admin_token_ = token;
@@ -105,6 +119,14 @@ void Gateway::swap(model::Portfolio next) {
     update([&](const model::Portfolio &) { return std::optional<model::Portfolio>(std::move(next)); });
 }
 
+std::shared_ptr<Backend> Gateway::make(const model::PortfolioModel & entry) const {
+    if (entry.path.empty() || !entry.replicas.empty()) return factory_(entry, settings_);
+    // In process alone: under the memory budget, loaded now or on demand.
+    return std::make_shared<ManagedBackend>(
+        residency_, entry, std::chrono::milliseconds(settings_.request_timeout_ms),
+        [factory = factory_, entry, settings = settings_] { return factory(entry, settings); });
+}
+
 void Gateway::update(const std::function<std::optional<model::Portfolio>(const model::Portfolio &)> & change) {
     const std::lock_guard swap_lock(swap_mutex_);
     const auto old = current();
@@ -118,7 +140,7 @@ void Gateway::update(const std::function<std::optional<model::Portfolio>(const m
             const auto * before = old->portfolio.find_model(entry.name);
             if (before != nullptr && *before == entry) backend = old->backend(entry.name);
         }
-        dep->backends[entry.name] = backend ? backend : factory_(entry, settings_);
+        dep->backends[entry.name] = backend ? backend : make(entry);
     }
     dep->router = std::make_unique<Router>(dep->portfolio);
     dep->generation = old ? old->generation + 1 : 1;
@@ -233,13 +255,15 @@ int Gateway::bind() {
     });
     handle("GET", "/metrics", Lane::inline_io, [this](const Request &, Response & res) {
         update_gauges();
-        res.set_content(metrics_.prometheus() + status_prometheus(*current(), server_->counters(), capture_counts()),
+        res.set_content(metrics_.prometheus() + status_prometheus(*current(), server_->counters(), capture_counts()) +
+                            residency_prometheus(*residency_),
                         "text/plain; version=0.0.4");
     });
     handle("GET", "/stats", Lane::inline_io, [this](const Request &, Response & res) {
         update_gauges();
-        res.set_content(json_text(stats_json(metrics_.to_json(), *current(), cooldown_, capture_counts())),
-                        "application/json");
+        auto stats = stats_json(metrics_.to_json(), *current(), cooldown_, capture_counts());
+        stats["residency"] = residency_json(*residency_);
+        res.set_content(json_text(stats), "application/json");
     });
     server_->handle("GET", "/", Lane::inline_io, [](const Request &, Response & res) {
         res.set_content(dashboard_html(), "text/html; charset=utf-8");
@@ -349,7 +373,9 @@ void Gateway::handle_generate(const http::Request & req, http::Response & res, A
         metrics_.rejected();
         return send_error(res, *e);
     }
-    const Resolution route = std::get<Resolution>(std::move(resolved));
+    Resolution route = std::get<Resolution>(std::move(resolved));
+    if (const auto * rt = dep->portfolio.find_route(route.route); rt != nullptr && rt->prefer_loaded && !route.cascade)
+        prefer_loaded(*dep, route.chain);
     const AnswerContext ctx{metrics_, cooldown_, started,
                             started + std::chrono::milliseconds(settings_.request_timeout_ms)};
     if (r.echo) return answer_echo(*dep, r, route, res, ctx);

@@ -11,6 +11,7 @@
 #include "serve/deployment.h"
 #include "serve/http_server.h"
 #include "serve/metrics.h"
+#include "serve/residency.h"
 #include "serve/router.h"
 #include "serve/shadow_worker.h"
 
@@ -58,6 +59,7 @@ public:
 
     std::shared_ptr<const Deployment> current() const;
     const Metrics & metrics() const { return metrics_; }
+    const Residency & residency() const { return *residency_; }
 
 private:
     struct InFlight;
@@ -85,12 +87,15 @@ private:
     void record(const model::Capture & policy, const std::string & route, const ApiRequest & r, const Answer & answer,
                 const Generation & g, double seconds);
 
+    // The backend of a portfolio entry: an in-process model under the residency, or the factory's.
+    std::shared_ptr<Backend> make(const model::PortfolioModel & entry) const;
     void apply_verdict(const std::string & route, const std::string & candidate, bool promote);
     void update_gauges();
 
     model::ServerSettings settings_;
     std::filesystem::path file_;
     BackendFactory factory_;
+    std::shared_ptr<Residency> residency_;  // before the deployments: their backends use it
     std::string admin_token_;
     std::vector<std::string> api_keys_;
     mutable std::mutex admin_scope_mutex_;

@@ -105,9 +105,7 @@ void prometheus_family(std::string & out, const char * name, const char * type, 
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
-namespace {
-
-void histogram(std::string & out, const char * name, const std::string & labels, const Histogram & h) {
+void prometheus_histogram(std::string & out, const char * name, const std::string & labels, const Histogram & h) {
     for (std::size_t i = 0; i < Histogram::bounds.size(); ++i) {
         out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, Histogram::bounds[i], h.counts[i]);
     }
@@ -115,8 +113,7 @@ void histogram(std::string & out, const char * name, const std::string & labels,
                        name, labels, h.sum, name, labels, h.count);
 }
 
-// Prometheus label values escape backslash, quote and newline.
-std::string label(const std::string & value) {
+std::string prometheus_label(const std::string & value) {
     std::string out;
     for (const char c : value) {
         if (c == '\\' || c == '"') out += '\\';
@@ -125,71 +122,72 @@ std::string label(const std::string & value) {
     return out;
 }
 
-}  // namespace
-
 std::string Metrics::prometheus() const {
     const std::lock_guard lock(mutex_);
     std::string out;
     prometheus_family(out, "switchyard_model_requests_total", "counter",
                       "Requests answered, by the model that answered.");
     for (const auto & [name, m] : models_)
-        out += fmt::format("switchyard_model_requests_total{{model=\"{}\"}} {}\n", label(name), m.requests);
+        out += fmt::format("switchyard_model_requests_total{{model=\"{}\"}} {}\n", prometheus_label(name), m.requests);
     prometheus_family(out, "switchyard_model_errors_total", "counter",
                       "Attempts on a model that failed (then fallback or an error).");
     for (const auto & [name, m] : models_)
-        out += fmt::format("switchyard_model_errors_total{{model=\"{}\"}} {}\n", label(name), m.errors);
+        out += fmt::format("switchyard_model_errors_total{{model=\"{}\"}} {}\n", prometheus_label(name), m.errors);
     prometheus_family(out, "switchyard_tokens_in_total", "counter", "Prompt tokens of answered requests.");
     for (const auto & [name, m] : models_)
-        out += fmt::format("switchyard_tokens_in_total{{model=\"{}\"}} {}\n", label(name), m.tokens_in);
+        out += fmt::format("switchyard_tokens_in_total{{model=\"{}\"}} {}\n", prometheus_label(name), m.tokens_in);
     prometheus_family(out, "switchyard_tokens_out_total", "counter", "Generated tokens of answered requests.");
     for (const auto & [name, m] : models_)
-        out += fmt::format("switchyard_tokens_out_total{{model=\"{}\"}} {}\n", label(name), m.tokens_out);
+        out += fmt::format("switchyard_tokens_out_total{{model=\"{}\"}} {}\n", prometheus_label(name), m.tokens_out);
     prometheus_family(out, "switchyard_cost_estimate_total", "counter",
                       "Estimated cost: tokens x cost_per_1k_tokens / 1000.");
     for (const auto & [name, m] : models_)
-        out += fmt::format("switchyard_cost_estimate_total{{model=\"{}\"}} {}\n", label(name), m.cost);
+        out += fmt::format("switchyard_cost_estimate_total{{model=\"{}\"}} {}\n", prometheus_label(name), m.cost);
     prometheus_family(out, "switchyard_ttft_seconds", "histogram", "Time to the first piece of the answer.");
     for (const auto & [name, m] : models_)
-        histogram(out, "switchyard_ttft_seconds", fmt::format("model=\"{}\"", label(name)), m.ttft);
+        prometheus_histogram(out, "switchyard_ttft_seconds", fmt::format("model=\"{}\"", prometheus_label(name)),
+                             m.ttft);
     prometheus_family(out, "switchyard_request_seconds", "histogram", "Time to the whole answer.");
     for (const auto & [name, m] : models_)
-        histogram(out, "switchyard_request_seconds", fmt::format("model=\"{}\"", label(name)), m.total);
+        prometheus_histogram(out, "switchyard_request_seconds", fmt::format("model=\"{}\"", prometheus_label(name)),
+                             m.total);
     prometheus_family(out, "switchyard_route_requests_total", "counter", "Requests answered, by route.");
     for (const auto & [name, r] : routes_)
-        out += fmt::format("switchyard_route_requests_total{{route=\"{}\"}} {}\n", label(name), r.requests);
+        out += fmt::format("switchyard_route_requests_total{{route=\"{}\"}} {}\n", prometheus_label(name), r.requests);
     prometheus_family(out, "switchyard_route_errors_total", "counter", "Requests a route could not answer.");
     for (const auto & [name, r] : routes_)
-        out += fmt::format("switchyard_route_errors_total{{route=\"{}\"}} {}\n", label(name), r.errors);
+        out += fmt::format("switchyard_route_errors_total{{route=\"{}\"}} {}\n", prometheus_label(name), r.errors);
     prometheus_family(out, "switchyard_fallbacks_total", "counter",
                       "Times a request moved on to the route's next model.");
     for (const auto & [name, r] : routes_)
-        out += fmt::format("switchyard_fallbacks_total{{route=\"{}\"}} {}\n", label(name), r.fallbacks);
+        out += fmt::format("switchyard_fallbacks_total{{route=\"{}\"}} {}\n", prometheus_label(name), r.fallbacks);
     prometheus_family(out, "switchyard_escalations_total", "counter", "Cascade steps to a larger model.");
     for (const auto & [name, r] : routes_)
-        out += fmt::format("switchyard_escalations_total{{route=\"{}\"}} {}\n", label(name), r.escalations);
+        out += fmt::format("switchyard_escalations_total{{route=\"{}\"}} {}\n", prometheus_label(name), r.escalations);
     prometheus_family(out, "switchyard_canary_requests_total", "counter", "Requests sent to a route's canary.");
     for (const auto & [name, r] : routes_)
-        out += fmt::format("switchyard_canary_requests_total{{route=\"{}\"}} {}\n", label(name), r.canary);
+        out += fmt::format("switchyard_canary_requests_total{{route=\"{}\"}} {}\n", prometheus_label(name), r.canary);
     prometheus_family(out, "switchyard_shadow_samples_total", "counter", "Mirrored requests the candidate answered.");
     for (const auto & [name, s] : shadows_)
-        out += fmt::format("switchyard_shadow_samples_total{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name),
-                           label(s.candidate), s.samples);
+        out += fmt::format("switchyard_shadow_samples_total{{route=\"{}\",candidate=\"{}\"}} {}\n",
+                           prometheus_label(name), prometheus_label(s.candidate), s.samples);
     prometheus_family(out, "switchyard_shadow_exact_match_ratio", "gauge",
                       "Share of mirrored requests answered with the same text.");
     for (const auto & [name, s] : shadows_)
-        out += fmt::format("switchyard_shadow_exact_match_ratio{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name),
-                           label(s.candidate), s.exact_rate());
+        out += fmt::format("switchyard_shadow_exact_match_ratio{{route=\"{}\",candidate=\"{}\"}} {}\n",
+                           prometheus_label(name), prometheus_label(s.candidate), s.exact_rate());
     prometheus_family(out, "switchyard_shadow_token_agreement_ratio", "gauge",
                       "Mean share of positions where both models produced the same token.");
     for (const auto & [name, s] : shadows_)
-        out += fmt::format("switchyard_shadow_token_agreement_ratio{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name),
-                           label(s.candidate), s.agreement());
+        out += fmt::format("switchyard_shadow_token_agreement_ratio{{route=\"{}\",candidate=\"{}\"}} {}\n",
+                           prometheus_label(name), prometheus_label(s.candidate), s.agreement());
     prometheus_family(out, "switchyard_shadow_kld_mean", "gauge",
                       "Mean KLD of the candidate from the incumbent per token (in-process pairs).");
     for (const auto & [name, s] : shadows_) {
         if (s.kld_samples)
-            out += fmt::format("switchyard_shadow_kld_mean{{route=\"{}\",candidate=\"{}\"}} {}\n", label(name),
-                               label(s.candidate), s.kld_sum / static_cast<double>(s.kld_samples));
+            out +=
+                fmt::format("switchyard_shadow_kld_mean{{route=\"{}\",candidate=\"{}\"}} {}\n", prometheus_label(name),
+                            prometheus_label(s.candidate), s.kld_sum / static_cast<double>(s.kld_samples));
     }
     prometheus_family(out, "switchyard_shadow_dropped_total", "counter",
                       "Mirrored requests dropped unanswered: the shadow queue was full.");

@@ -93,5 +93,9 @@ private:
 
 // Appends a metric family's "# HELP" and "# TYPE" lines in the Prometheus text format.
 void prometheus_family(std::string & out, const char * name, const char * type, const char * help);
+// Appends a histogram's buckets, sum and count under `labels` ("model=\"a\"").
+void prometheus_histogram(std::string & out, const char * name, const std::string & labels, const Histogram & h);
+// A label value escaped: backslash, quote and newline.
+std::string prometheus_label(const std::string & value);
 
 }  // namespace switchyard::serve

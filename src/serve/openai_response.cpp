@@ -116,10 +116,17 @@ json choices_response(const ApiRequest & r, const Answer & a, json choices, json
             {"usage", std::move(usage)}};
 }
 
-ApiError failure_error(Failure failure, const std::string & message, int status) {
+ApiError failure_error(Failure failure, const std::string & message, int status, int retry_after_s) {
     switch (failure) {
         case Failure::rejected: return ApiError{status > 0 ? status : 400, message, "invalid_request_error", {}, {}};
         case Failure::overloaded:
+            if (status == 503)  // a model that is not loaded and cannot be now (serve/residency.h)
+                return ApiError{503,
+                                "no model for this request is loaded: " + message,
+                                "overloaded_error",
+                                {},
+                                "model_not_loaded",
+                                retry_after_s};
             return ApiError{
                 429, "every model for this request is busy: " + message, "overloaded_error", {}, "overloaded"};
         case Failure::timeout: return ApiError{504, message, "backend_error", {}, "timeout"};

@@ -60,6 +60,6 @@ nlohmann::json choice_json(const ApiRequest & r, Backend & backend, const Genera
 nlohmann::json choices_response(const ApiRequest & r, const Answer & a, nlohmann::json choices, nlohmann::json usage);
 
 // What a backend failure tells the client: `status` for the client's own errors (0: 400).
-ApiError failure_error(Failure failure, const std::string & message, int status = 0);
+ApiError failure_error(Failure failure, const std::string & message, int status = 0, int retry_after_s = 0);
 
 }  // namespace switchyard::serve

@@ -1,6 +1,7 @@
 #include "serve/shadow_worker.h"
 
 #include "serve/local_backend.h"
+#include "serve/managed_backend.h"
 #include "serve/shadow.h"
 
 #include <spdlog/spdlog.h>
@@ -44,7 +45,9 @@ void ShadowWorker::run(const ShadowJob & job) {
     if (same_vocab && answer.has_logprobs && shadow.has_logprobs) {
         agreement = positional_agreement<engine::Token>(answer.tokens, shadow.tokens);
         // KLD on the incumbent's own tokens: the candidate scores the incumbent's answer.
-        if (auto * local = dynamic_cast<LocalBackend *>(candidate.get()); local != nullptr && !answer.tokens.empty()) {
+        std::shared_ptr<Backend> scorer = candidate;
+        if (const auto * managed = dynamic_cast<const ManagedBackend *>(candidate.get())) scorer = managed->resident();
+        if (auto * local = dynamic_cast<LocalBackend *>(scorer.get()); local != nullptr && !answer.tokens.empty()) {
             try {
                 std::vector<engine::Token> seq = local->prompt_tokens(job.input);
                 seq.insert(seq.end(), answer.tokens.begin(), answer.tokens.end());
