@@ -46,14 +46,6 @@ std::filesystem::path check_model(const test::ScratchDir & dir) {
     return path;
 }
 
-engine::GenerateRequest greedy(const std::string & prompt, int tokens) {
-    engine::GenerateRequest request;
-    request.prompt = prompt;
-    request.max_tokens = tokens;
-    request.sampling.temperature = 0;
-    return request;
-}
-
 }  // namespace
 
 TEST(KvCacheType, ReadsLlamaServersNamesAndRefusesOthers) {
@@ -112,7 +104,8 @@ TEST(KvCache, QuantizedCachesGenerateAndF16IsTheDefault) {
         e.forward(sequence, [&](std::size_t, std::size_t pos, std::span<const float> logits) {
             if (pos + 1 == sequence[0].size()) last.assign(logits.begin(), logits.end());
         });
-        auto request = greedy("Once upon a time there was", 24);
+        engine::GenerateRequest request{.prompt = "Once upon a time there was", .max_tokens = 24};
+        request.sampling.temperature = 0;
         EXPECT_GT(e.generate(std::span(&request, 1))[0].completion_tokens, 0);
         return last;
     };

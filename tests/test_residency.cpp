@@ -9,6 +9,7 @@
 #include "serve/residency.h"
 #include "support/error.h"
 #include "support/process_memory.h"
+#include "fake_backend.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
@@ -30,7 +31,7 @@ namespace {
 using Clock = ResidencyClock;
 
 // A backend that answers nothing: the manager only holds it.
-class Inert final : public Backend {
+class Inert final : public test::FakeBackend {
 public:
     bool in_process() const override { return true; }
     std::shared_ptr<Stream> start(const ApiRequest &, const GenerationInput &, const std::function<bool()> &) override {
@@ -38,16 +39,6 @@ public:
         s->finish({});
         return s;
     }
-    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> &, int) override {
-        return {};
-    }
-    std::vector<engine::Token> tokenize(const std::string &, bool, bool) override { return {}; }
-    std::string detokenize(const std::vector<engine::Token> &) override { return {}; }
-    std::string token_text(engine::Token) override { return {}; }
-    int context_length() const override { return 0; }
-    int vocab_size() const override { return 0; }
-    int parallel() const override { return 1; }
-    int load() const override { return 0; }
 };
 
 Loader fake(std::uint64_t bytes, std::atomic<int> * loads = nullptr) {

@@ -1,5 +1,6 @@
 // serve's pure parts: request parsing and validation, routing, cascade decisions, cooldown,
 // shadow agreement math, the metrics text, and the stream events an answer becomes.
+#include "fake_backend.h"
 #include "model/portfolio.h"
 #include "serve/api.h"
 #include "serve/metrics.h"
@@ -329,7 +330,7 @@ TEST(ServeShadow, Verdicts) {
 namespace {
 
 // A backend whose answers wait until the test lets them go (then fail): keeps a worker busy.
-class HeldBackend final : public Backend {
+class HeldBackend final : public test::FakeBackend {
 public:
     std::promise<void> first_started;
     std::shared_future<void> release;
@@ -342,16 +343,6 @@ public:
         stream->fail(Failure::failed, "held");
         return stream;
     }
-    std::vector<engine::ScoreResult> score_prompts(const std::vector<std::vector<engine::Token>> &, int) override {
-        return {};
-    }
-    std::vector<engine::Token> tokenize(const std::string &, bool, bool) override { return {}; }
-    std::string detokenize(const std::vector<engine::Token> &) override { return {}; }
-    std::string token_text(engine::Token) override { return {}; }
-    int context_length() const override { return 0; }
-    int vocab_size() const override { return 0; }
-    int parallel() const override { return 1; }
-    int load() const override { return 0; }
 
 private:
     std::atomic<bool> started_{false};
