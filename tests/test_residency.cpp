@@ -207,6 +207,19 @@ TEST(Residency, AFullQueueAndAModelOverTheBudgetAreRefusedWithRetryAfter) {
     EXPECT_NE(std::get<Refusal>(over).message.find("server.memory_budget"), std::string::npos);
 }
 
+// A load that measures more than the budget leaves (its estimate was low) is undone and refused,
+// and the manager goes on: the failure path after a load once erased from an empty wait list.
+TEST(Residency, ALoadThatMeasuresOverTheBudgetIsUndoneAndRefused) {
+    auto r = Residency::create({.budget = 150, .queue = 4, .min_resident = seconds(0)});
+    auto under_estimated = r->add("under", fake(200), 50, seconds(0));
+    auto small = r->add("small", fake(100), 100, seconds(0));
+    const auto refused = r->acquire(under_estimated, far(), {});
+    ASSERT_TRUE(std::holds_alternative<Refusal>(refused));
+    EXPECT_EQ(std::get<Refusal>(refused).code, "over_memory_budget");
+    EXPECT_EQ(residence(*r, "under"), Residence::unloaded);
+    EXPECT_TRUE(std::holds_alternative<Residency::Lease>(r->acquire(small, far(), {})));
+}
+
 TEST(Residency, IdleModelsUnloadAfterTheirTtlAndRemovedOnesWhenDone) {
     auto r = Residency::create({.budget = 0, .queue = 8, .min_resident = seconds(0)});
     auto a = r->add("a", fake(10), 10, seconds(1));

@@ -298,7 +298,8 @@ bool Residency::load_next(std::unique_lock<std::mutex> & lock) {
     // so that the budget holds while it loads, not only once it has.
     const std::uint64_t need = std::max(m->bytes, m->estimate);
     const auto fail = [&](Refusal why) {
-        wanted_.erase(std::find(wanted_.begin(), wanted_.end(), m));
+        // After a load it is no longer wanted_ (taken out before loading): erasing end() would be undefined.
+        if (const auto at = std::find(wanted_.begin(), wanted_.end(), m); at != wanted_.end()) wanted_.erase(at);
         m->wanted = false;
         ++m->failures;
         m->last_failure = std::move(why);
