@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <set>
 
 namespace switchyard::serve {
 
@@ -53,9 +54,13 @@ double uniform_draw() {
 void prefer_loaded(const Deployment & dep, std::vector<std::string> & chain) {
     const auto & first = dep.backend(chain.front());
     if (first->loaded()) return;
+    // Which are loaded is read before the load starts: a small model loads in milliseconds, and
+    // this request was promised to a model already loaded.
+    std::set<std::string> loaded;
+    for (const auto & name : chain)
+        if (dep.backend(name)->loaded()) loaded.insert(name);
+    std::stable_partition(chain.begin(), chain.end(), [&](const std::string & name) { return loaded.count(name) > 0; });
     first->preload();
-    std::stable_partition(chain.begin(), chain.end(),
-                          [&](const std::string & name) { return dep.backend(name)->loaded(); });
 }
 
 }  // namespace
