@@ -47,10 +47,7 @@ int Measurements::speed_threads() const {
     return plan_.policy.deployment.threads > 0 ? plan_.policy.deployment.threads : threads_;
 }
 
-std::string Measurements::model_key(const Candidate & c) {
-    const auto hash = store_.model_hash(c.path);
-    return c.kv_cache.is_default() ? hash : hash + "+kv=" + c.kv_cache.label();
-}
+std::string Measurements::model_key(const Candidate & c) { return store_.model_hash(c.path) + c.kv_cache.key_suffix(); }
 
 std::string Measurements::machine_key() const {
     char host[256] = {};
@@ -97,10 +94,10 @@ WorkerJob Measurements::worker_job(const Candidate & c, const std::vector<const 
 
 engine::Engine & Measurements::engine_for(const Candidate & c) {
     const std::string key =
-        c.remote() ? c.served.endpoint + "/" + c.served.remote_model : c.path.string() + "+kv=" + c.kv_cache.label();
+        c.remote() ? c.served.endpoint + "/" + c.served.remote_model : c.path.string() + c.kv_cache.key_suffix();
     for (auto & [loaded, engine] : engines_)
         if (loaded == key) return *engine;
-    const std::string original = plan_.base ? plan_.base->path.string() + "+kv=" + model::KvCacheTypes{}.label() : "";
+    const std::string original = plan_.base ? plan_.base->path.string() : "";
     // Keep the original and this one: the other model loaded before is let go.
     std::erase_if(engines_, [&](const auto & e) { return e.first != original; });
     std::unique_ptr<engine::Engine> engine;
@@ -234,17 +231,16 @@ std::string Measurements::speed_key(const std::string & reference) {
     const auto & sp = plan_.speed;
     // "format" 6: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model
     // alone; 6: with the KV cache's bytes). The price is not part of it: costs are computed from the times.
-    json key = {{"format", 6},
-                {"machine", machine_key()},
-                {"prompt", sp.prompt_tokens},
-                {"generate", sp.generate_tokens},
-                {"repeats", sp.repeats},
-                {"target", sp.target},
-                {"watts", plan_.policy.deployment.watts},
-                {"text", sha256_bytes(speed_text())},
-                {"reference", reference}};
-    // Kept out of the key at its default, so that measurements recorded before it count.
-    if (plan_.policy.deployment.context > 0) key["context"] = plan_.policy.deployment.context;
+    const json key = {{"format", 6},
+                      {"machine", machine_key()},
+                      {"prompt", sp.prompt_tokens},
+                      {"generate", sp.generate_tokens},
+                      {"repeats", sp.repeats},
+                      {"target", sp.target},
+                      {"watts", plan_.policy.deployment.watts},
+                      {"text", sha256_bytes(speed_text())},
+                      {"reference", reference},
+                      {"context", plan_.policy.deployment.context}};
     return key.dump();
 }
 

@@ -77,7 +77,6 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
         options.max_outputs > 0 ? std::min(options.max_outputs, options.batch_size) : options.batch_size;
     cparams.n_outputs_max = static_cast<uint32_t>(std::max({1, max_outputs, parallel_}));
     cparams.kv_unified = false;
-    kv_cache_ = options.kv_cache;
     cparams.type_k = options.kv_cache.k;
     cparams.type_v = options.kv_cache.v;
     if (ggml_is_quantized(options.kv_cache.v)) cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
@@ -93,28 +92,10 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
         throw Error("{}: cannot create a llama.cpp context: {}", options.model_path.string(),
                     engine_detail("unknown reason"));
     }
+    kv_cache_bytes_ = model::kv_cache_bytes(file, llama_n_ctx(ctx_.get()), options.kv_cache);
     batch_ =
         std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_, static_cast<int>(cparams.n_outputs_max));
     attach_threadpool(threads);
-}
-
-std::uint64_t LlamaEngine::kv_cache_bytes() const {
-    const llama_model * m = model_.get();
-    const auto metadata = [m](const std::string & key) -> std::int64_t {
-        char value[64] = {};
-        if (llama_model_meta_val_str(m, key.c_str(), value, sizeof value) < 0) return 0;
-        return std::atoll(value);
-    };
-    char arch[64] = {};
-    llama_model_meta_val_str(m, "general.architecture", arch, sizeof arch);
-    const std::int64_t head = llama_model_n_embd(m) / std::max(1, llama_model_n_head(m));
-    const std::int64_t key_length = metadata(std::string(arch) + ".attention.key_length");
-    const std::int64_t value_length = metadata(std::string(arch) + ".attention.value_length");
-    const std::int64_t kv_heads = llama_model_n_head_kv(m);
-    const std::size_t per_cell = ggml_row_size(kv_cache_.k, (key_length > 0 ? key_length : head) * kv_heads) +
-        ggml_row_size(kv_cache_.v, (value_length > 0 ? value_length : head) * kv_heads);
-    return static_cast<std::uint64_t>(llama_n_ctx(ctx_.get())) * static_cast<std::uint64_t>(llama_model_n_layer(m)) *
-        per_cell;
 }
 
 void LlamaEngine::attach_threadpool(int threads) {

@@ -128,7 +128,7 @@ public:
     // Bytes of the KV cache as llama.cpp allocates it for this context: every cell of every layer,
     // keys and values at their types. Exact for models whose layers all cache alike (llama-style;
     // not sliding-window or recurrent layers).
-    std::uint64_t kv_cache_bytes() const;
+    std::uint64_t kv_cache_bytes() const { return kv_cache_bytes_; }
 
     // Generation one decode step at a time, requests joining between steps (engine/llama_slots.h):
     // what generate() runs, and what continuous batching drives.
@@ -178,7 +178,7 @@ private:
     mutable std::unique_ptr<ChatTemplate> chat_;
     mutable std::string chat_error_;
     int parallel_ = 1;
-    model::KvCacheTypes kv_cache_;
+    std::uint64_t kv_cache_bytes_ = 0;
     std::vector<int> all_seq_ids_;  // 0..parallel-1
     std::uint64_t tokens_decoded_ = 0;
 };

@@ -125,13 +125,8 @@ std::string ResultsStore::model_hash(const std::filesystem::path & model) {
 }
 
 RecordedModel ResultsStore::file_model(const std::filesystem::path & model, const model::KvCacheTypes & kv_cache) {
-    RecordedModel recorded{model_hash(model), std::filesystem::weakly_canonical(model).string()};
-    if (!kv_cache.is_default()) {
-        const std::string kv = "+kv=" + kv_cache.label();
-        recorded.key += kv;
-        recorded.label += kv;
-    }
-    return recorded;
+    const std::string kv = kv_cache.key_suffix();
+    return {model_hash(model) + kv, std::filesystem::weakly_canonical(model).string() + kv};
 }
 
 std::int64_t ResultsStore::open_run(const RecordedModel & model, const TaskSuite & suite, const std::string & options,

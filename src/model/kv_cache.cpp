@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include "model/model_info.h"
 #include "support/error.h"
 #include "support/yaml_config.h"
 
@@ -22,6 +23,13 @@ ggml_type parse_cache_type(std::string_view name) {
         names.emplace_back(ggml_type_name(type));
     }
     throw Error("unsupported KV cache type '{}': use one of {}", name, fmt::join(names, ", "));
+}
+
+std::uint64_t kv_cache_bytes(const ModelInfo & info, std::uint64_t cells, const KvCacheTypes & types) {
+    const auto heads = static_cast<std::int64_t>(info.head_count_kv);
+    const std::uint64_t per_cell = ggml_row_size(types.k, heads * static_cast<std::int64_t>(info.key_length)) +
+        ggml_row_size(types.v, heads * static_cast<std::int64_t>(info.value_length));
+    return info.block_count * cells * per_cell;
 }
 
 KvCacheTypes read_kv_cache(const YamlMap & kv) {

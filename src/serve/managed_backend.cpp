@@ -23,10 +23,7 @@ LoadBound load_bound(const model::ModelInfo & info, int context, int parallel, i
     const auto rows = static_cast<std::uint64_t>(std::max(1, batch));
     // llama.cpp pads the context's cells to a multiple of 256.
     const auto cells = (ctx * static_cast<std::uint64_t>(std::max(1, parallel)) + 255) / 256 * 256;
-    const auto kv_heads = static_cast<std::int64_t>(info.head_count_kv);
-    const std::uint64_t per_cell = ggml_row_size(kv_cache.k, kv_heads * static_cast<std::int64_t>(info.key_length)) +
-        ggml_row_size(kv_cache.v, kv_heads * static_cast<std::int64_t>(info.value_length));
-    const std::uint64_t kv = info.block_count * cells * per_cell;
+    const std::uint64_t kv = model::kv_cache_bytes(info, cells, kv_cache);
     const std::uint64_t logits = 2 * rows * info.vocab_size * 4;
     const std::uint64_t scores = rows * ctx * std::max<std::uint64_t>(1, info.head_count) * 4;
     return {.load = info.file_bytes + kv + (16ull << 20), .buffers = (logits + scores) * 3 / 2};
