@@ -283,7 +283,9 @@ struct InProcess {
     std::unique_ptr<httplib::Client> client;
     int port = 0;
     explicit InProcess(const std::string & yaml) {
-        gateway = std::make_unique<Gateway>(model::parse_portfolio(yaml, "test.yaml", "/"), "");
+        auto portfolio = model::parse_portfolio(yaml, "test.yaml", "/");
+        portfolio.server.port = 0;  // a free port: tests run side by side
+        gateway = std::make_unique<Gateway>(std::move(portfolio), "");
         port = gateway->bind();
         runner = std::thread([this] { gateway->run(); });
         client = std::make_unique<httplib::Client>("127.0.0.1", port);
