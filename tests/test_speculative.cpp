@@ -207,9 +207,11 @@ TEST(SpeculativeServe, ADraftedModelAnswersFiftyPromptsAsWithoutAndCountsItsToke
     EXPECT_GT(taken, 0) << metrics;
     EXPECT_LT(taken, proposed) << metrics;  // Q4_0 disagrees now and then
     EXPECT_NEAR(metric_value(metrics, "switchyard_draft_acceptance_ratio{" + model + "}"), taken / proposed, 1e-6);
+    // The batcher publishes its counters after the step that answered the last request, so a read
+    // right after the answers may trail them by that step: /stats, read later, holds at least as many.
     const auto stats = nlohmann::json::parse(get_text(drafted.port(), "/stats"));
     EXPECT_EQ(stats["portfolio"]["models"][0]["draft"]["model"], "babyllama-Q4_0");
-    EXPECT_EQ(stats["portfolio"]["models"][0]["draft"]["drafted_tokens"].get<double>(), proposed);
+    EXPECT_GE(stats["portfolio"]["models"][0]["draft"]["drafted_tokens"].get<double>(), proposed);
 }
 
 TEST(SpeculativePortfolio, ADraftNamesAnInProcessModelOfThePortfolio) {
