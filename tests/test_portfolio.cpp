@@ -104,7 +104,7 @@ TEST(Portfolio, ErrorsNameLineAndKey) {
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    contxt: 5\n"),
               "p.yaml:4: models[0].contxt: unknown key (expected one of: name, path, endpoint, "
               "remote_model, api_key_env, context, parallel, threads, gpu_layers, kv, rpc, "
-              "normalize, cost_per_1k_tokens, note, replicas, health, load, ttl_s)");
+              "normalize, cost_per_1k_tokens, note, replicas, health, load, ttl_s, draft, draft_max)");
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\nroutes:\n  - name: r\n    model: b\n"),
               "p.yaml:5: routes: route 'r' names the model 'b', which 'models' does not define");
     EXPECT_EQ(error_of("models:\n  - name: a\n    path: a.gguf\n    context: lots\n"),
