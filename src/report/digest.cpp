@@ -140,6 +140,16 @@ std::string ruled_out_why(const PlanResult & r, const decide::ClassDecision & d)
     return d.rule;
 }
 
+// A drafted original's one number is its speed-up; then what ruled the original alone out (a budget,
+// usually), or R7's reason when it simply won on cost.
+std::string drafted_why(const PlanResult & r, const decide::ClassDecision & d, const Candidate & chosen) {
+    const auto & cost = *chosen.cost;
+    std::string out = decide::describe_draft(*cost.draft);
+    if (cost.ratio > 0 && cost.ratio_lo > 0)
+        out += fmt::format(", {:.2f}× per query [{:.2f}, {:.2f}]", 1 / cost.ratio, 1 / cost.ratio_hi, 1 / cost.ratio_lo);
+    return out + "; " + (d.rule == "R7-cheapest" ? cheapest_why(r, d.task_class, chosen) : ruled_out_why(r, d));
+}
+
 // Cuts at a code point boundary so that the line fits; the whole story is in the evidence beneath.
 std::string fit(std::string line) {
     if (display_length(line) <= kVerdictMaxChars) return line;
@@ -157,6 +167,8 @@ std::string verdict_of(const PlanResult & r, const decide::ClassDecision & d) {
         const auto * a = chosen ? assessment(r, chosen->name, d.task_class) : nullptr;
         line +=
             "nothing passes every rule, needs a look" + (a && problem(*a) ? "; " + short_problem(r, *problem(*a)) : "");
+    } else if (chosen != nullptr && chosen->cost && chosen->cost->draft) {
+        line += drafted_why(r, d, *chosen);
     } else if ((d.rule == "R7-cheapest" || d.rule == "R5-no-original") && chosen != nullptr) {
         line += cheapest_why(r, d.task_class, *chosen);
     } else {
@@ -195,6 +207,8 @@ std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDe
                 fmt::format("; flips {} right→wrong, {} wrong→right", c.right_to_wrong.size(), c.wrong_to_right.size());
         } else if (chosen->kind == CandidateKind::original) {
             line += " (the original: the reference)";
+        } else if (chosen->kind == CandidateKind::drafted) {
+            line += " (the original's own scores: drafted, it gives the original's answers)";
         }
         out.push_back(line);
     }
@@ -271,7 +285,8 @@ std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::Class
 
 std::string action_text(const decide::ClassDecision & d) {
     switch (d.action) {
-        case Action::keep: return "keep " + d.chosen;
+        // A drafted original's backup is the original itself (decide::choose).
+        case Action::keep: return d.draft.empty() ? "keep " + d.chosen : "keep " + d.backup + ", drafted by " + d.draft;
         case Action::compress: return "compress → " + d.chosen;
         case Action::switch_model: return "switch → " + d.chosen;
     }

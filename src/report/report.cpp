@@ -30,7 +30,7 @@ bool is_chosen(const PlanResult & r, const std::string & name) {
 std::string group_of(const PlanResult & r, const Candidate & c) {
     if (is_chosen(r, c.name)) return "chosen";
     if (c.kind == CandidateKind::original) return "original";
-    return c.kind == CandidateKind::alternative ? "alternative" : "variant";
+    return decide::to_string(c.kind);
 }
 
 std::string drop_text(const decide::SuiteScore & s, bool relative) {
@@ -195,6 +195,11 @@ json candidate_json(const Candidate & c) {
               {"suites", c.suites}};
     if (!c.ladder.empty()) j["ladder"] = {{"method", c.ladder}, {"severity", c.severity}};
     if (!c.kv_cache.is_default()) j["kv_cache"] = c.kv_cache.label();
+    if (c.draft)
+        j["draft"] = {{"name", c.draft->name},
+                      {"path", c.draft->path.string()},
+                      {"file_bytes", c.draft->file_bytes},
+                      {"max_tokens", c.draft->max_tokens}};
     if (!c.skipped.empty()) j["skipped"] = c.skipped;
     if (!c.not_run.empty()) j["not_run"] = c.not_run;
     if (!c.stopped.empty()) j["stopped"] = c.stopped;
@@ -307,6 +312,7 @@ json decision_json(const PlanResult & r) {
                                        {"reason", d.reason},
                                        {"flagged", d.flagged},
                                        {"guarantee", d.guarantee}});
+        if (!d.draft.empty()) j["recommendation"].back()["draft"] = d.draft;
     }
     j["warnings"] = r.plan.warnings;
     const auto & s = r.stats;
