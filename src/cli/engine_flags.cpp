@@ -3,6 +3,7 @@
 #include "model/kv_cache.h"
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 namespace switchyard::cli {
 
@@ -45,6 +46,23 @@ void add_cache_types(CLI::App & cmd, model::KvCacheTypes & types, const std::str
            "--cache-type-v", [&types](const std::string & name) { types.v = model::parse_cache_type(name); },
            with_use("KV cache type of values (default f16; a quantized one switches flash attention on)", use))
         ->type_name("TYPE");
+}
+
+void add_draft(CLI::App & cmd, engine::DraftOptions & draft, const std::string & use) {
+    cmd.add_option("--draft", draft.model_path,
+                   with_use("Draft model (GGUF with the same vocabulary) for speculative decoding: it proposes "
+                            "tokens, the model verifies them in one step and keeps its own choices, so the output "
+                            "is unchanged and only the speed differs",
+                            use))
+        ->check(CLI::ExistingFile);
+    cmd.add_option("--draft-max", draft.max_tokens, with_use("Tokens the draft proposes per step at most", use))
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+}
+
+std::string describe_draft(const engine::DraftStats & stats) {
+    return fmt::format("draft: {} tokens proposed in {} steps, {} taken ({:.1f}%)", stats.drafted, stats.steps,
+                       stats.accepted, 100.0 * stats.acceptance());
 }
 
 }  // namespace switchyard::cli

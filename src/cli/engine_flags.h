@@ -3,6 +3,7 @@
 // declared once so that every command spells, documents and defaults them alike.
 #pragma once
 
+#include "engine/drafter.h"
 #include "model/kv_cache.h"
 
 #include <string>
@@ -33,5 +34,12 @@ CLI::Option * add_gpu_layers(CLI::App & cmd, int & layers);
 // --cache-type-k/--cache-type-v: the KV cache's element types (llama-server's -ctk/-ctv), f16 by
 // default; a quantized V cache switches flash attention on. `use` as for add_threads.
 void add_cache_types(CLI::App & cmd, model::KvCacheTypes & types, const std::string & use = {});
+
+// --draft/--draft-max: a draft model for speculative decoding (llama-server's -md and
+// --spec-draft-n-max). `use` as for add_threads.
+void add_draft(CLI::App & cmd, engine::DraftOptions & draft, const std::string & use = {});
+
+// One line on what the draft did: proposed, taken, steps.
+std::string describe_draft(const engine::DraftStats & stats);
 
 }  // namespace switchyard::cli

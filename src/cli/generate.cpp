@@ -46,6 +46,7 @@ void add_generate(CLI::App & app) {
     add_threads(*cmd, opt->engine.threads);
     add_gpu_layers(*cmd, opt->engine.gpu_layers);
     add_cache_types(*cmd, opt->engine.kv_cache);
+    add_draft(*cmd, opt->engine.draft);
     cmd->callback([opt] {
         if (!opt->prompt_file.empty()) opt->prompt = read_whole_file(opt->prompt_file, "prompt file");
         opt->engine.parallel = 1;
@@ -57,8 +58,10 @@ void add_generate(CLI::App & app) {
             return true;
         });
         std::fputc('\n', stdout);
+        std::fflush(stdout);
         spdlog::debug("{} prompt tokens, {} generated, finished by {}", results[0].prompt_tokens,
                       results[0].completion_tokens, engine::to_string(results[0].finish));
+        if (!opt->engine.draft.model_path.empty()) std::fprintf(stderr, "%s\n", describe_draft(engine.draft_stats()).c_str());
     });
 }
 

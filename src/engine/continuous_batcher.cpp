@@ -116,6 +116,7 @@ void ContinuousBatcher::State::run() {
         stats.prompt_tokens = slots.prompt_tokens_decoded();
         stats.prompt_tokens_reused = slots.prompt_tokens_reused();
         stats.generated_tokens = slots.tokens_generated();
+        stats.draft = engine.draft_stats();
     }
     lock.unlock();
     shut_down();

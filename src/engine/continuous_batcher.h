@@ -71,6 +71,7 @@ public:
         std::uint64_t prompt_tokens = 0;  // decoded so far, all requests
         std::uint64_t prompt_tokens_reused = 0;  // found already decoded in a slot (a shared start)
         std::uint64_t generated_tokens = 0;
+        DraftStats draft;  // the draft model's proposals, where the model has one
     };
     Stats stats() const;
 

@@ -96,6 +96,8 @@ LlamaEngine::LlamaEngine(const LlamaEngineOptions & options) {
     batch_ =
         std::make_unique<Batch>(static_cast<int>(cparams.n_batch), parallel_, static_cast<int>(cparams.n_outputs_max));
     attach_threadpool(threads);
+    if (!options.draft.model_path.empty())
+        drafter_ = std::make_unique<Drafter>(options.draft, mparams, ctx_.get(), threadpool_.get());
 }
 
 void LlamaEngine::attach_threadpool(int threads) {

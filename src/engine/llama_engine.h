@@ -3,6 +3,7 @@
 #pragma once
 
 #include "engine/chat_template.h"
+#include "engine/drafter.h"
 #include "engine/engine.h"
 #include "model/kv_cache.h"
 
@@ -48,6 +49,10 @@ struct LlamaEngineOptions {
     // observes the activations entering each weight matrix.
     ggml_backend_sched_eval_callback eval_callback = nullptr;
     void * eval_callback_data = nullptr;
+    // A draft model for speculative decoding in generate() and continuous batching: it proposes
+    // tokens, this model verifies them in one decode and keeps those its own sampler picks, so the
+    // output is what this model alone would give (see engine/drafter.h).
+    DraftOptions draft;
 };
 
 // Parallel sequences for scoring passes (task suites): as many as a KV cache of 4096 tokens holds
@@ -130,6 +135,9 @@ public:
     // not sliding-window or recurrent layers).
     std::uint64_t kv_cache_bytes() const { return kv_cache_bytes_; }
 
+    // The draft's proposals and the share taken so far; all zero without a draft.
+    const DraftStats & draft_stats() const { return draft_stats_; }
+
     // Generation one decode step at a time, requests joining between steps (engine/llama_slots.h):
     // what generate() runs, and what continuous batching drives.
     class Slots;
@@ -170,6 +178,8 @@ private:
     // of a small model. Freed by the CPU backend's own ggml_threadpool_free.
     std::unique_ptr<ggml_threadpool, void (*)(ggml_threadpool_t)> threadpool_{nullptr, nullptr};
     llama_context_ptr ctx_;
+    std::unique_ptr<Drafter> drafter_;  // computes on the threadpool: freed before it
+    DraftStats draft_stats_;
     const llama_vocab * vocab_ = nullptr;
     std::unique_ptr<Batch> batch_;
     EngineModel info_;

@@ -23,6 +23,8 @@ struct LlamaEngine::Slots::Slot {
     std::uint64_t last_admitted = 0;  // when its last request came in (Slots::admitted_)
     Token next = 0;  // sampled token to feed in the next batch
     int batch_index = -1;  // where this slot's logits are in the batch just decoded
+    // The draft's proposal for the positions after `next`, in the batch right after it.
+    std::vector<Token> draft;
     llama_sampler_ptr sampler;
     std::optional<TextStream> text;
     bool active = false;
@@ -38,6 +40,7 @@ LlamaEngine::Slots::Slots(LlamaEngine & engine)
       reuse_prefixes_(!llama_model_is_recurrent(engine.model_.get()) && !llama_model_is_hybrid(engine.model_.get()) &&
                       llama_model_n_swa(engine.model_.get()) == 0) {
     llama_memory_clear(llama_get_memory(engine_.ctx_.get()), true);
+    if (engine_.drafter_) engine_.drafter_->clear();
 }
 
 LlamaEngine::Slots::~Slots() = default;
@@ -81,6 +84,8 @@ void LlamaEngine::Slots::admit(Job job) {
         llama_memory_seq_rm(memory, seq, -1, -1);
         reused = 0;
     }
+    // The draft's cells followed the target's through every batch, so they hold the same start.
+    if (engine_.drafter_) engine_.drafter_->remove(seq, reused == 0 ? -1 : static_cast<llama_pos>(reused));
     it->cached.resize(reused);
     it->last_admitted = ++admitted_;
     it->n_past = static_cast<llama_pos>(reused);
@@ -132,14 +137,26 @@ void LlamaEngine::Slots::step() {
     for (auto & slot : slots_) {
         if (slot.active && slot.job.cancelled && slot.job.cancelled->load()) finish(slot, FinishReason::cancelled);
     }
+    if (engine_.drafter_) propose();
     Batch & batch = *engine_.batch_;
     batch.clear();
     for (auto & slot : slots_) {
         slot.batch_index = -1;
         if (slot.active && !slot.prefilling() && batch.fits(true)) {
-            slot.batch_index =
-                batch.add(slot.next, slot.n_past++, static_cast<llama_seq_id>(&slot - slots_.data()), true);
+            const auto seq = static_cast<llama_seq_id>(&slot - slots_.data());
+            slot.batch_index = batch.add(slot.next, slot.n_past++, seq, true);
             slot.cached.push_back(slot.next);
+            // The proposal goes in after it, to be verified by this one decode; its cells stay
+            // only as far as the slot's sampler takes it (verify).
+            for (std::size_t i = 0; i < slot.draft.size(); ++i) {
+                if (!batch.fits(true)) {
+                    slot.draft.resize(i);
+                    break;
+                }
+                batch.add(slot.draft[i], slot.n_past + static_cast<llama_pos>(i), seq, true);
+            }
+        } else {
+            slot.draft.clear();
         }
     }
     for (auto & slot : slots_) {
@@ -157,22 +174,75 @@ void LlamaEngine::Slots::step() {
     }
     if (batch.size() == 0) return;
     engine_.decode(batch);
+    if (engine_.drafter_) engine_.drafter_->follow(batch.raw);
     for (auto & slot : slots_) {
-        if (slot.active && slot.batch_index >= 0) sample(slot);
+        if (!slot.active || slot.batch_index < 0) continue;
+        if (slot.draft.empty()) {
+            take(slot, slot.batch_index);
+        } else {
+            verify(slot);
+        }
     }
 }
 
-void LlamaEngine::Slots::sample(Slot & slot) {
+void LlamaEngine::Slots::propose() {
+    std::vector<Drafter::Request> requests;
+    const int context = engine_.info_.context_length;
+    for (auto & slot : slots_) {
+        slot.draft.clear();
+        if (!slot.active || slot.prefilling()) continue;
+        // Room for the proposal and the token the target adds after it: within max_tokens, and
+        // within the sequence's context after `next`.
+        const int budget = std::min({engine_.drafter_->max_tokens(),
+                                     slot.job.request.max_tokens - slot.result.completion_tokens - 1,
+                                     context - static_cast<int>(slot.n_past) - 2});
+        if (budget <= 0) continue;
+        requests.push_back({.seq = static_cast<llama_seq_id>(&slot - slots_.data()),
+                            .pos = slot.n_past,
+                            .last = slot.next,
+                            .history = &slot.cached,
+                            .max_tokens = budget,
+                            .draft = &slot.draft});
+    }
+    if (!requests.empty()) engine_.drafter_->draft(requests);
+}
+
+// The target's sampler at each position of the proposal in turn, as llama.cpp's
+// common_sampler_sample_and_accept_n: a proposed token it picks itself is taken, and the logits
+// after it are already there; the first one it does not pick ends the step with its own choice.
+void LlamaEngine::Slots::verify(Slot & slot) {
+    const auto seq = static_cast<llama_seq_id>(&slot - slots_.data());
+    const std::vector<Token> draft = std::move(slot.draft);
+    slot.draft.clear();
+    std::size_t accepted = 0;
+    for (std::size_t i = 0; i <= draft.size(); ++i) {
+        const Token token = take(slot, slot.batch_index + static_cast<int>(i));
+        if (!slot.active || i == draft.size() || token != draft[i]) break;
+        // Its cell is already decoded: the slot moves past it rather than feeding it again.
+        slot.cached.push_back(token);
+        ++slot.n_past;
+        ++accepted;
+    }
+    ++engine_.draft_stats_.steps;
+    engine_.draft_stats_.drafted += draft.size();
+    engine_.draft_stats_.accepted += accepted;
+    engine_.drafter_->accept(seq, static_cast<int>(accepted));
+    // The cells of the proposal past what was taken.
+    llama_memory_seq_rm(llama_get_memory(engine_.ctx_.get()), seq, slot.n_past, -1);
+    engine_.drafter_->remove(seq, slot.n_past);
+}
+
+Token LlamaEngine::Slots::take(Slot & slot, int batch_index) {
     llama_context * ctx = engine_.ctx_.get();
-    const Token token = llama_sampler_sample(slot.sampler.get(), ctx, slot.batch_index);
+    const Token token = llama_sampler_sample(slot.sampler.get(), ctx, batch_index);
     if (llama_vocab_is_eog(engine_.vocab_, token) && !slot.job.request.ignore_eos) {
         finish(slot, FinishReason::eos);
-        return;
+        return token;
     }
     ++generated_;
     ++slot.result.completion_tokens;
     if (slot.job.request.logprobs >= 0) {
-        const std::span<const float> logits(llama_get_logits_ith(ctx, slot.batch_index),
+        const std::span<const float> logits(llama_get_logits_ith(ctx, batch_index),
                                             static_cast<std::size_t>(engine_.info_.vocab_size));
         slot.result.token_logprobs.push_back(token_logprob(logits, token, slot.job.request.logprobs));
     }
@@ -189,6 +259,7 @@ void LlamaEngine::Slots::sample(Slot & slot) {
     } else {
         slot.next = token;
     }
+    return token;
 }
 
 std::vector<ScoreResult> LlamaEngine::Slots::score(std::span<const ScoreRequest> requests, int top_k) {

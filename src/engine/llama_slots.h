@@ -52,10 +52,11 @@ public:
     // once with that error.
     void admit(Job job);
 
-    // One llama_decode: every generating slot's next token first, then prompt tokens while the
-    // batch has room (a long prompt is fed in batch-sized chunks, never holding the others back).
-    // Then samples, streams and finishes the slots whose logits came out. Throws Error when
-    // llama_decode fails; end_all() then settles the requests.
+    // One llama_decode: every generating slot's next token first (with the draft's proposal after
+    // it, where the engine has a draft), then prompt tokens while the batch has room (a long prompt
+    // is fed in batch-sized chunks, never holding the others back). Then samples, streams and
+    // finishes the slots whose logits came out. Throws Error when llama_decode fails; end_all()
+    // then settles the requests.
     void step();
 
     // Ends every active request now (shutdown, or after step() threw), reporting `error`.
@@ -73,7 +74,12 @@ private:
     struct Slot;
 
     void finish(Slot & slot, FinishReason reason, const std::string & error = {});
-    void sample(Slot & slot);
+    // The draft's proposals for every generating slot (engine_.drafter_ only).
+    void propose();
+    // Samples the slot's token from the logits at `batch_index` and streams it; may finish the slot.
+    Token take(Slot & slot, int batch_index);
+    // Samples along the slot's proposal, taking it as far as the sampler agrees (see the .cpp).
+    void verify(Slot & slot);
 
     LlamaEngine & engine_;
     std::vector<Slot> slots_;
