@@ -318,6 +318,13 @@ private:
                     continue;
                 }
                 if (!passing.empty()) ensure_cost(*c);
+                // A drafted original's tasks cost nothing (they are the original's) and its speed pass
+                // is its whole measurement: once timed, it is judged, never left "not run".
+                if (c->kind == CandidateKind::drafted) {
+                    measure(*c, cls, context);
+                    any = true;
+                    break;
+                }
                 if (const auto why = cannot_change_choice(policy_, passing, *c)) {
                     c->not_run[cls] = *why;
                     continue;
