@@ -632,16 +632,21 @@ FakeScores latency_scenario(int identical, int compared) {
     return scores;
 }
 
+// The original, its compression and the original drafted by it, under a p95 budget of 100 ms.
+Run run_latency_scenario(FakeScores & scores) {
+    Policy policy;
+    policy.budgets.p95_latency_ms = 100;
+    return run(policy,
+               {model("orig", CandidateKind::original, 4000, 32), quant("q8", 1100, 8.5),
+                drafted_original("orig", "q8", 4000, 32)},
+               scores);
+}
+
 }  // namespace
 
 TEST(Search, ALatencyBudgetNoCompressionMeetsKeepsTheOriginalDrafted) {
     auto scores = latency_scenario(24, 24);
-    Policy policy;
-    policy.budgets.p95_latency_ms = 100;
-    const auto r = run(policy,
-                       {model("orig", CandidateKind::original, 4000, 32), quant("q8", 1100, 8.5),
-                        drafted_original("orig", "q8", 4000, 32)},
-                       scores);
+    const auto r = run_latency_scenario(scores);
     const auto & d = r.decision("critical");
     EXPECT_EQ(d.action, Action::keep) << d.reason;
     EXPECT_EQ(d.chosen, "orig+draft=q8");
@@ -665,12 +670,7 @@ TEST(Search, ALatencyBudgetNoCompressionMeetsKeepsTheOriginalDrafted) {
 // verification rounds differently could change a near tie: a difference is a failure, never a pass.
 TEST(Search, ADraftedOriginalWhoseAnswersDifferFailsWithTheDifference) {
     auto scores = latency_scenario(23, 24);
-    Policy policy;
-    policy.budgets.p95_latency_ms = 100;
-    const auto r = run(policy,
-                       {model("orig", CandidateKind::original, 4000, 32), quant("q8", 1100, 8.5),
-                        drafted_original("orig", "q8", 4000, 32)},
-                       scores);
+    const auto r = run_latency_scenario(scores);
     const auto & d = r.decision("critical");
     EXPECT_EQ(d.rule, "none-passes") << d.reason;
     EXPECT_TRUE(d.flagged);
@@ -732,37 +732,15 @@ TEST(Search, APriceMakesTheFasterDraftedOriginalTheCheaperKeep) {
     EXPECT_EQ(d.chosen, "orig+draft=q8") << d.reason;
     EXPECT_EQ(d.rule, "R7-cheapest");
     EXPECT_NE(d.reason.find("cost decided"), std::string::npos) << d.reason;
-}
+    EXPECT_EQ(d.backup, "orig");
 
-TEST(PlanFile, DraftsAreAutoNoneOrAListOfCandidatesAndFiles) {
-    const std::string head =
-        "base: a.gguf\nalternatives: [{name: small, path: s.gguf}, {name: hosted, endpoint: \"http://h/v1\"}]\n"
-        "variants: [{type: Q8_0, imatrix: false}]\ntasks:\n  - spec: t.jsonl\n";
-    const auto automatic = parse_plan(head, "plan.yaml", "/p");
-    EXPECT_TRUE(automatic.drafts.automatic);
-    EXPECT_EQ(automatic.drafts.max_tokens, 8);
-    EXPECT_FALSE(parse_plan(head + "drafts: none\n", "plan.yaml", "/p").drafts.automatic);
-    EXPECT_TRUE(parse_plan(head + "drafts: none\n", "plan.yaml", "/p").drafts.models.empty());
-    const auto listed = parse_plan(head + "drafts: [Q8_0, small, d/tiny.gguf]\ndraft_max: 4\n", "plan.yaml", "/p");
-    EXPECT_FALSE(listed.drafts.automatic);
-    EXPECT_EQ(listed.drafts.max_tokens, 4);
-    ASSERT_EQ(listed.drafts.models.size(), 3u);
-    EXPECT_EQ(listed.drafts.models[0].name, "Q8_0");
-    EXPECT_TRUE(listed.drafts.models[0].path.empty());
-    EXPECT_EQ(listed.drafts.models[1].name, "small");
-    EXPECT_EQ(listed.drafts.models[2].name, "tiny");
-    EXPECT_EQ(listed.drafts.models[2].path, "/p/d/tiny.gguf");
-    const auto error_of = [](const std::string & yaml) {
-        try {
-            parse_plan(yaml, "plan.yaml", "/p");
-        } catch (const switchyard::Error & e) {
-            return std::string(e.what());
-        }
-        return std::string("accepted");
-    };
-    EXPECT_EQ(error_of(head + "drafts: [hosted]\n"),
-              "plan.yaml:6: drafts: 'hosted' is served by an endpoint: a draft runs in process beside the base, so it must be a GGUF file");
-    EXPECT_EQ(error_of(head + "draft_max: 0\n"), "plan.yaml:6: draft_max: must be at least 1 (tokens drafted per step at most)");
-    EXPECT_EQ(error_of("alternatives: [s.gguf]\ntasks:\n  - spec: t.jsonl\ndrafts: [s]\n"),
-              "plan.yaml:4: drafts: a draft speeds up the base as it runs here: give 'base' as a GGUF file");
+    // Slower: the original is kept, and its drafted self is no backup (the same weights).
+    const auto draft = scores.costs.at("orig+draft=q8").draft;
+    scores.costs.at("orig+draft=q8") = priced(2.5, 2.5e-5);
+    scores.costs.at("orig+draft=q8").draft = draft;
+    const auto slower =
+        run(policy, {model("orig", CandidateKind::original, 4000, 32), drafted_original("orig", "q8", 4000, 32)},
+            scores);
+    EXPECT_EQ(slower.decision("critical").chosen, "orig");
+    EXPECT_EQ(slower.decision("critical").backup, "");
 }

@@ -298,9 +298,11 @@ ClassDecision choose(const Policy & policy, const std::string & task_class,
     const auto pick = cheapest(policy, passing);
     const Candidate * chosen = pick.chosen;
     d.chosen = chosen->name;
+    // A backup serves when the chosen model fails; the original drafted is the original's own
+    // weights, so it backs up nothing the original does not.
     std::vector<const Candidate *> others;
     for (const auto * c : passing)
-        if (c != chosen) others.push_back(c);
+        if (c != chosen && c->kind != CandidateKind::drafted) others.push_back(c);
     if (chosen->kind != CandidateKind::original && original != nullptr) {
         d.backup = original->name;
     } else if (!others.empty()) {
