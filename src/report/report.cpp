@@ -75,6 +75,8 @@ std::optional<double> mean_accuracy(const Candidate & c, const std::vector<std::
 std::string size_text(const PlanResult & r, const Candidate & c) {
     const auto * original = original_of(r);
     if (c.file_bytes == 0) return "—";
+    // A drafted original is the original's file and its draft's, both loaded.
+    if (c.draft) return bytes_text(c.file_bytes) + " + draft " + bytes_text(c.draft->file_bytes);
     if (original == nullptr || original == &c) return bytes_text(c.file_bytes);
     return bytes_text(c.file_bytes) + " (" + share_of(c.file_bytes, original->file_bytes) + ")";
 }
