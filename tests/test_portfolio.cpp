@@ -92,16 +92,6 @@ TEST(Portfolio, CostsAreWrittenToTheDigitsAMeasurementCarries) {
     EXPECT_DOUBLE_EQ(parse_portfolio(yaml, "again.yaml", "/dir").models[0].cost_per_1k_tokens, 1.334e-05);
 }
 
-// A plan that keeps its original drafted writes the model with the name of its draft, another of
-// the portfolio's models (serve reads it: docs/portfolio.md).
-TEST(Portfolio, WritesADraftedModelsDraft) {
-    auto p = parse_portfolio(kPortfolio, "p.yaml", "/dir");
-    p.models[0].draft = p.models[1].name;
-    const auto yaml = portfolio_to_yaml(p, "/dir");
-    EXPECT_NE(yaml.find("\n    draft: " + p.models[1].name + "\n"), std::string::npos) << yaml;
-    EXPECT_EQ(yaml.find("draft:", yaml.find("draft:") + 1), std::string::npos) << "only the drafted model has one";
-}
-
 TEST(Portfolio, ModelsOnlyMeansOneRoutePerModel) {
     const auto p =
         parse_portfolio("models:\n  - {name: a, path: a.gguf}\n  - {name: b, path: b.gguf}\n", "p.yaml", "/dir");

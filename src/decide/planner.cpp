@@ -362,7 +362,10 @@ private:
             m.threads = measure_.speed_threads();
             if (it->cost) m.cost_per_1k_tokens = it->cost->cost_per_1k_tokens;
             m.note = std::string(to_string(it->kind)) + ": " + it->description;
-            if (it->draft) m.draft = add_draft(p, *it->draft);
+            if (it->draft) {
+                m.draft = add_draft(p, *it->draft);
+                m.draft_max = it->draft->max_tokens;
+            }
             p.models.push_back(m);
         };
         for (const auto & d : result_.decisions) {

@@ -304,7 +304,8 @@ private:
         std::vector<Candidate *> pool;
         for (auto & c : candidates_)
             if (c.skipped.empty() && !measured(c, cls) &&
-                (c.kind == CandidateKind::alternative || (c.kind == CandidateKind::drafted && drafted_could_pass(c, cls, context))))
+                (c.kind == CandidateKind::alternative ||
+                 (c.kind == CandidateKind::drafted && drafted_could_pass(c, cls, context))))
                 pool.push_back(&c);
         std::stable_sort(pool.begin(), pool.end(),
                          [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
@@ -317,7 +318,6 @@ private:
                     c->not_run[cls] = "lacks a capability the class needs (R1), so it cannot pass";
                     continue;
                 }
-                if (!passing.empty()) ensure_cost(*c);
                 // A drafted original's tasks cost nothing (they are the original's) and its speed pass
                 // is its whole measurement: once timed, it is judged, never left "not run".
                 if (c->kind == CandidateKind::drafted) {
@@ -325,6 +325,7 @@ private:
                     any = true;
                     break;
                 }
+                if (!passing.empty()) ensure_cost(*c);
                 if (const auto why = cannot_change_choice(policy_, passing, *c)) {
                     c->not_run[cls] = *why;
                     continue;

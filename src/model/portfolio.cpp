@@ -409,7 +409,6 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             if (m.draft_max != PortfolioModel{}.draft_max) out << YAML::Key << "draft_max" << YAML::Value << m.draft_max;
         }
         if (m.normalize) out << YAML::Key << "normalize" << YAML::Value << true;
-        if (!m.draft.empty()) out << YAML::Key << "draft" << YAML::Value << m.draft;
         // Four significant digits: a measured cost is known to a few percent, not to seventeen digits.
         if (m.cost_per_1k_tokens > 0)
             out << YAML::Key << "cost_per_1k_tokens" << YAML::Value << YAML::Precision(4) << m.cost_per_1k_tokens;

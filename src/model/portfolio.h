@@ -61,9 +61,6 @@ struct PortfolioModel {
     // Prompts made encodable for a small vocabulary (whitespace runs become one space, characters
     // it lacks are dropped), as `plan` / `eval --normalize` measured the model (in process).
     bool normalize = false;
-    // `draft: NAME`: another of the portfolio's models drafting for this one (speculative decoding,
-    // engine/drafter.h): this model's answers, faster. Empty: none.
-    std::string draft;
     double cost_per_1k_tokens = 0;  // estimate, from `plan`'s measurements; drives the cost metric
     std::string note;  // why it is here ("compress -> Q8_0: drop 1.2% ...")
     std::vector<Replica> replicas;  // balanced by least outstanding requests per weight
