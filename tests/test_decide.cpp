@@ -113,6 +113,16 @@ Policy absolute(double max_drop) {
     return policy;
 }
 
+// A plan's error, as a user reads it; "accepted" when it parses.
+std::string plan_error(const std::string & yaml) {
+    try {
+        parse_plan(yaml, "plan.yaml", "/p");
+    } catch (const switchyard::Error & e) {
+        return e.what();
+    }
+    return "accepted";
+}
+
 }  // namespace
 
 TEST(Rules, FloorIsJudgedWithOneSidedBounds) {
@@ -579,20 +589,12 @@ TEST(PlanFile, EndpointWithoutACostAndDevicesNotMeasuredAreRefused) {
         "base: a.gguf\nalternatives:\n  - name: hosted\n    endpoint: http://h/v1\ntasks:\n  - spec: t.jsonl\n";
     EXPECT_FALSE(parse_plan(served, "plan.yaml", "/p").alternatives.at(0).cost_per_1k_tokens)
         << "no price: the cost is not needed";
-    const auto error_of = [](const std::string & yaml) {
-        try {
-            parse_plan(yaml, "plan.yaml", "/p");
-        } catch (const switchyard::Error & e) {
-            return std::string(e.what());
-        }
-        return std::string("accepted");
-    };
     EXPECT_EQ(
-        error_of(served + "policy:\n  deployment: {price_per_hour: 0.1}\n"),
+        plan_error(served + "policy:\n  deployment: {price_per_hour: 0.1}\n"),
         "plan.yaml:3: alternatives[0].cost_per_1k_tokens: missing: hosted is served by an endpoint whose hardware is not measured here, and the plan "
         "prices candidates (policy.deployment.price_per_hour); declare what it costs per 1k tokens");
     EXPECT_NE(
-        error_of(served + "policy:\n  budgets: {cost_per_1k_tokens: 0.002}\n  deployment: {price_per_hour: 0.1}\n")
+        plan_error(served + "policy:\n  budgets: {cost_per_1k_tokens: 0.002}\n  deployment: {price_per_hour: 0.1}\n")
             .find("alternatives[0].cost_per_1k_tokens: missing"),
         std::string::npos);
     const auto declared = parse_plan(
@@ -601,43 +603,60 @@ TEST(PlanFile, EndpointWithoutACostAndDevicesNotMeasuredAreRefused) {
         "plan.yaml", "/p");
     EXPECT_DOUBLE_EQ(*declared.alternatives.at(0).cost_per_1k_tokens, 0.002);
     EXPECT_EQ(
-        error_of(
+        plan_error(
             "base: a.gguf\nalternatives:\n  - {name: h, endpoint: \"http://h/v1\", cost_per_1k_tokens: 0}\ntasks:\n  - spec: t.jsonl\n"),
         "plan.yaml:3: alternatives[0].cost_per_1k_tokens: must be positive (a cost of 0 would win every comparison)");
     EXPECT_EQ(
-        error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment:\n    device: gpu\n"),
+        plan_error("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment:\n    device: gpu\n"),
         "plan.yaml:6: policy.deployment.device: only cpu is measured here (speed runs on this machine's CPU, so costs and latency for 'gpu' would not "
         "be measured ones); found 'gpu'");
     EXPECT_EQ(
         parse_plan("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  deployment: {device: cpu}\n", "plan.yaml", "/p")
             .policy.deployment.device,
         "cpu");
-    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\nspeed: {generate_tokens: 1}\n"),
+    EXPECT_EQ(plan_error("base: a.gguf\ntasks:\n  - spec: t.jsonl\nspeed: {generate_tokens: 1}\n"),
               "plan.yaml:4: speed.generate_tokens: must be at least 2 (a decode rate needs tokens after the first)");
 }
 
 TEST(PlanFile, ErrorsNameTheKeyAndLine) {
-    auto error_of = [](const std::string & yaml) {
-        try {
-            parse_plan(yaml, "plan.yaml", "/p");
-        } catch (const switchyard::Error & e) {
-            return std::string(e.what());
-        }
-        return std::string();
-    };
-    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  max_drop: 1.5\n"),
+    EXPECT_EQ(plan_error("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  max_drop: 1.5\n"),
               "plan.yaml:5: policy.max_drop: must lie between 0 and 1");
-    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    memory: lots\n"),
+    EXPECT_EQ(plan_error("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    memory: lots\n"),
               "plan.yaml:6: policy.budgets.memory: expected a size such as 512M or 2G, found 'lots'");
-    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\n    requires: telepathy\n"),
+    EXPECT_EQ(plan_error("base: a.gguf\ntasks:\n  - spec: t.jsonl\n    requires: telepathy\n"),
               "plan.yaml:4: tasks[0].requires: expected vision, audio, code or context:N, found 'telepathy'");
-    EXPECT_EQ(error_of("base: a.gguf\n"),
+    EXPECT_EQ(plan_error("base: a.gguf\n"),
               "plan.yaml:1: missing key 'tasks' (at least one task suite: the decision rests on them)");
     EXPECT_EQ(
-        error_of("base: ${SY_TEST_UNSET}/a.gguf\ntasks:\n  - spec: t.jsonl\n"),
+        plan_error("base: ${SY_TEST_UNSET}/a.gguf\ntasks:\n  - spec: t.jsonl\n"),
         "plan.yaml:1: base: the environment variable SY_TEST_UNSET is not set (write ${SY_TEST_UNSET:-DEFAULT} to give a default)");
-    EXPECT_EQ(error_of("base: a.gguf\nvariants: [{type: Q4_0, prune: {sparsity: 2}}]\ntasks:\n  - spec: t.jsonl\n"),
+    EXPECT_EQ(plan_error("base: a.gguf\nvariants: [{type: Q4_0, prune: {sparsity: 2}}]\ntasks:\n  - spec: t.jsonl\n"),
               "plan.yaml:2: variants[0].prune.sparsity: must lie in [0, 1)");
-    EXPECT_EQ(error_of("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    p95_latency: soon\n"),
+    EXPECT_EQ(plan_error("base: a.gguf\ntasks:\n  - spec: t.jsonl\npolicy:\n  budgets:\n    p95_latency: soon\n"),
               "plan.yaml:6: policy.budgets.p95_latency: expected a time such as 50ms or 1.5s, found 'soon'");
+}
+
+TEST(PlanFile, DraftsAreAutoNoneOrAListOfCandidatesAndFiles) {
+    const std::string head =
+        "base: a.gguf\nalternatives: [{name: small, path: s.gguf}, {name: hosted, endpoint: \"http://h/v1\"}]\n"
+        "variants: [{type: Q8_0, imatrix: false}]\ntasks:\n  - spec: t.jsonl\n";
+    const auto automatic = parse_plan(head, "plan.yaml", "/p");
+    EXPECT_TRUE(automatic.drafts.automatic);
+    EXPECT_EQ(automatic.drafts.max_tokens, 8);
+    EXPECT_FALSE(parse_plan(head + "drafts: none\n", "plan.yaml", "/p").drafts.automatic);
+    EXPECT_TRUE(parse_plan(head + "drafts: none\n", "plan.yaml", "/p").drafts.models.empty());
+    const auto listed = parse_plan(head + "drafts: [Q8_0, small, d/tiny.gguf]\ndraft_max: 4\n", "plan.yaml", "/p");
+    EXPECT_FALSE(listed.drafts.automatic);
+    EXPECT_EQ(listed.drafts.max_tokens, 4);
+    ASSERT_EQ(listed.drafts.models.size(), 3u);
+    EXPECT_EQ(listed.drafts.models[0].name, "Q8_0");
+    EXPECT_TRUE(listed.drafts.models[0].path.empty());
+    EXPECT_EQ(listed.drafts.models[1].name, "small");
+    EXPECT_EQ(listed.drafts.models[2].name, "tiny");
+    EXPECT_EQ(listed.drafts.models[2].path, "/p/d/tiny.gguf");
+    EXPECT_EQ(plan_error(head + "drafts: [hosted]\n"),
+              "plan.yaml:6: drafts: 'hosted' is served by an endpoint: a draft runs in process beside the base, so it must be a GGUF file");
+    EXPECT_EQ(plan_error(head + "draft_max: 0\n"), "plan.yaml:6: draft_max: must be at least 1 (tokens drafted per step at most)");
+    EXPECT_EQ(plan_error("alternatives: [s.gguf]\ntasks:\n  - spec: t.jsonl\ndrafts: [s]\n"),
+              "plan.yaml:4: drafts: a draft speeds up the base as it runs here: give 'base' as a GGUF file");
 }

@@ -454,3 +454,87 @@ TEST(Plan, CarriesAnAwqVariantToTheReport) {
     EXPECT_EQ(recipe["method"], "awq");
     EXPECT_NE(test::read_file(out / "report.md").find("Q4_0+AWQ"), std::string::npos);
 }
+
+// Issue #28's case: a team whose compressions fail its critical suite can keep the original's
+// answers drafted by a smaller model of the same vocabulary, if that is measurably faster. The
+// drafted original is timed and its answers checked, never scored; on these tiny CPU models a
+// draft step costs about what a step of the original does, so the verdict states whichever is
+// true, with the numbers. stories260K, another vocabulary, is a reason, not an error.
+TEST(Plan, ADraftedOriginalIsTimedCheckedAndJudgedOnCost) {
+    test::ScratchDir dir;
+    const auto d = test::data_dir().string();
+    const auto base = test::data_dir() / "models" / "babyllama-0.9M-f32.gguf";
+    compress::quantize({.input = base, .output = dir.file("q8.gguf"), .type = "Q8_0", .threads = 2});
+    test::write_file(
+        dir.file("plan.yaml"),
+        "base: {name: babyllama, path: " + base.string() +
+            "}\n"
+            "variants:\n  - {prune: {method: magnitude, sparsity: 0.6}, type: Q8_0, imatrix: false}\n"
+            "normalize: true\n"
+            "tasks:\n  - cloze: {text: " +
+            d +
+            "/data/tinystories-valid-head.txt, items: 200, skip_passages: 1500}\n"
+            "    name: story-cloze\n    critical: true\n"
+            "drafts: [q8.gguf, " +
+            d +
+            "/models/stories260K-f32.gguf]\n"
+            "policy:\n  deployment: {price_per_hour: 0.1}\n"
+            "speed: {prompt_tokens: 32, generate_tokens: 64}\n");
+    const auto out = dir.file("out");
+    const auto r = test::run_switchyard({"plan", dir.file("plan.yaml").string(), "-o", out.string(), "--results",
+                                         dir.file("r.sqlite").string(), "-t", "1", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto decision = nlohmann::json::parse(test::read_file(out / "decision.json"));
+    std::map<std::string, nlohmann::json> by_name;
+    for (const auto & c : decision["candidates"]) by_name[c["name"]] = c;
+    const auto & drafted = by_name["babyllama+draft=q8"];
+    ASSERT_EQ(drafted["kind"], "drafted") << decision.dump(2);
+    EXPECT_EQ(drafted["draft"]["max_tokens"], 8);
+    // Never scored: its suite is the original's, and it spent no share of alpha.
+    EXPECT_EQ(drafted["suites"][0]["accuracy"], by_name["babyllama"]["suites"][0]["accuracy"]);
+    EXPECT_EQ(decision["search"]["suite_runs_possible"], 2);
+    // Timed with its answers compared: every greedy answer the original's.
+    const auto & draft = drafted["cost"]["draft"];
+    ASSERT_TRUE(draft.is_object()) << drafted.dump(2);
+    EXPECT_GE(draft["answers_compared"].get<int>(), 12);
+    EXPECT_EQ(draft["answers_identical"], draft["answers_compared"]) << draft["first_difference"];
+    EXPECT_GT(draft["drafted_tokens"].get<int>(), 0);
+    EXPECT_GT(draft["acceptance"].get<double>(), 0.5) << "a Q8_0 of the same weights mostly agrees";
+    EXPECT_LE(draft["acceptance"].get<double>(), 1.0);
+    const auto & assessments = decision["assessments"];
+    const auto same = std::find_if(assessments.begin(), assessments.end(), [](const nlohmann::json & a) {
+        return a["candidate"] == "babyllama+draft=q8";
+    });
+    ASSERT_NE(same, assessments.end());
+    EXPECT_NE(same->dump().find("no drop: the original's answers (drafted by q8: greedy answers identical on"),
+              std::string::npos)
+        << same->dump(2);
+
+    const auto * critical = recommendation(decision, "critical");
+    ASSERT_NE(critical, nullptr);
+    const double faster_lo = draft["query_speedup_ci95"][0].get<double>();
+    const double faster_hi = draft["query_speedup_ci95"][1].get<double>();
+    if ((*critical)["model"] == "babyllama+draft=q8") {
+        // Measurably cheaper than the original alone: a speed-up outside the 10% band.
+        EXPECT_GT(faster_lo, 1.1);
+        EXPECT_EQ((*critical)["action"], "keep");
+        EXPECT_EQ((*critical)["draft"], "q8");
+        EXPECT_NE(r.out.find("critical: keep babyllama, drafted by q8 (backup: babyllama) — "), std::string::npos)
+            << r.out;
+        const auto portfolio = test::read_file(out / "portfolio.yaml");
+        EXPECT_NE(portfolio.find("draft: q8"), std::string::npos) << portfolio;
+    } else {
+        // Not measurably faster: the original stays (its compression failed the critical suite), and
+        // the drafted original's line says what its draft did, from its measurement.
+        EXPECT_EQ((*critical)["model"], "babyllama") << critical->dump(2);
+        EXPECT_EQ((*critical)["action"], "keep");
+        EXPECT_LE(faster_lo, 1.1) << "R7 chooses it when measurably cheaper, up to " << faster_hi << "x faster";
+        const std::regex line(
+            "babyllama\\+draft=q8: passes, [^\\n]*\\(drafted: [0-9.]+× decode, acceptance [0-9]+%, [0-9.]+× per query \\[[0-9.]+, [0-9.]+\\]\\)");
+        EXPECT_TRUE(std::regex_search(r.out, line)) << r.out;
+    }
+    EXPECT_NE(r.out.find("babyllama+draft=stories260K-f32: stories260K-f32 cannot draft for babyllama: the "
+                         "vocabularies differ: 105 tokens against 512"),
+              std::string::npos)
+        << r.out;
+}

@@ -593,3 +593,154 @@ TEST(Sequential, ExpectedStoppingGrowsNearTheLimit) {
     policy.sequential = false;
     EXPECT_EQ(expected_share_read(policy, 1000, 0.025, 0.0, 0.8, 0.1), 1.0);
 }
+
+namespace {
+
+// The original drafted by `draft`: the original's size and bits, never scored (its suites are the original's).
+Candidate drafted_original(const std::string & original, const std::string & draft, std::uint64_t bytes,
+                           double bits) {
+    auto c = model(original + "+draft=" + draft, CandidateKind::drafted, bytes, bits);
+    c.draft = Draft{.name = draft, .file_bytes = bytes / 4};
+    return c;
+}
+
+// A drafted original's speed pass: its latency, and its greedy answers against the original's.
+CostScore drafted_cost(double p95_ms, int identical, int compared) {
+    return CostScore{.p95_latency_ms = p95_ms,
+                     .ratio = 0.6,
+                     .ratio_lo = 0.55,
+                     .ratio_hi = 0.65,
+                     .draft = DraftScore{.drafted = 1000,
+                                         .accepted = 720,
+                                         .decode_speedup = 1.8,
+                                         .answers_compared = compared,
+                                         .answers_identical = identical,
+                                         .first_difference = identical < compared ? "query 3 departs at token 17" : ""}};
+}
+
+// The team's case: a latency budget the original misses, a compression that keeps the latency
+// but drops too much on the critical suite. The original drafted by that same compression gives
+// the original's answers faster: keep, drafted, with the budget as the rule and the speed-up.
+FakeScores latency_scenario(int identical, int compared) {
+    FakeScores scores;
+    scores.tasks = {{.suite = "facts", .task_class = "critical", .critical = true}};
+    scores.originals = {{"facts", {1000, 900}}};
+    scores.scripts["q8"] = {{"facts", {.lost = 200}}};
+    scores.costs = {{"orig", CostScore{.p95_latency_ms = 150}},
+                    {"q8", CostScore{.p95_latency_ms = 60}},
+                    {"orig+draft=q8", drafted_cost(90, identical, compared)}};
+    return scores;
+}
+
+// The original, its compression and the original drafted by it, under a p95 budget of 100 ms.
+Run run_latency_scenario(FakeScores & scores) {
+    Policy policy;
+    policy.budgets.p95_latency_ms = 100;
+    return run(policy,
+               {model("orig", CandidateKind::original, 4000, 32), quant("q8", 1100, 8.5),
+                drafted_original("orig", "q8", 4000, 32)},
+               scores);
+}
+
+}  // namespace
+
+TEST(Search, ALatencyBudgetNoCompressionMeetsKeepsTheOriginalDrafted) {
+    auto scores = latency_scenario(24, 24);
+    const auto r = run_latency_scenario(scores);
+    const auto & d = r.decision("critical");
+    EXPECT_EQ(d.action, Action::keep) << d.reason;
+    EXPECT_EQ(d.chosen, "orig+draft=q8");
+    EXPECT_EQ(d.draft, "q8");
+    EXPECT_EQ(d.backup, "orig");
+    EXPECT_EQ(d.rule, "R4-budget");
+    EXPECT_FALSE(d.flagged);
+    EXPECT_NE(d.reason.find("orig drafted by q8 (1.80× decode, acceptance 72%) passes"), std::string::npos) << d.reason;
+    EXPECT_NE(d.reason.find("greedy answers identical on 24 of 24 queries"), std::string::npos) << d.reason;
+    EXPECT_NE(d.reason.find("the original alone: R4-budget: p95 latency 150.0 ms > 100.0 ms"), std::string::npos)
+        << d.reason;
+    EXPECT_NE(d.guarantee.find("the original's answers are kept (drafted by q8"), std::string::npos) << d.guarantee;
+    // Its suites are the original's: nothing was scored for it, and it spent no share of alpha.
+    EXPECT_FALSE(scores.was_evaluated("orig+draft=q8", "critical"));
+    EXPECT_EQ(r.candidate("orig+draft=q8").suite("facts")->accuracy, r.candidate("orig").suite("facts")->accuracy);
+    auto candidates = r.candidates;
+    EXPECT_EQ(class_context(candidates, scores.tasks, "critical").families, 1u);
+}
+
+// Speculative decoding keeps the original's tokens by construction, but a build whose batched
+// verification rounds differently could change a near tie: a difference is a failure, never a pass.
+TEST(Search, ADraftedOriginalWhoseAnswersDifferFailsWithTheDifference) {
+    auto scores = latency_scenario(23, 24);
+    const auto r = run_latency_scenario(scores);
+    const auto & d = r.decision("critical");
+    EXPECT_EQ(d.rule, "none-passes") << d.reason;
+    EXPECT_TRUE(d.flagged);
+    EXPECT_NE(
+        d.reason.find(
+            "orig+draft=q8: R3-drop: drafted by q8: 1 of 24 greedy answers differ from the original's (query 3 departs at token 17)"),
+        std::string::npos)
+        << d.reason;
+}
+
+// A draft changes speed and cost only: without a budget or a price there is nothing to judge it
+// on, and where the original fails its accuracy rules a drafted original fails them too. Neither
+// is timed.
+TEST(Search, ADraftedOriginalIsMeasuredOnlyWhereSpeedOrCostIsJudged) {
+    auto scores = latency_scenario(24, 24);
+    const auto unjudged =
+        run(Policy{}, {model("orig", CandidateKind::original, 4000, 32), drafted_original("orig", "q8", 4000, 32)},
+            scores);
+    const auto & c = unjudged.candidate("orig+draft=q8");
+    EXPECT_FALSE(c.cost);
+    EXPECT_EQ(c.not_run.at("critical"),
+              "no budget and no price_per_hour: a draft changes only speed and cost, which this plan does not judge");
+    EXPECT_EQ(unjudged.decision("critical").chosen, "orig");
+
+    scores.originals = {{"facts", {1000, 600}}};  // under the floor of 80%
+    Policy policy;
+    policy.budgets.p95_latency_ms = 100;
+    const auto floor =
+        run(policy, {model("orig", CandidateKind::original, 4000, 32), drafted_original("orig", "q8", 4000, 32)},
+            scores);
+    EXPECT_FALSE(floor.candidate("orig+draft=q8").cost);
+    EXPECT_EQ(floor.candidate("orig+draft=q8").not_run.at("critical"),
+              "the original does not pass here (R2-floor), and a drafted original gives its answers");
+}
+
+// With a price, a drafted original competes on cost like any candidate: measurably cheaper than
+// the original (1 / 0.6 faster per query), it is kept drafted by R7; in a tie a compression wins.
+TEST(Search, APriceMakesTheFasterDraftedOriginalTheCheaperKeep) {
+    FakeScores scores;
+    scores.tasks = {{.suite = "facts", .task_class = "critical", .critical = true}};
+    scores.originals = {{"facts", {1000, 900}}};
+    auto priced = [](double ratio, double per_query) {
+        return CostScore{.reference = "orig",
+                         .ratio = ratio,
+                         .ratio_lo = ratio * 0.97,
+                         .ratio_hi = ratio * 1.03,
+                         .cost_per_query = per_query,
+                         .cost_lo = per_query * 0.97,
+                         .cost_hi = per_query * 1.03};
+    };
+    scores.costs = {{"orig", priced(1, 1e-5)}, {"orig+draft=q8", priced(0.6, 0.6e-5)}};
+    scores.costs.at("orig+draft=q8").draft = drafted_cost(90, 24, 24).draft;
+    Policy policy;
+    policy.deployment.price_per_hour = 0.1;
+    const auto r =
+        run(policy, {model("orig", CandidateKind::original, 4000, 32), drafted_original("orig", "q8", 4000, 32)},
+            scores);
+    const auto & d = r.decision("critical");
+    EXPECT_EQ(d.chosen, "orig+draft=q8") << d.reason;
+    EXPECT_EQ(d.rule, "R7-cheapest");
+    EXPECT_NE(d.reason.find("cost decided"), std::string::npos) << d.reason;
+    EXPECT_EQ(d.backup, "orig");
+
+    // Slower: the original is kept, and its drafted self is no backup (the same weights).
+    const auto draft = scores.costs.at("orig+draft=q8").draft;
+    scores.costs.at("orig+draft=q8") = priced(2.5, 2.5e-5);
+    scores.costs.at("orig+draft=q8").draft = draft;
+    const auto slower =
+        run(policy, {model("orig", CandidateKind::original, 4000, 32), drafted_original("orig", "q8", 4000, 32)},
+            scores);
+    EXPECT_EQ(slower.decision("critical").chosen, "orig");
+    EXPECT_EQ(slower.decision("critical").backup, "");
+}

@@ -32,9 +32,12 @@ bool priced(const Policy & policy) { return policy.deployment.price_per_hour > 0
 
 bool known(const Candidate & c) { return c.cost && c.cost->cost_known(); }
 
-// What a model takes to serve: its file, and its KV cache at the deployment's context where its
-// speed was measured (the same file with a q8_0 cache is the smaller one).
-std::uint64_t served_bytes(const Candidate & c) { return c.file_bytes + (c.cost ? c.cost->kv_cache_bytes : 0); }
+// What a model takes to serve: its file, a drafted original's draft, and its KV cache at the
+// deployment's context where its speed was measured (the same file with a q8_0 cache is the
+// smaller one; the original with a draft, the larger).
+std::uint64_t served_bytes(const Candidate & c) {
+    return c.file_bytes + (c.draft ? c.draft->file_bytes : 0) + (c.cost ? c.cost->kv_cache_bytes : 0);
+}
 
 // Step 2's order: local before served, fewer bits per weight, smaller file and cache, then the name.
 bool before(const Candidate * a, const Candidate * b) {
@@ -142,8 +145,8 @@ std::string tie_break(const Candidate & loser, const Candidate & winner) {
     if (loser.file_bytes != winner.file_bytes)
         return fmt::format("size {} vs {}", size_text(loser.file_bytes), size_text(winner.file_bytes));
     if (served_bytes(loser) != served_bytes(winner))
-        return fmt::format("file and KV cache {} vs {}", size_text(served_bytes(loser)),
-                           size_text(served_bytes(winner)));
+        return fmt::format("{} {} vs {}", loser.draft || winner.draft ? "file, draft and KV cache" : "file and KV cache",
+                           size_text(served_bytes(loser)), size_text(served_bytes(winner)));
     return "name";
 }
 

@@ -31,6 +31,19 @@ void to_json(nlohmann::json & out, const CostScore & c) {
            {"cost_per_1k_tokens", c.cost_per_1k_tokens},
            {"joules_per_token", c.joules_per_token},
            {"energy_source", c.energy_source}};
+    if (c.draft) {
+        const auto & d = *c.draft;
+        // The speed-up per query is the inverse of the time ratio to the reference (the original undrafted).
+        out["draft"] = {{"drafted_tokens", d.drafted},
+                        {"accepted_tokens", d.accepted},
+                        {"acceptance", d.acceptance()},
+                        {"decode_speedup", d.decode_speedup},
+                        {"query_speedup", c.ratio > 0 ? 1 / c.ratio : 0},
+                        {"query_speedup_ci95", {c.ratio_hi > 0 ? 1 / c.ratio_hi : 0, c.ratio_lo > 0 ? 1 / c.ratio_lo : 0}},
+                        {"answers_compared", d.answers_compared},
+                        {"answers_identical", d.answers_identical},
+                        {"first_difference", d.first_difference}};
+    }
     if (!c.cost_known()) out["cost_unknown"] = c.unknown.empty() ? "not measured" : c.unknown;
 }
 
@@ -45,6 +58,10 @@ std::string cost_bounds_text(const CostScore & c) {
     if (!(c.cost_lo > 0 && c.cost_hi > c.cost_lo)) return "";
     const double scale = c.cost_per_1m_tokens / c.cost_per_query;
     return fmt::format(" [{}, {}]", dollars(c.cost_lo * scale).substr(1), dollars(c.cost_hi * scale).substr(1));
+}
+
+std::string describe_draft(const DraftScore & d) {
+    return fmt::format("{:.2f}× decode, acceptance {:.0f}%", d.decode_speedup, 100 * d.acceptance());
 }
 
 std::string describe_cost(const CostScore & c) {

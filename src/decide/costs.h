@@ -32,6 +32,20 @@ struct Hardware {
     int context = 0;
 };
 
+// What a drafted original's speed pass measured of its draft, in the same interleaved rounds as its
+// time (the original undrafted is the reference, so the query ratio is the speed-up's inverse).
+struct DraftScore {
+    std::uint64_t drafted = 0;  // tokens the draft proposed over the timed queries
+    std::uint64_t accepted = 0;  // of those, the tokens the original's sampler took
+    double decode_speedup = 0;  // decode tokens per second over the reference's (medians of the rounds)
+    // Greedy answers to the same prompts, drafted and not: the original's tokens must come out.
+    int answers_compared = 0;
+    int answers_identical = 0;
+    std::string first_difference;  // where the first differing answer departs; empty when none did
+    double acceptance() const { return drafted == 0 ? 0 : static_cast<double>(accepted) / static_cast<double>(drafted); }
+    bool same_answers() const { return answers_compared > 0 && answers_identical == answers_compared; }
+};
+
 // A candidate's speed and cost. Like with like: one query is the same text for every model (the
 // plan's screen text: `speed.prompt_tokens` in and `speed.generate_tokens` out, counted in the
 // reference model's tokens), so a model whose tokenizer spends more tokens on it pays for them.
@@ -64,6 +78,7 @@ struct CostScore {
         0;  // per 1k of this model's own tokens in the query's mix: the portfolio's estimate for serve's metrics
     double joules_per_token = 0;
     std::string energy_source;
+    std::optional<DraftScore> draft;  // a drafted original's draft, as its speed pass measured it
     // Why the cost is not known: a failed measurement, an endpoint without a declared cost, no
     // price. An unknown cost is never 0: it passes no cost budget and never wins on cost.
     std::string unknown;
@@ -76,6 +91,9 @@ void to_json(nlohmann::json & out, const CostScore & cost);
 std::string dollars(double amount);
 // The cost per 1M tokens' 95% interval as " [0.0137, 0.0145]", or "" when the cost has none.
 std::string cost_bounds_text(const CostScore & cost);
+
+// "1.8× decode, acceptance 72%": a drafted original's speed-up in one phrase.
+std::string describe_draft(const DraftScore & draft);
 
 // "$0.0141 per 1M tokens [0.0137, 0.0145]" style: the cost per 1M (reference) tokens with its
 // interval, or "unknown (why)".

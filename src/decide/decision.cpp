@@ -1,6 +1,7 @@
 #include "decide/decision.h"
 
 #include "decide/cost_rules.h"
+#include "support/error.h"
 
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@ const char * to_string(CandidateKind kind) {
         case CandidateKind::original: return "original";
         case CandidateKind::variant: return "variant";
         case CandidateKind::alternative: return "alternative";
+        case CandidateKind::drafted: return "drafted";
     }
     return "?";
 }
@@ -55,14 +57,38 @@ std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate &
     const double alpha = context.alpha_each(policy);
     // With no original to keep, the floor is all that says a model can do the class's work.
     if (t.critical || !context.original_serves) out.push_back(rule_floor(policy, *s, alpha));
-    if (c.kind != CandidateKind::original && context.original_serves) out.push_back(rule_drop(policy, *s, alpha));
+    // A drafted original's suites are the original's own: its R3 is rule_same_answers, once.
+    if (c.kind != CandidateKind::original && c.kind != CandidateKind::drafted && context.original_serves)
+        out.push_back(rule_drop(policy, *s, alpha));
     return out;
+}
+
+std::optional<RuleVerdict> rule_same_answers(const Candidate & c) {
+    if (!c.cost || !c.cost->draft) return std::nullopt;
+    const auto & d = *c.cost->draft;
+    RuleVerdict v{.rule = "R3-drop"};
+    const std::string by = c.draft ? c.draft->name : "its draft";
+    if (d.same_answers()) {
+        v.message = fmt::format(
+            "no drop: the original's answers (drafted by {}: greedy answers identical on {} of {} queries of the speed pass)",
+            by, d.answers_identical, d.answers_compared);
+        return v;
+    }
+    v.outcome = Outcome::fail;
+    v.message = d.answers_compared == 0
+        ? fmt::format("drafted by {}: no answer was compared with the original's, so its answers are not shown to be the original's", by)
+        : fmt::format(
+              "drafted by {}: {} of {} greedy answers differ from the original's ({}): not the original's answers, and its own accuracy was not measured",
+              by, d.answers_compared - d.answers_identical, d.answers_compared, d.first_difference);
+    return v;
 }
 
 Assessment assess(const Policy & policy, const Candidate & c, const std::string & task_class,
                   const std::vector<TaskRef> & tasks, const ClassContext & context) {
     Assessment a{.candidate = c.name, .task_class = task_class, .complete = true};
-    const bool against_original = c.kind != CandidateKind::original && context.original_serves;
+    // A drafted original is held to the original's answers themselves (rule_same_answers), not to agreement.
+    const bool against_original =
+        c.kind != CandidateKind::original && c.kind != CandidateKind::drafted && context.original_serves;
     const double alpha = context.alpha_each(policy);
     for (const auto & t : tasks) {
         if (t.task_class != task_class) continue;
@@ -72,6 +98,13 @@ Assessment assess(const Policy & policy, const Candidate & c, const std::string 
             continue;
         }
         for (auto & v : suite_verdicts(policy, c, t, context)) a.verdicts.push_back(std::move(v));
+    }
+    if (c.kind == CandidateKind::drafted) {
+        if (const auto same = rule_same_answers(c)) {
+            a.verdicts.push_back(*same);
+        } else {
+            a.complete = false;
+        }
     }
     if (policy.min_agreement && against_original)
         a.verdicts.push_back(rule_agreement(policy, c.same_vocabulary ? c.drift : std::nullopt, alpha));
@@ -162,11 +195,33 @@ std::string original_beats(const Policy & policy, const Candidate & chosen, cons
             out;
 }
 
+// The rule a drafted original's keep rests on: the one that ruled out the original alone (a budget,
+// usually), else the one that ruled out every compression, else R7 (it was simply cheaper).
+void keep_drafted(ClassDecision & d, const Candidate & chosen, const Assessment * original,
+                  const std::string & compressions_ruled_out, bool stopped_undecided) {
+    d.action = Action::keep;
+    d.draft = chosen.draft->name;
+    const auto * problem =
+        original != nullptr && original->outcome != Outcome::pass ? first_problem_verdict(*original) : nullptr;
+    if (problem != nullptr) {
+        d.rule = problem->id();
+        d.flagged = problem->outcome == Outcome::insufficient;
+    } else if (!compressions_ruled_out.empty()) {
+        d.rule = compressions_ruled_out;
+        d.flagged = stopped_undecided;
+    } else {
+        d.rule = "R7-cheapest";
+    }
+}
+
 std::string guarantee_of(const Policy & policy, const ClassDecision & d, const ClassContext & context) {
     const std::string level =
         fmt::format("{} families ({} each), each ladder tested in fixed sequence, mild to aggressive", context.families,
                     fmt::format("{:.3g}", context.alpha_each(policy)));
     if (d.chosen.empty() || d.rule == "none-passes") return "none: no candidate passed every rule";
+    if (d.action == Action::keep && !d.draft.empty())
+        return "the original's answers are kept (drafted by " + d.draft +
+            ", whose proposals its own sampler accepts or replaces; identical greedy answers checked in the speed pass), so no drop is claimed";
     if (d.action == Action::keep) return "the original is kept: it is the reference, so no drop is claimed";
     if (context.original_serves)
         return fmt::format(
@@ -243,9 +298,11 @@ ClassDecision choose(const Policy & policy, const std::string & task_class,
     const auto pick = cheapest(policy, passing);
     const Candidate * chosen = pick.chosen;
     d.chosen = chosen->name;
+    // A backup serves when the chosen model fails; the original drafted is the original's own
+    // weights, so it backs up nothing the original does not.
     std::vector<const Candidate *> others;
     for (const auto * c : passing)
-        if (c != chosen) others.push_back(c);
+        if (c != chosen && c->kind != CandidateKind::drafted) others.push_back(c);
     if (chosen->kind != CandidateKind::original && original != nullptr) {
         d.backup = original->name;
     } else if (!others.empty()) {
@@ -259,6 +316,18 @@ ClassDecision choose(const Policy & policy, const std::string & task_class,
         d.reason = (compression.empty() ? "the original passes and no cheaper candidate does"
                                         : compression + "; the original passes") +
             "; " + r7;
+    } else if (chosen->kind == CandidateKind::drafted) {
+        // It passes only with its speed pass's answers compared (rule_same_answers), beside an original.
+        SWITCHYARD_INVARIANT(original != nullptr && chosen->draft && chosen->cost && chosen->cost->draft,
+                             "a drafted original passes only measured, beside its original");
+        keep_drafted(d, *chosen, original_assessment, !variant_passes ? ruled_out : "", stopped_undecided);
+        const auto numbers = numbers_of(*assessment_of(assessments, chosen->name, task_class));
+        d.reason = fmt::format("{} drafted by {} ({}) passes: {}; ", original->name, d.draft,
+                               describe_draft(*chosen->cost->draft), numbers);
+        if (original_assessment != nullptr && original_assessment->outcome != Outcome::pass)
+            d.reason += "the original alone: " + first_problem(*original_assessment) + "; ";
+        if (!variant_passes && !compression.empty()) d.reason += compression + "; ";
+        d.reason += r7;
     } else if (chosen->kind == CandidateKind::variant) {
         d.action = Action::compress;
         d.rule = "R7-cheapest";

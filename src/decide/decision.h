@@ -14,8 +14,18 @@
 
 namespace switchyard::decide {
 
-enum class CandidateKind { original, variant, alternative };
+// `drafted`: the original generating with a draft model's proposals (speculative decoding), which
+// its own sampler accepts or replaces: the original's answers, judged on speed and cost.
+enum class CandidateKind { original, variant, alternative, drafted };
 const char * to_string(CandidateKind kind);
+
+// The draft a drafted original generates with.
+struct Draft {
+    std::string name;  // the draft model: a variant's or alternative's name, or its file's stem
+    std::filesystem::path path;
+    std::uint64_t file_bytes = 0;
+    int max_tokens = 8;  // tokens drafted per step at most
+};
 
 // A model the plan considered, with what was measured of it (absent: not measured).
 struct Candidate {
@@ -35,6 +45,7 @@ struct Candidate {
     // its place on it (larger: more compressed); the search tests one ladder mild to aggressive.
     std::string ladder;
     double severity = 0;
+    std::optional<Draft> draft;  // set for a drafted original (its path is the original's)
 
     std::optional<DriftScore> drift;
     std::vector<SuiteScore> suites;
@@ -91,6 +102,11 @@ struct ClassContext {
 std::vector<RuleVerdict> suite_verdicts(const Policy & policy, const Candidate & candidate, const TaskRef & task,
                                         const ClassContext & context);
 
+// R3 for a drafted original, which is not scored on the suites (it gives the original's answers):
+// its greedy answers in the speed pass must be the original's. Passes when every answer compared
+// was identical, fails on any difference; nullopt until its speed pass has run.
+std::optional<RuleVerdict> rule_same_answers(const Candidate & drafted);
+
 // Applies R1, R2, R3, R4 and R6 to what was measured of the candidate for the class's tasks.
 Assessment assess(const Policy & policy, const Candidate & candidate, const std::string & task_class,
                   const std::vector<TaskRef> & tasks, const ClassContext & context);
@@ -111,6 +127,7 @@ struct ClassDecision {
     bool flagged =
         false;  // no candidate passed every rule, or the verdict rests on insufficient evidence: a person should look
     std::string guarantee;  // the statistical claim the verdict makes, with its error rate
+    std::string draft;  // the chosen model is the original drafted by this one: "keep ORIGINAL, drafted by DRAFT"
 };
 
 // R7 (and R5 with no original): the cheapest candidate that passes, the original as backup.

@@ -96,10 +96,12 @@ std::vector<StageEstimate> estimate_stages(const PlanWork & w, const WorkRates &
         out.push_back({"tasks", what, every_item * w.expected_share});
     }
     if (w.local_candidates > 0 && w.speed_decode_tokens + w.speed_prefill_tokens > 0) {
+        const std::size_t timed = w.local_candidates + w.drafted_candidates;
         out.push_back({"speed",
-                       fmt::format("{} candidates × {} prompt and {} generated tokens", w.local_candidates,
+                       fmt::format("{} candidates{} × {} prompt and {} generated tokens", timed,
+                                   w.drafted_candidates > 0 ? fmt::format(" ({} drafted)", w.drafted_candidates) : "",
                                    w.speed_prefill_tokens, w.speed_decode_tokens),
-                       static_cast<double>(w.local_candidates) *
+                       static_cast<double>(timed) *
                            (over(w.speed_prefill_tokens, r.forward_tokens_per_s) +
                             over(w.speed_decode_tokens, r.decode_tokens_per_s))});
     }
@@ -210,6 +212,35 @@ std::size_t weight_matrices(const model::ModelInfo & info) {
 
 }  // namespace
 
+// The drafted originals the plan will time, at most: variants (built from the base, so of its
+// vocabulary) and the local alternatives and files whose vocabulary can draft for it. None where
+// neither a budget nor a price judges speed (the search then times none).
+std::size_t drafted_candidates(const Plan & plan) {
+    if (!plan.policy.budgets.any() && plan.policy.deployment.price_per_hour <= 0) return 0;
+    const auto can_draft = [&](const std::filesystem::path & path) {
+        return engine::draft_incompatibility(plan.base->path, path).empty();
+    };
+    const auto is_variant = [&](const std::string & name) {
+        return std::any_of(plan.variants.begin(), plan.variants.end(), [&](const VariantSpec & v) {
+            return !v.kv_only() && variant_name(v) == name;
+        });
+    };
+    std::size_t n = 0;
+    if (plan.drafts.automatic) {
+        for (const auto & v : plan.variants) n += !v.kv_only();
+        for (const auto & a : plan.alternatives) n += a.endpoint.empty() && can_draft(a.path);
+        return n;
+    }
+    for (const auto & d : plan.drafts.models) {
+        const auto alternative = std::find_if(plan.alternatives.begin(), plan.alternatives.end(),
+                                              [&](const ModelRef & m) { return m.name == d.name; });
+        n += !d.path.empty() ? can_draft(d.path)
+            : alternative != plan.alternatives.end() ? can_draft(alternative->path)
+                                                     : is_variant(d.name);
+    }
+    return n;
+}
+
 std::string dry_run(const Plan & plan, const DryRunOptions & options) {
     PlanWork w;
     std::optional<model::ModelInfo> info;
@@ -252,6 +283,7 @@ std::string dry_run(const Plan & plan, const DryRunOptions & options) {
             static_cast<std::size_t>(plan.screen.context > 0 ? plan.screen.context : w.context);
     }
     for (const auto & a : plan.alternatives) ++(a.endpoint.empty() ? w.local_candidates : w.remote_candidates);
+    w.drafted_candidates = drafted_candidates(plan);
     // Built suites (cloze, capture) go where nothing of the plan's output lives, and are removed after counting.
     const auto built_file =
         std::filesystem::temp_directory_path() / fmt::format("switchyard-dry-run-{}.jsonl", ::getpid());

@@ -30,6 +30,9 @@ struct PlanWork {
     std::size_t screen_tokens = 0;  // per model
     std::size_t local_candidates = 0;  // models run in process: original, variants, local alternatives
     std::size_t remote_candidates = 0;
+    // The original drafted by each model that can draft for it: a speed pass each, no task runs
+    // (its answers are the original's).
+    std::size_t drafted_candidates = 0;
     std::vector<SuiteWork> suites;
     // Sequential tests: the share of the task items a candidate with no true drop is expected to
     // read (simulated: expected_share_read); 1 when every item is read.

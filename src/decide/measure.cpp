@@ -47,7 +47,12 @@ int Measurements::speed_threads() const {
     return plan_.policy.deployment.threads > 0 ? plan_.policy.deployment.threads : threads_;
 }
 
-std::string Measurements::model_key(const Candidate & c) { return store_.model_hash(c.path) + c.kv_cache.key_suffix(); }
+std::string Measurements::model_key(const Candidate & c) {
+    std::string key = store_.model_hash(c.path) + c.kv_cache.key_suffix();
+    // A drafted original's speed is its own: the draft's file and how far it drafts are part of it.
+    if (c.draft) key += fmt::format("+draft={}/{}", store_.model_hash(c.draft->path), c.draft->max_tokens);
+    return key;
+}
 
 std::string Measurements::machine_key() const {
     char host[256] = {};
@@ -229,9 +234,10 @@ eval::SpeedOptions Measurements::speed_options() {
 
 std::string Measurements::speed_key(const std::string & reference) {
     const auto & sp = plan_.speed;
-    // "format" 6: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model
-    // alone; 6: with the KV cache's bytes). The price is not part of it: costs are computed from the times.
-    const json key = {{"format", 6},
+    // "format" 7: interleaved ABBA rounds against a reference, the faster query of each side, medians (2: each model
+    // alone; 6: with the KV cache's bytes; 7: with a draft's tokens and the answers compared). The price is not
+    // part of it: costs are computed from the times.
+    const json key = {{"format", 7},
                       {"machine", machine_key()},
                       {"prompt", sp.prompt_tokens},
                       {"generate", sp.generate_tokens},
@@ -266,6 +272,26 @@ const eval::SpeedResult & Measurements::reference_speed(const ModelRef & referen
 }
 
 namespace {
+
+// The candidate's engine in the speed pass: its KV cache, and a drafted original's draft.
+engine::LlamaEngineOptions candidate_speed_options(const Candidate & c, int threads, int context) {
+    engine::LlamaEngineOptions options{
+        .model_path = c.path, .threads = threads, .context_length = context, .parallel = 1, .kv_cache = c.kv_cache};
+    if (c.draft) options.draft = {.model_path = c.draft->path, .max_tokens = c.draft->max_tokens};
+    return options;
+}
+
+// What a drafted original's rounds measured of its draft, against the original undrafted.
+DraftScore draft_score(const eval::PairedSpeed & p) {
+    return {.drafted = p.candidate.draft_tokens,
+            .accepted = p.candidate.draft_accepted,
+            .decode_speedup = p.reference.decode_tokens_per_s > 0
+                ? p.candidate.decode_tokens_per_s / p.reference.decode_tokens_per_s
+                : 0,
+            .answers_compared = p.answers_compared,
+            .answers_identical = p.answers_identical,
+            .first_difference = p.first_difference};
+}
 
 double query_log_half_width(double lo, double hi) { return lo > 0 && hi > lo ? (std::log(hi) - std::log(lo)) / 2 : 0; }
 
@@ -355,26 +381,25 @@ CostScore Measurements::cost(const Candidate & c) {
         const auto & ref = reference_speed(*reference);
         CostScore cost{.file_bytes = c.file_bytes, .reference = reference->name};
         eval::SpeedResult own = ref;
+        eval::PairedSpeed paired;
         double log_half = query_log_half_width(ref.query_ms_lo, ref.query_ms_hi);
         if (!is_reference) {
             const auto hash = model_key(c);
             const auto key = speed_key(store_.model_hash(reference->path));
-            eval::PairedSpeed paired;
             if (const auto cached = store_.find_measurement(hash, "speed", key)) {
                 paired = json::parse(*cached).get<eval::PairedSpeed>();
                 ++counts_.speed_reused;
             } else {
                 const int context = plan_.policy.deployment.context;
-                paired = eval::measure_speed_against({.model_path = c.path,
-                                                      .threads = speed_threads(),
-                                                      .context_length = context,
-                                                      .parallel = 1,
-                                                      .kv_cache = c.kv_cache},
+                auto options = speed_options();
+                // A drafted original must answer as the original, the reference, does (rule_same_answers).
+                options.compare_answers = c.draft.has_value();
+                paired = eval::measure_speed_against(candidate_speed_options(c, speed_threads(), context),
                                                      {.model_path = reference->path,
                                                       .threads = speed_threads(),
                                                       .context_length = context,
                                                       .parallel = 1},
-                                                     speed_options());
+                                                     options);
                 store_.record_measurement(hash, "speed", key, json(paired).dump());
                 ++counts_.speed_runs;
             }
@@ -396,6 +421,7 @@ CostScore Measurements::cost(const Candidate & c) {
         cost.rounds = own.rounds;
         cost.joules_per_token = own.joules_per_token;
         cost.energy_source = own.energy_source;
+        if (c.draft) cost.draft = draft_score(paired);
         // Every candidate's time per query is the reference's times its ratio: one absolute figure,
         // so that costs compare as their ratios do.
         price(cost, ref.query_ms / 1000.0 * cost.ratio, log_half, plan_, ref.chars_per_token);

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -325,12 +326,45 @@ Policy read_policy(const YamlMap & y) {
     return p;
 }
 
+// `drafts: auto | none | [NAME or PATH, ...]` and `draft_max: N`. A name is one of the plan's
+// alternatives or variants; anything else is a GGUF file, relative to the plan.
+DraftsSpec read_drafts(const YamlMap & root, const Plan & plan) {
+    DraftsSpec d;
+    d.max_tokens = static_cast<int>(root.integer("draft_max", d.max_tokens));
+    if (d.max_tokens < 1) root.fail("draft_max", "must be at least 1 (tokens drafted per step at most)");
+    if (!root.has("drafts")) return d;
+    const auto node = root.node("drafts");
+    if (node.IsScalar() && (node.Scalar() == "auto" || node.Scalar() == "none")) {
+        d.automatic = node.Scalar() == "auto";
+        return d;
+    }
+    d.automatic = false;
+    if (!plan.base || !plan.base->endpoint.empty())
+        root.fail("drafts", "a draft speeds up the base as it runs here: give 'base' as a GGUF file");
+    for (const auto & entry : root.strings("drafts")) {
+        const auto alternative = std::find_if(plan.alternatives.begin(), plan.alternatives.end(),
+                                              [&](const ModelRef & m) { return m.name == entry; });
+        if (alternative != plan.alternatives.end() && !alternative->endpoint.empty())
+            root.fail("drafts", "'" + entry +
+                          "' is served by an endpoint: a draft runs in process beside the base, so it must be a GGUF file");
+        const bool variant = std::any_of(plan.variants.begin(), plan.variants.end(),
+                                         [&](const VariantSpec & v) { return variant_name(v) == entry; });
+        if (alternative != plan.alternatives.end() || variant) {
+            d.models.push_back({.name = entry});
+        } else {
+            const auto path = expanded_path(root, "drafts", entry);
+            d.models.push_back({.name = path.stem().string(), .path = path});
+        }
+    }
+    return d;
+}
+
 }  // namespace
 
 Plan parse_plan(const std::string & yaml, const std::string & source, const std::filesystem::path & base_dir) {
     const auto root = YamlMap::parse(yaml, source, base_dir);
     root.reject_unknown({"base", "alternatives", "variants", "calibration", "screen", "tasks", "normalize", "policy",
-                         "speed", "workers"});
+                         "speed", "drafts", "draft_max", "workers"});
     Plan plan{.source = source};
     if (root.has("base")) plan.base = read_model(root, "base", 0);
     if (root.has("alternatives")) {
@@ -422,6 +456,7 @@ Plan parse_plan(const std::string & yaml, const std::string & source, const std:
         if (!(plan.speed.target > 0 && plan.speed.target < 1))
             s->fail("target", "must lie between 0 and 1 (0.03: within 3% either side)");
     }
+    plan.drafts = read_drafts(root, plan);
     for (const auto & w : root.strings("workers")) {
         try {
             plan.workers.push_back(rpc_endpoint(w));

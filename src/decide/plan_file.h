@@ -85,6 +85,23 @@ struct SpeedSpec {
     double target = 0.03;  // rounds stop once the ratio's 95% interval is within this either side
 };
 
+// A model that may draft for the base (speculative decoding): one of the plan's alternatives or
+// variants by name, or a GGUF file of its own.
+struct DraftSpec {
+    std::string name;  // the alternative's or variant's name; a file's stem
+    std::filesystem::path path;  // a file that is no candidate itself; empty: the candidate `name`
+};
+
+// `drafts:` and `draft_max:`: which models draft for the base, each giving the candidate "the
+// original, drafted by D" (same answers, judged on speed and cost; docs/plan.md, "Drafted originals").
+struct DraftsSpec {
+    // `auto` (the default): every local alternative and built variant whose vocabulary is the
+    // base's; the others are listed with the reason. `none`: no drafted candidates.
+    bool automatic = true;
+    std::vector<DraftSpec> models;  // the list given instead
+    int max_tokens = 8;  // tokens drafted per step at most (llama-server's --spec-draft-n-max)
+};
+
 struct Plan {
     std::filesystem::path source;  // the plan file
     std::optional<ModelRef> base;  // absent: no model to preserve (rule 5)
@@ -97,6 +114,7 @@ struct Plan {
     bool normalize = false;  // make task and text encodable for small vocabularies
     Policy policy;
     SpeedSpec speed;
+    DraftsSpec drafts;
     // rpc-server endpoints (HOST:PORT) that measure candidates' task suites side by side (`workers`).
     std::vector<std::string> workers;
     std::vector<std::string> warnings;  // settings that work but are likely mistakes, each naming its line and key

@@ -4,6 +4,7 @@
 #include "decide/cost_rules.h"
 #include "decide/search.h"
 #include "decide/variants.h"
+#include "engine/llama_engine.h"
 #include "eval/run_suite.h"
 #include "model/model_info.h"
 #include "support/atomic_file.h"
@@ -59,8 +60,13 @@ public:
             for (auto & v : built.variants) result_.candidates.push_back(std::move(v));
         }
         for (const auto & a : plan_.alternatives) add_alternative(a);
+        add_drafted_originals();
         result_.stats.candidates = result_.candidates.size();
-        result_.stats.suite_runs_possible = result_.candidates.size() * suites_.size();
+        // A drafted original is never scored (its answers are the original's): no suite runs of its own.
+        result_.stats.suite_runs_possible =
+            static_cast<std::size_t>(std::count_if(result_.candidates.begin(), result_.candidates.end(),
+                                                   [](const Candidate & c) { return c.kind != CandidateKind::drafted; })) *
+            suites_.size();
 
         if (plan_.base) screen_variants();
         start_workers();
@@ -208,6 +214,54 @@ private:
         result_.candidates.push_back(std::move(c));
     }
 
+    // The models that may draft for the original, by name and file: the plan's list, or (auto) every
+    // local alternative and every built variant with a file of its own (not a duplicate's, not the
+    // base's own file served with another KV cache).
+    std::vector<std::pair<std::string, std::filesystem::path>> draft_models() const {
+        std::vector<std::pair<std::string, std::filesystem::path>> out;
+        const auto & base = plan_.base->path;
+        if (plan_.drafts.automatic) {
+            for (const auto & c : result_.candidates)
+                if ((c.kind == CandidateKind::alternative || c.kind == CandidateKind::variant) && !c.remote() &&
+                    c.skipped.empty() && c.path != base)
+                    out.emplace_back(c.name, c.path);
+            return out;
+        }
+        for (const auto & d : plan_.drafts.models) {
+            if (!d.path.empty()) {
+                out.emplace_back(d.name, d.path);
+                continue;
+            }
+            const auto it = std::find_if(result_.candidates.begin(), result_.candidates.end(),
+                                         [&](const Candidate & c) { return c.name == d.name; });
+            SWITCHYARD_INVARIANT(it != result_.candidates.end(), "a draft the plan names is one of its candidates: " + d.name);
+            out.emplace_back(it->name, it->path);
+        }
+        return out;
+    }
+
+    // "The original, drafted by D" for each draft model: the original's file, capabilities and size,
+    // its answers the original's. A model that cannot draft for it (another vocabulary) is listed
+    // with the reason and not measured: a reason, not an error.
+    void add_drafted_originals() {
+        if (!plan_.base || !plan_.base->endpoint.empty()) return;
+        for (const auto & [name, path] : draft_models()) {
+            Candidate c = original();
+            c.kind = CandidateKind::drafted;
+            c.name = original().name + "+draft=" + name;
+            c.description = fmt::format("the original, drafted by {} (up to {} tokens per step)", name,
+                                        plan_.drafts.max_tokens);
+            c.draft = Draft{.name = name,
+                            .path = path,
+                            .file_bytes = model::inspect_gguf(path).file_bytes,
+                            .max_tokens = plan_.drafts.max_tokens};
+            if (const auto why = engine::draft_incompatibility(original().path, path); !why.empty())
+                c.skipped = fmt::format("{} cannot draft for {}: {}", name, original().name, why);
+            note(c.skipped.empty() ? "drafts: " + c.name + ": " + c.description : "drafts: " + c.skipped);
+            result_.candidates.push_back(std::move(c));
+        }
+    }
+
     // The cheap signal: drift from the original on a small text, for every distinct variant.
     void screen_variants() {
         if (plan_.variants.empty()) return;
@@ -308,6 +362,10 @@ private:
             m.threads = measure_.speed_threads();
             if (it->cost) m.cost_per_1k_tokens = it->cost->cost_per_1k_tokens;
             m.note = std::string(to_string(it->kind)) + ": " + it->description;
+            if (it->draft) {
+                m.draft = add_draft(p, *it->draft);
+                m.draft_max = it->draft->max_tokens;
+            }
             p.models.push_back(m);
         };
         for (const auto & d : result_.decisions) {
@@ -328,6 +386,23 @@ private:
         if (p.default_route.empty() && !p.routes.empty()) p.default_route = p.routes.front().name;
         if (const auto budget = plan_.policy.budgets.memory_bytes) load_within(p, *budget);
     }
+
+    // The portfolio model a drafted original drafts with: the candidate of that name where there is
+    // one (a variant, an alternative), else the draft's file as a model of its own. Returns its name.
+    std::string add_draft(model::Portfolio & p, const Draft & draft) const {
+        const auto name = portfolio_name(draft.name);
+        if (p.find_model(name)) return name;
+        model::PortfolioModel m{.name = name,
+                                .path = std::filesystem::absolute(draft.path),
+                                .context = std::max(original_context(), 16),
+                                .threads = measure_.speed_threads(),
+                                .normalize = plan_.normalize,
+                                .note = "draft for " + plan_.base->name + ": proposes its tokens (speculative decoding)"};
+        p.models.push_back(m);
+        return name;
+    }
+
+    int original_context() const { return plan_.base ? result_.candidates.front().context_length : 0; }
 
     // With a memory budget the server loads within it (docs/serve.md, "Loading on demand"): the
     // routes' chosen models stay loaded (`always`, in route order) while the peak memory measured

@@ -149,6 +149,7 @@ private:
     // not yet settled, until all are, or until a rule fails (the candidate then fails the class, and
     // its other suites are not scored further).
     void measure(Candidate & c, const std::string & cls, const ClassContext & context) {
+        if (c.kind == CandidateKind::drafted) return measure_drafted(c, cls);
         const auto started = std::chrono::steady_clock::now();
         const auto suites = suites_of(cls);
         // Each look is paired with the original's items: R3 where the original serves the class, and
@@ -186,6 +187,24 @@ private:
                          read, available,
                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
                          failed.empty() ? "" : ": " + failed));
+    }
+
+    // A drafted original is not scored: its suites are the original's (as far as the original has
+    // read them), and what it must show is in its speed pass, which compares its greedy answers
+    // with the original's (rule_same_answers) beside timing it.
+    void measure_drafted(Candidate & c, const std::string & cls) {
+        adopt_original_suites(c);
+        measured_.insert({&c, cls});
+        for (const auto * t : suites_of(cls))
+            c.stopped[t->suite] = "not scored: the original's answers (a drafted original generates its tokens)";
+        ensure_cost(c);
+        note(fmt::format("tasks: {} on {} (drafted): the original's scores; {}", c.name, cls,
+                         c.cost && c.cost->draft ? describe_draft(*c.cost->draft) : "its speed pass failed"));
+    }
+
+    void adopt_original_suites(Candidate & c) const {
+        c.suites = candidates_.front().suites;
+        for (auto & s : c.suites) s.vs_original.reset();
     }
 
     // Why each of the class's suites stopped where it did, for the report and decision.json. The
@@ -284,7 +303,10 @@ private:
     void measure_what_could_win(const std::string & cls, const ClassContext & context) {
         std::vector<Candidate *> pool;
         for (auto & c : candidates_)
-            if (c.skipped.empty() && c.kind == CandidateKind::alternative && !measured(c, cls)) pool.push_back(&c);
+            if (c.skipped.empty() && !measured(c, cls) &&
+                (c.kind == CandidateKind::alternative ||
+                 (c.kind == CandidateKind::drafted && drafted_could_pass(c, cls, context))))
+                pool.push_back(&c);
         std::stable_sort(pool.begin(), pool.end(),
                          [](const Candidate * a, const Candidate * b) { return a->file_bytes < b->file_bytes; });
         for (bool any = true; any;) {
@@ -295,6 +317,13 @@ private:
                 if (!capable(*c, cls, tasks_)) {
                     c->not_run[cls] = "lacks a capability the class needs (R1), so it cannot pass";
                     continue;
+                }
+                // A drafted original's tasks cost nothing (they are the original's) and its speed pass
+                // is its whole measurement: once timed, it is judged, never left "not run".
+                if (c->kind == CandidateKind::drafted) {
+                    measure(*c, cls, context);
+                    any = true;
+                    break;
                 }
                 if (!passing.empty()) ensure_cost(*c);
                 if (const auto why = cannot_change_choice(policy_, passing, *c)) {
@@ -312,11 +341,33 @@ private:
             if (c->not_run.count(cls)) note(fmt::format("{}: {} not measured: {}", cls, c->name, c->not_run.at(cls)));
     }
 
+    // Whether a drafted original could pass the class; if not, why is left in its not_run. It
+    // answers as the original does, so it cannot pass where the original's accuracy fails, and it
+    // changes only speed and cost, which a plan without a budget or a price does not judge.
+    bool drafted_could_pass(Candidate & c, const std::string & cls, const ClassContext & context) {
+        const auto & original = candidates_.front();
+        if (!context.original_serves) {
+            c.not_run[cls] = "the original cannot serve this class (R1), and it gives the original's answers";
+        } else if (!costs_matter()) {
+            c.not_run[cls] =
+                "no budget and no price_per_hour: a draft changes only speed and cost, which this plan does not judge";
+        } else if (const auto a = accuracy_assessment(original, cls, context); a.outcome != Outcome::pass) {
+            const auto * why = a.first(Outcome::fail) ? a.first(Outcome::fail) : a.first(Outcome::insufficient);
+            c.not_run[cls] = fmt::format("the original does not pass here ({}), and a drafted original gives its answers",
+                                         why ? why->id() : "not fully measured");
+        } else {
+            return true;
+        }
+        return false;
+    }
+
     // Assesses every candidate measured for the class and picks.
     void decide(const std::string & cls, const ClassContext & context) {
         std::vector<const Candidate *> considered;
         for (auto & c : candidates_) {
             if (!c.skipped.empty() || !measured(c, cls)) continue;
+            // The original may have read further since (for later candidates' looks).
+            if (c.kind == CandidateKind::drafted) adopt_original_suites(c);
             ensure_cost_if_passing(c, cls, context);
             considered.push_back(&c);
             decisions_.assessments.push_back(assess(policy_, c, cls, tasks_, context));

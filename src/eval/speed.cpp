@@ -118,6 +118,33 @@ struct Timed {
     double cpu = 0, energy_joules = 0;
     std::size_t generated = 0;
     bool measured_energy = rapl_joules().has_value();
+    std::string answer;  // the last query's
+};
+
+// The candidate's answers against the reference's to the same prompts (SpeedOptions::compare_answers).
+struct AnswerTally {
+    int compared = 0;
+    int identical = 0;
+    std::string first_difference;
+
+    void add(const std::string & candidate, const std::string & reference) {
+        ++compared;
+        if (candidate == reference) {
+            ++identical;
+            return;
+        }
+        if (!first_difference.empty()) return;
+        const auto parts = static_cast<std::size_t>(
+            std::mismatch(candidate.begin(), candidate.end(), reference.begin(), reference.end()).first -
+            candidate.begin());
+        const auto from = utf8::complete_prefix_length(candidate.substr(0, parts));
+        const auto shown = [&](const std::string & answer) {
+            const auto tail = answer.substr(from, 24);
+            return "\"" + tail.substr(0, utf8::complete_prefix_length(tail)) + "\"";
+        };
+        first_difference = fmt::format("query {} parts at byte {}: {} against the reference's {}", compared, from,
+                                       shown(candidate), shown(reference));
+    }
 };
 
 std::unique_ptr<engine::LlamaEngine> load(engine::LlamaEngineOptions eo, int context) {
@@ -145,6 +172,7 @@ double run_query(Timed & t, const std::string & prompt, bool record) {
     });
     const double total = seconds_since(start);
     const int n = result[0].completion_tokens;
+    t.answer = result[0].text;
     if (n != t.generate)
         throw Error(
             "speed: {} generated {} of the {} tokens of a query (its context of {} tokens holds {} of prompt): a failed measurement",
@@ -241,6 +269,12 @@ bool done(const std::vector<double> & samples, const SpeedOptions & o) {
 
 std::string name_of(const engine::LlamaEngineOptions & eo) { return eo.model_path.filename().string(); }
 
+// What the draft proposed and the model took over the timed queries (the warm-up's left out).
+void record_draft(SpeedResult & r, const engine::DraftStats & before, const engine::DraftStats & after) {
+    r.draft_tokens = after.drafted - before.drafted;
+    r.draft_accepted = after.accepted - before.accepted;
+}
+
 }  // namespace
 
 LogInterval median_interval(std::span<const double> samples) {
@@ -287,6 +321,7 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     const Prompts prompts(text, prompt_chars);
     int next = 0;
     for (int i = 0; i < o.warmup; ++i) run_query(t, prompts.at(next++), false);
+    const auto drafted_before = t.engine->draft_stats();
     while (!done(t.round_ms, o)) {
         // Two prompts (the engine would reuse a repeated one's cached prefix); the faster counts.
         const double first = run_query(t, prompts.at(next++), true);
@@ -295,6 +330,7 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     auto r = summary(t, eo, o);
     r.peak_rss_bytes = peak_rss_bytes();
     r.kv_cache_bytes = t.engine->kv_cache_bytes();
+    record_draft(r, drafted_before, t.engine->draft_stats());
     return r;
 }
 
@@ -332,6 +368,8 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate,
         run_query(ref, prompts.at(next++), false);
     }
     std::vector<double> ratios;
+    AnswerTally answers;
+    const auto drafted_before = c.engine->draft_stats();
     while (!done(ratios, o)) {
         // Two prompts, the same for both models, in the order ABBA or BAAB by turns: neither always
         // runs on a cooler or busier machine, and a drift within the round cancels. Each side's
@@ -343,8 +381,10 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate,
         Timed & second = ratios.size() % 2 == 0 ? c : ref;
         const double a1 = run_query(first, p1, true);
         const double b1 = run_query(second, p1, true);
+        if (o.compare_answers) answers.add(c.answer, ref.answer);
         const double b2 = run_query(second, p2, true);
         const double a2 = run_query(first, p2, true);
+        if (o.compare_answers) answers.add(c.answer, ref.answer);
         first.round_ms.push_back(std::min(a1, a2));
         second.round_ms.push_back(std::min(b1, b2));
         ratios.push_back(c.round_ms.back() / ref.round_ms.back());
@@ -353,6 +393,10 @@ PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate,
     p.candidate = summary(c, candidate, o);
     p.candidate.peak_rss_bytes = candidate_peak;
     p.candidate.kv_cache_bytes = c.engine->kv_cache_bytes();
+    record_draft(p.candidate, drafted_before, c.engine->draft_stats());
+    p.answers_compared = answers.compared;
+    p.answers_identical = answers.identical;
+    p.first_difference = answers.first_difference;
     p.reference = summary(ref, reference, o);
     p.reference.peak_rss_bytes = 0;  // not measured here: the process held the candidate too
     p.reference.kv_cache_bytes = ref.engine->kv_cache_bytes();

@@ -30,6 +30,9 @@ struct SpeedOptions {
     double target_half_width = 0.03;
     double watts_per_busy_core = 15.0;  // for modelled energy where no meter is readable
     double price_per_hour = 0.0;  // hardware price; 0: no cost figures
+    // measure_speed_against: compare the candidate's greedy answers with the reference's, prompt by
+    // prompt (PairedSpeed::answers_identical): a drafted model must answer as its target does.
+    bool compare_answers = false;
     // The text prompts are cut from and characters per token are measured on (whitespace collapsed,
     // characters a model cannot encode dropped); empty: a built-in English passage.
     std::string text;
@@ -56,6 +59,10 @@ struct SpeedResult {
     int generate_tokens = 0;  // exactly this many generated per query (end-of-generation ignored)
     double chars_per_token = 0;  // on the text, by this model's tokenizer
     int rounds = 0;
+    // With a draft (LlamaEngineOptions::draft): tokens it proposed over the timed queries, and of
+    // those the tokens the model's sampler accepted (engine::DraftStats); 0 without one.
+    std::uint64_t draft_tokens = 0;
+    std::uint64_t draft_accepted = 0;
 };
 
 // A candidate against a reference: interleaved rounds, each one query of the same text per model,
@@ -68,6 +75,11 @@ struct PairedSpeed {
     double ratio_lo = 1;  // 95% interval (median_interval; 0 and infinity when too few rounds)
     double ratio_hi = 1;
     int rounds = 0;
+    // With SpeedOptions::compare_answers: the timed queries whose prompt both answered, and of those
+    // the ones answered with the same text; where the first difference was, "" when none.
+    int answers_compared = 0;
+    int answers_identical = 0;
+    std::string first_difference;
 };
 
 // Loads the model by itself (threads and context as given) and times it in rounds of one query.
@@ -103,7 +115,9 @@ LogInterval median_interval(std::span<const double> positive_samples);
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SpeedResult, prefill_tokens_per_s, decode_tokens_per_s, ttft_p50_ms, ttft_p95_ms,
                                    query_ms, query_ms_lo, query_ms_hi, query_p95_ms, peak_rss_bytes, kv_cache_bytes,
                                    file_bytes, joules_per_token, energy_source, cost_per_1k_tokens, cost_per_query,
-                                   prompt_tokens, generate_tokens, chars_per_token, rounds)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PairedSpeed, candidate, reference, ratio, ratio_lo, ratio_hi, rounds)
+                                   prompt_tokens, generate_tokens, chars_per_token, rounds, draft_tokens,
+                                   draft_accepted)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PairedSpeed, candidate, reference, ratio, ratio_lo, ratio_hi, rounds,
+                                   answers_compared, answers_identical, first_difference)
 
 }  // namespace switchyard::eval

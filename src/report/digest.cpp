@@ -122,6 +122,15 @@ std::string cheapest_why(const PlanResult & r, const std::string & cls, const Ca
     return fmt::format("{}smallest of {}: {}", tie, of, size);
 }
 
+// "1.80× decode, acceptance 72%, 1.52× per query [1.45, 1.60]": a drafted original's speed-up,
+// the query's from its time ratio to the original undrafted.
+std::string draft_figures(const decide::CostScore & cost) {
+    std::string out = decide::describe_draft(*cost.draft);
+    if (cost.ratio > 0 && cost.ratio_lo > 0 && cost.ratio_hi > 0)
+        out += fmt::format(", {:.2f}× per query [{:.2f}, {:.2f}]", 1 / cost.ratio, 1 / cost.ratio_hi, 1 / cost.ratio_lo);
+    return out;
+}
+
 // What ruled the original or compression out, for a verdict not settled by R7.
 std::string ruled_out_why(const PlanResult & r, const decide::ClassDecision & d) {
     const auto * original = original_of(r);
@@ -138,6 +147,13 @@ std::string ruled_out_why(const PlanResult & r, const decide::ClassDecision & d)
                 short_problem(r, *problem(*a));
     }
     return d.rule;
+}
+
+// A drafted original's one number is its speed-up; then what ruled the original alone out (a budget,
+// usually), or R7's reason when it simply won on cost.
+std::string drafted_why(const PlanResult & r, const decide::ClassDecision & d, const Candidate & chosen) {
+    return draft_figures(*chosen.cost) + "; " +
+        (d.rule == "R7-cheapest" ? cheapest_why(r, d.task_class, chosen) : ruled_out_why(r, d));
 }
 
 // Cuts at a code point boundary so that the line fits; the whole story is in the evidence beneath.
@@ -157,6 +173,8 @@ std::string verdict_of(const PlanResult & r, const decide::ClassDecision & d) {
         const auto * a = chosen ? assessment(r, chosen->name, d.task_class) : nullptr;
         line +=
             "nothing passes every rule, needs a look" + (a && problem(*a) ? "; " + short_problem(r, *problem(*a)) : "");
+    } else if (chosen != nullptr && chosen->cost && chosen->cost->draft) {
+        line += drafted_why(r, d, *chosen);
     } else if ((d.rule == "R7-cheapest" || d.rule == "R5-no-original") && chosen != nullptr) {
         line += cheapest_why(r, d.task_class, *chosen);
     } else {
@@ -195,6 +213,8 @@ std::vector<std::string> evidence_of(const PlanResult & r, const decide::ClassDe
                 fmt::format("; flips {} right→wrong, {} wrong→right", c.right_to_wrong.size(), c.wrong_to_right.size());
         } else if (chosen->kind == CandidateKind::original) {
             line += " (the original: the reference)";
+        } else if (chosen->kind == CandidateKind::drafted) {
+            line += " (the original's own scores: drafted, it gives the original's answers)";
         }
         out.push_back(line);
     }
@@ -262,6 +282,8 @@ std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::Class
         } else {
             why = "not measured for this class";
         }
+        // A drafted original's one number, whatever ruled it out: what its draft did for speed.
+        if (c.cost && c.cost->draft && c.cost->cost_known()) why += " (drafted: " + draft_figures(*c.cost) + ")";
         out.push_back(c.name + ": " + why);
     }
     return out;
@@ -271,7 +293,8 @@ std::vector<std::string> not_chosen_of(const PlanResult & r, const decide::Class
 
 std::string action_text(const decide::ClassDecision & d) {
     switch (d.action) {
-        case Action::keep: return "keep " + d.chosen;
+        // A drafted original's backup is the original itself (decide::choose).
+        case Action::keep: return d.draft.empty() ? "keep " + d.chosen : "keep " + d.backup + ", drafted by " + d.draft;
         case Action::compress: return "compress → " + d.chosen;
         case Action::switch_model: return "switch → " + d.chosen;
     }

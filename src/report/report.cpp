@@ -30,7 +30,7 @@ bool is_chosen(const PlanResult & r, const std::string & name) {
 std::string group_of(const PlanResult & r, const Candidate & c) {
     if (is_chosen(r, c.name)) return "chosen";
     if (c.kind == CandidateKind::original) return "original";
-    return c.kind == CandidateKind::alternative ? "alternative" : "variant";
+    return decide::to_string(c.kind);
 }
 
 std::string drop_text(const decide::SuiteScore & s, bool relative) {
@@ -75,6 +75,8 @@ std::optional<double> mean_accuracy(const Candidate & c, const std::vector<std::
 std::string size_text(const PlanResult & r, const Candidate & c) {
     const auto * original = original_of(r);
     if (c.file_bytes == 0) return "—";
+    // A drafted original is the original's file and its draft's, both loaded.
+    if (c.draft) return bytes_text(c.file_bytes) + " + draft " + bytes_text(c.draft->file_bytes);
     if (original == nullptr || original == &c) return bytes_text(c.file_bytes);
     return bytes_text(c.file_bytes) + " (" + share_of(c.file_bytes, original->file_bytes) + ")";
 }
@@ -195,6 +197,11 @@ json candidate_json(const Candidate & c) {
               {"suites", c.suites}};
     if (!c.ladder.empty()) j["ladder"] = {{"method", c.ladder}, {"severity", c.severity}};
     if (!c.kv_cache.is_default()) j["kv_cache"] = c.kv_cache.label();
+    if (c.draft)
+        j["draft"] = {{"name", c.draft->name},
+                      {"path", c.draft->path.string()},
+                      {"file_bytes", c.draft->file_bytes},
+                      {"max_tokens", c.draft->max_tokens}};
     if (!c.skipped.empty()) j["skipped"] = c.skipped;
     if (!c.not_run.empty()) j["not_run"] = c.not_run;
     if (!c.stopped.empty()) j["stopped"] = c.stopped;
@@ -307,6 +314,7 @@ json decision_json(const PlanResult & r) {
                                        {"reason", d.reason},
                                        {"flagged", d.flagged},
                                        {"guarantee", d.guarantee}});
+        if (!d.draft.empty()) j["recommendation"].back()["draft"] = d.draft;
     }
     j["warnings"] = r.plan.warnings;
     const auto & s = r.stats;
