@@ -273,7 +273,7 @@ double chars_per_token(const engine::Engine & engine, std::string_view text) {
     return tokens.empty() ? 0 : static_cast<double>(code_points(text)) / static_cast<double>(tokens.size());
 }
 
-SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOptions & o) {
+SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOptions & o, engine::DraftStats * draft) {
     check(o);
     reset_peak_rss();
     Timed t{.name = name_of(eo), .engine = load(eo, query_context(o))};
@@ -287,6 +287,7 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     const Prompts prompts(text, prompt_chars);
     int next = 0;
     for (int i = 0; i < o.warmup; ++i) run_query(t, prompts.at(next++), false);
+    const engine::DraftStats before = t.engine->draft_stats();
     while (!done(t.round_ms, o)) {
         // Two prompts (the engine would reuse a repeated one's cached prefix); the faster counts.
         const double first = run_query(t, prompts.at(next++), true);
@@ -295,6 +296,12 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & eo, const SpeedOpti
     auto r = summary(t, eo, o);
     r.peak_rss_bytes = peak_rss_bytes();
     r.kv_cache_bytes = t.engine->kv_cache_bytes();
+    if (draft != nullptr) {
+        const engine::DraftStats & after = t.engine->draft_stats();
+        *draft = {.drafted = after.drafted - before.drafted,
+                  .accepted = after.accepted - before.accepted,
+                  .steps = after.steps - before.steps};
+    }
     return r;
 }
 

@@ -71,9 +71,12 @@ struct PairedSpeed {
 };
 
 // Loads the model by itself (threads and context as given) and times it in rounds of one query.
-// Throws switchyard::Error when the model cannot be loaded, the text cannot be encoded, or a query
-// does not generate its tokens (a failed measurement: never a rate of 0).
-SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, const SpeedOptions & options);
+// With a draft model (engine_options.draft) the rounds decode speculatively, and `draft`, where
+// given, receives what the draft did in the timed rounds (the warm-up left out); SpeedResult keeps
+// its form, which plans store. Throws switchyard::Error when the model cannot be loaded, the text
+// cannot be encoded, or a query does not generate its tokens (a failed measurement: never a rate of 0).
+SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, const SpeedOptions & options,
+                          engine::DraftStats * draft = nullptr);
 
 // The candidate alone first (its peak memory, a warm-up), then the reference loaded beside it and
 // both timed in interleaved rounds until the ratio's interval is within target_half_width or
