@@ -16,7 +16,7 @@
 # switchyard is as fast or faster; for KLD and memory <= 1 means as small or smaller).
 #
 # Usage: bench/speculative.sh [--shape SHAPE] [--draft-max N] [--generate N] [--requests N]
-#                             [--repeats N] [--ctx N] [--chunks N] [--models DIR]
+#                             [--repeats N] [--ctx N] [--chunks N] [--models DIR] [--only decode|kv]
 #   --shape (default llama-3.2-1b): a `switchyard make-model` shape.
 #   --draft-max N (default 4): tokens drafted per step at most, on both sides.
 #   --generate N (default 16): tokens per query; ours times at least 6 rounds of 2 queries (the
@@ -27,6 +27,7 @@
 #   --ctx N (default 2048), --chunks N (default 1): the text for the KV rows (the first chunks of
 #   tinystories-valid-head.txt, the same tokens on both sides).
 #   --models DIR: keep the generated models there and reuse them on the next run.
+#   --only decode, --only kv: the decode tables alone, or the KV cache table alone.
 source "$(dirname "$0")/common.sh"
 shape=llama-3.2-1b
 draft_max=4
@@ -36,6 +37,7 @@ repeats=1
 ctx=2048
 chunks=1
 models=""
+only=""
 while (($#)); do
   case "$1" in
     --shape) shape="$2"; shift 2 ;;
@@ -46,7 +48,8 @@ while (($#)); do
     --ctx) ctx="$2"; shift 2 ;;
     --chunks) chunks="$2"; shift 2 ;;
     --models) models="$2"; shift 2 ;;
-    *) echo "usage: bench/speculative.sh [--shape SHAPE] [--draft-max N] [--generate N] [--requests N] [--repeats N] [--ctx N] [--chunks N] [--models DIR]" >&2; exit 1 ;;
+    --only) only="$2"; shift 2 ;;
+    *) echo "usage: bench/speculative.sh [--shape SHAPE] [--draft-max N] [--generate N] [--requests N] [--repeats N] [--ctx N] [--chunks N] [--models DIR] [--only decode|kv]" >&2; exit 1 ;;
   esac
 done
 for t in llama-perplexity llama-server; do
@@ -113,73 +116,78 @@ theirs() {
     "$(jq -s 'map(.draft_n // 0) as $d | map(.draft_n_accepted // 0) as $a | if ($d | add) > 0 then ($a | add) / ($d | add) else 0 end' "$work/theirs.json")"
 }
 
-echo "speculative decoding: $shape F16 target, $threads threads, --draft-max $draft_max, $generate tokens per query, medians of $repeats runs"
-echo
-# Decode rates: the target alone and with each draft, the two sides taking turns.
-configs=(none "${drafts[@]}")
-for _ in $(seq "$repeats"); do
-  for c in "${configs[@]}"; do
-    d=""
-    [ "$c" != none ] && d="$dir/$shape-$c.gguf"
-    read -r tps acc <<< "$(theirs "$target" "$d")"
-    echo "$tps" >> "$work/theirs-$c.tps"
-    echo "$acc" >> "$work/theirs-$c.acc"
-    ours "$target" "$d" > "$work/o.json"
-    [ "$c" = none ] && jq .speed.ttft_p50_ms "$work/o.json" >> "$work/verify.ms"
-    jq .speed.decode_tokens_per_s "$work/o.json" >> "$work/ours-$c.tps"
-    jq '.speed.draft.acceptance // 0' "$work/o.json" >> "$work/ours-$c.acc"
-    jq '.speed.draft // {} | "\(.drafted // 0) \(.accepted // 0) \(.steps // 0)"' -r "$work/o.json" >> "$work/ours-$c.counts"
+if [ "$only" != kv ]; then
+  echo "speculative decoding: $shape F16 target, $threads threads, --draft-max $draft_max, $generate tokens per query, medians of $repeats runs"
+  echo
+  # Decode rates: the target alone and with each draft, the two sides taking turns.
+  configs=(none "${drafts[@]}")
+  for _ in $(seq "$repeats"); do
+    for c in "${configs[@]}"; do
+      d=""
+      [ "$c" != none ] && d="$dir/$shape-$c.gguf"
+      read -r tps acc <<< "$(theirs "$target" "$d")"
+      echo "$tps" >> "$work/theirs-$c.tps"
+      echo "$acc" >> "$work/theirs-$c.acc"
+      ours "$target" "$d" > "$work/o.json"
+      [ "$c" = none ] && jq .speed.ttft_p50_ms "$work/o.json" >> "$work/verify.ms"
+      jq .speed.decode_tokens_per_s "$work/o.json" >> "$work/ours-$c.tps"
+      jq '.speed.draft.acceptance // 0' "$work/o.json" >> "$work/ours-$c.acc"
+      jq '.speed.draft // {} | "\(.drafted // 0) \(.accepted // 0) \(.steps // 0)"' -r "$work/o.json" >> "$work/ours-$c.counts"
+    done
   done
-done
-for c in "${configs[@]}"; do
-  for f in theirs-$c.tps theirs-$c.acc ours-$c.tps ours-$c.acc; do median < "$work/$f" > "$work/$f.m"; done
-done
-m() { cat "$work/$1.m"; }
-echo "| draft | file MiB | ours: tok/s alone | with draft | speed-up | taken | llama-server: tok/s alone | with draft | speed-up | taken | ours / llama-server (with draft) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
-for c in "${drafts[@]}"; do
-  printf '| %s | %.0f | %.2f | %.2f | %.2f | %.1f%% | %.2f | %.2f | %.2f | %.1f%% | %.2f |\n' "${draft_label[$c]}" \
-    "$(echo "$(stat -c %s "$dir/$shape-$c.gguf") / 1048576" | bc -l)" \
-    "$(m ours-none.tps)" "$(m "ours-$c.tps")" "$(ratio "$(m "ours-$c.tps")" "$(m ours-none.tps)")" "$(echo "$(m "ours-$c.acc") * 100" | bc -l)" \
-    "$(m theirs-none.tps)" "$(m "theirs-$c.tps")" "$(ratio "$(m "theirs-$c.tps")" "$(m theirs-none.tps)")" "$(echo "$(m "theirs-$c.acc") * 100" | bc -l)" \
-    "$(ratio "$(m "ours-$c.tps")" "$(m "theirs-$c.tps")")"
-done
+  for c in "${configs[@]}"; do
+    for f in theirs-$c.tps theirs-$c.acc ours-$c.tps ours-$c.acc; do median < "$work/$f" > "$work/$f.m"; done
+  done
+  m() { cat "$work/$1.m"; }
+  echo "| draft | file MiB | ours: tok/s alone | with draft | speed-up | taken | llama-server: tok/s alone | with draft | speed-up | taken | ours / llama-server (with draft) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  for c in "${drafts[@]}"; do
+    printf '| %s | %.0f | %.2f | %.2f | %.2f | %.1f%% | %.2f | %.2f | %.2f | %.1f%% | %.2f |\n' "${draft_label[$c]}" \
+      "$(echo "$(stat -c %s "$dir/$shape-$c.gguf") / 1048576" | bc -l)" \
+      "$(m ours-none.tps)" "$(m "ours-$c.tps")" "$(ratio "$(m "ours-$c.tps")" "$(m ours-none.tps)")" "$(echo "$(m "ours-$c.acc") * 100" | bc -l)" \
+      "$(m theirs-none.tps)" "$(m "theirs-$c.tps")" "$(ratio "$(m "theirs-$c.tps")" "$(m theirs-none.tps)")" "$(echo "$(m "theirs-$c.acc") * 100" | bc -l)" \
+      "$(ratio "$(m "ours-$c.tps")" "$(m "theirs-$c.tps")")"
+  done
 
-# What a drafted step costs against what it yields (ours): a step proposes about P tokens (P draft
-# decodes) and verifies them in one target batch of P + 1; it yields the taken tokens and one of
-# the target's own. The batch's time is the target's time to first token for its prompt of
-# draft-max + 1 tokens; each draft's time per token comes from a speed pass of its own.
-echo
-echo "| model | ms per token (decode) | ms for a batch of $((draft_max + 1)) tokens |"
-echo "|---|---|---|"
-target_ms=$(echo "1000 / $(m ours-none.tps)" | bc -l)
-verify_ms=$(median < "$work/verify.ms")
-printf '| target F16 | %.1f | %.1f (%.2f× one token) |\n' "$target_ms" "$verify_ms" "$(ratio "$verify_ms" "$target_ms")"
-for c in "${drafts[@]}"; do
-  ours "$dir/$shape-$c.gguf" > "$work/d.json"
-  echo "1000 / $(jq .speed.decode_tokens_per_s "$work/d.json")" | bc -l > "$work/$c.ms"
-  printf '| draft %s | %.1f (%.2f of the target'"'"'s) | |\n' "${draft_label[$c]}" "$(cat "$work/$c.ms")" "$(ratio "$(cat "$work/$c.ms")" "$target_ms")"
-done
-echo
-echo "| draft | proposed per step | taken per step | tokens per step | step: drafting + verifying (ms) | predicted tok/s | measured tok/s |"
-echo "|---|---|---|---|---|---|---|"
-for c in "${drafts[@]}"; do
-  read -r drafted accepted steps < <(tail -1 "$work/ours-$c.counts")
-  read -r p a step pred <<< "$(echo "$drafted $accepted $steps $(cat "$work/$c.ms") $verify_ms" |
-    awk '{ p = $1 / $3; a = $2 / $3; step = p * $4 + $5; printf "%f %f %f %f", p, a, step, (a + 1) * 1000 / step }')"
-  printf '| %s | %.2f | %.2f | %.2f | %.0f + %.0f | %.2f | %.2f |\n' "${draft_label[$c]}" "$p" "$a" "$(echo "$a + 1" | bc -l)" \
-    "$(echo "$p * $(cat "$work/$c.ms")" | bc -l)" "$verify_ms" "$pred" "$(tail -1 "$work/ours-$c.tps")"
-done
+  # What a drafted step costs against what it yields (ours): a step proposes about P tokens (P draft
+  # decodes) and verifies them in one target batch of P + 1; it yields the taken tokens and one of
+  # the target's own. The batch's time is the target's time to first token for its prompt of
+  # draft-max + 1 tokens; each draft's time per token comes from a speed pass of its own.
+  echo
+  echo "| model | ms per token (decode) | ms for a batch of $((draft_max + 1)) tokens |"
+  echo "|---|---|---|"
+  target_ms=$(echo "1000 / $(m ours-none.tps)" | bc -l)
+  verify_ms=$(median < "$work/verify.ms")
+  printf '| target F16 | %.1f | %.1f (%.2f× one token) |\n' "$target_ms" "$verify_ms" "$(ratio "$verify_ms" "$target_ms")"
+  for c in "${drafts[@]}"; do
+    ours "$dir/$shape-$c.gguf" > "$work/d.json"
+    echo "1000 / $(jq .speed.decode_tokens_per_s "$work/d.json")" | bc -l > "$work/$c.ms"
+    printf '| draft %s | %.1f (%.2f of the target'"'"'s) | |\n' "${draft_label[$c]}" "$(cat "$work/$c.ms")" "$(ratio "$(cat "$work/$c.ms")" "$target_ms")"
+  done
+  echo
+  echo "| draft | proposed per step | taken per step | tokens per step | step: drafting + verifying (ms) | predicted tok/s | measured tok/s |"
+  echo "|---|---|---|---|---|---|---|"
+  for c in "${drafts[@]}"; do
+    read -r drafted accepted steps < <(tail -1 "$work/ours-$c.counts")
+    read -r p a step pred <<< "$(echo "$drafted $accepted $steps $(cat "$work/$c.ms") $verify_ms" |
+      awk '{ p = $1 / $3; a = $2 / $3; step = p * $4 + $5; printf "%f %f %f %f", p, a, step, (a + 1) * 1000 / step }')"
+    printf '| %s | %.2f | %.2f | %.2f | %.0f + %.0f | %.2f | %.2f |\n' "${draft_label[$c]}" "$p" "$a" "$(echo "$a + 1" | bc -l)" \
+      "$(echo "$p * $(cat "$work/$c.ms")" | bc -l)" "$verify_ms" "$pred" "$(tail -1 "$work/ours-$c.tps")"
+  done
 
+fi
+
+[ "$only" = decode ] && exit 0
 # KV cache rows: the base (f16 cache) recorded once per side, then each quantized cache against it.
 echo
 echo "KV cache: $shape F16, $chunks chunks of $ctx tokens of $(basename "$text"), keys and values of one type"
 echo
 echo "| cache | KLD: ours | llama-perplexity | ours / theirs | cache MiB: ours | theirs | peak RSS MiB: ours | theirs | ours / theirs |"
 echo "|---|---|---|---|---|---|---|---|---|"
-lp=("$tools/llama-perplexity" -m "$target" -f "$text" -c "$ctx" -b "$ctx" --chunks "$chunks" -t "$threads")
+# -v: llama-perplexity logs its cache's size at the info level.
+lp=("$tools/llama-perplexity" -m "$target" -f "$text" -c "$ctx" -b "$ctx" --chunks "$chunks" -t "$threads" -v)
 # kv_mib NAME: the cache's size as llama.cpp logs it when it makes one ("llama_kv_cache: size = ...").
-kv_mib() { cat "$work/$1.out" "$work/$1.err" | sed -n 's/.*llama_kv_cache: size = *\([0-9.]*\) MiB.*/\1/p' | head -1; }
+kv_mib() { cat "$work/$1.out" "$work/$1.err" | sed -n 's/.*llama_kv_cache: size = *\([0-9.]*\) MiB.*/\1/p' | tail -1; }
 rss_mib() { awk '{ printf "%.0f", $1 / 1024 }' "$work/$1.rss"; }
 run_timed() {  # run_timed NAME COMMAND...: stdout to NAME.out, stderr to NAME.err, peak RSS (KiB) to NAME.rss
   local name=$1
@@ -193,8 +201,8 @@ printf '| f16 (the base) | | | | %.0f | %.0f | %s | %s | %.2f |\n' "$(kv_mib our
   "$(rss_mib ours-base)" "$(rss_mib theirs-base)" "$(ratio "$(rss_mib ours-base)" "$(rss_mib theirs-base)")"
 for type in q8_0 q4_0; do
   run_timed theirs "${lp[@]}" --kl-divergence-base "$work/theirs.kld" --kl-divergence -ctk "$type" -ctv "$type" -fa on
-  run_timed ours "$sy" -vv eval -m "$target" --base-file "$work/ours.ref" --cache-type-k "$type" --cache-type-v "$type" \
-    -t "$threads" --no-results --json
+  run_timed ours "$sy" -vv eval -m "$target" --base-file "$work/ours.ref" -c "$ctx" --cache-type-k "$type" \
+    --cache-type-v "$type" -t "$threads" --no-results --json
   theirs_kld=$(cat "$work/theirs.out" "$work/theirs.err" | sed -n 's/^Mean    KLD: *\([-0-9.e]*\).*/\1/p')
   ours_kld=$(jq .drift.kld.mean "$work/ours.out")
   printf '| %s | %.3e | %.3e | %.2f | %.0f | %.0f | %s | %s | %.2f |\n' "$type" "$ours_kld" "$theirs_kld" "$(ratio "$ours_kld" "$theirs_kld")" \
