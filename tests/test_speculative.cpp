@@ -3,13 +3,16 @@
 // vocabulary is refused with its reason, and `eval --speed --draft` times drafted decoding.
 #include "compress/quantize.h"
 #include "engine/llama_engine.h"
+#include "model/portfolio.h"
 #include "support/error.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <thread>
 
 using namespace switchyard;
 namespace test = switchyard::test;
@@ -170,4 +173,108 @@ TEST(Speculative, EvalSpeedWithADraftReportsWhatTheDraftDidInItsRounds) {
         test::run_switchyard({"eval", "-m", babyllama().string(), "--draft", draft.string(), "--no-results"});
     test::expect_clean_failure(no_speed,
                                "--draft speeds up generation, which only the speed pass times: give --speed too");
+}
+
+namespace {
+
+// Greedy completions of `prompts` from a server, in order, several in flight at once (the slots
+// verify their drafts side by side).
+std::vector<std::string> served_completions(int port, const std::vector<std::string> & prompts) {
+    std::vector<std::string> texts(prompts.size());
+    std::vector<std::thread> clients;
+    constexpr std::size_t kClients = 4;
+    for (std::size_t c = 0; c < kClients; ++c) {
+        clients.emplace_back([&, c] {
+            httplib::Client client("127.0.0.1", port);
+            client.set_read_timeout(60);
+            for (std::size_t i = c; i < prompts.size(); i += kClients) {
+                const nlohmann::json body = {{"prompt", prompts[i]}, {"max_tokens", 48}, {"temperature", 0}};
+                const auto res = client.Post("/v1/completions", body.dump(), "application/json");
+                texts[i] = res && res->status == 200 ? nlohmann::json::parse(res->body)["choices"][0]["text"].get<std::string>()
+                                                     : "HTTP failure";
+            }
+        });
+    }
+    for (auto & t : clients) t.join();
+    return texts;
+}
+
+std::string get_text(int port, const std::string & path) {
+    httplib::Client client("127.0.0.1", port);
+    const auto res = client.Get(path);
+    return res && res->status == 200 ? res->body : "";
+}
+
+double metric_value(const std::string & metrics, const std::string & series) {
+    const auto at = metrics.find(series + " ");
+    return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 1));
+}
+
+}  // namespace
+
+TEST(SpeculativeServe, ADraftedModelAnswersFiftyPromptsAsWithoutAndCountsItsTokens) {
+    const auto prompts = story_starts(50);
+    const std::vector<std::string> common = {"serve", "-m", babyllama().string(), "-c", "256", "--parallel", "4",
+                                             "-t", "2", "--port", "0"};
+    std::vector<std::string> expected;
+    {
+        test::ServerProcess plain(SWITCHYARD_BINARY, common);
+        expected = served_completions(plain.port(), prompts);
+    }
+    auto with_draft = common;
+    with_draft.insert(with_draft.end(), {"--draft", babyllama_as("Q4_0").string()});
+    test::ServerProcess drafted(SWITCHYARD_BINARY, with_draft);
+    const auto texts = served_completions(drafted.port(), prompts);
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+        EXPECT_NE(expected[i], "HTTP failure") << prompts[i];
+        EXPECT_EQ(expected[i], texts[i]) << prompts[i];
+    }
+
+    const std::string metrics = get_text(drafted.port(), "/metrics");
+    const std::string model = "model=\"babyllama-0.9M-f32\"";
+    const double proposed = metric_value(metrics, "switchyard_draft_tokens_total{" + model + "}");
+    const double taken = metric_value(metrics, "switchyard_draft_accepted_tokens_total{" + model + "}");
+    EXPECT_GT(proposed, 0) << metrics;
+    EXPECT_GT(taken, 0) << metrics;
+    EXPECT_LT(taken, proposed) << metrics;  // Q4_0 disagrees now and then
+    EXPECT_NEAR(metric_value(metrics, "switchyard_draft_acceptance_ratio{" + model + "}"), taken / proposed, 1e-6);
+    // The batcher publishes its counters after the step that answered the last request, so a read
+    // right after the answers may trail them by that step: /stats, read later, holds at least as many.
+    const auto stats = nlohmann::json::parse(get_text(drafted.port(), "/stats"));
+    EXPECT_EQ(stats["portfolio"]["models"][0]["draft"]["model"], "babyllama-Q4_0");
+    EXPECT_GE(stats["portfolio"]["models"][0]["draft"]["drafted_tokens"].get<double>(), proposed);
+}
+
+TEST(SpeculativePortfolio, ADraftNamesAnInProcessModelOfThePortfolio) {
+    const auto parse = [](const std::string & models) {
+        return model::parse_portfolio("models:\n" + models, "p.yaml", "/tmp");
+    };
+    const auto p = parse("  - {name: big, path: big.gguf, draft: small, draft_max: 4}\n"
+                         "  - {name: small, path: small.gguf, load: on_demand}\n");
+    EXPECT_EQ(p.models[0].draft, "small");
+    EXPECT_EQ(p.models[0].draft_path, std::filesystem::path("/tmp/small.gguf"));
+    EXPECT_EQ(p.models[0].draft_max, 4);
+    const auto again = model::parse_portfolio(model::portfolio_to_yaml(p, "/tmp"), "again.yaml", "/tmp");
+    EXPECT_EQ(again.models, p.models);
+
+    const auto error = [&](const std::string & models) {
+        try {
+            parse(models);
+        } catch (const Error & e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    EXPECT_NE(error("  - {name: big, path: big.gguf, draft: tiny}\n").find("names the draft 'tiny', which 'models' does not define"),
+              std::string::npos);
+    EXPECT_NE(error("  - {name: big, path: big.gguf, draft: big}\n").find("cannot draft for itself"), std::string::npos);
+    EXPECT_NE(error("  - {name: big, path: big.gguf, draft: far}\n  - {name: far, endpoint: 'http://h:1/v1'}\n")
+                  .find("must be an in-process model"),
+              std::string::npos);
+    EXPECT_NE(error("  - {name: far, endpoint: 'http://h:1/v1', draft: big}\n  - {name: big, path: big.gguf}\n")
+                  .find("models[0].draft"),
+              std::string::npos);
+    EXPECT_NE(error("  - {name: big, path: big.gguf, draft: small, draft_max: 0}\n  - {name: small, path: s.gguf}\n")
+                  .find("between 1 and 64"),
+              std::string::npos);
 }

@@ -25,6 +25,7 @@ struct ServeOptions {
     int parallel = 4;
     int threads = 0;
     model::KvCacheTypes kv_cache;
+    engine::DraftOptions draft;
     bool normalize = false;
     // Flags given on the command line override the portfolio's `server:` settings.
     std::optional<std::string> host, admin_token_env, api_keys_env, memory_budget;
@@ -48,6 +49,22 @@ void run_serve(const ServeOptions & o) {
                             .normalize = o.normalize});
         p.routes.push_back({.name = name, .model = name});
         p.default_route = name;
+        if (!o.draft.model_path.empty()) {
+            // The draft is a model of the portfolio too, as `draft:` requires: served by its name
+            // when asked for, loaded only then.
+            const std::string draft = o.draft.model_path.stem().string() + (o.draft.model_path.stem() == name ? "-draft" : "");
+            auto & served = p.models.front();
+            served.draft = draft;
+            served.draft_path = std::filesystem::absolute(o.draft.model_path);
+            served.draft_max = o.draft.max_tokens;
+            p.models.push_back({.name = draft,
+                                .path = served.draft_path,
+                                .context = o.context,
+                                .parallel = o.parallel,
+                                .threads = o.threads,
+                                .normalize = o.normalize,
+                                .load = model::PortfolioModel::Load::on_demand});
+        }
     }
     auto & s = p.server;
     if (o.host) s.host = *o.host;
@@ -116,6 +133,7 @@ void add_serve(CLI::App & app) {
     cmd->add_option("--parallel", o->parallel, "With -m: requests decoded side by side")->capture_default_str();
     add_threads(*cmd, o->threads, "with -m");
     add_cache_types(*cmd, o->kv_cache, "with -m (a portfolio model's `kv:`)");
+    add_draft(*cmd, o->draft, "with -m (a portfolio model's `draft:` and `draft_max:`)");
     cmd->add_flag("--normalize", o->normalize,
                   "With -m: collapse whitespace and drop characters the vocabulary cannot encode, in every prompt");
     cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1)");

@@ -108,6 +108,9 @@ Drafter::Drafter(const DraftOptions & options, const llama_model_params & params
     cparams.n_batch = llama_n_batch(target);
     cparams.n_ubatch = llama_n_ubatch(target);
     cparams.n_seq_max = llama_n_seq_max(target);
+    // Logits for one position per sequence at most (a proposal's next token; follow() asks for
+    // none it reads), not llama.cpp's default of a whole batch of vocabulary-wide rows.
+    cparams.n_outputs_max = cparams.n_seq_max;
     cparams.kv_unified = false;
     cparams.n_threads = llama_n_threads(target);
     cparams.n_threads_batch = llama_n_threads_batch(target);

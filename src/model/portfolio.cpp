@@ -38,7 +38,7 @@ void check_url(const YamlMap & y, const std::string & key, const std::string & u
 PortfolioModel read_model(const YamlMap & y) {
     y.reject_unknown({"name", "path", "endpoint", "remote_model", "api_key_env", "context", "parallel", "threads",
                       "gpu_layers", "kv", "rpc", "normalize", "cost_per_1k_tokens", "note", "replicas", "health", "load",
-                      "ttl_s"});
+                      "ttl_s", "draft", "draft_max"});
     PortfolioModel m;
     m.name = y.string("name");
     for (const auto & r : y.maps("replicas")) {
@@ -77,6 +77,11 @@ PortfolioModel read_model(const YamlMap & y) {
         m.kv_cache = read_kv_cache(*kv);
         if (m.path.empty()) y.fail("kv", "the KV cache types apply to an in-process model: give 'path' (a GGUF file)");
     }
+    m.draft = y.string("draft", "");
+    if (!m.draft.empty() && (m.path.empty() || !m.replicas.empty()))
+        y.fail("draft", "a draft runs beside an in-process model: give 'path' (a GGUF file) and no 'replicas'");
+    m.draft_max = static_cast<int>(y.integer("draft_max", m.draft_max));
+    if (m.draft_max < 1 || m.draft_max > 64) y.fail("draft_max", "must lie between 1 and 64 tokens");
     for (const auto & e : y.strings("rpc")) {
         try {
             m.rpc.push_back(rpc_endpoint(e));
@@ -278,11 +283,23 @@ ServerSettings read_server(const YamlMap & y) {
     return s;
 }
 
-// Every name a route or rule mentions must be defined: a typo must fail at load, not at the first request.
-void check_references(const Portfolio & p, const YamlMap & root) {
+// Every name a route, rule or draft mentions must be defined: a typo must fail at load, not at the
+// first request. A draft's file is resolved here.
+void check_references(Portfolio & p, const YamlMap & root) {
     std::set<std::string> seen;
     for (const auto & m : p.models)
         if (!seen.insert(m.name).second) root.fail("models", "the model name '" + m.name + "' appears twice");
+    for (auto & m : p.models) {
+        if (m.draft.empty()) continue;
+        const PortfolioModel * draft = p.find_model(m.draft);
+        if (draft == nullptr)
+            root.fail("models", "model '" + m.name + "' names the draft '" + m.draft + "', which 'models' does not define");
+        if (draft->name == m.name) root.fail("models", "model '" + m.name + "' cannot draft for itself");
+        if (draft->path.empty())
+            root.fail("models", "the draft '" + m.draft + "' of model '" + m.name +
+                                    "' must be an in-process model (a 'path'): it runs beside it");
+        m.draft_path = draft->path;
+    }
     seen.clear();
     for (const auto & r : p.routes) {
         if (!seen.insert(r.name).second) root.fail("routes", "the route name '" + r.name + "' appears twice");
@@ -386,6 +403,10 @@ std::string portfolio_to_yaml(const Portfolio & p, const std::filesystem::path &
             out << YAML::Key << "rpc" << YAML::Value << YAML::Flow << YAML::BeginSeq;
             for (const auto & e : m.rpc) out << "rpc://" + e;
             out << YAML::EndSeq;
+        }
+        if (!m.draft.empty()) {
+            out << YAML::Key << "draft" << YAML::Value << m.draft;
+            if (m.draft_max != PortfolioModel{}.draft_max) out << YAML::Key << "draft_max" << YAML::Value << m.draft_max;
         }
         if (m.normalize) out << YAML::Key << "normalize" << YAML::Value << true;
         // Four significant digits: a measured cost is known to a few percent, not to seventeen digits.

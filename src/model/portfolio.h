@@ -47,6 +47,13 @@ struct PortfolioModel {
     int gpu_layers = 0;
     // `kv: {k: q8_0, v: q8_0}`: the KV cache's element types (model/kv_cache.h), f16 by default.
     KvCacheTypes kv_cache;
+    // `draft: NAME`: another in-process model of the portfolio, with the same vocabulary, that
+    // drafts for this one (speculative decoding: the same answers, sooner where it is accepted).
+    // This model's engine loads its own copy of the draft's file (`draft_path`, resolved from the
+    // name when the portfolio is read), proposing up to `draft_max` tokens per step.
+    std::string draft;
+    std::filesystem::path draft_path;
+    int draft_max = 8;
     // rpc-server workers (HOST:PORT) that hold the in-process model's layers and compute them: one
     // model spread over several machines' memory. llama.cpp's RPC client stops the process when a
     // worker goes away, so these are for memory, not for availability (replicas are).

@@ -2,12 +2,14 @@
 // pull-based stream of its answer so the gateway can fall back before the client sees a byte.
 #pragma once
 
+#include "engine/drafter.h"
 #include "engine/engine.h"
 #include "serve/api.h"
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -144,6 +146,9 @@ public:
     // a load started for the requests to come, nobody waiting for it.
     virtual bool loaded() const { return true; }
     virtual void preload() {}
+    // What the model's draft (`draft:`) proposed and what was taken, since the model loaded;
+    // nullopt for a model without one, or while it is not loaded.
+    virtual std::optional<engine::DraftStats> draft_stats() const { return std::nullopt; }
 };
 
 }  // namespace switchyard::serve

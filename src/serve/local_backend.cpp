@@ -18,9 +18,11 @@ LocalBackend::LocalBackend(const model::PortfolioModel & entry, int max_queue) {
     options.engine.kv_cache = entry.kv_cache;
     options.engine.gpu_layers = entry.gpu_layers;
     options.engine.rpc = entry.rpc;
+    options.engine.draft = {.model_path = entry.draft_path, .max_tokens = entry.draft_max};
     options.max_queue = max_queue;
     batcher_ = std::make_shared<engine::ContinuousBatcher>(options);
     normalize_ = entry.normalize;
+    drafted_ = !entry.draft_path.empty();
     parallel_ = std::max(1, entry.parallel);
     if (!batcher_->chat_template().empty()) {
         if (batcher_->chat() == nullptr) {
@@ -203,6 +205,11 @@ std::string LocalBackend::detokenize(const std::vector<engine::Token> & tokens) 
 std::string LocalBackend::token_text(engine::Token token) { return batcher_->token_text(token); }
 int LocalBackend::context_length() const { return batcher_->model().context_length; }
 int LocalBackend::vocab_size() const { return batcher_->model().vocab_size; }
+
+std::optional<engine::DraftStats> LocalBackend::draft_stats() const {
+    if (!drafted_) return std::nullopt;
+    return batcher_->stats().draft;
+}
 
 int LocalBackend::load() const {
     const auto s = batcher_->stats();

@@ -28,6 +28,7 @@ public:
     std::string chat_template() const override { return batcher_->chat_template(); }
     int parallel() const override { return parallel_; }
     int load() const override;
+    std::optional<engine::DraftStats> draft_stats() const override;
 
     struct Prepared {
         engine::GenerateRequest request;
@@ -48,6 +49,7 @@ private:
 
     std::shared_ptr<engine::ContinuousBatcher> batcher_;
     bool normalize_ = false;
+    bool drafted_ = false;  // the entry names a draft
     int parallel_ = 1;
 };
 

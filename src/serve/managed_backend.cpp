@@ -33,8 +33,17 @@ namespace {
 
 // From the file's metadata only (no tensors), as the engine will run the entry.
 LoadBound bound_of(const model::PortfolioModel & entry) {
-    return load_bound(model::inspect_gguf(entry.path), entry.context, std::max(1, entry.parallel),
-                      engine::LlamaEngineOptions{}.batch_size, entry.kv_cache);
+    const int batch = engine::LlamaEngineOptions{}.batch_size;
+    LoadBound bound = load_bound(model::inspect_gguf(entry.path), entry.context, std::max(1, entry.parallel), batch,
+                                 entry.kv_cache);
+    // A draft is a second model in the same engine, with a context of the same shape (f16 cache).
+    if (!entry.draft_path.empty()) {
+        const LoadBound draft = load_bound(model::inspect_gguf(entry.draft_path), entry.context,
+                                           std::max(1, entry.parallel), batch, {});
+        bound.load += draft.load;
+        bound.buffers += draft.buffers;
+    }
+    return bound;
 }
 
 }  // namespace
@@ -142,6 +151,11 @@ int ManagedBackend::load() const {
 }
 
 std::shared_ptr<Backend> ManagedBackend::resident() const { return pinned_ ? pinned_ : residency_->loaded(model_); }
+
+std::optional<engine::DraftStats> ManagedBackend::draft_stats() const {
+    const auto b = resident();
+    return b ? b->draft_stats() : std::nullopt;
+}
 
 bool ManagedBackend::loaded() const { return pinned_ != nullptr || residency_->loaded(model_) != nullptr; }
 

@@ -65,6 +65,7 @@ public:
     int parallel() const override { return parallel_; }
     int load() const override;
     bool loaded() const override;
+    std::optional<engine::DraftStats> draft_stats() const override;
     void preload() override;
     // The loaded model itself (null while unloaded): what the shadow's KLD scores with.
     std::shared_ptr<Backend> resident() const;

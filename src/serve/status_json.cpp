@@ -3,6 +3,8 @@
 #include "serve/metrics.h"
 #include "serve/replica_set.h"
 
+#include <fmt/format.h>
+
 #include <utility>
 #include <vector>
 
@@ -20,6 +22,35 @@ std::vector<std::pair<std::string, ReplicaState>> replica_states(const Deploymen
             for (auto & state : set->states()) out.emplace_back(name, std::move(state));
         }
     }
+    return out;
+}
+
+// Every loaded model with a draft, as (model, what its draft did).
+std::vector<std::pair<std::string, engine::DraftStats>> draft_states(const Deployment & dep) {
+    std::vector<std::pair<std::string, engine::DraftStats>> out;
+    for (const auto & [name, backend] : dep.backends)
+        if (const auto stats = backend->draft_stats()) out.emplace_back(name, *stats);
+    return out;
+}
+
+std::string draft_metrics(const std::vector<std::pair<std::string, engine::DraftStats>> & drafts) {
+    std::string out;
+    if (drafts.empty()) return out;
+    const auto family = [&](const char * name, const char * type, const char * help, auto value) {
+        prometheus_family(out, name, type, help);
+        for (const auto & [model, stats] : drafts)
+            out += fmt::format("{}{{model=\"{}\"}} {}\n", name, prometheus_label(model), value(stats));
+    };
+    family("switchyard_draft_tokens_total", "counter",
+           "Tokens a model's draft proposed for it to verify (speculative decoding), since the model loaded.",
+           [](const engine::DraftStats & s) { return s.drafted; });
+    family("switchyard_draft_accepted_tokens_total", "counter",
+           "Of the draft's tokens, those the model's own sampler took, since the model loaded.",
+           [](const engine::DraftStats & s) { return s.accepted; });
+    family("switchyard_draft_steps_total", "counter", "Decode steps that verified a draft, since the model loaded.",
+           [](const engine::DraftStats & s) { return s.steps; });
+    family("switchyard_draft_acceptance_ratio", "gauge", "Accepted over proposed draft tokens (0 before any).",
+           [](const engine::DraftStats & s) { return s.acceptance(); });
     return out;
 }
 
@@ -147,6 +178,12 @@ json stats_json(json metrics, const Deployment & dep, const Cooldown & cooldown,
                           {"note", m.note},
                           {"cost_per_1k_tokens", m.cost_per_1k_tokens},
                           {"resting", cooldown.resting(m.name, now)}});
+        if (const auto draft = dep.backend(m.name)->draft_stats())
+            models.back()["draft"] = {{"model", m.draft},
+                                      {"drafted_tokens", draft->drafted},
+                                      {"accepted_tokens", draft->accepted},
+                                      {"steps", draft->steps},
+                                      {"acceptance", draft->acceptance()}};
     }
     for (const auto & r : dep.portfolio.routes) routes.push_back(route_json(r));
     metrics["portfolio"] = {{"models", models}, {"routes", routes}, {"default_route", dep.portfolio.default_route}};
@@ -171,7 +208,8 @@ json stats_json(json metrics, const Deployment & dep, const Cooldown & cooldown,
 
 std::string status_prometheus(const Deployment & dep, const http::ServerCounters & edge,
                               const CaptureCounts & captured) {
-    return edge_metrics(edge) + replica_metrics(replica_states(dep)) + capture_metrics(captured);
+    return edge_metrics(edge) + replica_metrics(replica_states(dep)) + capture_metrics(captured) +
+        draft_metrics(draft_states(dep));
 }
 
 }  // namespace switchyard::serve
