@@ -64,7 +64,7 @@ dir="${models:-$work}"
 mkdir -p "$dir"
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-ratio() { echo "$1 / $2" | bc -l; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }  # awk: jq may print 3.7e-05, which bc misreads
 
 # The target and its drafts; with --models, those already there are kept.
 target="$dir/$shape-f16.gguf"
