@@ -28,6 +28,9 @@
 #   tinystories-valid-head.txt, the same tokens on both sides).
 #   --models DIR: keep the generated models there and reuse them on the next run.
 #   --only decode, --only kv: the decode tables alone, or the KV cache table alone.
+# On a machine others are using, run it with BENCH_THREADS=1: with as many threads as busy cores,
+# llama.cpp's per-operation barriers wait on descheduled threads and both sides decode 10-36x
+# slower, drafting (many small decodes) the most.
 source "$(dirname "$0")/common.sh"
 shape=llama-3.2-1b
 draft_max=4
