@@ -1,6 +1,6 @@
 // Speculative decoding: a draft model's proposals, verified by the target, leave the target's
-// output as it was (the self-draft of babyllama by its own Q8_0 and Q4_0), and a draft of another
-// vocabulary is refused with its reason.
+// output as it was (the self-draft of babyllama by its own Q8_0 and Q4_0), a draft of another
+// vocabulary is refused with its reason, and `eval --speed --draft` times drafted decoding.
 #include "compress/quantize.h"
 #include "engine/llama_engine.h"
 #include "model/portfolio.h"
@@ -142,6 +142,37 @@ TEST(Speculative, GenerateWithADraftPrintsTheSameTextAndWhatTheDraftDid) {
     EXPECT_EQ(plain.out, drafted.out);
     EXPECT_NE(drafted.err.find("draft: "), std::string::npos) << drafted.err;
     EXPECT_NE(drafted.err.find("tokens proposed"), std::string::npos) << drafted.err;
+}
+
+TEST(Speculative, EvalSpeedWithADraftReportsWhatTheDraftDidInItsRounds) {
+    const auto draft = babyllama_as("Q8_0");
+    const std::vector<std::string> common = {"eval", "-m", babyllama().string(), "--speed", "--speed-prompt", "16",
+                                             "--speed-generate", "32", "--speed-repeats", "6", "--no-results"};
+    auto json_args = common;
+    json_args.insert(json_args.end(), {"--draft", draft.string(), "--draft-max", "4", "--json"});
+    const auto r = test::run_switchyard(json_args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto & d = j.at("speed").at("draft");
+    EXPECT_EQ(d.at("model"), draft.string());
+    EXPECT_EQ(d.at("max_tokens"), 4);
+    // At least 6 rounds of two queries, 31 tokens each after the first: proposals in every one.
+    EXPECT_GE(d.at("steps").get<int>(), 12);
+    EXPECT_LE(d.at("drafted").get<int>(), 4 * d.at("steps").get<int>());
+    EXPECT_GT(d.at("acceptance").get<double>(), 0.5) << d.dump();
+    EXPECT_GT(j.at("speed").at("decode_tokens_per_s").get<double>(), 0);
+
+    auto text_args = common;
+    text_args.insert(text_args.end(), {"--draft", draft.string()});
+    const auto text = test::run_switchyard(text_args);
+    ASSERT_EQ(text.exit_code, 0) << text.err;
+    EXPECT_NE(text.out.find("  draft: "), std::string::npos) << text.out;
+    EXPECT_NE(text.out.find("taken ("), std::string::npos) << text.out;
+
+    const auto no_speed =
+        test::run_switchyard({"eval", "-m", babyllama().string(), "--draft", draft.string(), "--no-results"});
+    test::expect_clean_failure(no_speed,
+                               "--draft speeds up generation, which only the speed pass times: give --speed too");
 }
 
 namespace {

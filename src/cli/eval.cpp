@@ -90,6 +90,8 @@ void print_report(const eval::EvalReport & report) {
                    p->bits_per_byte, p->tokens);
     }
     if (report.speed) print_speed(*report.speed, report.price_per_hour);
+    if (report.speed && !report.draft.model_path.empty())
+        fmt::print("  {}, by {}\n", describe_draft(eval::draft_stats(*report.speed)), report.draft.model_path.string());
     if (const auto & d = report.drift) {
         fmt::print(
             "  against the base: mean KLD {:.4e}, p99 {:.4e}, top-1 agreement {:.2f}%, RMS dp {:.4f}, PPL ratio {:.4f}\n",
@@ -268,6 +270,7 @@ void add_eval(CLI::App & app) {
     cmd->add_flag("--no-results", f->no_results, "Neither reuse nor record results");
     add_threads(*cmd, r.threads);
     add_cache_types(*cmd, r.kv_cache, "of the measured model (the base's stays f16)");
+    add_draft(*cmd, r.draft, "in the speed pass (needs --speed)");
     cmd->add_option(
            "--rpc", r.rpc,
            "rpc-server workers (rpc://HOST:PORT, comma-separated) that hold the model's layers and compute them")

@@ -31,6 +31,8 @@ void check_served_request(const EvalRequest & r) {
 void check_request(const EvalRequest & r) {
     if (!r.served && r.model.empty())
         throw Error("give the model to measure: -m FILE.gguf, or --endpoint URL [-m NAME] for a served one");
+    if (!r.draft.model_path.empty() && !r.speed)
+        throw Error("--draft speeds up generation, which only the speed pass times: give --speed too");
     if (r.tasks.empty() && r.text.empty() && r.base_file.empty() && !r.speed)
         throw Error("nothing to measure: give --tasks SPEC, --text FILE and/or --speed");
     if (r.served) check_served_request(r);
@@ -172,9 +174,11 @@ EvalReport run_eval(const EvalRequest & r) {
                                           .threads = r.threads,
                                           .context_length = report.context,
                                           .rpc = r.rpc,
-                                          .kv_cache = r.kv_cache},
+                                          .kv_cache = r.kv_cache,
+                                          .draft = r.draft},
                                          *r.speed);
             report.price_per_hour = r.speed->price_per_hour;
+            report.draft = r.draft;
         }
     }
     SuiteRuns runs(r, served_as);
@@ -233,6 +237,15 @@ void to_json(nlohmann::json & j, const EvalReport & r) {
     }
     if (const auto & v = r.speed) {
         j["speed"] = *v;
+        if (!r.draft.model_path.empty()) {
+            const auto d = draft_stats(*v);
+            j["speed"]["draft"] = {{"model", r.draft.model_path.string()},
+                                   {"max_tokens", r.draft.max_tokens},
+                                   {"drafted", d.drafted},
+                                   {"accepted", d.accepted},
+                                   {"steps", d.steps},
+                                   {"acceptance", d.acceptance()}};
+        }
         if (r.price_per_hour > 0)
             j["cost"] = {{"price_per_hour", r.price_per_hour},
                          {"per_1k_tokens", v->cost_per_1k_tokens},

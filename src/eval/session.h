@@ -38,6 +38,9 @@ struct EvalRequest {
     // The measured model's KV cache types (the base's stays f16): its results are recorded apart
     // (ResultsStore::file_model).
     model::KvCacheTypes kv_cache;
+    // A draft model for the speed pass (speculative decoding): it needs `speed`. Task suites and
+    // text read the model's own distributions, which a draft does not change.
+    engine::DraftOptions draft;
     std::vector<std::string> rpc;  // rpc-server workers holding the model's layers
     bool progress = true;  // progress lines and notes on stderr
 };
@@ -62,6 +65,7 @@ struct EvalReport {
     int drift_top_k = 0;  // the reference's log-probabilities per position
     std::optional<SpeedResult> speed;
     double price_per_hour = 0;  // of the speed's hardware; 0: no cost figures
+    engine::DraftOptions draft;  // the speed pass's draft model, if any (what it did: in `speed`)
 
     double ppl_ratio() const { return drift ? drift->perplexity / drift->reference_perplexity : 0.0; }
 };
@@ -73,7 +77,8 @@ EvalReport run_eval(const EvalRequest & request);
 // `eval --json`: {"model", "endpoint"?, "base"?, "normalize", "context", "suites": [SuiteResult's form
 // with "base" and "comparison" (PairedComparison's) beside a base], "perplexity", "bits_per_byte",
 // "text": {"chunks", "tokens_scored", "bytes_scored"}, "drift": Drift's form with "top_k" and
-// "ppl_ratio", "speed": SpeedResult's form, "cost": {"price_per_hour", "per_1k_tokens", "per_query"}}.
+// "ppl_ratio", "speed": SpeedResult's form (with a draft, and "draft": {"model", "max_tokens", "drafted",
+// "accepted", "steps", "acceptance"}), "cost": {"price_per_hour", "per_1k_tokens", "per_query"}}.
 void to_json(nlohmann::json & j, const SuiteReport & suite);
 void to_json(nlohmann::json & j, const EvalReport & report);
 

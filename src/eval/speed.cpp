@@ -273,6 +273,7 @@ std::string name_of(const engine::LlamaEngineOptions & eo) { return eo.model_pat
 void record_draft(SpeedResult & r, const engine::DraftStats & before, const engine::DraftStats & after) {
     r.draft_tokens = after.drafted - before.drafted;
     r.draft_accepted = after.accepted - before.accepted;
+    r.draft_steps = after.steps - before.steps;
 }
 
 }  // namespace

@@ -63,6 +63,7 @@ struct SpeedResult {
     // those the tokens the model's sampler accepted (engine::DraftStats); 0 without one.
     std::uint64_t draft_tokens = 0;
     std::uint64_t draft_accepted = 0;
+    std::uint64_t draft_steps = 0;  // verification steps over the timed queries
 };
 
 // A candidate against a reference: interleaved rounds, each one query of the same text per model,
@@ -83,8 +84,9 @@ struct PairedSpeed {
 };
 
 // Loads the model by itself (threads and context as given) and times it in rounds of one query.
-// Throws switchyard::Error when the model cannot be loaded, the text cannot be encoded, or a query
-// does not generate its tokens (a failed measurement: never a rate of 0).
+// With a draft model (engine_options.draft) the rounds decode speculatively, and the result says
+// what the draft did in them. Throws switchyard::Error when the model cannot be loaded, the text
+// cannot be encoded, or a query does not generate its tokens (a failed measurement: never a rate of 0).
 SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, const SpeedOptions & options);
 
 // The candidate alone first (its peak memory, a warm-up), then the reference loaded beside it and
@@ -94,6 +96,11 @@ SpeedResult measure_speed(const engine::LlamaEngineOptions & engine_options, con
 // their characters per token on the text). Throws like measure_speed.
 PairedSpeed measure_speed_against(const engine::LlamaEngineOptions & candidate,
                                   const engine::LlamaEngineOptions & reference, const SpeedOptions & options);
+
+// What the draft did in a speed pass's timed queries, as the engine counts it.
+inline engine::DraftStats draft_stats(const SpeedResult & speed) {
+    return {.drafted = speed.draft_tokens, .accepted = speed.draft_accepted, .steps = speed.draft_steps};
+}
 
 // Code points per token of `text` by the engine's tokenizer (no BOS); 0 for an empty text.
 double chars_per_token(const engine::Engine & engine, std::string_view text);
@@ -116,7 +123,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SpeedResult, prefill_tokens_per_s, decode_tok
                                    query_ms, query_ms_lo, query_ms_hi, query_p95_ms, peak_rss_bytes, kv_cache_bytes,
                                    file_bytes, joules_per_token, energy_source, cost_per_1k_tokens, cost_per_query,
                                    prompt_tokens, generate_tokens, chars_per_token, rounds, draft_tokens,
-                                   draft_accepted)
+                                   draft_accepted, draft_steps)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PairedSpeed, candidate, reference, ratio, ratio_lo, ratio_hi, rounds,
                                    answers_compared, answers_identical, first_difference)
 
