@@ -34,11 +34,7 @@ for model in "$@"; do
   "$server" -m "$model" --host 127.0.0.1 --port "$port" --parallel "$concurrency" -c $((ctx * concurrency)) \
     -t "$threads" -tb "$threads" -b 512 -ub 512 --no-kv-unified --no-webui > "$log" 2>&1 &
   pid=$!
-  for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:$port/health" > /dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { echo "bench: llama-server exited:" >&2; tail -5 "$log" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_ready "http://127.0.0.1:$port" "$pid" "$log"
   build/switchyard_batching_bench --model "$model" --prompts "$data/data/tinystories-valid-head.txt" --server "http://127.0.0.1:$port" \
     --requests "$requests" --concurrency "$concurrency" --max-tokens "$max_tokens" --context "$ctx" --threads "$threads" --repeats "$repeats"
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -24,6 +24,22 @@ median_seconds() {
   printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 
+# wait_ready URL PID [LOG]: until URL/health answers 200 (2 minutes at most) or the process dies
+# (then the end of LOG, where given, says why).
+wait_ready() {
+  for _ in $(seq 1200); do
+    curl -sf "$1/health" > /dev/null 2>&1 && return 0
+    if ! kill -0 "$2" 2> /dev/null; then
+      echo "bench: the server at $1 exited" >&2
+      [ -n "${3:-}" ] && tail -5 "$3" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "bench: the server at $1 did not come up" >&2
+  exit 1
+}
+
 # A loopback port nothing answers on, from START (default: a random one above 20000) upwards.
 free_port() {
   local p="${1:-$(shuf -i 20000-50000 -n 1)}"

@@ -79,17 +79,6 @@ row() {  # row OPERATION THEIRS_S OURS_S THEIRS_MIB OURS_MIB NOTE
   printf '  %-26s %9.2f %9.2f %6.2f %9s %9s  %s\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" "$4" "$5" "$6"
 }
 
-# wait_ready URL PID: until URL/health answers 200 or the process dies.
-wait_ready() {
-  for _ in $(seq 1200); do
-    curl -sf "$1/health" > /dev/null 2>&1 && return 0
-    kill -0 "$2" 2> /dev/null || { echo "bench: the server at $1 exited" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "bench: the server at $1 did not come up" >&2
-  exit 1
-}
-
 # decode_rate URL PARALLEL REQUESTS: PARALLEL clients each sending REQUESTS completions one after
 # another; prints completion tokens per second over the wall time.
 decode_rate() {

@@ -98,11 +98,7 @@ theirs() {
   [ -n "${2:-}" ] && args+=(-md "$2" --spec-type draft-simple --spec-draft-n-max "$draft_max")
   "${args[@]}" > "$work/server.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 1200); do
-    curl -sf "http://127.0.0.1:$port/health" > /dev/null 2>&1 && break
-    kill -0 "$server_pid" 2> /dev/null || { echo "bench: llama-server exited: ${args[*]}" >&2; tail -3 "$work/server.log" >&2; exit 1; }
-    sleep 0.1
-  done
+  wait_ready "http://127.0.0.1:$port" "$server_pid" "$work/server.log"
   : > "$work/theirs.json"
   # The prompts differ (a cached prompt would skip the prefill): the text's paragraphs, cut to
   # about 32 tokens; the first request warms up.
