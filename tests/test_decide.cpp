@@ -656,7 +656,8 @@ TEST(PlanFile, DraftsAreAutoNoneOrAListOfCandidatesAndFiles) {
     EXPECT_EQ(listed.drafts.models[2].path, "/p/d/tiny.gguf");
     EXPECT_EQ(plan_error(head + "drafts: [hosted]\n"),
               "plan.yaml:6: drafts: 'hosted' is served by an endpoint: a draft runs in process beside the base, so it must be a GGUF file");
-    EXPECT_EQ(plan_error(head + "draft_max: 0\n"), "plan.yaml:6: draft_max: must be at least 1 (tokens drafted per step at most)");
+    EXPECT_EQ(plan_error(head + "draft_max: 0\n"), "plan.yaml:6: draft_max: must lie between 1 and 64 (tokens drafted per step at most)");
+    EXPECT_EQ(plan_error(head + "draft_max: 65\n"), "plan.yaml:6: draft_max: must lie between 1 and 64 (tokens drafted per step at most)");
     EXPECT_EQ(plan_error("alternatives: [s.gguf]\ntasks:\n  - spec: t.jsonl\ndrafts: [s]\n"),
               "plan.yaml:4: drafts: a draft speeds up the base as it runs here: give 'base' as a GGUF file");
 }

@@ -331,7 +331,9 @@ Policy read_policy(const YamlMap & y) {
 DraftsSpec read_drafts(const YamlMap & root, const Plan & plan) {
     DraftsSpec d;
     d.max_tokens = static_cast<int>(root.integer("draft_max", d.max_tokens));
-    if (d.max_tokens < 1) root.fail("draft_max", "must be at least 1 (tokens drafted per step at most)");
+    // The portfolio's bounds, which serve reads back.
+    if (d.max_tokens < 1 || d.max_tokens > 64)
+        root.fail("draft_max", "must lie between 1 and 64 (tokens drafted per step at most)");
     if (!root.has("drafts")) return d;
     const auto node = root.node("drafts");
     if (node.IsScalar() && (node.Scalar() == "auto" || node.Scalar() == "none")) {
